@@ -1,0 +1,80 @@
+# Berth — build, test and run. `make help` lists the targets.
+#
+# Every target that builds first makes sure the Debian packages it needs are
+# installed (third_party/deps.sh is quick when nothing is missing).
+
+BUILD   ?= build
+RELEASE := $(BUILD)/release
+ASAN    := $(BUILD)/asan
+FUZZ    := $(BUILD)/fuzz
+JOBS    ?= $(shell nproc)
+DATA    ?= ./berth-data
+LISTEN  ?= 0.0.0.0:7070
+
+.PHONY: all build deps test unit integration asan fuzz-regress fuzz run bench clean format tidy help
+
+all: build
+
+help:
+	@echo "make deps      install build and test dependencies (Debian packages; root)"
+	@echo "make           build build/berth (release, static, stripped)"
+	@echo "make run       build, then run the all-in-one server on $(LISTEN) with data in $(DATA)"
+	@echo "make test      the whole suite: unit, integration, unit under ASan+UBSan, fuzz corpus"
+	@echo "make fuzz      run the libFuzzer harnesses for a while (FUZZ_SECONDS=60)"
+	@echo "make bench     run the benchmarks in bench/ (slow; never part of make test)"
+	@echo "make format    clang-format every source file"
+	@echo "make tidy      clang-tidy over src/"
+
+deps:
+	@./third_party/deps.sh
+
+build: deps
+	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(RELEASE) -j$(JOBS)
+	@cp $(RELEASE)/src/berth $(BUILD)/berth
+	@printf 'build/berth: %s bytes, %s\n' "$$(stat -c %s $(BUILD)/berth)" "$$(file -b $(BUILD)/berth | grep -o 'statically linked.*')"
+
+run: build
+	@exec $(BUILD)/berth server --data $(DATA) --listen $(LISTEN)
+
+unit: build
+	@$(RELEASE)/tests/unit/berth_unit_tests
+
+integration: build
+	@python3 tests/integration/run.py --binary $(BUILD)/berth
+
+asan: deps
+	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DBERTH_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN) -j$(JOBS) --target berth_unit_tests
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(ASAN)/tests/unit/berth_unit_tests
+
+$(FUZZ)/.configured: CMakeLists.txt tests/fuzz/CMakeLists.txt
+	@cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DBERTH_FUZZ=ON \
+		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	@touch $@
+
+fuzz-regress: deps $(FUZZ)/.configured
+	@cmake --build $(FUZZ) -j$(JOBS)
+	@tests/fuzz/run.sh $(FUZZ) regress
+
+fuzz: deps $(FUZZ)/.configured
+	@cmake --build $(FUZZ) -j$(JOBS)
+	@tests/fuzz/run.sh $(FUZZ) explore $${FUZZ_SECONDS:-60}
+
+# The whole suite. Each part prints its own report; the last line counts suites.
+test: build
+	@tests/run-all.sh "$(MAKE)"
+
+bench: build
+	@for b in bench/*.sh; do echo "== $$b"; $$b || exit 1; done
+
+format:
+	@clang-format -i $$(git ls-files '*.cc' '*.h')
+
+tidy:
+	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@clang-tidy -p $(RELEASE) --quiet $$(git ls-files 'src/*.cc')
+
+clean:
+	rm -rf $(BUILD)

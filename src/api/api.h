@@ -1,0 +1,32 @@
+// The native REST API (/v1), its authentication gate, and the open routes
+// (/healthz) and /metrics. Handlers validate input, read from the in-memory state,
+// and turn every change into a command for the store; the answer to a change goes
+// out when its transaction has committed.
+#pragma once
+
+#include <optional>
+
+#include "base/clock.h"
+#include "base/metrics.h"
+#include "model/state.h"
+#include "net/http_server.h"
+#include "net/router.h"
+#include "store/store.h"
+
+namespace berth::api {
+
+struct Context {
+  model::State* state = nullptr;
+  store::Store* store = nullptr;
+  metrics::Registry* metrics = nullptr;
+  const Clock* clock = nullptr;
+};
+
+// Adds every route to `router`. `ctx` must outlive the router.
+void AddRoutes(net::http::Router* router, Context* ctx);
+
+// The authentication gate: a bearer token (compared in constant time through its
+// hash) whose role allows the request; 401 or 403 otherwise.
+std::optional<net::http::Response> Authenticate(const model::State& state, net::http::Exchange& ex);
+
+}  // namespace berth::api

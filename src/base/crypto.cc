@@ -1,0 +1,90 @@
+#include "base/crypto.h"
+
+#include <mbedtls/sha256.h>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+namespace berth::crypto {
+
+static_assert(sizeof(mbedtls_sha256_context) <= 256, "Sha256Stream::ctx_ too small");
+
+Status RandomBytes(void* out, size_t len) {
+  auto* p = static_cast<uint8_t*>(out);
+  while (len > 0) {
+    ssize_t n = getrandom(p, len, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error::Internal(std::string("getrandom: ") + strerror(errno));
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Result<std::string> NewToken(std::string_view prefix) {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  uint8_t raw[32];
+  if (Status s = RandomBytes(raw, sizeof raw); !s) return s.take_error();
+  std::string out(prefix);
+  // 256 bits as base64url without padding: 43 characters.
+  uint32_t acc = 0;
+  int bits = 0;
+  for (uint8_t b : raw) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 63]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
+  return out;
+}
+
+Sha256Digest Sha256(std::string_view data) {
+  Sha256Digest d{};
+  mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(data.data()), data.size(), d.data(), 0);
+  return d;
+}
+
+std::string Hex(const uint8_t* data, size_t len) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out(len * 2, '0');
+  for (size_t i = 0; i < len; i++) {
+    out[2 * i] = kDigits[data[i] >> 4];
+    out[2 * i + 1] = kDigits[data[i] & 15];
+  }
+  return out;
+}
+
+bool ConstantTimeEqual(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  volatile uint8_t diff = 0;
+  for (size_t i = 0; i < a.size(); i++) diff = diff | static_cast<uint8_t>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+Sha256Stream::Sha256Stream() {
+  auto* ctx = new (ctx_) mbedtls_sha256_context;
+  mbedtls_sha256_init(ctx);
+  mbedtls_sha256_starts_ret(ctx, 0);
+}
+
+Sha256Stream::~Sha256Stream() { mbedtls_sha256_free(reinterpret_cast<mbedtls_sha256_context*>(ctx_)); }
+
+void Sha256Stream::Update(std::string_view data) {
+  mbedtls_sha256_update_ret(reinterpret_cast<mbedtls_sha256_context*>(ctx_),
+                            reinterpret_cast<const unsigned char*>(data.data()), data.size());
+}
+
+Sha256Digest Sha256Stream::Finish() {
+  Sha256Digest d{};
+  mbedtls_sha256_finish_ret(reinterpret_cast<mbedtls_sha256_context*>(ctx_), d.data());
+  return d;
+}
+
+}  // namespace berth::crypto

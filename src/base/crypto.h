@@ -1,0 +1,42 @@
+// Small cryptographic helpers over mbedTLS and the kernel's random source.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace berth::crypto {
+
+// Fills `out` from getrandom(2); fails only if the kernel refuses.
+Status RandomBytes(void* out, size_t len);
+
+// A fresh secret token: `prefix` followed by 43 URL-safe base64 characters (256 bits).
+Result<std::string> NewToken(std::string_view prefix);
+
+using Sha256Digest = std::array<uint8_t, 32>;
+
+Sha256Digest Sha256(std::string_view data);
+std::string Hex(const uint8_t* data, size_t len);
+inline std::string Hex(const Sha256Digest& d) { return Hex(d.data(), d.size()); }
+
+// Equal iff a == b, in time that depends only on the lengths.
+bool ConstantTimeEqual(std::string_view a, std::string_view b);
+
+// Incremental SHA-256, for hashing streamed bodies as they arrive.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(std::string_view data);
+  Sha256Digest Finish();
+
+ private:
+  alignas(8) unsigned char ctx_[256];
+};
+
+}  // namespace berth::crypto

@@ -1,0 +1,41 @@
+// Command-line flags: `--name value`, `--name=value`, boolean `--name`, `-h`/`--help`,
+// and positional arguments. Unknown flags are errors that name the flag.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace berth::flags {
+
+struct FlagSpec {
+  std::string name;        // without dashes
+  bool takes_value = true;
+  std::string value_name;  // for help: "DIR"
+  std::string help;
+};
+
+struct Parsed {
+  std::map<std::string, std::string> values;  // flag → value ("true" for booleans)
+  std::vector<std::string> positional;
+  bool help = false;
+
+  bool Has(const std::string& name) const { return values.count(name) > 0; }
+  std::string Get(const std::string& name, const std::string& fallback = "") const;
+};
+
+Result<Parsed> ParseFlags(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs);
+
+// The flags part of a help text, one line per flag.
+std::string FlagsHelp(const std::vector<FlagSpec>& specs);
+
+// "250ms", "10s", "2m", "1h" (or a bare number of milliseconds) → milliseconds.
+Result<uint64_t> ParseDuration(const std::string& text, const std::string& flag);
+// "16KiB", "1MiB", "4096" → bytes.
+Result<uint64_t> ParseSize(const std::string& text, const std::string& flag);
+Result<uint64_t> ParseCount(const std::string& text, const std::string& flag);
+
+}  // namespace berth::flags

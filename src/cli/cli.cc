@@ -1,0 +1,238 @@
+#include "cli/cli.h"
+
+#include <cstdio>
+
+#include "base/flags.h"
+#include "base/json.h"
+#include "cli/config.h"
+#include "cli/table.h"
+#include "net/http_client.h"
+
+namespace berth::cli {
+
+namespace http = net::http;
+
+namespace {
+
+enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kAuth = 4 };
+
+int UsageError(const std::string& cmd, const std::string& message) {
+  fprintf(stderr, "berth %s: %s\nRun 'berth %s --help' for usage.\n", cmd.c_str(), message.c_str(), cmd.c_str());
+  return kUsage;
+}
+
+// One API call: the answer's JSON body, or an exit code with the error printed.
+struct CallResult {
+  int exit = kOk;
+  json::Doc body;
+};
+
+CallResult Call(const std::string& method, const std::string& target, const std::string& body = "") {
+  CallResult out;
+  Result<Config> cfg = LoadConfig();
+  if (!cfg) {
+    fprintf(stderr, "berth: %s\n", cfg.error().message.c_str());
+    out.exit = kUsage;
+    return out;
+  }
+  Result<net::Endpoint> ep = net::Endpoint::Parse(cfg->server, 7070);
+  if (!ep) {
+    fprintf(stderr, "berth: server address %s: %s\n", cfg->server.c_str(), ep.error().message.c_str());
+    out.exit = kUsage;
+    return out;
+  }
+  http::ClientRequest req;
+  req.method = method;
+  req.target = target;
+  req.body = body;
+  if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
+  if (!cfg->token.empty()) req.headers.push_back({"Authorization", "Bearer " + cfg->token});
+  http::ClientOptions opts;
+  opts.timeout_ms = 30000;
+  Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts);
+  if (!r) {
+    fprintf(stderr,
+            "berth: cannot reach the server at %s: %s\n"
+            "Is 'berth server' running there? Set the address with 'berth configure --server URL' or BERTH_SERVER.\n",
+            cfg->server.c_str(), r.error().message.c_str());
+    out.exit = kUnreachable;
+    return out;
+  }
+  Result<json::Doc> doc = json::Doc::Parse(r->body);
+  std::string code = "HTTP" + std::to_string(r->status), message = r->body;
+  if (doc && doc->view().Get("error").IsObject()) {
+    code = std::string(doc->view().Get("error").Get("code").String());
+    message = std::string(doc->view().Get("error").Get("message").String());
+  }
+  if (r->status == 401) {
+    fprintf(stderr,
+            "berth: the server refused the credentials (%s: %s)\n"
+            "Set a valid token with 'berth configure --token TOKEN' or BERTH_TOKEN; the admin token is in the "
+            "server's data directory (admin-token).\n",
+            code.c_str(), message.c_str());
+    out.exit = kAuth;
+    return out;
+  }
+  if (r->status >= 300) {
+    fprintf(stderr, "berth: %s: %s\n", code.c_str(), message.c_str());
+    out.exit = kRefused;
+    return out;
+  }
+  if (!doc) {
+    fprintf(stderr, "berth: the server sent an answer that is not JSON: %s\n", doc.error().message.c_str());
+    out.exit = kRefused;
+    return out;
+  }
+  out.body = std::move(doc.value());
+  return out;
+}
+
+std::string Str(json::View v, const char* key) { return std::string(v.Get(key).String()); }
+std::string Num(json::View v, const char* key) { return std::to_string(static_cast<int64_t>(v.Get(key).Number())); }
+
+void PrintClusters(const std::vector<json::View>& clusters) {
+  Table t({"NAME", "STATUS", "NODES", "SERVICES", "RUNNING", "PENDING", "ARN"});
+  for (json::View c : clusters) {
+    t.Add({Str(c, "clusterName"), Str(c, "status"), Num(c, "registeredContainerInstancesCount"),
+           Num(c, "activeServicesCount"), Num(c, "runningTasksCount"), Num(c, "pendingTasksCount"),
+           Str(c, "clusterArn")});
+  }
+  printf("%s", t.Render().c_str());
+}
+
+const char kClusterUsage[] =
+    "Usage:\n"
+    "  berth cluster create NAME   create a cluster\n"
+    "  berth cluster ls            list clusters\n"
+    "  berth cluster describe NAME show one cluster\n"
+    "  berth cluster rm NAME       delete a cluster (refused while it has nodes or services)\n"
+    "\n"
+    "Flags:\n"
+    "  --json                      print the ECS-shaped JSON instead of a table\n";
+
+int ClusterCommand(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p = flags::ParseFlags(args, {{"json", false, "", "print JSON"}});
+  if (!p) return UsageError("cluster", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s", kClusterUsage);
+    return p->help ? kOk : kUsage;
+  }
+  bool as_json = p->Has("json");
+  const std::string& sub = p->positional[0];
+  auto need_name = [&]() -> const std::string* {
+    if (p->positional.size() != 2) return nullptr;
+    return &p->positional[1];
+  };
+  if (sub == "ls" || sub == "list") {
+    if (p->positional.size() != 1) return UsageError("cluster", "ls takes no arguments");
+    CallResult r = Call("GET", "/v1/clusters");
+    if (r.exit) return r.exit;
+    if (as_json) {
+      printf("%s\n", r.body.Print().c_str());
+      return kOk;
+    }
+    std::vector<json::View> list;
+    for (json::View c : r.body.view().Get("clusters")) list.push_back(c);
+    PrintClusters(list);
+    return kOk;
+  }
+  if (sub == "create" || sub == "describe" || sub == "rm" || sub == "delete") {
+    const std::string* name = need_name();
+    if (!name) return UsageError("cluster", sub + " takes exactly one NAME");
+    CallResult r;
+    if (sub == "create") {
+      r = Call("POST", "/v1/clusters", json::Doc::Object().Set("clusterName", *name).Print());
+    } else {
+      r = Call(sub == "describe" ? "GET" : "DELETE", "/v1/clusters/" + http::UrlEncode(*name));
+    }
+    if (r.exit) return r.exit;
+    json::View c = r.body.view().Get("cluster");
+    if (as_json) {
+      printf("%s\n", c.Print().c_str());
+    } else if (sub == "describe") {
+      PrintClusters({c});
+    } else {
+      printf("%s %s\n", sub == "create" ? "created" : "deleted", Str(c, "clusterArn").c_str());
+    }
+    return kOk;
+  }
+  return UsageError("cluster", "unknown subcommand '" + sub + "'");
+}
+
+const std::vector<flags::FlagSpec> kConfigureFlags = {
+    {"server", true, "URL", "the server's address, e.g. http://10.0.0.5:7070"},
+    {"token", true, "TOKEN", "an API token (the admin token is in the server's DIR/admin-token)"},
+};
+
+int ConfigureCommand(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p = flags::ParseFlags(args, kConfigureFlags);
+  if (!p) return UsageError("configure", p.error().message);
+  if (p->help) {
+    printf("Usage: berth configure [--server URL] [--token TOKEN]\n\nWrites %s (mode 0600).\n"
+           "BERTH_SERVER and BERTH_TOKEN override it.\n\nFlags:\n%s",
+           ConfigPath().c_str(), flags::FlagsHelp(kConfigureFlags).c_str());
+    return kOk;
+  }
+  if (!p->positional.empty()) return UsageError("configure", "unexpected argument '" + p->positional[0] + "'");
+  if (!p->Has("server") && !p->Has("token")) return UsageError("configure", "give --server, --token or both");
+  Config c;
+  Result<Config> old = LoadConfig();
+  if (old) c = old.value();
+  if (p->Has("server")) {
+    Result<net::Endpoint> ep = net::Endpoint::Parse(p->Get("server"), 7070);
+    if (!ep) return UsageError("configure", "--server: " + ep.error().message);
+    c.server = p->Get("server");
+  }
+  if (p->Has("token")) c.token = p->Get("token");
+  if (Status s = SaveConfig(c); !s) {
+    fprintf(stderr, "berth configure: %s\n", s.error().message.c_str());
+    return kRefused;
+  }
+  printf("wrote %s\n", ConfigPath().c_str());
+  return kOk;
+}
+
+int VersionCommand(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p = flags::ParseFlags(args, {{"json", false, "", "print JSON"}});
+  if (!p) return UsageError("version", p.error().message);
+  if (p->help) {
+    printf("Usage: berth version [--json]\n\nPrints this binary's version.\n");
+    return kOk;
+  }
+  if (p->Has("json")) {
+    printf("%s\n", json::Doc::Object().Set("version", BERTH_VERSION).Set("git", BERTH_GIT).Print().c_str());
+  } else {
+    printf("berth %s (%s)\n", BERTH_VERSION, BERTH_GIT);
+  }
+  return kOk;
+}
+
+}  // namespace
+
+std::string Usage() {
+  return "Usage: berth COMMAND [ARGS]\n"
+         "\n"
+         "Berth turns a few Linux boxes running Docker into a container cluster.\n"
+         "\n"
+         "Commands:\n"
+         "  server      run the control plane (state, API, metrics)\n"
+         "  configure   set the server address and token this client uses\n"
+         "  cluster     create, list, describe and delete clusters\n"
+         "  version     print the version\n"
+         "  help        print this help, or 'berth help COMMAND'\n"
+         "\n"
+         "Every command takes --help. Client exit codes: 0 ok, 1 refused by the server,\n"
+         "2 usage error, 3 server unreachable, 4 authentication failed.\n";
+}
+
+int Main(const std::vector<std::string>& args) {
+  const std::string& cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "cluster" || cmd == "clusters") return ClusterCommand(rest);
+  if (cmd == "configure") return ConfigureCommand(rest);
+  if (cmd == "version") return VersionCommand(rest);
+  fprintf(stderr, "berth: unknown command '%s'\n\n%s", cmd.c_str(), Usage().c_str());
+  return kUsage;
+}
+
+}  // namespace berth::cli

@@ -1,0 +1,20 @@
+// The `berth` command-line client: configure, cluster, version, help. It talks to
+// the server only over the HTTP API, with the token from the config file or the
+// environment.
+//
+// Exit codes: 0 ok; 1 the server refused the request; 2 usage error; 3 the
+// server could not be reached; 4 authentication failed.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace berth::cli {
+
+// Runs the client command in `args` (args[0] is the command, e.g. "cluster").
+int Main(const std::vector<std::string>& args);
+
+// The top-level help text.
+std::string Usage();
+
+}  // namespace berth::cli

@@ -1,0 +1,23 @@
+// berth: picks the mode from the first argument and hands over. Everything else
+// is in the library (src/*/) that the tests link.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/cli.h"
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    if (args.size() >= 2) {
+      std::vector<std::string> sub = {args[1], "--help"};
+      return args[1] == "server" ? berth::server::Main({"--help"}) : berth::cli::Main(sub);
+    }
+    printf("%s", berth::cli::Usage().c_str());
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") args[0] = "version";
+  if (args[0] == "server") return berth::server::Main(std::vector<std::string>(args.begin() + 1, args.end()));
+  return berth::cli::Main(args);
+}

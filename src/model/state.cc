@@ -1,0 +1,126 @@
+#include "model/state.h"
+
+#include <cstring>
+
+#include "base/crypto.h"
+
+namespace berth::model {
+
+Status State::Load(store::Db& db) {
+  clusters_.clear();
+  tokens_.clear();
+  {
+    Result<store::Stmt> s = db.Prepare("SELECT name, arn, status, created_ms FROM clusters");
+    if (!s) return s.take_error();
+    for (;;) {
+      Result<bool> row = s->Step();
+      if (!row) return row.take_error();
+      if (!row.value()) break;
+      Cluster c;
+      c.name = s->Text(0);
+      c.arn = s->Text(1);
+      c.status = s->Text(2);
+      c.created_ms = s->Int(3);
+      clusters_.emplace(c.name, std::move(c));
+    }
+  }
+  Result<store::Stmt> s = db.Prepare("SELECT id, role, hash, created_ms FROM tokens");
+  if (!s) return s.take_error();
+  for (;;) {
+    Result<bool> row = s->Step();
+    if (!row) return row.take_error();
+    if (!row.value()) break;
+    tokens_.push_back(Token{std::string(s->Text(0)), std::string(s->Text(1)), std::string(s->Text(2)), s->Int(3)});
+  }
+  return {};
+}
+
+Result<store::CommandPtr> State::Decode(std::string_view type, std::string_view payload, int64_t time_ms) {
+  return DecodeCommand(type, payload, time_ms);
+}
+
+Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
+  std::string_view type = cmd.Type();
+  if (type == "CreateCluster") return ApplyCreateCluster(db, static_cast<const CreateCluster&>(cmd));
+  if (type == "DeleteCluster") return ApplyDeleteCluster(db, static_cast<const DeleteCluster&>(cmd));
+  if (type == "CreateToken") return ApplyCreateToken(db, static_cast<const CreateToken&>(cmd));
+  return Error::Internal("no apply for command " + std::string(type));
+}
+
+const Cluster* State::FindCluster(std::string_view name) const {
+  auto it = clusters_.find(name);
+  return it == clusters_.end() ? nullptr : &it->second;
+}
+
+const Token* State::FindTokenBySecret(std::string_view secret) const {
+  std::string presented = crypto::Hex(crypto::Sha256(secret));
+  const Token* found = nullptr;
+  // Every hash is compared, whatever matches, so timing says nothing about which.
+  for (const Token& t : tokens_) {
+    if (crypto::ConstantTimeEqual(presented, t.hash)) found = &t;
+  }
+  return found;
+}
+
+Result<std::string> State::ApplyCreateCluster(store::Db& db, const CreateCluster& c) {
+  if (Status s = ValidateClusterName(c.name); !s) return s.take_error();
+  if (clusters_.count(c.name)) {
+    return Error::Conflict("ClusterAlreadyExists", "cluster " + c.name + " already exists");
+  }
+  Cluster cl;
+  cl.name = c.name;
+  cl.arn = ClusterArn(c.name);
+  cl.created_ms = c.time_ms;
+  Result<store::Stmt*> ins = db.Cached("INSERT INTO clusters (name, arn, status, created_ms) VALUES (?1, ?2, ?3, ?4)");
+  if (!ins) return ins.take_error();
+  (*ins)->Bind(1, cl.name).Bind(2, cl.arn).Bind(3, cl.status).Bind(4, cl.created_ms);
+  if (Status s = (*ins)->Run(); !s) return s.take_error();
+  std::string reply = json::Doc::Object().Set("cluster", ClusterJson(cl)).Print();
+  clusters_.emplace(cl.name, std::move(cl));
+  return reply;
+}
+
+Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster& c) {
+  auto it = clusters_.find(c.name);
+  if (it == clusters_.end()) return Error::NotFound("ClusterNotFound", "cluster " + c.name + " does not exist");
+  const Cluster& cl = it->second;
+  if (cl.registered_nodes > 0) {
+    return Error::Conflict("ClusterContainsContainerInstances",
+                           "cluster " + c.name + " still has " + std::to_string(cl.registered_nodes) +
+                               " registered node(s); deregister them first");
+  }
+  if (cl.active_services > 0) {
+    return Error::Conflict("ClusterContainsServices", "cluster " + c.name + " still has " +
+                                                          std::to_string(cl.active_services) +
+                                                          " active service(s); delete them first");
+  }
+  if (cl.running_tasks + cl.pending_tasks > 0) {
+    return Error::Conflict("ClusterContainsTasks", "cluster " + c.name + " still has " +
+                                                       std::to_string(cl.running_tasks + cl.pending_tasks) +
+                                                       " task(s); stop them first");
+  }
+  Result<store::Stmt*> del = db.Cached("DELETE FROM clusters WHERE name = ?1");
+  if (!del) return del.take_error();
+  (*del)->Bind(1, c.name);
+  if (Status s = (*del)->Run(); !s) return s.take_error();
+  Cluster gone = cl;
+  gone.status = "INACTIVE";
+  clusters_.erase(it);
+  return json::Doc::Object().Set("cluster", ClusterJson(gone)).Print();
+}
+
+Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c) {
+  if (!IsValidRole(c.role)) return Error::Invalid("role: must be admin, deploy, read-only or agent");
+  if (c.hash.size() != 64) return Error::Invalid("hash: must be 64 hex digits");
+  for (const Token& t : tokens_) {
+    if (t.id == c.id) return Error::Conflict("TokenAlreadyExists", "token " + c.id + " already exists");
+  }
+  Result<store::Stmt*> ins = db.Cached("INSERT INTO tokens (id, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)");
+  if (!ins) return ins.take_error();
+  (*ins)->Bind(1, c.id).Bind(2, c.role).Bind(3, c.hash).Bind(4, c.time_ms);
+  if (Status s = (*ins)->Run(); !s) return s.take_error();
+  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms});
+  return json::Doc::Object().Set("token", std::move(json::Doc::Object().Set("id", c.id).Set("role", c.role))).Print();
+}
+
+}  // namespace berth::model

@@ -1,0 +1,94 @@
+// The HTTP/1.1 client on the same core as the server, over TCP or a Unix socket.
+// One connection per Client, kept alive and reused; requests queue and go one at a
+// time. Request bodies may be streamed from a source; response bodies may be
+// streamed to a callback (Docker's /events and logs, registry blobs).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "net/http.h"
+#include "net/socket.h"
+
+struct uv_loop_s;
+typedef struct uv_loop_s uv_loop_t;
+
+namespace berth::net {
+class Timer;
+}
+
+namespace berth::net::http {
+
+struct ClientOptions {
+  uint64_t timeout_ms = 30000;                // silence from the server that fails a request
+  size_t max_response_bytes = 256ull << 20;   // for buffered response bodies
+};
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string target = "/";
+  Headers headers;
+  std::string body;
+  // A streamed body instead of `body`: called for the next piece; returns false
+  // (with or without a last piece) when the body is complete. Sent chunked unless
+  // `content_length` is set.
+  std::function<bool(std::string* piece)> body_source;
+  int64_t content_length = -1;
+};
+
+struct ClientResponse {
+  int status = 0;
+  Headers headers;
+  std::string body;  // empty when the body went to on_body
+  std::string_view Header(std::string_view lower_name) const { return FindHeader(headers, lower_name); }
+};
+
+class ClientConn;
+
+class Client {
+ public:
+  using Done = std::function<void(Result<ClientResponse>)>;
+  using BodyFn = std::function<void(std::string_view)>;
+
+  Client(uv_loop_t* loop, Endpoint endpoint, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Queues a request. `done` fires once on the loop thread. With `on_body`, the
+  // response body is handed over piece by piece instead of being buffered.
+  void Send(ClientRequest request, Done done, BodyFn on_body = nullptr);
+  // Fails every queued request and closes the connection.
+  void Cancel();
+  const Endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  friend class ClientConn;
+  struct Pending {
+    ClientRequest request;
+    Done done;
+    BodyFn on_body;
+    bool retried = false;
+  };
+  void Pump();
+  void Complete(Result<ClientResponse> result, bool reusable);
+  void ConnFailed(Error error, bool before_response);
+
+  uv_loop_t* loop_;
+  Endpoint endpoint_;
+  ClientOptions options_;
+  std::deque<Pending> queue_;
+  std::unique_ptr<ClientConn> conn_;
+  bool connecting_ = false;
+  bool busy_ = false;  // the front of queue_ is on the wire
+  std::shared_ptr<bool> alive_;
+};
+
+// Runs one request to completion on a private loop (the CLI's way of calling).
+Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request, ClientOptions options = {});
+
+}  // namespace berth::net::http

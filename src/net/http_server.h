@@ -1,0 +1,143 @@
+// The HTTP/1.1 server: keep-alive, pipelining (answers in order), chunked bodies
+// both ways, streamed request and response bodies, and limits on every connection.
+//
+// One Connection per accepted Stream. A request is parsed by llhttp; at the end of
+// its headers the route is found, and the gate (authentication) and size limits
+// are checked before any body byte is read. Buffered routes get their handler at
+// the end of the message; streaming routes at the end of the headers. While a
+// handler has not answered, the connection reads no further (pipelined requests
+// wait in order); an answer that finishes resumes parsing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/metrics.h"
+#include "base/result.h"
+#include "net/http.h"
+#include "net/router.h"
+#include "net/socket.h"
+
+namespace berth::net {
+class Timer;
+}
+
+namespace berth::net::http {
+
+struct ServerLimits {
+  size_t max_header_bytes = 16 * 1024;  // request line and headers: 431 above
+  size_t max_headers = 100;             // 431 above
+  uint64_t header_timeout_ms = 10000;   // first byte to end of headers: 408
+  uint64_t body_timeout_ms = 30000;     // silence while a body is arriving: 408
+  uint64_t idle_timeout_ms = 60000;     // keep-alive wait for the next request: closed
+  uint64_t write_timeout_ms = 30000;    // a client that does not read its answer: closed
+  size_t max_connections = 10000;       // 503 above
+  size_t max_output_bytes = 4 << 20;    // stop reading while this much answer is unsent
+};
+
+class Connection;
+
+// One request and its answer. Handlers hold it (by ExchangePtr) until they answer;
+// it outlives its connection safely: answers to a closed connection are dropped.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Request& request() { return request_; }
+  const Route& route() const { return *route_; }
+  int64_t start_ns() const { return start_ns_; }
+
+  // Sends a whole answer. Only the first answer counts.
+  void Respond(Response response);
+  // Starts a streamed answer: Content-Length when `content_length` >= 0, chunked
+  // otherwise. Then Write() pieces and End().
+  void Begin(int status, const Headers& headers, int64_t content_length = -1,
+             std::string_view content_type = "application/octet-stream");
+  void Write(std::string_view data);
+  void End();
+  bool responded() const { return state_ != State::kNone; }
+  bool connected() const { return conn_ != nullptr; }
+  // Bytes of this connection's output not yet handed to the kernel; a streaming
+  // writer waits for on_drained when this grows large.
+  size_t PendingWriteBytes() const;
+  std::function<void()> on_drained;
+  // Fires if the connection closes before the answer ends.
+  std::function<void()> on_abort;
+
+  // For routes with stream_body: set by the handler before it returns. on_body gets
+  // each piece as it arrives (an error answers with it and closes the connection);
+  // on_body_end fires when the body is complete.
+  std::function<Status(std::string_view)> on_body;
+  std::function<void()> on_body_end;
+
+  // Who made the request, set by the gate (e.g. "admin"); empty when open.
+  std::string principal;
+
+ private:
+  friend class Connection;
+  enum class State { kNone, kStreaming, kDone };
+  Request request_;
+  const Route* route_ = nullptr;
+  Connection* conn_ = nullptr;
+  int64_t start_ns_ = 0;
+  State state_ = State::kNone;
+  bool chunked_ = false;
+  bool head_ = false;
+  int status_ = 0;
+};
+
+// Decides at the end of the headers whether a request may go on: returns an answer
+// to refuse it (e.g. 401), or nothing to let it through. May set the principal.
+using Gate = std::function<std::optional<Response>(Exchange& exchange)>;
+
+// Renders an error in the one JSON shape: {"error":{"code":...,"message":...}}.
+Response ErrorResponse(int status, std::string_view code, std::string_view message);
+int StatusFor(ErrorKind kind);
+Response ErrorResponse(const Error& error);
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, const Router* router, ServerLimits limits, metrics::Registry* metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void SetGate(Gate gate) { gate_ = std::move(gate); }
+  // Listens on `where`; returns the bound port (TCP) or 0.
+  Result<int> Listen(const Endpoint& where);
+  // Serves an already connected stream (tests, TLS wrapping later).
+  void Serve(std::unique_ptr<Stream> stream);
+
+  // Stops accepting, closes idle connections, lets requests in flight finish until
+  // `deadline_ms`, then closes the rest. `done` fires once every connection is gone.
+  void Shutdown(uint64_t deadline_ms, std::function<void()> done);
+  size_t connection_count() const { return connections_.size(); }
+  const ServerLimits& limits() const { return limits_; }
+
+ private:
+  friend class Connection;
+  void Remove(Connection* c);
+  void Sweep();
+  void Record(const Exchange& ex, int status, size_t bytes);
+
+  uv_loop_t* loop_;
+  const Router* router_;
+  ServerLimits limits_;
+  Gate gate_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<Connection*> connections_;  // owned; each knows its index
+  std::unique_ptr<Timer> sweep_;
+  std::unique_ptr<Timer> shutdown_timer_;
+  std::function<void()> shutdown_done_;
+  bool shutting_down_ = false;
+
+  metrics::Family<metrics::Counter>* requests_;
+  metrics::Family<metrics::Histogram>* latency_;
+  metrics::Gauge* open_connections_;
+  metrics::Counter* rejected_connections_;
+  metrics::Counter* timeouts_;
+};
+
+}  // namespace berth::net::http

@@ -1,0 +1,54 @@
+// Routes: method + path pattern → handler, with per-route body limits.
+// Patterns are literal segments and parameters: "/v1/clusters/{name}"; a final
+// "{rest...}" parameter takes the remaining path, slashes included.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/http.h"
+
+namespace berth::net::http {
+
+class Exchange;
+using ExchangePtr = std::shared_ptr<Exchange>;
+using Handler = std::function<void(const ExchangePtr&)>;
+
+struct RouteOptions {
+  size_t max_body = 1 << 20;  // bytes; larger bodies get 413
+  // The handler runs when the headers are in, and reads the body as it arrives
+  // through Exchange::on_body; nothing is buffered.
+  bool stream_body = false;
+  bool open = false;  // needs no authentication
+};
+
+struct Route {
+  std::string method;
+  std::string pattern;  // also the route's name in metrics
+  Handler handler;
+  RouteOptions options;
+  std::vector<std::string> segments;  // split pattern
+};
+
+class Router {
+ public:
+  void Add(std::string method, std::string pattern, Handler handler, RouteOptions options = {});
+
+  struct Match {
+    const Route* route = nullptr;  // null: no route
+    bool other_method = false;     // the path exists under another method (405)
+    std::string allow;             // those methods, for the Allow header
+  };
+  // Finds the route for `method` and raw `path`; fills `params` (decoded) on a match.
+  Match Find(std::string_view method, std::string_view path,
+             std::vector<std::pair<std::string, std::string>>* params) const;
+
+ private:
+  std::vector<std::unique_ptr<Route>> routes_;
+};
+
+}  // namespace berth::net::http

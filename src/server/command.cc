@@ -1,0 +1,102 @@
+// The `berth server` command line.
+#include <cstdio>
+
+#include "base/flags.h"
+#include "base/log.h"
+#include "server/server.h"
+
+namespace berth::server {
+
+namespace {
+
+const std::vector<flags::FlagSpec> kFlags = {
+    {"data", true, "DIR", "state directory (default ./berth-data)"},
+    {"listen", true, "HOST:PORT", "API, dashboard and registry address (default 0.0.0.0:7070; port 0 picks one)"},
+    {"listen-unix", true, "PATH", "also serve on a Unix socket"},
+    {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
+    {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},
+    {"shutdown-grace", true, "DURATION", "how long requests in flight may finish on SIGTERM (default 10s)"},
+    {"max-connections", true, "N", "open connections at most (default 10000)"},
+    {"max-header-bytes", true, "SIZE", "request line and headers at most (default 16KiB)"},
+    {"header-timeout", true, "DURATION", "time to receive a request's headers (default 10s)"},
+    {"body-timeout", true, "DURATION", "longest silence while a body arrives (default 30s)"},
+    {"idle-timeout", true, "DURATION", "keep-alive wait for the next request (default 60s)"},
+    {"write-timeout", true, "DURATION", "time a client may take to read an answer (default 30s)"},
+};
+
+const char kUsage[] =
+    "Usage: berth server [flags]\n"
+    "\n"
+    "Runs the control plane: the state store, the API (/v1), /metrics and /healthz.\n"
+    "At first start it creates the data directory, the `default` cluster and an\n"
+    "admin token, written once to DIR/admin-token and printed.\n"
+    "\n"
+    "Flags:\n";
+
+}  // namespace
+
+int Main(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p = flags::ParseFlags(args, kFlags);
+  if (!p) {
+    fprintf(stderr, "berth server: %s\nRun 'berth server --help' for the flags.\n", p.error().message.c_str());
+    return 2;
+  }
+  if (p->help) {
+    printf("%s%s", kUsage, flags::FlagsHelp(kFlags).c_str());
+    return 0;
+  }
+  if (!p->positional.empty()) {
+    fprintf(stderr, "berth server: unexpected argument '%s'\n", p->positional[0].c_str());
+    return 2;
+  }
+  Options o;
+  o.data_dir = p->Get("data", o.data_dir);
+  o.listen = p->Get("listen", o.listen);
+  o.listen_unix = p->Get("listen-unix");
+  o.group_commit = !p->Has("no-group-commit");
+  if (p->Has("log-level")) {
+    log::Level level;
+    if (!log::ParseLevel(p->Get("log-level"), &level)) {
+      fprintf(stderr, "berth server: --log-level: expected debug, info, warn or error\n");
+      return 2;
+    }
+    log::SetLevel(level);
+  }
+  struct DurationFlag {
+    const char* name;
+    uint64_t* dest;
+  };
+  for (DurationFlag d : {DurationFlag{"shutdown-grace", &o.shutdown_grace_ms},
+                         DurationFlag{"header-timeout", &o.limits.header_timeout_ms},
+                         DurationFlag{"body-timeout", &o.limits.body_timeout_ms},
+                         DurationFlag{"idle-timeout", &o.limits.idle_timeout_ms},
+                         DurationFlag{"write-timeout", &o.limits.write_timeout_ms}}) {
+    if (!p->Has(d.name)) continue;
+    Result<uint64_t> v = flags::ParseDuration(p->Get(d.name), d.name);
+    if (!v || v.value() == 0) {
+      fprintf(stderr, "berth server: %s\n", v ? ("--" + std::string(d.name) + ": must be more than 0").c_str()
+                                               : v.error().message.c_str());
+      return 2;
+    }
+    *d.dest = v.value();
+  }
+  if (p->Has("max-connections")) {
+    Result<uint64_t> v = flags::ParseCount(p->Get("max-connections"), "max-connections");
+    if (!v || v.value() == 0) {
+      fprintf(stderr, "berth server: --max-connections: must be a whole number above 0\n");
+      return 2;
+    }
+    o.limits.max_connections = v.value();
+  }
+  if (p->Has("max-header-bytes")) {
+    Result<uint64_t> v = flags::ParseSize(p->Get("max-header-bytes"), "max-header-bytes");
+    if (!v || v.value() < 256) {
+      fprintf(stderr, "berth server: --max-header-bytes: must be a size of at least 256 bytes\n");
+      return 2;
+    }
+    o.limits.max_header_bytes = v.value();
+  }
+  return Run(o);
+}
+
+}  // namespace berth::server

@@ -1,0 +1,210 @@
+#include "server/server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "api/api.h"
+#include "base/crypto.h"
+#include "base/log.h"
+#include "model/state.h"
+#include "net/uv.h"
+#include "store/store.h"
+
+namespace berth::server {
+
+namespace {
+
+Status MakeDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) {
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Error::Invalid("data directory " + path + " is not a directory");
+    }
+    return {};
+  }
+  return Error::Internal("cannot create data directory " + path + ": " + strerror(errno));
+}
+
+// Writes `content` to `path` with mode 0600, durably: temp file, fsync, rename.
+Status WriteSecretFile(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::Internal("cannot write " + tmp + ": " + strerror(errno));
+  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return Error::Internal("cannot write " + path + ": " + strerror(errno));
+  }
+  return {};
+}
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string s = ss.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Submits `cmd` and flushes at once (start-up, before the loop runs).
+Status ApplyNow(store::Store* store, store::CommandPtr cmd) {
+  Status out;
+  cmd->time_ms = SystemClock::Get().NowUnixMs();
+  store->Submit(std::move(cmd), [&out](Result<std::string> r) {
+    if (!r) out = r.take_error();
+  });
+  store->Flush();
+  return out;
+}
+
+// First start: the default cluster and the admin token.
+Status FirstStart(const Options& o, model::State* state, store::Store* store) {
+  if (store->last_seq() == 0 && !state->FindCluster("default")) {
+    auto c = std::make_unique<model::CreateCluster>();
+    c->name = "default";
+    if (Status s = ApplyNow(store, std::move(c)); !s) return s;
+    log::Info("server", "created the default cluster");
+  }
+  std::string token_path = o.data_dir + "/admin-token";
+  if (state->token_count() == 0) {
+    Result<std::string> token = crypto::NewToken("berth_");
+    if (!token) return token.take_error();
+    // The file first: a crash before the commit only means a new token next start.
+    if (Status s = WriteSecretFile(token_path, token.value() + "\n"); !s) return s;
+    auto t = std::make_unique<model::CreateToken>();
+    t->id = "admin";
+    t->role = "admin";
+    t->hash = crypto::Hex(crypto::Sha256(token.value()));
+    if (Status s = ApplyNow(store, std::move(t)); !s) return s;
+    printf("berth: admin token (saved in %s): %s\n", token_path.c_str(), token.value().c_str());
+  } else if (access(token_path.c_str(), R_OK) == 0) {
+    printf("berth: admin token (from %s): %s\n", token_path.c_str(), ReadSmallFile(token_path).c_str());
+  } else {
+    printf("berth: the admin token was given at first start (%s no longer exists)\n", token_path.c_str());
+  }
+  return {};
+}
+
+}  // namespace
+
+int Run(const Options& o) {
+  signal(SIGPIPE, SIG_IGN);
+  if (Status s = MakeDir(o.data_dir); !s) {
+    fprintf(stderr, "berth server: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  // One server per data directory.
+  std::string lock_path = o.data_dir + "/lock";
+  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    fprintf(stderr, "berth server: %s is in use by another berth server\n", o.data_dir.c_str());
+    return 1;
+  }
+
+  uv_loop_t* loop = uv_default_loop();
+  metrics::Registry registry;
+  model::State state;
+  store::StoreOptions so;
+  so.path = o.data_dir + "/state.db";
+  so.group_commit = o.group_commit;
+  Result<std::unique_ptr<store::Store>> opened = store::Store::Open(so, &state, &registry);
+  if (!opened) {
+    fprintf(stderr, "berth server: %s\n", opened.error().message.c_str());
+    return 1;
+  }
+  std::unique_ptr<store::Store> store = std::move(opened.value());
+  if (Status s = FirstStart(o, &state, store.get()); !s) {
+    fprintf(stderr, "berth server: first start: %s\n", s.error().message.c_str());
+    return 1;
+  }
+
+  // Group commit: everything submitted during one iteration's I/O is flushed after it.
+  net::AfterIo flusher(loop, [&store] { store->Flush(); });
+  store->SetWakeup([&flusher] { flusher.Arm(); });
+
+  api::Context ctx{&state, store.get(), &registry, &SystemClock::Get()};
+  net::http::Router router;
+  api::AddRoutes(&router, &ctx);
+  auto server = std::make_unique<net::http::Server>(loop, &router, o.limits, &registry);
+  server->SetGate([&state](net::http::Exchange& ex) { return api::Authenticate(state, ex); });
+
+  metrics::Gauge* lag_gauge = registry.Gauges("berth_loop_lag_seconds", "How late the event loop ran its last 100 ms timer")->With({});
+  metrics::Histogram* lag_hist =
+      registry.Histograms("berth_loop_lag_distribution_seconds", "Event-loop lag samples", metrics::LatencyBuckets())
+          ->With({});
+  net::LagProbe lag(loop, [lag_gauge, lag_hist](double s) {
+    lag_gauge->Set(s);
+    lag_hist->Observe(s);
+  });
+
+  Result<net::Endpoint> where = net::Endpoint::Parse(o.listen);
+  if (!where) {
+    fprintf(stderr, "berth server: --listen: %s\n", where.error().message.c_str());
+    return 2;
+  }
+  Result<int> port = server->Listen(where.value());
+  if (!port) {
+    fprintf(stderr, "berth server: %s\n", port.error().message.c_str());
+    return 1;
+  }
+  if (!o.listen_unix.empty()) {
+    Result<net::Endpoint> u = net::Endpoint::Parse(o.listen_unix);
+    Result<int> up = u ? server->Listen(u.value()) : Result<int>(u.error());
+    if (!up) {
+      fprintf(stderr, "berth server: --listen-unix: %s\n", up.error().message.c_str());
+      return 1;
+    }
+  }
+  std::string host = where->host == "0.0.0.0" ? "127.0.0.1" : where->host;
+  net::Endpoint shown = where.value();
+  shown.host = host;
+  shown.port = port.value();
+  printf("berth: listening on http://%s (dashboard and API; bound to %s:%d)\n", shown.ToString().c_str(),
+         where->host.c_str(), port.value());
+  fflush(stdout);
+  log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
+
+  bool stopping = false;
+  auto stop = [&](int sig) {
+    if (stopping) {
+      log::Warn("server", "second signal; exiting now");
+      (void)store->Close();
+      _exit(1);
+    }
+    stopping = true;
+    log::Info("server", "shutting down", {{"signal", sig}});
+    server->Shutdown(o.shutdown_grace_ms, [&] {
+      store->Flush();
+      uv_stop(loop);
+    });
+  };
+  net::SignalWatch sigterm(loop, SIGTERM, stop);
+  net::SignalWatch sigint(loop, SIGINT, stop);
+
+  uv_run(loop, UV_RUN_DEFAULT);
+
+  server.reset();
+  if (Status s = store->Close(); !s) {
+    log::Error("server", "closing the store failed", {{"error", s.error().message}});
+    return 1;
+  }
+  // Let the handle closes run, then leave.
+  uv_run(loop, UV_RUN_NOWAIT);
+  log::Info("server", "stopped");
+  close(lock_fd);
+  return 0;
+}
+
+}  // namespace berth::server

@@ -1,0 +1,199 @@
+#include "store/store.h"
+
+#include <ctime>
+
+#include "base/log.h"
+
+namespace berth::store {
+
+namespace {
+
+// Schema migrations; entry i takes the schema from version i to i + 1. Never edit
+// a shipped entry: add one.
+const char* const kMigrations[] = {
+    // 0 -> 1
+    R"sql(
+    CREATE TABLE command_log (
+      seq     INTEGER PRIMARY KEY,
+      term    INTEGER NOT NULL DEFAULT 0,
+      type    TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      time_ms INTEGER NOT NULL
+    );
+    CREATE TABLE clusters (
+      name       TEXT PRIMARY KEY,
+      arn        TEXT NOT NULL,
+      status     TEXT NOT NULL,
+      created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+      id         TEXT PRIMARY KEY,
+      role       TEXT NOT NULL,
+      hash       TEXT NOT NULL UNIQUE,
+      created_ms INTEGER NOT NULL
+    );
+    )sql",
+};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
+              "one migration per schema version");
+
+int64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(StoreOptions options, StateMachine* sm, metrics::Registry* metrics) {
+  std::unique_ptr<Store> s(new Store());
+  s->options_ = std::move(options);
+  s->sm_ = sm;
+  Result<std::unique_ptr<Db>> db = Db::Open(s->options_.path);
+  if (!db) return db.take_error();
+  s->db_ = std::move(db.value());
+  if (Status st = s->Migrate(); !st) return st.take_error();
+  Result<int64_t> seq = s->db_->QueryInt("SELECT COALESCE(MAX(seq), 0) FROM command_log");
+  if (!seq) return seq.take_error();
+  s->last_seq_ = static_cast<uint64_t>(seq.value());
+  if (Status st = sm->Load(*s->db_); !st) return st.take_error();
+
+  std::vector<double> sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+  s->batch_size_ =
+      metrics->Histograms("berth_store_commit_batch_size", "Commands per committed transaction", sizes)->With({});
+  s->commit_seconds_ = metrics
+                           ->Histograms("berth_store_commit_duration_seconds",
+                                        "Time to apply and commit one transaction", metrics::LatencyBuckets())
+                           ->With({});
+  auto* commands = metrics->Counters("berth_store_commands_total", "Commands by outcome", {"outcome"});
+  s->commands_ok_ = commands->With({"applied"});
+  s->commands_refused_ = commands->With({"refused"});
+  s->commit_failures_ =
+      metrics->Counters("berth_store_commit_failures_total", "Transactions that failed to commit")->With({});
+  log::Info("store", "opened",
+            {{"path", s->options_.path}, {"schema", s->schema_version_}, {"seq", s->last_seq_},
+             {"group_commit", s->options_.group_commit ? "on" : "off"}});
+  return s;
+}
+
+Store::~Store() { (void)Close(); }
+
+Status Store::Run(const char* sql) {
+  Result<Stmt*> st = db_->Cached(sql);
+  if (!st) return st.take_error();
+  return (*st)->Run();
+}
+
+Status Store::Migrate() {
+  Result<int64_t> v = db_->QueryInt("PRAGMA user_version");
+  if (!v) return v.take_error();
+  int version = static_cast<int>(v.value());
+  if (version > kSchemaVersion) {
+    return Error::Internal("state.db has schema version " + std::to_string(version) +
+                           ", newer than this berth understands (" + std::to_string(kSchemaVersion) +
+                           "); run a newer berth");
+  }
+  while (version < kSchemaVersion) {
+    if (Status s = db_->Exec("BEGIN IMMEDIATE"); !s) return s;
+    Status s = db_->Exec(kMigrations[version]);
+    if (s) s = db_->Exec("PRAGMA user_version=" + std::to_string(version + 1));
+    if (s) s = db_->Exec("COMMIT");
+    if (!s) {
+      (void)db_->Exec("ROLLBACK");
+      return Error::Internal("migration to schema " + std::to_string(version + 1) + " failed: " + s.error().message);
+    }
+    version++;
+    log::Info("store", "migrated", {{"schema", version}});
+  }
+  schema_version_ = version;
+  return {};
+}
+
+void Store::Submit(CommandPtr cmd, Reply reply) {
+  bool first = queue_.empty();
+  queue_.push_back(Item{std::move(cmd), std::move(reply)});
+  if (first && wakeup_) wakeup_();
+}
+
+// Applies one command inside the open transaction, under a savepoint so that a
+// refused command leaves no rows behind, and appends it to the log.
+Status Store::ApplyOne(const Command& cmd, std::string* reply, Error* error, bool* applied) {
+  *applied = false;
+  if (Status s = Run("SAVEPOINT cmd"); !s) return s;
+  Result<std::string> r = sm_->Apply(*db_, cmd);
+  if (!r) {
+    *error = r.take_error();
+    if (Status s = Run("ROLLBACK TO cmd"); !s) return s;
+    return Run("RELEASE cmd");
+  }
+  Result<Stmt*> ins =
+      db_->Cached("INSERT INTO command_log (seq, term, type, payload, time_ms) VALUES (?1, 0, ?2, ?3, ?4)");
+  if (!ins) return ins.take_error();
+  (*ins)->Bind(1, static_cast<int64_t>(last_seq_ + 1)).Bind(2, cmd.Type()).Bind(3, cmd.Encode()).Bind(4, cmd.time_ms);
+  if (Status s = (*ins)->Run(); !s) return s;
+  if (Status s = Run("RELEASE cmd"); !s) return s;
+  last_seq_++;
+  *reply = std::move(r.value());
+  *applied = true;
+  return {};
+}
+
+void Store::Flush() {
+  while (!queue_.empty()) {
+    std::vector<Item> batch;
+    size_t n = std::min(queue_.size(), options_.group_commit ? options_.max_batch : size_t{1});
+    batch.reserve(n);
+    for (size_t i = 0; i < n; i++) batch.push_back(std::move(queue_[i]));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(n));
+
+    int64_t t0 = MonotonicNs();
+    uint64_t seq_before = last_seq_;
+    std::vector<Result<std::string>> results;
+    results.reserve(n);
+    Status tx = Run("BEGIN IMMEDIATE");
+    for (size_t i = 0; i < n && tx; i++) {
+      std::string reply;
+      Error err;
+      bool applied = false;
+      tx = ApplyOne(*batch[i].cmd, &reply, &err, &applied);
+      if (!tx) break;
+      if (applied) results.emplace_back(std::move(reply));
+      else results.emplace_back(std::move(err));
+    }
+    if (tx) tx = Run("COMMIT");
+    if (!tx) {
+      // The batch is lost as a whole: undo the rows and rebuild memory from disk.
+      commit_failures_->Inc();
+      (void)db_->Exec("ROLLBACK");
+      last_seq_ = seq_before;
+      log::Error("store", "commit failed; batch refused", {{"error", tx.error().message}, {"commands", n}});
+      if (Status s = sm_->Load(*db_); !s) {
+        log::Error("store", "reloading state after a failed commit failed", {{"error", s.error().message}});
+        abort();  // memory no longer matches disk: continuing would serve wrong state
+      }
+      Error e = tx.error();
+      e.kind = e.code == "StorageBusy" ? ErrorKind::kUnavailable : ErrorKind::kInternal;
+      e.message = "the change could not be stored: " + e.message;
+      for (Item& it : batch) it.reply(e);
+      continue;
+    }
+    batch_size_->Observe(static_cast<double>(n));
+    commit_seconds_->Observe(static_cast<double>(MonotonicNs() - t0) / 1e9);
+    for (size_t i = 0; i < n; i++) {
+      if (results[i]) commands_ok_->Inc();
+      else commands_refused_->Inc();
+      batch[i].reply(std::move(results[i]));
+    }
+  }
+}
+
+Status Store::Close() {
+  if (!db_) return {};
+  Flush();
+  (void)db_->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  Status s = db_->Close();
+  db_.reset();
+  return s;
+}
+
+}  // namespace berth::store
