@@ -52,6 +52,16 @@ const Cluster* State::FindCluster(std::string_view name) const {
   return it == clusters_.end() ? nullptr : &it->second;
 }
 
+void State::AdjustClusterCounts(std::string_view name, int64_t nodes, int64_t services, int64_t running,
+                                int64_t pending) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return;
+  it->second.registered_nodes += nodes;
+  it->second.active_services += services;
+  it->second.running_tasks += running;
+  it->second.pending_tasks += pending;
+}
+
 const Token* State::FindTokenBySecret(std::string_view secret) const {
   std::string presented = crypto::Hex(crypto::Sha256(secret));
   const Token* found = nullptr;

@@ -30,6 +30,9 @@ class State final : public store::StateMachine {
   Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) override;
 
   const Cluster* FindCluster(std::string_view name) const;
+  // Moves a cluster's derived counts (nodes, services, tasks) by the given deltas.
+  // Called by the parts of the state that own those things, inside their Apply.
+  void AdjustClusterCounts(std::string_view name, int64_t nodes, int64_t services, int64_t running, int64_t pending);
   const std::map<std::string, Cluster, std::less<>>& clusters() const { return clusters_; }
 
   // The token whose secret is `secret`, compared in constant time against every
