@@ -84,9 +84,13 @@ class Doc {
   Doc& Set(std::string_view key, double value);
   Doc& Set(std::string_view key, bool value);
   Doc& Set(std::string_view key, Doc&& value);
+  // Takes `value`'s tree (leaving it empty), so built-up temporaries chain:
+  // Doc::Object().Set("a", Doc::Object().Set("b", 1)).
+  Doc& Set(std::string_view key, Doc& value) { return Set(key, std::move(value)); }
   Doc& SetNull(std::string_view key);
   // Array appenders.
   Doc& Push(Doc&& value);
+  Doc& Push(Doc& value) { return Push(std::move(value)); }  // takes the tree, as Set does
   Doc& Push(std::string_view value);
 
   View view() const { return View(root_); }

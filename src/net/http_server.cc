@@ -299,6 +299,8 @@ class Connection final : public Stream::Handler {
       llhttp_resume(&parser_);
       if (used < len) stash_.assign(data + used, len - used);
       AfterPause();
+      // Pipelined requests behind the one just answered.
+      if (!stash_.empty()) Process();
       return;
     }
     ParseError(err);
