@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 
 #include <cstdio>
+#include <ctime>
 
 #include "base/flags.h"
 #include "base/json.h"
@@ -159,6 +160,140 @@ int ClusterCommand(const std::vector<std::string>& args) {
   return UsageError("cluster", "unknown subcommand '" + sub + "'");
 }
 
+std::string Seconds(json::View v, const char* key) {
+  double t = v.Get(key).Number();
+  if (t <= 0) return "-";
+  time_t secs = static_cast<time_t>(t);
+  tm tmv{};
+  gmtime_r(&secs, &tmv);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  return buf;
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  FILE* f = path == "-" ? stdin : fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+    out->append(buf, n);
+    if (out->size() > (8u << 20)) break;
+  }
+  if (f != stdin) fclose(f);
+  return true;
+}
+
+const char kTaskdefUsage[] =
+    "Usage:\n"
+    "  berth taskdef register FILE.json   register a new revision (ECS RegisterTaskDefinition JSON; - for stdin)\n"
+    "  berth taskdef ls [--all]           list ACTIVE revisions (--all: INACTIVE too)\n"
+    "  berth taskdef families             list families with an ACTIVE revision\n"
+    "  berth taskdef describe FAMILY[:REV] show one (the latest ACTIVE revision without :REV)\n"
+    "  berth taskdef rm FAMILY:REV        deregister a revision (it becomes INACTIVE)\n"
+    "\n"
+    "Flags:\n"
+    "  --json                             print JSON instead of a table\n";
+
+int TaskdefCommand(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p =
+      flags::ParseFlags(args, {{"json", false, "", "print JSON"}, {"all", false, "", "include INACTIVE"}});
+  if (!p) return UsageError("taskdef", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s", kTaskdefUsage);
+    return p->help ? kOk : kUsage;
+  }
+  bool as_json = p->Has("json");
+  const std::string& sub = p->positional[0];
+  if (sub == "ls" || sub == "list" || sub == "families") {
+    if (p->positional.size() != 1) return UsageError("taskdef", sub + " takes no arguments");
+    CallResult r = sub == "families" ? Call("GET", "/v1/taskdefinitions/families")
+                                     : Call("GET", std::string("/v1/taskdefinitions?status=") + (p->Has("all") ? "ALL" : "ACTIVE"));
+    if (r.exit) return r.exit;
+    if (as_json) {
+      printf("%s\n", r.body.Print().c_str());
+    } else if (sub == "families") {
+      for (json::View f : r.body.view().Get("families")) printf("%s\n", std::string(f.String()).c_str());
+    } else {
+      Table t({"FAMILY", "REVISION", "STATUS", "CONTAINERS", "CPU", "MEMORY", "REGISTERED"});
+      for (json::View d : r.body.view().Get("taskDefinitions")) {
+        t.Add({Str(d, "family"), Num(d, "revision"), Str(d, "status"), Num(d, "containers"), Num(d, "cpu"),
+               Num(d, "memory"), Seconds(d, "registeredAt")});
+      }
+      printf("%s", t.Render().c_str());
+    }
+    return kOk;
+  }
+  if (p->positional.size() != 2) return UsageError("taskdef", sub + " takes exactly one argument");
+  const std::string& arg = p->positional[1];
+  CallResult r;
+  if (sub == "register") {
+    std::string body;
+    if (!ReadFile(arg, &body)) {
+      fprintf(stderr, "berth taskdef: cannot read %s\n", arg.c_str());
+      return kUsage;
+    }
+    Result<json::Doc> doc = json::Doc::Parse(body);
+    if (!doc) {
+      fprintf(stderr, "berth taskdef: %s: %s\n", arg.c_str(), doc.error().message.c_str());
+      return kUsage;
+    }
+    r = Call("POST", "/v1/taskdefinitions", body);
+  } else if (sub == "describe") {
+    r = Call("GET", "/v1/taskdefinitions/" + http::UrlEncode(arg));
+  } else if (sub == "rm" || sub == "deregister") {
+    r = Call("DELETE", "/v1/taskdefinitions/" + http::UrlEncode(arg));
+  } else {
+    return UsageError("taskdef", "unknown subcommand '" + sub + "'");
+  }
+  if (r.exit) return r.exit;
+  json::View td = r.body.view().Get("taskDefinition");
+  if (as_json || sub == "describe") {
+    printf("%s\n", td.Print().c_str());
+  } else {
+    printf("%s %s\n", sub == "register" ? "registered" : "deregistered", Str(td, "taskDefinitionArn").c_str());
+  }
+  return kOk;
+}
+
+const char kTokenUsage[] =
+    "Usage:\n"
+    "  berth token create --role ROLE   make a token (admin, deploy, read-only or agent); the secret is shown once\n"
+    "  berth token ls                   list tokens (ids and roles, never secrets)\n";
+
+int TokenCommand(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p = flags::ParseFlags(
+      args, {{"json", false, "", "print JSON"}, {"role", true, "ROLE", "admin, deploy, read-only or agent"}});
+  if (!p) return UsageError("token", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s", kTokenUsage);
+    return p->help ? kOk : kUsage;
+  }
+  const std::string& sub = p->positional[0];
+  if (sub == "create") {
+    if (!p->Has("role")) return UsageError("token", "create needs --role");
+    CallResult r = Call("POST", "/v1/tokens", json::Doc::Object().Set("role", p->Get("role")).Print());
+    if (r.exit) return r.exit;
+    json::View t = r.body.view().Get("token");
+    if (p->Has("json")) printf("%s\n", t.Print().c_str());
+    else printf("%s\n", Str(t, "secret").c_str());
+    return kOk;
+  }
+  if (sub == "ls" || sub == "list") {
+    CallResult r = Call("GET", "/v1/tokens");
+    if (r.exit) return r.exit;
+    if (p->Has("json")) {
+      printf("%s\n", r.body.Print().c_str());
+      return kOk;
+    }
+    Table t({"ID", "ROLE", "CREATED"});
+    for (json::View tok : r.body.view().Get("tokens")) t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt")});
+    printf("%s", t.Render().c_str());
+    return kOk;
+  }
+  return UsageError("token", "unknown subcommand '" + sub + "'");
+}
+
 const std::vector<flags::FlagSpec> kConfigureFlags = {
     {"server", true, "URL", "the server's address, e.g. http://10.0.0.5:7070"},
     {"token", true, "TOKEN", "an API token (the admin token is in the server's DIR/admin-token)"},
@@ -218,6 +353,8 @@ std::string Usage() {
          "  server      run the control plane (state, API, metrics)\n"
          "  configure   set the server address and token this client uses\n"
          "  cluster     create, list, describe and delete clusters\n"
+         "  taskdef     register, list, describe and deregister task definitions\n"
+         "  token       create and list API tokens (admin only)\n"
          "  version     print the version\n"
          "  help        print this help, or 'berth help COMMAND'\n"
          "\n"
@@ -230,6 +367,8 @@ int Main(const std::vector<std::string>& args) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "cluster" || cmd == "clusters") return ClusterCommand(rest);
   if (cmd == "configure") return ConfigureCommand(rest);
+  if (cmd == "taskdef" || cmd == "taskdefs") return TaskdefCommand(rest);
+  if (cmd == "token" || cmd == "tokens") return TokenCommand(rest);
   if (cmd == "version") return VersionCommand(rest);
   fprintf(stderr, "berth: unknown command '%s'\n\n%s", cmd.c_str(), Usage().c_str());
   return kUsage;

@@ -8,6 +8,14 @@ std::string CreateCluster::Encode() const { return json::Doc::Object().Set("name
 
 std::string DeleteCluster::Encode() const { return json::Doc::Object().Set("name", name).Print(); }
 
+std::string RegisterTaskDefinition::Encode() const {
+  return json::Doc::Object().Set("family", family).Set("doc", doc).Print();
+}
+
+std::string DeregisterTaskDefinition::Encode() const {
+  return json::Doc::Object().Set("family", family).Set("revision", revision).Print();
+}
+
 std::string CreateToken::Encode() const {
   return json::Doc::Object().Set("id", id).Set("role", role).Set("hash", hash).Print();
 }
@@ -34,6 +42,24 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
       c->name = std::move(name.value());
       out = std::move(c);
     }
+  } else if (type == "RegisterTaskDefinition") {
+    auto c = std::make_unique<RegisterTaskDefinition>();
+    Result<std::string> family = json::RequireString(v, "family", "family");
+    if (!family) return family.take_error();
+    Result<std::string> doc = json::RequireString(v, "doc", "doc");
+    if (!doc) return doc.take_error();
+    c->family = std::move(family.value());
+    c->doc = std::move(doc.value());
+    out = std::move(c);
+  } else if (type == "DeregisterTaskDefinition") {
+    auto c = std::make_unique<DeregisterTaskDefinition>();
+    Result<std::string> family = json::RequireString(v, "family", "family");
+    if (!family) return family.take_error();
+    Result<int64_t> rev = json::OptionalInt(v, "revision", "revision", 0);
+    if (!rev) return rev.take_error();
+    c->family = std::move(family.value());
+    c->revision = rev.value();
+    out = std::move(c);
   } else if (type == "CreateToken") {
     auto c = std::make_unique<CreateToken>();
     for (auto [field, dest] : {std::pair{"id", &c->id}, std::pair{"role", &c->role}, std::pair{"hash", &c->hash}}) {

@@ -21,6 +21,21 @@ struct DeleteCluster final : store::Command {
   std::string Encode() const override;
 };
 
+// A new revision of a task-definition family; `doc` passed ValidateTaskDefinition.
+struct RegisterTaskDefinition final : store::Command {
+  std::string family;
+  std::string doc;
+  const char* Type() const override { return "RegisterTaskDefinition"; }
+  std::string Encode() const override;
+};
+
+struct DeregisterTaskDefinition final : store::Command {
+  std::string family;
+  int64_t revision = 0;
+  const char* Type() const override { return "DeregisterTaskDefinition"; }
+  std::string Encode() const override;
+};
+
 // An API token; only the SHA-256 of the secret is kept.
 struct CreateToken final : store::Command {
   std::string id;

@@ -24,6 +24,25 @@ Status State::Load(store::Db& db) {
       clusters_.emplace(c.name, std::move(c));
     }
   }
+  task_definitions_.clear();
+  {
+    Result<store::Stmt> s = db.Prepare("SELECT family, revision, status, doc, registered_ms FROM task_definitions");
+    if (!s) return s.take_error();
+    for (;;) {
+      Result<bool> row = s->Step();
+      if (!row) return row.take_error();
+      if (!row.value()) break;
+      TaskDefinition td;
+      td.family = s->Text(0);
+      td.revision = s->Int(1);
+      td.status = s->Text(2);
+      td.doc = s->Text(3);
+      td.registered_ms = s->Int(4);
+      td.arn = TaskDefinitionArn(td.family, td.revision);
+      if (Status st = SummariseTaskDefinition(&td); !st) return st.take_error();
+      task_definitions_[td.family].emplace(td.revision, std::move(td));
+    }
+  }
   Result<store::Stmt> s = db.Prepare("SELECT id, role, hash, created_ms FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
@@ -44,6 +63,12 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "CreateCluster") return ApplyCreateCluster(db, static_cast<const CreateCluster&>(cmd));
   if (type == "DeleteCluster") return ApplyDeleteCluster(db, static_cast<const DeleteCluster&>(cmd));
   if (type == "CreateToken") return ApplyCreateToken(db, static_cast<const CreateToken&>(cmd));
+  if (type == "RegisterTaskDefinition") {
+    return ApplyRegisterTaskDefinition(db, static_cast<const RegisterTaskDefinition&>(cmd));
+  }
+  if (type == "DeregisterTaskDefinition") {
+    return ApplyDeregisterTaskDefinition(db, static_cast<const DeregisterTaskDefinition&>(cmd));
+  }
   return Error::Internal("no apply for command " + std::string(type));
 }
 
@@ -60,6 +85,57 @@ void State::AdjustClusterCounts(std::string_view name, int64_t nodes, int64_t se
   it->second.active_services += services;
   it->second.running_tasks += running;
   it->second.pending_tasks += pending;
+}
+
+const TaskDefinition* State::FindTaskDefinition(std::string_view family, int64_t revision) const {
+  auto f = task_definitions_.find(family);
+  if (f == task_definitions_.end()) return nullptr;
+  if (revision > 0) {
+    auto r = f->second.find(revision);
+    return r == f->second.end() ? nullptr : &r->second;
+  }
+  for (auto it = f->second.rbegin(); it != f->second.rend(); ++it) {
+    if (it->second.status == "ACTIVE") return &it->second;
+  }
+  return nullptr;
+}
+
+Result<std::string> State::ApplyRegisterTaskDefinition(store::Db& db, const RegisterTaskDefinition& c) {
+  TaskDefinition td;
+  td.family = c.family;
+  auto f = task_definitions_.find(c.family);
+  td.revision = f == task_definitions_.end() || f->second.empty() ? 1 : f->second.rbegin()->first + 1;
+  td.arn = TaskDefinitionArn(td.family, td.revision);
+  td.doc = c.doc;
+  td.registered_ms = c.time_ms;
+  if (Status s = SummariseTaskDefinition(&td); !s) return s.take_error();
+  Result<store::Stmt*> ins = db.Cached(
+      "INSERT INTO task_definitions (family, revision, status, doc, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!ins) return ins.take_error();
+  (*ins)->Bind(1, td.family).Bind(2, td.revision).Bind(3, td.status).Bind(4, td.doc).Bind(5, td.registered_ms);
+  if (Status s = (*ins)->Run(); !s) return s.take_error();
+  std::string reply = json::Doc::Object().Set("taskDefinition", TaskDefinitionJson(td)).Print();
+  task_definitions_[td.family].emplace(td.revision, std::move(td));
+  return reply;
+}
+
+Result<std::string> State::ApplyDeregisterTaskDefinition(store::Db& db, const DeregisterTaskDefinition& c) {
+  auto f = task_definitions_.find(c.family);
+  auto r = f == task_definitions_.end() ? decltype(f->second.end()){} : f->second.find(c.revision);
+  if (f == task_definitions_.end() || r == f->second.end()) {
+    return Error::NotFound("TaskDefinitionNotFound",
+                           "task definition " + c.family + ":" + std::to_string(c.revision) + " does not exist");
+  }
+  if (r->second.status == "INACTIVE") {
+    return Error::Conflict("TaskDefinitionInactive",
+                           "task definition " + c.family + ":" + std::to_string(c.revision) + " is already INACTIVE");
+  }
+  Result<store::Stmt*> up = db.Cached("UPDATE task_definitions SET status = 'INACTIVE' WHERE family = ?1 AND revision = ?2");
+  if (!up) return up.take_error();
+  (*up)->Bind(1, c.family).Bind(2, c.revision);
+  if (Status s = (*up)->Run(); !s) return s.take_error();
+  r->second.status = "INACTIVE";
+  return json::Doc::Object().Set("taskDefinition", TaskDefinitionJson(r->second)).Print();
 }
 
 const Token* State::FindTokenBySecret(std::string_view secret) const {

@@ -33,6 +33,10 @@ const std::string& DateHeader() {
   return line;
 }
 
+// The route of a request that matched none (or whose headers never completed), so
+// that every exchange has a route to record its metrics under.
+const Route kUnmatchedRoute{"", "(unmatched)", nullptr, {}, {}};
+
 void AppendStatusLine(std::string* out, int status) {
   char buf[64];
   snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\n", status, StatusText(status));
@@ -439,6 +443,7 @@ class Connection final : public Stream::Handler {
     message_complete_ = false;
     current_ = std::make_shared<Exchange>();
     current_->conn_ = this;
+    current_->route_ = &kUnmatchedRoute;
     current_->start_ns_ = static_cast<int64_t>(uv_hrtime());
     return 0;
   }
@@ -508,8 +513,7 @@ class Connection final : public Stream::Handler {
     Router::Match m = server_->router_->Find(req.method, req.path, &req.params);
     std::optional<Response> refusal;
     if (!m.route) {
-      static const Route kNoRoute{"", "(unmatched)", nullptr, {}, {}};
-      ex->route_ = &kNoRoute;
+      ex->route_ = &kUnmatchedRoute;
       if (m.other_method) {
         refusal = ErrorResponse(405, "MethodNotAllowed", req.method + " is not allowed on " + req.path);
         refusal->headers.push_back({"Allow", m.allow});

@@ -33,6 +33,17 @@ const char* const kMigrations[] = {
       created_ms INTEGER NOT NULL
     );
     )sql",
+    // 1 -> 2
+    R"sql(
+    CREATE TABLE task_definitions (
+      family        TEXT NOT NULL,
+      revision      INTEGER NOT NULL,
+      status        TEXT NOT NULL,
+      doc           TEXT NOT NULL,
+      registered_ms INTEGER NOT NULL,
+      PRIMARY KEY (family, revision)
+    );
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

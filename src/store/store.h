@@ -82,7 +82,7 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
  private:
   Store() = default;
