@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.h"
 #include "cli/cli.h"
 #include "server/server.h"
 
@@ -12,12 +13,15 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     if (args.size() >= 2) {
       std::vector<std::string> sub = {args[1], "--help"};
-      return args[1] == "server" ? berth::server::Main({"--help"}) : berth::cli::Main(sub);
+      if (args[1] == "server") return berth::server::Main({"--help"});
+      if (args[1] == "agent") return berth::agent::Main({"--help"});
+      return berth::cli::Main(sub);
     }
     printf("%s", berth::cli::Usage().c_str());
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") args[0] = "version";
   if (args[0] == "server") return berth::server::Main(std::vector<std::string>(args.begin() + 1, args.end()));
+  if (args[0] == "agent") return berth::agent::Main(std::vector<std::string>(args.begin() + 1, args.end()));
   return berth::cli::Main(args);
 }

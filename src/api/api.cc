@@ -4,6 +4,9 @@
 #include "base/json.h"
 #include "base/log.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 namespace berth::api {
 
 namespace http = net::http;
@@ -60,6 +63,32 @@ json::Doc TaskDefinitionSummary(const model::TaskDefinition& td) {
   return d;
 }
 
+// ?maxResults=&nextToken= over a list already in order; returns the page bounds.
+bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end) {
+  size_t max = 1000, from = 0;
+  if (auto m = ex->request().Query("maxResults")) {
+    char* e = nullptr;
+    unsigned long v = strtoul(m->c_str(), &e, 10);
+    if (m->empty() || *e || v == 0 || v > 10000) {
+      ex->Respond(http::ErrorResponse(400, "InvalidParameter", "maxResults: must be 1-10000"));
+      return false;
+    }
+    max = v;
+  }
+  if (auto t = ex->request().Query("nextToken")) {
+    char* e = nullptr;
+    unsigned long v = strtoul(t->c_str(), &e, 10);
+    if (t->empty() || *e) {
+      ex->Respond(http::ErrorResponse(400, "InvalidParameter", "nextToken: not a token this server gave"));
+      return false;
+    }
+    from = v;
+  }
+  *begin = std::min(from, total);
+  *end = std::min(total, *begin + max);
+  return true;
+}
+
 void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
@@ -89,7 +118,8 @@ std::optional<http::Response> Authenticate(const model::State& state, http::Exch
   if (!t) return refuse("the token is not valid");
   const std::string& method = ex.request().method;
   bool read = method == "GET" || method == "HEAD";
-  if (t->role == "agent" || (t->role == "read-only" && !read)) {
+  bool agent_route = ex.request().path.starts_with("/v1/agent/");
+  if ((t->role == "agent" && !agent_route) || (t->role == "read-only" && !read)) {
     return http::ErrorResponse(403, "Forbidden",
                                "a token with role " + t->role + " may not " + method + " " + ex.request().path);
   }
@@ -252,6 +282,168 @@ void AddRoutes(http::Router* router, Context* ctx) {
       list.Push(json::Doc::Object().Set("id", t.id).Set("role", t.role).Set("createdAt", static_cast<double>(t.created_ms) / 1000.0));
     }
     ex->Respond(Json(200, json::Doc::Object().Set("tokens", list).Print()));
+  });
+
+  // --- nodes ---
+
+  router->Add("GET", "/v1/nodes", [ctx](const http::ExchangePtr& ex) {
+    std::string cluster = ex->request().Query("cluster").value_or("");
+    std::string status = ex->request().Query("status").value_or("");
+    json::Doc list = json::Doc::Array();
+    for (const auto& [id, n] : ctx->state->nodes()) {
+      if ((!cluster.empty() && n.cluster != cluster) || (!status.empty() && n.status != status)) continue;
+      list.Push(model::NodeJson(n));
+    }
+    ex->Respond(Json(200, json::Doc::Object().Set("containerInstances", list).Print()));
+  });
+
+  router->Add("GET", "/v1/nodes/{id}", [ctx](const http::ExchangePtr& ex) {
+    const model::Node* n = ctx->state->FindNode(ex->request().Param("id"));
+    if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + std::string(ex->request().Param("id")) + " does not exist"));
+    ex->Respond(Json(200, json::Doc::Object().Set("containerInstance", model::NodeJson(*n)).Print()));
+  });
+
+  for (const char* action : {"drain", "activate"}) {
+    std::string status = std::string(action) == "drain" ? "DRAINING" : "ACTIVE";
+    router->Add("POST", std::string("/v1/nodes/{id}/") + action, [ctx, status](const http::ExchangePtr& ex) {
+      auto cmd = std::make_unique<model::SetNodeStatus>();
+      cmd->id = std::string(ex->request().Param("id"));
+      cmd->status = status;
+      Submit(ctx, ex, std::move(cmd), 200);
+    });
+  }
+
+  router->Add("DELETE", "/v1/nodes/{id}", [ctx](const http::ExchangePtr& ex) {
+    auto cmd = std::make_unique<model::DeregisterNode>();
+    cmd->id = std::string(ex->request().Param("id"));
+    cmd->force = ex->request().Query("force").value_or("") == "true";
+    Submit(ctx, ex, std::move(cmd), 200);
+  });
+
+  // --- tasks ---
+
+  router->Add("POST", "/v1/tasks", [ctx](const http::ExchangePtr& ex) {
+    std::optional<json::Doc> body = ParseBody(ex);
+    if (!body) return;
+    json::View v = body->view();
+    Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+    if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
+    if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
+    Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
+    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+    auto parsed = model::ParseTaskDefinitionRef(*ref);
+    if (!parsed) return ex->Respond(http::ErrorResponse(parsed.error()));
+    const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
+    if (!td || td->status != "ACTIVE") {
+      return ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + *ref + " has no ACTIVE revision"));
+    }
+    Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
+    if (!count) return ex->Respond(http::ErrorResponse(count.error()));
+    if (*count < 1 || *count > 10000) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
+    Result<std::string> group = json::OptionalString(v, "group", "group", "family:" + td->family);
+    Result<std::string> started_by = json::OptionalString(v, "startedBy", "startedBy", "");
+    if (!group) return ex->Respond(http::ErrorResponse(group.error()));
+    if (!started_by) return ex->Respond(http::ErrorResponse(started_by.error()));
+    if (group->empty() || group->size() > 255) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "group: must be 1-255 characters"));
+    sched::Request req;
+    req.group = *group;
+    if (Status s = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &req); !s) {
+      return ex->Respond(http::ErrorResponse(s.error()));
+    }
+    if (Result<json::Doc> tdoc = json::Doc::Parse(td->doc); tdoc) {
+      if (Status s = control::ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(), "taskDefinition", &req); !s) {
+        return ex->Respond(http::ErrorResponse(s.error()));
+      }
+    }
+    if (req.strategies.empty()) req.strategies.push_back(*sched::Strategy::Make("random", ""));
+    control::Scheduler::Plan plan = ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count));
+    json::Doc failures = json::Doc::Array();
+    if (plan.nodes.size() < static_cast<size_t>(*count)) {
+      failures.Push(json::Doc::Object()
+                        .Set("reason", plan.reason.empty() ? std::string("no room") : plan.reason)
+                        .Set("detail", std::to_string(*count - static_cast<int64_t>(plan.nodes.size())) + " task(s) not placed"));
+    }
+    if (plan.nodes.empty()) {
+      return ex->Respond(Json(200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
+    }
+    auto cmd = std::make_unique<model::PlaceTasks>();
+    cmd->cluster = *cluster;
+    cmd->family = td->family;
+    cmd->revision = td->revision;
+    cmd->group = *group;
+    cmd->started_by = *started_by;
+    for (size_t i = 0; i < plan.nodes.size(); i++) cmd->placements.push_back({plan.task_ids[i], plan.nodes[i]});
+    cmd->time_ms = ctx->clock->NowUnixMs();
+    std::string failures_text = failures.Print();
+    std::string family = td->family;
+    int64_t revision = td->revision;
+    std::string group_name = *group;
+    std::string cluster_name = *cluster;
+    ctx->store->Submit(std::move(cmd), [ctx, ex, plan, failures_text, family, revision, group_name, cluster_name](Result<std::string> r) {
+      if (!r) {
+        if (const model::TaskDefinition* t = ctx->state->FindTaskDefinition(family, revision)) {
+          ctx->scheduler->Release(cluster_name, *t, group_name, plan);
+        }
+        return ex->Respond(http::ErrorResponse(r.error()));
+      }
+      json::Doc tasks = json::Doc::Array();
+      for (const std::string& id : plan.task_ids) {
+        if (const model::Task* t = ctx->state->FindTask(id)) tasks.Push(model::TaskJson(*t));
+      }
+      Result<json::Doc> f = json::Doc::Parse(failures_text);
+      json::Doc out = json::Doc::Object();
+      out.Set("tasks", tasks).Set("failures", f ? std::move(f.value()) : json::Doc::Array());
+      ex->Respond(Json(200, out.Print()));
+    });
+  });
+
+  router->Add("GET", "/v1/tasks", [ctx](const http::ExchangePtr& ex) {
+    const http::Request& q = ex->request();
+    std::string cluster = q.Query("cluster").value_or(""), service = q.Query("service").value_or("");
+    std::string node = q.Query("node").value_or(""), desired = q.Query("desiredStatus").value_or("");
+    std::string family = q.Query("family").value_or("");
+    std::vector<const model::Task*> found;
+    for (const auto& [id, t] : ctx->state->tasks()) {
+      if ((!cluster.empty() && t.cluster != cluster) || (!service.empty() && t.service != service) ||
+          (!node.empty() && t.node != node) || (!desired.empty() && t.desired != desired) ||
+          (!family.empty() && t.family != family)) {
+        continue;
+      }
+      found.push_back(&t);
+    }
+    std::sort(found.begin(), found.end(), [](const model::Task* a, const model::Task* b) {
+      return a->created_ms != b->created_ms ? a->created_ms < b->created_ms : a->id < b->id;
+    });
+    size_t begin, end;
+    if (!Page(ex, found.size(), &begin, &end)) return;
+    json::Doc list = json::Doc::Array();
+    for (size_t i = begin; i < end; i++) list.Push(model::TaskJson(*found[i]));
+    json::Doc out = json::Doc::Object();
+    out.Set("tasks", list);
+    if (end < found.size()) out.Set("nextToken", std::to_string(end));
+    ex->Respond(Json(200, out.Print()));
+  });
+
+  router->Add("GET", "/v1/tasks/{id}", [ctx](const http::ExchangePtr& ex) {
+    const model::Task* t = ctx->state->FindTask(ex->request().Param("id"));
+    if (!t) return ex->Respond(http::ErrorResponse(404, "TaskNotFound", "task " + std::string(ex->request().Param("id")) + " does not exist"));
+    ex->Respond(Json(200, json::Doc::Object().Set("task", model::TaskJson(*t)).Print()));
+  });
+
+  router->Add("POST", "/v1/tasks/{id}/stop", [ctx](const http::ExchangePtr& ex) {
+    std::string reason = "Task stopped by the user";
+    if (!ex->request().body.empty()) {
+      std::optional<json::Doc> body = ParseBody(ex);
+      if (!body) return;
+      Result<std::string> r = json::OptionalString(body->view(), "reason", "reason", reason);
+      if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+      reason = r->substr(0, 1024);
+    }
+    auto cmd = std::make_unique<model::StopTasks>();
+    cmd->ids.push_back(std::string(ex->request().Param("id")));
+    cmd->reason = reason;
+    cmd->code = "UserInitiated";
+    Submit(ctx, ex, std::move(cmd), 200);
   });
 
   router->Add("DELETE", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {

@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/metrics.h"
+#include "control/scheduler.h"
 #include "model/state.h"
 #include "net/http_server.h"
 #include "net/router.h"
@@ -20,6 +21,7 @@ struct Context {
   store::Store* store = nullptr;
   metrics::Registry* metrics = nullptr;
   const Clock* clock = nullptr;
+  control::Scheduler* scheduler = nullptr;
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

@@ -81,6 +81,12 @@ Result<std::pair<uint64_t, std::string>> SplitNumber(const std::string& text, co
   return std::make_pair(n, text.substr(i));
 }
 
+// n * unit, or an error when that does not fit in 64 bits.
+Result<uint64_t> Scale(uint64_t n, uint64_t unit, const std::string& text, const std::string& flag) {
+  if (n > UINT64_MAX / unit) return Error::Invalid("--" + flag + ": number too large: " + text);
+  return n * unit;
+}
+
 }  // namespace
 
 Result<uint64_t> ParseDuration(const std::string& text, const std::string& flag) {
@@ -88,9 +94,9 @@ Result<uint64_t> ParseDuration(const std::string& text, const std::string& flag)
   if (!r) return r.take_error();
   auto [n, unit] = r.value();
   if (unit.empty() || unit == "ms") return n;
-  if (unit == "s") return n * 1000;
-  if (unit == "m") return n * 60000;
-  if (unit == "h") return n * 3600000;
+  if (unit == "s") return Scale(n, 1000, text, flag);
+  if (unit == "m") return Scale(n, 60000, text, flag);
+  if (unit == "h") return Scale(n, 3600000, text, flag);
   return Error::Invalid("--" + flag + ": unknown duration unit '" + unit + "' (use ms, s, m or h)");
 }
 
@@ -99,9 +105,9 @@ Result<uint64_t> ParseSize(const std::string& text, const std::string& flag) {
   if (!r) return r.take_error();
   auto [n, unit] = r.value();
   if (unit.empty() || unit == "B") return n;
-  if (unit == "KiB" || unit == "K") return n << 10;
-  if (unit == "MiB" || unit == "M") return n << 20;
-  if (unit == "GiB" || unit == "G") return n << 30;
+  if (unit == "KiB" || unit == "K") return Scale(n, uint64_t{1} << 10, text, flag);
+  if (unit == "MiB" || unit == "M") return Scale(n, uint64_t{1} << 20, text, flag);
+  if (unit == "GiB" || unit == "G") return Scale(n, uint64_t{1} << 30, text, flag);
   return Error::Invalid("--" + flag + ": unknown size unit '" + unit + "' (use KiB, MiB or GiB)");
 }
 

@@ -20,6 +20,136 @@ std::string CreateToken::Encode() const {
   return json::Doc::Object().Set("id", id).Set("role", role).Set("hash", hash).Print();
 }
 
+std::string RegisterNode::Encode() const {
+  json::Doc attrs = json::Doc::Object();
+  for (const auto& [k, v] : attributes) attrs.Set(k, v);
+  return json::Doc::Object()
+      .Set("id", id)
+      .Set("cluster", cluster)
+      .Set("hostname", hostname)
+      .Set("cpu", cpu)
+      .Set("memory", memory)
+      .Set("attributes", attrs)
+      .Print();
+}
+
+std::string SetNodeStatus::Encode() const { return json::Doc::Object().Set("id", id).Set("status", status).Print(); }
+
+std::string DeregisterNode::Encode() const { return json::Doc::Object().Set("id", id).Set("force", force).Print(); }
+
+std::string PlaceTasks::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const Placement& p : placements) list.Push(json::Doc::Object().Set("task", p.task_id).Set("node", p.node));
+  return json::Doc::Object()
+      .Set("cluster", cluster)
+      .Set("family", family)
+      .Set("revision", revision)
+      .Set("group", group)
+      .Set("startedBy", started_by)
+      .Set("service", service)
+      .Set("deployment", deployment)
+      .Set("placements", list)
+      .Print();
+}
+
+std::string StopTasks::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const std::string& id : ids) list.Push(id);
+  return json::Doc::Object().Set("ids", list).Set("reason", reason).Set("code", code).Print();
+}
+
+std::string ReportTasks::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const Report& r : reports) {
+    json::Doc d = json::Doc::Object();
+    d.Set("task", r.task_id).Set("last", r.last).Set("reason", r.reason);
+    Result<json::Doc> c = json::Doc::Parse(r.containers);
+    if (c) d.Set("containers", c.value());
+    list.Push(d);
+  }
+  return json::Doc::Object().Set("node", node).Set("reports", list).Print();
+}
+
+std::string NodeLost::Encode() const { return json::Doc::Object().Set("node", node).Set("reason", reason).Print(); }
+
+namespace {
+
+Status Str(json::View v, const char* key, std::string* out) {
+  Result<std::string> s = json::OptionalString(v, key, key);
+  if (!s) return s.take_error();
+  *out = std::move(s.value());
+  return {};
+}
+
+Status Int(json::View v, const char* key, int64_t* out) {
+  Result<int64_t> n = json::OptionalInt(v, key, key, 0);
+  if (!n) return n.take_error();
+  *out = n.value();
+  return {};
+}
+
+Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) {
+  Status st;
+  if (type == "RegisterNode") {
+    auto c = std::make_unique<RegisterNode>();
+    if (!(st = Str(v, "id", &c->id)) || !(st = Str(v, "cluster", &c->cluster)) ||
+        !(st = Str(v, "hostname", &c->hostname)) || !(st = Int(v, "cpu", &c->cpu)) ||
+        !(st = Int(v, "memory", &c->memory))) {
+      return st.take_error();
+    }
+    for (json::View a : v.Get("attributes")) c->attributes[std::string(a.Key())] = std::string(a.String());
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "SetNodeStatus") {
+    auto c = std::make_unique<SetNodeStatus>();
+    if (!(st = Str(v, "id", &c->id)) || !(st = Str(v, "status", &c->status))) return st.take_error();
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "DeregisterNode") {
+    auto c = std::make_unique<DeregisterNode>();
+    if (!(st = Str(v, "id", &c->id))) return st.take_error();
+    c->force = v.Get("force").Bool();
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "PlaceTasks") {
+    auto c = std::make_unique<PlaceTasks>();
+    if (!(st = Str(v, "cluster", &c->cluster)) || !(st = Str(v, "family", &c->family)) ||
+        !(st = Int(v, "revision", &c->revision)) || !(st = Str(v, "group", &c->group)) ||
+        !(st = Str(v, "startedBy", &c->started_by)) || !(st = Str(v, "service", &c->service)) ||
+        !(st = Str(v, "deployment", &c->deployment))) {
+      return st.take_error();
+    }
+    for (json::View p : v.Get("placements")) {
+      c->placements.push_back({std::string(p.Get("task").String()), std::string(p.Get("node").String())});
+    }
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "StopTasks") {
+    auto c = std::make_unique<StopTasks>();
+    if (!(st = Str(v, "reason", &c->reason)) || !(st = Str(v, "code", &c->code))) return st.take_error();
+    for (json::View id : v.Get("ids")) c->ids.emplace_back(id.String());
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "ReportTasks") {
+    auto c = std::make_unique<ReportTasks>();
+    if (!(st = Str(v, "node", &c->node))) return st.take_error();
+    for (json::View r : v.Get("reports")) {
+      c->reports.push_back({std::string(r.Get("task").String()), std::string(r.Get("last").String()),
+                            std::string(r.Get("reason").String()),
+                            r.Get("containers").valid() ? r.Get("containers").Print() : "[]"});
+    }
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "NodeLost") {
+    auto c = std::make_unique<NodeLost>();
+    if (!(st = Str(v, "node", &c->node)) || !(st = Str(v, "reason", &c->reason))) return st.take_error();
+    return store::CommandPtr(std::move(c));
+  }
+  return store::CommandPtr();
+}
+
+}  // namespace
+
 bool IsValidRole(std::string_view role) {
   return role == "admin" || role == "deploy" || role == "read-only" || role == "agent";
 }
@@ -30,6 +160,12 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
   json::View v = doc->view();
   if (!v.IsObject()) return Error::Invalid(std::string(type) + ": payload must be an object");
   store::CommandPtr out;
+  Result<store::CommandPtr> node_or_task = DecodeNodeOrTask(type, v);
+  if (!node_or_task) return node_or_task.take_error();
+  if (node_or_task.value()) {
+    node_or_task.value()->time_ms = time_ms;
+    return node_or_task;
+  }
   if (type == "CreateCluster" || type == "DeleteCluster") {
     Result<std::string> name = json::RequireString(v, "name", "name");
     if (!name) return name.take_error();

@@ -2,7 +2,9 @@
 // so the command log can be replayed and, later, replicated.
 #pragma once
 
+#include <map>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "store/store.h"
@@ -33,6 +35,83 @@ struct DeregisterTaskDefinition final : store::Command {
   std::string family;
   int64_t revision = 0;
   const char* Type() const override { return "DeregisterTaskDefinition"; }
+  std::string Encode() const override;
+};
+
+// An agent registers its node, or registers it again (new resources or attributes).
+struct RegisterNode final : store::Command {
+  std::string id;
+  std::string cluster;
+  std::string hostname;
+  int64_t cpu = 0;
+  int64_t memory = 0;
+  std::map<std::string, std::string> attributes;
+  const char* Type() const override { return "RegisterNode"; }
+  std::string Encode() const override;
+};
+
+// ACTIVE or DRAINING.
+struct SetNodeStatus final : store::Command {
+  std::string id;
+  std::string status;
+  const char* Type() const override { return "SetNodeStatus"; }
+  std::string Encode() const override;
+};
+
+// Removes a node; refused while tasks remain on it unless `force` (they are stopped).
+struct DeregisterNode final : store::Command {
+  std::string id;
+  bool force = false;
+  const char* Type() const override { return "DeregisterNode"; }
+  std::string Encode() const override;
+};
+
+// New tasks of one task definition, each on the node the scheduler chose.
+struct PlaceTasks final : store::Command {
+  struct Placement {
+    std::string task_id;
+    std::string node;
+  };
+  std::string cluster;
+  std::string family;
+  int64_t revision = 0;
+  std::string group;
+  std::string started_by;
+  std::string service;
+  std::string deployment;
+  std::vector<Placement> placements;
+  const char* Type() const override { return "PlaceTasks"; }
+  std::string Encode() const override;
+};
+
+// Tasks the control plane wants stopped (desiredStatus STOPPED).
+struct StopTasks final : store::Command {
+  std::vector<std::string> ids;
+  std::string reason;
+  std::string code;  // ECS stopCode: UserInitiated, ServiceSchedulerInitiated, ...
+  const char* Type() const override { return "StopTasks"; }
+  std::string Encode() const override;
+};
+
+// What an agent saw of its tasks.
+struct ReportTasks final : store::Command {
+  struct Report {
+    std::string task_id;
+    std::string last;        // PENDING, RUNNING, STOPPED
+    std::string reason;      // why it stopped
+    std::string containers;  // JSON array, checked by ParseContainers
+  };
+  std::string node;
+  std::vector<Report> reports;
+  const char* Type() const override { return "ReportTasks"; }
+  std::string Encode() const override;
+};
+
+// A node's agent has been gone past the grace period: its tasks are STOPPED.
+struct NodeLost final : store::Command {
+  std::string node;
+  std::string reason;
+  const char* Type() const override { return "NodeLost"; }
   std::string Encode() const override;
 };
 

@@ -43,6 +43,7 @@ Status State::Load(store::Db& db) {
       task_definitions_[td.family].emplace(td.revision, std::move(td));
     }
   }
+  if (Status st = LoadNodesAndTasks(db); !st) return st;
   Result<store::Stmt> s = db.Prepare("SELECT id, role, hash, created_ms FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
@@ -51,6 +52,7 @@ Status State::Load(store::Db& db) {
     if (!row.value()) break;
     tokens_.push_back(Token{std::string(s->Text(0)), std::string(s->Text(1)), std::string(s->Text(2)), s->Int(3)});
   }
+  for (StateObserver* o : observers_) o->OnReloaded();
   return {};
 }
 
@@ -69,6 +71,13 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "DeregisterTaskDefinition") {
     return ApplyDeregisterTaskDefinition(db, static_cast<const DeregisterTaskDefinition&>(cmd));
   }
+  if (type == "RegisterNode") return ApplyRegisterNode(db, static_cast<const RegisterNode&>(cmd));
+  if (type == "SetNodeStatus") return ApplySetNodeStatus(db, static_cast<const SetNodeStatus&>(cmd));
+  if (type == "DeregisterNode") return ApplyDeregisterNode(db, static_cast<const DeregisterNode&>(cmd));
+  if (type == "PlaceTasks") return ApplyPlaceTasks(db, static_cast<const PlaceTasks&>(cmd));
+  if (type == "StopTasks") return ApplyStopTasks(db, static_cast<const StopTasks&>(cmd));
+  if (type == "ReportTasks") return ApplyReportTasks(db, static_cast<const ReportTasks&>(cmd));
+  if (type == "NodeLost") return ApplyNodeLost(db, static_cast<const NodeLost&>(cmd));
   return Error::Internal("no apply for command " + std::string(type));
 }
 

@@ -8,10 +8,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "model/cluster.h"
 #include "model/commands.h"
+#include "model/node.h"
+#include "model/task.h"
 #include "model/taskdef.h"
 #include "store/store.h"
 
@@ -24,8 +27,25 @@ struct Token {
   int64_t created_ms = 0;
 };
 
+// Told of changes as they are applied (before their commit; after a failed commit,
+// OnReloaded says everything was rebuilt from disk). Observers keep derived
+// structures — the scheduler's indexes, the agents' streams, the controllers'
+// work lists — in step without polling.
+class StateObserver {
+ public:
+  virtual ~StateObserver() = default;
+  virtual void OnNodeChanged(const Node&) {}     // registered again, status or connection changed
+  virtual void OnNodeRemoved(const Node&) {}     // about to be forgotten
+  virtual void OnTaskAccounted(const Task&, const Node&) {}  // its resources are now in use
+  virtual void OnTaskReleased(const Task&, const Node&) {}   // its resources are free again
+  virtual void OnTaskChanged(const Task&) {}
+  virtual void OnNodeDesiredChanged(const Node&) {}  // the set of tasks the node must run changed
+  virtual void OnReloaded() {}
+};
+
 class State final : public store::StateMachine {
  public:
+  void AddObserver(StateObserver* o) { observers_.push_back(o); }
   Status Load(store::Db& db) override;
   Result<std::string> Apply(store::Db& db, const store::Command& cmd) override;
   Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) override;
@@ -42,6 +62,14 @@ class State final : public store::StateMachine {
     return task_definitions_;
   }
 
+  const Node* FindNode(std::string_view id) const;
+  const std::map<std::string, Node, std::less<>>& nodes() const { return nodes_; }
+  const Task* FindTask(std::string_view id) const;
+  const std::unordered_map<std::string, Task>& tasks() const { return tasks_; }
+  // The agent's connection and heartbeats: facts of this server, not state.
+  void SetNodeConnected(std::string_view id, bool connected, int64_t now_ms);
+  void Heartbeat(std::string_view id, int64_t now_ms);
+
   // The token whose secret is `secret`, compared in constant time against every
   // stored hash; nullptr when none matches.
   const Token* FindTokenBySecret(std::string_view secret) const;
@@ -54,10 +82,27 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyCreateToken(store::Db& db, const CreateToken& c);
   Result<std::string> ApplyRegisterTaskDefinition(store::Db& db, const RegisterTaskDefinition& c);
   Result<std::string> ApplyDeregisterTaskDefinition(store::Db& db, const DeregisterTaskDefinition& c);
+  Result<std::string> ApplyRegisterNode(store::Db& db, const RegisterNode& c);
+  Result<std::string> ApplySetNodeStatus(store::Db& db, const SetNodeStatus& c);
+  Result<std::string> ApplyDeregisterNode(store::Db& db, const DeregisterNode& c);
+  Result<std::string> ApplyPlaceTasks(store::Db& db, const PlaceTasks& c);
+  Result<std::string> ApplyStopTasks(store::Db& db, const StopTasks& c);
+  Result<std::string> ApplyReportTasks(store::Db& db, const ReportTasks& c);
+  Result<std::string> ApplyNodeLost(store::Db& db, const NodeLost& c);
+  Status LoadNodesAndTasks(store::Db& db);
+  Status SaveTask(store::Db& db, const Task& t, bool insert);
+  // Moves a task to `last` (forward only), keeping node and cluster counts and
+  // resource accounting right; returns whether anything changed.
+  bool Transition(Task& t, const std::string& last, int64_t now_ms);
+  void CountTask(const Task& t, int delta);
+  void DesiredChanged(Node& n);
 
   std::map<std::string, Cluster, std::less<>> clusters_;
   std::vector<Token> tokens_;
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;
+  std::map<std::string, Node, std::less<>> nodes_;
+  std::unordered_map<std::string, Task> tasks_;
+  std::vector<StateObserver*> observers_;
 };
 
 }  // namespace berth::model

@@ -399,7 +399,10 @@ Status SummariseTaskDefinition(TaskDefinition* td) {
   td->network_mode = std::string(v.Get("networkMode").String());
   if (td->network_mode.empty()) td->network_mode = "bridge";
   int64_t cpu = 0, mem = 0;
+  td->has_health_check = false;
   for (json::View c : v.Get("containerDefinitions")) {
+    json::View hc = c.Get("healthCheck").Get("command");
+    if (hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE") td->has_health_check = true;
     ContainerSummary s;
     s.name = std::string(c.Get("name").String());
     s.image = std::string(c.Get("image").String());
@@ -419,6 +422,16 @@ Status SummariseTaskDefinition(TaskDefinition* td) {
   td->cpu = task_cpu.empty() ? cpu : std::stoll(task_cpu);
   td->memory = task_mem.empty() ? mem : std::stoll(task_mem);
   return {};
+}
+
+std::vector<std::pair<int, bool>> TaskDefinition::FixedPorts() const {
+  std::vector<std::pair<int, bool>> out;
+  for (const ContainerSummary& c : containers) {
+    for (const PortMapping& p : c.ports) {
+      if (p.host_port > 0) out.emplace_back(p.host_port, p.udp);
+    }
+  }
+  return out;
 }
 
 json::Doc TaskDefinitionJson(const TaskDefinition& td) {

@@ -43,6 +43,9 @@ struct TaskDefinition {
   int64_t cpu = 0;     // task-level if given, else the sum of the containers'
   int64_t memory = 0;  // task-level if given, else the sum of each container's limit or reservation
   std::string network_mode = "bridge";
+  bool has_health_check = false;  // some container has a health check other than NONE
+  // (host port, udp) of every fixed host port the task asks for.
+  std::vector<std::pair<int, bool>> FixedPorts() const;
 };
 
 std::string TaskDefinitionArn(std::string_view family, int64_t revision);

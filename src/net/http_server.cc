@@ -114,6 +114,9 @@ class Connection final : public Stream::Handler {
     if (phase_ == Phase::kLinger) return;  // discarded: we are closing
     if (!stash_.empty() || paused_) {
       stash_.append(data);
+      // While an answer streams we keep reading only to notice the peer leaving;
+      // anything it sends meanwhile waits, within bounds.
+      if (paused_ && stash_.size() > server_->limits_.max_header_bytes + (1u << 20)) stream_->ReadStop();
       if (!paused_) Process();
       return;
     }
@@ -127,9 +130,10 @@ class Connection final : public Stream::Handler {
       return;
     }
     // The peer half-closed mid-request or while waiting for an answer: answer what
-    // we have, then close.
+    // we have, then close. A streamed answer has no end to wait for: the peer
+    // has gone, so the stream ends now.
     peer_done_ = true;
-    if (!current_) Close();
+    if (!current_ || current_->state_ == Exchange::State::kStreaming) Close();
   }
 
   void OnDrained() override {
@@ -181,6 +185,8 @@ class Connection final : public Stream::Handler {
     if (!ex->head_) out.append(body);
     ex->status_ = status;
     Write(std::move(out));
+    // A streamed answer may last forever: watch the socket for the peer leaving.
+    if (ex->state_ == Exchange::State::kStreaming && paused_) stream_->ReadStart();
   }
 
   void SendBody(Exchange* ex, std::string_view data) {
@@ -340,9 +346,10 @@ class Connection final : public Stream::Handler {
       return;
     }
     if (current_) {
-      // An answer is pending: read nothing more until it is sent.
+      // An answer is pending: parse nothing more until it is sent. A streamed
+      // answer keeps the socket read, only to notice the peer leaving.
       paused_ = true;
-      stream_->ReadStop();
+      if (current_->state_ != Exchange::State::kStreaming) stream_->ReadStop();
       return;
     }
     if (message_complete_) ResetForNext();

@@ -35,7 +35,7 @@ struct ServerLimits {
   uint64_t body_timeout_ms = 30000;     // silence while a body is arriving: 408
   uint64_t idle_timeout_ms = 60000;     // keep-alive wait for the next request: closed
   uint64_t write_timeout_ms = 30000;    // a client that does not read its answer: closed
-  size_t max_connections = 10000;       // 503 above
+  size_t max_connections = 20000;       // 503 above
   size_t max_output_bytes = 4 << 20;    // stop reading while this much answer is unsent
 };
 

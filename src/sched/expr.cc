@@ -1,6 +1,7 @@
 #include "sched/expr.h"
 
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 
 namespace berth::sched {
@@ -15,7 +16,8 @@ bool ParseNumber(std::string_view s, double* out) {
   std::string tmp(s);
   char* end = nullptr;
   *out = strtod(tmp.c_str(), &end);
-  return end == tmp.c_str() + tmp.size();
+  // "nan" and "inf" are text: a NaN would make every ordering (< and >=) true at once.
+  return end == tmp.c_str() + tmp.size() && std::isfinite(*out);
 }
 
 // Compares for the ordering operators: numerically when both parse, else as text.
@@ -61,9 +63,11 @@ class Cmp final : public Expr {
     }
     // A node without the attribute satisfies only the negative operators.
     if (!present) return op_ == Op::kNe || op_ == Op::kNotIn || op_ == Op::kNotMatch;
+    // runningTasksCount is a number (checked at parse time): 0 and 0.0 are equal.
+    bool numeric = subject_ == Subject::kRunningTasksCount;
     switch (op_) {
-      case Op::kEq: return value == values_[0];
-      case Op::kNe: return value != values_[0];
+      case Op::kEq: return numeric ? Compare(value, values_[0]) == 0 : value == values_[0];
+      case Op::kNe: return numeric ? Compare(value, values_[0]) != 0 : value != values_[0];
       case Op::kGt: return Compare(value, values_[0]) > 0;
       case Op::kGe: return Compare(value, values_[0]) >= 0;
       case Op::kLt: return Compare(value, values_[0]) < 0;

@@ -16,7 +16,9 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
     {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},
     {"shutdown-grace", true, "DURATION", "how long requests in flight may finish on SIGTERM (default 10s)"},
-    {"max-connections", true, "N", "open connections at most (default 10000)"},
+    {"max-connections", true, "N", "open connections at most (default 20000)"},
+    {"heartbeat-interval", true, "DURATION", "how often agents report (default 2s)"},
+    {"node-lost-after", true, "DURATION", "an agent away this long loses its node's tasks (default 10s)"},
     {"max-header-bytes", true, "SIZE", "request line and headers at most (default 16KiB)"},
     {"header-timeout", true, "DURATION", "time to receive a request's headers (default 10s)"},
     {"body-timeout", true, "DURATION", "longest silence while a body arrives (default 30s)"},
@@ -79,6 +81,16 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     *d.dest = v.value();
+  }
+  for (auto [name, dest] : {std::pair{"heartbeat-interval", &o.heartbeat_interval_ms},
+                             std::pair{"node-lost-after", &o.node_lost_after_ms}}) {
+    if (!p->Has(name)) continue;
+    Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
+    if (!v || v.value() == 0) {
+      fprintf(stderr, "berth server: --%s: expected a duration above 0 such as 2s\n", name);
+      return 2;
+    }
+    *dest = static_cast<int64_t>(v.value());
   }
   if (p->Has("max-connections")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("max-connections"), "max-connections");

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -13,7 +14,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "api/agents.h"
 #include "api/api.h"
+#include "control/scheduler.h"
 #include "base/crypto.h"
 #include "base/log.h"
 #include "model/state.h"
@@ -101,6 +104,12 @@ Status FirstStart(const Options& o, model::State* state, store::Store* store) {
 
 int Run(const Options& o) {
   signal(SIGPIPE, SIG_IGN);
+  // Every agent holds a connection: take all the descriptors we may.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   if (Status s = MakeDir(o.data_dir); !s) {
     fprintf(stderr, "berth server: %s\n", s.error().message.c_str());
     return 1;
@@ -134,9 +143,20 @@ int Run(const Options& o) {
   net::AfterIo flusher(loop, [&store] { store->Flush(); });
   store->SetWakeup([&flusher] { flusher.Arm(); });
 
-  api::Context ctx{&state, store.get(), &registry, &SystemClock::Get()};
+  control::Scheduler scheduler(&state);
+  api::AgentOptions agent_options;
+  agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
+  agent_options.lost_after_ms = o.node_lost_after_ms;
+  api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options);
+  store->SetAfterFlush([&agents] { agents.Flush(); });
+  net::Timer ticker(loop);
+  ticker.Start(1000, 1000, [&agents] { agents.Tick(); });
+  ticker.Unref();
+
+  api::Context ctx{&state, store.get(), &registry, &SystemClock::Get(), &scheduler};
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
+  agents.AddRoutes(&router);
   auto server = std::make_unique<net::http::Server>(loop, &router, o.limits, &registry);
   server->SetGate([&state](net::http::Exchange& ex) { return api::Authenticate(state, ex); });
 
@@ -196,6 +216,7 @@ int Run(const Options& o) {
   uv_run(loop, UV_RUN_DEFAULT);
 
   server.reset();
+  store->SetAfterFlush(nullptr);
   if (Status s = store->Close(); !s) {
     log::Error("server", "closing the store failed", {{"error", s.error().message}});
     return 1;

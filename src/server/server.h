@@ -18,6 +18,8 @@ struct Options {
   bool group_commit = true;
   uint64_t shutdown_grace_ms = 10000;
   net::http::ServerLimits limits;
+  int64_t heartbeat_interval_ms = 2000;
+  int64_t node_lost_after_ms = 10000;
 };
 
 // Runs the server until a signal stops it. Returns the process exit code.

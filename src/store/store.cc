@@ -44,6 +44,41 @@ const char* const kMigrations[] = {
       PRIMARY KEY (family, revision)
     );
     )sql",
+    // 2 -> 3
+    R"sql(
+    CREATE TABLE nodes (
+      id            TEXT PRIMARY KEY,
+      cluster       TEXT NOT NULL,
+      hostname      TEXT NOT NULL,
+      status        TEXT NOT NULL,
+      cpu           INTEGER NOT NULL,
+      memory        INTEGER NOT NULL,
+      attributes    TEXT NOT NULL,
+      registered_ms INTEGER NOT NULL
+    );
+    CREATE TABLE tasks (
+      id             TEXT PRIMARY KEY,
+      cluster        TEXT NOT NULL,
+      node           TEXT NOT NULL,
+      family         TEXT NOT NULL,
+      revision       INTEGER NOT NULL,
+      grp            TEXT NOT NULL,
+      started_by     TEXT NOT NULL,
+      service        TEXT NOT NULL,
+      deployment     TEXT NOT NULL,
+      desired        TEXT NOT NULL,
+      last           TEXT NOT NULL,
+      stopped_reason TEXT NOT NULL,
+      stop_code      TEXT NOT NULL,
+      health         TEXT NOT NULL,
+      containers     TEXT NOT NULL,
+      created_ms     INTEGER NOT NULL,
+      started_ms     INTEGER NOT NULL,
+      stopping_ms    INTEGER NOT NULL,
+      stopped_ms     INTEGER NOT NULL
+    );
+    CREATE INDEX tasks_by_node ON tasks (node);
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -150,6 +185,21 @@ Status Store::ApplyOne(const Command& cmd, std::string* reply, Error* error, boo
 }
 
 void Store::Flush() {
+  if (in_flush_) return;  // a reply that flushes again waits for the loop below
+  in_flush_ = true;
+  // The after-flush hook may queue more; bound the rounds so a controller that
+  // keeps finding work cannot starve the loop (the rest goes next iteration).
+  for (int round = 0; round < 8; round++) {
+    FlushQueue();
+    if (!after_flush_) break;
+    after_flush_();
+    if (queue_.empty()) break;
+  }
+  in_flush_ = false;
+  if (!queue_.empty() && wakeup_) wakeup_();
+}
+
+void Store::FlushQueue() {
   while (!queue_.empty()) {
     std::vector<Item> batch;
     size_t n = std::min(queue_.size(), options_.group_commit ? options_.max_batch : size_t{1});

@@ -69,6 +69,9 @@ class Store {
   // Called when the first command of a new batch is queued; the owner arranges a
   // Flush() after the current loop iteration's I/O.
   void SetWakeup(std::function<void()> wakeup) { wakeup_ = std::move(wakeup); }
+  // Called at the end of every Flush, after the replies; work it submits is
+  // flushed in the same Flush (controllers reacting to what just committed).
+  void SetAfterFlush(std::function<void()> fn) { after_flush_ = std::move(fn); }
   // Queues `cmd`; `reply` fires after the transaction holding it commits.
   void Submit(CommandPtr cmd, Reply reply);
   // Applies and commits everything queued. Returns after the replies went out.
@@ -82,12 +85,13 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
  private:
   Store() = default;
   Status Migrate();
   Status Run(const char* sql);  // a cached statement without parameters
+  void FlushQueue();
   Status ApplyOne(const Command& cmd, std::string* reply, Error* error, bool* applied);
 
   struct Item {
@@ -100,6 +104,8 @@ class Store {
   std::unique_ptr<Db> db_;
   std::vector<Item> queue_;
   std::function<void()> wakeup_;
+  std::function<void()> after_flush_;
+  bool in_flush_ = false;
   uint64_t last_seq_ = 0;
   int schema_version_ = 0;
 

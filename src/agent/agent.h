@@ -1,0 +1,12 @@
+// `berth agent`: the node side of the cluster (today: simulated nodes only).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace berth::agent {
+
+// `berth agent [flags]`. Returns the exit code.
+int Main(const std::vector<std::string>& args);
+
+}  // namespace berth::agent

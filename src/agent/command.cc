@@ -1,0 +1,99 @@
+// The `berth agent` command line.
+#include <cstdio>
+#include <cstdlib>
+
+#include "agent/agent.h"
+#include "agent/sim.h"
+#include "base/flags.h"
+
+namespace berth::agent {
+
+namespace {
+
+const std::vector<flags::FlagSpec> kFlags = {
+    {"server", true, "URL", "the server (default $BERTH_SERVER or http://127.0.0.1:7070)"},
+    {"token", true, "TOKEN", "a token with role agent (berth token create --role agent; default $BERTH_TOKEN)"},
+    {"cluster", true, "NAME", "the cluster to join (default: default)"},
+    {"simulate", true, "N", "run N simulated nodes (no Docker) for scale tests"},
+    {"node-cpu", true, "UNITS", "simulated nodes' CPU units (default 4096)"},
+    {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
+    {"zones", true, "N", "spread simulated nodes over N zones (default 3)"},
+    {"start-delay-ms", true, "MS", "time a simulated task takes from PENDING to RUNNING (default 0)"},
+    {"fail-rate", true, "P", "chance 0-1 that a simulated task fails to start (default 0)"},
+    {"id-prefix", true, "TEXT", "simulated node ids are TEXT-00000... (default sim)"},
+    {"log-level", true, "LEVEL", "debug, info, warn or error"},
+};
+
+const char kUsage[] =
+    "Usage: berth agent --simulate N [flags]\n"
+    "\n"
+    "Runs node agents. With --simulate, N simulated nodes in this process speak the\n"
+    "real agent protocol to the server; their tasks run nowhere. The Docker agent\n"
+    "(tasks as real containers) is not part of this build yet.\n"
+    "\n"
+    "Flags:\n";
+
+}  // namespace
+
+int Main(const std::vector<std::string>& args) {
+  Result<flags::Parsed> p = flags::ParseFlags(args, kFlags);
+  if (!p) {
+    fprintf(stderr, "berth agent: %s\nRun 'berth agent --help' for the flags.\n", p.error().message.c_str());
+    return 2;
+  }
+  if (p->help) {
+    printf("%s%s", kUsage, flags::FlagsHelp(kFlags).c_str());
+    return 0;
+  }
+  if (!p->positional.empty()) {
+    fprintf(stderr, "berth agent: unexpected argument '%s'\n", p->positional[0].c_str());
+    return 2;
+  }
+  if (!p->Has("simulate")) {
+    fprintf(stderr, "berth agent: only --simulate N is available in this build; the Docker agent is not here yet\n");
+    return 2;
+  }
+  SimOptions o;
+  const char* env_server = getenv("BERTH_SERVER");
+  const char* env_token = getenv("BERTH_TOKEN");
+  o.server = p->Get("server", env_server && *env_server ? env_server : o.server);
+  o.token = p->Get("token", env_token ? env_token : "");
+  if (o.token.empty()) {
+    fprintf(stderr, "berth agent: give --token (a token with role agent) or set BERTH_TOKEN\n");
+    return 2;
+  }
+  o.cluster = p->Get("cluster", o.cluster);
+  o.id_prefix = p->Get("id-prefix", o.id_prefix);
+  struct IntFlag {
+    const char* name;
+    int64_t* dest;
+    int64_t lo, hi;
+  };
+  int64_t nodes = 0, zones = o.zones;
+  for (IntFlag f : {IntFlag{"simulate", &nodes, 1, 100000}, IntFlag{"node-cpu", &o.node_cpu, 1, 1 << 24},
+                    IntFlag{"node-memory", &o.node_memory, 1, 1 << 30}, IntFlag{"zones", &zones, 1, 26},
+                    IntFlag{"start-delay-ms", &o.start_delay_ms, 0, 3600000}}) {
+    if (!p->Has(f.name)) continue;
+    Result<uint64_t> v = flags::ParseCount(p->Get(f.name), f.name);
+    if (!v || static_cast<int64_t>(v.value()) < f.lo || static_cast<int64_t>(v.value()) > f.hi) {
+      fprintf(stderr, "berth agent: --%s: expected a whole number from %lld to %lld\n", f.name,
+              static_cast<long long>(f.lo), static_cast<long long>(f.hi));
+      return 2;
+    }
+    *f.dest = static_cast<int64_t>(v.value());
+  }
+  o.nodes = static_cast<int>(nodes);
+  o.zones = static_cast<int>(zones);
+  if (p->Has("fail-rate")) {
+    char* end = nullptr;
+    std::string text = p->Get("fail-rate");
+    o.fail_rate = strtod(text.c_str(), &end);
+    if (text.empty() || *end || o.fail_rate < 0 || o.fail_rate > 1) {
+      fprintf(stderr, "berth agent: --fail-rate: expected a number from 0 to 1\n");
+      return 2;
+    }
+  }
+  return RunSimulation(o);
+}
+
+}  // namespace berth::agent

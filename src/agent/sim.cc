@@ -1,0 +1,355 @@
+#include "agent/sim.h"
+
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <memory>
+#include <queue>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "base/json.h"
+#include "base/log.h"
+#include "net/http_client.h"
+#include "net/uv.h"
+
+namespace berth::agent {
+
+namespace http = net::http;
+
+namespace {
+
+constexpr int64_t kReportBatchMs = 50;
+
+int64_t NowMs(uv_loop_t* loop) { return static_cast<int64_t>(uv_now(loop)); }
+
+class Simulation;
+
+struct SimTask {
+  std::string last = "PENDING";  // what we last reported
+  bool reported = false;         // `last` has reached the server
+  bool stopping = false;
+};
+
+// One simulated node.
+class SimNode {
+ public:
+  SimNode(Simulation* sim, int index);
+  void Start();
+  void OnStreamData(std::string_view data);
+  void OnStreamEnd(const std::string& why, bool not_registered);
+  void Report(bool heartbeat_only);
+  void TaskRan(const std::string& id, bool failed);
+
+  std::string id;
+  bool registered = false;
+  bool report_in_flight = false;
+  int64_t last_report_ms = 0;
+  int64_t next_attempt_ms = 0;
+  int failures = 0;
+  std::map<std::string, SimTask> tasks;
+  std::set<std::string> dirty;  // tasks with news to report
+  std::unique_ptr<http::Client> stream;
+
+ private:
+  void Register();
+  void OpenStream();
+  void Apply(json::View msg);
+  Simulation* sim_;
+  int index_;
+  std::string line_;  // a partial NDJSON line
+};
+
+class Simulation {
+ public:
+  Simulation(uv_loop_t* loop, SimOptions o) : loop_(loop), o_(std::move(o)), rng_(o_.seed), timer_(loop) {}
+
+  int Run() {
+    Result<net::Endpoint> ep = net::Endpoint::Parse(o_.server, 7070);
+    if (!ep) {
+      fprintf(stderr, "berth agent: --server: %s\n", ep.error().message.c_str());
+      return 2;
+    }
+    endpoint_ = ep.value();
+    http::ClientOptions report_opts;
+    report_opts.timeout_ms = 60000;
+    for (int i = 0; i < o_.report_connections; i++) {
+      reporters_.push_back(std::make_unique<http::Client>(loop_, endpoint_, report_opts));
+    }
+    for (int i = 0; i < o_.nodes; i++) nodes_.push_back(std::make_unique<SimNode>(this, i));
+    for (auto& n : nodes_) n->Start();
+    timer_.Start(10, 10, [this] { Tick(); });
+    printf("berth agent: simulating %d node(s) against %s\n", o_.nodes, endpoint_.ToString().c_str());
+    fflush(stdout);
+    return 0;
+  }
+
+  http::ClientRequest Request(std::string method, std::string target, std::string body = "") {
+    http::ClientRequest r;
+    r.method = std::move(method);
+    r.target = std::move(target);
+    r.body = std::move(body);
+    r.headers.push_back({"Authorization", "Bearer " + o_.token});
+    if (!r.body.empty()) r.headers.push_back({"Content-Type", "application/json"});
+    return r;
+  }
+
+  // Requests that are not the stream share a small pool of connections.
+  http::Client& Reporter() { return *reporters_[next_reporter_++ % reporters_.size()]; }
+
+  void Later(int64_t delay_ms, SimNode* node, std::string task, bool fail) {
+    due_.push(Due{NowMs(loop_) + delay_ms, seq_++, node, std::move(task), fail});
+  }
+
+  bool Fail() { return o_.fail_rate > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < o_.fail_rate; }
+  int64_t Jitter(int64_t ms) { return ms + std::uniform_int_distribution<int64_t>(0, ms)(rng_); }
+
+  void Bury(std::unique_ptr<http::Client> c) { dead_.push_back(std::move(c)); }
+  uv_loop_t* loop() { return loop_; }
+  const SimOptions& options() const { return o_; }
+  const net::Endpoint& endpoint() const { return endpoint_; }
+  int64_t heartbeat_ms = 2000;
+
+ private:
+  struct Due {
+    int64_t at;
+    uint64_t seq;
+    SimNode* node;
+    std::string task;
+    bool fail;
+    bool operator>(const Due& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+
+  void Tick() {
+    dead_.clear();
+    int64_t now = NowMs(loop_);
+    while (!due_.empty() && due_.top().at <= now) {
+      Due d = due_.top();
+      due_.pop();
+      d.node->TaskRan(d.task, d.fail);
+    }
+    for (auto& n : nodes_) {
+      if (!n->registered) {
+        if (now >= n->next_attempt_ms && !n->report_in_flight) n->Start();
+        continue;
+      }
+      if (n->report_in_flight) continue;
+      if (!n->dirty.empty() && now - n->last_report_ms >= kReportBatchMs) n->Report(false);
+      else if (now - n->last_report_ms >= heartbeat_ms) n->Report(true);
+      if (!n->stream && now >= n->next_attempt_ms) n->Start();
+    }
+  }
+
+  uv_loop_t* loop_;
+  SimOptions o_;
+  std::mt19937_64 rng_;
+  net::Timer timer_;
+  net::Endpoint endpoint_;
+  std::vector<std::unique_ptr<http::Client>> reporters_;
+  size_t next_reporter_ = 0;
+  std::vector<std::unique_ptr<SimNode>> nodes_;
+  std::vector<std::unique_ptr<http::Client>> dead_;
+  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due_;
+  uint64_t seq_ = 0;
+};
+
+SimNode::SimNode(Simulation* sim, int index) : sim_(sim), index_(index) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s-%05d", sim->options().id_prefix.c_str(), index);
+  id = buf;
+}
+
+void SimNode::Start() {
+  if (!registered) {
+    Register();
+    return;
+  }
+  OpenStream();
+}
+
+void SimNode::Register() {
+  const SimOptions& o = sim_->options();
+  json::Doc attrs = json::Doc::Object();
+  attrs.Set("zone", "zone-" + std::string(1, static_cast<char>('a' + index_ % std::max(1, o.zones))))
+      .Set("os", "linux")
+      .Set("arch", "x86_64")
+      .Set("simulated", "true");
+  json::Doc body = json::Doc::Object();
+  body.Set("cluster", o.cluster)
+      .Set("nodeId", id)
+      .Set("hostname", id)
+      .Set("cpu", o.node_cpu)
+      .Set("memory", o.node_memory)
+      .Set("attributes", attrs);
+  report_in_flight = true;
+  sim_->Reporter().Send(sim_->Request("POST", "/v1/agent/register", body.Print()),
+                        [this](Result<http::ClientResponse> r) {
+                          report_in_flight = false;
+                          if (!r || r->status != 200) {
+                            failures++;
+                            next_attempt_ms = NowMs(sim_->loop()) + sim_->Jitter(std::min(30000, 500 << std::min(failures, 6)));
+                            if (failures == 1 || failures % 10 == 0) {
+                              log::Warn("sim", "register failed", {{"node", id}, {"error", r ? r->body : r.error().message}});
+                            }
+                            return;
+                          }
+                          Result<json::Doc> doc = json::Doc::Parse(r->body);
+                          if (doc && doc->view().Get("heartbeatIntervalMs").IsNumber()) {
+                            sim_->heartbeat_ms = static_cast<int64_t>(doc->view().Get("heartbeatIntervalMs").Number());
+                          }
+                          registered = true;
+                          failures = 0;
+                          OpenStream();
+                        });
+}
+
+void SimNode::OpenStream() {
+  http::ClientOptions opts;
+  opts.timeout_ms = 45000;  // the server pings every 10 s
+  stream = std::make_unique<http::Client>(sim_->loop(), sim_->endpoint(), opts);
+  line_.clear();
+  stream->Send(
+      sim_->Request("GET", "/v1/agent/nodes/" + id + "/desired"),
+      [this](Result<http::ClientResponse> r) {
+        std::string why = r ? "the stream ended (HTTP " + std::to_string(r->status) + ")" : r.error().message;
+        bool gone = r && r->status == 404;
+        // Destroying the client from inside its callback is not allowed: defer.
+        OnStreamEnd(why, gone);
+      },
+      [this](std::string_view data) { OnStreamData(data); });
+}
+
+void SimNode::OnStreamEnd(const std::string& why, bool not_registered) {
+  failures++;
+  if (not_registered) registered = false;
+  next_attempt_ms = NowMs(sim_->loop()) + sim_->Jitter(std::min(30000, 250 << std::min(failures, 7)));
+  if (failures == 1 || failures % 10 == 0) log::Warn("sim", "stream lost", {{"node", id}, {"why", why}});
+  // The client is on the stack now: it is freed on the next tick.
+  sim_->Bury(std::move(stream));
+}
+
+void SimNode::OnStreamData(std::string_view data) {
+  if (!data.empty()) failures = 0;
+  line_.append(data);
+  size_t start = 0;
+  for (;;) {
+    size_t nl = line_.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(line_.data() + start, nl - start);
+    start = nl + 1;
+    if (line.empty()) continue;
+    Result<json::Doc> msg = json::Doc::Parse(line);
+    if (!msg) {
+      log::Warn("sim", "bad line on the stream", {{"node", id}, {"error", msg.error().message}});
+      continue;
+    }
+    if (msg->view().Get("type").String() == "desired") Apply(msg->view());
+  }
+  line_.erase(0, start);
+}
+
+// Level-triggered: the message is the whole truth about this node.
+void SimNode::Apply(json::View msg) {
+  std::set<std::string> present;
+  for (json::View t : msg.Get("tasks")) {
+    std::string task_id(t.Get("taskId").String());
+    present.insert(task_id);
+    std::string desired(t.Get("desiredStatus").String());
+    auto it = tasks.find(task_id);
+    if (it == tasks.end()) {
+      if (desired != "RUNNING") {
+        // Never started here: report it stopped so the server can forget it.
+        tasks[task_id] = SimTask{"STOPPED", false, true};
+        dirty.insert(task_id);
+        continue;
+      }
+      tasks[task_id] = SimTask{"PENDING", false, false};
+      dirty.insert(task_id);
+      sim_->Later(sim_->options().start_delay_ms, this, task_id, sim_->Fail());
+      continue;
+    }
+    if (desired == "STOPPED" && it->second.last != "STOPPED" && !it->second.stopping) {
+      it->second.stopping = true;
+      it->second.last = "STOPPED";
+      it->second.reported = false;
+      dirty.insert(task_id);
+    } else if (it->second.reported && std::string(t.Get("lastStatus").String()) != it->second.last) {
+      // The server missed a report (e.g. after its restart): say it again.
+      it->second.reported = false;
+      dirty.insert(task_id);
+    }
+  }
+  for (auto it = tasks.begin(); it != tasks.end();) {
+    if (!present.count(it->first)) {
+      dirty.erase(it->first);
+      it = tasks.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void SimNode::TaskRan(const std::string& task_id, bool failed) {
+  auto it = tasks.find(task_id);
+  if (it == tasks.end() || it->second.last != "PENDING") return;
+  it->second.last = failed ? "STOPPED" : "RUNNING";
+  it->second.reported = false;
+  dirty.insert(task_id);
+}
+
+void SimNode::Report(bool heartbeat_only) {
+  json::Doc list = json::Doc::Array();
+  std::vector<std::string> sent;
+  if (!heartbeat_only) {
+    for (const std::string& task_id : dirty) {
+      auto it = tasks.find(task_id);
+      if (it == tasks.end()) continue;
+      const SimTask& t = it->second;
+      json::Doc c = json::Doc::Object();
+      c.Set("name", "main").Set("lastStatus", t.last);
+      if (t.last == "STOPPED") c.Set("exitCode", t.stopping ? 0 : 1);
+      json::Doc entry = json::Doc::Object();
+      entry.Set("taskId", task_id).Set("lastStatus", t.last).Set("containers", json::Doc::Array().Push(c));
+      if (t.last == "STOPPED") entry.Set("reason", t.stopping ? "stopped as asked" : "simulated failure (exit code 1)");
+      list.Push(entry);
+      sent.push_back(task_id);
+    }
+  }
+  report_in_flight = true;
+  last_report_ms = NowMs(sim_->loop());
+  json::Doc body = json::Doc::Object();
+  body.Set("tasks", list);
+  sim_->Reporter().Send(sim_->Request("POST", "/v1/agent/nodes/" + id + "/report", body.Print()),
+                        [this, sent](Result<http::ClientResponse> r) {
+                          report_in_flight = false;
+                          if (!r || r->status != 200) {
+                            if (r && r->status == 404) registered = false;
+                            return;  // kept dirty: sent again with the next report
+                          }
+                          for (const std::string& task_id : sent) {
+                            auto it = tasks.find(task_id);
+                            if (it != tasks.end()) it->second.reported = true;
+                            dirty.erase(task_id);
+                          }
+                        });
+}
+
+}  // namespace
+
+int RunSimulation(const SimOptions& options) {
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t* loop = uv_default_loop();
+  Simulation sim(loop, options);
+  if (int rc = sim.Run(); rc != 0) return rc;
+  auto stop = [loop](int) { uv_stop(loop); };
+  net::SignalWatch sigterm(loop, SIGTERM, stop);
+  net::SignalWatch sigint(loop, SIGINT, stop);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return 0;
+}
+
+}  // namespace berth::agent

@@ -1,0 +1,294 @@
+#include "api/agents.h"
+
+#include "base/crypto.h"
+#include "base/json.h"
+#include "base/log.h"
+
+namespace berth::api {
+
+namespace http = net::http;
+
+namespace {
+
+http::Response JsonResponse(int status, std::string body) {
+  http::Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
+AgentHub::AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options)
+    : state_(state), store_(store), clock_(clock), options_(options), started_ms_(clock->NowUnixMs()) {
+  state_->AddObserver(this);
+}
+
+AgentHub::~AgentHub() {
+  for (auto& [id, s] : streams_) {
+    s.ex->on_abort = nullptr;
+    s.ex->End();
+  }
+}
+
+void AgentHub::OnNodeRemoved(const model::Node& n) {
+  dirty_.erase(n.id);
+  // The agent learns it is gone when its stream ends.
+  auto it = streams_.find(n.id);
+  if (it != streams_.end()) {
+    it->second.ex->Write("{\"type\":\"deregistered\",\"nodeId\":" + [&] {
+      std::string q;
+      json::AppendQuoted(&q, n.id);
+      return q;
+    }() + "}\n");
+    CloseStream(n.id);
+  }
+}
+
+void AgentHub::OnReloaded() {
+  for (auto& [id, s] : streams_) dirty_.insert(id);
+}
+
+void AgentHub::CloseStream(const std::string& node_id) {
+  auto it = streams_.find(node_id);
+  if (it == streams_.end()) return;
+  http::ExchangePtr ex = it->second.ex;
+  streams_.erase(it);
+  ex->on_abort = nullptr;
+  ex->End();
+  state_->SetNodeConnected(node_id, false, clock_->NowUnixMs());
+}
+
+std::string AgentHub::DesiredMessage(const model::Node& n) const {
+  json::Doc tasks = json::Doc::Array();
+  json::Doc defs = json::Doc::Object();
+  std::set<std::string> seen;
+  for (const std::string& id : n.tasks) {
+    const model::Task* t = state_->FindTask(id);
+    if (!t) continue;
+    std::string ref = t->family + ":" + std::to_string(t->revision);
+    json::Doc d = json::Doc::Object();
+    d.Set("taskId", t->id)
+        .Set("taskArn", t->arn)
+        .Set("cluster", t->cluster)
+        .Set("taskDefinition", ref)
+        .Set("desiredStatus", t->desired)
+        .Set("lastStatus", t->last)
+        .Set("group", t->group);
+    if (!t->service.empty()) d.Set("service", t->service);
+    tasks.Push(d);
+    if (seen.insert(ref).second) {
+      if (const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision)) {
+        defs.Set(ref, model::TaskDefinitionJson(*td));
+      }
+    }
+  }
+  json::Doc msg = json::Doc::Object();
+  msg.Set("type", "desired")
+      .Set("nodeId", n.id)
+      .Set("version", static_cast<int64_t>(n.desired_version))
+      .Set("tasks", tasks)
+      .Set("taskDefinitions", defs);
+  return msg.Print() + "\n";
+}
+
+void AgentHub::Send(const std::string& node_id, Stream& s) {
+  const model::Node* n = state_->FindNode(node_id);
+  if (!n) return;
+  if (s.sent_version == n->desired_version) return;
+  s.ex->Write(DesiredMessage(*n));
+  s.sent_version = n->desired_version;
+  s.last_write_ms = clock_->NowUnixMs();
+}
+
+void AgentHub::Flush() {
+  if (dirty_.empty()) return;
+  std::set<std::string> dirty = std::move(dirty_);
+  dirty_.clear();
+  for (const std::string& id : dirty) {
+    auto it = streams_.find(id);
+    if (it != streams_.end()) Send(id, it->second);
+  }
+}
+
+void AgentHub::Tick() {
+  int64_t now = clock_->NowUnixMs();
+  // Streams that carried nothing for a while get a ping line; an agent that stopped
+  // reporting is treated as gone.
+  std::vector<std::string> silent;
+  for (auto& [id, s] : streams_) {
+    const model::Node* n = state_->FindNode(id);
+    if (n && now - n->last_heartbeat_ms > 3 * options_.heartbeat_interval_ms) {
+      silent.push_back(id);
+      continue;
+    }
+    if (now - s.last_write_ms >= options_.stream_ping_ms) {
+      s.ex->Write("{\"type\":\"ping\"}\n");
+      s.last_write_ms = now;
+    }
+  }
+  for (const std::string& id : silent) {
+    log::Warn("agents", "agent stopped reporting; closing its stream", {{"node", id}});
+    CloseStream(id);
+  }
+  // After a restart of this server every agent counts as away from the start, so
+  // nothing is declared lost before agents had the grace period to come back.
+  for (const auto& [id, n] : state_->nodes()) {
+    if (n.connected || n.tasks.empty() || lost_pending_.count(id)) continue;
+    int64_t away_since = std::max(n.disconnected_since_ms, started_ms_);
+    if (now - away_since < options_.lost_after_ms) continue;
+    auto cmd = std::make_unique<model::NodeLost>();
+    cmd->node = id;
+    cmd->reason = "node " + id + " lost: its agent has been unreachable for " +
+                  std::to_string((now - away_since) / 1000) + " s";
+    cmd->time_ms = now;
+    lost_pending_.insert(id);
+    log::Warn("agents", "node lost", {{"node", id}, {"tasks", static_cast<uint64_t>(n.tasks.size())}});
+    std::string node_id = id;
+    store_->Submit(std::move(cmd), [this, node_id](Result<std::string>) { lost_pending_.erase(node_id); });
+  }
+}
+
+void AgentHub::AddRoutes(http::Router* router) {
+  router->Add("POST", "/v1/agent/register", [this](const http::ExchangePtr& ex) {
+    Result<json::Doc> body = json::Doc::Parse(ex->request().body);
+    if (!body) return ex->Respond(http::ErrorResponse(body.error()));
+    json::View v = body->view();
+    if (!v.IsObject()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "the body must be an object"));
+    auto cmd = std::make_unique<model::RegisterNode>();
+    Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+    Result<std::string> node_id = json::OptionalString(v, "nodeId", "nodeId");
+    Result<std::string> hostname = json::OptionalString(v, "hostname", "hostname");
+    Result<int64_t> cpu = json::OptionalInt(v, "cpu", "cpu", 0);
+    Result<int64_t> memory = json::OptionalInt(v, "memory", "memory", 0);
+    for (const Error* e : {cluster ? nullptr : &cluster.error(), node_id ? nullptr : &node_id.error(),
+                           hostname ? nullptr : &hostname.error(), cpu ? nullptr : &cpu.error(),
+                           memory ? nullptr : &memory.error()}) {
+      if (e) return ex->Respond(http::ErrorResponse(*e));
+    }
+    if (*cpu <= 0 || *memory <= 0) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "cpu and memory: must be above 0"));
+    }
+    json::View attrs = v.Get("attributes");
+    if (attrs.valid() && !attrs.IsObject()) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: must be an object of strings"));
+    }
+    for (json::View a : attrs) {
+      if (!a.IsString()) {
+        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes." + std::string(a.Key()) + ": must be a string"));
+      }
+      cmd->attributes[std::string(a.Key())] = std::string(a.String());
+    }
+    if (cmd->attributes.size() > 64) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: at most 64"));
+    cmd->id = *node_id;
+    if (cmd->id.empty()) {
+      uint8_t raw[6];
+      if (!crypto::RandomBytes(raw, sizeof raw)) return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
+      cmd->id = "node-" + crypto::Hex(raw, sizeof raw);
+    }
+    if (Status s = model::ValidateNodeId(cmd->id); !s) return ex->Respond(http::ErrorResponse(s.error()));
+    cmd->cluster = *cluster;
+    cmd->hostname = *hostname;
+    cmd->cpu = *cpu;
+    cmd->memory = *memory;
+    cmd->time_ms = clock_->NowUnixMs();
+    int64_t interval = options_.heartbeat_interval_ms;
+    store_->Submit(std::move(cmd), [ex, interval](Result<std::string> r) {
+      if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+      Result<json::Doc> doc = json::Doc::Parse(*r);
+      json::Doc out = json::Doc::Object();
+      json::View ci = doc ? doc->view().Get("containerInstance") : json::View();
+      out.Set("nodeId", std::string(ci.Get("nodeId").String()))
+          .Set("containerInstanceArn", std::string(ci.Get("containerInstanceArn").String()))
+          .Set("cluster", std::string(ci.Get("cluster").String()))
+          .Set("heartbeatIntervalMs", interval);
+      ex->Respond(JsonResponse(200, out.Print()));
+    });
+  });
+
+  http::RouteOptions stream_opts;
+  router->Add(
+      "GET", "/v1/agent/nodes/{id}/desired",
+      [this](const http::ExchangePtr& ex) {
+        std::string id(ex->request().Param("id"));
+        const model::Node* n = state_->FindNode(id);
+        if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
+        // One stream per node: a newer connection replaces an older one.
+        if (streams_.count(id)) CloseStream(id);
+        ex->Begin(200, {{"Cache-Control", "no-store"}}, -1, "application/x-ndjson");
+        Stream& s = streams_[id];
+        s.ex = ex;
+        ex->on_abort = [this, id, raw = ex.get()] {
+          auto it = streams_.find(id);
+          if (it == streams_.end() || it->second.ex.get() != raw) return;
+          streams_.erase(it);
+          state_->SetNodeConnected(id, false, clock_->NowUnixMs());
+          log::Info("agents", "agent disconnected", {{"node", id}});
+        };
+        state_->SetNodeConnected(id, true, clock_->NowUnixMs());
+        lost_pending_.erase(id);
+        Send(id, s);
+        log::Info("agents", "agent connected", {{"node", id}});
+      },
+      stream_opts);
+
+  http::RouteOptions report_opts;
+  report_opts.max_body = 8 << 20;
+  router->Add(
+      "POST", "/v1/agent/nodes/{id}/report",
+      [this](const http::ExchangePtr& ex) {
+        std::string id(ex->request().Param("id"));
+        const model::Node* n = state_->FindNode(id);
+        if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
+        Result<json::Doc> body = json::Doc::Parse(ex->request().body);
+        if (!body) return ex->Respond(http::ErrorResponse(body.error()));
+        json::View tasks = body->view().Get("tasks");
+        if (tasks.valid() && !tasks.IsArray()) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tasks: must be an array"));
+        }
+        state_->Heartbeat(id, clock_->NowUnixMs());
+        auto cmd = std::make_unique<model::ReportTasks>();
+        cmd->node = id;
+        size_t i = 0;
+        for (json::View t : tasks) {
+          std::string path = "tasks[" + std::to_string(i++) + "]";
+          Result<std::string> task_id = json::RequireString(t, "taskId", path + ".taskId");
+          if (!task_id) return ex->Respond(http::ErrorResponse(task_id.error()));
+          Result<std::string> last = json::RequireString(t, "lastStatus", path + ".lastStatus");
+          if (!last) return ex->Respond(http::ErrorResponse(last.error()));
+          if (*last != "PENDING" && *last != "RUNNING" && *last != "STOPPED") {
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter", path + ".lastStatus: must be PENDING, RUNNING or STOPPED"));
+          }
+          Result<std::string> reason = json::OptionalString(t, "reason", path + ".reason");
+          if (!reason) return ex->Respond(http::ErrorResponse(reason.error()));
+          json::View containers = t.Get("containers");
+          if (containers.valid()) {
+            std::vector<model::ContainerState> parsed;
+            if (Status s = model::ParseContainers(containers, &parsed); !s) {
+              return ex->Respond(http::ErrorResponse(400, "InvalidParameter", path + "." + s.error().message));
+            }
+          }
+          // Only what changed becomes a command: a report that repeats known
+          // states is a heartbeat and writes nothing.
+          const model::Task* known = state_->FindTask(*task_id);
+          std::string containers_text = containers.valid() ? containers.Print() : "[]";
+          if (known && known->node == id && known->last == *last &&
+              (containers_text == "[]" || model::ContainersJson(*known).Print() == containers_text)) {
+            continue;
+          }
+          cmd->reports.push_back({*task_id, *last, *reason, containers_text});
+        }
+        int64_t version = static_cast<int64_t>(n->desired_version);
+        if (cmd->reports.empty()) {
+          return ex->Respond(JsonResponse(200, json::Doc::Object().Set("version", version).Print()));
+        }
+        cmd->time_ms = clock_->NowUnixMs();
+        store_->Submit(std::move(cmd), [ex](Result<std::string> r) {
+          if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+          ex->Respond(JsonResponse(200, std::move(r.value())));
+        });
+      },
+      report_opts);
+}
+
+}  // namespace berth::api

@@ -1,0 +1,65 @@
+// The agent protocol, server side (docs/agent-protocol.md): registration, the
+// long-lived stream that carries each node's full desired task set (with a
+// version) whenever it changes, reports of observed task states (which are also
+// heartbeats), and node liveness: a node whose agent has been away past the grace
+// period is lost, and its tasks are STOPPED so their services replace them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+#include "base/clock.h"
+#include "model/state.h"
+#include "net/http_server.h"
+#include "net/router.h"
+#include "store/store.h"
+
+namespace berth::api {
+
+struct AgentOptions {
+  int64_t heartbeat_interval_ms = 2000;  // agents report at least this often
+  int64_t lost_after_ms = 10000;         // away this long: the node is lost
+  int64_t stream_ping_ms = 10000;        // a line on every idle stream, so dead peers show
+};
+
+class AgentHub final : public model::StateObserver {
+ public:
+  AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options);
+  ~AgentHub() override;
+
+  void AddRoutes(net::http::Router* router);
+  // Sends the desired set to every node whose set changed since the last call.
+  // Called after each store flush.
+  void Flush();
+  // Liveness: called about once a second.
+  void Tick();
+  size_t streams() const { return streams_.size(); }
+
+  // model::StateObserver
+  void OnNodeDesiredChanged(const model::Node& n) override { dirty_.insert(n.id); }
+  void OnNodeRemoved(const model::Node& n) override;
+  void OnReloaded() override;
+
+ private:
+  struct Stream {
+    net::http::ExchangePtr ex;
+    uint64_t sent_version = UINT64_MAX;
+    int64_t last_write_ms = 0;
+  };
+  std::string DesiredMessage(const model::Node& n) const;
+  void Send(const std::string& node_id, Stream& s);
+  void CloseStream(const std::string& node_id);
+
+  model::State* state_;
+  store::Store* store_;
+  const Clock* clock_;
+  AgentOptions options_;
+  int64_t started_ms_;
+  std::map<std::string, Stream> streams_;
+  std::set<std::string> dirty_;
+  std::set<std::string> lost_pending_;  // NodeLost submitted, not yet applied
+};
+
+}  // namespace berth::api

@@ -1,0 +1,53 @@
+// Nodes (ECS "container instances"): a Docker host running `berth agent`, with the
+// CPU and memory it registered, what its tasks use, its host ports in use, its
+// attributes and status. Registration and status are state (persisted); the agent's
+// connection and heartbeat are facts of the running server only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "base/json.h"
+#include "base/result.h"
+
+namespace berth::model {
+
+struct Node {
+  std::string id;  // chosen by the agent (kept in its state dir) or by the server
+  std::string cluster;
+  std::string arn;
+  std::string hostname;
+  std::string status = "ACTIVE";  // ACTIVE, DRAINING, INACTIVE
+  int64_t cpu = 0;                // registered CPU units
+  int64_t memory = 0;             // registered MiB
+  std::map<std::string, std::string> attributes;
+  int64_t registered_ms = 0;
+
+  // Derived from the tasks placed here and not yet STOPPED.
+  int64_t used_cpu = 0;
+  int64_t used_memory = 0;
+  std::multiset<std::pair<int, bool>> ports;  // (host port, udp) in use
+  std::set<std::string> tasks;                // ids of tasks here not yet STOPPED
+  int64_t running = 0;                        // of those, RUNNING
+  int64_t pending = 0;                        // of those, PROVISIONING or PENDING
+
+  // The running server's view of the agent (not persisted).
+  bool connected = false;
+  int64_t last_heartbeat_ms = 0;
+  int64_t disconnected_since_ms = 0;
+  uint64_t desired_version = 0;  // bumped whenever the node's desired task set changes
+};
+
+std::string NodeArn(std::string_view cluster, std::string_view id);
+// Node ids: 1-100 letters, digits, hyphens, underscores and dots.
+Status ValidateNodeId(std::string_view id, std::string_view field = "nodeId");
+// Attribute names and values: ECS's rules (names 1-128 of letters, digits, - _ . /;
+// values up to 128 printable characters).
+Status ValidateAttribute(std::string_view name, std::string_view value);
+// The ECS `ContainerInstance` JSON shape.
+json::Doc NodeJson(const Node& n);
+
+}  // namespace berth::model

@@ -1,0 +1,442 @@
+// State: nodes and tasks — registration, placement, stopping, agent reports and
+// node loss, with the resource accounting the scheduler relies on.
+#include <algorithm>
+
+#include "model/state.h"
+
+namespace berth::model {
+
+namespace {
+
+int Rank(const std::string& last) {
+  if (last == "PROVISIONING") return 0;
+  if (last == "PENDING") return 1;
+  if (last == "RUNNING") return 2;
+  if (last == "STOPPED") return 3;
+  return -1;
+}
+
+std::string AttributesText(const std::map<std::string, std::string>& attrs) {
+  json::Doc d = json::Doc::Object();
+  for (const auto& [k, v] : attrs) d.Set(k, v);
+  return d.Print();
+}
+
+// A task's overall health from its containers: UNHEALTHY if an essential one is,
+// HEALTHY when every checked one is, UNKNOWN otherwise.
+std::string TaskHealth(const Task& t, const TaskDefinition* td) {
+  bool any_checked = false, all_healthy = true;
+  for (const ContainerState& c : t.containers) {
+    bool essential = true, checked = false;
+    if (td) {
+      for (const ContainerSummary& s : td->containers) {
+        if (s.name == c.name) essential = s.essential;
+      }
+    }
+    checked = c.health != "UNKNOWN";
+    if (c.health == "UNHEALTHY" && essential) return "UNHEALTHY";
+    if (checked) any_checked = true;
+    if (checked && c.health != "HEALTHY") all_healthy = false;
+  }
+  return any_checked && all_healthy ? "HEALTHY" : "UNKNOWN";
+}
+
+}  // namespace
+
+const Node* State::FindNode(std::string_view id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : &it->second;
+}
+
+const Task* State::FindTask(std::string_view id) const {
+  auto it = tasks_.find(std::string(id));
+  return it == tasks_.end() ? nullptr : &it->second;
+}
+
+void State::SetNodeConnected(std::string_view id, bool connected, int64_t now_ms) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || it->second.connected == connected) return;
+  it->second.connected = connected;
+  it->second.disconnected_since_ms = connected ? 0 : now_ms;
+  if (connected) it->second.last_heartbeat_ms = now_ms;
+  for (StateObserver* o : observers_) o->OnNodeChanged(it->second);
+}
+
+void State::Heartbeat(std::string_view id, int64_t now_ms) {
+  auto it = nodes_.find(id);
+  if (it != nodes_.end()) it->second.last_heartbeat_ms = now_ms;
+}
+
+void State::CountTask(const Task& t, int delta) {
+  auto n = nodes_.find(t.node);
+  bool running = t.last == "RUNNING";
+  bool pending = t.last == "PROVISIONING" || t.last == "PENDING";
+  if (n != nodes_.end()) {
+    n->second.running += running ? delta : 0;
+    n->second.pending += pending ? delta : 0;
+  }
+  AdjustClusterCounts(t.cluster, 0, 0, running ? delta : 0, pending ? delta : 0);
+}
+
+void State::DesiredChanged(Node& n) {
+  n.desired_version++;
+  for (StateObserver* o : observers_) o->OnNodeDesiredChanged(n);
+}
+
+bool State::Transition(Task& t, const std::string& last, int64_t now_ms) {
+  if (Rank(last) <= Rank(t.last)) return false;
+  CountTask(t, -1);
+  t.last = last;
+  if (last == "RUNNING" && !t.started_ms) t.started_ms = now_ms;
+  if (last == "STOPPED") {
+    t.stopped_ms = now_ms;
+    if (t.desired != "STOPPED") t.desired = "STOPPED";
+    auto n = nodes_.find(t.node);
+    if (n != nodes_.end()) {
+      Node& node = n->second;
+      node.used_cpu -= t.cpu;
+      node.used_memory -= t.memory;
+      for (const auto& p : t.fixed_ports) {
+        auto it = node.ports.find(p);
+        if (it != node.ports.end()) node.ports.erase(it);
+      }
+      node.tasks.erase(t.id);
+      for (StateObserver* o : observers_) o->OnTaskReleased(t, node);
+      DesiredChanged(node);
+    }
+  }
+  CountTask(t, +1);
+  return true;
+}
+
+Status State::SaveTask(store::Db& db, const Task& t, bool insert) {
+  std::string containers = ContainersJson(t).Print();
+  if (insert) {
+    Result<store::Stmt*> s = db.Cached(
+        "INSERT INTO tasks (id, cluster, node, family, revision, grp, started_by, service, deployment, desired, last,"
+        " stopped_reason, stop_code, health, containers, created_ms, started_ms, stopping_ms, stopped_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+    if (!s) return s.take_error();
+    (*s)->Bind(1, t.id).Bind(2, t.cluster).Bind(3, t.node).Bind(4, t.family).Bind(5, t.revision).Bind(6, t.group);
+    (*s)->Bind(7, t.started_by).Bind(8, t.service).Bind(9, t.deployment).Bind(10, t.desired).Bind(11, t.last);
+    (*s)->Bind(12, t.stopped_reason).Bind(13, t.stop_code).Bind(14, t.health).Bind(15, containers);
+    (*s)->Bind(16, t.created_ms).Bind(17, t.started_ms).Bind(18, t.stopping_ms).Bind(19, t.stopped_ms);
+    return (*s)->Run();
+  }
+  Result<store::Stmt*> s = db.Cached(
+      "UPDATE tasks SET desired = ?2, last = ?3, stopped_reason = ?4, stop_code = ?5, health = ?6, containers = ?7,"
+      " started_ms = ?8, stopping_ms = ?9, stopped_ms = ?10 WHERE id = ?1");
+  if (!s) return s.take_error();
+  (*s)->Bind(1, t.id).Bind(2, t.desired).Bind(3, t.last).Bind(4, t.stopped_reason).Bind(5, t.stop_code);
+  (*s)->Bind(6, t.health).Bind(7, containers).Bind(8, t.started_ms).Bind(9, t.stopping_ms).Bind(10, t.stopped_ms);
+  return (*s)->Run();
+}
+
+Status State::LoadNodesAndTasks(store::Db& db) {
+  nodes_.clear();
+  tasks_.clear();
+  {
+    Result<store::Stmt> s =
+        db.Prepare("SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms FROM nodes");
+    if (!s) return s.take_error();
+    for (;;) {
+      Result<bool> row = s->Step();
+      if (!row) return row.take_error();
+      if (!row.value()) break;
+      Node n;
+      n.id = s->Text(0);
+      n.cluster = s->Text(1);
+      n.hostname = s->Text(2);
+      n.status = s->Text(3);
+      n.cpu = s->Int(4);
+      n.memory = s->Int(5);
+      Result<json::Doc> attrs = json::Doc::Parse(s->Text(6));
+      if (attrs) {
+        for (json::View a : attrs->view()) n.attributes[std::string(a.Key())] = std::string(a.String());
+      }
+      n.registered_ms = s->Int(7);
+      n.arn = NodeArn(n.cluster, n.id);
+      AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
+      nodes_.emplace(n.id, std::move(n));
+    }
+  }
+  Result<store::Stmt> s = db.Prepare(
+      "SELECT id, cluster, node, family, revision, grp, started_by, service, deployment, desired, last,"
+      " stopped_reason, stop_code, health, containers, created_ms, started_ms, stopping_ms, stopped_ms FROM tasks");
+  if (!s) return s.take_error();
+  for (;;) {
+    Result<bool> row = s->Step();
+    if (!row) return row.take_error();
+    if (!row.value()) break;
+    Task t;
+    t.id = s->Text(0);
+    t.cluster = s->Text(1);
+    t.node = s->Text(2);
+    t.family = s->Text(3);
+    t.revision = s->Int(4);
+    t.group = s->Text(5);
+    t.started_by = s->Text(6);
+    t.service = s->Text(7);
+    t.deployment = s->Text(8);
+    t.desired = s->Text(9);
+    t.last = s->Text(10);
+    t.stopped_reason = s->Text(11);
+    t.stop_code = s->Text(12);
+    t.health = s->Text(13);
+    Result<json::Doc> containers = json::Doc::Parse(s->Text(14));
+    if (containers) (void)ParseContainers(containers->view(), &t.containers);
+    t.created_ms = s->Int(15);
+    t.started_ms = s->Int(16);
+    t.stopping_ms = s->Int(17);
+    t.stopped_ms = s->Int(18);
+    t.arn = TaskArn(t.cluster, t.id);
+    if (const TaskDefinition* td = FindTaskDefinition(t.family, t.revision)) {
+      t.cpu = td->cpu;
+      t.memory = td->memory;
+      t.fixed_ports = td->FixedPorts();
+      t.has_health_check = td->has_health_check;
+    }
+    CountTask(t, +1);
+    if (!t.stopped()) {
+      auto n = nodes_.find(t.node);
+      if (n != nodes_.end()) {
+        n->second.used_cpu += t.cpu;
+        n->second.used_memory += t.memory;
+        for (const auto& p : t.fixed_ports) n->second.ports.insert(p);
+        n->second.tasks.insert(t.id);
+      }
+    }
+    tasks_.emplace(t.id, std::move(t));
+  }
+  return {};
+}
+
+Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& c) {
+  if (Status s = ValidateNodeId(c.id); !s) return s.take_error();
+  if (!FindCluster(c.cluster)) return Error::NotFound("ClusterNotFound", "cluster " + c.cluster + " does not exist");
+  if (c.cpu <= 0 || c.memory <= 0) return Error::Invalid("cpu and memory must be above 0");
+  for (const auto& [k, v] : c.attributes) {
+    if (Status s = ValidateAttribute(k, v); !s) return s.take_error();
+  }
+  auto it = nodes_.find(c.id);
+  bool existed = it != nodes_.end();
+  if (existed && it->second.cluster != c.cluster) {
+    return Error::Conflict("NodeInAnotherCluster",
+                           "node " + c.id + " is registered in cluster " + it->second.cluster + ", not " + c.cluster);
+  }
+  Node n = existed ? it->second : Node();
+  n.id = c.id;
+  n.cluster = c.cluster;
+  n.arn = NodeArn(c.cluster, c.id);
+  n.hostname = c.hostname.substr(0, 255);
+  n.cpu = c.cpu;
+  n.memory = c.memory;
+  n.attributes = c.attributes;
+  if (!existed) n.registered_ms = c.time_ms;
+  Result<store::Stmt*> s = db.Cached(
+      "INSERT OR REPLACE INTO nodes (id, cluster, hostname, status, cpu, memory, attributes, registered_ms)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!s) return s.take_error();
+  (*s)->Bind(1, n.id).Bind(2, n.cluster).Bind(3, n.hostname).Bind(4, n.status).Bind(5, n.cpu).Bind(6, n.memory);
+  (*s)->Bind(7, AttributesText(n.attributes)).Bind(8, n.registered_ms);
+  if (Status st = (*s)->Run(); !st) return st.take_error();
+  if (!existed) AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
+  Node& stored = nodes_[n.id];
+  stored = std::move(n);
+  for (StateObserver* o : observers_) o->OnNodeChanged(stored);
+  return json::Doc::Object().Set("containerInstance", NodeJson(stored)).Print();
+}
+
+Result<std::string> State::ApplySetNodeStatus(store::Db& db, const SetNodeStatus& c) {
+  auto it = nodes_.find(c.id);
+  if (it == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.id + " does not exist");
+  if (c.status != "ACTIVE" && c.status != "DRAINING") return Error::Invalid("status: must be ACTIVE or DRAINING");
+  Result<store::Stmt*> s = db.Cached("UPDATE nodes SET status = ?2 WHERE id = ?1");
+  if (!s) return s.take_error();
+  (*s)->Bind(1, c.id).Bind(2, c.status);
+  if (Status st = (*s)->Run(); !st) return st.take_error();
+  it->second.status = c.status;
+  for (StateObserver* o : observers_) o->OnNodeChanged(it->second);
+  return json::Doc::Object().Set("containerInstance", NodeJson(it->second)).Print();
+}
+
+Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNode& c) {
+  auto it = nodes_.find(c.id);
+  if (it == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.id + " does not exist");
+  Node& n = it->second;
+  if (!n.tasks.empty() && !c.force) {
+    return Error::Conflict("NodeHasTasks", "node " + c.id + " still has " + std::to_string(n.tasks.size()) +
+                                               " task(s); drain it first or deregister with force");
+  }
+  std::vector<std::string> ids(n.tasks.begin(), n.tasks.end());
+  for (const std::string& id : ids) {
+    Task& t = tasks_[id];
+    t.stopped_reason = "node " + c.id + " was deregistered";
+    t.stop_code = "UserInitiated";
+    Transition(t, "STOPPED", c.time_ms);
+    if (Status s = SaveTask(db, t, false); !s) return s.take_error();
+    for (StateObserver* o : observers_) o->OnTaskChanged(t);
+  }
+  Result<store::Stmt*> s = db.Cached("DELETE FROM nodes WHERE id = ?1");
+  if (!s) return s.take_error();
+  (*s)->Bind(1, c.id);
+  if (Status st = (*s)->Run(); !st) return st.take_error();
+  for (StateObserver* o : observers_) o->OnNodeRemoved(n);
+  n.status = "INACTIVE";
+  std::string reply = json::Doc::Object().Set("containerInstance", NodeJson(n)).Print();
+  AdjustClusterCounts(n.cluster, -1, 0, 0, 0);
+  nodes_.erase(it);
+  return reply;
+}
+
+Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
+  if (!FindCluster(c.cluster)) return Error::NotFound("ClusterNotFound", "cluster " + c.cluster + " does not exist");
+  const TaskDefinition* td = FindTaskDefinition(c.family, c.revision);
+  if (!td) {
+    return Error::NotFound("TaskDefinitionNotFound",
+                           "task definition " + c.family + ":" + std::to_string(c.revision) + " does not exist");
+  }
+  std::vector<std::pair<int, bool>> fixed = td->FixedPorts();
+  bool has_health = td->has_health_check;
+  // Check every placement against what is free now (a plan can be stale), as a whole.
+  std::map<std::string, std::pair<int64_t, int64_t>> extra;  // node → (cpu, memory) added by this command
+  for (const PlaceTasks::Placement& p : c.placements) {
+    auto n = nodes_.find(p.node);
+    if (n == nodes_.end()) return Error::Conflict("PlacementInvalid", "node " + p.node + " does not exist");
+    const Node& node = n->second;
+    if (node.cluster != c.cluster) return Error::Conflict("PlacementInvalid", "node " + p.node + " is not in " + c.cluster);
+    if (node.status != "ACTIVE") return Error::Conflict("PlacementInvalid", "node " + p.node + " is " + node.status);
+    auto& [cpu, mem] = extra[p.node];
+    cpu += td->cpu;
+    mem += td->memory;
+    if (node.used_cpu + cpu > node.cpu || node.used_memory + mem > node.memory) {
+      return Error::Conflict("PlacementInvalid", "node " + p.node + " has no room left for " + c.family);
+    }
+    for (const auto& port : fixed) {
+      if (node.ports.count(port)) {
+        return Error::Conflict("PlacementInvalid", "host port " + std::to_string(port.first) + " is in use on " + p.node);
+      }
+    }
+    if (tasks_.count(p.task_id)) return Error::Conflict("PlacementInvalid", "task " + p.task_id + " exists already");
+  }
+  json::Doc arns = json::Doc::Array();
+  for (const PlaceTasks::Placement& p : c.placements) {
+    Task t;
+    t.id = p.task_id;
+    t.arn = TaskArn(c.cluster, t.id);
+    t.cluster = c.cluster;
+    t.node = p.node;
+    t.family = c.family;
+    t.revision = c.revision;
+    t.group = c.group;
+    t.started_by = c.started_by;
+    t.service = c.service;
+    t.deployment = c.deployment;
+    t.cpu = td->cpu;
+    t.memory = td->memory;
+    t.fixed_ports = fixed;
+    t.has_health_check = has_health;
+    t.created_ms = c.time_ms;
+    for (const ContainerSummary& cs : td->containers) {
+      ContainerState st;
+      st.name = cs.name;
+      t.containers.push_back(std::move(st));
+    }
+    if (Status s = SaveTask(db, t, true); !s) return s.take_error();
+    arns.Push(t.arn);
+    Node& node = nodes_[p.node];
+    node.used_cpu += t.cpu;
+    node.used_memory += t.memory;
+    for (const auto& port : fixed) node.ports.insert(port);
+    node.tasks.insert(t.id);
+    CountTask(t, +1);
+    Task& stored = tasks_.emplace(t.id, std::move(t)).first->second;
+    for (StateObserver* o : observers_) {
+      o->OnTaskAccounted(stored, node);
+      o->OnTaskChanged(stored);
+    }
+    DesiredChanged(node);
+  }
+  return json::Doc::Object().Set("taskArns", arns).Print();
+}
+
+Result<std::string> State::ApplyStopTasks(store::Db& db, const StopTasks& c) {
+  for (const std::string& id : c.ids) {
+    if (!tasks_.count(id)) return Error::NotFound("TaskNotFound", "task " + id + " does not exist");
+  }
+  json::Doc list = json::Doc::Array();
+  for (const std::string& id : c.ids) {
+    Task& t = tasks_[id];
+    if (!t.stopped() && t.desired != "STOPPED") {
+      t.desired = "STOPPED";
+      t.stopping_ms = c.time_ms;
+      if (t.stopped_reason.empty()) t.stopped_reason = c.reason;
+      if (t.stop_code.empty()) t.stop_code = c.code;
+      auto n = nodes_.find(t.node);
+      // A task its node never started, on a node whose agent is away, is simply gone.
+      if (t.last == "PROVISIONING" && (n == nodes_.end() || !n->second.connected)) {
+        Transition(t, "STOPPED", c.time_ms);
+      } else if (n != nodes_.end()) {
+        DesiredChanged(n->second);
+      }
+      if (Status s = SaveTask(db, t, false); !s) return s.take_error();
+      for (StateObserver* o : observers_) o->OnTaskChanged(t);
+    }
+    list.Push(TaskJson(t));
+  }
+  return json::Doc::Object().Set("tasks", list).Print();
+}
+
+Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c) {
+  auto n = nodes_.find(c.node);
+  if (n == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
+  int64_t changed = 0;
+  for (const ReportTasks::Report& r : c.reports) {
+    auto it = tasks_.find(r.task_id);
+    // A report about a task this node does not hold is stale (the task was
+    // forgotten, or moved on): the desired set the agent gets next corrects it.
+    if (it == tasks_.end() || it->second.node != c.node) continue;
+    Task& t = it->second;
+    if (Rank(r.last) < 0) return Error::Invalid("lastStatus: must be PENDING, RUNNING or STOPPED");
+    bool any = false;
+    if (!r.containers.empty() && r.containers != "[]") {
+      Result<json::Doc> doc = json::Doc::Parse(r.containers);
+      if (!doc) return doc.take_error();
+      std::vector<ContainerState> containers;
+      if (Status s = ParseContainers(doc->view(), &containers); !s) return s.take_error();
+      if (ContainersJson(t).Print() != doc->view().Print()) {
+        t.containers = std::move(containers);
+        std::string health = TaskHealth(t, FindTaskDefinition(t.family, t.revision));
+        t.health = health;
+        any = true;
+      }
+    }
+    if (r.last == "STOPPED" && t.stopped_reason.empty()) {
+      t.stopped_reason = r.reason.empty() ? "Essential container in task exited" : r.reason.substr(0, 1024);
+      if (t.stop_code.empty()) t.stop_code = t.last == "RUNNING" ? "EssentialContainerExited" : "TaskFailedToStart";
+    }
+    if (Transition(t, r.last, c.time_ms)) any = true;
+    if (!any) continue;
+    changed++;
+    if (Status s = SaveTask(db, t, false); !s) return s.take_error();
+    for (StateObserver* o : observers_) o->OnTaskChanged(t);
+  }
+  return json::Doc::Object().Set("changed", changed).Set("version", static_cast<int64_t>(n->second.desired_version)).Print();
+}
+
+Result<std::string> State::ApplyNodeLost(store::Db& db, const NodeLost& c) {
+  auto n = nodes_.find(c.node);
+  if (n == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
+  std::vector<std::string> ids(n->second.tasks.begin(), n->second.tasks.end());
+  for (const std::string& id : ids) {
+    Task& t = tasks_[id];
+    t.stopped_reason = c.reason;
+    t.stop_code = "NodeLost";
+    Transition(t, "STOPPED", c.time_ms);
+    if (Status s = SaveTask(db, t, false); !s) return s.take_error();
+    for (StateObserver* o : observers_) o->OnTaskChanged(t);
+  }
+  return json::Doc::Object().Set("stopped", static_cast<int64_t>(ids.size())).Print();
+}
+
+}  // namespace berth::model

@@ -1,0 +1,70 @@
+// Tasks (ECS vocabulary): one instance of a task definition placed on a node.
+// lastStatus moves PROVISIONING → PENDING → RUNNING → STOPPED as the agent
+// reports; desiredStatus is what the control plane wants (RUNNING or STOPPED).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/json.h"
+#include "base/result.h"
+
+namespace berth::model {
+
+struct NetworkBinding {
+  int container_port = 0;
+  int host_port = 0;
+  bool udp = false;
+  std::string bind_ip = "0.0.0.0";
+};
+
+struct ContainerState {
+  std::string name;
+  std::string last_status = "PENDING";  // PENDING, RUNNING, STOPPED
+  std::optional<int64_t> exit_code;
+  std::string health = "UNKNOWN";  // HEALTHY, UNHEALTHY, UNKNOWN
+  std::string reason;
+  std::string runtime_id;  // the Docker container id
+  std::vector<NetworkBinding> bindings;
+};
+
+struct Task {
+  std::string id;  // 32 hex digits
+  std::string arn;
+  std::string cluster;
+  std::string node;
+  std::string family;
+  int64_t revision = 0;
+  std::string group;       // "service:web" or "family:web" unless given
+  std::string started_by;  // free text, e.g. "berth-cli" or the deployment id
+  std::string service;     // empty for standalone tasks
+  std::string deployment;  // the service deployment that started it
+  std::string desired = "RUNNING";
+  std::string last = "PROVISIONING";
+  std::string stopped_reason;
+  std::string stop_code;  // EssentialContainerExited, TaskFailedToStart, ServiceSchedulerInitiated, UserInitiated, NodeLost
+  std::string health = "UNKNOWN";
+  std::vector<ContainerState> containers;
+  int64_t cpu = 0;
+  int64_t memory = 0;
+  std::vector<std::pair<int, bool>> fixed_ports;  // (host port, udp) asked by the task definition
+  int64_t created_ms = 0;
+  int64_t started_ms = 0;
+  int64_t stopping_ms = 0;
+  int64_t stopped_ms = 0;
+
+  bool stopped() const { return last == "STOPPED"; }
+  // Healthy for a service: RUNNING and, when its containers have health checks, HEALTHY.
+  bool healthy() const { return last == "RUNNING" && health != "UNHEALTHY" && (health == "HEALTHY" || !has_health_check); }
+  bool has_health_check = false;
+};
+
+std::string TaskArn(std::string_view cluster, std::string_view id);
+json::Doc TaskJson(const Task& t);
+json::Doc ContainersJson(const Task& t);
+// Reads the containers' JSON back (from the tasks table).
+Status ParseContainers(json::View v, std::vector<ContainerState>* out);
+
+}  // namespace berth::model
