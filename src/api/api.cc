@@ -111,7 +111,14 @@ std::optional<http::Response> Authenticate(const model::State& state, http::Exch
   };
   if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
   constexpr std::string_view kBearer = "Bearer ";
-  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
+  auto scheme_is_bearer = [&] {
+    if (auth.size() <= kBearer.size()) return false;
+    for (size_t i = 0; i < kBearer.size(); i++) {
+      if (tolower(static_cast<unsigned char>(auth[i])) != tolower(static_cast<unsigned char>(kBearer[i]))) return false;
+    }
+    return true;
+  };
+  if (!scheme_is_bearer()) {
     return refuse("the Authorization header must be 'Bearer <token>'");
   }
   const model::Token* t = state.FindTokenBySecret(auth.substr(kBearer.size()));

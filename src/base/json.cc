@@ -86,7 +86,35 @@ Doc& Doc::operator=(Doc&& o) noexcept {
   return *this;
 }
 
+namespace {
+
+// cJSON keeps strings as C strings, so a \u0000 escape would silently cut a string
+// short. Returns the offset of the first such escape inside a string, or npos.
+size_t FindNulEscape(std::string_view text) {
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); i++) {
+    char c = text[i];
+    if (!in_string) {
+      if (c == '"') in_string = true;
+      continue;
+    }
+    if (c == '"') {
+      in_string = false;
+    } else if (c == '\\' && i + 1 < text.size()) {
+      if (text[i + 1] == 'u' && i + 5 < text.size() && text.substr(i + 2, 4) == "0000") return i;
+      i++;  // skip the escaped character
+    }
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 Result<Doc> Doc::Parse(std::string_view text) {
+  if (size_t nul = FindNulEscape(text); nul != std::string_view::npos) {
+    return Error{ErrorKind::kInvalid, "MalformedJSON",
+                 "malformed JSON at byte " + std::to_string(nul) + ": strings must not contain \\u0000"};
+  }
   const char* end = nullptr;
   cJSON* root = cJSON_ParseWithLengthOpts(text.data(), text.size(), &end, false);
   size_t offset = text.size();

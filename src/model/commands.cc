@@ -72,6 +72,45 @@ std::string ReportTasks::Encode() const {
 
 std::string NodeLost::Encode() const { return json::Doc::Object().Set("node", node).Set("reason", reason).Print(); }
 
+std::string CreateService::Encode() const { return json::Doc::Object().Set("doc", doc).Print(); }
+
+std::string UpdateService::Encode() const {
+  json::Doc d = json::Doc::Object();
+  d.Set("cluster", cluster)
+      .Set("name", name)
+      .Set("desired", desired)
+      .Set("family", family)
+      .Set("revision", revision)
+      .Set("minHealthyPercent", min_healthy_pct)
+      .Set("maxPercent", max_pct)
+      .Set("breaker", breaker)
+      .Set("rollback", rollback)
+      .Set("constraints", constraints)
+      .Set("strategy", strategy)
+      .Set("forceNew", force_new)
+      .Set("newDeployment", new_deployment)
+      .Set("rolloutReason", rollout_reason);
+  return d.Print();
+}
+
+std::string SetDeploymentState::Encode() const {
+  json::Doc d = json::Doc::Object();
+  d.Set("cluster", cluster)
+      .Set("name", name)
+      .Set("deployment", deployment)
+      .Set("rolloutState", rollout_state)
+      .Set("reason", reason)
+      .Set("failedTasks", failed_tasks)
+      .Set("retireOthers", retire_others);
+  return d.Print();
+}
+
+std::string DeleteService::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("name", name).Set("force", force).Print();
+}
+
+std::string RemoveService::Encode() const { return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print(); }
+
 namespace {
 
 Status Str(json::View v, const char* key, std::string* out) {
@@ -138,6 +177,53 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
                             std::string(r.Get("reason").String()),
                             r.Get("containers").valid() ? r.Get("containers").Print() : "[]"});
     }
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "CreateService") {
+    auto c = std::make_unique<CreateService>();
+    if (!(st = Str(v, "doc", &c->doc))) return st.take_error();
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "UpdateService") {
+    auto c = std::make_unique<UpdateService>();
+    int64_t breaker = -1, rollback = -1;
+    if (!(st = Str(v, "cluster", &c->cluster)) || !(st = Str(v, "name", &c->name)) ||
+        !(st = Int(v, "desired", &c->desired)) || !(st = Str(v, "family", &c->family)) ||
+        !(st = Int(v, "revision", &c->revision)) || !(st = Int(v, "minHealthyPercent", &c->min_healthy_pct)) ||
+        !(st = Int(v, "maxPercent", &c->max_pct)) || !(st = Int(v, "breaker", &breaker)) ||
+        !(st = Int(v, "rollback", &rollback)) || !(st = Str(v, "constraints", &c->constraints)) ||
+        !(st = Str(v, "strategy", &c->strategy)) || !(st = Str(v, "newDeployment", &c->new_deployment)) ||
+        !(st = Str(v, "rolloutReason", &c->rollout_reason))) {
+      return st.take_error();
+    }
+    c->breaker = static_cast<int>(breaker);
+    c->rollback = static_cast<int>(rollback);
+    c->force_new = v.Get("forceNew").Bool();
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "SetDeploymentState") {
+    auto c = std::make_unique<SetDeploymentState>();
+    if (!(st = Str(v, "cluster", &c->cluster)) || !(st = Str(v, "name", &c->name)) ||
+        !(st = Str(v, "deployment", &c->deployment)) || !(st = Str(v, "rolloutState", &c->rollout_state)) ||
+        !(st = Str(v, "reason", &c->reason)) || !(st = Int(v, "failedTasks", &c->failed_tasks))) {
+      return st.take_error();
+    }
+    c->retire_others = v.Get("retireOthers").Bool();
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "DeleteService" || type == "RemoveService") {
+    std::string cluster, name;
+    if (!(st = Str(v, "cluster", &cluster)) || !(st = Str(v, "name", &name))) return st.take_error();
+    if (type == "DeleteService") {
+      auto c = std::make_unique<DeleteService>();
+      c->cluster = cluster;
+      c->name = name;
+      c->force = v.Get("force").Bool();
+      return store::CommandPtr(std::move(c));
+    }
+    auto c = std::make_unique<RemoveService>();
+    c->cluster = cluster;
+    c->name = name;
     return store::CommandPtr(std::move(c));
   }
   if (type == "NodeLost") {

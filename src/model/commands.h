@@ -115,6 +115,63 @@ struct NodeLost final : store::Command {
   std::string Encode() const override;
 };
 
+// A new service, with its first deployment; `doc` is ServiceDoc of the record.
+struct CreateService final : store::Command {
+  std::string doc;
+  const char* Type() const override { return "CreateService"; }
+  std::string Encode() const override;
+};
+
+// Changes to a service; fields left at their "unchanged" value stay as they are.
+// A new task definition (or `force_new`) starts deployment `new_deployment`.
+struct UpdateService final : store::Command {
+  std::string cluster;
+  std::string name;
+  int64_t desired = -1;
+  std::string family;  // empty: unchanged
+  int64_t revision = 0;
+  int64_t min_healthy_pct = -1;
+  int64_t max_pct = -1;
+  int breaker = -1;  // -1 unchanged, 0 off, 1 on
+  int rollback = -1;
+  std::string constraints;  // empty: unchanged
+  std::string strategy;     // empty: unchanged
+  bool force_new = false;
+  std::string new_deployment;
+  std::string rollout_reason;  // for the deployment replaced (e.g. a rollback's cause)
+  const char* Type() const override { return "UpdateService"; }
+  std::string Encode() const override;
+};
+
+// The controller's verdict on a deployment.
+struct SetDeploymentState final : store::Command {
+  std::string cluster;
+  std::string name;
+  std::string deployment;
+  std::string rollout_state;  // IN_PROGRESS, COMPLETED, FAILED (empty: unchanged)
+  std::string reason;
+  int64_t failed_tasks = -1;  // -1: unchanged
+  bool retire_others = false;  // drop the deployments that have no tasks left
+  const char* Type() const override { return "SetDeploymentState"; }
+  std::string Encode() const override;
+};
+
+// Deletion: the service drains (desired 0); RemoveService forgets it once empty.
+struct DeleteService final : store::Command {
+  std::string cluster;
+  std::string name;
+  bool force = false;
+  const char* Type() const override { return "DeleteService"; }
+  std::string Encode() const override;
+};
+
+struct RemoveService final : store::Command {
+  std::string cluster;
+  std::string name;
+  const char* Type() const override { return "RemoveService"; }
+  std::string Encode() const override;
+};
+
 // An API token; only the SHA-256 of the secret is kept.
 struct CreateToken final : store::Command {
   std::string id;

@@ -708,6 +708,7 @@ void Server::Serve(std::unique_ptr<Stream> stream) {
                                               : "the server has reached its connection limit");
     std::string out;
     AppendStatusLine(&out, 503);
+    out.append(DateHeader());
     out.append("Content-Type: application/json\r\nContent-Length: ").append(std::to_string(r.body.size()));
     out.append("\r\nConnection: close\r\nRetry-After: 1\r\n\r\n").append(r.body);
     // Best effort: write and close; the kernel delivers it if the client reads.

@@ -1,5 +1,6 @@
 #include "net/socket.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -280,7 +281,23 @@ Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint
     uv_pipe_init(loop, &impl->sock.pipe, 0);
     impl->sock.handle.data = impl;
     struct stat st{};
-    if (lstat(where.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(where.path.c_str());
+    if (lstat(where.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+      // Replace a socket left by a dead process, never one a live server answers on.
+      int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un sun{};
+      sun.sun_family = AF_UNIX;
+      bool live = false;
+      if (probe >= 0 && where.path.size() < sizeof sun.sun_path) {
+        memcpy(sun.sun_path, where.path.c_str(), where.path.size() + 1);
+        live = connect(probe, reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0;
+      }
+      if (probe >= 0) close(probe);
+      if (live) {
+        uv_close(&impl->sock.handle, [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
+        return Error{ErrorKind::kUnavailable, "ListenFailed", "unix socket " + where.path + " is in use by a running server"};
+      }
+      unlink(where.path.c_str());
+    }
     if (int rc = uv_pipe_bind(&impl->sock.pipe, where.path.c_str()); rc != 0) {
       return fail(Error{ErrorKind::kUnavailable, "ListenFailed", "bind " + where.path + ": " + UvError(rc)});
     }

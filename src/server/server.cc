@@ -187,15 +187,6 @@ int Run(const Options& o) {
       return 1;
     }
   }
-  std::string host = where->host == "0.0.0.0" ? "127.0.0.1" : where->host;
-  net::Endpoint shown = where.value();
-  shown.host = host;
-  shown.port = port.value();
-  printf("berth: listening on http://%s (dashboard and API; bound to %s:%d)\n", shown.ToString().c_str(),
-         where->host.c_str(), port.value());
-  fflush(stdout);
-  log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
-
   bool stopping = false;
   auto stop = [&](int sig) {
     if (stopping) {
@@ -212,6 +203,15 @@ int Run(const Options& o) {
   };
   net::SignalWatch sigterm(loop, SIGTERM, stop);
   net::SignalWatch sigint(loop, SIGINT, stop);
+
+  std::string host = where->host == "0.0.0.0" ? "127.0.0.1" : where->host;
+  net::Endpoint shown = where.value();
+  shown.host = host;
+  shown.port = port.value();
+  printf("berth: listening on http://%s (dashboard and API; bound to %s:%d)\n", shown.ToString().c_str(),
+         where->host.c_str(), port.value());
+  fflush(stdout);
+  log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
 
   uv_run(loop, UV_RUN_DEFAULT);
 
