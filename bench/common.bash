@@ -1,0 +1,164 @@
+# Shared helpers for the bench/*.sh scripts. Sourced, not run (make bench runs
+# only bench/*.sh). Every helper that starts a process records it so the EXIT
+# trap can end it; the temp dir is removed there too.
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."    # the repo root
+BERTH=${BERTH:-build/berth}
+WRK_THREADS=${WRK_THREADS:-2}
+WRK_CONNS=${WRK_CONNS:-64}
+WRK_SECONDS=${WRK_SECONDS:-10}
+WARMUP_SECONDS=${WARMUP_SECONDS:-2}
+# Optional CPU pinning for experiments (taskset lists, e.g. SERVER_CPUS=1 WRK_CPUS=0);
+# unset by default: everything shares all CPUs.
+SERVER_CPUS=${SERVER_CPUS:-}
+WRK_CPUS=${WRK_CPUS:-}
+WRK=(wrk)
+if [ -n "$WRK_CPUS" ]; then WRK=(taskset -c "$WRK_CPUS" wrk); fi
+
+BENCH_PIDS=()
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
+
+bench_cleanup() {
+  local pid
+  for pid in "${BENCH_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${BENCH_PIDS[@]}"; do
+    # Give each a few seconds to go, then force it.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# stop_pid PID: ends a process this script started and forgets it.
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+forget_pid() {
+  local p keep=()
+  for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  BENCH_PIDS=("${keep[@]}")
+}
+
+# pin_server PID: pins all of the process's threads to SERVER_CPUS, if set.
+pin_server() {
+  [ -z "$SERVER_CPUS" ] || taskset -a -p -c "$SERVER_CPUS" "$1" >/dev/null || die "taskset failed"
+}
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ensure_tools CMD:PACKAGE... installs the Debian packages whose command is missing.
+ensure_tools() {
+  local missing=() spec
+  for spec in "$@"; do
+    command -v "${spec%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${spec%%:*}" ] || missing+=("${spec#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "bench: installing ${missing[*]}" >&2
+  # Don't let the package start its own service (nginx would listen on *:80).
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 ||
+    { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; } ||
+    { [ $made_policy = 1 ] && rm -f "$policy"; die "could not install ${missing[*]}"; }
+  [ $made_policy = 1 ] && rm -f "$policy"
+  return 0
+}
+
+ensure_berth() {
+  if [ ! -x "$BERTH" ]; then
+    echo "bench: $BERTH missing; building it" >&2
+    make build BUILD="$(dirname "$BERTH")" >&2 || die "make build failed"
+  fi
+  [ -x "$BERTH" ] || die "$BERTH still missing after make build"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_berth NAME [extra flags...]: starts a server with data in $BENCH_TMP/NAME;
+# sets BERTH_PID, BERTH_URL and BERTH_TOKEN.
+start_berth() {
+  local name=$1; shift
+  local dir="$BENCH_TMP/$name"
+  mkdir -p "$dir"
+  "$BERTH" server --data "$dir/data" --listen 127.0.0.1:0 --log-level warn "$@" \
+    >"$dir/stdout" 2>"$dir/stderr" &
+  BERTH_PID=$!
+  BENCH_PIDS+=("$BERTH_PID")
+  pin_server "$BERTH_PID"
+  local port=""
+  for _ in $(seq 100); do
+    port=$(sed -n 's|^berth: listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$dir/stdout" | head -1)
+    [ -n "$port" ] && break
+    kill -0 "$BERTH_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { cat "$dir/stdout" "$dir/stderr" >&2; die "berth ($name) did not start"; }
+  BERTH_URL="http://127.0.0.1:$port"
+  BERTH_TOKEN=$(cat "$dir/data/admin-token")
+  curl -fsS --max-time 5 "$BERTH_URL/healthz" >/dev/null || die "berth ($name) /healthz failed"
+}
+
+# cpu_ticks PID: user+system clock ticks the process (all threads) has used.
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# run_wrk OUT PID_TO_WATCH wrk-args...: runs wrk (bounded by timeout), saves its
+# output in OUT and sets WRK_RPS, WRK_REQS, WRK_SECS, WRK_NON2XX, WRK_SOCKERR and
+# SERVER_CPU (percent of one core the watched process used during the run) and
+# SERVER_US_PER_REQ (its CPU time per completed request, in microseconds: less
+# sensitive than req/s to other load on the machine).
+run_wrk() {
+  local out=$1 pid=$2; shift 2
+  local t0 t1 c0 c1
+  c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
+  # In the background, so that a signal to this script is handled at once.
+  timeout $((WRK_SECONDS + 30)) "${WRK[@]}" "$@" >"$out" 2>&1 &
+  local wpid=$!
+  BENCH_PIDS+=("$wpid")
+  wait "$wpid" || { cat "$out" >&2; die "wrk failed"; }
+  forget_pid "$wpid"
+  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+  WRK_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  WRK_REQS=$(awk '/requests in/ {print $1}' "$out")
+  WRK_SECS=$(awk '/requests in/ {sub(/s,$/, "", $4); print $4}' "$out")
+  case "$(awk '/requests in/ {print $4}' "$out")" in
+    *ms,) WRK_SECS=$(awk -v v="$WRK_SECS" 'BEGIN {sub(/m$/, "", v); print v / 1000}') ;;
+    *m,) WRK_SECS=$(awk -v v="$WRK_SECS" 'BEGIN {sub(/m$/, "", v); print v * 60}') ;;
+  esac
+  WRK_NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out"); WRK_NON2XX=${WRK_NON2XX:-0}
+  WRK_SOCKERR=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out"); WRK_SOCKERR=${WRK_SOCKERR:-0}
+  SERVER_CPU=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" \
+    'BEGIN {printf "%.0f", (b - a) / hz / (t1 - t0) * 100}')
+  if [ -z "$WRK_RPS" ] || [ "${WRK_REQS:-0}" -eq 0 ]; then cat "$out" >&2; die "wrk completed no requests"; fi
+  SERVER_US_PER_REQ=$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" -v n="$WRK_REQS" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')
+  # Broken, not slow: more than 1% of requests failed at the socket level.
+  if [ "$WRK_SOCKERR" -gt $((WRK_REQS / 100)) ]; then
+    cat "$out" >&2; die "wrk: $WRK_SOCKERR socket errors in $WRK_REQS requests"
+  fi
+}
+
+# spread A B: prints the relative difference |A-B|/max(A,B) in percent.
+spread() { awk -v a="$1" -v b="$2" 'BEGIN {m = (a > b) ? a : b; d = a - b; if (d < 0) d = -d; r = 0; if (m > 0) r = d / m * 100; printf "%.0f", r}'; }
+
+machine_note() {
+  echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+}
