@@ -29,10 +29,16 @@ int64_t NowMs(uv_loop_t* loop) { return static_cast<int64_t>(uv_now(loop)); }
 
 class Simulation;
 
+struct SimContainer {
+  std::string name;
+  bool health_check = false;
+};
+
 struct SimTask {
   std::string last = "PENDING";  // what we last reported
   bool reported = false;         // `last` has reached the server
   bool stopping = false;
+  std::vector<SimContainer> containers;  // from the task definition
 };
 
 // One simulated node.
@@ -255,6 +261,17 @@ void SimNode::OnStreamData(std::string_view data) {
 // Level-triggered: the message is the whole truth about this node.
 void SimNode::Apply(json::View msg) {
   std::set<std::string> present;
+  json::View defs = msg.Get("taskDefinitions");
+  auto containers_of = [&](std::string_view ref) {
+    std::vector<SimContainer> out;
+    for (json::View c : defs.Get(ref).Get("containerDefinitions")) {
+      json::View hc = c.Get("healthCheck").Get("command");
+      out.push_back({std::string(c.Get("name").String()),
+                     hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE"});
+    }
+    if (out.empty()) out.push_back({"main", false});
+    return out;
+  };
   for (json::View t : msg.Get("tasks")) {
     std::string task_id(t.Get("taskId").String());
     present.insert(task_id);
@@ -263,11 +280,11 @@ void SimNode::Apply(json::View msg) {
     if (it == tasks.end()) {
       if (desired != "RUNNING") {
         // Never started here: report it stopped so the server can forget it.
-        tasks[task_id] = SimTask{"STOPPED", false, true};
+        tasks[task_id] = SimTask{"STOPPED", false, true, containers_of(t.Get("taskDefinition").String())};
         dirty.insert(task_id);
         continue;
       }
-      tasks[task_id] = SimTask{"PENDING", false, false};
+      tasks[task_id] = SimTask{"PENDING", false, false, containers_of(t.Get("taskDefinition").String())};
       dirty.insert(task_id);
       sim_->Later(sim_->options().start_delay_ms, this, task_id, sim_->Fail());
       continue;
@@ -309,11 +326,16 @@ void SimNode::Report(bool heartbeat_only) {
       auto it = tasks.find(task_id);
       if (it == tasks.end()) continue;
       const SimTask& t = it->second;
-      json::Doc c = json::Doc::Object();
-      c.Set("name", "main").Set("lastStatus", t.last);
-      if (t.last == "STOPPED") c.Set("exitCode", t.stopping ? 0 : 1);
+      json::Doc containers = json::Doc::Array();
+      for (const SimContainer& sc : t.containers) {
+        json::Doc c = json::Doc::Object();
+        c.Set("name", sc.name).Set("lastStatus", t.last);
+        if (t.last == "STOPPED") c.Set("exitCode", t.stopping ? 0 : 1);
+        c.Set("healthStatus", sc.health_check && t.last == "RUNNING" ? "HEALTHY" : "UNKNOWN");
+        containers.Push(c);
+      }
       json::Doc entry = json::Doc::Object();
-      entry.Set("taskId", task_id).Set("lastStatus", t.last).Set("containers", json::Doc::Array().Push(c));
+      entry.Set("taskId", task_id).Set("lastStatus", t.last).Set("containers", containers);
       if (t.last == "STOPPED") entry.Set("reason", t.stopping ? "stopped as asked" : "simulated failure (exit code 1)");
       list.Push(entry);
       sent.push_back(task_id);

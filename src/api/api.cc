@@ -89,6 +89,48 @@ bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end)
   return true;
 }
 
+// deploymentConfiguration, placementConstraints and placementStrategy of a
+// CreateService or UpdateService body into `cmd`'s fields (-1/empty: not given).
+Status ReadServiceSettings(json::View v, int64_t* min_pct, int64_t* max_pct, int* breaker, int* rollback,
+                           std::string* constraints, std::string* strategy) {
+  json::View dc = v.Get("deploymentConfiguration");
+  if (dc.valid() && !dc.IsNull()) {
+    if (!dc.IsObject()) return Error::Invalid("deploymentConfiguration: must be an object");
+    Result<int64_t> mn = json::OptionalInt(dc, "minimumHealthyPercent", "deploymentConfiguration.minimumHealthyPercent", -1);
+    if (!mn) return mn.take_error();
+    Result<int64_t> mx = json::OptionalInt(dc, "maximumPercent", "deploymentConfiguration.maximumPercent", -1);
+    if (!mx) return mx.take_error();
+    if (*mn != -1 && (*mn < 0 || *mn > 100)) return Error::Invalid("deploymentConfiguration.minimumHealthyPercent: must be 0-100");
+    if (*mx != -1 && (*mx < 100 || *mx > 200)) return Error::Invalid("deploymentConfiguration.maximumPercent: must be 100-200");
+    *min_pct = *mn;
+    *max_pct = *mx;
+    json::View cb = dc.Get("deploymentCircuitBreaker");
+    if (cb.valid() && !cb.IsNull()) {
+      Result<bool> en = json::OptionalBool(cb, "enable", "deploymentConfiguration.deploymentCircuitBreaker.enable", false);
+      if (!en) return en.take_error();
+      Result<bool> rb = json::OptionalBool(cb, "rollback", "deploymentConfiguration.deploymentCircuitBreaker.rollback", false);
+      if (!rb) return rb.take_error();
+      *breaker = *en ? 1 : 0;
+      *rollback = *rb ? 1 : 0;
+    }
+  }
+  sched::Request probe;
+  if (Status st = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &probe); !st) {
+    return st;
+  }
+  if (v.Get("placementConstraints").IsArray()) *constraints = v.Get("placementConstraints").Print();
+  if (v.Get("placementStrategy").IsArray()) *strategy = v.Get("placementStrategy").Print();
+  return {};
+}
+
+std::string NewDeploymentId() {
+  uint8_t raw[8];
+  if (!crypto::RandomBytes(raw, sizeof raw)) return "";
+  uint64_t v = 0;
+  for (uint8_t b : raw) v = (v << 8) | b;
+  return "ecs-svc/" + std::to_string(v % 10000000000000000000ull);
+}
+
 void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
@@ -451,6 +493,154 @@ void AddRoutes(http::Router* router, Context* ctx) {
     cmd->reason = reason;
     cmd->code = "UserInitiated";
     Submit(ctx, ex, std::move(cmd), 200);
+  });
+
+  // --- services ---
+
+  auto service_json = [ctx](const model::Service& svc) {
+    return json::Doc::Object().Set("service", model::ServiceJson(svc, ctx->services->Counts(svc))).Print();
+  };
+  auto reply_service = [ctx, service_json](const http::ExchangePtr& ex, std::string cluster, std::string name,
+                                           int status) {
+    return [ctx, ex, cluster, name, status, service_json](Result<std::string> r) {
+      if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+      const model::Service* svc = ctx->state->FindService(cluster, name);
+      ex->Respond(Json(status, svc ? service_json(*svc) : std::move(r.value())));
+    };
+  };
+
+  router->Add("POST", "/v1/services", [ctx, reply_service](const http::ExchangePtr& ex) {
+    std::optional<json::Doc> body = ParseBody(ex);
+    if (!body) return;
+    json::View v = body->view();
+    model::Service svc;
+    Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+    if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
+    if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
+    Result<std::string> name = json::RequireString(v, "serviceName", "serviceName");
+    if (!name) return ex->Respond(http::ErrorResponse(name.error()));
+    if (Status st = model::ValidateServiceName(*name); !st) return ex->Respond(http::ErrorResponse(st.error()));
+    Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
+    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+    auto parsed = model::ParseTaskDefinitionRef(*ref);
+    if (!parsed) return ex->Respond(http::ErrorResponse(parsed.error()));
+    const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
+    if (!td || td->status != "ACTIVE") {
+      return ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + *ref + " has no ACTIVE revision"));
+    }
+    Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
+    if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
+    if (*desired < 0 || *desired > 1000000) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
+    int64_t mn = -1, mx = -1;
+    int breaker = -1, rollback = -1;
+    std::string constraints, strategy;
+    if (Status st = ReadServiceSettings(v, &mn, &mx, &breaker, &rollback, &constraints, &strategy); !st) {
+      return ex->Respond(http::ErrorResponse(st.error()));
+    }
+    svc.name = *name;
+    svc.cluster = *cluster;
+    svc.arn = model::ServiceArn(svc.cluster, svc.name);
+    svc.desired = *desired;
+    if (mn >= 0) svc.min_healthy_pct = mn;
+    if (mx >= 0) svc.max_pct = mx;
+    svc.breaker = breaker == 1;
+    svc.rollback = rollback == 1;
+    if (!constraints.empty()) svc.constraints = constraints;
+    if (!strategy.empty()) svc.strategy = strategy;
+    model::Deployment d;
+    d.id = NewDeploymentId();
+    d.family = td->family;
+    d.revision = td->revision;
+    svc.deployments.push_back(d);
+    auto cmd = std::make_unique<model::CreateService>();
+    cmd->doc = model::ServiceDoc(svc);
+    cmd->time_ms = ctx->clock->NowUnixMs();
+    ctx->store->Submit(std::move(cmd), reply_service(ex, svc.cluster, svc.name, 201));
+  });
+
+  router->Add("GET", "/v1/services", [ctx, service_json](const http::ExchangePtr& ex) {
+    std::string cluster = ex->request().Query("cluster").value_or("");
+    json::Doc list = json::Doc::Array();
+    for (const auto& [key, svc] : ctx->state->services()) {
+      if (!cluster.empty() && svc.cluster != cluster) continue;
+      list.Push(model::ServiceJson(svc, ctx->services->Counts(svc)));
+    }
+    ex->Respond(Json(200, json::Doc::Object().Set("services", list).Print()));
+  });
+
+  auto find_service = [ctx](const http::ExchangePtr& ex) -> const model::Service* {
+    std::string cluster = ex->request().Query("cluster").value_or("default");
+    std::string name(ex->request().Param("name"));
+    const model::Service* svc = ctx->state->FindService(cluster, name);
+    if (!svc) {
+      ex->Respond(http::ErrorResponse(404, "ServiceNotFound", "service " + name + " does not exist in cluster " + cluster));
+    }
+    return svc;
+  };
+
+  router->Add("GET", "/v1/services/{name}", [find_service, service_json](const http::ExchangePtr& ex) {
+    if (const model::Service* svc = find_service(ex)) ex->Respond(Json(200, service_json(*svc)));
+  });
+
+  router->Add("GET", "/v1/services/{name}/events", [find_service](const http::ExchangePtr& ex) {
+    const model::Service* svc = find_service(ex);
+    if (!svc) return;
+    json::Doc list = json::Doc::Array();
+    for (const model::ServiceEvent& e : svc->events) {
+      list.Push(json::Doc::Object().Set("id", e.id).Set("createdAt", static_cast<double>(e.at_ms) / 1000.0).Set("message", e.message));
+    }
+    ex->Respond(Json(200, json::Doc::Object().Set("events", list).Print()));
+  });
+
+  router->Add("PATCH", "/v1/services/{name}", [ctx, find_service, reply_service](const http::ExchangePtr& ex) {
+    const model::Service* svc = find_service(ex);
+    if (!svc) return;
+    std::optional<json::Doc> body = ParseBody(ex);
+    if (!body) return;
+    json::View v = body->view();
+    auto cmd = std::make_unique<model::UpdateService>();
+    cmd->cluster = svc->cluster;
+    cmd->name = svc->name;
+    Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", -1);
+    if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
+    if (v.Get("desiredCount").valid() && (*desired < 0 || *desired > 1000000)) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
+    }
+    cmd->desired = *desired;
+    if (Status st = ReadServiceSettings(v, &cmd->min_healthy_pct, &cmd->max_pct, &cmd->breaker, &cmd->rollback,
+                                        &cmd->constraints, &cmd->strategy);
+        !st) {
+      return ex->Respond(http::ErrorResponse(st.error()));
+    }
+    Result<std::string> ref = json::OptionalString(v, "taskDefinition", "taskDefinition");
+    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+    if (!ref->empty()) {
+      auto parsed = model::ParseTaskDefinitionRef(*ref);
+      if (!parsed) return ex->Respond(http::ErrorResponse(parsed.error()));
+      const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
+      if (!td || td->status != "ACTIVE") {
+        return ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + *ref + " has no ACTIVE revision"));
+      }
+      cmd->family = td->family;
+      cmd->revision = td->revision;
+    }
+    Result<bool> force = json::OptionalBool(v, "forceNewDeployment", "forceNewDeployment", false);
+    if (!force) return ex->Respond(http::ErrorResponse(force.error()));
+    cmd->force_new = *force;
+    cmd->new_deployment = NewDeploymentId();
+    cmd->time_ms = ctx->clock->NowUnixMs();
+    ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));
+  });
+
+  router->Add("DELETE", "/v1/services/{name}", [ctx, find_service, reply_service](const http::ExchangePtr& ex) {
+    const model::Service* svc = find_service(ex);
+    if (!svc) return;
+    auto cmd = std::make_unique<model::DeleteService>();
+    cmd->cluster = svc->cluster;
+    cmd->name = svc->name;
+    cmd->force = ex->request().Query("force").value_or("") == "true";
+    cmd->time_ms = ctx->clock->NowUnixMs();
+    ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));
   });
 
   router->Add("DELETE", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {

@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/metrics.h"
 #include "control/scheduler.h"
+#include "control/services.h"
 #include "model/state.h"
 #include "net/http_server.h"
 #include "net/router.h"
@@ -22,6 +23,7 @@ struct Context {
   metrics::Registry* metrics = nullptr;
   const Clock* clock = nullptr;
   control::Scheduler* scheduler = nullptr;
+  control::ServiceController* services = nullptr;
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

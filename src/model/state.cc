@@ -44,6 +44,7 @@ Status State::Load(store::Db& db) {
     }
   }
   if (Status st = LoadNodesAndTasks(db); !st) return st;
+  if (Status st = LoadServices(db); !st) return st;
   Result<store::Stmt> s = db.Prepare("SELECT id, role, hash, created_ms FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
@@ -78,6 +79,11 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "StopTasks") return ApplyStopTasks(db, static_cast<const StopTasks&>(cmd));
   if (type == "ReportTasks") return ApplyReportTasks(db, static_cast<const ReportTasks&>(cmd));
   if (type == "NodeLost") return ApplyNodeLost(db, static_cast<const NodeLost&>(cmd));
+  if (type == "CreateService") return ApplyCreateService(db, static_cast<const CreateService&>(cmd));
+  if (type == "UpdateService") return ApplyUpdateService(db, static_cast<const UpdateService&>(cmd));
+  if (type == "SetDeploymentState") return ApplySetDeploymentState(db, static_cast<const SetDeploymentState&>(cmd));
+  if (type == "DeleteService") return ApplyDeleteService(db, static_cast<const DeleteService&>(cmd));
+  if (type == "RemoveService") return ApplyRemoveService(db, static_cast<const RemoveService&>(cmd));
   return Error::Internal("no apply for command " + std::string(type));
 }
 

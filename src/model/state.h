@@ -14,6 +14,7 @@
 #include "model/cluster.h"
 #include "model/commands.h"
 #include "model/node.h"
+#include "model/service.h"
 #include "model/task.h"
 #include "model/taskdef.h"
 #include "store/store.h"
@@ -40,6 +41,8 @@ class StateObserver {
   virtual void OnTaskReleased(const Task&, const Node&) {}   // its resources are free again
   virtual void OnTaskChanged(const Task&) {}
   virtual void OnNodeDesiredChanged(const Node&) {}  // the set of tasks the node must run changed
+  virtual void OnServiceChanged(const Service&) {}  // created, updated, deployment state, draining
+  virtual void OnServiceRemoved(const Service&) {}
   virtual void OnReloaded() {}
 };
 
@@ -66,6 +69,12 @@ class State final : public store::StateMachine {
   const std::map<std::string, Node, std::less<>>& nodes() const { return nodes_; }
   const Task* FindTask(std::string_view id) const;
   const std::unordered_map<std::string, Task>& tasks() const { return tasks_; }
+  const Service* FindService(std::string_view cluster, std::string_view name) const;
+  const std::map<std::string, Service, std::less<>>& services() const { return services_; }  // "cluster/name"
+  static std::string ServiceKey(std::string_view cluster, std::string_view name);
+  // Events are not state: the controller adds them as it acts.
+  void AddServiceEvent(std::string_view cluster, std::string_view name, std::string message, int64_t now_ms);
+
   // The agent's connection and heartbeats: facts of this server, not state.
   void SetNodeConnected(std::string_view id, bool connected, int64_t now_ms);
   void Heartbeat(std::string_view id, int64_t now_ms);
@@ -90,6 +99,15 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyReportTasks(store::Db& db, const ReportTasks& c);
   Result<std::string> ApplyNodeLost(store::Db& db, const NodeLost& c);
   Status LoadNodesAndTasks(store::Db& db);
+  Status LoadServices(store::Db& db);
+  Status SaveService(store::Db& db, const Service& s);
+  Result<std::string> ApplyCreateService(store::Db& db, const CreateService& c);
+  Result<std::string> ApplyUpdateService(store::Db& db, const UpdateService& c);
+  Result<std::string> ApplySetDeploymentState(store::Db& db, const SetDeploymentState& c);
+  Result<std::string> ApplyDeleteService(store::Db& db, const DeleteService& c);
+  Result<std::string> ApplyRemoveService(store::Db& db, const RemoveService& c);
+  Service* MutableService(std::string_view cluster, std::string_view name);
+  std::string ServiceReply(const Service& s) const;
   Status SaveTask(store::Db& db, const Task& t, bool insert);
   // Moves a task to `last` (forward only), keeping node and cluster counts and
   // resource accounting right; returns whether anything changed.
@@ -102,6 +120,8 @@ class State final : public store::StateMachine {
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;
   std::map<std::string, Node, std::less<>> nodes_;
   std::unordered_map<std::string, Task> tasks_;
+  std::map<std::string, Service, std::less<>> services_;
+  uint64_t event_seq_ = 0;
   std::vector<StateObserver*> observers_;
 };
 

@@ -341,7 +341,9 @@ class Connection final : public Stream::Handler {
   void AfterPause() {
     if (closed_) return;
     if (closing_) {
-      stream_->ReadStop();
+      // Lingering already (an answer finished inside the parser): keep reading to
+      // discard the rest, or the close resets the connection before it is read.
+      if (phase_ != Phase::kLinger) stream_->ReadStop();
       stash_.clear();
       return;
     }

@@ -148,12 +148,20 @@ int Run(const Options& o) {
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
   agent_options.lost_after_ms = o.node_lost_after_ms;
   api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options);
-  store->SetAfterFlush([&agents] { agents.Flush(); });
+  control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());
+  store->SetAfterFlush([&agents, &services] {
+    services.Reconcile();
+    agents.Flush();
+  });
   net::Timer ticker(loop);
-  ticker.Start(1000, 1000, [&agents] { agents.Tick(); });
+  ticker.Start(1000, 1000, [&agents, &services, &store] {
+    agents.Tick();
+    services.Tick();
+    store->Flush();
+  });
   ticker.Unref();
 
-  api::Context ctx{&state, store.get(), &registry, &SystemClock::Get(), &scheduler};
+  api::Context ctx{&state, store.get(), &registry, &SystemClock::Get(), &scheduler, &services};
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);

@@ -79,6 +79,15 @@ const char* const kMigrations[] = {
     );
     CREATE INDEX tasks_by_node ON tasks (node);
     )sql",
+    // 3 -> 4
+    R"sql(
+    CREATE TABLE services (
+      cluster TEXT NOT NULL,
+      name    TEXT NOT NULL,
+      doc     TEXT NOT NULL,
+      PRIMARY KEY (cluster, name)
+    );
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -85,7 +85,7 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
  private:
   Store() = default;

@@ -1,0 +1,421 @@
+#include "control/services.h"
+
+#include <algorithm>
+
+#include "base/crypto.h"
+#include "base/log.h"
+
+namespace berth::control {
+
+namespace {
+
+std::string Plural(int64_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
+
+std::string Short(const std::string& id) { return id.substr(0, 12); }
+
+}  // namespace
+
+ServiceController::ServiceController(model::State* state, store::Store* store, Scheduler* scheduler,
+                                     const Clock* clock)
+    : state_(state), store_(store), scheduler_(scheduler), clock_(clock) {
+  state_->AddObserver(this);
+  OnReloaded();
+}
+
+ServiceController::~ServiceController() = default;
+
+ServiceController::Flags ServiceController::FlagsOf(const model::Task& t) const {
+  Flags f;
+  if (t.stopped()) return f;
+  f.active = t.desired == "RUNNING";
+  f.stopping = t.desired == "STOPPED";
+  f.running = t.last == "RUNNING";
+  f.pending = !f.running;
+  f.healthy = f.active && t.healthy();
+  f.unhealthy = f.active && t.health == "UNHEALTHY";
+  const model::Node* n = state_->FindNode(t.node);
+  f.draining = f.active && (!n || n->status != "ACTIVE");
+  return f;
+}
+
+void ServiceController::Apply(Tally& tally, const std::string& id, const Flags& f, int sign) {
+  tally.active += sign * f.active;
+  tally.stopping += sign * f.stopping;
+  tally.healthy += sign * f.healthy;
+  tally.running += sign * (f.running && (f.active || f.stopping));
+  tally.pending += sign * (f.pending && (f.active || f.stopping));
+  tally.draining += sign * f.draining;
+  if (sign > 0) {
+    if (f.active) tally.active_ids.insert(id);
+    if (f.unhealthy) tally.unhealthy_ids.insert(id);
+  } else {
+    tally.active_ids.erase(id);
+    tally.unhealthy_ids.erase(id);
+  }
+}
+
+void ServiceController::Track(const model::Task& t) {
+  if (t.service.empty()) return;
+  std::string key = model::State::ServiceKey(t.cluster, t.service);
+  auto it = tasks_.find(t.id);
+  if (it != tasks_.end()) {
+    Apply(tallies_[key][it->second.deployment], t.id, it->second.flags, -1);
+    tasks_.erase(it);
+  }
+  Flags f = FlagsOf(t);
+  if (f.active || f.stopping) {
+    Apply(tallies_[key][t.deployment], t.id, f, +1);
+    tasks_[t.id] = TaskView{key, t.deployment, f};
+  }
+  dirty_.insert(key);
+}
+
+void ServiceController::OnTaskChanged(const model::Task& t) {
+  if (t.service.empty()) return;
+  auto it = tasks_.find(t.id);
+  bool was_live = it != tasks_.end() && it->second.flags.active;
+  Track(t);
+  // A task that failed on its own while its deployment rolls out counts toward the breaker.
+  if (was_live && t.stopped() && (t.stop_code == "TaskFailedToStart" || t.stop_code == "EssentialContainerExited")) {
+    const model::Service* s = state_->FindService(t.cluster, t.service);
+    if (s) {
+      for (const model::Deployment& d : s->deployments) {
+        if (d.id == t.deployment && d.rollout_state == "IN_PROGRESS") {
+          tallies_[model::State::ServiceKey(t.cluster, t.service)][d.id].failed++;
+        }
+      }
+    }
+  }
+}
+
+void ServiceController::OnNodeChanged(const model::Node& n) {
+  // Draining or losing the agent changes which tasks need replacing; room may have appeared.
+  for (const std::string& id : n.tasks) {
+    if (const model::Task* t = state_->FindTask(id)) {
+      if (!t->service.empty()) Track(*t);
+    }
+  }
+  for (const auto& [key, why] : blocked_) dirty_.insert(key);
+}
+
+void ServiceController::OnNodeRemoved(const model::Node&) {
+  for (const auto& [key, why] : blocked_) dirty_.insert(key);
+}
+
+void ServiceController::OnTaskReleased(const model::Task&, const model::Node&) {
+  for (const auto& [key, why] : blocked_) dirty_.insert(key);
+}
+
+void ServiceController::OnServiceChanged(const model::Service& s) {
+  dirty_.insert(model::State::ServiceKey(s.cluster, s.name));
+}
+
+void ServiceController::OnServiceRemoved(const model::Service& s) {
+  std::string key = model::State::ServiceKey(s.cluster, s.name);
+  tallies_.erase(key);
+  dirty_.erase(key);
+  blocked_.erase(key);
+  steady_.erase(key);
+}
+
+void ServiceController::OnReloaded() {
+  tasks_.clear();
+  tallies_.clear();
+  for (const auto& [id, t] : state_->tasks()) Track(t);
+  for (const auto& [key, s] : state_->services()) dirty_.insert(key);
+}
+
+std::vector<model::DeploymentCounts> ServiceController::Counts(const model::Service& s) const {
+  std::vector<model::DeploymentCounts> out(s.deployments.size());
+  auto it = tallies_.find(model::State::ServiceKey(s.cluster, s.name));
+  if (it == tallies_.end()) return out;
+  for (size_t i = 0; i < s.deployments.size(); i++) {
+    auto t = it->second.find(s.deployments[i].id);
+    if (t != it->second.end()) out[i] = {t->second.running, t->second.pending};
+  }
+  return out;
+}
+
+void ServiceController::Event(const model::Service& s, std::string message) {
+  log::Info("services", message, {{"service", s.name}, {"cluster", s.cluster}});
+  state_->AddServiceEvent(s.cluster, s.name, "(service " + s.name + ") " + message, clock_->NowUnixMs());
+}
+
+std::string ServiceController::NewDeploymentId() {
+  uint8_t raw[8];
+  if (!crypto::RandomBytes(raw, sizeof raw)) return "ecs-svc/" + std::to_string(clock_->MonotonicNs());
+  uint64_t v = 0;
+  for (uint8_t b : raw) v = (v << 8) | b;
+  return "ecs-svc/" + std::to_string(v % 10000000000000000000ull);
+}
+
+void ServiceController::Reconcile() {
+  std::set<std::string> dirty = std::move(dirty_);
+  dirty_.clear();
+  for (const std::string& key : dirty) ReconcileOne(key);
+}
+
+void ServiceController::Tick() {
+  for (const auto& [key, why] : blocked_) dirty_.insert(key);
+  // Unhealthy tasks show up through reports, but a deployment's health can also
+  // be decided by time: look at every service with a rollout in progress.
+  for (const auto& [key, s] : state_->services()) {
+    if (s.primary().rollout_state == "IN_PROGRESS" || s.status != "ACTIVE") dirty_.insert(key);
+  }
+  if (!dirty_.empty()) Reconcile();
+}
+
+void ServiceController::StopTasks(const std::vector<std::string>& ids, const std::string& reason) {
+  if (ids.empty()) return;
+  auto cmd = std::make_unique<model::StopTasks>();
+  cmd->ids = ids;
+  cmd->reason = reason;
+  cmd->code = "ServiceSchedulerInitiated";
+  cmd->time_ms = clock_->NowUnixMs();
+  store_->Submit(std::move(cmd), [](Result<std::string> r) {
+    if (!r) log::Warn("services", "stopping tasks failed", {{"error", r.error().message}});
+  });
+}
+
+void ServiceController::StartTasks(const model::Service& s, int64_t count) {
+  std::string key = model::State::ServiceKey(s.cluster, s.name);
+  const model::Deployment& d = s.primary();
+  const model::TaskDefinition* td = state_->FindTaskDefinition(d.family, d.revision);
+  if (!td) {
+    blocked_[key] = "task definition " + d.family + ":" + std::to_string(d.revision) + " is gone";
+    return;
+  }
+  sched::Request req;
+  req.group = s.group();
+  Result<json::Doc> constraints = json::Doc::Parse(s.constraints);
+  Result<json::Doc> strategy = json::Doc::Parse(s.strategy);
+  Status parsed = ParsePlacement(constraints ? constraints->view() : json::View(),
+                                 strategy ? strategy->view() : json::View(), "", &req);
+  if (parsed) {
+    if (Result<json::Doc> tdoc = json::Doc::Parse(td->doc); tdoc) {
+      parsed = ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(), "taskDefinition", &req);
+    }
+  }
+  if (!parsed) {
+    blocked_[key] = parsed.error().message;
+    return;
+  }
+  if (req.strategies.empty()) {
+    req.strategies.push_back(*sched::Strategy::Make("spread", "attribute:zone"));
+    req.strategies.push_back(*sched::Strategy::Make("spread", "instanceId"));
+  }
+  Scheduler::Plan plan = scheduler_->Place(s.cluster, *td, req, static_cast<int>(count));
+  if (static_cast<int64_t>(plan.nodes.size()) < count) {
+    std::string why = plan.reason.empty() ? "no room" : plan.reason;
+    int64_t now = clock_->NowUnixMs();
+    if (blocked_[key] != why || now - blocked_event_ms_[key] > 30000) {
+      Event(s, "was unable to place a task because no container instance met all of its requirements. Reason: " + why + ".");
+      blocked_event_ms_[key] = now;
+    }
+    blocked_[key] = why;
+  } else {
+    blocked_.erase(key);
+  }
+  if (plan.nodes.empty()) return;
+  auto cmd = std::make_unique<model::PlaceTasks>();
+  cmd->cluster = s.cluster;
+  cmd->family = td->family;
+  cmd->revision = td->revision;
+  cmd->group = req.group;
+  cmd->started_by = d.id;
+  cmd->service = s.name;
+  cmd->deployment = d.id;
+  for (size_t i = 0; i < plan.nodes.size(); i++) cmd->placements.push_back({plan.task_ids[i], plan.nodes[i]});
+  cmd->time_ms = clock_->NowUnixMs();
+  std::string message = "has started " + Plural(static_cast<int64_t>(plan.nodes.size()), "task");
+  if (plan.nodes.size() <= 5) {
+    message += ":";
+    for (const std::string& id : plan.task_ids) message += " (task " + Short(id) + ")";
+  }
+  Event(s, message + ".");
+  std::string cluster = s.cluster, family = td->family, group = req.group;
+  int64_t revision = td->revision;
+  store_->Submit(std::move(cmd), [this, cluster, family, revision, group, plan, key](Result<std::string> r) {
+    if (r) return;
+    log::Warn("services", "placing tasks failed", {{"service", key}, {"error", r.error().message}});
+    if (const model::TaskDefinition* t = state_->FindTaskDefinition(family, revision)) {
+      scheduler_->Release(cluster, *t, group, plan);
+    }
+    dirty_.insert(key);
+  });
+}
+
+void ServiceController::ReconcileOne(const std::string& key) {
+  auto sit = state_->services().find(key);
+  if (sit == state_->services().end()) return;
+  const model::Service& s = sit->second;
+  std::map<std::string, Tally>& tallies = tallies_[key];
+  const model::Deployment& primary = s.primary();
+  Tally& prim = tallies[primary.id];
+  int64_t d = s.status == "ACTIVE" ? s.desired : 0;
+
+  int64_t total = 0, healthy = 0, old_active = 0, stopping = 0;
+  for (auto& [dep, t] : tallies) {
+    total += t.active + t.stopping;
+    healthy += t.healthy;
+    stopping += t.stopping;
+    if (dep != primary.id) old_active += t.active;
+  }
+  int64_t keep = prim.active - prim.draining;  // primary tasks on nodes that stay
+  int64_t replace = old_active + prim.draining;
+  int64_t max_total = std::max(d, d * s.max_pct / 100);
+  int64_t min_healthy = (d * s.min_healthy_pct + 99) / 100;
+
+  // The circuit breaker: a rollout whose tasks keep failing stops, and rolls back.
+  if (s.breaker && primary.rollout_state == "IN_PROGRESS" && prim.failed >= model::BreakerThreshold(d) && d > 0) {
+    std::string reason = "circuit breaker tripped: " + Plural(prim.failed, "task") + " failed to start or exited";
+    const model::Deployment* good = nullptr;
+    for (size_t i = 1; i < s.deployments.size(); i++) {
+      if (s.deployments[i].rollout_state == "COMPLETED") {
+        good = &s.deployments[i];
+        break;
+      }
+    }
+    if (s.rollback && good) {
+      auto cmd = std::make_unique<model::UpdateService>();
+      cmd->cluster = s.cluster;
+      cmd->name = s.name;
+      cmd->family = good->family;
+      cmd->revision = good->revision;
+      cmd->force_new = true;
+      cmd->new_deployment = NewDeploymentId();
+      cmd->rollout_reason = reason;
+      cmd->time_ms = clock_->NowUnixMs();
+      Event(s, "deployment " + primary.id + " failed: " + reason + "; rolling back to " + good->family + ":" +
+                   std::to_string(good->revision) + " as deployment " + cmd->new_deployment + ".");
+      store_->Submit(std::move(cmd), [](Result<std::string>) {});
+    } else {
+      auto cmd = std::make_unique<model::SetDeploymentState>();
+      cmd->cluster = s.cluster;
+      cmd->name = s.name;
+      cmd->deployment = primary.id;
+      cmd->rollout_state = "FAILED";
+      cmd->reason = reason;
+      cmd->failed_tasks = prim.failed;
+      cmd->time_ms = clock_->NowUnixMs();
+      Event(s, "deployment " + primary.id + " failed: " + reason + ".");
+      store_->Submit(std::move(cmd), [](Result<std::string>) {});
+    }
+    return;
+  }
+
+  std::vector<std::string> to_stop;
+  // Unhealthy tasks are replaced (they count as failures of their deployment).
+  for (auto& [dep, t] : tallies) {
+    for (const std::string& id : t.unhealthy_ids) to_stop.push_back(id);
+    if (dep == primary.id && primary.rollout_state == "IN_PROGRESS") t.failed += static_cast<int64_t>(t.unhealthy_ids.size());
+  }
+  if (!to_stop.empty()) {
+    Event(s, "has stopped " + Plural(static_cast<int64_t>(to_stop.size()), "running task") +
+                 " that failed their container health checks.");
+    StopTasks(to_stop, "Task failed container health checks");
+    dirty_.insert(key);
+    return;
+  }
+
+  // Start what the primary deployment lacks, within maximumPercent.
+  bool may_start = primary.rollout_state != "FAILED";
+  int64_t want = d - keep;
+  int64_t start = may_start ? std::max<int64_t>(0, std::min(want, max_total - total)) : 0;
+  if (start > 0) StartTasks(s, start);
+
+  // Stop old tasks (older deployments, draining nodes) as far as minimumHealthyPercent
+  // allows: ones that are not healthy first, they do not count toward it.
+  std::vector<std::string> stop_unhealthy, stop_healthy;
+  int64_t healthy_budget = std::max<int64_t>(0, healthy - min_healthy);
+  auto consider = [&](const std::string& id) {
+    const model::Task* t = state_->FindTask(id);
+    if (!t) return;
+    if (!t->healthy()) stop_unhealthy.push_back(id);
+    else if (healthy_budget > 0) {
+      stop_healthy.push_back(id);
+      healthy_budget--;
+    }
+  };
+  if (replace > 0) {
+    for (auto& [dep, t] : tallies) {
+      if (dep == primary.id) continue;
+      for (const std::string& id : t.active_ids) consider(id);
+    }
+    if (prim.draining > 0) {
+      for (const std::string& id : prim.active_ids) {
+        const model::Task* t = state_->FindTask(id);
+        const model::Node* n = t ? state_->FindNode(t->node) : nullptr;
+        if (t && (!n || n->status != "ACTIVE")) consider(id);
+      }
+    }
+  }
+  // Too many primary tasks (scaled down): the ones not running yet go first.
+  if (keep > d) {
+    int64_t extra = keep - d;
+    std::vector<std::string> pending, running;
+    for (const std::string& id : prim.active_ids) {
+      const model::Task* t = state_->FindTask(id);
+      if (!t) continue;
+      (t->last == "RUNNING" ? running : pending).push_back(id);
+    }
+    for (const std::string& id : pending) {
+      if (extra-- <= 0) break;
+      stop_unhealthy.push_back(id);
+    }
+    for (const std::string& id : running) {
+      if (extra-- <= 0) break;
+      stop_healthy.push_back(id);
+    }
+  }
+  to_stop = stop_unhealthy;
+  to_stop.insert(to_stop.end(), stop_healthy.begin(), stop_healthy.end());
+  if (!to_stop.empty()) {
+    std::string message = "has stopped " + Plural(static_cast<int64_t>(to_stop.size()), "running task");
+    if (to_stop.size() <= 5) {
+      message += ":";
+      for (const std::string& id : to_stop) message += " (task " + Short(id) + ")";
+    }
+    Event(s, message + ".");
+    StopTasks(to_stop, s.status == "ACTIVE" ? "Task stopped by the service scheduler (deployment or scale-in)"
+                                            : "Service is being deleted");
+  }
+
+  // Deleting: forget the service once nothing of it runs.
+  if (s.status != "ACTIVE") {
+    if (total == 0) {
+      auto cmd = std::make_unique<model::RemoveService>();
+      cmd->cluster = s.cluster;
+      cmd->name = s.name;
+      cmd->time_ms = clock_->NowUnixMs();
+      store_->Submit(std::move(cmd), [](Result<std::string>) {});
+    }
+    return;
+  }
+
+  // Steady: the primary has its healthy tasks and nothing else is left.
+  bool done = keep == d && prim.healthy >= d && replace == 0 && stopping == 0 && start == 0;
+  if (done && (primary.rollout_state == "IN_PROGRESS" || s.deployments.size() > 1)) {
+    auto cmd = std::make_unique<model::SetDeploymentState>();
+    cmd->cluster = s.cluster;
+    cmd->name = s.name;
+    cmd->deployment = primary.id;
+    cmd->rollout_state = primary.rollout_state == "IN_PROGRESS" ? "COMPLETED" : "";
+    cmd->reason = primary.rollout_state == "IN_PROGRESS" ? "deployment completed" : primary.rollout_reason;
+    cmd->failed_tasks = prim.failed;
+    cmd->retire_others = true;
+    cmd->time_ms = clock_->NowUnixMs();
+    store_->Submit(std::move(cmd), [](Result<std::string>) {});
+    for (auto it = tallies.begin(); it != tallies.end();) {
+      it = it->first == primary.id ? std::next(it) : tallies.erase(it);
+    }
+  }
+  if (done && !steady_.count(key)) {
+    steady_.insert(key);
+    Event(s, "has reached a steady state.");
+  } else if (!done) {
+    steady_.erase(key);
+  }
+}
+
+}  // namespace berth::control
