@@ -5,6 +5,8 @@
 
 #include "base/flags.h"
 #include "base/json.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 #include "cli/config.h"
 #include "cli/table.h"
 #include "net/http_client.h"
@@ -14,82 +16,6 @@ namespace berth::cli {
 namespace http = net::http;
 
 namespace {
-
-enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kAuth = 4 };
-
-int UsageError(const std::string& cmd, const std::string& message) {
-  fprintf(stderr, "berth %s: %s\nRun 'berth %s --help' for usage.\n", cmd.c_str(), message.c_str(), cmd.c_str());
-  return kUsage;
-}
-
-// One API call: the answer's JSON body, or an exit code with the error printed.
-struct CallResult {
-  int exit = kOk;
-  json::Doc body;
-};
-
-CallResult Call(const std::string& method, const std::string& target, const std::string& body = "") {
-  CallResult out;
-  Result<Config> cfg = LoadConfig();
-  if (!cfg) {
-    fprintf(stderr, "berth: %s\n", cfg.error().message.c_str());
-    out.exit = kUsage;
-    return out;
-  }
-  Result<net::Endpoint> ep = net::Endpoint::Parse(cfg->server, 7070);
-  if (!ep) {
-    fprintf(stderr, "berth: server address %s: %s\n", cfg->server.c_str(), ep.error().message.c_str());
-    out.exit = kUsage;
-    return out;
-  }
-  http::ClientRequest req;
-  req.method = method;
-  req.target = target;
-  req.body = body;
-  if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
-  if (!cfg->token.empty()) req.headers.push_back({"Authorization", "Bearer " + cfg->token});
-  http::ClientOptions opts;
-  opts.timeout_ms = 30000;
-  Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts);
-  if (!r) {
-    fprintf(stderr,
-            "berth: cannot reach the server at %s: %s\n"
-            "Is 'berth server' running there? Set the address with 'berth configure --server URL' or BERTH_SERVER.\n",
-            cfg->server.c_str(), r.error().message.c_str());
-    out.exit = kUnreachable;
-    return out;
-  }
-  Result<json::Doc> doc = json::Doc::Parse(r->body);
-  std::string code = "HTTP" + std::to_string(r->status), message = r->body;
-  if (doc && doc->view().Get("error").IsObject()) {
-    code = std::string(doc->view().Get("error").Get("code").String());
-    message = std::string(doc->view().Get("error").Get("message").String());
-  }
-  if (r->status == 401) {
-    fprintf(stderr,
-            "berth: the server refused the credentials (%s: %s)\n"
-            "Set a valid token with 'berth configure --token TOKEN' or BERTH_TOKEN; the admin token is in the "
-            "server's data directory (admin-token).\n",
-            code.c_str(), message.c_str());
-    out.exit = kAuth;
-    return out;
-  }
-  if (r->status >= 300) {
-    fprintf(stderr, "berth: %s: %s\n", code.c_str(), message.c_str());
-    out.exit = kRefused;
-    return out;
-  }
-  if (!doc) {
-    fprintf(stderr, "berth: the server sent an answer that is not JSON: %s\n", doc.error().message.c_str());
-    out.exit = kRefused;
-    return out;
-  }
-  out.body = std::move(doc.value());
-  return out;
-}
-
-std::string Str(json::View v, const char* key) { return std::string(v.Get(key).String()); }
-std::string Num(json::View v, const char* key) { return std::to_string(static_cast<int64_t>(v.Get(key).Number())); }
 
 void PrintClusters(const std::vector<json::View>& clusters) {
   Table t({"NAME", "STATUS", "NODES", "SERVICES", "RUNNING", "PENDING", "ARN"});
@@ -158,30 +84,6 @@ int ClusterCommand(const std::vector<std::string>& args) {
     return kOk;
   }
   return UsageError("cluster", "unknown subcommand '" + sub + "'");
-}
-
-std::string Seconds(json::View v, const char* key) {
-  double t = v.Get(key).Number();
-  if (t <= 0) return "-";
-  time_t secs = static_cast<time_t>(t);
-  tm tmv{};
-  gmtime_r(&secs, &tmv);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  return buf;
-}
-
-bool ReadFile(const std::string& path, std::string* out) {
-  FILE* f = path == "-" ? stdin : fopen(path.c_str(), "rb");
-  if (!f) return false;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-    out->append(buf, n);
-    if (out->size() > (8u << 20)) break;
-  }
-  if (f != stdin) fclose(f);
-  return true;
 }
 
 const char kTaskdefUsage[] =
@@ -355,6 +257,12 @@ std::string Usage() {
          "  cluster     create, list, describe and delete clusters\n"
          "  taskdef     register, list, describe and deregister task definitions\n"
          "  token       create and list API tokens (admin only)\n"
+         "  node        list, describe, drain, activate and remove nodes\n"
+         "  run         run standalone tasks of a task definition\n"
+         "  task        list, describe and stop tasks\n"
+         "  ps          tasks with their service, node, state and age\n"
+         "  service     create, update, scale, describe, list and delete services\n"
+         "  agent       run node agents (today: --simulate N simulated nodes)\n"
          "  version     print the version\n"
          "  help        print this help, or 'berth help COMMAND'\n"
          "\n"
@@ -369,6 +277,11 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "configure") return ConfigureCommand(rest);
   if (cmd == "taskdef" || cmd == "taskdefs") return TaskdefCommand(rest);
   if (cmd == "token" || cmd == "tokens") return TokenCommand(rest);
+  if (cmd == "node" || cmd == "nodes") return NodeCommand(rest);
+  if (cmd == "run") return RunCommand(rest);
+  if (cmd == "task" || cmd == "tasks") return TaskCommand(rest);
+  if (cmd == "ps") return PsCommand(rest);
+  if (cmd == "service" || cmd == "services") return ServiceCommand(rest);
   if (cmd == "version") return VersionCommand(rest);
   fprintf(stderr, "berth: unknown command '%s'\n\n%s", cmd.c_str(), Usage().c_str());
   return kUsage;

@@ -1,0 +1,15 @@
+// The control-plane client commands: node, run, task, ps, service.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace berth::cli {
+
+int NodeCommand(const std::vector<std::string>& args);
+int RunCommand(const std::vector<std::string>& args);
+int TaskCommand(const std::vector<std::string>& args);
+int PsCommand(const std::vector<std::string>& args);
+int ServiceCommand(const std::vector<std::string>& args);
+
+}  // namespace berth::cli

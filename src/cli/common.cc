@@ -1,0 +1,116 @@
+#include "cli/common.h"
+
+#include <cstdio>
+#include <ctime>
+
+#include "cli/config.h"
+#include "net/http_client.h"
+
+namespace berth::cli {
+
+namespace http = net::http;
+
+int UsageError(const std::string& cmd, const std::string& message) {
+  fprintf(stderr, "berth %s: %s\nRun 'berth %s --help' for usage.\n", cmd.c_str(), message.c_str(), cmd.c_str());
+  return kUsage;
+}
+
+CallResult Call(const std::string& method, const std::string& target, const std::string& body) {
+  CallResult out;
+  Result<Config> cfg = LoadConfig();
+  if (!cfg) {
+    fprintf(stderr, "berth: %s\n", cfg.error().message.c_str());
+    out.exit = kUsage;
+    return out;
+  }
+  Result<net::Endpoint> ep = net::Endpoint::Parse(cfg->server, 7070);
+  if (!ep) {
+    fprintf(stderr, "berth: server address %s: %s\n", cfg->server.c_str(), ep.error().message.c_str());
+    out.exit = kUsage;
+    return out;
+  }
+  http::ClientRequest req;
+  req.method = method;
+  req.target = target;
+  req.body = body;
+  if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
+  if (!cfg->token.empty()) req.headers.push_back({"Authorization", "Bearer " + cfg->token});
+  http::ClientOptions opts;
+  opts.timeout_ms = 30000;
+  Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts);
+  if (!r) {
+    fprintf(stderr,
+            "berth: cannot reach the server at %s: %s\n"
+            "Is 'berth server' running there? Set the address with 'berth configure --server URL' or BERTH_SERVER.\n",
+            cfg->server.c_str(), r.error().message.c_str());
+    out.exit = kUnreachable;
+    return out;
+  }
+  Result<json::Doc> doc = json::Doc::Parse(r->body);
+  std::string code = "HTTP" + std::to_string(r->status), message = r->body;
+  if (doc && doc->view().Get("error").IsObject()) {
+    code = std::string(doc->view().Get("error").Get("code").String());
+    message = std::string(doc->view().Get("error").Get("message").String());
+  }
+  if (r->status == 401) {
+    fprintf(stderr,
+            "berth: the server refused the credentials (%s: %s)\n"
+            "Set a valid token with 'berth configure --token TOKEN' or BERTH_TOKEN; the admin token is in the "
+            "server's data directory (admin-token).\n",
+            code.c_str(), message.c_str());
+    out.exit = kAuth;
+    return out;
+  }
+  if (r->status >= 300) {
+    fprintf(stderr, "berth: %s: %s\n", code.c_str(), message.c_str());
+    out.exit = kRefused;
+    return out;
+  }
+  if (!doc) {
+    fprintf(stderr, "berth: the server sent an answer that is not JSON: %s\n", doc.error().message.c_str());
+    out.exit = kRefused;
+    return out;
+  }
+  out.body = std::move(doc.value());
+  return out;
+}
+
+std::string Str(json::View v, const char* key) { return std::string(v.Get(key).String()); }
+std::string Num(json::View v, const char* key) { return std::to_string(static_cast<int64_t>(v.Get(key).Number())); }
+
+std::string Seconds(json::View v, const char* key) {
+  double t = v.Get(key).Number();
+  if (t <= 0) return "-";
+  time_t secs = static_cast<time_t>(t);
+  tm tmv{};
+  gmtime_r(&secs, &tmv);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  return buf;
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  FILE* f = path == "-" ? stdin : fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+    out->append(buf, n);
+    if (out->size() > (8u << 20)) break;
+  }
+  if (f != stdin) fclose(f);
+  return true;
+}
+
+std::string Age(json::View v, const char* key) {
+  double t = v.Get(key).Number();
+  if (t <= 0) return "-";
+  int64_t secs = static_cast<int64_t>(time(nullptr) - static_cast<time_t>(t));
+  if (secs < 0) secs = 0;
+  if (secs < 120) return std::to_string(secs) + "s";
+  if (secs < 7200) return std::to_string(secs / 60) + "m";
+  if (secs < 172800) return std::to_string(secs / 3600) + "h";
+  return std::to_string(secs / 86400) + "d";
+}
+
+}  // namespace berth::cli
