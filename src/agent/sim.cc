@@ -320,7 +320,7 @@ void SimNode::TaskRan(const std::string& task_id, bool failed) {
 
 void SimNode::Report(bool heartbeat_only) {
   json::Doc list = json::Doc::Array();
-  std::vector<std::string> sent;
+  std::vector<std::pair<std::string, std::string>> sent;  // (task id, the status sent)
   if (!heartbeat_only) {
     for (const std::string& task_id : dirty) {
       auto it = tasks.find(task_id);
@@ -338,7 +338,7 @@ void SimNode::Report(bool heartbeat_only) {
       entry.Set("taskId", task_id).Set("lastStatus", t.last).Set("containers", containers);
       if (t.last == "STOPPED") entry.Set("reason", t.stopping ? "stopped as asked" : "simulated failure (exit code 1)");
       list.Push(entry);
-      sent.push_back(task_id);
+      sent.emplace_back(task_id, t.last);
     }
   }
   report_in_flight = true;
@@ -352,8 +352,11 @@ void SimNode::Report(bool heartbeat_only) {
                             if (r && r->status == 404) registered = false;
                             return;  // kept dirty: sent again with the next report
                           }
-                          for (const std::string& task_id : sent) {
+                          // A task that moved on while the report was in flight
+                          // (RUNNING after the PENDING sent) stays dirty.
+                          for (const auto& [task_id, last] : sent) {
                             auto it = tasks.find(task_id);
+                            if (it != tasks.end() && it->second.last != last) continue;
                             if (it != tasks.end()) it->second.reported = true;
                             dirty.erase(task_id);
                           }

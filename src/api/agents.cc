@@ -79,7 +79,7 @@ std::string AgentHub::DesiredMessage(const model::Node& n) const {
     tasks.Push(d);
     if (seen.insert(ref).second) {
       if (const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision)) {
-        defs.Set(ref, model::TaskDefinitionJson(*td));
+        defs.SetRaw(ref, td->JsonText());
       }
     }
   }

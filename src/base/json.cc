@@ -180,6 +180,12 @@ Doc& Doc::Set(std::string_view key, Doc&& value) {
   value.root_ = nullptr;
   return *this;
 }
+Doc& Doc::SetRaw(std::string_view key, std::string_view json_text) {
+  std::string v(json_text);
+  SetItem(key, cJSON_CreateRaw(v.c_str()));
+  return *this;
+}
+
 Doc& Doc::SetNull(std::string_view key) {
   SetItem(key, cJSON_CreateNull());
   return *this;

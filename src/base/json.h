@@ -88,6 +88,8 @@ class Doc {
   // Doc::Object().Set("a", Doc::Object().Set("b", 1)).
   Doc& Set(std::string_view key, Doc& value) { return Set(key, std::move(value)); }
   Doc& SetNull(std::string_view key);
+  // Inserts `json_text` as it is; the caller vouches that it is valid JSON.
+  Doc& SetRaw(std::string_view key, std::string_view json_text);
   // Array appenders.
   Doc& Push(Doc&& value);
   Doc& Push(Doc& value) { return Push(std::move(value)); }  // takes the tree, as Set does

@@ -263,7 +263,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
   }
   int64_t keep = prim.active - prim.draining;  // primary tasks on nodes that stay
   int64_t replace = old_active + prim.draining;
-  int64_t max_total = std::max(d, d * s.max_pct / 100);
+  int64_t max_total = 3 * d;
   int64_t min_healthy = (d * s.min_healthy_pct + 99) / 100;
 
   // The circuit breaker: a rollout whose tasks keep failing stops, and rolls back.

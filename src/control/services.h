@@ -86,6 +86,7 @@ class ServiceController final : public model::StateObserver {
   std::map<std::string, std::string> blocked_;  // service key → why it could not place
   std::map<std::string, int64_t> blocked_event_ms_;
   std::set<std::string> steady_;  // services whose steady-state event was sent
+  int64_t starts_left_ = 0;       // this pass's budget of new tasks
 };
 
 }  // namespace berth::control

@@ -424,6 +424,14 @@ Status SummariseTaskDefinition(TaskDefinition* td) {
   return {};
 }
 
+const std::string& TaskDefinition::JsonText() const {
+  if (json_text_.empty() || json_text_status_ != status) {
+    json_text_ = TaskDefinitionJson(*this).Print();
+    json_text_status_ = status;
+  }
+  return json_text_;
+}
+
 std::vector<std::pair<int, bool>> TaskDefinition::FixedPorts() const {
   std::vector<std::pair<int, bool>> out;
   for (const ContainerSummary& c : containers) {

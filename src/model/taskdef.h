@@ -44,6 +44,10 @@ struct TaskDefinition {
   int64_t memory = 0;  // task-level if given, else the sum of each container's limit or reservation
   std::string network_mode = "bridge";
   bool has_health_check = false;  // some container has a health check other than NONE
+  // TaskDefinitionJson printed, made once per status (it is sent to agents often).
+  const std::string& JsonText() const;
+  mutable std::string json_text_;
+  mutable std::string json_text_status_;
   // (host port, udp) of every fixed host port the task asks for.
   std::vector<std::pair<int, bool>> FixedPorts() const;
 };

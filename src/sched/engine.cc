@@ -65,6 +65,17 @@ struct Engine::NodeSet {
     if (by_mem) by_mem->Erase(n, mem);
     if (by_cpu) by_cpu->Erase(n, cpu);
   }
+  // The node's free resources changed: its place in the trees (if any) moves.
+  void Rekey(NodeRef n, int64_t old_mem, int64_t old_cpu, int64_t mem, int64_t cpu) {
+    if (by_mem) {
+      by_mem->Erase(n, old_mem);
+      by_mem->Insert(n, mem, cpu);
+    }
+    if (by_cpu) {
+      by_cpu->Erase(n, old_cpu);
+      by_cpu->Insert(n, cpu, mem);
+    }
+  }
   bool empty() const { return members.empty(); }
 };
 
@@ -91,6 +102,7 @@ struct Engine::Group {
   std::string name;
   std::vector<int64_t> per_class;  // tasks of the group in each class
   bool indexed = false;
+  bool has_trees = false;  // some level set has its ordered trees
   std::vector<uint32_t> pos;  // node → position in its level set
   // levels[class][k]: candidate nodes of the class holding exactly k tasks of the group.
   std::vector<std::vector<std::unique_ptr<NodeSet>>> levels;
@@ -218,6 +230,7 @@ Engine::Group* Engine::IndexedGroup(uint32_t gid) {
     g->Level(x.cls, k, true)->Insert(n, x.mem_free, x.cpu_free, [g](NodeRef m) -> uint32_t& { return g->pos[m]; });
   }
   g->indexed = true;
+  g->has_trees = false;
   indexed_groups_.push_back(gid);
   return g;
 }
@@ -284,8 +297,10 @@ void Engine::SetStatus(NodeRef n, bool active, bool connected) {
 void Engine::AddTask(NodeRef n, const TaskShape& shape, std::string_view group) {
   if (n >= nodes_.size() || !nodes_[n].alive) return;
   uint32_t gid = GroupId(group);
-  UnindexNode(n);
   Node& x = nodes_[n];
+  int64_t old_mem = x.mem_free, old_cpu = x.cpu_free;
+  auto k = x.groups.find(gid);
+  int32_t old_k = k == x.groups.end() ? 0 : k->second;
   x.cpu_free -= shape.cpu;
   x.mem_free -= shape.memory;
   x.running++;
@@ -294,14 +309,16 @@ void Engine::AddTask(NodeRef n, const TaskShape& shape, std::string_view group) 
   Group& g = *groups_[gid];
   if (g.per_class.size() <= x.cls) g.per_class.resize(classes_.size(), 0);
   g.per_class[x.cls]++;
-  IndexNode(n);
+  Reindex(n, gid, old_k, old_mem, old_cpu);
 }
 
 void Engine::RemoveTask(NodeRef n, const TaskShape& shape, std::string_view group) {
   if (n >= nodes_.size() || !nodes_[n].alive) return;
   uint32_t gid = GroupId(group);
-  UnindexNode(n);
   Node& x = nodes_[n];
+  int64_t old_mem = x.mem_free, old_cpu = x.cpu_free;
+  auto k = x.groups.find(gid);
+  int32_t old_k = k == x.groups.end() ? 0 : k->second;
   x.cpu_free += shape.cpu;
   x.mem_free += shape.memory;
   x.running--;
@@ -310,7 +327,27 @@ void Engine::RemoveTask(NodeRef n, const TaskShape& shape, std::string_view grou
   if (it != x.groups.end() && --it->second <= 0) x.groups.erase(it);
   Group& g = *groups_[gid];
   if (g.per_class.size() > x.cls) g.per_class[x.cls]--;
-  IndexNode(n);
+  Reindex(n, gid, old_k, old_mem, old_cpu);
+}
+
+void Engine::Reindex(NodeRef n, uint32_t gid, int32_t old_k, int64_t old_mem, int64_t old_cpu) {
+  if (!Candidate(n)) return;
+  Node& x = nodes_[n];
+  classes_[x.cls]->all.Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
+  for (uint32_t other : indexed_groups_) {
+    Group& g = *groups_[other];
+    if (other == gid) {
+      auto it = x.groups.find(gid);
+      int32_t k = it == x.groups.end() ? 0 : it->second;
+      auto slot = [&g](NodeRef m) -> uint32_t& { return g.pos[m]; };
+      if (NodeSet* s = g.Level(x.cls, old_k, false)) s->Erase(n, old_mem, old_cpu, slot);
+      g.Level(x.cls, k, true)->Insert(n, x.mem_free, x.cpu_free, slot);
+    } else if (g.has_trees) {
+      auto it = x.groups.find(other);
+      int32_t k = it == x.groups.end() ? 0 : it->second;
+      if (NodeSet* s = g.Level(x.cls, k, false)) s->Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
+    }
+  }
 }
 
 bool Engine::Feasible(NodeRef n, const Request& req, uint32_t gid) const {
@@ -357,6 +394,7 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
       NodeSet* set = set_of(c);
       if (!set || set->empty()) continue;
       EnsureTrees(set, !mem);
+      if (level >= 0) groups_[gid]->has_trees = true;
       NodeRef n = FirstFeasible(mem ? *set->by_mem : *set->by_cpu, mem, req, gid, INT64_MIN, CapacityTree::kNone);
       if (n == kNoNode) continue;
       if (best == kNoNode) {
@@ -396,6 +434,7 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
   std::shuffle(sets_.begin(), sets_.end(), rng_);
   for (NodeSet* set : sets_) {
     EnsureTrees(set, false);
+    if (level >= 0) groups_[gid]->has_trees = true;
     int64_t start = std::uniform_int_distribution<int64_t>(req.shape.memory, req.shape.memory + 65536)(rng_);
     NodeRef after = static_cast<NodeRef>(std::uniform_int_distribution<uint64_t>(0, nodes_.size())(rng_));
     NodeRef n = FirstFeasible(*set->by_mem, true, req, gid, start, after);

@@ -110,6 +110,9 @@ class Engine {
   Group* IndexedGroup(uint32_t gid);
   void IndexNode(NodeRef n);    // into every tree that should hold it
   void UnindexNode(NodeRef n);  // out of every tree
+  // After a task on n of group gid came (+1) or went (-1): moves n between gid's
+  // levels and re-keys it in the trees that exist; other groups' sets keep it.
+  void Reindex(NodeRef n, uint32_t gid, int32_t old_k, int64_t old_mem, int64_t old_cpu);
   void EnsureTrees(NodeSet* set, bool cpu_order);
   bool Candidate(NodeRef n) const;
   bool Feasible(NodeRef n, const Request& req, uint32_t gid) const;

@@ -134,6 +134,7 @@ int Run(const Options& o) {
     return 1;
   }
   std::unique_ptr<store::Store> store = std::move(opened.value());
+  store->StartCheckpointer();
   if (Status s = FirstStart(o, &state, store.get()); !s) {
     fprintf(stderr, "berth server: first start: %s\n", s.error().message.c_str());
     return 1;

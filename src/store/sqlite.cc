@@ -92,7 +92,9 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   sqlite3_extended_result_codes(db->db_, 1);
   // WAL with synchronous=FULL: a commit is durable when COMMIT returns.
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-                             "PRAGMA busy_timeout=5000", "PRAGMA temp_store=MEMORY"}) {
+                             "PRAGMA busy_timeout=5000", "PRAGMA temp_store=MEMORY",
+                             // 64 MiB of page cache: the state's tables stay in memory.
+                             "PRAGMA cache_size=-65536"}) {
     if (Status s = db->Exec(pragma); !s) return s.take_error();
   }
   Result<Stmt> mode = db->Prepare("PRAGMA journal_mode");

@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <chrono>
 #include <ctime>
 
 #include "base/log.h"
@@ -133,6 +134,30 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options, StateMachine* s
 
 Store::~Store() { (void)Close(); }
 
+void Store::StartCheckpointer() {
+  if (checkpointer_.joinable()) return;
+  (void)db_->Exec("PRAGMA wal_autocheckpoint=0");
+  std::string path = options_.path;
+  checkpointer_ = std::thread([this, path] {
+    Result<std::unique_ptr<Db>> db = Db::Open(path);
+    if (!db) {
+      log::Error("store", "checkpointer cannot open the database", {{"error", db.error().message}});
+      return;
+    }
+    std::unique_lock<std::mutex> lock(checkpoint_mu_);
+    while (!checkpoint_stop_) {
+      checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500));
+      if (checkpoint_stop_) break;
+      if (commits_since_checkpoint_.exchange(0) == 0) continue;
+      lock.unlock();
+      // PASSIVE never waits for the writer and never blocks it.
+      Status s = (*db)->Exec("PRAGMA wal_checkpoint(PASSIVE)");
+      if (!s) log::Warn("store", "checkpoint failed", {{"error", s.error().message}});
+      lock.lock();
+    }
+  });
+}
+
 Status Store::Run(const char* sql) {
   Result<Stmt*> st = db_->Cached(sql);
   if (!st) return st.take_error();
@@ -196,9 +221,10 @@ Status Store::ApplyOne(const Command& cmd, std::string* reply, Error* error, boo
 void Store::Flush() {
   if (in_flush_) return;  // a reply that flushes again waits for the loop below
   in_flush_ = true;
-  // The after-flush hook may queue more; bound the rounds so a controller that
-  // keeps finding work cannot starve the loop (the rest goes next iteration).
-  for (int round = 0; round < 8; round++) {
+  // The after-flush hook may queue more: one more round applies what it queued
+  // at once; anything after that waits for the next loop iteration, so sockets
+  // are served between rounds of a long piece of work.
+  for (int round = 0; round < 2; round++) {
     FlushQueue();
     if (!after_flush_) break;
     after_flush_();
@@ -247,8 +273,13 @@ void Store::FlushQueue() {
       for (Item& it : batch) it.reply(e);
       continue;
     }
+    commits_since_checkpoint_.fetch_add(1, std::memory_order_relaxed);
     batch_size_->Observe(static_cast<double>(n));
-    commit_seconds_->Observe(static_cast<double>(MonotonicNs() - t0) / 1e9);
+    double seconds = static_cast<double>(MonotonicNs() - t0) / 1e9;
+    commit_seconds_->Observe(seconds);
+    if (seconds > 0.25) {
+      log::Warn("store", "slow commit", {{"seconds", seconds}, {"commands", n}, {"first", batch[0].cmd->Type()}});
+    }
     for (size_t i = 0; i < n; i++) {
       if (results[i]) commands_ok_->Inc();
       else commands_refused_->Inc();
@@ -259,6 +290,14 @@ void Store::FlushQueue() {
 
 Status Store::Close() {
   if (!db_) return {};
+  if (checkpointer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoint_stop_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    checkpointer_.join();
+  }
   Flush();
   (void)db_->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
   Status s = db_->Close();

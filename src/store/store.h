@@ -10,8 +10,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/metrics.h"
@@ -87,6 +91,11 @@ class Store {
 
   static constexpr int kSchemaVersion = 4;
 
+  // Checkpoints the WAL into the database file from a thread of its own, so a
+  // commit never pays for one (SQLite's automatic checkpoint would run inside the
+  // committing transaction, on the loop thread).
+  void StartCheckpointer();
+
  private:
   Store() = default;
   Status Migrate();
@@ -105,6 +114,11 @@ class Store {
   std::vector<Item> queue_;
   std::function<void()> wakeup_;
   std::function<void()> after_flush_;
+  std::thread checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_stop_ = false;
+  std::atomic<uint64_t> commits_since_checkpoint_{0};
   bool in_flush_ = false;
   uint64_t last_seq_ = 0;
   int schema_version_ = 0;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# End to end with everything real but the containers: the server, and
+# `berth agent --simulate NODES` speaking the real agent protocol over loopback.
+# One service is scaled from 0 to TASKS; the clock runs from the scale request
+# until the server reports every task RUNNING — reported by the agents and
+# committed to disk. Prints the server's peak RSS too.
+#
+# Peer figures for scale (not run here: they need their own clusters): Nomad's C1M
+# placed 1,000,000 containers at about 3,750 per second on 5 servers; kube-scheduler's
+# CI floor is about 700 pods per second at 5,000 nodes.
+#
+# Last line: nodes=<n> tasks=<n> seconds=<s> tasks_per_s=<r> server_rss_mb=<m>
+source "$(dirname "$0")/common.bash"
+
+NODES=${NODES:-10000}
+TASKS=${TASKS:-100000}
+DEADLINE_S=${DEADLINE_S:-600}
+
+ensure_tools curl:curl python3:python3
+ensure_berth
+
+start_berth e2e --node-lost-after 120s --max-connections $((NODES + 5000))
+auth=(-H "Authorization: Bearer $BERTH_TOKEN")
+api() { curl -fsS --max-time 60 "${auth[@]}" "$@"; }
+
+agent_token=$(api -X POST "$BERTH_URL/v1/tokens" -d '{"role":"agent"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])')
+
+"$BERTH" agent --simulate "$NODES" --server "$BERTH_URL" --token "$agent_token" --log-level warn \
+  >"$BENCH_TMP/sim.out" 2>"$BENCH_TMP/sim.err" &
+SIM_PID=$!
+BENCH_PIDS+=("$SIM_PID")
+
+echo "waiting for $NODES simulated nodes to connect..."
+t_nodes=$(date +%s.%N)
+for _ in $(seq 600); do
+  connected=$(api "$BERTH_URL/v1/nodes?cluster=default" |
+    python3 -c 'import json,sys; print(sum(n["agentConnected"] for n in json.load(sys.stdin)["containerInstances"]))')
+  [ "$connected" -ge "$NODES" ] && break
+  kill -0 "$SIM_PID" 2>/dev/null || die "the simulator died: $(tail -3 "$BENCH_TMP/sim.err")"
+  sleep 1
+done
+[ "$connected" -ge "$NODES" ] || die "only $connected of $NODES nodes connected"
+echo "nodes connected in $(python3 -c "import time; print(round(time.time() - $t_nodes, 1))") s"
+
+api -X POST "$BERTH_URL/v1/taskdefinitions" -d '{"family":"e2e","containerDefinitions":[
+  {"name":"app","image":"busybox","cpu":16,"memory":32,"essential":true}]}' >/dev/null
+api -X POST "$BERTH_URL/v1/services" -d '{"serviceName":"e2e","taskDefinition":"e2e","desiredCount":0}' >/dev/null
+
+t0=$(date +%s.%N)
+api -X PATCH "$BERTH_URL/v1/services/e2e" -d "{\"desiredCount\":$TASKS}" >/dev/null
+running=0
+while :; do
+  running=$(api -w "" "$BERTH_URL/v1/services/e2e" | python3 -c 'import json,sys; print(json.load(sys.stdin)["service"]["runningCount"])')
+  [ -n "${VERBOSE:-}" ] && echo "  $(python3 -c "import time; print(round(time.time() - $t0, 1))") s: $running RUNNING"
+  [ "$running" -ge "$TASKS" ] && break
+  now=$(date +%s.%N)
+  python3 -c "import sys; sys.exit(0 if $now - $t0 < $DEADLINE_S else 1)" || die "only $running of $TASKS RUNNING after ${DEADLINE_S}s"
+  kill -0 "$BERTH_PID" 2>/dev/null || die "the server died"
+  sleep 0.2
+done
+t1=$(date +%s.%N)
+
+rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$BERTH_PID/status")
+sim_rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$SIM_PID/status")
+seconds=$(python3 -c "print(round($t1 - $t0, 2))")
+rate=$(python3 -c "print(round($TASKS / ($t1 - $t0)))")
+echo "simulator peak RSS: $((sim_rss_kb / 1024)) MiB"
+echo "nodes=$NODES tasks=$TASKS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))"
