@@ -149,9 +149,14 @@ std::string ServiceController::NewDeploymentId() {
   return "ecs-svc/" + std::to_string(v % 10000000000000000000ull);
 }
 
+// At most this many tasks start per pass: a big scale-up goes in slices, with
+// sockets served between them, instead of one transaction that stalls the loop.
+constexpr int64_t kStartsPerPass = 2000;
+
 void ServiceController::Reconcile() {
   std::set<std::string> dirty = std::move(dirty_);
   dirty_.clear();
+  starts_left_ = kStartsPerPass;
   for (const std::string& key : dirty) ReconcileOne(key);
 }
 
@@ -162,6 +167,11 @@ void ServiceController::Tick() {
   for (const auto& [key, s] : state_->services()) {
     if (s.primary().rollout_state == "IN_PROGRESS" || s.status != "ACTIVE") dirty_.insert(key);
   }
+  // The store flushes a bounded number of rounds at a time, so commands of the
+  // last pass may still be queued: acting before they apply would act twice on
+  // the same view (start or stop the same tasks again). The flush that applies
+  // them runs Reconcile through the after-flush hook.
+  if (store_->queued() > 0) return;
   if (!dirty_.empty()) Reconcile();
 }
 
@@ -263,7 +273,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
   }
   int64_t keep = prim.active - prim.draining;  // primary tasks on nodes that stay
   int64_t replace = old_active + prim.draining;
-  int64_t max_total = 3 * d;
+  int64_t max_total = std::max(d, d * s.max_pct / 100);
   int64_t min_healthy = (d * s.min_healthy_pct + 99) / 100;
 
   // The circuit breaker: a rollout whose tasks keep failing stops, and rolls back.
@@ -275,6 +285,12 @@ void ServiceController::ReconcileOne(const std::string& key) {
         good = &s.deployments[i];
         break;
       }
+    }
+    // A deployment can only go back to a task definition still ACTIVE (UpdateService
+    // refuses others); without one the rollout simply fails.
+    if (good) {
+      const model::TaskDefinition* td = state_->FindTaskDefinition(good->family, good->revision);
+      if (!td || td->status != "ACTIVE") good = nullptr;
     }
     if (s.rollback && good) {
       auto cmd = std::make_unique<model::UpdateService>();
@@ -322,7 +338,14 @@ void ServiceController::ReconcileOne(const std::string& key) {
   bool may_start = primary.rollout_state != "FAILED";
   int64_t want = d - keep;
   int64_t start = may_start ? std::max<int64_t>(0, std::min(want, max_total - total)) : 0;
-  if (start > 0) StartTasks(s, start);
+  if (start > starts_left_) {
+    start = starts_left_;
+    dirty_.insert(key);  // the rest in the next pass
+  }
+  if (start > 0) {
+    starts_left_ -= start;
+    StartTasks(s, start);
+  }
 
   // Stop old tasks (older deployments, draining nodes) as far as minimumHealthyPercent
   // allows: ones that are not healthy first, they do not count toward it.

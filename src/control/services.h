@@ -53,7 +53,7 @@ class ServiceController final : public model::StateObserver {
     bool unhealthy = false;
     bool running = false;
     bool pending = false;
-    bool draining = false;  // on a node that is not ACTIVE or whose agent is away
+    bool draining = false;  // on a node that is not ACTIVE (lost nodes' tasks stop)
   };
   struct Tally {
     int64_t active = 0, stopping = 0, healthy = 0, running = 0, pending = 0, draining = 0;

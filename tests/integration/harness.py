@@ -34,6 +34,7 @@ BINARY = os.path.abspath(os.environ.get("BERTH_BINARY", "build/berth"))
 WAIT = 15.0
 
 _servers = []
+_agents = []  # Agent processes (simulators) still to be reaped
 _scratch = None
 _own_scratch = False  # made here (no BERTH_IT_SCRATCH), so removed by cleanup()
 _log_count = [0]
@@ -89,6 +90,9 @@ def cleanup():
     """Kills every server this process started that is still running, and removes
     the scratch directory if this process made it."""
     global _scratch, _own_scratch
+    for a in list(_agents):
+        a.kill()
+    _agents.clear()
     for s in list(_servers):
         s.kill()
     _servers.clear()
@@ -513,6 +517,51 @@ class Server:
             if line.startswith(name + " "):
                 return float(line.split()[-1])
         return None
+
+
+class Agent:
+    """One `berth agent --simulate N` process against `server` (a Server), with its
+    own log file. Killed by `cleanup()` if the test does not stop it."""
+
+    def __init__(self, server, nodes, token, id_prefix="sim", args=()):
+        _log_count[0] += 1
+        self.log_path = os.path.join(scratch_dir("agent"), "agent-%d.log" % _log_count[0])
+        self._log = open(self.log_path, "ab")
+        cmd = [BINARY, "agent", "--simulate", str(nodes), "--server", "http://127.0.0.1:%d" % server.port,
+               "--token", token, "--id-prefix", id_prefix] + list(args)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _agents.append(self)
+
+    def logs(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        """Ends the process with `sig` (SIGKILL: the nodes vanish without a word) and reaps it."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(WAIT)
+        if not self._log.closed:
+            self._log.close()
+        if self in _agents:
+            _agents.remove(self)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
 
 
 def run_server_once(args, wait=WAIT):

@@ -1,0 +1,273 @@
+// Fuzzes the HTTP server's connection state machine: the real Server::Serve() and
+// Connection (llhttp callbacks, limits, pipelining, early answers, streamed bodies
+// and answers, linger) over an in-memory Stream. The input is one client's bytes,
+// fed in a few pieces whose cut points come from a hash of the input, so partial
+// reads are explored without a control header in the corpus files.
+//
+// Besides the sanitizers, it checks one invariant of its own: after the peer's EOF
+// and every held answer given, the server has closed or is idle, never stuck.
+#include <uv.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/crypto.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "model/cluster.h"
+#include "net/http_server.h"
+#include "net/router.h"
+#include "net/stream.h"
+
+namespace {
+
+using namespace berth;
+using namespace berth::net::http;
+
+// The in-memory socket's state, outliving the Stream the server owns.
+struct Pipe {
+  net::Stream::Handler* handler = nullptr;
+  bool alive = true;    // the Stream object exists
+  bool closed = false;  // Close() was called
+  bool reading = false;
+  bool shut = false;          // Shutdown() (FIN) was called
+  bool async_writes = false;  // writes stay pending until the harness drains them
+  size_t pending = 0;
+  std::string output;
+};
+
+class MemStream final : public net::Stream {
+ public:
+  explicit MemStream(Pipe* pipe) : p_(pipe) {}
+  ~MemStream() override {
+    p_->alive = false;
+    p_->handler = nullptr;
+    p_->reading = false;
+  }
+  void SetHandler(Handler* handler) override { p_->handler = handler; }
+  void ReadStart() override {
+    if (!p_->closed) p_->reading = true;
+  }
+  void ReadStop() override { p_->reading = false; }
+  void Write(std::string data) override {
+    if (p_->closed || data.empty()) return;
+    if (p_->output.size() < (1 << 16)) p_->output.append(data, 0, (1 << 16) - p_->output.size());
+    if (p_->async_writes) p_->pending += data.size();
+  }
+  size_t PendingWriteBytes() const override { return p_->pending; }
+  void Shutdown() override { p_->shut = true; }
+  void Close() override {
+    p_->closed = true;
+    p_->reading = false;
+    p_->handler = nullptr;
+    p_->pending = 0;
+  }
+  std::string PeerName() const override { return "fuzz:0"; }
+
+ private:
+  Pipe* p_;
+};
+
+// Held answers (GET /defer), given by the driver between input pieces.
+std::deque<ExchangePtr>* g_held = nullptr;
+
+Response Json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+struct Env {
+  uv_loop_t loop;
+  Router router;
+  std::deque<ExchangePtr> held;
+};
+
+Env* MakeEnv() {
+  auto* env = new Env();
+  uv_loop_init(&env->loop);
+  g_held = &env->held;
+  Router& r = env->router;
+
+  // A JSON route: parse the body and validate a clusterName.
+  r.Add(
+      "POST", "/v1/clusters",
+      [](const ExchangePtr& ex) {
+        Result<json::Doc> doc = json::Doc::Parse(ex->request().body);
+        if (!doc) return ex->Respond(ErrorResponse(doc.error()));
+        if (!doc->view().IsObject()) return ex->Respond(ErrorResponse(Error::Invalid("the body must be an object")));
+        Result<std::string> name = json::RequireString(doc->view(), "clusterName", "clusterName");
+        if (!name) return ex->Respond(ErrorResponse(name.error()));
+        if (Status s = model::ValidateClusterName(name.value()); !s) return ex->Respond(ErrorResponse(s.error()));
+        Result<int64_t> n = json::OptionalInt(doc->view(), "count", "count", 0);
+        if (!n) return ex->Respond(ErrorResponse(n.error()));
+        model::Cluster c;
+        c.name = name.value();
+        c.arn = model::ClusterArn(c.name);
+        ex->Respond(Json(200, json::Doc::Object().Set("cluster", model::ClusterJson(c)).Print()));
+      },
+      RouteOptions{.max_body = 4096});
+
+  // Parameter routes.
+  r.Add("GET", "/v1/clusters/{name}", [](const ExchangePtr& ex) {
+    std::string_view name = ex->request().Param("name");
+    if (Status s = model::ValidateClusterName(name); !s) return ex->Respond(ErrorResponse(s.error()));
+    std::string body;
+    json::AppendQuoted(&body, name);
+    ex->Respond(Json(200, body));
+  });
+  r.Add("DELETE", "/v1/clusters/{name}", [](const ExchangePtr& ex) { ex->Respond(Json(204, "")); });
+  r.Add("GET", "/files/{path...}", [](const ExchangePtr& ex) {
+    std::string body = std::string(ex->request().Param("path"));
+    if (auto q = ex->request().Query("q")) body += "?" + *q;
+    ex->Respond(Json(200, body));
+  });
+
+  // A streaming route: hashes the body as it arrives, refuses a '!' byte midway,
+  // and answers chunked.
+  r.Add(
+      "PUT", "/upload/{name}",
+      [](const ExchangePtr& ex) {
+        auto sha = std::make_shared<crypto::Sha256Stream>();
+        ex->on_body = [sha](std::string_view piece) -> Status {
+          if (piece.find('!') != std::string_view::npos) {
+            return Error{ErrorKind::kInvalid, "BadByte", "the body holds a '!'"};
+          }
+          sha->Update(piece);
+          return {};
+        };
+        std::weak_ptr<Exchange> weak = ex;
+        ex->on_body_end = [sha, weak] {
+          ExchangePtr e = weak.lock();
+          if (!e) return;
+          e->Begin(201, {{"X-Kind", "digest"}}, -1, "text/plain");
+          e->Write(crypto::Hex(sha->Finish()));
+          e->Write("\n");
+          e->End();
+        };
+      },
+      RouteOptions{.max_body = 1 << 16, .stream_body = true});
+
+  // Streamed answers with and without a length, and an answer given later.
+  r.Add("GET", "/stream", [](const ExchangePtr& ex) {
+    ex->Begin(200, {}, -1, "text/plain");
+    ex->Write(ex->request().target);
+    ex->Write("");
+    ex->End();
+  });
+  r.Add("GET", "/sized", [](const ExchangePtr& ex) {
+    ex->Begin(200, {}, 5, "text/plain");
+    ex->Write("12345");
+    ex->End();
+  });
+  r.Add("GET", "/defer", [](const ExchangePtr& ex) { g_held->push_back(ex); });
+  r.Add("POST", "/defer", [](const ExchangePtr& ex) { g_held->push_back(ex); }, RouteOptions{.max_body = 512});
+  r.Add("POST", "/echo", [](const ExchangePtr& ex) { ex->Respond(Json(200, ex->request().body)); },
+        RouteOptions{.max_body = 1024});
+  r.Add("GET", "/healthz", [](const ExchangePtr& ex) { ex->Respond(Json(200, "{}")); }, RouteOptions{.open = true});
+  return env;
+}
+
+uint64_t Fnv1a(const uint8_t* data, size_t size) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
+  return h;
+}
+
+// Gives the oldest held answer, in one of three shapes.
+void AnswerOne(Env* env, uint64_t* rng) {
+  ExchangePtr ex = std::move(env->held.front());
+  env->held.pop_front();
+  *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+  switch ((*rng >> 33) % 3) {
+    case 0: ex->Respond(Json(200, "{\"deferred\":true}")); break;
+    case 1:
+      ex->Begin(200, {}, -1);
+      ex->Write("part");
+      ex->End();
+      break;
+    default: ex->Respond(ErrorResponse(503, "Later", "try again")); break;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  log::SetLevel(log::Level::kError);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Env* env = MakeEnv();
+  uint64_t hash = Fnv1a(data, size);
+
+  // Cut the input into 1-4 pieces.
+  std::vector<size_t> cuts = {0, size};
+  for (uint64_t i = 0, n = hash % 4; i < n && size > 0; i++) cuts.push_back((hash >> (13 + 11 * i)) % (size + 1));
+  std::sort(cuts.begin(), cuts.end());
+  std::deque<std::string_view> pieces;
+  for (size_t i = 0; i + 1 < cuts.size(); i++) {
+    if (cuts[i + 1] > cuts[i]) {
+      pieces.emplace_back(reinterpret_cast<const char*>(data) + cuts[i], cuts[i + 1] - cuts[i]);
+    }
+  }
+
+  {
+    Pipe pipe;  // outlives the server, which closes the stream as it goes
+    pipe.async_writes = (hash >> 7) & 1;
+    metrics::Registry metrics;
+    ServerLimits limits;
+    limits.max_header_bytes = 2048;
+    limits.max_headers = 16;
+    limits.max_output_bytes = 256;  // small, so output back-pressure is reached
+    Server server(&env->loop, &env->router, limits, &metrics);
+    server.SetGate([](Exchange& ex) -> std::optional<Response> {
+      if (HasHeader(ex.request().headers, "x-deny")) return ErrorResponse(401, "Unauthorized", "denied");
+      ex.principal = "fuzz";
+      return std::nullopt;
+    });
+
+    server.Serve(std::make_unique<MemStream>(&pipe));
+
+    uint64_t rng = hash;
+    bool eof_sent = false;
+    for (int steps = 0; steps < 10000; steps++) {
+      if (!pipe.alive || pipe.closed) break;
+      if (pipe.reading && pipe.handler && !pieces.empty()) {
+        std::string_view piece = pieces.front();
+        pieces.pop_front();
+        pipe.handler->OnData(piece);
+      } else if (pipe.pending > 0 && pipe.handler) {
+        pipe.pending = 0;
+        pipe.handler->OnDrained();
+      } else if (!env->held.empty()) {
+        AnswerOne(env, &rng);
+      } else if (pipe.reading && pipe.handler && !eof_sent) {
+        eof_sent = true;
+        pipe.handler->OnEnd(0);
+      } else {
+        break;
+      }
+      uv_run(&env->loop, UV_RUN_NOWAIT);
+    }
+    // With nothing left to send or answer, the connection has closed or is idle
+    // waiting for a next request; an unread input piece means it stalled.
+    if (pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 &&
+        !pipe.reading) {
+      fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n", pieces.size());
+      abort();
+    }
+    env->held.clear();
+  }
+  uv_run(&env->loop, UV_RUN_NOWAIT);  // the server's timer closes
+  return 0;
+}

@@ -1,0 +1,227 @@
+"""The control plane end to end: a real server, `berth agent --simulate` processes
+playing the nodes over the agent protocol, tasks, services at scale, node loss,
+draining, rolling updates and deletion.
+
+Waits are deadlines for a slow machine, never claims about speed.
+"""
+
+import time
+
+from harness import Agent, Server, check, expect_error, expect_status, timeout, wait_until
+
+SERVER_ARGS = ["--node-lost-after", "2s", "--heartbeat-interval", "500ms"]
+AGENT_ARGS = ["--start-delay-ms", "50"]
+LONG = 60.0  # deadline for things that involve a thousand tasks
+
+
+def agent_token(s):
+    r = expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201, "create an agent token")
+    return r.json()["token"]["secret"]
+
+
+def register_task_definition(s, family, cpu=128, memory=64):
+    body = {"family": family,
+            "containerDefinitions": [{"name": "main", "image": "busybox:latest", "cpu": cpu, "memory": memory}]}
+    r = expect_status(s.request("POST", "/v1/taskdefinitions", body), 201, "register " + family)
+    return r.json()["taskDefinition"]["revision"]
+
+
+def nodes(s):
+    return expect_status(s.request("GET", "/v1/nodes"), 200, "list nodes").json()["containerInstances"]
+
+
+def tasks(s, **query):
+    """Every task matching `query` (the /v1/tasks filters), following nextToken."""
+    out, token = [], None
+    while True:
+        q = dict(query, maxResults="10000")
+        if token:
+            q["nextToken"] = token
+        path = "/v1/tasks?" + "&".join("%s=%s" % kv for kv in sorted(q.items()))
+        doc = expect_status(s.request("GET", path), 200, "list tasks").json()
+        out += doc["tasks"]
+        token = doc.get("nextToken")
+        if not token:
+            return out
+
+
+def service(s, name):
+    return expect_status(s.request("GET", "/v1/services/" + name), 200, "describe " + name).json()["service"]
+
+
+def steady_events(svc):
+    return sum(1 for e in svc["events"] if "has reached a steady state" in e["message"])
+
+
+def connected_nodes(s, prefix=""):
+    return [n for n in nodes(s) if n["nodeId"].startswith(prefix) and n["agentConnected"]]
+
+
+def wait_nodes(s, count, prefix="", wait=LONG):
+    wait_until(lambda: len(connected_nodes(s, prefix)) == count, wait=wait, step=0.2,
+               what="%d connected nodes%s" % (count, " named " + prefix + "*" if prefix else ""))
+
+
+def at_count(s, name, count, steady_seen=1):
+    """The service runs exactly `count` tasks, nothing pending, one COMPLETED
+    deployment, and has said it is steady at least `steady_seen` times."""
+    svc = service(s, name)
+    deps = svc["deployments"]
+    return (svc["runningCount"] == count and svc["pendingCount"] == 0 and len(deps) == 1
+            and deps[0]["rolloutState"] == "COMPLETED" and steady_events(svc) >= steady_seen)
+
+
+def live(ts):
+    return [t for t in ts if t["lastStatus"] != "STOPPED"]
+
+
+@timeout(40)
+def test_control_plane_nodes_register_and_tasks_run():
+    with Server(args=SERVER_ARGS) as s:
+        token = agent_token(s)
+        with Agent(s, 3, token, id_prefix="n", args=AGENT_ARGS):
+            wait_nodes(s, 3)
+            got = sorted(n["nodeId"] for n in nodes(s))
+            check(got == ["n-00000", "n-00001", "n-00002"], "node ids: %r" % got)
+            for n in nodes(s):
+                check(n["status"] == "ACTIVE", "node %s is %s" % (n["nodeId"], n["status"]))
+                check("lastHeartbeatAt" in n, "node %s has no heartbeat" % n["nodeId"])
+
+            # An agent token may speak the agent protocol only.
+            r = s.request("GET", "/v1/nodes", token=token)
+            expect_error(r, 403, "Forbidden", "agent token on /v1/nodes")
+
+            register_task_definition(s, "web")
+            r = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "web", "count": 6}), 200, "run 6")
+            doc = r.json()
+            check(len(doc["tasks"]) == 6 and doc["failures"] == [], "run answer: %r" % doc)
+            ids = {t["taskId"] for t in doc["tasks"]}
+            wait_until(lambda: all(t["lastStatus"] == "RUNNING" for t in tasks(s, family="web")) and
+                       len(tasks(s, family="web")) == 6, wait=30, step=0.1, what="6 tasks RUNNING")
+            check({t["taskId"] for t in tasks(s, family="web")} == ids, "task ids changed")
+            by_node = {t["nodeId"] for t in tasks(s, family="web")}
+            check(by_node <= {"n-00000", "n-00001", "n-00002"}, "tasks on unknown nodes: %r" % by_node)
+            running = sum(n["runningTasksCount"] for n in nodes(s))
+            check(running == 6, "nodes' runningTasksCount add up to %d" % running)
+
+            # Stopping one: the agent is told, stops it, and reports it.
+            victim = sorted(ids)[0]
+            expect_status(s.request("POST", "/v1/tasks/%s/stop" % victim, {"reason": "done with it"}), 200, "stop")
+
+            def stopped():
+                t = expect_status(s.request("GET", "/v1/tasks/" + victim), 200).json()["task"]
+                return t if t["lastStatus"] == "STOPPED" else None
+
+            t = wait_until(stopped, wait=30, step=0.1, what="the stopped task to be STOPPED")
+            check(t["stopCode"] == "UserInitiated", "stopCode %r" % t.get("stopCode"))
+            check(t["stoppedReason"] == "done with it", "stoppedReason %r" % t.get("stoppedReason"))
+
+
+@timeout(85)
+def test_control_plane_thousand_tasks_node_loss_and_drain():
+    with Server(args=SERVER_ARGS) as s:
+        token = agent_token(s)
+        with Agent(s, 95, token, id_prefix="a", args=AGENT_ARGS) as a, \
+                Agent(s, 5, token, id_prefix="b", args=AGENT_ARGS) as b:
+            wait_nodes(s, 100)
+            register_task_definition(s, "big")
+            r = s.request("POST", "/v1/services", {"serviceName": "big", "taskDefinition": "big", "desiredCount": 1000})
+            expect_status(r, 201, "create the service")
+            wait_until(lambda: at_count(s, "big", 1000), wait=LONG, step=0.5, what="1000 tasks RUNNING and steady")
+            all_tasks = tasks(s, service="big")
+            check(len(all_tasks) == 1000, "%d tasks for 1000 desired" % len(all_tasks))
+            check(all(t["lastStatus"] == "RUNNING" for t in all_tasks), "not every task is RUNNING")
+            per_node = {}
+            for t in all_tasks:
+                per_node[t["nodeId"]] = per_node.get(t["nodeId"], 0) + 1
+            check(len(per_node) == 100, "tasks on %d nodes of 100" % len(per_node))
+
+            # Losing 5 nodes at once: their tasks stop with NodeLost and are replaced.
+            on_b = {t["taskId"] for t in all_tasks if t["nodeId"].startswith("b-")}
+            check(on_b, "no tasks on the b nodes")
+            b.kill()
+            check(a.alive(), "the other simulator died; log:\n" + a.logs()[-2000:])
+
+            def b_lost():
+                ts = [t for t in tasks(s, service="big") if t["taskId"] in on_b]
+                return len(ts) == len(on_b) and all(t["lastStatus"] == "STOPPED" for t in ts) and ts
+
+            lost = wait_until(b_lost, wait=30, step=0.3, what="the b nodes' tasks STOPPED")
+            bad = [t for t in lost if t.get("stopCode") != "NodeLost"]
+            check(not bad, "%d lost tasks without stopCode NodeLost, e.g. %r" % (len(bad), bad[:1]))
+            wait_until(lambda: at_count(s, "big", 1000, steady_seen=2), wait=LONG, step=0.5,
+                       what="1000 tasks RUNNING again")
+            now = live(tasks(s, service="big"))
+            check(len(now) == 1000, "%d live tasks" % len(now))
+            check(not [t for t in now if t["nodeId"].startswith("b-")], "live tasks on lost nodes")
+            check(not connected_nodes(s, "b-"), "b nodes still shown connected")
+
+            # Draining one node: its tasks move elsewhere, none remain on it.
+            drained = "a-00007"
+            check(live(tasks(s, node=drained)), "no tasks on %s before draining" % drained)
+            r = expect_status(s.request("POST", "/v1/nodes/%s/drain" % drained), 200, "drain")
+            check(r.json()["containerInstance"]["status"] == "DRAINING", "drain answer: %r" % r.body[:300])
+            wait_until(lambda: not live(tasks(s, node=drained)) and at_count(s, "big", 1000, steady_seen=3),
+                       wait=LONG, step=0.5, what="the drained node empty and 1000 tasks RUNNING")
+            check(len(live(tasks(s, service="big"))) == 1000, "live task count after draining")
+
+            # A rolling update of all 1000 (minimumHealthyPercent 100, maximumPercent 200).
+            rev2 = register_task_definition(s, "big", cpu=64)
+            expect_status(s.request("PATCH", "/v1/services/big", {"taskDefinition": "big:%d" % rev2}), 200, "update")
+            peak = [0]
+
+            def rolled():
+                ts = live(tasks(s, service="big"))
+                peak[0] = max(peak[0], len(ts))
+                return len(ts) == 1000 and all(t["taskDefinitionArn"].endswith("/big:%d" % rev2) for t in ts) and \
+                    at_count(s, "big", 1000, steady_seen=4)
+
+            wait_until(rolled, wait=LONG, step=0.5, what="the rolling update of 1000 tasks to complete")
+            check(peak[0] <= 2000, "%d live tasks seen at once; maximumPercent 200 allows 2000" % peak[0])
+            check(not live(tasks(s, node=drained)), "tasks placed on the drained node")
+            check(a.alive(), "the simulator died; log:\n" + a.logs()[-2000:])
+
+
+@timeout(60)
+def test_control_plane_rolling_update_and_force_delete():
+    with Server(args=SERVER_ARGS) as s:
+        token = agent_token(s)
+        with Agent(s, 10, token, id_prefix="r", args=AGENT_ARGS):
+            wait_nodes(s, 10)
+            rev1 = register_task_definition(s, "web")
+            body = {"serviceName": "web", "taskDefinition": "web:%d" % rev1, "desiredCount": 50,
+                    "deploymentConfiguration": {"minimumHealthyPercent": 50, "maximumPercent": 150}}
+            expect_status(s.request("POST", "/v1/services", body), 201, "create the service")
+            wait_until(lambda: at_count(s, "web", 50), wait=30, step=0.2, what="50 tasks RUNNING")
+            first = service(s, "web")["deployments"][0]["id"]
+
+            rev2 = register_task_definition(s, "web", cpu=256)
+            r = s.request("PATCH", "/v1/services/web", {"taskDefinition": "web:%d" % rev2})
+            deps = expect_status(r, 200, "update").json()["service"]["deployments"]
+            check(len(deps) == 2 and deps[0]["status"] == "PRIMARY" and deps[0]["rolloutState"] == "IN_PROGRESS",
+                  "deployments right after the update: %r" % deps)
+            peak = [0]
+
+            def rolled():
+                ts = live(tasks(s, service="web"))
+                peak[0] = max(peak[0], len(ts))
+                return at_count(s, "web", 50, steady_seen=2) and \
+                    all(t["taskDefinitionArn"].endswith("/web:%d" % rev2) for t in ts) and len(ts) == 50
+
+            wait_until(rolled, wait=30, step=0.1, what="the rolling update to complete")
+            svc = service(s, "web")
+            check(svc["deployments"][0]["id"] != first, "no new deployment")
+            check(svc["taskDefinition"].endswith("/web:%d" % rev2), "taskDefinition %r" % svc["taskDefinition"])
+            check(peak[0] <= 75, "%d live tasks seen at once; maximumPercent 150 allows 75" % peak[0])
+
+            # Deleting a service that still runs tasks needs force.
+            expect_error(s.request("DELETE", "/v1/services/web"), 409, "ServiceNotScaledDown", "delete without force")
+            r = expect_status(s.request("DELETE", "/v1/services/web?force=true"), 200, "delete with force")
+            check(r.json()["service"]["status"] == "DRAINING", "status after delete: %r" % r.body[:300])
+            wait_until(lambda: s.request("GET", "/v1/services/web").status == 404, wait=30, step=0.1,
+                       what="the service to be removed")
+            left = live(tasks(s, service="web"))
+            check(not left, "%d tasks of the deleted service still live" % len(left))
+            time.sleep(0.1)
+            clusters = expect_status(s.request("GET", "/v1/clusters/default"), 200).json()["cluster"]
+            check(clusters["activeServicesCount"] == 0, "activeServicesCount %r" % clusters["activeServicesCount"])

@@ -1,0 +1,143 @@
+// model/state: applying commands to the state (through a real store), the rules
+// that refuse them, and token lookup.
+#include "model/state.h"
+
+#include <catch2/catch.hpp>
+
+#include "base/crypto.h"
+#include "base/json.h"
+#include "support/state_store.h"
+
+using namespace berth;
+using berth::testing::MakeCreateCluster;
+using berth::testing::MakeCreateToken;
+using berth::testing::MakeDeleteCluster;
+using berth::testing::StateStore;
+
+TEST_CASE("state: create, duplicate, delete, not found", "[model][state]") {
+  StateStore s;
+  auto created = s.Apply(MakeCreateCluster("prod", 1111));
+  REQUIRE(created.ok());
+  auto doc = json::Doc::Parse(created.value());
+  REQUIRE(doc.ok());
+  json::View cluster = doc->view().Get("cluster");
+  CHECK(cluster.Get("clusterName").String() == "prod");
+  CHECK(cluster.Get("status").String() == "ACTIVE");
+  CHECK(cluster.Get("clusterArn").String() == model::ClusterArn("prod"));
+  REQUIRE(s.state.FindCluster("prod"));
+  CHECK(s.state.FindCluster("prod")->created_ms == 1111);
+
+  auto dup = s.Apply(MakeCreateCluster("prod"));
+  REQUIRE_FALSE(dup.ok());
+  CHECK(dup.error().kind == ErrorKind::kConflict);
+  CHECK(dup.error().code == "ClusterAlreadyExists");
+  CHECK(dup.error().message == "cluster prod already exists");
+
+  auto bad = s.Apply(MakeCreateCluster("no spaces"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == "InvalidParameter");
+  CHECK_FALSE(s.state.FindCluster("no spaces"));
+
+  auto deleted = s.Apply(MakeDeleteCluster("prod"));
+  REQUIRE(deleted.ok());
+  auto gone = json::Doc::Parse(deleted.value());
+  REQUIRE(gone.ok());
+  CHECK(gone->view().Get("cluster").Get("status").String() == "INACTIVE");
+  CHECK_FALSE(s.state.FindCluster("prod"));
+  CHECK(s.Count("SELECT COUNT(*) FROM clusters") == 0);
+
+  auto missing = s.Apply(MakeDeleteCluster("prod"));
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().kind == ErrorKind::kNotFound);
+  CHECK(missing.error().code == "ClusterNotFound");
+  CHECK(missing.error().message == "cluster prod does not exist");
+}
+
+TEST_CASE("state: a cluster with nodes, services or tasks cannot be deleted", "[model][state]") {
+  StateStore s;
+  REQUIRE(s.Apply(MakeCreateCluster("busy")).ok());
+
+  s.state.AdjustClusterCounts("busy", 2, 0, 0, 0);
+  auto nodes = s.Apply(MakeDeleteCluster("busy"));
+  REQUIRE_FALSE(nodes.ok());
+  CHECK(nodes.error().kind == ErrorKind::kConflict);
+  CHECK(nodes.error().code == "ClusterContainsContainerInstances");
+  CHECK(nodes.error().message == "cluster busy still has 2 registered node(s); deregister them first");
+
+  s.state.AdjustClusterCounts("busy", -2, 1, 0, 0);
+  auto services = s.Apply(MakeDeleteCluster("busy"));
+  REQUIRE_FALSE(services.ok());
+  CHECK(services.error().code == "ClusterContainsServices");
+  CHECK(services.error().message == "cluster busy still has 1 active service(s); delete them first");
+
+  s.state.AdjustClusterCounts("busy", 0, -1, 1, 2);
+  auto tasks = s.Apply(MakeDeleteCluster("busy"));
+  REQUIRE_FALSE(tasks.ok());
+  CHECK(tasks.error().code == "ClusterContainsTasks");
+  CHECK(tasks.error().message == "cluster busy still has 3 task(s); stop them first");
+
+  CHECK(s.Count("SELECT COUNT(*) FROM clusters") == 1);  // refusals leave the row
+  s.state.AdjustClusterCounts("busy", 0, 0, -1, -2);
+  CHECK(s.Apply(MakeDeleteCluster("busy")).ok());
+
+  // Adjusting an unknown cluster is a no-op.
+  s.state.AdjustClusterCounts("nowhere", 1, 1, 1, 1);
+  CHECK_FALSE(s.state.FindCluster("nowhere"));
+}
+
+TEST_CASE("state: tokens", "[model][state]") {
+  StateStore s;
+  std::string secret = "brt_" + std::string(43, 'k');
+  std::string hash = crypto::Hex(crypto::Sha256(secret));
+
+  auto created = s.Apply(MakeCreateToken("deployer", "deploy", hash));
+  REQUIRE(created.ok());
+  CHECK(created.value() == R"({"token":{"id":"deployer","role":"deploy"}})");
+  CHECK(s.state.token_count() == 1);
+
+  const model::Token* t = s.state.FindTokenBySecret(secret);
+  REQUIRE(t);
+  CHECK(t->id == "deployer");
+  CHECK(t->role == "deploy");
+  CHECK(t->hash == hash);
+  CHECK_FALSE(s.state.FindTokenBySecret("brt_wrong"));
+  CHECK_FALSE(s.state.FindTokenBySecret(""));
+  CHECK_FALSE(s.state.FindTokenBySecret(hash));  // the hash itself is not a secret
+
+  SECTION("an invalid role") {
+    auto r = s.Apply(MakeCreateToken("root", "superuser", crypto::Hex(crypto::Sha256("x"))));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kInvalid);
+    CHECK(r.error().message == "role: must be admin, deploy, read-only or agent");
+    CHECK(s.state.token_count() == 1);
+  }
+  SECTION("a hash that is not 64 hex digits") {
+    auto r = s.Apply(MakeCreateToken("short", "admin", "abc"));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == "hash: must be 64 hex digits");
+  }
+  SECTION("a duplicate id") {
+    auto r = s.Apply(MakeCreateToken("deployer", "admin", crypto::Hex(crypto::Sha256("other"))));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == "TokenAlreadyExists");
+  }
+  SECTION("several tokens, each found by its own secret") {
+    REQUIRE(s.Apply(MakeCreateToken("a", "admin", crypto::Hex(crypto::Sha256("sa")))).ok());
+    REQUIRE(s.Apply(MakeCreateToken("b", "read-only", crypto::Hex(crypto::Sha256("sb")))).ok());
+    CHECK(s.state.FindTokenBySecret("sa")->id == "a");
+    CHECK(s.state.FindTokenBySecret("sb")->role == "read-only");
+    CHECK(s.state.FindTokenBySecret(secret)->id == "deployer");
+  }
+}
+
+TEST_CASE("state: an unknown command type is an internal error", "[model][state]") {
+  struct Strange final : store::Command {
+    const char* Type() const override { return "Strange"; }
+    std::string Encode() const override { return "{}"; }
+  };
+  StateStore s;
+  auto r = s.Apply(std::make_unique<Strange>());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().kind == ErrorKind::kInternal);
+  CHECK(r.error().message == "no apply for command Strange");
+}

@@ -1,0 +1,73 @@
+// net/socket: Endpoint parsing and printing.
+#include "net/socket.h"
+
+#include <catch2/catch.hpp>
+
+using namespace berth;
+using net::Endpoint;
+
+TEST_CASE("endpoint: TCP forms", "[net][socket]") {
+  auto a = Endpoint::Parse("127.0.0.1:7070");
+  REQUIRE(a.ok());
+  CHECK(a->kind == Endpoint::Kind::kTcp);
+  CHECK(a->host == "127.0.0.1");
+  CHECK(a->port == 7070);
+  CHECK(a->ToString() == "127.0.0.1:7070");
+
+  auto b = Endpoint::Parse("http://example.org:80/");
+  REQUIRE(b.ok());
+  CHECK(b->host == "example.org");
+  CHECK(b->port == 80);
+
+  auto c = Endpoint::Parse("[::1]:9000");
+  REQUIRE(c.ok());
+  CHECK(c->host == "::1");
+  CHECK(c->port == 9000);
+  CHECK(c->ToString() == "[::1]:9000");
+
+  auto d = Endpoint::Parse("localhost", 7070);
+  REQUIRE(d.ok());
+  CHECK(d->host == "localhost");
+  CHECK(d->port == 7070);
+
+  auto e = Endpoint::Parse("[::1]", 7070);
+  REQUIRE(e.ok());
+  CHECK(e->port == 7070);
+
+  CHECK(Endpoint::Parse("h:0")->port == 0);
+  CHECK(Endpoint::Parse("h:65535")->port == 65535);
+}
+
+TEST_CASE("endpoint: Unix socket forms", "[net][socket]") {
+  auto a = Endpoint::Parse("unix:///run/berth.sock");
+  REQUIRE(a.ok());
+  CHECK(a->kind == Endpoint::Kind::kUnix);
+  CHECK(a->path == "/run/berth.sock");
+  CHECK(a->ToString() == "unix:///run/berth.sock");
+  auto b = Endpoint::Parse("/var/run/docker.sock");
+  REQUIRE(b.ok());
+  CHECK(b->kind == Endpoint::Kind::kUnix);
+  CHECK(b->path == "/var/run/docker.sock");
+}
+
+TEST_CASE("endpoint: errors", "[net][socket]") {
+  auto msg = [](std::string_view text, int default_port = 0) {
+    auto r = Endpoint::Parse(text, default_port);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kInvalid);
+    return r.error().message;
+  };
+  CHECK(msg("unix://relative") == "unix socket address must be unix:///absolute/path");
+  CHECK(msg("unix://") == "unix socket address must be unix:///absolute/path");
+  CHECK(msg("https://h:443") == "https is not supported yet: https://h:443");
+  CHECK(msg("http://h:80/path") == "address must not have a path: http://h:80/path");
+  CHECK(msg("[::1:80") == "bad IPv6 address: [::1:80");
+  CHECK(msg("[::1]x") == "bad address: [::1]x");
+  CHECK(msg(":80") == "address has no host: :80");
+  CHECK(msg("host") == "address has no port: host");
+  CHECK(msg("host:") == "address has no port: host:");
+  CHECK(msg("host:http") == "bad port in address: host:http");
+  CHECK(msg("host:65536") == "bad port in address: host:65536");
+  CHECK(msg("host:99999999999999") == "bad port in address: host:99999999999999");
+  CHECK(msg("host:-1") == "bad port in address: host:-1");
+}
