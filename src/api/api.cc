@@ -558,7 +558,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     ctx->store->Submit(std::move(cmd), reply_service(ex, svc.cluster, svc.name, 201));
   });
 
-  router->Add("GET", "/v1/services", [ctx, service_json](const http::ExchangePtr& ex) {
+  router->Add("GET", "/v1/services", [ctx](const http::ExchangePtr& ex) {
     std::string cluster = ex->request().Query("cluster").value_or("");
     json::Doc list = json::Doc::Array();
     for (const auto& [key, svc] : ctx->state->services()) {
