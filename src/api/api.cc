@@ -131,6 +131,22 @@ std::string NewDeploymentId() {
   return "ecs-svc/" + std::to_string(v % 10000000000000000000ull);
 }
 
+// The ACTIVE task definition that `ref` (FAMILY, FAMILY:REV or an ARN) names; on
+// anything else answers 400 or 404 and returns nullptr.
+const model::TaskDefinition* ActiveTaskDefinition(Context* ctx, const http::ExchangePtr& ex, const std::string& ref) {
+  auto parsed = model::ParseTaskDefinitionRef(ref);
+  if (!parsed) {
+    ex->Respond(http::ErrorResponse(parsed.error()));
+    return nullptr;
+  }
+  const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
+  if (!td || td->status != "ACTIVE") {
+    ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + ref + " has no ACTIVE revision"));
+    return nullptr;
+  }
+  return td;
+}
+
 void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
@@ -380,12 +396,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
     Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
     if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
-    auto parsed = model::ParseTaskDefinitionRef(*ref);
-    if (!parsed) return ex->Respond(http::ErrorResponse(parsed.error()));
-    const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
-    if (!td || td->status != "ACTIVE") {
-      return ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + *ref + " has no ACTIVE revision"));
-    }
+    const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
+    if (!td) return;
     Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
     if (!count) return ex->Respond(http::ErrorResponse(count.error()));
     if (*count < 1 || *count > 10000) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
@@ -522,12 +534,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (Status st = model::ValidateServiceName(*name); !st) return ex->Respond(http::ErrorResponse(st.error()));
     Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
     if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
-    auto parsed = model::ParseTaskDefinitionRef(*ref);
-    if (!parsed) return ex->Respond(http::ErrorResponse(parsed.error()));
-    const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
-    if (!td || td->status != "ACTIVE") {
-      return ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + *ref + " has no ACTIVE revision"));
-    }
+    const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
+    if (!td) return;
     Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
     if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
     if (*desired < 0 || *desired > 1000000) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
@@ -615,12 +623,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     Result<std::string> ref = json::OptionalString(v, "taskDefinition", "taskDefinition");
     if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
     if (!ref->empty()) {
-      auto parsed = model::ParseTaskDefinitionRef(*ref);
-      if (!parsed) return ex->Respond(http::ErrorResponse(parsed.error()));
-      const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
-      if (!td || td->status != "ACTIVE") {
-        return ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + *ref + " has no ACTIVE revision"));
-      }
+      const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
+      if (!td) return;
       cmd->family = td->family;
       cmd->revision = td->revision;
     }
