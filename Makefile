@@ -18,7 +18,8 @@ all: build
 help:
 	@echo "make deps      install build and test dependencies (Debian packages; root)"
 	@echo "make           build build/berth (release, static, stripped)"
-	@echo "make run       build, then run the all-in-one server on $(LISTEN) with data in $(DATA)"
+	@echo "make run       build, start Docker if needed, then run the all-in-one server (with its local"
+	@echo "               agent) on $(LISTEN) with data in $(DATA)"
 	@echo "make test      the whole suite: unit, integration, unit under ASan+UBSan, fuzz corpus"
 	@echo "make fuzz      run the libFuzzer harnesses for a while (FUZZ_SECONDS=60)"
 	@echo "make bench     run the benchmarks in bench/ (slow; never part of make test)"
@@ -35,6 +36,7 @@ build: deps
 	@printf 'build/berth: %s bytes, %s\n' "$$(stat -c %s $(BUILD)/berth)" "$$(file -b $(BUILD)/berth | grep -o 'statically linked.*')"
 
 run: build
+	@./packaging/ensure-docker.sh || echo "make run: no Docker engine answers; the server runs without its local agent"
 	@exec $(BUILD)/berth server --data $(DATA) --listen $(LISTEN)
 
 unit: build

@@ -12,7 +12,8 @@ packages=(
   build-essential cmake file pkg-config dpkg-dev
   libuv1-dev libsqlite3-dev libmbedtls-dev node-llhttp catch2
   clang libclang-rt-14-dev
-  python3 sqlite3 curl wrk nginx-light procps
+  python3 sqlite3 curl wrk nginx-light procps docker-registry skopeo
+  docker.io busybox-static
 )
 
 missing=()

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "agent/agent.h"
+#include "agent/node_agent.h"
 #include "agent/sim.h"
 #include "base/flags.h"
 
@@ -14,6 +15,12 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"server", true, "URL", "the server (default $BERTH_SERVER or http://127.0.0.1:7070)"},
     {"token", true, "TOKEN", "a token with role agent (berth token create --role agent; default $BERTH_TOKEN)"},
     {"cluster", true, "NAME", "the cluster to join (default: default)"},
+    {"docker", true, "ADDR", "the Docker engine's socket (default unix:///var/run/docker.sock)"},
+    {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
+    {"state-dir", true, "DIR", "where the agent keeps its node id (default /var/lib/berth-agent)"},
+    {"reserved-memory", true, "MIB", "memory kept back from tasks (default 256)"},
+    {"container-retention", true, "DURATION", "stopped containers are removed after this (default 1h)"},
+    {"image-cleanup-after", true, "DURATION", "images the agent pulled, unused this long, are removed (default 1h)"},
     {"simulate", true, "N", "run N simulated nodes (no Docker) for scale tests"},
     {"node-cpu", true, "UNITS", "simulated nodes' CPU units (default 4096)"},
     {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
@@ -25,13 +32,62 @@ const std::vector<flags::FlagSpec> kFlags = {
 };
 
 const char kUsage[] =
-    "Usage: berth agent --simulate N [flags]\n"
+    "Usage: berth agent --server URL --token TOKEN [--attr K=V]... [flags]\n"
+    "       berth agent --simulate N --token TOKEN [flags]\n"
     "\n"
-    "Runs node agents. With --simulate, N simulated nodes in this process speak the\n"
-    "real agent protocol to the server; their tasks run nowhere. The Docker agent\n"
-    "(tasks as real containers) is not part of this build yet.\n"
+    "Runs this host's node agent: registers the node with the server and runs the\n"
+    "tasks placed on it as Docker containers, adopting the ones already running\n"
+    "after a restart. With --simulate, N simulated nodes in this process speak the\n"
+    "real agent protocol instead, and their tasks run nowhere (for scale tests).\n"
     "\n"
     "Flags:\n";
+
+// The Docker agent: flags to options.
+int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_token) {
+  NodeAgentOptions o;
+  o.server = p.Get("server", env_server && *env_server ? env_server : o.server);
+  o.token = p.Get("token", env_token ? env_token : "");
+  if (o.token.empty()) {
+    fprintf(stderr, "berth agent: give --token (a token with role agent) or set BERTH_TOKEN\n");
+    return 2;
+  }
+  o.cluster = p.Get("cluster", o.cluster);
+  o.docker = p.Get("docker", o.docker);
+  o.state_dir = p.Get("state-dir", o.state_dir);
+  for (const std::string& kv : p.GetAll("attr")) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      fprintf(stderr, "berth agent: --attr %s: expected NAME=VALUE\n", kv.c_str());
+      return 2;
+    }
+    o.attributes[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (p.Has("reserved-memory")) {
+    Result<uint64_t> v = flags::ParseCount(p.Get("reserved-memory"), "reserved-memory");
+    if (!v) {
+      fprintf(stderr, "berth agent: %s\n", v.error().message.c_str());
+      return 2;
+    }
+    o.reserved_memory_mib = static_cast<int64_t>(v.value());
+  }
+  if (p.Has("container-retention")) {
+    Result<uint64_t> v = flags::ParseDuration(p.Get("container-retention"), "container-retention");
+    if (!v) {
+      fprintf(stderr, "berth agent: %s\n", v.error().message.c_str());
+      return 2;
+    }
+    o.container_retention_ms = static_cast<int64_t>(v.value());
+  }
+  if (p.Has("image-cleanup-after")) {
+    Result<uint64_t> v = flags::ParseDuration(p.Get("image-cleanup-after"), "image-cleanup-after");
+    if (!v) {
+      fprintf(stderr, "berth agent: %s\n", v.error().message.c_str());
+      return 2;
+    }
+    o.image_cleanup_after_ms = static_cast<int64_t>(v.value());
+  }
+  return RunNodeAgent(o);
+}
 
 }  // namespace
 
@@ -49,13 +105,10 @@ int Main(const std::vector<std::string>& args) {
     fprintf(stderr, "berth agent: unexpected argument '%s'\n", p->positional[0].c_str());
     return 2;
   }
-  if (!p->Has("simulate")) {
-    fprintf(stderr, "berth agent: only --simulate N is available in this build; the Docker agent is not here yet\n");
-    return 2;
-  }
-  SimOptions o;
   const char* env_server = getenv("BERTH_SERVER");
   const char* env_token = getenv("BERTH_TOKEN");
+  if (!p->Has("simulate")) return RunDocker(*p, env_server, env_token);
+  SimOptions o;
   o.server = p->Get("server", env_server && *env_server ? env_server : o.server);
   o.token = p->Get("token", env_token ? env_token : "");
   if (o.token.empty()) {

@@ -8,17 +8,6 @@ namespace berth::api {
 
 namespace http = net::http;
 
-namespace {
-
-http::Response JsonResponse(int status, std::string body) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-}  // namespace
-
 AgentHub::AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options)
     : state_(state), store_(store), clock_(clock), options_(options), started_ms_(clock->NowUnixMs()) {
   state_->AddObserver(this);
@@ -131,6 +120,7 @@ void AgentHub::Tick() {
     log::Warn("agents", "agent stopped reporting; closing its stream", {{"node", id}});
     CloseStream(id);
   }
+  ExpireLogRequests(now);
   // After a restart of this server every agent counts as away from the start, so
   // nothing is declared lost before agents had the grace period to come back.
   for (const auto& [id, n] : state_->nodes()) {
@@ -150,6 +140,7 @@ void AgentHub::Tick() {
 }
 
 void AgentHub::AddRoutes(http::Router* router) {
+  AddLogRoutes(router);
   router->Add("POST", "/v1/agent/register", [this](const http::ExchangePtr& ex) {
     Result<json::Doc> body = json::Doc::Parse(ex->request().body);
     if (!body) return ex->Respond(http::ErrorResponse(body.error()));
@@ -202,7 +193,7 @@ void AgentHub::AddRoutes(http::Router* router) {
           .Set("containerInstanceArn", std::string(ci.Get("containerInstanceArn").String()))
           .Set("cluster", std::string(ci.Get("cluster").String()))
           .Set("heartbeatIntervalMs", interval);
-      ex->Respond(JsonResponse(200, out.Print()));
+      ex->Respond(http::JsonResponse(200, out.Print()));
     });
   });
 
@@ -280,12 +271,12 @@ void AgentHub::AddRoutes(http::Router* router) {
         }
         int64_t version = static_cast<int64_t>(n->desired_version);
         if (cmd->reports.empty()) {
-          return ex->Respond(JsonResponse(200, json::Doc::Object().Set("version", version).Print()));
+          return ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("version", version).Print()));
         }
         cmd->time_ms = clock_->NowUnixMs();
         store_->Submit(std::move(cmd), [ex](Result<std::string> r) {
           if (!r) return ex->Respond(http::ErrorResponse(r.error()));
-          ex->Respond(JsonResponse(200, std::move(r.value())));
+          ex->Respond(http::JsonResponse(200, std::move(r.value())));
         });
       },
       report_opts);

@@ -48,6 +48,19 @@ class AgentHub final : public model::StateObserver {
     uint64_t sent_version = UINT64_MAX;
     int64_t last_write_ms = 0;
   };
+  // Logs (agent_logs.cc): a client's GET /v1/tasks/{id}/logs becomes a `logs`
+  // line on the node's stream; the agent answers with a streamed POST to
+  // /v1/agent/logs/{request}, whose frames are relayed to the client.
+  struct LogRequest {
+    net::http::ExchangePtr client;
+    net::http::ExchangePtr agent;  // once the agent's POST arrived
+    int64_t deadline_ms = 0;       // the agent must answer by then
+    std::string frame;             // a partial frame of the agent's body
+  };
+  void AddLogRoutes(net::http::Router* router);
+  void ExpireLogRequests(int64_t now_ms);
+  std::map<std::string, LogRequest> log_requests_;
+
   std::string DesiredMessage(const model::Node& n) const;
   void Send(const std::string& node_id, Stream& s);
   void CloseStream(const std::string& node_id);

@@ -22,6 +22,9 @@ Sha256Digest Sha256(std::string_view data);
 std::string Hex(const uint8_t* data, size_t len);
 inline std::string Hex(const Sha256Digest& d) { return Hex(d.data(), d.size()); }
 
+// Base64 (RFC 4648) with padding; `url` picks the URL-safe alphabet (- and _).
+std::string Base64Encode(std::string_view data, bool url = false);
+
 // Equal iff a == b, in time that depends only on the lengths.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);
 

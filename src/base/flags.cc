@@ -52,6 +52,7 @@ Result<Parsed> ParseFlags(const std::vector<std::string>& args, const std::vecto
       if (value == "false") continue;
     }
     out.values[name] = value;
+    out.all[name].push_back(value);
   }
   return out;
 }

@@ -19,12 +19,18 @@ struct FlagSpec {
 };
 
 struct Parsed {
-  std::map<std::string, std::string> values;  // flag → value ("true" for booleans)
+  std::map<std::string, std::string> values;  // flag → value ("true" for booleans); the last one given
+  std::map<std::string, std::vector<std::string>> all;  // flag → every value given, in order
   std::vector<std::string> positional;
   bool help = false;
 
   bool Has(const std::string& name) const { return values.count(name) > 0; }
   std::string Get(const std::string& name, const std::string& fallback = "") const;
+  // Every value of a repeatable flag (--attr a=1 --attr b=2), in order.
+  std::vector<std::string> GetAll(const std::string& name) const {
+    auto it = all.find(name);
+    return it == all.end() ? std::vector<std::string>{} : it->second;
+  }
 };
 
 Result<Parsed> ParseFlags(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs);

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/config.h"
+#include "cli/registry.h"
 #include "cli/table.h"
 #include "net/http_client.h"
 
@@ -262,7 +263,11 @@ std::string Usage() {
          "  task        list, describe and stop tasks\n"
          "  ps          tasks with their service, node, state and age\n"
          "  service     create, update, scale, describe, list and delete services\n"
-         "  agent       run node agents (today: --simulate N simulated nodes)\n"
+         "  repo        create, list, describe and delete image repositories; lifecycle policies\n"
+         "  image       list and remove images in a repository\n"
+         "  registry    registry maintenance: gc\n"
+         "  logs        print or follow a task's container output\n"
+         "  agent       run this host's node agent (Docker), or --simulate N nodes\n"
          "  version     print the version\n"
          "  help        print this help, or 'berth help COMMAND'\n"
          "\n"
@@ -281,7 +286,11 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "run") return RunCommand(rest);
   if (cmd == "task" || cmd == "tasks") return TaskCommand(rest);
   if (cmd == "ps") return PsCommand(rest);
+  if (cmd == "logs") return LogsCommand(rest);
   if (cmd == "service" || cmd == "services") return ServiceCommand(rest);
+  if (cmd == "repo" || cmd == "repos") return RepoCommand(rest);
+  if (cmd == "image" || cmd == "images") return ImageCommand(rest);
+  if (cmd == "registry") return RegistryCommand(rest);
   if (cmd == "version") return VersionCommand(rest);
   fprintf(stderr, "berth: unknown command '%s'\n\n%s", cmd.c_str(), Usage().c_str());
   return kUsage;

@@ -1,4 +1,4 @@
-// The control-plane client commands: node, run, task, ps, service.
+// The control-plane client commands: node, run, task, ps, service, logs.
 #pragma once
 
 #include <string>
@@ -11,5 +11,6 @@ int RunCommand(const std::vector<std::string>& args);
 int TaskCommand(const std::vector<std::string>& args);
 int PsCommand(const std::vector<std::string>& args);
 int ServiceCommand(const std::vector<std::string>& args);
+int LogsCommand(const std::vector<std::string>& args);
 
 }  // namespace berth::cli

@@ -15,19 +15,22 @@ int UsageError(const std::string& cmd, const std::string& message) {
   return kUsage;
 }
 
-CallResult Call(const std::string& method, const std::string& target, const std::string& body) {
-  CallResult out;
+namespace {
+
+// Sends one request to the configured server; with `on_body`, a 2xx answer's body
+// streams there. Prints what went wrong and returns its exit code; on success the
+// answer (its body, unless streamed) is in `response`.
+int Fetch(const std::string& method, const std::string& target, const std::string& body, uint64_t timeout_ms,
+          http::Client::BodyFn on_body, http::ClientResponse* response) {
   Result<Config> cfg = LoadConfig();
   if (!cfg) {
     fprintf(stderr, "berth: %s\n", cfg.error().message.c_str());
-    out.exit = kUsage;
-    return out;
+    return kUsage;
   }
   Result<net::Endpoint> ep = net::Endpoint::Parse(cfg->server, 7070);
   if (!ep) {
     fprintf(stderr, "berth: server address %s: %s\n", cfg->server.c_str(), ep.error().message.c_str());
-    out.exit = kUsage;
-    return out;
+    return kUsage;
   }
   http::ClientRequest req;
   req.method = method;
@@ -36,36 +39,44 @@ CallResult Call(const std::string& method, const std::string& target, const std:
   if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
   if (!cfg->token.empty()) req.headers.push_back({"Authorization", "Bearer " + cfg->token});
   http::ClientOptions opts;
-  opts.timeout_ms = 30000;
-  Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts);
+  opts.timeout_ms = timeout_ms;
+  // (An error answer's body is buffered, not streamed: it is read below.)
+  Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts, std::move(on_body));
   if (!r) {
     fprintf(stderr,
             "berth: cannot reach the server at %s: %s\n"
             "Is 'berth server' running there? Set the address with 'berth configure --server URL' or BERTH_SERVER.\n",
             cfg->server.c_str(), r.error().message.c_str());
-    out.exit = kUnreachable;
-    return out;
+    return kUnreachable;
   }
-  Result<json::Doc> doc = json::Doc::Parse(r->body);
-  std::string code = "HTTP" + std::to_string(r->status), message = r->body;
+  *response = std::move(r.value());
+  if (response->status < 300) return kOk;
+  Result<json::Doc> doc = json::Doc::Parse(response->body);
+  std::string code = "HTTP" + std::to_string(response->status), message = response->body;
   if (doc && doc->view().Get("error").IsObject()) {
     code = std::string(doc->view().Get("error").Get("code").String());
     message = std::string(doc->view().Get("error").Get("message").String());
   }
-  if (r->status == 401) {
+  if (response->status == 401) {
     fprintf(stderr,
             "berth: the server refused the credentials (%s: %s)\n"
             "Set a valid token with 'berth configure --token TOKEN' or BERTH_TOKEN; the admin token is in the "
             "server's data directory (admin-token).\n",
             code.c_str(), message.c_str());
-    out.exit = kAuth;
-    return out;
+    return kAuth;
   }
-  if (r->status >= 300) {
-    fprintf(stderr, "berth: %s: %s\n", code.c_str(), message.c_str());
-    out.exit = kRefused;
-    return out;
-  }
+  fprintf(stderr, "berth: %s: %s\n", code.c_str(), message.c_str());
+  return kRefused;
+}
+
+}  // namespace
+
+CallResult Call(const std::string& method, const std::string& target, const std::string& body) {
+  CallResult out;
+  http::ClientResponse r;
+  out.exit = Fetch(method, target, body, 30000, nullptr, &r);
+  if (out.exit) return out;
+  Result<json::Doc> doc = json::Doc::Parse(r.body);
   if (!doc) {
     fprintf(stderr, "berth: the server sent an answer that is not JSON: %s\n", doc.error().message.c_str());
     out.exit = kRefused;
@@ -73,6 +84,11 @@ CallResult Call(const std::string& method, const std::string& target, const std:
   }
   out.body = std::move(doc.value());
   return out;
+}
+
+int CallStreamed(const std::string& target, const std::function<void(std::string_view)>& on_body) {
+  http::ClientResponse r;
+  return Fetch("GET", target, "", 24ull * 3600 * 1000, on_body, &r);
 }
 
 std::string Str(json::View v, const char* key) { return std::string(v.Get(key).String()); }

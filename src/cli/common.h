@@ -2,7 +2,9 @@
 // for tables.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "base/json.h"
 
@@ -19,6 +21,8 @@ struct CallResult {
   json::Doc body;
 };
 CallResult Call(const std::string& method, const std::string& target, const std::string& body = "");
+// A GET whose answer streams to `on_body` as it arrives (logs); returns the exit code.
+int CallStreamed(const std::string& target, const std::function<void(std::string_view)>& on_body);
 
 std::string Str(json::View v, const char* key);
 std::string Num(json::View v, const char* key);

@@ -53,11 +53,17 @@ Status State::Load(store::Db& db) {
     if (!row.value()) break;
     tokens_.push_back(Token{std::string(s->Text(0)), std::string(s->Text(1)), std::string(s->Text(2)), s->Int(3)});
   }
+  for (StatePart* p : parts_) {
+    if (Status st = p->Load(db); !st) return st;
+  }
   for (StateObserver* o : observers_) o->OnReloaded();
   return {};
 }
 
 Result<store::CommandPtr> State::Decode(std::string_view type, std::string_view payload, int64_t time_ms) {
+  for (StatePart* p : parts_) {
+    if (p->Owns(type)) return p->Decode(type, payload, time_ms);
+  }
   return DecodeCommand(type, payload, time_ms);
 }
 
@@ -84,6 +90,9 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "SetDeploymentState") return ApplySetDeploymentState(db, static_cast<const SetDeploymentState&>(cmd));
   if (type == "DeleteService") return ApplyDeleteService(db, static_cast<const DeleteService&>(cmd));
   if (type == "RemoveService") return ApplyRemoveService(db, static_cast<const RemoveService&>(cmd));
+  for (StatePart* p : parts_) {
+    if (p->Owns(type)) return p->Apply(db, cmd);
+  }
   return Error::Internal("no apply for command " + std::string(type));
 }
 

@@ -46,9 +46,23 @@ class StateObserver {
   virtual void OnReloaded() {}
 };
 
+// A part of the state that another subsystem keeps (the registry's repositories,
+// manifests, tags and upload sessions). Its commands travel the same log: State
+// hands it the command types it owns, and loads it with the rest.
+class StatePart {
+ public:
+  virtual ~StatePart() = default;
+  virtual bool Owns(std::string_view type) const = 0;
+  virtual Status Load(store::Db& db) = 0;
+  virtual Result<std::string> Apply(store::Db& db, const store::Command& cmd) = 0;
+  virtual Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) = 0;
+};
+
 class State final : public store::StateMachine {
  public:
   void AddObserver(StateObserver* o) { observers_.push_back(o); }
+  // Adds a part before the store opens (Load runs at open); `p` outlives the State.
+  void AddPart(StatePart* p) { parts_.push_back(p); }
   Status Load(store::Db& db) override;
   Result<std::string> Apply(store::Db& db, const store::Command& cmd) override;
   Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) override;
@@ -123,6 +137,7 @@ class State final : public store::StateMachine {
   std::map<std::string, Service, std::less<>> services_;
   uint64_t event_seq_ = 0;
   std::vector<StateObserver*> observers_;
+  std::vector<StatePart*> parts_;
 };
 
 }  // namespace berth::model

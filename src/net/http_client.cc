@@ -12,6 +12,7 @@ namespace berth::net::http {
 // One connection, carrying one request at a time.
 class ClientConn final : public Stream::Handler {
  public:
+  friend class Client;
   ClientConn(Client* client, std::unique_ptr<Stream> stream) : client_(client), stream_(std::move(stream)) {
     llhttp_settings_init(&settings_);
     settings_.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
@@ -44,7 +45,7 @@ class ClientConn final : public Stream::Handler {
     };
     settings_.on_body = [](llhttp_t* p, const char* at, size_t n) {
       auto* c = Self(p);
-      if (c->on_body_) {
+      if (c->on_body_ && p->status_code < 300) {
         c->on_body_(std::string_view(at, n));
         return 0;
       }
@@ -177,7 +178,8 @@ class ClientConn final : public Stream::Handler {
     while (source_ && stream_->PendingWriteBytes() < (1u << 20)) {
       std::string piece;
       bool more = source_(&piece);
-      if (!piece.empty()) {
+      bool nothing = piece.empty();
+      if (!nothing) {
         if (chunked_) {
           char buf[24];
           snprintf(buf, sizeof buf, "%zx\r\n", piece.size());
@@ -193,6 +195,8 @@ class ClientConn final : public Stream::Handler {
         source_ = nullptr;
       }
       ArmTimer();
+      // Nothing now, more later: the owner calls Client::ResumeBody.
+      if (more && nothing) break;
     }
   }
 
@@ -238,6 +242,10 @@ Client::~Client() {
 void Client::Send(ClientRequest request, Done done, BodyFn on_body) {
   queue_.push_back(Pending{std::move(request), std::move(done), std::move(on_body)});
   Pump();
+}
+
+void Client::ResumeBody() {
+  if (conn_ && busy_) conn_->PumpBody();
 }
 
 void Client::Cancel() {
@@ -302,13 +310,14 @@ void Client::ConnFailed(Error error, bool before_response) {
   if (!alive.expired()) Pump();
 }
 
-Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request, ClientOptions options) {
+Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request, ClientOptions options,
+                                 Client::BodyFn on_body) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   std::optional<Result<ClientResponse>> out;
   {
     Client client(&loop, endpoint, options);
-    client.Send(std::move(request), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); });
+    client.Send(std::move(request), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); }, std::move(on_body));
     while (!out && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
   }

@@ -35,7 +35,8 @@ struct ClientRequest {
   std::string body;
   // A streamed body instead of `body`: called for the next piece; returns false
   // (with or without a last piece) when the body is complete. Sent chunked unless
-  // `content_length` is set.
+  // `content_length` is set. A source with nothing yet returns true and no piece;
+  // its owner calls Client::ResumeBody when more is ready.
   std::function<bool(std::string* piece)> body_source;
   int64_t content_length = -1;
 };
@@ -59,9 +60,12 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Queues a request. `done` fires once on the loop thread. With `on_body`, the
-  // response body is handed over piece by piece instead of being buffered.
+  // Queues a request. `done` fires once on the loop thread. With `on_body`, a 2xx
+  // response's body is handed over piece by piece instead of being buffered (an
+  // error answer's body is buffered as usual, for its message).
   void Send(ClientRequest request, Done done, BodyFn on_body = nullptr);
+  // Asks the request on the wire for more of its streamed body (see body_source).
+  void ResumeBody();
   // Fails every queued request and closes the connection.
   void Cancel();
   const Endpoint& endpoint() const { return endpoint_; }
@@ -89,6 +93,8 @@ class Client {
 };
 
 // Runs one request to completion on a private loop (the CLI's way of calling).
-Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request, ClientOptions options = {});
+// With `on_body`, the answer's body goes there piece by piece as it arrives.
+Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request, ClientOptions options = {},
+                                 Client::BodyFn on_body = nullptr);
 
 }  // namespace berth::net::http

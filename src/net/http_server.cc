@@ -72,6 +72,13 @@ int StatusFor(ErrorKind kind) {
   return 500;
 }
 
+Response JsonResponse(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
 Response ErrorResponse(const Error& error) { return ErrorResponse(StatusFor(error.kind), error.code, error.message); }
 
 // --- Connection ---

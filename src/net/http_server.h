@@ -95,6 +95,8 @@ using Gate = std::function<std::optional<Response>(Exchange& exchange)>;
 // Renders an error in the one JSON shape: {"error":{"code":...,"message":...}}.
 Response ErrorResponse(int status, std::string_view code, std::string_view message);
 int StatusFor(ErrorKind kind);
+// A JSON answer with `status` and the JSON text `body`.
+Response JsonResponse(int status, std::string body);
 Response ErrorResponse(const Error& error);
 
 class Server {

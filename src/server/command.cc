@@ -1,5 +1,6 @@
 // The `berth server` command line.
 #include <cstdio>
+#include <tuple>
 
 #include "base/flags.h"
 #include "base/log.h"
@@ -15,10 +16,17 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"listen-unix", true, "PATH", "also serve on a Unix socket"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
     {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},
+    {"no-agent", false, "", "do not run a local agent for this host's Docker engine"},
+    {"docker", true, "ADDR", "the local Docker engine (default unix:///var/run/docker.sock)"},
+    {"attr", true, "K=V", "an attribute of the local agent's node (repeatable)"},
     {"shutdown-grace", true, "DURATION", "how long requests in flight may finish on SIGTERM (default 10s)"},
     {"max-connections", true, "N", "open connections at most (default 20000)"},
     {"heartbeat-interval", true, "DURATION", "how often agents report (default 2s)"},
     {"node-lost-after", true, "DURATION", "an agent away this long loses its node's tasks (default 10s)"},
+    {"registry-auto-create", true, "BOOL", "a push to a repository that does not exist creates it (default true)"},
+    {"registry-gc-interval", true, "DURATION", "how often unreferenced registry blobs are collected (default 1h; 0 off)"},
+    {"registry-gc-grace", true, "DURATION", "registry blobs used this recently are never collected (default 1h)"},
+    {"registry-upload-expiry", true, "DURATION", "an idle registry upload session is removed after this (default 24h)"},
     {"max-header-bytes", true, "SIZE", "request line and headers at most (default 16KiB)"},
     {"header-timeout", true, "DURATION", "time to receive a request's headers (default 10s)"},
     {"body-timeout", true, "DURATION", "longest silence while a body arrives (default 30s)"},
@@ -56,6 +64,16 @@ int Main(const std::vector<std::string>& args) {
   o.listen = p->Get("listen", o.listen);
   o.listen_unix = p->Get("listen-unix");
   o.group_commit = !p->Has("no-group-commit");
+  o.local_agent = !p->Has("no-agent");
+  o.docker = p->Get("docker", o.docker);
+  for (const std::string& kv : p->GetAll("attr")) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      fprintf(stderr, "berth server: --attr %s: expected NAME=VALUE\n", kv.c_str());
+      return 2;
+    }
+    o.agent_attributes[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
   if (p->Has("log-level")) {
     log::Level level;
     if (!log::ParseLevel(p->Get("log-level"), &level)) {
@@ -88,6 +106,25 @@ int Main(const std::vector<std::string>& args) {
     Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
     if (!v || v.value() == 0) {
       fprintf(stderr, "berth server: --%s: expected a duration above 0 such as 2s\n", name);
+      return 2;
+    }
+    *dest = static_cast<int64_t>(v.value());
+  }
+  if (p->Has("registry-auto-create")) {
+    std::string v = p->Get("registry-auto-create");
+    if (v != "true" && v != "false") {
+      fprintf(stderr, "berth server: --registry-auto-create: expected true or false\n");
+      return 2;
+    }
+    o.registry_auto_create = v == "true";
+  }
+  for (auto [name, dest, zero_ok] : {std::tuple{"registry-gc-interval", &o.registry_gc_interval_ms, true},
+                                     std::tuple{"registry-gc-grace", &o.registry_gc_grace_ms, true},
+                                     std::tuple{"registry-upload-expiry", &o.registry_upload_expiry_ms, false}}) {
+    if (!p->Has(name)) continue;
+    Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
+    if (!v || (!zero_ok && v.value() == 0)) {
+      fprintf(stderr, "berth server: --%s: expected a duration such as 30m%s\n", name, zero_ok ? "" : " (above 0)");
       return 2;
     }
     *dest = static_cast<int64_t>(v.value());

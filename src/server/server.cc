@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/node_agent.h"
 #include "api/agents.h"
 #include "api/api.h"
 #include "control/scheduler.h"
@@ -21,6 +22,7 @@
 #include "base/log.h"
 #include "model/state.h"
 #include "net/uv.h"
+#include "registry/registry.h"
 #include "store/store.h"
 
 namespace berth::server {
@@ -100,6 +102,25 @@ Status FirstStart(const Options& o, model::State* state, store::Store* store) {
   return {};
 }
 
+// The local agent's token (role agent), kept in <data>/agent-token; made anew
+// when the file is missing or the token no longer exists.
+Result<std::string> LocalAgentToken(const Options& o, model::State* state, store::Store* store) {
+  std::string path = o.data_dir + "/agent-token";
+  std::string secret = ReadSmallFile(path);
+  if (!secret.empty() && state->FindTokenBySecret(secret)) return secret;
+  Result<std::string> token = crypto::NewToken("berth_");
+  if (!token) return token.take_error();
+  Result<std::string> suffix = crypto::NewToken("");
+  if (!suffix) return suffix.take_error();
+  if (Status s = WriteSecretFile(path, token.value() + "\n"); !s) return s.take_error();
+  auto t = std::make_unique<model::CreateToken>();
+  t->id = "local-agent-" + suffix.value().substr(0, 8);
+  t->role = "agent";
+  t->hash = crypto::Hex(crypto::Sha256(token.value()));
+  if (Status s = ApplyNow(store, std::move(t)); !s) return s.take_error();
+  return token.value();
+}
+
 }  // namespace
 
 int Run(const Options& o) {
@@ -125,6 +146,8 @@ int Run(const Options& o) {
   uv_loop_t* loop = uv_default_loop();
   metrics::Registry registry;
   model::State state;
+  registry::RegistryState registry_state;  // the registry's part of the state
+  state.AddPart(&registry_state);
   store::StoreOptions so;
   so.path = o.data_dir + "/state.db";
   so.group_commit = o.group_commit;
@@ -166,6 +189,18 @@ int Run(const Options& o) {
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
+  registry::Options registry_options;
+  registry_options.dir = o.data_dir + "/registry";
+  registry_options.auto_create = o.registry_auto_create;
+  registry_options.gc_interval_ms = o.registry_gc_interval_ms;
+  registry_options.gc_grace_ms = o.registry_gc_grace_ms;
+  registry_options.upload_expiry_ms = o.registry_upload_expiry_ms;
+  registry::Registry image_registry(loop, &registry_state, &state, store.get(), &SystemClock::Get(), registry_options);
+  if (Status s = image_registry.Start(); !s) {
+    fprintf(stderr, "berth server: registry: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  image_registry.AddRoutes(&router);
   auto server = std::make_unique<net::http::Server>(loop, &router, o.limits, &registry);
   server->SetGate([&state](net::http::Exchange& ex) { return api::Authenticate(state, ex); });
 
@@ -196,6 +231,7 @@ int Run(const Options& o) {
       return 1;
     }
   }
+  std::unique_ptr<agent::NodeAgent> local_agent;
   bool stopping = false;
   auto stop = [&](int sig) {
     if (stopping) {
@@ -205,6 +241,7 @@ int Run(const Options& o) {
     }
     stopping = true;
     log::Info("server", "shutting down", {{"signal", sig}});
+    if (local_agent) local_agent->Shutdown();  // its containers keep running
     server->Shutdown(o.shutdown_grace_ms, [&] {
       store->Flush();
       uv_stop(loop);
@@ -222,8 +259,33 @@ int Run(const Options& o) {
   fflush(stdout);
   log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
 
+  if (o.local_agent) {
+    Result<net::Endpoint> docker = net::Endpoint::Parse(o.docker);
+    bool reachable = docker && (docker->kind != net::Endpoint::Kind::kUnix || access(docker->path.c_str(), W_OK) == 0);
+    if (!reachable) {
+      log::Info("server", "no Docker engine here: running without a local agent", {{"docker", o.docker}});
+    } else if (Result<std::string> token = LocalAgentToken(o, &state, store.get()); !token) {
+      log::Error("server", "cannot make the local agent's token", {{"error", token.error().message}});
+    } else {
+      agent::NodeAgentOptions ao;
+      ao.server = "http://" + shown.ToString();
+      ao.token = token.value();
+      ao.docker = o.docker;
+      ao.state_dir = o.data_dir + "/agent";
+      ao.attributes = o.agent_attributes;
+      local_agent = std::make_unique<agent::NodeAgent>(loop, ao);
+      if (Status s = local_agent->Start(); !s) {
+        log::Error("server", "local agent", {{"error", s.error().message}});
+        local_agent.reset();
+      } else {
+        log::Info("server", "local agent started", {{"docker", o.docker}});
+      }
+    }
+  }
+
   uv_run(loop, UV_RUN_DEFAULT);
 
+  local_agent.reset();
   server.reset();
   store->SetAfterFlush(nullptr);
   if (Status s = store->Close(); !s) {

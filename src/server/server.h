@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,16 @@ struct Options {
   net::http::ServerLimits limits;
   int64_t heartbeat_interval_ms = 2000;
   int64_t node_lost_after_ms = 10000;
+  // The built-in registry (src/registry/registry.h).
+  bool registry_auto_create = true;
+  int64_t registry_gc_interval_ms = 3600 * 1000;
+  int64_t registry_gc_grace_ms = 3600 * 1000;
+  int64_t registry_upload_expiry_ms = 24 * 3600 * 1000;
+  // The in-process agent for the local Docker engine (all-in-one), started when
+  // the engine's socket is there.
+  bool local_agent = true;
+  std::string docker = "unix:///var/run/docker.sock";
+  std::map<std::string, std::string> agent_attributes;
 };
 
 // Runs the server until a signal stops it. Returns the process exit code.

@@ -89,6 +89,35 @@ const char* const kMigrations[] = {
       PRIMARY KEY (cluster, name)
     );
     )sql",
+    // 4 -> 5: the registry (src/registry/state.h); blobs are files, not rows.
+    R"sql(
+    CREATE TABLE repositories (
+      name           TEXT PRIMARY KEY,
+      immutable      INTEGER NOT NULL,
+      anonymous_pull INTEGER NOT NULL,
+      policy         TEXT NOT NULL,
+      created_ms     INTEGER NOT NULL
+    );
+    CREATE TABLE manifests (
+      repo       TEXT NOT NULL,
+      digest     TEXT NOT NULL,
+      media_type TEXT NOT NULL,
+      body       TEXT NOT NULL,
+      pushed_ms  INTEGER NOT NULL,
+      PRIMARY KEY (repo, digest)
+    );
+    CREATE TABLE tags (
+      repo   TEXT NOT NULL,
+      tag    TEXT NOT NULL,
+      digest TEXT NOT NULL,
+      PRIMARY KEY (repo, tag)
+    );
+    CREATE TABLE uploads (
+      id         TEXT PRIMARY KEY,
+      repo       TEXT NOT NULL,
+      created_ms INTEGER NOT NULL
+    );
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -350,9 +350,11 @@ def connect_unix(path, wait=WAIT, server=None):
 class Server:
     """One `berth server` process on 127.0.0.1:0 with its own data directory."""
 
-    def __init__(self, data_dir=None, args=(), start=True, ready_check=True):
+    def __init__(self, data_dir=None, args=(), start=True, ready_check=True, local_agent=False):
         self.data_dir = data_dir or os.path.join(scratch_dir("srv"), "data")
-        self.args = list(args)
+        # The local agent (all-in-one) only where a test asks for it: it would run
+        # this host's Docker engine as a node of every server.
+        self.args = list(args) + ([] if local_agent else ["--no-agent"])
         # After the "listening on" line, wait for a /healthz answer too: the loop is
         # then running with its signal handlers installed. Off only for tests of
         # what happens right at the listening line.
@@ -376,7 +378,10 @@ class Server:
         self.log_path = os.path.join(os.path.dirname(self.data_dir.rstrip("/")),
                                      "server-%d.log" % _log_count[0])
         self._log = open(self.log_path, "ab")
-        cmd = [BINARY, "server", "--data", self.data_dir, "--listen", "127.0.0.1:0"] + self.args
+        # A restart keeps the port, as a real server's address stays put (agents
+        # find it again there).
+        listen = "127.0.0.1:%d" % (self.port or 0)
+        cmd = [BINARY, "server", "--data", self.data_dir, "--listen", listen] + self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
         if self not in _servers:
             _servers.append(self)
@@ -562,6 +567,39 @@ class Agent:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+class DockerAgent(Agent):
+    """One `berth agent` process for this host's real Docker engine, with its own
+    state directory (so its node id survives a restart) and log file."""
+
+    def __init__(self, server, token, state_dir=None, attrs=(), args=()):
+        self.server, self.token = server, token
+        self.state_dir = state_dir or scratch_dir("agent-state")
+        self.attrs, self.args = list(attrs), list(args)
+        self._start()
+
+    def _start(self):
+        _log_count[0] += 1
+        self.log_path = os.path.join(scratch_dir("agent"), "agent-%d.log" % _log_count[0])
+        self._log = open(self.log_path, "ab")
+        cmd = [BINARY, "agent", "--server", "http://127.0.0.1:%d" % self.server.port, "--token", self.token,
+               "--state-dir", self.state_dir]
+        for a in self.attrs:
+            cmd += ["--attr", a]
+        self.proc = subprocess.Popen(cmd + self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        _agents.append(self)
+
+    def node_id(self, wait=WAIT):
+        path = os.path.join(self.state_dir, "node-id")
+        wait_until(lambda: os.path.exists(path), wait=wait, what="the agent's node id in " + path)
+        with open(path) as f:
+            return f.read().strip()
+
+    def restart(self, sig=signal.SIGTERM):
+        self.kill(sig)
+        self._start()
 
 
 def run_server_once(args, wait=WAIT):

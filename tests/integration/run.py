@@ -3,7 +3,8 @@
 
     python3 tests/integration/run.py --binary build/berth [-k SUBSTRING]... [-j N] [-v]
 
-Finds `test_*` functions in `test_*.py` beside this file, runs each in its own
+Finds `test_*` functions in `test_*.py` beside this file (after each module's
+`setup_suite()`, if it has one, ran once), runs each in its own
 Python process (so a hung test can be killed with every server it started),
 prints `PASS name` or `FAIL name: reason`, and ends with `N passed, N failed`.
 Exits non-zero if any test failed or none was selected.
@@ -132,6 +133,16 @@ def main():
         print("no tests selected")
         print("0 passed, 0 failed")
         sys.exit(1)
+
+    # A module's setup_suite() runs once here before its tests (e.g. starting
+    # Docker and building the test image), so no test pays for it within its timeout.
+    for module in sorted({m for m, _, _ in tests}):
+        setup = getattr(importlib.import_module(module), "setup_suite", None)
+        if setup:
+            try:
+                setup()
+            except Exception as e:  # noqa: BLE001 - reported, and every test of the module then fails on its own
+                print("setup_suite of %s failed: %s" % (module, e), flush=True)
 
     passed = failed = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.j)) as pool:

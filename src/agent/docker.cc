@@ -1,0 +1,270 @@
+#include "agent/docker.h"
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/crypto.h"
+#include "net/http_client.h"
+#include "net/uv.h"
+
+namespace berth::agent::docker {
+
+namespace http = net::http;
+
+namespace {
+
+Error Unreachable(std::string message) { return Error{ErrorKind::kUnavailable, "DockerUnreachable", std::move(message)}; }
+
+}  // namespace
+
+int CompareApiVersions(std::string_view a, std::string_view b) {
+  auto part = [](std::string_view v, int i) {
+    size_t dot = v.find('.');
+    std::string_view s = i == 0 ? v.substr(0, dot) : (dot == std::string_view::npos ? "" : v.substr(dot + 1));
+    return atoi(std::string(s).c_str());
+  };
+  for (int i = 0; i < 2; i++) {
+    int x = part(a, i), y = part(b, i);
+    if (x != y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+void LogDemuxer::Feed(std::string_view data) {
+  buf_.append(data);
+  size_t at = 0;
+  while (buf_.size() - at >= 8) {
+    const auto* h = reinterpret_cast<const unsigned char*>(buf_.data() + at);
+    size_t len = (size_t(h[4]) << 24) | (size_t(h[5]) << 16) | (size_t(h[6]) << 8) | size_t(h[7]);
+    if (buf_.size() - at - 8 < len) break;
+    on_frame_(h[0], std::string_view(buf_.data() + at + 8, len));
+    at += 8 + len;
+  }
+  buf_.erase(0, at);
+}
+
+void LineSplitter::Feed(std::string_view data) {
+  buf_.append(data);
+  size_t at = 0;
+  for (;;) {
+    size_t nl = buf_.find('\n', at);
+    if (nl == std::string::npos) break;
+    std::string_view line(buf_.data() + at, nl - at);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty()) on_line_(line);
+    at = nl + 1;
+  }
+  buf_.erase(0, at);
+}
+
+// Destroying the client drops its request without calling back.
+Stream::~Stream() = default;
+
+Engine::Engine(uv_loop_t* loop, net::Endpoint endpoint, int connections)
+    : loop_(loop), endpoint_(std::move(endpoint)), reaper_(std::make_unique<net::Timer>(loop)),
+      alive_(std::make_shared<bool>(true)) {
+  http::ClientOptions o;
+  o.timeout_ms = 10 * 60 * 1000;  // a stop waits for its timeout; a create may wait on the engine's locks
+  o.max_response_bytes = 64ull << 20;
+  for (int i = 0; i < connections; i++) {
+    pool_.push_back(std::make_unique<http::Client>(loop_, endpoint_, o));
+    in_flight_.push_back(0);
+  }
+}
+
+Engine::~Engine() {
+  *alive_ = false;
+}
+
+size_t Engine::Pick() const {
+  size_t best = 0;
+  for (size_t i = 1; i < pool_.size(); i++) {
+    if (in_flight_[i] < in_flight_[best]) best = i;
+  }
+  return best;
+}
+
+std::string Engine::Versioned(const std::string& path) const { return "/v" + api_version_ + path; }
+
+namespace {
+
+Error DockerError(int status, const std::string& body, const std::string& what) {
+  std::string message;
+  if (Result<json::Doc> d = json::Doc::Parse(body); d && d->view().Get("message").IsString()) {
+    message = std::string(d->view().Get("message").String());
+  } else {
+    message = body.substr(0, 300);
+  }
+  std::string text = what + ": " + message;
+  if (status == 404) return Error::NotFound("DockerNotFound", text);
+  if (status == 409) return Error::Conflict("DockerConflict", text);
+  if (status == 400) return Error::Invalid(text);
+  return Error::Internal(text + " (HTTP " + std::to_string(status) + ")");
+}
+
+http::ClientRequest MakeRequest(std::string method, std::string target, std::string body,
+                                std::vector<std::pair<std::string, std::string>> headers) {
+  http::ClientRequest r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.headers.push_back({"Host", "docker"});
+  if (!r.body.empty()) r.headers.push_back({"Content-Type", "application/json"});
+  for (auto& h : headers) r.headers.push_back({std::move(h.first), std::move(h.second)});
+  return r;
+}
+
+}  // namespace
+
+void Engine::Negotiate(std::function<void(Result<EngineVersion>)> done) {
+  pool_[Pick()]->Send(MakeRequest("GET", "/version", "", {}), [this, done, alive = alive_](Result<http::ClientResponse> r) {
+    if (!*alive) return;
+    if (!r) return done(Unreachable("docker engine at " + endpoint_.ToString() + ": " + r.error().message));
+    if (r->status != 200) return done(DockerError(r->status, r->body, "GET /version"));
+    Result<json::Doc> d = json::Doc::Parse(r->body);
+    if (!d) return done(Error::Internal("docker /version: " + d.error().message));
+    EngineVersion v;
+    json::View doc = d->view();
+    v.version = std::string(doc.Get("Version").String());
+    v.api_version = std::string(doc.Get("ApiVersion").String());
+    v.os = std::string(doc.Get("Os").String());
+    v.arch = std::string(doc.Get("Arch").String());
+    if (v.api_version.empty() || CompareApiVersions(v.api_version, kMinApiVersion) < 0) {
+      return done(Error::Internal("docker engine " + v.version + " speaks API " + v.api_version + "; berth needs " +
+                                  kMinApiVersion + " or newer"));
+    }
+    api_version_ = CompareApiVersions(v.api_version, kMaxApiVersion) > 0 ? kMaxApiVersion : v.api_version;
+    done(std::move(v));
+  });
+}
+
+void Engine::Call(std::string method, std::string path, std::string body, JsonDone done,
+                  std::vector<std::pair<std::string, std::string>> headers) {
+  size_t index = Pick();
+  in_flight_[index]++;
+  std::string what = method + " " + path.substr(0, path.find('?'));
+  pool_[index]->Send(MakeRequest(std::move(method), Versioned(path), std::move(body), std::move(headers)),
+                     [this, index, done, what, alive = alive_](Result<http::ClientResponse> r) {
+                       if (!*alive) return;
+                       in_flight_[index]--;
+                       if (!r) return done(Unreachable("docker: " + what + ": " + r.error().message));
+                       if (r->status == 304) return done(json::Doc::Object());
+                       if (r->status >= 300) return done(DockerError(r->status, r->body, what));
+                       if (r->body.empty()) return done(json::Doc::Object());
+                       Result<json::Doc> d = json::Doc::Parse(r->body);
+                       if (!d) return done(Error::Internal("docker: " + what + ": bad JSON: " + d.error().message));
+                       done(std::move(d));
+                     });
+}
+
+std::unique_ptr<Stream> Engine::Open(std::string method, std::string path, std::string body,
+                                     std::function<void(std::string_view)> on_data, Done done,
+                                     std::vector<std::pair<std::string, std::string>> headers,
+                                     uint64_t idle_timeout_ms) {
+  http::ClientOptions o;
+  o.timeout_ms = idle_timeout_ms ? idle_timeout_ms : 24ull * 3600 * 1000;
+  auto s = std::unique_ptr<Stream>(new Stream());
+  s->client_ = std::make_unique<http::Client>(loop_, endpoint_, o);
+  std::string what = method + " " + path.substr(0, path.find('?'));
+  s->client_->Send(
+      MakeRequest(std::move(method), Versioned(path), std::move(body), std::move(headers)),
+      [done, what](Result<http::ClientResponse> r) {
+        if (!r) return done(Unreachable("docker: " + what + ": " + r.error().message));
+        if (r->status >= 300) return done(DockerError(r->status, r->body, what));
+        done(Status{});
+      },
+      std::move(on_data));
+  return s;
+}
+
+void Engine::Pull(const std::string& image, const std::string& auth_json, Done done) {
+  // fromImage takes the name without the tag; tag takes the tag or the digest.
+  std::string name = image;
+  std::string tag = "latest";
+  if (size_t at = image.find('@'); at != std::string::npos) {
+    name = image.substr(0, at);
+    tag = image.substr(at + 1);
+  } else {
+    size_t slash = image.rfind('/');
+    size_t colon = image.rfind(':');
+    if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+      name = image.substr(0, colon);
+      tag = image.substr(colon + 1);
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!auth_json.empty()) headers.push_back({"X-Registry-Auth", crypto::Base64Encode(auth_json, true)});
+  auto failure = std::make_shared<std::string>();
+  auto lines = std::make_shared<LineSplitter>([failure](std::string_view line) {
+    Result<json::Doc> d = json::Doc::Parse(line);
+    if (d && d->view().Get("error").IsString() && failure->empty()) *failure = std::string(d->view().Get("error").String());
+  });
+  uint64_t id = next_pull_++;
+  pulls_[id] = Open(
+      "POST", "/images/create?fromImage=" + QueryEscape(name) + "&tag=" + QueryEscape(tag), "",
+      [lines](std::string_view data) { lines->Feed(data); },
+      [this, id, done, failure, image, alive = alive_](Status st) {
+        if (!*alive) return;
+        // The stream's client is on the stack: free it on the next loop turn.
+        auto it = pulls_.find(id);
+        if (it != pulls_.end()) {
+          graveyard_.push_back(std::move(it->second));
+          pulls_.erase(it);
+          reaper_->Start(0, 0, [this] { graveyard_.clear(); });
+        }
+        if (!st) return done(st.take_error());
+        if (!failure->empty()) return done(Error::Internal("pulling " + image + ": " + *failure));
+        done(Status{});
+      },
+      std::move(headers), 5 * 60 * 1000);
+}
+
+std::string QueryEscape(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char b[4];
+      snprintf(b, sizeof b, "%%%02X", c);
+      out += b;
+    }
+  }
+  return out;
+}
+
+ImageRef ParseImageRef(std::string_view image) {
+  ImageRef r;
+  std::string_view rest = image;
+  size_t at = rest.find('@');
+  if (at != std::string_view::npos) {
+    r.digest = std::string(rest.substr(at + 1));
+    rest = rest.substr(0, at);
+  }
+  size_t slash = rest.find('/');
+  if (slash != std::string_view::npos) {
+    std::string_view first = rest.substr(0, slash);
+    if (first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos ||
+        first == "localhost") {
+      r.registry = std::string(first);
+      rest = rest.substr(slash + 1);
+    }
+  }
+  if (r.registry.empty()) r.registry = "docker.io";
+  size_t colon = rest.rfind(':');
+  if (colon != std::string_view::npos) {
+    r.tag = std::string(rest.substr(colon + 1));
+    r.explicit_tag = true;
+    rest = rest.substr(0, colon);
+  } else if (r.digest.empty()) {
+    r.tag = "latest";
+  }
+  r.repository = std::string(rest);
+  if (r.registry == "docker.io" && r.repository.find('/') == std::string::npos) {
+    r.repository = "library/" + r.repository;
+  }
+  return r;
+}
+
+}  // namespace berth::agent::docker

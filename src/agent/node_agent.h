@@ -1,0 +1,71 @@
+// `berth agent`: one node's agent on a real Docker engine.
+//
+// It registers the node (resources from the host, attributes), holds the
+// desired-state stream (docs/agent-protocol.md) and makes Docker match it: pull,
+// create (container_spec.h), start in dependsOn order, watch through /events,
+// stop with the definition's timeout, and report what Docker shows. It is
+// level-triggered throughout: every change (a desired set, a Docker event, a
+// finished call, the periodic resync) runs the same step for the task it touches,
+// which compares what is with what should be and starts at most the next call.
+//
+// Containers carry labels (berth.task, berth.node, ...), so an agent that restarts
+// adopts what runs instead of restarting it. With the server unreachable nothing
+// stops: reports wait (the latest state of each task is the buffer) and go out
+// when a server answers, with exponential backoff and jitter.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+
+struct uv_loop_s;
+typedef struct uv_loop_s uv_loop_t;
+
+namespace berth::agent {
+
+struct NodeAgentOptions {
+  std::string server = "http://127.0.0.1:7070";
+  std::string token;
+  std::string cluster = "default";
+  std::string docker = "unix:///var/run/docker.sock";
+  std::string state_dir = "/var/lib/berth-agent";  // keeps the node id
+  std::map<std::string, std::string> attributes;
+  int64_t reserved_memory_mib = 256;
+  int64_t container_retention_ms = 3600 * 1000;  // stopped containers are removed after this
+  int64_t image_cleanup_after_ms = 3600 * 1000;  // images we pulled, unused this long, are removed
+  int64_t resync_ms = 30 * 1000;                 // full comparison with Docker, besides /events
+  int64_t default_stop_timeout_s = 30;
+  // Registry hosts ("host:port") whose images are pulled with the agent's token:
+  // the server's own registry. The server's address is always one of them.
+  std::vector<std::string> registry_hosts;
+};
+
+class NodeAgentImpl;
+
+class NodeAgent {
+ public:
+  NodeAgent(uv_loop_t* loop, NodeAgentOptions options);
+  ~NodeAgent();
+  NodeAgent(const NodeAgent&) = delete;
+  NodeAgent& operator=(const NodeAgent&) = delete;
+
+  // Starts connecting to Docker and the server; returns at once. Fails only on
+  // bad options (an unparsable address).
+  Status Start();
+  // Closes every connection; containers keep running.
+  void Shutdown();
+  // The node id once known (from the state directory or the server), else "".
+  std::string node_id() const;
+
+ private:
+  std::unique_ptr<NodeAgentImpl> impl_;
+};
+
+// `berth agent --server URL --token T ...` until SIGINT/SIGTERM. Returns the exit code.
+int RunNodeAgent(const NodeAgentOptions& options);
+
+}  // namespace berth::agent

@@ -1,0 +1,179 @@
+// Container logs through the server (docs/agent-protocol.md, "Logs").
+//
+// GET /v1/tasks/{id}/logs?container=NAME&follow=true&tail=N: the server writes a
+// `logs` line with a fresh request id on the stream of the task's node, and holds
+// the client. The agent opens POST /v1/agent/logs/{request} and streams the
+// container's output in frames ("<hex length>\n<bytes>"; "0\n" is a keep-alive
+// that keeps the POST from timing out while the container is quiet). Each frame's
+// bytes go to the client as they come. A client that goes away ends the agent's
+// POST at once (answered early), which stops the agent's Docker stream.
+#include <cstdlib>
+
+#include "api/agents.h"
+#include "base/crypto.h"
+#include "base/json.h"
+#include "base/log.h"
+
+namespace berth::api {
+
+namespace http = net::http;
+
+namespace {
+
+constexpr int64_t kAgentAnswerMs = 10000;       // the agent must start answering within this
+constexpr size_t kMaxClientBacklog = 16 << 20;  // unsent log bytes for one client: then it is cut off
+constexpr size_t kMaxFrame = 1 << 20;
+
+bool Truthy(const std::optional<std::string>& v) { return v && (*v == "true" || *v == "1" || v->empty()); }
+
+// The task named by a full id, an ARN or an unambiguous prefix of at least 6 characters.
+const model::Task* ResolveTask(const model::State& state, std::string_view ref, std::string* error) {
+  if (size_t slash = ref.rfind('/'); slash != std::string_view::npos) ref = ref.substr(slash + 1);
+  if (const model::Task* t = state.FindTask(ref)) return t;
+  if (ref.size() < 6) {
+    *error = "task " + std::string(ref) + " does not exist (give the id, its ARN or a prefix of 6 or more characters)";
+    return nullptr;
+  }
+  const model::Task* found = nullptr;
+  for (const auto& [id, t] : state.tasks()) {
+    if (!id.starts_with(ref)) continue;
+    if (found) {
+      *error = "task prefix " + std::string(ref) + " is ambiguous";
+      return nullptr;
+    }
+    found = &t;
+  }
+  if (!found) *error = "task " + std::string(ref) + " does not exist";
+  return found;
+}
+
+}  // namespace
+
+void AgentHub::ExpireLogRequests(int64_t now_ms) {
+  for (auto it = log_requests_.begin(); it != log_requests_.end();) {
+    if (!it->second.agent && now_ms > it->second.deadline_ms) {
+      it->second.client->Respond(
+          http::ErrorResponse(504, "AgentTimeout", "the node's agent did not send the logs in time"));
+      it = log_requests_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void AgentHub::AddLogRoutes(http::Router* router) {
+  router->Add("GET", "/v1/tasks/{id}/logs", [this](const http::ExchangePtr& ex) {
+    const http::Request& req = ex->request();
+    std::string error;
+    const model::Task* t = ResolveTask(*state_, req.Param("id"), &error);
+    if (!t) return ex->Respond(http::ErrorResponse(404, "TaskNotFound", error));
+    std::string container = req.Query("container").value_or("");
+    if (container.size() > 255) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "container: at most 255 characters"));
+    int64_t tail = -1;
+    if (std::optional<std::string> v = req.Query("tail")) {
+      char* end = nullptr;
+      tail = strtoll(v->c_str(), &end, 10);
+      if (v->empty() || *end || tail < 0 || tail > 1000000) {
+        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tail: must be a whole number from 0 to 1000000"));
+      }
+    }
+    bool follow = Truthy(req.Query("follow"));
+    if (follow && t->last == "STOPPED") follow = false;  // nothing more will come
+    auto it = streams_.find(t->node);
+    if (it == streams_.end()) {
+      return ex->Respond(http::ErrorResponse(503, "AgentNotConnected",
+                                             "the agent of node " + t->node + " (where task " + t->id +
+                                                 " ran) is not connected"));
+    }
+    uint8_t raw[12];
+    if (!crypto::RandomBytes(raw, sizeof raw)) return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
+    std::string request_id = crypto::Hex(raw, sizeof raw);
+    LogRequest& lr = log_requests_[request_id];
+    lr.client = ex;
+    lr.deadline_ms = clock_->NowUnixMs() + kAgentAnswerMs;
+    ex->on_abort = [this, request_id] {
+      auto it = log_requests_.find(request_id);
+      if (it == log_requests_.end()) return;
+      if (it->second.agent) it->second.agent->Respond(http::JsonResponse(200, "{\"closed\":true}"));
+      log_requests_.erase(it);
+    };
+    json::Doc line = json::Doc::Object();
+    line.Set("type", "logs")
+        .Set("requestId", request_id)
+        .Set("taskId", t->id)
+        .Set("container", container)
+        .Set("follow", follow)
+        .Set("tail", tail);
+    it->second.ex->Write(line.Print() + "\n");
+    it->second.last_write_ms = clock_->NowUnixMs();
+  });
+
+  http::RouteOptions body_opts;
+  body_opts.stream_body = true;
+  body_opts.max_body = 1ull << 40;
+  router->Add(
+      "POST", "/v1/agent/logs/{request}",
+      [this](const http::ExchangePtr& ex) {
+        std::string request_id(ex->request().Param("request"));
+        auto it = log_requests_.find(request_id);
+        if (it == log_requests_.end() || it->second.agent) {
+          return ex->Respond(http::ErrorResponse(404, "LogRequestNotFound", "no client waits for logs " + request_id));
+        }
+        it->second.agent = ex;
+        bool not_found = !ex->request().Header("x-berth-log-error").empty();
+        http::ExchangePtr client = it->second.client;
+        if (!not_found) client->Begin(200, {{"Cache-Control", "no-store"}}, -1, "text/plain; charset=utf-8");
+        auto message = std::make_shared<std::string>();
+        ex->on_body = [this, request_id, not_found, message](std::string_view data) -> Status {
+          auto it = log_requests_.find(request_id);
+          if (it == log_requests_.end()) return Error::Invalid("the client went away");
+          if (not_found) {
+            if (message->size() < 4096) message->append(data.substr(0, 4096 - message->size()));
+            return {};
+          }
+          // Frames: "<hex length>\n<bytes>".
+          std::string& buf = it->second.frame;
+          buf.append(data);
+          size_t at = 0;
+          for (;;) {
+            size_t nl = buf.find('\n', at);
+            if (nl == std::string::npos) {
+              if (buf.size() - at > 16) return Error::Invalid("log frame header too long");
+              break;
+            }
+            char* end = nullptr;
+            std::string head = buf.substr(at, nl - at);
+            size_t len = strtoull(head.c_str(), &end, 16);
+            if (head.empty() || *end || len > kMaxFrame) return Error::Invalid("bad log frame header '" + head + "'");
+            if (buf.size() - nl - 1 < len) break;
+            if (len > 0) it->second.client->Write(std::string_view(buf.data() + nl + 1, len));
+            at = nl + 1 + len;
+          }
+          buf.erase(0, at);
+          if (it->second.client->PendingWriteBytes() > kMaxClientBacklog) {
+            it->second.client->End();
+            log_requests_.erase(it);
+            return Error::Invalid("the client reads the logs too slowly");
+          }
+          return {};
+        };
+        ex->on_body_end = [this, request_id, not_found, message, ex] {
+          auto it = log_requests_.find(request_id);
+          if (it != log_requests_.end()) {
+            if (not_found) {
+              std::string text = *message;
+              while (!text.empty() && text.back() == '\n') text.pop_back();
+              it->second.client->Respond(http::ErrorResponse(404, "ContainerNotFound", text));
+            } else {
+              it->second.client->End();
+            }
+            it->second.client->on_abort = nullptr;
+            log_requests_.erase(it);
+          }
+          ex->Respond(http::JsonResponse(200, "{}"));
+        };
+      },
+      body_opts);
+}
+
+}  // namespace berth::api

@@ -1,0 +1,65 @@
+// Who may pull and push on /v2/. Callers present either HTTP Basic (any user
+// name; the password is a berth API token) or a Bearer token: a berth API token,
+// or a short-lived registry token this server signed at /v2/token (Docker's token
+// flow) for the scopes asked for and allowed. Roles: admin and deploy pull, push
+// and delete; read-only and agent pull. A caller without credentials has the
+// role "anonymous": it may pull repositories that allow anonymous pulls.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace berth::model {
+class State;
+}
+namespace berth::net::http {
+struct Request;
+}
+
+namespace berth::registry {
+
+struct Caller {
+  std::string subject;  // the berth token's id
+  std::string role;
+  // For registry tokens: "repository:NAME:ACTIONS" entries granted; empty for
+  // callers that presented a berth token (their role decides everything).
+  std::vector<std::string> scopes;
+  bool scoped = false;
+};
+
+class Auth {
+ public:
+  Auth(const model::State* state, int64_t token_ttl_ms);
+
+  enum class Outcome { kNone, kValid, kInvalid };
+  // Reads the Authorization header: kNone when absent, kInvalid when present but
+  // wrong (bad encoding, unknown token, expired or forged registry token).
+  Outcome Identify(const net::http::Request& req, int64_t now_ms, Caller* caller) const;
+  // Whether `caller` may do `action` ("pull", "push" or "delete") on `repo`;
+  // `repo` empty with action "catalog" for the catalog.
+  static bool RoleAllows(std::string_view role, std::string_view action);
+  bool Allows(const Caller& caller, std::string_view repo, std::string_view action) const;
+
+  // A registry token for `caller` covering the parts of `requested` scopes its
+  // role allows (for "anonymous": pull, where `anonymous_pull(name)` says so);
+  // `granted` receives them. Valid for token_ttl_ms from `now_ms`.
+  std::string Issue(const Caller& caller, const std::vector<std::string>& requested, int64_t now_ms,
+                    const std::function<bool(std::string_view)>& anonymous_pull,
+                    std::vector<std::string>* granted) const;
+  int64_t token_ttl_ms() const { return ttl_ms_; }
+
+ private:
+  bool VerifyRegistryToken(std::string_view token, int64_t now_ms, Caller* caller) const;
+  std::string Sign(std::string_view payload) const;
+
+  const model::State* state_;
+  int64_t ttl_ms_;
+  std::string key_;  // HMAC-SHA256 key, fresh at every start: tokens die with the process
+};
+
+}  // namespace berth::registry

@@ -1,0 +1,116 @@
+"""A real Docker engine for the integration tests, and the test image.
+
+`ensure_docker()` runs packaging/ensure-docker.sh when no daemon answers: it
+installs Debian's docker.io if missing and starts containerd and dockerd.
+`test_image()` builds `berth-test/busybox:1` with `docker import` from a
+root filesystem made of Debian's busybox-static (no image can be pulled from
+outside here). Both are idempotent and safe to call from parallel test processes
+(a lock file serialises them).
+
+Nothing here asserts anything about speed; waits are generous upper bounds.
+"""
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+
+SOCKET = "/var/run/docker.sock"
+IMAGE = "berth-test/busybox:1"
+_LOCK = "/tmp/berth-it-docker.lock"
+
+
+def _run(args, **kw):
+    return subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _daemon_answers():
+    if not shutil.which("docker"):
+        return False
+    return _run(["docker", "info", "--format", "{{.ServerVersion}}"]).returncode == 0
+
+
+class _Locked:
+    def __enter__(self):
+        self.f = open(_LOCK, "w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
+
+
+def ensure_docker():
+    """Makes sure a Docker daemon answers on /var/run/docker.sock (through
+    packaging/ensure-docker.sh, the same script `make run` uses)."""
+    if _daemon_answers():
+        return
+    with _Locked():
+        if _daemon_answers():
+            return
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging", "ensure-docker.sh")
+        r = _run(["sh", script])
+        if r.returncode != 0 or not _daemon_answers():
+            raise RuntimeError("no Docker engine: " + (r.stderr or r.stdout)[-500:])
+
+
+def _image_present():
+    return _run(["docker", "image", "inspect", IMAGE]).returncode == 0
+
+
+def test_image():
+    """The name of a busybox image present in the local engine."""
+    ensure_docker()
+    if _image_present():
+        return IMAGE
+    with _Locked():
+        if _image_present():
+            return IMAGE
+        busybox = "/bin/busybox"
+        if not os.path.exists(busybox) or "static" not in _run(["file", "-b", busybox]).stdout:
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            r = _run(["apt-get", "install", "-y", "-qq", "busybox-static"], env=env)
+            if r.returncode != 0:
+                raise RuntimeError("apt-get install busybox-static failed: " + r.stderr[-500:])
+        root = tempfile.mkdtemp(prefix="berth-rootfs-")
+        try:
+            for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "var/www", "root"):
+                os.makedirs(os.path.join(root, d), exist_ok=True)
+            os.chmod(os.path.join(root, "tmp"), 0o1777)
+            shutil.copy2(busybox, os.path.join(root, "bin/busybox"))
+            applets = _run([busybox, "--list"]).stdout.split()
+            for a in applets:
+                p = os.path.join(root, "bin", a)
+                if a != "busybox" and not os.path.exists(p):
+                    os.symlink("busybox", p)
+            with open(os.path.join(root, "etc/passwd"), "w") as f:
+                f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+            with open(os.path.join(root, "etc/group"), "w") as f:
+                f.write("root:x:0:\nnogroup:x:65534:\n")
+            tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+            r = subprocess.run(["docker", "import", "-c", 'CMD ["/bin/sh"]', "-c", "ENV PATH=/bin", "-",
+                                IMAGE], stdin=tar.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+            tar.wait()
+            if r.returncode != 0:
+                raise RuntimeError("docker import failed: " + r.stderr[-500:])
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    return IMAGE
+
+
+def remove_berth_containers():
+    """Removes every container and network berth made (labels berth.task), so a
+    test starts from an engine with none."""
+    ids = _run(["docker", "ps", "-aq", "--filter", "label=berth.task"]).stdout.split()
+    if ids:
+        _run(["docker", "rm", "-f"] + ids)
+    nets = _run(["docker", "network", "ls", "-q", "--filter", "label=berth.task"]).stdout.split()
+    if nets:
+        _run(["docker", "network", "rm"] + nets)
+
+
+if __name__ == "__main__":
+    print(test_image())

@@ -1,0 +1,90 @@
+// agent/docker: the pure parts of the Engine client — API version comparison,
+// the multiplexed log format, JSON-lines splitting, image references.
+#include "agent/docker.h"
+
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "base/crypto.h"
+
+using namespace berth;
+using agent::docker::ParseImageRef;
+
+TEST_CASE("docker: API versions compare as numbers", "[agent][docker]") {
+  using agent::docker::CompareApiVersions;
+  CHECK(CompareApiVersions("1.41", "1.41") == 0);
+  CHECK(CompareApiVersions("1.9", "1.41") < 0);
+  CHECK(CompareApiVersions("1.50", "1.41") > 0);
+  CHECK(CompareApiVersions("2.0", "1.51") > 0);
+  CHECK(CompareApiVersions(agent::docker::kMaxApiVersion, agent::docker::kMinApiVersion) > 0);
+}
+
+TEST_CASE("docker: log frames split correctly however the bytes arrive", "[agent][docker]") {
+  auto frame = [](int stream, std::string payload) {
+    std::string f(8, '\0');
+    f[0] = static_cast<char>(stream);
+    f[4] = static_cast<char>((payload.size() >> 24) & 0xff);
+    f[5] = static_cast<char>((payload.size() >> 16) & 0xff);
+    f[6] = static_cast<char>((payload.size() >> 8) & 0xff);
+    f[7] = static_cast<char>(payload.size() & 0xff);
+    return f + payload;
+  };
+  std::string big(70000, 'x');
+  std::string all = frame(1, "out 1\n") + frame(2, "err 1\n") + frame(1, big) + frame(1, "");
+  for (size_t step : {1, 3, 7, 8, 9, 4096, 100000}) {
+    std::vector<std::pair<int, std::string>> got;
+    agent::docker::LogDemuxer d([&](int s, std::string_view p) { got.emplace_back(s, std::string(p)); });
+    for (size_t i = 0; i < all.size(); i += step) d.Feed(std::string_view(all).substr(i, step));
+    REQUIRE(got.size() == 4);
+    CHECK(got[0] == std::make_pair(1, std::string("out 1\n")));
+    CHECK(got[1] == std::make_pair(2, std::string("err 1\n")));
+    CHECK(got[2].second == big);
+    CHECK(got[3].second.empty());
+  }
+}
+
+TEST_CASE("docker: JSON lines split across pieces, CRLF and blank lines", "[agent][docker]") {
+  std::vector<std::string> lines;
+  agent::docker::LineSplitter s([&](std::string_view l) { lines.emplace_back(l); });
+  s.Feed("{\"a\":1}\r\n{\"b\"");
+  s.Feed(":2}\n\n{\"c\":");
+  CHECK(lines == std::vector<std::string>{"{\"a\":1}", "{\"b\":2}"});
+  CHECK(s.buffered() == 5);
+  s.Feed("3}\n");
+  CHECK(lines.back() == "{\"c\":3}");
+}
+
+TEST_CASE("docker: image references", "[agent][docker]") {
+  auto r = ParseImageRef("busybox");
+  CHECK(r.registry == "docker.io");
+  CHECK(r.repository == "library/busybox");
+  CHECK(r.tag == "latest");
+  CHECK_FALSE(r.explicit_tag);
+  r = ParseImageRef("127.0.0.1:7070/team/app:1.2");
+  CHECK(r.registry == "127.0.0.1:7070");
+  CHECK(r.repository == "team/app");
+  CHECK(r.tag == "1.2");
+  CHECK(r.explicit_tag);
+  r = ParseImageRef("localhost/app@sha256:abcd");
+  CHECK(r.registry == "localhost");
+  CHECK(r.repository == "app");
+  CHECK(r.digest == "sha256:abcd");
+  CHECK(r.tag.empty());
+  r = ParseImageRef("berth-test/busybox:1");
+  CHECK(r.registry == "docker.io");
+  CHECK(r.repository == "berth-test/busybox");
+  CHECK(r.tag == "1");
+}
+
+TEST_CASE("docker: query escaping and X-Registry-Auth's base64url", "[agent][docker]") {
+  CHECK(agent::docker::QueryEscape("a b/c:d") == "a%20b%2Fc%3Ad");
+  CHECK(agent::docker::QueryEscape("{\"label\":[\"x=y\"]}") == "%7B%22label%22%3A%5B%22x%3Dy%22%5D%7D");
+  CHECK(crypto::Base64Encode("") == "");
+  CHECK(crypto::Base64Encode("f") == "Zg==");
+  CHECK(crypto::Base64Encode("fo") == "Zm8=");
+  CHECK(crypto::Base64Encode("foo") == "Zm9v");
+  CHECK(crypto::Base64Encode("foobar") == "Zm9vYmFy");
+  CHECK(crypto::Base64Encode("\xfb\xff", false) == "+/8=");
+  CHECK(crypto::Base64Encode("\xfb\xff", true) == "-_8=");
+}
