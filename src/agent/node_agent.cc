@@ -18,6 +18,7 @@
 #include "agent/container_spec.h"
 #include "agent/docker.h"
 #include "agent/host.h"
+#include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
@@ -581,13 +582,34 @@ class NodeAgentImpl {
     });
   }
 
+  // X-Registry-Auth for an image: the agent's token for the server's own
+  // registry; for others, what `docker login` left in this host's Docker config
+  // ($DOCKER_CONFIG/config.json or ~/.docker/config.json), if anything.
   std::string RegistryAuth(const docker::ImageRef& ref) const {
+    json::Doc a = json::Doc::Object();
     for (const std::string& h : o_.registry_hosts) {
       if (h == ref.registry) {
-        json::Doc a = json::Doc::Object();
         a.Set("username", "berth").Set("password", o_.token).Set("serveraddress", ref.registry);
         return a.Print();
       }
+    }
+    const char* dir = getenv("DOCKER_CONFIG");
+    const char* home = getenv("HOME");
+    std::string path = dir && *dir ? std::string(dir) + "/config.json" : std::string(home ? home : "/root") + "/.docker/config.json";
+    Result<json::Doc> config = json::Doc::Parse(ReadFile(path));
+    if (!config) return "";
+    json::View auths = config->view().Get("auths");
+    std::vector<std::string> keys = {ref.registry, "https://" + ref.registry, "http://" + ref.registry};
+    if (ref.registry == "docker.io") keys.push_back("https://index.docker.io/v1/");
+    for (const std::string& key : keys) {
+      json::View entry = auths.Get(key);
+      if (!entry.Get("auth").IsString()) continue;
+      Result<std::string> pair = crypto::Base64Decode(entry.Get("auth").String());
+      if (!pair || pair->find(':') == std::string::npos) continue;
+      a.Set("username", pair->substr(0, pair->find(':')))
+          .Set("password", pair->substr(pair->find(':') + 1))
+          .Set("serveraddress", ref.registry);
+      return a.Print();
     }
     return "";
   }

@@ -1,5 +1,6 @@
 #include "base/crypto.h"
 
+#include <mbedtls/base64.h>
 #include <mbedtls/sha256.h>
 #include <sys/random.h>
 
@@ -44,6 +45,19 @@ std::string Base64Encode(std::string_view data, bool url) {
     out += rest == 2 ? alphabet[(v >> 6) & 63] : '=';
     out += '=';
   }
+  return out;
+}
+
+Result<std::string> Base64Decode(std::string_view text) {
+  std::string padded(text);
+  while (padded.size() % 4 != 0) padded += '=';
+  std::string out((padded.size() / 4) * 3, '\0');
+  size_t n = 0;
+  if (mbedtls_base64_decode(reinterpret_cast<unsigned char*>(out.data()), out.size(), &n,
+                            reinterpret_cast<const unsigned char*>(padded.data()), padded.size()) != 0) {
+    return Error::Invalid("not valid base64");
+  }
+  out.resize(n);
   return out;
 }
 

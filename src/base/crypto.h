@@ -24,6 +24,8 @@ inline std::string Hex(const Sha256Digest& d) { return Hex(d.data(), d.size()); 
 
 // Base64 (RFC 4648) with padding; `url` picks the URL-safe alphabet (- and _).
 std::string Base64Encode(std::string_view data, bool url = false);
+// Decodes standard base64 (with or without padding); an error names what was wrong.
+Result<std::string> Base64Decode(std::string_view text);
 
 // Equal iff a == b, in time that depends only on the lengths.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);

@@ -435,3 +435,32 @@ def test_docker_logs_follow_streams_new_lines():
             proc.wait(10)
         r = cli(["logs", task_id, "--container", "nope"], env=env)
         check(r.returncode == 1 and "nope" in r.stderr, "a missing container: %r %r" % (r.returncode, r.stderr))
+
+
+@timeout(150)
+def test_docker_service_runs_an_image_from_the_builtin_registry():
+    ref = None
+    try:
+        with all_in_one() as (s, node):
+            # Pushed with the admin token from a private Docker config (no global
+            # login); the local agent pulls it with its own token: no `docker login`
+            # on the node.
+            cfg = os.path.join(os.path.dirname(s.data_dir), "docker-config")
+            os.makedirs(cfg, exist_ok=True)
+            ref = "127.0.0.1:%d/dk/box:1" % s.port
+            r = subprocess.run(["docker", "--config", cfg, "login", "127.0.0.1:%d" % s.port, "-u", "admin",
+                                "--password-stdin"], input=s.token, capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, "docker login: %s" % r.stderr)
+            docker("tag", dockerd.IMAGE, ref)
+            r = subprocess.run(["docker", "--config", cfg, "push", ref], capture_output=True, text=True, timeout=120)
+            check(r.returncode == 0, "docker push: %s" % r.stderr)
+            docker("rmi", ref)  # the agent must pull it
+            register(s, "dk-reg", [{"name": "main", "image": ref, "memory": 16, "stopTimeout": 1,
+                                     "command": ["sleep", "3600"]}])
+            create_service(s, "dk-reg", "dk-reg", 2)
+            wait_running(s, 2, "2 running tasks of the registry's image", service="dk-reg")
+            for c in containers(node, service="dk-reg"):
+                check(c["Config"]["Image"] == ref, "container image %r" % c["Config"]["Image"])
+    finally:
+        if ref:
+            docker("rmi", "-f", ref, check_rc=False)

@@ -87,4 +87,11 @@ TEST_CASE("docker: query escaping and X-Registry-Auth's base64url", "[agent][doc
   CHECK(crypto::Base64Encode("foobar") == "Zm9vYmFy");
   CHECK(crypto::Base64Encode("\xfb\xff", false) == "+/8=");
   CHECK(crypto::Base64Encode("\xfb\xff", true) == "-_8=");
+  for (const std::string& text : std::vector<std::string>{"", "f", "fo", "foo", "user:pa:ss", std::string("\0\xff\x10", 3)}) {
+    Result<std::string> back = crypto::Base64Decode(crypto::Base64Encode(text));
+    REQUIRE(back);
+    CHECK(*back == text);
+  }
+  CHECK(crypto::Base64Decode("Zm8").value() == "fo");  // padding optional
+  CHECK_FALSE(crypto::Base64Decode("Z!==").ok());
 }
