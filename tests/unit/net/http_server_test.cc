@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
@@ -790,4 +791,74 @@ TEST_CASE_METHOD(ServerFixture, "http client and server over a Unix socket", "[n
     CHECK(e.error().code == "ConnectFailed");
     CHECK_THAT(e.error().message, Catch::Contains("ENOENT"));
   }
+}
+
+TEST_CASE_METHOD(ServerFixture, "http client: a streamed body that waits for data, resumed by ResumeBody",
+                 "[net][http_client]") {
+  Start();
+  // The source has nothing at first (true and no piece): the client must wait,
+  // not spin or end the body, until ResumeBody says more is there.
+  std::deque<std::string> ready;
+  bool finished = false;
+  int calls_while_empty = 0;
+  ClientRequest req = Post("/upload", "");
+  req.body_source = [&](std::string* piece) {
+    if (ready.empty()) {
+      calls_while_empty++;
+      return !finished;
+    }
+    *piece = std::move(ready.front());
+    ready.pop_front();
+    return !(finished && ready.empty());
+  };
+  Client client(loop.get(), endpoint);
+  std::optional<Result<ClientResponse>> out;
+  client.Send(std::move(req), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); });
+  REQUIRE(loop.RunUntil([&] { return upload != nullptr; }));
+  loop.Spin(10);
+  CHECK_FALSE(out.has_value());
+  CHECK(calls_while_empty >= 1);
+  CHECK(calls_while_empty < 10);  // asked once per resume, never in a loop
+  crypto::Sha256Stream sent;
+  size_t total = 0;
+  for (std::string piece : {"first ", "second ", "third"}) {
+    sent.Update(piece);
+    total += piece.size();
+    ready.push_back(piece);
+    client.ResumeBody();
+    REQUIRE(loop.RunUntil([&] { return upload->bytes == total; }));
+  }
+  finished = true;
+  client.ResumeBody();
+  REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
+  REQUIRE(out->ok());
+  CHECK((*out)->status == 200);
+  CHECK((*out)->body == crypto::Hex(sent.Finish()));
+  REQUIRE(upload);
+  CHECK(upload->bytes == std::string("first second third").size());
+}
+
+TEST_CASE_METHOD(ServerFixture, "http client: with on_body, an error answer is buffered, not streamed",
+                 "[net][http_client]") {
+  Start();
+  Client client(loop.get(), endpoint);
+  std::string streamed;
+  std::optional<Result<ClientResponse>> out;
+  ClientRequest req;
+  req.target = "/nowhere";
+  client.Send(std::move(req), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); },
+              [&](std::string_view data) { streamed.append(data); });
+  REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
+  REQUIRE(out->ok());
+  CHECK((*out)->status == 404);
+  CHECK(streamed.empty());
+  CHECK((*out)->body.find("UnknownRoute") != std::string::npos);
+  out.reset();
+  ClientRequest ok;
+  ok.target = "/hello";
+  client.Send(std::move(ok), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); },
+              [&](std::string_view data) { streamed.append(data); });
+  REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
+  CHECK(streamed == "hello");
+  CHECK((*out)->body.empty());
 }
