@@ -91,13 +91,14 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_berth NAME [extra flags...]: starts a server with data in $BENCH_TMP/NAME;
+# start_berth NAME [extra flags...]: starts a server with data in $BENCH_TMP/NAME
+# (without a local agent: a benchmark that wants one starts `berth agent` itself);
 # sets BERTH_PID, BERTH_URL and BERTH_TOKEN.
 start_berth() {
   local name=$1; shift
   local dir="$BENCH_TMP/$name"
   mkdir -p "$dir"
-  "$BERTH" server --data "$dir/data" --listen 127.0.0.1:0 --log-level warn "$@" \
+  "$BERTH" server --data "$dir/data" --listen 127.0.0.1:0 --log-level warn --no-agent "$@" \
     >"$dir/stdout" 2>"$dir/stderr" &
   BERTH_PID=$!
   BENCH_PIDS+=("$BERTH_PID")

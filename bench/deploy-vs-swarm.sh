@@ -62,7 +62,7 @@ echo "raw docker run: ${raw_s}s"
 remove_all label=bench.raw=1
 
 # --- (a) berth ---
-start_berth deploy --no-agent
+start_berth deploy
 auth=(-H "Authorization: Bearer $BERTH_TOKEN")
 api() { curl -fsS --max-time 60 "${auth[@]}" "$@"; }
 agent_token=$(api -X POST "$BERTH_URL/v1/tokens" -d '{"role":"agent"}' |
