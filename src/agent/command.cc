@@ -70,21 +70,15 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
     }
     o.reserved_memory_mib = static_cast<int64_t>(v.value());
   }
-  if (p.Has("container-retention")) {
-    Result<uint64_t> v = flags::ParseDuration(p.Get("container-retention"), "container-retention");
+  for (auto [name, dest] : {std::pair{"container-retention", &o.container_retention_ms},
+                            std::pair{"image-cleanup-after", &o.image_cleanup_after_ms}}) {
+    if (!p.Has(name)) continue;
+    Result<uint64_t> v = flags::ParseDuration(p.Get(name), name);
     if (!v) {
       fprintf(stderr, "berth agent: %s\n", v.error().message.c_str());
       return 2;
     }
-    o.container_retention_ms = static_cast<int64_t>(v.value());
-  }
-  if (p.Has("image-cleanup-after")) {
-    Result<uint64_t> v = flags::ParseDuration(p.Get("image-cleanup-after"), "image-cleanup-after");
-    if (!v) {
-      fprintf(stderr, "berth agent: %s\n", v.error().message.c_str());
-      return 2;
-    }
-    o.image_cleanup_after_ms = static_cast<int64_t>(v.value());
+    *dest = static_cast<int64_t>(v.value());
   }
   return RunNodeAgent(o);
 }

@@ -523,10 +523,8 @@ class NodeAgentImpl {
   void AdoptByName(const std::string& task_id, const std::string& name, const std::string& docker_name) {
     engine_->Call("GET", "/containers/" + docker_name + "/json", "", [this, task_id, name](Result<json::Doc> r) {
       if (shut_) return;
-      TaskRec* t = FindTask(task_id);
+      auto [t, c] = Returned(task_id, name);
       if (!t) return;
-      ContainerRec* c = t->Find(name);
-      c->busy = false;
       if (!r) {
         c->error = "CannotCreateContainerError: " + r.error().message;
         return Step(*t);
@@ -542,10 +540,8 @@ class NodeAgentImpl {
     std::string task_id = t.ident.id, name = c.name, id = c.id;
     engine_->Call("POST", "/containers/" + id + "/start", "", [this, task_id, name, id](Result<json::Doc> r) {
       if (shut_) return;
-      TaskRec* t = FindTask(task_id);
+      auto [t, c] = Returned(task_id, name);
       if (!t) return;
-      ContainerRec* c = t->Find(name);
-      c->busy = false;
       if (!r) {
         c->error = "CannotStartContainerError: " + r.error().message;
         return Step(*t);
@@ -617,13 +613,7 @@ class NodeAgentImpl {
   // --- the server: registration, the desired-state stream, reports ---
 
   http::ClientRequest Request(std::string method, std::string target, std::string body = "") const {
-    http::ClientRequest r;
-    r.method = std::move(method);
-    r.target = std::move(target);
-    r.body = std::move(body);
-    r.headers.push_back({"Authorization", "Bearer " + o_.token});
-    if (!r.body.empty()) r.headers.push_back({"Content-Type", "application/json"});
-    return r;
+    return http::BearerRequest(std::move(method), std::move(target), o_.token, std::move(body));
   }
 
   void Register() {
@@ -1074,6 +1064,16 @@ class NodeAgentImpl {
   TaskRec* FindTask(const std::string& id) {
     auto it = tasks_.find(id);
     return it == tasks_.end() ? nullptr : &it->second;
+  }
+
+  // The task and container a finished Docker call was about, with the
+  // container's call marked done; (nullptr, nullptr) if the task is gone.
+  std::pair<TaskRec*, ContainerRec*> Returned(const std::string& task_id, const std::string& name) {
+    TaskRec* t = FindTask(task_id);
+    ContainerRec* c = t ? t->Find(name) : nullptr;
+    if (!c) return {nullptr, nullptr};
+    c->busy = false;
+    return {t, c};
   }
 
   int64_t Backoff(int failures, int64_t base_ms, int64_t max_ms = kMaxBackoffMs) {

@@ -95,13 +95,7 @@ class Simulation {
   }
 
   http::ClientRequest Request(std::string method, std::string target, std::string body = "") {
-    http::ClientRequest r;
-    r.method = std::move(method);
-    r.target = std::move(target);
-    r.body = std::move(body);
-    r.headers.push_back({"Authorization", "Bearer " + o_.token});
-    if (!r.body.empty()) r.headers.push_back({"Content-Type", "application/json"});
-    return r;
+    return http::BearerRequest(std::move(method), std::move(target), o_.token, std::move(body));
   }
 
   // Requests that are not the stream share a small pool of connections.

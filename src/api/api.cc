@@ -13,13 +13,6 @@ namespace http = net::http;
 
 namespace {
 
-http::Response Json(int status, std::string body) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
 // Parses a request body as a JSON object, or answers 400 with where it went wrong.
 std::optional<json::Doc> ParseBody(const http::ExchangePtr& ex) {
   const std::string& body = ex->request().body;
@@ -46,7 +39,7 @@ void Submit(Context* ctx, const http::ExchangePtr& ex, store::CommandPtr cmd, in
       ex->Respond(http::ErrorResponse(r.error()));
       return;
     }
-    ex->Respond(Json(ok_status, std::move(r.value())));
+    ex->Respond(http::JsonResponse(ok_status, std::move(r.value())));
   });
 }
 
@@ -195,7 +188,7 @@ std::optional<http::Response> Authenticate(const model::State& state, http::Exch
 void AddRoutes(http::Router* router, Context* ctx) {
   http::RouteOptions open;
   open.open = true;
-  router->Add("GET", "/healthz", [](const http::ExchangePtr& ex) { ex->Respond(Json(200, "{\"status\":\"ok\"}")); },
+  router->Add("GET", "/healthz", [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); },
               open);
 
   router->Add("GET", "/metrics", [ctx](const http::ExchangePtr& ex) {
@@ -206,7 +199,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
   });
 
   router->Add("GET", "/v1/version", [ctx](const http::ExchangePtr& ex) {
-    ex->Respond(Json(200, json::Doc::Object()
+    ex->Respond(http::JsonResponse(200, json::Doc::Object()
                               .Set("version", BERTH_VERSION)
                               .Set("git", BERTH_GIT)
                               .Set("schemaVersion", ctx->store->schema_version())
@@ -230,14 +223,14 @@ void AddRoutes(http::Router* router, Context* ctx) {
   router->Add("GET", "/v1/clusters", [ctx](const http::ExchangePtr& ex) {
     json::Doc list = json::Doc::Array();
     for (const auto& [name, c] : ctx->state->clusters()) list.Push(model::ClusterJson(c));
-    ex->Respond(Json(200, json::Doc::Object().Set("clusters", std::move(list)).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("clusters", std::move(list)).Print()));
   });
 
   router->Add("GET", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {
     std::string_view name = ex->request().Param("name");
     const model::Cluster* c = ctx->state->FindCluster(name);
     if (!c) return ClusterNotFound(ex, name);
-    ex->Respond(Json(200, json::Doc::Object().Set("cluster", model::ClusterJson(*c)).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("cluster", model::ClusterJson(*c)).Print()));
   });
 
   // --- task definitions ---
@@ -271,7 +264,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         if (status == "ALL" || td.status == status) list.Push(TaskDefinitionSummary(td));
       }
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("taskDefinitions", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("taskDefinitions", list).Print()));
   });
 
   router->Add("GET", "/v1/taskdefinitions/families", [ctx](const http::ExchangePtr& ex) {
@@ -281,7 +274,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       for (const auto& [rev, td] : revisions) active = active || td.status == "ACTIVE";
       if (active) list.Push(family);
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("families", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("families", list).Print()));
   });
 
   router->Add("GET", "/v1/taskdefinitions/{ref}", [ctx](const http::ExchangePtr& ex) {
@@ -293,7 +286,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
                                              "task definition " + std::string(ex->request().Param("ref")) +
                                                  (ref->second ? " does not exist" : " has no ACTIVE revision")));
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("taskDefinition", model::TaskDefinitionJson(*td)).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("taskDefinition", model::TaskDefinitionJson(*td)).Print()));
   });
 
   router->Add("DELETE", "/v1/taskdefinitions/{ref}", [ctx](const http::ExchangePtr& ex) {
@@ -337,7 +330,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       json::Doc token = doc ? json::Doc::Copy(doc->view().Get("token")) : json::Doc::Object();
       // The secret is shown this once; only its hash is stored.
       token.Set("secret", secret_value);
-      ex->Respond(Json(201, json::Doc::Object().Set("token", token).Print()));
+      ex->Respond(http::JsonResponse(201, json::Doc::Object().Set("token", token).Print()));
     });
   });
 
@@ -346,7 +339,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     for (const model::Token& t : ctx->state->tokens()) {
       list.Push(json::Doc::Object().Set("id", t.id).Set("role", t.role).Set("createdAt", static_cast<double>(t.created_ms) / 1000.0));
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("tokens", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
   });
 
   // --- nodes ---
@@ -359,13 +352,13 @@ void AddRoutes(http::Router* router, Context* ctx) {
       if ((!cluster.empty() && n.cluster != cluster) || (!status.empty() && n.status != status)) continue;
       list.Push(model::NodeJson(n));
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("containerInstances", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstances", list).Print()));
   });
 
   router->Add("GET", "/v1/nodes/{id}", [ctx](const http::ExchangePtr& ex) {
     const model::Node* n = ctx->state->FindNode(ex->request().Param("id"));
     if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + std::string(ex->request().Param("id")) + " does not exist"));
-    ex->Respond(Json(200, json::Doc::Object().Set("containerInstance", model::NodeJson(*n)).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstance", model::NodeJson(*n)).Print()));
   });
 
   for (const char* action : {"drain", "activate"}) {
@@ -425,7 +418,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
                         .Set("detail", std::to_string(*count - static_cast<int64_t>(plan.nodes.size())) + " task(s) not placed"));
     }
     if (plan.nodes.empty()) {
-      return ex->Respond(Json(200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
+      return ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
     }
     auto cmd = std::make_unique<model::PlaceTasks>();
     cmd->cluster = *cluster;
@@ -454,7 +447,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       Result<json::Doc> f = json::Doc::Parse(failures_text);
       json::Doc out = json::Doc::Object();
       out.Set("tasks", tasks).Set("failures", f ? std::move(f.value()) : json::Doc::Array());
-      ex->Respond(Json(200, out.Print()));
+      ex->Respond(http::JsonResponse(200, out.Print()));
     });
   });
 
@@ -482,13 +475,13 @@ void AddRoutes(http::Router* router, Context* ctx) {
     json::Doc out = json::Doc::Object();
     out.Set("tasks", list);
     if (end < found.size()) out.Set("nextToken", std::to_string(end));
-    ex->Respond(Json(200, out.Print()));
+    ex->Respond(http::JsonResponse(200, out.Print()));
   });
 
   router->Add("GET", "/v1/tasks/{id}", [ctx](const http::ExchangePtr& ex) {
     const model::Task* t = ctx->state->FindTask(ex->request().Param("id"));
     if (!t) return ex->Respond(http::ErrorResponse(404, "TaskNotFound", "task " + std::string(ex->request().Param("id")) + " does not exist"));
-    ex->Respond(Json(200, json::Doc::Object().Set("task", model::TaskJson(*t)).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("task", model::TaskJson(*t)).Print()));
   });
 
   router->Add("POST", "/v1/tasks/{id}/stop", [ctx](const http::ExchangePtr& ex) {
@@ -517,7 +510,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     return [ctx, ex, cluster, name, status, service_json](Result<std::string> r) {
       if (!r) return ex->Respond(http::ErrorResponse(r.error()));
       const model::Service* svc = ctx->state->FindService(cluster, name);
-      ex->Respond(Json(status, svc ? service_json(*svc) : std::move(r.value())));
+      ex->Respond(http::JsonResponse(status, svc ? service_json(*svc) : std::move(r.value())));
     };
   };
 
@@ -573,7 +566,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       if (!cluster.empty() && svc.cluster != cluster) continue;
       list.Push(model::ServiceJson(svc, ctx->services->Counts(svc)));
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("services", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("services", list).Print()));
   });
 
   auto find_service = [ctx](const http::ExchangePtr& ex) -> const model::Service* {
@@ -587,7 +580,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
   };
 
   router->Add("GET", "/v1/services/{name}", [find_service, service_json](const http::ExchangePtr& ex) {
-    if (const model::Service* svc = find_service(ex)) ex->Respond(Json(200, service_json(*svc)));
+    if (const model::Service* svc = find_service(ex)) ex->Respond(http::JsonResponse(200, service_json(*svc)));
   });
 
   router->Add("GET", "/v1/services/{name}/events", [find_service](const http::ExchangePtr& ex) {
@@ -597,7 +590,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     for (const model::ServiceEvent& e : svc->events) {
       list.Push(json::Doc::Object().Set("id", e.id).Set("createdAt", static_cast<double>(e.at_ms) / 1000.0).Set("message", e.message));
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("events", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("events", list).Print()));
   });
 
   router->Add("PATCH", "/v1/services/{name}", [ctx, find_service, reply_service](const http::ExchangePtr& ex) {

@@ -244,6 +244,16 @@ void Client::Send(ClientRequest request, Done done, BodyFn on_body) {
   Pump();
 }
 
+ClientRequest BearerRequest(std::string method, std::string target, std::string_view token, std::string body) {
+  ClientRequest r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.headers.push_back({"Authorization", "Bearer " + std::string(token)});
+  if (!r.body.empty()) r.headers.push_back({"Content-Type", "application/json"});
+  return r;
+}
+
 void Client::ResumeBody() {
   if (conn_ && busy_) conn_->PumpBody();
 }

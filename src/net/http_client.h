@@ -41,6 +41,10 @@ struct ClientRequest {
   int64_t content_length = -1;
 };
 
+// A request carrying `Authorization: Bearer <token>` and, when `body` is not
+// empty, a JSON body.
+ClientRequest BearerRequest(std::string method, std::string target, std::string_view token, std::string body = "");
+
 struct ClientResponse {
   int status = 0;
   Headers headers;

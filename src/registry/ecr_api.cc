@@ -18,13 +18,6 @@ namespace http = net::http;
 
 namespace {
 
-http::Response Json(int status, std::string body) {
-  http::Response r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
 std::string RepositoryArn(std::string_view name) {
   std::string arn = "arn:aws:ecr:";
   arn.append(model::kRegion).append(":").append(model::kAccount).append(":repository/").append(name);
@@ -143,7 +136,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     std::string n = *name;
     submit(ex, std::move(cmd), [this, ex, n] {
       if (const Repository* r = state_->FindRepository(n)) {
-        ex->Respond(Json(201, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
+        ex->Respond(http::JsonResponse(201, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
       }
     });
   });
@@ -151,12 +144,12 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
   router->Add("GET", "/v1/repositories", [this](const ExchangePtr& ex) {
     json::Doc list = json::Doc::Array();
     for (const auto& [name, r] : state_->repositories()) list.Push(RepositoryJson(r, ex->request()));
-    ex->Respond(Json(200, json::Doc::Object().Set("repositories", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repositories", list).Print()));
   });
 
   router->Add("GET", "/v1/repositories/{name}", [find](const ExchangePtr& ex) {
     if (const Repository* r = find(ex)) {
-      ex->Respond(Json(200, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
+      ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
     }
   });
 
@@ -192,7 +185,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     std::string n = r->name;
     submit(ex, std::move(cmd), [this, ex, n] {
       if (const Repository* repo = state_->FindRepository(n)) {
-        ex->Respond(Json(200, json::Doc::Object().Set("repository", RepositoryJson(*repo, ex->request())).Print()));
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repository", RepositoryJson(*repo, ex->request())).Print()));
       }
     });
   });
@@ -206,7 +199,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     cmd->name = r->name;
     cmd->force = ex->request().Query("force").value_or("") == "true";
     auto text = std::make_shared<std::string>(json::Doc::Object().Set("repository", shape).Print());
-    submit(ex, std::move(cmd), [ex, text] { ex->Respond(Json(200, *text)); });
+    submit(ex, std::move(cmd), [ex, text] { ex->Respond(http::JsonResponse(200, *text)); });
   });
 
   router->Add("GET", "/v1/repositories/{name}/images", [find](const ExchangePtr& ex) {
@@ -228,7 +221,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
       if ((tag_status == "TAGGED" && tags.empty()) || (tag_status == "UNTAGGED" && !tags.empty())) continue;
       list.Push(ImageDetail(*r, *m, tags));
     }
-    ex->Respond(Json(200, json::Doc::Object().Set("imageDetails", list).Print()));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("imageDetails", list).Print()));
   });
 
   router->Add("DELETE", "/v1/repositories/{name}/images/{ref}", [find, submit, writer](const ExchangePtr& ex) {
@@ -265,7 +258,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
       json::Doc id = json::Doc::Object();
       id.Set("imageDigest", digest);
       if (by_tag) id.Set("imageTag", ref);
-      ex->Respond(Json(
+      ex->Respond(http::JsonResponse(
           200, json::Doc::Object().Set("repositoryName", name).Set("imageIds", json::Doc::Array().Push(id)).Print()));
     });
   });
@@ -288,7 +281,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
         submit(ex, std::move(cmd), [ex, name, text] {
           json::Doc out = json::Doc::Object();
           out.Set("repositoryName", name).Set("lifecyclePolicyText", text);
-          ex->Respond(Json(200, out.Print()));
+          ex->Respond(http::JsonResponse(200, out.Print()));
         });
       },
       policy_body);
@@ -301,7 +294,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
                                              "repository " + r->name + " has no lifecycle policy"));
     }
     ex->Respond(
-        Json(200, json::Doc::Object().Set("repositoryName", r->name).Set("lifecyclePolicyText", r->policy).Print()));
+        http::JsonResponse(200, json::Doc::Object().Set("repositoryName", r->name).Set("lifecyclePolicyText", r->policy).Print()));
   });
 
   router->Add("DELETE", "/v1/repositories/{name}/policy", [find, submit, writer](const ExchangePtr& ex) {
@@ -312,7 +305,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     cmd->repo = r->name;
     std::string name = r->name;
     submit(ex, std::move(cmd),
-           [ex, name] { ex->Respond(Json(200, json::Doc::Object().Set("repositoryName", name).Print())); });
+           [ex, name] { ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repositoryName", name).Print())); });
   });
 
   // Preview: what the policy (the stored one, or one given in the body) would expire now.
@@ -339,7 +332,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
           .Set("appliedRulePriority", e.rule_priority);
       list.Push(item);
     }
-    ex->Respond(Json(200, json::Doc::Object()
+    ex->Respond(http::JsonResponse(200, json::Doc::Object()
                               .Set("repositoryName", r->name)
                               .Set("status", "COMPLETE")
                               .Set("previewResults", list)
@@ -354,7 +347,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     GcResult r = CollectGarbage(dry);
     json::Doc removed = json::Doc::Array();
     for (const std::string& d : r.removed) removed.Push(d);
-    ex->Respond(Json(200, json::Doc::Object()
+    ex->Respond(http::JsonResponse(200, json::Doc::Object()
                               .Set("dryRun", dry)
                               .Set("removedBlobs", removed)
                               .Set("removedBytes", r.removed_bytes)
@@ -366,7 +359,7 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
   router->Add("POST", "/v1/registry/lifecycle", [this, writer](const ExchangePtr& ex) {
     if (!writer(ex)) return;
     ApplyLifecyclePolicies();
-    ex->Respond(Json(202, "{}"));
+    ex->Respond(http::JsonResponse(202, "{}"));
   });
 }
 

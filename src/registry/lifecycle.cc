@@ -4,6 +4,7 @@
 #include <set>
 
 #include "base/json.h"
+#include "base/wildcard.h"
 
 namespace berth::registry {
 
@@ -62,26 +63,7 @@ bool Selects(const LifecycleRule& r, const ImageFacts& img) {
 
 }  // namespace
 
-bool MatchTagPattern(std::string_view pattern, std::string_view tag) {
-  // Greedy matching with backtracking to the last '*': linear in practice.
-  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < tag.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = t;
-    } else if (p < pattern.size() && pattern[p] == tag[t]) {
-      p++;
-      t++;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') p++;
-  return p == pattern.size();
-}
+bool MatchTagPattern(std::string_view pattern, std::string_view tag) { return WildcardMatch(pattern, tag); }
 
 Result<LifecyclePolicy> ParseLifecyclePolicy(std::string_view text) {
   Result<json::Doc> doc = json::Doc::Parse(text);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/wildcard.h"
 
 namespace berth::sched {
 
@@ -46,7 +47,7 @@ class Expr {
   virtual bool AttributesOnly() const = 0;
 };
 
-// `*` wildcard matching over the whole of `text`, linear in its length × pattern stars.
-bool WildcardMatch(std::string_view pattern, std::string_view text);
+// `=~` and `!~` match with berth::WildcardMatch (base/wildcard.h).
+using berth::WildcardMatch;
 
 }  // namespace berth::sched
