@@ -701,3 +701,34 @@ def test_abandoned_upload_sessions_expire():
         check(uid in upload_files(s), "the session's file")
         wait_for(lambda: req(s, "GET", loc).status == 404, "the session to expire")
         wait_for(lambda: uid not in upload_files(s), "the expired session's file to go")
+
+
+@timeout(90)
+def test_full_disk_gives_a_clear_5xx_and_no_partial_blob():
+    # The data directory on a 12 MiB tmpfs: a 16 MiB layer cannot fit.
+    mnt = scratch_dir("fulldisk")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt], capture_output=True, text=True)
+    check(r.returncode == 0, "mount tmpfs: %s" % r.stderr)
+    try:
+        s = Server(data_dir=os.path.join(mnt, "data"))
+        try:
+            big = os.urandom(16 << 20)
+            r = req(s, "POST", "/v2/full/app/blobs/uploads/")
+            check(r.status == 202, "start upload: %d %r" % (r.status, r.data[:200]))
+            loc = r.getheader("Location")
+            d = digest_of(big)
+            r = req(s, "PUT", loc + "?digest=" + d, body=big, headers={"Content-Type": "application/octet-stream"})
+            check(500 <= r.status < 600, "a push that cannot fit: status %d %r" % (r.status, r.data[:300]))
+            err = json.loads(r.data)["errors"][0]
+            check("disk is full" in err["message"], "the error does not say the disk is full: %r" % err)
+            check(not os.path.exists(blob_path(s, d)), "a partial blob is visible under its digest")
+            r = req(s, "HEAD", "/v2/full/app/blobs/" + d)
+            check(r.status == 404, "HEAD of the failed blob: %d" % r.status)
+            # Space back (the failed upload's bytes are gone): small pushes work.
+            small = push_blob(s, "full/app", b"fits in what is left")
+            r = req(s, "GET", "/v2/full/app/blobs/" + small)
+            check(r.status == 200 and r.data == b"fits in what is left", "the small blob: %d" % r.status)
+        finally:
+            s.stop()
+    finally:
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
