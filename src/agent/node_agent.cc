@@ -1038,7 +1038,8 @@ class NodeAgentImpl {
         continue;
       }
       if ((now - when) * 1000 < o_.image_cleanup_after_ms) continue;
-      engine_->Call("DELETE", "/images/" + image, "", [this, image](Result<json::Doc> r) {
+      std::string name = image;  // clang 14 cannot capture a structured binding
+      engine_->Call("DELETE", "/images/" + name, "", [this, image = name](Result<json::Doc> r) {
         if (shut_) return;
         if (r || r.error().kind == ErrorKind::kNotFound) {
           log::Info("agent", "removed an unused image", {{"image", image}});
