@@ -179,11 +179,11 @@ class NodeAgentImpl {
                     if (shut_) return;
                     if (!r) {
                       log::Warn("agent", "listing containers failed", {{"error", r.error().message}});
-                      docker_state_ = DockerState::kDown;
-                      docker_retry_ms_ = NowMs() + Backoff(++docker_failures_, 500);
+                      EngineLost();
                       return;
                     }
                     last_resync_ms_ = NowMs();
+                    docker_state_ = DockerState::kReady;  // it answered: steps may call it again
                     std::set<std::string> seen;
                     for (json::View c : r->view()) {
                       json::View labels = c.Get("Labels");
@@ -250,8 +250,7 @@ class NodeAgentImpl {
           Bury(std::move(events_));
           // The engine may have restarted: renegotiate, then compare everything.
           synced_ = true;
-          docker_state_ = DockerState::kDown;
-          docker_retry_ms_ = NowMs() + Backoff(++docker_failures_, 250);
+          EngineLost();
         });
   }
 
@@ -303,6 +302,7 @@ class NodeAgentImpl {
       ContainerRec* rec = t->Find(name);
       if (!rec || rec->id != id) return;
       if (!r) {
+        if (Transient(r.error())) return;
         if (r.error().kind == ErrorKind::kNotFound) Vanished(*t, *rec);
         Step(*t);
         return;
@@ -360,6 +360,9 @@ class NodeAgentImpl {
 
   void Step(TaskRec& t) {
     if (t.status == "STOPPED") return;
+    // With the engine away nothing can be done; the resync after it answers
+    // again steps every task.
+    if (docker_state_ != DockerState::kReady) return;
     bool must_stop = t.desired == "STOPPED" || !t.in_set || !t.stop_reason.empty();
     if (!must_stop && t.plan) {
       // Essential containers that exited, failed or turned unhealthy stop the task.
@@ -437,6 +440,7 @@ class NodeAgentImpl {
                       ContainerRec* c = t ? t->Find(name) : nullptr;
                       if (!c) return;
                       c->busy = false;
+                      if (!r && Transient(r.error())) return;
                       if (!r && r.error().kind == ErrorKind::kNotFound) {
                         Vanished(*t, *c);
                         return Step(*t);
@@ -465,6 +469,7 @@ class NodeAgentImpl {
       TaskRec* t = FindTask(task_id);
       if (!t) return;
       t->network_busy = false;
+      if (!r && Transient(r.error())) return;
       if (r || r.error().kind == ErrorKind::kConflict) {
         t->network_ready = true;
       } else {
@@ -486,6 +491,7 @@ class NodeAgentImpl {
       ContainerRec* c = t->Find(name);
       if (!s) {
         c->busy = false;
+        if (Transient(s.error())) return;
         c->error = "CannotPullContainerError: " + s.error().message;
         return Step(*t);
       }
@@ -506,6 +512,7 @@ class NodeAgentImpl {
                       }
                       if (!r) {
                         c->busy = false;
+                        if (Transient(r.error())) return;
                         c->error = "CannotCreateContainerError: " + r.error().message;
                         return Step(*t);
                       }
@@ -526,6 +533,7 @@ class NodeAgentImpl {
       auto [t, c] = Returned(task_id, name);
       if (!t) return;
       if (!r) {
+        if (Transient(r.error())) return;
         c->error = "CannotCreateContainerError: " + r.error().message;
         return Step(*t);
       }
@@ -543,6 +551,7 @@ class NodeAgentImpl {
       auto [t, c] = Returned(task_id, name);
       if (!t) return;
       if (!r) {
+        if (Transient(r.error())) return;
         c->error = "CannotStartContainerError: " + r.error().message;
         return Step(*t);
       }
@@ -563,6 +572,7 @@ class NodeAgentImpl {
     };
     engine_->Call("GET", "/images/" + image + "/json", "", [this, image, finish](Result<json::Doc> r) {
       if (shut_) return;
+      if (!r && r.error().kind != ErrorKind::kNotFound) return finish(r.take_error());  // engine trouble, not absence
       docker::ImageRef ref = docker::ParseImageRef(image);
       bool present = r.ok();
       bool reresolve = ref.digest.empty() && (!ref.explicit_tag || ref.tag == "latest");
@@ -1061,6 +1071,21 @@ class NodeAgentImpl {
   }
 
   // --- helpers ---
+
+  // The engine did not answer (as opposed to refusing): no task is blamed; the
+  // engine is reconnected, and the resync after it steps every task again.
+  bool Transient(const Error& e) {
+    if (e.kind != ErrorKind::kUnavailable) return false;
+    EngineLost();
+    return true;
+  }
+
+  void EngineLost() {
+    if (docker_state_ == DockerState::kDown) return;
+    log::Warn("agent", "docker engine lost; reconnecting");
+    docker_state_ = DockerState::kDown;
+    docker_retry_ms_ = NowMs() + Backoff(++docker_failures_, 250);
+  }
 
   TaskRec* FindTask(const std::string& id) {
     auto it = tasks_.find(id);

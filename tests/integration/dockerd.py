@@ -7,6 +7,11 @@ root filesystem made of Debian's busybox-static (no image can be pulled from
 outside here). Both are idempotent and safe to call from parallel test processes
 (a lock file serialises them).
 
+Tests share one engine. A test process that uses it holds a shared lock on it
+from its first ensure_docker() until it exits; a test that must restart the
+engine takes it exclusively (`exclusive_engine()`), so it waits for the others
+and they wait for it, whatever `-j` the runner was given.
+
 Nothing here asserts anything about speed; waits are generous upper bounds.
 """
 
@@ -19,6 +24,8 @@ import tempfile
 SOCKET = "/var/run/docker.sock"
 IMAGE = "berth-test/busybox:1"
 _LOCK = "/tmp/berth-it-docker.lock"
+_ENGINE_LOCK = "/tmp/berth-it-docker-engine.lock"
+_engine_hold = None  # this process's lock on the engine, held until it exits
 
 
 def _run(args, **kw):
@@ -42,9 +49,25 @@ class _Locked:
         self.f.close()
 
 
-def ensure_docker():
+def _hold_engine(mode):
+    global _engine_hold
+    if _engine_hold is None:
+        _engine_hold = open(_ENGINE_LOCK, "w")
+        fcntl.flock(_engine_hold, mode)
+
+
+def exclusive_engine():
+    """Waits until no other test process uses the engine, and keeps it to this
+    one until it exits (for a test that restarts dockerd)."""
+    _hold_engine(fcntl.LOCK_EX)
+
+
+def ensure_docker(hold=True):
     """Makes sure a Docker daemon answers on /var/run/docker.sock (through
-    packaging/ensure-docker.sh, the same script `make run` uses)."""
+    packaging/ensure-docker.sh, the same script `make run` uses). `hold`: this
+    process uses the engine from now on (a shared lock, see above)."""
+    if hold:
+        _hold_engine(fcntl.LOCK_SH)
     if _daemon_answers():
         return
     with _Locked():
@@ -60,9 +83,9 @@ def _image_present():
     return _run(["docker", "image", "inspect", IMAGE]).returncode == 0
 
 
-def test_image():
+def test_image(hold=True):
     """The name of a busybox image present in the local engine."""
-    ensure_docker()
+    ensure_docker(hold)
     if _image_present():
         return IMAGE
     with _Locked():
@@ -113,4 +136,4 @@ def remove_berth_containers():
 
 
 if __name__ == "__main__":
-    print(test_image())
+    print(test_image(hold=False))

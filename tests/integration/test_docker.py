@@ -23,7 +23,7 @@ SERVER_ARGS = ["--node-lost-after", "3s", "--heartbeat-interval", "500ms"]
 
 def setup_suite():
     """Docker up and the test image built, once, before these tests."""
-    dockerd.test_image()
+    dockerd.test_image(hold=False)
 LONG = 90.0  # deadline for anything Docker does on a loaded 2-core machine
 
 
@@ -464,3 +464,35 @@ def test_docker_service_runs_an_image_from_the_builtin_registry():
     finally:
         if ref:
             docker("rmi", "-f", ref, check_rc=False)
+
+
+@timeout(300)
+def test_docker_engine_restart_is_noticed_and_tasks_replaced():
+    # Restarting dockerd touches every test on this engine: wait for the others.
+    dockerd.exclusive_engine()
+    with all_in_one() as (s, node):
+        register(s, "dk-engine", [box("main", "sleep 3600", memory=16, stopTimeout=1)])
+        create_service(s, "dk-engine", "dk-engine", 2)
+        before = {t["taskId"] for t in wait_running(s, 2, "2 running tasks", service="dk-engine")}
+        # Never take down containers that are not the tests' own.
+        foreign = [i for i in docker("ps", "-q").split() if i not in docker("ps", "-q", "--filter", "label=berth.task").split()]
+        check(not foreign, "refusing to restart dockerd: %d running containers are not this test suite's" % len(foreign))
+        subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
+        wait_until(lambda: subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode != 0,
+                   wait=LONG, what="dockerd to stop")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging", "ensure-docker.sh")
+        r = subprocess.run(["sh", script], capture_output=True, text=True, timeout=180)
+        check(r.returncode == 0, "dockerd did not come back: %s" % r.stderr)
+        # The daemon's restart ended the containers; the agent notices, reports them
+        # stopped, and the service runs replacements on the engine that came back.
+        wait_until(lambda: all(task(s, t)["lastStatus"] == "STOPPED" for t in before), wait=LONG,
+                   what="the tasks the restart ended reported STOPPED")
+        try:
+            now = {t["taskId"] for t in wait_running(s, 2, "2 replacement tasks", service="dk-engine")}
+        except AssertionError as e:
+            raise AssertionError("%s\ntasks: %r\nlog:\n%s" % (e, [(t["taskId"][:8], t["lastStatus"], t.get("stoppedReason"))
+                                                                 for t in tasks(s, service="dk-engine")], s.logs()[-4000:]))
+        check(not (now & before), "old tasks still counted as running: %r" % (now & before))
+        wait_until(lambda: len(containers(node, service="dk-engine")) == 2, wait=LONG,
+                   what="docker running the 2 replacements")
+        check("docker engine lost" in s.logs(), "the agent did not say it lost the engine")
