@@ -2,6 +2,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <deque>
@@ -83,7 +84,8 @@ class Simulation {
     endpoint_ = ep.value();
     http::ClientOptions report_opts;
     report_opts.timeout_ms = 60000;
-    for (int i = 0; i < o_.report_connections; i++) {
+    int connections = o_.report_connections > 0 ? o_.report_connections : std::clamp(o_.nodes / 4, 32, 4096);
+    for (int i = 0; i < connections; i++) {
       reporters_.push_back(std::make_unique<http::Client>(loop_, endpoint_, report_opts));
     }
     for (int i = 0; i < o_.nodes; i++) nodes_.push_back(std::make_unique<SimNode>(this, i));

@@ -22,7 +22,9 @@ struct SimOptions {
   int zones = 3;
   int64_t start_delay_ms = 0;
   double fail_rate = 0;  // chance that a task fails to start (exit code 1)
-  int report_connections = 32;
+  // Connections that carry reports (a real agent has one of its own; simulated
+  // nodes share a pool). 0: one per 4 nodes, from 32 to 4096.
+  int report_connections = 0;
   uint64_t seed = 1;
 };
 

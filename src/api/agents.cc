@@ -1,5 +1,7 @@
 #include "api/agents.h"
 
+#include <algorithm>
+
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -48,37 +50,69 @@ void AgentHub::CloseStream(const std::string& node_id) {
   state_->SetNodeConnected(node_id, false, clock_->NowUnixMs());
 }
 
-std::string AgentHub::DesiredMessage(const model::Node& n) const {
-  json::Doc tasks = json::Doc::Array();
-  json::Doc defs = json::Doc::Object();
-  std::set<std::string> seen;
-  for (const std::string& id : n.tasks) {
-    const model::Task* t = state_->FindTask(id);
-    if (!t) continue;
-    std::string ref = t->family + ":" + std::to_string(t->revision);
-    json::Doc d = json::Doc::Object();
-    d.Set("taskId", t->id)
-        .Set("taskArn", t->arn)
-        .Set("cluster", t->cluster)
-        .Set("taskDefinition", ref)
-        .Set("desiredStatus", t->desired)
-        .Set("lastStatus", t->last)
-        .Set("group", t->group);
-    if (!t->service.empty()) d.Set("service", t->service);
-    tasks.Push(d);
-    if (seen.insert(ref).second) {
-      if (const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision)) {
-        defs.SetRaw(ref, td->JsonText());
-      }
+namespace {
+
+// json::AppendQuoted, with a fast path for the usual case of nothing to escape
+// (ids, ARNs, statuses).
+void AppendString(std::string* out, std::string_view s) {
+  for (char c : s) {
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+      json::AppendQuoted(out, s);
+      return;
     }
   }
-  json::Doc msg = json::Doc::Object();
-  msg.Set("type", "desired")
-      .Set("nodeId", n.id)
-      .Set("version", static_cast<int64_t>(n.desired_version))
-      .Set("tasks", tasks)
-      .Set("taskDefinitions", defs);
-  return msg.Print() + "\n";
+  out->push_back('"');
+  out->append(s);
+  out->push_back('"');
+}
+
+}  // namespace
+
+// The line is built by appending, not through a JSON tree: at scale the server
+// sends one per node whose set changed after every flush, and a tree of small
+// allocations per task was a large share of a scale-up's CPU.
+std::string AgentHub::DesiredMessage(const model::Node& n) const {
+  std::string out;
+  out.reserve(160 + n.tasks.size() * 320);
+  std::string defs;
+  std::vector<const model::TaskDefinition*> seen;
+  out.append("{\"type\":\"desired\",\"nodeId\":");
+  AppendString(&out, n.id);
+  out.append(",\"version\":").append(std::to_string(n.desired_version)).append(",\"tasks\":[");
+  bool first = true;
+  for (const auto& [id, t] : n.tasks) {
+    std::string ref = t->family + ":" + std::to_string(t->revision);
+    out.append(first ? "{\"taskId\":" : ",{\"taskId\":");
+    first = false;
+    AppendString(&out, t->id);
+    out.append(",\"taskArn\":");
+    AppendString(&out, t->arn);
+    out.append(",\"cluster\":");
+    AppendString(&out, t->cluster);
+    out.append(",\"taskDefinition\":");
+    AppendString(&out, ref);
+    out.append(",\"desiredStatus\":");
+    AppendString(&out, t->desired);
+    out.append(",\"lastStatus\":");
+    AppendString(&out, t->last);
+    out.append(",\"group\":");
+    AppendString(&out, t->group);
+    if (!t->service.empty()) {
+      out.append(",\"service\":");
+      AppendString(&out, t->service);
+    }
+    out.push_back('}');
+    const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision);
+    if (td && std::find(seen.begin(), seen.end(), td) == seen.end()) {
+      seen.push_back(td);
+      defs.append(defs.empty() ? "" : ",");
+      AppendString(&defs, ref);
+      defs.push_back(':');
+      defs.append(td->JsonText());
+    }
+  }
+  out.append("],\"taskDefinitions\":{").append(defs).append("}}\n");
+  return out;
 }
 
 void AgentHub::Send(const std::string& node_id, Stream& s) {
@@ -253,21 +287,20 @@ void AgentHub::AddRoutes(http::Router* router) {
           Result<std::string> reason = json::OptionalString(t, "reason", path + ".reason");
           if (!reason) return ex->Respond(http::ErrorResponse(reason.error()));
           json::View containers = t.Get("containers");
+          std::vector<model::ContainerState> parsed;
           if (containers.valid()) {
-            std::vector<model::ContainerState> parsed;
             if (Status s = model::ParseContainers(containers, &parsed); !s) {
               return ex->Respond(http::ErrorResponse(400, "InvalidParameter", path + "." + s.error().message));
             }
           }
           // Only what changed becomes a command: a report that repeats known
           // states is a heartbeat and writes nothing.
-          const model::Task* known = state_->FindTask(*task_id);
-          std::string containers_text = containers.valid() ? containers.Print() : "[]";
-          if (known && known->node == id && known->last == *last &&
-              (containers_text == "[]" || model::ContainersJson(*known).Print() == containers_text)) {
+          auto found = state_->tasks().find(*task_id);
+          const model::Task* known = found == state_->tasks().end() ? nullptr : &found->second;
+          if (known && known->node == id && known->last == *last && (parsed.empty() || known->containers == parsed)) {
             continue;
           }
-          cmd->reports.push_back({*task_id, *last, *reason, containers_text});
+          cmd->reports.push_back({*task_id, *last, *reason, containers.valid() ? containers.Print() : "[]"});
         }
         int64_t version = static_cast<int64_t>(n->desired_version);
         if (cmd->reports.empty()) {

@@ -90,9 +90,7 @@ void Scheduler::AddNode(ClusterEngine& ce, const model::Node& n) {
   ce.ids[ref] = n.id;
   ce.nodes[n.id] = NodeEntry{ref, Signature(n)};
   ce.engine.SetStatus(ref, n.status == "ACTIVE", n.connected);
-  for (const std::string& id : n.tasks) {
-    if (const model::Task* t = state_->FindTask(id)) ce.engine.AddTask(ref, Shape(*t), t->group);
-  }
+  for (const auto& [id, t] : n.tasks) ce.engine.AddTask(ref, Shape(*t), t->group);
 }
 
 void Scheduler::OnNodeChanged(const model::Node& n) {

@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/json.h"
@@ -68,7 +69,7 @@ class Scheduler final : public model::StateObserver {
   model::State* state_;
   uint64_t seed_;
   std::map<std::string, std::unique_ptr<ClusterEngine>> engines_;
-  std::set<std::string> provisional_;  // planned task ids not applied yet
+  std::unordered_set<std::string> provisional_;  // planned task ids not applied yet
 };
 
 }  // namespace berth::control

@@ -39,12 +39,7 @@ ServiceController::Flags ServiceController::FlagsOf(const model::Task& t) const 
 }
 
 void ServiceController::Apply(Tally& tally, const std::string& id, const Flags& f, int sign) {
-  tally.active += sign * f.active;
-  tally.stopping += sign * f.stopping;
-  tally.healthy += sign * f.healthy;
-  tally.running += sign * (f.running && (f.active || f.stopping));
-  tally.pending += sign * (f.pending && (f.active || f.stopping));
-  tally.draining += sign * f.draining;
+  Count(tally, f, sign);
   if (sign > 0) {
     if (f.active) tally.active_ids.insert(id);
     if (f.unhealthy) tally.unhealthy_ids.insert(id);
@@ -54,20 +49,49 @@ void ServiceController::Apply(Tally& tally, const std::string& id, const Flags& 
   }
 }
 
+void ServiceController::Count(Tally& tally, const Flags& f, int sign) {
+  tally.active += sign * f.active;
+  tally.stopping += sign * f.stopping;
+  tally.healthy += sign * f.healthy;
+  tally.running += sign * (f.running && (f.active || f.stopping));
+  tally.pending += sign * (f.pending && (f.active || f.stopping));
+  tally.draining += sign * f.draining;
+}
+
 void ServiceController::Track(const model::Task& t) {
   if (t.service.empty()) return;
   std::string key = model::State::ServiceKey(t.cluster, t.service);
+  Flags f = FlagsOf(t);
+  bool live = f.active || f.stopping;
   auto it = tasks_.find(t.id);
+  if (it != tasks_.end() && live && it->second.deployment == t.deployment) {
+    // A task that stays tracked (most often: an agent reported it PENDING or
+    // RUNNING) moves its counts; the id sets change only if its membership does.
+    Tally& tally = tallies_[key][t.deployment];
+    const Flags& was = it->second.flags;
+    Count(tally, was, -1);
+    Count(tally, f, +1);
+    if (was.active != f.active) {
+      if (f.active) tally.active_ids.insert(t.id);
+      else tally.active_ids.erase(t.id);
+    }
+    if (was.unhealthy != f.unhealthy) {
+      if (f.unhealthy) tally.unhealthy_ids.insert(t.id);
+      else tally.unhealthy_ids.erase(t.id);
+    }
+    it->second.flags = f;
+    dirty_.insert(std::move(key));
+    return;
+  }
   if (it != tasks_.end()) {
     Apply(tallies_[key][it->second.deployment], t.id, it->second.flags, -1);
     tasks_.erase(it);
   }
-  Flags f = FlagsOf(t);
-  if (f.active || f.stopping) {
+  if (live) {
     Apply(tallies_[key][t.deployment], t.id, f, +1);
     tasks_[t.id] = TaskView{key, t.deployment, f};
   }
-  dirty_.insert(key);
+  dirty_.insert(std::move(key));
 }
 
 void ServiceController::OnTaskChanged(const model::Task& t) {
@@ -90,10 +114,8 @@ void ServiceController::OnTaskChanged(const model::Task& t) {
 
 void ServiceController::OnNodeChanged(const model::Node& n) {
   // Draining or losing the agent changes which tasks need replacing; room may have appeared.
-  for (const std::string& id : n.tasks) {
-    if (const model::Task* t = state_->FindTask(id)) {
-      if (!t->service.empty()) Track(*t);
-    }
+  for (const auto& [id, t] : n.tasks) {
+    if (!t->service.empty()) Track(*t);
   }
   for (const auto& [key, why] : blocked_) dirty_.insert(key);
 }

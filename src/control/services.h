@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/clock.h"
 #include "control/scheduler.h"
@@ -57,7 +58,7 @@ class ServiceController final : public model::StateObserver {
   };
   struct Tally {
     int64_t active = 0, stopping = 0, healthy = 0, running = 0, pending = 0, draining = 0;
-    std::set<std::string> active_ids;
+    std::unordered_set<std::string> active_ids;  // which to stop first among equals is unspecified
     std::set<std::string> unhealthy_ids;
     int64_t failed = 0;  // tasks that failed while this deployment rolled out
   };
@@ -69,6 +70,7 @@ class ServiceController final : public model::StateObserver {
 
   Flags FlagsOf(const model::Task& t) const;
   void Apply(Tally& tally, const std::string& id, const Flags& f, int sign);
+  static void Count(Tally& tally, const Flags& f, int sign);  // the counts only, not the id sets
   void Track(const model::Task& t);
   void ReconcileOne(const std::string& key);
   void Event(const model::Service& s, std::string message);

@@ -37,19 +37,38 @@ std::string SetNodeStatus::Encode() const { return json::Doc::Object().Set("id",
 
 std::string DeregisterNode::Encode() const { return json::Doc::Object().Set("id", id).Set("force", force).Print(); }
 
+namespace {
+
+void AppendField(std::string* out, const char* key, std::string_view value) {
+  if (out->back() != '{') out->push_back(',');
+  json::AppendQuoted(out, key);
+  out->push_back(':');
+  json::AppendQuoted(out, value);
+}
+
+}  // namespace
+
+// PlaceTasks and ReportTasks carry thousands of entries at scale: their log
+// payloads are built by appending rather than through a JSON tree.
 std::string PlaceTasks::Encode() const {
-  json::Doc list = json::Doc::Array();
-  for (const Placement& p : placements) list.Push(json::Doc::Object().Set("task", p.task_id).Set("node", p.node));
-  return json::Doc::Object()
-      .Set("cluster", cluster)
-      .Set("family", family)
-      .Set("revision", revision)
-      .Set("group", group)
-      .Set("startedBy", started_by)
-      .Set("service", service)
-      .Set("deployment", deployment)
-      .Set("placements", list)
-      .Print();
+  std::string out = "{";
+  AppendField(&out, "cluster", cluster);
+  AppendField(&out, "family", family);
+  out.append(",\"revision\":").append(std::to_string(revision));
+  AppendField(&out, "group", group);
+  AppendField(&out, "startedBy", started_by);
+  AppendField(&out, "service", service);
+  AppendField(&out, "deployment", deployment);
+  out.append(",\"placements\":[");
+  out.reserve(out.size() + placements.size() * 64 + 2);
+  for (const Placement& p : placements) {
+    out.append(out.back() == '[' ? "{" : ",{");
+    AppendField(&out, "task", p.task_id);
+    AppendField(&out, "node", p.node);
+    out.push_back('}');
+  }
+  out.append("]}");
+  return out;
 }
 
 std::string StopTasks::Encode() const {
@@ -59,15 +78,21 @@ std::string StopTasks::Encode() const {
 }
 
 std::string ReportTasks::Encode() const {
-  json::Doc list = json::Doc::Array();
+  std::string out = "{";
+  AppendField(&out, "node", node);
+  out.append(",\"reports\":[");
   for (const Report& r : reports) {
-    json::Doc d = json::Doc::Object();
-    d.Set("task", r.task_id).Set("last", r.last).Set("reason", r.reason);
-    Result<json::Doc> c = json::Doc::Parse(r.containers);
-    if (c) d.Set("containers", c.value());
-    list.Push(d);
+    out.append(out.back() == '[' ? "{" : ",{");
+    AppendField(&out, "task", r.task_id);
+    AppendField(&out, "last", r.last);
+    AppendField(&out, "reason", r.reason);
+    // `containers` is JSON text that passed ParseContainers before the command
+    // applied (only applied commands are logged), so it goes in as it is.
+    if (!r.containers.empty()) out.append(",\"containers\":").append(r.containers);
+    out.push_back('}');
   }
-  return json::Doc::Object().Set("node", node).Set("reports", list).Print();
+  out.append("]}");
+  return out;
 }
 
 std::string NodeLost::Encode() const { return json::Doc::Object().Set("node", node).Set("reason", reason).Print(); }

@@ -15,6 +15,8 @@
 
 namespace berth::model {
 
+struct Task;
+
 struct Node {
   std::string id;  // chosen by the agent (kept in its state dir) or by the server
   std::string cluster;
@@ -30,7 +32,10 @@ struct Node {
   int64_t used_cpu = 0;
   int64_t used_memory = 0;
   std::multiset<std::pair<int, bool>> ports;  // (host port, udp) in use
-  std::set<std::string> tasks;                // ids of tasks here not yet STOPPED
+  // The tasks here not yet STOPPED, by id. They live in State::tasks(), which never
+  // drops a task while a node holds it; the pointer saves a lookup per task each
+  // time the node's desired set is sent.
+  std::map<std::string, const Task*, std::less<>> tasks;
   int64_t running = 0;                        // of those, RUNNING
   int64_t pending = 0;                        // of those, PROVISIONING or PENDING
 

@@ -1,6 +1,7 @@
 // State: nodes and tasks — registration, placement, stopping, agent reports and
 // node loss, with the resource accounting the scheduler relies on.
 #include <algorithm>
+#include <unordered_map>
 
 #include "model/state.h"
 
@@ -39,6 +40,30 @@ std::string TaskHealth(const Task& t, const TaskDefinition* td) {
     if (checked && c.health != "HEALTHY") all_healthy = false;
   }
   return any_checked && all_healthy ? "HEALTHY" : "UNKNOWN";
+}
+
+// Writes a task's row; `containers` is ContainersText(t), passed in so that a
+// command placing many tasks of one task definition prints it once.
+Status WriteTaskRow(store::Db& db, const Task& t, bool insert, const std::string& containers) {
+  if (insert) {
+    Result<store::Stmt*> s = db.Cached(
+        "INSERT INTO tasks (id, cluster, node, family, revision, grp, started_by, service, deployment, desired, last,"
+        " stopped_reason, stop_code, health, containers, created_ms, started_ms, stopping_ms, stopped_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
+    if (!s) return s.take_error();
+    (*s)->Bind(1, t.id).Bind(2, t.cluster).Bind(3, t.node).Bind(4, t.family).Bind(5, t.revision).Bind(6, t.group);
+    (*s)->Bind(7, t.started_by).Bind(8, t.service).Bind(9, t.deployment).Bind(10, t.desired).Bind(11, t.last);
+    (*s)->Bind(12, t.stopped_reason).Bind(13, t.stop_code).Bind(14, t.health).Bind(15, containers);
+    (*s)->Bind(16, t.created_ms).Bind(17, t.started_ms).Bind(18, t.stopping_ms).Bind(19, t.stopped_ms);
+    return (*s)->Run();
+  }
+  Result<store::Stmt*> s = db.Cached(
+      "UPDATE tasks SET desired = ?2, last = ?3, stopped_reason = ?4, stop_code = ?5, health = ?6, containers = ?7,"
+      " started_ms = ?8, stopping_ms = ?9, stopped_ms = ?10 WHERE id = ?1");
+  if (!s) return s.take_error();
+  (*s)->Bind(1, t.id).Bind(2, t.desired).Bind(3, t.last).Bind(4, t.stopped_reason).Bind(5, t.stop_code);
+  (*s)->Bind(6, t.health).Bind(7, containers).Bind(8, t.started_ms).Bind(9, t.stopping_ms).Bind(10, t.stopped_ms);
+  return (*s)->Run();
 }
 
 }  // namespace
@@ -110,26 +135,7 @@ bool State::Transition(Task& t, const std::string& last, int64_t now_ms) {
 }
 
 Status State::SaveTask(store::Db& db, const Task& t, bool insert) {
-  std::string containers = ContainersJson(t).Print();
-  if (insert) {
-    Result<store::Stmt*> s = db.Cached(
-        "INSERT INTO tasks (id, cluster, node, family, revision, grp, started_by, service, deployment, desired, last,"
-        " stopped_reason, stop_code, health, containers, created_ms, started_ms, stopping_ms, stopped_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)");
-    if (!s) return s.take_error();
-    (*s)->Bind(1, t.id).Bind(2, t.cluster).Bind(3, t.node).Bind(4, t.family).Bind(5, t.revision).Bind(6, t.group);
-    (*s)->Bind(7, t.started_by).Bind(8, t.service).Bind(9, t.deployment).Bind(10, t.desired).Bind(11, t.last);
-    (*s)->Bind(12, t.stopped_reason).Bind(13, t.stop_code).Bind(14, t.health).Bind(15, containers);
-    (*s)->Bind(16, t.created_ms).Bind(17, t.started_ms).Bind(18, t.stopping_ms).Bind(19, t.stopped_ms);
-    return (*s)->Run();
-  }
-  Result<store::Stmt*> s = db.Cached(
-      "UPDATE tasks SET desired = ?2, last = ?3, stopped_reason = ?4, stop_code = ?5, health = ?6, containers = ?7,"
-      " started_ms = ?8, stopping_ms = ?9, stopped_ms = ?10 WHERE id = ?1");
-  if (!s) return s.take_error();
-  (*s)->Bind(1, t.id).Bind(2, t.desired).Bind(3, t.last).Bind(4, t.stopped_reason).Bind(5, t.stop_code);
-  (*s)->Bind(6, t.health).Bind(7, containers).Bind(8, t.started_ms).Bind(9, t.stopping_ms).Bind(10, t.stopped_ms);
-  return (*s)->Run();
+  return WriteTaskRow(db, t, insert, ContainersText(t));
 }
 
 Status State::LoadNodesAndTasks(store::Db& db) {
@@ -197,16 +203,16 @@ Status State::LoadNodesAndTasks(store::Db& db) {
       t.has_health_check = td->has_health_check;
     }
     CountTask(t, +1);
-    if (!t.stopped()) {
-      auto n = nodes_.find(t.node);
+    const Task& stored = tasks_.emplace(t.id, std::move(t)).first->second;
+    if (!stored.stopped()) {
+      auto n = nodes_.find(stored.node);
       if (n != nodes_.end()) {
-        n->second.used_cpu += t.cpu;
-        n->second.used_memory += t.memory;
-        for (const auto& p : t.fixed_ports) n->second.ports.insert(p);
-        n->second.tasks.insert(t.id);
+        n->second.used_cpu += stored.cpu;
+        n->second.used_memory += stored.memory;
+        for (const auto& p : stored.fixed_ports) n->second.ports.insert(p);
+        n->second.tasks.emplace(stored.id, &stored);
       }
     }
-    tasks_.emplace(t.id, std::move(t));
   }
   return {};
 }
@@ -268,7 +274,8 @@ Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNo
     return Error::Conflict("NodeHasTasks", "node " + c.id + " still has " + std::to_string(n.tasks.size()) +
                                                " task(s); drain it first or deregister with force");
   }
-  std::vector<std::string> ids(n.tasks.begin(), n.tasks.end());
+  std::vector<std::string> ids;
+  for (const auto& [id, t] : n.tasks) ids.push_back(id);
   for (const std::string& id : ids) {
     Task& t = tasks_[id];
     t.stopped_reason = "node " + c.id + " was deregistered";
@@ -299,10 +306,15 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
   std::vector<std::pair<int, bool>> fixed = td->FixedPorts();
   bool has_health = td->has_health_check;
   // Check every placement against what is free now (a plan can be stale), as a whole.
-  std::map<std::string, std::pair<int64_t, int64_t>> extra;  // node → (cpu, memory) added by this command
+  // node → (cpu, memory) added by this command
+  std::unordered_map<std::string_view, std::pair<int64_t, int64_t>> extra;
+  extra.reserve(c.placements.size());
+  std::vector<Node*> targets;  // the node of each placement
+  targets.reserve(c.placements.size());
   for (const PlaceTasks::Placement& p : c.placements) {
     auto n = nodes_.find(p.node);
     if (n == nodes_.end()) return Error::Conflict("PlacementInvalid", "node " + p.node + " does not exist");
+    targets.push_back(&n->second);
     const Node& node = n->second;
     if (node.cluster != c.cluster) return Error::Conflict("PlacementInvalid", "node " + p.node + " is not in " + c.cluster);
     if (node.status != "ACTIVE") return Error::Conflict("PlacementInvalid", "node " + p.node + " is " + node.status);
@@ -319,45 +331,53 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
     }
     if (tasks_.count(p.task_id)) return Error::Conflict("PlacementInvalid", "task " + p.task_id + " exists already");
   }
-  json::Doc arns = json::Doc::Array();
-  for (const PlaceTasks::Placement& p : c.placements) {
-    Task t;
+  // Every task of the command starts out alike but for its id and node: one
+  // template, and its containers' text printed once for all the rows.
+  Task proto;
+  proto.cluster = c.cluster;
+  proto.family = c.family;
+  proto.revision = c.revision;
+  proto.group = c.group;
+  proto.started_by = c.started_by;
+  proto.service = c.service;
+  proto.deployment = c.deployment;
+  proto.cpu = td->cpu;
+  proto.memory = td->memory;
+  proto.fixed_ports = fixed;
+  proto.has_health_check = has_health;
+  proto.created_ms = c.time_ms;
+  for (const ContainerSummary& cs : td->containers) {
+    ContainerState st;
+    st.name = cs.name;
+    proto.containers.push_back(std::move(st));
+  }
+  const std::string containers = ContainersText(proto);
+  std::string reply = "{\"taskArns\":[";
+  for (size_t i = 0; i < c.placements.size(); i++) {
+    const PlaceTasks::Placement& p = c.placements[i];
+    Task t = proto;
     t.id = p.task_id;
     t.arn = TaskArn(c.cluster, t.id);
-    t.cluster = c.cluster;
     t.node = p.node;
-    t.family = c.family;
-    t.revision = c.revision;
-    t.group = c.group;
-    t.started_by = c.started_by;
-    t.service = c.service;
-    t.deployment = c.deployment;
-    t.cpu = td->cpu;
-    t.memory = td->memory;
-    t.fixed_ports = fixed;
-    t.has_health_check = has_health;
-    t.created_ms = c.time_ms;
-    for (const ContainerSummary& cs : td->containers) {
-      ContainerState st;
-      st.name = cs.name;
-      t.containers.push_back(std::move(st));
-    }
-    if (Status s = SaveTask(db, t, true); !s) return s.take_error();
-    arns.Push(t.arn);
-    Node& node = nodes_[p.node];
+    if (Status s = WriteTaskRow(db, t, true, containers); !s) return s.take_error();
+    if (reply.back() != '[') reply.push_back(',');
+    json::AppendQuoted(&reply, t.arn);
+    Node& node = *targets[i];
     node.used_cpu += t.cpu;
     node.used_memory += t.memory;
     for (const auto& port : fixed) node.ports.insert(port);
-    node.tasks.insert(t.id);
-    CountTask(t, +1);
+    node.pending++;  // CountTask(t, +1) for a PROVISIONING task, without finding the node again
+    AdjustClusterCounts(c.cluster, 0, 0, 0, 1);
     Task& stored = tasks_.emplace(t.id, std::move(t)).first->second;
+    node.tasks.emplace(stored.id, &stored);
     for (StateObserver* o : observers_) {
       o->OnTaskAccounted(stored, node);
       o->OnTaskChanged(stored);
     }
     DesiredChanged(node);
   }
-  return json::Doc::Object().Set("taskArns", arns).Print();
+  reply.append("]}");
+  return reply;
 }
 
 Result<std::string> State::ApplyStopTasks(store::Db& db, const StopTasks& c) {
@@ -404,10 +424,9 @@ Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c)
       if (!doc) return doc.take_error();
       std::vector<ContainerState> containers;
       if (Status s = ParseContainers(doc->view(), &containers); !s) return s.take_error();
-      if (ContainersJson(t).Print() != doc->view().Print()) {
+      if (containers != t.containers) {
         t.containers = std::move(containers);
-        std::string health = TaskHealth(t, FindTaskDefinition(t.family, t.revision));
-        t.health = health;
+        t.health = TaskHealth(t, FindTaskDefinition(t.family, t.revision));
         any = true;
       }
     }
@@ -427,7 +446,8 @@ Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c)
 Result<std::string> State::ApplyNodeLost(store::Db& db, const NodeLost& c) {
   auto n = nodes_.find(c.node);
   if (n == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
-  std::vector<std::string> ids(n->second.tasks.begin(), n->second.tasks.end());
+  std::vector<std::string> ids;
+  for (const auto& [id, t] : n->second.tasks) ids.push_back(id);
   for (const std::string& id : ids) {
     Task& t = tasks_[id];
     t.stopped_reason = c.reason;

@@ -33,6 +33,40 @@ json::Doc ContainersJson(const Task& t) {
   return list;
 }
 
+std::string ContainersText(const Task& t) {
+  std::string out = "[";
+  for (const ContainerState& c : t.containers) {
+    if (out.size() > 1) out.push_back(',');
+    out.append("{\"name\":");
+    json::AppendQuoted(&out, c.name);
+    out.append(",\"lastStatus\":");
+    json::AppendQuoted(&out, c.last_status);
+    out.append(",\"healthStatus\":");
+    json::AppendQuoted(&out, c.health);
+    if (c.exit_code) out.append(",\"exitCode\":").append(std::to_string(*c.exit_code));
+    if (!c.reason.empty()) {
+      out.append(",\"reason\":");
+      json::AppendQuoted(&out, c.reason);
+    }
+    if (!c.runtime_id.empty()) {
+      out.append(",\"runtimeId\":");
+      json::AppendQuoted(&out, c.runtime_id);
+    }
+    out.append(",\"networkBindings\":[");
+    for (size_t i = 0; i < c.bindings.size(); i++) {
+      const NetworkBinding& nb = c.bindings[i];
+      out.append(i ? ",{\"bindIP\":" : "{\"bindIP\":");
+      json::AppendQuoted(&out, nb.bind_ip);
+      out.append(",\"containerPort\":").append(std::to_string(nb.container_port));
+      out.append(",\"hostPort\":").append(std::to_string(nb.host_port));
+      out.append(nb.udp ? ",\"protocol\":\"udp\"}" : ",\"protocol\":\"tcp\"}");
+    }
+    out.append("]}");
+  }
+  out.push_back(']');
+  return out;
+}
+
 Status ParseContainers(json::View v, std::vector<ContainerState>* out) {
   out->clear();
   if (!v.IsArray()) return Error::Invalid("containers: must be an array");

@@ -18,6 +18,7 @@ struct NetworkBinding {
   int host_port = 0;
   bool udp = false;
   std::string bind_ip = "0.0.0.0";
+  bool operator==(const NetworkBinding&) const = default;
 };
 
 struct ContainerState {
@@ -28,6 +29,7 @@ struct ContainerState {
   std::string reason;
   std::string runtime_id;  // the Docker container id
   std::vector<NetworkBinding> bindings;
+  bool operator==(const ContainerState&) const = default;
 };
 
 struct Task {
@@ -64,6 +66,9 @@ struct Task {
 std::string TaskArn(std::string_view cluster, std::string_view id);
 json::Doc TaskJson(const Task& t);
 json::Doc ContainersJson(const Task& t);
+// The same as ContainersJson(t).Print(), built by appending (a task row is written
+// on every change of the task, so this is on the hot path of placing and reporting).
+std::string ContainersText(const Task& t);
 // Reads the containers' JSON back (from the tasks table).
 Status ParseContainers(json::View v, std::vector<ContainerState>* out);
 

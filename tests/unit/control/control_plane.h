@@ -226,8 +226,7 @@ class ControlPlane {
       if (!played.count(id) || !n.connected) continue;
       auto cmd = std::make_unique<model::ReportTasks>();
       cmd->node = id;
-      for (const std::string& task_id : n.tasks) {
-        const model::Task* t = state.FindTask(task_id);
+      for (const auto& [task_id, t] : n.tasks) {
         if (!t || t->stopped()) continue;
         if (advance_chance < 1.0 && coin(rng_) >= advance_chance) continue;
         model::ReportTasks::Report r;

@@ -60,3 +60,53 @@ TEST_CASE("commands: roles", "[model][commands]") {
   for (const char* role : {"admin", "deploy", "read-only", "agent"}) CHECK(model::IsValidRole(role));
   for (const char* role : {"", "Admin", "root", "read_only", "admin "}) CHECK_FALSE(model::IsValidRole(role));
 }
+
+TEST_CASE("commands: PlaceTasks and ReportTasks round trip through their appended encoding",
+          "[model][commands]") {
+  SECTION("PlaceTasks") {
+    model::PlaceTasks c;
+    c.cluster = "default";
+    c.family = "web \"x\"";
+    c.revision = 12;
+    c.group = "service:web";
+    c.started_by = "ecs-svc/1";
+    c.service = "web";
+    c.deployment = "ecs-svc/1";
+    c.placements = {{"t1", "n1"}, {"t2", "n\\2"}};
+    auto back = model::DecodeCommand(c.Type(), c.Encode(), 5);
+    REQUIRE(back.ok());
+    auto& p = static_cast<model::PlaceTasks&>(**back);
+    CHECK(p.cluster == c.cluster);
+    CHECK(p.family == c.family);
+    CHECK(p.revision == 12);
+    CHECK(p.group == c.group);
+    CHECK(p.started_by == c.started_by);
+    CHECK(p.service == c.service);
+    CHECK(p.deployment == c.deployment);
+    REQUIRE(p.placements.size() == 2);
+    CHECK(p.placements[1].task_id == "t2");
+    CHECK(p.placements[1].node == "n\\2");
+  }
+  SECTION("PlaceTasks without placements") {
+    model::PlaceTasks c;
+    auto back = model::DecodeCommand(c.Type(), c.Encode(), 5);
+    REQUIRE(back.ok());
+    CHECK(static_cast<model::PlaceTasks&>(**back).placements.empty());
+  }
+  SECTION("ReportTasks") {
+    model::ReportTasks c;
+    c.node = "n1";
+    c.reports.push_back({"t1", "RUNNING", "", R"([{"name":"app","lastStatus":"RUNNING","exitCode":null}])"});
+    c.reports.push_back({"t2", "STOPPED", "exit \"1\"", ""});
+    auto back = model::DecodeCommand(c.Type(), c.Encode(), 5);
+    REQUIRE(back.ok());
+    auto& r = static_cast<model::ReportTasks&>(**back);
+    CHECK(r.node == "n1");
+    REQUIRE(r.reports.size() == 2);
+    CHECK(r.reports[0].task_id == "t1");
+    CHECK(r.reports[0].last == "RUNNING");
+    CHECK(r.reports[0].containers == c.reports[0].containers);
+    CHECK(r.reports[1].reason == "exit \"1\"");
+    CHECK(r.reports[1].containers == "[]");
+  }
+}
