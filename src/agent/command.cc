@@ -19,6 +19,7 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
     {"state-dir", true, "DIR", "where the agent keeps its node id (default /var/lib/berth-agent)"},
     {"reserved-memory", true, "MIB", "memory kept back from tasks (default 256)"},
+    {"reserved-ports", true, "LIST", "host ports tasks may not take, e.g. 22,53/udp (default 22, and a local server's port)"},
     {"container-retention", true, "DURATION", "stopped containers are removed after this (default 1h)"},
     {"image-cleanup-after", true, "DURATION", "images the agent pulled, unused this long, are removed (default 1h)"},
     {"simulate", true, "N", "run N simulated nodes (no Docker) for scale tests"},
@@ -61,6 +62,17 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
       return 2;
     }
     o.attributes[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (p.Has("reserved-ports")) {
+    o.reserved_ports.clear();
+    std::string list = p.Get("reserved-ports");
+    for (size_t at = 0; at <= list.size();) {
+      size_t comma = list.find(',', at);
+      std::string item = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+      if (!item.empty()) o.reserved_ports.push_back(item);
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
   }
   if (p.Has("reserved-memory")) {
     Result<uint64_t> v = flags::ParseCount(p.Get("reserved-memory"), "reserved-memory");

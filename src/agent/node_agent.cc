@@ -114,6 +114,7 @@ class NodeAgentImpl {
       if (server_.host == "127.0.0.1" || server_.host == "localhost" || server_.host == "0.0.0.0") {
         o_.registry_hosts.push_back("127.0.0.1:" + port);
         o_.registry_hosts.push_back("localhost:" + port);
+        o_.reserved_ports.push_back(port);  // the server shares this host
       }
     }
     http::ClientOptions co;
@@ -637,6 +638,9 @@ class NodeAgentImpl {
         .Set("cpu", CpuUnits(host_))
         .Set("memory", OfferedMemory(host_, o_.reserved_memory_mib))
         .Set("attributes", attrs);
+    json::Doc reserved = json::Doc::Array();
+    for (const std::string& p : o_.reserved_ports) reserved.Push(p);
+    body.Set("reservedPorts", reserved);
     if (!node_id_.empty()) body.Set("nodeId", node_id_);
     reporter_->Send(Request("POST", "/v1/agent/register", body.Print()), [this](Result<http::ClientResponse> r) {
       if (shut_) return;

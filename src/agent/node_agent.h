@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
@@ -35,6 +36,9 @@ struct NodeAgentOptions {
   std::string state_dir = "/var/lib/berth-agent";  // keeps the node id
   std::map<std::string, std::string> attributes;
   int64_t reserved_memory_mib = 256;
+  // Host ports tasks may not take ("22", "53/udp"); the server's own port is
+  // added when the server runs on this host.
+  std::vector<std::string> reserved_ports = {"22"};
   int64_t container_retention_ms = 3600 * 1000;  // stopped containers are removed after this
   int64_t image_cleanup_after_ms = 3600 * 1000;  // images we pulled, unused this long, are removed
   int64_t resync_ms = 30 * 1000;                 // full comparison with Docker, besides /events

@@ -205,6 +205,20 @@ void AgentHub::AddRoutes(http::Router* router) {
       cmd->attributes[std::string(a.Key())] = std::string(a.String());
     }
     if (cmd->attributes.size() > 64) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: at most 64"));
+    // reservedPorts: the host's own ports ("22", "7070", "53/udp"), never given to tasks.
+    json::View reserved = v.Get("reservedPorts");
+    if (reserved.valid() && !reserved.IsArray()) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: must be an array"));
+    }
+    std::string ports_text;
+    for (json::View p : reserved) {
+      std::string item = p.IsNumber() ? std::to_string(static_cast<int64_t>(p.Number())) : std::string(p.String());
+      if (!p.IsNumber() && !p.IsString()) item = "?";
+      ports_text += (ports_text.empty() ? "" : ",") + item;
+    }
+    Result<std::vector<std::pair<int, bool>>> ports = model::ParsePortsText(ports_text);
+    if (!ports) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: " + ports.error().message));
+    cmd->reserved_ports = std::move(ports.value());
     cmd->id = *node_id;
     if (cmd->id.empty()) {
       uint8_t raw[6];

@@ -68,7 +68,7 @@ Scheduler::ClusterEngine& Scheduler::For(const std::string& cluster) {
 std::string Scheduler::Signature(const model::Node& n) {
   std::string s = std::to_string(n.cpu) + "/" + std::to_string(n.memory);
   for (const auto& [k, v] : n.attributes) s += "|" + k + "=" + v;
-  return s;
+  return s + "|ports=" + model::PortsText(n.reserved_ports);
 }
 
 sched::TaskShape Scheduler::Shape(const model::Task& t) {
@@ -85,6 +85,7 @@ void Scheduler::AddNode(ClusterEngine& ce, const model::Node& n) {
   spec.attributes = n.attributes;
   spec.cpu = n.cpu;
   spec.memory = n.memory;
+  for (const auto& [port, udp] : n.reserved_ports) spec.reserved_ports.push_back({static_cast<uint16_t>(port), udp});
   sched::Engine::NodeRef ref = ce.engine.AddNode(spec);
   if (ce.ids.size() <= ref) ce.ids.resize(ref + 1);
   ce.ids[ref] = n.id;

@@ -1,6 +1,7 @@
 #include "model/commands.h"
 
 #include "base/json.h"
+#include "model/node.h"
 
 namespace berth::model {
 
@@ -30,6 +31,7 @@ std::string RegisterNode::Encode() const {
       .Set("cpu", cpu)
       .Set("memory", memory)
       .Set("attributes", attrs)
+      .Set("reservedPorts", PortsText(reserved_ports))
       .Print();
 }
 
@@ -162,6 +164,9 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
       return st.take_error();
     }
     for (json::View a : v.Get("attributes")) c->attributes[std::string(a.Key())] = std::string(a.String());
+    Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(v.Get("reservedPorts").String());
+    if (!reserved) return reserved.take_error();
+    c->reserved_ports = std::move(reserved.value());
     return store::CommandPtr(std::move(c));
   }
   if (type == "SetNodeStatus") {

@@ -46,6 +46,7 @@ struct RegisterNode final : store::Command {
   int64_t cpu = 0;
   int64_t memory = 0;
   std::map<std::string, std::string> attributes;
+  std::vector<std::pair<int, bool>> reserved_ports;  // (port, udp)
   const char* Type() const override { return "RegisterNode"; }
   std::string Encode() const override;
 };

@@ -1,5 +1,7 @@
 #include "model/node.h"
 
+#include <set>
+
 #include "model/cluster.h"
 
 namespace berth::model {
@@ -34,23 +36,58 @@ Status ValidateAttribute(std::string_view name, std::string_view value) {
   return {};
 }
 
+std::string PortsText(const std::vector<std::pair<int, bool>>& ports) {
+  std::set<std::pair<int, bool>> sorted(ports.begin(), ports.end());
+  std::string out;
+  for (const auto& [port, udp] : sorted) {
+    if (!out.empty()) out += ",";
+    out += std::to_string(port) + (udp ? "/udp" : "");
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<int, bool>>> ParsePortsText(std::string_view text) {
+  std::vector<std::pair<int, bool>> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t comma = text.find(',', at);
+    std::string_view item = text.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+    at = comma == std::string_view::npos ? text.size() : comma + 1;
+    bool udp = false;
+    if (item.ends_with("/udp")) {
+      udp = true;
+      item.remove_suffix(4);
+    } else if (item.ends_with("/tcp")) {
+      item.remove_suffix(4);
+    }
+    int port = 0;
+    for (char c : item) port = c >= '0' && c <= '9' && port < 100000 ? port * 10 + (c - '0') : 1 << 30;
+    if (item.empty() || port < 1 || port > 65535) {
+      return Error::Invalid("reserved port '" + std::string(item) + "': must be 1-65535, optionally with /tcp or /udp");
+    }
+    out.emplace_back(port, udp);
+    if (out.size() > 100) return Error::Invalid("reserved ports: at most 100");
+  }
+  return out;
+}
+
 json::Doc NodeJson(const Node& n) {
   json::Doc attrs = json::Doc::Array();
   for (const auto& [k, v] : n.attributes) attrs.Push(json::Doc::Object().Set("name", k).Set("value", v));
-  auto resources = [](int64_t cpu, int64_t mem, const Node* ports_of) {
+  // As ECS shows them: registered PORTS are the host's reserved ones; remaining
+  // PORTS are every port in use (reserved and the tasks').
+  auto resources = [](int64_t cpu, int64_t mem, const std::multiset<std::pair<int, bool>>& ports) {
     json::Doc r = json::Doc::Array();
     r.Push(json::Doc::Object().Set("name", "CPU").Set("type", "INTEGER").Set("integerValue", cpu));
     r.Push(json::Doc::Object().Set("name", "MEMORY").Set("type", "INTEGER").Set("integerValue", mem));
-    if (ports_of) {
-      json::Doc tcp = json::Doc::Array(), udp = json::Doc::Array();
-      int last_tcp = -1, last_udp = -1;
-      for (const auto& [port, is_udp] : ports_of->ports) {
-        if (is_udp && port != last_udp) udp.Push(std::to_string(port)), last_udp = port;
-        if (!is_udp && port != last_tcp) tcp.Push(std::to_string(port)), last_tcp = port;
-      }
-      r.Push(json::Doc::Object().Set("name", "PORTS").Set("type", "STRINGSET").Set("stringSetValue", tcp));
-      r.Push(json::Doc::Object().Set("name", "PORTS_UDP").Set("type", "STRINGSET").Set("stringSetValue", udp));
+    json::Doc tcp = json::Doc::Array(), udp = json::Doc::Array();
+    int last_tcp = -1, last_udp = -1;
+    for (const auto& [port, is_udp] : ports) {
+      if (is_udp && port != last_udp) udp.Push(std::to_string(port)), last_udp = port;
+      if (!is_udp && port != last_tcp) tcp.Push(std::to_string(port)), last_tcp = port;
     }
+    r.Push(json::Doc::Object().Set("name", "PORTS").Set("type", "STRINGSET").Set("stringSetValue", tcp));
+    r.Push(json::Doc::Object().Set("name", "PORTS_UDP").Set("type", "STRINGSET").Set("stringSetValue", udp));
     return r;
   };
   json::Doc d = json::Doc::Object();
@@ -63,8 +100,9 @@ json::Doc NodeJson(const Node& n) {
       .Set("agentConnected", n.connected)
       .Set("runningTasksCount", n.running)
       .Set("pendingTasksCount", n.pending)
-      .Set("registeredResources", resources(n.cpu, n.memory, nullptr))
-      .Set("remainingResources", resources(n.cpu - n.used_cpu, n.memory - n.used_memory, &n))
+      .Set("registeredResources",
+           resources(n.cpu, n.memory, std::multiset<std::pair<int, bool>>(n.reserved_ports.begin(), n.reserved_ports.end())))
+      .Set("remainingResources", resources(n.cpu - n.used_cpu, n.memory - n.used_memory, n.ports))
       .Set("attributes", attrs)
       .Set("registeredAt", static_cast<double>(n.registered_ms) / 1000.0);
   if (n.last_heartbeat_ms > 0) d.Set("lastHeartbeatAt", static_cast<double>(n.last_heartbeat_ms) / 1000.0);

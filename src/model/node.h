@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "base/json.h"
 #include "base/result.h"
@@ -26,6 +27,7 @@ struct Node {
   int64_t cpu = 0;                // registered CPU units
   int64_t memory = 0;             // registered MiB
   std::map<std::string, std::string> attributes;
+  std::vector<std::pair<int, bool>> reserved_ports;  // (port, udp) the host keeps for itself
   int64_t registered_ms = 0;
 
   // Derived from the tasks placed here and not yet STOPPED.
@@ -52,6 +54,9 @@ Status ValidateNodeId(std::string_view id, std::string_view field = "nodeId");
 // Attribute names and values: ECS's rules (names 1-128 of letters, digits, - _ . /;
 // values up to 128 printable characters).
 Status ValidateAttribute(std::string_view name, std::string_view value);
+// Reserved ports as stored and logged: "22,7070,53/udp" (sorted, no repeats), and back.
+std::string PortsText(const std::vector<std::pair<int, bool>>& ports);
+Result<std::vector<std::pair<int, bool>>> ParsePortsText(std::string_view text);
 // The ECS `ContainerInstance` JSON shape.
 json::Doc NodeJson(const Node& n);
 

@@ -143,7 +143,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   tasks_.clear();
   {
     Result<store::Stmt> s =
-        db.Prepare("SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms FROM nodes");
+        db.Prepare("SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports FROM nodes");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -161,6 +161,10 @@ Status State::LoadNodesAndTasks(store::Db& db) {
         for (json::View a : attrs->view()) n.attributes[std::string(a.Key())] = std::string(a.String());
       }
       n.registered_ms = s->Int(7);
+      if (Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(s->Text(8)); reserved) {
+        n.reserved_ports = std::move(reserved.value());
+        for (const auto& p : n.reserved_ports) n.ports.insert(p);
+      }
       n.arn = NodeArn(n.cluster, n.id);
       AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
       nodes_.emplace(n.id, std::move(n));
@@ -238,13 +242,24 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   n.cpu = c.cpu;
   n.memory = c.memory;
   n.attributes = c.attributes;
+  if (c.reserved_ports.size() > 100) return Error::Invalid("reservedPorts: at most 100");
+  for (const auto& [port, udp] : c.reserved_ports) {
+    if (port < 1 || port > 65535) return Error::Invalid("reservedPorts: " + std::to_string(port) + " is not 1-65535");
+  }
+  // The host's own ports are in use like a task's: no task is placed on them.
+  for (const auto& p : n.reserved_ports) {
+    auto used = n.ports.find(p);
+    if (used != n.ports.end()) n.ports.erase(used);
+  }
+  n.reserved_ports = c.reserved_ports;
+  for (const auto& p : n.reserved_ports) n.ports.insert(p);
   if (!existed) n.registered_ms = c.time_ms;
   Result<store::Stmt*> s = db.Cached(
-      "INSERT OR REPLACE INTO nodes (id, cluster, hostname, status, cpu, memory, attributes, registered_ms)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+      "INSERT OR REPLACE INTO nodes (id, cluster, hostname, status, cpu, memory, attributes, registered_ms,"
+      " reserved_ports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!s) return s.take_error();
   (*s)->Bind(1, n.id).Bind(2, n.cluster).Bind(3, n.hostname).Bind(4, n.status).Bind(5, n.cpu).Bind(6, n.memory);
-  (*s)->Bind(7, AttributesText(n.attributes)).Bind(8, n.registered_ms);
+  (*s)->Bind(7, AttributesText(n.attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
   if (Status st = (*s)->Run(); !st) return st.take_error();
   if (!existed) AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
   Node& stored = nodes_[n.id];

@@ -909,6 +909,12 @@ void Registry::UploadRequest(const ExchangePtr& ex, const std::string& name, con
     }
     if (Status st = cur->file->Append(piece); !st) {
       ex->Respond(OciError(st.error()));
+      // A full disk ends the session: its bytes go, so the space comes back for
+      // the next push (the client starts the blob afresh).
+      if (st.error().code == "STORAGE_FULL") {
+        cur->busy = false;
+        EndSession(id, "the disk is full");
+      }
       return st;
     }
     return {};

@@ -266,6 +266,7 @@ Engine::NodeRef Engine::AddNode(const NodeSpec& spec) {
   x.cls = cls;
   x.cpu_total = x.cpu_free = spec.cpu;
   x.mem_total = x.mem_free = spec.memory;
+  for (PortSpec p : spec.reserved_ports) x.ports.insert(PortKey(p));
   x.alive = true;
   Class& c = *classes_[cls];
   c.live++;

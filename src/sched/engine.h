@@ -60,6 +60,7 @@ struct NodeSpec {
   std::map<std::string, std::string> attributes;
   int64_t cpu = 0;     // registered CPU units
   int64_t memory = 0;  // registered MiB
+  std::vector<PortSpec> reserved_ports;  // host ports the node keeps for itself: never placed on
 };
 
 class Engine {

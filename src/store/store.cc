@@ -118,6 +118,10 @@ const char* const kMigrations[] = {
       created_ms INTEGER NOT NULL
     );
     )sql",
+    // 5 -> 6: host ports a node keeps for itself (sshd, berth), as "22,7070,53/udp".
+    R"sql(
+    ALTER TABLE nodes ADD COLUMN reserved_ports TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -496,3 +496,18 @@ def test_docker_engine_restart_is_noticed_and_tasks_replaced():
         wait_until(lambda: len(containers(node, service="dk-engine")) == 2, wait=LONG,
                    what="docker running the 2 replacements")
         check("docker engine lost" in s.logs(), "the agent did not say it lost the engine")
+
+
+@timeout(120)
+def test_docker_node_reserves_ssh_and_the_servers_port():
+    with all_in_one() as (s, node):
+        n = [x for x in nodes(s) if x["nodeId"] == node][0]
+        ports = [r for r in n["registeredResources"] if r["name"] == "PORTS"][0]["stringSetValue"]
+        check("22" in ports and str(s.port) in ports, "registered PORTS %r lack 22 or %d" % (ports, s.port))
+        register(s, "dk-ssh", [box("main", "sleep 3600", memory=16, stopTimeout=1,
+                                    portMappings=[{"containerPort": 22, "hostPort": 22}])])
+        create_service(s, "dk-ssh", "dk-ssh", 1)
+        wait_until(lambda: any("unable to place" in e["message"] and "port" in e["message"]
+                               for e in service(s, "dk-ssh")["events"]), wait=LONG,
+                   what="an unable-to-place event naming the port")
+        check(not containers(node, service="dk-ssh"), "a container was made for a reserved port")
