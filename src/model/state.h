@@ -82,7 +82,13 @@ class State final : public store::StateMachine {
   const Node* FindNode(std::string_view id) const;
   const std::map<std::string, Node, std::less<>>& nodes() const { return nodes_; }
   const Task* FindTask(std::string_view id) const;
-  const std::unordered_map<std::string, Task>& tasks() const { return tasks_; }
+  // Hashes std::string and std::string_view alike, so lookups by a view copy nothing.
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using TaskMap = std::unordered_map<std::string, Task, IdHash, std::equal_to<>>;
+  const TaskMap& tasks() const { return tasks_; }
   const Service* FindService(std::string_view cluster, std::string_view name) const;
   const std::map<std::string, Service, std::less<>>& services() const { return services_; }  // "cluster/name"
   static std::string ServiceKey(std::string_view cluster, std::string_view name);
@@ -133,7 +139,7 @@ class State final : public store::StateMachine {
   std::vector<Token> tokens_;
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;
   std::map<std::string, Node, std::less<>> nodes_;
-  std::unordered_map<std::string, Task> tasks_;
+  TaskMap tasks_;
   std::map<std::string, Service, std::less<>> services_;
   uint64_t event_seq_ = 0;
   std::vector<StateObserver*> observers_;

@@ -74,7 +74,7 @@ const Node* State::FindNode(std::string_view id) const {
 }
 
 const Task* State::FindTask(std::string_view id) const {
-  auto it = tasks_.find(std::string(id));
+  auto it = tasks_.find(id);
   return it == tasks_.end() ? nullptr : &it->second;
 }
 
