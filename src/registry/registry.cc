@@ -346,6 +346,25 @@ void Registry::HandleToken(const ExchangePtr& ex) {
   ex->Respond(std::move(r));
 }
 
+namespace {
+
+// Pushes to `list` up to `n` keys of the ordered map `m` that come after `last`
+// (n < 0: all of them), setting `last_sent` to the last one pushed; returns
+// whether keys remain after the page (the `Link` header's "next").
+template <class Map>
+bool PageOfKeys(const Map& m, const std::string& last, int64_t n, json::Doc* list, std::string* last_sent) {
+  int64_t count = 0;
+  for (auto it = last.empty() ? m.begin() : m.upper_bound(last); it != m.end(); ++it) {
+    if (n >= 0 && count == n) return true;
+    list->Push(it->first);
+    *last_sent = it->first;
+    count++;
+  }
+  return false;
+}
+
+}  // namespace
+
 void Registry::HandleCatalog(const ExchangePtr& ex, const Caller&) {
   const http::Request& req = ex->request();
   int64_t n = 1000;
@@ -357,18 +376,8 @@ void Registry::HandleCatalog(const ExchangePtr& ex, const Caller&) {
   }
   std::string last = req.Query("last").value_or("");
   json::Doc list = json::Doc::Array();
-  int64_t count = 0;
   std::string last_sent;
-  bool more = false;
-  for (auto it = state_->repositories().upper_bound(last); it != state_->repositories().end(); ++it) {
-    if (count == n) {
-      more = true;
-      break;
-    }
-    list.Push(it->first);
-    last_sent = it->first;
-    count++;
-  }
+  bool more = PageOfKeys(state_->repositories(), last, n, &list, &last_sent);
   http::Response r;
   r.body = json::Doc::Object().Set("repositories", list).Print();
   r.headers.push_back(kApiVersion);
@@ -603,22 +612,12 @@ void Registry::ListTags(const ExchangePtr& ex, const std::string& name) {
   }
   std::string last = req.Query("last").value_or("");
   json::Doc list = json::Doc::Array();
-  int64_t count = 0;
   std::string last_sent;
-  bool more = false;
-  for (auto it = last.empty() ? repo->tags.begin() : repo->tags.upper_bound(last); it != repo->tags.end(); ++it) {
-    if (n >= 0 && count == n) {
-      more = true;
-      break;
-    }
-    list.Push(it->first);
-    last_sent = it->first;
-    count++;
-  }
+  bool more = PageOfKeys(repo->tags, last, n, &list, &last_sent);
   http::Response r;
   r.body = json::Doc::Object().Set("name", name).Set("tags", list).Print();
   r.headers.push_back(kApiVersion);
-  if (more && count > 0) {
+  if (more && !last_sent.empty()) {
     r.headers.push_back({"Link", "</v2/" + name + "/tags/list?last=" + http::UrlEncode(last_sent) +
                                      "&n=" + std::to_string(n) + ">; rel=\"next\""});
   }
