@@ -197,6 +197,14 @@ void ServiceController::Tick() {
   if (!dirty_.empty()) Reconcile();
 }
 
+// The reply to a command of the controller's own: a refusal is logged (the next
+// round looks at the service again and decides anew).
+store::Store::Reply ServiceController::LogRefusal(std::string what, std::string service) {
+  return [what = std::move(what), service = std::move(service)](Result<std::string> r) {
+    if (!r) log::Warn("services", what + " was refused", {{"service", service}, {"error", r.error().message}});
+  };
+}
+
 void ServiceController::StopTasks(const std::vector<std::string>& ids, const std::string& reason) {
   if (ids.empty()) return;
   auto cmd = std::make_unique<model::StopTasks>();
@@ -326,7 +334,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
       cmd->time_ms = clock_->NowUnixMs();
       Event(s, "deployment " + primary.id + " failed: " + reason + "; rolling back to " + good->family + ":" +
                    std::to_string(good->revision) + " as deployment " + cmd->new_deployment + ".");
-      store_->Submit(std::move(cmd), [](Result<std::string>) {});
+      store_->Submit(std::move(cmd), LogRefusal("rolling back", s.name));
     } else {
       auto cmd = std::make_unique<model::SetDeploymentState>();
       cmd->cluster = s.cluster;
@@ -337,7 +345,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
       cmd->failed_tasks = prim.failed;
       cmd->time_ms = clock_->NowUnixMs();
       Event(s, "deployment " + primary.id + " failed: " + reason + ".");
-      store_->Submit(std::move(cmd), [](Result<std::string>) {});
+      store_->Submit(std::move(cmd), LogRefusal("marking the deployment failed", s.name));
     }
     return;
   }
@@ -433,7 +441,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
       cmd->cluster = s.cluster;
       cmd->name = s.name;
       cmd->time_ms = clock_->NowUnixMs();
-      store_->Submit(std::move(cmd), [](Result<std::string>) {});
+      store_->Submit(std::move(cmd), LogRefusal("removing the deleted service", s.name));
     }
     return;
   }
@@ -450,7 +458,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
     cmd->failed_tasks = prim.failed;
     cmd->retire_others = true;
     cmd->time_ms = clock_->NowUnixMs();
-    store_->Submit(std::move(cmd), [](Result<std::string>) {});
+    store_->Submit(std::move(cmd), LogRefusal("completing the deployment", s.name));
     for (auto it = tallies.begin(); it != tallies.end();) {
       it = it->first == primary.id ? std::next(it) : tallies.erase(it);
     }

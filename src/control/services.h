@@ -75,6 +75,7 @@ class ServiceController final : public model::StateObserver {
   void ReconcileOne(const std::string& key);
   void Event(const model::Service& s, std::string message);
   void StartTasks(const model::Service& s, int64_t count);
+  static store::Store::Reply LogRefusal(std::string what, std::string service);
   void StopTasks(const std::vector<std::string>& ids, const std::string& reason);
   std::string NewDeploymentId();
 
