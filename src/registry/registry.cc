@@ -80,6 +80,20 @@ http::Response Empty(int status) {
   return r;
 }
 
+// 201 for a blob stored under `digest` in repository `name`.
+http::Response BlobCreated(const std::string& name, const std::string& digest) {
+  http::Response ok = Empty(201);
+  ok.headers.push_back({"Location", "/v2/" + name + "/blobs/" + digest});
+  ok.headers.push_back({"Docker-Content-Digest", digest});
+  return ok;
+}
+
+// The answer to a VerifyAndStore failure (DIGEST_INVALID names the digest claimed).
+http::Response StoreFailure(const Error& e, const std::string& digest) {
+  if (e.code == "DIGEST_INVALID") return OciError(400, "DIGEST_INVALID", e.message, digest);
+  return OciError(e);
+}
+
 bool HasBody(const http::Request& req) {
   std::string_view te = req.Header("transfer-encoding");
   if (!te.empty()) return true;
@@ -760,48 +774,21 @@ void Registry::MonolithicUpload(const ExchangePtr& ex, const std::string& name, 
   ex->on_body_end = [this, ex, file, id, name, digest] {
     if (!*file) return;  // refused mid-body; already answered
     ex->on_abort = nullptr;
-    struct Job {
-      std::unique_ptr<UploadFile> file;
-      Result<std::string> got = std::string();
-      Status committed;
-    };
-    auto job = std::make_shared<Job>();
-    job->file = std::move(*file);
-    BlobStore* blobs = &blobs_;
-    net::RunOffLoop(
-        loop_,
-        [job, blobs, digest] {
-          job->got = job->file->Digest();
-          if (job->got && *job->got == digest) job->committed = blobs->Commit(std::move(job->file), digest);
-        },
-        [this, job, ex, id, name, digest] {
-          temp_in_use_.erase(id);
-          bool stored = job->got && *job->got == digest && job->committed;
-          if (!stored) {
-            job->file.reset();
-            blobs_.RemoveUpload(id);
-          }
-          if (!ex->connected()) return;
-          if (!job->got) return ex->Respond(OciError(job->got.error()));
-          if (*job->got != digest) {
-            return ex->Respond(
-                OciError(400, "DIGEST_INVALID", "the uploaded bytes hash to " + *job->got + ", not " + digest, digest));
-          }
-          if (!job->committed) return ex->Respond(OciError(job->committed.error()));
-          auto reply = [ex, name, digest](Result<std::string> r) {
-            if (!r) return ex->Respond(OciError(r.error()));
-            http::Response ok = Empty(201);
-            ok.headers.push_back({"Location", "/v2/" + name + "/blobs/" + digest});
-            ok.headers.push_back({"Docker-Content-Digest", digest});
-            ex->Respond(std::move(ok));
-          };
-          if (state_->FindRepository(name)) return reply(std::string());
-          auto c = std::make_unique<CreateRepository>();
-          c->name = name;
-          c->if_missing = true;
-          c->time_ms = clock_->NowUnixMs();
-          store_->Submit(std::move(c), reply);
-        });
+    VerifyAndStore(std::move(*file), digest, [this, ex, id, name, digest](Status stored) {
+      temp_in_use_.erase(id);
+      if (!stored) blobs_.RemoveUpload(id);
+      if (!ex->connected()) return;
+      if (!stored) return ex->Respond(StoreFailure(stored.error(), digest));
+      auto reply = [ex, name, digest](Result<std::string> r) {
+        ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
+      };
+      if (state_->FindRepository(name)) return reply(std::string());
+      auto c = std::make_unique<CreateRepository>();
+      c->name = name;
+      c->if_missing = true;
+      c->time_ms = clock_->NowUnixMs();
+      store_->Submit(std::move(c), reply);
+    });
   };
 }
 
@@ -935,21 +922,19 @@ void Registry::UploadRequest(const ExchangePtr& ex, const std::string& name, con
   };
 }
 
-// Off the loop: hashing a resumed file again, the fsyncs and the rename. The
-// session is closed to other requests meanwhile. If the client went away before
-// the end (or the server is stopping), no command is submitted: the blob is
-// durable anyway and the session expires.
-void Registry::FinishUpload(const ExchangePtr& ex, const std::string& name, const std::string& id,
-                            const std::string& digest) {
-  Session* s = sessions_.at(id).get();
-  s->done = true;
+// Off the loop: the digest of `file` (hashed again only if a resume lost the
+// running hash), then the fsyncs and the rename into place. `done` fires on the
+// loop thread: ok, DIGEST_INVALID when the bytes hash to something else, or the
+// storage error.
+void Registry::VerifyAndStore(std::unique_ptr<UploadFile> file, const std::string& digest,
+                              std::function<void(Status)> done) {
   struct Job {
     std::unique_ptr<UploadFile> file;
     Result<std::string> got = std::string();
     Status committed;
   };
   auto job = std::make_shared<Job>();
-  job->file = std::move(s->file);
+  job->file = std::move(file);
   BlobStore* blobs = &blobs_;
   net::RunOffLoop(
       loop_,
@@ -957,38 +942,45 @@ void Registry::FinishUpload(const ExchangePtr& ex, const std::string& name, cons
         job->got = job->file->Digest();
         if (job->got && *job->got == digest) job->committed = blobs->Commit(std::move(job->file), digest);
       },
-      [this, job, ex, name, id, digest] {
-        if (!ex->connected()) {
-          sessions_.erase(id);
-          return;
-        }
-        if (!job->got) {
-          EndSession(id, "storage error");
-          return ex->Respond(OciError(job->got.error()));
-        }
+      [job, digest, done = std::move(done)] {
+        job->file.reset();
+        if (!job->got) return done(job->got.take_error());
         if (*job->got != digest) {
-          // The bytes are not what the client meant: nothing is kept, the session ends.
-          EndSession(id, "digest mismatch");
-          return ex->Respond(
-              OciError(400, "DIGEST_INVALID", "the uploaded bytes hash to " + *job->got + ", not " + digest, digest));
+          return done(Error{ErrorKind::kInvalid, "DIGEST_INVALID",
+                            "the uploaded bytes hash to " + *job->got + ", not " + digest});
         }
-        if (!job->committed) {
-          EndSession(id, "storage error");
-          return ex->Respond(OciError(job->committed.error()));
-        }
-        auto cmd = std::make_unique<EndUpload>();
-        cmd->id = id;
-        cmd->reason = "completed";
-        cmd->time_ms = clock_->NowUnixMs();
-        store_->Submit(std::move(cmd), [this, ex, id, name, digest](Result<std::string>) {
-          sessions_.erase(id);
-          // The blob is durable whatever became of the session row (expiry removes it).
-          http::Response ok = Empty(201);
-          ok.headers.push_back({"Location", "/v2/" + name + "/blobs/" + digest});
-          ok.headers.push_back({"Docker-Content-Digest", digest});
-          ex->Respond(std::move(ok));
-        });
+        done(std::move(job->committed));
       });
+}
+
+// The end of a session's upload (see VerifyAndStore). The
+// session is closed to other requests meanwhile. If the client went away before
+// the end (or the server is stopping), no command is submitted: the blob is
+// durable anyway and the session expires.
+void Registry::FinishUpload(const ExchangePtr& ex, const std::string& name, const std::string& id,
+                            const std::string& digest) {
+  Session* s = sessions_.at(id).get();
+  s->done = true;
+  VerifyAndStore(std::move(s->file), digest, [this, ex, name, id, digest](Status stored) {
+    if (!ex->connected()) {
+      sessions_.erase(id);
+      return;
+    }
+    if (!stored) {
+      // Not what the client meant, or not storable: nothing is kept, the session ends.
+      EndSession(id, stored.error().code == "DIGEST_INVALID" ? "digest mismatch" : "storage error");
+      return ex->Respond(StoreFailure(stored.error(), digest));
+    }
+    auto cmd = std::make_unique<EndUpload>();
+    cmd->id = id;
+    cmd->reason = "completed";
+    cmd->time_ms = clock_->NowUnixMs();
+    store_->Submit(std::move(cmd), [this, ex, id, name, digest](Result<std::string>) {
+      sessions_.erase(id);
+      // The blob is durable whatever became of the session row (expiry removes it).
+      ex->Respond(BlobCreated(name, digest));
+    });
+  });
 }
 
 // --- periodic jobs ---

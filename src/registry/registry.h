@@ -90,6 +90,7 @@ class Registry {
   void MonolithicUpload(const ExchangePtr& ex, const std::string& name, const std::string& digest);
   void UploadRequest(const ExchangePtr& ex, const std::string& name, const std::string& id);
   void FinishUpload(const ExchangePtr& ex, const std::string& name, const std::string& id, const std::string& digest);
+  void VerifyAndStore(std::unique_ptr<UploadFile> file, const std::string& digest, std::function<void(Status)> done);
   // The runtime side of upload `id` (its open file), opened on first use.
   Result<Session*> OpenSession(const std::string& id);
   void EndSession(const std::string& id, const std::string& reason);
