@@ -99,7 +99,7 @@ std::string Trim(std::string s) {
 class NodeAgentImpl {
  public:
   NodeAgentImpl(uv_loop_t* loop, NodeAgentOptions o)
-      : loop_(loop), o_(std::move(o)), rng_(std::random_device{}()), tick_(loop), reaper_(loop) {}
+      : loop_(loop), o_(std::move(o)), rng_(std::random_device{}()), tick_(loop) {}
 
   Status Start() {
     Result<net::Endpoint> server = net::Endpoint::Parse(o_.server, 7070);
@@ -817,12 +817,15 @@ class NodeAgentImpl {
     return r.Print();
   }
 
+  // Sends what changed since the server last acknowledged it (at most one batch
+  // per kReportBatchMs), or a heartbeat when one is due.
   void Report() {
+    bool heartbeat_due = NowMs() - last_report_ms_ >= heartbeat_ms_;
+    if (!heartbeat_due && NowMs() - last_report_ms_ < kReportBatchMs) return;
     std::vector<std::pair<std::string, std::string>> sent;
     std::string list = "[";
     for (const auto& [id, t] : tasks_) {
-      if (!t.in_set && t.status != "STOPPED") continue;  // the server no longer holds it
-      if (!t.in_set) continue;
+      if (!t.in_set) continue;  // the server no longer holds it
       std::string r = ReportOf(t);
       if (r == t.acked) continue;
       if (sent.size() >= 500) break;
@@ -831,9 +834,7 @@ class NodeAgentImpl {
       sent.emplace_back(id, std::move(r));
     }
     list += "]";
-    bool heartbeat_due = NowMs() - last_report_ms_ >= heartbeat_ms_;
     if (sent.empty() && !heartbeat_due) return;
-    if (!sent.empty() && NowMs() - last_report_ms_ < kReportBatchMs && !heartbeat_due) return;
     report_in_flight_ = true;
     last_report_ms_ = NowMs();
     reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + "}"),
@@ -851,7 +852,6 @@ class NodeAgentImpl {
                         TaskRec* t = FindTask(id);
                         if (t) t->acked = text;
                       }
-                      // Stopped tasks the server no longer holds are done.
                     });
   }
 
@@ -892,7 +892,6 @@ class NodeAgentImpl {
 
   void StreamLogs(const std::string& request_id, const std::string& docker_id, bool follow, int64_t tail) {
     auto relay = std::make_shared<LogRelay>();
-    relay->id = request_id;
     uint64_t key = next_log_++;
     logs_[key] = relay;
     std::string target = "/v1/agent/logs/" + request_id;
@@ -919,7 +918,6 @@ class NodeAgentImpl {
     };
     relay->client->Send(std::move(req), [this, key, relay](Result<http::ClientResponse>) {
       relay->done = true;
-      relay->closed = true;
       // The client is on the stack: free the relay on the next loop turn.
       auto it = logs_.find(key);
       if (it != logs_.end()) {
@@ -931,13 +929,11 @@ class NodeAgentImpl {
   }
 
   struct LogRelay {
-    std::string id;
     std::unique_ptr<http::Client> client;
     std::unique_ptr<docker::Stream> docker;
     std::unique_ptr<docker::LogDemuxer> demux;
     std::string pending;  // framed bytes not yet handed to the POST
     bool done = false;
-    bool closed = false;
     int64_t last_frame_ms = NowMs();
     // The POST's body is frames: "<hex length>\n<bytes>"; "0\n" keeps it alive.
     void Frame(std::string_view payload) {
@@ -1131,7 +1127,6 @@ class NodeAgentImpl {
   NodeAgentOptions o_;
   std::mt19937_64 rng_;
   net::Timer tick_;
-  net::Timer reaper_;
   net::Endpoint server_;
   std::unique_ptr<docker::Engine> engine_;
   docker::EngineVersion version_;
