@@ -20,11 +20,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 SOCKET = "/var/run/docker.sock"
 IMAGE = "berth-test/busybox:1"
 _LOCK = "/tmp/berth-it-docker.lock"
 _ENGINE_LOCK = "/tmp/berth-it-docker-engine.lock"
+# A failed start is remembered for a few minutes, so the tests after the first
+# fail at once with its message instead of each waiting for the engine again.
+_FAILED = "/tmp/berth-it-docker.failed"
+_FAILED_FOR = 300
 _engine_hold = None  # this process's lock on the engine, held until it exits
 
 
@@ -73,10 +78,21 @@ def ensure_docker(hold=True):
     with _Locked():
         if _daemon_answers():
             return
+        try:
+            if time.time() - os.path.getmtime(_FAILED) < _FAILED_FOR:
+                with open(_FAILED) as f:
+                    raise RuntimeError("no Docker engine (an earlier start failed): " + f.read())
+        except FileNotFoundError:
+            pass
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging", "ensure-docker.sh")
         r = _run(["sh", script])
         if r.returncode != 0 or not _daemon_answers():
-            raise RuntimeError("no Docker engine: " + (r.stderr or r.stdout)[-500:])
+            message = (r.stderr or r.stdout)[-500:]
+            with open(_FAILED, "w") as f:
+                f.write(message)
+            raise RuntimeError("no Docker engine: " + message)
+        if os.path.exists(_FAILED):
+            os.unlink(_FAILED)
 
 
 def _image_present():

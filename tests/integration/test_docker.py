@@ -22,8 +22,11 @@ SERVER_ARGS = ["--node-lost-after", "3s", "--heartbeat-interval", "500ms"]
 
 
 def setup_suite():
-    """Docker up and the test image built, once, before these tests."""
+    """Docker up and the test image built, once, before these tests. Per-task
+    networks an earlier run left behind (its processes killed mid-test) are
+    removed when unused: Docker's default pools hold only about 31 networks."""
     dockerd.test_image(hold=False)
+    subprocess.run(["docker", "network", "prune", "-f", "--filter", "label=berth.task"], capture_output=True)
 LONG = 90.0  # deadline for anything Docker does on a loaded 2-core machine
 
 
@@ -478,8 +481,10 @@ def test_docker_engine_restart_is_noticed_and_tasks_replaced():
         foreign = [i for i in docker("ps", "-q").split() if i not in docker("ps", "-q", "--filter", "label=berth.task").split()]
         check(not foreign, "refusing to restart dockerd: %d running containers are not this test suite's" % len(foreign))
         subprocess.run(["pkill", "-TERM", "-x", "dockerd"], check=False)
-        wait_until(lambda: subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode != 0,
-                   wait=LONG, what="dockerd to stop")
+        # A stopped dockerd may stay a zombie when nothing reaps it: only live ones count.
+        live = lambda: [st for st in subprocess.run(["ps", "-C", "dockerd", "-o", "stat="], capture_output=True,
+                                                    text=True).stdout.split() if not st.startswith("Z")]
+        wait_until(lambda: not live(), wait=LONG, what="dockerd to stop")
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "packaging", "ensure-docker.sh")
         r = subprocess.run(["sh", script], capture_output=True, text=True, timeout=180)
         check(r.returncode == 0, "dockerd did not come back: %s" % r.stderr)
