@@ -47,6 +47,8 @@ api -X POST "$BERTH_URL/v1/taskdefinitions" -d '{"family":"e2e","containerDefini
   {"name":"app","image":"busybox","cpu":16,"memory":32,"essential":true}]}' >/dev/null
 api -X POST "$BERTH_URL/v1/services" -d '{"serviceName":"e2e","taskDefinition":"e2e","desiredCount":0}' >/dev/null
 
+cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }  # user + system, in seconds
+server_cpu0=$(cpu_s "$BERTH_PID"); sim_cpu0=$(cpu_s "$SIM_PID")
 t0=$(date +%s.%N)
 api -X PATCH "$BERTH_URL/v1/services/e2e" -d "{\"desiredCount\":$TASKS}" >/dev/null
 running=0
@@ -60,10 +62,14 @@ while :; do
   sleep 0.2
 done
 t1=$(date +%s.%N)
+server_cpu=$(python3 -c "print(round($(cpu_s "$BERTH_PID") - $server_cpu0, 2))")
+sim_cpu=$(python3 -c "print(round($(cpu_s "$SIM_PID") - $sim_cpu0, 2))")
 
 rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$BERTH_PID/status")
 sim_rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$SIM_PID/status")
 seconds=$(python3 -c "print(round($t1 - $t0, 2))")
 rate=$(python3 -c "print(round($TASKS / ($t1 - $t0)))")
-echo "simulator peak RSS: $((sim_rss_kb / 1024)) MiB"
+echo "simulator peak RSS: $((sim_rss_kb / 1024)) MiB; CPU during the scale-up: server ${server_cpu} s, simulator ${sim_cpu} s"
+api "$BERTH_URL/metrics" | awk '/^berth_agent_desired_(lines|bytes)_total/ {print "  " $0}'
+
 echo "nodes=$NODES tasks=$TASKS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))"

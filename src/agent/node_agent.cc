@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <uv.h>
@@ -681,11 +683,17 @@ class NodeAgentImpl {
     http::ClientOptions opts;
     opts.timeout_ms = 45000;  // the server pings every 10 s
     stream_ = std::make_unique<http::Client>(loop_, server_, opts);
-    auto lines = std::make_shared<docker::LineSplitter>([this](std::string_view line) { OnStreamLine(line); });
+    auto lines = std::make_shared<docker::LineSplitter>([this](std::string_view line) {
+      if (stream_) OnStreamLine(line);
+    });
+    // This stream carries the whole set first, then `changes` lines; the task
+    // definitions it carries are known only on it.
+    defs_.clear();
+    desired_version_.reset();
     stream_->Send(
-        Request("GET", "/v1/agent/nodes/" + node_id_ + "/desired"),
-        [this](Result<http::ClientResponse> r) {
-          if (shut_) return;
+        Request("GET", "/v1/agent/nodes/" + node_id_ + "/desired?changes=1"),
+        [this, raw = stream_.get()](Result<http::ClientResponse> r) {
+          if (shut_ || stream_.get() != raw) return;  // ended already (a line out of order)
           std::string why = r ? "HTTP " + std::to_string(r->status) : r.error().message;
           if (r && r->status == 404) registered_ = false;
           server_failures_++;
@@ -705,9 +713,17 @@ class NodeAgentImpl {
       log::Warn("agent", "bad line on the desired stream", {{"error", msg.error().message}});
       return;
     }
-    std::string type(msg->view().Get("type").String());
-    if (type == "desired") {
-      pending_desired_ = std::move(msg.value());
+    json::View m = msg->view();
+    std::string type(m.Get("type").String());
+    if (type == "desired" || type == "changes") {
+      if (type == "changes" && (!desired_version_ || m.Get("since").Number() != static_cast<double>(*desired_version_))) {
+        // A line was missed: a new stream starts with the whole set again.
+        log::Warn("agent", "desired-state lines out of order; reconnecting");
+        server_retry_ms_ = NowMs();
+        Bury(std::move(stream_));
+        return;
+      }
+      TakeDesired(m, type == "desired");
       if (synced_) ApplyPendingDesired();
     } else if (type == "deregistered") {
       log::Warn("agent", "this node was deregistered; stopping its tasks", {{"node", node_id_}});
@@ -719,26 +735,40 @@ class NodeAgentImpl {
     }
   }
 
-  // Level-triggered: the message is the whole truth about this node.
+  // A `desired` line is the whole truth about this node; a `changes` line says
+  // what differs from the lines before it on this stream. Either is folded into
+  // desired_, which the tasks are compared with once adoption is done.
+  void TakeDesired(json::View msg, bool whole) {
+    for (json::View d : msg.Get("taskDefinitions")) defs_[std::string(d.Key())] = json::Doc::Copy(d);
+    if (whole) desired_.clear();
+    for (json::View d : msg.Get("tasks")) {
+      DesiredTask& e = desired_[std::string(d.Get("taskId").String())];
+      e.cluster = std::string(d.Get("cluster").String());
+      e.service = std::string(d.Get("service").String());
+      e.task_definition = std::string(d.Get("taskDefinition").String());
+      e.desired = std::string(d.Get("desiredStatus").String());
+      e.server_last = std::string(d.Get("lastStatus").String());
+      e.fresh = true;
+    }
+    for (json::View r : msg.Get("removed")) desired_.erase(std::string(r.String()));
+    desired_version_ = static_cast<uint64_t>(msg.Get("version").Number());
+    desired_pending_ = true;
+  }
+
+  // Level-triggered: the node's tasks are made to match the whole desired set.
   void ApplyPendingDesired() {
-    if (!pending_desired_.valid()) return;
-    json::Doc msg = std::move(pending_desired_);
-    pending_desired_ = json::Doc();
-    json::View defs = msg.view().Get("taskDefinitions");
-    std::set<std::string> present;
-    for (json::View d : msg.view().Get("tasks")) {
-      std::string id(d.Get("taskId").String());
-      present.insert(id);
-      std::string desired(d.Get("desiredStatus").String());
+    if (!desired_pending_) return;
+    desired_pending_ = false;
+    for (auto& [id, d] : desired_) {
       auto it = tasks_.find(id);
       if (it == tasks_.end()) {
         TaskRec& t = tasks_[id];
         t.ident.id = id;
-        t.ident.cluster = std::string(d.Get("cluster").String());
+        t.ident.cluster = d.cluster;
         t.ident.node = node_id_;
-        t.ident.service = std::string(d.Get("service").String());
-        t.ident.task_definition = std::string(d.Get("taskDefinition").String());
-        if (desired != "RUNNING") {
+        t.ident.service = d.service;
+        t.ident.task_definition = d.task_definition;
+        if (d.desired != "RUNNING") {
           // Never started here: say so, so the server can forget it.
           t.status = "STOPPED";
           t.stop_reason = "Task stopped before it started";
@@ -747,14 +777,21 @@ class NodeAgentImpl {
       }
       TaskRec& t = it->second;
       t.in_set = true;
-      t.desired = desired;
-      t.server_last = std::string(d.Get("lastStatus").String());
-      if (!t.plan && t.status != "STOPPED") Plan(t, defs.Get(t.ident.task_definition));
-      // The server missed a report (e.g. across its restart): say it again.
-      if (t.server_last != t.status && !t.acked.empty()) t.acked.clear();
+      t.desired = d.desired;
+      if (!t.plan && t.status != "STOPPED") {
+        auto def = defs_.find(t.ident.task_definition);
+        Plan(t, def != defs_.end() ? def->second.view() : json::View());
+      }
+      // The server missed a report (e.g. across its restart): say it again. Only
+      // what the latest line carried says what the server believes now.
+      if (d.fresh) {
+        t.server_last = d.server_last;
+        if (t.server_last != t.status && !t.acked.empty()) t.acked.clear();
+        d.fresh = false;
+      }
     }
     for (auto it = tasks_.begin(); it != tasks_.end();) {
-      if (!present.count(it->first)) {
+      if (!desired_.count(it->first)) {
         it->second.in_set = false;
         if (it->second.status == "STOPPED") {
           it = tasks_.erase(it);
@@ -1151,7 +1188,16 @@ class NodeAgentImpl {
   int64_t heartbeat_ms_ = 2000;
   std::unique_ptr<http::Client> stream_;
   std::unique_ptr<http::Client> reporter_;
-  json::Doc pending_desired_;
+  // The node's desired set as the server's stream said it, and the task
+  // definitions that stream carried (each once); applied once adoption is done.
+  struct DesiredTask {
+    std::string cluster, service, task_definition, desired, server_last;
+    bool fresh = false;  // in the latest line: its server_last is current
+  };
+  std::map<std::string, DesiredTask> desired_;
+  std::map<std::string, json::Doc, std::less<>> defs_;
+  std::optional<uint64_t> desired_version_;  // of the stream's last line
+  bool desired_pending_ = false;
   bool report_in_flight_ = false;
   int report_failures_ = 0;
   int64_t report_retry_ms_ = 0;

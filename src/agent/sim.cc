@@ -65,10 +65,15 @@ class SimNode {
  private:
   void Register();
   void OpenStream();
-  void Apply(json::View msg);
+  void Apply(json::View msg, bool whole);
   Simulation* sim_;
   int index_;
   std::string line_;  // a partial NDJSON line
+  // What this stream carried: the task definitions (their containers), and the
+  // version of its last line, which a `changes` line must follow.
+  std::map<std::string, std::vector<SimContainer>, std::less<>> defs_;
+  uint64_t version_ = 0;
+  bool have_version_ = false;
 };
 
 class Simulation {
@@ -214,15 +219,20 @@ void SimNode::OpenStream() {
   opts.timeout_ms = 45000;  // the server pings every 10 s
   stream = std::make_unique<http::Client>(sim_->loop(), sim_->endpoint(), opts);
   line_.clear();
+  defs_.clear();
+  have_version_ = false;
   stream->Send(
-      sim_->Request("GET", "/v1/agent/nodes/" + id + "/desired"),
-      [this](Result<http::ClientResponse> r) {
+      sim_->Request("GET", "/v1/agent/nodes/" + id + "/desired?changes=1"),
+      [this, raw = stream.get()](Result<http::ClientResponse> r) {
+        if (stream.get() != raw) return;  // dropped already (a line out of order)
         std::string why = r ? "the stream ended (HTTP " + std::to_string(r->status) + ")" : r.error().message;
         bool gone = r && r->status == 404;
         // Destroying the client from inside its callback is not allowed: defer.
         OnStreamEnd(why, gone);
       },
-      [this](std::string_view data) { OnStreamData(data); });
+      [this, raw = stream.get()](std::string_view data) {
+        if (stream.get() == raw) OnStreamData(data);
+      });
 }
 
 void SimNode::OnStreamEnd(const std::string& why, bool not_registered) {
@@ -249,28 +259,38 @@ void SimNode::OnStreamData(std::string_view data) {
       log::Warn("sim", "bad line on the stream", {{"node", id}, {"error", msg.error().message}});
       continue;
     }
-    if (msg->view().Get("type").String() == "desired") Apply(msg->view());
+    std::string_view type = msg->view().Get("type").String();
+    if (type == "changes" && (!have_version_ || msg->view().Get("since").Number() != static_cast<double>(version_))) {
+      // A line was missed: the whole set comes again on a new stream.
+      OnStreamEnd("a changes line does not follow the last line", false);
+      return;
+    }
+    if (type == "desired" || type == "changes") Apply(msg->view(), type == "desired");
   }
   line_.erase(0, start);
 }
 
-// Level-triggered: the message is the whole truth about this node.
-void SimNode::Apply(json::View msg) {
-  std::set<std::string> present;
-  json::View defs = msg.Get("taskDefinitions");
-  auto containers_of = [&](std::string_view ref) {
-    std::vector<SimContainer> out;
-    for (json::View c : defs.Get(ref).Get("containerDefinitions")) {
+// A `desired` line is the whole truth about this node; a `changes` line says
+// what differs from the lines before it on this stream.
+void SimNode::Apply(json::View msg, bool whole) {
+  for (json::View d : msg.Get("taskDefinitions")) {
+    std::vector<SimContainer> containers;
+    for (json::View c : d.Get("containerDefinitions")) {
       json::View hc = c.Get("healthCheck").Get("command");
-      out.push_back({std::string(c.Get("name").String()),
-                     hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE"});
+      containers.push_back({std::string(c.Get("name").String()),
+                            hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE"});
     }
-    if (out.empty()) out.push_back({"main", false});
-    return out;
+    if (containers.empty()) containers.push_back({"main", false});
+    defs_[std::string(d.Key())] = std::move(containers);
+  }
+  auto containers_of = [&](std::string_view ref) {
+    auto it = defs_.find(ref);
+    return it != defs_.end() ? it->second : std::vector<SimContainer>{{"main", false}};
   };
+  std::set<std::string> present;
   for (json::View t : msg.Get("tasks")) {
     std::string task_id(t.Get("taskId").String());
-    present.insert(task_id);
+    if (whole) present.insert(task_id);
     std::string desired(t.Get("desiredStatus").String());
     auto it = tasks.find(task_id);
     if (it == tasks.end()) {
@@ -296,14 +316,24 @@ void SimNode::Apply(json::View msg) {
       dirty.insert(task_id);
     }
   }
-  for (auto it = tasks.begin(); it != tasks.end();) {
-    if (!present.count(it->first)) {
-      dirty.erase(it->first);
-      it = tasks.erase(it);
-    } else {
-      ++it;
+  if (whole) {
+    for (auto it = tasks.begin(); it != tasks.end();) {
+      if (!present.count(it->first)) {
+        dirty.erase(it->first);
+        it = tasks.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  } else {
+    for (json::View r : msg.Get("removed")) {
+      std::string task_id(r.String());
+      dirty.erase(task_id);
+      tasks.erase(task_id);
     }
   }
+  version_ = static_cast<uint64_t>(msg.Get("version").Number());
+  have_version_ = true;
 }
 
 void SimNode::TaskRan(const std::string& task_id, bool failed) {

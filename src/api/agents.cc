@@ -10,9 +10,15 @@ namespace berth::api {
 
 namespace http = net::http;
 
-AgentHub::AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options)
+AgentHub::AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options,
+                   metrics::Registry* metrics)
     : state_(state), store_(store), clock_(clock), options_(options), started_ms_(clock->NowUnixMs()) {
   state_->AddObserver(this);
+  if (metrics) {
+    desired_lines_ = metrics->Counters("berth_agent_desired_lines_total", "Desired-state lines sent to agents")->With({});
+    desired_bytes_ =
+        metrics->Counters("berth_agent_desired_bytes_total", "Bytes of the desired-state lines sent to agents")->With({});
+  }
 }
 
 AgentHub::~AgentHub() {
@@ -71,47 +77,85 @@ void AppendString(std::string* out, std::string_view s) {
 // The line is built by appending, not through a JSON tree: at scale the server
 // sends one per node whose set changed after every flush, and a tree of small
 // allocations per task was a large share of a scale-up's CPU.
-std::string AgentHub::DesiredMessage(const model::Node& n) const {
+std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
+  bool changes = s && s->changes && s->sent_version != UINT64_MAX;
   std::string out;
-  out.reserve(160 + n.tasks.size() * 320);
+  out.reserve(160 + (changes ? 320 : n.tasks.size() * 320));
   std::string defs;
   std::vector<const model::TaskDefinition*> seen;
-  out.append("{\"type\":\"desired\",\"nodeId\":");
-  AppendString(&out, n.id);
-  out.append(",\"version\":").append(std::to_string(n.desired_version)).append(",\"tasks\":[");
-  bool first = true;
-  for (const auto& [id, t] : n.tasks) {
-    std::string ref = t->family + ":" + std::to_string(t->revision);
+  auto append_task = [&](const model::Task& t, bool first) {
+    std::string ref = t.family + ":" + std::to_string(t.revision);
     out.append(first ? "{\"taskId\":" : ",{\"taskId\":");
-    first = false;
-    AppendString(&out, t->id);
+    AppendString(&out, t.id);
     out.append(",\"taskArn\":");
-    AppendString(&out, t->arn);
+    AppendString(&out, t.arn);
     out.append(",\"cluster\":");
-    AppendString(&out, t->cluster);
+    AppendString(&out, t.cluster);
     out.append(",\"taskDefinition\":");
     AppendString(&out, ref);
     out.append(",\"desiredStatus\":");
-    AppendString(&out, t->desired);
+    AppendString(&out, t.desired);
     out.append(",\"lastStatus\":");
-    AppendString(&out, t->last);
+    AppendString(&out, t.last);
     out.append(",\"group\":");
-    AppendString(&out, t->group);
-    if (!t->service.empty()) {
+    AppendString(&out, t.group);
+    if (!t.service.empty()) {
       out.append(",\"service\":");
-      AppendString(&out, t->service);
+      AppendString(&out, t.service);
     }
     out.push_back('}');
-    const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision);
-    if (td && std::find(seen.begin(), seen.end(), td) == seen.end()) {
-      seen.push_back(td);
-      defs.append(defs.empty() ? "" : ",");
-      AppendString(&defs, ref);
-      defs.push_back(':');
-      defs.append(td->JsonText());
+    const model::TaskDefinition* td = state_->FindTaskDefinition(t.family, t.revision);
+    if (!td || std::find(seen.begin(), seen.end(), td) != seen.end()) return;
+    seen.push_back(td);
+    // Definitions never change once registered: a stream carries each one once.
+    if (s && s->changes && !s->defs.insert(ref).second) return;
+    defs.append(defs.empty() ? "" : ",");
+    AppendString(&defs, ref);
+    defs.push_back(':');
+    defs.append(td->JsonText());
+  };
+  out.append(changes ? "{\"type\":\"changes\",\"nodeId\":" : "{\"type\":\"desired\",\"nodeId\":");
+  AppendString(&out, n.id);
+  out.append(",\"version\":").append(std::to_string(n.desired_version));
+  if (changes) out.append(",\"since\":").append(std::to_string(s->sent_version));
+  out.append(",\"tasks\":[");
+  bool first = true;
+  if (!changes) {
+    if (s && s->changes) s->sent.clear();
+    for (const auto& [id, t] : n.tasks) {
+      append_task(*t, first);
+      first = false;
+      if (s && s->changes) s->sent.emplace(id, t->desired == "STOPPED");
     }
+    out.append("]");
+  } else {
+    // What differs from what this stream carried: new tasks, tasks now to be
+    // stopped, and tasks the node no longer holds.
+    for (const auto& [id, t] : n.tasks) {
+      bool stopping = t->desired == "STOPPED";
+      auto [it, added] = s->sent.emplace(id, stopping);
+      if (!added && it->second == stopping) continue;
+      it->second = stopping;
+      append_task(*t, first);
+      first = false;
+    }
+    out.append("],\"removed\":[");
+    first = true;
+    if (s->sent.size() > n.tasks.size()) {
+      for (auto it = s->sent.begin(); it != s->sent.end();) {
+        if (n.tasks.count(it->first)) {
+          ++it;
+          continue;
+        }
+        if (!first) out.push_back(',');
+        first = false;
+        AppendString(&out, it->first);
+        it = s->sent.erase(it);
+      }
+    }
+    out.append("]");
   }
-  out.append("],\"taskDefinitions\":{").append(defs).append("}}\n");
+  out.append(",\"taskDefinitions\":{").append(defs).append("}}\n");
   return out;
 }
 
@@ -119,7 +163,12 @@ void AgentHub::Send(const std::string& node_id, Stream& s) {
   const model::Node* n = state_->FindNode(node_id);
   if (!n) return;
   if (s.sent_version == n->desired_version) return;
-  s.ex->Write(DesiredMessage(*n));
+  std::string line = DesiredMessage(*n, &s);
+  if (desired_lines_) {
+    desired_lines_->Inc();
+    desired_bytes_->Inc(line.size());
+  }
+  s.ex->Write(line);
   s.sent_version = n->desired_version;
   s.last_write_ms = clock_->NowUnixMs();
 }
@@ -257,6 +306,7 @@ void AgentHub::AddRoutes(http::Router* router) {
         ex->Begin(200, {{"Cache-Control", "no-store"}}, -1, "application/x-ndjson");
         Stream& s = streams_[id];
         s.ex = ex;
+        s.changes = ex->request().Query("changes").value_or("") == "1";
         ex->on_abort = [this, id, raw = ex.get()] {
           auto it = streams_.find(id);
           if (it == streams_.end() || it->second.ex.get() != raw) return;

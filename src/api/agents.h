@@ -1,6 +1,7 @@
 // The agent protocol, server side (docs/agent-protocol.md): registration, the
 // long-lived stream that carries each node's full desired task set (with a
-// version) whenever it changes, reports of observed task states (which are also
+// version), then whenever it changes the whole set again or, for agents that ask,
+// only what changed since the stream's previous line; reports of observed task states (which are also
 // heartbeats), and node liveness: a node whose agent has been away past the grace
 // period is lost, and its tasks are STOPPED so their services replace them.
 #pragma once
@@ -9,8 +10,11 @@
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "model/state.h"
 #include "net/http_server.h"
 #include "net/router.h"
@@ -26,7 +30,8 @@ struct AgentOptions {
 
 class AgentHub final : public model::StateObserver {
  public:
-  AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options);
+  AgentHub(model::State* state, store::Store* store, const Clock* clock, AgentOptions options,
+           metrics::Registry* metrics = nullptr);
   ~AgentHub() override;
 
   void AddRoutes(net::http::Router* router);
@@ -45,8 +50,14 @@ class AgentHub final : public model::StateObserver {
  private:
   struct Stream {
     net::http::ExchangePtr ex;
-    uint64_t sent_version = UINT64_MAX;
+    uint64_t sent_version = UINT64_MAX;  // none sent yet
     int64_t last_write_ms = 0;
+    // An agent that asked for `changes` lines (?changes=1) gets the whole set
+    // first, then only what differs from what this stream carried: each task id
+    // sent (true once it was sent to be stopped), and each task definition.
+    bool changes = false;
+    std::unordered_map<std::string, bool> sent;
+    std::unordered_set<std::string> defs;
   };
   // Logs (agent_logs.cc): a client's GET /v1/tasks/{id}/logs becomes a `logs`
   // line on the node's stream; the agent answers with a streamed POST to
@@ -61,7 +72,9 @@ class AgentHub final : public model::StateObserver {
   void ExpireLogRequests(int64_t now_ms);
   std::map<std::string, LogRequest> log_requests_;
 
-  std::string DesiredMessage(const model::Node& n) const;
+  // The node's whole set (`desired`), or for a stream that takes them and has
+  // had its first line, what changed since its last line (`changes`).
+  std::string DesiredMessage(const model::Node& n, Stream* s) const;
   void Send(const std::string& node_id, Stream& s);
   void CloseStream(const std::string& node_id);
 
@@ -73,6 +86,8 @@ class AgentHub final : public model::StateObserver {
   std::map<std::string, Stream> streams_;
   std::set<std::string> dirty_;
   std::set<std::string> lost_pending_;  // NodeLost submitted, not yet applied
+  metrics::Counter* desired_lines_ = nullptr;  // desired-state lines sent, and their bytes
+  metrics::Counter* desired_bytes_ = nullptr;
 };
 
 }  // namespace berth::api

@@ -171,7 +171,7 @@ int Run(const Options& o) {
   api::AgentOptions agent_options;
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
   agent_options.lost_after_ms = o.node_lost_after_ms;
-  api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options);
+  api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options, &registry);
   control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());
   store->SetAfterFlush([&agents, &services] {
     services.Reconcile();

@@ -5,6 +5,9 @@ draining, rolling updates and deletion.
 Waits are deadlines for a slow machine, never claims about speed.
 """
 
+import http.client
+import json
+import threading
 import time
 
 from harness import Agent, Server, check, expect_error, expect_status, timeout, wait_until
@@ -225,3 +228,89 @@ def test_control_plane_rolling_update_and_force_delete():
             time.sleep(0.1)
             clusters = expect_status(s.request("GET", "/v1/clusters/default"), 200).json()["cluster"]
             check(clusters["activeServicesCount"] == 0, "activeServicesCount %r" % clusters["activeServicesCount"])
+
+
+class DesiredStream:
+    """A node's desired-state stream read line by line, as an agent reads it."""
+
+    def __init__(self, s, node, token, changes):
+        self.conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=15)
+        self.conn.request("GET", "/v1/agent/nodes/%s/desired%s" % (node, "?changes=1" if changes else ""),
+                          headers={"Authorization": "Bearer " + token})
+        self.resp = self.conn.getresponse()
+        check(self.resp.status == 200, "desired stream: HTTP %d" % self.resp.status)
+
+    def line(self):
+        while True:
+            raw = self.resp.readline()
+            check(raw, "the desired stream ended")
+            msg = json.loads(raw)
+            if msg["type"] != "ping":
+                return msg
+
+    def close(self):
+        self.conn.close()
+
+
+@timeout(60)
+def test_control_plane_changes_lines_carry_only_what_changed():
+    with Server(args=["--heartbeat-interval", "2s"]) as s:
+        token = agent_token(s)
+        node = "delta-1"
+        expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 4096, "memory": 8192},
+                                token=token), 200, "register")
+        beating = threading.Event()
+
+        def heartbeat():  # the node must report to keep its stream
+            while not beating.wait(0.5):
+                s.request("POST", "/v1/agent/nodes/%s/report" % node, {"tasks": []}, token=token)
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            register_task_definition(s, "delta")
+            st = DesiredStream(s, node, token, changes=True)
+            first = st.line()
+            check(first["type"] == "desired" and first["tasks"] == [], "first line: %r" % first)
+
+            ran = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "delta", "count": 2}), 200).json()
+            ids = [t["taskId"] for t in ran["tasks"]]
+            got, defs_seen, version = {}, [], first["version"]
+            while len(got) < 2:
+                m = st.line()
+                check(m["type"] == "changes" and m["since"] == version, "line after %d: %r" % (version, m))
+                version = m["version"]
+                got.update({t["taskId"]: t for t in m["tasks"]})
+                defs_seen += list(m["taskDefinitions"])
+            check(sorted(got) == sorted(ids), "changes carried %r, ran %r" % (sorted(got), sorted(ids)))
+            check(defs_seen == ["delta:1"], "the task definition is carried once per stream: %r" % defs_seen)
+
+            # A third task: only it, and no task definition (this stream has it).
+            third = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "delta", "count": 1}),
+                                  200).json()["tasks"][0]["taskId"]
+            m = st.line()
+            check([t["taskId"] for t in m["tasks"]] == [third] and m["taskDefinitions"] == {} and
+                  m["removed"] == [] and m["since"] == version, "line for the third task: %r" % m)
+            version = m["version"]
+
+            # Stopping one: it comes again, to be stopped; once reported STOPPED it is removed.
+            expect_status(s.request("POST", "/v1/tasks/%s/stop" % ids[0], {"reason": "test"}), 200, "stop")
+            m = st.line()
+            check([(t["taskId"], t["desiredStatus"]) for t in m["tasks"]] == [(ids[0], "STOPPED")],
+                  "line for the stop: %r" % m)
+            expect_status(s.request("POST", "/v1/agent/nodes/%s/report" % node,
+                                    {"tasks": [{"taskId": ids[0], "lastStatus": "STOPPED"}]}, token=token), 200)
+            m = st.line()
+            check(m["tasks"] == [] and m["removed"] == [ids[0]], "line after the STOPPED report: %r" % m)
+            st.close()
+
+            # A stream that did not ask for changes gets whole sets, definitions included.
+            full = DesiredStream(s, node, token, changes=False)
+            m = full.line()
+            check(m["type"] == "desired" and sorted(t["taskId"] for t in m["tasks"]) == sorted([ids[1], third])
+                  and list(m["taskDefinitions"]) == ["delta:1"], "whole set: %r" % m)
+            expect_status(s.request("POST", "/v1/tasks/%s/stop" % third, {"reason": "test"}), 200, "stop")
+            m = full.line()
+            check(m["type"] == "desired" and len(m["tasks"]) == 2 and "removed" not in m, "whole set again: %r" % m)
+            full.close()
+        finally:
+            beating.set()
