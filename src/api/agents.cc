@@ -175,7 +175,7 @@ void AgentHub::Send(const std::string& node_id, Stream& s) {
 
 void AgentHub::Flush() {
   if (dirty_.empty()) return;
-  std::set<std::string> dirty = std::move(dirty_);
+  std::unordered_set<std::string> dirty = std::move(dirty_);
   dirty_.clear();
   for (const std::string& id : dirty) {
     auto it = streams_.find(id);

@@ -139,6 +139,13 @@ class State final : public store::StateMachine {
   std::vector<Token> tokens_;
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;
   std::map<std::string, Node, std::less<>> nodes_;
+  // nodes_ by id, for lookups without string comparisons down a tree (the keys
+  // are views of nodes_' own keys, which never move).
+  std::unordered_map<std::string_view, Node*> node_index_;
+  Node* NodeAt(std::string_view id) {
+    auto it = node_index_.find(id);
+    return it == node_index_.end() ? nullptr : it->second;
+  }
   TaskMap tasks_;
   std::map<std::string, Service, std::less<>> services_;
   uint64_t event_seq_ = 0;

@@ -69,8 +69,8 @@ Status WriteTaskRow(store::Db& db, const Task& t, bool insert, const std::string
 }  // namespace
 
 const Node* State::FindNode(std::string_view id) const {
-  auto it = nodes_.find(id);
-  return it == nodes_.end() ? nullptr : &it->second;
+  auto it = node_index_.find(id);
+  return it == node_index_.end() ? nullptr : it->second;
 }
 
 const Task* State::FindTask(std::string_view id) const {
@@ -79,26 +79,25 @@ const Task* State::FindTask(std::string_view id) const {
 }
 
 void State::SetNodeConnected(std::string_view id, bool connected, int64_t now_ms) {
-  auto it = nodes_.find(id);
-  if (it == nodes_.end() || it->second.connected == connected) return;
-  it->second.connected = connected;
-  it->second.disconnected_since_ms = connected ? 0 : now_ms;
-  if (connected) it->second.last_heartbeat_ms = now_ms;
-  for (StateObserver* o : observers_) o->OnNodeChanged(it->second);
+  Node* it = NodeAt(id);
+  if (!it || it->connected == connected) return;
+  it->connected = connected;
+  it->disconnected_since_ms = connected ? 0 : now_ms;
+  if (connected) it->last_heartbeat_ms = now_ms;
+  for (StateObserver* o : observers_) o->OnNodeChanged(*it);
 }
 
 void State::Heartbeat(std::string_view id, int64_t now_ms) {
-  auto it = nodes_.find(id);
-  if (it != nodes_.end()) it->second.last_heartbeat_ms = now_ms;
+  if (Node* n = NodeAt(id)) n->last_heartbeat_ms = now_ms;
 }
 
 void State::CountTask(const Task& t, int delta) {
-  auto n = nodes_.find(t.node);
+  Node* n = NodeAt(t.node);
   bool running = t.last == "RUNNING";
   bool pending = t.last == "PROVISIONING" || t.last == "PENDING";
-  if (n != nodes_.end()) {
-    n->second.running += running ? delta : 0;
-    n->second.pending += pending ? delta : 0;
+  if (n) {
+    n->running += running ? delta : 0;
+    n->pending += pending ? delta : 0;
   }
   AdjustClusterCounts(t.cluster, 0, 0, running ? delta : 0, pending ? delta : 0);
 }
@@ -116,9 +115,9 @@ bool State::Transition(Task& t, const std::string& last, int64_t now_ms) {
   if (last == "STOPPED") {
     t.stopped_ms = now_ms;
     if (t.desired != "STOPPED") t.desired = "STOPPED";
-    auto n = nodes_.find(t.node);
-    if (n != nodes_.end()) {
-      Node& node = n->second;
+    Node* n = NodeAt(t.node);
+    if (n) {
+      Node& node = *n;
       node.used_cpu -= t.cpu;
       node.used_memory -= t.memory;
       for (const auto& p : t.fixed_ports) {
@@ -140,6 +139,7 @@ Status State::SaveTask(store::Db& db, const Task& t, bool insert) {
 
 Status State::LoadNodesAndTasks(store::Db& db) {
   nodes_.clear();
+  node_index_.clear();
   tasks_.clear();
   {
     Result<store::Stmt> s =
@@ -167,7 +167,8 @@ Status State::LoadNodesAndTasks(store::Db& db) {
       }
       n.arn = NodeArn(n.cluster, n.id);
       AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
-      nodes_.emplace(n.id, std::move(n));
+      auto [at, added] = nodes_.emplace(n.id, std::move(n));
+      if (added) node_index_.emplace(at->first, &at->second);
     }
   }
   Result<store::Stmt> s = db.Prepare(
@@ -263,22 +264,23 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   if (Status st = (*s)->Run(); !st) return st.take_error();
   if (!existed) AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
   Node& stored = nodes_[n.id];
+  node_index_[nodes_.find(n.id)->first] = &stored;
   stored = std::move(n);
   for (StateObserver* o : observers_) o->OnNodeChanged(stored);
   return json::Doc::Object().Set("containerInstance", NodeJson(stored)).Print();
 }
 
 Result<std::string> State::ApplySetNodeStatus(store::Db& db, const SetNodeStatus& c) {
-  auto it = nodes_.find(c.id);
-  if (it == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.id + " does not exist");
+  Node* it = NodeAt(c.id);
+  if (!it) return Error::NotFound("NodeNotFound", "node " + c.id + " does not exist");
   if (c.status != "ACTIVE" && c.status != "DRAINING") return Error::Invalid("status: must be ACTIVE or DRAINING");
   Result<store::Stmt*> s = db.Cached("UPDATE nodes SET status = ?2 WHERE id = ?1");
   if (!s) return s.take_error();
   (*s)->Bind(1, c.id).Bind(2, c.status);
   if (Status st = (*s)->Run(); !st) return st.take_error();
-  it->second.status = c.status;
-  for (StateObserver* o : observers_) o->OnNodeChanged(it->second);
-  return json::Doc::Object().Set("containerInstance", NodeJson(it->second)).Print();
+  it->status = c.status;
+  for (StateObserver* o : observers_) o->OnNodeChanged(*it);
+  return json::Doc::Object().Set("containerInstance", NodeJson(*it)).Print();
 }
 
 Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNode& c) {
@@ -307,6 +309,7 @@ Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNo
   n.status = "INACTIVE";
   std::string reply = json::Doc::Object().Set("containerInstance", NodeJson(n)).Print();
   AdjustClusterCounts(n.cluster, -1, 0, 0, 0);
+  node_index_.erase(it->first);
   nodes_.erase(it);
   return reply;
 }
@@ -327,10 +330,10 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
   std::vector<Node*> targets;  // the node of each placement
   targets.reserve(c.placements.size());
   for (const PlaceTasks::Placement& p : c.placements) {
-    auto n = nodes_.find(p.node);
-    if (n == nodes_.end()) return Error::Conflict("PlacementInvalid", "node " + p.node + " does not exist");
-    targets.push_back(&n->second);
-    const Node& node = n->second;
+    Node* n = NodeAt(p.node);
+    if (!n) return Error::Conflict("PlacementInvalid", "node " + p.node + " does not exist");
+    targets.push_back(&*n);
+    const Node& node = *n;
     if (node.cluster != c.cluster) return Error::Conflict("PlacementInvalid", "node " + p.node + " is not in " + c.cluster);
     if (node.status != "ACTIVE") return Error::Conflict("PlacementInvalid", "node " + p.node + " is " + node.status);
     auto& [cpu, mem] = extra[p.node];
@@ -407,12 +410,12 @@ Result<std::string> State::ApplyStopTasks(store::Db& db, const StopTasks& c) {
       t.stopping_ms = c.time_ms;
       if (t.stopped_reason.empty()) t.stopped_reason = c.reason;
       if (t.stop_code.empty()) t.stop_code = c.code;
-      auto n = nodes_.find(t.node);
+      Node* n = NodeAt(t.node);
       // A task its node never started, on a node whose agent is away, is simply gone.
-      if (t.last == "PROVISIONING" && (n == nodes_.end() || !n->second.connected)) {
+      if (t.last == "PROVISIONING" && (!n || !n->connected)) {
         Transition(t, "STOPPED", c.time_ms);
-      } else if (n != nodes_.end()) {
-        DesiredChanged(n->second);
+      } else if (n) {
+        DesiredChanged(*n);
       }
       if (Status s = SaveTask(db, t, false); !s) return s.take_error();
       for (StateObserver* o : observers_) o->OnTaskChanged(t);
@@ -423,8 +426,8 @@ Result<std::string> State::ApplyStopTasks(store::Db& db, const StopTasks& c) {
 }
 
 Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c) {
-  auto n = nodes_.find(c.node);
-  if (n == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
+  Node* n = NodeAt(c.node);
+  if (!n) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
   int64_t changed = 0;
   for (const ReportTasks::Report& r : c.reports) {
     auto it = tasks_.find(r.task_id);
@@ -455,14 +458,14 @@ Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c)
     if (Status s = SaveTask(db, t, false); !s) return s.take_error();
     for (StateObserver* o : observers_) o->OnTaskChanged(t);
   }
-  return json::Doc::Object().Set("changed", changed).Set("version", static_cast<int64_t>(n->second.desired_version)).Print();
+  return json::Doc::Object().Set("changed", changed).Set("version", static_cast<int64_t>(n->desired_version)).Print();
 }
 
 Result<std::string> State::ApplyNodeLost(store::Db& db, const NodeLost& c) {
-  auto n = nodes_.find(c.node);
-  if (n == nodes_.end()) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
+  Node* n = NodeAt(c.node);
+  if (!n) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
   std::vector<std::string> ids;
-  for (const auto& [id, t] : n->second.tasks) ids.push_back(id);
+  for (const auto& [id, t] : n->tasks) ids.push_back(id);
   for (const std::string& id : ids) {
     Task& t = tasks_[id];
     t.stopped_reason = c.reason;

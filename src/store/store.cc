@@ -122,6 +122,12 @@ const char* const kMigrations[] = {
     R"sql(
     ALTER TABLE nodes ADD COLUMN reserved_ports TEXT NOT NULL DEFAULT '';
     )sql",
+    // 6 -> 7: tasks_by_node goes: nothing reads tasks by node from SQLite (the
+    // state is in memory; the table is read whole at start), and every task
+    // insert paid for a third B-tree.
+    R"sql(
+    DROP INDEX IF EXISTS tasks_by_node;
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");
