@@ -70,6 +70,6 @@ sim_rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$SIM_PID/status")
 seconds=$(python3 -c "print(round($t1 - $t0, 2))")
 rate=$(python3 -c "print(round($TASKS / ($t1 - $t0)))")
 echo "simulator peak RSS: $((sim_rss_kb / 1024)) MiB; CPU during the scale-up: server ${server_cpu} s, simulator ${sim_cpu} s"
-api "$BERTH_URL/metrics" | awk '/^berth_agent_desired_(lines|bytes)_total/ {print "  " $0}'
+api "$BERTH_URL/metrics" | awk '/^berth_agent_desired_(lines|bytes)_total|^berth_store_commit_(batch_size|duration_seconds)_(sum|count)/ {print "  " $0}'
 
 echo "nodes=$NODES tasks=$TASKS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))"
