@@ -1024,9 +1024,25 @@ class NodeAgentImpl {
   }
 
   // Removes our stopped containers (with their task-scoped volumes) once they are
-  // older than the retention period and their task is forgotten.
+  // older than the retention period and their task is forgotten, and the per-task
+  // networks of tasks that are stopped or unknown here (left by a crash between a
+  // task's end and its network's removal, or by a task the server forgot while
+  // this agent was away): Docker's default address pools hold only about 31.
   void Cleanup() {
     if (node_id_.empty()) return;
+    std::string ours = "{\"label\":[\"" + std::string(kLabelNode) + "=" + node_id_ + "\"]}";
+    engine_->Call("GET", "/networks?filters=" + docker::QueryEscape(ours), "", [this](Result<json::Doc> r) {
+      if (shut_ || !r) return;
+      for (json::View n : r->view()) {
+        const TaskRec* t = FindTask(std::string(n.Get("Labels").Get(kLabelTask).String()));
+        if (t && t->status != "STOPPED") continue;
+        std::string name(n.Get("Name").String());
+        // Docker refuses (409) while a running container uses it: a later sweep retries.
+        engine_->Call("DELETE", "/networks/" + std::string(n.Get("Id").String()), "", [name](Result<json::Doc> r) {
+          if (r) log::Info("agent", "removed a network no task uses", {{"network", name}});
+        });
+      }
+    });
     std::string filters = "{\"label\":[\"" + std::string(kLabelNode) + "=" + node_id_ + "\"],\"status\":[\"exited\",\"dead\",\"created\"]}";
     engine_->Call("GET", "/containers/json?all=1&filters=" + docker::QueryEscape(filters), "", [this](Result<json::Doc> r) {
       if (shut_ || !r) return;

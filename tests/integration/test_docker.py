@@ -241,6 +241,11 @@ def test_docker_agent_restart_adopts_containers():
             wait_running(s, 3, "3 running tasks", service="dk-adopt")
             before = {c["Id"]: c["State"]["StartedAt"] for c in containers(node)}
             check(len(before) == 3, "docker shows %d containers" % len(before))
+            # A task network left behind (a crash between a task's end and its
+            # network's removal) goes; another node's network stays.
+            orphan, foreign = "berth-it-orphan-%d" % os.getpid(), "berth-it-foreign-%d" % os.getpid()
+            docker("network", "create", "--label", "berth.node=" + node, "--label", "berth.task=gone-task", orphan)
+            docker("network", "create", "--label", "berth.node=some-other-node", "--label", "berth.task=t", foreign)
             a.restart(signal.SIGKILL)
             check(a.node_id() == node, "the node id changed across the restart")
             wait_until(lambda: any(n["nodeId"] == node and n["agentConnected"] for n in nodes(s)), wait=LONG,
@@ -250,9 +255,14 @@ def test_docker_agent_restart_adopts_containers():
             check(after == before, "containers changed across the agent restart: %r -> %r" % (before, after))
             check(len(running(s, service="dk-adopt")) == 3, "the service is no longer at 3 running tasks")
             check("adopted running tasks" in a.logs(), "the agent did not say it adopted: " + a.logs()[-800:])
+            names = lambda: docker("network", "ls", "--format", "{{.Name}}").split()
+            wait_until(lambda: orphan not in names(), wait=LONG, what="the orphaned task network removed")
+            check(foreign in names(), "another node's network was removed")
         finally:
             a.kill()
             remove_node_containers(node)
+            for n in ("berth-it-orphan-%d" % os.getpid(), "berth-it-foreign-%d" % os.getpid()):
+                docker("network", "rm", n, check_rc=False)
 
 
 @timeout(240)
