@@ -6,12 +6,48 @@ namespace berth::sched {
 
 namespace {
 
-// Groups whose per-level sets are kept at once; the least recently used goes first.
-constexpr size_t kMaxIndexedGroups = 64;
+// A class's nodes free of a group are kept as a set of their own only while the
+// group is on more than half of them (and the class is this big); below a quarter
+// the set goes. Otherwise they are the class's set, stepping over the group's nodes.
+constexpr size_t kMinZeroSet = 64;
 // Random draws before a random pick falls back to the exact ordered search.
 constexpr int kRandomProbes = 16;
 
 uint32_t PortKey(PortSpec p) { return p.port | (p.udp ? 0x10000u : 0u); }
+
+// A node's few (group id → value) entries in one small vector: a node holds tasks
+// of tens of groups at most, and scanning a cache line or two beats a hash
+// table's pointer chasing once the cluster no longer fits in the caches.
+template <class V>
+class SmallMap {
+ public:
+  V* Find(uint32_t key) {
+    for (auto& e : v_) {
+      if (e.first == key) return &e.second;
+    }
+    return nullptr;
+  }
+  const V* Find(uint32_t key) const { return const_cast<SmallMap*>(this)->Find(key); }
+  bool Contains(uint32_t key) const { return Find(key) != nullptr; }
+  V& operator[](uint32_t key) {
+    if (V* found = Find(key)) return *found;
+    return v_.emplace_back(key, V{}).second;
+  }
+  void Erase(uint32_t key) {
+    for (auto& e : v_) {
+      if (e.first == key) {
+        e = v_.back();
+        v_.pop_back();
+        return;
+      }
+    }
+  }
+  auto begin() const { return v_.begin(); }
+  auto end() const { return v_.end(); }
+
+ private:
+  std::vector<std::pair<uint32_t, V>> v_;
+};
 
 }  // namespace
 
@@ -87,7 +123,16 @@ struct Engine::Node {
   uint32_t cls_pos = 0;  // position in its class's candidate set
   bool alive = false, active = true, connected = true;
   std::unordered_set<uint32_t> ports;
-  std::unordered_map<uint32_t, int32_t> groups;  // group id → tasks here
+  struct InGroup {
+    int32_t k = 0;     // tasks of the group here
+    uint32_t pos = 0;  // position in the group's level-k set of this class
+  };
+  SmallMap<InGroup> groups;     // group id → its tasks here
+  SmallMap<uint32_t> zero_pos;  // group id → position in its zero set
+  int32_t K(uint32_t gid) const {
+    const InGroup* in = groups.Find(gid);
+    return in ? in->k : 0;
+  }
 };
 
 // Nodes with identical attributes: a constraint on attributes is decided once per class.
@@ -96,16 +141,19 @@ struct Engine::Class {
   NodeSet all;  // candidate nodes of the class
   size_t live = 0;
   int64_t max_mem = 0;
+  std::vector<uint32_t> zero_groups;  // groups with a zero set for this class
 };
 
 struct Engine::Group {
   std::string name;
   std::vector<int64_t> per_class;  // tasks of the group in each class
-  bool indexed = false;
-  bool has_trees = false;  // some level set has its ordered trees
-  std::vector<uint32_t> pos;  // node → position in its level set
-  // levels[class][k]: candidate nodes of the class holding exactly k tasks of the group.
+  // levels[class][k], k >= 1: candidate nodes of the class holding exactly k tasks
+  // of the group. Their size is bounded by the group's tasks, whatever the cluster's.
   std::vector<std::vector<std::unique_ptr<NodeSet>>> levels;
+  // zero[class]: the class's candidate nodes holding none of the group, kept only
+  // for a group on most of the class's nodes (see kMinZeroSet).
+  std::vector<std::unique_ptr<NodeSet>> zero;
+  bool has_trees = false;  // some set of the group has its ordered trees (to keep in step)
 
   NodeSet* Level(uint32_t cls, int32_t k, bool create) {
     if (levels.size() <= cls) {
@@ -119,6 +167,15 @@ struct Engine::Group {
     }
     if (!v[static_cast<size_t>(k)] && create) v[static_cast<size_t>(k)] = std::make_unique<NodeSet>();
     return v[static_cast<size_t>(k)].get();
+  }
+  NodeSet* Zero(uint32_t cls) const { return cls < zero.size() ? zero[cls].get() : nullptr; }
+  // Candidate nodes of the class holding at least one task of the group.
+  size_t Members(uint32_t cls) const {
+    size_t n = 0;
+    if (cls < levels.size()) {
+      for (size_t k = 1; k < levels[cls].size(); k++) n += levels[cls][k] ? levels[cls][k]->members.size() : 0;
+    }
+    return n;
   }
 };
 
@@ -137,8 +194,7 @@ class Engine::Facts final : public NodeFacts {
     if (!n_) return false;
     auto it = e_->group_by_name_.find(std::string(group));
     if (it == e_->group_by_name_.end()) return false;
-    auto g = n_->groups.find(it->second);
-    return g != n_->groups.end() && g->second > 0;
+    return n_->K(it->second) > 0;
   }
 
  private:
@@ -166,29 +222,39 @@ bool Engine::Candidate(NodeRef n) const {
   return x.alive && x.active && x.connected;
 }
 
+// Where node m's position is kept in group gid's level sets and zero set.
+auto Engine::LevelSlot(uint32_t gid) {
+  return [this, gid](NodeRef m) -> uint32_t& { return nodes_[m].groups.Find(gid)->pos; };
+}
+auto Engine::ZeroSlot(uint32_t gid) {
+  return [this, gid](NodeRef m) -> uint32_t& { return nodes_[m].zero_pos[gid]; };
+}
+
 void Engine::IndexNode(NodeRef n) {
   if (!Candidate(n)) return;
   Node& x = nodes_[n];
-  classes_[x.cls]->all.Insert(n, x.mem_free, x.cpu_free, [this](NodeRef m) -> uint32_t& { return nodes_[m].cls_pos; });
-  for (uint32_t gid : indexed_groups_) {
-    Group& g = *groups_[gid];
-    auto it = x.groups.find(gid);
-    int32_t k = it == x.groups.end() ? 0 : it->second;
-    if (g.pos.size() < nodes_.size()) g.pos.resize(nodes_.size());
-    g.Level(x.cls, k, true)->Insert(n, x.mem_free, x.cpu_free, [&g](NodeRef m) -> uint32_t& { return g.pos[m]; });
+  Class& c = *classes_[x.cls];
+  c.all.Insert(n, x.mem_free, x.cpu_free, [this](NodeRef m) -> uint32_t& { return nodes_[m].cls_pos; });
+  for (const auto& [gid, in] : x.groups) {
+    groups_[gid]->Level(x.cls, in.k, true)->Insert(n, x.mem_free, x.cpu_free, LevelSlot(gid));
+  }
+  for (uint32_t gid : c.zero_groups) {
+    if (!x.groups.Contains(gid)) groups_[gid]->Zero(x.cls)->Insert(n, x.mem_free, x.cpu_free, ZeroSlot(gid));
   }
 }
 
 void Engine::UnindexNode(NodeRef n) {
   if (!Candidate(n)) return;
   Node& x = nodes_[n];
-  classes_[x.cls]->all.Erase(n, x.mem_free, x.cpu_free, [this](NodeRef m) -> uint32_t& { return nodes_[m].cls_pos; });
-  for (uint32_t gid : indexed_groups_) {
-    Group& g = *groups_[gid];
-    auto it = x.groups.find(gid);
-    int32_t k = it == x.groups.end() ? 0 : it->second;
-    if (NodeSet* s = g.Level(x.cls, k, false)) {
-      s->Erase(n, x.mem_free, x.cpu_free, [&g](NodeRef m) -> uint32_t& { return g.pos[m]; });
+  Class& c = *classes_[x.cls];
+  c.all.Erase(n, x.mem_free, x.cpu_free, [this](NodeRef m) -> uint32_t& { return nodes_[m].cls_pos; });
+  for (const auto& [gid, in] : x.groups) {
+    groups_[gid]->Level(x.cls, in.k, false)->Erase(n, x.mem_free, x.cpu_free, LevelSlot(gid));
+  }
+  for (uint32_t gid : c.zero_groups) {
+    if (!x.groups.Contains(gid)) {
+      groups_[gid]->Zero(x.cls)->Erase(n, x.mem_free, x.cpu_free, ZeroSlot(gid));
+      x.zero_pos.Erase(gid);
     }
   }
 }
@@ -205,34 +271,28 @@ void Engine::EnsureTrees(NodeSet* set, bool cpu_order) {
   }
 }
 
-Engine::Group* Engine::IndexedGroup(uint32_t gid) {
-  Group* g = groups_[gid].get();
-  tick_++;
-  if (g->indexed) {
-    auto it = std::find(indexed_groups_.begin(), indexed_groups_.end(), gid);
-    indexed_groups_.erase(it);
-    indexed_groups_.push_back(gid);
-    return g;
+// Keeps or drops group gid's zero set for class cls as the share of the class's
+// nodes the group is on crosses a half (up) or a quarter (down). Building costs
+// O(class), paid once for the at least class/4 placements that crossed it.
+void Engine::BalanceZero(uint32_t gid, uint32_t cls) {
+  Group& g = *groups_[gid];
+  Class& c = *classes_[cls];
+  size_t size = c.all.members.size();
+  size_t members = g.Members(cls);
+  NodeSet* zero = g.Zero(cls);
+  if (!zero && size >= kMinZeroSet && members * 2 > size) {
+    if (g.zero.size() <= cls) g.zero.resize(cls + 1);
+    g.zero[cls] = std::make_unique<NodeSet>();
+    for (NodeRef n : c.all.members) {
+      const Node& x = nodes_[n];
+      if (!x.groups.Contains(gid)) g.zero[cls]->Insert(n, x.mem_free, x.cpu_free, ZeroSlot(gid));
+    }
+    c.zero_groups.push_back(gid);
+  } else if (zero && members * 4 < size) {
+    for (NodeRef n : zero->members) nodes_[n].zero_pos.Erase(gid);
+    g.zero[cls].reset();
+    c.zero_groups.erase(std::find(c.zero_groups.begin(), c.zero_groups.end(), gid));
   }
-  if (indexed_groups_.size() >= kMaxIndexedGroups) {
-    Group* old = groups_[indexed_groups_.front()].get();
-    old->indexed = false;
-    old->levels.clear();
-    indexed_groups_.erase(indexed_groups_.begin());
-  }
-  // Building costs O(N) once; keeping it costs O(1) per task after that.
-  g->pos.assign(nodes_.size(), 0);
-  for (NodeRef n = 0; n < nodes_.size(); n++) {
-    if (!Candidate(n)) continue;
-    const Node& x = nodes_[n];
-    auto it = x.groups.find(gid);
-    int32_t k = it == x.groups.end() ? 0 : it->second;
-    g->Level(x.cls, k, true)->Insert(n, x.mem_free, x.cpu_free, [g](NodeRef m) -> uint32_t& { return g->pos[m]; });
-  }
-  g->indexed = true;
-  g->has_trees = false;
-  indexed_groups_.push_back(gid);
-  return g;
 }
 
 Engine::NodeRef Engine::AddNode(const NodeSpec& spec) {
@@ -280,7 +340,7 @@ void Engine::RemoveNode(NodeRef n) {
   if (n >= nodes_.size() || !nodes_[n].alive) return;
   UnindexNode(n);
   Node& x = nodes_[n];
-  for (const auto& [gid, k] : x.groups) groups_[gid]->per_class[x.cls] -= k;
+  for (const auto& [gid, in] : x.groups) groups_[gid]->per_class[x.cls] -= in.k;
   classes_[x.cls]->live--;
   x = Node();
   free_refs_.push_back(n);
@@ -300,17 +360,14 @@ void Engine::AddTask(NodeRef n, const TaskShape& shape, std::string_view group) 
   uint32_t gid = GroupId(group);
   Node& x = nodes_[n];
   int64_t old_mem = x.mem_free, old_cpu = x.cpu_free;
-  auto k = x.groups.find(gid);
-  int32_t old_k = k == x.groups.end() ? 0 : k->second;
   x.cpu_free -= shape.cpu;
   x.mem_free -= shape.memory;
   x.running++;
   for (PortSpec p : shape.ports) x.ports.insert(PortKey(p));
-  x.groups[gid]++;
   Group& g = *groups_[gid];
   if (g.per_class.size() <= x.cls) g.per_class.resize(classes_.size(), 0);
   g.per_class[x.cls]++;
-  Reindex(n, gid, old_k, old_mem, old_cpu);
+  Reindex(n, gid, +1, old_mem, old_cpu);
 }
 
 void Engine::RemoveTask(NodeRef n, const TaskShape& shape, std::string_view group) {
@@ -318,48 +375,61 @@ void Engine::RemoveTask(NodeRef n, const TaskShape& shape, std::string_view grou
   uint32_t gid = GroupId(group);
   Node& x = nodes_[n];
   int64_t old_mem = x.mem_free, old_cpu = x.cpu_free;
-  auto k = x.groups.find(gid);
-  int32_t old_k = k == x.groups.end() ? 0 : k->second;
   x.cpu_free += shape.cpu;
   x.mem_free += shape.memory;
   x.running--;
   for (PortSpec p : shape.ports) x.ports.erase(PortKey(p));
-  auto it = x.groups.find(gid);
-  if (it != x.groups.end() && --it->second <= 0) x.groups.erase(it);
   Group& g = *groups_[gid];
   if (g.per_class.size() > x.cls) g.per_class[x.cls]--;
-  Reindex(n, gid, old_k, old_mem, old_cpu);
+  Reindex(n, gid, x.K(gid) > 0 ? -1 : 0, old_mem, old_cpu);
 }
 
-void Engine::Reindex(NodeRef n, uint32_t gid, int32_t old_k, int64_t old_mem, int64_t old_cpu) {
-  if (!Candidate(n)) return;
+void Engine::Reindex(NodeRef n, uint32_t gid, int delta, int64_t old_mem, int64_t old_cpu) {
   Node& x = nodes_[n];
-  classes_[x.cls]->all.Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
-  for (uint32_t other : indexed_groups_) {
-    Group& g = *groups_[other];
-    if (other == gid) {
-      auto it = x.groups.find(gid);
-      int32_t k = it == x.groups.end() ? 0 : it->second;
-      auto slot = [&g](NodeRef m) -> uint32_t& { return g.pos[m]; };
-      if (NodeSet* s = g.Level(x.cls, old_k, false)) s->Erase(n, old_mem, old_cpu, slot);
-      g.Level(x.cls, k, true)->Insert(n, x.mem_free, x.cpu_free, slot);
-    } else if (g.has_trees) {
-      auto it = x.groups.find(other);
-      int32_t k = it == x.groups.end() ? 0 : it->second;
-      if (NodeSet* s = g.Level(x.cls, k, false)) s->Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
+  Group& g = *groups_[gid];
+  bool candidate = Candidate(n);
+  int32_t old_k = x.K(gid);
+  int32_t k = old_k + delta;
+  if (candidate) {
+    classes_[x.cls]->all.Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
+    // Out of the set for old_k (the entry still holds the position)...
+    if (old_k > 0) {
+      g.Level(x.cls, old_k, false)->Erase(n, old_mem, old_cpu, LevelSlot(gid));
+    } else if (NodeSet* zero = g.Zero(x.cls)) {
+      zero->Erase(n, old_mem, old_cpu, ZeroSlot(gid));
+      x.zero_pos.Erase(gid);
     }
   }
+  if (k > 0) {
+    x.groups[gid].k = k;
+  } else {
+    x.groups.Erase(gid);
+  }
+  if (!candidate) return;
+  // ...into the one for k.
+  if (k > 0) {
+    g.Level(x.cls, k, true)->Insert(n, x.mem_free, x.cpu_free, LevelSlot(gid));
+  } else if (NodeSet* zero = g.Zero(x.cls)) {
+    zero->Insert(n, x.mem_free, x.cpu_free, ZeroSlot(gid));
+  }
+  // Its room changed: other groups' ordered sets that hold it re-key it.
+  for (const auto& [other, in] : x.groups) {
+    Group& o = *groups_[other];
+    if (other != gid && o.has_trees) o.Level(x.cls, in.k, false)->Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
+  }
+  for (const auto& [other, pos] : x.zero_pos) {  // the zero sets that hold it
+    Group& o = *groups_[other];
+    if (other != gid && o.has_trees) o.Zero(x.cls)->Rekey(n, old_mem, old_cpu, x.mem_free, x.cpu_free);
+  }
+  if ((old_k == 0) != (k == 0)) BalanceZero(gid, x.cls);
 }
 
-bool Engine::Feasible(NodeRef n, const Request& req, uint32_t gid) const {
+bool Engine::Feasible(NodeRef n, const Request& req, uint32_t gid, bool free_of_group) const {
   const Node& x = nodes_[n];
   for (PortSpec p : req.shape.ports) {
     if (x.ports.count(PortKey(p))) return false;
   }
-  if (req.distinct_instance) {
-    auto it = x.groups.find(gid);
-    if (it != x.groups.end() && it->second > 0) return false;
-  }
+  if ((req.distinct_instance || free_of_group) && x.K(gid) > 0) return false;
   Facts facts(this, &x, classes_[x.cls].get());
   for (const auto& e : req.member_of) {
     if (!e->AttributesOnly() && !e->Eval(facts)) return false;
@@ -371,11 +441,11 @@ bool Engine::Feasible(NodeRef n, const Request& req, uint32_t gid) const {
 // that has room and passes every other check. Nodes rejected for ports or
 // node-level constraints are stepped over; nothing else is visited.
 Engine::NodeRef Engine::FirstFeasible(const CapacityTree& tree, bool memory_primary, const Request& req,
-                                      uint32_t gid, int64_t after_primary, NodeRef after_node) {
+                                      uint32_t gid, bool free_of_group, int64_t after_primary, NodeRef after_node) {
   int64_t min_p = memory_primary ? req.shape.memory : req.shape.cpu;
   int64_t min_s = memory_primary ? req.shape.cpu : req.shape.memory;
   uint32_t n = tree.FirstFitAfter(min_p, min_s, after_primary, after_node);
-  while (n != CapacityTree::kNone && !Feasible(n, req, gid)) {
+  while (n != CapacityTree::kNone && !Feasible(n, req, gid, free_of_group)) {
     int64_t p = memory_primary ? nodes_[n].mem_free : nodes_[n].cpu_free;
     n = tree.FirstFitAfter(min_p, min_s, p, n);
   }
@@ -384,19 +454,30 @@ Engine::NodeRef Engine::FirstFeasible(const CapacityTree& tree, bool memory_prim
 
 Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s, const std::vector<uint32_t>& classes,
                              int level) {
-  auto set_of = [&](uint32_t c) -> NodeSet* {
+  // The class's nodes at this level of the group: a level set; or for level 0 the
+  // group's zero set when it keeps one, else the class's set minus the group's
+  // nodes (free_of_group: they are stepped over, and are under half of it).
+  Group& g = *groups_[gid];
+  auto set_of = [&](uint32_t c, bool* free_of_group) -> NodeSet* {
+    *free_of_group = false;
     if (level < 0) return &classes_[c]->all;
-    return groups_[gid]->Level(c, level, false);
+    if (level > 0) return g.Level(c, level, false);
+    if (NodeSet* zero = g.Zero(c)) return zero;
+    if (g.Members(c) >= classes_[c]->all.members.size()) return nullptr;
+    *free_of_group = true;
+    return &classes_[c]->all;
   };
   if (s && s->type == StrategyType::kBinpack) {
     bool mem = s->field == "memory";
     NodeRef best = kNoNode;
     for (uint32_t c : classes) {
-      NodeSet* set = set_of(c);
+      bool free_of_group;
+      NodeSet* set = set_of(c, &free_of_group);
       if (!set || set->empty()) continue;
       EnsureTrees(set, !mem);
-      if (level >= 0) groups_[gid]->has_trees = true;
-      NodeRef n = FirstFeasible(mem ? *set->by_mem : *set->by_cpu, mem, req, gid, INT64_MIN, CapacityTree::kNone);
+      if (level >= 0) g.has_trees = true;
+      NodeRef n = FirstFeasible(mem ? *set->by_mem : *set->by_cpu, mem, req, gid, free_of_group, INT64_MIN,
+                                CapacityTree::kNone);
       if (n == kNoNode) continue;
       if (best == kNoNode) {
         best = n;
@@ -413,19 +494,25 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
   sets_.clear();
   size_t total = 0;
   for (uint32_t c : classes) {
-    NodeSet* set = set_of(c);
+    bool free_of_group;
+    NodeSet* set = set_of(c, &free_of_group);
     if (!set || set->empty()) continue;
     total += set->members.size();
-    sets_.push_back(set);
+    sets_.emplace_back(set, free_of_group);
   }
   if (total == 0) return kNoNode;
-  for (int probe = 0; probe < kRandomProbes; probe++) {
+  // A class's set standing for the nodes free of the group has the group's nodes
+  // too (under half of it): twice the draws keep the odds of a hit.
+  bool stepping = std::any_of(sets_.begin(), sets_.end(), [](const auto& s) { return s.second; });
+  for (int probe = 0; probe < (stepping ? 2 : 1) * kRandomProbes; probe++) {
     size_t i = std::uniform_int_distribution<size_t>(0, total - 1)(rng_);
-    for (NodeSet* set : sets_) {
+    for (const auto& [set, free_of_group] : sets_) {
       if (i < set->members.size()) {
         NodeRef n = set->members[i];
         const Node& x = nodes_[n];
-        if (x.cpu_free >= req.shape.cpu && x.mem_free >= req.shape.memory && Feasible(n, req, gid)) return n;
+        if (x.cpu_free >= req.shape.cpu && x.mem_free >= req.shape.memory && Feasible(n, req, gid, free_of_group)) {
+          return n;
+        }
         break;
       }
       i -= set->members.size();
@@ -433,13 +520,13 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
   }
   // ...and exact when they are scarce: the ordered trees, from a random point.
   std::shuffle(sets_.begin(), sets_.end(), rng_);
-  for (NodeSet* set : sets_) {
+  for (const auto& [set, free_of_group] : sets_) {
     EnsureTrees(set, false);
-    if (level >= 0) groups_[gid]->has_trees = true;
+    if (level >= 0) g.has_trees = true;
     int64_t start = std::uniform_int_distribution<int64_t>(req.shape.memory, req.shape.memory + 65536)(rng_);
     NodeRef after = static_cast<NodeRef>(std::uniform_int_distribution<uint64_t>(0, nodes_.size())(rng_));
-    NodeRef n = FirstFeasible(*set->by_mem, true, req, gid, start, after);
-    if (n == kNoNode) n = FirstFeasible(*set->by_mem, true, req, gid, INT64_MIN, CapacityTree::kNone);
+    NodeRef n = FirstFeasible(*set->by_mem, true, req, gid, free_of_group, start, after);
+    if (n == kNoNode) n = FirstFeasible(*set->by_mem, true, req, gid, free_of_group, INT64_MIN, CapacityTree::kNone);
     if (n != kNoNode) return n;
   }
   return kNoNode;
@@ -454,8 +541,8 @@ Engine::NodeRef Engine::Search(const Request& req, uint32_t gid, size_t i, const
   Group& g = *groups_[gid];
   if (s.field == "instanceId") {
     if (level >= 0) return Search(req, gid, i + 1, classes, level);  // already fixed
-    // Nodes with the fewest tasks of the group first.
-    size_t max_level = 0;
+    // Nodes with the fewest tasks of the group first (level 0 always exists).
+    size_t max_level = 1;
     for (uint32_t c : classes) {
       if (c < g.levels.size()) max_level = std::max(max_level, g.levels[c].size());
     }
@@ -528,8 +615,7 @@ std::string Engine::Explain(const Request& req, uint32_t gid) const {
       add("memberOf constraint");
       continue;
     }
-    auto it = x.groups.find(gid);
-    if (req.distinct_instance && it != x.groups.end() && it->second > 0) {
+    if (req.distinct_instance && x.K(gid) > 0) {
       add("distinctInstance");
       continue;
     }
@@ -564,9 +650,6 @@ std::string Engine::Explain(const Request& req, uint32_t gid) const {
 Engine::Placement Engine::Place(const Request& req, int count) {
   Placement out;
   uint32_t gid = GroupId(req.group);
-  bool levels = req.distinct_instance;
-  for (const Strategy& s : req.strategies) levels = levels || (s.type == StrategyType::kSpread && s.field == "instanceId");
-  if (levels) IndexedGroup(gid);
   // Classes passing the attribute-only constraints: decided once for the batch.
   std::vector<uint32_t> classes;
   for (uint32_t c = 0; c < classes_.size(); c++) {
@@ -600,8 +683,7 @@ bool Engine::PortInUse(NodeRef n, PortSpec p) const { return nodes_[n].ports.cou
 int64_t Engine::TasksInGroup(NodeRef n, std::string_view group) const {
   auto it = group_by_name_.find(std::string(group));
   if (it == group_by_name_.end()) return 0;
-  auto g = nodes_[n].groups.find(it->second);
-  return g == nodes_[n].groups.end() ? 0 : g->second;
+  return nodes_[n].K(it->second);
 }
 
 }  // namespace berth::sched

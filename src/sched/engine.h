@@ -108,21 +108,24 @@ class Engine {
   class Facts;
 
   uint32_t GroupId(std::string_view group);
-  Group* IndexedGroup(uint32_t gid);
-  void IndexNode(NodeRef n);    // into every tree that should hold it
-  void UnindexNode(NodeRef n);  // out of every tree
-  // After a task on n of group gid came (+1) or went (-1): moves n between gid's
-  // levels and re-keys it in the trees that exist; other groups' sets keep it.
-  void Reindex(NodeRef n, uint32_t gid, int32_t old_k, int64_t old_mem, int64_t old_cpu);
+  auto LevelSlot(uint32_t gid);
+  auto ZeroSlot(uint32_t gid);
+  void IndexNode(NodeRef n);    // into every set that should hold it
+  void UnindexNode(NodeRef n);  // out of every set
+  // After a task of group gid on n came (delta +1), went (-1), or n's room alone
+  // changed (0, from old_mem/old_cpu): moves n between gid's level sets and
+  // re-keys it in the other sets that hold it. O(groups on n · log n).
+  void Reindex(NodeRef n, uint32_t gid, int delta, int64_t old_mem, int64_t old_cpu);
+  void BalanceZero(uint32_t gid, uint32_t cls);
   void EnsureTrees(NodeSet* set, bool cpu_order);
   bool Candidate(NodeRef n) const;
-  bool Feasible(NodeRef n, const Request& req, uint32_t gid) const;
+  bool Feasible(NodeRef n, const Request& req, uint32_t gid, bool free_of_group = false) const;
   NodeRef PlaceOne(const Request& req, uint32_t gid);
   NodeRef Search(const Request& req, uint32_t gid, size_t strategy, const std::vector<uint32_t>& classes, int level);
   NodeRef Pick(const Request& req, uint32_t gid, const Strategy* final_strategy,
                const std::vector<uint32_t>& classes, int level);
   NodeRef FirstFeasible(const CapacityTree& tree, bool memory_primary, const Request& req, uint32_t gid,
-                        int64_t after_primary, NodeRef after_node);
+                        bool free_of_group, int64_t after_primary, NodeRef after_node);
   std::string Explain(const Request& req, uint32_t gid) const;
 
   std::vector<Node> nodes_;
@@ -132,9 +135,7 @@ class Engine {
   std::unordered_map<std::string, uint32_t> class_by_key_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::unordered_map<std::string, uint32_t> group_by_name_;
-  std::vector<uint32_t> indexed_groups_;  // groups whose per-level trees exist, most recent last
-  uint64_t tick_ = 0;
-  std::vector<NodeSet*> sets_;  // scratch for Pick
+  std::vector<std::pair<NodeSet*, bool>> sets_;  // scratch for Pick: a set, and free_of_group
   std::mt19937_64 rng_;
 };
 
