@@ -9,7 +9,7 @@ uint32_t CapacityTree::Alloc(uint32_t node, int64_t primary, int64_t secondary) 
   seed_ ^= seed_ << 13;
   seed_ ^= seed_ >> 17;
   seed_ ^= seed_ << 5;
-  Item it{primary, secondary, secondary, node, seed_};
+  Item it{primary, secondary, secondary, node, seed_, 1};
   if (!free_.empty()) {
     uint32_t i = free_.back();
     free_.pop_back();
@@ -23,8 +23,45 @@ uint32_t CapacityTree::Alloc(uint32_t node, int64_t primary, int64_t secondary) 
 void CapacityTree::Pull(uint32_t t) {
   Item& x = items_[t];
   x.max_secondary = x.secondary;
-  if (x.left != kNone) x.max_secondary = std::max(x.max_secondary, items_[x.left].max_secondary);
-  if (x.right != kNone) x.max_secondary = std::max(x.max_secondary, items_[x.right].max_secondary);
+  x.count = 1;
+  if (x.left != kNone) {
+    x.max_secondary = std::max(x.max_secondary, items_[x.left].max_secondary);
+    x.count += items_[x.left].count;
+  }
+  if (x.right != kNone) {
+    x.max_secondary = std::max(x.max_secondary, items_[x.right].max_secondary);
+    x.count += items_[x.right].count;
+  }
+}
+
+size_t CapacityTree::CountFrom(int64_t min_primary) const {
+  size_t n = 0;
+  for (uint32_t t = root_; t != kNone;) {
+    const Item& x = items_[t];
+    if (x.primary >= min_primary) {
+      n += 1 + (x.right != kNone ? items_[x.right].count : 0);
+      t = x.left;
+    } else {
+      t = x.right;
+    }
+  }
+  return n;
+}
+
+uint32_t CapacityTree::Select(size_t rank) const {
+  for (uint32_t t = root_; t != kNone;) {
+    const Item& x = items_[t];
+    size_t left = x.left != kNone ? items_[x.left].count : 0;
+    if (rank < left) {
+      t = x.left;
+    } else if (rank == left) {
+      return x.node;
+    } else {
+      rank -= left + 1;
+      t = x.right;
+    }
+  }
+  return kNone;
 }
 
 void CapacityTree::Split(uint32_t t, int64_t p, uint32_t n, uint32_t* l, uint32_t* r) {

@@ -33,6 +33,12 @@ class CapacityTree {
   // node rejected for another reason, or starts one at a random point.
   uint32_t FirstFitAfter(int64_t min_primary, int64_t min_secondary, int64_t after_primary,
                          uint32_t after_node) const;
+  // How many nodes have a primary >= min_primary: they are the last ones in key
+  // order. O(log n).
+  size_t CountFrom(int64_t min_primary) const;
+  // The node at `rank` (0-based) in key order; rank < size(). O(log n). With
+  // CountFrom, a uniform draw among the nodes with enough of the primary.
+  uint32_t Select(size_t rank) const;
   // Calls `fn(node)` for every node in key order (tests and diagnostics).
   template <class Fn>
   void ForEach(Fn fn) const {
@@ -46,6 +52,7 @@ class CapacityTree {
     int64_t max_secondary;  // over the subtree
     uint32_t node;
     uint32_t prio;
+    uint32_t count;  // items in the subtree
     uint32_t left = kNone, right = kNone;
   };
 

@@ -518,11 +518,35 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
       i -= set->members.size();
     }
   }
-  // ...and exact when they are scarce: the ordered trees, from a random point.
-  std::shuffle(sets_.begin(), sets_.end(), rng_);
+  // ...and when they are scarce, the same among the nodes with enough free
+  // memory only: the last ones of each set's memory-ordered tree, drawn by rank,
+  // so still uniform, O(log n) a draw...
+  std::vector<size_t> with_memory;
+  size_t total_with_memory = 0;
   for (const auto& [set, free_of_group] : sets_) {
     EnsureTrees(set, false);
     if (level >= 0) g.has_trees = true;
+    with_memory.push_back(set->by_mem->CountFrom(req.shape.memory));
+    total_with_memory += with_memory.back();
+  }
+  for (int probe = 0; probe < 2 * kRandomProbes && total_with_memory > 0; probe++) {
+    size_t i = std::uniform_int_distribution<size_t>(0, total_with_memory - 1)(rng_);
+    for (size_t k = 0; k < sets_.size(); k++) {
+      if (i < with_memory[k]) {
+        const CapacityTree& tree = *sets_[k].first->by_mem;
+        NodeRef n = tree.Select(tree.size() - with_memory[k] + i);
+        if (nodes_[n].cpu_free >= req.shape.cpu && Feasible(n, req, gid, sets_[k].second)) return n;
+        break;
+      }
+      i -= with_memory[k];
+    }
+  }
+  if (total_with_memory == 0) return kNoNode;
+  // ...and when few of those fit for another reason (CPU, a port, a node-level
+  // constraint), the exact search: the first fitting node from a random point of
+  // each set (this one favours nodes after a gap in free memory).
+  std::shuffle(sets_.begin(), sets_.end(), rng_);
+  for (const auto& [set, free_of_group] : sets_) {
     int64_t start = std::uniform_int_distribution<int64_t>(req.shape.memory, req.shape.memory + 65536)(rng_);
     NodeRef after = static_cast<NodeRef>(std::uniform_int_distribution<uint64_t>(0, nodes_.size())(rng_));
     NodeRef n = FirstFeasible(*set->by_mem, true, req, gid, free_of_group, start, after);

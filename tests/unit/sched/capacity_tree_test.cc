@@ -122,6 +122,14 @@ TEST_CASE("capacity_tree: random operations agree with a brute-force model", "[s
         REQUIRE(got == want);
         queries++;
         found += want != CapacityTree::kNone;
+        // Counting from a primary value, and selecting by rank, agree with the model's order.
+        size_t from = 0;
+        for (const auto& [p, m] : model.keys) from += p >= min_p;
+        REQUIRE(tree.CountFrom(min_p) == from);
+        if (!model.keys.empty()) {
+          size_t rank = std::uniform_int_distribution<size_t>(0, model.keys.size() - 1)(rng);
+          REQUIRE(tree.Select(rank) == std::next(model.keys.begin(), static_cast<std::ptrdiff_t>(rank))->second);
+        }
       }
       REQUIRE(tree.size() == model.values.size());
       REQUIRE(tree.empty() == model.values.empty());
