@@ -53,8 +53,9 @@ t0=$(date +%s.%N)
 api -X PATCH "$BERTH_URL/v1/services/e2e" -d "{\"desiredCount\":$TASKS}" >/dev/null
 running=0
 while :; do
-  running=$(api -w "" "$BERTH_URL/v1/services/e2e" | python3 -c 'import json,sys; print(json.load(sys.stdin)["service"]["runningCount"])')
-  [ -n "${VERBOSE:-}" ] && echo "  $(python3 -c "import time; print(round(time.time() - $t0, 1))") s: $running RUNNING"
+  read -r running pending < <(api -w "" "$BERTH_URL/v1/services/e2e" |
+    python3 -c 'import json,sys; s = json.load(sys.stdin)["service"]; print(s["runningCount"], s["pendingCount"])')
+  [ -n "${VERBOSE:-}" ] && echo "  $(python3 -c "import time; print(round(time.time() - $t0, 1))") s: $running RUNNING, $pending PENDING"
   [ "$running" -ge "$TASKS" ] && break
   now=$(date +%s.%N)
   python3 -c "import sys; sys.exit(0 if $now - $t0 < $DEADLINE_S else 1)" || die "only $running of $TASKS RUNNING after ${DEADLINE_S}s"
