@@ -42,6 +42,7 @@ class SmallMap {
       }
     }
   }
+  void Clear() { v_.clear(); }
   auto begin() const { return v_.begin(); }
   auto end() const { return v_.end(); }
 
@@ -251,12 +252,8 @@ void Engine::UnindexNode(NodeRef n) {
   for (const auto& [gid, in] : x.groups) {
     groups_[gid]->Level(x.cls, in.k, false)->Erase(n, x.mem_free, x.cpu_free, LevelSlot(gid));
   }
-  for (uint32_t gid : c.zero_groups) {
-    if (!x.groups.Contains(gid)) {
-      groups_[gid]->Zero(x.cls)->Erase(n, x.mem_free, x.cpu_free, ZeroSlot(gid));
-      x.zero_pos.Erase(gid);
-    }
-  }
+  for (const auto& [gid, pos] : x.zero_pos) groups_[gid]->Zero(x.cls)->Erase(n, x.mem_free, x.cpu_free, ZeroSlot(gid));
+  x.zero_pos.Clear();
 }
 
 // Builds a set's ordered trees the first time an exact query needs them.
@@ -490,66 +487,62 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
     return best;
   }
   // Random (or a tie the strategies left): uniform over the candidates by rejection
-  // sampling, O(1) expected while most of them have room...
+  // sampling. `count[k]` candidates of sets_[k], the i-th of them at_rank(k, i):
+  // a draw over all of them is kept if the node fits.
+  auto sample = [&](const std::vector<size_t>& count, int probes, auto at_rank) -> NodeRef {
+    size_t total = 0;
+    for (size_t c : count) total += c;
+    for (int probe = 0; probe < probes && total > 0; probe++) {
+      size_t i = std::uniform_int_distribution<size_t>(0, total - 1)(rng_);
+      size_t k = 0;
+      while (i >= count[k]) i -= count[k++];
+      NodeRef n = at_rank(k, i);
+      const Node& x = nodes_[n];
+      if (x.cpu_free >= req.shape.cpu && x.mem_free >= req.shape.memory && Feasible(n, req, gid, sets_[k].second)) {
+        return n;
+      }
+    }
+    return kNoNode;
+  };
   sets_.clear();
-  size_t total = 0;
+  std::vector<size_t> count;
   for (uint32_t c : classes) {
     bool free_of_group;
     NodeSet* set = set_of(c, &free_of_group);
     if (!set || set->empty()) continue;
-    total += set->members.size();
     sets_.emplace_back(set, free_of_group);
+    count.push_back(set->members.size());
   }
-  if (total == 0) return kNoNode;
-  // A class's set standing for the nodes free of the group has the group's nodes
-  // too (under half of it): twice the draws keep the odds of a hit.
+  if (sets_.empty()) return kNoNode;
+  // O(1) expected while most candidates have room. A class's set standing for
+  // the nodes free of the group has the group's nodes too (under half of it):
+  // twice the draws keep the odds of a hit.
   bool stepping = std::any_of(sets_.begin(), sets_.end(), [](const auto& s) { return s.second; });
-  for (int probe = 0; probe < (stepping ? 2 : 1) * kRandomProbes; probe++) {
-    size_t i = std::uniform_int_distribution<size_t>(0, total - 1)(rng_);
-    for (const auto& [set, free_of_group] : sets_) {
-      if (i < set->members.size()) {
-        NodeRef n = set->members[i];
-        const Node& x = nodes_[n];
-        if (x.cpu_free >= req.shape.cpu && x.mem_free >= req.shape.memory && Feasible(n, req, gid, free_of_group)) {
-          return n;
-        }
-        break;
-      }
-      i -= set->members.size();
-    }
-  }
-  // ...and when they are scarce, the same among the nodes with enough free
-  // memory only: the last ones of each set's memory-ordered tree, drawn by rank,
-  // so still uniform, O(log n) a draw...
-  std::vector<size_t> with_memory;
-  size_t total_with_memory = 0;
-  for (const auto& [set, free_of_group] : sets_) {
-    EnsureTrees(set, false);
+  NodeRef n = sample(count, (stepping ? 2 : 1) * kRandomProbes,
+                     [&](size_t k, size_t i) { return sets_[k].first->members[i]; });
+  if (n != kNoNode) return n;
+  // When they are scarce, the same among the nodes with enough free memory only:
+  // the last ones of each set's memory-ordered tree, drawn by rank, so still
+  // uniform, O(log n) a draw.
+  for (size_t k = 0; k < sets_.size(); k++) {
+    EnsureTrees(sets_[k].first, false);
     if (level >= 0) g.has_trees = true;
-    with_memory.push_back(set->by_mem->CountFrom(req.shape.memory));
-    total_with_memory += with_memory.back();
+    count[k] = sets_[k].first->by_mem->CountFrom(req.shape.memory);
   }
-  for (int probe = 0; probe < 2 * kRandomProbes && total_with_memory > 0; probe++) {
-    size_t i = std::uniform_int_distribution<size_t>(0, total_with_memory - 1)(rng_);
-    for (size_t k = 0; k < sets_.size(); k++) {
-      if (i < with_memory[k]) {
-        const CapacityTree& tree = *sets_[k].first->by_mem;
-        NodeRef n = tree.Select(tree.size() - with_memory[k] + i);
-        if (nodes_[n].cpu_free >= req.shape.cpu && Feasible(n, req, gid, sets_[k].second)) return n;
-        break;
-      }
-      i -= with_memory[k];
-    }
-  }
-  if (total_with_memory == 0) return kNoNode;
-  // ...and when few of those fit for another reason (CPU, a port, a node-level
+  if (std::all_of(count.begin(), count.end(), [](size_t c) { return c == 0; })) return kNoNode;
+  n = sample(count, 2 * kRandomProbes, [&](size_t k, size_t i) {
+    const CapacityTree& tree = *sets_[k].first->by_mem;
+    return tree.Select(tree.size() - count[k] + i);
+  });
+  if (n != kNoNode) return n;
+  // When few of those fit for another reason (CPU, a port, a node-level
   // constraint), the exact search: the first fitting node from a random point of
   // each set (this one favours nodes after a gap in free memory).
   std::shuffle(sets_.begin(), sets_.end(), rng_);
   for (const auto& [set, free_of_group] : sets_) {
     int64_t start = std::uniform_int_distribution<int64_t>(req.shape.memory, req.shape.memory + 65536)(rng_);
     NodeRef after = static_cast<NodeRef>(std::uniform_int_distribution<uint64_t>(0, nodes_.size())(rng_));
-    NodeRef n = FirstFeasible(*set->by_mem, true, req, gid, free_of_group, start, after);
+    n = FirstFeasible(*set->by_mem, true, req, gid, free_of_group, start, after);
     if (n == kNoNode) n = FirstFeasible(*set->by_mem, true, req, gid, free_of_group, INT64_MIN, CapacityTree::kNone);
     if (n != kNoNode) return n;
   }
