@@ -142,10 +142,7 @@ class State final : public store::StateMachine {
   // nodes_ by id, for lookups without string comparisons down a tree (the keys
   // are views of nodes_' own keys, which never move).
   std::unordered_map<std::string_view, Node*> node_index_;
-  Node* NodeAt(std::string_view id) {
-    auto it = node_index_.find(id);
-    return it == node_index_.end() ? nullptr : it->second;
-  }
+  Node* NodeAt(std::string_view id) { return const_cast<Node*>(FindNode(id)); }
   TaskMap tasks_;
   std::map<std::string, Service, std::less<>> services_;
   uint64_t event_seq_ = 0;

@@ -210,12 +210,12 @@ Status State::LoadNodesAndTasks(store::Db& db) {
     CountTask(t, +1);
     const Task& stored = tasks_.emplace(t.id, std::move(t)).first->second;
     if (!stored.stopped()) {
-      auto n = nodes_.find(stored.node);
-      if (n != nodes_.end()) {
-        n->second.used_cpu += stored.cpu;
-        n->second.used_memory += stored.memory;
-        for (const auto& p : stored.fixed_ports) n->second.ports.insert(p);
-        n->second.tasks.emplace(stored.id, &stored);
+      Node* n = NodeAt(stored.node);
+      if (n) {
+        n->used_cpu += stored.cpu;
+        n->used_memory += stored.memory;
+        for (const auto& p : stored.fixed_ports) n->ports.insert(p);
+        n->tasks.emplace(stored.id, &stored);
       }
     }
   }
@@ -229,13 +229,13 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   for (const auto& [k, v] : c.attributes) {
     if (Status s = ValidateAttribute(k, v); !s) return s.take_error();
   }
-  auto it = nodes_.find(c.id);
-  bool existed = it != nodes_.end();
-  if (existed && it->second.cluster != c.cluster) {
+  const Node* known = NodeAt(c.id);
+  bool existed = known != nullptr;
+  if (existed && known->cluster != c.cluster) {
     return Error::Conflict("NodeInAnotherCluster",
-                           "node " + c.id + " is registered in cluster " + it->second.cluster + ", not " + c.cluster);
+                           "node " + c.id + " is registered in cluster " + known->cluster + ", not " + c.cluster);
   }
-  Node n = existed ? it->second : Node();
+  Node n = existed ? *known : Node();
   n.id = c.id;
   n.cluster = c.cluster;
   n.arn = NodeArn(c.cluster, c.id);
@@ -263,8 +263,9 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   (*s)->Bind(7, AttributesText(n.attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
   if (Status st = (*s)->Run(); !st) return st.take_error();
   if (!existed) AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
-  Node& stored = nodes_[n.id];
-  node_index_[nodes_.find(n.id)->first] = &stored;
+  auto at = nodes_.try_emplace(n.id).first;
+  Node& stored = at->second;
+  node_index_[at->first] = &stored;
   stored = std::move(n);
   for (StateObserver* o : observers_) o->OnNodeChanged(stored);
   return json::Doc::Object().Set("containerInstance", NodeJson(stored)).Print();
@@ -332,7 +333,7 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
   for (const PlaceTasks::Placement& p : c.placements) {
     Node* n = NodeAt(p.node);
     if (!n) return Error::Conflict("PlacementInvalid", "node " + p.node + " does not exist");
-    targets.push_back(&*n);
+    targets.push_back(n);
     const Node& node = *n;
     if (node.cluster != c.cluster) return Error::Conflict("PlacementInvalid", "node " + p.node + " is not in " + c.cluster);
     if (node.status != "ACTIVE") return Error::Conflict("PlacementInvalid", "node " + p.node + " is " + node.status);
