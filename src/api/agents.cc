@@ -56,23 +56,6 @@ void AgentHub::CloseStream(const std::string& node_id) {
   state_->SetNodeConnected(node_id, false, clock_->NowUnixMs());
 }
 
-namespace {
-
-// json::AppendQuoted, with a fast path for the usual case of nothing to escape
-// (ids, ARNs, statuses).
-void AppendString(std::string* out, std::string_view s) {
-  for (char c : s) {
-    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
-      json::AppendQuoted(out, s);
-      return;
-    }
-  }
-  out->push_back('"');
-  out->append(s);
-  out->push_back('"');
-}
-
-}  // namespace
 
 // The line is built by appending, not through a JSON tree: at scale the server
 // sends one per node whose set changed after every flush, and a tree of small
@@ -86,22 +69,22 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
   auto append_task = [&](const model::Task& t, bool first) {
     std::string ref = t.family + ":" + std::to_string(t.revision);
     out.append(first ? "{\"taskId\":" : ",{\"taskId\":");
-    AppendString(&out, t.id);
+    json::AppendQuoted(&out, t.id);
     out.append(",\"taskArn\":");
-    AppendString(&out, t.arn);
+    json::AppendQuoted(&out, t.arn);
     out.append(",\"cluster\":");
-    AppendString(&out, t.cluster);
+    json::AppendQuoted(&out, t.cluster);
     out.append(",\"taskDefinition\":");
-    AppendString(&out, ref);
+    json::AppendQuoted(&out, ref);
     out.append(",\"desiredStatus\":");
-    AppendString(&out, t.desired);
+    json::AppendQuoted(&out, t.desired);
     out.append(",\"lastStatus\":");
-    AppendString(&out, t.last);
+    json::AppendQuoted(&out, t.last);
     out.append(",\"group\":");
-    AppendString(&out, t.group);
+    json::AppendQuoted(&out, t.group);
     if (!t.service.empty()) {
       out.append(",\"service\":");
-      AppendString(&out, t.service);
+      json::AppendQuoted(&out, t.service);
     }
     out.push_back('}');
     const model::TaskDefinition* td = state_->FindTaskDefinition(t.family, t.revision);
@@ -110,12 +93,12 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
     // Definitions never change once registered: a stream carries each one once.
     if (s && s->changes && !s->defs.insert(ref).second) return;
     defs.append(defs.empty() ? "" : ",");
-    AppendString(&defs, ref);
+    json::AppendQuoted(&defs, ref);
     defs.push_back(':');
     defs.append(td->JsonText());
   };
   out.append(changes ? "{\"type\":\"changes\",\"nodeId\":" : "{\"type\":\"desired\",\"nodeId\":");
-  AppendString(&out, n.id);
+  json::AppendQuoted(&out, n.id);
   out.append(",\"version\":").append(std::to_string(n.desired_version));
   if (changes) out.append(",\"since\":").append(std::to_string(s->sent_version));
   out.append(",\"tasks\":[");
@@ -149,7 +132,7 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
         }
         if (!first) out.push_back(',');
         first = false;
-        AppendString(&out, it->first);
+        json::AppendQuoted(&out, it->first);
         it = s->sent.erase(it);
       }
     }

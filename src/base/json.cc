@@ -2,6 +2,7 @@
 
 #include <cJSON.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -235,6 +236,13 @@ Result<bool> OptionalBool(View obj, std::string_view key, std::string_view path,
 
 void AppendQuoted(std::string* out, std::string_view s) {
   out->push_back('"');
+  // The usual case (ids, ARNs, statuses): nothing to escape, one append.
+  auto plain = [](char c) { return c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20; };
+  if (std::all_of(s.begin(), s.end(), plain)) {
+    out->append(s);
+    out->push_back('"');
+    return;
+  }
   for (char c : s) {
     switch (c) {
       case '"': out->append("\\\""); break;
