@@ -6,6 +6,7 @@
 #include "agent/node_agent.h"
 #include "agent/sim.h"
 #include "base/flags.h"
+#include "model/node.h"
 
 namespace berth::agent {
 
@@ -64,15 +65,14 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
     o.attributes[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (p.Has("reserved-ports")) {
-    o.reserved_ports.clear();
-    std::string list = p.Get("reserved-ports");
-    for (size_t at = 0; at <= list.size();) {
-      size_t comma = list.find(',', at);
-      std::string item = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-      if (!item.empty()) o.reserved_ports.push_back(item);
-      if (comma == std::string::npos) break;
-      at = comma + 1;
+    // Checked here (1-65535, /tcp or /udp) so a typo fails at start, not at registration.
+    Result<std::vector<std::pair<int, bool>>> ports = model::ParsePortsText(p.Get("reserved-ports"));
+    if (!ports) {
+      fprintf(stderr, "berth agent: --reserved-ports: %s\n", ports.error().message.c_str());
+      return 2;
     }
+    o.reserved_ports.clear();
+    for (const auto& [port, udp] : ports.value()) o.reserved_ports.push_back(std::to_string(port) + (udp ? "/udp" : ""));
   }
   if (p.Has("reserved-memory")) {
     Result<uint64_t> v = flags::ParseCount(p.Get("reserved-memory"), "reserved-memory");

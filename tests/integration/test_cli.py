@@ -146,3 +146,10 @@ def test_exit_codes():
         for env in (env_for(s, token="berth_wrong"), {"BERTH_SERVER": e["BERTH_SERVER"]}):
             p = expect_exit(cli(["cluster", "ls"], env=env), 4, "cluster ls with a bad or missing token")
         check("dup" in s.cluster_names() and "x" not in s.cluster_names(), "state changed by failing commands")
+
+
+def test_agent_refuses_bad_reserved_ports_before_starting():
+    for bad, named in (("22,70000", "70000"), ("22,,80", "''"), ("ssh", "ssh"), ("53/sctp", "53/sctp")):
+        p = expect_exit(cli(["agent", "--server", "http://127.0.0.1:%d" % closed_port(), "--token", "t",
+                             "--reserved-ports", bad]), 2, "agent --reserved-ports " + bad)
+        check("--reserved-ports" in p.stderr and named in p.stderr, "message for %r: %r" % (bad, p.stderr))
