@@ -410,7 +410,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       }
     }
     if (req.strategies.empty()) req.strategies.push_back(*sched::Strategy::Make("random", ""));
-    control::Scheduler::Plan plan = ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count));
+    control::Scheduler::Plan plan = ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count), ctx->clock->NowUnixMs());
     json::Doc failures = json::Doc::Array();
     if (plan.nodes.size() < static_cast<size_t>(*count)) {
       failures.Push(json::Doc::Object()

@@ -1,5 +1,7 @@
 #include "control/scheduler.h"
 
+#include <algorithm>
+
 #include "base/crypto.h"
 
 namespace berth::control {
@@ -137,7 +139,7 @@ void Scheduler::OnReloaded() {
 }
 
 Scheduler::Plan Scheduler::Place(const std::string& cluster, const model::TaskDefinition& td, sched::Request request,
-                                 int count) {
+                                 int count, int64_t now_ms) {
   Plan plan;
   ClusterEngine& ce = For(cluster);
   request.shape.cpu = td.cpu;
@@ -146,18 +148,29 @@ Scheduler::Plan Scheduler::Place(const std::string& cluster, const model::TaskDe
   for (const auto& [port, udp] : td.FixedPorts()) request.shape.ports.push_back({static_cast<uint16_t>(port), udp});
   sched::Engine::Placement p = ce.engine.Place(request, count);
   plan.reason = p.reason;
-  for (sched::Engine::NodeRef ref : p.nodes) {
-    uint8_t raw[16];
-    if (!crypto::RandomBytes(raw, sizeof raw)) {
-      // No randomness: give this placement back and stop here.
-      ce.engine.RemoveTask(ref, request.shape, request.group);
-      plan.reason = "the kernel refused random bytes for a task id";
-      continue;
-    }
-    std::string id = crypto::Hex(raw, sizeof raw);
-    plan.nodes.push_back(ce.ids[ref]);
+  // Task ids are 32 hex digits: the creation time in milliseconds (12 digits),
+  // then 80 random bits. Ids made later sort later, so SQLite adds a new task's
+  // key at the right edge of its index instead of dirtying a page anywhere in it
+  // (random keys made every batch of placements rewrite most of the index).
+  constexpr size_t kRandom = 10;
+  std::vector<uint8_t> raw(p.nodes.size() * kRandom);
+  if (!raw.empty() && !crypto::RandomBytes(raw.data(), raw.size())) {
+    // No randomness: give every placement back.
+    for (sched::Engine::NodeRef ref : p.nodes) ce.engine.RemoveTask(ref, request.shape, request.group);
+    plan.reason = "the kernel refused random bytes for task ids";
+    return plan;
+  }
+  uint8_t stamp[6];
+  uint64_t ms = static_cast<uint64_t>(std::max<int64_t>(now_ms, 0));
+  for (int i = 5; i >= 0; i--, ms >>= 8) stamp[i] = static_cast<uint8_t>(ms & 0xff);
+  std::string prefix = crypto::Hex(stamp, sizeof stamp);
+  plan.nodes.reserve(p.nodes.size());
+  plan.task_ids.reserve(p.nodes.size());
+  for (size_t i = 0; i < p.nodes.size(); i++) {
+    std::string id = prefix + crypto::Hex(raw.data() + i * kRandom, kRandom);
+    plan.nodes.push_back(ce.ids[p.nodes[i]]);
     plan.task_ids.push_back(id);
-    provisional_.insert(id);
+    provisional_.insert(std::move(id));
   }
   return plan;
 }

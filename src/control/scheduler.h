@@ -37,8 +37,10 @@ class Scheduler final : public model::StateObserver {
     std::string reason;  // why the rest could not be placed
   };
   // Places up to `count` tasks of `td` in `cluster` under `request`'s constraints
-  // and strategies (its shape is filled from `td`), with fresh task ids.
-  Plan Place(const std::string& cluster, const model::TaskDefinition& td, sched::Request request, int count);
+  // and strategies (its shape is filled from `td`), with fresh task ids that
+  // begin with `now_ms` (so they sort by creation time).
+  Plan Place(const std::string& cluster, const model::TaskDefinition& td, sched::Request request, int count,
+             int64_t now_ms);
   // Gives back planned tasks whose command was refused.
   void Release(const std::string& cluster, const model::TaskDefinition& td, const std::string& group,
                const Plan& plan);

@@ -244,7 +244,7 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
     req.strategies.push_back(*sched::Strategy::Make("spread", "attribute:zone"));
     req.strategies.push_back(*sched::Strategy::Make("spread", "instanceId"));
   }
-  Scheduler::Plan plan = scheduler_->Place(s.cluster, *td, req, static_cast<int>(count));
+  Scheduler::Plan plan = scheduler_->Place(s.cluster, *td, req, static_cast<int>(count), clock_->NowUnixMs());
   if (static_cast<int64_t>(plan.nodes.size()) < count) {
     std::string why = plan.reason.empty() ? "no room" : plan.reason;
     int64_t now = clock_->NowUnixMs();

@@ -4,6 +4,8 @@
 #include "control/services.h"
 
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <set>
 
 #include "control/control_plane.h"
 
@@ -515,4 +517,36 @@ TEST_CASE("services: a breaker whose rollback target was deregistered fails the 
   CHECK(cp.Service()->primary().rollout_state == "FAILED");
   CHECK(CountEvents(cp, "circuit breaker tripped") == 1);
   CHECK(cp.Count().by_revision[spec.revision] == 4);  // the old tasks keep running
+}
+
+TEST_CASE("services: task ids are 32 hex digits that begin with their creation time", "[control][services]") {
+  ControlPlane cp;
+  for (int i = 0; i < 3; i++) cp.AddNode("n" + std::to_string(i));
+  ControlPlane::ServiceSpec spec;
+  spec.revision = cp.RegisterTaskDefinition("web");
+  spec.desired = 5;
+  REQUIRE(cp.CreateService(spec).ok());
+  REQUIRE(cp.RunUntil([&] { return cp.Steady(); }));
+  std::set<std::string> first;
+  for (const auto& [id, t] : cp.state.tasks()) first.insert(id);
+  REQUIRE(first.size() == 5);
+
+  cp.clock.Advance(5000);
+  int64_t later_ms = cp.clock.NowUnixMs();
+  REQUIRE(cp.Scale("web", 10).ok());
+  REQUIRE(cp.RunUntil([&] { return cp.Steady(); }));
+  std::set<std::string> all;
+  for (const auto& [id, t] : cp.state.tasks()) all.insert(id);
+  REQUIRE(all.size() == 10);
+  char stamp[16];
+  for (const std::string& id : all) {
+    INFO(id);
+    CHECK(id.size() == 32);
+    CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+    if (first.count(id)) continue;
+    // Made after the first five: sorts after every one of them, stamped with the clock.
+    CHECK(id > *first.rbegin());
+    snprintf(stamp, sizeof stamp, "%012llx", static_cast<unsigned long long>(later_ms));
+    CHECK(id.compare(0, 12, stamp) >= 0);
+  }
 }
