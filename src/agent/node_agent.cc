@@ -659,9 +659,7 @@ class NodeAgentImpl {
       Result<json::Doc> d = json::Doc::Parse(r->body);
       if (!d) return;
       std::string id(d->view().Get("nodeId").String());
-      if (d->view().Get("heartbeatIntervalMs").IsNumber()) {
-        heartbeat_ms_ = static_cast<int64_t>(d->view().Get("heartbeatIntervalMs").Number());
-      }
+      TakeHeartbeatInterval(d->view());
       bool first = node_id_.empty();
       node_id_ = id;
       if (first) SaveNodeId();
@@ -854,6 +852,13 @@ class NodeAgentImpl {
     return r.Print();
   }
 
+  // The server says how often to report in its answers (the interval grows with
+  // the number of agents); a value out of all reason is ignored.
+  void TakeHeartbeatInterval(json::View answer) {
+    json::View v = answer.Get("heartbeatIntervalMs");
+    if (v.IsNumber() && v.Number() >= 100 && v.Number() <= 600000) heartbeat_ms_ = static_cast<int64_t>(v.Number());
+  }
+
   // Sends what changed since the server last acknowledged it (at most one batch
   // per kReportBatchMs), or a heartbeat when one is due.
   void Report() {
@@ -885,6 +890,7 @@ class NodeAgentImpl {
                         return;  // unchanged: sent again
                       }
                       report_failures_ = 0;
+                      if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
                       for (const auto& [id, text] : sent) {
                         TaskRec* t = FindTask(id);
                         if (t) t->acked = text;

@@ -119,7 +119,13 @@ class Simulation {
   uv_loop_t* loop() { return loop_; }
   const SimOptions& options() const { return o_; }
   const net::Endpoint& endpoint() const { return endpoint_; }
+  // How often each node reports at least: what the server's last answer said
+  // (it grows with the number of agents).
   int64_t heartbeat_ms = 2000;
+  void TakeHeartbeatInterval(json::View answer) {
+    json::View v = answer.Get("heartbeatIntervalMs");
+    if (v.IsNumber() && v.Number() >= 100 && v.Number() <= 600000) heartbeat_ms = static_cast<int64_t>(v.Number());
+  }
 
  private:
   struct Due {
@@ -205,9 +211,7 @@ void SimNode::Register() {
                             return;
                           }
                           Result<json::Doc> doc = json::Doc::Parse(r->body);
-                          if (doc && doc->view().Get("heartbeatIntervalMs").IsNumber()) {
-                            sim_->heartbeat_ms = static_cast<int64_t>(doc->view().Get("heartbeatIntervalMs").Number());
-                          }
+                          if (doc) sim_->TakeHeartbeatInterval(doc->view());
                           registered = true;
                           failures = 0;
                           OpenStream();
@@ -378,6 +382,7 @@ void SimNode::Report(bool heartbeat_only) {
                             if (r && r->status == 404) registered = false;
                             return;  // kept dirty: sent again with the next report
                           }
+                          if (Result<json::Doc> d = json::Doc::Parse(r->body); d) sim_->TakeHeartbeatInterval(d->view());
                           // A task that moved on while the report was in flight
                           // (RUNNING after the PENDING sent) stays dirty.
                           for (const auto& [task_id, last] : sent) {

@@ -166,6 +166,15 @@ void AgentHub::Flush() {
   }
 }
 
+int64_t AgentHub::HeartbeatInterval() const {
+  int64_t ms = options_.heartbeat_interval_ms;
+  if (options_.max_heartbeats_per_s <= 0) return ms;
+  // As Nomad does: the cluster's heartbeat rate stays bounded however many nodes
+  // there are, at the price of noticing a silent (not a disconnected) agent later.
+  int64_t n = static_cast<int64_t>(streams_.size());
+  return std::max(ms, (n * 1000 + options_.max_heartbeats_per_s - 1) / options_.max_heartbeats_per_s);
+}
+
 void AgentHub::Tick() {
   int64_t now = clock_->NowUnixMs();
   // Streams that carried nothing for a while get a ping line; an agent that stopped
@@ -173,7 +182,7 @@ void AgentHub::Tick() {
   std::vector<std::string> silent;
   for (auto& [id, s] : streams_) {
     const model::Node* n = state_->FindNode(id);
-    if (n && now - n->last_heartbeat_ms > 3 * options_.heartbeat_interval_ms) {
+    if (n && now - n->last_heartbeat_ms > 3 * std::max(s.interval_ms, options_.heartbeat_interval_ms)) {
       silent.push_back(id);
       continue;
     }
@@ -263,7 +272,7 @@ void AgentHub::AddRoutes(http::Router* router) {
     cmd->cpu = *cpu;
     cmd->memory = *memory;
     cmd->time_ms = clock_->NowUnixMs();
-    int64_t interval = options_.heartbeat_interval_ms;
+    int64_t interval = HeartbeatInterval();
     store_->Submit(std::move(cmd), [ex, interval](Result<std::string> r) {
       if (!r) return ex->Respond(http::ErrorResponse(r.error()));
       Result<json::Doc> doc = json::Doc::Parse(*r);
@@ -289,6 +298,7 @@ void AgentHub::AddRoutes(http::Router* router) {
         ex->Begin(200, {{"Cache-Control", "no-store"}}, -1, "application/x-ndjson");
         Stream& s = streams_[id];
         s.ex = ex;
+        s.interval_ms = HeartbeatInterval();
         s.changes = ex->request().Query("changes").value_or("") == "1";
         ex->on_abort = [this, id, raw = ex.get()] {
           auto it = streams_.find(id);
@@ -349,14 +359,21 @@ void AgentHub::AddRoutes(http::Router* router) {
           }
           cmd->reports.push_back({*task_id, *last, *reason, containers.valid() ? containers.Print() : "[]"});
         }
-        int64_t version = static_cast<int64_t>(n->desired_version);
+        // Every answer tells the agent the heartbeat interval, which grows with the
+        // number of agents; the stream's silence deadline follows what it was told.
+        int64_t interval = HeartbeatInterval();
+        if (auto it = streams_.find(id); it != streams_.end()) it->second.interval_ms = interval;
+        std::string tail = ",\"heartbeatIntervalMs\":" + std::to_string(interval) + "}";
         if (cmd->reports.empty()) {
-          return ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("version", version).Print()));
+          return ex->Respond(http::JsonResponse(200, "{\"version\":" + std::to_string(n->desired_version) + tail));
         }
         cmd->time_ms = clock_->NowUnixMs();
-        store_->Submit(std::move(cmd), [ex](Result<std::string> r) {
+        store_->Submit(std::move(cmd), [ex, tail](Result<std::string> r) {
           if (!r) return ex->Respond(http::ErrorResponse(r.error()));
-          ex->Respond(http::JsonResponse(200, std::move(r.value())));
+          // The command's reply is a JSON object ({"changed":k,"version":N}).
+          std::string body = std::move(r.value());
+          if (!body.empty() && body.back() == '}') body.pop_back();
+          ex->Respond(http::JsonResponse(200, body + tail));
         });
       },
       report_opts);

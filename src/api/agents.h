@@ -24,6 +24,10 @@ namespace berth::api {
 
 struct AgentOptions {
   int64_t heartbeat_interval_ms = 2000;  // agents report at least this often
+  // Heartbeats the server takes per second at most, over all agents: past
+  // heartbeat_interval_ms × this many agents, the interval grows with their number
+  // (0: no bound).
+  int64_t max_heartbeats_per_s = 1000;
   int64_t lost_after_ms = 10000;         // away this long: the node is lost
   int64_t stream_ping_ms = 10000;        // a line on every idle stream, so dead peers show
 };
@@ -41,6 +45,9 @@ class AgentHub final : public model::StateObserver {
   // Liveness: called about once a second.
   void Tick();
   size_t streams() const { return streams_.size(); }
+  // The interval agents are told now: heartbeat_interval_ms, or longer when that
+  // many connected agents would exceed max_heartbeats_per_s.
+  int64_t HeartbeatInterval() const;
 
   // model::StateObserver
   void OnNodeDesiredChanged(const model::Node& n) override { dirty_.insert(n.id); }
@@ -52,6 +59,7 @@ class AgentHub final : public model::StateObserver {
     net::http::ExchangePtr ex;
     uint64_t sent_version = UINT64_MAX;  // none sent yet
     int64_t last_write_ms = 0;
+    int64_t interval_ms = 0;  // the heartbeat interval the agent was told last
     // An agent that asked for `changes` lines (?changes=1) gets the whole set
     // first, then only what differs from what this stream carried: each task id
     // sent (true once it was sent to be stopped), and each task definition.

@@ -21,7 +21,9 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"attr", true, "K=V", "an attribute of the local agent's node (repeatable)"},
     {"shutdown-grace", true, "DURATION", "how long requests in flight may finish on SIGTERM (default 10s)"},
     {"max-connections", true, "N", "open connections at most (default 20000)"},
-    {"heartbeat-interval", true, "DURATION", "how often agents report (default 2s)"},
+    {"heartbeat-interval", true, "DURATION", "how often agents report at least (default 2s)"},
+    {"max-heartbeats-per-second", true, "N",
+     "heartbeats taken per second over all agents at most; the interval grows past it (default 1000; 0 no bound)"},
     {"node-lost-after", true, "DURATION", "an agent away this long loses its node's tasks (default 10s)"},
     {"registry-auto-create", true, "BOOL", "a push to a repository that does not exist creates it (default true)"},
     {"registry-gc-interval", true, "DURATION", "how often unreferenced registry blobs are collected (default 1h; 0 off)"},
@@ -128,6 +130,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     *dest = static_cast<int64_t>(v.value());
+  }
+  if (p->Has("max-heartbeats-per-second")) {
+    Result<uint64_t> v = flags::ParseCount(p->Get("max-heartbeats-per-second"), "max-heartbeats-per-second");
+    if (!v || v.value() > 1000000) {
+      fprintf(stderr, "berth server: --max-heartbeats-per-second: must be a whole number from 0 to 1000000\n");
+      return 2;
+    }
+    o.max_heartbeats_per_s = static_cast<int64_t>(v.value());
   }
   if (p->Has("max-connections")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("max-connections"), "max-connections");

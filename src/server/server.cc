@@ -170,6 +170,7 @@ int Run(const Options& o) {
   control::Scheduler scheduler(&state);
   api::AgentOptions agent_options;
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
+  agent_options.max_heartbeats_per_s = o.max_heartbeats_per_s;
   agent_options.lost_after_ms = o.node_lost_after_ms;
   api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options, &registry);
   control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());

@@ -20,6 +20,7 @@ struct Options {
   uint64_t shutdown_grace_ms = 10000;
   net::http::ServerLimits limits;
   int64_t heartbeat_interval_ms = 2000;
+  int64_t max_heartbeats_per_s = 1000;  // over all agents; the interval grows past it
   int64_t node_lost_after_ms = 10000;
   // The built-in registry (src/registry/registry.h).
   bool registry_auto_create = true;

@@ -314,3 +314,54 @@ def test_control_plane_changes_lines_carry_only_what_changed():
             full.close()
         finally:
             beating.set()
+
+
+@timeout(90)
+def test_control_plane_heartbeat_interval_grows_with_the_number_of_agents():
+    # At most 1 heartbeat a second over all agents: 4 connected agents are told
+    # to report every 4 s (not the 1 s minimum), and a silent one keeps its stream
+    # for three of the intervals it was told.
+    with Server(args=["--heartbeat-interval", "1s", "--max-heartbeats-per-second", "1",
+                      "--node-lost-after", "60s"]) as s:
+        token = agent_token(s)
+        names = ["beat-%d" % i for i in range(4)]
+
+        def report(node):
+            r = expect_status(s.request("POST", "/v1/agent/nodes/%s/report" % node, {"tasks": []}, token=token),
+                              200, "report of " + node)
+            return r.json()["heartbeatIntervalMs"]
+
+        streams = []
+        for i, node in enumerate(names):
+            r = expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 1024, "memory": 1024},
+                                        token=token), 200, "register " + node)
+            check(r.json()["heartbeatIntervalMs"] == max(1000, 1000 * i),
+                  "registration with %d agents connected: %r" % (i, r.json()))
+            streams.append(DesiredStream(s, node, token, changes=True))
+            streams[-1].line()
+        wait_nodes(s, 4, prefix="beat-", wait=10)
+        check(report(names[0]) == 4000, "4 agents at 1 heartbeat/s: report every 4 s")
+
+        beating = threading.Event()
+        told = []
+
+        def heartbeat():  # the other three keep reporting
+            while not beating.wait(0.5):
+                for node in names[1:]:
+                    told.append(report(node))
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            # Twice the old 3 × 1 s deadline: beat-0 was told 4 s, so it is still here.
+            time.sleep(6.5)
+            check(any(n["nodeId"] == names[0] for n in connected_nodes(s, "beat-")),
+                  "a node told to report every 4 s lost its stream after 6.5 s of silence")
+            wait_until(lambda: len(connected_nodes(s, "beat-")) == 3, wait=30, step=0.25,
+                       what="the silent node's stream closed after three told intervals")
+            wait_until(lambda: told and told[-1] == 3000, wait=10, step=0.25,
+                       what="three agents told to report every 3 s")
+            check(set(told) <= {4000, 3000}, "intervals told: %r" % sorted(set(told)))
+        finally:
+            beating.set()
+            for st in streams:
+                st.close()
