@@ -116,7 +116,7 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
     // stopped, and tasks the node no longer holds.
     for (const auto& [id, t] : n.tasks) {
       bool stopping = t->desired == "STOPPED";
-      auto [it, added] = s->sent.emplace(id, stopping);
+      auto [it, added] = s->sent.try_emplace(id, stopping);  // no copy of the id when known
       if (!added && it->second == stopping) continue;
       it->second = stopping;
       append_task(*t, first);
