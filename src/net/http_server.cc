@@ -699,10 +699,16 @@ Server::~Server() {
     c->Abandon();
     delete c;
   }
+  writer_.reset();  // closes the sockets it still held
 }
 
 Result<int> Server::Listen(const Endpoint& where) {
-  auto l = Listener::Open(loop_, where, [this](std::unique_ptr<Stream> s) { Serve(std::move(s)); });
+  if (limits_.write_thread && !writer_) {
+    auto w = WriteThread::Start(loop_);
+    if (!w) return w.take_error();
+    writer_ = std::move(w.value());
+  }
+  auto l = Listener::Open(loop_, where, [this](std::unique_ptr<Stream> s) { Serve(std::move(s)); }, writer_.get());
   if (!l) return l.take_error();
   int port = (*l)->port();
   listeners_.push_back(std::move(l.value()));

@@ -37,6 +37,9 @@ struct ServerLimits {
   uint64_t write_timeout_ms = 30000;    // a client that does not read its answer: closed
   size_t max_connections = 20000;       // 503 above
   size_t max_output_bytes = 4 << 20;    // stop reading while this much answer is unsent
+  // Accepted connections write through a thread of their own (net::WriteThread)
+  // instead of on the loop thread.
+  bool write_thread = true;
 };
 
 class Connection;
@@ -129,6 +132,7 @@ class Server {
   ServerLimits limits_;
   Gate gate_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<WriteThread> writer_;  // when limits_.write_thread; after the connections
   std::vector<Connection*> connections_;  // owned; each knows its index
   std::unique_ptr<Timer> sweep_;
   std::unique_ptr<Timer> shutdown_timer_;

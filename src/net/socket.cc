@@ -1,14 +1,22 @@
 #include "net/socket.h"
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <cstdlib>
-#include <deque>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "base/log.h"
 #include "net/uv.h"
@@ -39,9 +47,53 @@ struct WriteReq {
   UvStream* owner;
 };
 
+}  // namespace
+
+// What a stream hands the write thread, and what comes back.
+enum class JobKind { kData, kShutdown, kRelease };
+struct WriteJob {
+  Sock* sock;
+  int fd;
+  JobKind kind;
+  std::string data;
+};
+struct WriteDone {
+  Sock* sock;
+  JobKind kind;
+  size_t len;
+  int status;  // 0, or a libuv error code (a negative errno)
+};
+
+struct WriteThread::Impl {
+  uv_loop_t* loop = nullptr;
+  uv_prepare_t prepare{};  // hands over the iteration's jobs before the loop polls
+  uv_async_t async{};      // the thread's completions
+  std::vector<WriteJob> outbox;          // loop thread only
+  std::unordered_set<Sock*> releasing;   // closed streams whose socket the thread holds
+  int epfd = -1;
+  int evfd = -1;
+  std::thread thread;
+
+  std::mutex mu;  // guards the four below
+  std::vector<WriteJob> inbox;
+  std::vector<WriteDone> done;
+  bool idle = false;  // the thread waits in epoll_wait
+  bool stop = false;
+
+  void Queue(WriteJob job) { outbox.push_back(std::move(job)); }
+  void HandOver();   // loop thread
+  void Completed();  // loop thread
+  void Run();        // the thread
+};
+
+namespace {
+
 class UvStream final : public Stream {
  public:
-  explicit UvStream(Sock* sock) : sock_(sock) { sock_->owner = this; }
+  explicit UvStream(Sock* sock, WriteThread::Impl* writer = nullptr) : sock_(sock), writer_(writer) {
+    sock_->owner = this;
+    if (writer_ && uv_fileno(&sock_->handle, &fd_) != 0) writer_ = nullptr;
+  }
   ~UvStream() override { Close(); }
 
   void SetHandler(Handler* handler) override { handler_ = handler; }
@@ -70,6 +122,12 @@ class UvStream final : public Stream {
 
   void Write(std::string data) override {
     if (!sock_ || failed_ || data.empty()) return;
+    if (writer_) {
+      pending_ += data.size();
+      outstanding_++;
+      writer_->Queue(WriteJob{sock_, fd_, JobKind::kData, std::move(data)});
+      return;
+    }
     size_t off = 0;
     if (pending_ == 0) {
       uv_buf_t b = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
@@ -109,6 +167,11 @@ class UvStream final : public Stream {
   void Shutdown() override {
     if (!sock_ || shut_) return;
     shut_ = true;
+    if (writer_) {  // after the bytes the thread has: it shuts the socket down itself
+      outstanding_++;
+      writer_->Queue(WriteJob{sock_, fd_, JobKind::kShutdown, {}});
+      return;
+    }
     auto* req = new uv_shutdown_t();
     if (uv_shutdown(req, &sock_->stream, [](uv_shutdown_t* r, int) { delete r; }) != 0) delete req;
   }
@@ -118,6 +181,16 @@ class UvStream final : public Stream {
     for (WriteReq* w : in_flight_) w->owner = nullptr;
     in_flight_.clear();
     sock_->owner = nullptr;
+    if (writer_ && outstanding_ > 0) {
+      // The thread may be writing to the socket: it drops what is left and lets
+      // go of it, and the socket is closed then (WriteThread::Impl::Completed).
+      uv_read_stop(&sock_->stream);
+      writer_->releasing.insert(sock_);
+      writer_->Queue(WriteJob{sock_, fd_, JobKind::kRelease, {}});
+      sock_ = nullptr;
+      handler_ = nullptr;
+      return;
+    }
     uv_close(&sock_->handle, [](uv_handle_t* h) { delete reinterpret_cast<Sock*>(h); });
     sock_ = nullptr;
     handler_ = nullptr;
@@ -153,6 +226,19 @@ class UvStream final : public Stream {
     }
   }
 
+  // A job of this stream's came back from the write thread.
+  void OnSent(JobKind kind, size_t len, int status) {
+    outstanding_--;
+    if (kind == JobKind::kData) {
+      pending_ -= len;
+      if (status != 0) {
+        Fail(status);
+        return;
+      }
+      if (pending_ == 0 && handler_) handler_->OnDrained();
+    }
+  }
+
   void OnWritten(size_t len, int status) {
     pending_ -= len;
     // libuv completes writes in the order they were queued.
@@ -170,7 +256,12 @@ class UvStream final : public Stream {
     if (handler_) handler_->OnEnd(err);
   }
 
+  friend struct WriteThread::Impl;  // OnSent
+
   Sock* sock_;
+  WriteThread::Impl* writer_ = nullptr;
+  int fd_ = -1;
+  size_t outstanding_ = 0;  // jobs with the write thread
   Handler* handler_ = nullptr;
   size_t pending_ = 0;
   std::deque<WriteReq*> in_flight_;
@@ -180,6 +271,202 @@ class UvStream final : public Stream {
 };
 
 }  // namespace
+
+// --- WriteThread ---
+
+Result<std::unique_ptr<WriteThread>> WriteThread::Start(uv_loop_t* loop) {
+  auto* impl = new Impl();
+  impl->loop = loop;
+  impl->epfd = epoll_create1(EPOLL_CLOEXEC);
+  impl->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // the wake-up
+  if (impl->epfd < 0 || impl->evfd < 0 || epoll_ctl(impl->epfd, EPOLL_CTL_ADD, impl->evfd, &ev) != 0) {
+    std::string why = strerror(errno);
+    if (impl->epfd >= 0) close(impl->epfd);
+    if (impl->evfd >= 0) close(impl->evfd);
+    delete impl;
+    return Error::Internal("write thread: " + why);
+  }
+  uv_prepare_init(loop, &impl->prepare);
+  impl->prepare.data = impl;
+  uv_prepare_start(&impl->prepare, [](uv_prepare_t* p) { static_cast<Impl*>(p->data)->HandOver(); });
+  uv_unref(reinterpret_cast<uv_handle_t*>(&impl->prepare));
+  uv_async_init(loop, &impl->async, [](uv_async_t* a) { static_cast<Impl*>(a->data)->Completed(); });
+  impl->async.data = impl;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&impl->async));
+  impl->thread = std::thread([impl] { impl->Run(); });
+  std::unique_ptr<WriteThread> w(new WriteThread());
+  w->impl_ = impl;
+  return w;
+}
+
+WriteThread::~WriteThread() {
+  Impl* impl = impl_;
+  {
+    std::lock_guard<std::mutex> lock(impl->mu);
+    impl->stop = true;
+  }
+  uint64_t one = 1;
+  (void)!write(impl->evfd, &one, sizeof one);
+  impl->thread.join();
+  close(impl->epfd);
+  close(impl->evfd);
+  // The thread is gone: sockets it held can close now.
+  for (Sock* sock : impl->releasing) {
+    uv_close(&sock->handle, [](uv_handle_t* h) { delete reinterpret_cast<Sock*>(h); });
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl->prepare), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl->async), [](uv_handle_t* h) {
+    delete static_cast<Impl*>(h->data);
+  });
+}
+
+void WriteThread::Impl::HandOver() {
+  if (outbox.empty()) return;
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (inbox.empty()) {
+      inbox.swap(outbox);
+    } else {
+      for (WriteJob& j : outbox) inbox.push_back(std::move(j));
+      outbox.clear();
+    }
+    wake = idle;
+    idle = false;
+  }
+  if (wake) {
+    uint64_t one = 1;
+    (void)!write(evfd, &one, sizeof one);
+  }
+}
+
+void WriteThread::Impl::Completed() {
+  std::vector<WriteDone> batch;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    batch.swap(done);
+  }
+  for (const WriteDone& d : batch) {
+    if (d.kind == JobKind::kRelease) {
+      releasing.erase(d.sock);
+      uv_close(&d.sock->handle, [](uv_handle_t* h) { delete reinterpret_cast<Sock*>(h); });
+      continue;
+    }
+    // A stream closed meanwhile has no owner; its release comes later in order.
+    if (d.sock->owner) d.sock->owner->OnSent(d.kind, d.len, d.status);
+  }
+}
+
+// The thread: takes jobs, writes each socket's bytes in order, waits in epoll for
+// sockets whose buffer is full, and reports every job back.
+void WriteThread::Impl::Run() {
+  struct Queued {
+    int fd = -1;
+    std::deque<WriteJob> jobs;
+    size_t off = 0;        // of the first job's data
+    bool blocked = false;  // waiting for EPOLLOUT
+  };
+  std::unordered_map<Sock*, Queued> socks;  // only sockets with jobs
+  std::vector<WriteJob> jobs;
+  std::vector<WriteDone> out;
+  std::vector<Sock*> ready;
+  epoll_event events[256];
+
+  auto drive = [&](Sock* sock, Queued& q) {
+    while (!q.jobs.empty() && !q.blocked) {
+      WriteJob& j = q.jobs.front();
+      if (j.kind == JobKind::kShutdown) {
+        ::shutdown(q.fd, SHUT_WR);
+        out.push_back(WriteDone{sock, JobKind::kShutdown, 0, 0});
+        q.jobs.pop_front();
+        continue;
+      }
+      ssize_t n = ::send(q.fd, j.data.data() + q.off, j.data.size() - q.off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) {
+        q.off += static_cast<size_t>(n);
+        if (q.off < j.data.size()) continue;
+        out.push_back(WriteDone{sock, JobKind::kData, j.data.size(), 0});
+        q.jobs.pop_front();
+        q.off = 0;
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        q.blocked = true;
+        epoll_event ev{};
+        ev.events = EPOLLOUT;
+        ev.data.ptr = sock;
+        epoll_ctl(epfd, EPOLL_CTL_ADD, q.fd, &ev);
+        return;
+      }
+      // The socket failed: every job left fails with it (the reader sees the end too).
+      int err = -errno;
+      for (const WriteJob& rest : q.jobs) out.push_back(WriteDone{sock, rest.kind, rest.data.size(), err});
+      q.jobs.clear();
+      q.off = 0;
+    }
+  };
+
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stop) return;
+      jobs.swap(inbox);
+      if (!out.empty()) {
+        for (WriteDone& d : out) done.push_back(d);
+        out.clear();
+        uv_async_send(&async);
+      }
+      if (jobs.empty()) idle = true;
+    }
+    if (jobs.empty()) {
+      int n = epoll_wait(epfd, events, 256, -1);
+      ready.clear();
+      for (int i = 0; i < n; i++) {
+        if (!events[i].data.ptr) {
+          uint64_t v;
+          (void)!read(evfd, &v, sizeof v);
+          continue;
+        }
+        ready.push_back(static_cast<Sock*>(events[i].data.ptr));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        idle = false;
+      }
+      for (Sock* sock : ready) {
+        auto it = socks.find(sock);
+        if (it == socks.end()) continue;
+        epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
+        it->second.blocked = false;
+        drive(sock, it->second);
+        if (it->second.jobs.empty()) socks.erase(it);
+      }
+      continue;
+    }
+    for (WriteJob& j : jobs) {
+      Sock* sock = j.sock;
+      if (j.kind == JobKind::kRelease) {
+        auto it = socks.find(sock);
+        if (it != socks.end()) {
+          if (it->second.blocked) epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
+          socks.erase(it);
+        }
+        out.push_back(WriteDone{sock, JobKind::kRelease, 0, 0});
+        continue;
+      }
+      Queued& q = socks[sock];
+      q.fd = j.fd;
+      q.jobs.push_back(std::move(j));
+      drive(sock, q);
+      if (q.jobs.empty()) socks.erase(sock);
+    }
+    jobs.clear();
+  }
+}
 
 // --- Endpoint ---
 
@@ -242,6 +529,7 @@ struct Listener::Impl {
   Sock sock;
   AcceptFn on_accept;
   uv_loop_t* loop;
+  WriteThread::Impl* writer = nullptr;
 };
 
 namespace {
@@ -255,10 +543,12 @@ Status ResolveNumeric(const Endpoint& e, sockaddr_storage* out) {
 
 }  // namespace
 
-Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint& where, AcceptFn on_accept) {
+Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint& where, AcceptFn on_accept,
+                                                WriteThread* writer) {
   auto* impl = new Impl();
   impl->on_accept = std::move(on_accept);
   impl->loop = loop;
+  impl->writer = writer ? writer->impl() : nullptr;
   impl->sock.handle.data = impl;
   auto fail = [impl](Error e) -> Result<std::unique_ptr<Listener>> {
     uv_close(&impl->sock.handle, [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
@@ -321,7 +611,7 @@ Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint
       return;
     }
     if (server->type == UV_TCP) uv_tcp_nodelay(&sock->tcp, 1);
-    impl->on_accept(std::make_unique<UvStream>(sock));
+    impl->on_accept(std::make_unique<UvStream>(sock, impl->writer));
   });
   if (rc != 0) {
     return fail(Error{ErrorKind::kUnavailable, "ListenFailed", "listen " + where.ToString() + ": " + UvError(rc)});

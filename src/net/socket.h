@@ -27,13 +27,38 @@ struct Endpoint {
   std::string ToString() const;
 };
 
+// A thread that makes the write() calls of the streams given to it. On loopback
+// and on a busy server each write also runs the receiving side's TCP path and
+// wakes the reader, so the loop thread keeps parsing and the state while this
+// thread sends. Streams hand it their bytes at the end of each loop iteration
+// (one wake-up for the lot) and learn on the loop thread when they are sent; a
+// stream closed while its bytes are with the thread keeps its socket open until
+// the thread lets go of it. Created and destroyed on the loop thread, after every
+// stream using it is closed.
+class WriteThread {
+ public:
+  static Result<std::unique_ptr<WriteThread>> Start(uv_loop_t* loop);
+  ~WriteThread();
+  WriteThread(const WriteThread&) = delete;
+  WriteThread& operator=(const WriteThread&) = delete;
+
+  struct Impl;
+  Impl* impl() { return impl_; }
+
+ private:
+  WriteThread() = default;
+  Impl* impl_ = nullptr;
+};
+
 class Listener {
  public:
   using AcceptFn = std::function<void(std::unique_ptr<Stream>)>;
 
   // Binds and listens. Port 0 picks a free port (see port()). A Unix socket path
-  // left by a dead process is replaced.
-  static Result<std::unique_ptr<Listener>> Open(uv_loop_t* loop, const Endpoint& where, AcceptFn on_accept);
+  // left by a dead process is replaced. Accepted streams write through `writer`
+  // when one is given, on the loop thread otherwise.
+  static Result<std::unique_ptr<Listener>> Open(uv_loop_t* loop, const Endpoint& where, AcceptFn on_accept,
+                                                WriteThread* writer = nullptr);
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;

@@ -16,6 +16,7 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"listen-unix", true, "PATH", "also serve on a Unix socket"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
     {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},
+    {"no-write-thread", false, "", "write answers on the loop thread, not a thread of their own (for comparison)"},
     {"no-agent", false, "", "do not run a local agent for this host's Docker engine"},
     {"docker", true, "ADDR", "the local Docker engine (default unix:///var/run/docker.sock)"},
     {"attr", true, "K=V", "an attribute of the local agent's node (repeatable)"},
@@ -66,6 +67,7 @@ int Main(const std::vector<std::string>& args) {
   o.listen = p->Get("listen", o.listen);
   o.listen_unix = p->Get("listen-unix");
   o.group_commit = !p->Has("no-group-commit");
+  o.limits.write_thread = !p->Has("no-write-thread");
   o.local_agent = !p->Has("no-agent");
   o.docker = p->Get("docker", o.docker);
   for (const std::string& kv : p->GetAll("attr")) {

@@ -58,6 +58,20 @@ bool ResetPeakRss() {
   return ok;
 }
 
+// 8 MiB that show any piece out of order: line i says i.
+const std::string& BigBody() {
+  static const std::string body = [] {
+    std::string b;
+    char line[32];
+    for (int i = 0; b.size() < (8u << 20); i++) {
+      snprintf(line, sizeof line, "%015d\n", i);
+      b += line;
+    }
+    return b;
+  }();
+  return body;
+}
+
 Response Text(int status, std::string body) {
   Response r;
   r.status = status;
@@ -73,6 +87,7 @@ struct ServerFixture {
   Router router;
   std::unique_ptr<Server> server;
   std::unique_ptr<net::Listener> listener;
+  std::unique_ptr<net::WriteThread> writer;
   net::Endpoint endpoint;
   int accepted = 0;
   std::vector<ExchangePtr> held;  // answers the test gives itself
@@ -106,6 +121,7 @@ struct ServerFixture {
       ex->Write("two,");
       ex->End();
     });
+    router.Add("GET", "/big", [](const ExchangePtr& ex) { ex->Respond(Text(200, BigBody())); });
     router.Add("GET", "/hold", [this](const ExchangePtr& ex) { held.push_back(ex); });
     router.Add("POST", "/hold", [this](const ExchangePtr& ex) { held.push_back(ex); });
     router.Add("POST", "/small", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->request().body)); },
@@ -157,15 +173,24 @@ struct ServerFixture {
     held.clear();
     listener.reset();
     server.reset();
+    writer.reset();
   }
 
-  void Start(ServerLimits limits = {}) {
+  // Connections write on the loop thread, or through a net::WriteThread.
+  void Start(ServerLimits limits = {}, bool write_thread = false) {
     server = std::make_unique<Server>(loop.get(), &router, limits, &metrics);
-    auto l = net::Listener::Open(loop.get(), net::Endpoint::Parse("127.0.0.1:0").value(),
-                                 [this](std::unique_ptr<net::Stream> s) {
-                                   accepted++;
-                                   server->Serve(std::move(s));
-                                 });
+    if (write_thread) {
+      auto w = net::WriteThread::Start(loop.get());
+      REQUIRE(w.ok());
+      writer = std::move(w.value());
+    }
+    auto l = net::Listener::Open(
+        loop.get(), net::Endpoint::Parse("127.0.0.1:0").value(),
+        [this](std::unique_ptr<net::Stream> s) {
+          accepted++;
+          server->Serve(std::move(s));
+        },
+        writer.get());
     REQUIRE(l.ok());
     listener = std::move(l.value());
     endpoint = listener->endpoint();
@@ -861,4 +886,68 @@ TEST_CASE_METHOD(ServerFixture, "http client: with on_body, an error answer is b
   REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
   CHECK(streamed == "hello");
   CHECK((*out)->body.empty());
+}
+
+TEST_CASE_METHOD(ServerFixture, "http server: answers written by the write thread", "[net][http_server]") {
+  Start({}, /*write_thread=*/true);
+  SECTION("kept-alive and pipelined requests are answered in order") {
+    Client client(loop.get(), endpoint);
+    for (int i = 0; i < 20; i++) {
+      auto r = Get(client, "/items/" + std::to_string(i));
+      REQUIRE(r.ok());
+      CHECK(r->body == "item:" + std::to_string(i));
+    }
+    CHECK(accepted == 1);
+    RawConn raw(&loop, endpoint);
+    raw.Send("GET /items/a HTTP/1.1\r\nHost: t\r\n\r\nGET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /items/b HTTP/1.1\r\nHost: t\r\n\r\n");
+    REQUIRE(loop.RunUntil([&] { return raw.received().find("item:b") != std::string::npos; }));
+    size_t a = raw.received().find("item:a"), st = raw.received().find("4\r\ntwo,"), b = raw.received().find("item:b");
+    CHECK(a < st);
+    CHECK(st < b);
+  }
+  SECTION("a big answer to a slow reader arrives whole and in order") {
+    RawConn raw(&loop, endpoint);
+    raw.PauseReading();
+    raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    // The thread fills the socket's buffers and waits for room; the loop goes on.
+    REQUIRE(loop.RunUntil([&] { return server->connection_count() == 1; }));
+    for (int i = 0; i < 20; i++) loop.RunUntil([] { return false; }, 5);
+    Client client(loop.get(), endpoint);
+    auto r = Get(client, "/hello");  // another connection is served meanwhile
+    REQUIRE(r.ok());
+    CHECK(r->body == "hello");
+    raw.ResumeReading();
+    REQUIRE(loop.RunUntil([&] { return raw.received().size() >= BigBody().size(); }));
+    size_t head = raw.received().find("\r\n\r\n");
+    REQUIRE(head != std::string::npos);
+    CHECK(raw.received().size() - head - 4 == BigBody().size());
+    CHECK(raw.received().compare(head + 4, std::string::npos, BigBody()) == 0);
+  }
+  SECTION("a client that leaves while the thread holds its bytes") {
+    {
+      RawConn raw(&loop, endpoint);
+      raw.PauseReading();
+      raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+      REQUIRE(loop.RunUntil([&] { return accepted == 1; }));
+      for (int i = 0; i < 20; i++) loop.RunUntil([] { return false; }, 5);
+    }  // closed without reading: the server's writes fail, the socket is let go of
+    REQUIRE(loop.RunUntil([&] { return server->connection_count() == 0; }));
+    Client client(loop.get(), endpoint);
+    auto r = Get(client, "/hello");
+    REQUIRE(r.ok());
+    CHECK(r->body == "hello");
+  }
+  SECTION("a server closed with answers still unsent") {
+    RawConn raw(&loop, endpoint);
+    raw.PauseReading();
+    raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    REQUIRE(loop.RunUntil([&] { return accepted == 1; }));
+    for (int i = 0; i < 20; i++) loop.RunUntil([] { return false; }, 5);
+    listener.reset();
+    server.reset();  // its connections close while the thread holds their bytes
+    writer.reset();  // the thread stops and the sockets it held are closed
+    raw.ResumeReading();
+    REQUIRE(loop.RunUntil([&] { return raw.ended(); }));
+  }
 }

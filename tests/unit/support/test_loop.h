@@ -125,6 +125,14 @@ class RawConn final : public net::Stream::Handler {
     stream_.reset();
   }
 
+  // A slow reader: the server's writes fill the socket buffers and wait.
+  void PauseReading() {
+    if (stream_) stream_->ReadStop();
+  }
+  void ResumeReading() {
+    if (stream_) stream_->ReadStart();
+  }
+
   bool connected() const { return stream_ != nullptr; }
   bool failed() const { return failed_; }
   bool ended() const { return ended_; }
