@@ -9,6 +9,10 @@
 # placed 1,000,000 containers at about 3,750 per second on 5 servers; kube-scheduler's
 # CI floor is about 700 pods per second at 5,000 nodes.
 #
+# SERVER_ARGS and SIM_ARGS add flags to `berth server` and to the simulator
+# (e.g. SERVER_ARGS=--no-write-thread, SIM_ARGS="--report-connections 4000");
+# VERBOSE=1 prints RUNNING and PENDING at every poll.
+#
 # Last line: nodes=<n> tasks=<n> seconds=<s> tasks_per_s=<r> server_rss_mb=<m>
 source "$(dirname "$0")/common.bash"
 
@@ -19,14 +23,14 @@ DEADLINE_S=${DEADLINE_S:-600}
 ensure_tools curl:curl python3:python3
 ensure_berth
 
-start_berth e2e --node-lost-after 120s --max-connections $((NODES + 5000))
+start_berth e2e --node-lost-after 120s --max-connections $((NODES + 5000)) ${SERVER_ARGS:-}
 auth=(-H "Authorization: Bearer $BERTH_TOKEN")
 api() { curl -fsS --max-time 60 "${auth[@]}" "$@"; }
 
 agent_token=$(api -X POST "$BERTH_URL/v1/tokens" -d '{"role":"agent"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])')
 
-"$BERTH" agent --simulate "$NODES" --server "$BERTH_URL" --token "$agent_token" --log-level warn \
+"$BERTH" agent --simulate "$NODES" --server "$BERTH_URL" --token "$agent_token" --log-level warn ${SIM_ARGS:-} \
   >"$BENCH_TMP/sim.out" 2>"$BENCH_TMP/sim.err" &
 SIM_PID=$!
 BENCH_PIDS+=("$SIM_PID")

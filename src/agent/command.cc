@@ -28,6 +28,7 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
     {"zones", true, "N", "spread simulated nodes over N zones (default 3)"},
     {"start-delay-ms", true, "MS", "time a simulated task takes from PENDING to RUNNING (default 0)"},
+    {"report-connections", true, "N", "connections the simulated nodes share for reports (default one per 4 nodes)"},
     {"fail-rate", true, "P", "chance 0-1 that a simulated task fails to start (default 0)"},
     {"id-prefix", true, "TEXT", "simulated node ids are TEXT-00000... (default sim)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error"},
@@ -128,10 +129,11 @@ int Main(const std::vector<std::string>& args) {
     int64_t* dest;
     int64_t lo, hi;
   };
-  int64_t nodes = 0, zones = o.zones;
+  int64_t nodes = 0, zones = o.zones, report_connections = 0;
   for (IntFlag f : {IntFlag{"simulate", &nodes, 1, 100000}, IntFlag{"node-cpu", &o.node_cpu, 1, 1 << 24},
                     IntFlag{"node-memory", &o.node_memory, 1, 1 << 30}, IntFlag{"zones", &zones, 1, 26},
-                    IntFlag{"start-delay-ms", &o.start_delay_ms, 0, 3600000}}) {
+                    IntFlag{"start-delay-ms", &o.start_delay_ms, 0, 3600000},
+                    IntFlag{"report-connections", &report_connections, 1, 100000}}) {
     if (!p->Has(f.name)) continue;
     Result<uint64_t> v = flags::ParseCount(p->Get(f.name), f.name);
     if (!v || static_cast<int64_t>(v.value()) < f.lo || static_cast<int64_t>(v.value()) > f.hi) {
@@ -143,6 +145,7 @@ int Main(const std::vector<std::string>& args) {
   }
   o.nodes = static_cast<int>(nodes);
   o.zones = static_cast<int>(zones);
+  o.report_connections = static_cast<int>(report_connections);
   if (p->Has("fail-rate")) {
     char* end = nullptr;
     std::string text = p->Get("fail-rate");

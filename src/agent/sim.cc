@@ -89,7 +89,7 @@ class Simulation {
     endpoint_ = ep.value();
     http::ClientOptions report_opts;
     report_opts.timeout_ms = 60000;
-    int connections = o_.report_connections > 0 ? o_.report_connections : std::clamp(o_.nodes / 4, 32, 4096);
+    int connections = o_.report_connections > 0 ? o_.report_connections : std::clamp(o_.nodes / 2, 32, 4096);
     for (int i = 0; i < connections; i++) {
       reporters_.push_back(std::make_unique<http::Client>(loop_, endpoint_, report_opts));
     }

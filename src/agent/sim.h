@@ -23,7 +23,7 @@ struct SimOptions {
   int64_t start_delay_ms = 0;
   double fail_rate = 0;  // chance that a task fails to start (exit code 1)
   // Connections that carry reports (a real agent has one of its own; simulated
-  // nodes share a pool). 0: one per 4 nodes, from 32 to 4096.
+  // nodes share a pool). 0: one per 2 nodes, from 32 to 4096.
   int report_connections = 0;
   uint64_t seed = 1;
 };
