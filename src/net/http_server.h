@@ -112,6 +112,11 @@ class Server {
   void SetGate(Gate gate) { gate_ = std::move(gate); }
   // Listens on `where`; returns the bound port (TCP) or 0.
   Result<int> Listen(const Endpoint& where);
+  // Sends the answers queued so far now (with a write thread they otherwise go
+  // just before the loop next polls).
+  void FlushWrites() {
+    if (writer_) writer_->HandOver();
+  }
   // Serves an already connected stream (tests, TLS wrapping later).
   void Serve(std::unique_ptr<Stream> stream);
 

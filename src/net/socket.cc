@@ -323,6 +323,8 @@ WriteThread::~WriteThread() {
   });
 }
 
+void WriteThread::HandOver() { impl_->HandOver(); }
+
 void WriteThread::Impl::HandOver() {
   if (outbox.empty()) return;
   bool wake;

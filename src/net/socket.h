@@ -42,6 +42,11 @@ class WriteThread {
   WriteThread(const WriteThread&) = delete;
   WriteThread& operator=(const WriteThread&) = delete;
 
+  // Hands what streams queued so far to the thread now, instead of before the
+  // loop next polls: for answers made during I/O that should not wait behind the
+  // rest of the iteration's work.
+  void HandOver();
+
   struct Impl;
   Impl* impl() { return impl_; }
 

@@ -164,7 +164,13 @@ int Run(const Options& o) {
   }
 
   // Group commit: everything submitted during one iteration's I/O is flushed after it.
-  net::AfterIo flusher(loop, [&store] { store->Flush(); });
+  // After each iteration's I/O: the answers it made leave first (they need no
+  // commit: reads), then the commands it queued are applied and committed.
+  net::http::Server* http_server = nullptr;
+  net::AfterIo flusher(loop, [&store, &http_server] {
+    if (http_server) http_server->FlushWrites();
+    store->Flush();
+  });
   store->SetWakeup([&flusher] { flusher.Arm(); });
 
   control::Scheduler scheduler(&state);
@@ -203,6 +209,7 @@ int Run(const Options& o) {
   }
   image_registry.AddRoutes(&router);
   auto server = std::make_unique<net::http::Server>(loop, &router, o.limits, &registry);
+  http_server = server.get();
   server->SetGate([&state](net::http::Exchange& ex) { return api::Authenticate(state, ex); });
 
   metrics::Gauge* lag_gauge = registry.Gauges("berth_loop_lag_seconds", "How late the event loop ran its last 100 ms timer")->With({});
@@ -287,6 +294,7 @@ int Run(const Options& o) {
   uv_run(loop, UV_RUN_DEFAULT);
 
   local_agent.reset();
+  http_server = nullptr;
   server.reset();
   store->SetAfterFlush(nullptr);
   if (Status s = store->Close(); !s) {
