@@ -18,7 +18,7 @@ ensure_berth
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # --- berth
-start_berth http
+start_berth http ${SERVER_ARGS:-}
 berth_pid=$BERTH_PID
 berth_url="$BERTH_URL/healthz"
 
