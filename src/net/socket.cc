@@ -372,9 +372,9 @@ void WriteThread::Impl::Run() {
     bool blocked = false;  // waiting for EPOLLOUT
   };
   std::unordered_map<Sock*, Queued> socks;  // only sockets with jobs
+  size_t blocked = 0;                       // of them, waiting for room
   std::vector<WriteJob> jobs;
   std::vector<WriteDone> out;
-  std::vector<Sock*> ready;
   epoll_event events[256];
 
   auto drive = [&](Sock* sock, Queued& q) {
@@ -397,12 +397,15 @@ void WriteThread::Impl::Run() {
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        q.blocked = true;
         epoll_event ev{};
         ev.events = EPOLLOUT;
         ev.data.ptr = sock;
-        epoll_ctl(epfd, EPOLL_CTL_ADD, q.fd, &ev);
-        return;
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, q.fd, &ev) == 0) {
+          q.blocked = true;
+          blocked++;
+          return;
+        }
+        errno = EIO;  // cannot wait for room: fail the socket rather than spin
       }
       // The socket failed: every job left fails with it (the reader sees the end too).
       int err = -errno;
@@ -413,6 +416,7 @@ void WriteThread::Impl::Run() {
   };
 
   for (;;) {
+    bool idle_now;
     {
       std::lock_guard<std::mutex> lock(mu);
       if (stop) return;
@@ -422,39 +426,39 @@ void WriteThread::Impl::Run() {
         out.clear();
         uv_async_send(&async);
       }
-      if (jobs.empty()) idle = true;
+      idle_now = idle = jobs.empty();
     }
-    if (jobs.empty()) {
-      int n = epoll_wait(epfd, events, 256, -1);
-      ready.clear();
-      for (int i = 0; i < n; i++) {
-        if (!events[i].data.ptr) {
-          uint64_t v;
-          (void)!read(evfd, &v, sizeof v);
-          continue;
-        }
-        ready.push_back(static_cast<Sock*>(events[i].data.ptr));
+    // Sleep when there is nothing to do; otherwise only look (without waiting)
+    // whether a socket waiting for room has some, so none starves under load.
+    int n = 0;
+    if (idle_now || blocked > 0) n = epoll_wait(epfd, events, 256, idle_now ? -1 : 0);
+    if (idle_now) {
+      std::lock_guard<std::mutex> lock(mu);
+      idle = false;
+    }
+    for (int i = 0; i < n; i++) {
+      if (!events[i].data.ptr) {
+        uint64_t v;
+        (void)!read(evfd, &v, sizeof v);
+        continue;
       }
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        idle = false;
-      }
-      for (Sock* sock : ready) {
-        auto it = socks.find(sock);
-        if (it == socks.end()) continue;
-        epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
-        it->second.blocked = false;
-        drive(sock, it->second);
-        if (it->second.jobs.empty()) socks.erase(it);
-      }
-      continue;
+      auto it = socks.find(static_cast<Sock*>(events[i].data.ptr));
+      if (it == socks.end() || !it->second.blocked) continue;
+      epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
+      it->second.blocked = false;
+      blocked--;
+      drive(it->first, it->second);
+      if (it->second.jobs.empty() && !it->second.blocked) socks.erase(it);
     }
     for (WriteJob& j : jobs) {
       Sock* sock = j.sock;
       if (j.kind == JobKind::kRelease) {
         auto it = socks.find(sock);
         if (it != socks.end()) {
-          if (it->second.blocked) epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
+          if (it->second.blocked) {
+            epoll_ctl(epfd, EPOLL_CTL_DEL, it->second.fd, nullptr);
+            blocked--;
+          }
           socks.erase(it);
         }
         out.push_back(WriteDone{sock, JobKind::kRelease, 0, 0});
@@ -464,7 +468,7 @@ void WriteThread::Impl::Run() {
       q.fd = j.fd;
       q.jobs.push_back(std::move(j));
       drive(sock, q);
-      if (q.jobs.empty()) socks.erase(sock);
+      if (q.jobs.empty() && !q.blocked) socks.erase(sock);
     }
     jobs.clear();
   }
