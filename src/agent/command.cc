@@ -28,7 +28,7 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
     {"zones", true, "N", "spread simulated nodes over N zones (default 3)"},
     {"start-delay-ms", true, "MS", "time a simulated task takes from PENDING to RUNNING (default 0)"},
-    {"report-connections", true, "N", "connections the simulated nodes share for reports (default one per 4 nodes)"},
+    {"report-connections", true, "N", "connections the simulated nodes share for reports (default one per 2 nodes, 32 to 4096)"},
     {"fail-rate", true, "P", "chance 0-1 that a simulated task fails to start (default 0)"},
     {"id-prefix", true, "TEXT", "simulated node ids are TEXT-00000... (default sim)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error"},
