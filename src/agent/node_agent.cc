@@ -20,6 +20,7 @@
 #include "agent/container_spec.h"
 #include "agent/docker.h"
 #include "agent/host.h"
+#include "agent/protocol.h"
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -852,11 +853,9 @@ class NodeAgentImpl {
     return r.Print();
   }
 
-  // The server says how often to report in its answers (the interval grows with
-  // the number of agents); a value out of all reason is ignored.
+  // The server says how often to report in each answer.
   void TakeHeartbeatInterval(json::View answer) {
-    json::View v = answer.Get("heartbeatIntervalMs");
-    if (v.IsNumber() && v.Number() >= 100 && v.Number() <= 600000) heartbeat_ms_ = static_cast<int64_t>(v.Number());
+    if (std::optional<int64_t> ms = HeartbeatIntervalOf(answer)) heartbeat_ms_ = *ms;
   }
 
   // Sends what changed since the server last acknowledged it (at most one batch

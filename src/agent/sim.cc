@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "agent/protocol.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
@@ -123,8 +124,7 @@ class Simulation {
   // (it grows with the number of agents).
   int64_t heartbeat_ms = 2000;
   void TakeHeartbeatInterval(json::View answer) {
-    json::View v = answer.Get("heartbeatIntervalMs");
-    if (v.IsNumber() && v.Number() >= 100 && v.Number() <= 600000) heartbeat_ms = static_cast<int64_t>(v.Number());
+    if (std::optional<int64_t> ms = HeartbeatIntervalOf(answer)) heartbeat_ms = *ms;
   }
 
  private:

@@ -182,7 +182,7 @@ void AgentHub::Tick() {
   std::vector<std::string> silent;
   for (auto& [id, s] : streams_) {
     const model::Node* n = state_->FindNode(id);
-    if (n && now - n->last_heartbeat_ms > 3 * std::max(s.interval_ms, options_.heartbeat_interval_ms)) {
+    if (n && now - n->last_heartbeat_ms > 3 * s.interval_ms) {  // never below heartbeat_interval_ms
       silent.push_back(id);
       continue;
     }

@@ -204,6 +204,16 @@ struct ServerFixture {
     return std::move(*out);
   }
 
+  // `raw` asks for /big (8 MiB) and stops reading: once the answer is queued, the
+  // socket's buffers fill and the rest waits with the writer.
+  void StallOnBig(RawConn& raw) {
+    raw.PauseReading();
+    raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    REQUIRE(loop.RunUntil([&] {
+      return metrics.Render().find("berth_http_requests_total{route=\"/big\",status=\"200\"} 1") != std::string::npos;
+    }));
+  }
+
   Result<ClientResponse> Get(Client& client, std::string target) {
     ClientRequest req;
     req.target = std::move(target);
@@ -908,11 +918,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: answers written by the write threa
   }
   SECTION("a big answer to a slow reader arrives whole and in order") {
     RawConn raw(&loop, endpoint);
-    raw.PauseReading();
-    raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
-    // The thread fills the socket's buffers and waits for room; the loop goes on.
-    REQUIRE(loop.RunUntil([&] { return server->connection_count() == 1; }));
-    for (int i = 0; i < 20; i++) loop.RunUntil([] { return false; }, 5);
+    StallOnBig(raw);  // the thread waits for room; the loop goes on
     Client client(loop.get(), endpoint);
     auto r = Get(client, "/hello");  // another connection is served meanwhile
     REQUIRE(r.ok());
@@ -927,10 +933,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: answers written by the write threa
   SECTION("a client that leaves while the thread holds its bytes") {
     {
       RawConn raw(&loop, endpoint);
-      raw.PauseReading();
-      raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
-      REQUIRE(loop.RunUntil([&] { return accepted == 1; }));
-      for (int i = 0; i < 20; i++) loop.RunUntil([] { return false; }, 5);
+      StallOnBig(raw);
     }  // closed without reading: the server's writes fail, the socket is let go of
     REQUIRE(loop.RunUntil([&] { return server->connection_count() == 0; }));
     Client client(loop.get(), endpoint);
@@ -940,10 +943,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: answers written by the write threa
   }
   SECTION("a server closed with answers still unsent") {
     RawConn raw(&loop, endpoint);
-    raw.PauseReading();
-    raw.Send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
-    REQUIRE(loop.RunUntil([&] { return accepted == 1; }));
-    for (int i = 0; i < 20; i++) loop.RunUntil([] { return false; }, 5);
+    StallOnBig(raw);
     listener.reset();
     server.reset();  // its connections close while the thread holds their bytes
     writer.reset();  // the thread stops and the sockets it held are closed
