@@ -140,6 +140,7 @@ void Scheduler::OnReloaded() {
 
 Scheduler::Plan Scheduler::Place(const std::string& cluster, const model::TaskDefinition& td, sched::Request request,
                                  int count, int64_t now_ms) {
+  passes_++;
   Plan plan;
   ClusterEngine& ce = For(cluster);
   request.shape.cpu = td.cpu;

@@ -41,6 +41,8 @@ class Scheduler final : public model::StateObserver {
   // begin with `now_ms` (so they sort by creation time).
   Plan Place(const std::string& cluster, const model::TaskDefinition& td, sched::Request request, int count,
              int64_t now_ms);
+  // Place() calls so far (a service waiting for room must not make them on a clock).
+  uint64_t passes() const { return passes_; }
   // Gives back planned tasks whose command was refused.
   void Release(const std::string& cluster, const model::TaskDefinition& td, const std::string& group,
                const Plan& plan);
@@ -72,6 +74,7 @@ class Scheduler final : public model::StateObserver {
   uint64_t seed_;
   std::map<std::string, std::unique_ptr<ClusterEngine>> engines_;
   std::unordered_set<std::string> provisional_;  // planned task ids not applied yet
+  uint64_t passes_ = 0;
 };
 
 }  // namespace berth::control

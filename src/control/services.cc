@@ -1,6 +1,7 @@
 #include "control/services.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "base/crypto.h"
 #include "base/log.h"
@@ -113,30 +114,35 @@ void ServiceController::OnTaskChanged(const model::Task& t) {
 }
 
 void ServiceController::OnNodeChanged(const model::Node& n) {
-  // Draining or losing the agent changes which tasks need replacing; room may have appeared.
+  // Draining or losing the agent changes which tasks need replacing.
   for (const auto& [id, t] : n.tasks) {
     if (!t->service.empty()) Track(*t);
   }
-  for (const auto& [key, why] : blocked_) dirty_.insert(key);
+  // A node registered, connected or made ACTIVE may have room for a waiting service.
+  if (n.status == "ACTIVE" && n.connected) WakeBlocked(n.cluster, n.cpu - n.used_cpu, n.memory - n.used_memory);
 }
 
-void ServiceController::OnNodeRemoved(const model::Node&) {
-  for (const auto& [key, why] : blocked_) dirty_.insert(key);
-}
+void ServiceController::OnNodeRemoved(const model::Node&) {}
 
-void ServiceController::OnTaskReleased(const model::Task&, const model::Node&) {
-  for (const auto& [key, why] : blocked_) dirty_.insert(key);
+void ServiceController::OnTaskReleased(const model::Task&, const model::Node& n) {
+  if (n.status == "ACTIVE" && n.connected) WakeBlocked(n.cluster, n.cpu - n.used_cpu, n.memory - n.used_memory);
 }
 
 void ServiceController::OnServiceChanged(const model::Service& s) {
-  dirty_.insert(model::State::ServiceKey(s.cluster, s.name));
+  std::string key = model::State::ServiceKey(s.cluster, s.name);
+  // Scaled, updated to another revision or placement: worth another try.
+  if (auto b = blocked_.find(key); b != blocked_.end() && !b->second.woken) {
+    RemoveWaiting(key, b->second);
+    b->second.woken = true;
+  }
+  dirty_.insert(std::move(key));
 }
 
 void ServiceController::OnServiceRemoved(const model::Service& s) {
   std::string key = model::State::ServiceKey(s.cluster, s.name);
   tallies_.erase(key);
   dirty_.erase(key);
-  blocked_.erase(key);
+  Unblock(key);
   steady_.erase(key);
 }
 
@@ -145,6 +151,68 @@ void ServiceController::OnReloaded() {
   tallies_.clear();
   for (const auto& [id, t] : state_->tasks()) Track(t);
   for (const auto& [key, s] : state_->services()) dirty_.insert(key);
+  // What changed on disk is unknown: every waiting service looks again.
+  for (auto& [key, b] : blocked_) b.woken = true;
+  waiting_.clear();
+}
+
+void ServiceController::Block(const model::Service& s, const std::string& why, const std::string& event,
+                              int64_t cpu, int64_t memory) {
+  std::string key = model::State::ServiceKey(s.cluster, s.name);
+  auto [it, fresh] = blocked_.try_emplace(key);
+  Blocked& b = it->second;
+  if (!fresh && !b.woken) RemoveWaiting(key, b);
+  int64_t now = clock_->NowUnixMs();
+  if (!event.empty() && (fresh || b.why != why || now - b.event_ms > 30000)) {
+    Event(s, event);
+    b.event_ms = now;
+  }
+  b.cluster = s.cluster;
+  b.why = why;
+  b.cpu = cpu;
+  b.memory = memory;
+  b.woken = false;
+  waiting_[s.cluster].emplace(memory, std::move(key));
+}
+
+void ServiceController::Unblock(const std::string& key) {
+  auto it = blocked_.find(key);
+  if (it == blocked_.end()) return;
+  if (!it->second.woken) RemoveWaiting(key, it->second);
+  blocked_.erase(it);
+}
+
+void ServiceController::RemoveWaiting(const std::string& key, const Blocked& b) {
+  auto w = waiting_.find(b.cluster);
+  if (w == waiting_.end()) return;
+  auto [from, to] = w->second.equal_range(b.memory);
+  for (auto it = from; it != to; ++it) {
+    if (it->second == key) {
+      w->second.erase(it);
+      break;
+    }
+  }
+  if (w->second.empty()) waiting_.erase(w);
+}
+
+// Walks the waiting services of the cluster in order of the memory a task
+// needs, up to what is free: the cost is the services woken, plus those that
+// fit on memory but not on CPU.
+void ServiceController::WakeBlocked(const std::string& cluster, int64_t free_cpu, int64_t free_memory) {
+  auto w = waiting_.find(cluster);
+  if (w == waiting_.end()) return;
+  std::multimap<int64_t, std::string>& waiting = w->second;
+  for (auto it = waiting.begin(); it != waiting.end() && it->first <= free_memory;) {
+    Blocked& b = blocked_[it->second];
+    if (b.cpu > free_cpu) {
+      ++it;
+      continue;
+    }
+    b.woken = true;
+    dirty_.insert(it->second);
+    it = waiting.erase(it);
+  }
+  if (waiting.empty()) waiting_.erase(w);
 }
 
 std::vector<model::DeploymentCounts> ServiceController::Counts(const model::Service& s) const {
@@ -183,7 +251,6 @@ void ServiceController::Reconcile() {
 }
 
 void ServiceController::Tick() {
-  for (const auto& [key, why] : blocked_) dirty_.insert(key);
   // Unhealthy tasks show up through reports, but a deployment's health can also
   // be decided by time: look at every service with a rollout in progress.
   for (const auto& [key, s] : state_->services()) {
@@ -221,8 +288,12 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
   std::string key = model::State::ServiceKey(s.cluster, s.name);
   const model::Deployment& d = s.primary();
   const model::TaskDefinition* td = state_->FindTaskDefinition(d.family, d.revision);
+  // Neither of these two is cured by room elsewhere: only a change of the
+  // service (or a restart) tries again.
+  constexpr int64_t kNoRoomCures = INT64_MAX;
   if (!td) {
-    blocked_[key] = "task definition " + d.family + ":" + std::to_string(d.revision) + " is gone";
+    Block(s, "task definition " + d.family + ":" + std::to_string(d.revision) + " is gone", "", kNoRoomCures,
+          kNoRoomCures);
     return;
   }
   sched::Request req;
@@ -237,7 +308,7 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
     }
   }
   if (!parsed) {
-    blocked_[key] = parsed.error().message;
+    Block(s, parsed.error().message, "", kNoRoomCures, kNoRoomCures);
     return;
   }
   if (req.strategies.empty()) {
@@ -247,14 +318,11 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
   Scheduler::Plan plan = scheduler_->Place(s.cluster, *td, req, static_cast<int>(count), clock_->NowUnixMs());
   if (static_cast<int64_t>(plan.nodes.size()) < count) {
     std::string why = plan.reason.empty() ? "no room" : plan.reason;
-    int64_t now = clock_->NowUnixMs();
-    if (blocked_[key] != why || now - blocked_event_ms_[key] > 30000) {
-      Event(s, "was unable to place a task because no container instance met all of its requirements. Reason: " + why + ".");
-      blocked_event_ms_[key] = now;
-    }
-    blocked_[key] = why;
+    Block(s, why,
+          "was unable to place a task because no container instance met all of its requirements. Reason: " + why + ".",
+          td->cpu, td->memory);
   } else {
-    blocked_.erase(key);
+    Unblock(key);
   }
   if (plan.nodes.empty()) return;
   auto cmd = std::make_unique<model::PlaceTasks>();
@@ -282,6 +350,8 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
       scheduler_->Release(cluster, *t, group, plan);
     }
     dirty_.insert(key);
+    // The room the plan held is free again, and no node changed to say so.
+    WakeBlocked(cluster, INT64_MAX, INT64_MAX);
   });
 }
 
@@ -368,6 +438,11 @@ void ServiceController::ReconcileOne(const std::string& key) {
   bool may_start = primary.rollout_state != "FAILED";
   int64_t want = d - keep;
   int64_t start = may_start ? std::max<int64_t>(0, std::min(want, max_total - total)) : 0;
+  if (want <= 0) Unblock(key);
+  if (auto b = blocked_.find(key); start > 0 && b != blocked_.end()) {
+    if (b->second.woken) placement_retries_++;
+    else start = 0;  // nothing that could fit appeared since the last try
+  }
   if (start > starts_left_) {
     start = starts_left_;
     dirty_.insert(key);  // the rest in the next pass

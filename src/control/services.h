@@ -5,10 +5,13 @@
 //
 // It observes the state and keeps per-service tallies up to date task by task,
 // so a reconciliation costs O(changes), not O(tasks). It runs after every store
-// flush on the services whose tallies or settings changed, and once a second on
-// services waiting for room; the commands it submits are applied before it runs
-// again, so it never acts twice on the same view. It reads time only from its
-// Clock, so tests drive it on simulated time.
+// flush on the services whose tallies or settings changed; the commands it
+// submits are applied before it runs again, so it never acts twice on the same
+// view. A service that could not place all its tasks is not retried on a clock:
+// it waits until room that could fit its tasks appears in its cluster (a task's
+// resources released, a node registered, connected or made ACTIVE) or the
+// service itself changes. It reads time only from its Clock, so tests drive it
+// on simulated time.
 #pragma once
 
 #include <map>
@@ -31,8 +34,12 @@ class ServiceController final : public model::StateObserver {
 
   // Acts on every service marked since the last call. Called after each flush.
   void Reconcile();
-  // Retries services that could not place tasks. Called about once a second.
+  // Looks again at services whose deployment is rolling out. Called about once
+  // a second.
   void Tick();
+  // Placement passes that ran for services already blocked (retries), for tests
+  // and metrics.
+  uint64_t placement_retries() const { return placement_retries_; }
 
   // Running and pending tasks of each deployment of a service (for answers).
   std::vector<model::DeploymentCounts> Counts(const model::Service& s) const;
@@ -86,8 +93,26 @@ class ServiceController final : public model::StateObserver {
   std::unordered_map<std::string, TaskView> tasks_;  // service tasks not stopped
   std::map<std::string, std::map<std::string, Tally>> tallies_;  // service key → deployment → tally
   std::set<std::string> dirty_;
-  std::map<std::string, std::string> blocked_;  // service key → why it could not place
-  std::map<std::string, int64_t> blocked_event_ms_;
+  // A service some of whose tasks found no node: it is tried again only when
+  // `woken` (room that fits one of its tasks appeared, or it changed).
+  struct Blocked {
+    std::string cluster;
+    std::string why;
+    int64_t cpu = 0, memory = 0;  // one task's
+    bool woken = false;
+    int64_t event_ms = 0;  // when its last "unable to place" event was added
+  };
+  // Marks `s` blocked for `why` (adding `event` when it is new, the reason
+  // changed or 30 s passed), waiting for room for a task of cpu and memory.
+  void Block(const model::Service& s, const std::string& why, const std::string& event, int64_t cpu, int64_t memory);
+  void Unblock(const std::string& key);
+  void RemoveWaiting(const std::string& key, const Blocked& b);
+  // Wakes the blocked services of `cluster` whose task fits in the given free room.
+  void WakeBlocked(const std::string& cluster, int64_t free_cpu, int64_t free_memory);
+  std::map<std::string, Blocked> blocked_;  // service key → why it could not place
+  // The blocked services not yet woken, per cluster, by the memory one task needs.
+  std::map<std::string, std::multimap<int64_t, std::string>, std::less<>> waiting_;
+  uint64_t placement_retries_ = 0;
   std::set<std::string> steady_;  // services whose steady-state event was sent
   int64_t starts_left_ = 0;       // this pass's budget of new tasks
 };

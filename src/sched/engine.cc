@@ -602,8 +602,14 @@ Engine::NodeRef Engine::Search(const Request& req, uint32_t gid, size_t i, const
   return kNoNode;
 }
 
+// Why the rest of a batch could not be placed: the binding constraint that
+// excludes each node, counted. Examines at most kExplainNodes nodes (the first
+// ones by ref, so the same cluster gives the same text), so a failed placement
+// costs the same at 10 nodes as at 10,000; the text says when it looked at only
+// part of the cluster.
 std::string Engine::Explain(const Request& req, uint32_t gid) const {
   if (live_nodes_ == 0) return "no nodes are registered in the cluster";
+  size_t examined = 0;
   std::vector<std::pair<std::string, int64_t>> counts;
   auto add = [&](const std::string& why) {
     for (auto& [w, n] : counts) {
@@ -614,9 +620,10 @@ std::string Engine::Explain(const Request& req, uint32_t gid) const {
     }
     counts.emplace_back(why, 1);
   };
-  for (NodeRef n = 0; n < nodes_.size(); n++) {
+  for (NodeRef n = 0; n < nodes_.size() && examined < kExplainNodes; n++) {
     const Node& x = nodes_[n];
     if (!x.alive) continue;
+    examined++;
     if (!x.connected) {
       add("agent disconnected");
       continue;
@@ -660,6 +667,9 @@ std::string Engine::Explain(const Request& req, uint32_t gid) const {
   for (const auto& [why, n] : counts) {
     if (!out.empty()) out += "; ";
     out += why + " on " + std::to_string(n) + (n == 1 ? " node" : " nodes");
+  }
+  if (examined < live_nodes_) {
+    out += " (" + std::to_string(examined) + " of the cluster's " + std::to_string(live_nodes_) + " nodes examined)";
   }
   return out;
 }

@@ -100,6 +100,9 @@ class Engine {
   bool PortInUse(NodeRef node, PortSpec port) const;
   size_t node_count() const { return live_nodes_; }
 
+  // A failed placement's reason looks at this many nodes at most.
+  static constexpr size_t kExplainNodes = 1000;
+
  private:
   struct Node;
   struct Class;

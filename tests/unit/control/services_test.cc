@@ -449,6 +449,55 @@ TEST_CASE("services: unplaceable tasks give an event with the reason and are pla
   CHECK(cp.Count().by_node.size() == 1);
 }
 
+// Issue 10, item 8: a service that cannot place its tasks used to be tried again
+// (a placement pass, and a scan of every node to explain the failure) every
+// second, forever. Now only a change that may make room wakes it.
+TEST_CASE("services: regression: a service waiting for room is tried again only when room that fits appears",
+          "[control][services]") {
+  ControlPlane cp;
+  cp.AddNode("small", {}, 4096, 1024);
+  ControlPlane::ServiceSpec spec;
+  spec.revision = cp.RegisterTaskDefinition("web", false, 256, 2048);
+  spec.desired = 2;
+  REQUIRE(cp.CreateService(spec).ok());
+  for (int i = 0; i < 4; i++) cp.Step();
+  REQUIRE(cp.Count().live == 0);
+  uint64_t passes = cp.scheduler->passes();
+  CHECK(passes >= 1);
+
+  // A minute of simulated time with nothing changing: no placement pass.
+  for (int i = 0; i < 240; i++) cp.Step();
+  CHECK(cp.scheduler->passes() == passes);
+  CHECK(cp.services->placement_retries() == 0);
+
+  // Room that cannot fit one task (another node as small; a small service's
+  // task coming and going) wakes nothing either.
+  cp.AddNode("small-2", {}, 4096, 1024);
+  ControlPlane::ServiceSpec tiny;
+  tiny.name = "tiny";
+  tiny.family = "tiny";
+  tiny.revision = cp.RegisterTaskDefinition("tiny", false, 128, 64);
+  tiny.desired = 1;
+  REQUIRE(cp.CreateService(tiny).ok());
+  REQUIRE(cp.RunUntil([&] { return cp.Count("tiny").running == 1; }));
+  uint64_t with_tiny = cp.scheduler->passes();
+  auto scale = std::make_unique<model::UpdateService>();
+  scale->cluster = "default";
+  scale->name = "tiny";
+  scale->desired = 0;
+  REQUIRE(cp.Apply(std::move(scale)).ok());
+  REQUIRE(cp.RunUntil([&] { return cp.Count("tiny").live == 0; }));
+  for (int i = 0; i < 40; i++) cp.Step();
+  CHECK(cp.services->placement_retries() == 0);
+  CHECK(cp.scheduler->passes() == with_tiny);  // "tiny" itself placed nothing new
+
+  // A node with room: tried again at once, and placed.
+  cp.AddNode("big", {}, 4096, 8192);
+  REQUIRE(cp.RunUntil([&] { return cp.Count().running == 2; }, 20));
+  CHECK(cp.services->placement_retries() >= 1);
+  CHECK(cp.Count().by_node.count("big") == 1);
+}
+
 TEST_CASE("services: a task that fails its health checks is stopped and replaced", "[control][services]") {
   ControlPlane cp;
   for (int i = 0; i < 2; i++) cp.AddNode("n" + std::to_string(i));

@@ -228,3 +228,17 @@ TEST_CASE("engine: more groups than are kept indexed stay correct", "[sched][eng
     CHECK(hi - lo <= 1);
   }
 }
+
+// Issue 10, item 8: the reason of a failed placement was a scan of every node.
+TEST_CASE("engine: the reason of a failed placement looks at a bounded number of nodes", "[sched][engine]") {
+  Engine e;
+  const size_t n = Engine::kExplainNodes + 500;
+  for (size_t i = 0; i < n; i++) e.AddNode(Node("i-" + std::to_string(i), 1024, 512, {{"zone", "z"}}));
+  auto p = e.Place(Req(256, 1024, "service:big"), 1);
+  CHECK(p.nodes.empty());
+  CHECK(p.reason == "insufficient memory on 1000 nodes (1000 of the cluster's 1500 nodes examined)");
+  // Below the bound every node is counted, as before.
+  Engine small;
+  for (int i = 0; i < 3; i++) small.AddNode(Node("i-" + std::to_string(i), 1024, 512, {{"zone", "z"}}));
+  CHECK(small.Place(Req(256, 1024, "service:big"), 1).reason == "insufficient memory on 3 nodes");
+}
