@@ -116,28 +116,35 @@ start_berth() {
   curl -fsS --max-time 5 "$BERTH_URL/healthz" >/dev/null || die "berth ($name) /healthz failed"
 }
 
-# cpu_ticks PID: user+system clock ticks the process (all threads) has used.
+# cpu_ticks PID...: user+system clock ticks the processes (all threads) have used.
 cpu_ticks() {
-  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+  local pid total=0 t
+  for pid in "$@"; do
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
 }
 CLK_TCK=$(getconf CLK_TCK)
 
-# run_wrk OUT PID_TO_WATCH wrk-args...: runs wrk (bounded by timeout), saves its
+# run_wrk OUT "PID..." wrk-args...: runs wrk (bounded by timeout), saves its
 # output in OUT and sets WRK_RPS, WRK_REQS, WRK_SECS, WRK_NON2XX, WRK_SOCKERR and
-# SERVER_CPU (percent of one core the watched process used during the run) and
-# SERVER_US_PER_REQ (its CPU time per completed request, in microseconds: less
-# sensitive than req/s to other load on the machine).
+# SERVER_CPU (percent of one core the watched processes used together during the
+# run) and SERVER_US_PER_REQ (their CPU time per completed request, in
+# microseconds: less sensitive than req/s to other load on the machine).
 run_wrk() {
-  local out=$1 pid=$2; shift 2
+  local out=$1; shift
+  local -a pids
+  read -r -a pids <<<"$1"; shift
   local t0 t1 c0 c1
-  c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
+  c0=$(cpu_ticks "${pids[@]}"); t0=$(date +%s.%N)
   # In the background, so that a signal to this script is handled at once.
   timeout $((WRK_SECONDS + 30)) "${WRK[@]}" "$@" >"$out" 2>&1 &
   local wpid=$!
   BENCH_PIDS+=("$wpid")
   wait "$wpid" || { cat "$out" >&2; die "wrk failed"; }
   forget_pid "$wpid"
-  t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+  t1=$(date +%s.%N); c1=$(cpu_ticks "${pids[@]}")
   WRK_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   WRK_REQS=$(awk '/requests in/ {print $1}' "$out")
   WRK_SECS=$(awk '/requests in/ {sub(/s,$/, "", $4); print $4}' "$out")

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# HTTP throughput of berth's GET /healthz against nginx with ONE worker process
-# serving an identical 15-byte application/json answer, both driven by the same
-# keep-alive wrk load (-t2 -c64 -d10s), on this machine, in this run. Each server
-# is warmed up, then measured twice (interleaved: berth, nginx, berth, nginx);
-# the figure per server is the mean of its two runs.
+# HTTP throughput of berth's GET /healthz against nginx serving an identical
+# 15-byte application/json answer, all driven by the same keep-alive wrk load
+# (-t2 -c64 -d10s), on this machine, in this run. Berth answers on its loop
+# thread and writes on a second one (net::WriteThread), so the fair peer is nginx
+# with 2 workers (`ratio`); nginx with 1 worker is measured too (`ratio_1w`, the
+# figure of earlier runs), with every server's CPU time per request (all its
+# threads or workers summed). Each server is warmed up, then measured twice
+# (interleaved: berth, nginx2, nginx1, berth, nginx2, nginx1); the figure per
+# server is the mean of its two runs.
 #
 # Measures only; never fails on a timing. Exits non-zero if something broke.
-# Last line: berth_rps=<n> nginx_rps=<n> ratio=<berth/nginx>   (target ratio >= 0.8)
+# Last line: berth_rps= nginx2_rps= ratio= nginx1_rps= ratio_1w= berth_us= nginx2_us= nginx1_us=
+#   (target: ratio >= 0.8)
 #
 #   bench/http.sh                        # uses build/berth (built if missing)
 #   BERTH=build-bench/berth bench/http.sh
+#   SERVER_ARGS=--no-write-thread bench/http.sh
 
 source "$(dirname "$0")/common.bash"
 
@@ -22,12 +28,15 @@ start_berth http ${SERVER_ARGS:-}
 berth_pid=$BERTH_PID
 berth_url="$BERTH_URL/healthz"
 
-# --- nginx, one worker, everything under its own prefix
-ngx="$BENCH_TMP/nginx"
-mkdir -p "$ngx/logs" "$ngx/tmp"
-ngx_port=$(free_port)
-cat >"$ngx/nginx.conf" <<EOF
-worker_processes 1;
+# start_nginx NAME WORKERS: nginx under its own prefix; sets NGX_URL and
+# NGX_WORKERS (the worker pids, whose CPU is measured).
+start_nginx() {
+  local name=$1 workers=$2
+  local ngx="$BENCH_TMP/$name" port master w
+  mkdir -p "$ngx/logs" "$ngx/tmp"
+  port=$(free_port)
+  cat >"$ngx/nginx.conf" <<CONF
+worker_processes $workers;
 daemon off;
 master_process on;
 pid $ngx/nginx.pid;
@@ -43,50 +52,72 @@ http {
   uwsgi_temp_path $ngx/tmp/uwsgi;
   scgi_temp_path $ngx/tmp/scgi;
   server {
-    listen 127.0.0.1:$ngx_port;
+    listen 127.0.0.1:$port;
     location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
   }
 }
-EOF
-"$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
-ngx_master=$!
-BENCH_PIDS+=("$ngx_master")
-ngx_url="http://127.0.0.1:$ngx_port/healthz"
-for _ in $(seq 100); do
-  curl -fsS --max-time 1 "$ngx_url" >/dev/null 2>&1 && break
-  kill -0 "$ngx_master" 2>/dev/null || break
-  sleep 0.1
-done
-curl -fsS --max-time 5 "$ngx_url" >/dev/null || { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx did not start"; }
-ngx_worker=$(pgrep -P "$ngx_master" | head -1)
-[ -n "$ngx_worker" ] || die "nginx has no worker"
-[ "$(pgrep -P "$ngx_master" | wc -l)" -eq 1 ] || die "nginx has more than one worker"
-pin_server "$ngx_worker"
+CONF
+  "$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
+  master=$!
+  BENCH_PIDS+=("$master")
+  NGX_URL="http://127.0.0.1:$port/healthz"
+  for _ in $(seq 100); do
+    curl -fsS --max-time 1 "$NGX_URL" >/dev/null 2>&1 && break
+    kill -0 "$master" 2>/dev/null || break
+    sleep 0.1
+  done
+  curl -fsS --max-time 5 "$NGX_URL" >/dev/null ||
+    { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx ($name) did not start"; }
+  for _ in $(seq 50); do
+    [ "$(pgrep -P "$master" | wc -l)" -ge "$workers" ] && break
+    sleep 0.1
+  done
+  NGX_WORKERS=$(pgrep -P "$master" | tr '\n' ' ')
+  [ "$(echo $NGX_WORKERS | wc -w)" -eq "$workers" ] || die "nginx ($name) has workers '$NGX_WORKERS', not $workers"
+  for w in $NGX_WORKERS; do pin_server "$w"; done
+}
+berth_threads=$(ls "/proc/$berth_pid/task" | wc -l)
+start_nginx nginx2 2
+ngx2_url=$NGX_URL ngx2_pids=$NGX_WORKERS
+start_nginx nginx1 1
+ngx1_url=$NGX_URL ngx1_pids=$NGX_WORKERS
 
-# Same answer size and type from both.
-b_body=$(curl -fsS -D "$BENCH_TMP/b.h" "$berth_url"); n_body=$(curl -fsS -D "$BENCH_TMP/n.h" "$ngx_url")
-[ "$b_body" = "$n_body" ] || die "bodies differ: berth '$b_body' nginx '$n_body'"
-grep -qi '^content-type: application/json' "$BENCH_TMP/n.h" || die "nginx content-type is not application/json"
+# Same answer size and type from all.
+b_body=$(curl -fsS -D "$BENCH_TMP/b.h" "$berth_url")
+for u in "$ngx2_url" "$ngx1_url"; do
+  n_body=$(curl -fsS -D "$BENCH_TMP/n.h" "$u")
+  [ "$b_body" = "$n_body" ] || die "bodies differ: berth '$b_body' nginx '$n_body'"
+  grep -qi '^content-type: application/json' "$BENCH_TMP/n.h" || die "nginx content-type is not application/json"
+done
 grep -qi '^content-type: application/json' "$BENCH_TMP/b.h" || die "berth content-type is not application/json"
 
 machine_note
 [ -z "$SERVER_CPUS$WRK_CPUS" ] || echo "pinned: servers on CPUs ${SERVER_CPUS:-all}, wrk on CPUs ${WRK_CPUS:-all}"
 echo "load: wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECONDS}s (keep-alive), GET /healthz, ${#b_body}-byte body"
-echo "berth: $BERTH (pid $berth_pid)   nginx: $($NGINX -v 2>&1 | sed 's/.*: //'), worker_processes 1 (worker pid $ngx_worker)"
+echo "berth: $BERTH (pid $berth_pid, $berth_threads threads)"
+echo "nginx: $($NGINX -v 2>&1 | sed 's/.*: //'): 2 workers (pids $ngx2_pids), 1 worker (pid $ngx1_pids)"
+
+declare -A url pids
+url[berth]=$berth_url pids[berth]=$berth_pid
+url[nginx2]=$ngx2_url pids[nginx2]=$ngx2_pids
+url[nginx1]=$ngx1_url pids[nginx1]=$ngx1_pids
+who_all=(berth nginx2 nginx1)
 
 # Warm-up.
-run_wrk "$BENCH_TMP/warm-berth" "$berth_pid" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP_SECONDS}s" "$berth_url"
-run_wrk "$BENCH_TMP/warm-nginx" "$ngx_worker" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP_SECONDS}s" "$ngx_url"
+for who in "${who_all[@]}"; do
+  run_wrk "$BENCH_TMP/warm-$who" "${pids[$who]}" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP_SECONDS}s" "${url[$who]}"
+done
 
 declare -A rps us
 for round in 1 2; do
-  for who in berth nginx; do
-    if [ $who = berth ]; then url=$berth_url pid=$berth_pid; else url=$ngx_url pid=$ngx_worker; fi
-    run_wrk "$BENCH_TMP/$who-$round" "$pid" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" --latency "$url"
+  for who in "${who_all[@]}"; do
+    run_wrk "$BENCH_TMP/$who-$round" "${pids[$who]}" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" --latency \
+      "${url[$who]}"
     lat=$(awk '$1 == "Latency" && NF >= 4 {print $2 " avg, " $4 " max"; exit}' "$BENCH_TMP/$who-$round")
     p99=$(awk '/^ +99%/ {print $2}' "$BENCH_TMP/$who-$round")
-    printf '%-5s run %d: %10.0f req/s  (%s requests in %ss, latency %s, p99 %s, non-2xx %s, socket errors %s, server CPU %s%% of one core = %s us/request)\n' \
-      "$who" "$round" "$WRK_RPS" "$WRK_REQS" "$WRK_SECS" "$lat" "$p99" "$WRK_NON2XX" "$WRK_SOCKERR" "$SERVER_CPU" "$SERVER_US_PER_REQ"
+    printf '%-6s run %d: %10.0f req/s  (%s requests in %ss, latency %s, p99 %s, non-2xx %s, socket errors %s, server CPU %s%% of one core = %s us/request)\n' \
+      "$who" "$round" "$WRK_RPS" "$WRK_REQS" "$WRK_SECS" "$lat" "$p99" "$WRK_NON2XX" "$WRK_SOCKERR" "$SERVER_CPU" \
+      "$SERVER_US_PER_REQ"
     [ "$WRK_NON2XX" -le $((WRK_REQS / 100)) ] || die "$who answered $WRK_NON2XX non-2xx"
     rps[$who-$round]=$WRK_RPS
     us[$who-$round]=$SERVER_US_PER_REQ
@@ -95,10 +126,10 @@ done
 
 kill -0 "$berth_pid" 2>/dev/null || die "berth died during the run"
 
-berth_rps=$(awk -v a="${rps[berth-1]}" -v b="${rps[berth-2]}" 'BEGIN {printf "%.0f", (a + b) / 2}')
-nginx_rps=$(awk -v a="${rps[nginx-1]}" -v b="${rps[nginx-2]}" 'BEGIN {printf "%.0f", (a + b) / 2}')
-ratio=$(awk -v a="$berth_rps" -v b="$nginx_rps" 'BEGIN {printf "%.2f", a / b}')
-for who in berth nginx; do
+declare -A mean_rps mean_us
+for who in "${who_all[@]}"; do
+  mean_rps[$who]=$(awk -v a="${rps[$who-1]}" -v b="${rps[$who-2]}" 'BEGIN {printf "%.0f", (a + b) / 2}')
+  mean_us[$who]=$(awk -v a="${us[$who-1]}" -v b="${us[$who-2]}" 'BEGIN {printf "%.1f", (a + b) / 2}')
   s=$(spread "${rps[$who-1]}" "${rps[$who-2]}")
   if [ "$s" -gt 10 ]; then
     echo "UNSTABLE: $who's two runs differ by $s% (${rps[$who-1]} vs ${rps[$who-2]}); the machine is probably busy"
@@ -106,8 +137,12 @@ for who in berth nginx; do
     echo "stable: $who's two runs differ by $s%"
   fi
 done
-# Server CPU per request: the efficiency behind the req/s, which a busy machine disturbs less.
-awk -v b1="${us[berth-1]}" -v b2="${us[berth-2]}" -v n1="${us[nginx-1]}" -v n2="${us[nginx-2]}" \
-  'BEGIN {b = (b1 + b2) / 2; n = (n1 + n2) / 2; printf "server CPU per request: berth %.1f us, nginx %.1f us (nginx/berth %.2f)\n", b, n, n / b}'
-echo "target: berth/nginx >= 0.8 (measured, not enforced)"
-echo "berth_rps=$berth_rps nginx_rps=$nginx_rps ratio=$ratio"
+ratio=$(awk -v a="${mean_rps[berth]}" -v b="${mean_rps[nginx2]}" 'BEGIN {printf "%.2f", a / b}')
+ratio_1w=$(awk -v a="${mean_rps[berth]}" -v b="${mean_rps[nginx1]}" 'BEGIN {printf "%.2f", a / b}')
+# Server CPU per request, threads or workers summed: the efficiency behind the
+# req/s, which a busy machine disturbs less.
+echo "server CPU per request: berth ${mean_us[berth]} us, nginx 2 workers ${mean_us[nginx2]} us," \
+  "nginx 1 worker ${mean_us[nginx1]} us"
+echo "target: berth / nginx with 2 workers >= 0.8 (measured, not enforced)"
+echo "berth_rps=${mean_rps[berth]} nginx2_rps=${mean_rps[nginx2]} ratio=$ratio nginx1_rps=${mean_rps[nginx1]}" \
+  "ratio_1w=$ratio_1w berth_us=${mean_us[berth]} nginx2_us=${mean_us[nginx2]} nginx1_us=${mean_us[nginx1]}"

@@ -26,6 +26,7 @@
 #include "net/http_server.h"
 #include "net/router.h"
 #include "net/stream.h"
+#include "http_request_fuzzer.h"
 
 namespace {
 
@@ -206,8 +207,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+namespace berth::fuzz {
+
+HttpOutcome ServeHttpInput(const uint8_t* data, size_t size) {
   static Env* env = MakeEnv();
+  HttpOutcome outcome;
   uint64_t hash = Fnv1a(data, size);
 
   // Cut the input into 1-4 pieces.
@@ -261,13 +265,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     // With nothing left to send or answer, the connection has closed or is idle
     // waiting for a next request; an unread input piece means it stalled.
-    if (pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 &&
-        !pipe.reading) {
-      fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n", pieces.size());
-      abort();
-    }
+    outcome.stalled = pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 &&
+                      !pipe.reading;
+    outcome.pieces_left = pieces.size();
+    outcome.closed = pipe.closed || !pipe.alive;
+    outcome.output = std::move(pipe.output);
     env->held.clear();
   }
   uv_run(&env->loop, UV_RUN_NOWAIT);  // the server's timer closes
+  return outcome;
+}
+
+std::string HttpOutcome::Summary() const {
+  std::string out;
+  static constexpr std::string_view kStatusLine = "HTTP/1.1 ";
+  for (size_t at = output.find(kStatusLine); at != std::string::npos; at = output.find(kStatusLine, at + 1)) {
+    if (at + kStatusLine.size() + 3 > output.size()) break;
+    out += output.substr(at + kStatusLine.size(), 3) + " ";
+  }
+  out += closed ? "closed" : "open";
+  if (stalled) out += " STALLED";
+  return out;
+}
+
+}  // namespace berth::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  berth::fuzz::HttpOutcome outcome = berth::fuzz::ServeHttpInput(data, size);
+  if (outcome.stalled) {
+    fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n",
+            outcome.pieces_left);
+    abort();
+  }
   return 0;
 }
