@@ -6,12 +6,13 @@
 BUILD   ?= build
 RELEASE := $(BUILD)/release
 ASAN    := $(BUILD)/asan
+TSAN    := $(BUILD)/tsan
 FUZZ    := $(BUILD)/fuzz
 JOBS    ?= $(shell nproc)
 DATA    ?= ./berth-data
 LISTEN  ?= 0.0.0.0:7070
 
-.PHONY: all build deps test unit integration asan fuzz-regress fuzz run bench clean format tidy help
+.PHONY: all build deps test unit integration asan tsan format-check fuzz-regress fuzz run bench clean format tidy help
 
 all: build
 
@@ -20,7 +21,7 @@ help:
 	@echo "make           build build/berth (release, static, stripped)"
 	@echo "make run       build, start Docker if needed, then run the all-in-one server (with its local"
 	@echo "               agent) on $(LISTEN) with data in $(DATA)"
-	@echo "make test      the whole suite: unit, integration, unit under ASan+UBSan, fuzz corpus"
+	@echo "make test      the whole suite: unit, integration, unit under ASan+UBSan and under TSan, fuzz corpus"
 	@echo "make fuzz      run the libFuzzer harnesses for a while (FUZZ_SECONDS=60)"
 	@echo "make bench     run the benchmarks in bench/ (slow; never part of make test)"
 	@echo "make format    clang-format every source file"
@@ -50,6 +51,13 @@ asan: deps
 	@cmake --build $(ASAN) -j$(JOBS) --target berth_unit_tests
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(ASAN)/tests/unit/berth_unit_tests
+
+# The unit tests under ThreadSanitizer: the threads berth runs besides the loop
+# (the socket write thread, the WAL checkpointer, libuv's pool for file work).
+tsan: deps
+	@cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DBERTH_TSAN=ON >/dev/null
+	@cmake --build $(TSAN) -j$(JOBS) --target berth_unit_tests
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN)/tests/unit/berth_unit_tests
 
 $(FUZZ)/.configured: CMakeLists.txt tests/fuzz/CMakeLists.txt
 	@cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DBERTH_FUZZ=ON \

@@ -6,7 +6,7 @@ make_cmd=${1:-make}
 passed=0
 failed=0
 failed_names=()
-for suite in unit integration asan fuzz-regress; do
+for suite in unit integration asan tsan fuzz-regress; do
   echo "=== $suite"
   if $make_cmd --no-print-directory "$suite"; then
     passed=$((passed + 1))

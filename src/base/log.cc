@@ -1,5 +1,7 @@
 #include "base/log.h"
 
+#include "base/json.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -66,25 +68,8 @@ void AppendValue(std::string* out, std::string_view value) {
     out->append(value);
     return;
   }
-  out->push_back('"');
-  for (char c : value) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
-          out->append(buf);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
+  // A quoted logfmt value takes JSON's escapes: one escaper for both.
+  json::AppendQuoted(out, value);
 }
 
 void Write(Level level, std::string_view subsystem, std::string_view msg, std::initializer_list<Field> fields) {

@@ -1,6 +1,7 @@
-// The `berth` command-line client: configure, cluster, version, help. It talks to
-// the server only over the HTTP API, with the token from the config file or the
-// environment.
+// The `berth` command-line client (configure, cluster, taskdef, token, node, run,
+// task, ps, service, logs, repo, image, registry, version, help; `berth help`
+// lists them). It talks to the server only over the HTTP API, with the token from
+// the config file or the environment.
 //
 // Exit codes: 0 ok; 1 the server refused the request; 2 usage error; 3 the
 // server could not be reached; 4 authentication failed.

@@ -29,8 +29,8 @@ TEST_CASE("log: values that need it are quoted and escaped", "[base][log]") {
   CHECK(Value("back\\slash") == "\"back\\\\slash\"");
   CHECK(Value("line\nbreak") == "\"line\\nbreak\"");
   CHECK(Value("cr\rtab\t") == "\"cr\\rtab\\t\"");
-  CHECK(Value(std::string_view("nul\0x", 5)) == "\"nul\\x00x\"");
-  CHECK(Value("\x1b[31m") == "\"\\x1b[31m\"");
+  CHECK(Value(std::string_view("nul\0x", 5)) == "\"nul\\u0000x\"");
+  CHECK(Value("\x1b[31m") == "\"\\u001b[31m\"");
 }
 
 TEST_CASE("log: a quoted value never lets a line break through", "[base][log]") {
