@@ -272,7 +272,8 @@ std::string Usage() {
          "  help        print this help, or 'berth help COMMAND'\n"
          "\n"
          "Every command takes --help. Client exit codes: 0 ok, 1 refused by the server,\n"
-         "2 usage error, 3 server unreachable, 4 authentication failed.\n";
+         "2 usage error, 3 server unreachable, 4 authentication failed, 130/143 interrupted\n"
+         "by SIGINT/SIGTERM.\n";
 }
 
 int Main(const std::vector<std::string>& args) {

@@ -4,7 +4,8 @@
 // the config file or the environment.
 //
 // Exit codes: 0 ok; 1 the server refused the request; 2 usage error; 3 the
-// server could not be reached; 4 authentication failed.
+// server could not be reached; 4 authentication failed; 130 and 143 ended by
+// SIGINT or SIGTERM (which end any call at once).
 #pragma once
 
 #include <string>

@@ -40,8 +40,11 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
   if (!cfg->token.empty()) req.headers.push_back({"Authorization", "Bearer " + cfg->token});
   http::ClientOptions opts;
   opts.timeout_ms = timeout_ms;
+  // Ctrl-C or a SIGTERM ends any call at once, a `logs -f` waiting for output too.
+  opts.stop_on_signals = true;
   // (An error answer's body is buffered, not streamed: it is read below.)
   Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts, std::move(on_body));
+  if (!r && r.error().code == "Interrupted") return r.error().message == "SIGINT" ? kInterrupted : kTerminated;
   if (!r) {
     fprintf(stderr,
             "berth: cannot reach the server at %s: %s\n"

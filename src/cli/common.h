@@ -10,7 +10,8 @@
 
 namespace berth::cli {
 
-enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kAuth = 4 };
+// 130 and 143: ended by SIGINT or SIGTERM (128 + the signal), as shells report it.
+enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kAuth = 4, kInterrupted = 130, kTerminated = 143 };
 
 // Prints "berth CMD: MESSAGE" and where to find usage; returns kUsage.
 int UsageError(const std::string& cmd, const std::string& message);

@@ -3,6 +3,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include <csignal>
 #include <cstdio>
 
 #include "net/uv.h"
@@ -327,9 +328,19 @@ Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request
   std::optional<Result<ClientResponse>> out;
   {
     Client client(&loop, endpoint, options);
-    client.Send(std::move(request), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); }, std::move(on_body));
+    std::vector<std::unique_ptr<SignalWatch>> signals;
+    if (options.stop_on_signals) {
+      for (int signum : {SIGINT, SIGTERM}) {
+        signals.push_back(std::make_unique<SignalWatch>(&loop, signum, [&out](int sig) {
+          if (!out) out.emplace(Error{ErrorKind::kUnavailable, "Interrupted", sig == SIGINT ? "SIGINT" : "SIGTERM"});
+        }));
+      }
+    }
+    client.Send(std::move(request), [&](Result<ClientResponse> r) { if (!out) out.emplace(std::move(r)); },
+                std::move(on_body));
     while (!out && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
+    client.Cancel();  // an interrupted request is still on the wire
   }
   // Let the closes finish, then free the loop.
   uv_run(&loop, UV_RUN_DEFAULT);

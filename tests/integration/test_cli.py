@@ -153,3 +153,81 @@ def test_agent_refuses_bad_reserved_ports_before_starting():
         p = expect_exit(cli(["agent", "--server", "http://127.0.0.1:%d" % closed_port(), "--token", "t",
                              "--reserved-ports", bad]), 2, "agent --reserved-ports " + bad)
         check("--reserved-ports" in p.stderr and named in p.stderr, "message for %r: %r" % (bad, p.stderr))
+
+
+class _SilentLogServer:
+    """A stand-in server on loopback that answers every request with the head of
+    a chunked 200 and then sends nothing: a `logs -f` of a quiet container."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            self.requests.append(c.recv(65536).decode(errors="replace"))
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_logs_follow_ends_at_once_on_sigint_and_sigterm():
+    """Regression (issue 10, item 2): `berth logs -f` waiting on a quiet container
+    ignored Ctrl-C and SIGTERM when it had inherited them as ignored, as every
+    process started in the background by a non-interactive shell does (CI's)."""
+    import signal
+    import subprocess
+    import time
+    from harness import BINARY, WAIT
+    srv = _SilentLogServer()
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("XDG_CONFIG_HOME",)}
+        env.update(HOME=scratch_dir("home"), BERTH_SERVER="http://127.0.0.1:%d" % srv.port, BERTH_TOKEN="t")
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            for inherited_ignore in (False, True):
+                def preexec(ignore=inherited_ignore):
+                    if ignore:
+                        signal.signal(signal.SIGINT, signal.SIG_IGN)
+                        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                asked = len(srv.requests)
+                proc = subprocess.Popen([BINARY, "logs", "0123456789ab", "-f"], env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec)
+                try:
+                    deadline = time.monotonic() + WAIT
+                    while len(srv.requests) == asked and time.monotonic() < deadline and proc.poll() is None:
+                        time.sleep(0.05)
+                    check(len(srv.requests) > asked, "berth logs -f never asked the server")
+                    check("/v1/tasks/0123456789ab/logs?follow=true" in srv.requests[-1], "asked %r" % srv.requests[-1])
+                    time.sleep(0.3)  # on the stream, waiting for output
+                    if proc.poll() is not None:
+                        raise AssertionError("logs -f ended before the signal: %r" % (proc.communicate(),))
+                    proc.send_signal(sig)
+                    try:
+                        proc.wait(WAIT)
+                    except subprocess.TimeoutExpired:
+                        raise AssertionError("berth logs -f kept running %ss after %s (inherited as ignored: %s)"
+                                             % (WAIT, sig.name, inherited_ignore))
+                    check(proc.returncode == code, "after %s: exit %r, not %d (stderr %r)"
+                          % (sig.name, proc.returncode, code, proc.stderr.read()))
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+    finally:
+        srv.close()
