@@ -30,20 +30,19 @@ AgentHub::~AgentHub() {
 
 void AgentHub::OnNodeRemoved(const model::Node& n) {
   dirty_.erase(n.id);
-  // The agent learns it is gone when its stream ends.
-  auto it = streams_.find(n.id);
-  if (it != streams_.end()) {
-    it->second.ex->Write("{\"type\":\"deregistered\",\"nodeId\":" + [&] {
-      std::string q;
-      json::AppendQuoted(&q, n.id);
-      return q;
-    }() + "}\n");
-    CloseStream(n.id);
-  }
+  // Told after the commit (Flush): a removal that does not commit never reaches
+  // the agent, which would stop its tasks.
+  if (streams_.count(n.id)) removed_.insert(n.id);
 }
 
 void AgentHub::OnReloaded() {
-  for (auto& [id, s] : streams_) dirty_.insert(id);
+  // Memory was rebuilt from disk (a commit failed): what the streams were sent
+  // may be ahead of it, so each gets its whole set again.
+  removed_.clear();
+  for (auto& [id, s] : streams_) {
+    s.sent_version = UINT64_MAX;
+    dirty_.insert(id);
+  }
 }
 
 void AgentHub::CloseStream(const std::string& node_id) {
@@ -157,6 +156,16 @@ void AgentHub::Send(const std::string& node_id, Stream& s) {
 }
 
 void AgentHub::Flush() {
+  for (const std::string& id : removed_) {
+    auto it = streams_.find(id);
+    if (it == streams_.end()) continue;
+    // The agent learns it is gone when its stream ends.
+    std::string line = "{\"type\":\"deregistered\",\"nodeId\":";
+    json::AppendQuoted(&line, id);
+    it->second.ex->Write(line + "}\n");
+    CloseStream(id);
+  }
+  removed_.clear();
   if (dirty_.empty()) return;
   std::unordered_set<std::string> dirty = std::move(dirty_);
   dirty_.clear();

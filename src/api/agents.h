@@ -93,6 +93,7 @@ class AgentHub final : public model::StateObserver {
   int64_t started_ms_;
   std::unordered_map<std::string, Stream> streams_;
   std::unordered_set<std::string> dirty_;
+  std::unordered_set<std::string> removed_;  // deregistered, told after the commit
   std::set<std::string> lost_pending_;  // NodeLost submitted, not yet applied
   metrics::Counter* desired_lines_ = nullptr;  // desired-state lines sent, and their bytes
   metrics::Counter* desired_bytes_ = nullptr;

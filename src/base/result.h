@@ -18,6 +18,7 @@ enum class ErrorKind {
   kTooLarge,      // over a size limit (413)
   kTimeout,       // too slow (408)
   kUnavailable,   // try again later (503)
+  kInsufficientStorage,  // the disk is full (507)
   kInternal,      // our fault or the machine's (500)
 };
 

@@ -1,6 +1,7 @@
 // State: nodes and tasks — registration, placement, stopping, agent reports and
 // node loss, with the resource accounting the scheduler relies on.
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include "model/state.h"
@@ -138,6 +139,19 @@ Status State::SaveTask(store::Db& db, const Task& t, bool insert) {
 }
 
 Status State::LoadNodesAndTasks(store::Db& db) {
+  // The agents' connections are facts of this server, not state: a reload (after
+  // a failed commit) keeps them, or every connected node would look away and be
+  // declared lost. desired_version only grows, so no stream mistakes a new set
+  // for one it sent.
+  struct Live {
+    bool connected;
+    int64_t last_heartbeat_ms, disconnected_since_ms;
+    uint64_t desired_version;
+  };
+  std::unordered_map<std::string, Live> live;
+  for (const auto& [id, n] : nodes_) {
+    live.emplace(id, Live{n.connected, n.last_heartbeat_ms, n.disconnected_since_ms, n.desired_version + 1});
+  }
   nodes_.clear();
   node_index_.clear();
   tasks_.clear();
@@ -166,6 +180,12 @@ Status State::LoadNodesAndTasks(store::Db& db) {
         for (const auto& p : n.reserved_ports) n.ports.insert(p);
       }
       n.arn = NodeArn(n.cluster, n.id);
+      if (auto l = live.find(n.id); l != live.end()) {
+        n.connected = l->second.connected;
+        n.last_heartbeat_ms = l->second.last_heartbeat_ms;
+        n.disconnected_since_ms = l->second.disconnected_since_ms;
+        n.desired_version = l->second.desired_version;
+      }
       AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
       auto [at, added] = nodes_.emplace(n.id, std::move(n));
       if (added) node_index_.emplace(at->first, &at->second);
@@ -429,25 +449,35 @@ Result<std::string> State::ApplyStopTasks(store::Db& db, const StopTasks& c) {
 Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c) {
   Node* n = NodeAt(c.node);
   if (!n) return Error::NotFound("NodeNotFound", "node " + c.node + " does not exist");
+  // Every report is checked before any task changes: a bad one refuses the
+  // command and leaves the others unapplied too.
+  std::vector<std::optional<std::vector<ContainerState>>> parsed(c.reports.size());
+  for (size_t i = 0; i < c.reports.size(); i++) {
+    const ReportTasks::Report& r = c.reports[i];
+    std::string where = "tasks[" + std::to_string(i) + "]";
+    if (Rank(r.last) < 0) return Error::Invalid(where + ".lastStatus: must be PENDING, RUNNING or STOPPED");
+    if (r.containers.empty() || r.containers == "[]") continue;
+    Result<json::Doc> doc = json::Doc::Parse(r.containers);
+    if (!doc) return Error::Invalid(where + ".containers: " + doc.error().message);
+    std::vector<ContainerState> containers;
+    if (Status s = ParseContainers(doc->view(), &containers); !s) {
+      return Error::Invalid(where + ".containers: " + s.error().message);
+    }
+    parsed[i] = std::move(containers);
+  }
   int64_t changed = 0;
-  for (const ReportTasks::Report& r : c.reports) {
+  for (size_t i = 0; i < c.reports.size(); i++) {
+    const ReportTasks::Report& r = c.reports[i];
     auto it = tasks_.find(r.task_id);
     // A report about a task this node does not hold is stale (the task was
     // forgotten, or moved on): the desired set the agent gets next corrects it.
     if (it == tasks_.end() || it->second.node != c.node) continue;
     Task& t = it->second;
-    if (Rank(r.last) < 0) return Error::Invalid("lastStatus: must be PENDING, RUNNING or STOPPED");
     bool any = false;
-    if (!r.containers.empty() && r.containers != "[]") {
-      Result<json::Doc> doc = json::Doc::Parse(r.containers);
-      if (!doc) return doc.take_error();
-      std::vector<ContainerState> containers;
-      if (Status s = ParseContainers(doc->view(), &containers); !s) return s.take_error();
-      if (containers != t.containers) {
-        t.containers = std::move(containers);
-        t.health = TaskHealth(t, FindTaskDefinition(t.family, t.revision));
-        any = true;
-      }
+    if (parsed[i] && *parsed[i] != t.containers) {
+      t.containers = std::move(*parsed[i]);
+      t.health = TaskHealth(t, FindTaskDefinition(t.family, t.revision));
+      any = true;
     }
     if (r.last == "STOPPED" && t.stopped_reason.empty()) {
       t.stopped_reason = r.reason.empty() ? "Essential container in task exited" : r.reason.substr(0, 1024);

@@ -45,6 +45,10 @@ Status State::SaveService(store::Db& db, const Service& s) {
 }
 
 Status State::LoadServices(store::Db& db) {
+  // Events are not state: a reload (after a failed commit) keeps those of the
+  // services that are still there.
+  std::map<std::string, std::deque<ServiceEvent>, std::less<>> events;
+  for (auto& [key, svc] : services_) events.emplace(key, std::move(svc.events));
   services_.clear();
   Result<store::Stmt> s = db.Prepare("SELECT doc FROM services");
   if (!s) return s.take_error();
@@ -55,7 +59,9 @@ Status State::LoadServices(store::Db& db) {
     Result<Service> svc = ParseServiceDoc(s->Text(0));
     if (!svc) return svc.take_error();
     AdjustClusterCounts(svc->cluster, 0, 1, 0, 0);
-    services_.emplace(ServiceKey(svc->cluster, svc->name), std::move(svc.value()));
+    std::string key = ServiceKey(svc->cluster, svc->name);
+    if (auto e = events.find(key); e != events.end()) svc->events = std::move(e->second);
+    services_.emplace(std::move(key), std::move(svc.value()));
   }
   return {};
 }

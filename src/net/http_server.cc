@@ -67,6 +67,7 @@ int StatusFor(ErrorKind kind) {
     case ErrorKind::kTooLarge: return 413;
     case ErrorKind::kTimeout: return 408;
     case ErrorKind::kUnavailable: return 503;
+    case ErrorKind::kInsufficientStorage: return 507;
     case ErrorKind::kInternal: return 500;
   }
   return 500;

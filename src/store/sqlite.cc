@@ -12,8 +12,9 @@ Error SqlError(sqlite3* db, int rc, std::string_view what) {
   msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   ErrorKind kind = ErrorKind::kInternal;
   std::string code = "StorageError";
-  if (rc == SQLITE_FULL) code = "StorageFull";
-  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+  int primary = rc & 0xff;  // extended result codes are on
+  if (primary == SQLITE_FULL) code = "StorageFull";
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
     kind = ErrorKind::kUnavailable;
     code = "StorageBusy";
   }
@@ -21,6 +22,8 @@ Error SqlError(sqlite3* db, int rc, std::string_view what) {
 }
 
 }  // namespace
+
+Stmt::Stmt(sqlite3_stmt* s, Db* owner) : s_(s), db_(owner->db_), owner_(owner) {}
 
 Stmt::~Stmt() {
   if (s_) sqlite3_finalize(s_);
@@ -31,6 +34,7 @@ Stmt& Stmt::operator=(Stmt&& o) noexcept {
     if (s_) sqlite3_finalize(s_);
     s_ = o.s_;
     db_ = o.db_;
+    owner_ = o.owner_;
     o.s_ = nullptr;
   }
   return *this;
@@ -52,6 +56,12 @@ Stmt& Stmt::BindNull(int i) {
 }
 
 Result<bool> Stmt::Step() {
+  if (owner_ && owner_->fault_) {
+    if (int injected = owner_->fault_(sqlite3_sql(s_)); injected != 0) {
+      sqlite3_reset(s_);
+      return SqlError(nullptr, injected, std::string(sqlite3_sql(s_)) + " (injected)");
+    }
+  }
   int rc = sqlite3_step(s_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -127,7 +137,7 @@ Result<Stmt> Db::Prepare(std::string_view sql) {
   sqlite3_stmt* s = nullptr;
   int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &s, nullptr);
   if (rc != SQLITE_OK) return SqlError(db_, rc, "prepare " + std::string(sql.substr(0, 60)));
-  return Stmt(s, db_);
+  return Stmt(s, this);
 }
 
 Result<Stmt*> Db::Cached(const char* sql) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <memory>
@@ -16,11 +17,13 @@ struct sqlite3_stmt;
 
 namespace berth::store {
 
+class Db;
+
 class Stmt {
  public:
   Stmt() = default;
   ~Stmt();
-  Stmt(Stmt&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+  Stmt(Stmt&& o) noexcept : s_(o.s_), db_(o.db_), owner_(o.owner_) { o.s_ = nullptr; }
   Stmt& operator=(Stmt&& o) noexcept;
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
@@ -41,9 +44,10 @@ class Stmt {
 
  private:
   friend class Db;
-  explicit Stmt(sqlite3_stmt* s, sqlite3* db) : s_(s), db_(db) {}
+  explicit Stmt(sqlite3_stmt* s, Db* owner);
   sqlite3_stmt* s_ = nullptr;
   sqlite3* db_ = nullptr;
+  Db* owner_ = nullptr;
 };
 
 class Db {
@@ -64,12 +68,21 @@ class Db {
   const std::string& path() const { return path_; }
   sqlite3* raw() { return db_; }
 
+  // The seam for storage failures in tests: called before each statement steps
+  // with the statement's SQL; a non-zero SQLite result code (SQLITE_FULL,
+  // SQLITE_IOERR, ...) makes that step fail as if SQLite had returned it.
+  // Statements run through Exec (BEGIN, COMMIT, SAVEPOINT) are not offered to it.
+  using Fault = std::function<int(std::string_view sql)>;
+  void SetFault(Fault fault) { fault_ = std::move(fault); }
+
  private:
+  friend class Stmt;
   Db() = default;
   Error Fail(std::string_view what) const;
   sqlite3* db_ = nullptr;
   std::string path_;
   std::vector<std::pair<const char*, std::unique_ptr<Stmt>>> cache_;
+  Fault fault_;
 };
 
 }  // namespace berth::store

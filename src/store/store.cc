@@ -132,6 +132,9 @@ const char* const kMigrations[] = {
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");
 
+// The codes store::Db gives SQLite's failures (sqlite.cc).
+bool IsStorageError(const Error& e) { return e.code.rfind("Storage", 0) == 0; }
+
 int64_t MonotonicNs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -240,6 +243,10 @@ Status Store::ApplyOne(const Command& cmd, std::string* reply, Error* error, boo
   *applied = false;
   if (Status s = Run("SAVEPOINT cmd"); !s) return s;
   Result<std::string> r = sm_->Apply(*db_, cmd);
+  // A storage failure is not the command's fault, and the state machine may have
+  // changed memory before the write that failed: the whole batch fails and memory
+  // is rebuilt from disk (see FlushQueue), so a failed write changes nothing.
+  if (!r && IsStorageError(r.error())) return r.take_error();
   if (!r) {
     *error = r.take_error();
     if (Status s = Run("ROLLBACK TO cmd"); !s) return s;
@@ -307,7 +314,9 @@ void Store::FlushQueue() {
         abort();  // memory no longer matches disk: continuing would serve wrong state
       }
       Error e = tx.error();
-      e.kind = e.code == "StorageBusy" ? ErrorKind::kUnavailable : ErrorKind::kInternal;
+      e.kind = e.code == "StorageBusy" ? ErrorKind::kUnavailable
+               : e.code == "StorageFull" ? ErrorKind::kInsufficientStorage
+                                         : ErrorKind::kInternal;
       e.message = "the change could not be stored: " + e.message;
       for (Item& it : batch) it.reply(e);
       continue;

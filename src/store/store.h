@@ -47,9 +47,10 @@ class StateMachine {
   virtual ~StateMachine() = default;
   // Rebuilds the in-memory state from the tables (at start, and after a failed commit).
   virtual Status Load(Db& db) = 0;
-  // Applies `cmd` inside the open transaction: checks it against the current state,
-  // writes its rows, then updates memory. On an error nothing is changed (the store
-  // rolls back the rows; memory is updated only after every write succeeded).
+  // Applies `cmd` inside the open transaction: checks all of it against the
+  // current state before changing anything (a refusal changes nothing), then
+  // writes its rows and updates memory. A storage error (code "Storage…") may come
+  // after memory changed: the store then fails the whole batch and calls Load.
   // Returns the reply body.
   virtual Result<std::string> Apply(Db& db, const Command& cmd) = 0;
   // Reads back a logged command.
