@@ -207,16 +207,50 @@ def create_stream_all_succeed(args):
         return batches
 
 
+def frozen_burst(s, n):
+    """`n` creates that reach the server in one loop iteration: each connection
+    sends all of its request but the last byte, the server is stopped (SIGSTOP),
+    the last bytes go out, and it is continued: its next poll finds every request
+    complete at once. Returns the transactions those n commands took."""
+    conns = []
+    for i in range(n):
+        body = json.dumps({"clusterName": "frozen-%d" % i}).encode()
+        c = s.raw()
+        c.send(b"POST /v1/clusters HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (s.token.encode(), len(body))
+               + body[:-1])
+        conns.append((c, body[-1:]))
+    before = s.metric("berth_store_commit_batch_size_count")
+    s.signal(signal.SIGSTOP)
+    try:
+        for c, last in conns:
+            c.send(last)
+    finally:
+        s.signal(signal.SIGCONT)
+    for c, _ in conns:
+        expect_status(c.read_response(), 201, "a frozen-burst create")
+        c.close()
+    return s.metric("berth_store_commit_batch_size_count") - before
+
+
 @timeout(60)
 def test_create_stream_with_group_commit():
     batches = create_stream_all_succeed([])
     check(1 <= batches <= 322, "batch count %r" % batches)
+    # Commands submitted in one loop iteration share one transaction: 100
+    # creates that arrive together take a handful of commits, not 100.
+    with Server() as s:
+        burst = frozen_burst(s, 100)
+        check(burst <= 5, "100 creates that arrived together took %r transactions" % burst)
 
 
 @timeout(60)
 def test_create_stream_without_group_commit():
     batches = create_stream_all_succeed(["--no-group-commit"])
     check(batches == 322, "--no-group-commit: %r transactions for 322 commands, want one each" % batches)
+    with Server(args=["--no-group-commit"]) as s:
+        burst = frozen_burst(s, 100)
+        check(burst == 100, "--no-group-commit: %r transactions for 100 creates, want one each" % burst)
 
 
 # --- graceful shutdown ---
