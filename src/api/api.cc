@@ -191,7 +191,18 @@ void AddRoutes(http::Router* router, Context* ctx) {
   router->Add("GET", "/healthz", [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); },
               open);
 
-  router->Add("GET", "/metrics", [ctx](const http::ExchangePtr& ex) {
+  // What the state holds, read at each scrape.
+  metrics::Gauge* tasks_held = ctx->metrics->Gauges("berth_state_tasks", "Tasks the state holds (any status)")->With({});
+  metrics::Gauge* revisions_held =
+      ctx->metrics->Gauges("berth_state_task_definitions", "Task definition revisions the state holds")->With({});
+  metrics::Gauge* placed =
+      ctx->metrics->Gauges("berth_tasks_placed", "Tasks placed since the server started")->With({});
+  router->Add("GET", "/metrics", [ctx, tasks_held, revisions_held, placed](const http::ExchangePtr& ex) {
+    tasks_held->Set(static_cast<double>(ctx->state->tasks().size()));
+    size_t revisions = 0;
+    for (const auto& [family, revs] : ctx->state->task_definitions()) revisions += revs.size();
+    revisions_held->Set(static_cast<double>(revisions));
+    placed->Set(static_cast<double>(ctx->state->tasks_placed()));
     http::Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = ctx->metrics->Render();

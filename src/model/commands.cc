@@ -138,6 +138,20 @@ std::string DeleteService::Encode() const {
 
 std::string RemoveService::Encode() const { return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print(); }
 
+std::string ForgetTasks::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const std::string& id : ids) list.Push(id);
+  return json::Doc::Object().Set("ids", list).Print();
+}
+
+std::string ForgetTaskDefinitions::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const auto& [family, revision] : revisions) {
+    list.Push(json::Doc::Object().Set("family", family).Set("revision", revision));
+  }
+  return json::Doc::Object().Set("revisions", list).Print();
+}
+
 namespace {
 
 Status Str(json::View v, const char* key, std::string* out) {
@@ -254,6 +268,18 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
     auto c = std::make_unique<RemoveService>();
     c->cluster = cluster;
     c->name = name;
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "ForgetTasks") {
+    auto c = std::make_unique<ForgetTasks>();
+    for (json::View id : v.Get("ids")) c->ids.emplace_back(id.String());
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "ForgetTaskDefinitions") {
+    auto c = std::make_unique<ForgetTaskDefinitions>();
+    for (json::View r : v.Get("revisions")) {
+      c->revisions.emplace_back(std::string(r.Get("family").String()), static_cast<int64_t>(r.Get("revision").Number()));
+    }
     return store::CommandPtr(std::move(c));
   }
   if (type == "NodeLost") {

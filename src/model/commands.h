@@ -173,6 +173,24 @@ struct RemoveService final : store::Command {
   std::string Encode() const override;
 };
 
+// Retention (control/retention.h): stopped tasks kept past their time, or past
+// the number kept per service, leave memory and disk. Ids that are unknown or
+// not STOPPED are passed over (the command may apply after a reload).
+struct ForgetTasks final : store::Command {
+  std::vector<std::string> ids;
+  const char* Type() const override { return "ForgetTasks"; }
+  std::string Encode() const override;
+};
+
+// Retention: INACTIVE task definition revisions no task or service uses, each
+// the latest of its family kept (so a revision number is never given twice).
+// Revisions that no longer qualify are passed over.
+struct ForgetTaskDefinitions final : store::Command {
+  std::vector<std::pair<std::string, int64_t>> revisions;  // (family, revision)
+  const char* Type() const override { return "ForgetTaskDefinitions"; }
+  std::string Encode() const override;
+};
+
 // An API token; only the SHA-256 of the secret is kept.
 struct CreateToken final : store::Command {
   std::string id;

@@ -26,7 +26,8 @@ Status State::Load(store::Db& db) {
   }
   task_definitions_.clear();
   {
-    Result<store::Stmt> s = db.Prepare("SELECT family, revision, status, doc, registered_ms FROM task_definitions");
+    Result<store::Stmt> s =
+        db.Prepare("SELECT family, revision, status, doc, registered_ms, deregistered_ms FROM task_definitions");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -38,6 +39,7 @@ Status State::Load(store::Db& db) {
       td.status = s->Text(2);
       td.doc = s->Text(3);
       td.registered_ms = s->Int(4);
+      td.deregistered_ms = s->Int(5);
       td.arn = TaskDefinitionArn(td.family, td.revision);
       if (Status st = SummariseTaskDefinition(&td); !st) return st.take_error();
       task_definitions_[td.family].emplace(td.revision, std::move(td));
@@ -85,6 +87,10 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "StopTasks") return ApplyStopTasks(db, static_cast<const StopTasks&>(cmd));
   if (type == "ReportTasks") return ApplyReportTasks(db, static_cast<const ReportTasks&>(cmd));
   if (type == "NodeLost") return ApplyNodeLost(db, static_cast<const NodeLost&>(cmd));
+  if (type == "ForgetTasks") return ApplyForgetTasks(db, static_cast<const ForgetTasks&>(cmd));
+  if (type == "ForgetTaskDefinitions") {
+    return ApplyForgetTaskDefinitions(db, static_cast<const ForgetTaskDefinitions&>(cmd));
+  }
   if (type == "CreateService") return ApplyCreateService(db, static_cast<const CreateService&>(cmd));
   if (type == "UpdateService") return ApplyUpdateService(db, static_cast<const UpdateService&>(cmd));
   if (type == "SetDeploymentState") return ApplySetDeploymentState(db, static_cast<const SetDeploymentState&>(cmd));
@@ -154,12 +160,45 @@ Result<std::string> State::ApplyDeregisterTaskDefinition(store::Db& db, const De
     return Error::Conflict("TaskDefinitionInactive",
                            "task definition " + c.family + ":" + std::to_string(c.revision) + " is already INACTIVE");
   }
-  Result<store::Stmt*> up = db.Cached("UPDATE task_definitions SET status = 'INACTIVE' WHERE family = ?1 AND revision = ?2");
+  Result<store::Stmt*> up = db.Cached(
+      "UPDATE task_definitions SET status = 'INACTIVE', deregistered_ms = ?3 WHERE family = ?1 AND revision = ?2");
   if (!up) return up.take_error();
-  (*up)->Bind(1, c.family).Bind(2, c.revision);
+  (*up)->Bind(1, c.family).Bind(2, c.revision).Bind(3, c.time_ms);
   if (Status s = (*up)->Run(); !s) return s.take_error();
   r->second.status = "INACTIVE";
+  r->second.deregistered_ms = c.time_ms;
   return json::Doc::Object().Set("taskDefinition", TaskDefinitionJson(r->second)).Print();
+}
+
+bool State::ServicesUse(std::string_view family, int64_t revision) const {
+  for (const auto& [key, s] : services_) {
+    for (const Deployment& d : s.deployments) {
+      if (d.family == family && d.revision == revision) return true;
+    }
+  }
+  return false;
+}
+
+Result<std::string> State::ApplyForgetTaskDefinitions(store::Db& db, const ForgetTaskDefinitions& c) {
+  // Which qualify is decided whole first; then rows, then memory.
+  std::vector<std::pair<std::string, int64_t>> gone;
+  for (const auto& [family, revision] : c.revisions) {
+    auto f = task_definitions_.find(family);
+    if (f == task_definitions_.end()) continue;
+    auto r = f->second.find(revision);
+    if (r == f->second.end() || r->second.status != "INACTIVE" || r->second.task_refs > 0) continue;
+    if (std::prev(f->second.end())->first == revision) continue;  // the latest keeps the family's numbering
+    if (ServicesUse(family, revision)) continue;
+    gone.emplace_back(family, revision);
+  }
+  Result<store::Stmt*> del = db.Cached("DELETE FROM task_definitions WHERE family = ?1 AND revision = ?2");
+  if (!del) return del.take_error();
+  for (const auto& [family, revision] : gone) {
+    (*del)->Bind(1, family).Bind(2, revision);
+    if (Status s = (*del)->Run(); !s) return s.take_error();
+  }
+  for (const auto& [family, revision] : gone) task_definitions_.find(family)->second.erase(revision);
+  return json::Doc::Object().Set("forgotten", static_cast<int64_t>(gone.size())).Print();
 }
 
 const Token* State::FindTokenBySecret(std::string_view secret) const {

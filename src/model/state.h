@@ -40,6 +40,7 @@ class StateObserver {
   virtual void OnTaskAccounted(const Task&, const Node&) {}  // its resources are now in use
   virtual void OnTaskReleased(const Task&, const Node&) {}   // its resources are free again
   virtual void OnTaskChanged(const Task&) {}
+  virtual void OnTaskForgotten(const Task&) {}  // a STOPPED task about to leave the state
   virtual void OnNodeDesiredChanged(const Node&) {}  // the set of tasks the node must run changed
   virtual void OnServiceChanged(const Service&) {}  // created, updated, deployment state, draining
   virtual void OnServiceRemoved(const Service&) {}
@@ -89,6 +90,10 @@ class State final : public store::StateMachine {
   };
   using TaskMap = std::unordered_map<std::string, Task, IdHash, std::equal_to<>>;
   const TaskMap& tasks() const { return tasks_; }
+  // Tasks placed since this server started (a fact of the process, for /metrics).
+  uint64_t tasks_placed() const { return tasks_placed_; }
+  // Whether a service's deployments use the revision (a forgotten one must not be).
+  bool ServicesUse(std::string_view family, int64_t revision) const;
   const Service* FindService(std::string_view cluster, std::string_view name) const;
   const std::map<std::string, Service, std::less<>>& services() const { return services_; }  // "cluster/name"
   static std::string ServiceKey(std::string_view cluster, std::string_view name);
@@ -118,6 +123,8 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyStopTasks(store::Db& db, const StopTasks& c);
   Result<std::string> ApplyReportTasks(store::Db& db, const ReportTasks& c);
   Result<std::string> ApplyNodeLost(store::Db& db, const NodeLost& c);
+  Result<std::string> ApplyForgetTasks(store::Db& db, const ForgetTasks& c);
+  Result<std::string> ApplyForgetTaskDefinitions(store::Db& db, const ForgetTaskDefinitions& c);
   Status LoadNodesAndTasks(store::Db& db);
   Status LoadServices(store::Db& db);
   Status SaveService(store::Db& db, const Service& s);
@@ -127,6 +134,9 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyDeleteService(store::Db& db, const DeleteService& c);
   Result<std::string> ApplyRemoveService(store::Db& db, const RemoveService& c);
   Service* MutableService(std::string_view cluster, std::string_view name);
+  TaskDefinition* MutableTaskDefinition(std::string_view family, int64_t revision) {
+    return const_cast<TaskDefinition*>(revision > 0 ? FindTaskDefinition(family, revision) : nullptr);
+  }
   std::string ServiceReply(const Service& s) const;
   Status SaveTask(store::Db& db, const Task& t, bool insert);
   // Moves a task to `last` (forward only), keeping node and cluster counts and
@@ -144,6 +154,7 @@ class State final : public store::StateMachine {
   std::unordered_map<std::string_view, Node*> node_index_;
   Node* NodeAt(std::string_view id) { return const_cast<Node*>(FindNode(id)); }
   TaskMap tasks_;
+  uint64_t tasks_placed_ = 0;
   std::map<std::string, Service, std::less<>> services_;
   uint64_t event_seq_ = 0;
   std::vector<StateObserver*> observers_;

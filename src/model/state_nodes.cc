@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "model/state.h"
 
@@ -221,7 +222,8 @@ Status State::LoadNodesAndTasks(store::Db& db) {
     t.stopping_ms = s->Int(17);
     t.stopped_ms = s->Int(18);
     t.arn = TaskArn(t.cluster, t.id);
-    if (const TaskDefinition* td = FindTaskDefinition(t.family, t.revision)) {
+    if (TaskDefinition* td = MutableTaskDefinition(t.family, t.revision)) {
+      td->task_refs++;
       t.cpu = td->cpu;
       t.memory = td->memory;
       t.fixed_ports = td->FixedPorts();
@@ -337,7 +339,7 @@ Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNo
 
 Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
   if (!FindCluster(c.cluster)) return Error::NotFound("ClusterNotFound", "cluster " + c.cluster + " does not exist");
-  const TaskDefinition* td = FindTaskDefinition(c.family, c.revision);
+  TaskDefinition* td = MutableTaskDefinition(c.family, c.revision);
   if (!td) {
     return Error::NotFound("TaskDefinitionNotFound",
                            "task definition " + c.family + ":" + std::to_string(c.revision) + " does not exist");
@@ -415,6 +417,8 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
     }
     DesiredChanged(node);
   }
+  td->task_refs += static_cast<int64_t>(c.placements.size());
+  tasks_placed_ += c.placements.size();
   reply.append("]}");
   return reply;
 }
@@ -490,6 +494,30 @@ Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c)
     for (StateObserver* o : observers_) o->OnTaskChanged(t);
   }
   return json::Doc::Object().Set("changed", changed).Set("version", static_cast<int64_t>(n->desired_version)).Print();
+}
+
+Result<std::string> State::ApplyForgetTasks(store::Db& db, const ForgetTasks& c) {
+  Result<store::Stmt*> del = db.Cached("DELETE FROM tasks WHERE id = ?1");
+  if (!del) return del.take_error();
+  std::vector<TaskMap::iterator> gone;
+  std::unordered_set<const Task*> seen;  // an id named twice is forgotten once
+  gone.reserve(c.ids.size());
+  for (const std::string& id : c.ids) {
+    auto it = tasks_.find(id);
+    // Only a STOPPED task holds nothing on a node and no place in a node's set.
+    if (it == tasks_.end() || !it->second.stopped()) continue;
+    if (!seen.insert(&it->second).second) continue;
+    (*del)->Bind(1, id);
+    if (Status s = (*del)->Run(); !s) return s.take_error();
+    gone.push_back(it);
+  }
+  for (TaskMap::iterator it : gone) {
+    Task& t = it->second;
+    for (StateObserver* o : observers_) o->OnTaskForgotten(t);
+    if (TaskDefinition* td = MutableTaskDefinition(t.family, t.revision)) td->task_refs--;
+    tasks_.erase(it);
+  }
+  return json::Doc::Object().Set("forgotten", static_cast<int64_t>(gone.size())).Print();
 }
 
 Result<std::string> State::ApplyNodeLost(store::Db& db, const NodeLost& c) {

@@ -26,6 +26,10 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"max-heartbeats-per-second", true, "N",
      "heartbeats taken per second over all agents at most; the interval grows past it (default 1000; 0 no bound)"},
     {"node-lost-after", true, "DURATION", "an agent away this long loses its node's tasks (default 10s)"},
+    {"task-retention", true, "DURATION",
+     "a STOPPED task, and an unused INACTIVE task definition revision, is forgotten this long after (default 1h)"},
+    {"stopped-tasks-per-service", true, "N",
+     "each service keeps at most N STOPPED tasks, the newest (default 100; 0 no bound but the retention)"},
     {"registry-auto-create", true, "BOOL", "a push to a repository that does not exist creates it (default true)"},
     {"registry-gc-interval", true, "DURATION", "how often unreferenced registry blobs are collected (default 1h; 0 off)"},
     {"registry-gc-grace", true, "DURATION", "registry blobs used this recently are never collected (default 1h)"},
@@ -105,7 +109,8 @@ int Main(const std::vector<std::string>& args) {
     *d.dest = v.value();
   }
   for (auto [name, dest] : {std::pair{"heartbeat-interval", &o.heartbeat_interval_ms},
-                             std::pair{"node-lost-after", &o.node_lost_after_ms}}) {
+                             std::pair{"node-lost-after", &o.node_lost_after_ms},
+                             std::pair{"task-retention", &o.task_retention_ms}}) {
     if (!p->Has(name)) continue;
     Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
     if (!v || v.value() == 0) {
@@ -132,6 +137,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     *dest = static_cast<int64_t>(v.value());
+  }
+  if (p->Has("stopped-tasks-per-service")) {
+    Result<uint64_t> v = flags::ParseCount(p->Get("stopped-tasks-per-service"), "stopped-tasks-per-service");
+    if (!v || v.value() > 1000000000) {
+      fprintf(stderr, "berth server: --stopped-tasks-per-service: must be a whole number from 0 to 1000000000\n");
+      return 2;
+    }
+    o.stopped_tasks_per_service = static_cast<int64_t>(v.value());
   }
   if (p->Has("max-heartbeats-per-second")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("max-heartbeats-per-second"), "max-heartbeats-per-second");

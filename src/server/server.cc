@@ -17,6 +17,7 @@
 #include "agent/node_agent.h"
 #include "api/agents.h"
 #include "api/api.h"
+#include "control/retention.h"
 #include "control/scheduler.h"
 #include "base/crypto.h"
 #include "base/log.h"
@@ -180,14 +181,19 @@ int Run(const Options& o) {
   agent_options.lost_after_ms = o.node_lost_after_ms;
   api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options, &registry);
   control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());
+  control::RetentionOptions retention_options;
+  retention_options.task_retention_ms = o.task_retention_ms;
+  retention_options.stopped_per_service = o.stopped_tasks_per_service;
+  control::RetentionController retention(&state, store.get(), &SystemClock::Get(), retention_options);
   store->SetAfterFlush([&agents, &services] {
     services.Reconcile();
     agents.Flush();
   });
   net::Timer ticker(loop);
-  ticker.Start(1000, 1000, [&agents, &services, &store] {
+  ticker.Start(1000, 1000, [&agents, &services, &retention, &store] {
     agents.Tick();
     services.Tick();
+    retention.Tick();
     store->Flush();
   });
   ticker.Unref();

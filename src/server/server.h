@@ -22,6 +22,9 @@ struct Options {
   int64_t heartbeat_interval_ms = 2000;
   int64_t max_heartbeats_per_s = 1000;  // over all agents; the interval grows past it
   int64_t node_lost_after_ms = 10000;
+  // Retention (src/control/retention.h).
+  int64_t task_retention_ms = 3600 * 1000;
+  int64_t stopped_tasks_per_service = 100;
   // The built-in registry (src/registry/registry.h).
   bool registry_auto_create = true;
   int64_t registry_gc_interval_ms = 3600 * 1000;

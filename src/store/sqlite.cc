@@ -104,7 +104,10 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
                              "PRAGMA busy_timeout=5000", "PRAGMA temp_store=MEMORY",
                              // 64 MiB of page cache: the state's tables stay in memory.
-                             "PRAGMA cache_size=-65536"}) {
+                             "PRAGMA cache_size=-65536",
+                             // A WAL that a burst of writes grew is cut back to 32 MiB when
+                             // it restarts, so an idle server gives the space back.
+                             "PRAGMA journal_size_limit=33554432"}) {
     if (Status s = db->Exec(pragma); !s) return s.take_error();
   }
   Result<Stmt> mode = db->Prepare("PRAGMA journal_mode");

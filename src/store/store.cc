@@ -128,6 +128,13 @@ const char* const kMigrations[] = {
     R"sql(
     DROP INDEX IF EXISTS tasks_by_node;
     )sql",
+    // 7 -> 8: when a revision was deregistered, for its retention (INACTIVE rows
+    // from before count from the migration).
+    R"sql(
+    ALTER TABLE task_definitions ADD COLUMN deregistered_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE task_definitions SET deregistered_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+      WHERE status = 'INACTIVE';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -154,6 +161,9 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options, StateMachine* s
   Result<int64_t> seq = s->db_->QueryInt("SELECT COALESCE(MAX(seq), 0) FROM command_log");
   if (!seq) return seq.take_error();
   s->last_seq_ = static_cast<uint64_t>(seq.value());
+  Result<int64_t> first = s->db_->QueryInt("SELECT COALESCE(MIN(seq), 1) FROM command_log");
+  if (!first) return first.take_error();
+  s->log_first_ = static_cast<uint64_t>(first.value());
   if (Status st = sm->Load(*s->db_); !st) return st.take_error();
 
   std::vector<double> sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
@@ -302,7 +312,17 @@ void Store::FlushQueue() {
       if (applied) results.emplace_back(std::move(reply));
       else results.emplace_back(std::move(err));
     }
+    // The log's oldest entries go in the same transaction, a thousand or more at
+    // a time (one range delete on the integer key).
+    uint64_t keep_from = options_.log_keep > 0 && last_seq_ > options_.log_keep ? last_seq_ - options_.log_keep + 1 : 0;
+    bool trim = tx && keep_from >= log_first_ + 1000;
+    if (trim) {
+      Result<Stmt*> del = db_->Cached("DELETE FROM command_log WHERE seq < ?1");
+      if (!del) tx = del.take_error();
+      else tx = (*del)->Bind(1, static_cast<int64_t>(keep_from)).Run();
+    }
     if (tx) tx = Run("COMMIT");
+    if (tx && trim) log_first_ = keep_from;
     if (!tx) {
       // The batch is lost as a whole: undo the rows and rebuild memory from disk.
       commit_failures_->Inc();

@@ -61,6 +61,10 @@ struct StoreOptions {
   std::string path;           // the state.db file
   bool group_commit = true;   // off: one transaction per command (for comparison)
   size_t max_batch = 4096;    // commands per transaction at most
+  // The command log keeps the last this many entries (0: all). Until replication
+  // truncates it behind snapshots, nothing reads older ones, and a log that grows
+  // forever would grow state.db with it (docs/decisions.md).
+  uint64_t log_keep = 1000;
 };
 
 class Store {
@@ -90,7 +94,7 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // Checkpoints the WAL into the database file from a thread of its own, so a
   // commit never pays for one (SQLite's automatic checkpoint would run inside the
@@ -122,6 +126,7 @@ class Store {
   std::atomic<uint64_t> commits_since_checkpoint_{0};
   bool in_flush_ = false;
   uint64_t last_seq_ = 0;
+  uint64_t log_first_ = 1;  // the oldest seq the log holds
   int schema_version_ = 0;
 
   metrics::Histogram* batch_size_ = nullptr;

@@ -1,0 +1,72 @@
+// Retention: what the state stops remembering, so memory and state.db stay flat
+// however long the cluster runs. As ECS does, a STOPPED task stays visible for a
+// retention period (default one hour), and each service keeps at most a bounded
+// number of them (default 100, the newest); past that, the task is forgotten
+// through the command path (ForgetTasks: its row deleted in the same transaction,
+// memory and observers told as the command applies). INACTIVE task definition
+// revisions that no task or service uses are forgotten after the same period,
+// the latest revision of each family kept so that a revision number is never
+// given twice. Deleted services already leave the state once they are empty
+// (RemoveService).
+//
+// It keeps the stopped tasks ordered by the time they stopped, overall and per
+// service, as the state tells it (an observer), so a tick costs the tasks it
+// forgets, not the tasks there are. Time comes only from its Clock.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "base/clock.h"
+#include "model/state.h"
+#include "store/store.h"
+
+namespace berth::control {
+
+struct RetentionOptions {
+  int64_t task_retention_ms = 3600 * 1000;  // a STOPPED task is forgotten this long after it stopped
+  int64_t stopped_per_service = 100;        // a service keeps at most this many STOPPED tasks (0: no bound)
+  size_t max_per_tick = 20000;              // tasks forgotten per tick at most (the rest next tick)
+  int64_t taskdef_scan_ms = 60 * 1000;      // how often INACTIVE revisions are looked at
+};
+
+class RetentionController final : public model::StateObserver {
+ public:
+  RetentionController(model::State* state, store::Store* store, const Clock* clock, RetentionOptions options);
+  ~RetentionController() override;
+
+  // Submits what is due to be forgotten. Called about once a second.
+  void Tick();
+
+  // Stopped tasks it holds (for tests and metrics).
+  size_t stopped_tasks() const { return by_time_.size(); }
+
+  // model::StateObserver
+  void OnTaskChanged(const model::Task& t) override;
+  void OnTaskForgotten(const model::Task& t) override;
+  void OnReloaded() override;
+
+ private:
+  // (stopped_ms, task): the task's entry lives in State::tasks(), which keeps it
+  // in place until OnTaskForgotten.
+  using Entry = std::pair<int64_t, const model::Task*>;
+  void Index(const model::Task& t);
+  void Submit(std::vector<std::string> ids);
+  void ForgetRevisions(int64_t now_ms);
+
+  model::State* state_;
+  store::Store* store_;
+  const Clock* clock_;
+  RetentionOptions options_;
+  std::set<Entry> by_time_;
+  std::unordered_map<std::string, std::set<Entry>> by_service_;  // service key → its stopped tasks
+  std::unordered_set<std::string> over_;       // services holding more than stopped_per_service
+  std::unordered_set<std::string> submitted_;  // ids in a ForgetTasks not yet applied
+  int64_t last_taskdef_scan_ms_ = 0;
+};
+
+}  // namespace berth::control

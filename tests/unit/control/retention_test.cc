@@ -1,0 +1,181 @@
+// control/retention: stopped tasks and unused INACTIVE revisions leave memory and
+// state.db through the command path (issue 10, item 6: nothing was ever forgotten).
+#include "control/retention.h"
+
+#include <catch2/catch.hpp>
+
+#include "control/control_plane.h"
+
+using namespace berth;
+using namespace berth::testing;
+
+namespace {
+
+int64_t StoppedOf(const ControlPlane& cp, const std::string& service) {
+  int64_t n = 0;
+  for (const auto& [id, t] : cp.state.tasks()) n += t.service == service && t.stopped();
+  return n;
+}
+
+int64_t Rows(ControlPlane& cp, const char* sql) {
+  Result<int64_t> n = cp.store->db().QueryInt(sql);
+  REQUIRE(n.ok());
+  return n.value();
+}
+
+// What a fresh load of the database holds.
+size_t TasksOnDisk(const std::string& path) {
+  model::State fresh;
+  metrics::Registry m;
+  store::StoreOptions o;
+  o.path = path;
+  auto s = store::Store::Open(o, &fresh, &m);
+  REQUIRE(s.ok());
+  return fresh.tasks().size();
+}
+
+}  // namespace
+
+TEST_CASE("retention: a crash-looping service keeps a bounded number of stopped tasks, none past the retention",
+          "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.task_retention_ms = 10 * 60 * 1000;
+  ro.stopped_per_service = 20;
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  for (int i = 0; i < 2; i++) cp.AddNode("n" + std::to_string(i));
+  ControlPlane::ServiceSpec spec;
+  spec.revision = cp.RegisterTaskDefinition("web");
+  spec.desired = 4;
+  REQUIRE(cp.CreateService(spec).ok());
+  // Every task exits once it runs: the service replaces them, over and over.
+  cp.fails = [](const model::Task&) { return true; };
+  int64_t most_stopped = 0;
+  for (int i = 0; i < 300; i++) {
+    cp.Step();
+    retention.Tick();
+    cp.store->Flush();
+    most_stopped = std::max(most_stopped, StoppedOf(cp, "web"));
+  }
+  INFO(cp.Events());
+  int64_t made = Rows(cp, "SELECT MAX(rowid) FROM tasks");
+  CHECK(made > 200);  // the loop went round many times
+  CHECK(StoppedOf(cp, "web") <= 20);
+  // Between two ticks a few more stop; never many more.
+  CHECK(most_stopped <= 20 + 4 * 4);
+  CHECK(Rows(cp, "SELECT COUNT(*) FROM tasks") == static_cast<int64_t>(cp.state.tasks().size()));
+  CHECK(TasksOnDisk(cp.store->db().path()) == cp.state.tasks().size());
+  // The newest stopped tasks are the ones kept.
+  int64_t oldest_kept = INT64_MAX;
+  for (const auto& [id, t] : cp.state.tasks()) {
+    if (t.stopped()) oldest_kept = std::min(oldest_kept, t.stopped_ms);
+  }
+  CHECK(cp.clock.NowUnixMs() - oldest_kept < 30 * 1000);
+
+  // The loop stops; past the retention every stopped task is gone, and the
+  // running ones are untouched: the service stays at its count.
+  cp.fails = nullptr;
+  REQUIRE(cp.RunUntil([&] { return cp.Steady(); }));
+  cp.clock.Advance(ro.task_retention_ms + 1000);
+  retention.Tick();
+  cp.store->Flush();
+  CHECK(StoppedOf(cp, "web") == 0);
+  CHECK(retention.stopped_tasks() == 0);
+  CHECK(cp.Count().running == 4);
+  CHECK(Rows(cp, "SELECT COUNT(*) FROM tasks") == 4);
+  for (int i = 0; i < 20; i++) cp.Step();
+  CHECK(cp.Steady());
+  CHECK(cp.state.tasks().size() == 4);
+}
+
+TEST_CASE("retention: standalone tasks are forgotten after the retention only", "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.task_retention_ms = 60 * 1000;
+  ro.stopped_per_service = 1;
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  cp.AddNode("n0");
+  cp.RegisterTaskDefinition("batch");
+  auto place = std::make_unique<model::PlaceTasks>();
+  place->cluster = "default";
+  place->family = "batch";
+  place->revision = 1;
+  place->group = "family:batch";
+  for (int i = 0; i < 3; i++) place->placements.push_back({"00000000000" + std::to_string(i) + std::string(20, 'a'), "n0"});
+  REQUIRE(cp.Apply(std::move(place)).ok());
+  auto stop = std::make_unique<model::StopTasks>();
+  for (const auto& [id, t] : cp.state.tasks()) stop->ids.push_back(id);
+  stop->reason = "test";
+  REQUIRE(cp.Apply(std::move(stop)).ok());
+  REQUIRE(cp.RunUntil([&] {
+    for (const auto& [id, t] : cp.state.tasks()) {
+      if (!t.stopped()) return false;
+    }
+    return true;
+  }));
+  retention.Tick();
+  cp.store->Flush();
+  CHECK(cp.state.tasks().size() == 3);  // the per-service bound is for services
+  cp.clock.Advance(61 * 1000);
+  retention.Tick();
+  cp.store->Flush();
+  CHECK(cp.state.tasks().empty());
+  CHECK(Rows(cp, "SELECT COUNT(*) FROM tasks") == 0);
+}
+
+TEST_CASE("retention: unused INACTIVE revisions are forgotten, the latest of a family and used ones kept",
+          "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.task_retention_ms = 60 * 1000;
+  ro.taskdef_scan_ms = 0;
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  cp.AddNode("n0");
+  for (int i = 0; i < 4; i++) cp.RegisterTaskDefinition("web");
+  // A task of revision 1, stopped; revision 2 used by a service.
+  auto place = std::make_unique<model::PlaceTasks>();
+  place->cluster = "default";
+  place->family = "web";
+  place->revision = 1;
+  place->group = "family:web";
+  place->placements.push_back({"000000000001" + std::string(20, 'b'), "n0"});
+  REQUIRE(cp.Apply(std::move(place)).ok());
+  ControlPlane::ServiceSpec spec;
+  spec.revision = 2;
+  spec.desired = 1;
+  REQUIRE(cp.CreateService(spec).ok());
+  for (int64_t rev : {1, 2, 3, 4}) {
+    auto d = std::make_unique<model::DeregisterTaskDefinition>();
+    d->family = "web";
+    d->revision = rev;
+    REQUIRE(cp.Apply(std::move(d)).ok());
+  }
+  auto revisions = [&] {
+    std::vector<int64_t> out;
+    for (const auto& [rev, td] : cp.state.task_definitions().at("web")) out.push_back(rev);
+    return out;
+  };
+  retention.Tick();
+  cp.store->Flush();
+  CHECK(revisions() == std::vector<int64_t>{1, 2, 3, 4});  // not yet past the retention
+  cp.clock.Advance(61 * 1000);
+  retention.Tick();
+  cp.store->Flush();
+  // 3 goes; 1 has a task, 2 a service, 4 is the latest.
+  CHECK(revisions() == std::vector<int64_t>{1, 2, 4});
+  CHECK(Rows(cp, "SELECT COUNT(*) FROM task_definitions") == 3);
+  // Its task stopped and forgotten, revision 1 goes too.
+  auto stop = std::make_unique<model::StopTasks>();
+  stop->ids.push_back("000000000001" + std::string(20, 'b'));
+  stop->reason = "test";
+  REQUIRE(cp.Apply(std::move(stop)).ok());
+  REQUIRE(cp.RunUntil([&] { return cp.state.FindTask("000000000001" + std::string(20, 'b'))->stopped(); }));
+  cp.clock.Advance(61 * 1000);
+  retention.Tick();  // forgets the task
+  cp.store->Flush();
+  retention.Tick();  // then its revision
+  cp.store->Flush();
+  CHECK(revisions() == std::vector<int64_t>{2, 4});
+  // Numbering goes on after the latest, which was kept.
+  CHECK(cp.RegisterTaskDefinition("web") == 5);
+}
