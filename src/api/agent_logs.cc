@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "api/agents.h"
+#include "api/api.h"
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -25,27 +26,6 @@ constexpr size_t kMaxClientBacklog = 16 << 20;  // unsent log bytes for one clie
 constexpr size_t kMaxFrame = 1 << 20;
 
 bool Truthy(const std::optional<std::string>& v) { return v && (*v == "true" || *v == "1" || v->empty()); }
-
-// The task named by a full id, an ARN or an unambiguous prefix of at least 6 characters.
-const model::Task* ResolveTask(const model::State& state, std::string_view ref, std::string* error) {
-  if (size_t slash = ref.rfind('/'); slash != std::string_view::npos) ref = ref.substr(slash + 1);
-  if (const model::Task* t = state.FindTask(ref)) return t;
-  if (ref.size() < 6) {
-    *error = "task " + std::string(ref) + " does not exist (give the id, its ARN or a prefix of 6 or more characters)";
-    return nullptr;
-  }
-  const model::Task* found = nullptr;
-  for (const auto& [id, t] : state.tasks()) {
-    if (!id.starts_with(ref)) continue;
-    if (found) {
-      *error = "task prefix " + std::string(ref) + " is ambiguous";
-      return nullptr;
-    }
-    found = &t;
-  }
-  if (!found) *error = "task " + std::string(ref) + " does not exist";
-  return found;
-}
 
 }  // namespace
 
@@ -64,9 +44,8 @@ void AgentHub::ExpireLogRequests(int64_t now_ms) {
 void AgentHub::AddLogRoutes(http::Router* router) {
   router->Add("GET", "/v1/tasks/{id}/logs", [this](const http::ExchangePtr& ex) {
     const http::Request& req = ex->request();
-    std::string error;
-    const model::Task* t = ResolveTask(*state_, req.Param("id"), &error);
-    if (!t) return ex->Respond(http::ErrorResponse(404, "TaskNotFound", error));
+    const model::Task* t = ResolveTaskOrAnswer(*state_, ex, req.Param("id"));
+    if (!t) return;
     std::string container = req.Query("container").value_or("");
     if (container.size() > 255) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "container: at most 255 characters"));
     int64_t tail = -1;

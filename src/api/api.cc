@@ -185,6 +185,16 @@ std::optional<http::Response> Authenticate(const model::State& state, http::Exch
   return std::nullopt;
 }
 
+const model::Task* ResolveTaskOrAnswer(const model::State& state, const http::ExchangePtr& ex, std::string_view ref) {
+  std::string why;
+  const model::Task* t = state.ResolveTask(ref, &why);
+  if (!t) {
+    bool ambiguous = why.find("ambiguous") != std::string::npos;
+    ex->Respond(http::ErrorResponse(ambiguous ? 400 : 404, ambiguous ? "TaskIdAmbiguous" : "TaskNotFound", why));
+  }
+  return t;
+}
+
 void AddRoutes(http::Router* router, Context* ctx) {
   http::RouteOptions open;
   open.open = true;
@@ -490,12 +500,15 @@ void AddRoutes(http::Router* router, Context* ctx) {
   });
 
   router->Add("GET", "/v1/tasks/{id}", [ctx](const http::ExchangePtr& ex) {
-    const model::Task* t = ctx->state->FindTask(ex->request().Param("id"));
-    if (!t) return ex->Respond(http::ErrorResponse(404, "TaskNotFound", "task " + std::string(ex->request().Param("id")) + " does not exist"));
+    const model::Task* t = ResolveTaskOrAnswer(*ctx->state, ex, ex->request().Param("id"));
+    if (!t) return;
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("task", model::TaskJson(*t)).Print()));
   });
 
   router->Add("POST", "/v1/tasks/{id}/stop", [ctx](const http::ExchangePtr& ex) {
+    const model::Task* t = ResolveTaskOrAnswer(*ctx->state, ex, ex->request().Param("id"));
+    if (!t) return;
+    std::string id = t->id;
     std::string reason = "Task stopped by the user";
     if (!ex->request().body.empty()) {
       std::optional<json::Doc> body = ParseBody(ex);
@@ -505,7 +518,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       reason = r->substr(0, 1024);
     }
     auto cmd = std::make_unique<model::StopTasks>();
-    cmd->ids.push_back(std::string(ex->request().Param("id")));
+    cmd->ids.push_back(id);
     cmd->reason = reason;
     cmd->code = "UserInitiated";
     Submit(ctx, ex, std::move(cmd), 200);

@@ -29,6 +29,12 @@ struct Context {
 // Adds every route to `router`. `ctx` must outlive the router.
 void AddRoutes(net::http::Router* router, Context* ctx);
 
+// The task the request's `ref` names (model::State::ResolveTask); when there is
+// none, answers 404 TaskNotFound (or 400 TaskIdAmbiguous, naming the candidates)
+// and returns nullptr.
+const model::Task* ResolveTaskOrAnswer(const model::State& state, const net::http::ExchangePtr& ex,
+                                       std::string_view ref);
+
 // The authentication gate: a bearer token (compared in constant time through its
 // hash) whose role allows the request; 401 or 403 otherwise.
 std::optional<net::http::Response> Authenticate(const model::State& state, net::http::Exchange& ex);

@@ -5,6 +5,7 @@
 
 #include "base/flags.h"
 #include "cli/common.h"
+#include "cli/describe.h"
 #include "cli/table.h"
 #include "net/http.h"
 
@@ -55,7 +56,7 @@ void PrintTasks(json::View tasks, bool wide) {
   Table t(header);
   for (json::View x : tasks) {
     std::string service = Str(x, "serviceName");
-    std::vector<std::string> row = {Str(x, "taskId").substr(0, 12), service.empty() ? "-" : service,
+    std::vector<std::string> row = {ShortTaskId(Str(x, "taskId")), service.empty() ? "-" : service,
                                     Tail(x.Get("taskDefinitionArn").String(), '/'), Str(x, "nodeId"),
                                     Str(x, "lastStatus"), Str(x, "desiredStatus"), Str(x, "healthStatus"),
                                     Age(x, "createdAt")};
@@ -141,7 +142,7 @@ int NodeCommand(const std::vector<std::string>& args) {
   if (p->help || p->positional.empty()) {
     printf("Usage:\n"
            "  berth node ls [--cluster NAME]   list nodes with free and total CPU and memory\n"
-           "  berth node describe NODE         show one node (ECS container instance JSON)\n"
+           "  berth node describe NODE         show one node (--json: the ECS container instance JSON)\n"
            "  berth node drain NODE            no new tasks; service tasks move elsewhere\n"
            "  berth node activate NODE         take tasks again\n"
            "  berth node rm NODE [--force]     deregister (--force stops its tasks)\n\nFlags:\n%s",
@@ -168,7 +169,8 @@ int NodeCommand(const std::vector<std::string>& args) {
   else return UsageError("node", "unknown subcommand '" + sub + "'");
   if (r.exit) return r.exit;
   json::View n = r.body.view().Get("containerInstance");
-  if (p->Has("json") || sub == "describe") printf("%s\n", n.Print().c_str());
+  if (p->Has("json")) printf("%s\n", n.Print().c_str());
+  else if (sub == "describe") PrintNodeDescription(n);
   else printf("%s %s\n", Str(n, "nodeId").c_str(), Str(n, "status").c_str());
   return kOk;
 }
@@ -260,8 +262,10 @@ int TaskCommand(const std::vector<std::string>& args) {
     return UsageError("task", "unknown subcommand '" + sub + "'");
   }
   if (r.exit) return r.exit;
-  if (sub == "describe") {
+  if (sub == "describe" && p->Has("json")) {
     printf("%s\n", r.body.view().Get("task").Print().c_str());
+  } else if (sub == "describe") {
+    PrintTaskDescription(r.body.view().Get("task"));
   } else if (p->Has("json")) {
     printf("%s\n", r.body.Print().c_str());
   } else {
@@ -386,8 +390,12 @@ int ServiceCommand(const std::vector<std::string>& args) {
   }
   if (r.exit) return r.exit;
   json::View s = r.body.view().Get("service");
-  if (p->Has("json") || sub == "describe") {
+  if (p->Has("json")) {
     printf("%s\n", s.Print().c_str());
+    return kOk;
+  }
+  if (sub == "describe") {
+    PrintServiceDescription(s);
     return kOk;
   }
   json::Doc one = json::Doc::Array();

@@ -22,8 +22,8 @@ int LogsCommand(const std::vector<std::string>& args) {
   if (p->help || p->positional.size() != 1) {
     printf("Usage: berth logs TASK [--container NAME] [-f] [--tail N]\n\n"
            "Prints a task's container output (stdout and stderr), fetched through the server\n"
-           "from the agent of the task's node. TASK is the id, its ARN or a prefix of 6 or\n"
-           "more characters (as 'berth ps' shows).\n\nFlags:\n%s",
+           "from the agent of the task's node. TASK is the short id 'berth ps' shows, the\n"
+           "full id, its ARN or a prefix of 6 or more characters.\n\nFlags:\n%s",
            flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }

@@ -12,7 +12,7 @@ namespace {
 
 std::string Plural(int64_t n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); }
 
-std::string Short(const std::string& id) { return id.substr(0, 12); }
+std::string Short(const std::string& id) { return std::string(model::State::ShortTaskId(id)); }
 
 }  // namespace
 

@@ -83,6 +83,19 @@ class State final : public store::StateMachine {
   const Node* FindNode(std::string_view id) const;
   const std::map<std::string, Node, std::less<>>& nodes() const { return nodes_; }
   const Task* FindTask(std::string_view id) const;
+  // The task `ref` names: its id, its ARN, its short form (ShortTaskId: what
+  // `berth ps` shows) or a prefix of its id of 6 or more characters. nullptr
+  // when none or several match, with `why` saying which (the candidates named).
+  // A full id, an ARN or a short form costs a hash lookup; only another prefix
+  // looks at every task.
+  const Task* ResolveTask(std::string_view ref, std::string* why) const;
+  // A task id's short form: its last 12 characters. Ids begin with their
+  // creation time (the tasks of one placement share their first 12), so the
+  // short form is the random part: 48 bits, unique in practice.
+  static std::string_view ShortTaskId(std::string_view id) {
+    return id.size() > kShortTaskId ? id.substr(id.size() - kShortTaskId) : id;
+  }
+  static constexpr size_t kShortTaskId = 12;
   // Hashes std::string and std::string_view alike, so lookups by a view copy nothing.
   struct IdHash {
     using is_transparent = void;
@@ -154,6 +167,11 @@ class State final : public store::StateMachine {
   std::unordered_map<std::string_view, Node*> node_index_;
   Node* NodeAt(std::string_view id) { return const_cast<Node*>(FindNode(id)); }
   TaskMap tasks_;
+  // tasks_ by their short form (views of tasks_' own keys, which never move).
+  std::unordered_multimap<std::string_view, const Task*> tasks_by_short_;
+  // Puts a task stored in tasks_ in the short-form index, or takes it out.
+  void IndexTask(const Task& t) { tasks_by_short_.emplace(ShortTaskId(t.id), &t); }
+  void UnindexTask(const Task& t);
   uint64_t tasks_placed_ = 0;
   std::map<std::string, Service, std::less<>> services_;
   uint64_t event_seq_ = 0;

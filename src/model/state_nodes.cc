@@ -80,6 +80,45 @@ const Task* State::FindTask(std::string_view id) const {
   return it == tasks_.end() ? nullptr : &it->second;
 }
 
+void State::UnindexTask(const Task& t) {
+  auto [from, to] = tasks_by_short_.equal_range(ShortTaskId(t.id));
+  for (auto it = from; it != to; ++it) {
+    if (it->second == &t) {
+      tasks_by_short_.erase(it);
+      return;
+    }
+  }
+}
+
+const Task* State::ResolveTask(std::string_view ref, std::string* why) const {
+  if (size_t slash = ref.rfind('/'); slash != std::string_view::npos) ref = ref.substr(slash + 1);  // an ARN
+  if (const Task* t = FindTask(ref)) return t;
+  std::vector<const Task*> found;
+  if (ref.size() == kShortTaskId) {
+    auto [from, to] = tasks_by_short_.equal_range(ref);
+    for (auto it = from; it != to; ++it) found.push_back(it->second);
+  }
+  if (found.empty() && ref.size() >= 6) {
+    for (const auto& [id, t] : tasks_) {
+      if (id.starts_with(ref)) found.push_back(&t);
+      if (found.size() > 5) break;
+    }
+  }
+  if (found.size() == 1) return found[0];
+  if (found.empty()) {
+    *why = "task " + std::string(ref) + " does not exist" +
+           (ref.size() < 6 ? " (give the id, its ARN, the short id 'berth ps' shows, or a prefix of 6 or more "
+                             "characters)"
+                           : "");
+    return nullptr;
+  }
+  *why = "task " + std::string(ref) + " is ambiguous: it names";
+  for (size_t i = 0; i < found.size() && i < 5; i++) *why += (i ? ", " : " ") + found[i]->id;
+  if (found.size() > 5) *why += ", ...";
+  *why += "; give more of the id";
+  return nullptr;
+}
+
 void State::SetNodeConnected(std::string_view id, bool connected, int64_t now_ms) {
   Node* it = NodeAt(id);
   if (!it || it->connected == connected) return;
@@ -155,6 +194,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   }
   nodes_.clear();
   node_index_.clear();
+  tasks_by_short_.clear();
   tasks_.clear();
   {
     Result<store::Stmt> s =
@@ -231,6 +271,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
     }
     CountTask(t, +1);
     const Task& stored = tasks_.emplace(t.id, std::move(t)).first->second;
+    IndexTask(stored);
     if (!stored.stopped()) {
       Node* n = NodeAt(stored.node);
       if (n) {
@@ -410,6 +451,7 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
     node.pending++;  // CountTask(t, +1) for a PROVISIONING task, without finding the node again
     AdjustClusterCounts(c.cluster, 0, 0, 0, 1);
     Task& stored = tasks_.emplace(t.id, std::move(t)).first->second;
+    IndexTask(stored);
     node.tasks.emplace(stored.id, &stored);
     for (StateObserver* o : observers_) {
       o->OnTaskAccounted(stored, node);
@@ -515,6 +557,7 @@ Result<std::string> State::ApplyForgetTasks(store::Db& db, const ForgetTasks& c)
     Task& t = it->second;
     for (StateObserver* o : observers_) o->OnTaskForgotten(t);
     if (TaskDefinition* td = MutableTaskDefinition(t.family, t.revision)) td->task_refs--;
+    UnindexTask(t);
     tasks_.erase(it);
   }
   return json::Doc::Object().Set("forgotten", static_cast<int64_t>(gone.size())).Print();

@@ -231,3 +231,87 @@ def test_logs_follow_ends_at_once_on_sigint_and_sigterm():
                         proc.wait()
     finally:
         srv.close()
+
+
+def _ps_ids(env):
+    p = expect_exit(cli(["ps"], env=env), 0, "berth ps")
+    lines = [l.split() for l in p.stdout.splitlines() if l.strip()]
+    check(lines and lines[0][0] == "TASK", "ps header %r" % lines[:1])
+    return [row[0] for row in lines[1:]]
+
+
+def test_ps_shows_short_ids_every_command_takes():
+    """Regression (issue 10, item 3): the tasks of one placement all showed the same
+    id (the first 12 characters are the creation time), and `berth logs <that>`
+    said "ambiguous". The README's flow: `berth ps`, then the id it shows."""
+    import time
+    from harness import Agent, expect_status, wait_until
+    with Server() as s:
+        env = env_for(s)
+        token = expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201, "agent token").json()
+        with Agent(s, 2, token["token"]["secret"]):
+            wait_until(lambda: sum(n["agentConnected"] for n in expect_status(
+                s.request("GET", "/v1/nodes"), 200, "nodes").json()["containerInstances"]) == 2, what="two nodes")
+            path = os.path.join(scratch_dir("td"), "web.json")
+            with open(path, "w") as f:
+                json.dump({"family": "web", "containerDefinitions": [
+                    {"name": "main", "image": "busybox", "memory": 16, "cpu": 32}]}, f)
+            expect_exit(cli(["taskdef", "register", path], env=env), 0, "taskdef register")
+            expect_exit(cli(["service", "create", "web", "--taskdef", "web", "--count", "5"], env=env), 0, "create")
+            wait_until(lambda: len(_ps_ids(env)) == 5, what="5 tasks in berth ps")
+            shown = _ps_ids(env)
+            check(len(set(shown)) == 5, "berth ps shows the tasks of one placement alike: %r" % shown)
+            full = {t["taskId"] for t in expect_status(s.request("GET", "/v1/tasks"), 200, "tasks").json()["tasks"]}
+            for short in shown:
+                check(len([f for f in full if f.endswith(short)]) == 1, "%s is not the end of one task id" % short)
+            # The events name the tasks the same way.
+            events = expect_exit(cli(["service", "events", "web"], env=env), 0, "events").stdout
+            check(all(short in events for short in shown), "events do not name %r: %s" % (shown, events))
+            # describe, --json and stop take the id shown.
+            d = expect_exit(cli(["task", "describe", shown[0]], env=env), 0, "task describe <shown id>").stdout
+            check(shown[0] in d and "Status:" in d and "Containers" in d, "task describe: %s" % d)
+            j = json.loads(expect_exit(cli(["task", "describe", shown[0], "--json"], env=env), 0, "--json").stdout)
+            check(j["taskId"].endswith(shown[0]), "task describe --json: %r" % j)
+            expect_exit(cli(["task", "stop", shown[1]], env=env), 0, "task stop <shown id>")
+            stopped = expect_status(s.request("GET", "/v1/tasks/" + shown[1]), 200, "GET /v1/tasks/<short>").json()
+            check(stopped["task"]["desiredStatus"] == "STOPPED", "stop <shown id> stopped %r" % stopped["task"])
+            # logs resolves it too (a simulated node has no container to read:
+            # the server asks its agent, which never answers; not "ambiguous").
+            r = cli(["logs", shown[2]], env=env, wait=30)
+            check("ambiguous" not in r.stderr and "does not exist" not in r.stderr,
+                  "logs <shown id>: %r" % r.stderr)
+            check("AgentTimeout" in r.stderr, "logs <shown id> on a simulated node: %r" % r.stderr)
+            # A prefix shared by several tasks is refused, naming them.
+            common = os.path.commonprefix(sorted(full))
+            if len(common) >= 6:
+                r = cli(["task", "describe", common], env=env)
+                check(r.returncode == 1 and "ambiguous" in r.stderr, "a shared prefix: %r" % r.stderr)
+
+
+def test_describe_commands_are_readable_and_json_on_request():
+    """Regression (issue 10, item 4): `berth service describe` printed raw JSON."""
+    from harness import Agent, expect_status, wait_until
+    with Server() as s:
+        env = env_for(s)
+        token = expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201, "agent token").json()
+        with Agent(s, 1, token["token"]["secret"]):
+            wait_until(lambda: len(expect_status(s.request("GET", "/v1/nodes"), 200, "nodes")
+                                   .json()["containerInstances"]) == 1, what="a node")
+            expect_status(s.request("POST", "/v1/taskdefinitions", {"family": "web", "containerDefinitions": [
+                {"name": "main", "image": "busybox", "memory": 16}]}), 201, "register")
+            expect_exit(cli(["service", "create", "web", "--taskdef", "web", "--count", "2", "--circuit-breaker"],
+                            env=env), 0, "create")
+            wait_until(lambda: "steady state" in cli(["service", "events", "web"], env=env).stdout,
+                       what="a steady service")
+            d = expect_exit(cli(["service", "describe", "web"], env=env), 0, "service describe").stdout
+            check(not d.lstrip().startswith("{"), "service describe is JSON: %s" % d[:200])
+            for want in ("Service:", "web (cluster default)", "2 desired, 2 running, 0 pending", "circuit breaker on",
+                         "Deployments", "PRIMARY", "COMPLETED", "Events (newest first)", "has reached a steady state"):
+                check(want in d, "service describe lacks %r:\n%s" % (want, d))
+            lines = d.splitlines()
+            ev = lines[lines.index("Events (newest first)") + 1:]
+            check(ev and ev[0][:4].isdigit() and "steady state" in ev[0], "newest event first, with its time: %r" % ev)
+            j = json.loads(expect_exit(cli(["service", "describe", "web", "--json"], env=env), 0, "--json").stdout)
+            check(j["serviceName"] == "web" and j["deployments"][0]["rolloutState"] == "COMPLETED", "json %r" % j)
+            n = expect_exit(cli(["node", "describe", "sim-00000"], env=env), 0, "node describe").stdout
+            check("Node:" in n and "Attributes:" in n and "free of" in n, "node describe:\n%s" % n)

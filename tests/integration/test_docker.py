@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import dockerd
-from harness import DockerAgent, Server, check, cli, expect_status, timeout, wait_until
+from harness import DockerAgent, Server, check, cli, expect_exit, expect_status, timeout, wait_until
 
 SERVER_ARGS = ["--node-lost-after", "3s", "--heartbeat-interval", "500ms"]
 
@@ -427,10 +427,14 @@ def test_docker_logs_follow_streams_new_lines():
         wait_until(lambda: len(docker("logs", "berth-%s-main" % task_id).splitlines()) >= 3, wait=LONG,
                    what="three lines of output")
         env = dict(os.environ, BERTH_SERVER="http://127.0.0.1:%d" % s.port, BERTH_TOKEN=s.token)
-        r = cli(["logs", task_id[:10], "--tail", "2"], env=env)
+        # The README's flow: the id `berth ps` shows.
+        ps = expect_exit(cli(["ps"], env=env), 0, "berth ps").stdout
+        shown = [l.split()[0] for l in ps.splitlines()[1:] if l.split() and task_id.endswith(l.split()[0])]
+        check(len(shown) == 1, "berth ps does not show %s: %s" % (task_id, ps))
+        r = cli(["logs", shown[0], "--tail", "2"], env=env)
         check(r.returncode == 0 and "tick" in r.stdout, "logs --tail: %r %r" % (r.stdout, r.stderr))
         check(len(r.stdout.strip().splitlines()) == 2, "--tail 2 printed %r" % r.stdout)
-        proc = subprocess.Popen([os.environ.get("BERTH_BINARY", "build/berth"), "logs", task_id, "-f", "--tail", "0"],
+        proc = subprocess.Popen([os.environ.get("BERTH_BINARY", "build/berth"), "logs", shown[0], "-f", "--tail", "0"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
             seen = []

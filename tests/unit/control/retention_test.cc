@@ -116,10 +116,19 @@ TEST_CASE("retention: standalone tasks are forgotten after the retention only", 
   retention.Tick();
   cp.store->Flush();
   CHECK(cp.state.tasks().size() == 3);  // the per-service bound is for services
+  std::string why;
+  // The short form (last 12 characters) is shared by these three ids: ambiguous.
+  CHECK(cp.state.ResolveTask("aaaaaaaaaaaa", &why) == nullptr);
+  CHECK(why.find("ambiguous") != std::string::npos);
+  CHECK(cp.state.ResolveTask("000000000001" + std::string(20, 'a'), &why) != nullptr);
+  CHECK(cp.state.ResolveTask("0000000000", &why) == nullptr);  // a prefix of all three
   cp.clock.Advance(61 * 1000);
   retention.Tick();
   cp.store->Flush();
   CHECK(cp.state.tasks().empty());
+  // Forgotten tasks leave the short-form index too.
+  CHECK(cp.state.ResolveTask("aaaaaaaaaaaa", &why) == nullptr);
+  CHECK(why.find("does not exist") != std::string::npos);
   CHECK(Rows(cp, "SELECT COUNT(*) FROM tasks") == 0);
 }
 
