@@ -1,5 +1,7 @@
 #include "model/taskdef.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -80,11 +82,32 @@ Result<int64_t> TaskSize(json::View obj, std::string_view key, const std::string
   return static_cast<int64_t>(n);
 }
 
+// Berth refuses what it would ignore: a field of an ECS task definition that the
+// agent does not act on is an error naming it, not a container started without
+// it (a `secrets` list silently dropped would start a service without its
+// password). `supported` lists what may appear in the object at `path`.
+Status OnlyFields(json::View obj, const std::string& path, std::initializer_list<std::string_view> supported) {
+  if (!obj.IsObject()) return {};
+  for (json::View f : obj) {
+    std::string_view key = f.Key();
+    if (std::find(supported.begin(), supported.end(), key) != supported.end()) continue;
+    std::string why = "is not supported by berth yet (it would be ignored)";
+    if (key == "secrets" || key == "secretOptions") {
+      why = "is not supported by berth yet: berth has no secret store, and the container would start without them";
+    } else if (key == "taskRoleArn" || key == "executionRoleArn") {
+      why = "is not supported: berth has no IAM roles";
+    } else if (key == "links") {
+      why = "is not supported by berth yet: the containers of a task reach each other by container name";
+    }
+    return Bad(Dot(path, key), why);
+  }
+  return {};
+}
+
 struct ContainerCheck {
   std::string name;
   bool has_health = false;
   std::vector<std::pair<std::string, std::string>> depends;  // (container, condition)
-  std::vector<std::string> links;
   std::vector<std::string> volumes;
   std::vector<std::string> volume_paths;
 };
@@ -92,6 +115,14 @@ struct ContainerCheck {
 Result<json::Doc> CheckContainer(json::View c, const std::string& path, ContainerCheck* out,
                                  std::set<std::pair<int, bool>>* host_ports) {
   if (!c.IsObject()) return Bad(path, std::string("must be an object, not ") + c.TypeName());
+  if (Status s = OnlyFields(c, path,
+                            {"name", "image", "cpu", "memory", "memoryReservation", "portMappings", "essential",
+                             "entryPoint", "command", "environment", "mountPoints", "dependsOn", "stopTimeout",
+                             "hostname", "user", "workingDirectory", "dockerLabels", "healthCheck",
+                             "logConfiguration"});
+      !s) {
+    return s.take_error();
+  }
   json::Doc d = json::Doc::Copy(c);
   Result<std::string> name = json::RequireString(c, "name", Dot(path, "name"));
   if (!name) return name.take_error();
@@ -127,6 +158,7 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     for (json::View m : pm) {
       std::string mp = At(Dot(path, "portMappings"), i++);
       if (!m.IsObject()) return Bad(mp, std::string("must be an object, not ") + m.TypeName());
+      if (Status s = OnlyFields(m, mp, {"containerPort", "hostPort", "protocol"}); !s) return s.take_error();
       Result<int64_t> cport = IntIn(m, "containerPort", Dot(mp, "containerPort"), 1, 65535, 0);
       if (!cport) return cport.take_error();
       if (*cport == 0) return Bad(Dot(mp, "containerPort"), "is required");
@@ -152,6 +184,7 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     for (json::View e : env) {
       std::string ep = At(Dot(path, "environment"), i++);
       if (!e.IsObject()) return Bad(ep, "must be an object with name and value");
+      if (Status s = OnlyFields(e, ep, {"name", "value"}); !s) return s.take_error();
       Result<std::string> n = json::RequireString(e, "name", Dot(ep, "name"));
       if (!n) return n.take_error();
       if (n->empty() || n->find('=') != std::string::npos) return Bad(Dot(ep, "name"), "must be non-empty and without '='");
@@ -159,12 +192,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
       if (!v) return v.take_error();
     }
   }
-  for (const char* key : {"command", "entryPoint", "links", "dnsServers", "extraHosts"}) {
+  for (const char* key : {"command", "entryPoint"}) {
     if (Status s = StringArray(c.Get(key), Dot(path, key)); !s) return s.take_error();
-  }
-  for (json::View l : c.Get("links")) {
-    std::string link(l.String());
-    out->links.push_back(link.substr(0, link.find(':')));
   }
   for (const char* key : {"workingDirectory", "user", "hostname"}) {
     Result<std::string> s = json::OptionalString(c, key, Dot(path, key));
@@ -186,6 +215,9 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
   if (hc.valid() && !hc.IsNull()) {
     std::string hp = Dot(path, "healthCheck");
     if (!hc.IsObject()) return Bad(hp, "must be an object");
+    if (Status s = OnlyFields(hc, hp, {"command", "interval", "timeout", "retries", "startPeriod"}); !s) {
+      return s.take_error();
+    }
     json::View cmd = hc.Get("command");
     if (!cmd.IsArray() || cmd.Size() == 0) return Bad(Dot(hp, "command"), "is required: [\"CMD-SHELL\", \"...\"] or [\"CMD\", ...]");
     if (Status s = StringArray(cmd, Dot(hp, "command")); !s) return s.take_error();
@@ -215,6 +247,7 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     for (json::View dep : deps) {
       std::string dp = At(Dot(path, "dependsOn"), i++);
       if (!dep.IsObject()) return Bad(dp, "must be an object with containerName and condition");
+      if (Status s = OnlyFields(dep, dp, {"containerName", "condition"}); !s) return s.take_error();
       Result<std::string> target = json::RequireString(dep, "containerName", Dot(dp, "containerName"));
       if (!target) return target.take_error();
       Result<std::string> cond = json::RequireString(dep, "condition", Dot(dp, "condition"));
@@ -233,6 +266,7 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     for (json::View m : mounts) {
       std::string mp = At(Dot(path, "mountPoints"), i++);
       if (!m.IsObject()) return Bad(mp, "must be an object");
+      if (Status s = OnlyFields(m, mp, {"sourceVolume", "containerPath", "readOnly"}); !s) return s.take_error();
       Result<std::string> src = json::RequireString(m, "sourceVolume", Dot(mp, "sourceVolume"));
       if (!src) return src.take_error();
       Result<std::string> dst = json::RequireString(m, "containerPath", Dot(mp, "containerPath"));
@@ -242,6 +276,21 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
       if (!ro) return ro.take_error();
       out->volumes.push_back(*src);
       out->volume_paths.push_back(Dot(mp, "sourceVolume"));
+    }
+  }
+  json::View log = c.Get("logConfiguration");
+  if (log.valid() && !log.IsNull()) {
+    std::string lp = Dot(path, "logConfiguration");
+    if (!log.IsObject()) return Bad(lp, "must be an object");
+    if (Status s = OnlyFields(log, lp, {"logDriver", "options"}); !s) return s.take_error();
+    Result<std::string> driver = json::RequireString(log, "logDriver", Dot(lp, "logDriver"));
+    if (!driver) return driver.take_error();
+    json::View opts = log.Get("options");
+    if (opts.valid() && !opts.IsNull()) {
+      if (!opts.IsObject()) return Bad(Dot(lp, "options"), "must be an object of strings");
+      for (json::View o : opts) {
+        if (!o.IsString()) return Bad(Dot(Dot(lp, "options"), o.Key()), "must be a string");
+      }
     }
   }
   return d;
@@ -268,6 +317,22 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
   for (const char* key : {"taskDefinitionArn", "revision", "status", "registeredAt", "deregisteredAt", "registeredBy"}) {
     if (body.Get(key).valid()) return Bad(key, "is set by the server and cannot be given");
   }
+  if (Status s = OnlyFields(body, "",
+                            {"family", "containerDefinitions", "volumes", "networkMode", "cpu", "memory",
+                             "placementConstraints", "requiresCompatibilities", "tags"});
+      !s) {
+    return s.take_error();
+  }
+  json::View compat = body.Get("requiresCompatibilities");
+  if (compat.valid() && !compat.IsNull()) {
+    if (!compat.IsArray()) return Bad("requiresCompatibilities", "must be an array");
+    for (json::View c : compat) {
+      if (c.String() != "EC2" && c.String() != "EXTERNAL") {
+        return Bad("requiresCompatibilities", "berth runs tasks on its nodes: EC2 or EXTERNAL, not '" +
+                                                  std::string(c.String()) + "'");
+      }
+    }
+  }
   Result<std::string> mode = json::OptionalString(body, "networkMode", "networkMode", "bridge");
   if (!mode) return mode.take_error();
   if (*mode != "bridge" && *mode != "host" && *mode != "none") {
@@ -284,6 +349,12 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
     for (json::View v : vols) {
       std::string vp = At("volumes", i++);
       if (!v.IsObject()) return Bad(vp, "must be an object");
+      if (Status s = OnlyFields(v, vp, {"name", "host", "dockerVolumeConfiguration"}); !s) return s.take_error();
+      if (Status s = OnlyFields(v.Get("host"), Dot(vp, "host"), {"sourcePath"}); !s) return s.take_error();
+      if (Status s = OnlyFields(v.Get("dockerVolumeConfiguration"), Dot(vp, "dockerVolumeConfiguration"), {"scope"});
+          !s) {
+        return s.take_error();
+      }
       Result<std::string> name = json::RequireString(v, "name", Dot(vp, "name"));
       if (!name) return name.take_error();
       if (name->empty() || name->size() > 255 || !NameChars(*name)) {
@@ -351,7 +422,7 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
   if (*task_cpu > 0 && sum_cpu > *task_cpu) {
     return Bad("cpu", "the containers' cpu (" + std::to_string(sum_cpu) + ") exceeds the task's (" + std::to_string(*task_cpu) + ")");
   }
-  // dependsOn and links point at other containers of the task; dependsOn has no cycle.
+  // dependsOn points at other containers of the task, with no cycle.
   for (size_t c = 0; c < checks.size(); c++) {
     std::string cp = At("containerDefinitions", c);
     for (size_t k = 0; k < checks[c].depends.size(); k++) {
@@ -363,9 +434,6 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
       if (cond == "HEALTHY" && !checks[it->second].has_health) {
         return Bad(dp, "condition HEALTHY needs a healthCheck on " + target);
       }
-    }
-    for (const std::string& link : checks[c].links) {
-      if (!index.count(link)) return Bad(Dot(cp, "links"), "no container is named " + link);
     }
   }
   std::vector<int> state(checks.size(), 0);  // 0 unvisited, 1 on the path, 2 done

@@ -12,7 +12,7 @@ namespace {
 
 const std::vector<flags::FlagSpec> kFlags = {
     {"data", true, "DIR", "state directory (default ./berth-data)"},
-    {"listen", true, "HOST:PORT", "API, dashboard and registry address (default 0.0.0.0:7070; port 0 picks one)"},
+    {"listen", true, "HOST:PORT", "API and registry address (default 0.0.0.0:7070; port 0 picks one)"},
     {"listen-unix", true, "PATH", "also serve on a Unix socket"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
     {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},

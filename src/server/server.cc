@@ -268,7 +268,7 @@ int Run(const Options& o) {
   net::Endpoint shown = where.value();
   shown.host = host;
   shown.port = port.value();
-  printf("berth: listening on http://%s (dashboard and API; bound to %s:%d)\n", shown.ToString().c_str(),
+  printf("berth: listening on http://%s (API and registry; bound to %s:%d)\n", shown.ToString().c_str(),
          where->host.c_str(), port.value());
   fflush(stdout);
   log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});

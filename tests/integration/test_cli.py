@@ -315,3 +315,25 @@ def test_describe_commands_are_readable_and_json_on_request():
             check(j["serviceName"] == "web" and j["deployments"][0]["rolloutState"] == "COMPLETED", "json %r" % j)
             n = expect_exit(cli(["node", "describe", "sim-00000"], env=env), 0, "node describe").stdout
             check("Node:" in n and "Attributes:" in n and "free of" in n, "node describe:\n%s" % n)
+
+
+def test_taskdef_with_fields_berth_would_ignore_is_refused():
+    """Regression (issue 10, item 5): a task definition with `secrets` was taken and
+    its container started without them. Now the field is refused, by name."""
+    with Server() as s:
+        env = env_for(s)
+        path = os.path.join(scratch_dir("td"), "db.json")
+        with open(path, "w") as f:
+            json.dump({"family": "db", "containerDefinitions": [
+                {"name": "main", "image": "mysql", "memory": 256,
+                 "secrets": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": "arn:aws:ssm:::parameter/pw"}]}]}, f)
+        r = cli(["taskdef", "register", path], env=env)
+        check(r.returncode == 1, "register with secrets: exit %d %r" % (r.returncode, r.stdout))
+        check("containerDefinitions[0].secrets" in r.stderr and "not supported" in r.stderr,
+              "the refusal names the field: %r" % r.stderr)
+        r = cli(["taskdef", "ls", "--all"], env=env)
+        check("db:" not in r.stdout, "a refused definition was registered: %r" % r.stdout)
+        out = cli(["server", "--help"]).stdout
+        check("dashboard" not in out, "server --help still speaks of a dashboard: %r" % out)
+        check(not any("dashboard" in l for l in s.stdout_lines), "the server says it serves a dashboard: %r"
+              % s.stdout_lines)
