@@ -1,4 +1,5 @@
-// `berth agent`: the node side of the cluster (today: simulated nodes only).
+// `berth agent`: the node side of the cluster: the Docker agent
+// (node_agent.h) or, with --simulate, simulated nodes (sim.h).
 #pragma once
 
 #include <string>

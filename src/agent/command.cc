@@ -23,6 +23,7 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"reserved-ports", true, "LIST", "host ports tasks may not take, e.g. 22,53/udp (default 22, and a local server's port)"},
     {"container-retention", true, "DURATION", "stopped containers are removed after this (default 1h)"},
     {"image-cleanup-after", true, "DURATION", "images the agent pulled, unused this long, are removed (default 1h)"},
+    {"docker-concurrency", true, "N", "Docker calls in flight at most, stops first (default 4)"},
     {"simulate", true, "N", "run N simulated nodes (no Docker) for scale tests"},
     {"node-cpu", true, "UNITS", "simulated nodes' CPU units (default 4096)"},
     {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
@@ -82,6 +83,14 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
       return 2;
     }
     o.reserved_memory_mib = static_cast<int64_t>(v.value());
+  }
+  if (p.Has("docker-concurrency")) {
+    Result<uint64_t> v = flags::ParseCount(p.Get("docker-concurrency"), "docker-concurrency");
+    if (!v || v.value() < 1 || v.value() > 256) {
+      fprintf(stderr, "berth agent: --docker-concurrency: must be a whole number from 1 to 256\n");
+      return 2;
+    }
+    o.docker_concurrency = static_cast<size_t>(v.value());
   }
   for (auto [name, dest] : {std::pair{"container-retention", &o.container_retention_ms},
                             std::pair{"image-cleanup-after", &o.image_cleanup_after_ms}}) {

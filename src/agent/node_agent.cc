@@ -1,27 +1,23 @@
 #include "agent/node_agent.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <random>
-#include <set>
-#include <uv.h>
 #include <vector>
 
+#include "agent/container_engine.h"
 #include "agent/container_spec.h"
 #include "agent/docker.h"
 #include "agent/host.h"
 #include "agent/protocol.h"
+#include "agent/reconciler.h"
 #include "base/crypto.h"
+#include "base/files.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
@@ -39,66 +35,17 @@ int64_t NowMs() {
 }
 
 constexpr int64_t kReportBatchMs = 100;
-constexpr int64_t kMaxBackoffMs = 30000;        // between attempts to reach Docker
+constexpr int64_t kMaxBackoffMs = 30000;  // between attempts to reach Docker
 // Between attempts to reach the server: well under its grace period (10 s by
 // default), so a server that comes back finds its agents before it would
 // declare their nodes lost.
 constexpr int64_t kMaxServerBackoffMs = 2000;
 
-// The states of a container as this agent tracks it.
-struct ContainerRec {
-  std::string name;  // the container definition's name
-  std::string id;    // Docker's id, once created or adopted
-  std::string state;  // Docker's: created, running, exited, dead, ... ("" before create)
-  bool exited = false;
-  int64_t exit_code = 0;
-  bool oom = false;
-  std::string health = "UNKNOWN";
-  std::string bindings = "[]";  // networkBindings JSON
-  bool busy = false;             // a Docker call for it is in flight
-  bool gone = false;             // removed behind our back
-  std::string error;             // why it could not be created or started
-};
-
-struct TaskRec {
-  TaskIdentity ident;
-  std::string desired = "RUNNING";
-  bool in_set = true;  // in the latest desired set
-  std::string server_last;  // lastStatus the server last told us
-  std::unique_ptr<TaskPlan> plan;
-  std::vector<ContainerRec> containers;  // in plan order once planned
-  std::string status = "PENDING";        // PENDING, RUNNING, STOPPED (what we report)
-  std::string stop_reason;               // set once the task must stop
-  bool stopping = false;
-  bool network_ready = false;
-  bool network_busy = false;
-  std::string acked;  // the report the server last acknowledged
-  ContainerRec* Find(std::string_view name) {
-    for (ContainerRec& c : containers) {
-      if (c.name == name) return &c;
-    }
-    return nullptr;
-  }
-};
-
-// Writes dir/name through a temporary file, fsync and rename (making dir if needed).
-bool WriteFileDurably(const std::string& dir, const std::string& name, const std::string& text) {
-  mkdir(dir.c_str(), 0700);
-  std::string path = dir + "/" + name, tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return false;
-  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
-  close(fd);
-  return ok && rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 }  // namespace
 
+// The server side of the agent (registration, the desired-state stream, reports,
+// the log relay) and the engine connection; the decisions about containers are
+// the Reconciler's (reconciler.h).
 class NodeAgentImpl {
  public:
   NodeAgentImpl(uv_loop_t* loop, NodeAgentOptions o)
@@ -110,7 +57,22 @@ class NodeAgentImpl {
     server_ = server.value();
     Result<net::Endpoint> docker = net::Endpoint::Parse(o_.docker);
     if (!docker) return Error::Invalid("--docker: " + docker.error().message);
-    engine_ = std::make_unique<docker::Engine>(loop_, docker.value());
+    if (o_.docker_concurrency < 1) return Error::Invalid("--docker-concurrency: must be 1 or more");
+    // The pool of call connections is as wide as the queue lets calls out; pulls,
+    // the events stream and log relays each stream on a connection of their own.
+    engine_ = std::make_unique<docker::Engine>(loop_, docker.value(), static_cast<int>(o_.docker_concurrency));
+    container_engine_ = std::make_unique<DockerContainerEngine>(engine_.get());
+    ReconcilerOptions ro;
+    ro.docker_concurrency = o_.docker_concurrency;
+    ro.default_stop_timeout_s = o_.default_stop_timeout_s;
+    ro.container_retention_ms = o_.container_retention_ms;
+    ro.image_cleanup_after_ms = o_.image_cleanup_after_ms;
+    ro.resync_ms = o_.resync_ms;
+    Reconciler::Hooks hooks;
+    hooks.engine_lost = [this] { EngineLost(); };
+    hooks.registry_auth = [this](const std::string& image) { return RegistryAuth(image); };
+    hooks.pulled_changed = [this](const std::map<std::string, int64_t>& pulled) { SavePulled(pulled); };
+    reconciler_ = std::make_unique<Reconciler>(container_engine_.get(), ro, std::move(hooks));
     if (server_.kind == net::Endpoint::Kind::kTcp) {
       std::string port = std::to_string(server_.port);
       o_.registry_hosts.push_back(server_.host + ":" + port);
@@ -123,8 +85,9 @@ class NodeAgentImpl {
     http::ClientOptions co;
     co.timeout_ms = 30000;
     reporter_ = std::make_unique<http::Client>(loop_, server_, co);
-    node_id_ = Trim(ReadFile(o_.state_dir + "/node-id"));
-    LoadPulled();
+    node_id_ = files::ReadTrimmed(o_.state_dir + "/node-id");
+    reconciler_->SetNode(node_id_);
+    reconciler_->SetPulled(LoadPulled());
     host_ = ReadHost();
     tick_.Start(50, 50, [this] { Tick(); });
     ConnectDocker();
@@ -135,16 +98,17 @@ class NodeAgentImpl {
     shut_ = true;
     tick_.Stop();
     stream_.reset();
-    events_.reset();
     reporter_.reset();
     logs_.clear();
+    reconciler_.reset();
+    container_engine_.reset();
     engine_.reset();
   }
 
   std::string node_id() const { return node_id_; }
 
  private:
-  // --- Docker connection, adoption and events ---
+  // --- the engine connection ---
 
   void ConnectDocker() {
     docker_state_ = DockerState::kConnecting;
@@ -162,440 +126,33 @@ class NodeAgentImpl {
       docker_failures_ = 0;
       version_ = v.value();
       log::Info("agent", "docker engine", {{"version", version_.version}, {"api", engine_->api_version()}});
-      if (node_id_.empty()) {
-        docker_state_ = DockerState::kReady;  // nothing of ours can run yet: adopt after registering
-        synced_ = true;
-        return;
-      }
-      Resync(true);
+      docker_state_ = DockerState::kReady;
+      // Before the node is registered nothing of ours can run: it syncs once registered.
+      if (!node_id_.empty()) SyncEngine();
     });
   }
 
-  // Lists our containers and folds what Docker shows into the tasks (adoption at
-  // start; after a Docker restart; and every resync_ms as a safety net).
-  void Resync(bool first) {
-    if (node_id_.empty() || resyncing_) return;
-    resyncing_ = true;
-    std::string filters = "{\"label\":[\"" + std::string(kLabelNode) + "=" + node_id_ + "\"]}";
-    engine_->Call("GET", "/containers/json?all=1&filters=" + docker::QueryEscape(filters), "",
-                  [this, first](Result<json::Doc> r) {
-                    resyncing_ = false;
-                    if (shut_) return;
-                    if (!r) {
-                      log::Warn("agent", "listing containers failed", {{"error", r.error().message}});
-                      EngineLost();
-                      return;
-                    }
-                    last_resync_ms_ = NowMs();
-                    docker_state_ = DockerState::kReady;  // it answered: steps may call it again
-                    std::set<std::string> seen;
-                    for (json::View c : r->view()) {
-                      json::View labels = c.Get("Labels");
-                      std::string task_id(labels.Get(kLabelTask).String());
-                      std::string name(labels.Get(kLabelContainer).String());
-                      std::string id(c.Get("Id").String());
-                      if (task_id.empty() || name.empty()) continue;
-                      seen.insert(id);
-                      TaskRec* t = FindTask(task_id);
-                      if (!t && std::string(c.Get("State").String()) != "running" && synced_) continue;  // old, stopped
-                      if (!t && !synced_) {
-                        if (std::string(c.Get("State").String()) != "running" &&
-                            std::string(c.Get("State").String()) != "created") {
-                          continue;  // stopped before we went away: cleanup removes it later
-                        }
-                        t = Adopt(task_id, labels);
-                      }
-                      if (!t) continue;
-                      ContainerRec* rec = t->Find(name);
-                      if (!rec) {
-                        t->containers.push_back(ContainerRec{});
-                        rec = &t->containers.back();
-                        rec->name = name;
-                      }
-                      if (rec->id.empty()) rec->id = id;
-                      if (rec->id == id) Inspect(task_id, name, id);
-                    }
-                    // Containers we know that Docker no longer has.
-                    for (auto& [task_id, t] : tasks_) {
-                      for (ContainerRec& rec : t.containers) {
-                        if (!rec.id.empty() && !rec.busy && !seen.count(rec.id)) Vanished(t, rec);
-                      }
-                      Step(t);
-                    }
-                    if (first || !synced_) {
-                      synced_ = true;
-                      docker_state_ = DockerState::kReady;
-                      if (!tasks_.empty()) log::Info("agent", "adopted running tasks", {{"tasks", std::to_string(tasks_.size())}});
-                      OpenEvents();
-                      ApplyPendingDesired();
-                    }
-                  });
-  }
-
-  TaskRec* Adopt(const std::string& task_id, json::View labels) {
-    TaskRec& t = tasks_[task_id];
-    t.ident.id = task_id;
-    t.ident.cluster = std::string(labels.Get(kLabelCluster).String());
-    t.ident.node = node_id_;
-    t.ident.service = std::string(labels.Get(kLabelService).String());
-    t.ident.task_definition = std::string(labels.Get(kLabelTaskDefinition).String());
-    t.in_set = true;  // until the first desired set says otherwise
-    return &t;
-  }
-
-  void OpenEvents() {
-    std::string filters = "{\"type\":[\"container\"],\"label\":[\"" + std::string(kLabelNode) + "=" + node_id_ + "\"]}";
-    auto lines = std::make_shared<docker::LineSplitter>([this](std::string_view line) { OnEvent(line); });
-    events_ = engine_->Open(
-        "GET", "/events?filters=" + docker::QueryEscape(filters), "", [lines](std::string_view d) { lines->Feed(d); },
-        [this](Status s) {
-          if (shut_) return;
-          log::Warn("agent", "docker events stream ended; resyncing", {{"why", s ? "closed" : s.error().message}});
-          Bury(std::move(events_));
-          // The engine may have restarted: renegotiate, then compare everything.
-          synced_ = true;
-          EngineLost();
-        });
-  }
-
-  void OnEvent(std::string_view line) {
-    Result<json::Doc> d = json::Doc::Parse(line);
-    if (!d) return;
-    json::View ev = d->view();
-    std::string action(ev.Get("Action").String());
-    json::View attrs = ev.Get("Actor").Get("Attributes");
-    std::string task_id(attrs.Get(kLabelTask).String());
-    std::string name(attrs.Get(kLabelContainer).String());
-    std::string id(ev.Get("Actor").Get("ID").String());
-    TaskRec* t = FindTask(task_id);
-    if (!t) return;
-    ContainerRec* rec = t->Find(name);
-    if (!rec || rec->id != id) return;
-    if (action == "destroy") {
-      if (!rec->busy) Vanished(*t, *rec);
-      Step(*t);
-      return;
-    }
-    // Our own start call inspects when it returns; its event adds nothing.
-    if (action == "start" && (rec->busy || rec->state == "running")) return;
-    if (action == "start" || action == "die" || action == "oom" || action.rfind("health_status", 0) == 0 ||
-        action == "stop" || action == "kill" || action == "pause" || action == "unpause") {
-      Inspect(task_id, name, id);
-    }
-  }
-
-  // A container we made is no longer in Docker: removed behind our back.
-  void Vanished(TaskRec& t, ContainerRec& rec) {
-    if (rec.gone) return;
-    rec.gone = true;
-    if (!rec.exited) {
-      rec.exited = true;
-      rec.exit_code = 137;
-      rec.state = "removed";
-    }
-    if (t.stop_reason.empty() && t.status != "STOPPED") {
-      t.stop_reason = "Container " + rec.name + " was removed outside of berth";
-    }
-  }
-
-  void Inspect(const std::string& task_id, const std::string& name, const std::string& id) {
-    engine_->Call("GET", "/containers/" + id + "/json", "", [this, task_id, name, id](Result<json::Doc> r) {
-      if (shut_) return;
-      TaskRec* t = FindTask(task_id);
-      if (!t) return;
-      ContainerRec* rec = t->Find(name);
-      if (!rec || rec->id != id) return;
-      if (!r) {
-        if (Transient(r.error())) return;
-        if (r.error().kind == ErrorKind::kNotFound) Vanished(*t, *rec);
-        Step(*t);
-        return;
-      }
-      Observe(*rec, r->view());
-      Step(*t);
+  // Events, then the listing and adoption; then the desired set waiting, if any.
+  void SyncEngine() {
+    reconciler_->Sync([this](Status) {
+      if (!shut_) ApplyPendingDesired();
     });
   }
 
-  static void Observe(ContainerRec& rec, json::View inspect) {
-    json::View st = inspect.Get("State");
-    rec.state = std::string(st.Get("Status").String());
-    rec.exited = rec.state == "exited" || rec.state == "dead";
-    rec.exit_code = static_cast<int64_t>(st.Get("ExitCode").Number());
-    rec.oom = st.Get("OOMKilled").IsBool() && st.Get("OOMKilled").Bool();
-    std::string health(st.Get("Health").Get("Status").String());
-    rec.health = health == "healthy" ? "HEALTHY" : health == "unhealthy" ? "UNHEALTHY" : "UNKNOWN";
-    json::Doc bindings = json::Doc::Array();
-    for (json::View port : inspect.Get("NetworkSettings").Get("Ports")) {
-      std::string key(port.Key());
-      size_t slash = key.find('/');
-      int container_port = atoi(key.substr(0, slash).c_str());
-      std::string proto = slash == std::string::npos ? "tcp" : key.substr(slash + 1);
-      for (json::View b : port) {
-        std::string ip(b.Get("HostIp").String());
-        if (ip == "::") continue;  // the same binding on IPv6
-        json::Doc nb = json::Doc::Object();
-        nb.Set("containerPort", container_port)
-            .Set("hostPort", atoi(std::string(b.Get("HostPort").String()).c_str()))
-            .Set("protocol", proto)
-            .Set("bindIP", ip.empty() ? "0.0.0.0" : ip);
-        bindings.Push(nb);
-      }
-    }
-    rec.bindings = bindings.Print();
-  }
-
-  // --- the step: what is against what should be, for one task ---
-
-  static bool Satisfied(TaskRec& t, const std::string& target, const std::string& condition, bool* failed) {
-    ContainerRec* c = t.Find(target);
-    if (!c || c->id.empty()) return false;
-    if (condition == "START") return c->state == "running" || c->exited;
-    if (condition == "COMPLETE") return c->exited;
-    if (condition == "SUCCESS") {
-      if (c->exited && c->exit_code != 0) *failed = true;
-      return c->exited && c->exit_code == 0;
-    }
-    if (condition == "HEALTHY") {
-      if (c->exited) *failed = true;
-      return c->health == "HEALTHY";
-    }
-    return false;
-  }
-
-  void Step(TaskRec& t) {
-    if (t.status == "STOPPED") return;
-    // With the engine away nothing can be done; the resync after it answers
-    // again steps every task.
-    if (docker_state_ != DockerState::kReady) return;
-    bool must_stop = t.desired == "STOPPED" || !t.in_set || !t.stop_reason.empty();
-    if (!must_stop && t.plan) {
-      // Essential containers that exited, failed or turned unhealthy stop the task.
-      for (size_t i = 0; i < t.containers.size() && i < t.plan->containers.size(); i++) {
-        ContainerRec& c = t.containers[i];
-        const ContainerPlan& p = t.plan->containers[i];
-        if (!c.error.empty()) {
-          t.stop_reason = c.error;
-        } else if (p.essential && c.exited) {
-          t.stop_reason = "Essential container in task exited" + std::string(c.oom ? " (OutOfMemory)" : "");
-        } else if (p.essential && c.health == "UNHEALTHY" && c.state == "running") {
-          t.stop_reason = "Task failed container health checks";
-        }
-        if (!t.stop_reason.empty()) break;
-      }
-      must_stop = !t.stop_reason.empty();
-    }
-    if (must_stop) return StopStep(t);
-    if (!t.plan) return;  // adopted, waiting for the desired set to say what it is
-
-    if (t.plan->own_network && !t.network_ready) {
-      if (!t.network_busy) CreateNetwork(t);
-      return;
-    }
-    bool all_started = true;
-    for (size_t i = 0; i < t.plan->containers.size(); i++) {
-      const ContainerPlan& p = t.plan->containers[i];
-      ContainerRec& c = t.containers[i];
-      if (!c.id.empty() && (c.state == "running" || c.exited)) continue;
-      all_started = false;
-      if (c.busy) continue;
-      if (!c.id.empty() && c.state == "created") {
-        StartContainer(t, c);
-        continue;
-      }
-      if (!c.id.empty()) continue;
-      bool failed = false, ready = true;
-      for (const auto& [target, condition] : p.depends_on) ready = ready && Satisfied(t, target, condition, &failed);
-      if (failed) {
-        t.stop_reason = "Dependency condition of container " + p.name + " failed";
-        return StopStep(t);
-      }
-      if (ready) Launch(t, i);
-    }
-    if (all_started && t.status == "PENDING") {
-      t.status = "RUNNING";
-      log::Info("agent", "task running", {{"task", t.ident.id}});
-    }
-  }
-
-  void StopStep(TaskRec& t) {
-    if (!t.stopping) {
-      t.stopping = true;
-      if (t.stop_reason.empty()) t.stop_reason = t.in_set ? "Task stopped by the server" : "Task no longer wanted on this node";
-      log::Info("agent", "stopping task", {{"task", t.ident.id}, {"reason", t.stop_reason}});
-    }
-    bool busy = false;
-    for (size_t i = 0; i < t.containers.size(); i++) {
-      ContainerRec& c = t.containers[i];
-      if (c.busy) {
-        busy = true;
-        continue;
-      }
-      if (c.id.empty() || c.exited || c.gone) continue;
-      busy = true;
-      int64_t timeout = t.plan && i < t.plan->containers.size() ? t.plan->containers[i].stop_timeout_s
-                                                                 : o_.default_stop_timeout_s;
-      c.busy = true;
-      std::string task_id = t.ident.id, name = c.name, id = c.id;
-      // SIGTERM, then SIGKILL after the timeout: Docker's stop does exactly that.
-      engine_->Call("POST", "/containers/" + id + "/stop?t=" + std::to_string(timeout), "",
-                    [this, task_id, name, id](Result<json::Doc> r) {
-                      if (shut_) return;
-                      TaskRec* t = FindTask(task_id);
-                      ContainerRec* c = t ? t->Find(name) : nullptr;
-                      if (!c) return;
-                      c->busy = false;
-                      if (!r && Transient(r.error())) return;
-                      if (!r && r.error().kind == ErrorKind::kNotFound) {
-                        Vanished(*t, *c);
-                        return Step(*t);
-                      }
-                      if (!r) log::Warn("agent", "stop failed", {{"container", id}, {"error", r.error().message}});
-                      Inspect(task_id, name, id);
-                    });
-    }
-    if (busy) return;
-    t.status = "STOPPED";
-    log::Info("agent", "task stopped", {{"task", t.ident.id}, {"reason", t.stop_reason}});
-    if (t.plan && t.plan->own_network) {
-      engine_->Call("DELETE", "/networks/" + t.plan->network_name, "", [](Result<json::Doc>) {});
-    }
-  }
-
-  void CreateNetwork(TaskRec& t) {
-    t.network_busy = true;
-    json::Doc labels = json::Doc::Object();
-    labels.Set(kLabelTask, t.ident.id).Set(kLabelNode, node_id_).Set(kLabelCluster, t.ident.cluster);
-    json::Doc body = json::Doc::Object();
-    body.Set("Name", t.plan->network_name).Set("Driver", "bridge").Set("CheckDuplicate", true).Set("Labels", labels);
-    std::string task_id = t.ident.id;
-    engine_->Call("POST", "/networks/create", body.Print(), [this, task_id](Result<json::Doc> r) {
-      if (shut_) return;
-      TaskRec* t = FindTask(task_id);
-      if (!t) return;
-      t->network_busy = false;
-      if (!r && Transient(r.error())) return;
-      if (r || r.error().kind == ErrorKind::kConflict) {
-        t->network_ready = true;
-      } else {
-        t->stop_reason = "CannotCreateNetworkError: " + r.error().message;
-      }
-      Step(*t);
-    });
-  }
-
-  // Image (pulled if needed), create, start: one container.
-  void Launch(TaskRec& t, size_t index) {
-    ContainerRec& c = t.containers[index];
-    c.busy = true;
-    std::string task_id = t.ident.id, name = c.name, image = t.plan->containers[index].image;
-    EnsureImage(image, [this, task_id, name, index](Status s) {
-      if (shut_) return;
-      TaskRec* t = FindTask(task_id);
-      if (!t) return;
-      ContainerRec* c = t->Find(name);
-      if (!s) {
-        c->busy = false;
-        if (Transient(s.error())) return;
-        c->error = "CannotPullContainerError: " + s.error().message;
-        return Step(*t);
-      }
-      if (t->stopping) {
-        c->busy = false;
-        return Step(*t);
-      }
-      const ContainerPlan& p = t->plan->containers[index];
-      engine_->Call("POST", "/containers/create?name=" + p.docker_name, p.create_body,
-                    [this, task_id, name, docker_name = p.docker_name](Result<json::Doc> r) {
-                      if (shut_) return;
-                      TaskRec* t = FindTask(task_id);
-                      if (!t) return;
-                      ContainerRec* c = t->Find(name);
-                      if (!r && r.error().kind == ErrorKind::kConflict) {
-                        // Made before a crash of ours: take it over.
-                        return AdoptByName(task_id, name, docker_name);
-                      }
-                      if (!r) {
-                        c->busy = false;
-                        if (Transient(r.error())) return;
-                        c->error = "CannotCreateContainerError: " + r.error().message;
-                        return Step(*t);
-                      }
-                      c->id = std::string(r->view().Get("Id").String());
-                      c->state = "created";
-                      if (t->stopping) {
-                        c->busy = false;
-                        return Step(*t);
-                      }
-                      StartContainer(*t, *c);
-                    });
-    });
-  }
-
-  void AdoptByName(const std::string& task_id, const std::string& name, const std::string& docker_name) {
-    engine_->Call("GET", "/containers/" + docker_name + "/json", "", [this, task_id, name](Result<json::Doc> r) {
-      if (shut_) return;
-      auto [t, c] = Returned(task_id, name);
-      if (!t) return;
-      if (!r) {
-        if (Transient(r.error())) return;
-        c->error = "CannotCreateContainerError: " + r.error().message;
-        return Step(*t);
-      }
-      c->id = std::string(r->view().Get("Id").String());
-      Observe(*c, r->view());
-      Step(*t);
-    });
-  }
-
-  void StartContainer(TaskRec& t, ContainerRec& c) {
-    c.busy = true;
-    std::string task_id = t.ident.id, name = c.name, id = c.id;
-    engine_->Call("POST", "/containers/" + id + "/start", "", [this, task_id, name, id](Result<json::Doc> r) {
-      if (shut_) return;
-      auto [t, c] = Returned(task_id, name);
-      if (!t) return;
-      if (!r) {
-        if (Transient(r.error())) return;
-        c->error = "CannotStartContainerError: " + r.error().message;
-        return Step(*t);
-      }
-      Inspect(task_id, name, id);
-    });
-  }
-
-  // Calls `done` once the image is present: reused when there (unless its tag
-  // must be re-resolved: none or latest), pulled otherwise. One pull per image.
-  void EnsureImage(const std::string& image, std::function<void(Status)> done) {
-    auto& waiters = pulls_[image];
-    waiters.push_back(std::move(done));
-    if (waiters.size() > 1) return;
-    auto finish = [this, image](Status s) {
-      std::vector<std::function<void(Status)>> w = std::move(pulls_[image]);
-      pulls_.erase(image);
-      for (auto& f : w) f(s);
-    };
-    engine_->Call("GET", "/images/" + image + "/json", "", [this, image, finish](Result<json::Doc> r) {
-      if (shut_) return;
-      if (!r && r.error().kind != ErrorKind::kNotFound) return finish(r.take_error());  // engine trouble, not absence
-      docker::ImageRef ref = docker::ParseImageRef(image);
-      bool present = r.ok();
-      bool reresolve = ref.digest.empty() && (!ref.explicit_tag || ref.tag == "latest");
-      if (present && !reresolve) return finish(Status{});
-      engine_->Pull(image, RegistryAuth(ref), [this, image, present, finish](Status s) {
-        if (s) NotePulled(image);
-        if (!s && present) {
-          log::Warn("agent", "pull failed; using the local image", {{"image", image}, {"error", s.error().message}});
-          return finish(Status{});
-        }
-        finish(s);
-      });
-    });
+  // A call found the engine not answering: reconnect (with backoff), then sync.
+  void EngineLost() {
+    if (docker_state_ == DockerState::kDown) return;
+    log::Warn("agent", "docker engine lost; reconnecting");
+    reconciler_->EngineDown();
+    docker_state_ = DockerState::kDown;
+    docker_retry_ms_ = NowMs() + Backoff(++docker_failures_, 250);
   }
 
   // X-Registry-Auth for an image: the agent's token for the server's own
   // registry; for others, what `docker login` left in this host's Docker config
   // ($DOCKER_CONFIG/config.json or ~/.docker/config.json), if anything.
-  std::string RegistryAuth(const docker::ImageRef& ref) const {
+  std::string RegistryAuth(const std::string& image) const {
+    docker::ImageRef ref = docker::ParseImageRef(image);
     json::Doc a = json::Doc::Object();
     for (const std::string& h : o_.registry_hosts) {
       if (h == ref.registry) {
@@ -606,7 +163,7 @@ class NodeAgentImpl {
     const char* dir = getenv("DOCKER_CONFIG");
     const char* home = getenv("HOME");
     std::string path = dir && *dir ? std::string(dir) + "/config.json" : std::string(home ? home : "/root") + "/.docker/config.json";
-    Result<json::Doc> config = json::Doc::Parse(ReadFile(path));
+    Result<json::Doc> config = json::Doc::Parse(files::ReadTrimmed(path));
     if (!config) return "";
     json::View auths = config->view().Get("auths");
     std::vector<std::string> keys = {ref.registry, "https://" + ref.registry, "http://" + ref.registry};
@@ -664,17 +221,19 @@ class NodeAgentImpl {
       bool first = node_id_.empty();
       node_id_ = id;
       if (first) SaveNodeId();
+      reconciler_->SetNode(node_id_);
       registered_ = true;
       server_failures_ = 0;
       log::Info("agent", "registered", {{"node", node_id_}, {"server", server_.ToString()}});
-      if (first) Resync(true);
+      if (first) SyncEngine();
       OpenStream();
     });
   }
 
   void SaveNodeId() {
-    if (!WriteFileDurably(o_.state_dir, "node-id", node_id_ + "\n")) {
-      log::Error("agent", "cannot keep the node id", {{"dir", o_.state_dir}, {"error", strerror(errno)}});
+    mkdir(o_.state_dir.c_str(), 0700);
+    if (Status s = files::WriteAtomically(o_.state_dir + "/node-id", node_id_ + "\n"); !s) {
+      log::Error("agent", "cannot keep the node id", {{"dir", o_.state_dir}, {"error", s.error().message}});
     }
   }
 
@@ -723,11 +282,10 @@ class NodeAgentImpl {
         return;
       }
       TakeDesired(m, type == "desired");
-      if (synced_) ApplyPendingDesired();
+      ApplyPendingDesired();
     } else if (type == "deregistered") {
       log::Warn("agent", "this node was deregistered; stopping its tasks", {{"node", node_id_}});
-      for (auto& [id, t] : tasks_) t.in_set = false;
-      for (auto& [id, t] : tasks_) Step(t);
+      reconciler_->StopAll();
       deregistered_ = true;
     } else if (type == "logs") {
       StartLogs(msg->view());
@@ -754,103 +312,12 @@ class NodeAgentImpl {
     desired_pending_ = true;
   }
 
-  // Level-triggered: the node's tasks are made to match the whole desired set.
+  // Level-triggered: the node's tasks are made to match the whole desired set,
+  // once adoption is done.
   void ApplyPendingDesired() {
-    if (!desired_pending_) return;
+    if (!desired_pending_ || !reconciler_->synced()) return;
     desired_pending_ = false;
-    for (auto& [id, d] : desired_) {
-      auto it = tasks_.find(id);
-      if (it == tasks_.end()) {
-        TaskRec& t = tasks_[id];
-        t.ident.id = id;
-        t.ident.cluster = d.cluster;
-        t.ident.node = node_id_;
-        t.ident.service = d.service;
-        t.ident.task_definition = d.task_definition;
-        if (d.desired != "RUNNING") {
-          // Never started here: say so, so the server can forget it.
-          t.status = "STOPPED";
-          t.stop_reason = "Task stopped before it started";
-        }
-        it = tasks_.find(id);
-      }
-      TaskRec& t = it->second;
-      t.in_set = true;
-      t.desired = d.desired;
-      if (!t.plan && t.status != "STOPPED") {
-        auto def = defs_.find(t.ident.task_definition);
-        Plan(t, def != defs_.end() ? def->second.view() : json::View());
-      }
-      // The server missed a report (e.g. across its restart): say it again. Only
-      // what the latest line carried says what the server believes now.
-      if (d.fresh) {
-        t.server_last = d.server_last;
-        if (t.server_last != t.status && !t.acked.empty()) t.acked.clear();
-        d.fresh = false;
-      }
-    }
-    for (auto it = tasks_.begin(); it != tasks_.end();) {
-      if (!desired_.count(it->first)) {
-        it->second.in_set = false;
-        if (it->second.status == "STOPPED") {
-          it = tasks_.erase(it);
-          continue;
-        }
-      }
-      ++it;
-    }
-    for (auto& [id, t] : tasks_) Step(t);
-  }
-
-  void Plan(TaskRec& t, json::View td) {
-    PlanOptions po;
-    po.default_stop_timeout_s = o_.default_stop_timeout_s;
-    Result<TaskPlan> plan = PlanTask(t.ident, td, po);
-    if (!plan) {
-      t.stop_reason = "CannotCreateContainerError: " + plan.error().message;
-      return;
-    }
-    t.plan = std::make_unique<TaskPlan>(std::move(plan.value()));
-    // Containers adopted before the plan was known keep their ids; order follows the plan.
-    std::vector<ContainerRec> ordered;
-    for (const ContainerPlan& p : t.plan->containers) {
-      ContainerRec* known = t.Find(p.name);
-      if (known) {
-        ordered.push_back(std::move(*known));
-      } else {
-        ContainerRec c;
-        c.name = p.name;
-        ordered.push_back(std::move(c));
-      }
-    }
-    t.containers = std::move(ordered);
-    if (t.plan->own_network) t.network_ready = AnyCreated(t);
-  }
-
-  static bool AnyCreated(const TaskRec& t) {
-    for (const ContainerRec& c : t.containers) {
-      if (!c.id.empty()) return true;
-    }
-    return false;
-  }
-
-  std::string ReportOf(const TaskRec& t) const {
-    json::Doc containers = json::Doc::Array();
-    for (const ContainerRec& c : t.containers) {
-      json::Doc d = json::Doc::Object();
-      std::string last = c.exited || (t.status == "STOPPED") ? "STOPPED" : c.state == "running" ? "RUNNING" : "PENDING";
-      d.Set("name", c.name).Set("lastStatus", last).Set("healthStatus", c.health);
-      if (!c.id.empty()) d.Set("runtimeId", c.id);
-      if (c.exited) d.Set("exitCode", c.exit_code);
-      if (!c.error.empty()) d.Set("reason", c.error);
-      else if (c.oom) d.Set("reason", "OutOfMemoryError: container killed due to memory usage");
-      d.SetRaw("networkBindings", c.exited ? "[]" : c.bindings);
-      containers.Push(d);
-    }
-    json::Doc r = json::Doc::Object();
-    r.Set("taskId", t.ident.id).Set("lastStatus", t.status).Set("containers", containers);
-    if (t.status == "STOPPED") r.Set("reason", t.stop_reason);
-    return r.Print();
+    reconciler_->ApplyDesired(desired_, defs_);
   }
 
   // The server says how often to report in each answer.
@@ -863,16 +330,11 @@ class NodeAgentImpl {
   void Report() {
     bool heartbeat_due = NowMs() - last_report_ms_ >= heartbeat_ms_;
     if (!heartbeat_due && NowMs() - last_report_ms_ < kReportBatchMs) return;
-    std::vector<std::pair<std::string, std::string>> sent;
+    std::vector<std::pair<std::string, std::string>> sent = reconciler_->PendingReports(500);
     std::string list = "[";
-    for (const auto& [id, t] : tasks_) {
-      if (!t.in_set) continue;  // the server no longer holds it
-      std::string r = ReportOf(t);
-      if (r == t.acked) continue;
-      if (sent.size() >= 500) break;
-      if (!sent.empty()) list += ",";
+    for (const auto& [id, r] : sent) {
+      if (list.size() > 1) list += ",";
       list += r;
-      sent.emplace_back(id, std::move(r));
     }
     list += "]";
     if (sent.empty() && !heartbeat_due) return;
@@ -890,10 +352,7 @@ class NodeAgentImpl {
                       }
                       report_failures_ = 0;
                       if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
-                      for (const auto& [id, text] : sent) {
-                        TaskRec* t = FindTask(id);
-                        if (t) t->acked = text;
-                      }
+                      for (const auto& [id, text] : sent) reconciler_->Acknowledged(id, text);
                     });
   }
 
@@ -908,11 +367,8 @@ class NodeAgentImpl {
     if (request_id.empty() || request_id.size() > 64) return;
     // A task we track names its containers; a forgotten one (stopped, kept for
     // the retention period) is found by the container name berth gave it.
-    std::string docker_ref;
-    if (TaskRec* t = FindTask(task_id)) {
-      ContainerRec* c = container.empty() ? (t->containers.empty() ? nullptr : &t->containers[0]) : t->Find(container);
-      if (c) docker_ref = c->id;
-    } else if (!container.empty()) {
+    std::string docker_ref = reconciler_->ContainerId(task_id, container);
+    if (docker_ref.empty() && reconciler_->TaskStatus(task_id).empty() && !container.empty()) {
       docker_ref = DockerName(task_id, container);
     }
     std::string what = container.empty() ? "task " + task_id : "container " + container + " of task " + task_id;
@@ -1005,10 +461,7 @@ class NodeAgentImpl {
         relay->Wake();
       }
     }
-    if ((docker_state_ == DockerState::kDown) && now >= docker_retry_ms_) {
-      if (events_) {
-        Bury(std::move(events_));
-      }
+    if (docker_state_ == DockerState::kDown && now >= docker_retry_ms_) {
       ConnectDocker();
       return;
     }
@@ -1020,145 +473,31 @@ class NodeAgentImpl {
       OpenStream();
     }
     if (registered_ && !report_in_flight_ && now >= report_retry_ms_) Report();
-    if (synced_ && now - last_resync_ms_ >= o_.resync_ms) Resync(false);
-    if (now - last_cleanup_ms_ >= 60000) {
-      last_cleanup_ms_ = now;
-      Cleanup();
-      CleanupImages();
-    }
+    reconciler_->Tick(now);
   }
 
-  // Removes our stopped containers (with their task-scoped volumes) once they are
-  // older than the retention period and their task is forgotten, and the per-task
-  // networks of tasks that are stopped or unknown here (left by a crash between a
-  // task's end and its network's removal, or by a task the server forgot while
-  // this agent was away): Docker's default address pools hold only about 31.
-  void Cleanup() {
-    if (node_id_.empty()) return;
-    std::string ours = "{\"label\":[\"" + std::string(kLabelNode) + "=" + node_id_ + "\"]}";
-    engine_->Call("GET", "/networks?filters=" + docker::QueryEscape(ours), "", [this](Result<json::Doc> r) {
-      if (shut_ || !r) return;
-      for (json::View n : r->view()) {
-        const TaskRec* t = FindTask(std::string(n.Get("Labels").Get(kLabelTask).String()));
-        if (t && t->status != "STOPPED") continue;
-        std::string name(n.Get("Name").String());
-        // Docker refuses (409) while a running container uses it: a later sweep retries.
-        engine_->Call("DELETE", "/networks/" + std::string(n.Get("Id").String()), "", [name](Result<json::Doc> r) {
-          if (r) log::Info("agent", "removed a network no task uses", {{"network", name}});
-        });
-      }
-    });
-    std::string filters = "{\"label\":[\"" + std::string(kLabelNode) + "=" + node_id_ + "\"],\"status\":[\"exited\",\"dead\",\"created\"]}";
-    engine_->Call("GET", "/containers/json?all=1&filters=" + docker::QueryEscape(filters), "", [this](Result<json::Doc> r) {
-      if (shut_ || !r) return;
-      for (json::View c : r->view()) {
-        std::string id(c.Get("Id").String());
-        std::string task_id(c.Get("Labels").Get(kLabelTask).String());
-        TaskRec* t = FindTask(task_id);
-        if (t && t->status != "STOPPED") continue;
-        engine_->Call("GET", "/containers/" + id + "/json", "", [this, id](Result<json::Doc> r) {
-          if (shut_ || !r) return;
-          std::string finished(r->view().Get("State").Get("FinishedAt").String());
-          if (!OlderThan(finished, o_.container_retention_ms)) return;
-          engine_->Call("DELETE", "/containers/" + id + "?v=1", "", [](Result<json::Doc>) {});
-        });
-      }
-    });
-  }
-
-  // Images this agent pulled (only those: images put there by hand are never
-  // touched), with when a task last used them, kept in <state>/images.json.
-  void NotePulled(const std::string& image) {
-    pulled_[image] = time(nullptr);
-    SavePulled();
-  }
-
-  void LoadPulled() {
-    Result<json::Doc> d = json::Doc::Parse(ReadFile(o_.state_dir + "/images.json"));
-    if (!d) return;
+  // Images this agent pulled, with when a task last used them, kept in
+  // <state>/images.json (only those are ever removed).
+  std::map<std::string, int64_t> LoadPulled() const {
+    std::map<std::string, int64_t> out;
+    Result<json::Doc> d = json::Doc::Parse(files::ReadTrimmed(o_.state_dir + "/images.json"));
+    if (!d) return out;
     for (json::View v : d->view()) {
-      if (v.IsNumber()) pulled_[std::string(v.Key())] = static_cast<int64_t>(v.Number());
+      if (v.IsNumber()) out[std::string(v.Key())] = static_cast<int64_t>(v.Number());
     }
+    return out;
   }
 
-  void SavePulled() {
+  void SavePulled(const std::map<std::string, int64_t>& pulled) {
     json::Doc d = json::Doc::Object();
-    for (const auto& [image, when] : pulled_) d.Set(image, when);
-    if (!WriteFileDurably(o_.state_dir, "images.json", d.Print())) {
-      log::Warn("agent", "cannot keep the list of pulled images", {{"dir", o_.state_dir}, {"error", strerror(errno)}});
+    for (const auto& [image, when] : pulled) d.Set(image, when);
+    mkdir(o_.state_dir.c_str(), 0700);
+    if (Status s = files::WriteAtomically(o_.state_dir + "/images.json", d.Print()); !s) {
+      log::Warn("agent", "cannot keep the list of pulled images", {{"dir", o_.state_dir}, {"error", s.error().message}});
     }
-  }
-
-  // Removes images we pulled that no task has used for image_cleanup_after_ms.
-  // Docker refuses to remove one a container (even a stopped one) still uses.
-  void CleanupImages() {
-    int64_t now = time(nullptr);
-    std::set<std::string> in_use;
-    for (const auto& [id, t] : tasks_) {
-      if (!t.plan || t.status == "STOPPED") continue;
-      for (const ContainerPlan& p : t.plan->containers) in_use.insert(p.image);
-    }
-    bool changed = false;
-    for (auto& [image, when] : pulled_) {
-      if (in_use.count(image)) {
-        when = now;
-        changed = true;
-        continue;
-      }
-      if ((now - when) * 1000 < o_.image_cleanup_after_ms) continue;
-      std::string name = image;  // clang 14 cannot capture a structured binding
-      engine_->Call("DELETE", "/images/" + name, "", [this, image = name](Result<json::Doc> r) {
-        if (shut_) return;
-        if (r || r.error().kind == ErrorKind::kNotFound) {
-          log::Info("agent", "removed an unused image", {{"image", image}});
-          pulled_.erase(image);
-          SavePulled();
-        }
-      });
-    }
-    if (changed) SavePulled();
-  }
-
-  // True if the RFC 3339 time `when` is more than `ms` ago (false if unparsable).
-  static bool OlderThan(const std::string& when, int64_t ms) {
-    struct tm tm = {};
-    if (when.size() < 19 || !strptime(when.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return false;
-    time_t t = timegm(&tm);
-    if (t <= 0) return false;  // "0001-01-01T00:00:00Z": never ran
-    return (time(nullptr) - t) * 1000 > ms;
   }
 
   // --- helpers ---
-
-  // The engine did not answer (as opposed to refusing): no task is blamed; the
-  // engine is reconnected, and the resync after it steps every task again.
-  bool Transient(const Error& e) {
-    if (e.kind != ErrorKind::kUnavailable) return false;
-    EngineLost();
-    return true;
-  }
-
-  void EngineLost() {
-    if (docker_state_ == DockerState::kDown) return;
-    log::Warn("agent", "docker engine lost; reconnecting");
-    docker_state_ = DockerState::kDown;
-    docker_retry_ms_ = NowMs() + Backoff(++docker_failures_, 250);
-  }
-
-  TaskRec* FindTask(const std::string& id) {
-    auto it = tasks_.find(id);
-    return it == tasks_.end() ? nullptr : &it->second;
-  }
-
-  // The task and container a finished Docker call was about, with the
-  // container's call marked done; (nullptr, nullptr) if the task is gone.
-  std::pair<TaskRec*, ContainerRec*> Returned(const std::string& task_id, const std::string& name) {
-    TaskRec* t = FindTask(task_id);
-    ContainerRec* c = t ? t->Find(name) : nullptr;
-    if (!c) return {nullptr, nullptr};
-    c->busy = false;
-    return {t, c};
-  }
 
   int64_t Backoff(int failures, int64_t base_ms, int64_t max_ms = kMaxBackoffMs) {
     int64_t ms = std::min<int64_t>(max_ms, base_ms << std::min(failures, 7));
@@ -1172,13 +511,6 @@ class NodeAgentImpl {
     if (s) buried_streams_.push_back(std::move(s));
   }
 
-  static std::string ReadFile(const std::string& path) {
-    std::ifstream f(path);
-    std::string s;
-    if (f) std::getline(f, s, '\0');
-    return s;
-  }
-
   enum class DockerState { kConnecting, kDown, kReady };
 
   uv_loop_t* loop_;
@@ -1187,6 +519,8 @@ class NodeAgentImpl {
   net::Timer tick_;
   net::Endpoint server_;
   std::unique_ptr<docker::Engine> engine_;
+  std::unique_ptr<DockerContainerEngine> container_engine_;
+  std::unique_ptr<Reconciler> reconciler_;
   docker::EngineVersion version_;
   HostResources host_;
   std::string node_id_;
@@ -1195,11 +529,6 @@ class NodeAgentImpl {
   DockerState docker_state_ = DockerState::kConnecting;
   int docker_failures_ = 0;
   int64_t docker_retry_ms_ = 0;
-  bool synced_ = false;  // adoption done: desired sets may be applied
-  bool resyncing_ = false;
-  int64_t last_resync_ms_ = 0;
-  int64_t last_cleanup_ms_ = 0;
-  std::unique_ptr<docker::Stream> events_;
 
   bool registered_ = false;
   bool registering_ = false;
@@ -1211,10 +540,6 @@ class NodeAgentImpl {
   std::unique_ptr<http::Client> reporter_;
   // The node's desired set as the server's stream said it, and the task
   // definitions that stream carried (each once); applied once adoption is done.
-  struct DesiredTask {
-    std::string cluster, service, task_definition, desired, server_last;
-    bool fresh = false;  // in the latest line: its server_last is current
-  };
   std::map<std::string, DesiredTask> desired_;
   std::map<std::string, json::Doc, std::less<>> defs_;
   std::optional<uint64_t> desired_version_;  // of the stream's last line
@@ -1224,9 +549,6 @@ class NodeAgentImpl {
   int64_t report_retry_ms_ = 0;
   int64_t last_report_ms_ = 0;
 
-  std::map<std::string, TaskRec> tasks_;
-  std::map<std::string, std::vector<std::function<void(Status)>>> pulls_;
-  std::map<std::string, int64_t> pulled_;  // image → unix seconds it was last used
   std::map<uint64_t, std::shared_ptr<LogRelay>> logs_;
   uint64_t next_log_ = 0;
   std::vector<std::unique_ptr<http::Client>> graveyard_;
@@ -1244,7 +566,7 @@ std::string NodeAgent::node_id() const { return impl_->node_id(); }
 
 int RunNodeAgent(const NodeAgentOptions& options) {
   signal(SIGPIPE, SIG_IGN);
-  uv_loop_t* loop = uv_default_loop();
+  uv_loop_t* loop = net::DefaultLoop();
   NodeAgent agent(loop, options);
   if (Status s = agent.Start(); !s) {
     fprintf(stderr, "berth agent: %s\n", s.error().message.c_str());
@@ -1252,10 +574,10 @@ int RunNodeAgent(const NodeAgentOptions& options) {
   }
   printf("berth agent: node agent for %s, server %s\n", options.docker.c_str(), options.server.c_str());
   fflush(stdout);
-  auto stop = [loop](int) { uv_stop(loop); };
+  auto stop = [loop](int) { net::StopLoop(loop); };
   net::SignalWatch sigterm(loop, SIGTERM, stop);
   net::SignalWatch sigint(loop, SIGINT, stop);
-  uv_run(loop, UV_RUN_DEFAULT);
+  net::RunLoop(loop);
   agent.Shutdown();
   return 0;
 }

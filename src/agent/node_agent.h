@@ -1,12 +1,11 @@
 // `berth agent`: one node's agent on a real Docker engine.
 //
 // It registers the node (resources from the host, attributes), holds the
-// desired-state stream (docs/agent-protocol.md) and makes Docker match it: pull,
-// create (container_spec.h), start in dependsOn order, watch through /events,
-// stop with the definition's timeout, and report what Docker shows. It is
-// level-triggered throughout: every change (a desired set, a Docker event, a
-// finished call, the periodic resync) runs the same step for the task it touches,
-// which compares what is with what should be and starts at most the next call.
+// desired-state stream (docs/agent-protocol.md), reports what Docker shows and
+// relays container logs; what to do with containers is the Reconciler's
+// (reconciler.h: pull, create from container_spec.h, start in dependsOn order,
+// watch through /events, stop, remove; at most `docker_concurrency` engine
+// calls at once, stops first).
 //
 // Containers carry labels (berth.task, berth.node, ...), so an agent that restarts
 // adopts what runs instead of restarting it. With the server unreachable nothing
@@ -43,6 +42,9 @@ struct NodeAgentOptions {
   int64_t image_cleanup_after_ms = 3600 * 1000;  // images we pulled, unused this long, are removed
   int64_t resync_ms = 30 * 1000;                 // full comparison with Docker, besides /events
   int64_t default_stop_timeout_s = 30;
+  // Engine calls in flight at most (reconciler.h, call_queue.h); the default was
+  // measured with bench/docker-concurrency.sh (docs/decisions.md).
+  size_t docker_concurrency = 4;
   // Registry hosts ("host:port") whose images are pulled with the agent's token:
   // the server's own registry. The server's address is always one of them.
   std::vector<std::string> registry_hosts;

@@ -1,6 +1,5 @@
 #include "agent/sim.h"
 
-#include <uv.h>
 
 #include <algorithm>
 #include <csignal>
@@ -27,7 +26,7 @@ namespace {
 
 constexpr int64_t kReportBatchMs = 50;
 
-int64_t NowMs(uv_loop_t* loop) { return static_cast<int64_t>(uv_now(loop)); }
+int64_t NowMs(uv_loop_t* loop) { return static_cast<int64_t>(net::LoopNowMs(loop)); }
 
 class Simulation;
 
@@ -398,13 +397,13 @@ void SimNode::Report(bool heartbeat_only) {
 
 int RunSimulation(const SimOptions& options) {
   signal(SIGPIPE, SIG_IGN);
-  uv_loop_t* loop = uv_default_loop();
+  uv_loop_t* loop = net::DefaultLoop();
   Simulation sim(loop, options);
   if (int rc = sim.Run(); rc != 0) return rc;
-  auto stop = [loop](int) { uv_stop(loop); };
+  auto stop = [loop](int) { net::StopLoop(loop); };
   net::SignalWatch sigterm(loop, SIGTERM, stop);
   net::SignalWatch sigint(loop, SIGINT, stop);
-  uv_run(loop, UV_RUN_DEFAULT);
+  net::RunLoop(loop);
   return 0;
 }
 

@@ -128,6 +128,11 @@ SignalWatch::~SignalWatch() {
            [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
 }
 
+uv_loop_t* DefaultLoop() { return uv_default_loop(); }
+void RunLoop(uv_loop_t* loop) { uv_run(loop, UV_RUN_DEFAULT); }
+void StopLoop(uv_loop_t* loop) { uv_stop(loop); }
+void RunLoopNoWait(uv_loop_t* loop) { uv_run(loop, UV_RUN_NOWAIT); }
+
 // --- LagProbe ---
 
 LagProbe::LagProbe(uv_loop_t* loop, std::function<void(double)> report) : timer_(loop), report_(std::move(report)) {

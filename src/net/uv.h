@@ -67,6 +67,15 @@ class SignalWatch {
   Impl* impl_;
 };
 
+// The process's event loop (libuv's default loop), for the programs' mains.
+uv_loop_t* DefaultLoop();
+// Runs `loop` until StopLoop (or until nothing keeps it alive).
+void RunLoop(uv_loop_t* loop);
+// Makes RunLoop return after the current iteration.
+void StopLoop(uv_loop_t* loop);
+// One iteration that does not wait: lets handle closes and finished work run.
+void RunLoopNoWait(uv_loop_t* loop);
+
 // Returns a libuv error code as "ECONNREFUSED: connection refused".
 std::string UvError(int code);
 

@@ -20,6 +20,7 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"no-agent", false, "", "do not run a local agent for this host's Docker engine"},
     {"docker", true, "ADDR", "the local Docker engine (default unix:///var/run/docker.sock)"},
     {"attr", true, "K=V", "an attribute of the local agent's node (repeatable)"},
+    {"docker-concurrency", true, "N", "the local agent's Docker calls in flight at most, stops first (default 4)"},
     {"shutdown-grace", true, "DURATION", "how long requests in flight may finish on SIGTERM (default 10s)"},
     {"max-connections", true, "N", "open connections at most (default 20000)"},
     {"heartbeat-interval", true, "DURATION", "how often agents report at least (default 2s)"},
@@ -145,6 +146,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     o.stopped_tasks_per_service = static_cast<int64_t>(v.value());
+  }
+  if (p->Has("docker-concurrency")) {
+    Result<uint64_t> v = flags::ParseCount(p->Get("docker-concurrency"), "docker-concurrency");
+    if (!v || v.value() < 1 || v.value() > 256) {
+      fprintf(stderr, "berth server: --docker-concurrency: must be a whole number from 1 to 256\n");
+      return 2;
+    }
+    o.docker_concurrency = static_cast<size_t>(v.value());
   }
   if (p->Has("max-heartbeats-per-second")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("max-heartbeats-per-second"), "max-heartbeats-per-second");

@@ -5,7 +5,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include <cerrno>
 #include <csignal>
@@ -17,6 +16,7 @@
 #include "agent/node_agent.h"
 #include "api/agents.h"
 #include "api/api.h"
+#include "base/files.h"
 #include "control/retention.h"
 #include "control/scheduler.h"
 #include "base/crypto.h"
@@ -39,29 +39,6 @@ Status MakeDir(const std::string& path) {
     return {};
   }
   return Error::Internal("cannot create data directory " + path + ": " + strerror(errno));
-}
-
-// Writes `content` to `path` with mode 0600, durably: temp file, fsync, rename.
-Status WriteSecretFile(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Error::Internal("cannot write " + tmp + ": " + strerror(errno));
-  bool ok = write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && fsync(fd) == 0;
-  close(fd);
-  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return Error::Internal("cannot write " + path + ": " + strerror(errno));
-  }
-  return {};
-}
-
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
 }
 
 // Submits `cmd` and flushes at once (start-up, before the loop runs).
@@ -88,7 +65,7 @@ Status FirstStart(const Options& o, model::State* state, store::Store* store) {
     Result<std::string> token = crypto::NewToken("berth_");
     if (!token) return token.take_error();
     // The file first: a crash before the commit only means a new token next start.
-    if (Status s = WriteSecretFile(token_path, token.value() + "\n"); !s) return s;
+    if (Status s = files::WriteAtomically(token_path, token.value() + "\n"); !s) return s;
     auto t = std::make_unique<model::CreateToken>();
     t->id = "admin";
     t->role = "admin";
@@ -96,7 +73,7 @@ Status FirstStart(const Options& o, model::State* state, store::Store* store) {
     if (Status s = ApplyNow(store, std::move(t)); !s) return s;
     printf("berth: admin token (saved in %s): %s\n", token_path.c_str(), token.value().c_str());
   } else if (access(token_path.c_str(), R_OK) == 0) {
-    printf("berth: admin token (from %s): %s\n", token_path.c_str(), ReadSmallFile(token_path).c_str());
+    printf("berth: admin token (from %s): %s\n", token_path.c_str(), files::ReadTrimmed(token_path).c_str());
   } else {
     printf("berth: the admin token was given at first start (%s no longer exists)\n", token_path.c_str());
   }
@@ -107,13 +84,13 @@ Status FirstStart(const Options& o, model::State* state, store::Store* store) {
 // when the file is missing or the token no longer exists.
 Result<std::string> LocalAgentToken(const Options& o, model::State* state, store::Store* store) {
   std::string path = o.data_dir + "/agent-token";
-  std::string secret = ReadSmallFile(path);
+  std::string secret = files::ReadTrimmed(path);
   if (!secret.empty() && state->FindTokenBySecret(secret)) return secret;
   Result<std::string> token = crypto::NewToken("berth_");
   if (!token) return token.take_error();
   Result<std::string> suffix = crypto::NewToken("");
   if (!suffix) return suffix.take_error();
-  if (Status s = WriteSecretFile(path, token.value() + "\n"); !s) return s.take_error();
+  if (Status s = files::WriteAtomically(path, token.value() + "\n"); !s) return s.take_error();
   auto t = std::make_unique<model::CreateToken>();
   t->id = "local-agent-" + suffix.value().substr(0, 8);
   t->role = "agent";
@@ -144,7 +121,7 @@ int Run(const Options& o) {
     return 1;
   }
 
-  uv_loop_t* loop = uv_default_loop();
+  uv_loop_t* loop = net::DefaultLoop();
   metrics::Registry registry;
   model::State state;
   registry::RegistryState registry_state;  // the registry's part of the state
@@ -258,7 +235,7 @@ int Run(const Options& o) {
     if (local_agent) local_agent->Shutdown();  // its containers keep running
     server->Shutdown(o.shutdown_grace_ms, [&] {
       store->Flush();
-      uv_stop(loop);
+      net::StopLoop(loop);
     });
   };
   net::SignalWatch sigterm(loop, SIGTERM, stop);
@@ -287,6 +264,7 @@ int Run(const Options& o) {
       ao.docker = o.docker;
       ao.state_dir = o.data_dir + "/agent";
       ao.attributes = o.agent_attributes;
+      ao.docker_concurrency = o.docker_concurrency;
       local_agent = std::make_unique<agent::NodeAgent>(loop, ao);
       if (Status s = local_agent->Start(); !s) {
         log::Error("server", "local agent", {{"error", s.error().message}});
@@ -297,7 +275,7 @@ int Run(const Options& o) {
     }
   }
 
-  uv_run(loop, UV_RUN_DEFAULT);
+  net::RunLoop(loop);
 
   local_agent.reset();
   http_server = nullptr;
@@ -308,7 +286,7 @@ int Run(const Options& o) {
     return 1;
   }
   // Let the handle closes run, then leave.
-  uv_run(loop, UV_RUN_NOWAIT);
+  net::RunLoopNoWait(loop);
   log::Info("server", "stopped");
   close(lock_fd);
   return 0;

@@ -35,6 +35,7 @@ struct Options {
   bool local_agent = true;
   std::string docker = "unix:///var/run/docker.sock";
   std::map<std::string, std::string> agent_attributes;
+  size_t docker_concurrency = 4;  // the local agent's (node_agent.h)
 };
 
 // Runs the server until a signal stops it. Returns the process exit code.

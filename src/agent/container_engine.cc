@@ -1,0 +1,178 @@
+#include "agent/container_engine.h"
+
+#include <cstdlib>
+
+#include "agent/container_spec.h"
+#include "agent/docker.h"
+#include "base/json.h"
+
+namespace berth::agent {
+
+namespace {
+
+std::string NodeFilter(const std::string& node, bool stopped_only) {
+  std::string f = "{\"label\":[\"" + std::string(kLabelNode) + "=" + node + "\"]";
+  if (stopped_only) f += ",\"status\":[\"exited\",\"dead\",\"created\"]";
+  return f + "}";
+}
+
+std::map<std::string, std::string> Labels(json::View v) {
+  std::map<std::string, std::string> out;
+  for (json::View l : v) {
+    if (l.IsString()) out[std::string(l.Key())] = std::string(l.String());
+  }
+  return out;
+}
+
+// The parts of GET /containers/{id}/json the agent reads.
+ContainerStatus ParseInspect(json::View inspect) {
+  ContainerStatus s;
+  s.id = std::string(inspect.Get("Id").String());
+  json::View st = inspect.Get("State");
+  s.state = std::string(st.Get("Status").String());
+  s.exited = s.state == "exited" || s.state == "dead";
+  s.exit_code = static_cast<int64_t>(st.Get("ExitCode").Number());
+  s.oom = st.Get("OOMKilled").IsBool() && st.Get("OOMKilled").Bool();
+  s.finished_at = std::string(st.Get("FinishedAt").String());
+  std::string health(st.Get("Health").Get("Status").String());
+  s.health = health == "healthy" ? "HEALTHY" : health == "unhealthy" ? "UNHEALTHY" : "UNKNOWN";
+  json::Doc bindings = json::Doc::Array();
+  for (json::View port : inspect.Get("NetworkSettings").Get("Ports")) {
+    std::string key(port.Key());
+    size_t slash = key.find('/');
+    int container_port = atoi(key.substr(0, slash).c_str());
+    std::string proto = slash == std::string::npos ? "tcp" : key.substr(slash + 1);
+    for (json::View b : port) {
+      std::string ip(b.Get("HostIp").String());
+      if (ip == "::") continue;  // the same binding on IPv6
+      json::Doc nb = json::Doc::Object();
+      nb.Set("containerPort", container_port)
+          .Set("hostPort", atoi(std::string(b.Get("HostPort").String()).c_str()))
+          .Set("protocol", proto)
+          .Set("bindIP", ip.empty() ? "0.0.0.0" : ip);
+      bindings.Push(nb);
+    }
+  }
+  s.bindings = bindings.Print();
+  return s;
+}
+
+Status Ok(Result<json::Doc> r) {
+  if (!r) return r.take_error();
+  return {};
+}
+
+class DockerWatch final : public EventWatch {
+ public:
+  std::unique_ptr<docker::Stream> stream;
+};
+
+}  // namespace
+
+void DockerContainerEngine::List(const std::string& node, bool stopped_only, Done<std::vector<ListedContainer>> done) {
+  engine_->Call("GET", "/containers/json?all=1&filters=" + docker::QueryEscape(NodeFilter(node, stopped_only)), "",
+                [done = std::move(done)](Result<json::Doc> r) {
+                  if (!r) return done(r.take_error());
+                  std::vector<ListedContainer> out;
+                  for (json::View c : r->view()) {
+                    out.push_back({std::string(c.Get("Id").String()), std::string(c.Get("State").String()),
+                                   Labels(c.Get("Labels"))});
+                  }
+                  done(std::move(out));
+                });
+}
+
+void DockerContainerEngine::Inspect(const std::string& ref, Done<ContainerStatus> done) {
+  engine_->Call("GET", "/containers/" + ref + "/json", "", [done = std::move(done)](Result<json::Doc> r) {
+    if (!r) return done(r.take_error());
+    done(ParseInspect(r->view()));
+  });
+}
+
+void DockerContainerEngine::Create(const std::string& name, const std::string& body, Done<std::string> done) {
+  engine_->Call("POST", "/containers/create?name=" + name, body, [done = std::move(done)](Result<json::Doc> r) {
+    if (!r) return done(r.take_error());
+    done(std::string(r->view().Get("Id").String()));
+  });
+}
+
+void DockerContainerEngine::Start(const std::string& id, StatusDone done) {
+  engine_->Call("POST", "/containers/" + id + "/start", "",
+                [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
+}
+
+void DockerContainerEngine::Stop(const std::string& id, int64_t timeout_s, StatusDone done) {
+  engine_->Call("POST", "/containers/" + id + "/stop?t=" + std::to_string(timeout_s), "",
+                [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
+}
+
+void DockerContainerEngine::Remove(const std::string& id, StatusDone done) {
+  engine_->Call("DELETE", "/containers/" + id + "?v=1&force=1", "",
+                [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
+}
+
+void DockerContainerEngine::ImagePresent(const std::string& image, Done<bool> done) {
+  engine_->Call("GET", "/images/" + image + "/json", "", [done = std::move(done)](Result<json::Doc> r) {
+    if (r) return done(true);
+    if (r.error().kind == ErrorKind::kNotFound) return done(false);
+    done(r.take_error());  // engine trouble, not absence
+  });
+}
+
+void DockerContainerEngine::Pull(const std::string& image, const std::string& auth_json, StatusDone done) {
+  engine_->Pull(image, auth_json, std::move(done));
+}
+
+void DockerContainerEngine::RemoveImage(const std::string& image, StatusDone done) {
+  engine_->Call("DELETE", "/images/" + image, "",
+                [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
+}
+
+void DockerContainerEngine::CreateNetwork(const std::string& body, StatusDone done) {
+  engine_->Call("POST", "/networks/create", body,
+                [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
+}
+
+void DockerContainerEngine::ListNetworks(const std::string& node, Done<std::vector<ListedNetwork>> done) {
+  engine_->Call("GET", "/networks?filters=" + docker::QueryEscape(NodeFilter(node, false)), "",
+                [done = std::move(done)](Result<json::Doc> r) {
+                  if (!r) return done(r.take_error());
+                  std::vector<ListedNetwork> out;
+                  for (json::View n : r->view()) {
+                    out.push_back({std::string(n.Get("Id").String()), std::string(n.Get("Name").String()),
+                                   Labels(n.Get("Labels"))});
+                  }
+                  done(std::move(out));
+                });
+}
+
+void DockerContainerEngine::RemoveNetwork(const std::string& id_or_name, StatusDone done) {
+  engine_->Call("DELETE", "/networks/" + id_or_name, "",
+                [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
+}
+
+std::unique_ptr<EventWatch> DockerContainerEngine::Watch(const std::string& node,
+                                                         std::function<void(const ContainerEvent&)> on_event,
+                                                         StatusDone on_end) {
+  std::string filters =
+      "{\"type\":[\"container\"],\"label\":[\"" + std::string(kLabelNode) + "=" + node + "\"]}";
+  auto lines = std::make_shared<docker::LineSplitter>([on_event = std::move(on_event)](std::string_view line) {
+    Result<json::Doc> d = json::Doc::Parse(line);
+    if (!d) return;
+    json::View ev = d->view();
+    json::View attrs = ev.Get("Actor").Get("Attributes");
+    ContainerEvent e;
+    e.action = std::string(ev.Get("Action").String());
+    e.id = std::string(ev.Get("Actor").Get("ID").String());
+    e.task = std::string(attrs.Get(kLabelTask).String());
+    e.container = std::string(attrs.Get(kLabelContainer).String());
+    on_event(e);
+  });
+  auto watch = std::make_unique<DockerWatch>();
+  watch->stream = engine_->Open(
+      "GET", "/events?filters=" + docker::QueryEscape(filters), "", [lines](std::string_view d) { lines->Feed(d); },
+      std::move(on_end));
+  return watch;
+}
+
+}  // namespace berth::agent
