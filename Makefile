@@ -21,10 +21,10 @@ help:
 	@echo "make           build build/berth (release, static, stripped)"
 	@echo "make run       build, start Docker if needed, then run the all-in-one server (with its local"
 	@echo "               agent) on $(LISTEN) with data in $(DATA)"
-	@echo "make test      the whole suite: unit, integration, unit under ASan+UBSan and under TSan, fuzz corpus"
+	@echo "make test      the whole suite: format check, unit, integration, unit under ASan+UBSan and under TSan, fuzz corpus"
 	@echo "make fuzz      run the libFuzzer harnesses for a while (FUZZ_SECONDS=60)"
 	@echo "make bench     run the benchmarks in bench/ (slow; never part of make test)"
-	@echo "make format    clang-format every source file"
+	@echo "make format    clang-format every source file (make format-check: check only)"
 	@echo "make tidy      clang-tidy over src/"
 
 deps:
@@ -80,7 +80,11 @@ bench: build
 	@for b in bench/*.sh; do echo "== $$b"; $$b || exit 1; done
 
 format:
-	@clang-format -i $$(git ls-files '*.cc' '*.h')
+	@clang-format-14 -i $$(git ls-files '*.cc' '*.h')
+
+# Every source file as `make format` would leave it (.clang-format).
+format-check: deps
+	@clang-format-14 --dry-run --Werror $$(git ls-files '*.cc' '*.h') && echo "format-check: $$(git ls-files '*.cc' '*.h' | wc -l) files formatted"
 
 tidy:
 	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -239,8 +239,7 @@ int main(int argc, char** argv) {
   if (info) {
     printf("information: binpack(memory) with the same memberOf, %d services:\n", services);
     Measure("binpack", sizes, Mode::kBinpack, services);
-    printf("information: spread pair over %d services:\n",
-           kPrefillServices);
+    printf("information: spread pair over %d services:\n", kPrefillServices);
     Measure("spread", sizes, Mode::kSpread, kPrefillServices);
   }
 

@@ -8,7 +8,7 @@ failed=0
 failed_names=()
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
-for suite in unit integration asan tsan fuzz-regress; do
+for suite in format-check unit integration asan tsan fuzz-regress; do
   echo "=== $suite"
   $make_cmd --no-print-directory "$suite" 2>&1 | tee "$logs/$suite.log"
   if [ "${PIPESTATUS[0]}" -eq 0 ]; then

@@ -20,7 +20,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
     {"state-dir", true, "DIR", "where the agent keeps its node id (default /var/lib/berth-agent)"},
     {"reserved-memory", true, "MIB", "memory kept back from tasks (default 256)"},
-    {"reserved-ports", true, "LIST", "host ports tasks may not take, e.g. 22,53/udp (default 22, and a local server's port)"},
+    {"reserved-ports", true, "LIST",
+     "host ports tasks may not take, e.g. 22,53/udp (default 22, and a local server's port)"},
     {"container-retention", true, "DURATION", "stopped containers are removed after this (default 1h)"},
     {"image-cleanup-after", true, "DURATION", "images the agent pulled, unused this long, are removed (default 1h)"},
     {"docker-concurrency", true, "N", "Docker calls in flight at most, stops first (default 4)"},
@@ -29,7 +30,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
     {"zones", true, "N", "spread simulated nodes over N zones (default 3)"},
     {"start-delay-ms", true, "MS", "time a simulated task takes from PENDING to RUNNING (default 0)"},
-    {"report-connections", true, "N", "connections the simulated nodes share for reports (default one per 2 nodes, 32 to 4096)"},
+    {"report-connections", true, "N",
+     "connections the simulated nodes share for reports (default one per 2 nodes, 32 to 4096)"},
     {"fail-rate", true, "P", "chance 0-1 that a simulated task fails to start (default 0)"},
     {"id-prefix", true, "TEXT", "simulated node ids are TEXT-00000... (default sim)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error"},
@@ -74,7 +76,8 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
       return 2;
     }
     o.reserved_ports.clear();
-    for (const auto& [port, udp] : ports.value()) o.reserved_ports.push_back(std::to_string(port) + (udp ? "/udp" : ""));
+    for (const auto& [port, udp] : ports.value())
+      o.reserved_ports.push_back(std::to_string(port) + (udp ? "/udp" : ""));
   }
   if (p.Has("reserved-memory")) {
     Result<uint64_t> v = flags::ParseCount(p.Get("reserved-memory"), "reserved-memory");

@@ -154,8 +154,7 @@ void DockerContainerEngine::RemoveNetwork(const std::string& id_or_name, StatusD
 std::unique_ptr<EventWatch> DockerContainerEngine::Watch(const std::string& node,
                                                          std::function<void(const ContainerEvent&)> on_event,
                                                          StatusDone on_end) {
-  std::string filters =
-      "{\"type\":[\"container\"],\"label\":[\"" + std::string(kLabelNode) + "=" + node + "\"]}";
+  std::string filters = "{\"type\":[\"container\"],\"label\":[\"" + std::string(kLabelNode) + "=" + node + "\"]}";
   auto lines = std::make_shared<docker::LineSplitter>([on_event = std::move(on_event)](std::string_view line) {
     Result<json::Doc> d = json::Doc::Parse(line);
     if (!d) return;

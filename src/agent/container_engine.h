@@ -95,8 +95,8 @@ class ContainerEngine {
 
   // Docker's events about the node's containers, as they happen; `on_end` fires
   // once if the stream ends (the engine restarted or went away).
-  virtual std::unique_ptr<EventWatch> Watch(const std::string& node, std::function<void(const ContainerEvent&)> on_event,
-                                            StatusDone on_end) = 0;
+  virtual std::unique_ptr<EventWatch> Watch(const std::string& node,
+                                            std::function<void(const ContainerEvent&)> on_event, StatusDone on_end) = 0;
 };
 
 // The engine interface over a real Docker engine (its Engine API client).

@@ -134,8 +134,8 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
     json::Doc exposed = json::Doc::Object();
     json::Doc bindings = json::Doc::Object();
     for (json::View pm : c.Get("portMappings")) {
-      std::string key = std::to_string(Int(pm, "containerPort")) + "/" +
-                        (pm.Get("protocol").String() == "udp" ? "udp" : "tcp");
+      std::string key =
+          std::to_string(Int(pm, "containerPort")) + "/" + (pm.Get("protocol").String() == "udp" ? "udp" : "tcp");
       exposed.Set(key, json::Doc::Object());
       int64_t host_port = Int(pm, "hostPort");
       json::Doc b = json::Doc::Object();
@@ -159,7 +159,8 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
       } else {
         mount.Set("Type", "volume").Set("Source", DockerVolumeName(task, it->second));
       }
-      mount.Set("Target", m.Get("containerPath").String()).Set("ReadOnly", m.Get("readOnly").IsBool() && m.Get("readOnly").Bool());
+      mount.Set("Target", m.Get("containerPath").String())
+          .Set("ReadOnly", m.Get("readOnly").IsBool() && m.Get("readOnly").Bool());
       mounts.Push(mount);
     }
     if (mounts.view().Size() > 0) host.Set("Mounts", mounts);
@@ -173,11 +174,12 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
       log.Set("Config", opts);
     } else {
       log.Set("Type", "json-file")
-          .Set("Config", json::Doc::Object().Set("max-size", options.log_max_size).Set("max-file", options.log_max_files));
+          .Set("Config",
+               json::Doc::Object().Set("max-size", options.log_max_size).Set("max-file", options.log_max_files));
     }
     host.Set("LogConfig", log);
-    host.Set("NetworkMode", plan.network_mode == "bridge" ? (plan.own_network ? plan.network_name : "bridge")
-                                                         : plan.network_mode);
+    host.Set("NetworkMode",
+             plan.network_mode == "bridge" ? (plan.own_network ? plan.network_name : "bridge") : plan.network_mode);
     host.Set("RestartPolicy", json::Doc::Object().Set("Name", "no"));
     host.Set("Init", false);
     body.Set("HostConfig", host);

@@ -33,7 +33,7 @@ struct TaskIdentity {
 
 // One container definition, read from the (already validated) task definition.
 struct ContainerPlan {
-  std::string name;       // the container definition's name
+  std::string name;         // the container definition's name
   std::string docker_name;  // berth-<task>-<name>
   std::string image;
   bool essential = true;

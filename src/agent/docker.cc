@@ -14,7 +14,9 @@ namespace http = net::http;
 
 namespace {
 
-Error Unreachable(std::string message) { return Error{ErrorKind::kUnavailable, "DockerUnreachable", std::move(message)}; }
+Error Unreachable(std::string message) {
+  return Error{ErrorKind::kUnavailable, "DockerUnreachable", std::move(message)};
+}
 
 }  // namespace
 
@@ -62,7 +64,9 @@ void LineSplitter::Feed(std::string_view data) {
 Stream::~Stream() = default;
 
 Engine::Engine(uv_loop_t* loop, net::Endpoint endpoint, int connections)
-    : loop_(loop), endpoint_(std::move(endpoint)), reaper_(std::make_unique<net::Timer>(loop)),
+    : loop_(loop),
+      endpoint_(std::move(endpoint)),
+      reaper_(std::make_unique<net::Timer>(loop)),
       alive_(std::make_shared<bool>(true)) {
   http::ClientOptions o;
   o.timeout_ms = 10 * 60 * 1000;  // a stop waits for its timeout; a create may wait on the engine's locks
@@ -73,9 +77,7 @@ Engine::Engine(uv_loop_t* loop, net::Endpoint endpoint, int connections)
   }
 }
 
-Engine::~Engine() {
-  *alive_ = false;
-}
+Engine::~Engine() { *alive_ = false; }
 
 size_t Engine::Pick() const {
   size_t best = 0;
@@ -118,25 +120,26 @@ http::ClientRequest MakeRequest(std::string method, std::string target, std::str
 }  // namespace
 
 void Engine::Negotiate(std::function<void(Result<EngineVersion>)> done) {
-  pool_[Pick()]->Send(MakeRequest("GET", "/version", "", {}), [this, done, alive = alive_](Result<http::ClientResponse> r) {
-    if (!*alive) return;
-    if (!r) return done(Unreachable("docker engine at " + endpoint_.ToString() + ": " + r.error().message));
-    if (r->status != 200) return done(DockerError(r->status, r->body, "GET /version"));
-    Result<json::Doc> d = json::Doc::Parse(r->body);
-    if (!d) return done(Error::Internal("docker /version: " + d.error().message));
-    EngineVersion v;
-    json::View doc = d->view();
-    v.version = std::string(doc.Get("Version").String());
-    v.api_version = std::string(doc.Get("ApiVersion").String());
-    v.os = std::string(doc.Get("Os").String());
-    v.arch = std::string(doc.Get("Arch").String());
-    if (v.api_version.empty() || CompareApiVersions(v.api_version, kMinApiVersion) < 0) {
-      return done(Error::Internal("docker engine " + v.version + " speaks API " + v.api_version + "; berth needs " +
-                                  kMinApiVersion + " or newer"));
-    }
-    api_version_ = CompareApiVersions(v.api_version, kMaxApiVersion) > 0 ? kMaxApiVersion : v.api_version;
-    done(std::move(v));
-  });
+  pool_[Pick()]->Send(
+      MakeRequest("GET", "/version", "", {}), [this, done, alive = alive_](Result<http::ClientResponse> r) {
+        if (!*alive) return;
+        if (!r) return done(Unreachable("docker engine at " + endpoint_.ToString() + ": " + r.error().message));
+        if (r->status != 200) return done(DockerError(r->status, r->body, "GET /version"));
+        Result<json::Doc> d = json::Doc::Parse(r->body);
+        if (!d) return done(Error::Internal("docker /version: " + d.error().message));
+        EngineVersion v;
+        json::View doc = d->view();
+        v.version = std::string(doc.Get("Version").String());
+        v.api_version = std::string(doc.Get("ApiVersion").String());
+        v.os = std::string(doc.Get("Os").String());
+        v.arch = std::string(doc.Get("Arch").String());
+        if (v.api_version.empty() || CompareApiVersions(v.api_version, kMinApiVersion) < 0) {
+          return done(Error::Internal("docker engine " + v.version + " speaks API " + v.api_version + "; berth needs " +
+                                      kMinApiVersion + " or newer"));
+        }
+        api_version_ = CompareApiVersions(v.api_version, kMaxApiVersion) > 0 ? kMaxApiVersion : v.api_version;
+        done(std::move(v));
+      });
 }
 
 void Engine::Call(std::string method, std::string path, std::string body, JsonDone done,
@@ -198,7 +201,8 @@ void Engine::Pull(const std::string& image, const std::string& auth_json, Done d
   auto failure = std::make_shared<std::string>();
   auto lines = std::make_shared<LineSplitter>([failure](std::string_view line) {
     Result<json::Doc> d = json::Doc::Parse(line);
-    if (d && d->view().Get("error").IsString() && failure->empty()) *failure = std::string(d->view().Get("error").String());
+    if (d && d->view().Get("error").IsString() && failure->empty())
+      *failure = std::string(d->view().Get("error").String());
   });
   uint64_t id = next_pull_++;
   pulls_[id] = Open(

@@ -140,8 +140,8 @@ class Engine {
 struct ImageRef {
   std::string registry;  // host[:port]; "docker.io" when absent
   std::string repository;
-  std::string tag;        // or empty when `digest` is set
-  std::string digest;     // "sha256:..." or empty
+  std::string tag;     // or empty when `digest` is set
+  std::string digest;  // "sha256:..." or empty
   bool explicit_tag = false;
 };
 ImageRef ParseImageRef(std::string_view image);

@@ -8,10 +8,10 @@
 namespace berth::agent {
 
 struct HostResources {
-  int64_t cpus_milli = 0;   // CPUs available, in thousandths (cgroup cpu.max honoured)
-  int64_t memory_mib = 0;   // memory available (cgroup memory.max honoured)
+  int64_t cpus_milli = 0;  // CPUs available, in thousandths (cgroup cpu.max honoured)
+  int64_t memory_mib = 0;  // memory available (cgroup memory.max honoured)
   std::string hostname;
-  std::string arch;         // uname -m: x86_64, aarch64, ...
+  std::string arch;  // uname -m: x86_64, aarch64, ...
 };
 
 // Reads /proc, /sys/fs/cgroup and uname. Never fails: unknown values are 0 or "".

@@ -162,7 +162,8 @@ class NodeAgentImpl {
     }
     const char* dir = getenv("DOCKER_CONFIG");
     const char* home = getenv("HOME");
-    std::string path = dir && *dir ? std::string(dir) + "/config.json" : std::string(home ? home : "/root") + "/.docker/config.json";
+    std::string path =
+        dir && *dir ? std::string(dir) + "/config.json" : std::string(home ? home : "/root") + "/.docker/config.json";
     Result<json::Doc> config = json::Doc::Parse(files::ReadTrimmed(path));
     if (!config) return "";
     json::View auths = config->view().Get("auths");
@@ -208,7 +209,8 @@ class NodeAgentImpl {
       if (!r || r->status != 200) {
         server_failures_++;
         if (server_failures_ == 1 || server_failures_ % 10 == 0) {
-          log::Warn("agent", "registration failed", {{"server", server_.ToString()}, {"error", r ? r->body : r.error().message}});
+          log::Warn("agent", "registration failed",
+                    {{"server", server_.ToString()}, {"error", r ? r->body : r.error().message}});
         }
         server_retry_ms_ = NowMs() + Backoff(server_failures_, 100, kMaxServerBackoffMs);
         if (r && (r->status == 401 || r->status == 403)) server_retry_ms_ = NowMs() + kMaxBackoffMs;
@@ -255,7 +257,8 @@ class NodeAgentImpl {
           std::string why = r ? "HTTP " + std::to_string(r->status) : r.error().message;
           if (r && r->status == 404) registered_ = false;
           server_failures_++;
-          if (server_failures_ == 1 || server_failures_ % 10 == 0) log::Warn("agent", "server stream lost", {{"why", why}});
+          if (server_failures_ == 1 || server_failures_ % 10 == 0)
+            log::Warn("agent", "server stream lost", {{"why", why}});
           server_retry_ms_ = NowMs() + Backoff(server_failures_, 100, kMaxServerBackoffMs);
           Bury(std::move(stream_));
         },
@@ -274,7 +277,8 @@ class NodeAgentImpl {
     json::View m = msg->view();
     std::string type(m.Get("type").String());
     if (type == "desired" || type == "changes") {
-      if (type == "changes" && (!desired_version_ || m.Get("since").Number() != static_cast<double>(*desired_version_))) {
+      if (type == "changes" &&
+          (!desired_version_ || m.Get("since").Number() != static_cast<double>(*desired_version_))) {
         // A line was missed: a new stream starts with the whole set again.
         log::Warn("agent", "desired-state lines out of order; reconnecting");
         server_retry_ms_ = NowMs();
@@ -493,7 +497,8 @@ class NodeAgentImpl {
     for (const auto& [image, when] : pulled) d.Set(image, when);
     mkdir(o_.state_dir.c_str(), 0700);
     if (Status s = files::WriteAtomically(o_.state_dir + "/images.json", d.Print()); !s) {
-      log::Warn("agent", "cannot keep the list of pulled images", {{"dir", o_.state_dir}, {"error", s.error().message}});
+      log::Warn("agent", "cannot keep the list of pulled images",
+                {{"dir", o_.state_dir}, {"error", s.error().message}});
     }
   }
 

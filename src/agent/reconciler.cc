@@ -73,7 +73,8 @@ void Reconciler::Sync(std::function<void(Status)> done) {
   // listing and the event), never missed.
   if (!watch_) {
     watch_ = engine_->Watch(
-        node_id_, [this, alive = alive_](const ContainerEvent& e) {
+        node_id_,
+        [this, alive = alive_](const ContainerEvent& e) {
           if (*alive) OnEvent(e);
         },
         [this, alive = alive_](Status s) {
@@ -309,8 +310,8 @@ void Reconciler::StopStep(TaskRec& t) {
       RemoveUnstarted(t, c);
       continue;
     }
-    int64_t timeout = t.plan && i < t.plan->containers.size() ? t.plan->containers[i].stop_timeout_s
-                                                               : o_.default_stop_timeout_s;
+    int64_t timeout =
+        t.plan && i < t.plan->containers.size() ? t.plan->containers[i].stop_timeout_s : o_.default_stop_timeout_s;
     c.busy = true;
     std::string task_id = t.ident.id, name = c.name, id = c.id;
     // SIGTERM, then SIGKILL after the timeout: the engine's stop does exactly that.
@@ -426,11 +427,12 @@ void Reconciler::Launch(TaskRec& t, size_t index) {
         Lane::kStart,
         [this, alive = alive_, task_id, name, docker_name = p.docker_name,
          body = p.create_body](std::function<void()> finished) {
-          engine_->Create(docker_name, body, [this, alive, task_id, name, docker_name, finished](Result<std::string> r) {
-            if (!*alive) return;
-            finished();
-            Created(task_id, name, docker_name, std::move(r));
-          });
+          engine_->Create(docker_name, body,
+                          [this, alive, task_id, name, docker_name, finished](Result<std::string> r) {
+                            if (!*alive) return;
+                            finished();
+                            Created(task_id, name, docker_name, std::move(r));
+                          });
         },
         [this, task_id] { return StillWanted(task_id); },
         [this, task_id, name] {
@@ -641,8 +643,10 @@ std::string Reconciler::ReportOf(const TaskRec& t) const {
     d.Set("name", c.name).Set("lastStatus", last).Set("healthStatus", c.health);
     if (!c.id.empty()) d.Set("runtimeId", c.id);
     if (c.exited && !c.never_started) d.Set("exitCode", c.exit_code);
-    if (!c.error.empty()) d.Set("reason", c.error);
-    else if (c.oom) d.Set("reason", "OutOfMemoryError: container killed due to memory usage");
+    if (!c.error.empty())
+      d.Set("reason", c.error);
+    else if (c.oom)
+      d.Set("reason", "OutOfMemoryError: container killed due to memory usage");
     d.SetRaw("networkBindings", c.exited ? "[]" : c.bindings);
     containers.Push(d);
   }

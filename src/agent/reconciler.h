@@ -178,8 +178,8 @@ class Reconciler {
   std::unique_ptr<EventWatch> watch_;
   std::map<std::string, TaskRec> tasks_;
   std::map<std::string, std::vector<std::function<void(Status)>>> pulls_;  // image → waiters
-  std::map<std::string, int64_t> pulled_;  // image → unix seconds it was last used
-  std::shared_ptr<bool> alive_;            // false once destroyed: late callbacks do nothing
+  std::map<std::string, int64_t> pulled_;                                  // image → unix seconds it was last used
+  std::shared_ptr<bool> alive_;  // false once destroyed: late callbacks do nothing
 };
 
 }  // namespace berth::agent

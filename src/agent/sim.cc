@@ -1,6 +1,5 @@
 #include "agent/sim.h"
 
-
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -150,8 +149,10 @@ class Simulation {
         continue;
       }
       if (n->report_in_flight) continue;
-      if (!n->dirty.empty() && now - n->last_report_ms >= kReportBatchMs) n->Report(false);
-      else if (now - n->last_report_ms >= heartbeat_ms) n->Report(true);
+      if (!n->dirty.empty() && now - n->last_report_ms >= kReportBatchMs)
+        n->Report(false);
+      else if (now - n->last_report_ms >= heartbeat_ms)
+        n->Report(true);
       if (!n->stream && now >= n->next_attempt_ms) n->Start();
     }
   }
@@ -198,23 +199,23 @@ void SimNode::Register() {
       .Set("memory", o.node_memory)
       .Set("attributes", attrs);
   report_in_flight = true;
-  sim_->Reporter().Send(sim_->Request("POST", "/v1/agent/register", body.Print()),
-                        [this](Result<http::ClientResponse> r) {
-                          report_in_flight = false;
-                          if (!r || r->status != 200) {
-                            failures++;
-                            next_attempt_ms = NowMs(sim_->loop()) + sim_->Jitter(std::min(30000, 500 << std::min(failures, 6)));
-                            if (failures == 1 || failures % 10 == 0) {
-                              log::Warn("sim", "register failed", {{"node", id}, {"error", r ? r->body : r.error().message}});
-                            }
-                            return;
-                          }
-                          Result<json::Doc> doc = json::Doc::Parse(r->body);
-                          if (doc) sim_->TakeHeartbeatInterval(doc->view());
-                          registered = true;
-                          failures = 0;
-                          OpenStream();
-                        });
+  sim_->Reporter().Send(
+      sim_->Request("POST", "/v1/agent/register", body.Print()), [this](Result<http::ClientResponse> r) {
+        report_in_flight = false;
+        if (!r || r->status != 200) {
+          failures++;
+          next_attempt_ms = NowMs(sim_->loop()) + sim_->Jitter(std::min(30000, 500 << std::min(failures, 6)));
+          if (failures == 1 || failures % 10 == 0) {
+            log::Warn("sim", "register failed", {{"node", id}, {"error", r ? r->body : r.error().message}});
+          }
+          return;
+        }
+        Result<json::Doc> doc = json::Doc::Parse(r->body);
+        if (doc) sim_->TakeHeartbeatInterval(doc->view());
+        registered = true;
+        failures = 0;
+        OpenStream();
+      });
 }
 
 void SimNode::OpenStream() {
@@ -280,8 +281,8 @@ void SimNode::Apply(json::View msg, bool whole) {
     std::vector<SimContainer> containers;
     for (json::View c : d.Get("containerDefinitions")) {
       json::View hc = c.Get("healthCheck").Get("command");
-      containers.push_back({std::string(c.Get("name").String()),
-                            hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE"});
+      containers.push_back(
+          {std::string(c.Get("name").String()), hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE"});
     }
     if (containers.empty()) containers.push_back({"main", false});
     defs_[std::string(d.Key())] = std::move(containers);
@@ -381,7 +382,8 @@ void SimNode::Report(bool heartbeat_only) {
                             if (r && r->status == 404) registered = false;
                             return;  // kept dirty: sent again with the next report
                           }
-                          if (Result<json::Doc> d = json::Doc::Parse(r->body); d) sim_->TakeHeartbeatInterval(d->view());
+                          if (Result<json::Doc> d = json::Doc::Parse(r->body); d)
+                            sim_->TakeHeartbeatInterval(d->view());
                           // A task that moved on while the report was in flight
                           // (RUNNING after the PENDING sent) stays dirty.
                           for (const auto& [task_id, last] : sent) {

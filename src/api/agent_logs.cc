@@ -47,25 +47,28 @@ void AgentHub::AddLogRoutes(http::Router* router) {
     const model::Task* t = ResolveTaskOrAnswer(*state_, ex, req.Param("id"));
     if (!t) return;
     std::string container = req.Query("container").value_or("");
-    if (container.size() > 255) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "container: at most 255 characters"));
+    if (container.size() > 255)
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "container: at most 255 characters"));
     int64_t tail = -1;
     if (std::optional<std::string> v = req.Query("tail")) {
       char* end = nullptr;
       tail = strtoll(v->c_str(), &end, 10);
       if (v->empty() || *end || tail < 0 || tail > 1000000) {
-        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tail: must be a whole number from 0 to 1000000"));
+        return ex->Respond(
+            http::ErrorResponse(400, "InvalidParameter", "tail: must be a whole number from 0 to 1000000"));
       }
     }
     bool follow = Truthy(req.Query("follow"));
     if (follow && t->last == "STOPPED") follow = false;  // nothing more will come
     auto it = streams_.find(t->node);
     if (it == streams_.end()) {
-      return ex->Respond(http::ErrorResponse(503, "AgentNotConnected",
-                                             "the agent of node " + t->node + " (where task " + t->id +
-                                                 " ran) is not connected"));
+      return ex->Respond(
+          http::ErrorResponse(503, "AgentNotConnected",
+                              "the agent of node " + t->node + " (where task " + t->id + " ran) is not connected"));
     }
     uint8_t raw[12];
-    if (!crypto::RandomBytes(raw, sizeof raw)) return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
+    if (!crypto::RandomBytes(raw, sizeof raw))
+      return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
     std::string request_id = crypto::Hex(raw, sizeof raw);
     LogRequest& lr = log_requests_[request_id];
     lr.client = ex;

@@ -15,9 +15,11 @@ AgentHub::AgentHub(model::State* state, store::Store* store, const Clock* clock,
     : state_(state), store_(store), clock_(clock), options_(options), started_ms_(clock->NowUnixMs()) {
   state_->AddObserver(this);
   if (metrics) {
-    desired_lines_ = metrics->Counters("berth_agent_desired_lines_total", "Desired-state lines sent to agents")->With({});
+    desired_lines_ =
+        metrics->Counters("berth_agent_desired_lines_total", "Desired-state lines sent to agents")->With({});
     desired_bytes_ =
-        metrics->Counters("berth_agent_desired_bytes_total", "Bytes of the desired-state lines sent to agents")->With({});
+        metrics->Counters("berth_agent_desired_bytes_total", "Bytes of the desired-state lines sent to agents")
+            ->With({});
   }
 }
 
@@ -54,7 +56,6 @@ void AgentHub::CloseStream(const std::string& node_id) {
   ex->End();
   state_->SetNodeConnected(node_id, false, clock_->NowUnixMs());
 }
-
 
 // The line is built by appending, not through a JSON tree: at scale the server
 // sends one per node whose set changed after every flush, and a tree of small
@@ -213,8 +214,8 @@ void AgentHub::Tick() {
     if (now - away_since < options_.lost_after_ms) continue;
     auto cmd = std::make_unique<model::NodeLost>();
     cmd->node = id;
-    cmd->reason = "node " + id + " lost: its agent has been unreachable for " +
-                  std::to_string((now - away_since) / 1000) + " s";
+    cmd->reason =
+        "node " + id + " lost: its agent has been unreachable for " + std::to_string((now - away_since) / 1000) + " s";
     cmd->time_ms = now;
     lost_pending_.insert(id);
     log::Warn("agents", "node lost", {{"node", id}, {"tasks", static_cast<uint64_t>(n.tasks.size())}});
@@ -236,9 +237,9 @@ void AgentHub::AddRoutes(http::Router* router) {
     Result<std::string> hostname = json::OptionalString(v, "hostname", "hostname");
     Result<int64_t> cpu = json::OptionalInt(v, "cpu", "cpu", 0);
     Result<int64_t> memory = json::OptionalInt(v, "memory", "memory", 0);
-    for (const Error* e : {cluster ? nullptr : &cluster.error(), node_id ? nullptr : &node_id.error(),
-                           hostname ? nullptr : &hostname.error(), cpu ? nullptr : &cpu.error(),
-                           memory ? nullptr : &memory.error()}) {
+    for (const Error* e :
+         {cluster ? nullptr : &cluster.error(), node_id ? nullptr : &node_id.error(),
+          hostname ? nullptr : &hostname.error(), cpu ? nullptr : &cpu.error(), memory ? nullptr : &memory.error()}) {
       if (e) return ex->Respond(http::ErrorResponse(*e));
     }
     if (*cpu <= 0 || *memory <= 0) {
@@ -250,11 +251,13 @@ void AgentHub::AddRoutes(http::Router* router) {
     }
     for (json::View a : attrs) {
       if (!a.IsString()) {
-        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes." + std::string(a.Key()) + ": must be a string"));
+        return ex->Respond(
+            http::ErrorResponse(400, "InvalidParameter", "attributes." + std::string(a.Key()) + ": must be a string"));
       }
       cmd->attributes[std::string(a.Key())] = std::string(a.String());
     }
-    if (cmd->attributes.size() > 64) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: at most 64"));
+    if (cmd->attributes.size() > 64)
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: at most 64"));
     // reservedPorts: the host's own ports ("22", "7070", "53/udp"), never given to tasks.
     json::View reserved = v.Get("reservedPorts");
     if (reserved.valid() && !reserved.IsArray()) {
@@ -267,12 +270,14 @@ void AgentHub::AddRoutes(http::Router* router) {
       ports_text += (ports_text.empty() ? "" : ",") + item;
     }
     Result<std::vector<std::pair<int, bool>>> ports = model::ParsePortsText(ports_text);
-    if (!ports) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: " + ports.error().message));
+    if (!ports)
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: " + ports.error().message));
     cmd->reserved_ports = std::move(ports.value());
     cmd->id = *node_id;
     if (cmd->id.empty()) {
       uint8_t raw[6];
-      if (!crypto::RandomBytes(raw, sizeof raw)) return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
+      if (!crypto::RandomBytes(raw, sizeof raw))
+        return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
       cmd->id = "node-" + crypto::Hex(raw, sizeof raw);
     }
     if (Status s = model::ValidateNodeId(cmd->id); !s) return ex->Respond(http::ErrorResponse(s.error()));
@@ -348,7 +353,8 @@ void AgentHub::AddRoutes(http::Router* router) {
           Result<std::string> last = json::RequireString(t, "lastStatus", path + ".lastStatus");
           if (!last) return ex->Respond(http::ErrorResponse(last.error()));
           if (*last != "PENDING" && *last != "RUNNING" && *last != "STOPPED") {
-            return ex->Respond(http::ErrorResponse(400, "InvalidParameter", path + ".lastStatus: must be PENDING, RUNNING or STOPPED"));
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                                   path + ".lastStatus: must be PENDING, RUNNING or STOPPED"));
           }
           Result<std::string> reason = json::OptionalString(t, "reason", path + ".reason");
           if (!reason) return ex->Respond(http::ErrorResponse(reason.error()));

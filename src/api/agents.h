@@ -28,8 +28,8 @@ struct AgentOptions {
   // heartbeat_interval_ms × this many agents, the interval grows with their number
   // (0: no bound).
   int64_t max_heartbeats_per_s = 1000;
-  int64_t lost_after_ms = 10000;         // away this long: the node is lost
-  int64_t stream_ping_ms = 10000;        // a line on every idle stream, so dead peers show
+  int64_t lost_after_ms = 10000;   // away this long: the node is lost
+  int64_t stream_ping_ms = 10000;  // a line on every idle stream, so dead peers show
 };
 
 class AgentHub final : public model::StateObserver {
@@ -93,8 +93,8 @@ class AgentHub final : public model::StateObserver {
   int64_t started_ms_;
   std::unordered_map<std::string, Stream> streams_;
   std::unordered_set<std::string> dirty_;
-  std::unordered_set<std::string> removed_;  // deregistered, told after the commit
-  std::set<std::string> lost_pending_;  // NodeLost submitted, not yet applied
+  std::unordered_set<std::string> removed_;    // deregistered, told after the commit
+  std::set<std::string> lost_pending_;         // NodeLost submitted, not yet applied
   metrics::Counter* desired_lines_ = nullptr;  // desired-state lines sent, and their bytes
   metrics::Counter* desired_bytes_ = nullptr;
 };

@@ -1,11 +1,11 @@
 #include "api/api.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
-
-#include <algorithm>
-#include <cstdlib>
 
 namespace berth::api {
 
@@ -22,9 +22,8 @@ std::optional<json::Doc> ParseBody(const http::ExchangePtr& ex) {
     return std::nullopt;
   }
   if (!doc->view().IsObject()) {
-    ex->Respond(http::ErrorResponse(400, "InvalidParameter",
-                                    std::string("the request body must be a JSON object, not ") +
-                                        doc->view().TypeName()));
+    ex->Respond(http::ErrorResponse(
+        400, "InvalidParameter", std::string("the request body must be a JSON object, not ") + doc->view().TypeName()));
     return std::nullopt;
   }
   return std::move(doc.value());
@@ -89,19 +88,24 @@ Status ReadServiceSettings(json::View v, int64_t* min_pct, int64_t* max_pct, int
   json::View dc = v.Get("deploymentConfiguration");
   if (dc.valid() && !dc.IsNull()) {
     if (!dc.IsObject()) return Error::Invalid("deploymentConfiguration: must be an object");
-    Result<int64_t> mn = json::OptionalInt(dc, "minimumHealthyPercent", "deploymentConfiguration.minimumHealthyPercent", -1);
+    Result<int64_t> mn =
+        json::OptionalInt(dc, "minimumHealthyPercent", "deploymentConfiguration.minimumHealthyPercent", -1);
     if (!mn) return mn.take_error();
     Result<int64_t> mx = json::OptionalInt(dc, "maximumPercent", "deploymentConfiguration.maximumPercent", -1);
     if (!mx) return mx.take_error();
-    if (*mn != -1 && (*mn < 0 || *mn > 100)) return Error::Invalid("deploymentConfiguration.minimumHealthyPercent: must be 0-100");
-    if (*mx != -1 && (*mx < 100 || *mx > 200)) return Error::Invalid("deploymentConfiguration.maximumPercent: must be 100-200");
+    if (*mn != -1 && (*mn < 0 || *mn > 100))
+      return Error::Invalid("deploymentConfiguration.minimumHealthyPercent: must be 0-100");
+    if (*mx != -1 && (*mx < 100 || *mx > 200))
+      return Error::Invalid("deploymentConfiguration.maximumPercent: must be 100-200");
     *min_pct = *mn;
     *max_pct = *mx;
     json::View cb = dc.Get("deploymentCircuitBreaker");
     if (cb.valid() && !cb.IsNull()) {
-      Result<bool> en = json::OptionalBool(cb, "enable", "deploymentConfiguration.deploymentCircuitBreaker.enable", false);
+      Result<bool> en =
+          json::OptionalBool(cb, "enable", "deploymentConfiguration.deploymentCircuitBreaker.enable", false);
       if (!en) return en.take_error();
-      Result<bool> rb = json::OptionalBool(cb, "rollback", "deploymentConfiguration.deploymentCircuitBreaker.rollback", false);
+      Result<bool> rb =
+          json::OptionalBool(cb, "rollback", "deploymentConfiguration.deploymentCircuitBreaker.rollback", false);
       if (!rb) return rb.take_error();
       *breaker = *en ? 1 : 0;
       *rollback = *rb ? 1 : 0;
@@ -134,7 +138,8 @@ const model::TaskDefinition* ActiveTaskDefinition(Context* ctx, const http::Exch
   }
   const model::TaskDefinition* td = ctx->state->FindTaskDefinition(parsed->first, parsed->second);
   if (!td || td->status != "ACTIVE") {
-    ex->Respond(http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + ref + " has no ACTIVE revision"));
+    ex->Respond(
+        http::ErrorResponse(404, "TaskDefinitionNotFound", "task definition " + ref + " has no ACTIVE revision"));
     return nullptr;
   }
   return td;
@@ -198,11 +203,13 @@ const model::Task* ResolveTaskOrAnswer(const model::State& state, const http::Ex
 void AddRoutes(http::Router* router, Context* ctx) {
   http::RouteOptions open;
   open.open = true;
-  router->Add("GET", "/healthz", [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); },
-              open);
+  router->Add(
+      "GET", "/healthz",
+      [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); }, open);
 
   // What the state holds, read at each scrape.
-  metrics::Gauge* tasks_held = ctx->metrics->Gauges("berth_state_tasks", "Tasks the state holds (any status)")->With({});
+  metrics::Gauge* tasks_held =
+      ctx->metrics->Gauges("berth_state_tasks", "Tasks the state holds (any status)")->With({});
   metrics::Gauge* revisions_held =
       ctx->metrics->Gauges("berth_state_task_definitions", "Task definition revisions the state holds")->With({});
   metrics::Gauge* placed =
@@ -221,11 +228,11 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   router->Add("GET", "/v1/version", [ctx](const http::ExchangePtr& ex) {
     ex->Respond(http::JsonResponse(200, json::Doc::Object()
-                              .Set("version", BERTH_VERSION)
-                              .Set("git", BERTH_GIT)
-                              .Set("schemaVersion", ctx->store->schema_version())
-                              .Set("lastCommandSeq", static_cast<int64_t>(ctx->store->last_seq()))
-                              .Print()));
+                                            .Set("version", BERTH_VERSION)
+                                            .Set("git", BERTH_GIT)
+                                            .Set("schemaVersion", ctx->store->schema_version())
+                                            .Set("lastCommandSeq", static_cast<int64_t>(ctx->store->last_seq()))
+                                            .Print()));
   });
 
   // --- clusters ---
@@ -307,14 +314,16 @@ void AddRoutes(http::Router* router, Context* ctx) {
                                              "task definition " + std::string(ex->request().Param("ref")) +
                                                  (ref->second ? " does not exist" : " has no ACTIVE revision")));
     }
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("taskDefinition", model::TaskDefinitionJson(*td)).Print()));
+    ex->Respond(
+        http::JsonResponse(200, json::Doc::Object().Set("taskDefinition", model::TaskDefinitionJson(*td)).Print()));
   });
 
   router->Add("DELETE", "/v1/taskdefinitions/{ref}", [ctx](const http::ExchangePtr& ex) {
     auto ref = model::ParseTaskDefinitionRef(ex->request().Param("ref"));
     if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
     if (ref->second == 0) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "taskDefinition: give FAMILY:REVISION to deregister"));
+      return ex->Respond(
+          http::ErrorResponse(400, "InvalidParameter", "taskDefinition: give FAMILY:REVISION to deregister"));
     }
     auto cmd = std::make_unique<model::DeregisterTaskDefinition>();
     cmd->family = ref->first;
@@ -333,7 +342,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     Result<std::string> role = json::RequireString(body->view(), "role", "role");
     if (!role) return ex->Respond(http::ErrorResponse(role.error()));
     if (!model::IsValidRole(*role)) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only or agent"));
+      return ex->Respond(
+          http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only or agent"));
     }
     Result<std::string> secret = crypto::NewToken("berth_");
     if (!secret) return ex->Respond(http::ErrorResponse(secret.error()));
@@ -358,7 +368,10 @@ void AddRoutes(http::Router* router, Context* ctx) {
   router->Add("GET", "/v1/tokens", [ctx](const http::ExchangePtr& ex) {
     json::Doc list = json::Doc::Array();
     for (const model::Token& t : ctx->state->tokens()) {
-      list.Push(json::Doc::Object().Set("id", t.id).Set("role", t.role).Set("createdAt", static_cast<double>(t.created_ms) / 1000.0));
+      list.Push(json::Doc::Object()
+                    .Set("id", t.id)
+                    .Set("role", t.role)
+                    .Set("createdAt", static_cast<double>(t.created_ms) / 1000.0));
     }
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
   });
@@ -378,7 +391,9 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   router->Add("GET", "/v1/nodes/{id}", [ctx](const http::ExchangePtr& ex) {
     const model::Node* n = ctx->state->FindNode(ex->request().Param("id"));
-    if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + std::string(ex->request().Param("id")) + " does not exist"));
+    if (!n)
+      return ex->Respond(http::ErrorResponse(404, "NodeNotFound",
+                                             "node " + std::string(ex->request().Param("id")) + " does not exist"));
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstance", model::NodeJson(*n)).Print()));
   });
 
@@ -414,32 +429,39 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!td) return;
     Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
     if (!count) return ex->Respond(http::ErrorResponse(count.error()));
-    if (*count < 1 || *count > 10000) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
+    if (*count < 1 || *count > 10000)
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
     Result<std::string> group = json::OptionalString(v, "group", "group", "family:" + td->family);
     Result<std::string> started_by = json::OptionalString(v, "startedBy", "startedBy", "");
     if (!group) return ex->Respond(http::ErrorResponse(group.error()));
     if (!started_by) return ex->Respond(http::ErrorResponse(started_by.error()));
-    if (group->empty() || group->size() > 255) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "group: must be 1-255 characters"));
+    if (group->empty() || group->size() > 255)
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "group: must be 1-255 characters"));
     sched::Request req;
     req.group = *group;
     if (Status s = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &req); !s) {
       return ex->Respond(http::ErrorResponse(s.error()));
     }
     if (Result<json::Doc> tdoc = json::Doc::Parse(td->doc); tdoc) {
-      if (Status s = control::ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(), "taskDefinition", &req); !s) {
+      if (Status s =
+              control::ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(), "taskDefinition", &req);
+          !s) {
         return ex->Respond(http::ErrorResponse(s.error()));
       }
     }
     if (req.strategies.empty()) req.strategies.push_back(*sched::Strategy::Make("random", ""));
-    control::Scheduler::Plan plan = ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count), ctx->clock->NowUnixMs());
+    control::Scheduler::Plan plan =
+        ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count), ctx->clock->NowUnixMs());
     json::Doc failures = json::Doc::Array();
     if (plan.nodes.size() < static_cast<size_t>(*count)) {
-      failures.Push(json::Doc::Object()
-                        .Set("reason", plan.reason.empty() ? std::string("no room") : plan.reason)
-                        .Set("detail", std::to_string(*count - static_cast<int64_t>(plan.nodes.size())) + " task(s) not placed"));
+      failures.Push(
+          json::Doc::Object()
+              .Set("reason", plan.reason.empty() ? std::string("no room") : plan.reason)
+              .Set("detail", std::to_string(*count - static_cast<int64_t>(plan.nodes.size())) + " task(s) not placed"));
     }
     if (plan.nodes.empty()) {
-      return ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
+      return ex->Respond(http::JsonResponse(
+          200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
     }
     auto cmd = std::make_unique<model::PlaceTasks>();
     cmd->cluster = *cluster;
@@ -454,7 +476,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     int64_t revision = td->revision;
     std::string group_name = *group;
     std::string cluster_name = *cluster;
-    ctx->store->Submit(std::move(cmd), [ctx, ex, plan, failures_text, family, revision, group_name, cluster_name](Result<std::string> r) {
+    ctx->store->Submit(std::move(cmd), [ctx, ex, plan, failures_text, family, revision, group_name,
+                                        cluster_name](Result<std::string> r) {
       if (!r) {
         if (const model::TaskDefinition* t = ctx->state->FindTaskDefinition(family, revision)) {
           ctx->scheduler->Release(cluster_name, *t, group_name, plan);
@@ -555,7 +578,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!td) return;
     Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
     if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
-    if (*desired < 0 || *desired > 1000000) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
+    if (*desired < 0 || *desired > 1000000)
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
     int64_t mn = -1, mx = -1;
     int breaker = -1, rollback = -1;
     std::string constraints, strategy;
@@ -598,7 +622,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     std::string name(ex->request().Param("name"));
     const model::Service* svc = ctx->state->FindService(cluster, name);
     if (!svc) {
-      ex->Respond(http::ErrorResponse(404, "ServiceNotFound", "service " + name + " does not exist in cluster " + cluster));
+      ex->Respond(
+          http::ErrorResponse(404, "ServiceNotFound", "service " + name + " does not exist in cluster " + cluster));
     }
     return svc;
   };
@@ -612,7 +637,10 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!svc) return;
     json::Doc list = json::Doc::Array();
     for (const model::ServiceEvent& e : svc->events) {
-      list.Push(json::Doc::Object().Set("id", e.id).Set("createdAt", static_cast<double>(e.at_ms) / 1000.0).Set("message", e.message));
+      list.Push(json::Doc::Object()
+                    .Set("id", e.id)
+                    .Set("createdAt", static_cast<double>(e.at_ms) / 1000.0)
+                    .Set("message", e.message));
     }
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("events", list).Print()));
   });

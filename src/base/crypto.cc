@@ -1,8 +1,9 @@
 #include "base/crypto.h"
 
+#include <sys/random.h>
+
 #include <mbedtls/base64.h>
 #include <mbedtls/sha256.h>
-#include <sys/random.h>
 
 #include <cerrno>
 #include <cstring>

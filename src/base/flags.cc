@@ -61,8 +61,10 @@ std::string FlagsHelp(const std::vector<FlagSpec>& specs) {
   std::string out;
   for (const FlagSpec& s : specs) {
     std::string left = "  --" + s.name + (s.takes_value ? " " + (s.value_name.empty() ? "VALUE" : s.value_name) : "");
-    if (left.size() < 28) left.resize(28, ' ');
-    else left += "  ";
+    if (left.size() < 28)
+      left.resize(28, ' ');
+    else
+      left += "  ";
     out += left + s.help + "\n";
   }
   return out;

@@ -12,14 +12,14 @@
 namespace berth::flags {
 
 struct FlagSpec {
-  std::string name;        // without dashes
+  std::string name;  // without dashes
   bool takes_value = true;
   std::string value_name;  // for help: "DIR"
   std::string help;
 };
 
 struct Parsed {
-  std::map<std::string, std::string> values;  // flag → value ("true" for booleans); the last one given
+  std::map<std::string, std::string> values;            // flag → value ("true" for booleans); the last one given
   std::map<std::string, std::vector<std::string>> all;  // flag → every value given, in order
   std::vector<std::string> positional;
   bool help = false;

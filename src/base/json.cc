@@ -63,9 +63,7 @@ View::Iterator& View::Iterator::operator++() {
   return *this;
 }
 
-View::Iterator View::begin() const {
-  return Iterator((IsObject() || IsArray()) ? node_->child : nullptr);
-}
+View::Iterator View::begin() const { return Iterator((IsObject() || IsArray()) ? node_->child : nullptr); }
 
 std::string View::Print() const {
   if (!node_) return "null";
@@ -121,8 +119,8 @@ Result<Doc> Doc::Parse(std::string_view text) {
   size_t offset = text.size();
   if (root) {
     size_t consumed = static_cast<size_t>(end - text.data());
-    while (consumed < text.size() && (text[consumed] == ' ' || text[consumed] == '\n' || text[consumed] == '\r' ||
-                                      text[consumed] == '\t')) {
+    while (consumed < text.size() &&
+           (text[consumed] == ' ' || text[consumed] == '\n' || text[consumed] == '\r' || text[consumed] == '\t')) {
       consumed++;
     }
     if (consumed == text.size()) return Doc(root);

@@ -1,12 +1,12 @@
 #include "base/log.h"
 
-#include "base/json.h"
-
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+
+#include "base/json.h"
 
 namespace berth::log {
 

@@ -18,10 +18,14 @@ void AppendNumber(std::string* out, double v) {
 
 void AppendLabelValue(std::string* out, std::string_view v) {
   for (char c : v) {
-    if (c == '\\') out->append("\\\\");
-    else if (c == '"') out->append("\\\"");
-    else if (c == '\n') out->append("\\n");
-    else out->push_back(c);
+    if (c == '\\')
+      out->append("\\\\");
+    else if (c == '"')
+      out->append("\\\"");
+    else if (c == '\n')
+      out->append("\\n");
+    else
+      out->push_back(c);
   }
 }
 
@@ -144,14 +148,13 @@ template class Family<Gauge>;
 template class Family<Histogram>;
 
 Family<Counter>* Registry::Counters(std::string name, std::string help, std::vector<std::string> labels) {
-  counters_.push_back(std::make_unique<Family<Counter>>(Type::kCounter, std::move(name), std::move(help),
-                                                        std::move(labels)));
+  counters_.push_back(
+      std::make_unique<Family<Counter>>(Type::kCounter, std::move(name), std::move(help), std::move(labels)));
   return counters_.back().get();
 }
 
 Family<Gauge>* Registry::Gauges(std::string name, std::string help, std::vector<std::string> labels) {
-  gauges_.push_back(
-      std::make_unique<Family<Gauge>>(Type::kGauge, std::move(name), std::move(help), std::move(labels)));
+  gauges_.push_back(std::make_unique<Family<Gauge>>(Type::kGauge, std::move(name), std::move(help), std::move(labels)));
   return gauges_.back().get();
 }
 

@@ -55,7 +55,10 @@ class Family {
  public:
   Family(Type type, std::string name, std::string help, std::vector<std::string> labels,
          std::vector<double> bounds = {})
-      : type_(type), name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)),
+      : type_(type),
+        name_(std::move(name)),
+        help_(std::move(help)),
+        labels_(std::move(labels)),
         bounds_(std::move(bounds)) {}
 
   // The series for these label values (in the family's label order).

@@ -10,16 +10,16 @@
 namespace berth {
 
 enum class ErrorKind {
-  kInvalid,       // the caller sent something wrong (400)
-  kUnauthorized,  // missing or wrong credentials (401)
-  kForbidden,     // credentials fine, action not allowed (403)
-  kNotFound,      // the named thing does not exist (404)
-  kConflict,      // the state forbids it (409)
-  kTooLarge,      // over a size limit (413)
-  kTimeout,       // too slow (408)
-  kUnavailable,   // try again later (503)
+  kInvalid,              // the caller sent something wrong (400)
+  kUnauthorized,         // missing or wrong credentials (401)
+  kForbidden,            // credentials fine, action not allowed (403)
+  kNotFound,             // the named thing does not exist (404)
+  kConflict,             // the state forbids it (409)
+  kTooLarge,             // over a size limit (413)
+  kTimeout,              // too slow (408)
+  kUnavailable,          // try again later (503)
   kInsufficientStorage,  // the disk is full (507)
-  kInternal,      // our fault or the machine's (500)
+  kInternal,             // our fault or the machine's (500)
 };
 
 struct Error {
@@ -40,7 +40,7 @@ struct Error {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }

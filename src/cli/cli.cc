@@ -110,8 +110,9 @@ int TaskdefCommand(const std::vector<std::string>& args) {
   const std::string& sub = p->positional[0];
   if (sub == "ls" || sub == "list" || sub == "families") {
     if (p->positional.size() != 1) return UsageError("taskdef", sub + " takes no arguments");
-    CallResult r = sub == "families" ? Call("GET", "/v1/taskdefinitions/families")
-                                     : Call("GET", std::string("/v1/taskdefinitions?status=") + (p->Has("all") ? "ALL" : "ACTIVE"));
+    CallResult r = sub == "families"
+                       ? Call("GET", "/v1/taskdefinitions/families")
+                       : Call("GET", std::string("/v1/taskdefinitions?status=") + (p->Has("all") ? "ALL" : "ACTIVE"));
     if (r.exit) return r.exit;
     if (as_json) {
       printf("%s\n", r.body.Print().c_str());
@@ -178,8 +179,10 @@ int TokenCommand(const std::vector<std::string>& args) {
     CallResult r = Call("POST", "/v1/tokens", json::Doc::Object().Set("role", p->Get("role")).Print());
     if (r.exit) return r.exit;
     json::View t = r.body.view().Get("token");
-    if (p->Has("json")) printf("%s\n", t.Print().c_str());
-    else printf("%s\n", Str(t, "secret").c_str());
+    if (p->Has("json"))
+      printf("%s\n", t.Print().c_str());
+    else
+      printf("%s\n", Str(t, "secret").c_str());
     return kOk;
   }
   if (sub == "ls" || sub == "list") {
@@ -190,7 +193,8 @@ int TokenCommand(const std::vector<std::string>& args) {
       return kOk;
     }
     Table t({"ID", "ROLE", "CREATED"});
-    for (json::View tok : r.body.view().Get("tokens")) t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt")});
+    for (json::View tok : r.body.view().Get("tokens"))
+      t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt")});
     printf("%s", t.Render().c_str());
     return kOk;
   }
@@ -206,9 +210,10 @@ int ConfigureCommand(const std::vector<std::string>& args) {
   Result<flags::Parsed> p = flags::ParseFlags(args, kConfigureFlags);
   if (!p) return UsageError("configure", p.error().message);
   if (p->help) {
-    printf("Usage: berth configure [--server URL] [--token TOKEN]\n\nWrites %s (mode 0600).\n"
-           "BERTH_SERVER and BERTH_TOKEN override it.\n\nFlags:\n%s",
-           ConfigPath().c_str(), flags::FlagsHelp(kConfigureFlags).c_str());
+    printf(
+        "Usage: berth configure [--server URL] [--token TOKEN]\n\nWrites %s (mode 0600).\n"
+        "BERTH_SERVER and BERTH_TOKEN override it.\n\nFlags:\n%s",
+        ConfigPath().c_str(), flags::FlagsHelp(kConfigureFlags).c_str());
     return kOk;
   }
   if (!p->positional.empty()) return UsageError("configure", "unexpected argument '" + p->positional[0] + "'");

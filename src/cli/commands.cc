@@ -56,9 +56,13 @@ void PrintTasks(json::View tasks, bool wide) {
   Table t(header);
   for (json::View x : tasks) {
     std::string service = Str(x, "serviceName");
-    std::vector<std::string> row = {ShortTaskId(Str(x, "taskId")), service.empty() ? "-" : service,
-                                    Tail(x.Get("taskDefinitionArn").String(), '/'), Str(x, "nodeId"),
-                                    Str(x, "lastStatus"), Str(x, "desiredStatus"), Str(x, "healthStatus"),
+    std::vector<std::string> row = {ShortTaskId(Str(x, "taskId")),
+                                    service.empty() ? "-" : service,
+                                    Tail(x.Get("taskDefinitionArn").String(), '/'),
+                                    Str(x, "nodeId"),
+                                    Str(x, "lastStatus"),
+                                    Str(x, "desiredStatus"),
+                                    Str(x, "healthStatus"),
                                     Age(x, "createdAt")};
     if (wide) row.push_back(Str(x, "stoppedReason"));
     t.Add(row);
@@ -140,13 +144,14 @@ int NodeCommand(const std::vector<std::string>& args) {
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("node", p.error().message);
   if (p->help || p->positional.empty()) {
-    printf("Usage:\n"
-           "  berth node ls [--cluster NAME]   list nodes with free and total CPU and memory\n"
-           "  berth node describe NODE         show one node (--json: the ECS container instance JSON)\n"
-           "  berth node drain NODE            no new tasks; service tasks move elsewhere\n"
-           "  berth node activate NODE         take tasks again\n"
-           "  berth node rm NODE [--force]     deregister (--force stops its tasks)\n\nFlags:\n%s",
-           flags::FlagsHelp(specs).c_str());
+    printf(
+        "Usage:\n"
+        "  berth node ls [--cluster NAME]   list nodes with free and total CPU and memory\n"
+        "  berth node describe NODE         show one node (--json: the ECS container instance JSON)\n"
+        "  berth node drain NODE            no new tasks; service tasks move elsewhere\n"
+        "  berth node activate NODE         take tasks again\n"
+        "  berth node rm NODE [--force]     deregister (--force stops its tasks)\n\nFlags:\n%s",
+        flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }
   const std::string& sub = p->positional[0];
@@ -155,23 +160,33 @@ int NodeCommand(const std::vector<std::string>& args) {
     if (p->Has("cluster")) target += "?cluster=" + Q(p->Get("cluster"));
     CallResult r = Call("GET", target);
     if (r.exit) return r.exit;
-    if (p->Has("json")) printf("%s\n", r.body.Print().c_str());
-    else PrintNodes(r.body.view().Get("containerInstances"));
+    if (p->Has("json"))
+      printf("%s\n", r.body.Print().c_str());
+    else
+      PrintNodes(r.body.view().Get("containerInstances"));
     return kOk;
   }
   if (p->positional.size() != 2) return UsageError("node", sub + " takes one NODE");
   const std::string& node = p->positional[1];
   CallResult r;
-  if (sub == "describe") r = Call("GET", "/v1/nodes/" + Q(node));
-  else if (sub == "drain") r = Call("POST", "/v1/nodes/" + Q(node) + "/drain", "{}");
-  else if (sub == "activate") r = Call("POST", "/v1/nodes/" + Q(node) + "/activate", "{}");
-  else if (sub == "rm") r = Call("DELETE", "/v1/nodes/" + Q(node) + (p->Has("force") ? "?force=true" : ""));
-  else return UsageError("node", "unknown subcommand '" + sub + "'");
+  if (sub == "describe")
+    r = Call("GET", "/v1/nodes/" + Q(node));
+  else if (sub == "drain")
+    r = Call("POST", "/v1/nodes/" + Q(node) + "/drain", "{}");
+  else if (sub == "activate")
+    r = Call("POST", "/v1/nodes/" + Q(node) + "/activate", "{}");
+  else if (sub == "rm")
+    r = Call("DELETE", "/v1/nodes/" + Q(node) + (p->Has("force") ? "?force=true" : ""));
+  else
+    return UsageError("node", "unknown subcommand '" + sub + "'");
   if (r.exit) return r.exit;
   json::View n = r.body.view().Get("containerInstance");
-  if (p->Has("json")) printf("%s\n", n.Print().c_str());
-  else if (sub == "describe") PrintNodeDescription(n);
-  else printf("%s %s\n", Str(n, "nodeId").c_str(), Str(n, "status").c_str());
+  if (p->Has("json"))
+    printf("%s\n", n.Print().c_str());
+  else if (sub == "describe")
+    PrintNodeDescription(n);
+  else
+    printf("%s %s\n", Str(n, "nodeId").c_str(), Str(n, "status").c_str());
   return kOk;
 }
 
@@ -179,7 +194,9 @@ int NodeCommand(const std::vector<std::string>& args) {
 
 int RunCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {
-      kJson, kCluster, {"count", true, "N", "how many tasks (default 1)"},
+      kJson,
+      kCluster,
+      {"count", true, "N", "how many tasks (default 1)"},
       {"group", true, "GROUP", "task group (default family:FAMILY)"},
       {"started-by", true, "TEXT", "recorded as startedBy"},
       {"strategy", true, "LIST", "e.g. spread:attribute:zone,binpack:memory (default random)"},
@@ -223,18 +240,21 @@ int RunCommand(const std::vector<std::string>& args) {
 // --- berth task and berth ps ---
 
 int TaskCommand(const std::vector<std::string>& args) {
-  std::vector<flags::FlagSpec> specs = {kJson, kCluster, {"service", true, "NAME", "ls: only this service's tasks"},
+  std::vector<flags::FlagSpec> specs = {kJson,
+                                        kCluster,
+                                        {"service", true, "NAME", "ls: only this service's tasks"},
                                         {"node", true, "NODE", "ls: only tasks on this node"},
                                         {"all", false, "", "ls: include STOPPED tasks"},
                                         {"reason", true, "TEXT", "stop: why (shown as stoppedReason)"}};
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("task", p.error().message);
   if (p->help || p->positional.empty()) {
-    printf("Usage:\n"
-           "  berth task ls [--service S] [--node N] [--all]\n"
-           "  berth task describe TASK\n"
-           "  berth task stop TASK [--reason TEXT]\n\nFlags:\n%s",
-           flags::FlagsHelp(specs).c_str());
+    printf(
+        "Usage:\n"
+        "  berth task ls [--service S] [--node N] [--all]\n"
+        "  berth task describe TASK\n"
+        "  berth task stop TASK [--reason TEXT]\n\nFlags:\n%s",
+        flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }
   const std::string& sub = p->positional[0];
@@ -245,8 +265,10 @@ int TaskCommand(const std::vector<std::string>& args) {
     if (!p->Has("all")) target += "&desiredStatus=RUNNING";
     CallResult r = Call("GET", target);
     if (r.exit) return r.exit;
-    if (p->Has("json")) printf("%s\n", r.body.Print().c_str());
-    else PrintTasks(r.body.view().Get("tasks"), p->Has("all"));
+    if (p->Has("json"))
+      printf("%s\n", r.body.Print().c_str());
+    else
+      PrintTasks(r.body.view().Get("tasks"), p->Has("all"));
     return kOk;
   }
   if (p->positional.size() != 2) return UsageError("task", sub + " takes one TASK id");
@@ -293,7 +315,9 @@ int PsCommand(const std::vector<std::string>& args) {
 
 int ServiceCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {
-      kJson, kCluster, {"taskdef", true, "FAMILY[:REV]", "create/update: the task definition"},
+      kJson,
+      kCluster,
+      {"taskdef", true, "FAMILY[:REV]", "create/update: the task definition"},
       {"count", true, "N", "create/update: desired count"},
       {"strategy", true, "LIST", "e.g. spread:attribute:zone,binpack:memory"},
       {"constraint", true, "C", "distinctInstance or 'memberOf:EXPRESSION' (several: separate with ;)"},
@@ -306,12 +330,13 @@ int ServiceCommand(const std::vector<std::string>& args) {
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("service", p.error().message);
   if (p->help || p->positional.empty()) {
-    printf("Usage:\n"
-           "  berth service create NAME --taskdef FAMILY[:REV] --count N [placement and deployment flags]\n"
-           "  berth service update NAME [--taskdef F[:R]] [--count N] [flags]\n"
-           "  berth service scale NAME N\n"
-           "  berth service ls | describe NAME | events NAME | rm NAME [--force]\n\nFlags:\n%s",
-           flags::FlagsHelp(specs).c_str());
+    printf(
+        "Usage:\n"
+        "  berth service create NAME --taskdef FAMILY[:REV] --count N [placement and deployment flags]\n"
+        "  berth service update NAME [--taskdef F[:R]] [--count N] [flags]\n"
+        "  berth service scale NAME N\n"
+        "  berth service ls | describe NAME | events NAME | rm NAME [--force]\n\nFlags:\n%s",
+        flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }
   const std::string& sub = p->positional[0];
@@ -319,8 +344,10 @@ int ServiceCommand(const std::vector<std::string>& args) {
   if (sub == "ls" || sub == "list") {
     CallResult r = Call("GET", "/v1/services?cluster=" + Q(cluster));
     if (r.exit) return r.exit;
-    if (p->Has("json")) printf("%s\n", r.body.Print().c_str());
-    else PrintServices(r.body.view().Get("services"));
+    if (p->Has("json"))
+      printf("%s\n", r.body.Print().c_str());
+    else
+      PrintServices(r.body.view().Get("services"));
     return kOk;
   }
   if (p->positional.size() < 2) return UsageError("service", sub + " needs the service NAME");
@@ -345,7 +372,8 @@ int ServiceCommand(const std::vector<std::string>& args) {
       if (*count >= 0) body.Set("desiredCount", *count);
       json::Doc dc = json::Doc::Object();
       bool any_dc = false;
-      for (auto [flag, field] : {std::pair{"min-healthy", "minimumHealthyPercent"}, std::pair{"max-percent", "maximumPercent"}}) {
+      for (auto [flag, field] :
+           {std::pair{"min-healthy", "minimumHealthyPercent"}, std::pair{"max-percent", "maximumPercent"}}) {
         Result<int64_t> v = CountFlag(*p, flag, -1, 0, 200);
         if (!v) return UsageError("service", v.error().message);
         if (*v >= 0) {
@@ -381,7 +409,8 @@ int ServiceCommand(const std::vector<std::string>& args) {
       printf("%s\n", r.body.Print().c_str());
       return kOk;
     }
-    for (json::View e : r.body.view().Get("events")) printf("%s  %s\n", Seconds(e, "createdAt").c_str(), Str(e, "message").c_str());
+    for (json::View e : r.body.view().Get("events"))
+      printf("%s  %s\n", Seconds(e, "createdAt").c_str(), Str(e, "message").c_str());
     return kOk;
   } else if (sub == "rm" || sub == "delete") {
     r = Call("DELETE", path + (p->Has("force") ? "&force=true" : ""));

@@ -67,7 +67,8 @@ Status SaveConfig(const Config& c) {
   bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   fchmod(fd, 0600);
   close(fd);
-  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) return Error::Internal("cannot write " + path + ": " + strerror(errno));
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0)
+    return Error::Internal("cannot write " + path + ": " + strerror(errno));
   return {};
 }
 

@@ -59,12 +59,12 @@ void PrintServiceDescription(json::View s, size_t max_events) {
                      Num(s, "pendingCount") + " pending");
   json::View dc = s.Get("deploymentConfiguration");
   json::View breaker = dc.Get("deploymentCircuitBreaker");
-  Field("Deployments", "minimum healthy " + Num(dc, "minimumHealthyPercent") + "%, maximum " +
-                           Num(dc, "maximumPercent") + "%, circuit breaker " +
-                           (breaker.Get("enable").Bool() ? std::string("on") + (breaker.Get("rollback").Bool()
-                                                                                     ? " with rollback"
-                                                                                     : " without rollback")
-                                                         : std::string("off")));
+  Field("Deployments",
+        "minimum healthy " + Num(dc, "minimumHealthyPercent") + "%, maximum " + Num(dc, "maximumPercent") +
+            "%, circuit breaker " +
+            (breaker.Get("enable").Bool()
+                 ? std::string("on") + (breaker.Get("rollback").Bool() ? " with rollback" : " without rollback")
+                 : std::string("off")));
   Field("Placement", Placement(s.Get("placementConstraints"), s.Get("placementStrategy")));
   Field("Created", Seconds(s, "createdAt"));
   Field("ARN", Str(s, "serviceArn"));
@@ -80,11 +80,11 @@ void PrintServiceDescription(json::View s, size_t max_events) {
 
   json::View events = s.Get("events");
   size_t total = events.Size();
-  printf("\nEvents (newest first%s)\n",
-         total > max_events ? (", " + std::to_string(max_events) + " of " + std::to_string(total) +
-                               "; 'berth service events' shows all")
-                                  .c_str()
-                            : "");
+  printf("\nEvents (newest first%s)\n", total > max_events
+                                            ? (", " + std::to_string(max_events) + " of " + std::to_string(total) +
+                                               "; 'berth service events' shows all")
+                                                  .c_str()
+                                            : "");
   size_t shown = 0;
   for (json::View e : events) {
     if (shown++ >= max_events) break;
@@ -101,8 +101,8 @@ void PrintTaskDescription(json::View t) {
   Field("Service", service.empty() ? "- (started by " + OrDash(Str(t, "startedBy")) + ")" : service);
   Field("Task definition", Tail(t.Get("taskDefinitionArn").String()));
   Field("Node", OrDash(Str(t, "nodeId")));
-  Field("Status", Str(t, "lastStatus") + " (desired " + Str(t, "desiredStatus") + "), health " +
-                      Str(t, "healthStatus"));
+  Field("Status",
+        Str(t, "lastStatus") + " (desired " + Str(t, "desiredStatus") + "), health " + Str(t, "healthStatus"));
   Field("Resources", "cpu " + Str(t, "cpu") + ", memory " + Str(t, "memory") + " MiB");
   Field("Created", Seconds(t, "createdAt"));
   if (t.Get("startedAt").IsNumber()) Field("Started", Seconds(t, "startedAt"));
@@ -119,8 +119,8 @@ void PrintTaskDescription(json::View t) {
     std::string ports;
     for (json::View b : x.Get("networkBindings")) {
       if (!ports.empty()) ports += ",";
-      ports += std::string(b.Get("bindIP").String()) + ":" + Num(b, "hostPort") + "->" + Num(b, "containerPort") +
-               "/" + std::string(b.Get("protocol").String());
+      ports += std::string(b.Get("bindIP").String()) + ":" + Num(b, "hostPort") + "->" + Num(b, "containerPort") + "/" +
+               std::string(b.Get("protocol").String());
     }
     c.Add({Str(x, "name"), Str(x, "lastStatus"), x.Get("exitCode").IsNumber() ? Num(x, "exitCode") : "-",
            Str(x, "healthStatus"), OrDash(ports), OrDash(Str(x, "reason"))});
@@ -135,8 +135,8 @@ void PrintNodeDescription(json::View n) {
   Field("Agent", n.Get("agentConnected").Bool() ? "connected, last heard " + Seconds(n, "lastHeartbeatAt")
                                                 : "away since " + Seconds(n, "lastHeartbeatAt"));
   json::View reg = n.Get("registeredResources"), rem = n.Get("remainingResources");
-  Field("CPU", std::to_string(ResourceValue(rem, "CPU")) + " free of " + std::to_string(ResourceValue(reg, "CPU")) +
-                   " units");
+  Field("CPU",
+        std::to_string(ResourceValue(rem, "CPU")) + " free of " + std::to_string(ResourceValue(reg, "CPU")) + " units");
   Field("Memory", std::to_string(ResourceValue(rem, "MEMORY")) + " free of " +
                       std::to_string(ResourceValue(reg, "MEMORY")) + " MiB");
   Field("Tasks", Num(n, "runningTasksCount") + " running, " + Num(n, "pendingTasksCount") + " pending");

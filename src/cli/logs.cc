@@ -20,15 +20,16 @@ int LogsCommand(const std::vector<std::string>& args) {
   Result<flags::Parsed> p = flags::ParseFlags(rewritten, specs);
   if (!p) return UsageError("logs", p.error().message);
   if (p->help || p->positional.size() != 1) {
-    printf("Usage: berth logs TASK [--container NAME] [-f] [--tail N]\n\n"
-           "Prints a task's container output (stdout and stderr), fetched through the server\n"
-           "from the agent of the task's node. TASK is the short id 'berth ps' shows, the\n"
-           "full id, its ARN or a prefix of 6 or more characters.\n\nFlags:\n%s",
-           flags::FlagsHelp(specs).c_str());
+    printf(
+        "Usage: berth logs TASK [--container NAME] [-f] [--tail N]\n\n"
+        "Prints a task's container output (stdout and stderr), fetched through the server\n"
+        "from the agent of the task's node. TASK is the short id 'berth ps' shows, the\n"
+        "full id, its ARN or a prefix of 6 or more characters.\n\nFlags:\n%s",
+        flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }
-  std::string target = "/v1/tasks/" + net::http::UrlEncode(p->positional[0]) + "/logs?follow=" +
-                       (p->Has("follow") ? "true" : "false");
+  std::string target =
+      "/v1/tasks/" + net::http::UrlEncode(p->positional[0]) + "/logs?follow=" + (p->Has("follow") ? "true" : "false");
   if (p->Has("container")) target += "&container=" + net::http::UrlEncode(p->Get("container"));
   if (p->Has("tail")) {
     Result<uint64_t> n = flags::ParseCount(p->Get("tail"), "tail");

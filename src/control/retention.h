@@ -64,8 +64,8 @@ class RetentionController final : public model::StateObserver {
   RetentionOptions options_;
   std::set<Entry> by_time_;
   std::unordered_map<std::string, std::set<Entry>> by_service_;  // service key → its stopped tasks
-  std::unordered_set<std::string> over_;       // services holding more than stopped_per_service
-  std::unordered_set<std::string> submitted_;  // ids in a ForgetTasks not yet applied
+  std::unordered_set<std::string> over_;                         // services holding more than stopped_per_service
+  std::unordered_set<std::string> submitted_;                    // ids in a ForgetTasks not yet applied
   int64_t last_taskdef_scan_ms_ = 0;
 };
 

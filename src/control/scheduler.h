@@ -44,8 +44,7 @@ class Scheduler final : public model::StateObserver {
   // Place() calls so far (a service waiting for room must not make them on a clock).
   uint64_t passes() const { return passes_; }
   // Gives back planned tasks whose command was refused.
-  void Release(const std::string& cluster, const model::TaskDefinition& td, const std::string& group,
-               const Plan& plan);
+  void Release(const std::string& cluster, const model::TaskDefinition& td, const std::string& group, const Plan& plan);
 
   // model::StateObserver
   void OnNodeChanged(const model::Node& n) override;

@@ -16,8 +16,7 @@ std::string Short(const std::string& id) { return std::string(model::State::Shor
 
 }  // namespace
 
-ServiceController::ServiceController(model::State* state, store::Store* store, Scheduler* scheduler,
-                                     const Clock* clock)
+ServiceController::ServiceController(model::State* state, store::Store* store, Scheduler* scheduler, const Clock* clock)
     : state_(state), store_(store), scheduler_(scheduler), clock_(clock) {
   state_->AddObserver(this);
   OnReloaded();
@@ -73,12 +72,16 @@ void ServiceController::Track(const model::Task& t) {
     Count(tally, was, -1);
     Count(tally, f, +1);
     if (was.active != f.active) {
-      if (f.active) tally.active_ids.insert(t.id);
-      else tally.active_ids.erase(t.id);
+      if (f.active)
+        tally.active_ids.insert(t.id);
+      else
+        tally.active_ids.erase(t.id);
     }
     if (was.unhealthy != f.unhealthy) {
-      if (f.unhealthy) tally.unhealthy_ids.insert(t.id);
-      else tally.unhealthy_ids.erase(t.id);
+      if (f.unhealthy)
+        tally.unhealthy_ids.insert(t.id);
+      else
+        tally.unhealthy_ids.erase(t.id);
     }
     it->second.flags = f;
     dirty_.insert(std::move(key));
@@ -156,8 +159,8 @@ void ServiceController::OnReloaded() {
   waiting_.clear();
 }
 
-void ServiceController::Block(const model::Service& s, const std::string& why, const std::string& event,
-                              int64_t cpu, int64_t memory) {
+void ServiceController::Block(const model::Service& s, const std::string& why, const std::string& event, int64_t cpu,
+                              int64_t memory) {
   std::string key = model::State::ServiceKey(s.cluster, s.name);
   auto [it, fresh] = blocked_.try_emplace(key);
   Blocked& b = it->second;
@@ -424,7 +427,8 @@ void ServiceController::ReconcileOne(const std::string& key) {
   // Unhealthy tasks are replaced (they count as failures of their deployment).
   for (auto& [dep, t] : tallies) {
     for (const std::string& id : t.unhealthy_ids) to_stop.push_back(id);
-    if (dep == primary.id && primary.rollout_state == "IN_PROGRESS") t.failed += static_cast<int64_t>(t.unhealthy_ids.size());
+    if (dep == primary.id && primary.rollout_state == "IN_PROGRESS")
+      t.failed += static_cast<int64_t>(t.unhealthy_ids.size());
   }
   if (!to_stop.empty()) {
     Event(s, "has stopped " + Plural(static_cast<int64_t>(to_stop.size()), "running task") +
@@ -440,8 +444,10 @@ void ServiceController::ReconcileOne(const std::string& key) {
   int64_t start = may_start ? std::max<int64_t>(0, std::min(want, max_total - total)) : 0;
   if (want <= 0) Unblock(key);
   if (auto b = blocked_.find(key); start > 0 && b != blocked_.end()) {
-    if (b->second.woken) placement_retries_++;
-    else start = 0;  // nothing that could fit appeared since the last try
+    if (b->second.woken)
+      placement_retries_++;
+    else
+      start = 0;  // nothing that could fit appeared since the last try
   }
   if (start > starts_left_) {
     start = starts_left_;
@@ -459,7 +465,8 @@ void ServiceController::ReconcileOne(const std::string& key) {
   auto consider = [&](const std::string& id) {
     const model::Task* t = state_->FindTask(id);
     if (!t) return;
-    if (!t->healthy()) stop_unhealthy.push_back(id);
+    if (!t->healthy())
+      stop_unhealthy.push_back(id);
     else if (healthy_budget > 0) {
       stop_healthy.push_back(id);
       healthy_budget--;

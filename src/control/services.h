@@ -90,7 +90,7 @@ class ServiceController final : public model::StateObserver {
   store::Store* store_;
   Scheduler* scheduler_;
   const Clock* clock_;
-  std::unordered_map<std::string, TaskView> tasks_;  // service tasks not stopped
+  std::unordered_map<std::string, TaskView> tasks_;              // service tasks not stopped
   std::map<std::string, std::map<std::string, Tally>> tallies_;  // service key → deployment → tally
   std::set<std::string> dirty_;
   // A service some of whose tasks found no node: it is tried again only when

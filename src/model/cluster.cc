@@ -38,8 +38,8 @@ json::Doc ClusterJson(const Cluster& c) {
       .Set("activeServicesCount", c.active_services)
       .Set("statistics", json::Doc::Array())
       .Set("tags", json::Doc::Array())
-      .Set("settings", std::move(json::Doc::Array().Push(std::move(
-                           json::Doc::Object().Set("name", "containerInsights").Set("value", "disabled")))))
+      .Set("settings", std::move(json::Doc::Array().Push(
+                           std::move(json::Doc::Object().Set("name", "containerInsights").Set("value", "disabled")))))
       .Set("capacityProviders", json::Doc::Array())
       .Set("defaultCapacityProviderStrategy", json::Doc::Array());
   return d;

@@ -136,7 +136,9 @@ std::string DeleteService::Encode() const {
   return json::Doc::Object().Set("cluster", cluster).Set("name", name).Set("force", force).Print();
 }
 
-std::string RemoveService::Encode() const { return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print(); }
+std::string RemoveService::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print();
+}
 
 std::string ForgetTasks::Encode() const {
   json::Doc list = json::Doc::Array();
@@ -278,7 +280,8 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
   if (type == "ForgetTaskDefinitions") {
     auto c = std::make_unique<ForgetTaskDefinitions>();
     for (json::View r : v.Get("revisions")) {
-      c->revisions.emplace_back(std::string(r.Get("family").String()), static_cast<int64_t>(r.Get("revision").Number()));
+      c->revisions.emplace_back(std::string(r.Get("family").String()),
+                                static_cast<int64_t>(r.Get("revision").Number()));
     }
     return store::CommandPtr(std::move(c));
   }

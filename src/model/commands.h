@@ -151,7 +151,7 @@ struct SetDeploymentState final : store::Command {
   std::string deployment;
   std::string rollout_state;  // IN_PROGRESS, COMPLETED, FAILED (empty: unchanged)
   std::string reason;
-  int64_t failed_tasks = -1;  // -1: unchanged
+  int64_t failed_tasks = -1;   // -1: unchanged
   bool retire_others = false;  // drop the deployments that have no tasks left
   const char* Type() const override { return "SetDeploymentState"; }
   std::string Encode() const override;

@@ -8,15 +8,21 @@ namespace berth::model {
 
 std::string NodeArn(std::string_view cluster, std::string_view id) {
   std::string arn = "arn:aws:ecs:";
-  arn.append(kRegion).append(":").append(kAccount).append(":container-instance/").append(cluster).append("/").append(id);
+  arn.append(kRegion)
+      .append(":")
+      .append(kAccount)
+      .append(":container-instance/")
+      .append(cluster)
+      .append("/")
+      .append(id);
   return arn;
 }
 
 Status ValidateNodeId(std::string_view id, std::string_view field) {
   if (id.empty() || id.size() > 100) return Error::Invalid(std::string(field) + ": must be 1-100 characters");
   for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-              c == '.';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
     if (!ok) return Error::Invalid(std::string(field) + ": only letters, digits, '-', '_' and '.' are allowed");
   }
   return {};
@@ -29,9 +35,11 @@ Status ValidateAttribute(std::string_view name, std::string_view value) {
               c == '.' || c == '/';
     if (!ok) return Error::Invalid("attribute " + std::string(name) + ": names take letters, digits, - _ . /");
   }
-  if (value.size() > 128) return Error::Invalid("attribute " + std::string(name) + ": values are at most 128 characters");
+  if (value.size() > 128)
+    return Error::Invalid("attribute " + std::string(name) + ": values are at most 128 characters");
   for (char c : value) {
-    if (static_cast<unsigned char>(c) < 0x20) return Error::Invalid("attribute " + std::string(name) + ": control character in value");
+    if (static_cast<unsigned char>(c) < 0x20)
+      return Error::Invalid("attribute " + std::string(name) + ": control character in value");
   }
   return {};
 }
@@ -101,7 +109,8 @@ json::Doc NodeJson(const Node& n) {
       .Set("runningTasksCount", n.running)
       .Set("pendingTasksCount", n.pending)
       .Set("registeredResources",
-           resources(n.cpu, n.memory, std::multiset<std::pair<int, bool>>(n.reserved_ports.begin(), n.reserved_ports.end())))
+           resources(n.cpu, n.memory,
+                     std::multiset<std::pair<int, bool>>(n.reserved_ports.begin(), n.reserved_ports.end())))
       .Set("remainingResources", resources(n.cpu - n.used_cpu, n.memory - n.used_memory, n.ports))
       .Set("attributes", attrs)
       .Set("registeredAt", static_cast<double>(n.registered_ms) / 1000.0);

@@ -38,8 +38,8 @@ struct Node {
   // drops a task while a node holds it; the pointer saves a lookup per task each
   // time the node's desired set is sent.
   std::map<std::string, const Task*, std::less<>> tasks;
-  int64_t running = 0;                        // of those, RUNNING
-  int64_t pending = 0;                        // of those, PROVISIONING or PENDING
+  int64_t running = 0;  // of those, RUNNING
+  int64_t pending = 0;  // of those, PROVISIONING or PENDING
 
   // The running server's view of the agent (not persisted).
   bool connected = false;

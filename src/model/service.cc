@@ -110,12 +110,17 @@ json::Doc ServiceJson(const Service& s, const std::vector<DeploymentCounts>& cou
   }
   json::Doc events = json::Doc::Array();
   for (const ServiceEvent& e : s.events) {
-    events.Push(json::Doc::Object().Set("id", e.id).Set("createdAt", static_cast<double>(e.at_ms) / 1000.0).Set("message", e.message));
+    events.Push(json::Doc::Object()
+                    .Set("id", e.id)
+                    .Set("createdAt", static_cast<double>(e.at_ms) / 1000.0)
+                    .Set("message", e.message));
   }
   json::Doc cb = json::Doc::Object();
   cb.Set("enable", s.breaker).Set("rollback", s.rollback);
   json::Doc dc = json::Doc::Object();
-  dc.Set("minimumHealthyPercent", s.min_healthy_pct).Set("maximumPercent", s.max_pct).Set("deploymentCircuitBreaker", cb);
+  dc.Set("minimumHealthyPercent", s.min_healthy_pct)
+      .Set("maximumPercent", s.max_pct)
+      .Set("deploymentCircuitBreaker", cb);
   Result<json::Doc> constraints = json::Doc::Parse(s.constraints);
   Result<json::Doc> strategy = json::Doc::Parse(s.strategy);
   json::Doc d = json::Doc::Object();

@@ -15,10 +15,10 @@
 namespace berth::model {
 
 struct Deployment {
-  std::string id;                   // "ecs-svc/<digits>"
+  std::string id;  // "ecs-svc/<digits>"
   std::string family;
   int64_t revision = 0;
-  std::string status = "PRIMARY";   // PRIMARY, ACTIVE (being replaced), INACTIVE
+  std::string status = "PRIMARY";             // PRIMARY, ACTIVE (being replaced), INACTIVE
   std::string rollout_state = "IN_PROGRESS";  // IN_PROGRESS, COMPLETED, FAILED
   std::string rollout_reason;
   int64_t failed_tasks = 0;
@@ -42,8 +42,8 @@ struct Service {
   int64_t max_pct = 200;
   bool breaker = false;
   bool rollback = false;
-  std::string constraints = "[]";  // ECS placementConstraints JSON
-  std::string strategy = "[]";     // ECS placementStrategy JSON
+  std::string constraints = "[]";       // ECS placementConstraints JSON
+  std::string strategy = "[]";          // ECS placementStrategy JSON
   std::vector<Deployment> deployments;  // [0] is PRIMARY
   int64_t created_ms = 0;
 

@@ -234,9 +234,9 @@ Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster
   if (it == clusters_.end()) return Error::NotFound("ClusterNotFound", "cluster " + c.name + " does not exist");
   const Cluster& cl = it->second;
   if (cl.registered_nodes > 0) {
-    return Error::Conflict("ClusterContainsContainerInstances",
-                           "cluster " + c.name + " still has " + std::to_string(cl.registered_nodes) +
-                               " registered node(s); deregister them first");
+    return Error::Conflict("ClusterContainsContainerInstances", "cluster " + c.name + " still has " +
+                                                                    std::to_string(cl.registered_nodes) +
+                                                                    " registered node(s); deregister them first");
   }
   if (cl.active_services > 0) {
     return Error::Conflict("ClusterContainsServices", "cluster " + c.name + " still has " +

@@ -35,14 +35,14 @@ struct Token {
 class StateObserver {
  public:
   virtual ~StateObserver() = default;
-  virtual void OnNodeChanged(const Node&) {}     // registered again, status or connection changed
-  virtual void OnNodeRemoved(const Node&) {}     // about to be forgotten
+  virtual void OnNodeChanged(const Node&) {}                 // registered again, status or connection changed
+  virtual void OnNodeRemoved(const Node&) {}                 // about to be forgotten
   virtual void OnTaskAccounted(const Task&, const Node&) {}  // its resources are now in use
   virtual void OnTaskReleased(const Task&, const Node&) {}   // its resources are free again
   virtual void OnTaskChanged(const Task&) {}
-  virtual void OnTaskForgotten(const Task&) {}  // a STOPPED task about to leave the state
+  virtual void OnTaskForgotten(const Task&) {}       // a STOPPED task about to leave the state
   virtual void OnNodeDesiredChanged(const Node&) {}  // the set of tasks the node must run changed
-  virtual void OnServiceChanged(const Service&) {}  // created, updated, deployment state, draining
+  virtual void OnServiceChanged(const Service&) {}   // created, updated, deployment state, draining
   virtual void OnServiceRemoved(const Service&) {}
   virtual void OnReloaded() {}
 };

@@ -197,8 +197,8 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   tasks_by_short_.clear();
   tasks_.clear();
   {
-    Result<store::Stmt> s =
-        db.Prepare("SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports FROM nodes");
+    Result<store::Stmt> s = db.Prepare(
+        "SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports FROM nodes");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -398,7 +398,8 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
     if (!n) return Error::Conflict("PlacementInvalid", "node " + p.node + " does not exist");
     targets.push_back(n);
     const Node& node = *n;
-    if (node.cluster != c.cluster) return Error::Conflict("PlacementInvalid", "node " + p.node + " is not in " + c.cluster);
+    if (node.cluster != c.cluster)
+      return Error::Conflict("PlacementInvalid", "node " + p.node + " is not in " + c.cluster);
     if (node.status != "ACTIVE") return Error::Conflict("PlacementInvalid", "node " + p.node + " is " + node.status);
     auto& [cpu, mem] = extra[p.node];
     cpu += td->cpu;
@@ -408,7 +409,8 @@ Result<std::string> State::ApplyPlaceTasks(store::Db& db, const PlaceTasks& c) {
     }
     for (const auto& port : fixed) {
       if (node.ports.count(port)) {
-        return Error::Conflict("PlacementInvalid", "host port " + std::to_string(port.first) + " is in use on " + p.node);
+        return Error::Conflict("PlacementInvalid",
+                               "host port " + std::to_string(port.first) + " is in use on " + p.node);
       }
     }
     if (tasks_.count(p.task_id)) return Error::Conflict("PlacementInvalid", "task " + p.task_id + " exists already");

@@ -30,8 +30,10 @@ std::string State::ServiceReply(const Service& s) const {
     if (t.service != s.name || t.cluster != s.cluster || t.stopped()) continue;
     for (size_t i = 0; i < s.deployments.size(); i++) {
       if (s.deployments[i].id != t.deployment) continue;
-      if (t.last == "RUNNING") counts[i].running++;
-      else counts[i].pending++;
+      if (t.last == "RUNNING")
+        counts[i].running++;
+      else
+        counts[i].pending++;
     }
   }
   return json::Doc::Object().Set("service", ServiceJson(s, counts)).Print();
@@ -70,14 +72,17 @@ Result<std::string> State::ApplyCreateService(store::Db& db, const CreateService
   Result<Service> svc = ParseServiceDoc(c.doc);
   if (!svc) return svc.take_error();
   if (Status s = ValidateServiceName(svc->name); !s) return s.take_error();
-  if (!FindCluster(svc->cluster)) return Error::NotFound("ClusterNotFound", "cluster " + svc->cluster + " does not exist");
+  if (!FindCluster(svc->cluster))
+    return Error::NotFound("ClusterNotFound", "cluster " + svc->cluster + " does not exist");
   if (FindService(svc->cluster, svc->name)) {
-    return Error::Conflict("ServiceAlreadyExists", "service " + svc->name + " already exists in cluster " + svc->cluster);
+    return Error::Conflict("ServiceAlreadyExists",
+                           "service " + svc->name + " already exists in cluster " + svc->cluster);
   }
   const Deployment& d = svc->primary();
   const TaskDefinition* td = FindTaskDefinition(d.family, d.revision);
   if (!td || td->status != "ACTIVE") {
-    return Error::NotFound("TaskDefinitionNotFound", "task definition " + d.family + ":" + std::to_string(d.revision) + " is not ACTIVE");
+    return Error::NotFound("TaskDefinitionNotFound",
+                           "task definition " + d.family + ":" + std::to_string(d.revision) + " is not ACTIVE");
   }
   svc->created_ms = c.time_ms;
   svc->deployments[0].created_ms = svc->deployments[0].updated_ms = c.time_ms;
@@ -90,7 +95,8 @@ Result<std::string> State::ApplyCreateService(store::Db& db, const CreateService
 
 Result<std::string> State::ApplyUpdateService(store::Db& db, const UpdateService& c) {
   Service* found = MutableService(c.cluster, c.name);
-  if (!found) return Error::NotFound("ServiceNotFound", "service " + c.name + " does not exist in cluster " + c.cluster);
+  if (!found)
+    return Error::NotFound("ServiceNotFound", "service " + c.name + " does not exist in cluster " + c.cluster);
   if (found->status != "ACTIVE") return Error::Conflict("ServiceNotActive", "service " + c.name + " is being deleted");
   Service s = *found;
   if (c.desired >= 0) s.desired = c.desired;
@@ -101,7 +107,8 @@ Result<std::string> State::ApplyUpdateService(store::Db& db, const UpdateService
   if (!c.constraints.empty()) s.constraints = c.constraints;
   if (!c.strategy.empty()) s.strategy = c.strategy;
   if (s.max_pct < 100 || s.min_healthy_pct > 100 || s.min_healthy_pct < 0) {
-    return Error::Invalid("deploymentConfiguration: minimumHealthyPercent must be 0-100 and maximumPercent at least 100");
+    return Error::Invalid(
+        "deploymentConfiguration: minimumHealthyPercent must be 0-100 and maximumPercent at least 100");
   }
   bool new_td = !c.family.empty() && (c.family != s.primary().family || c.revision != s.primary().revision);
   if (new_td || c.force_new) {
@@ -109,7 +116,8 @@ Result<std::string> State::ApplyUpdateService(store::Db& db, const UpdateService
     int64_t revision = c.family.empty() ? s.primary().revision : c.revision;
     const TaskDefinition* td = FindTaskDefinition(family, revision);
     if (!td || td->status != "ACTIVE") {
-      return Error::NotFound("TaskDefinitionNotFound", "task definition " + family + ":" + std::to_string(revision) + " is not ACTIVE");
+      return Error::NotFound("TaskDefinitionNotFound",
+                             "task definition " + family + ":" + std::to_string(revision) + " is not ACTIVE");
     }
     if (c.new_deployment.empty()) return Error::Internal("a new deployment needs an id");
     for (Deployment& d : s.deployments) {

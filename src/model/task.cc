@@ -123,9 +123,10 @@ json::Doc TaskJson(const Task& t) {
   d.Set("taskArn", t.arn)
       .Set("taskId", t.id)
       .Set("clusterArn", ClusterArn(t.cluster))
-      .Set("containerInstanceArn", t.node.empty() ? std::string() : "arn:aws:ecs:" + std::string(kRegion) + ":" +
-                                                                        std::string(kAccount) + ":container-instance/" +
-                                                                        t.cluster + "/" + t.node)
+      .Set("containerInstanceArn", t.node.empty()
+                                       ? std::string()
+                                       : "arn:aws:ecs:" + std::string(kRegion) + ":" + std::string(kAccount) +
+                                             ":container-instance/" + t.cluster + "/" + t.node)
       .Set("nodeId", t.node)
       .Set("taskDefinitionArn", TaskDefinitionArn(t.family, t.revision))
       .Set("group", t.group)

@@ -46,7 +46,8 @@ struct Task {
   std::string desired = "RUNNING";
   std::string last = "PROVISIONING";
   std::string stopped_reason;
-  std::string stop_code;  // EssentialContainerExited, TaskFailedToStart, ServiceSchedulerInitiated, UserInitiated, NodeLost
+  std::string
+      stop_code;  // EssentialContainerExited, TaskFailedToStart, ServiceSchedulerInitiated, UserInitiated, NodeLost
   std::string health = "UNKNOWN";
   std::vector<ContainerState> containers;
   int64_t cpu = 0;
@@ -59,7 +60,9 @@ struct Task {
 
   bool stopped() const { return last == "STOPPED"; }
   // Healthy for a service: RUNNING and, when its containers have health checks, HEALTHY.
-  bool healthy() const { return last == "RUNNING" && health != "UNHEALTHY" && (health == "HEALTHY" || !has_health_check); }
+  bool healthy() const {
+    return last == "RUNNING" && health != "UNHEALTHY" && (health == "HEALTHY" || !has_health_check);
+  }
   bool has_health_check = false;
 };
 

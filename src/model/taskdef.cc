@@ -1,7 +1,6 @@
 #include "model/taskdef.h"
 
 #include <algorithm>
-
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -69,10 +68,15 @@ Result<int64_t> TaskSize(json::View obj, std::string_view key, const std::string
     std::string unit = end ? std::string(end) : "";
     while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
     for (char& c : unit) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-    if (end == s.c_str()) return Bad(path, "must be a number" + std::string(cpu ? " of CPU units or \"<n> vCPU\"" : " of MiB or \"<n> GB\""));
-    if (cpu && unit == "vcpu") n *= 1024;
-    else if (!cpu && unit == "gb") n *= 1024;
-    else if (!unit.empty()) return Bad(path, "unknown unit '" + unit + "'");
+    if (end == s.c_str())
+      return Bad(path,
+                 "must be a number" + std::string(cpu ? " of CPU units or \"<n> vCPU\"" : " of MiB or \"<n> GB\""));
+    if (cpu && unit == "vcpu")
+      n *= 1024;
+    else if (!cpu && unit == "gb")
+      n *= 1024;
+    else if (!unit.empty())
+      return Bad(path, "unknown unit '" + unit + "'");
   } else {
     return Bad(path, std::string("must be a number or a string, not ") + v.TypeName());
   }
@@ -115,11 +119,11 @@ struct ContainerCheck {
 Result<json::Doc> CheckContainer(json::View c, const std::string& path, ContainerCheck* out,
                                  std::set<std::pair<int, bool>>* host_ports) {
   if (!c.IsObject()) return Bad(path, std::string("must be an object, not ") + c.TypeName());
-  if (Status s = OnlyFields(c, path,
-                            {"name", "image", "cpu", "memory", "memoryReservation", "portMappings", "essential",
-                             "entryPoint", "command", "environment", "mountPoints", "dependsOn", "stopTimeout",
-                             "hostname", "user", "workingDirectory", "dockerLabels", "healthCheck",
-                             "logConfiguration"});
+  if (Status s =
+          OnlyFields(c, path,
+                     {"name", "image", "cpu", "memory", "memoryReservation", "portMappings", "essential", "entryPoint",
+                      "command", "environment", "mountPoints", "dependsOn", "stopTimeout", "hostname", "user",
+                      "workingDirectory", "dockerLabels", "healthCheck", "logConfiguration"});
       !s) {
     return s.take_error();
   }
@@ -134,7 +138,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
   if (!image) return image.take_error();
   if (image->empty() || image->size() > 512) return Bad(Dot(path, "image"), "must be 1-512 characters");
   for (char ch : *image) {
-    if (static_cast<unsigned char>(ch) <= ' ') return Bad(Dot(path, "image"), "must not contain spaces or control characters");
+    if (static_cast<unsigned char>(ch) <= ' ')
+      return Bad(Dot(path, "image"), "must not contain spaces or control characters");
   }
   Result<int64_t> cpu = IntIn(c, "cpu", Dot(path, "cpu"), 0, 10240 * 1024, 0);
   if (!cpu) return cpu.take_error();
@@ -168,7 +173,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
       if (!proto) return proto.take_error();
       if (*proto != "tcp" && *proto != "udp") return Bad(Dot(mp, "protocol"), "must be tcp or udp");
       if (*hport > 0 && !host_ports->insert({static_cast<int>(*hport), *proto == "udp"}).second) {
-        return Bad(Dot(mp, "hostPort"), "host port " + std::to_string(*hport) + "/" + *proto + " is used twice in the task");
+        return Bad(Dot(mp, "hostPort"),
+                   "host port " + std::to_string(*hport) + "/" + *proto + " is used twice in the task");
       }
       json::Doc md = json::Doc::Copy(m);
       md.Set("containerPort", *cport).Set("hostPort", *hport).Set("protocol", *proto);
@@ -187,7 +193,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
       if (Status s = OnlyFields(e, ep, {"name", "value"}); !s) return s.take_error();
       Result<std::string> n = json::RequireString(e, "name", Dot(ep, "name"));
       if (!n) return n.take_error();
-      if (n->empty() || n->find('=') != std::string::npos) return Bad(Dot(ep, "name"), "must be non-empty and without '='");
+      if (n->empty() || n->find('=') != std::string::npos)
+        return Bad(Dot(ep, "name"), "must be non-empty and without '='");
       Result<std::string> v = json::OptionalString(e, "value", Dot(ep, "value"));
       if (!v) return v.take_error();
     }
@@ -207,7 +214,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     if (!labels.IsObject()) return Bad(Dot(path, "dockerLabels"), "must be an object of strings");
     for (json::View l : labels) {
       if (!l.IsString()) return Bad(Dot(Dot(path, "dockerLabels"), l.Key()), "must be a string");
-      if (l.Key().starts_with("berth.")) return Bad(Dot(Dot(path, "dockerLabels"), l.Key()), "labels starting with berth. are reserved");
+      if (l.Key().starts_with("berth."))
+        return Bad(Dot(Dot(path, "dockerLabels"), l.Key()), "labels starting with berth. are reserved");
     }
   }
 
@@ -219,7 +227,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
       return s.take_error();
     }
     json::View cmd = hc.Get("command");
-    if (!cmd.IsArray() || cmd.Size() == 0) return Bad(Dot(hp, "command"), "is required: [\"CMD-SHELL\", \"...\"] or [\"CMD\", ...]");
+    if (!cmd.IsArray() || cmd.Size() == 0)
+      return Bad(Dot(hp, "command"), "is required: [\"CMD-SHELL\", \"...\"] or [\"CMD\", ...]");
     if (Status s = StringArray(cmd, Dot(hp, "command")); !s) return s.take_error();
     std::string_view first = (*cmd.begin()).String();
     if (first != "CMD" && first != "CMD-SHELL" && first != "NONE") {
@@ -306,7 +315,8 @@ std::string TaskDefinitionArn(std::string_view family, int64_t revision) {
 }
 
 Result<json::Doc> ValidateTaskDefinition(json::View body) {
-  if (!body.IsObject()) return Error::Invalid(std::string("the task definition must be a JSON object, not ") + body.TypeName());
+  if (!body.IsObject())
+    return Error::Invalid(std::string("the task definition must be a JSON object, not ") + body.TypeName());
   Result<std::string> family = json::RequireString(body, "family", "family");
   if (!family) return family.take_error();
   if (family->empty() || family->size() > 255 || !NameChars(*family)) {
@@ -314,7 +324,8 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
   }
   json::Doc d = json::Doc::Copy(body);
   // Server-owned fields are never taken from the caller.
-  for (const char* key : {"taskDefinitionArn", "revision", "status", "registeredAt", "deregisteredAt", "registeredBy"}) {
+  for (const char* key :
+       {"taskDefinitionArn", "revision", "status", "registeredAt", "deregisteredAt", "registeredBy"}) {
     if (body.Get(key).valid()) return Bad(key, "is set by the server and cannot be given");
   }
   if (Status s = OnlyFields(body, "",
@@ -328,8 +339,8 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
     if (!compat.IsArray()) return Bad("requiresCompatibilities", "must be an array");
     for (json::View c : compat) {
       if (c.String() != "EC2" && c.String() != "EXTERNAL") {
-        return Bad("requiresCompatibilities", "berth runs tasks on its nodes: EC2 or EXTERNAL, not '" +
-                                                  std::string(c.String()) + "'");
+        return Bad("requiresCompatibilities",
+                   "berth runs tasks on its nodes: EC2 or EXTERNAL, not '" + std::string(c.String()) + "'");
       }
     }
   }
@@ -373,9 +384,11 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
       json::View dvc = v.Get("dockerVolumeConfiguration");
       if (dvc.valid() && !dvc.IsNull()) {
         if (!dvc.IsObject()) return Bad(Dot(vp, "dockerVolumeConfiguration"), "must be an object");
-        Result<std::string> scope = json::OptionalString(dvc, "scope", Dot(vp, "dockerVolumeConfiguration.scope"), "task");
+        Result<std::string> scope =
+            json::OptionalString(dvc, "scope", Dot(vp, "dockerVolumeConfiguration.scope"), "task");
         if (!scope) return scope.take_error();
-        if (*scope != "task" && *scope != "shared") return Bad(Dot(vp, "dockerVolumeConfiguration.scope"), "must be task or shared");
+        if (*scope != "task" && *scope != "shared")
+          return Bad(Dot(vp, "dockerVolumeConfiguration.scope"), "must be task or shared");
       }
     }
   }
@@ -403,7 +416,8 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
     ContainerCheck check;
     Result<json::Doc> cd = CheckContainer(c, cp, &check, &host_ports);
     if (!cd) return cd.take_error();
-    if (!index.emplace(check.name, i).second) return Bad(Dot(cp, "name"), "container " + check.name + " is defined twice");
+    if (!index.emplace(check.name, i).second)
+      return Bad(Dot(cp, "name"), "container " + check.name + " is defined twice");
     if (*task_mem == 0 && !c.Get("memory").IsNumber() && !c.Get("memoryReservation").IsNumber()) {
       return Bad(cp, "needs memory or memoryReservation when the task has no memory");
     }
@@ -420,7 +434,8 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
   }
   if (!any_essential) return Bad("containerDefinitions", "at least one container must be essential");
   if (*task_cpu > 0 && sum_cpu > *task_cpu) {
-    return Bad("cpu", "the containers' cpu (" + std::to_string(sum_cpu) + ") exceeds the task's (" + std::to_string(*task_cpu) + ")");
+    return Bad("cpu", "the containers' cpu (" + std::to_string(sum_cpu) + ") exceeds the task's (" +
+                          std::to_string(*task_cpu) + ")");
   }
   // dependsOn points at other containers of the task, with no cycle.
   for (size_t c = 0; c < checks.size(); c++) {
@@ -528,7 +543,8 @@ Result<std::pair<std::string, int64_t>> ParseTaskDefinitionRef(std::string_view 
   int64_t revision = 0;
   if (size_t colon = r.rfind(':'); colon != std::string_view::npos) {
     std::string_view rev = r.substr(colon + 1);
-    if (rev.empty() || rev.size() > 9) return Error::Invalid("taskDefinition: bad revision in '" + std::string(ref) + "'");
+    if (rev.empty() || rev.size() > 9)
+      return Error::Invalid("taskDefinition: bad revision in '" + std::string(ref) + "'");
     for (char c : rev) {
       if (c < '0' || c > '9') return Error::Invalid("taskDefinition: bad revision in '" + std::string(ref) + "'");
       revision = revision * 10 + (c - '0');

@@ -37,7 +37,7 @@ struct TaskDefinition {
   std::string status = "ACTIVE";  // or INACTIVE once deregistered
   int64_t registered_ms = 0;
   int64_t deregistered_ms = 0;  // when it became INACTIVE
-  std::string doc;  // the normalised ECS JSON of the registration (without server fields)
+  std::string doc;              // the normalised ECS JSON of the registration (without server fields)
   // Tasks in State (any status) made from this revision: one in use is never forgotten.
   int64_t task_refs = 0;
 

@@ -73,9 +73,7 @@ class ClientConn final : public Stream::Handler {
     timer_ = std::make_unique<Timer>(client->loop_);
   }
 
-  ~ClientConn() override {
-    stream_->Close();
-  }
+  ~ClientConn() override { stream_->Close(); }
 
   bool used() const { return used_; }
 
@@ -336,8 +334,12 @@ Result<ClientResponse> FetchSync(const Endpoint& endpoint, ClientRequest request
         }));
       }
     }
-    client.Send(std::move(request), [&](Result<ClientResponse> r) { if (!out) out.emplace(std::move(r)); },
-                std::move(on_body));
+    client.Send(
+        std::move(request),
+        [&](Result<ClientResponse> r) {
+          if (!out) out.emplace(std::move(r));
+        },
+        std::move(on_body));
     while (!out && uv_run(&loop, UV_RUN_ONCE) != 0) {
     }
     client.Cancel();  // an interrupted request is still on the wire

@@ -24,8 +24,8 @@ class Timer;
 namespace berth::net::http {
 
 struct ClientOptions {
-  uint64_t timeout_ms = 30000;                // silence from the server that fails a request
-  size_t max_response_bytes = 256ull << 20;   // for buffered response bodies
+  uint64_t timeout_ms = 30000;               // silence from the server that fails a request
+  size_t max_response_bytes = 256ull << 20;  // for buffered response bodies
   // FetchSync only: SIGINT or SIGTERM ends the request at once with an Error
   // whose code is "Interrupted" and whose message names the signal ("SIGINT").
   // The handlers are installed even where the signal was inherited as ignored

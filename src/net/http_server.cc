@@ -162,8 +162,8 @@ class Connection final : public Stream::Handler {
   }
 
   // Called by Exchange.
-  void SendHead(Exchange* ex, int status, const Headers& headers, std::string_view content_type,
-                int64_t content_length, std::string_view body) {
+  void SendHead(Exchange* ex, int status, const Headers& headers, std::string_view content_type, int64_t content_length,
+                std::string_view body) {
     Guard g(this);
     bool keep_alive = !closing_ && message_complete_ && !peer_done_ && keep_alive_ && !server_->shutting_down_;
     bool http10 = ex->request_.http_minor == 0;
@@ -245,9 +245,7 @@ class Connection final : public Stream::Handler {
     switch (phase_) {
       case Phase::kIdle:
       case Phase::kLinger:
-      case Phase::kHandling:
-        Close();
-        return;
+      case Phase::kHandling: Close(); return;
       case Phase::kHeaders:
       case Phase::kBody:
         server_->timeouts_->Inc();
@@ -275,8 +273,10 @@ class Connection final : public Stream::Handler {
   // Graceful shutdown: idle connections go now, busy ones after their answer.
   void Drain() {
     Guard g(this);
-    if (idle() || phase_ == Phase::kLinger) Close();
-    else closing_ = true;
+    if (idle() || phase_ == Phase::kLinger)
+      Close();
+    else
+      closing_ = true;
   }
 
  private:
@@ -468,9 +468,9 @@ class Connection final : public Stream::Handler {
   int CountHeaderBytes(size_t n) {
     header_bytes_ += n;
     if (header_bytes_ > server_->limits_.max_header_bytes) {
-      return Reject(431, "HeadersTooLarge",
-                    "the request line and headers exceed " + std::to_string(server_->limits_.max_header_bytes) +
-                        " bytes");
+      return Reject(
+          431, "HeadersTooLarge",
+          "the request line and headers exceed " + std::to_string(server_->limits_.max_header_bytes) + " bytes");
     }
     return 0;
   }
@@ -573,8 +573,8 @@ class Connection final : public Stream::Handler {
     body_bytes_ += n;
     if (body_bytes_ > ex->route_->options.max_body) {
       return Reject(413, "PayloadTooLarge",
-                    "the request body exceeds the " + std::to_string(ex->route_->options.max_body) +
-                        "-byte limit of " + ex->route_->pattern);
+                    "the request body exceeds the " + std::to_string(ex->route_->options.max_body) + "-byte limit of " +
+                        ex->route_->pattern);
     }
     if (ex->route_->options.stream_body) {
       if (ex->responded()) return 0;  // answered early; the rest is discarded
@@ -709,7 +709,8 @@ Result<int> Server::Listen(const Endpoint& where) {
     if (!w) return w.take_error();
     writer_ = std::move(w.value());
   }
-  auto l = Listener::Open(loop_, where, [this](std::unique_ptr<Stream> s) { Serve(std::move(s)); }, writer_.get());
+  auto l = Listener::Open(
+      loop_, where, [this](std::unique_ptr<Stream> s) { Serve(std::move(s)); }, writer_.get());
   if (!l) return l.take_error();
   int port = (*l)->port();
   listeners_.push_back(std::move(l.value()));
@@ -719,9 +720,9 @@ Result<int> Server::Listen(const Endpoint& where) {
 void Server::Serve(std::unique_ptr<Stream> stream) {
   if (shutting_down_ || connections_.size() >= limits_.max_connections) {
     rejected_connections_->Inc();
-    Response r = ErrorResponse(503, "TooManyConnections",
-                               shutting_down_ ? "the server is shutting down"
-                                              : "the server has reached its connection limit");
+    Response r =
+        ErrorResponse(503, "TooManyConnections",
+                      shutting_down_ ? "the server is shutting down" : "the server has reached its connection limit");
     std::string out;
     AppendStatusLine(&out, 503);
     out.append(DateHeader());

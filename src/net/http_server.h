@@ -137,7 +137,7 @@ class Server {
   ServerLimits limits_;
   Gate gate_;
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::unique_ptr<WriteThread> writer_;  // when limits_.write_thread; after the connections
+  std::unique_ptr<WriteThread> writer_;   // when limits_.write_thread; after the connections
   std::vector<Connection*> connections_;  // owned; each knows its index
   std::unique_ptr<Timer> sweep_;
   std::unique_ptr<Timer> shutdown_timer_;

@@ -24,8 +24,7 @@ bool IsParam(const std::string& seg) { return seg.size() >= 2 && seg.front() == 
 bool IsRest(const std::string& seg) { return seg.size() > 5 && seg.ends_with("...}"); }
 
 // Matches `path` against `route`'s segments without allocating unless it matches.
-bool MatchRoute(const Route& route, std::string_view path,
-                std::vector<std::pair<std::string, std::string>>* params) {
+bool MatchRoute(const Route& route, std::string_view path, std::vector<std::pair<std::string, std::string>>* params) {
   size_t pos = 0;
   auto next_segment = [&](std::string_view* seg) -> bool {
     while (pos < path.size() && path[pos] == '/') pos++;

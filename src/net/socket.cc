@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
 #include <uv.h>
 
 #include <cerrno>
@@ -66,10 +67,10 @@ struct WriteDone {
 
 struct WriteThread::Impl {
   uv_loop_t* loop = nullptr;
-  uv_prepare_t prepare{};  // hands over the iteration's jobs before the loop polls
-  uv_async_t async{};      // the thread's completions
-  std::vector<WriteJob> outbox;          // loop thread only
-  std::unordered_set<Sock*> releasing;   // closed streams whose socket the thread holds
+  uv_prepare_t prepare{};               // hands over the iteration's jobs before the loop polls
+  uv_async_t async{};                   // the thread's completions
+  std::vector<WriteJob> outbox;         // loop thread only
+  std::unordered_set<Sock*> releasing;  // closed streams whose socket the thread holds
   int epfd = -1;
   int evfd = -1;
   std::thread thread;
@@ -318,9 +319,7 @@ WriteThread::~WriteThread() {
     uv_close(&sock->handle, [](uv_handle_t* h) { delete reinterpret_cast<Sock*>(h); });
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&impl->prepare), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&impl->async), [](uv_handle_t* h) {
-    delete static_cast<Impl*>(h->data);
-  });
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl->async), [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
 }
 
 void WriteThread::HandOver() { impl_->HandOver(); }
@@ -493,15 +492,18 @@ Result<Endpoint> Endpoint::Parse(std::string_view text, int default_port) {
   if (t.starts_with("https://")) return Error::Invalid("https is not supported yet: " + std::string(text));
   if (t.starts_with("http://")) t.remove_prefix(7);
   while (!t.empty() && t.back() == '/') t.remove_suffix(1);
-  if (t.find('/') != std::string_view::npos) return Error::Invalid("address must not have a path: " + std::string(text));
+  if (t.find('/') != std::string_view::npos)
+    return Error::Invalid("address must not have a path: " + std::string(text));
   std::string_view host = t, port;
   if (t.starts_with("[")) {
     size_t close = t.find(']');
     if (close == std::string_view::npos) return Error::Invalid("bad IPv6 address: " + std::string(text));
     host = t.substr(1, close - 1);
     std::string_view rest = t.substr(close + 1);
-    if (rest.starts_with(":")) port = rest.substr(1);
-    else if (!rest.empty()) return Error::Invalid("bad address: " + std::string(text));
+    if (rest.starts_with(":"))
+      port = rest.substr(1);
+    else if (!rest.empty())
+      return Error::Invalid("bad address: " + std::string(text));
   } else if (size_t colon = t.rfind(':'); colon != std::string_view::npos) {
     host = t.substr(0, colon);
     port = t.substr(colon + 1);
@@ -550,7 +552,7 @@ Status ResolveNumeric(const Endpoint& e, sockaddr_storage* out) {
 }  // namespace
 
 Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint& where, AcceptFn on_accept,
-                                                WriteThread* writer) {
+                                                 WriteThread* writer) {
   auto* impl = new Impl();
   impl->on_accept = std::move(on_accept);
   impl->loop = loop;
@@ -576,7 +578,7 @@ Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint
   } else {
     uv_pipe_init(loop, &impl->sock.pipe, 0);
     impl->sock.handle.data = impl;
-    struct stat st{};
+    struct stat st {};
     if (lstat(where.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
       // Replace a socket left by a dead process, never one a live server answers on.
       int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -590,7 +592,8 @@ Result<std::unique_ptr<Listener>> Listener::Open(uv_loop_t* loop, const Endpoint
       if (probe >= 0) close(probe);
       if (live) {
         uv_close(&impl->sock.handle, [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
-        return Error{ErrorKind::kUnavailable, "ListenFailed", "unix socket " + where.path + " is in use by a running server"};
+        return Error{ErrorKind::kUnavailable, "ListenFailed",
+                     "unix socket " + where.path + " is in use by a running server"};
       }
       unlink(where.path.c_str());
     }
@@ -674,8 +677,9 @@ void ConnectTcp(ConnectOp* op, const sockaddr* addr) {
   op->sock = new Sock();
   uv_tcp_init(op->loop, &op->sock->tcp);
   op->req.data = op;
-  int rc = uv_tcp_connect(&op->req, &op->sock->tcp, addr,
-                          [](uv_connect_t* req, int status) { FinishConnect(static_cast<ConnectOp*>(req->data), status); });
+  int rc = uv_tcp_connect(&op->req, &op->sock->tcp, addr, [](uv_connect_t* req, int status) {
+    FinishConnect(static_cast<ConnectOp*>(req->data), status);
+  });
   if (rc != 0) FinishConnect(op, rc);
 }
 

@@ -80,7 +80,6 @@ class Listener {
 };
 
 // Connects to `where`; `done` fires once on the loop thread with the stream or an error.
-void Connect(uv_loop_t* loop, const Endpoint& where,
-             std::function<void(Result<std::unique_ptr<Stream>>)> done);
+void Connect(uv_loop_t* loop, const Endpoint& where, std::function<void(Result<std::unique_ptr<Stream>>)> done);
 
 }  // namespace berth::net

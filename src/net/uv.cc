@@ -25,8 +25,7 @@ Timer::Timer(uv_loop_t* loop) : impl_(new Impl()) {
 Timer::~Timer() {
   uv_timer_stop(&impl_->handle);
   impl_->cb = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->handle),
-           [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->handle), [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
 }
 
 void Timer::Start(uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> cb) {
@@ -83,8 +82,7 @@ AfterIo::~AfterIo() {
   impl_->cb = nullptr;
   // Two handles: free the Impl when the second close completes.
   uv_close(reinterpret_cast<uv_handle_t*>(&impl_->check), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->idle),
-           [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->idle), [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
 }
 
 void AfterIo::Arm() {
@@ -124,8 +122,7 @@ SignalWatch::SignalWatch(uv_loop_t* loop, int signum, std::function<void(int)> c
 SignalWatch::~SignalWatch() {
   uv_signal_stop(&impl_->handle);
   impl_->cb = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->handle),
-           [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->handle), [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
 }
 
 uv_loop_t* DefaultLoop() { return uv_default_loop(); }

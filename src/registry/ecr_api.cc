@@ -136,7 +136,8 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     std::string n = *name;
     submit(ex, std::move(cmd), [this, ex, n] {
       if (const Repository* r = state_->FindRepository(n)) {
-        ex->Respond(http::JsonResponse(201, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
+        ex->Respond(
+            http::JsonResponse(201, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
       }
     });
   });
@@ -149,7 +150,8 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
 
   router->Add("GET", "/v1/repositories/{name}", [find](const ExchangePtr& ex) {
     if (const Repository* r = find(ex)) {
-      ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
+      ex->Respond(
+          http::JsonResponse(200, json::Doc::Object().Set("repository", RepositoryJson(*r, ex->request())).Print()));
     }
   });
 
@@ -185,7 +187,8 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     std::string n = r->name;
     submit(ex, std::move(cmd), [this, ex, n] {
       if (const Repository* repo = state_->FindRepository(n)) {
-        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repository", RepositoryJson(*repo, ex->request())).Print()));
+        ex->Respond(http::JsonResponse(
+            200, json::Doc::Object().Set("repository", RepositoryJson(*repo, ex->request())).Print()));
       }
     });
   });
@@ -293,8 +296,8 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
       return ex->Respond(http::ErrorResponse(404, "LifecyclePolicyNotFoundException",
                                              "repository " + r->name + " has no lifecycle policy"));
     }
-    ex->Respond(
-        http::JsonResponse(200, json::Doc::Object().Set("repositoryName", r->name).Set("lifecyclePolicyText", r->policy).Print()));
+    ex->Respond(http::JsonResponse(
+        200, json::Doc::Object().Set("repositoryName", r->name).Set("lifecyclePolicyText", r->policy).Print()));
   });
 
   router->Add("DELETE", "/v1/repositories/{name}/policy", [find, submit, writer](const ExchangePtr& ex) {
@@ -304,8 +307,9 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     auto cmd = std::make_unique<SetLifecyclePolicy>();
     cmd->repo = r->name;
     std::string name = r->name;
-    submit(ex, std::move(cmd),
-           [ex, name] { ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repositoryName", name).Print())); });
+    submit(ex, std::move(cmd), [ex, name] {
+      ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("repositoryName", name).Print()));
+    });
   });
 
   // Preview: what the policy (the stored one, or one given in the body) would expire now.
@@ -333,10 +337,10 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
       list.Push(item);
     }
     ex->Respond(http::JsonResponse(200, json::Doc::Object()
-                              .Set("repositoryName", r->name)
-                              .Set("status", "COMPLETE")
-                              .Set("previewResults", list)
-                              .Print()));
+                                            .Set("repositoryName", r->name)
+                                            .Set("status", "COMPLETE")
+                                            .Set("previewResults", list)
+                                            .Print()));
   };
   router->Add("GET", "/v1/repositories/{name}/policy/preview", preview);
   router->Add("POST", "/v1/repositories/{name}/policy/preview", preview, policy_body);
@@ -348,12 +352,12 @@ void Registry::AddRepositoryRoutes(http::Router* router) {
     json::Doc removed = json::Doc::Array();
     for (const std::string& d : r.removed) removed.Push(d);
     ex->Respond(http::JsonResponse(200, json::Doc::Object()
-                              .Set("dryRun", dry)
-                              .Set("removedBlobs", removed)
-                              .Set("removedBytes", r.removed_bytes)
-                              .Set("keptBlobs", r.kept)
-                              .Set("errors", r.errors)
-                              .Print()));
+                                            .Set("dryRun", dry)
+                                            .Set("removedBlobs", removed)
+                                            .Set("removedBytes", r.removed_bytes)
+                                            .Set("keptBlobs", r.kept)
+                                            .Set("errors", r.errors)
+                                            .Print()));
   });
 
   router->Add("POST", "/v1/registry/lifecycle", [this, writer](const ExchangePtr& ex) {

@@ -31,8 +31,7 @@ class CapacityTree {
   }
   // The same, among keys after (after_primary, after_node): continues a scan past a
   // node rejected for another reason, or starts one at a random point.
-  uint32_t FirstFitAfter(int64_t min_primary, int64_t min_secondary, int64_t after_primary,
-                         uint32_t after_node) const;
+  uint32_t FirstFitAfter(int64_t min_primary, int64_t min_secondary, int64_t after_primary, uint32_t after_node) const;
   // How many nodes have a primary >= min_primary: they are the last ones in key
   // order. O(log n).
   size_t CountFrom(int64_t min_primary) const;

@@ -437,8 +437,8 @@ bool Engine::Feasible(NodeRef n, const Request& req, uint32_t gid, bool free_of_
 // The first node of `tree`, in its order from after (after_primary, after_node),
 // that has room and passes every other check. Nodes rejected for ports or
 // node-level constraints are stepped over; nothing else is visited.
-Engine::NodeRef Engine::FirstFeasible(const CapacityTree& tree, bool memory_primary, const Request& req,
-                                      uint32_t gid, bool free_of_group, int64_t after_primary, NodeRef after_node) {
+Engine::NodeRef Engine::FirstFeasible(const CapacityTree& tree, bool memory_primary, const Request& req, uint32_t gid,
+                                      bool free_of_group, int64_t after_primary, NodeRef after_node) {
   int64_t min_p = memory_primary ? req.shape.memory : req.shape.cpu;
   int64_t min_s = memory_primary ? req.shape.cpu : req.shape.memory;
   uint32_t n = tree.FirstFitAfter(min_p, min_s, after_primary, after_node);
@@ -518,8 +518,8 @@ Engine::NodeRef Engine::Pick(const Request& req, uint32_t gid, const Strategy* s
   // the nodes free of the group has the group's nodes too (under half of it):
   // twice the draws keep the odds of a hit.
   bool stepping = std::any_of(sets_.begin(), sets_.end(), [](const auto& s) { return s.second; });
-  NodeRef n = sample(count, (stepping ? 2 : 1) * kRandomProbes,
-                     [&](size_t k, size_t i) { return sets_[k].first->members[i]; });
+  NodeRef n =
+      sample(count, (stepping ? 2 : 1) * kRandomProbes, [&](size_t k, size_t i) { return sets_[k].first->members[i]; });
   if (n != kNoNode) return n;
   // When they are scarce, the same among the nodes with enough free memory only:
   // the last ones of each set's memory-ordered tree, drawn by rank, so still
@@ -688,7 +688,8 @@ Engine::Placement Engine::Place(const Request& req, int count) {
   }
   // distinctInstance without spread on instanceId still needs level 0 only.
   bool spread_instance = false;
-  for (const Strategy& s : req.strategies) spread_instance = spread_instance || (s.type == StrategyType::kSpread && s.field == "instanceId");
+  for (const Strategy& s : req.strategies)
+    spread_instance = spread_instance || (s.type == StrategyType::kSpread && s.field == "instanceId");
   int level = req.distinct_instance && !spread_instance ? 0 : -1;
   out.nodes.reserve(static_cast<size_t>(std::max(count, 0)));
   for (int k = 0; k < count; k++) {

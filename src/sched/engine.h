@@ -32,8 +32,8 @@ struct PortSpec {
 
 // What one task asks of its node.
 struct TaskShape {
-  int64_t cpu = 0;     // CPU units, 1024 per core
-  int64_t memory = 0;  // MiB
+  int64_t cpu = 0;              // CPU units, 1024 per core
+  int64_t memory = 0;           // MiB
   std::vector<PortSpec> ports;  // fixed host ports; dynamic ones need no placement
 };
 
@@ -58,8 +58,8 @@ struct Request {
 struct NodeSpec {
   std::string id;
   std::map<std::string, std::string> attributes;
-  int64_t cpu = 0;     // registered CPU units
-  int64_t memory = 0;  // registered MiB
+  int64_t cpu = 0;                       // registered CPU units
+  int64_t memory = 0;                    // registered MiB
   std::vector<PortSpec> reserved_ports;  // host ports the node keeps for itself: never placed on
 };
 
@@ -125,8 +125,8 @@ class Engine {
   bool Feasible(NodeRef n, const Request& req, uint32_t gid, bool free_of_group = false) const;
   NodeRef PlaceOne(const Request& req, uint32_t gid);
   NodeRef Search(const Request& req, uint32_t gid, size_t strategy, const std::vector<uint32_t>& classes, int level);
-  NodeRef Pick(const Request& req, uint32_t gid, const Strategy* final_strategy,
-               const std::vector<uint32_t>& classes, int level);
+  NodeRef Pick(const Request& req, uint32_t gid, const Strategy* final_strategy, const std::vector<uint32_t>& classes,
+               int level);
   NodeRef FirstFeasible(const CapacityTree& tree, bool memory_primary, const Request& req, uint32_t gid,
                         bool free_of_group, int64_t after_primary, NodeRef after_node);
   std::string Explain(const Request& req, uint32_t gid) const;

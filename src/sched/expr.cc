@@ -105,7 +105,9 @@ class Binary final : public Expr {
  public:
   Binary(bool is_and, std::shared_ptr<const Expr> a, std::shared_ptr<const Expr> b)
       : and_(is_and), a_(std::move(a)), b_(std::move(b)) {}
-  bool Eval(const NodeFacts& n) const override { return and_ ? (a_->Eval(n) && b_->Eval(n)) : (a_->Eval(n) || b_->Eval(n)); }
+  bool Eval(const NodeFacts& n) const override {
+    return and_ ? (a_->Eval(n) && b_->Eval(n)) : (a_->Eval(n) || b_->Eval(n));
+  }
   bool AttributesOnly() const override { return a_->AttributesOnly() && b_->AttributesOnly(); }
 
  private:
@@ -224,8 +226,9 @@ class Parser {
     SkipSpace();
     size_t subject_pos = p_;
     std::string_view w = Word();
-    if (w.empty()) return Fail(p_ < t_.size() ? "expected a subject, not '" + std::string(1, t_[p_]) + "'"
-                                              : "expected a subject such as attribute:zone");
+    if (w.empty())
+      return Fail(p_ < t_.size() ? "expected a subject, not '" + std::string(1, t_[p_]) + "'"
+                                 : "expected a subject such as attribute:zone");
     Subject subject;
     std::string attr;
     if (w.starts_with("attribute:")) {
@@ -258,18 +261,30 @@ class Parser {
       }
       return false;
     };
-    if (sym("==")) op = Op::kEq;
-    else if (sym("!=")) op = Op::kNe;
-    else if (sym(">=")) op = Op::kGe;
-    else if (sym("<=")) op = Op::kLe;
-    else if (sym(">")) op = Op::kGt;
-    else if (sym("<")) op = Op::kLt;
-    else if (sym("=~")) op = Op::kMatch;
-    else if (sym("!~")) op = Op::kNotMatch;
-    else if (sym("!in")) op = Op::kNotIn;
-    else if (Keyword("in")) op = Op::kIn;
-    else if (Keyword("not_in")) op = Op::kNotIn;
-    else return Fail("expected an operator (== != > >= < <= in !in =~ !~) after '" + std::string(w) + "'");
+    if (sym("=="))
+      op = Op::kEq;
+    else if (sym("!="))
+      op = Op::kNe;
+    else if (sym(">="))
+      op = Op::kGe;
+    else if (sym("<="))
+      op = Op::kLe;
+    else if (sym(">"))
+      op = Op::kGt;
+    else if (sym("<"))
+      op = Op::kLt;
+    else if (sym("=~"))
+      op = Op::kMatch;
+    else if (sym("!~"))
+      op = Op::kNotMatch;
+    else if (sym("!in"))
+      op = Op::kNotIn;
+    else if (Keyword("in"))
+      op = Op::kIn;
+    else if (Keyword("not_in"))
+      op = Op::kNotIn;
+    else
+      return Fail("expected an operator (== != > >= < <= in !in =~ !~) after '" + std::string(w) + "'");
 
     bool ordering = op == Op::kGt || op == Op::kGe || op == Op::kLt || op == Op::kLe;
     bool matching = op == Op::kMatch || op == Op::kNotMatch;

@@ -32,7 +32,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"stopped-tasks-per-service", true, "N",
      "each service keeps at most N STOPPED tasks, the newest (default 100; 0 no bound but the retention)"},
     {"registry-auto-create", true, "BOOL", "a push to a repository that does not exist creates it (default true)"},
-    {"registry-gc-interval", true, "DURATION", "how often unreferenced registry blobs are collected (default 1h; 0 off)"},
+    {"registry-gc-interval", true, "DURATION",
+     "how often unreferenced registry blobs are collected (default 1h; 0 off)"},
     {"registry-gc-grace", true, "DURATION", "registry blobs used this recently are never collected (default 1h)"},
     {"registry-upload-expiry", true, "DURATION", "an idle registry upload session is removed after this (default 24h)"},
     {"max-header-bytes", true, "SIZE", "request line and headers at most (default 16KiB)"},
@@ -103,15 +104,15 @@ int Main(const std::vector<std::string>& args) {
     if (!p->Has(d.name)) continue;
     Result<uint64_t> v = flags::ParseDuration(p->Get(d.name), d.name);
     if (!v || v.value() == 0) {
-      fprintf(stderr, "berth server: %s\n", v ? ("--" + std::string(d.name) + ": must be more than 0").c_str()
-                                               : v.error().message.c_str());
+      fprintf(stderr, "berth server: %s\n",
+              v ? ("--" + std::string(d.name) + ": must be more than 0").c_str() : v.error().message.c_str());
       return 2;
     }
     *d.dest = v.value();
   }
-  for (auto [name, dest] : {std::pair{"heartbeat-interval", &o.heartbeat_interval_ms},
-                             std::pair{"node-lost-after", &o.node_lost_after_ms},
-                             std::pair{"task-retention", &o.task_retention_ms}}) {
+  for (auto [name, dest] :
+       {std::pair{"heartbeat-interval", &o.heartbeat_interval_ms}, std::pair{"node-lost-after", &o.node_lost_after_ms},
+        std::pair{"task-retention", &o.task_retention_ms}}) {
     if (!p->Has(name)) continue;
     Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
     if (!v || v.value() == 0) {

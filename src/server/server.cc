@@ -16,11 +16,11 @@
 #include "agent/node_agent.h"
 #include "api/agents.h"
 #include "api/api.h"
+#include "base/crypto.h"
 #include "base/files.h"
+#include "base/log.h"
 #include "control/retention.h"
 #include "control/scheduler.h"
-#include "base/crypto.h"
-#include "base/log.h"
 #include "model/state.h"
 #include "net/uv.h"
 #include "registry/registry.h"
@@ -32,7 +32,7 @@ namespace {
 
 Status MakeDir(const std::string& path) {
   if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) {
-    struct stat st{};
+    struct stat st {};
     if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return Error::Invalid("data directory " + path + " is not a directory");
     }
@@ -195,7 +195,8 @@ int Run(const Options& o) {
   http_server = server.get();
   server->SetGate([&state](net::http::Exchange& ex) { return api::Authenticate(state, ex); });
 
-  metrics::Gauge* lag_gauge = registry.Gauges("berth_loop_lag_seconds", "How late the event loop ran its last 100 ms timer")->With({});
+  metrics::Gauge* lag_gauge =
+      registry.Gauges("berth_loop_lag_seconds", "How late the event loop ran its last 100 ms timer")->With({});
   metrics::Histogram* lag_hist =
       registry.Histograms("berth_loop_lag_distribution_seconds", "Event-loop lag samples", metrics::LatencyBuckets())
           ->With({});

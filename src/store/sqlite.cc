@@ -96,8 +96,8 @@ bool Stmt::IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
-  int rc = sqlite3_open_v2(path.c_str(), &db->db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
   if (rc != SQLITE_OK) return SqlError(db->db_, rc, "open " + path);
   sqlite3_extended_result_codes(db->db_, 1);
   // WAL with synchronous=FULL: a commit is durable when COMMIT returns.

@@ -179,7 +179,9 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options, StateMachine* s
   s->commit_failures_ =
       metrics->Counters("berth_store_commit_failures_total", "Transactions that failed to commit")->With({});
   log::Info("store", "opened",
-            {{"path", s->options_.path}, {"schema", s->schema_version_}, {"seq", s->last_seq_},
+            {{"path", s->options_.path},
+             {"schema", s->schema_version_},
+             {"seq", s->last_seq_},
              {"group_commit", s->options_.group_commit ? "on" : "off"}});
   return s;
 }
@@ -309,8 +311,10 @@ void Store::FlushQueue() {
       bool applied = false;
       tx = ApplyOne(*batch[i].cmd, &reply, &err, &applied);
       if (!tx) break;
-      if (applied) results.emplace_back(std::move(reply));
-      else results.emplace_back(std::move(err));
+      if (applied)
+        results.emplace_back(std::move(reply));
+      else
+        results.emplace_back(std::move(err));
     }
     // The log's oldest entries go in the same transaction, a thousand or more at
     // a time (one range delete on the integer key).
@@ -318,8 +322,10 @@ void Store::FlushQueue() {
     bool trim = tx && keep_from >= log_first_ + 1000;
     if (trim) {
       Result<Stmt*> del = db_->Cached("DELETE FROM command_log WHERE seq < ?1");
-      if (!del) tx = del.take_error();
-      else tx = (*del)->Bind(1, static_cast<int64_t>(keep_from)).Run();
+      if (!del)
+        tx = del.take_error();
+      else
+        tx = (*del)->Bind(1, static_cast<int64_t>(keep_from)).Run();
     }
     if (tx) tx = Run("COMMIT");
     if (tx && trim) log_first_ = keep_from;
@@ -334,7 +340,7 @@ void Store::FlushQueue() {
         abort();  // memory no longer matches disk: continuing would serve wrong state
       }
       Error e = tx.error();
-      e.kind = e.code == "StorageBusy" ? ErrorKind::kUnavailable
+      e.kind = e.code == "StorageBusy"   ? ErrorKind::kUnavailable
                : e.code == "StorageFull" ? ErrorKind::kInsufficientStorage
                                          : ErrorKind::kInternal;
       e.message = "the change could not be stored: " + e.message;
@@ -349,8 +355,10 @@ void Store::FlushQueue() {
       log::Warn("store", "slow commit", {{"seconds", seconds}, {"commands", n}, {"first", batch[0].cmd->Type()}});
     }
     for (size_t i = 0; i < n; i++) {
-      if (results[i]) commands_ok_->Inc();
-      else commands_refused_->Inc();
+      if (results[i])
+        commands_ok_->Inc();
+      else
+        commands_refused_->Inc();
       batch[i].reply(std::move(results[i]));
     }
   }

@@ -8,10 +8,10 @@
 // StateMachine::Decode and applies it the same way.
 #pragma once
 
-#include <cstdint>
-#include <functional>
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,9 +58,9 @@ class StateMachine {
 };
 
 struct StoreOptions {
-  std::string path;           // the state.db file
-  bool group_commit = true;   // off: one transaction per command (for comparison)
-  size_t max_batch = 4096;    // commands per transaction at most
+  std::string path;          // the state.db file
+  bool group_commit = true;  // off: one transaction per command (for comparison)
+  size_t max_batch = 4096;   // commands per transaction at most
   // The command log keeps the last this many entries (0: all). Until replication
   // truncates it behind snapshots, nothing reads older ones, and a log that grows
   // forever would grow state.db with it (docs/decisions.md).

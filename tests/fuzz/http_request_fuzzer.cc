@@ -6,6 +6,8 @@
 //
 // Besides the sanitizers, it checks one invariant of its own: after the peer's EOF
 // and every held answer given, the server has closed or is idle, never stuck.
+#include "http_request_fuzzer.h"
+
 #include <uv.h>
 
 #include <algorithm>
@@ -26,7 +28,6 @@
 #include "net/http_server.h"
 #include "net/router.h"
 #include "net/stream.h"
-#include "http_request_fuzzer.h"
 
 namespace {
 
@@ -171,10 +172,13 @@ Env* MakeEnv() {
     ex->End();
   });
   r.Add("GET", "/defer", [](const ExchangePtr& ex) { g_held->push_back(ex); });
-  r.Add("POST", "/defer", [](const ExchangePtr& ex) { g_held->push_back(ex); }, RouteOptions{.max_body = 512});
-  r.Add("POST", "/echo", [](const ExchangePtr& ex) { ex->Respond(Json(200, ex->request().body)); },
-        RouteOptions{.max_body = 1024});
-  r.Add("GET", "/healthz", [](const ExchangePtr& ex) { ex->Respond(Json(200, "{}")); }, RouteOptions{.open = true});
+  r.Add(
+      "POST", "/defer", [](const ExchangePtr& ex) { g_held->push_back(ex); }, RouteOptions{.max_body = 512});
+  r.Add(
+      "POST", "/echo", [](const ExchangePtr& ex) { ex->Respond(Json(200, ex->request().body)); },
+      RouteOptions{.max_body = 1024});
+  r.Add(
+      "GET", "/healthz", [](const ExchangePtr& ex) { ex->Respond(Json(200, "{}")); }, RouteOptions{.open = true});
   return env;
 }
 
@@ -265,8 +269,8 @@ HttpOutcome ServeHttpInput(const uint8_t* data, size_t size) {
     }
     // With nothing left to send or answer, the connection has closed or is idle
     // waiting for a next request; an unread input piece means it stalled.
-    outcome.stalled = pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 &&
-                      !pipe.reading;
+    outcome.stalled =
+        pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 && !pipe.reading;
     outcome.pieces_left = pieces.size();
     outcome.closed = pipe.closed || !pipe.alive;
     outcome.output = std::move(pipe.output);
@@ -293,8 +297,7 @@ std::string HttpOutcome::Summary() const {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   berth::fuzz::HttpOutcome outcome = berth::fuzz::ServeHttpInput(data, size);
   if (outcome.stalled) {
-    fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n",
-            outcome.pieces_left);
+    fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n", outcome.pieces_left);
     abort();
   }
   return 0;

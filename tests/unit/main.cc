@@ -2,7 +2,6 @@
 // level, so a failing test's output is not buried under the server's info lines.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <csignal>
 #include <cstdlib>
 

@@ -77,9 +77,10 @@ TEST_CASE("container spec: one container with every ECS field", "[agent][spec]")
   CHECK(b.Get("ExposedPorts").Get("80/tcp").IsObject());
   CHECK(host.Get("PortBindings").Print() ==
         R"({"80/tcp":[{"HostIp":"","HostPort":""}],"53/udp":[{"HostIp":"","HostPort":"5353"}]})");
-  CHECK(host.Get("Mounts").Print() ==
-        R"([{"Type":"bind","Source":"/var/lib/app","Target":"/data","ReadOnly":true},)"
-        R"({"Type":"volume","Source":"berth-0123456789abcdef0123456789abcdef-cache","Target":"/cache","ReadOnly":false}])");
+  CHECK(
+      host.Get("Mounts").Print() ==
+      R"([{"Type":"bind","Source":"/var/lib/app","Target":"/data","ReadOnly":true},)"
+      R"({"Type":"volume","Source":"berth-0123456789abcdef0123456789abcdef-cache","Target":"/cache","ReadOnly":false}])");
   CHECK(host.Get("LogConfig").Get("Type").String() == "json-file");
   CHECK(host.Get("LogConfig").Get("Config").Get("max-size").String() == "10m");
 }

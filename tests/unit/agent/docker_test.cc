@@ -3,7 +3,6 @@
 #include "agent/docker.h"
 
 #include <catch2/catch.hpp>
-
 #include <vector>
 
 #include "base/crypto.h"
@@ -87,7 +86,8 @@ TEST_CASE("docker: query escaping and X-Registry-Auth's base64url", "[agent][doc
   CHECK(crypto::Base64Encode("foobar") == "Zm9vYmFy");
   CHECK(crypto::Base64Encode("\xfb\xff", false) == "+/8=");
   CHECK(crypto::Base64Encode("\xfb\xff", true) == "-_8=");
-  for (const std::string& text : std::vector<std::string>{"", "f", "fo", "foo", "user:pa:ss", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& text :
+       std::vector<std::string>{"", "f", "fo", "foo", "user:pa:ss", std::string("\0\xff\x10", 3)}) {
     Result<std::string> back = crypto::Base64Decode(crypto::Base64Encode(text));
     REQUIRE(back);
     CHECK(*back == text);

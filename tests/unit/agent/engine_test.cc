@@ -29,7 +29,8 @@ struct FakeEngine {
 
   explicit FakeEngine(std::string api_version) : api(std::move(api_version)) {
     router.Add("GET", "/version", [this](const http::ExchangePtr& ex) {
-      ex->Respond(http::JsonResponse(200, "{\"Version\":\"99.0\",\"ApiVersion\":\"" + api + "\",\"Os\":\"linux\",\"Arch\":\"amd64\"}"));
+      ex->Respond(http::JsonResponse(
+          200, "{\"Version\":\"99.0\",\"ApiVersion\":\"" + api + "\",\"Os\":\"linux\",\"Arch\":\"amd64\"}"));
     });
     router.Add("GET", "/{v}/containers/json", [this](const http::ExchangePtr& ex) {
       calls.push_back(ex->request().target);

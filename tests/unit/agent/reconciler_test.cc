@@ -156,7 +156,7 @@ TEST_CASE("reconciler: the events stream opens before the listing, and running c
   FakeEngine::Container c;
   c.name = "berth-app";
   c.state = "running";
-  c.labels = {{"berth.node", kNode},         {"berth.task", Fixture::Id(7)},        {"berth.container", "app"},
+  c.labels = {{"berth.node", kNode},        {"berth.task", Fixture::Id(7)},     {"berth.container", "app"},
               {"berth.cluster", "default"}, {"berth.task-definition", "web:1"}, {"berth.service", "web"}};
   f.engine.containers["abc"] = c;
   f.r->Sync();
@@ -189,7 +189,7 @@ TEST_CASE("reconciler: an engine that stops answering is reported once, and the 
   CHECK(f.lost == 1);
   CHECK_FALSE(f.r->ready());
   f.engine.AnswerAll();
-  CHECK(f.engine.Count("create") == 1);  // nothing is tried while the engine is away
+  CHECK(f.engine.Count("create") == 1);                 // nothing is tried while the engine is away
   CHECK(f.r->TaskStatus(Fixture::Id(0)) == "PENDING");  // and no task is blamed
 
   f.r->Sync();  // the owner found the engine again
@@ -213,7 +213,8 @@ TEST_CASE("call queue: at most the limit in flight, stops first, unwanted calls 
   q.Push(agent::Lane::kStart, call("start2"));
   q.Push(agent::Lane::kStart, call("start3"));
   bool wanted = false, was_dropped = false;
-  q.Push(agent::Lane::kStart, call("start4"), [&] { return wanted; }, [&] { was_dropped = true; });
+  q.Push(
+      agent::Lane::kStart, call("start4"), [&] { return wanted; }, [&] { was_dropped = true; });
   q.Push(agent::Lane::kLook, call("look"));
   q.Push(agent::Lane::kStop, call("stop"));
   CHECK(issued == std::vector<std::string>{"start1", "start2"});

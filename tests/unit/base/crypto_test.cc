@@ -2,7 +2,6 @@
 #include "base/crypto.h"
 
 #include <catch2/catch.hpp>
-
 #include <set>
 
 using namespace berth;
@@ -43,7 +42,8 @@ TEST_CASE("crypto: tokens are the prefix and 43 URL-safe characters", "[base][cr
     REQUIRE(t->size() == 4 + 43);
     CHECK(t->rfind("brt_", 0) == 0);
     for (char c : t->substr(4)) {
-      bool url_safe = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+      bool url_safe =
+          (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
       CHECK(url_safe);
     }
     seen.insert(t.value());

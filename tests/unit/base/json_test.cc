@@ -46,9 +46,7 @@ TEST_CASE("json: parse errors name byte, line and column", "[base][json]") {
     REQUIRE_FALSE(doc.ok());
     CHECK(doc.error().message == "malformed JSON at byte 4 (line 1, column 5)");
   }
-  SECTION("trailing whitespace is fine") {
-    CHECK(json::Doc::Parse("{} \r\n\t").ok());
-  }
+  SECTION("trailing whitespace is fine") { CHECK(json::Doc::Parse("{} \r\n\t").ok()); }
   SECTION("an empty body") {
     auto doc = json::Doc::Parse("");
     REQUIRE_FALSE(doc.ok());

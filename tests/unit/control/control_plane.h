@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,8 +18,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "api/agents.h"
 #include "base/clock.h"
@@ -336,8 +335,8 @@ class ControlPlane {
   std::unique_ptr<control::Scheduler> scheduler;
   std::unique_ptr<api::AgentHub> hub;
   std::unique_ptr<control::ServiceController> services;
-  std::function<void()> on_round;                 // after each applied batch, before Reconcile
-  std::set<std::string> played;                   // nodes whose agent the test plays
+  std::function<void()> on_round;                     // after each applied batch, before Reconcile
+  std::set<std::string> played;                       // nodes whose agent the test plays
   std::function<bool(const model::Task&)> fails;      // RUNNING tasks that then exit with code 1
   std::function<bool(const model::Task&)> unhealthy;  // RUNNING tasks whose health check then fails
   double advance_chance = 1.0;

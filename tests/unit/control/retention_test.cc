@@ -101,7 +101,8 @@ TEST_CASE("retention: standalone tasks are forgotten after the retention only", 
   place->family = "batch";
   place->revision = 1;
   place->group = "family:batch";
-  for (int i = 0; i < 3; i++) place->placements.push_back({"00000000000" + std::to_string(i) + std::string(20, 'a'), "n0"});
+  for (int i = 0; i < 3; i++)
+    place->placements.push_back({"00000000000" + std::to_string(i) + std::string(20, 'a'), "n0"});
   REQUIRE(cp.Apply(std::move(place)).ok());
   auto stop = std::make_unique<model::StopTasks>();
   for (const auto& [id, t] : cp.state.tasks()) stop->ids.push_back(id);

@@ -198,8 +198,7 @@ TEST_CASE("services: the circuit breaker rolls back to the last completed deploy
   CHECK(cp.Count().by_revision == std::map<int64_t, int64_t>{{spec.revision, 6}});
 }
 
-TEST_CASE("services: without rollback a tripped deployment is FAILED and starts nothing more",
-          "[control][services]") {
+TEST_CASE("services: without rollback a tripped deployment is FAILED and starts nothing more", "[control][services]") {
   ControlPlane cp;
   for (int i = 0; i < 3; i++) cp.AddNode("n" + std::to_string(i));
   ControlPlane::ServiceSpec spec;
@@ -440,7 +439,8 @@ TEST_CASE("services: unplaceable tasks give an event with the reason and are pla
   for (int i = 0; i < 20; i++) cp.Step();
   INFO(cp.Events());
   CHECK(cp.Count().live == 0);
-  CHECK(cp.HasEvent("web", "was unable to place a task because no container instance met all of its requirements. " + reason));
+  CHECK(cp.HasEvent("web",
+                    "was unable to place a task because no container instance met all of its requirements. " + reason));
   CHECK(CountEvents(cp, "was unable to place a task") == 1);  // not repeated every second
 
   add_fitting();

@@ -20,7 +20,8 @@ const std::string kRule = "must be 1-255 characters of letters, digits, hyphens 
 }  // namespace
 
 TEST_CASE("cluster: valid names", "[model][cluster]") {
-  for (const std::string& name : std::vector<std::string>{"a", "default", "Prod-EU_1", "0", "-_-", std::string(255, 'x')}) {
+  for (const std::string& name :
+       std::vector<std::string>{"a", "default", "Prod-EU_1", "0", "-_-", std::string(255, 'x')}) {
     INFO(name);
     CHECK(model::ValidateClusterName(name).ok());
   }

@@ -61,8 +61,7 @@ TEST_CASE("commands: roles", "[model][commands]") {
   for (const char* role : {"", "Admin", "root", "read_only", "admin "}) CHECK_FALSE(model::IsValidRole(role));
 }
 
-TEST_CASE("commands: PlaceTasks and ReportTasks round trip through their appended encoding",
-          "[model][commands]") {
+TEST_CASE("commands: PlaceTasks and ReportTasks round trip through their appended encoding", "[model][commands]") {
   SECTION("PlaceTasks") {
     model::PlaceTasks c;
     c.cluster = "default";

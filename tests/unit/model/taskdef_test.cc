@@ -35,14 +35,16 @@ TEST_CASE("taskdef: fields berth would ignore are refused, naming the field", "[
        "containerDefinitions[0].secrets: is not supported by berth yet: berth has no secret store, and the container "
        "would start without them"},
       {R"("taskRoleArn":"arn:aws:iam::1:role/r")", "", "taskRoleArn: is not supported: berth has no IAM roles"},
-      {R"("executionRoleArn":"arn:aws:iam::1:role/r")", "", "executionRoleArn: is not supported: berth has no IAM roles"},
+      {R"("executionRoleArn":"arn:aws:iam::1:role/r")", "",
+       "executionRoleArn: is not supported: berth has no IAM roles"},
       {R"("pidMode":"host")", "", "pidMode: is not supported by berth yet (it would be ignored)"},
       {R"("requiresCompatibilities":["FARGATE"])", "",
        "requiresCompatibilities: berth runs tasks on its nodes: EC2 or EXTERNAL, not 'FARGATE'"},
       {"", R"("links":["db"])",
        "containerDefinitions[0].links: is not supported by berth yet: the containers of a task reach each other by "
        "container name"},
-      {"", R"("privileged":true)", "containerDefinitions[0].privileged: is not supported by berth yet (it would be ignored)"},
+      {"", R"("privileged":true)",
+       "containerDefinitions[0].privileged: is not supported by berth yet (it would be ignored)"},
       {"", R"("ulimits":[])", "containerDefinitions[0].ulimits: is not supported by berth yet (it would be ignored)"},
       {"", R"("extraHosts":[{"hostname":"a","ipAddress":"10.0.0.1"}])",
        "containerDefinitions[0].extraHosts: is not supported by berth yet (it would be ignored)"},

@@ -5,9 +5,8 @@
 // closed) must be those recorded in tests/fuzz/http_request.expected: a change
 // in what the server answers to any of them fails here. After a deliberate
 // change, rewrite the file with BERTH_FUZZ_EXPECT_UPDATE=1 and review its diff.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>

@@ -4,7 +4,6 @@
 #include "net/http_server.h"
 
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -111,9 +110,8 @@ struct ServerFixture {
       r.headers.push_back({"X-Body-Length", std::to_string(ex->request().body.size())});
       ex->Respond(std::move(r));
     });
-    router.Add("GET", "/items/{id}", [](const ExchangePtr& ex) {
-      ex->Respond(Text(200, "item:" + std::string(ex->request().Param("id"))));
-    });
+    router.Add("GET", "/items/{id}",
+               [](const ExchangePtr& ex) { ex->Respond(Text(200, "item:" + std::string(ex->request().Param("id")))); });
     router.Add("GET", "/stream", [](const ExchangePtr& ex) {
       ex->Begin(200, {{"X-Streamed", "yes"}}, -1, "text/plain");
       ex->Write("one,");
@@ -124,10 +122,11 @@ struct ServerFixture {
     router.Add("GET", "/big", [](const ExchangePtr& ex) { ex->Respond(Text(200, BigBody())); });
     router.Add("GET", "/hold", [this](const ExchangePtr& ex) { held.push_back(ex); });
     router.Add("POST", "/hold", [this](const ExchangePtr& ex) { held.push_back(ex); });
-    router.Add("POST", "/small", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->request().body)); },
-               RouteOptions{.max_body = 16});
-    router.Add("GET", "/open", [](const ExchangePtr& ex) { ex->Respond(Text(200, "open")); },
-               RouteOptions{.open = true});
+    router.Add(
+        "POST", "/small", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->request().body)); },
+        RouteOptions{.max_body = 16});
+    router.Add(
+        "GET", "/open", [](const ExchangePtr& ex) { ex->Respond(Text(200, "open")); }, RouteOptions{.open = true});
     router.Add("GET", "/whoami", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->principal)); });
     router.Add(
         "POST", "/upload",
@@ -427,7 +426,8 @@ TEST_CASE_METHOD(ServerFixture, "http server: unknown routes and methods", "[net
   }
 }
 
-TEST_CASE_METHOD(ServerFixture, "http server: a streamed request body (256 MiB) is hashed as it arrives, never buffered",
+TEST_CASE_METHOD(ServerFixture,
+                 "http server: a streamed request body (256 MiB) is hashed as it arrives, never buffered",
                  "[net][http_server][stream]") {
   Start();
   // Chunked at 256 MiB; with a Content-Length a smaller body covers the other framing.
@@ -469,7 +469,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: a streamed request body (256 MiB) 
   CHECK(upload->bytes == kPiece * kPieces);
   CHECK(upload->digest == expected);
   CHECK(r->body == expected);
-  CHECK(upload->buffered == 0);  // request().body stayed empty
+  CHECK(upload->buffered == 0);     // request().body stayed empty
   CHECK(upload->pieces > kPieces);  // handed over as it arrived, in socket-sized pieces
   CHECK(upload->max_piece <= 64 * 1024);
   // Peak memory grew by far less than the body. ASan's quarantine keeps freed
@@ -515,13 +515,16 @@ TEST_CASE_METHOD(ServerFixture, "http server: body and header limits", "[net][ht
     auto big = Fetch(client, Post("/small", "seventeen bytes!!"));
     REQUIRE(big.ok());
     CHECK(big->status == 413);
-    CHECK(big->body ==
-          R"({"error":{"code":"PayloadTooLarge","message":"the request body of 17 bytes exceeds the 16-byte limit of /small"}})");
+    CHECK(
+        big->body ==
+        R"({"error":{"code":"PayloadTooLarge","message":"the request body of 17 bytes exceeds the 16-byte limit of /small"}})");
     CHECK(big->Header("connection") == "close");
   }
   SECTION("413 for a chunked body that grows over the limit") {
     RawConn raw(&loop, endpoint);
-    raw.Send("POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n");
+    raw.Send(
+        "POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n");
     REQUIRE(loop.RunUntil([&] { return raw.ended(); }));
     CHECK(raw.Statuses() == std::vector<int>{413});
     CHECK_THAT(raw.received(), Catch::Contains("exceeds the 16-byte limit of /small"));
@@ -662,8 +665,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: Shutdown lets an in-flight answer 
   }
 }
 
-TEST_CASE_METHOD(ServerFixture, "http server: a client that half-closes still gets its answer",
-                 "[net][http_server]") {
+TEST_CASE_METHOD(ServerFixture, "http server: a client that half-closes still gets its answer", "[net][http_server]") {
   Start();
   RawConn raw(&loop, endpoint);
   raw.Send("GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -881,8 +883,9 @@ TEST_CASE_METHOD(ServerFixture, "http client: with on_body, an error answer is b
   std::optional<Result<ClientResponse>> out;
   ClientRequest req;
   req.target = "/nowhere";
-  client.Send(std::move(req), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); },
-              [&](std::string_view data) { streamed.append(data); });
+  client.Send(
+      std::move(req), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); },
+      [&](std::string_view data) { streamed.append(data); });
   REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
   REQUIRE(out->ok());
   CHECK((*out)->status == 404);
@@ -891,8 +894,9 @@ TEST_CASE_METHOD(ServerFixture, "http client: with on_body, an error answer is b
   out.reset();
   ClientRequest ok;
   ok.target = "/hello";
-  client.Send(std::move(ok), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); },
-              [&](std::string_view data) { streamed.append(data); });
+  client.Send(
+      std::move(ok), [&](Result<ClientResponse> r) { out.emplace(std::move(r)); },
+      [&](std::string_view data) { streamed.append(data); });
   REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
   CHECK(streamed == "hello");
   CHECK((*out)->body.empty());
@@ -909,8 +913,9 @@ TEST_CASE_METHOD(ServerFixture, "http server: answers written by the write threa
     }
     CHECK(accepted == 1);
     RawConn raw(&loop, endpoint);
-    raw.Send("GET /items/a HTTP/1.1\r\nHost: t\r\n\r\nGET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
-             "GET /items/b HTTP/1.1\r\nHost: t\r\n\r\n");
+    raw.Send(
+        "GET /items/a HTTP/1.1\r\nHost: t\r\n\r\nGET /stream HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET /items/b HTTP/1.1\r\nHost: t\r\n\r\n");
     REQUIRE(loop.RunUntil([&] { return raw.received().find("item:b") != std::string::npos; }));
     size_t a = raw.received().find("item:a"), st = raw.received().find("4\r\ntwo,"), b = raw.received().find("item:b");
     CHECK(a < st);

@@ -4,10 +4,9 @@
 // exactly as a fresh load of the database shows it, and as it was before.
 // Issue 10, item 7: these commands used to change memory (and tell observers)
 // before all their rows were written.
-#include <catch2/catch.hpp>
-
 #include <sqlite3.h>
 
+#include <catch2/catch.hpp>
 #include <string>
 
 #include "model/commands.h"
@@ -26,14 +25,14 @@ constexpr int64_t kT0 = 1700000000000;
 std::string Snapshot(const model::State& st, const registry::RegistryState& reg) {
   std::string out;
   for (const auto& [name, c] : st.clusters()) {
-    out += "cluster " + name + " nodes=" + std::to_string(c.registered_nodes) + " services=" +
-           std::to_string(c.active_services) + " running=" + std::to_string(c.running_tasks) +
+    out += "cluster " + name + " nodes=" + std::to_string(c.registered_nodes) +
+           " services=" + std::to_string(c.active_services) + " running=" + std::to_string(c.running_tasks) +
            " pending=" + std::to_string(c.pending_tasks) + "\n";
   }
   for (const auto& [id, n] : st.nodes()) {
     out += "node " + id + " " + n.status + " cpu=" + std::to_string(n.used_cpu) + "/" + std::to_string(n.cpu) +
-           " mem=" + std::to_string(n.used_memory) + "/" + std::to_string(n.memory) + " running=" +
-           std::to_string(n.running) + " pending=" + std::to_string(n.pending) + " ports=";
+           " mem=" + std::to_string(n.used_memory) + "/" + std::to_string(n.memory) +
+           " running=" + std::to_string(n.running) + " pending=" + std::to_string(n.pending) + " ports=";
     for (const auto& [port, udp] : n.ports) out += std::to_string(port) + (udp ? "u," : ",");
     out += " tasks=";
     for (const auto& [tid, t] : n.tasks) out += tid + ",";

@@ -2,11 +2,10 @@
 // directory, and helpers that make commands and apply them synchronously.
 #pragma once
 
+#include <catch2/catch.hpp>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <catch2/catch.hpp>
 
 #include "base/metrics.h"
 #include "model/commands.h"

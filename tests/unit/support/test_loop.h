@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdlib.h>
+
 #include <uv.h>
 
 #include <filesystem>
@@ -113,8 +114,10 @@ class RawConn final : public net::Stream::Handler {
   }
 
   void Send(std::string data) {
-    if (stream_) stream_->Write(std::move(data));
-    else queued_.push_back(std::move(data));
+    if (stream_)
+      stream_->Write(std::move(data));
+    else
+      queued_.push_back(std::move(data));
   }
   void ShutdownWrite() {
     if (stream_) stream_->Shutdown();
