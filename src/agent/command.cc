@@ -60,14 +60,12 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
   o.cluster = p.Get("cluster", o.cluster);
   o.docker = p.Get("docker", o.docker);
   o.state_dir = p.Get("state-dir", o.state_dir);
-  for (const std::string& kv : p.GetAll("attr")) {
-    size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      fprintf(stderr, "berth agent: --attr %s: expected NAME=VALUE\n", kv.c_str());
-      return 2;
-    }
-    o.attributes[kv.substr(0, eq)] = kv.substr(eq + 1);
+  Result<std::map<std::string, std::string>> attrs = flags::ParseKeyValues(p.GetAll("attr"), "attr");
+  if (!attrs) {
+    fprintf(stderr, "berth agent: %s\n", attrs.error().message.c_str());
+    return 2;
   }
+  o.attributes = std::move(attrs.value());
   if (p.Has("reserved-ports")) {
     // Checked here (1-65535, /tcp or /udp) so a typo fails at start, not at registration.
     Result<std::vector<std::pair<int, bool>>> ports = model::ParsePortsText(p.Get("reserved-ports"));

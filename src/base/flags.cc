@@ -121,4 +121,15 @@ Result<uint64_t> ParseCount(const std::string& text, const std::string& flag) {
   return r->first;
 }
 
+Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& values,
+                                                          const std::string& flag) {
+  std::map<std::string, std::string> out;
+  for (const std::string& kv : values) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return Error::Invalid("--" + flag + " " + kv + ": expected NAME=VALUE");
+    out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
 }  // namespace berth::flags

@@ -43,5 +43,8 @@ Result<uint64_t> ParseDuration(const std::string& text, const std::string& flag)
 // "16KiB", "1MiB", "4096" → bytes.
 Result<uint64_t> ParseSize(const std::string& text, const std::string& flag);
 Result<uint64_t> ParseCount(const std::string& text, const std::string& flag);
+// Repeated "--flag NAME=VALUE" (node attributes) → a map; a later NAME wins.
+Result<std::map<std::string, std::string>> ParseKeyValues(const std::vector<std::string>& values,
+                                                          const std::string& flag);
 
 }  // namespace berth::flags

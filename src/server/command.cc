@@ -76,14 +76,12 @@ int Main(const std::vector<std::string>& args) {
   o.limits.write_thread = !p->Has("no-write-thread");
   o.local_agent = !p->Has("no-agent");
   o.docker = p->Get("docker", o.docker);
-  for (const std::string& kv : p->GetAll("attr")) {
-    size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      fprintf(stderr, "berth server: --attr %s: expected NAME=VALUE\n", kv.c_str());
-      return 2;
-    }
-    o.agent_attributes[kv.substr(0, eq)] = kv.substr(eq + 1);
+  Result<std::map<std::string, std::string>> attrs = flags::ParseKeyValues(p->GetAll("attr"), "attr");
+  if (!attrs) {
+    fprintf(stderr, "berth server: %s\n", attrs.error().message.c_str());
+    return 2;
   }
+  o.agent_attributes = std::move(attrs.value());
   if (p->Has("log-level")) {
     log::Level level;
     if (!log::ParseLevel(p->Get("log-level"), &level)) {

@@ -530,3 +530,44 @@ def test_docker_node_reserves_ssh_and_the_servers_port():
                                for e in service(s, "dk-ssh")["events"]), wait=LONG,
                    what="an unable-to-place event naming the port")
         check(not containers(node, service="dk-ssh"), "a container was made for a reserved port")
+
+
+def docker_events_since(since, until, node, event):
+    """Container `event`s of `node` Docker recorded between unix times `since` and `until`."""
+    out = docker("events", "--since", "%.3f" % since, "--until", "%.3f" % until, "--format", "{{.ID}}",
+                 "--filter", "type=container", "--filter", "event=" + event, "--filter", "label=berth.node=" + node)
+    return out.split()
+
+
+@timeout(240)
+def test_docker_scale_down_cancels_queued_starts():
+    """Scale to a few hundred, then at once to 0: the agent's queued creates and
+    starts are dropped, the containers already created are removed, never
+    started; after the scale-down is acknowledged no more containers start than
+    the agent had calls in flight, and none runs soon after."""
+    concurrency = 4
+    with all_in_one(["--docker-concurrency", str(concurrency)]) as (s, node):
+        register(s, "dk-many", [box("app", "sleep 3600", memory=32, stopTimeout=2)])
+        create_service(s, "dk-many", "dk-many", 3)
+        wait_running(s, 3, "3 running tasks", service="dk-many")
+        expect_status(s.request("PATCH", "/v1/services/dk-many", {"desiredCount": 300}), 200, "scale to 300")
+        wait_until(lambda: len(docker_events_since(time.time() - 60, time.time(), node, "start")) >= 8, wait=LONG,
+                   step=0.2, what="a few of the new tasks started")
+        expect_status(s.request("PATCH", "/v1/services/dk-many", {"desiredCount": 0}), 200, "scale to 0")
+        acked = time.time()
+        still = [t for t in tasks(s, service="dk-many") if t["desiredStatus"] != "STOPPED"]
+        check(not still, "%d tasks still desired RUNNING after the scale-down" % len(still))
+
+        def none_left():
+            left = docker("ps", "-aq", "--filter", "label=berth.node=" + node, "--filter",
+                          "label=berth.service=dk-many", "--filter", "status=running", "--filter", "status=created")
+            return not left.split()
+        # Those that ran are stopped (and kept until --container-retention);
+        # those created for tasks told to stop meanwhile are removed.
+        wait_until(none_left, wait=LONG, step=0.5, what="no container of the service running or created")
+        late = docker_events_since(acked, time.time(), node, "start")
+        check(len(late) <= concurrency,
+              "%d containers started after the scale-down was acknowledged (at most %d calls were in flight)"
+              % (len(late), concurrency))
+        created = docker_events_since(acked - 120, time.time(), node, "create")
+        check(len(created) < 150, "%d containers were created: queued creates were not dropped" % len(created))

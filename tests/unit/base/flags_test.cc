@@ -116,3 +116,13 @@ TEST_CASE("flags: a number that overflows with its unit is refused, not wrapped"
   REQUIRE_FALSE(duration.ok());
   CHECK(duration.error().message == "--grace: number too large: 5124095576030432h");
 }
+
+TEST_CASE("flags: repeated NAME=VALUE", "[base][flags]") {
+  auto kv = flags::ParseKeyValues({"zone=a", "disk=ssd", "zone=b", "empty="}, "attr");
+  REQUIRE(kv);
+  CHECK(kv.value() == std::map<std::string, std::string>{{"zone", "b"}, {"disk", "ssd"}, {"empty", ""}});
+  auto bad = flags::ParseKeyValues({"zone=a", "=x"}, "attr");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message == "--attr =x: expected NAME=VALUE");
+  CHECK_FALSE(flags::ParseKeyValues({"novalue"}, "attr"));
+}
