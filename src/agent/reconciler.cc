@@ -415,11 +415,7 @@ void Reconciler::Launch(TaskRec& t, size_t index) {
   EnsureImage(image, [this, task_id, name, index](Status s) {
     auto [t, c] = Returned(task_id, name);
     if (!c) return;
-    if (!s) {
-      if (Transient(s.error())) return;
-      c->error = "CannotPullContainerError: " + s.error().message;
-      return Step(*t);
-    }
+    if (!s) return Blame(*t, *c, s.error(), "CannotPullContainerError");
     if (t->stopping) return Step(*t);
     c->busy = true;
     const ContainerPlan& p = t->plan->containers[index];
@@ -455,11 +451,7 @@ void Reconciler::Created(const std::string& task_id, const std::string& name, co
         finished();
         auto [t, c] = Returned(task_id, name);
         if (!c) return;
-        if (!r) {
-          if (Transient(r.error())) return;
-          c->error = "CannotCreateContainerError: " + r.error().message;
-          return Step(*t);
-        }
+        if (!r) return Blame(*t, *c, r.error(), "CannotCreateContainerError");
         c->id = r->id;
         Observe(*c, *r);
         Step(*t);
@@ -468,11 +460,7 @@ void Reconciler::Created(const std::string& task_id, const std::string& name, co
     return;
   }
   c->busy = false;
-  if (!r) {
-    if (Transient(r.error())) return;
-    c->error = "CannotCreateContainerError: " + r.error().message;
-    return Step(*t);
-  }
+  if (!r) return Blame(*t, *c, r.error(), "CannotCreateContainerError");
   c->id = *r;
   c->state = "created";
   // A task told to stop while its create was on the way: StopStep removes it.
@@ -491,11 +479,7 @@ void Reconciler::StartContainer(TaskRec& t, ContainerRec& c) {
           finished();
           auto [t, c] = Returned(task_id, name);
           if (!c) return;
-          if (!r) {
-            if (Transient(r.error())) return;
-            c->error = "CannotStartContainerError: " + r.error().message;
-            return Step(*t);
-          }
+          if (!r) return Blame(*t, *c, r.error(), "CannotStartContainerError");
           Inspect(task_id, name, id);
         });
       },
@@ -789,6 +773,14 @@ void Reconciler::CleanupImages() {
 }
 
 // --- helpers ---
+
+// A call for container `c` was refused: the container carries the reason (which
+// stops the task) unless the engine only did not answer, which blames no task.
+void Reconciler::Blame(TaskRec& t, ContainerRec& c, const Error& e, const char* what) {
+  if (Transient(e)) return;
+  c.error = std::string(what) + ": " + e.message;
+  Step(t);
+}
 
 // The task and container a finished call was about, with the container's call
 // marked done; (nullptr, nullptr) if the task or container is gone.

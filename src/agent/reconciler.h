@@ -158,6 +158,7 @@ class Reconciler {
   // The engine did not answer (as opposed to refusing): no task is blamed; the
   // owner reconnects, and the Sync after it steps every task again.
   bool Transient(const Error& e);
+  void Blame(TaskRec& t, ContainerRec& c, const Error& e, const char* what);
   std::pair<TaskRec*, ContainerRec*> Returned(const std::string& task_id, const std::string& name);
   void Cleanup();
   void CleanupImages();
