@@ -108,13 +108,7 @@ struct Fixture {
     return n;
   }
 
-  Result<std::string> Apply(store::CommandPtr cmd) {
-    std::optional<Result<std::string>> out;
-    store->Submit(std::move(cmd), [&out](Result<std::string> r) { out.emplace(std::move(r)); });
-    store->Flush();
-    REQUIRE(out.has_value());
-    return std::move(*out);
-  }
+  Result<std::string> Apply(store::CommandPtr cmd) { return testing::ApplyNow(*store, std::move(cmd)); }
 
   // What a fresh load of the database says.
   std::string Disk() {

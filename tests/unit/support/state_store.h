@@ -15,6 +15,15 @@
 
 namespace berth::testing {
 
+// Submits one command to `st`, flushes, and returns its reply.
+inline Result<std::string> ApplyNow(store::Store& st, store::CommandPtr cmd) {
+  std::optional<Result<std::string>> out;
+  st.Submit(std::move(cmd), [&out](Result<std::string> r) { out.emplace(std::move(r)); });
+  st.Flush();
+  REQUIRE(out.has_value());
+  return std::move(*out);
+}
+
 inline store::CommandPtr MakeCreateCluster(std::string name, int64_t time_ms = 1700000000000) {
   auto c = std::make_unique<model::CreateCluster>();
   c->name = std::move(name);
@@ -59,13 +68,7 @@ struct StateStore {
   }
 
   // Submits one command, flushes, and returns its reply.
-  Result<std::string> Apply(store::CommandPtr cmd) {
-    std::optional<Result<std::string>> out;
-    store->Submit(std::move(cmd), [&out](Result<std::string> r) { out.emplace(std::move(r)); });
-    store->Flush();
-    REQUIRE(out.has_value());
-    return std::move(*out);
-  }
+  Result<std::string> Apply(store::CommandPtr cmd) { return ApplyNow(*store, std::move(cmd)); }
 
   int64_t Count(const std::string& sql) {
     auto n = store->db().QueryInt(sql);
