@@ -5,6 +5,7 @@
 #include "agent/agent.h"
 #include "agent/node_agent.h"
 #include "agent/sim.h"
+#include "base/files.h"
 #include "base/flags.h"
 #include "model/node.h"
 
@@ -13,8 +14,13 @@ namespace berth::agent {
 namespace {
 
 const std::vector<flags::FlagSpec> kFlags = {
-    {"server", true, "URL", "the server (default $BERTH_SERVER or http://127.0.0.1:7070)"},
-    {"token", true, "TOKEN", "a token with role agent (berth token create --role agent; default $BERTH_TOKEN)"},
+    {"server", true, "URL", "the server, https://HOST:7070 (default $BERTH_SERVER or https://127.0.0.1:7070)"},
+    {"token", true, "TOKEN",
+     "a token with role agent (berth token create --role agent; default $BERTH_TOKEN); it carries the pin of the "
+     "cluster CA, so nothing else is needed to trust the server"},
+    {"ca-file", true, "PATH",
+     "trust an https:// server by the CA certificates in PATH (needed only when the token carries no pin; default "
+     "$BERTH_CA_FILE)"},
     {"cluster", true, "NAME", "the cluster to join (default: default)"},
     {"docker", true, "ADDR", "the Docker engine's socket (default unix:///var/run/docker.sock)"},
     {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
@@ -48,6 +54,20 @@ const char kUsage[] =
     "\n"
     "Flags:\n";
 
+// --ca-file (or $BERTH_CA_FILE) into `pem`; false, having said why, when unreadable.
+bool ReadCaFile(const flags::Parsed& p, std::string* pem) {
+  const char* env = getenv("BERTH_CA_FILE");
+  std::string path = p.Get("ca-file", env ? env : "");
+  if (path.empty()) return true;
+  *pem = files::ReadTrimmed(path);
+  if (pem->empty()) {
+    fprintf(stderr, "berth agent: --ca-file: cannot read %s\n", path.c_str());
+    return false;
+  }
+  *pem += "\n";
+  return true;
+}
+
 // The Docker agent: flags to options.
 int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_token) {
   NodeAgentOptions o;
@@ -57,6 +77,7 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
     fprintf(stderr, "berth agent: give --token (a token with role agent) or set BERTH_TOKEN\n");
     return 2;
   }
+  if (!ReadCaFile(p, &o.ca_pem)) return 2;
   o.cluster = p.Get("cluster", o.cluster);
   o.docker = p.Get("docker", o.docker);
   o.state_dir = p.Get("state-dir", o.state_dir);
@@ -132,6 +153,7 @@ int Main(const std::vector<std::string>& args) {
     fprintf(stderr, "berth agent: give --token (a token with role agent) or set BERTH_TOKEN\n");
     return 2;
   }
+  if (!ReadCaFile(*p, &o.ca_pem)) return 2;
   o.cluster = p->Get("cluster", o.cluster);
   o.id_prefix = p->Get("id-prefix", o.id_prefix);
   struct IntFlag {

@@ -21,6 +21,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
+#include "net/tls.h"
 #include "net/uv.h"
 
 namespace berth::agent {
@@ -55,6 +56,16 @@ class NodeAgentImpl {
     Result<net::Endpoint> server = net::Endpoint::Parse(o_.server, 7070);
     if (!server) return Error::Invalid("--server: " + server.error().message);
     server_ = server.value();
+    crypto::TokenParts token = crypto::SplitToken(o_.token);
+    o_.token = token.secret;  // only the secret goes to the server
+    Result<std::shared_ptr<net::tls::ClientContext>> trust = net::tls::ClientContextFor(token.pin, o_.ca_pem);
+    if (!trust) return Error::Invalid("TLS: " + trust.error().message);
+    tls_ = trust.value();
+    if (server_.tls && !tls_) {
+      return Error::Invalid("--server " + o_.server +
+                            ": nothing to trust the server by: give a token that carries the CA fingerprint "
+                            "(berth token create prints one) or --ca-file");
+    }
     Result<net::Endpoint> docker = net::Endpoint::Parse(o_.docker);
     if (!docker) return Error::Invalid("--docker: " + docker.error().message);
     if (o_.docker_concurrency < 1) return Error::Invalid("--docker-concurrency: must be 1 or more");
@@ -84,6 +95,7 @@ class NodeAgentImpl {
     }
     http::ClientOptions co;
     co.timeout_ms = 30000;
+    co.tls = tls_;
     reporter_ = std::make_unique<http::Client>(loop_, server_, co);
     node_id_ = files::ReadTrimmed(o_.state_dir + "/node-id");
     reconciler_->SetNode(node_id_);
@@ -241,6 +253,7 @@ class NodeAgentImpl {
 
   void OpenStream() {
     http::ClientOptions opts;
+    opts.tls = tls_;
     opts.timeout_ms = 45000;  // the server pings every 10 s
     stream_ = std::make_unique<http::Client>(loop_, server_, opts);
     auto lines = std::make_shared<docker::LineSplitter>([this](std::string_view line) {
@@ -397,7 +410,9 @@ class NodeAgentImpl {
     uint64_t key = next_log_++;
     logs_[key] = relay;
     std::string target = "/v1/agent/logs/" + request_id;
-    relay->client = std::make_unique<http::Client>(loop_, server_, http::ClientOptions{24ull * 3600 * 1000, 1 << 20});
+    http::ClientOptions relay_opts{24ull * 3600 * 1000, 1 << 20};
+    relay_opts.tls = tls_;
+    relay->client = std::make_unique<http::Client>(loop_, server_, relay_opts);
     std::string query = "/containers/" + docker_id + "/logs?stdout=1&stderr=1&follow=" + (follow ? "1" : "0") +
                         "&tail=" + (tail >= 0 ? std::to_string(tail) : "all");
     relay->demux = std::make_unique<docker::LogDemuxer>([relay](int, std::string_view payload) {
@@ -541,6 +556,7 @@ class NodeAgentImpl {
   int server_failures_ = 0;
   int64_t server_retry_ms_ = 0;
   int64_t heartbeat_ms_ = 2000;
+  std::shared_ptr<net::tls::ClientContext> tls_;  // for an https:// server
   std::unique_ptr<http::Client> stream_;
   std::unique_ptr<http::Client> reporter_;
   // The node's desired set as the server's stream said it, and the task

@@ -28,8 +28,9 @@ typedef struct uv_loop_s uv_loop_t;
 namespace berth::agent {
 
 struct NodeAgentOptions {
-  std::string server = "http://127.0.0.1:7070";
-  std::string token;
+  std::string server = "https://127.0.0.1:7070";
+  std::string token;   // bare, or pinned (base/crypto.h): the pin then vouches for the server
+  std::string ca_pem;  // CA certificates to trust the server by, besides a token's pin
   std::string cluster = "default";
   std::string docker = "unix:///var/run/docker.sock";
   std::string state_dir = "/var/lib/berth-agent";  // keeps the node id

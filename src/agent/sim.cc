@@ -12,9 +12,11 @@
 #include <vector>
 
 #include "agent/protocol.h"
+#include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
+#include "net/tls.h"
 #include "net/uv.h"
 
 namespace berth::agent {
@@ -86,8 +88,24 @@ class Simulation {
       return 2;
     }
     endpoint_ = ep.value();
+    crypto::TokenParts token = crypto::SplitToken(o_.token);
+    o_.token = token.secret;  // only the secret goes to the server
+    Result<std::shared_ptr<net::tls::ClientContext>> trust = net::tls::ClientContextFor(token.pin, o_.ca_pem);
+    if (!trust) {
+      fprintf(stderr, "berth agent: TLS: %s\n", trust.error().message.c_str());
+      return 2;
+    }
+    tls_ = trust.value();
+    if (endpoint_.tls && !tls_) {
+      fprintf(stderr,
+              "berth agent: --server %s: nothing to trust the server by: give a token that carries the CA "
+              "fingerprint (berth token create prints one) or --ca-file\n",
+              o_.server.c_str());
+      return 2;
+    }
     http::ClientOptions report_opts;
     report_opts.timeout_ms = 60000;
+    report_opts.tls = tls_;
     int connections = o_.report_connections > 0 ? o_.report_connections : std::clamp(o_.nodes / 2, 32, 4096);
     for (int i = 0; i < connections; i++) {
       reporters_.push_back(std::make_unique<http::Client>(loop_, endpoint_, report_opts));
@@ -118,6 +136,7 @@ class Simulation {
   uv_loop_t* loop() { return loop_; }
   const SimOptions& options() const { return o_; }
   const net::Endpoint& endpoint() const { return endpoint_; }
+  const std::shared_ptr<net::tls::ClientContext>& tls() const { return tls_; }
   // How often each node reports at least: what the server's last answer said
   // (it grows with the number of agents).
   int64_t heartbeat_ms = 2000;
@@ -162,6 +181,7 @@ class Simulation {
   std::mt19937_64 rng_;
   net::Timer timer_;
   net::Endpoint endpoint_;
+  std::shared_ptr<net::tls::ClientContext> tls_;
   std::vector<std::unique_ptr<http::Client>> reporters_;
   size_t next_reporter_ = 0;
   std::vector<std::unique_ptr<SimNode>> nodes_;
@@ -221,6 +241,7 @@ void SimNode::Register() {
 void SimNode::OpenStream() {
   http::ClientOptions opts;
   opts.timeout_ms = 45000;  // the server pings every 10 s
+  opts.tls = sim_->tls();
   stream = std::make_unique<http::Client>(sim_->loop(), sim_->endpoint(), opts);
   line_.clear();
   defs_.clear();

@@ -13,8 +13,9 @@ namespace berth::agent {
 
 struct SimOptions {
   int nodes = 1;
-  std::string server = "http://127.0.0.1:7070";
-  std::string token;
+  std::string server = "https://127.0.0.1:7070";
+  std::string token;  // bare or pinned, as NodeAgentOptions
+  std::string ca_pem;
   std::string cluster = "default";
   std::string id_prefix = "sim";
   int64_t node_cpu = 4096;

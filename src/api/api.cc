@@ -206,6 +206,19 @@ void AddRoutes(http::Router* router, Context* ctx) {
   router->Add(
       "GET", "/healthz",
       [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); }, open);
+  // The cluster CA, public: what a client checks a token's pin against, and what
+  // `berth registry trust` gives a Docker engine.
+  router->Add(
+      "GET", "/v1/ca",
+      [ctx](const http::ExchangePtr& ex) {
+        if (ctx->ca_pem.empty()) return ex->Respond(http::ErrorResponse(404, "NotFound", "this server has no CA"));
+        http::Response r;
+        r.content_type = "application/x-pem-file";
+        r.headers.push_back({"X-Berth-Ca-Sha256", ctx->ca_fingerprint});
+        r.body = ctx->ca_pem;
+        ex->Respond(std::move(r));
+      },
+      open);
 
   // What the state holds, read at each scrape.
   metrics::Gauge* tasks_held =
@@ -354,7 +367,9 @@ void AddRoutes(http::Router* router, Context* ctx) {
     cmd->role = *role;
     cmd->hash = crypto::Hex(crypto::Sha256(*secret));
     cmd->time_ms = ctx->clock->NowUnixMs();
-    std::string secret_value = *secret;
+    // What the user pastes: the secret with the CA's fingerprint (base/crypto.h).
+    std::string secret_value =
+        ctx->ca_fingerprint.empty() ? *secret : crypto::PinnedToken(ctx->ca_fingerprint, *secret);
     ctx->store->Submit(std::move(cmd), [ex, secret_value](Result<std::string> r) {
       if (!r) return ex->Respond(http::ErrorResponse(r.error()));
       Result<json::Doc> doc = json::Doc::Parse(*r);

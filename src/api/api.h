@@ -24,6 +24,8 @@ struct Context {
   const Clock* clock = nullptr;
   control::Scheduler* scheduler = nullptr;
   control::ServiceController* services = nullptr;
+  std::string ca_fingerprint;  // the cluster CA's (hex SHA-256), pinned by the tokens printed
+  std::string ca_pem;          // served at GET /v1/ca
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

@@ -5,6 +5,7 @@
 #include <mbedtls/base64.h>
 #include <mbedtls/sha256.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -95,6 +96,28 @@ std::string Hex(const uint8_t* data, size_t len) {
     out[2 * i] = kDigits[data[i] >> 4];
     out[2 * i + 1] = kDigits[data[i] & 15];
   }
+  return out;
+}
+
+std::string PinnedToken(std::string_view ca_fingerprint_hex, std::string_view secret) {
+  std::string out = "B10";
+  for (char c : ca_fingerprint_hex) out.push_back(static_cast<char>(tolower(static_cast<unsigned char>(c))));
+  return out.append("::").append(secret);
+}
+
+TokenParts SplitToken(std::string_view token) {
+  TokenParts out;
+  if (token.size() > 3 + 64 + 2 && token.starts_with("B10") && token.substr(67, 2) == "::") {
+    std::string_view hex = token.substr(3, 64);
+    bool all_hex = true;
+    for (char c : hex) all_hex = all_hex && isxdigit(static_cast<unsigned char>(c));
+    if (all_hex) {
+      for (char c : hex) out.pin.push_back(static_cast<char>(tolower(static_cast<unsigned char>(c))));
+      out.secret = std::string(token.substr(69));
+      return out;
+    }
+  }
+  out.secret = std::string(token);
   return out;
 }
 

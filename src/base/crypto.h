@@ -27,6 +27,18 @@ std::string Base64Encode(std::string_view data, bool url = false);
 // Decodes standard base64 (with or without padding); an error names what was wrong.
 Result<std::string> Base64Decode(std::string_view text);
 
+// Tokens as berth prints them carry the SHA-256 fingerprint of the cluster CA, as
+// k3s's do, so the one string an operator pastes is all a client needs to trust
+// the server: "B10" + 64 hex digits + "::" + the secret. Only the secret is ever
+// sent to the server.
+std::string PinnedToken(std::string_view ca_fingerprint_hex, std::string_view secret);
+struct TokenParts {
+  std::string pin;  // lower-case hex; empty for a bare secret
+  std::string secret;
+};
+// Splits a pinned token; anything else is a bare secret.
+TokenParts SplitToken(std::string_view token);
+
 // Equal iff a == b, in time that depends only on the lengths.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);
 

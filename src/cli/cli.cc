@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/crypto.h"
 #include "base/flags.h"
 #include "base/json.h"
 #include "cli/commands.h"
@@ -11,6 +12,7 @@
 #include "cli/registry.h"
 #include "cli/table.h"
 #include "net/http_client.h"
+#include "net/pki.h"
 
 namespace berth::cli {
 
@@ -202,8 +204,11 @@ int TokenCommand(const std::vector<std::string>& args) {
 }
 
 const std::vector<flags::FlagSpec> kConfigureFlags = {
-    {"server", true, "URL", "the server's address, e.g. http://10.0.0.5:7070"},
-    {"token", true, "TOKEN", "an API token (the admin token is in the server's DIR/admin-token)"},
+    {"server", true, "URL", "the server's address, e.g. https://10.0.0.5:7070"},
+    {"token", true, "TOKEN",
+     "an API token as berth printed it (it carries the CA's fingerprint; the admin token is in the server's "
+     "DIR/admin-token)"},
+    {"ca-file", true, "PATH", "trust the server by the CA certificates in PATH instead (e.g. the server's ca.crt)"},
 };
 
 int ConfigureCommand(const std::vector<std::string>& args) {
@@ -211,13 +216,17 @@ int ConfigureCommand(const std::vector<std::string>& args) {
   if (!p) return UsageError("configure", p.error().message);
   if (p->help) {
     printf(
-        "Usage: berth configure [--server URL] [--token TOKEN]\n\nWrites %s (mode 0600).\n"
-        "BERTH_SERVER and BERTH_TOKEN override it.\n\nFlags:\n%s",
+        "Usage: berth configure [--server URL] [--token TOKEN] [--ca-file PATH]\n\nWrites %s (mode 0600).\n"
+        "BERTH_SERVER, BERTH_TOKEN and BERTH_CA_FILE override it. A token berth printed carries\n"
+        "the SHA-256 fingerprint of the cluster CA, which is kept as the pin the server's\n"
+        "certificate chain must end at.\n\nFlags:\n%s",
         ConfigPath().c_str(), flags::FlagsHelp(kConfigureFlags).c_str());
     return kOk;
   }
   if (!p->positional.empty()) return UsageError("configure", "unexpected argument '" + p->positional[0] + "'");
-  if (!p->Has("server") && !p->Has("token")) return UsageError("configure", "give --server, --token or both");
+  if (!p->Has("server") && !p->Has("token") && !p->Has("ca-file")) {
+    return UsageError("configure", "give --server, --token, --ca-file or more");
+  }
   Config c;
   Result<Config> old = LoadConfig();
   if (old) c = old.value();
@@ -226,12 +235,71 @@ int ConfigureCommand(const std::vector<std::string>& args) {
     if (!ep) return UsageError("configure", "--server: " + ep.error().message);
     c.server = p->Get("server");
   }
-  if (p->Has("token")) c.token = p->Get("token");
+  if (p->Has("token")) {
+    c.token = p->Get("token");
+    std::string pin = crypto::SplitToken(c.token).pin;
+    if (!pin.empty()) c.ca_pin = pin;
+  }
+  if (p->Has("ca-file")) {
+    std::string pem;
+    if (!ReadFile(p->Get("ca-file"), &pem) || pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return UsageError("configure", "--ca-file: " + p->Get("ca-file") + " is not a readable PEM certificate file");
+    }
+    c.ca_file = p->Get("ca-file");
+  }
   if (Status s = SaveConfig(c); !s) {
     fprintf(stderr, "berth configure: %s\n", s.error().message.c_str());
     return kRefused;
   }
   printf("wrote %s\n", ConfigPath().c_str());
+  return kOk;
+}
+
+// `berth ca show`: the cluster CA and its fingerprint, from a data directory or
+// from the configured server (trusted by the pin or CA file as every call is).
+int CaCommand(const std::vector<std::string>& args) {
+  const std::vector<flags::FlagSpec> kCaFlags = {
+      {"data", true, "DIR", "read DIR/ca.crt (a server's data directory) instead of asking the server"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, kCaFlags);
+  if (!p) return UsageError("ca", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf(
+        "Usage: berth ca show [--data DIR]\n\nPrints the cluster CA certificate (PEM) and its SHA-256 fingerprint,\n"
+        "the pin every token berth prints carries.\n\nFlags:\n%s",
+        flags::FlagsHelp(kCaFlags).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  if (p->positional[0] != "show" || p->positional.size() > 1) {
+    return UsageError("ca", "unknown subcommand '" + p->positional.back() + "'");
+  }
+  std::string pem;
+  if (p->Has("data")) {
+    std::string path = p->Get("data") + "/ca.crt";
+    if (!ReadFile(path, &pem) || pem.empty()) {
+      fprintf(stderr, "berth ca: cannot read %s\n", path.c_str());
+      return kRefused;
+    }
+  } else if (int exit = CallRaw("GET", "/v1/ca", &pem); exit != kOk) {
+    return exit;
+  }
+  Result<net::pki::CertInfo> info = net::pki::Inspect(pem);
+  if (!info) {
+    fprintf(stderr, "berth ca: %s\n", info.error().message.c_str());
+    return kRefused;
+  }
+  std::string colons;
+  for (size_t i = 0; i < info->fingerprint.size(); i += 2) {
+    if (i) colons += ':';
+    colons += static_cast<char>(toupper(info->fingerprint[i]));
+    colons += static_cast<char>(toupper(info->fingerprint[i + 1]));
+  }
+  time_t until = static_cast<time_t>(info->not_after_unix);
+  char when[32];
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&until));
+  printf("%s", net::pki::FirstCertificate(pem).c_str());
+  printf("subject: CN=%s\nvalid until: %s\nSHA-256 fingerprint: %s\n(as in tokens: %s)\n", info->common_name.c_str(),
+         when, colons.c_str(), info->fingerprint.c_str());
   return kOk;
 }
 
@@ -260,6 +328,7 @@ std::string Usage() {
          "Commands:\n"
          "  server      run the control plane (state, API, metrics)\n"
          "  configure   set the server address and token this client uses\n"
+         "  ca          show the cluster CA and its fingerprint\n"
          "  cluster     create, list, describe and delete clusters\n"
          "  taskdef     register, list, describe and deregister task definitions\n"
          "  token       create and list API tokens (admin only)\n"
@@ -286,6 +355,7 @@ int Main(const std::vector<std::string>& args) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "cluster" || cmd == "clusters") return ClusterCommand(rest);
   if (cmd == "configure") return ConfigureCommand(rest);
+  if (cmd == "ca") return CaCommand(rest);
   if (cmd == "taskdef" || cmd == "taskdefs") return TaskdefCommand(rest);
   if (cmd == "token" || cmd == "tokens") return TokenCommand(rest);
   if (cmd == "node" || cmd == "nodes") return NodeCommand(rest);

@@ -3,8 +3,10 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/crypto.h"
 #include "cli/config.h"
 #include "net/http_client.h"
+#include "net/tls.h"
 
 namespace berth::cli {
 
@@ -13,6 +15,25 @@ namespace http = net::http;
 int UsageError(const std::string& cmd, const std::string& message) {
   fprintf(stderr, "berth %s: %s\nRun 'berth %s --help' for usage.\n", cmd.c_str(), message.c_str(), cmd.c_str());
   return kUsage;
+}
+
+Result<std::shared_ptr<net::tls::ClientContext>> TrustFor(const Config& cfg) {
+  std::string ca_pem;
+  if (!cfg.ca_file.empty()) {
+    if (!ReadFile(cfg.ca_file, &ca_pem) || ca_pem.empty()) {
+      return Error::Invalid("CA file " + cfg.ca_file + ": cannot read it");
+    }
+  }
+  std::string pin = cfg.Pin();
+  if (pin.empty() && ca_pem.empty()) {
+    return Error::Invalid("the server " + cfg.server +
+                          " speaks TLS and nothing says which CA to trust: give a token that carries the CA "
+                          "fingerprint (as the server and 'berth token create' print them: B10<sha256>::<secret>), "
+                          "or a CA file (berth configure --ca-file PATH, or BERTH_CA_FILE)");
+  }
+  Result<std::shared_ptr<net::tls::ClientContext>> ctx = net::tls::ClientContextFor(pin, ca_pem);
+  if (!ctx) return Error::Invalid("CA file " + cfg.ca_file + ": " + ctx.error().message);
+  return ctx;
 }
 
 namespace {
@@ -37,8 +58,17 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
   req.target = target;
   req.body = body;
   if (!body.empty()) req.headers.push_back({"Content-Type", "application/json"});
-  if (!cfg->token.empty()) req.headers.push_back({"Authorization", "Bearer " + cfg->token});
+  std::string secret = crypto::SplitToken(cfg->token).secret;  // the pin stays here
+  if (!secret.empty()) req.headers.push_back({"Authorization", "Bearer " + secret});
   http::ClientOptions opts;
+  if (ep->tls) {
+    Result<std::shared_ptr<net::tls::ClientContext>> trust = TrustFor(cfg.value());
+    if (!trust) {
+      fprintf(stderr, "berth: %s\n", trust.error().message.c_str());
+      return kUsage;
+    }
+    opts.tls = trust.value();
+  }
   opts.timeout_ms = timeout_ms;
   // Ctrl-C or a SIGTERM ends any call at once, a `logs -f` waiting for output too.
   opts.stop_on_signals = true;
@@ -87,6 +117,13 @@ CallResult Call(const std::string& method, const std::string& target, const std:
   }
   out.body = std::move(doc.value());
   return out;
+}
+
+int CallRaw(const std::string& method, const std::string& target, std::string* body) {
+  http::ClientResponse r;
+  int exit = Fetch(method, target, "", 30000, nullptr, &r);
+  if (exit == kOk) *body = std::move(r.body);
+  return exit;
 }
 
 int CallStreamed(const std::string& target, const std::function<void(std::string_view)>& on_body) {

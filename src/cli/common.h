@@ -3,12 +3,20 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "base/json.h"
+#include "base/result.h"
+
+namespace berth::net::tls {
+class ClientContext;
+}
 
 namespace berth::cli {
+
+struct Config;
 
 // 130 and 143: ended by SIGINT or SIGTERM (128 + the signal), as shells report it.
 enum Exit { kOk = 0, kRefused = 1, kUsage = 2, kUnreachable = 3, kAuth = 4, kInterrupted = 130, kTerminated = 143 };
@@ -22,8 +30,14 @@ struct CallResult {
   json::Doc body;
 };
 CallResult Call(const std::string& method, const std::string& target, const std::string& body = "");
+// One API call whose answer is not JSON: its body, or an exit code with the error printed.
+int CallRaw(const std::string& method, const std::string& target, std::string* body);
 // A GET whose answer streams to `on_body` as it arrives (logs); returns the exit code.
 int CallStreamed(const std::string& target, const std::function<void(std::string_view)>& on_body);
+
+// What an https:// server is trusted by: the token's pin (or the configured one)
+// and the CA file, if any. An error says what to give when there is nothing.
+Result<std::shared_ptr<net::tls::ClientContext>> TrustFor(const Config& cfg);
 
 std::string Str(json::View v, const char* key);
 std::string Num(json::View v, const char* key);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/crypto.h"
 #include "base/json.h"
 
 namespace berth::cli {
@@ -50,17 +51,33 @@ Result<Config> LoadConfig() {
     if (!server) return server.take_error();
     Result<std::string> token = json::OptionalString(doc->view(), "token", ConfigPath() + ": token");
     if (!token) return token.take_error();
+    Result<std::string> pin = json::OptionalString(doc->view(), "caSha256", ConfigPath() + ": caSha256");
+    if (!pin) return pin.take_error();
+    Result<std::string> ca_file = json::OptionalString(doc->view(), "caFile", ConfigPath() + ": caFile");
+    if (!ca_file) return ca_file.take_error();
     c.server = server.value();
     c.token = token.value();
+    c.ca_pin = pin.value();
+    c.ca_file = ca_file.value();
   }
   if (const char* s = getenv("BERTH_SERVER"); s && *s) c.server = s;
   if (const char* t = getenv("BERTH_TOKEN"); t && *t) c.token = t;
+  if (const char* f = getenv("BERTH_CA_FILE"); f && *f) c.ca_file = f;
   return c;
+}
+
+std::string Config::Pin() const {
+  std::string pin = crypto::SplitToken(token).pin;
+  return pin.empty() ? ca_pin : pin;
 }
 
 Status SaveConfig(const Config& c) {
   if (Status s = MakeDirs(ConfigDir()); !s) return s;
-  std::string text = json::Doc::Object().Set("server", c.server).Set("token", c.token).Print() + "\n";
+  json::Doc doc = json::Doc::Object();
+  doc.Set("server", c.server).Set("token", c.token);
+  if (!c.ca_pin.empty()) doc.Set("caSha256", c.ca_pin);
+  if (!c.ca_file.empty()) doc.Set("caFile", c.ca_file);
+  std::string text = doc.Print() + "\n";
   std::string path = ConfigPath(), tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Error::Internal("cannot write " + tmp + ": " + strerror(errno));

@@ -1,5 +1,5 @@
 // The client's configuration: ~/.config/berth/config.json (mode 0600), overridden
-// by BERTH_SERVER and BERTH_TOKEN.
+// by BERTH_SERVER, BERTH_TOKEN and BERTH_CA_FILE.
 #pragma once
 
 #include <string>
@@ -9,8 +9,13 @@
 namespace berth::cli {
 
 struct Config {
-  std::string server = "http://127.0.0.1:7070";
-  std::string token;
+  std::string server = "https://127.0.0.1:7070";
+  std::string token;    // as given: pinned (base/crypto.h) or a bare secret
+  std::string ca_pin;   // the cluster CA's SHA-256, from the token given to `configure`
+  std::string ca_file;  // CA certificates to trust the server by, instead of a pin
+
+  // The pin to check the server against: the token's own, else the configured one.
+  std::string Pin() const;
 };
 
 std::string ConfigPath();

@@ -35,6 +35,8 @@ struct Request {
   std::string body;  // empty for routes that stream their body
   int http_minor = 1;
   std::vector<std::pair<std::string, std::string>> params;  // path parameters, decoded
+  bool tls = false;                                         // arrived over TLS
+  std::string peer_cert_cn;  // the common name of the client's verified certificate (mutual TLS)
 
   std::string_view Header(std::string_view lower_name) const { return FindHeader(headers, lower_name); }
   std::string_view Param(std::string_view name) const;

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "net/tls.h"
 #include "net/uv.h"
 
 namespace berth::net::http {
@@ -151,7 +152,8 @@ class ClientConn final : public Stream::Handler {
       }
       if (complete_) return;
     }
-    std::string why = err == 0 ? "the server closed the connection" : UvError(err);
+    std::string why = stream_->FailureText();
+    if (why.empty()) why = err == 0 ? "the server closed the connection" : UvError(err);
     Fail(Error{ErrorKind::kUnavailable, "ConnectionLost",
                "request to " + client_->endpoint_.ToString() + " failed: " + why},
          !got_bytes_);
@@ -284,7 +286,21 @@ void Client::Pump() {
       for (Pending& p : q) p.done(s.error());
       return;
     }
-    conn_ = std::make_unique<ClientConn>(this, std::move(s.value()));
+    std::unique_ptr<Stream> stream = std::move(s.value());
+    if (endpoint_.tls) {
+      if (!options_.tls) {
+        std::deque<Pending> q = std::move(queue_);
+        queue_.clear();
+        for (Pending& p : q) {
+          p.done(Error{ErrorKind::kInvalid, "NoTrust",
+                       "https://" + endpoint_.ToString() +
+                           ": nothing to trust the server by (a token that carries the CA fingerprint, or a CA file)"});
+        }
+        return;
+      }
+      stream = options_.tls->Wrap(loop_, std::move(stream), endpoint_.host);
+    }
+    conn_ = std::make_unique<ClientConn>(this, std::move(stream));
     Pump();
   });
 }

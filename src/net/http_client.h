@@ -20,6 +20,9 @@ typedef struct uv_loop_s uv_loop_t;
 namespace berth::net {
 class Timer;
 }
+namespace berth::net::tls {
+class ClientContext;
+}
 
 namespace berth::net::http {
 
@@ -31,6 +34,9 @@ struct ClientOptions {
   // The handlers are installed even where the signal was inherited as ignored
   // (a process started in the background by a non-interactive shell is).
   bool stop_on_signals = false;
+  // For an https:// endpoint: what the server is trusted by (net/tls.h). Without
+  // it such an endpoint fails every request, saying so.
+  std::shared_ptr<tls::ClientContext> tls;
 };
 
 struct ClientRequest {

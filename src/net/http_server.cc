@@ -8,6 +8,7 @@
 
 #include "base/json.h"
 #include "base/log.h"
+#include "net/tls.h"
 #include "net/uv.h"
 
 namespace berth::net::http {
@@ -462,6 +463,8 @@ class Connection final : public Stream::Handler {
     current_->conn_ = this;
     current_->route_ = &kUnmatchedRoute;
     current_->start_ns_ = static_cast<int64_t>(uv_hrtime());
+    current_->request_.tls = stream_->Secure();
+    current_->request_.peer_cert_cn = stream_->PeerCertificateName();
     return 0;
   }
 
@@ -709,8 +712,15 @@ Result<int> Server::Listen(const Endpoint& where) {
     if (!w) return w.take_error();
     writer_ = std::move(w.value());
   }
+  bool tls = tls_ && where.kind == Endpoint::Kind::kTcp;
   auto l = Listener::Open(
-      loop_, where, [this](std::unique_ptr<Stream> s) { Serve(std::move(s)); }, writer_.get());
+      loop_, where,
+      [this, tls](std::unique_ptr<Stream> s) {
+        // Over TLS a connection past the limit is still answered 503, after its
+        // handshake, like any other.
+        Serve(tls ? tls_->Wrap(std::move(s)) : std::move(s));
+      },
+      writer_.get());
   if (!l) return l.take_error();
   int port = (*l)->port();
   listeners_.push_back(std::move(l.value()));

@@ -25,6 +25,9 @@
 namespace berth::net {
 class Timer;
 }
+namespace berth::net::tls {
+class ServerContext;
+}
 
 namespace berth::net::http {
 
@@ -110,6 +113,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   void SetGate(Gate gate) { gate_ = std::move(gate); }
+  // TCP listeners opened after this speak TLS with `tls` (which outlives the server).
+  void SetTls(tls::ServerContext* tls) { tls_ = tls; }
   // Listens on `where`; returns the bound port (TCP) or 0.
   Result<int> Listen(const Endpoint& where);
   // Sends the answers queued so far now (with a write thread they otherwise go
@@ -136,6 +141,7 @@ class Server {
   const Router* router_;
   ServerLimits limits_;
   Gate gate_;
+  tls::ServerContext* tls_ = nullptr;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<WriteThread> writer_;   // when limits_.write_thread; after the connections
   std::vector<Connection*> connections_;  // owned; each knows its index

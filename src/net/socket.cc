@@ -489,8 +489,12 @@ Result<Endpoint> Endpoint::Parse(std::string_view text, int default_port) {
     e.path = std::string(t);
     return e;
   }
-  if (t.starts_with("https://")) return Error::Invalid("https is not supported yet: " + std::string(text));
-  if (t.starts_with("http://")) t.remove_prefix(7);
+  if (t.starts_with("https://")) {
+    e.tls = true;
+    t.remove_prefix(8);
+  } else if (t.starts_with("http://")) {
+    t.remove_prefix(7);
+  }
   while (!t.empty() && t.back() == '/') t.remove_suffix(1);
   if (t.find('/') != std::string_view::npos)
     return Error::Invalid("address must not have a path: " + std::string(text));

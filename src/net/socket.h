@@ -14,15 +14,16 @@ typedef struct uv_loop_s uv_loop_t;
 
 namespace berth::net {
 
-// Where to connect or listen: "host:port", "http://host:port", "unix:///path".
+// Where to connect or listen: "host:port", "http(s)://host:port", "unix:///path".
 struct Endpoint {
   enum class Kind { kTcp, kUnix };
   Kind kind = Kind::kTcp;
   std::string host;  // kTcp
   int port = 0;      // kTcp
   std::string path;  // kUnix
+  bool tls = false;  // given as https://
 
-  // Accepts "HOST:PORT", "http://HOST:PORT[/]", "[v6]:PORT", "unix:///path" and "/path".
+  // Accepts "HOST:PORT", "http(s)://HOST:PORT[/]", "[v6]:PORT", "unix:///path" and "/path".
   static Result<Endpoint> Parse(std::string_view text, int default_port = 0);
   std::string ToString() const;
 };

@@ -40,6 +40,14 @@ class Stream {
   virtual void Close() = 0;
   // The peer's address as "ip:port" or the socket path, for logs.
   virtual std::string PeerName() const = 0;
+  // TLS: true over a TLS session.
+  virtual bool Secure() const { return false; }
+  // TLS: the common name of the certificate the peer proved it holds, verified
+  // against the CA the server was given (mutual TLS); empty otherwise.
+  virtual std::string PeerCertificateName() const { return {}; }
+  // Why the stream ended, in words, when its error code says too little (a TLS
+  // handshake refused, and why); empty otherwise.
+  virtual std::string FailureText() const { return {}; }
 };
 
 }  // namespace berth::net

@@ -258,7 +258,8 @@ void Registry::HandleV2(const ExchangePtr& ex) {
                                            : "repository:" + p.name + ":" + (action == "push" ? "pull,push" : action);
   auto challenge = [&](std::string_view error, std::string message) {
     http::Response r = OciError(401, "UNAUTHORIZED", message);
-    std::string v = "Bearer realm=\"http://" + HostOf(req) + "/v2/token\",service=\"berth\"";
+    std::string v = "Bearer realm=\"" + std::string(req.tls ? "https://" : "http://") + HostOf(req) +
+                    "/v2/token\",service=\"berth\"";
     if (!scope.empty()) v += ",scope=\"" + scope + "\"";
     if (!error.empty()) v += ",error=\"" + std::string(error) + "\"";
     r.headers.push_back({"WWW-Authenticate", v});

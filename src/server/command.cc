@@ -13,7 +13,11 @@ namespace {
 const std::vector<flags::FlagSpec> kFlags = {
     {"data", true, "DIR", "state directory (default ./berth-data)"},
     {"listen", true, "HOST:PORT", "API and registry address (default 0.0.0.0:7070; port 0 picks one)"},
-    {"listen-unix", true, "PATH", "also serve on a Unix socket"},
+    {"listen-unix", true, "PATH", "also serve on a Unix socket (plain HTTP: the socket's mode guards it)"},
+    {"no-tls", false, "", "serve plain HTTP (behind a TLS proxy only: tokens cross the network in clear)"},
+    {"advertise", true, "HOST", "a host name or address clients use, named in the server certificate (repeatable)"},
+    {"cert-lifetime", true, "DURATION",
+     "life of the server's and the nodes' certificates, renewed in the last third (default 2160h = 90 days)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
     {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},
     {"no-write-thread", false, "", "write answers on the loop thread, not a thread of their own (for comparison)"},
@@ -47,8 +51,9 @@ const char kUsage[] =
     "Usage: berth server [flags]\n"
     "\n"
     "Runs the control plane: the state store, the API (/v1), /metrics and /healthz.\n"
-    "At first start it creates the data directory, the `default` cluster and an\n"
-    "admin token, written once to DIR/admin-token and printed.\n"
+    "At first start it creates the data directory, the `default` cluster, the\n"
+    "cluster CA (DIR/ca.crt) and an admin token, printed this once and kept in\n"
+    "DIR/admin-token. It serves HTTPS with a certificate from that CA unless --no-tls.\n"
     "\n"
     "Flags:\n";
 
@@ -75,6 +80,16 @@ int Main(const std::vector<std::string>& args) {
   o.group_commit = !p->Has("no-group-commit");
   o.limits.write_thread = !p->Has("no-write-thread");
   o.local_agent = !p->Has("no-agent");
+  o.tls = !p->Has("no-tls");
+  o.advertise = p->GetAll("advertise");
+  if (p->Has("cert-lifetime")) {
+    Result<uint64_t> v = flags::ParseDuration(p->Get("cert-lifetime"), "cert-lifetime");
+    if (!v || v.value() < 3000 || v.value() > 10ull * 365 * 86400 * 1000) {
+      fprintf(stderr, "berth server: --cert-lifetime: expected a duration from 3s to 87600h, such as 2160h\n");
+      return 2;
+    }
+    o.cert_lifetime_s = static_cast<int64_t>(v.value() / 1000);
+  }
   o.docker = p->Get("docker", o.docker);
   Result<std::map<std::string, std::string>> attrs = flags::ParseKeyValues(p->GetAll("attr"), "attr");
   if (!attrs) {

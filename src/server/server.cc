@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -22,8 +24,10 @@
 #include "control/retention.h"
 #include "control/scheduler.h"
 #include "model/state.h"
+#include "net/tls.h"
 #include "net/uv.h"
 #include "registry/registry.h"
+#include "server/cluster_ca.h"
 #include "store/store.h"
 
 namespace berth::server {
@@ -52,8 +56,10 @@ Status ApplyNow(store::Store* store, store::CommandPtr cmd) {
   return out;
 }
 
-// First start: the default cluster and the admin token.
-Status FirstStart(const Options& o, model::State* state, store::Store* store) {
+// First start: the default cluster and the admin token. The token is printed
+// this once (with the CA's pin, as every token berth prints) and kept in
+// <data>/admin-token (0600); later starts say where it is, never what it is.
+Status FirstStart(const Options& o, const ClusterCa& ca, model::State* state, store::Store* store) {
   if (store->last_seq() == 0 && !state->FindCluster("default")) {
     auto c = std::make_unique<model::CreateCluster>();
     c->name = "default";
@@ -64,16 +70,17 @@ Status FirstStart(const Options& o, model::State* state, store::Store* store) {
   if (state->token_count() == 0) {
     Result<std::string> token = crypto::NewToken("berth_");
     if (!token) return token.take_error();
+    std::string pinned = crypto::PinnedToken(ca.fingerprint(), token.value());
     // The file first: a crash before the commit only means a new token next start.
-    if (Status s = files::WriteAtomically(token_path, token.value() + "\n"); !s) return s;
+    if (Status s = files::WriteAtomically(token_path, pinned + "\n"); !s) return s;
     auto t = std::make_unique<model::CreateToken>();
     t->id = "admin";
     t->role = "admin";
     t->hash = crypto::Hex(crypto::Sha256(token.value()));
     if (Status s = ApplyNow(store, std::move(t)); !s) return s;
-    printf("berth: admin token (saved in %s): %s\n", token_path.c_str(), token.value().c_str());
+    printf("berth: admin token (shown this once; also in %s): %s\n", token_path.c_str(), pinned.c_str());
   } else if (access(token_path.c_str(), R_OK) == 0) {
-    printf("berth: admin token (from %s): %s\n", token_path.c_str(), files::ReadTrimmed(token_path).c_str());
+    printf("berth: the admin token is in %s\n", token_path.c_str());
   } else {
     printf("berth: the admin token was given at first start (%s no longer exists)\n", token_path.c_str());
   }
@@ -136,7 +143,13 @@ int Run(const Options& o) {
   }
   std::unique_ptr<store::Store> store = std::move(opened.value());
   store->StartCheckpointer();
-  if (Status s = FirstStart(o, &state, store.get()); !s) {
+  Result<std::unique_ptr<ClusterCa>> opened_ca = ClusterCa::Open(o.data_dir);
+  if (!opened_ca) {
+    fprintf(stderr, "berth server: cluster CA: %s\n", opened_ca.error().message.c_str());
+    return 1;
+  }
+  std::unique_ptr<ClusterCa> ca = std::move(opened_ca.value());
+  if (Status s = FirstStart(o, *ca, &state, store.get()); !s) {
     fprintf(stderr, "berth server: first start: %s\n", s.error().message.c_str());
     return 1;
   }
@@ -175,7 +188,8 @@ int Run(const Options& o) {
   });
   ticker.Unref();
 
-  api::Context ctx{&state, store.get(), &registry, &SystemClock::Get(), &scheduler, &services};
+  api::Context ctx{&state,     store.get(), &registry,         &SystemClock::Get(),
+                   &scheduler, &services,   ca->fingerprint(), ca->ca_pem()};
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
@@ -204,6 +218,46 @@ int Run(const Options& o) {
     lag_gauge->Set(s);
     lag_hist->Observe(s);
   });
+
+  // TLS on the TCP listener unless --no-tls; the certificate is renewed in place.
+  std::unique_ptr<net::tls::ServerContext> tls;
+  std::vector<std::string> dns_names, addresses;
+  HostNames(o.advertise, &dns_names, &addresses);
+  net::Timer renew(loop);
+  if (o.tls) {
+    Result<bool> issued = ca->EnsureServerCert(dns_names, addresses, time(nullptr), o.cert_lifetime_s);
+    if (!issued) {
+      fprintf(stderr, "berth server: server certificate: %s\n", issued.error().message.c_str());
+      return 1;
+    }
+    net::tls::ServerSettings ts;
+    ts.cert_pem = ca->server_chain_pem();
+    ts.key_pem = ca->server_key_pem();
+    ts.client_ca_pem = ca->ca_pem();
+    ts.handshake_timeout_ms = o.limits.header_timeout_ms;
+    Result<std::unique_ptr<net::tls::ServerContext>> made = net::tls::ServerContext::Create(loop, ts);
+    if (!made) {
+      fprintf(stderr, "berth server: TLS: %s\n", made.error().message.c_str());
+      return 1;
+    }
+    tls = std::move(made.value());
+    server->SetTls(tls.get());
+    // Checked often enough to renew well within the last third of the life.
+    uint64_t every_ms = static_cast<uint64_t>(std::clamp<int64_t>(o.cert_lifetime_s / 10, 1, 3600)) * 1000;
+    renew.Start(every_ms, every_ms, [&] {
+      std::vector<std::string> now_dns, now_addresses;
+      HostNames(o.advertise, &now_dns, &now_addresses);
+      Result<bool> changed = ca->EnsureServerCert(now_dns, now_addresses, time(nullptr), o.cert_lifetime_s);
+      if (!changed) {
+        log::Error("tls", "renewing the server certificate failed", {{"error", changed.error().message}});
+      } else if (changed.value()) {
+        if (Status s = tls->SetIdentity(ca->server_chain_pem(), ca->server_key_pem()); !s) {
+          log::Error("tls", "the renewed certificate was refused", {{"error", s.error().message}});
+        }
+      }
+    });
+    renew.Unref();
+  }
 
   Result<net::Endpoint> where = net::Endpoint::Parse(o.listen);
   if (!where) {
@@ -246,8 +300,22 @@ int Run(const Options& o) {
   net::Endpoint shown = where.value();
   shown.host = host;
   shown.port = port.value();
-  printf("berth: listening on http://%s (API and registry; bound to %s:%d)\n", shown.ToString().c_str(),
+  const char* scheme = o.tls ? "https" : "http";
+  printf("berth: listening on %s://%s (API and registry; bound to %s:%d)\n", scheme, shown.ToString().c_str(),
          where->host.c_str(), port.value());
+  if (o.tls) {
+    printf(
+        "berth: cluster CA %s/ca.crt, SHA-256 fingerprint %s\n"
+        "berth: every token berth prints carries that fingerprint, so 'berth configure --server %s://%s --token "
+        "TOKEN' needs nothing else; for curl and browsers, trust %s/ca.crt (curl --cacert %s/ca.crt)\n",
+        o.data_dir.c_str(), ca->fingerprint().c_str(), scheme, shown.ToString().c_str(), o.data_dir.c_str(),
+        o.data_dir.c_str());
+  } else {
+    printf(
+        "berth: WARNING: --no-tls: plain HTTP, tokens cross the network in clear; only behind a TLS proxy or on "
+        "a network you trust\n");
+    log::Warn("server", "TLS is off (--no-tls)");
+  }
   fflush(stdout);
   log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
 
@@ -260,8 +328,9 @@ int Run(const Options& o) {
       log::Error("server", "cannot make the local agent's token", {{"error", token.error().message}});
     } else {
       agent::NodeAgentOptions ao;
-      ao.server = "http://" + shown.ToString();
+      ao.server = std::string(scheme) + "://" + shown.ToString();
       ao.token = token.value();
+      ao.ca_pem = ca->ca_pem();
       ao.docker = o.docker;
       ao.state_dir = o.data_dir + "/agent";
       ao.attributes = o.agent_attributes;

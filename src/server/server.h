@@ -36,6 +36,10 @@ struct Options {
   std::string docker = "unix:///var/run/docker.sock";
   std::map<std::string, std::string> agent_attributes;
   size_t docker_concurrency = 4;  // the local agent's (node_agent.h)
+  // TLS (server/cluster_ca.h): on unless --no-tls.
+  bool tls = true;
+  std::vector<std::string> advertise;        // more names or addresses for the certificate
+  int64_t cert_lifetime_s = 90 * 24 * 3600;  // of the server's and the nodes' certificates
 };
 
 // Runs the server until a signal stops it. Returns the process exit code.

@@ -21,6 +21,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -220,7 +221,7 @@ class RawConn:
                 return sent
             try:
                 self.sock.sendall(data[sent:sent + step])
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                 return sent
             sent += step
             time.sleep(delay)
@@ -228,6 +229,8 @@ class RawConn:
 
     def readable(self, wait):
         if self.buf or self.eof:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
         r, _, _ = select.select([self.sock], [], [], wait)
         return bool(r)
@@ -240,13 +243,14 @@ class RawConn:
         if left <= 0:
             raise TestFailure("no data from the server within the wait (buffered: %r)%s"
                               % (self.buf[:200], self._why()))
-        r, _, _ = select.select([self.sock], [], [], left)
-        if not r:
+        tls_pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        r, _, _ = select.select([self.sock], [], [], 0 if tls_pending else left)
+        if not r and not tls_pending:
             raise TestFailure("no data from the server within the wait (buffered: %r)%s"
                               % (self.buf[:200], self._why()))
         try:
             data = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             data = b""
         if not data:
             self.eof = True
@@ -330,10 +334,13 @@ class RawConn:
         self.close()
 
 
-def connect_tcp(port, host="127.0.0.1", wait=WAIT, server=None):
+def connect_tcp(port, host="127.0.0.1", wait=WAIT, server=None, tls=None):
+    """A raw connection; `tls` (an ssl.SSLContext) makes it a TLS session first."""
     s = socket.create_connection((host, port), timeout=wait)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(wait)
+    if tls is not None:
+        s = tls.wrap_socket(s, server_hostname=host)
     return RawConn(s, server)
 
 
@@ -348,10 +355,15 @@ def connect_unix(path, wait=WAIT, server=None):
 
 
 class Server:
-    """One `berth server` process on 127.0.0.1:0 with its own data directory."""
+    """One `berth server` process on 127.0.0.1:0 with its own data directory, over
+    TLS (trusting the server's own CA, DATA/ca.crt) unless `tls` is False."""
 
-    def __init__(self, data_dir=None, args=(), start=True, ready_check=True, local_agent=False):
+    def __init__(self, data_dir=None, args=(), start=True, ready_check=True, local_agent=False, tls=True):
         self.data_dir = data_dir or os.path.join(scratch_dir("srv"), "data")
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        if not tls:
+            args = list(args) + ["--no-tls"]
         # The local agent (all-in-one) only where a test asks for it: it would run
         # this host's Docker engine as a node of every server.
         self.args = list(args) + ([] if local_agent else ["--no-agent"])
@@ -406,6 +418,8 @@ class Server:
         m = re.search(r"bound to [^\s)]*:(\d+)\)", listening[0])
         check(m, "cannot find the port in %r" % listening[0])
         self.port = int(m.group(1))
+        check(listening[0].startswith("berth: listening on %s://" % self.scheme),
+              "expected %s in %r" % (self.scheme, listening[0]))
         try:
             with open(os.path.join(self.data_dir, "admin-token")) as f:
                 self.token = f.read().strip()
@@ -479,6 +493,26 @@ class Server:
 
     # --- clients ---
 
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
+
+    @property
+    def ca_file(self):
+        return os.path.join(self.data_dir, "ca.crt")
+
+    def ssl_context(self):
+        """A client context trusting this server's CA (None without TLS)."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def http_connection(self, wait=WAIT):
+        """An http.client connection to this server (HTTPS over its CA with TLS)."""
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=wait, context=self.ssl_context())
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=wait)
+
     def request(self, method, path, body=None, headers=None, token="admin", wait=WAIT):
         """One request on a fresh http.client connection. `token`: "admin" for the
         admin token, None for no Authorization header, or a token string."""
@@ -490,7 +524,7 @@ class Server:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
             hdrs.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=wait)
+        conn = self.http_connection(wait)
         try:
             conn.request(method, path, body=body, headers=hdrs)
             r = conn.getresponse()
@@ -505,8 +539,9 @@ class Server:
         expect_status(self.request("GET", "/healthz", token=None), 200, "healthz after " + after)
 
     def raw(self):
-        """A raw connection to this server (failures on it say if the server died)."""
-        return connect_tcp(self.port, server=self)
+        """A raw connection to this server, a TLS session when the server speaks TLS
+        (failures on it say if the server died)."""
+        return connect_tcp(self.port, server=self, tls=self.ssl_context())
 
     def create_cluster(self, name):
         return self.request("POST", "/v1/clusters", {"clusterName": name})
@@ -532,7 +567,7 @@ class Agent:
         _log_count[0] += 1
         self.log_path = os.path.join(scratch_dir("agent"), "agent-%d.log" % _log_count[0])
         self._log = open(self.log_path, "ab")
-        cmd = [BINARY, "agent", "--simulate", str(nodes), "--server", "http://127.0.0.1:%d" % server.port,
+        cmd = [BINARY, "agent", "--simulate", str(nodes), "--server", server.url,
                "--token", token, "--id-prefix", id_prefix] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _agents.append(self)
@@ -583,7 +618,7 @@ class DockerAgent(Agent):
         _log_count[0] += 1
         self.log_path = os.path.join(scratch_dir("agent"), "agent-%d.log" % _log_count[0])
         self._log = open(self.log_path, "ab")
-        cmd = [BINARY, "agent", "--server", "http://127.0.0.1:%d" % self.server.port, "--token", self.token,
+        cmd = [BINARY, "agent", "--server", self.server.url, "--token", self.token,
                "--state-dir", self.state_dir]
         for a in self.attrs:
             cmd += ["--attr", a]

@@ -12,7 +12,11 @@ ARN_PREFIX = "arn:aws:ecs:local:000000000000:cluster/"
 
 
 def env_for(s, token=None):
-    return {"BERTH_SERVER": "http://127.0.0.1:%d" % s.port, "BERTH_TOKEN": token or s.token}
+    """The server and a token; a token given here is bare (no CA pin), so the CA
+    file comes along to trust the server by."""
+    if token is None:
+        return {"BERTH_SERVER": s.url, "BERTH_TOKEN": s.token}
+    return {"BERTH_SERVER": s.url, "BERTH_TOKEN": token, "BERTH_CA_FILE": s.ca_file}
 
 
 def table_rows(stdout):
@@ -46,7 +50,7 @@ def test_version_command():
 def test_configure_writes_config_with_mode_0600():
     with Server() as s:
         home = scratch_dir("home")
-        url = "http://127.0.0.1:%d" % s.port
+        url = s.url
         p = expect_exit(cli(["configure", "--server", url, "--token", s.token], home=home), 0, "configure")
         path = os.path.join(home, ".config", "berth", "config.json")
         check(path in p.stdout, "configure does not say where it wrote: %r" % p.stdout)
@@ -61,7 +65,8 @@ def test_configure_writes_config_with_mode_0600():
         expect_exit(cli(["configure", "--token", "other"], home=home), 0, "configure --token only")
         with open(path) as f:
             cfg = json.load(f)
-        check(cfg == {"server": url, "token": "other"}, "after configure --token: %r" % cfg)
+        # A bare token keeps the pin the first (pinned) one gave.
+        check(cfg == {"server": url, "token": "other", "caSha256": s.token[3:67]}, "after configure --token: %r" % cfg)
         check(stat.S_IMODE(os.stat(path).st_mode) == 0o600, "config mode after rewrite")
 
 
@@ -79,14 +84,14 @@ def test_environment_overrides_the_config_file():
     with Server() as s:
         home = scratch_dir("home")
         # A config that points nowhere, with a wrong token.
-        expect_exit(cli(["configure", "--server", "http://127.0.0.1:%d" % closed_port(), "--token", "wrong"],
-                        home=home), 0, "configure")
+        expect_exit(cli(["configure", "--server", "https://127.0.0.1:%d" % closed_port(), "--token", "wrong",
+                         "--ca-file", s.ca_file], home=home), 0, "configure")
         expect_exit(cli(["cluster", "ls"], home=home), 3, "ls with the config pointing at a closed port")
         expect_exit(cli(["cluster", "ls"], home=home, env=env_for(s)), 0, "ls with BERTH_SERVER and BERTH_TOKEN")
-        expect_exit(cli(["cluster", "ls"], home=home, env={"BERTH_SERVER": "http://127.0.0.1:%d" % s.port}), 4,
+        expect_exit(cli(["cluster", "ls"], home=home, env={"BERTH_SERVER": s.url}), 4,
                     "BERTH_SERVER only: the config's wrong token is used")
         # And the other way round: a good config, a bad BERTH_TOKEN.
-        expect_exit(cli(["configure", "--server", "http://127.0.0.1:%d" % s.port, "--token", s.token], home=home),
+        expect_exit(cli(["configure", "--server", s.url, "--token", s.token], home=home),
                     0, "configure")
         expect_exit(cli(["cluster", "ls"], home=home), 0, "ls with a good config")
         expect_exit(cli(["cluster", "ls"], home=home, env={"BERTH_TOKEN": "wrong"}), 4, "BERTH_TOKEN overrides")
@@ -143,7 +148,7 @@ def test_exit_codes():
             p = expect_exit(cli(args, env=dead), 3, "berth %s against a closed port" % " ".join(args))
             check("reach" in p.stderr, "unreachable message %r" % p.stderr)
         # 4: authentication failed.
-        for env in (env_for(s, token="berth_wrong"), {"BERTH_SERVER": e["BERTH_SERVER"]}):
+        for env in (env_for(s, token="berth_wrong"), {"BERTH_SERVER": e["BERTH_SERVER"], "BERTH_CA_FILE": s.ca_file}):
             p = expect_exit(cli(["cluster", "ls"], env=env), 4, "cluster ls with a bad or missing token")
         check("dup" in s.cluster_names() and "x" not in s.cluster_names(), "state changed by failing commands")
 

@@ -234,7 +234,7 @@ class DesiredStream:
     """A node's desired-state stream read line by line, as an agent reads it."""
 
     def __init__(self, s, node, token, changes):
-        self.conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=15)
+        self.conn = s.http_connection(15)
         self.conn.request("GET", "/v1/agent/nodes/%s/desired%s" % (node, "?changes=1" if changes else ""),
                           headers={"Authorization": "Bearer " + token})
         self.resp = self.conn.getresponse()

@@ -426,7 +426,7 @@ def test_docker_logs_follow_streams_new_lines():
         wait_until(lambda: task(s, task_id)["lastStatus"] == "RUNNING", wait=LONG, what="the task RUNNING")
         wait_until(lambda: len(docker("logs", "berth-%s-main" % task_id).splitlines()) >= 3, wait=LONG,
                    what="three lines of output")
-        env = dict(os.environ, BERTH_SERVER="http://127.0.0.1:%d" % s.port, BERTH_TOKEN=s.token)
+        env = dict(os.environ, BERTH_SERVER=s.url, BERTH_TOKEN=s.token)
         # The README's flow: the id `berth ps` shows.
         ps = expect_exit(cli(["ps"], env=env), 0, "berth ps").stdout
         shown = [l.split()[0] for l in ps.splitlines()[1:] if l.split() and task_id.endswith(l.split()[0])]

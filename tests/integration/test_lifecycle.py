@@ -4,7 +4,9 @@ group commit."""
 
 import http.client
 import json
+import hashlib
 import os
+import ssl
 import shutil
 import signal
 import sqlite3
@@ -41,9 +43,17 @@ def test_first_start_creates_data_dir_token_and_default_cluster():
         with open(tok) as f:
             text = f.read()
         check(text == s.token + "\n", "admin-token is not token + newline: %r" % text)
-        check(s.token.startswith("berth_") and len(s.token) > 20, "token %r" % s.token)
-        check(any("saved in" in l and s.token in l for l in s.stdout_lines),
+        # Pinned as k3s's are: "B10" + the CA's SHA-256 + "::" + the secret.
+        with open(os.path.join(d, "ca.crt"), "rb") as f:
+            der = ssl.PEM_cert_to_DER_cert(f.read().decode())
+        pin = hashlib.sha256(der).hexdigest()
+        check(s.token.startswith("B10" + pin + "::berth_") and len(s.token) > 90, "token %r (CA %s)" % (s.token, pin))
+        check(any("shown this once" in l and s.token in l for l in s.stdout_lines),
               "first start does not print the new token: %r" % s.stdout_lines)
+        check(any(pin in l for l in s.stdout_lines), "first start does not print the CA fingerprint")
+        for name, mode in (("ca.crt", 0o644), ("ca.key", 0o600), ("server.crt", 0o644), ("server.key", 0o600)):
+            got = stat.S_IMODE(os.stat(os.path.join(d, name)).st_mode)
+            check(got == mode, "%s mode %o, not %o" % (name, got, mode))
         check(os.path.exists(os.path.join(d, "state.db")), "no state.db")
         check(s.cluster_names() == ["default"], "clusters %r" % s.cluster_names())
 
@@ -60,8 +70,11 @@ def test_restart_keeps_clusters_and_token():
         check(integrity_check(os.path.join(s.data_dir, "state.db")) == ["ok"], "integrity_check after a clean stop")
         s.start()
         check(s.token == old_token, "the admin token changed across a restart")
-        check(any("(from " in l and old_token in l for l in s.stdout_lines),
-              "restart does not print the stored token: %r" % s.stdout_lines)
+        # Printed at first start only: a restart says where it is, never what it is.
+        check(not any(old_token.split("::")[-1] in l for l in s.stdout_lines),
+              "a restart printed the admin token: %r" % s.stdout_lines)
+        check(any("admin token is in " + tok_path in l for l in s.stdout_lines),
+              "restart does not say where the token is: %r" % s.stdout_lines)
         after = os.stat(tok_path)
         check((after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size),
               "admin-token was rewritten on restart")
@@ -116,7 +129,7 @@ class CreateStream:
         return self
 
     def _run(self, t):
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        conn = self.server.http_connection(30)
         hdrs = {"Authorization": "Bearer " + self.server.token, "Content-Type": "application/json"}
         i = 0
         try:

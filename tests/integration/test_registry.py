@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import shutil
 import subprocess
 import threading
 import time
@@ -34,7 +35,7 @@ def req(s, method, path, body=None, headers=None, token="admin"):
     h = dict(headers or {})
     if token is not None:
         h.setdefault("Authorization", basic(token))
-    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=WAIT)
+    conn = s.http_connection(WAIT)
     try:
         conn.request(method, path, body=body, headers=h)
         r = conn.getresponse()
@@ -169,7 +170,7 @@ def test_docker_login_push_pull_delete():
             docker(["pull", by_digest], env)
             docker(["rmi", by_digest], env)
             # The CLI sees the image with its tag; then delete it by digest.
-            e = {"BERTH_SERVER": "http://" + host, "BERTH_TOKEN": s.token}
+            e = {"BERTH_SERVER": "https://" + host, "BERTH_TOKEN": s.token}
             # A client that never logged in pulls once the repository allows anonymous pulls.
             anonymous = docker_env()
             p = docker(["pull", ref], anonymous, check_ok=False)
@@ -220,18 +221,21 @@ def test_skopeo_oci_index_round_trip():
         with open(os.path.join(lay, "index.json"), "w") as f:
             json.dump(top, f)
         dest = "docker://%s/regtest/multi:1" % host
-        p = subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", "--dest-creds", creds,
+        # Verified TLS: skopeo trusts the cluster CA from a cert dir (DIR/ca.crt).
+        certs = scratch_dir("certs")
+        shutil.copy(s.ca_file, os.path.join(certs, "ca.crt"))
+        p = subprocess.run(["skopeo", "copy", "--all", "--dest-cert-dir", certs, "--dest-creds", creds,
                             "oci:%s:1" % lay, dest], capture_output=True, text=True, timeout=120)
         check(p.returncode == 0, "skopeo copy to the registry: %s" % p.stderr)
-        p = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", creds, dest],
+        p = subprocess.run(["skopeo", "inspect", "--raw", "--cert-dir", certs, "--creds", creds, dest],
                            capture_output=True, timeout=60)
         check(p.returncode == 0, "skopeo inspect: %r" % p.stderr)
         check(p.stdout == index, "the index came back changed: %r" % p.stdout[:300])
-        p = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", creds, dest],
+        p = subprocess.run(["skopeo", "inspect", "--cert-dir", certs, "--creds", creds, dest],
                            capture_output=True, text=True, timeout=60)
         check(p.returncode == 0 and json.loads(p.stdout)["Digest"] == digest_of(index), "inspect: %s %s" % (p.stdout, p.stderr))
         out = os.path.join(scratch_dir("oci"), "back")
-        p = subprocess.run(["skopeo", "copy", "--all", "--src-tls-verify=false", "--src-creds", creds, dest,
+        p = subprocess.run(["skopeo", "copy", "--all", "--src-cert-dir", certs, "--src-creds", creds, dest,
                             "oci:%s:1" % out], capture_output=True, text=True, timeout=120)
         check(p.returncode == 0, "skopeo copy back: %s" % p.stderr)
         with open(os.path.join(out, "index.json")) as f:
@@ -246,7 +250,7 @@ def test_api_check_and_auth():
         r = req(s, "GET", "/v2/", token=None)
         oci_error(r, 401, "UNAUTHORIZED", "anonymous /v2/")
         challenge = r.getheader("WWW-Authenticate")
-        check(challenge.startswith('Bearer realm="http://127.0.0.1:%d/v2/token"' % s.port), "challenge %r" % challenge)
+        check(challenge.startswith('Bearer realm="https://127.0.0.1:%d/v2/token"' % s.port), "challenge %r" % challenge)
         r = req(s, "GET", "/v2/regtest/a/tags/list", token=None)
         check('scope="repository:regtest/a:pull"' in r.getheader("WWW-Authenticate"), "%r" % r.getheader("WWW-Authenticate"))
         r = req(s, "GET", "/v2/", token="berth_not_a_token")
@@ -408,6 +412,9 @@ def test_bad_input_is_refused_before_disk():
 
 def raw_request(s, head, body=b""):
     c = socket.create_connection(("127.0.0.1", s.port), timeout=WAIT)
+    ctx = s.ssl_context()
+    if ctx is not None:
+        c = ctx.wrap_socket(c, server_hostname="127.0.0.1")
     c.sendall(head.encode() + body)
     return c
 
@@ -507,7 +514,7 @@ def test_chunked_upload_416_resume_and_cancel():
 
 def test_ecr_repositories_immutability_and_lifecycle():
     with Server(args=["--registry-auto-create", "false"]) as s:
-        e = {"BERTH_SERVER": "http://127.0.0.1:%d" % s.port, "BERTH_TOKEN": s.token}
+        e = {"BERTH_SERVER": s.url, "BERTH_TOKEN": s.token}
         oci_error(req(s, "POST", "/v2/regtest/new/blobs/uploads/"), 404, "NAME_UNKNOWN", "push to a missing repository")
         expect_exit(cli(["repo", "create", "regtest/imm", "--immutable"], env=e), 0, "repo create --immutable")
         p = expect_exit(cli(["repo", "create", "regtest/imm"], env=e), 1, "create twice")
@@ -654,7 +661,7 @@ def test_online_gc_keeps_everything_in_use():
         past = time.time() - 3 * 3600
         for b in old_blobs + keep_blobs:
             os.utime(blob_path(s, b), (past, past))
-        e = {"BERTH_SERVER": "http://127.0.0.1:%d" % s.port, "BERTH_TOKEN": s.token}
+        e = {"BERTH_SERVER": s.url, "BERTH_TOKEN": s.token}
         dry = json.loads(expect_exit(cli(["registry", "gc", "--dry-run", "--json"], env=e), 0, "gc dry run").stdout)
         check(sorted(dry["removedBlobs"]) == sorted(old_blobs), "dry run %r, want %r" % (dry, old_blobs))
         check(all(os.path.exists(blob_path(s, b)) for b in old_blobs), "a dry run removed something")

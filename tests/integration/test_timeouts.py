@@ -153,7 +153,9 @@ def test_client_that_does_not_read_is_cut_off_by_write_timeout():
 
 
 def test_half_closed_client_still_gets_its_answer():
-    with Server() as s:
+    # Plain HTTP (--no-tls): Python's ssl cannot half-close a TLS session and read
+    # on (SSLSocket.shutdown drops the session); the TCP half-close is the case.
+    with Server(tls=False) as s:
         for req, want in ((build_request("GET", "/healthz"), 200),
                           (build_request("POST", "/v1/clusters", '{"clusterName":"half"}', token=s.token), 201)):
             with s.raw() as c:

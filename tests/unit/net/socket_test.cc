@@ -50,6 +50,18 @@ TEST_CASE("endpoint: Unix socket forms", "[net][socket]") {
   CHECK(b->path == "/var/run/docker.sock");
 }
 
+TEST_CASE("endpoint: https marks TLS", "[net][socket]") {
+  auto a = Endpoint::Parse("https://example.org:7070/");
+  REQUIRE(a.ok());
+  CHECK(a->tls);
+  CHECK(a->host == "example.org");
+  CHECK(a->port == 7070);
+  auto b = Endpoint::Parse("http://example.org", 7070);
+  REQUIRE(b.ok());
+  CHECK_FALSE(b->tls);
+  CHECK(b->port == 7070);
+}
+
 TEST_CASE("endpoint: errors", "[net][socket]") {
   auto msg = [](std::string_view text, int default_port = 0) {
     auto r = Endpoint::Parse(text, default_port);
@@ -59,7 +71,7 @@ TEST_CASE("endpoint: errors", "[net][socket]") {
   };
   CHECK(msg("unix://relative") == "unix socket address must be unix:///absolute/path");
   CHECK(msg("unix://") == "unix socket address must be unix:///absolute/path");
-  CHECK(msg("https://h:443") == "https is not supported yet: https://h:443");
+  CHECK(msg("https://h:443/x") == "address must not have a path: https://h:443/x");
   CHECK(msg("http://h:80/path") == "address must not have a path: http://h:80/path");
   CHECK(msg("[::1:80") == "bad IPv6 address: [::1:80");
   CHECK(msg("[::1]x") == "bad address: [::1]x");

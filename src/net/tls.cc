@@ -1,0 +1,517 @@
+#include "net/tls.h"
+
+#include <mbedtls/error.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/x509_crt.h>
+#include <uv.h>
+
+#include <cstring>
+
+#include "base/crypto.h"
+#include "base/log.h"
+#include "net/uv.h"
+
+namespace berth::net::tls {
+
+namespace {
+
+// ECDHE with an AEAD cipher only, ECDSA first (berth's certificates are P-256).
+const int kCiphersuites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0,
+};
+
+int Random(void*, unsigned char* out, size_t len) { return crypto::RandomBytes(out, len) ? 0 : -1; }
+
+std::string MbedError(int code) {
+  char buf[160];
+  mbedtls_strerror(code, buf, sizeof buf);
+  return buf;
+}
+
+// PEM text for mbedTLS's parsers, which count the terminating NUL.
+int ParseCerts(mbedtls_x509_crt* crt, const std::string& pem) {
+  return mbedtls_x509_crt_parse(crt, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
+}
+int ParseKey(mbedtls_pk_context* pk, const std::string& pem) {
+  return mbedtls_pk_parse_key(pk, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1, nullptr, 0);
+}
+
+std::string Fingerprint(const mbedtls_x509_crt* crt) {
+  return crypto::Hex(crypto::Sha256(std::string_view(reinterpret_cast<const char*>(crt->raw.p), crt->raw.len)));
+}
+
+void CommonSetup(mbedtls_ssl_config* conf) {
+  mbedtls_ssl_conf_rng(conf, Random, nullptr);
+  mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(conf, kCiphersuites);
+  mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+}
+
+}  // namespace
+
+// One mbedTLS configuration with what it points at; shared by the connections
+// made with it, so a renewed certificate never pulls one from under a handshake.
+class ServerConfig {
+ public:
+  ServerConfig() {
+    mbedtls_ssl_config_init(&conf);
+    mbedtls_x509_crt_init(&cert);
+    mbedtls_x509_crt_init(&client_ca);
+    mbedtls_pk_init(&key);
+  }
+  ~ServerConfig() {
+    mbedtls_ssl_config_free(&conf);
+    mbedtls_x509_crt_free(&cert);
+    mbedtls_x509_crt_free(&client_ca);
+    mbedtls_pk_free(&key);
+  }
+  mbedtls_ssl_config conf;
+  mbedtls_x509_crt cert;
+  mbedtls_x509_crt client_ca;
+  mbedtls_pk_context key;
+};
+
+class ClientConfig {
+ public:
+  ClientConfig() {
+    mbedtls_ssl_config_init(&conf);
+    mbedtls_x509_crt_init(&ca);
+    mbedtls_x509_crt_init(&cert);
+    mbedtls_pk_init(&key);
+    mbedtls_ssl_session_init(&session);
+  }
+  ~ClientConfig() {
+    mbedtls_ssl_config_free(&conf);
+    mbedtls_x509_crt_free(&ca);
+    mbedtls_x509_crt_free(&cert);
+    mbedtls_pk_free(&key);
+    mbedtls_ssl_session_free(&session);
+  }
+  mbedtls_ssl_config conf;
+  mbedtls_x509_crt ca;
+  mbedtls_x509_crt cert;
+  mbedtls_pk_context key;
+  std::string pin;
+  mbedtls_ssl_session session;  // the last one, offered again
+  bool have_session = false;
+};
+
+struct ServerContext::Shared {
+  Shared() {
+    mbedtls_ssl_ticket_init(&ticket);
+    mbedtls_ssl_cache_init(&cache);
+  }
+  ~Shared() {
+    mbedtls_ssl_ticket_free(&ticket);
+    mbedtls_ssl_cache_free(&cache);
+  }
+  mbedtls_ssl_ticket_context ticket;
+  mbedtls_ssl_cache_context cache;
+};
+
+// The TLS stream: ciphertext below (`inner_`), plaintext above (the handler).
+class TlsStream final : public Stream, private Stream::Handler {
+ public:
+  TlsStream(uv_loop_t* loop, std::unique_ptr<Stream> inner, const mbedtls_ssl_config* conf, std::shared_ptr<void> keep,
+            std::shared_ptr<ClientConfig> client, uint64_t handshake_timeout_ms)
+      : inner_(std::move(inner)), keep_(std::move(keep)), client_(std::move(client)), timer_(loop) {
+    mbedtls_ssl_init(&ssl_);
+    setup_error_ = mbedtls_ssl_setup(&ssl_, conf);
+    mbedtls_ssl_set_bio(&ssl_, this, &TlsStream::Send, &TlsStream::Recv, nullptr);
+    if (client_) {
+      mbedtls_ssl_set_verify(&ssl_, &TlsStream::Verify, this);
+      if (client_->have_session) mbedtls_ssl_set_session(&ssl_, &client_->session);
+    }
+    inner_->SetHandler(this);
+    timer_.Start(handshake_timeout_ms, 0, [this, handshake_timeout_ms] {
+      Fail(UV_ETIMEDOUT, "the TLS handshake did not finish within " + std::to_string(handshake_timeout_ms) + " ms");
+    });
+  }
+  ~TlsStream() override {
+    *alive_ = false;
+    if (inner_) inner_->Close();
+    mbedtls_ssl_free(&ssl_);
+  }
+
+  // Starts: reads the peer's hello (server) or sends ours (client).
+  void Begin(const std::string& host) {
+    if (setup_error_ != 0) {
+      Fail(UV_EPROTO, "TLS setup: " + MbedError(setup_error_));
+      return;
+    }
+    if (!host.empty()) mbedtls_ssl_set_hostname(&ssl_, host.c_str());
+    inner_->ReadStart();
+    if (client_) Pump();
+  }
+
+  void SetHandler(Stream::Handler* handler) override { handler_ = handler; }
+  void ReadStart() override {
+    if (reading_ || closed_) return;
+    reading_ = true;
+    inner_->ReadStart();
+    // Plaintext already decrypted or ciphertext already here is delivered on the
+    // next iteration, as a socket would (never from inside this call).
+    if (handshake_done_ && (!in_.empty() || mbedtls_ssl_get_bytes_avail(&ssl_) > 0)) {
+      timer_.Start(0, 0, [this] { Pump(); });
+    }
+  }
+  void ReadStop() override {
+    if (!reading_) return;
+    reading_ = false;
+    // During the handshake the peer's flights are still read (they are not data).
+    if (handshake_done_) inner_->ReadStop();
+  }
+  void Write(std::string data) override {
+    if (closed_ || failed_) return;
+    if (!handshake_done_) {
+      early_.append(data);
+      return;
+    }
+    WritePlain(data);
+  }
+  size_t PendingWriteBytes() const override { return early_.size() + (inner_ ? inner_->PendingWriteBytes() : 0); }
+  void Shutdown() override {
+    if (closed_ || failed_) return;
+    if (!handshake_done_) {
+      shutdown_after_handshake_ = true;
+      return;
+    }
+    mbedtls_ssl_close_notify(&ssl_);
+    FlushOut();
+    inner_->Shutdown();
+  }
+  void Close() override {
+    if (closed_) return;
+    closed_ = true;
+    timer_.Stop();
+    inner_->Close();
+  }
+  std::string PeerName() const override { return inner_->PeerName(); }
+  std::string PeerCertificateName() const override { return peer_name_; }
+  std::string FailureText() const override { return failure_; }
+  bool Secure() const override { return true; }
+
+ private:
+  static int Send(void* self, const unsigned char* buf, size_t len) {
+    static_cast<TlsStream*>(self)->out_.append(reinterpret_cast<const char*>(buf), len);
+    return static_cast<int>(len);
+  }
+  static int Recv(void* self, unsigned char* buf, size_t len) {
+    auto* s = static_cast<TlsStream*>(self);
+    size_t left = s->in_.size() - s->in_pos_;
+    if (left == 0) return s->in_eof_ ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
+    size_t n = std::min(len, left);
+    memcpy(buf, s->in_.data() + s->in_pos_, n);
+    s->in_pos_ += n;
+    if (s->in_pos_ == s->in_.size()) {
+      s->in_.clear();
+      s->in_pos_ = 0;
+    }
+    return static_cast<int>(n);
+  }
+  // Called for each certificate of the server's chain, the top first.
+  static int Verify(void* self, mbedtls_x509_crt* crt, int depth, uint32_t* flags) {
+    auto* s = static_cast<TlsStream*>(self);
+    if (depth > s->top_depth_ || s->top_depth_ < 0) {
+      s->top_depth_ = depth;
+      s->top_fingerprint_ = Fingerprint(crt);
+    }
+    const std::string& pin = s->client_->pin;
+    if (!pin.empty() && depth == s->top_depth_ && (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) &&
+        crypto::ConstantTimeEqual(Fingerprint(crt), pin)) {
+      *flags &= ~static_cast<uint32_t>(MBEDTLS_X509_BADCERT_NOT_TRUSTED);
+    }
+    return 0;
+  }
+
+  void FlushOut() {
+    if (out_.empty() || closed_) return;
+    std::string out;
+    out.swap(out_);
+    inner_->Write(std::move(out));
+  }
+
+  void WritePlain(std::string_view data) {
+    while (!data.empty()) {
+      int n = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+      if (n < 0) {
+        Fail(UV_EPROTO, "TLS write: " + MbedError(n));
+        return;
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    FlushOut();
+  }
+
+  // Why a handshake was refused, in words.
+  std::string HandshakeError(int r) {
+    if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && client_) {
+      uint32_t flags = mbedtls_ssl_get_verify_result(&ssl_);
+      if ((flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && !client_->pin.empty()) {
+        return "the server's certificate chain ends at a CA with SHA-256 fingerprint " +
+               (top_fingerprint_.empty() ? std::string("(none)") : top_fingerprint_) + ", not the pinned " +
+               client_->pin + " (the token's): refusing it";
+      }
+      char buf[512];
+      int n = mbedtls_x509_crt_verify_info(buf, sizeof buf, "", flags);
+      std::string why = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown reason";
+      for (char& c : why) {
+        if (c == '\n') c = ';';
+      }
+      while (!why.empty() && why.back() == ';') why.pop_back();
+      return "the server's certificate is not trusted: " + why;
+    }
+    return "TLS handshake failed: " + MbedError(r);
+  }
+
+  void Pump() {
+    if (closed_ || failed_) return;
+    std::shared_ptr<bool> alive = alive_;
+    if (!handshake_done_) {
+      int r = mbedtls_ssl_handshake(&ssl_);
+      FlushOut();
+      if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        if (in_eof_) Fail(UV_EPROTO, "the peer closed the connection during the TLS handshake");
+        return;
+      }
+      if (r != 0) {
+        Fail(UV_EPROTO, HandshakeError(r));
+        return;
+      }
+      if (client_ && mbedtls_ssl_get_verify_result(&ssl_) != 0) {
+        mbedtls_ssl_send_alert_message(&ssl_, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
+        Fail(UV_EPROTO, HandshakeError(MBEDTLS_ERR_X509_CERT_VERIFY_FAILED));
+        return;
+      }
+      handshake_done_ = true;
+      timer_.Stop();
+      const mbedtls_x509_crt* peer = mbedtls_ssl_get_peer_cert(&ssl_);
+      if (!client_ && peer && mbedtls_ssl_get_verify_result(&ssl_) == 0) peer_name_ = CommonName(peer);
+      if (client_ && mbedtls_ssl_get_session(&ssl_, &client_->session) == 0) client_->have_session = true;
+      if (!reading_) inner_->ReadStop();
+      if (!early_.empty()) {
+        std::string early;
+        early.swap(early_);
+        WritePlain(early);
+        if (!*alive || failed_) return;
+      }
+      if (shutdown_after_handshake_) Shutdown();
+    }
+    unsigned char buf[16384];
+    while (reading_ && !closed_ && !failed_) {
+      int n = mbedtls_ssl_read(&ssl_, buf, sizeof buf);
+      if (n > 0) {
+        handler_->OnData(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
+        if (!*alive) return;
+        continue;
+      }
+      FlushOut();
+      if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        if (in_eof_) End(in_err_);
+        return;
+      }
+      if (n == 0 || n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+        End(0);
+        return;
+      }
+      Fail(UV_EPROTO, "TLS: " + MbedError(n));
+      return;
+    }
+  }
+
+  static std::string CommonName(const mbedtls_x509_crt* crt) {
+    for (const mbedtls_x509_name* n = &crt->subject; n; n = n->next) {
+      if (n->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+        return std::string(reinterpret_cast<const char*>(n->val.p), n->val.len);
+      }
+    }
+    return {};
+  }
+
+  void End(int err) {
+    if (ended_ || closed_) return;
+    ended_ = true;
+    if (handler_) handler_->OnEnd(err);
+  }
+
+  void Fail(int err, std::string why) {
+    if (failed_ || closed_) return;
+    failed_ = true;
+    failure_ = std::move(why);
+    timer_.Stop();
+    FlushOut();  // the alert, if mbedTLS wrote one
+    log::Debug("tls", "connection failed", {{"peer", inner_->PeerName()}, {"error", failure_}});
+    End(err);
+  }
+
+  // The inner stream's events.
+  void OnData(std::string_view data) override {
+    in_.append(data);
+    Pump();
+  }
+  void OnEnd(int err) override {
+    in_eof_ = true;
+    in_err_ = err;
+    if (!handshake_done_) {
+      Fail(err ? err : UV_EPROTO, err ? "connection failed during the TLS handshake: " + UvError(err)
+                                      : "the peer closed the connection during the TLS handshake");
+      return;
+    }
+    if (reading_) {
+      Pump();  // what is left, then the end
+      return;
+    }
+    End(err);
+  }
+  void OnDrained() override {
+    if (handshake_done_ && early_.empty() && handler_) handler_->OnDrained();
+  }
+
+  std::unique_ptr<Stream> inner_;
+  std::shared_ptr<void> keep_;  // the configuration ssl_ points at
+  std::shared_ptr<ClientConfig> client_;
+  Timer timer_;  // the handshake deadline, then deferred reads
+  mbedtls_ssl_context ssl_;
+  int setup_error_ = 0;
+  Stream::Handler* handler_ = nullptr;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::string in_;  // ciphertext not yet read by mbedTLS, from in_pos_
+  size_t in_pos_ = 0;
+  std::string out_;    // ciphertext mbedTLS wrote, not yet handed down
+  std::string early_;  // plaintext written before the handshake finished
+  std::string peer_name_;
+  std::string failure_;
+  std::string top_fingerprint_;
+  int top_depth_ = -1;
+  int in_err_ = 0;
+  bool in_eof_ = false;
+  bool reading_ = false;
+  bool handshake_done_ = false;
+  bool shutdown_after_handshake_ = false;
+  bool closed_ = false;
+  bool failed_ = false;
+  bool ended_ = false;
+};
+
+// --- server ---
+
+Result<std::unique_ptr<ServerContext>> ServerContext::Create(uv_loop_t* loop, const ServerSettings& settings) {
+  std::unique_ptr<ServerContext> ctx(new ServerContext());
+  ctx->loop_ = loop;
+  ctx->settings_ = settings;
+  ctx->shared_ = std::make_shared<Shared>();
+  int r = mbedtls_ssl_ticket_setup(&ctx->shared_->ticket, Random, nullptr, MBEDTLS_CIPHER_AES_256_GCM, 24 * 3600);
+  if (r != 0) return Error::Internal("TLS session tickets: " + MbedError(r));
+  mbedtls_ssl_cache_set_max_entries(&ctx->shared_->cache, 10000);
+  if (Status s = ctx->SetIdentity(settings.cert_pem, settings.key_pem); !s) return s.take_error();
+  return ctx;
+}
+
+ServerContext::~ServerContext() = default;
+
+Status ServerContext::SetIdentity(const std::string& cert_pem, const std::string& key_pem) {
+  auto c = std::make_shared<ServerConfig>();
+  if (int r = ParseCerts(&c->cert, cert_pem); r != 0) return Error::Invalid("server certificate: " + MbedError(r));
+  if (int r = ParseKey(&c->key, key_pem); r != 0) return Error::Invalid("server key: " + MbedError(r));
+  int r = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                      MBEDTLS_SSL_PRESET_DEFAULT);
+  if (r != 0) return Error::Internal("TLS config: " + MbedError(r));
+  CommonSetup(&c->conf);
+  if ((r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
+    return Error::Invalid("server certificate and key: " + MbedError(r));
+  }
+  if (!settings_.client_ca_pem.empty()) {
+    if ((r = ParseCerts(&c->client_ca, settings_.client_ca_pem)) != 0) {
+      return Error::Invalid("client CA: " + MbedError(r));
+    }
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->client_ca, nullptr);
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+  } else {
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+  }
+  mbedtls_ssl_conf_session_tickets_cb(&c->conf, mbedtls_ssl_ticket_write, mbedtls_ssl_ticket_parse, &shared_->ticket);
+  mbedtls_ssl_conf_session_cache(&c->conf, &shared_->cache, mbedtls_ssl_cache_get, mbedtls_ssl_cache_set);
+  settings_.cert_pem = cert_pem;
+  settings_.key_pem = key_pem;
+  config_ = std::move(c);
+  return {};
+}
+
+std::unique_ptr<Stream> ServerContext::Wrap(std::unique_ptr<Stream> inner) {
+  // The stream keeps both its configuration and the shared tickets and cache.
+  auto keep = std::make_shared<std::pair<std::shared_ptr<ServerConfig>, std::shared_ptr<Shared>>>(config_, shared_);
+  auto s = std::make_unique<TlsStream>(loop_, std::move(inner), &config_->conf, keep, nullptr,
+                                       settings_.handshake_timeout_ms);
+  s->Begin("");
+  return s;
+}
+
+// --- client ---
+
+Result<std::shared_ptr<ClientContext>> ClientContext::Create(const ClientSettings& settings) {
+  std::shared_ptr<ClientContext> ctx(new ClientContext());
+  ctx->settings_ = settings;
+  auto c = std::make_shared<ClientConfig>();
+  int r = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                      MBEDTLS_SSL_PRESET_DEFAULT);
+  if (r != 0) return Error::Internal("TLS config: " + MbedError(r));
+  CommonSetup(&c->conf);
+  if (!settings.ca_pem.empty()) {
+    if ((r = ParseCerts(&c->ca, settings.ca_pem)) != 0) return Error::Invalid("CA certificate: " + MbedError(r));
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, nullptr);
+  } else if (settings.pin_sha256.empty()) {
+    return Error::Invalid("nothing to trust the server by: give a CA certificate or a pinned fingerprint");
+  }
+  c->pin = settings.pin_sha256;
+  for (char& ch : c->pin) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  // With a pin alone mbedTLS has no CA to require: the chain is verified all the
+  // same (Verify clears "not trusted" for the pinned top), and the handshake is
+  // refused after it unless the result is clean (TlsStream::Pump).
+  mbedtls_ssl_conf_authmode(&c->conf,
+                            settings.ca_pem.empty() ? MBEDTLS_SSL_VERIFY_OPTIONAL : MBEDTLS_SSL_VERIFY_REQUIRED);
+  if (!settings.cert_pem.empty()) {
+    if ((r = ParseCerts(&c->cert, settings.cert_pem)) != 0) {
+      return Error::Invalid("client certificate: " + MbedError(r));
+    }
+    if ((r = ParseKey(&c->key, settings.key_pem)) != 0) return Error::Invalid("client key: " + MbedError(r));
+    if ((r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
+      return Error::Invalid("client certificate and key: " + MbedError(r));
+    }
+  }
+  ctx->config_ = std::move(c);
+  return ctx;
+}
+
+ClientContext::~ClientContext() = default;
+
+std::unique_ptr<Stream> ClientContext::Wrap(uv_loop_t* loop, std::unique_ptr<Stream> inner, const std::string& host) {
+  // An address is not checked against the certificate (mbedTLS 2.28 reads no
+  // iPAddress names); a DNS name is.
+  bool is_address = host.find(':') != std::string::npos ||
+                    (!host.empty() && host.find_first_not_of("0123456789.") == std::string::npos);
+  auto s = std::make_unique<TlsStream>(loop, std::move(inner), &config_->conf, config_, config_,
+                                       settings_.handshake_timeout_ms);
+  s->Begin(is_address ? "" : host);
+  return s;
+}
+
+Result<std::shared_ptr<ClientContext>> ClientContextFor(const std::string& pin, const std::string& ca_pem) {
+  if (pin.empty() && ca_pem.empty()) return std::shared_ptr<ClientContext>();
+  ClientSettings settings;
+  settings.pin_sha256 = pin;
+  settings.ca_pem = ca_pem;
+  return ClientContext::Create(settings);
+}
+
+}  // namespace berth::net::tls
