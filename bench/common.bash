@@ -92,8 +92,10 @@ free_port() {
 }
 
 # start_berth NAME [extra flags...]: starts a server with data in $BENCH_TMP/NAME
-# (without a local agent: a benchmark that wants one starts `berth agent` itself);
-# sets BERTH_PID, BERTH_URL and BERTH_TOKEN.
+# (TLS unless --no-tls is among the flags) and sets BERTH_PID, BERTH_URL
+# (https://... or http://...), BERTH_HOST (127.0.0.1:PORT), BERTH_TOKEN (pinned:
+# the CLI needs nothing else) and BERTH_CA (DATA/ca.crt); curl is pointed at that
+# CA through CURL_CA_BUNDLE.
 start_berth() {
   local name=$1; shift
   local dir="$BENCH_TMP/$name"
@@ -103,15 +105,18 @@ start_berth() {
   BERTH_PID=$!
   BENCH_PIDS+=("$BERTH_PID")
   pin_server "$BERTH_PID"
-  local port=""
+  local url=""
   for _ in $(seq 100); do
-    port=$(sed -n 's|^berth: listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$dir/stdout" | head -1)
-    [ -n "$port" ] && break
+    url=$(sed -n 's|^berth: listening on \(https\{0,1\}://127\.0\.0\.1:[0-9]*\).*|\1|p' "$dir/stdout" | head -1)
+    [ -n "$url" ] && break
     kill -0 "$BERTH_PID" 2>/dev/null || break
     sleep 0.1
   done
-  [ -n "$port" ] || { cat "$dir/stdout" "$dir/stderr" >&2; die "berth ($name) did not start"; }
-  BERTH_URL="http://127.0.0.1:$port"
+  [ -n "$url" ] || { cat "$dir/stdout" "$dir/stderr" >&2; die "berth ($name) did not start"; }
+  BERTH_URL=$url
+  BERTH_HOST=${url#*://}
+  BERTH_CA="$dir/data/ca.crt"
+  export CURL_CA_BUNDLE=$BERTH_CA
   BERTH_TOKEN=$(cat "$dir/data/admin-token")
   curl -fsS --max-time 5 "$BERTH_URL/healthz" >/dev/null || die "berth ($name) /healthz failed"
 }

@@ -23,8 +23,9 @@ ensure_tools wrk:wrk nginx:nginx-light curl:curl python3:python3
 ensure_berth
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-# --- berth
-start_berth http ${SERVER_ARGS:-}
+# --- berth: plain HTTP, as the nginx it is compared with (bench/tls.sh measures
+# the same over TLS, against nginx and lighttpd over TLS).
+start_berth http --no-tls ${SERVER_ARGS:-}
 berth_pid=$BERTH_PID
 berth_url="$BERTH_URL/healthz"
 

@@ -56,9 +56,11 @@ done
 curl -fsS --max-time 5 "http://127.0.0.1:$dist_port/v2/" >/dev/null || { cat "$BENCH_TMP/dist/log" >&2; die "docker-registry did not start"; }
 
 # --- berth
-start_berth registry --no-agent --registry-gc-interval 0
+# Plain HTTP, as Debian's docker-registry here is (the peer is measured without
+# TLS, so berth is too; bench/tls.sh measures what TLS costs).
+start_berth registry --no-agent --registry-gc-interval 0 --no-tls
 berth_pid=$BERTH_PID
-berth_host=${BERTH_URL#http://}
+berth_host=$BERTH_HOST
 echo "$BERTH_TOKEN" | docker login "$berth_host" -u bench --password-stdin >/dev/null 2>&1 || die "docker login to berth failed"
 
 declare -A hosts=([berth]="$berth_host" [dist]="127.0.0.1:$dist_port")

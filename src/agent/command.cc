@@ -22,6 +22,9 @@ const std::vector<flags::FlagSpec> kFlags = {
      "trust an https:// server by the CA certificates in PATH (needed only when the token carries no pin; default "
      "$BERTH_CA_FILE)"},
     {"cluster", true, "NAME", "the cluster to join (default: default)"},
+    {"docker-certs-dir", true, "DIR",
+     "where the Docker engine reads registry CAs; the cluster CA is written to DIR/HOST:PORT/ca.crt (default "
+     "/etc/docker/certs.d; empty: not written)"},
     {"docker", true, "ADDR", "the Docker engine's socket (default unix:///var/run/docker.sock)"},
     {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
     {"state-dir", true, "DIR", "where the agent keeps its node id (default /var/lib/berth-agent)"},
@@ -80,6 +83,7 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
   if (!ReadCaFile(p, &o.ca_pem)) return 2;
   o.cluster = p.Get("cluster", o.cluster);
   o.docker = p.Get("docker", o.docker);
+  if (p.Has("docker-certs-dir")) o.docker_certs_dir = p.Get("docker-certs-dir");
   o.state_dir = p.Get("state-dir", o.state_dir);
   Result<std::map<std::string, std::string>> attrs = flags::ParseKeyValues(p.GetAll("attr"), "attr");
   if (!attrs) {

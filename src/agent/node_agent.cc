@@ -1,7 +1,9 @@
 #include "agent/node_agent.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -21,6 +23,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "net/http_client.h"
+#include "net/pki.h"
 #include "net/tls.h"
 #include "net/uv.h"
 
@@ -29,6 +32,12 @@ namespace berth::agent {
 namespace http = net::http;
 
 namespace {
+
+// Wall-clock time, for certificate lifetimes.
+int64_t UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -58,9 +67,13 @@ class NodeAgentImpl {
     server_ = server.value();
     crypto::TokenParts token = crypto::SplitToken(o_.token);
     o_.token = token.secret;  // only the secret goes to the server
-    Result<std::shared_ptr<net::tls::ClientContext>> trust = net::tls::ClientContextFor(token.pin, o_.ca_pem);
-    if (!trust) return Error::Invalid("TLS: " + trust.error().message);
-    tls_ = trust.value();
+    pin_ = token.pin;
+    // The node's identity from an earlier join: its key, certificate and the CA.
+    key_pem_ = files::ReadTrimmed(o_.state_dir + "/node.key");
+    cert_pem_ = files::ReadTrimmed(o_.state_dir + "/node.crt");
+    if (o_.ca_pem.empty()) o_.ca_pem = files::ReadTrimmed(o_.state_dir + "/ca.crt");
+    if (key_pem_.empty()) cert_pem_.clear();
+    if (Status s = MakeTrust(); !s) return s;
     if (server_.tls && !tls_) {
       return Error::Invalid("--server " + o_.server +
                             ": nothing to trust the server by: give a token that carries the CA fingerprint "
@@ -81,7 +94,9 @@ class NodeAgentImpl {
     ro.resync_ms = o_.resync_ms;
     Reconciler::Hooks hooks;
     hooks.engine_lost = [this] { EngineLost(); };
-    hooks.registry_auth = [this](const std::string& image) { return RegistryAuth(image); };
+    hooks.registry_auth = [this](const std::string& image, std::function<void(std::string)> done) {
+      RegistryAuth(image, std::move(done));
+    };
     hooks.pulled_changed = [this](const std::map<std::string, int64_t>& pulled) { SavePulled(pulled); };
     reconciler_ = std::make_unique<Reconciler>(container_engine_.get(), ro, std::move(hooks));
     if (server_.kind == net::Endpoint::Kind::kTcp) {
@@ -160,18 +175,49 @@ class NodeAgentImpl {
     docker_retry_ms_ = NowMs() + Backoff(++docker_failures_, 250);
   }
 
-  // X-Registry-Auth for an image: the agent's token for the server's own
-  // registry; for others, what `docker login` left in this host's Docker config
-  // ($DOCKER_CONFIG/config.json or ~/.docker/config.json), if anything.
-  std::string RegistryAuth(const std::string& image) const {
+  // X-Registry-Auth for an image. From the server's own registry: a registry
+  // token the server issues this node for that repository alone (fetched here,
+  // kept while it lives; never the agent's own credentials). From others: what
+  // `docker login` left in this host's Docker config ($DOCKER_CONFIG/config.json
+  // or ~/.docker/config.json), if anything.
+  void RegistryAuth(const std::string& image, std::function<void(std::string)> done) {
     docker::ImageRef ref = docker::ParseImageRef(image);
-    json::Doc a = json::Doc::Object();
-    for (const std::string& h : o_.registry_hosts) {
-      if (h == ref.registry) {
-        a.Set("username", "berth").Set("password", o_.token).Set("serveraddress", ref.registry);
-        return a.Print();
-      }
+    bool ours = std::find(o_.registry_hosts.begin(), o_.registry_hosts.end(), ref.registry) != o_.registry_hosts.end();
+    if (!ours) return done(DockerConfigAuth(ref));
+    if (node_id_.empty() || !reporter_) return done("");
+    std::string repo = ref.registry + "/" + ref.repository;
+    auto cached = pull_tokens_.find(repo);
+    if (cached != pull_tokens_.end() && cached->second.second > NowMs()) {
+      return done(PullAuth(ref, cached->second.first));
     }
+    json::Doc body = json::Doc::Object();
+    body.Set("image", image);
+    reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/pull-credentials", body.Print()),
+                    [this, ref, repo, done = std::move(done)](Result<http::ClientResponse> r) {
+                      if (shut_) return;
+                      Result<json::Doc> d = r && r->status == 200 ? json::Doc::Parse(r->body)
+                                                                  : Result<json::Doc>(Error::Invalid("refused"));
+                      if (!d) {
+                        log::Warn("agent", "no pull credentials from the server; pulling without",
+                                  {{"repository", repo}, {"error", r ? r->body : r.error().message}});
+                        return done("");
+                      }
+                      std::string token(d->view().Get("registryToken").String());
+                      // Kept for half its life, so a pull never starts with one about to end.
+                      int64_t life = static_cast<int64_t>(d->view().Get("expiresInMs").Number());
+                      pull_tokens_[repo] = {token, NowMs() + life / 2};
+                      done(PullAuth(ref, token));
+                    });
+  }
+
+  static std::string PullAuth(const docker::ImageRef& ref, const std::string& token) {
+    json::Doc a = json::Doc::Object();
+    a.Set("registrytoken", token).Set("serveraddress", ref.registry);
+    return a.Print();
+  }
+
+  static std::string DockerConfigAuth(const docker::ImageRef& ref) {
+    json::Doc a = json::Doc::Object();
     const char* dir = getenv("DOCKER_CONFIG");
     const char* home = getenv("HOME");
     std::string path =
@@ -215,9 +261,33 @@ class NodeAgentImpl {
     for (const std::string& p : o_.reserved_ports) reserved.Push(p);
     body.Set("reservedPorts", reserved);
     if (!node_id_.empty()) body.Set("nodeId", node_id_);
+    // Over TLS the node proves itself with a certificate from the cluster CA: asked
+    // for at the first join, and again when a third of its life is left.
+    if (server_.tls && (cert_pem_.empty() || UnixMs() >= cert_renew_ms_)) {
+      Result<std::string> csr = SigningRequest();
+      if (!csr) {
+        log::Error("agent", "cannot make a signing request", {{"error", csr.error().message}});
+      } else {
+        body.Set("csr", csr.value());
+      }
+    }
     reporter_->Send(Request("POST", "/v1/agent/register", body.Print()), [this](Result<http::ClientResponse> r) {
       if (shut_) return;
       registering_ = false;
+      if (r && r->status == 401 && !cert_pem_.empty() && r->body.find("no longer valid") != std::string::npos) {
+        // This node was deregistered (or given another certificate): join anew
+        // with the token, as a fresh node would.
+        log::Warn("agent", "the server no longer takes this node's certificate; joining again with the token",
+                  {{"node", node_id_}});
+        cert_pem_.clear();
+        unlink((o_.state_dir + "/node.crt").c_str());
+        (void)MakeTrust();
+        Bury(std::move(reporter_));
+        reporter_ = NewServerClient(30000);
+        registered_ = false;
+        server_retry_ms_ = NowMs();
+        return;
+      }
       if (!r || r->status != 200) {
         server_failures_++;
         if (server_failures_ == 1 || server_failures_ % 10 == 0) {
@@ -234,6 +304,10 @@ class NodeAgentImpl {
       TakeHeartbeatInterval(d->view());
       bool first = node_id_.empty();
       node_id_ = id;
+      if (d->view().Get("certificate").IsString()) {
+        TakeCertificate(std::string(d->view().Get("certificate").String()),
+                        std::string(d->view().Get("caCertificate").String()));
+      }
       if (first) SaveNodeId();
       reconciler_->SetNode(node_id_);
       registered_ = true;
@@ -242,6 +316,98 @@ class NodeAgentImpl {
       if (first) SyncEngine();
       OpenStream();
     });
+  }
+
+  // The client context for the server: the pin and CA, and the node's
+  // certificate once it has one. Connections made after use it.
+  Status MakeTrust() {
+    if (pin_.empty() && o_.ca_pem.empty()) return {};
+    net::tls::ClientSettings ts;
+    ts.pin_sha256 = pin_;
+    ts.ca_pem = o_.ca_pem.empty() ? "" : o_.ca_pem + "\n";
+    if (!cert_pem_.empty()) {
+      ts.cert_pem = cert_pem_ + "\n";
+      ts.key_pem = key_pem_ + "\n";
+    }
+    Result<std::shared_ptr<net::tls::ClientContext>> trust = net::tls::ClientContext::Create(ts);
+    if (!trust) return Error::Invalid("TLS: " + trust.error().message);
+    tls_ = trust.value();
+    cert_renew_ms_ = INT64_MAX;
+    if (!cert_pem_.empty()) {
+      Result<net::pki::CertInfo> info = net::pki::Inspect(cert_pem_ + "\n");
+      if (info) {
+        int64_t life = info->not_after_unix - info->not_before_unix;
+        cert_renew_ms_ = (info->not_after_unix - life / 3) * 1000;
+      }
+    }
+    return {};
+  }
+
+  http::ClientOptions ServerClientOptions(uint64_t timeout_ms) const {
+    http::ClientOptions co;
+    co.timeout_ms = timeout_ms;
+    co.tls = tls_;
+    return co;
+  }
+  std::unique_ptr<http::Client> NewServerClient(uint64_t timeout_ms) const {
+    return std::make_unique<http::Client>(loop_, server_, ServerClientOptions(timeout_ms));
+  }
+
+  // A signing request for this node's key (made and kept, 0600, on first use).
+  Result<std::string> SigningRequest() {
+    if (key_pem_.empty()) {
+      Result<std::string> key = net::pki::NewKey();
+      if (!key) return key.take_error();
+      mkdir(o_.state_dir.c_str(), 0700);
+      if (Status s = files::WriteAtomically(o_.state_dir + "/node.key", key.value(), 0600); !s) {
+        return s.take_error();
+      }
+      key_pem_ = key.value();
+    }
+    return net::pki::NewRequest(key_pem_ + "\n", node_id_.empty() ? std::string("joining-node") : node_id_);
+  }
+
+  // The certificate the server issued: kept, then used by every new connection
+  // (the stream and report connections are made anew). The CA comes with it: kept
+  // for later starts, and given to this host's Docker engine for the registry.
+  void TakeCertificate(const std::string& cert, const std::string& ca) {
+    mkdir(o_.state_dir.c_str(), 0700);
+    if (Status s = files::WriteAtomically(o_.state_dir + "/node.crt", cert, 0644); !s) {
+      log::Error("agent", "cannot keep the node certificate", {{"error", s.error().message}});
+    }
+    cert_pem_ = files::ReadTrimmed(o_.state_dir + "/node.crt");
+    if (cert_pem_.empty()) cert_pem_ = cert;
+    if (!ca.empty()) {
+      (void)files::WriteAtomically(o_.state_dir + "/ca.crt", ca, 0644);
+      if (o_.ca_pem.empty()) o_.ca_pem = ca;
+      TrustForDocker(ca);
+    }
+    if (Status s = MakeTrust(); !s) {
+      log::Error("agent", "the node certificate cannot be used", {{"error", s.error().message}});
+      return;
+    }
+    Bury(std::move(reporter_));
+    reporter_ = NewServerClient(30000);
+    if (stream_) Bury(std::move(stream_));
+    log::Info("agent", "node certificate taken", {{"node", node_id_}});
+  }
+
+  // Docker trusts a registry's CA from <certs.d>/<host:port>/ca.crt: written for
+  // the server's registry addresses.
+  void TrustForDocker(const std::string& ca) {
+    if (o_.docker_certs_dir.empty()) return;
+    for (const std::string& h : o_.registry_hosts) {
+      // Docker takes any registry on 127.0.0.0/8 without checking its certificate.
+      if (h.starts_with("127.") || h.starts_with("localhost:")) continue;
+      std::string dir = o_.docker_certs_dir + "/" + h;
+      std::string parent = o_.docker_certs_dir;
+      mkdir(parent.substr(0, parent.rfind('/')).c_str(), 0755);
+      mkdir(parent.c_str(), 0755);
+      mkdir(dir.c_str(), 0755);
+      if (Status s = files::WriteAtomically(dir + "/ca.crt", ca, 0644); !s) {
+        log::Warn("agent", "cannot give Docker the cluster CA", {{"dir", dir}, {"error", s.error().message}});
+      }
+    }
   }
 
   void SaveNodeId() {
@@ -491,6 +657,10 @@ class NodeAgentImpl {
     } else if (!stream_ && now >= server_retry_ms_) {
       OpenStream();
     }
+    if (registered_ && !registering_ && !cert_pem_.empty() && UnixMs() >= cert_renew_ms_ && now >= server_retry_ms_) {
+      log::Info("agent", "renewing the node certificate", {{"node", node_id_}});
+      Register();
+    }
     if (registered_ && !report_in_flight_ && now >= report_retry_ms_) Report();
     reconciler_->Tick(now);
   }
@@ -557,6 +727,12 @@ class NodeAgentImpl {
   int64_t server_retry_ms_ = 0;
   int64_t heartbeat_ms_ = 2000;
   std::shared_ptr<net::tls::ClientContext> tls_;  // for an https:// server
+  std::string pin_;                               // the token's pin of the cluster CA
+  std::string key_pem_, cert_pem_;                // the node's identity, once joined
+  int64_t cert_renew_ms_ = INT64_MAX;             // when to ask for a new certificate (unix ms)
+  // Registry tokens for pulls from the server's registry: "host:port/repo" →
+  // (token, until when it is used).
+  std::map<std::string, std::pair<std::string, int64_t>> pull_tokens_;
   std::unique_ptr<http::Client> stream_;
   std::unique_ptr<http::Client> reporter_;
   // The node's desired set as the server's stream said it, and the task

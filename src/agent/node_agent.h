@@ -31,6 +31,9 @@ struct NodeAgentOptions {
   std::string server = "https://127.0.0.1:7070";
   std::string token;   // bare, or pinned (base/crypto.h): the pin then vouches for the server
   std::string ca_pem;  // CA certificates to trust the server by, besides a token's pin
+  // Where this host's Docker engine looks for registry CAs (<dir>/<host:port>/ca.crt);
+  // empty: not written.
+  std::string docker_certs_dir = "/etc/docker/certs.d";
   std::string cluster = "default";
   std::string docker = "unix:///var/run/docker.sock";
   std::string state_dir = "/var/lib/berth-agent";  // keeps the node id

@@ -512,17 +512,25 @@ void Reconciler::EnsureImage(const std::string& image, std::function<void(Status
       if (*present && !reresolve) return finish(Status{});
       bool was_present = *present;
       pulls_queue_.Push(Lane::kStart, [this, alive, image, finish, was_present](std::function<void()> pulled) {
-        std::string auth = hooks_.registry_auth ? hooks_.registry_auth(image) : "";
-        engine_->Pull(image, auth, [this, alive, image, finish, was_present, pulled](Status s) {
+        auto pull = [this, alive, image, finish, was_present, pulled](std::string auth) {
           if (!*alive) return;
-          pulled();
-          if (s) NotePulled(image);
-          if (!s && was_present) {
-            log::Warn("agent", "pull failed; using the local image", {{"image", image}, {"error", s.error().message}});
-            return finish(Status{});
-          }
-          finish(s);
-        });
+          engine_->Pull(image, auth, [this, alive, image, finish, was_present, pulled](Status s) {
+            if (!*alive) return;
+            pulled();
+            if (s) NotePulled(image);
+            if (!s && was_present) {
+              log::Warn("agent", "pull failed; using the local image",
+                        {{"image", image}, {"error", s.error().message}});
+              return finish(Status{});
+            }
+            finish(s);
+          });
+        };
+        if (hooks_.registry_auth) {
+          hooks_.registry_auth(image, std::move(pull));
+        } else {
+          pull("");
+        }
       });
     });
   });

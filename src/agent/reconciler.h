@@ -50,8 +50,9 @@ class Reconciler {
   struct Hooks {
     // A call found the engine not answering: the owner reconnects, then calls Sync.
     std::function<void()> engine_lost;
-    // The X-Registry-Auth JSON for pulling `image` (may be empty).
-    std::function<std::string(const std::string& image)> registry_auth;
+    // The X-Registry-Auth JSON for pulling `image` (may be empty), given to `done`
+    // (which may come later: credentials can be fetched first).
+    std::function<void(const std::string& image, std::function<void(std::string)> done)> registry_auth;
     // The images this agent pulled and when a task last used them changed (to keep).
     std::function<void(const std::map<std::string, int64_t>&)> pulled_changed;
   };

@@ -71,6 +71,7 @@ void AgentHub::AddLogRoutes(http::Router* router) {
       return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
     std::string request_id = crypto::Hex(raw, sizeof raw);
     LogRequest& lr = log_requests_[request_id];
+    lr.node = t->node;
     lr.client = ex;
     lr.deadline_ms = clock_->NowUnixMs() + kAgentAnswerMs;
     ex->on_abort = [this, request_id] {
@@ -101,6 +102,10 @@ void AgentHub::AddLogRoutes(http::Router* router) {
         if (it == log_requests_.end() || it->second.agent) {
           return ex->Respond(http::ErrorResponse(404, "LogRequestNotFound", "no client waits for logs " + request_id));
         }
+        // Only the agent of the node asked may answer.
+        const model::Node* n = state_->FindNode(it->second.node);
+        if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + it->second.node + " is gone"));
+        if (!MayActFor(ex, *n)) return;
         it->second.agent = ex;
         bool not_found = !ex->request().Header("x-berth-log-error").empty();
         http::ExchangePtr client = it->second.client;

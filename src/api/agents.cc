@@ -5,6 +5,7 @@
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "net/pki.h"
 
 namespace berth::api {
 
@@ -156,7 +157,46 @@ void AgentHub::Send(const std::string& node_id, Stream& s) {
   s.last_write_ms = clock_->NowUnixMs();
 }
 
+std::string RepositoryOf(std::string_view image) {
+  size_t slash = image.find('/');
+  if (slash == std::string_view::npos) return "";
+  std::string_view host = image.substr(0, slash);
+  if (host.find_first_of(".:") == std::string_view::npos && host != "localhost") return "";
+  std::string_view rest = image.substr(slash + 1);
+  if (size_t at = rest.find('@'); at != std::string_view::npos) rest = rest.substr(0, at);
+  size_t last_slash = rest.rfind('/');
+  size_t colon = rest.rfind(':');
+  if (colon != std::string_view::npos && (last_slash == std::string_view::npos || colon > last_slash)) {
+    rest = rest.substr(0, colon);
+  }
+  return std::string(rest);
+}
+
+bool AgentHub::MayActFor(const http::ExchangePtr& ex, const model::Node& n) {
+  const std::string& who = ex->principal;
+  if (who == "node:" + n.id || (!n.identity.empty() && n.identity == "token:" + who)) return true;
+  std::string as = who.starts_with("node:") ? "the certificate of " + who.substr(5) : "token " + who;
+  ex->Respond(http::ErrorResponse(403, "Forbidden", as + " may not act for node " + n.id));
+  return false;
+}
+
 void AgentHub::Flush() {
+  // A revoked token's nodes lose their streams (they joined with it, without a
+  // certificate); their next call is refused.
+  if (!removed_tokens_.empty()) {
+    std::vector<std::string> closing;
+    for (const auto& [id, s] : streams_) {
+      const model::Node* n = state_->FindNode(id);
+      if (n && n->identity.starts_with("token:") && removed_tokens_.count(n->identity.substr(6))) {
+        closing.push_back(id);
+      }
+    }
+    for (const std::string& id : closing) {
+      log::Info("agents", "closing the stream of a node whose token was revoked", {{"node", id}});
+      CloseStream(id);
+    }
+    removed_tokens_.clear();
+  }
   for (const std::string& id : removed_) {
     auto it = streams_.find(id);
     if (it == streams_.end()) continue;
@@ -273,7 +313,32 @@ void AgentHub::AddRoutes(http::Router* router) {
     if (!ports)
       return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: " + ports.error().message));
     cmd->reserved_ports = std::move(ports.value());
+    Result<std::string> csr = json::OptionalString(v, "csr", "csr");
+    if (!csr) return ex->Respond(http::ErrorResponse(csr.error()));
     cmd->id = *node_id;
+    // Who registers: a node by its certificate (only itself, again, or renewing
+    // its certificate), or a token joining a node (a new one, or one bound to
+    // that same token).
+    const std::string& who = ex->principal;
+    if (who.starts_with("node:")) {
+      std::string self = who.substr(5);
+      if (!cmd->id.empty() && cmd->id != self) {
+        return ex->Respond(
+            http::ErrorResponse(403, "Forbidden", "the certificate of " + self + " may not register node " + cmd->id));
+      }
+      cmd->id = self;
+    } else {
+      const model::Node* known = cmd->id.empty() ? nullptr : state_->FindNode(cmd->id);
+      if (known && known->identity != "token:" + who && !known->identity.empty()) {
+        return ex->Respond(
+            http::ErrorResponse(409, "NodeIdentityHeld",
+                                "node " + cmd->id + " is registered and proves itself with " +
+                                    (known->identity.starts_with("cert:") ? "its certificate" : "another token") +
+                                    ": only that may register it again (to join anew, deregister it first)"));
+      }
+      if (!known) cmd->join_token = who;
+      if (known && known->identity.empty()) cmd->identity = "token:" + who;  // a node from before identities
+    }
     if (cmd->id.empty()) {
       uint8_t raw[6];
       if (!crypto::RandomBytes(raw, sizeof raw))
@@ -281,13 +346,33 @@ void AgentHub::AddRoutes(http::Router* router) {
       cmd->id = "node-" + crypto::Hex(raw, sizeof raw);
     }
     if (Status s = model::ValidateNodeId(cmd->id); !s) return ex->Respond(http::ErrorResponse(s.error()));
+    if (state_->IsNodeRevoked(cmd->id)) {
+      return ex->Respond(
+          http::ErrorResponse(403, "NodeRevoked", "node " + cmd->id + " was revoked: it may not register again"));
+    }
+    std::string certificate;
+    if (!csr->empty()) {
+      if (!options_.issue_node_cert) {
+        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: this server issues no certificates"));
+      }
+      if (csr->size() > 16384) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: too long"));
+      Result<std::string> cert = options_.issue_node_cert(*csr, cmd->id);
+      if (!cert) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: " + cert.error().message));
+      Result<net::pki::CertInfo> info = net::pki::Inspect(cert.value());
+      if (!info) return ex->Respond(http::ErrorResponse(500, "InternalError", info.error().message));
+      certificate = cert.value();
+      cmd->identity = "cert:" + info->serial;
+    } else if (!who.starts_with("node:") && !cmd->join_token.empty()) {
+      cmd->identity = "token:" + who;  // bound to the token that joined it
+    }
     cmd->cluster = *cluster;
     cmd->hostname = *hostname;
     cmd->cpu = *cpu;
     cmd->memory = *memory;
     cmd->time_ms = clock_->NowUnixMs();
     int64_t interval = HeartbeatInterval();
-    store_->Submit(std::move(cmd), [ex, interval](Result<std::string> r) {
+    std::string ca_pem = certificate.empty() ? "" : options_.ca_pem;
+    store_->Submit(std::move(cmd), [ex, interval, certificate, ca_pem](Result<std::string> r) {
       if (!r) return ex->Respond(http::ErrorResponse(r.error()));
       Result<json::Doc> doc = json::Doc::Parse(*r);
       json::Doc out = json::Doc::Object();
@@ -296,6 +381,7 @@ void AgentHub::AddRoutes(http::Router* router) {
           .Set("containerInstanceArn", std::string(ci.Get("containerInstanceArn").String()))
           .Set("cluster", std::string(ci.Get("cluster").String()))
           .Set("heartbeatIntervalMs", interval);
+      if (!certificate.empty()) out.Set("certificate", certificate).Set("caCertificate", ca_pem);
       ex->Respond(http::JsonResponse(200, out.Print()));
     });
   });
@@ -307,6 +393,7 @@ void AgentHub::AddRoutes(http::Router* router) {
         std::string id(ex->request().Param("id"));
         const model::Node* n = state_->FindNode(id);
         if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
+        if (!MayActFor(ex, *n)) return;
         // One stream per node: a newer connection replaces an older one.
         if (streams_.count(id)) CloseStream(id);
         ex->Begin(200, {{"Cache-Control", "no-store"}}, -1, "application/x-ndjson");
@@ -328,6 +415,44 @@ void AgentHub::AddRoutes(http::Router* router) {
       },
       stream_opts);
 
+  // Pull credentials: a node may pull the repositories its own tasks use, and
+  // only those, with a registry token that lives minutes (never the agent's own
+  // credentials on the wire to /v2/).
+  router->Add("POST", "/v1/agent/nodes/{id}/pull-credentials", [this](const http::ExchangePtr& ex) {
+    std::string id(ex->request().Param("id"));
+    const model::Node* n = state_->FindNode(id);
+    if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
+    if (!MayActFor(ex, *n)) return;
+    if (!options_.issue_pull_token) {
+      return ex->Respond(http::ErrorResponse(404, "NotFound", "this server issues no pull credentials"));
+    }
+    Result<json::Doc> body = json::Doc::Parse(ex->request().body);
+    if (!body) return ex->Respond(http::ErrorResponse(body.error()));
+    Result<std::string> image = json::RequireString(body->view(), "image", "image");
+    if (!image) return ex->Respond(http::ErrorResponse(image.error()));
+    std::string repo = RepositoryOf(*image);
+    if (repo.empty()) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                             "image: " + *image + " names no registry host (host:port/repository)"));
+    }
+    bool used = false;
+    for (const auto& [task_id, t] : n->tasks) {
+      const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision);
+      if (!td) continue;
+      for (const model::ContainerSummary& c : td->containers) used = used || RepositoryOf(c.image) == repo;
+      if (used) break;
+    }
+    if (!used) {
+      return ex->Respond(http::ErrorResponse(
+          403, "Forbidden", "no task of node " + id + " uses repository " + repo + ": no pull credentials for it"));
+    }
+    json::Doc out = json::Doc::Object();
+    out.Set("repository", repo)
+        .Set("registryToken", options_.issue_pull_token(id, repo))
+        .Set("expiresInMs", options_.pull_token_ttl_ms);
+    ex->Respond(http::JsonResponse(200, out.Print()));
+  });
+
   http::RouteOptions report_opts;
   report_opts.max_body = 8 << 20;
   router->Add(
@@ -336,6 +461,7 @@ void AgentHub::AddRoutes(http::Router* router) {
         std::string id(ex->request().Param("id"));
         const model::Node* n = state_->FindNode(id);
         if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
+        if (!MayActFor(ex, *n)) return;
         Result<json::Doc> body = json::Doc::Parse(ex->request().body);
         if (!body) return ex->Respond(http::ErrorResponse(body.error()));
         json::View tasks = body->view().Get("tasks");

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -30,7 +31,20 @@ struct AgentOptions {
   int64_t max_heartbeats_per_s = 1000;
   int64_t lost_after_ms = 10000;   // away this long: the node is lost
   int64_t stream_ping_ms = 10000;  // a line on every idle stream, so dead peers show
+  // Node identities (mutual TLS): signs a node's certificate from its signing
+  // request (PEM) for `node_id`; returns the certificate (PEM). Unset: nodes join
+  // bound to their token only.
+  std::function<Result<std::string>(const std::string& csr_pem, const std::string& node_id)> issue_node_cert;
+  std::string ca_pem;  // given to joining agents with their certificate
+  // Pull credentials for a node: a registry token (subject "node:<id>") allowing
+  // only pulls of `repository`, short-lived. Unset: the route answers 404.
+  std::function<std::string(const std::string& node_id, const std::string& repository)> issue_pull_token;
+  int64_t pull_token_ttl_ms = 0;
 };
+
+// The repository an image reference names on a registry ("host:port/a/b:tag" and
+// "host:port/a/b@sha256:..." give "a/b"), or "" when it names no registry host.
+std::string RepositoryOf(std::string_view image);
 
 class AgentHub final : public model::StateObserver {
  public:
@@ -39,6 +53,11 @@ class AgentHub final : public model::StateObserver {
   ~AgentHub() override;
 
   void AddRoutes(net::http::Router* router);
+  // Sets AgentOptions::issue_pull_token (the registry starts after the hub).
+  void SetPullTokens(std::function<std::string(const std::string&, const std::string&)> issue, int64_t ttl_ms) {
+    options_.issue_pull_token = std::move(issue);
+    options_.pull_token_ttl_ms = ttl_ms;
+  }
   // Sends the desired set to every node whose set changed since the last call.
   // Called after each store flush.
   void Flush();
@@ -52,6 +71,7 @@ class AgentHub final : public model::StateObserver {
   // model::StateObserver
   void OnNodeDesiredChanged(const model::Node& n) override { dirty_.insert(n.id); }
   void OnNodeRemoved(const model::Node& n) override;
+  void OnTokenRemoved(const model::Token& t) override { removed_tokens_.insert(t.id); }
   void OnReloaded() override;
 
  private:
@@ -71,6 +91,7 @@ class AgentHub final : public model::StateObserver {
   // line on the node's stream; the agent answers with a streamed POST to
   // /v1/agent/logs/{request}, whose frames are relayed to the client.
   struct LogRequest {
+    std::string node;  // the only node that may answer
     net::http::ExchangePtr client;
     net::http::ExchangePtr agent;  // once the agent's POST arrived
     int64_t deadline_ms = 0;       // the agent must answer by then
@@ -93,7 +114,11 @@ class AgentHub final : public model::StateObserver {
   int64_t started_ms_;
   std::unordered_map<std::string, Stream> streams_;
   std::unordered_set<std::string> dirty_;
-  std::unordered_set<std::string> removed_;    // deregistered, told after the commit
+  std::unordered_set<std::string> removed_;         // deregistered, told after the commit
+  std::unordered_set<std::string> removed_tokens_;  // revoked: their nodes' streams close after the commit
+  // May the caller (Exchange::principal) act for node `n`? Its certificate's node,
+  // or the token a certificate-less node joined with. Answers 403 when not.
+  bool MayActFor(const net::http::ExchangePtr& ex, const model::Node& n);
   std::set<std::string> lost_pending_;         // NodeLost submitted, not yet applied
   metrics::Counter* desired_lines_ = nullptr;  // desired-state lines sent, and their bytes
   metrics::Counter* desired_bytes_ = nullptr;

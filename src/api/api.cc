@@ -149,6 +149,15 @@ void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
 
+std::string IsoTime(int64_t unix_ms) {
+  time_t secs = static_cast<time_t>(unix_ms / 1000);
+  tm v{};
+  gmtime_r(&secs, &v);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &v);
+  return buf;
+}
+
 bool IsAdmin(const model::State& state, std::string_view token_id) {
   for (const model::Token& t : state.tokens()) {
     if (t.id == token_id) return t.role == "admin";
@@ -158,13 +167,29 @@ bool IsAdmin(const model::State& state, std::string_view token_id) {
 
 }  // namespace
 
-std::optional<http::Response> Authenticate(const model::State& state, http::Exchange& ex) {
-  std::string_view auth = ex.request().Header("authorization");
+std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, http::Exchange& ex) {
+  const http::Request& req = ex.request();
+  std::string_view auth = req.Header("authorization");
   auto refuse = [](std::string message) {
     http::Response r = http::ErrorResponse(401, "Unauthorized", message);
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"berth\""});
     return r;
   };
+  bool agent_route = req.path.starts_with("/v1/agent/");
+  // A node's certificate (mutual TLS) speaks for that node, on the agent routes
+  // only, while it is the one the node was last given.
+  if (agent_route && !req.peer_cert_cn.empty()) {
+    const model::Node* n = state.FindNode(req.peer_cert_cn);
+    if (n && n->identity == "cert:" + req.peer_cert_serial) {
+      ex.principal = "node:" + n->id;
+      return std::nullopt;
+    }
+    if (auth.empty()) {
+      return refuse("the certificate of node " + req.peer_cert_cn +
+                    " is no longer valid: the node was deregistered or revoked, or holds a newer certificate");
+    }
+    // A token may follow: a node joining again after it was deregistered.
+  }
   if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
   constexpr std::string_view kBearer = "Bearer ";
   auto scheme_is_bearer = [&] {
@@ -179,13 +204,17 @@ std::optional<http::Response> Authenticate(const model::State& state, http::Exch
   }
   const model::Token* t = state.FindTokenBySecret(auth.substr(kBearer.size()));
   if (!t) return refuse("the token is not valid");
-  const std::string& method = ex.request().method;
-  bool read = method == "GET" || method == "HEAD";
-  bool agent_route = ex.request().path.starts_with("/v1/agent/");
-  if ((t->role == "agent" && !agent_route) || (t->role == "read-only" && !read)) {
-    return http::ErrorResponse(403, "Forbidden",
-                               "a token with role " + t->role + " may not " + method + " " + ex.request().path);
+  if (t->expires_ms && t->expires_ms <= now_ms) {
+    return refuse("the token " + t->id + " expired at " + IsoTime(t->expires_ms));
   }
+  const std::string& method = req.method;
+  bool read = method == "GET" || method == "HEAD";
+  if ((t->role == "agent") != agent_route || (t->role == "read-only" && !read)) {
+    std::string why = agent_route ? " (only agents use the /v1/agent/ routes)" : "";
+    return http::ErrorResponse(403, "Forbidden",
+                               "a token with role " + t->role + " may not " + method + " " + req.path + why);
+  }
+  state.NoteTokenUsed(t->id, now_ms);
   ex.principal = t->id;
   return std::nullopt;
 }
@@ -358,6 +387,17 @@ void AddRoutes(http::Router* router, Context* ctx) {
       return ex->Respond(
           http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only or agent"));
     }
+    Result<int64_t> ttl = json::OptionalInt(body->view(), "ttlSeconds", "ttlSeconds", 0);
+    if (!ttl) return ex->Respond(http::ErrorResponse(ttl.error()));
+    if (*ttl < 0 || *ttl > 10ll * 365 * 86400) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "ttlSeconds: must be from 1 to 315360000"));
+    }
+    Result<int64_t> uses = json::OptionalInt(body->view(), "uses", "uses", -1);
+    if (!uses) return ex->Respond(http::ErrorResponse(uses.error()));
+    if (body->view().Get("uses").valid() && (*uses < 1 || *uses > 1000000 || *role != "agent")) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                             "uses: only an agent token has uses (node joins), from 1 to 1000000"));
+    }
     Result<std::string> secret = crypto::NewToken("berth_");
     if (!secret) return ex->Respond(http::ErrorResponse(secret.error()));
     Result<std::string> suffix = crypto::NewToken("");
@@ -367,6 +407,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     cmd->role = *role;
     cmd->hash = crypto::Hex(crypto::Sha256(*secret));
     cmd->time_ms = ctx->clock->NowUnixMs();
+    cmd->expires_ms = *ttl > 0 ? cmd->time_ms + *ttl * 1000 : 0;
+    cmd->uses = *uses;
     // What the user pastes: the secret with the CA's fingerprint (base/crypto.h).
     std::string secret_value =
         ctx->ca_fingerprint.empty() ? *secret : crypto::PinnedToken(ctx->ca_fingerprint, *secret);
@@ -382,13 +424,17 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   router->Add("GET", "/v1/tokens", [ctx](const http::ExchangePtr& ex) {
     json::Doc list = json::Doc::Array();
-    for (const model::Token& t : ctx->state->tokens()) {
-      list.Push(json::Doc::Object()
-                    .Set("id", t.id)
-                    .Set("role", t.role)
-                    .Set("createdAt", static_cast<double>(t.created_ms) / 1000.0));
-    }
+    for (const model::Token& t : ctx->state->tokens()) list.Push(model::TokenJson(t));
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
+  });
+
+  router->Add("DELETE", "/v1/tokens/{id}", [ctx](const http::ExchangePtr& ex) {
+    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
+      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may remove tokens"));
+    }
+    auto cmd = std::make_unique<model::DeleteToken>();
+    cmd->id = std::string(ex->request().Param("id"));
+    Submit(ctx, ex, std::move(cmd), 200);
   });
 
   // --- nodes ---
@@ -426,6 +472,19 @@ void AddRoutes(http::Router* router, Context* ctx) {
     auto cmd = std::make_unique<model::DeregisterNode>();
     cmd->id = std::string(ex->request().Param("id"));
     cmd->force = ex->request().Query("force").value_or("") == "true";
+    Submit(ctx, ex, std::move(cmd), 200);
+  });
+
+  // Revoke: deregistered (its tasks stopped), its certificate refused at once and
+  // its streams closed, and its id never registered again. Admin only.
+  router->Add("POST", "/v1/nodes/{id}/revoke", [ctx](const http::ExchangePtr& ex) {
+    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
+      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may revoke nodes"));
+    }
+    auto cmd = std::make_unique<model::DeregisterNode>();
+    cmd->id = std::string(ex->request().Param("id"));
+    cmd->force = true;
+    cmd->revoke = true;
     Submit(ctx, ex, std::move(cmd), 200);
   });
 

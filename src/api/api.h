@@ -37,8 +37,11 @@ void AddRoutes(net::http::Router* router, Context* ctx);
 const model::Task* ResolveTaskOrAnswer(const model::State& state, const net::http::ExchangePtr& ex,
                                        std::string_view ref);
 
-// The authentication gate: a bearer token (compared in constant time through its
-// hash) whose role allows the request; 401 or 403 otherwise.
-std::optional<net::http::Response> Authenticate(const model::State& state, net::http::Exchange& ex);
+// The authentication gate: on the agent routes a node's certificate (mutual TLS)
+// that is the one its node holds (principal "node:<id>"); otherwise a bearer
+// token (compared in constant time through its hash), not expired, whose role
+// allows the request (agent tokens on the agent routes only, and only they);
+// 401 or 403 otherwise.
+std::optional<net::http::Response> Authenticate(model::State& state, int64_t now_ms, net::http::Exchange& ex);
 
 }  // namespace berth::api

@@ -35,6 +35,9 @@ struct Error {
   static Error Conflict(std::string code, std::string message) {
     return {ErrorKind::kConflict, std::move(code), std::move(message)};
   }
+  static Error Unauthorized(std::string message) {
+    return {ErrorKind::kUnauthorized, "Unauthorized", std::move(message)};
+  }
 };
 
 template <class T>

@@ -164,21 +164,42 @@ int TaskdefCommand(const std::vector<std::string>& args) {
 
 const char kTokenUsage[] =
     "Usage:\n"
-    "  berth token create --role ROLE   make a token (admin, deploy, read-only or agent); the secret is shown once\n"
-    "  berth token ls                   list tokens (ids and roles, never secrets)\n";
+    "  berth token create --role ROLE [--ttl DURATION] [--uses N]\n"
+    "                                   make a token (admin, deploy, read-only or agent); the secret is shown\n"
+    "                                   once, with the cluster CA's fingerprint (all a client needs)\n"
+    "  berth token ls                   list tokens: role, created, last used, expiry, uses left (never secrets)\n"
+    "  berth token rm ID                revoke a token at once (its streams and registry sessions end)\n";
 
 int TokenCommand(const std::vector<std::string>& args) {
-  Result<flags::Parsed> p = flags::ParseFlags(
-      args, {{"json", false, "", "print JSON"}, {"role", true, "ROLE", "admin, deploy, read-only or agent"}});
+  std::vector<flags::FlagSpec> specs = {
+      {"json", false, "", "print JSON"},
+      {"role", true, "ROLE", "admin, deploy, read-only or agent"},
+      {"ttl", true, "DURATION", "the token expires this long after it is made (e.g. 24h)"},
+      {"uses", true, "N", "an agent token: how many nodes may join with it"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("token", p.error().message);
   if (p->help || p->positional.empty()) {
-    printf("%s", kTokenUsage);
+    printf("%s\nFlags:\n%s", kTokenUsage, flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }
   const std::string& sub = p->positional[0];
   if (sub == "create") {
     if (!p->Has("role")) return UsageError("token", "create needs --role");
-    CallResult r = Call("POST", "/v1/tokens", json::Doc::Object().Set("role", p->Get("role")).Print());
+    json::Doc body = json::Doc::Object();
+    body.Set("role", p->Get("role"));
+    if (p->Has("ttl")) {
+      Result<uint64_t> ttl = flags::ParseDuration(p->Get("ttl"), "ttl");
+      if (!ttl || ttl.value() < 1000)
+        return UsageError("token", "--ttl: expected a duration of 1s or more, such as 24h");
+      body.Set("ttlSeconds", static_cast<int64_t>(ttl.value() / 1000));
+    }
+    if (p->Has("uses")) {
+      Result<uint64_t> uses = flags::ParseCount(p->Get("uses"), "uses");
+      if (!uses || uses.value() < 1) return UsageError("token", "--uses: expected a whole number of 1 or more");
+      body.Set("uses", static_cast<int64_t>(uses.value()));
+    }
+    CallResult r = Call("POST", "/v1/tokens", body.Print());
     if (r.exit) return r.exit;
     json::View t = r.body.view().Get("token");
     if (p->Has("json"))
@@ -194,10 +215,20 @@ int TokenCommand(const std::vector<std::string>& args) {
       printf("%s\n", r.body.Print().c_str());
       return kOk;
     }
-    Table t({"ID", "ROLE", "CREATED"});
-    for (json::View tok : r.body.view().Get("tokens"))
-      t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt")});
+    Table t({"ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "USES LEFT"});
+    for (json::View tok : r.body.view().Get("tokens")) {
+      t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt"), Seconds(tok, "lastUsedAt"),
+             tok.Get("expiresAt").valid() ? Seconds(tok, "expiresAt") : "never",
+             tok.Get("usesLeft").valid() ? Num(tok, "usesLeft") : "-"});
+    }
     printf("%s", t.Render().c_str());
+    return kOk;
+  }
+  if (sub == "rm" || sub == "delete") {
+    if (p->positional.size() != 2) return UsageError("token", "rm takes one token ID (see berth token ls)");
+    CallResult r = Call("DELETE", "/v1/tokens/" + p->positional[1]);
+    if (r.exit) return r.exit;
+    printf("removed %s\n", p->positional[1].c_str());
     return kOk;
   }
   return UsageError("token", "unknown subcommand '" + sub + "'");

@@ -150,7 +150,9 @@ int NodeCommand(const std::vector<std::string>& args) {
         "  berth node describe NODE         show one node (--json: the ECS container instance JSON)\n"
         "  berth node drain NODE            no new tasks; service tasks move elsewhere\n"
         "  berth node activate NODE         take tasks again\n"
-        "  berth node rm NODE [--force]     deregister (--force stops its tasks)\n\nFlags:\n%s",
+        "  berth node rm NODE [--force]     deregister (--force stops its tasks)\n"
+        "  berth node revoke NODE           deregister, stop its tasks, refuse its certificate at once and never\n"
+        "                                   let the id register again (admin)\n\nFlags:\n%s",
         flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
   }
@@ -177,6 +179,8 @@ int NodeCommand(const std::vector<std::string>& args) {
     r = Call("POST", "/v1/nodes/" + Q(node) + "/activate", "{}");
   else if (sub == "rm")
     r = Call("DELETE", "/v1/nodes/" + Q(node) + (p->Has("force") ? "?force=true" : ""));
+  else if (sub == "revoke")
+    r = Call("POST", "/v1/nodes/" + Q(node) + "/revoke", "{}");
   else
     return UsageError("node", "unknown subcommand '" + sub + "'");
   if (r.exit) return r.exit;
@@ -186,7 +190,7 @@ int NodeCommand(const std::vector<std::string>& args) {
   else if (sub == "describe")
     PrintNodeDescription(n);
   else
-    printf("%s %s\n", Str(n, "nodeId").c_str(), Str(n, "status").c_str());
+    printf("%s %s%s\n", Str(n, "nodeId").c_str(), Str(n, "status").c_str(), sub == "revoke" ? " (revoked)" : "");
   return kOk;
 }
 

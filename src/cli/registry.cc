@@ -2,13 +2,19 @@
 // server's /v1/repositories and /v1/registry routes.
 #include "cli/registry.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 
+#include "base/files.h"
 #include "base/flags.h"
 #include "base/json.h"
 #include "cli/common.h"
+#include "cli/config.h"
 #include "cli/table.h"
 #include "net/http.h"
+#include "net/pki.h"
+#include "net/socket.h"
 
 namespace berth::cli {
 
@@ -244,17 +250,70 @@ int ImageCommand(const std::vector<std::string>& args) {
   return kOk;
 }
 
+namespace {
+
+// `berth registry trust`: this host's Docker engine trusts the cluster CA for the
+// configured server's registry (DIR/HOST:PORT/ca.crt), the CA fetched from the
+// server over a connection the token's pin (or the CA file) vouches for.
+int RegistryTrust(const flags::Parsed& p) {
+  Result<Config> cfg = LoadConfig();
+  if (!cfg) {
+    fprintf(stderr, "berth: %s\n", cfg.error().message.c_str());
+    return kUsage;
+  }
+  Result<net::Endpoint> ep = net::Endpoint::Parse(cfg->server, 7070);
+  if (!ep || ep->kind != net::Endpoint::Kind::kTcp) {
+    return UsageError("registry", "the configured server " + cfg->server + " is not a host:port");
+  }
+  if (!ep->tls) return UsageError("registry", "the configured server " + cfg->server + " does not speak TLS");
+  std::string pem;
+  if (int exit = CallRaw("GET", "/v1/ca", &pem); exit != kOk) return exit;
+  Result<net::pki::CertInfo> info = net::pki::Inspect(pem);
+  if (!info) {
+    fprintf(stderr, "berth registry: the server's CA: %s\n", info.error().message.c_str());
+    return kRefused;
+  }
+  std::string pin = cfg->Pin();
+  if (!pin.empty() && info->fingerprint != pin) {
+    fprintf(stderr, "berth registry: the server sent a CA with fingerprint %s, not the pinned %s\n",
+            info->fingerprint.c_str(), pin.c_str());
+    return kRefused;
+  }
+  std::string base = p.Get("docker-certs-dir", "/etc/docker/certs.d");
+  std::string dir = base + "/" + ep->ToString();
+  for (const std::string& d : {base.substr(0, base.rfind('/')), base, dir}) {
+    if (!d.empty()) mkdir(d.c_str(), 0755);
+  }
+  if (Status s = files::WriteAtomically(dir + "/ca.crt", net::pki::FirstCertificate(pem), 0644); !s) {
+    fprintf(stderr, "berth registry: %s\n", s.error().message.c_str());
+    return kRefused;
+  }
+  printf("wrote %s/ca.crt (CA %s): docker pull and push to %s now verify the registry\n", dir.c_str(),
+         info->fingerprint.c_str(), ep->ToString().c_str());
+  return kOk;
+}
+
+}  // namespace
+
 int RegistryCommand(const std::vector<std::string>& args) {
-  Result<flags::Parsed> p =
-      flags::ParseFlags(args, {{"json", false, "", "print JSON"}, {"dry-run", false, "", "only list what would go"}});
+  Result<flags::Parsed> p = flags::ParseFlags(
+      args,
+      {{"json", false, "", "print JSON"},
+       {"dry-run", false, "", "only list what would go"},
+       {"docker-certs-dir", true, "DIR", "trust: where Docker reads registry CAs (default /etc/docker/certs.d)"}});
   if (!p) return UsageError("registry", p.error().message);
-  if (p->help || p->positional.size() != 1 || p->positional[0] != "gc") {
+  bool known = p->positional.size() == 1 && (p->positional[0] == "gc" || p->positional[0] == "trust");
+  if (p->help || !known) {
     printf(
         "Usage:\n"
         "  berth registry gc [--dry-run]   remove blobs no image references (online; pushes go on)\n"
-        "\nFlags:\n  --json                         print JSON\n");
+        "  berth registry trust            make this host's Docker trust the cluster CA for the server's registry\n"
+        "                                  (writes /etc/docker/certs.d/HOST:PORT/ca.crt)\n"
+        "\nFlags:\n  --json                         print JSON\n"
+        "  --docker-certs-dir DIR         trust: where Docker reads registry CAs\n");
     return p->help ? kOk : kUsage;
   }
+  if (p->positional[0] == "trust") return RegistryTrust(*p);
   CallResult r = Call("POST", std::string("/v1/registry/gc") + (p->Has("dry-run") ? "?dryRun=true" : ""));
   if (r.exit) return r.exit;
   if (p->Has("json")) {

@@ -18,7 +18,19 @@ std::string DeregisterTaskDefinition::Encode() const {
 }
 
 std::string CreateToken::Encode() const {
-  return json::Doc::Object().Set("id", id).Set("role", role).Set("hash", hash).Print();
+  json::Doc d = json::Doc::Object();
+  d.Set("id", id).Set("role", role).Set("hash", hash);
+  if (expires_ms) d.Set("expiresMs", expires_ms);
+  if (uses >= 0) d.Set("uses", uses);
+  return d.Print();
+}
+
+std::string DeleteToken::Encode() const { return json::Doc::Object().Set("id", id).Print(); }
+
+std::string TouchTokens::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const auto& [id, ms] : used) list.Push(json::Doc::Object().Set("id", id).Set("ms", ms));
+  return json::Doc::Object().Set("used", list).Print();
 }
 
 std::string RegisterNode::Encode() const {
@@ -32,12 +44,16 @@ std::string RegisterNode::Encode() const {
       .Set("memory", memory)
       .Set("attributes", attrs)
       .Set("reservedPorts", PortsText(reserved_ports))
+      .Set("identity", identity)
+      .Set("joinToken", join_token)
       .Print();
 }
 
 std::string SetNodeStatus::Encode() const { return json::Doc::Object().Set("id", id).Set("status", status).Print(); }
 
-std::string DeregisterNode::Encode() const { return json::Doc::Object().Set("id", id).Set("force", force).Print(); }
+std::string DeregisterNode::Encode() const {
+  return json::Doc::Object().Set("id", id).Set("force", force).Set("revoke", revoke).Print();
+}
 
 namespace {
 
@@ -183,6 +199,9 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
     Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(v.Get("reservedPorts").String());
     if (!reserved) return reserved.take_error();
     c->reserved_ports = std::move(reserved.value());
+    if (!(st = Str(v, "identity", &c->identity)) || !(st = Str(v, "joinToken", &c->join_token))) {
+      return st.take_error();
+    }
     return store::CommandPtr(std::move(c));
   }
   if (type == "SetNodeStatus") {
@@ -194,6 +213,7 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
     auto c = std::make_unique<DeregisterNode>();
     if (!(st = Str(v, "id", &c->id))) return st.take_error();
     c->force = v.Get("force").Bool();
+    c->revoke = v.Get("revoke").Bool();
     return store::CommandPtr(std::move(c));
   }
   if (type == "PlaceTasks") {
@@ -347,6 +367,30 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
       Result<std::string> s = json::RequireString(v, field, field);
       if (!s) return s.take_error();
       *dest = std::move(s.value());
+    }
+    Result<int64_t> expires = json::OptionalInt(v, "expiresMs", "expiresMs", 0);
+    if (!expires) return expires.take_error();
+    Result<int64_t> uses = json::OptionalInt(v, "uses", "uses", -1);
+    if (!uses) return uses.take_error();
+    c->expires_ms = expires.value();
+    c->uses = uses.value();
+    out = std::move(c);
+  } else if (type == "DeleteToken") {
+    auto c = std::make_unique<DeleteToken>();
+    Result<std::string> id = json::RequireString(v, "id", "id");
+    if (!id) return id.take_error();
+    c->id = std::move(id.value());
+    out = std::move(c);
+  } else if (type == "TouchTokens") {
+    auto c = std::make_unique<TouchTokens>();
+    size_t i = 0;
+    for (json::View u : v.Get("used")) {
+      std::string path = "used[" + std::to_string(i++) + "]";
+      Result<std::string> id = json::RequireString(u, "id", path + ".id");
+      if (!id) return id.take_error();
+      Result<int64_t> ms = json::OptionalInt(u, "ms", path + ".ms", 0);
+      if (!ms) return ms.take_error();
+      c->used.emplace_back(std::move(id.value()), ms.value());
     }
     out = std::move(c);
   } else {

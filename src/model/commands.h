@@ -47,6 +47,10 @@ struct RegisterNode final : store::Command {
   int64_t memory = 0;
   std::map<std::string, std::string> attributes;
   std::vector<std::pair<int, bool>> reserved_ports;  // (port, udp)
+  // The node's identity as of this registration (Node::identity; empty: the node
+  // keeps the one it has), and the token whose use it spends (a join).
+  std::string identity;
+  std::string join_token;
   const char* Type() const override { return "RegisterNode"; }
   std::string Encode() const override;
 };
@@ -63,6 +67,7 @@ struct SetNodeStatus final : store::Command {
 struct DeregisterNode final : store::Command {
   std::string id;
   bool force = false;
+  bool revoke = false;  // and the id may never register again (berth node revoke)
   const char* Type() const override { return "DeregisterNode"; }
   std::string Encode() const override;
 };
@@ -194,9 +199,27 @@ struct ForgetTaskDefinitions final : store::Command {
 // An API token; only the SHA-256 of the secret is kept.
 struct CreateToken final : store::Command {
   std::string id;
-  std::string role;  // admin, deploy, read-only, agent
-  std::string hash;  // hex SHA-256 of the secret
+  std::string role;        // admin, deploy, read-only, agent
+  std::string hash;        // hex SHA-256 of the secret
+  int64_t expires_ms = 0;  // 0: never
+  int64_t uses = -1;       // agent joins it may make; -1: no bound
   const char* Type() const override { return "CreateToken"; }
+  std::string Encode() const override;
+};
+
+// Revokes a token: in force at once (the streams and registry sessions it opened
+// close). The last admin token cannot go.
+struct DeleteToken final : store::Command {
+  std::string id;
+  const char* Type() const override { return "DeleteToken"; }
+  std::string Encode() const override;
+};
+
+// When tokens were last used (for `berth token ls`), written at most about once a
+// minute per token.
+struct TouchTokens final : store::Command {
+  std::vector<std::pair<std::string, int64_t>> used;  // (id, unix ms)
+  const char* Type() const override { return "TouchTokens"; }
   std::string Encode() const override;
 };
 

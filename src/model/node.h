@@ -29,6 +29,10 @@ struct Node {
   std::map<std::string, std::string> attributes;
   std::vector<std::pair<int, bool>> reserved_ports;  // (port, udp) the host keeps for itself
   int64_t registered_ms = 0;
+  // What proves this node's identity: "cert:<serial hex>", the one certificate
+  // the cluster CA issued it (mutual TLS), or "token:<id>", the token that joined
+  // it without a certificate (the simulator, an agent under --no-tls).
+  std::string identity;
 
   // Derived from the tasks placed here and not yet STOPPED.
   int64_t used_cpu = 0;

@@ -1,5 +1,6 @@
 #include "model/state.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/crypto.h"
@@ -47,13 +48,26 @@ Status State::Load(store::Db& db) {
   }
   if (Status st = LoadNodesAndTasks(db); !st) return st;
   if (Status st = LoadServices(db); !st) return st;
-  Result<store::Stmt> s = db.Prepare("SELECT id, role, hash, created_ms FROM tokens");
+  Result<store::Stmt> s =
+      db.Prepare("SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
     Result<bool> row = s->Step();
     if (!row) return row.take_error();
     if (!row.value()) break;
-    tokens_.push_back(Token{std::string(s->Text(0)), std::string(s->Text(1)), std::string(s->Text(2)), s->Int(3)});
+    tokens_.push_back(Token{std::string(s->Text(0)), std::string(s->Text(1)), std::string(s->Text(2)), s->Int(3),
+                            s->Int(4), s->Int(5), s->Int(6)});
+  }
+  revoked_nodes_.clear();
+  {
+    Result<store::Stmt> r = db.Prepare("SELECT id FROM revoked_nodes");
+    if (!r) return r.take_error();
+    for (;;) {
+      Result<bool> row = r->Step();
+      if (!row) return row.take_error();
+      if (!row.value()) break;
+      revoked_nodes_.insert(std::string(r->Text(0)));
+    }
   }
   for (StatePart* p : parts_) {
     if (Status st = p->Load(db); !st) return st;
@@ -74,6 +88,8 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "CreateCluster") return ApplyCreateCluster(db, static_cast<const CreateCluster&>(cmd));
   if (type == "DeleteCluster") return ApplyDeleteCluster(db, static_cast<const DeleteCluster&>(cmd));
   if (type == "CreateToken") return ApplyCreateToken(db, static_cast<const CreateToken&>(cmd));
+  if (type == "DeleteToken") return ApplyDeleteToken(db, static_cast<const DeleteToken&>(cmd));
+  if (type == "TouchTokens") return ApplyTouchTokens(db, static_cast<const TouchTokens&>(cmd));
   if (type == "RegisterTaskDefinition") {
     return ApplyRegisterTaskDefinition(db, static_cast<const RegisterTaskDefinition&>(cmd));
   }
@@ -265,12 +281,77 @@ Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c)
   for (const Token& t : tokens_) {
     if (t.id == c.id) return Error::Conflict("TokenAlreadyExists", "token " + c.id + " already exists");
   }
-  Result<store::Stmt*> ins = db.Cached("INSERT INTO tokens (id, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)");
+  if (c.uses < -1) return Error::Invalid("uses: must be 0 or more");
+  Result<store::Stmt*> ins = db.Cached(
+      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
   if (!ins) return ins.take_error();
-  (*ins)->Bind(1, c.id).Bind(2, c.role).Bind(3, c.hash).Bind(4, c.time_ms);
+  (*ins)->Bind(1, c.id).Bind(2, c.role).Bind(3, c.hash).Bind(4, c.time_ms).Bind(5, c.expires_ms).Bind(6, c.uses);
   if (Status s = (*ins)->Run(); !s) return s.take_error();
-  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms});
-  return json::Doc::Object().Set("token", std::move(json::Doc::Object().Set("id", c.id).Set("role", c.role))).Print();
+  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0});
+  return json::Doc::Object().Set("token", TokenJson(tokens_.back())).Print();
+}
+
+Result<std::string> State::ApplyDeleteToken(store::Db& db, const DeleteToken& c) {
+  auto it = std::find_if(tokens_.begin(), tokens_.end(), [&](const Token& t) { return t.id == c.id; });
+  if (it == tokens_.end()) return Error::NotFound("TokenNotFound", "token " + c.id + " does not exist");
+  if (it->role == "admin" &&
+      std::count_if(tokens_.begin(), tokens_.end(), [](const Token& t) { return t.role == "admin"; }) == 1) {
+    return Error::Conflict("LastAdminToken", "token " + c.id + " is the last admin token: create another first");
+  }
+  Result<store::Stmt*> del = db.Cached("DELETE FROM tokens WHERE id = ?1");
+  if (!del) return del.take_error();
+  (*del)->Bind(1, c.id);
+  if (Status s = (*del)->Run(); !s) return s.take_error();
+  Token gone = *it;
+  tokens_.erase(it);
+  token_used_.erase(gone.id);
+  for (StateObserver* o : observers_) o->OnTokenRemoved(gone);
+  return json::Doc::Object().Set("token", TokenJson(gone)).Print();
+}
+
+Result<std::string> State::ApplyTouchTokens(store::Db& db, const TouchTokens& c) {
+  Result<store::Stmt*> upd = db.Cached("UPDATE tokens SET last_used_ms = ?2 WHERE id = ?1 AND last_used_ms < ?2");
+  if (!upd) return upd.take_error();
+  for (const auto& [id, ms] : c.used) {
+    (*upd)->Bind(1, id).Bind(2, ms);
+    if (Status s = (*upd)->Run(); !s) return s.take_error();
+  }
+  for (const auto& [id, ms] : c.used) {
+    for (Token& t : tokens_) {
+      if (t.id == id && t.last_used_ms < ms) t.last_used_ms = ms;
+    }
+  }
+  return json::Doc::Object().Set("touched", static_cast<int64_t>(c.used.size())).Print();
+}
+
+const Token* State::FindToken(std::string_view id) const {
+  for (const Token& t : tokens_) {
+    if (t.id == id) return &t;
+  }
+  return nullptr;
+}
+
+void State::NoteTokenUsed(std::string_view id, int64_t now_ms) { token_used_[std::string(id)] = now_ms; }
+
+std::vector<std::pair<std::string, int64_t>> State::TokensToTouch(int64_t now_ms, int64_t every_ms) const {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const Token& t : tokens_) {
+    auto it = token_used_.find(t.id);
+    if (it != token_used_.end() && it->second > t.last_used_ms &&
+        (t.last_used_ms == 0 || now_ms - t.last_used_ms >= every_ms)) {
+      out.emplace_back(t.id, it->second);
+    }
+  }
+  return out;
+}
+
+json::Doc TokenJson(const Token& t) {
+  json::Doc d = json::Doc::Object();
+  d.Set("id", t.id).Set("role", t.role).Set("createdAt", static_cast<double>(t.created_ms) / 1000.0);
+  if (t.last_used_ms) d.Set("lastUsedAt", static_cast<double>(t.last_used_ms) / 1000.0);
+  if (t.expires_ms) d.Set("expiresAt", static_cast<double>(t.expires_ms) / 1000.0);
+  if (t.uses_left >= 0) d.Set("usesLeft", t.uses_left);
+  return d;
 }
 
 }  // namespace berth::model

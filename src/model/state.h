@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -26,7 +27,13 @@ struct Token {
   std::string role;
   std::string hash;  // hex SHA-256 of the secret
   int64_t created_ms = 0;
+  int64_t expires_ms = 0;    // 0: never
+  int64_t uses_left = -1;    // agent joins it may still make; -1: no bound
+  int64_t last_used_ms = 0;  // persisted by TouchTokens, at most about once a minute
 };
+
+// The token as the API shows it (never its hash).
+json::Doc TokenJson(const Token& t);
 
 // Told of changes as they are applied (before their commit; after a failed commit,
 // OnReloaded says everything was rebuilt from disk). Observers keep derived
@@ -44,6 +51,7 @@ class StateObserver {
   virtual void OnNodeDesiredChanged(const Node&) {}  // the set of tasks the node must run changed
   virtual void OnServiceChanged(const Service&) {}   // created, updated, deployment state, draining
   virtual void OnServiceRemoved(const Service&) {}
+  virtual void OnTokenRemoved(const Token&) {}  // revoked: what it opened must close
   virtual void OnReloaded() {}
 };
 
@@ -120,6 +128,12 @@ class State final : public store::StateMachine {
   // The token whose secret is `secret`, compared in constant time against every
   // stored hash; nullptr when none matches.
   const Token* FindTokenBySecret(std::string_view secret) const;
+  const Token* FindToken(std::string_view id) const;
+  bool IsNodeRevoked(std::string_view id) const { return revoked_nodes_.count(id) > 0; }
+  // Remembers that `id` was used at `now_ms` (not state until TouchTokens).
+  void NoteTokenUsed(std::string_view id, int64_t now_ms);
+  // Tokens used since their last TouchTokens, with when.
+  std::vector<std::pair<std::string, int64_t>> TokensToTouch(int64_t now_ms, int64_t every_ms) const;
   size_t token_count() const { return tokens_.size(); }
   const std::vector<Token>& tokens() const { return tokens_; }
 
@@ -127,6 +141,8 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyCreateCluster(store::Db& db, const CreateCluster& c);
   Result<std::string> ApplyDeleteCluster(store::Db& db, const DeleteCluster& c);
   Result<std::string> ApplyCreateToken(store::Db& db, const CreateToken& c);
+  Result<std::string> ApplyDeleteToken(store::Db& db, const DeleteToken& c);
+  Result<std::string> ApplyTouchTokens(store::Db& db, const TouchTokens& c);
   Result<std::string> ApplyRegisterTaskDefinition(store::Db& db, const RegisterTaskDefinition& c);
   Result<std::string> ApplyDeregisterTaskDefinition(store::Db& db, const DeregisterTaskDefinition& c);
   Result<std::string> ApplyRegisterNode(store::Db& db, const RegisterNode& c);
@@ -160,6 +176,9 @@ class State final : public store::StateMachine {
 
   std::map<std::string, Cluster, std::less<>> clusters_;
   std::vector<Token> tokens_;
+  std::set<std::string, std::less<>> revoked_nodes_;  // ids that may never register again
+  // When each token was last used (NoteTokenUsed), ahead of TouchTokens.
+  std::unordered_map<std::string, int64_t> token_used_;
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;
   std::map<std::string, Node, std::less<>> nodes_;
   // nodes_ by id, for lookups without string comparisons down a tree (the keys

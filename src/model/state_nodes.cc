@@ -198,7 +198,8 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   tasks_.clear();
   {
     Result<store::Stmt> s = db.Prepare(
-        "SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports FROM nodes");
+        "SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports, identity "
+        "FROM nodes");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -216,6 +217,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
         for (json::View a : attrs->view()) n.attributes[std::string(a.Key())] = std::string(a.String());
       }
       n.registered_ms = s->Int(7);
+      n.identity = s->Text(9);
       if (Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(s->Text(8)); reserved) {
         n.reserved_ports = std::move(reserved.value());
         for (const auto& p : n.reserved_ports) n.ports.insert(p);
@@ -292,6 +294,17 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   for (const auto& [k, v] : c.attributes) {
     if (Status s = ValidateAttribute(k, v); !s) return s.take_error();
   }
+  if (revoked_nodes_.count(c.id)) {
+    return Error::Conflict("NodeRevoked", "node " + c.id + " was revoked: it may not register again");
+  }
+  Token* join = nullptr;
+  if (!c.join_token.empty()) {
+    for (Token& t : tokens_) {
+      if (t.id == c.join_token) join = &t;
+    }
+    if (!join) return Error::Unauthorized("the token " + c.join_token + " no longer exists");
+    if (join->uses_left == 0) return Error::Unauthorized("the token " + c.join_token + " has no uses left");
+  }
   const Node* known = NodeAt(c.id);
   bool existed = known != nullptr;
   if (existed && known->cluster != c.cluster) {
@@ -318,13 +331,22 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   n.reserved_ports = c.reserved_ports;
   for (const auto& p : n.reserved_ports) n.ports.insert(p);
   if (!existed) n.registered_ms = c.time_ms;
+  if (!c.identity.empty()) n.identity = c.identity;
   Result<store::Stmt*> s = db.Cached(
       "INSERT OR REPLACE INTO nodes (id, cluster, hostname, status, cpu, memory, attributes, registered_ms,"
-      " reserved_ports) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      " reserved_ports, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!s) return s.take_error();
   (*s)->Bind(1, n.id).Bind(2, n.cluster).Bind(3, n.hostname).Bind(4, n.status).Bind(5, n.cpu).Bind(6, n.memory);
   (*s)->Bind(7, AttributesText(n.attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
+  (*s)->Bind(10, n.identity);
   if (Status st = (*s)->Run(); !st) return st.take_error();
+  if (join && join->uses_left > 0) {
+    Result<store::Stmt*> use = db.Cached("UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1");
+    if (!use) return use.take_error();
+    (*use)->Bind(1, join->id);
+    if (Status st = (*use)->Run(); !st) return st.take_error();
+    join->uses_left--;
+  }
   if (!existed) AdjustClusterCounts(n.cluster, 1, 0, 0, 0);
   auto at = nodes_.try_emplace(n.id).first;
   Node& stored = at->second;
@@ -369,6 +391,13 @@ Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNo
   if (!s) return s.take_error();
   (*s)->Bind(1, c.id);
   if (Status st = (*s)->Run(); !st) return st.take_error();
+  if (c.revoke) {
+    Result<store::Stmt*> r = db.Cached("INSERT OR REPLACE INTO revoked_nodes (id, revoked_ms) VALUES (?1, ?2)");
+    if (!r) return r.take_error();
+    (*r)->Bind(1, c.id).Bind(2, c.time_ms);
+    if (Status st = (*r)->Run(); !st) return st.take_error();
+    revoked_nodes_.insert(c.id);
+  }
   for (StateObserver* o : observers_) o->OnNodeRemoved(n);
   n.status = "INACTIVE";
   std::string reply = json::Doc::Object().Set("containerInstance", NodeJson(n)).Print();

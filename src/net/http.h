@@ -36,7 +36,8 @@ struct Request {
   int http_minor = 1;
   std::vector<std::pair<std::string, std::string>> params;  // path parameters, decoded
   bool tls = false;                                         // arrived over TLS
-  std::string peer_cert_cn;  // the common name of the client's verified certificate (mutual TLS)
+  std::string peer_cert_cn;      // the common name of the client's verified certificate (mutual TLS)
+  std::string peer_cert_serial;  // and its serial (hex)
 
   std::string_view Header(std::string_view lower_name) const { return FindHeader(headers, lower_name); }
   std::string_view Param(std::string_view name) const;

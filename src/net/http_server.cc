@@ -465,6 +465,7 @@ class Connection final : public Stream::Handler {
     current_->start_ns_ = static_cast<int64_t>(uv_hrtime());
     current_->request_.tls = stream_->Secure();
     current_->request_.peer_cert_cn = stream_->PeerCertificateName();
+    current_->request_.peer_cert_serial = stream_->PeerCertificateSerial();
     return 0;
   }
 

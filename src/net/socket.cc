@@ -318,8 +318,10 @@ WriteThread::~WriteThread() {
   for (Sock* sock : impl->releasing) {
     uv_close(&sock->handle, [](uv_handle_t* h) { delete reinterpret_cast<Sock*>(h); });
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&impl->prepare), nullptr);
+  // libuv finishes closes last-closed first, reading the next handle of its list
+  // before each callback: the handle whose callback frees both closes first.
   uv_close(reinterpret_cast<uv_handle_t*>(&impl->async), [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl->prepare), nullptr);
 }
 
 void WriteThread::HandOver() { impl_->HandOver(); }

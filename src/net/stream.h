@@ -45,6 +45,8 @@ class Stream {
   // TLS: the common name of the certificate the peer proved it holds, verified
   // against the CA the server was given (mutual TLS); empty otherwise.
   virtual std::string PeerCertificateName() const { return {}; }
+  // TLS: that certificate's serial number (hex); empty otherwise.
+  virtual std::string PeerCertificateSerial() const { return {}; }
   // Why the stream ended, in words, when its error code says too little (a TLS
   // handshake refused, and why); empty otherwise.
   virtual std::string FailureText() const { return {}; }

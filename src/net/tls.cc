@@ -199,6 +199,7 @@ class TlsStream final : public Stream, private Stream::Handler {
   }
   std::string PeerName() const override { return inner_->PeerName(); }
   std::string PeerCertificateName() const override { return peer_name_; }
+  std::string PeerCertificateSerial() const override { return peer_serial_; }
   std::string FailureText() const override { return failure_; }
   bool Secure() const override { return true; }
 
@@ -297,7 +298,10 @@ class TlsStream final : public Stream, private Stream::Handler {
       handshake_done_ = true;
       timer_.Stop();
       const mbedtls_x509_crt* peer = mbedtls_ssl_get_peer_cert(&ssl_);
-      if (!client_ && peer && mbedtls_ssl_get_verify_result(&ssl_) == 0) peer_name_ = CommonName(peer);
+      if (!client_ && peer && mbedtls_ssl_get_verify_result(&ssl_) == 0) {
+        peer_name_ = CommonName(peer);
+        peer_serial_ = crypto::Hex(peer->serial.p, peer->serial.len);
+      }
       if (client_ && mbedtls_ssl_get_session(&ssl_, &client_->session) == 0) client_->have_session = true;
       if (!reading_) inner_->ReadStop();
       if (!early_.empty()) {
@@ -391,6 +395,7 @@ class TlsStream final : public Stream, private Stream::Handler {
   std::string out_;    // ciphertext mbedTLS wrote, not yet handed down
   std::string early_;  // plaintext written before the handshake finished
   std::string peer_name_;
+  std::string peer_serial_;
   std::string failure_;
   std::string top_fingerprint_;
   int top_depth_ = -1;

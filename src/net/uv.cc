@@ -81,8 +81,10 @@ AfterIo::~AfterIo() {
   uv_idle_stop(&impl_->idle);
   impl_->cb = nullptr;
   // Two handles: free the Impl when the second close completes.
-  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->check), nullptr);
+  // libuv finishes closes last-closed first, reading the next handle of its list
+  // before each callback: the handle whose callback frees both closes first.
   uv_close(reinterpret_cast<uv_handle_t*>(&impl_->idle), [](uv_handle_t* h) { delete static_cast<Impl*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&impl_->check), nullptr);
 }
 
 void AfterIo::Arm() {

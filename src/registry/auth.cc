@@ -117,7 +117,7 @@ Auth::Outcome Auth::Identify(const net::http::Request& req, int64_t now_ms, Call
     return Outcome::kInvalid;
   }
   const model::Token* t = state_->FindTokenBySecret(secret);
-  if (!t) return Outcome::kInvalid;
+  if (!t || (t->expires_ms && t->expires_ms <= now_ms)) return Outcome::kInvalid;
   caller->subject = t->id;
   caller->role = t->role;
   caller->scopes.clear();
@@ -174,7 +174,16 @@ bool Auth::VerifyRegistryToken(std::string_view token, int64_t now_ms, Caller* c
   char* end = nullptr;
   long long exp = strtoll(parts[0].c_str(), &end, 10);
   if (*end || exp <= now_ms) return false;
-  caller->subject = parts[1];
+  // A registry token lives only as long as what it was issued to: a revoked or
+  // expired API token, or a node removed, ends its sessions at once.
+  const std::string& subject = parts[1];
+  if (subject.starts_with("node:")) {
+    if (!state_->FindNode(std::string_view(subject).substr(5))) return false;
+  } else if (parts[2] != "anonymous") {
+    const model::Token* t = state_->FindToken(subject);
+    if (!t || (t->expires_ms && t->expires_ms <= now_ms)) return false;
+  }
+  caller->subject = subject;
   caller->role = parts[2];
   caller->scopes = parts[3].empty() ? std::vector<std::string>{} : Split(parts[3], ';');
   caller->scoped = true;

@@ -65,6 +65,8 @@ class Registry {
   Status Start();
   // Adds /v2/... and /v1/repositories..., /v1/registry/gc. `this` must outlive the router.
   void AddRoutes(net::http::Router* router);
+  // Who may pull and push; also signs the pull credentials nodes are given.
+  const Auth& auth() const { return auth_; }
 
   // One collection now (see gc.h).
   GcResult CollectGarbage(bool dry_run);

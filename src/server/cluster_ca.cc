@@ -18,7 +18,9 @@ namespace berth::server {
 namespace {
 
 constexpr int64_t kCaLifetimeS = 10 * 365 * 86400;
-constexpr int64_t kClockSkewS = 3600;  // certificates start an hour back
+// Certificates start a little back, for clocks a little behind: an hour, or a
+// tenth of a short life.
+int64_t ClockSkew(int64_t lifetime_s) { return std::min<int64_t>(3600, lifetime_s / 10); }
 
 std::string ReadAll(const std::string& path) {
   std::string s = files::ReadTrimmed(path);
@@ -51,7 +53,7 @@ Result<std::unique_ptr<ClusterCa>> ClusterCa::Open(const std::string& data_dir) 
     gethostname(host, sizeof host - 1);
     spec.common_name = "berth cluster CA";
     int64_t now = time(nullptr);
-    spec.not_before_unix = now - kClockSkewS;
+    spec.not_before_unix = now - ClockSkew(kCaLifetimeS);
     spec.not_after_unix = now + kCaLifetimeS;
     Result<std::string> cert = net::pki::SelfSign(key.value(), spec);
     if (!cert) return cert.take_error();
@@ -86,7 +88,7 @@ Result<bool> ClusterCa::EnsureServerCert(const std::vector<std::string>& dns_nam
     Result<net::pki::CertInfo> info = net::pki::Inspect(server_chain_pem_);
     if (!info) {
       why = "unreadable";
-    } else if ((info->not_after_unix - now_unix) * 3 < (info->not_after_unix - info->not_before_unix - kClockSkewS)) {
+    } else if ((info->not_after_unix - now_unix) * 3 < info->not_after_unix - info->not_before_unix) {
       why = "a third of its life or less is left";
     } else {
       for (const std::string& n : dns_names) {
@@ -109,7 +111,7 @@ Result<bool> ClusterCa::EnsureServerCert(const std::vector<std::string>& dns_nam
   // a dNSName (what mbedTLS 2.28 reads back), so a change of address is noticed.
   spec.addresses = addresses;
   for (const std::string& a : addresses) spec.dns_names.push_back(a);
-  spec.not_before_unix = now_unix - kClockSkewS;
+  spec.not_before_unix = now_unix - ClockSkew(lifetime_s);
   spec.not_after_unix = now_unix + lifetime_s;
   Result<std::string> cert = net::pki::Issue(ca_pem_, ca_key_pem_, key.value(), spec);
   if (!cert) return cert.take_error();
@@ -129,7 +131,7 @@ Result<std::string> ClusterCa::IssueNodeCert(const std::string& csr_pem, const s
   net::pki::CertSpec spec;
   spec.use = net::pki::CertSpec::Use::kClient;
   spec.common_name = node_id;
-  spec.not_before_unix = now_unix - kClockSkewS;
+  spec.not_before_unix = now_unix - ClockSkew(lifetime_s);
   spec.not_after_unix = now_unix + lifetime_s;
   return net::pki::Issue(ca_pem_, ca_key_pem_, pub.value(), spec);
 }

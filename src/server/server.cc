@@ -169,6 +169,13 @@ int Run(const Options& o) {
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
   agent_options.max_heartbeats_per_s = o.max_heartbeats_per_s;
   agent_options.lost_after_ms = o.node_lost_after_ms;
+  if (o.tls) {
+    // Agents join with a signing request and get a node certificate (mutual TLS).
+    agent_options.issue_node_cert = [&ca, &o](const std::string& csr, const std::string& node_id) {
+      return ca->IssueNodeCert(csr, node_id, time(nullptr), o.cert_lifetime_s);
+    };
+    agent_options.ca_pem = ca->ca_pem();
+  }
   api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options, &registry);
   control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());
   control::RetentionOptions retention_options;
@@ -180,10 +187,18 @@ int Run(const Options& o) {
     agents.Flush();
   });
   net::Timer ticker(loop);
-  ticker.Start(1000, 1000, [&agents, &services, &retention, &store] {
+  ticker.Start(1000, 1000, [&agents, &services, &retention, &store, &state] {
     agents.Tick();
     services.Tick();
     retention.Tick();
+    // When tokens were last used, written about once a minute per token.
+    auto used = state.TokensToTouch(SystemClock::Get().NowUnixMs(), 60000);
+    if (!used.empty()) {
+      auto touch = std::make_unique<model::TouchTokens>();
+      touch->used = std::move(used);
+      touch->time_ms = SystemClock::Get().NowUnixMs();
+      store->Submit(std::move(touch), [](Result<std::string>) {});
+    }
     store->Flush();
   });
   ticker.Unref();
@@ -205,9 +220,19 @@ int Run(const Options& o) {
     return 1;
   }
   image_registry.AddRoutes(&router);
+  // Nodes pull from here with credentials for their tasks' repositories only.
+  agents.SetPullTokens(
+      [&image_registry](const std::string& node_id, const std::string& repository) {
+        registry::Caller node{"node:" + node_id, "agent", {}, false};
+        std::vector<std::string> granted;
+        return image_registry.auth().Issue(node, {"repository:" + repository + ":pull"}, SystemClock::Get().NowUnixMs(),
+                                           nullptr, &granted);
+      },
+      image_registry.auth().token_ttl_ms());
   auto server = std::make_unique<net::http::Server>(loop, &router, o.limits, &registry);
   http_server = server.get();
-  server->SetGate([&state](net::http::Exchange& ex) { return api::Authenticate(state, ex); });
+  server->SetGate(
+      [&state](net::http::Exchange& ex) { return api::Authenticate(state, SystemClock::Get().NowUnixMs(), ex); });
 
   metrics::Gauge* lag_gauge =
       registry.Gauges("berth_loop_lag_seconds", "How late the event loop ran its last 100 ms timer")->With({});

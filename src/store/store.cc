@@ -135,6 +135,19 @@ const char* const kMigrations[] = {
     UPDATE task_definitions SET deregistered_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000
       WHERE status = 'INACTIVE';
     )sql",
+    // 8 -> 9: token lifecycle (expiry, uses left, last use) and node identities:
+    // what proves each node (its certificate's serial, or the token that joined
+    // it), and the node ids revoked.
+    R"sql(
+    ALTER TABLE tokens ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN uses_left INTEGER NOT NULL DEFAULT -1;
+    ALTER TABLE tokens ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+    CREATE TABLE revoked_nodes (
+      id         TEXT PRIMARY KEY,
+      revoked_ms INTEGER NOT NULL
+    );
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

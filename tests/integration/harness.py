@@ -358,8 +358,13 @@ class Server:
     """One `berth server` process on 127.0.0.1:0 with its own data directory, over
     TLS (trusting the server's own CA, DATA/ca.crt) unless `tls` is False."""
 
-    def __init__(self, data_dir=None, args=(), start=True, ready_check=True, local_agent=False, tls=True):
+    def __init__(self, data_dir=None, args=(), start=True, ready_check=True, local_agent=False, tls=True,
+                 host="127.0.0.1", wrapper=()):
+        """`host`: the address to listen on and talk to; `wrapper`: a command the
+        server runs under (e.g. ["ip", "netns", "exec", NS] for another host)."""
         self.data_dir = data_dir or os.path.join(scratch_dir("srv"), "data")
+        self.host = host
+        self.wrapper = list(wrapper)
         self.tls = tls
         self.scheme = "https" if tls else "http"
         if not tls:
@@ -392,8 +397,8 @@ class Server:
         self._log = open(self.log_path, "ab")
         # A restart keeps the port, as a real server's address stays put (agents
         # find it again there).
-        listen = "127.0.0.1:%d" % (self.port or 0)
-        cmd = [BINARY, "server", "--data", self.data_dir, "--listen", listen] + self.args
+        listen = "%s:%d" % (self.host, self.port or 0)
+        cmd = self.wrapper + [BINARY, "server", "--data", self.data_dir, "--listen", listen] + self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
         if self not in _servers:
             _servers.append(self)
@@ -495,7 +500,7 @@ class Server:
 
     @property
     def url(self):
-        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
+        return "%s://%s:%d" % (self.scheme, self.host, self.port)
 
     @property
     def ca_file(self):
@@ -510,8 +515,8 @@ class Server:
     def http_connection(self, wait=WAIT):
         """An http.client connection to this server (HTTPS over its CA with TLS)."""
         if self.tls:
-            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=wait, context=self.ssl_context())
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=wait)
+            return http.client.HTTPSConnection(self.host, self.port, timeout=wait, context=self.ssl_context())
+        return http.client.HTTPConnection(self.host, self.port, timeout=wait)
 
     def request(self, method, path, body=None, headers=None, token="admin", wait=WAIT):
         """One request on a fresh http.client connection. `token`: "admin" for the
@@ -541,7 +546,7 @@ class Server:
     def raw(self):
         """A raw connection to this server, a TLS session when the server speaks TLS
         (failures on it say if the server died)."""
-        return connect_tcp(self.port, server=self, tls=self.ssl_context())
+        return connect_tcp(self.port, host=self.host, server=self, tls=self.ssl_context())
 
     def create_cluster(self, name):
         return self.request("POST", "/v1/clusters", {"clusterName": name})

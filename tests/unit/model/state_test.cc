@@ -6,6 +6,7 @@
 
 #include "base/crypto.h"
 #include "base/json.h"
+#include "model/commands.h"
 #include "support/state_store.h"
 
 using namespace berth;
@@ -92,7 +93,7 @@ TEST_CASE("state: tokens", "[model][state]") {
 
   auto created = s.Apply(MakeCreateToken("deployer", "deploy", hash));
   REQUIRE(created.ok());
-  CHECK(created.value() == R"({"token":{"id":"deployer","role":"deploy"}})");
+  CHECK(created.value() == R"({"token":{"id":"deployer","role":"deploy","createdAt":1700000000}})");
   CHECK(s.state.token_count() == 1);
 
   const model::Token* t = s.state.FindTokenBySecret(secret);
@@ -128,6 +129,80 @@ TEST_CASE("state: tokens", "[model][state]") {
     CHECK(s.state.FindTokenBySecret("sb")->role == "read-only");
     CHECK(s.state.FindTokenBySecret(secret)->id == "deployer");
   }
+}
+
+TEST_CASE("state: token expiry, uses, last use and removal survive a restart", "[model][state]") {
+  StateStore s;
+  REQUIRE(s.Apply(MakeCreateCluster("default")).ok());
+  REQUIRE(s.Apply(MakeCreateToken("admin", "admin", crypto::Hex(crypto::Sha256("sa")))).ok());
+  auto join = std::make_unique<model::CreateToken>();
+  join->id = "agent-1";
+  join->role = "agent";
+  join->hash = crypto::Hex(crypto::Sha256("sj"));
+  join->expires_ms = 1700000600000;
+  join->uses = 1;
+  join->time_ms = 1700000000000;
+  REQUIRE(s.Apply(std::move(join)).ok());
+  auto node = [](std::string id, std::string token, std::string identity) {
+    auto c = std::make_unique<model::RegisterNode>();
+    c->id = std::move(id);
+    c->cluster = "default";
+    c->cpu = 1024;
+    c->memory = 1024;
+    c->join_token = std::move(token);
+    c->identity = std::move(identity);
+    return c;
+  };
+  // The one use goes with the first join; the second is refused and changes nothing.
+  REQUIRE(s.Apply(node("n1", "agent-1", "token:agent-1")).ok());
+  CHECK(s.state.FindToken("agent-1")->uses_left == 0);
+  CHECK(s.state.FindNode("n1")->identity == "token:agent-1");
+  auto again = s.Apply(node("n2", "agent-1", "token:agent-1"));
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().message == "the token agent-1 has no uses left");
+  CHECK_FALSE(s.state.FindNode("n2"));
+  // Last use, noted then touched.
+  s.state.NoteTokenUsed("admin", 1700000001000);
+  auto touch = std::make_unique<model::TouchTokens>();
+  touch->used = s.state.TokensToTouch(1700000001000, 60000);
+  REQUIRE(touch->used.size() == 1);
+  REQUIRE(s.Apply(std::move(touch)).ok());
+  CHECK(s.state.TokensToTouch(1700000002000, 60000).empty());  // touched less than a minute ago
+  // Revoking a node: gone, and its id never registers again.
+  auto revoke = std::make_unique<model::DeregisterNode>();
+  revoke->id = "n1";
+  revoke->force = true;
+  revoke->revoke = true;
+  REQUIRE(s.Apply(std::move(revoke)).ok());
+  CHECK(s.state.IsNodeRevoked("n1"));
+  auto back = s.Apply(node("n1", "", "cert:01"));
+  REQUIRE_FALSE(back.ok());
+  CHECK(back.error().code == "NodeRevoked");
+
+  s.store.reset();
+  s.Open();  // all of it from disk
+  const model::Token* t = s.state.FindToken("agent-1");
+  REQUIRE(t);
+  CHECK(t->expires_ms == 1700000600000);
+  CHECK(t->uses_left == 0);
+  CHECK(s.state.FindToken("admin")->last_used_ms == 1700000001000);
+  CHECK(s.state.IsNodeRevoked("n1"));
+
+  // Removal: the last admin token cannot go; another can.
+  auto rm_admin = std::make_unique<model::DeleteToken>();
+  rm_admin->id = "admin";
+  auto last = s.Apply(std::move(rm_admin));
+  REQUIRE_FALSE(last.ok());
+  CHECK(last.error().code == "LastAdminToken");
+  auto rm = std::make_unique<model::DeleteToken>();
+  rm->id = "agent-1";
+  REQUIRE(s.Apply(std::move(rm)).ok());
+  CHECK_FALSE(s.state.FindToken("agent-1"));
+  CHECK_FALSE(s.state.FindTokenBySecret("sj"));
+  s.store.reset();
+  s.Open();
+  CHECK_FALSE(s.state.FindToken("agent-1"));
+  CHECK(s.state.token_count() == 1);
 }
 
 TEST_CASE("state: an unknown command type is an internal error", "[model][state]") {
