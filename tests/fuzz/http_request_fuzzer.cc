@@ -6,6 +6,10 @@
 //
 // Besides the sanitizers, it checks one invariant of its own: after the peer's EOF
 // and every held answer given, the server has closed or is idle, never stuck.
+//
+// Built with BERTH_FUZZ_OVER_TLS (http_tls_fuzzer), the same bytes are the
+// plaintext of a TLS session: a client TLS stream encrypts them and the server
+// reads them through its TLS stream, over an in-memory wire.
 #include "http_request_fuzzer.h"
 
 #include <uv.h>
@@ -26,8 +30,10 @@
 #include "base/metrics.h"
 #include "model/cluster.h"
 #include "net/http_server.h"
+#include "net/pki.h"
 #include "net/router.h"
 #include "net/stream.h"
+#include "net/tls.h"
 
 namespace {
 
@@ -78,6 +84,59 @@ class MemStream final : public net::Stream {
   Pipe* p_;
 };
 
+// One end of an in-memory connection for the TLS variant: writes go to the other
+// end's inbox, which the driver delivers while that end reads.
+struct WireEnd {
+  net::Stream::Handler* handler = nullptr;
+  bool alive = true;
+  bool closed = false;
+  bool reading = false;
+  bool shut = false;  // Shutdown() called: the other end sees EOF once its inbox is read
+  bool eof_given = false;
+  std::string inbox;  // bytes the other end wrote, not yet delivered here
+  WireEnd* peer = nullptr;
+};
+
+class WireStream final : public net::Stream {
+ public:
+  explicit WireStream(WireEnd* end) : e_(end) {}
+  ~WireStream() override {
+    e_->alive = false;
+    e_->handler = nullptr;
+    e_->reading = false;
+  }
+  void SetHandler(Handler* handler) override { e_->handler = handler; }
+  void ReadStart() override {
+    if (!e_->closed) e_->reading = true;
+  }
+  void ReadStop() override { e_->reading = false; }
+  void Write(std::string data) override {
+    if (e_->closed || e_->shut || data.empty()) return;
+    if (e_->peer->inbox.size() < (1 << 20)) e_->peer->inbox.append(data);
+  }
+  size_t PendingWriteBytes() const override { return 0; }
+  void Shutdown() override { e_->shut = true; }
+  void Close() override {
+    e_->closed = true;
+    e_->reading = false;
+    e_->handler = nullptr;
+  }
+  std::string PeerName() const override { return "fuzz-tls:0"; }
+
+ private:
+  WireEnd* e_;
+};
+
+// The client's side of the TLS variant: the plaintext the server answered.
+struct TlsClientSink final : net::Stream::Handler {
+  std::string output;
+  bool ended = false;
+  void OnData(std::string_view data) override {
+    if (output.size() < (1 << 16)) output.append(data.substr(0, (1 << 16) - output.size()));
+  }
+  void OnEnd(int) override { ended = true; }
+};
+
 // Held answers (GET /defer), given by the driver between input pieces.
 std::deque<ExchangePtr>* g_held = nullptr;
 
@@ -92,7 +151,34 @@ struct Env {
   uv_loop_t loop;
   Router router;
   std::deque<ExchangePtr> held;
+  // The TLS variant: a CA and server certificate made once, and both sides.
+  std::unique_ptr<net::tls::ServerContext> tls_server;
+  std::shared_ptr<net::tls::ClientContext> tls_client;
 };
+
+// Makes the TLS contexts on first use (a P-256 CA and a server certificate).
+void MakeTls(Env* env) {
+  if (env->tls_server) return;
+  std::string ca_key = net::pki::NewKey().value();
+  net::pki::CertSpec ca;
+  ca.use = net::pki::CertSpec::Use::kCa;
+  ca.common_name = "fuzz CA";
+  ca.not_before_unix = 1700000000;
+  ca.not_after_unix = 4100000000;
+  std::string ca_pem = net::pki::SelfSign(ca_key, ca).value();
+  std::string key = net::pki::NewKey().value();
+  net::pki::CertSpec leaf = ca;
+  leaf.use = net::pki::CertSpec::Use::kServer;
+  leaf.common_name = "fuzz";
+  std::string cert = net::pki::Issue(ca_pem, ca_key, key, leaf).value();
+  net::tls::ServerSettings ss;
+  ss.cert_pem = cert + ca_pem;
+  ss.key_pem = key;
+  env->tls_server = std::move(net::tls::ServerContext::Create(&env->loop, ss).value());
+  net::tls::ClientSettings cs;
+  cs.pin_sha256 = net::pki::Inspect(ca_pem).value().fingerprint;
+  env->tls_client = net::tls::ClientContext::Create(cs).value();
+}
 
 Env* MakeEnv() {
   auto* env = new Env();
@@ -182,6 +268,12 @@ Env* MakeEnv() {
   return env;
 }
 
+// One environment for both variants (the routes hold answers in its `held`).
+Env* TheEnv() {
+  static Env* env = MakeEnv();
+  return env;
+}
+
 uint64_t Fnv1a(const uint8_t* data, size_t size) {
   uint64_t h = 1469598103934665603ull;
   for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
@@ -214,7 +306,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 namespace berth::fuzz {
 
 HttpOutcome ServeHttpInput(const uint8_t* data, size_t size) {
-  static Env* env = MakeEnv();
+  Env* env = TheEnv();
   HttpOutcome outcome;
   uint64_t hash = Fnv1a(data, size);
 
@@ -280,6 +372,91 @@ HttpOutcome ServeHttpInput(const uint8_t* data, size_t size) {
   return outcome;
 }
 
+HttpOutcome ServeHttpInputOverTls(const uint8_t* data, size_t size) {
+  Env* env = TheEnv();
+  MakeTls(env);
+  HttpOutcome outcome;
+  uint64_t hash = Fnv1a(data, size);
+  std::vector<size_t> cuts = {0, size};
+  for (uint64_t i = 0, n = hash % 4; i < n && size > 0; i++) cuts.push_back((hash >> (13 + 11 * i)) % (size + 1));
+  std::sort(cuts.begin(), cuts.end());
+  std::deque<std::string_view> pieces;
+  for (size_t i = 0; i + 1 < cuts.size(); i++) {
+    if (cuts[i + 1] > cuts[i]) {
+      pieces.emplace_back(reinterpret_cast<const char*>(data) + cuts[i], cuts[i + 1] - cuts[i]);
+    }
+  }
+  {
+    WireEnd server_end, client_end;  // outlive both streams
+    server_end.peer = &client_end;
+    client_end.peer = &server_end;
+    metrics::Registry metrics;
+    ServerLimits limits;
+    limits.max_header_bytes = 2048;
+    limits.max_headers = 16;
+    limits.max_output_bytes = 256;
+    Server server(&env->loop, &env->router, limits, &metrics);
+    server.SetGate([](Exchange& ex) -> std::optional<Response> {
+      if (HasHeader(ex.request().headers, "x-deny")) return ErrorResponse(401, "Unauthorized", "denied");
+      ex.principal = "fuzz";
+      return std::nullopt;
+    });
+    server.Serve(env->tls_server->Wrap(std::make_unique<WireStream>(&server_end)));
+    TlsClientSink sink;
+    std::unique_ptr<net::Stream> client =
+        env->tls_client->Wrap(&env->loop, std::make_unique<WireStream>(&client_end), "");
+    client->SetHandler(&sink);
+    client->ReadStart();
+
+    uint64_t rng = hash;
+    bool eof_sent = false;
+    // Delivers what one end's peer wrote, then its EOF once the peer shut down.
+    auto deliver = [](WireEnd& e) {
+      if (!e.alive || e.closed || !e.reading || !e.handler) return false;
+      if (!e.inbox.empty()) {
+        std::string chunk;
+        chunk.swap(e.inbox);
+        e.handler->OnData(chunk);
+        return true;
+      }
+      if ((e.peer->shut || e.peer->closed) && !e.eof_given) {
+        e.eof_given = true;
+        e.handler->OnEnd(0);
+        return true;
+      }
+      return false;
+    };
+    for (int steps = 0; steps < 20000; steps++) {
+      if (!server_end.alive || server_end.closed) break;
+      if (deliver(server_end) || deliver(client_end)) {
+        // bytes moved
+      } else if (!pieces.empty()) {
+        client->Write(std::string(pieces.front()));
+        pieces.pop_front();
+      } else if (!env->held.empty()) {
+        AnswerOne(env, &rng);
+      } else if (!eof_sent) {
+        eof_sent = true;
+        client->Shutdown();  // close_notify, then FIN
+      } else {
+        break;
+      }
+      uv_run(&env->loop, UV_RUN_NOWAIT);
+    }
+    // Everything sent and answered: the server has closed or waits for a next
+    // request; input it never read means it stalled.
+    outcome.stalled =
+        server_end.alive && !server_end.closed && !server_end.inbox.empty() && env->held.empty() && !server_end.reading;
+    outcome.pieces_left = pieces.size();
+    outcome.closed = server_end.closed || !server_end.alive;
+    outcome.output = std::move(sink.output);
+    client.reset();
+    env->held.clear();
+  }
+  uv_run(&env->loop, UV_RUN_NOWAIT);
+  return outcome;
+}
+
 std::string HttpOutcome::Summary() const {
   std::string out;
   static constexpr std::string_view kStatusLine = "HTTP/1.1 ";
@@ -295,7 +472,11 @@ std::string HttpOutcome::Summary() const {
 }  // namespace berth::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+#ifdef BERTH_FUZZ_OVER_TLS
+  berth::fuzz::HttpOutcome outcome = berth::fuzz::ServeHttpInputOverTls(data, size);
+#else
   berth::fuzz::HttpOutcome outcome = berth::fuzz::ServeHttpInput(data, size);
+#endif
   if (outcome.stalled) {
     fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n", outcome.pieces_left);
     abort();

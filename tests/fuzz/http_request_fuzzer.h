@@ -21,5 +21,9 @@ struct HttpOutcome {
 // Serves `data` (one client's bytes, fed in pieces cut by a hash of the input)
 // to a fresh connection of the real HTTP server over an in-memory stream.
 HttpOutcome ServeHttpInput(const uint8_t* data, size_t size);
+// The same over a TLS session (a client TLS stream in front of the input, the
+// server's TLS stream behind it, an in-memory wire between). The answers and the
+// connection's end state are those of the plain path.
+HttpOutcome ServeHttpInputOverTls(const uint8_t* data, size_t size);
 
 }  // namespace berth::fuzz

@@ -63,3 +63,24 @@ TEST_CASE("http server: the fuzz corpus replays with the answers recorded", "[ne
     CHECK(expected.size() == files.size());  // no line for an input that is gone
   }
 }
+
+TEST_CASE("http server: the fuzz corpus over a TLS session gets the same answers", "[net][http_server][fuzz][tls]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(BERTH_FUZZ_CORPUS_DIR) / "http_request";
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  REQUIRE(files.size() >= 20);
+  for (const fs::path& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(file.filename().string());
+    const auto* bytes = reinterpret_cast<const uint8_t*>(data.data());
+    berth::fuzz::HttpOutcome plain = berth::fuzz::ServeHttpInput(bytes, data.size());
+    berth::fuzz::HttpOutcome tls = berth::fuzz::ServeHttpInputOverTls(bytes, data.size());
+    CHECK_FALSE(tls.stalled);
+    CHECK(tls.Summary() == plain.Summary());
+  }
+}
