@@ -2,8 +2,10 @@
 # Installs a built berth binary and its systemd units on this machine (as root):
 #   packaging/install.sh [path/to/berth]                      # a server (with its local agent)
 #   packaging/install.sh [path/to/berth] agent URL TOKEN [K=V...]  # an agent joining the server at URL
-# The network installer (`curl http://<server>:7070/install.sh | sh`) will be served
-# by the server itself; this script is for a box that has the binary.
+# URL is https://SERVER:7070 and TOKEN an agent token as berth printed it
+# (B10<sha256>::<secret>): it pins the cluster CA, so nothing else is needed to
+# trust the server. The network installer (`curl https://<server>:7070/install.sh |
+# sh`) will be served by the server itself; this script is for a box that has the binary.
 set -eu
 bin=build/berth
 if [ $# -gt 0 ] && [ "$1" != agent ]; then bin=$1; shift; fi

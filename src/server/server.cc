@@ -356,6 +356,11 @@ int Run(const Options& o) {
       ao.server = std::string(scheme) + "://" + shown.ToString();
       ao.token = token.value();
       ao.ca_pem = ca->ca_pem();
+      // Images may name the registry by an advertised name as well.
+      for (const std::string& h : o.advertise) {
+        std::string host = h.find(':') != std::string::npos ? "[" + h + "]" : h;
+        ao.registry_hosts.push_back(host + ":" + std::to_string(port.value()));
+      }
       ao.docker = o.docker;
       ao.state_dir = o.data_dir + "/agent";
       ao.attributes = o.agent_attributes;
