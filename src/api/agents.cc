@@ -229,9 +229,17 @@ void AgentHub::Tick() {
   int64_t now = clock_->NowUnixMs();
   // Streams that carried nothing for a while get a ping line; an agent that stopped
   // reporting is treated as gone.
-  std::vector<std::string> silent;
+  std::vector<std::string> silent, expired;
   for (auto& [id, s] : streams_) {
     const model::Node* n = state_->FindNode(id);
+    // A node bound to a token that expired (or went) loses its stream at once.
+    if (n && n->identity.starts_with("token:")) {
+      const model::Token* t = state_->FindToken(std::string_view(n->identity).substr(6));
+      if (!t || (t->expires_ms && t->expires_ms <= now)) {
+        expired.push_back(id);
+        continue;
+      }
+    }
     if (n && now - n->last_heartbeat_ms > 3 * s.interval_ms) {  // never below heartbeat_interval_ms
       silent.push_back(id);
       continue;
@@ -243,6 +251,10 @@ void AgentHub::Tick() {
   }
   for (const std::string& id : silent) {
     log::Warn("agents", "agent stopped reporting; closing its stream", {{"node", id}});
+    CloseStream(id);
+  }
+  for (const std::string& id : expired) {
+    log::Info("agents", "closing the stream of a node whose token expired", {{"node", id}});
     CloseStream(id);
   }
   ExpireLogRequests(now);

@@ -338,3 +338,59 @@ def test_docker_verifies_the_registry_through_certs_d_and_pulls_with_node_creden
             subprocess.run(["rm", "-rf", certs_dir])
         subprocess.run(["ip", "link", "del", veth + "h"], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _open_stream(s, node, tok):
+    """A node's desired-state stream, read line by line (pings skipped)."""
+    conn = s.http_connection(WAIT)
+    conn.request("GET", "/v1/agent/nodes/%s/desired?changes=1" % node, headers={"Authorization": "Bearer " + tok})
+    resp = conn.getresponse()
+    check(resp.status == 200, "stream of %s: HTTP %d %r" % (node, resp.status, resp.read()[:200]))
+    return conn, resp
+
+
+def _stream_ends(resp):
+    """True once the stream ends (EOF); pings and lines before it are skipped."""
+    while True:
+        try:
+            line = resp.readline()
+        except (OSError, ValueError):
+            return True
+        if not line:
+            return True
+
+
+@timeout(60)
+def test_removed_or_expired_tokens_end_their_streams_and_registry_sessions():
+    with Server(args=["--heartbeat-interval", "500ms"]) as s:
+        # rm: the stream of the node it joined closes at once.
+        agent = token(s, "agent")
+        expect_status(s.request("POST", "/v1/agent/register", {"nodeId": "rm-1", "cpu": 1024, "memory": 1024},
+                                token=agent["secret"]), 200, "register")
+        conn, resp = _open_stream(s, "rm-1", agent["secret"])
+        expect_status(s.request("DELETE", "/v1/tokens/" + agent["id"]), 200, "token rm")
+        check(_stream_ends(resp), "the stream stayed open")
+        conn.close()
+        expect_error(s.request("POST", "/v1/agent/nodes/rm-1/report", {"tasks": []}, token=agent["secret"]), 401,
+                     "Unauthorized", "a report with the removed token")
+        # Expiry: the stream closes when the token expires, without a request.
+        short = token(s, "agent", ttlSeconds=3)
+        expect_status(s.request("POST", "/v1/agent/register", {"nodeId": "ttl-1", "cpu": 1024, "memory": 1024},
+                                token=short["secret"]), 200, "register")
+        conn, resp = _open_stream(s, "ttl-1", short["secret"])
+        started = time.monotonic()
+        check(_stream_ends(resp), "the stream stayed open")
+        check(time.monotonic() - started < WAIT, "not closed")
+        conn.close()
+        # A registry session (a /v2/token bearer token) ends with its API token.
+        deploy = token(s, "deploy")
+        import base64
+        basic = base64.b64encode(("x:" + deploy["secret"].split("::")[1]).encode()).decode()
+        r = s.request("GET", "/v2/token?service=berth&scope=repository:sess/a:pull,push",
+                      headers={"Authorization": "Basic " + basic}, token=None)
+        expect_status(r, 200, "registry token")
+        bearer = r.json()["token"]
+        expect_status(s.request("GET", "/v2/", token=bearer), 200, "/v2/ with the registry token")
+        expect_status(s.request("DELETE", "/v1/tokens/" + deploy["id"]), 200, "token rm")
+        r = s.request("GET", "/v2/", token=bearer)
+        check(r.status == 401, "the registry session outlived its token: %r" % r)
