@@ -257,7 +257,9 @@ class TlsStream final : public Stream, private Stream::Handler {
     while (!data.empty()) {
       int n = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data.data()), data.size());
       if (n < 0) {
-        Fail(UV_EPROTO, "TLS write: " + MbedError(n));
+        // Write is called by the handler: it hears of the failure on the next
+        // iteration, never from inside its own call (as with a socket).
+        FailLater(UV_EPROTO, "TLS write: " + MbedError(n));
         return;
       }
       data.remove_prefix(static_cast<size_t>(n));
@@ -357,6 +359,14 @@ class TlsStream final : public Stream, private Stream::Handler {
     if (ended_ || closed_) return;
     ended_ = true;
     if (handler_) handler_->OnEnd(err);
+  }
+
+  void FailLater(int err, std::string why) {
+    if (failed_ || closed_) return;
+    failed_ = true;
+    failure_ = std::move(why);
+    FlushOut();
+    timer_.Start(0, 0, [this, err] { End(err); });
   }
 
   void Fail(int err, std::string why) {
