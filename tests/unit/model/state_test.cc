@@ -175,6 +175,10 @@ TEST_CASE("state: token expiry, uses, last use and removal survive a restart", "
   revoke->revoke = true;
   REQUIRE(s.Apply(std::move(revoke)).ok());
   CHECK(s.state.IsNodeRevoked("n1"));
+  // A node's certificate identity; a registration without one keeps it.
+  REQUIRE(s.Apply(node("n3", "", "cert:0a1b")).ok());
+  REQUIRE(s.Apply(node("n3", "", "")).ok());
+  CHECK(s.state.FindNode("n3")->identity == "cert:0a1b");
   auto back = s.Apply(node("n1", "", "cert:01"));
   REQUIRE_FALSE(back.ok());
   CHECK(back.error().code == "NodeRevoked");
@@ -187,6 +191,8 @@ TEST_CASE("state: token expiry, uses, last use and removal survive a restart", "
   CHECK(t->uses_left == 0);
   CHECK(s.state.FindToken("admin")->last_used_ms == 1700000001000);
   CHECK(s.state.IsNodeRevoked("n1"));
+  REQUIRE(s.state.FindNode("n3"));
+  CHECK(s.state.FindNode("n3")->identity == "cert:0a1b");
 
   // Removal: the last admin token cannot go; another can.
   auto rm_admin = std::make_unique<model::DeleteToken>();
