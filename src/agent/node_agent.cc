@@ -197,6 +197,12 @@ class NodeAgentImpl {
                       if (shut_) return;
                       Result<json::Doc> d = r && r->status == 200 ? json::Doc::Parse(r->body)
                                                                   : Result<json::Doc>(Error::Invalid("refused"));
+                      if (!r && r.error().code == "Cancelled" && !shut_) {
+                        // The report connection was replaced (a new certificate): ask again.
+                        return RegistryAuth(ref.registry + "/" + ref.repository +
+                                                (ref.digest.empty() ? ":" + ref.tag : "@" + ref.digest),
+                                            std::move(done));
+                      }
                       if (!d) {
                         log::Warn("agent", "no pull credentials from the server; pulling without",
                                   {{"repository", repo}, {"error", r ? r->body : r.error().message}});
@@ -282,8 +288,7 @@ class NodeAgentImpl {
         cert_pem_.clear();
         unlink((o_.state_dir + "/node.crt").c_str());
         (void)MakeTrust();
-        Bury(std::move(reporter_));
-        reporter_ = NewServerClient(30000);
+        replace_reporter_ = true;
         registered_ = false;
         server_retry_ms_ = NowMs();
         return;
@@ -386,8 +391,9 @@ class NodeAgentImpl {
       log::Error("agent", "the node certificate cannot be used", {{"error", s.error().message}});
       return;
     }
-    Bury(std::move(reporter_));
-    reporter_ = NewServerClient(30000);
+    // The report connection is replaced on the next tick (this runs in one of its
+    // callbacks): what is queued on it then fails over to the new one.
+    replace_reporter_ = true;
     if (stream_) Bury(std::move(stream_));
     log::Info("agent", "node certificate taken", {{"node", node_id_}});
   }
@@ -646,6 +652,15 @@ class NodeAgentImpl {
         relay->Wake();
       }
     }
+    if (replace_reporter_) {
+      // A new identity: a new connection. Requests queued on the old one are
+      // cancelled (their callbacks retry or report as for any failure).
+      replace_reporter_ = false;
+      std::unique_ptr<http::Client> old = std::move(reporter_);
+      reporter_ = NewServerClient(30000);
+      old->Cancel();
+      Bury(std::move(old));
+    }
     if (docker_state_ == DockerState::kDown && now >= docker_retry_ms_) {
       ConnectDocker();
       return;
@@ -730,6 +745,7 @@ class NodeAgentImpl {
   std::string pin_;                               // the token's pin of the cluster CA
   std::string key_pem_, cert_pem_;                // the node's identity, once joined
   int64_t cert_renew_ms_ = INT64_MAX;             // when to ask for a new certificate (unix ms)
+  bool replace_reporter_ = false;                 // a new identity: a new report connection, next tick
   // Registry tokens for pulls from the server's registry: "host:port/repo" →
   // (token, until when it is used).
   std::map<std::string, std::pair<std::string, int64_t>> pull_tokens_;
