@@ -207,6 +207,15 @@ def test_docker_agent_joins_with_a_certificate_renews_it_and_is_refused_when_rev
             check(agent.node_id() == node, "node id changed across a restart")
             wait_until(lambda: s.request("GET", "/v1/nodes/" + node).json()["containerInstance"]["agentConnected"],
                        wait=60, what="the restarted agent to connect with its certificate")
+            # A server restart keeps the CA, the node and its identity: the agent comes
+            # back under the same id with its certificate (its one-use token is spent,
+            # so it could not have joined again).
+            s.stop()
+            s.start()
+            wait_until(lambda: s.request("GET", "/v1/nodes/" + node).json()["containerInstance"]["agentConnected"],
+                       wait=60, what="the agent to connect again after the server's restart")
+            check(agent.node_id() == node, "node id changed across the server's restart")
+            check(len(s.request("GET", "/v1/nodes").json()["containerInstances"]) == 1, "a second node appeared")
             # Revoked: refused at once, stream closed, never back under that id.
             expect_status(s.request("POST", "/v1/nodes/%s/revoke" % node, {}), 200, "revoke")
             wait_until(lambda: s.request("GET", "/v1/nodes/" + node).status == 404, what="the node to be gone")
@@ -345,7 +354,8 @@ def _open_stream(s, node, tok):
     conn = s.http_connection(WAIT)
     conn.request("GET", "/v1/agent/nodes/%s/desired?changes=1" % node, headers={"Authorization": "Bearer " + tok})
     resp = conn.getresponse()
-    check(resp.status == 200, "stream of %s: HTTP %d %r" % (node, resp.status, resp.read()[:200]))
+    if resp.status != 200:  # (reading the body of a 200 would wait for the stream's end)
+        check(False, "stream of %s: HTTP %d %r" % (node, resp.status, resp.read()[:200]))
     return conn, resp
 
 
@@ -354,22 +364,53 @@ def _stream_ends(resp):
     while True:
         try:
             line = resp.readline()
+        except TimeoutError:
+            return False  # still open after WAIT seconds
         except (OSError, ValueError):
             return True
         if not line:
             return True
 
 
+class _Reporting:
+    """Reports for a node every 200 ms, as its agent would, so that its stream is
+    never closed for silence while a test waits for another reason."""
+
+    def __init__(self, s, node, tok):
+        import threading
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(s, node, tok), daemon=True)
+        self.thread.start()
+
+    def _run(self, s, node, tok):
+        while not self.stop.wait(0.2):
+            try:
+                s.request("POST", "/v1/agent/nodes/%s/report" % node, {"tasks": []}, token=tok)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(WAIT)
+
+
 @timeout(60)
 def test_removed_or_expired_tokens_end_their_streams_and_registry_sessions():
-    with Server(args=["--heartbeat-interval", "500ms"]) as s:
+    with Server() as s:
         # rm: the stream of the node it joined closes at once.
         agent = token(s, "agent")
         expect_status(s.request("POST", "/v1/agent/register", {"nodeId": "rm-1", "cpu": 1024, "memory": 1024},
                                 token=agent["secret"]), 200, "register")
         conn, resp = _open_stream(s, "rm-1", agent["secret"])
-        expect_status(s.request("DELETE", "/v1/tokens/" + agent["id"]), 200, "token rm")
-        check(_stream_ends(resp), "the stream stayed open")
+        with _Reporting(s, "rm-1", agent["secret"]):
+            time.sleep(1)
+            check(s.request("GET", "/v1/nodes/rm-1").json()["containerInstance"]["agentConnected"], "not connected")
+            expect_status(s.request("DELETE", "/v1/tokens/" + agent["id"]), 200, "token rm")
+            check(_stream_ends(resp), "the stream stayed open")
+        check("closing the stream of a node whose token was revoked" in s.logs(), "closed for another reason")
         conn.close()
         expect_error(s.request("POST", "/v1/agent/nodes/rm-1/report", {"tasks": []}, token=agent["secret"]), 401,
                      "Unauthorized", "a report with the removed token")
@@ -378,9 +419,9 @@ def test_removed_or_expired_tokens_end_their_streams_and_registry_sessions():
         expect_status(s.request("POST", "/v1/agent/register", {"nodeId": "ttl-1", "cpu": 1024, "memory": 1024},
                                 token=short["secret"]), 200, "register")
         conn, resp = _open_stream(s, "ttl-1", short["secret"])
-        started = time.monotonic()
-        check(_stream_ends(resp), "the stream stayed open")
-        check(time.monotonic() - started < WAIT, "not closed")
+        with _Reporting(s, "ttl-1", short["secret"]):
+            check(_stream_ends(resp), "the stream stayed open")
+        check("closing the stream of a node whose token expired" in s.logs(), "closed for another reason")
         conn.close()
         # A registry session (a /v2/token bearer token) ends with its API token.
         deploy = token(s, "deploy")
@@ -394,3 +435,52 @@ def test_removed_or_expired_tokens_end_their_streams_and_registry_sessions():
         expect_status(s.request("DELETE", "/v1/tokens/" + deploy["id"]), 200, "token rm")
         r = s.request("GET", "/v2/", token=bearer)
         check(r.status == 401, "the registry session outlived its token: %r" % r)
+
+
+@timeout(60)
+def test_only_the_asked_node_answers_a_logs_request():
+    import threading
+    with Server() as s:
+        a, b = token(s, "agent")["secret"], token(s, "agent")["secret"]
+        for node, tok in (("logs-a", a), ("logs-b", b)):
+            expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 1024, "memory": 1024},
+                                    token=tok), 200, "register " + node)
+        conn, resp = _open_stream(s, "logs-a", a)  # only logs-a is connected: the task lands there
+        expect_status(s.request("POST", "/v1/agent/nodes/logs-a/report", {"tasks": []}, token=a), 200, "report")
+        wait_until(lambda: s.request("GET", "/v1/nodes/logs-a").json()["containerInstance"]["agentConnected"],
+                   what="logs-a connected")
+        body = {"family": "logs", "containerDefinitions": [{"name": "main", "image": "busybox:latest",
+                                                            "cpu": 128, "memory": 64}]}
+        expect_status(s.request("POST", "/v1/taskdefinitions", body), 201, "register task definition")
+        ran = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "logs"}), 200, "run").json()
+        check(len(ran["tasks"]) == 1 and ran["tasks"][0]["nodeId"] == "logs-a", "placement: %r" % ran)
+        task = ran["tasks"][0]["taskId"]
+        got = {}
+
+        def client():
+            r = s.request("GET", "/v1/tasks/%s/logs?container=main" % task)
+            got["status"], got["body"] = r.status, r.body
+
+        t = threading.Thread(target=client)
+        t.start()
+        request_id = None
+        while request_id is None:
+            line = resp.readline()
+            check(line, "the stream ended before the logs request")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and msg.get("type") == "logs":
+                request_id = msg["requestId"]
+        # Another node's agent, an admin and a read-only token cannot answer it.
+        frame = b"6\nhello\n"
+        for tok, status in ((b, 403), (s.token, 403), (token(s, "read-only")["secret"], 403)):
+            r = s.request("POST", "/v1/agent/logs/" + request_id, frame, token=tok)
+            check(r.status == status, "answer with another credential: HTTP %d %r" % (r.status, r.body[:200]))
+        # The asked node's own agent can.
+        r = s.request("POST", "/v1/agent/logs/" + request_id, frame + b"0\n", token=a)
+        expect_status(r, 200, "the asked node's answer")
+        t.join(WAIT)
+        check(got.get("status") == 200 and got.get("body") == b"hello\n", "the client got %r" % got)
+        conn.close()
