@@ -1,5 +1,6 @@
 #include "net/tls.h"
 
+#include <mbedtls/ecdsa.h>
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/sha256.h>
@@ -9,11 +10,17 @@
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <thread>
+#include <utility>
 
 #include "base/crypto.h"
 #include "base/log.h"
 #include "net/uv.h"
+#include "net/work.h"
 
 namespace berth::net::tls {
 
@@ -51,8 +58,27 @@ std::string MbedError(int code) {
 int ParseCerts(mbedtls_x509_crt* crt, const std::string& pem) {
   return mbedtls_x509_crt_parse(crt, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
 }
+// A private key for signing handshakes. An EC key is held as an ECDSA context:
+// mbedTLS 2.28 signs with a plain EC key through a copy of it, whose fresh curve
+// group rebuilds the fixed-base table on every signature (1.3 ms where 0.57 ms
+// do on this machine). One signature at load fills the table before the key is
+// shared, so later handshakes only read it.
 int ParseKey(mbedtls_pk_context* pk, const std::string& pem) {
-  return mbedtls_pk_parse_key(pk, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1, nullptr, 0);
+  mbedtls_pk_context parsed;
+  mbedtls_pk_init(&parsed);
+  int r =
+      mbedtls_pk_parse_key(&parsed, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1, nullptr, 0);
+  if (r == 0 && mbedtls_pk_get_type(&parsed) == MBEDTLS_PK_ECKEY) {
+    r = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA));
+    if (r == 0) r = mbedtls_ecdsa_from_keypair(mbedtls_pk_ec(*pk), mbedtls_pk_ec(parsed));
+    unsigned char hash[32] = {1}, sig[MBEDTLS_ECDSA_MAX_LEN];
+    size_t sig_len = 0;
+    if (r == 0) r = mbedtls_pk_sign(pk, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &sig_len, Random, nullptr);
+  } else if (r == 0) {
+    std::swap(*pk, parsed);
+  }
+  mbedtls_pk_free(&parsed);
+  return r;
 }
 
 std::string Fingerprint(const mbedtls_x509_crt* crt) {
@@ -117,6 +143,87 @@ class ClientConfig {
   bool have_session = false;
 };
 
+// What a handshake step touches: the mbedTLS context and its ciphertext buffers.
+// A server's step may run on a pool thread (HandshakeQueue), so this lives apart
+// from the stream: a stream closed meanwhile leaves it to the step, which frees
+// it when done. Loop-side code touches it only while no step is out.
+struct Engine {
+  Engine() { mbedtls_ssl_init(&ssl); }
+  ~Engine() { mbedtls_ssl_free(&ssl); }
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  static int Send(void* self, const unsigned char* buf, size_t len) {
+    static_cast<Engine*>(self)->out.append(reinterpret_cast<const char*>(buf), len);
+    return static_cast<int>(len);
+  }
+  static int Recv(void* self, unsigned char* buf, size_t len) {
+    auto* e = static_cast<Engine*>(self);
+    size_t left = e->in.size() - e->in_pos;
+    if (left == 0) return e->in_eof ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
+    size_t n = std::min(len, left);
+    memcpy(buf, e->in.data() + e->in_pos, n);
+    e->in_pos += n;
+    if (e->in_pos == e->in.size()) {
+      e->in.clear();
+      e->in_pos = 0;
+    }
+    return static_cast<int>(n);
+  }
+  bool HasInput() const { return in_pos < in.size(); }
+
+  std::shared_ptr<void> keep;  // the configuration ssl points at
+  mbedtls_ssl_context ssl;
+  std::string in;  // ciphertext not yet read by mbedTLS, from in_pos
+  size_t in_pos = 0;
+  bool in_eof = false;
+  std::string out;  // ciphertext mbedTLS wrote, not yet handed down
+};
+
+// Server handshake steps on libuv's pool, a few at once: the rest wait here in
+// order, so file syncs and name lookups (the same pool) always find a thread.
+// Loop thread only.
+class HandshakeQueue : public std::enable_shared_from_this<HandshakeQueue> {
+ public:
+  explicit HandshakeQueue(uv_loop_t* loop)
+      : loop_(loop), limit_(std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 3)) {}
+
+  // Runs `step` on the pool, then `done(result)` on the loop thread unless `alive`
+  // is false by then.
+  void Submit(std::shared_ptr<Engine> engine, std::shared_ptr<bool> alive, std::function<void(int)> done) {
+    waiting_.push_back({std::move(engine), std::move(alive), std::move(done)});
+    StartWaiting();
+  }
+
+ private:
+  struct Step {
+    std::shared_ptr<Engine> engine;
+    std::shared_ptr<bool> alive;
+    std::function<void(int)> done;
+  };
+
+  void StartWaiting() {
+    while (in_flight_ < limit_ && !waiting_.empty()) {
+      auto step = std::make_shared<Step>(std::move(waiting_.front()));
+      waiting_.pop_front();
+      if (!*step->alive) continue;  // closed while it waited
+      ++in_flight_;
+      auto result = std::make_shared<int>(0);
+      RunOffLoop(
+          loop_, [step, result] { *result = mbedtls_ssl_handshake(&step->engine->ssl); },
+          [self = shared_from_this(), step, result] {
+            --self->in_flight_;
+            if (*step->alive) step->done(*result);
+            self->StartWaiting();
+          });
+    }
+  }
+  uv_loop_t* loop_;
+  int limit_;
+  int in_flight_ = 0;
+  std::deque<Step> waiting_;
+};
+
 struct ServerContext::Shared {
   Shared() {
     mbedtls_ssl_ticket_init(&ticket);
@@ -128,20 +235,25 @@ struct ServerContext::Shared {
   }
   mbedtls_ssl_ticket_context ticket;
   mbedtls_ssl_cache_context cache;
+  std::shared_ptr<HandshakeQueue> queue;  // null: handshakes on the loop thread
 };
 
 // The TLS stream: ciphertext below (`inner_`), plaintext above (the handler).
 class TlsStream final : public Stream, private Stream::Handler {
  public:
   TlsStream(uv_loop_t* loop, std::unique_ptr<Stream> inner, const mbedtls_ssl_config* conf, std::shared_ptr<void> keep,
-            std::shared_ptr<ClientConfig> client, uint64_t handshake_timeout_ms)
-      : inner_(std::move(inner)), keep_(std::move(keep)), client_(std::move(client)), timer_(loop) {
-    mbedtls_ssl_init(&ssl_);
-    setup_error_ = mbedtls_ssl_setup(&ssl_, conf);
-    mbedtls_ssl_set_bio(&ssl_, this, &TlsStream::Send, &TlsStream::Recv, nullptr);
+            std::shared_ptr<ClientConfig> client, std::shared_ptr<HandshakeQueue> queue, uint64_t handshake_timeout_ms)
+      : inner_(std::move(inner)),
+        e_(std::make_shared<Engine>()),
+        client_(std::move(client)),
+        queue_(std::move(queue)),
+        timer_(loop) {
+    e_->keep = std::move(keep);
+    setup_error_ = mbedtls_ssl_setup(&e_->ssl, conf);
+    mbedtls_ssl_set_bio(&e_->ssl, e_.get(), &Engine::Send, &Engine::Recv, nullptr);
     if (client_) {
-      mbedtls_ssl_set_verify(&ssl_, &TlsStream::Verify, this);
-      if (client_->have_session) mbedtls_ssl_set_session(&ssl_, &client_->session);
+      mbedtls_ssl_set_verify(&e_->ssl, &TlsStream::Verify, this);
+      if (client_->have_session) mbedtls_ssl_set_session(&e_->ssl, &client_->session);
     }
     inner_->SetHandler(this);
     timer_.Start(handshake_timeout_ms, 0, [this, handshake_timeout_ms] {
@@ -151,7 +263,6 @@ class TlsStream final : public Stream, private Stream::Handler {
   ~TlsStream() override {
     *alive_ = false;
     if (inner_) inner_->Close();
-    mbedtls_ssl_free(&ssl_);
   }
 
   // Starts: reads the peer's hello (server) or sends ours (client).
@@ -160,7 +271,7 @@ class TlsStream final : public Stream, private Stream::Handler {
       Fail(UV_EPROTO, "TLS setup: " + MbedError(setup_error_));
       return;
     }
-    if (!host.empty()) mbedtls_ssl_set_hostname(&ssl_, host.c_str());
+    if (!host.empty()) mbedtls_ssl_set_hostname(&e_->ssl, host.c_str());
     inner_->ReadStart();
     if (client_) Pump();
   }
@@ -172,7 +283,7 @@ class TlsStream final : public Stream, private Stream::Handler {
     inner_->ReadStart();
     // Plaintext already decrypted or ciphertext already here is delivered on the
     // next iteration, as a socket would (never from inside this call).
-    if (handshake_done_ && (!in_.empty() || mbedtls_ssl_get_bytes_avail(&ssl_) > 0)) {
+    if (handshake_done_ && (e_->HasInput() || mbedtls_ssl_get_bytes_avail(&e_->ssl) > 0)) {
       timer_.Start(0, 0, [this] { Pump(); });
     }
   }
@@ -197,7 +308,7 @@ class TlsStream final : public Stream, private Stream::Handler {
       shutdown_after_handshake_ = true;
       return;
     }
-    mbedtls_ssl_close_notify(&ssl_);
+    mbedtls_ssl_close_notify(&e_->ssl);
     FlushOut();
     inner_->Shutdown();
   }
@@ -214,24 +325,8 @@ class TlsStream final : public Stream, private Stream::Handler {
   bool Secure() const override { return true; }
 
  private:
-  static int Send(void* self, const unsigned char* buf, size_t len) {
-    static_cast<TlsStream*>(self)->out_.append(reinterpret_cast<const char*>(buf), len);
-    return static_cast<int>(len);
-  }
-  static int Recv(void* self, unsigned char* buf, size_t len) {
-    auto* s = static_cast<TlsStream*>(self);
-    size_t left = s->in_.size() - s->in_pos_;
-    if (left == 0) return s->in_eof_ ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
-    size_t n = std::min(len, left);
-    memcpy(buf, s->in_.data() + s->in_pos_, n);
-    s->in_pos_ += n;
-    if (s->in_pos_ == s->in_.size()) {
-      s->in_.clear();
-      s->in_pos_ = 0;
-    }
-    return static_cast<int>(n);
-  }
-  // Called for each certificate of the server's chain, the top first.
+  // Called for each certificate of the server's chain, the top first (a client's
+  // handshake, which runs on the loop thread).
   static int Verify(void* self, mbedtls_x509_crt* crt, int depth, uint32_t* flags) {
     auto* s = static_cast<TlsStream*>(self);
     if (depth > s->top_depth_ || s->top_depth_ < 0) {
@@ -247,15 +342,15 @@ class TlsStream final : public Stream, private Stream::Handler {
   }
 
   void FlushOut() {
-    if (out_.empty() || closed_) return;
+    if (e_->out.empty() || closed_ || stepping_) return;
     std::string out;
-    out.swap(out_);
+    out.swap(e_->out);
     inner_->Write(std::move(out));
   }
 
   void WritePlain(std::string_view data) {
     while (!data.empty()) {
-      int n = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+      int n = mbedtls_ssl_write(&e_->ssl, reinterpret_cast<const unsigned char*>(data.data()), data.size());
       if (n < 0) {
         // Write is called by the handler: it hears of the failure on the next
         // iteration, never from inside its own call (as with a socket).
@@ -270,7 +365,7 @@ class TlsStream final : public Stream, private Stream::Handler {
   // Why a handshake was refused, in words.
   std::string HandshakeError(int r) {
     if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && client_) {
-      uint32_t flags = mbedtls_ssl_get_verify_result(&ssl_);
+      uint32_t flags = mbedtls_ssl_get_verify_result(&e_->ssl);
       if ((flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) && !client_->pin.empty()) {
         return "the server's certificate chain ends at a CA with SHA-256 fingerprint " +
                (top_fingerprint_.empty() ? std::string("(none)") : top_fingerprint_) + ", not the pinned " +
@@ -289,44 +384,78 @@ class TlsStream final : public Stream, private Stream::Handler {
   }
 
   void Pump() {
+    if (closed_ || failed_ || stepping_) return;
+    if (!handshake_done_) {
+      if (queue_) {
+        // The step runs on the pool; bytes that arrive meanwhile wait in arriving_.
+        stepping_ = true;
+        queue_->Submit(e_, alive_, [this](int r) { StepDone(r); });
+        return;
+      }
+      if (!HandshakeStepDone(mbedtls_ssl_handshake(&e_->ssl))) return;
+    }
+    ReadPlain();
+  }
+
+  void StepDone(int r) {
+    stepping_ = false;
+    if (!arriving_.empty()) {
+      e_->in.append(arriving_);
+      arriving_.clear();
+    }
     if (closed_ || failed_) return;
     std::shared_ptr<bool> alive = alive_;
-    if (!handshake_done_) {
-      int r = mbedtls_ssl_handshake(&ssl_);
-      FlushOut();
-      if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-        if (in_eof_) Fail(UV_EPROTO, "the peer closed the connection during the TLS handshake");
-        return;
-      }
-      if (r != 0) {
-        Fail(UV_EPROTO, HandshakeError(r));
-        return;
-      }
-      if (client_ && mbedtls_ssl_get_verify_result(&ssl_) != 0) {
-        mbedtls_ssl_send_alert_message(&ssl_, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
-        Fail(UV_EPROTO, HandshakeError(MBEDTLS_ERR_X509_CERT_VERIFY_FAILED));
-        return;
-      }
-      handshake_done_ = true;
-      timer_.Stop();
-      const mbedtls_x509_crt* peer = mbedtls_ssl_get_peer_cert(&ssl_);
-      if (!client_ && peer && mbedtls_ssl_get_verify_result(&ssl_) == 0) {
-        peer_name_ = CommonName(peer);
-        peer_serial_ = crypto::Hex(peer->serial.p, peer->serial.len);
-      }
-      if (client_ && mbedtls_ssl_get_session(&ssl_, &client_->session) == 0) client_->have_session = true;
-      if (!reading_) inner_->ReadStop();
-      if (!early_.empty()) {
-        std::string early;
-        early.swap(early_);
-        WritePlain(early);
-        if (!*alive || failed_) return;
-      }
-      if (shutdown_after_handshake_) Shutdown();
+    if (!HandshakeStepDone(r)) {
+      // The peer's next flight may already be here (unless the handler, told of
+      // a failure, let go of this stream).
+      if (*alive && !handshake_done_ && !failed_ && !closed_ && e_->HasInput()) Pump();
+      return;
     }
+    ReadPlain();
+  }
+
+  // After a handshake step that returned `r`: true when the handshake is done and
+  // the stream is still open.
+  bool HandshakeStepDone(int r) {
+    std::shared_ptr<bool> alive = alive_;
+    FlushOut();
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+      if (e_->in_eof) Fail(UV_EPROTO, "the peer closed the connection during the TLS handshake");
+      return false;
+    }
+    if (r != 0) {
+      Fail(UV_EPROTO, HandshakeError(r));
+      return false;
+    }
+    if (client_ && mbedtls_ssl_get_verify_result(&e_->ssl) != 0) {
+      mbedtls_ssl_send_alert_message(&e_->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
+      Fail(UV_EPROTO, HandshakeError(MBEDTLS_ERR_X509_CERT_VERIFY_FAILED));
+      return false;
+    }
+    handshake_done_ = true;
+    timer_.Stop();
+    const mbedtls_x509_crt* peer = mbedtls_ssl_get_peer_cert(&e_->ssl);
+    if (!client_ && peer && mbedtls_ssl_get_verify_result(&e_->ssl) == 0) {
+      peer_name_ = CommonName(peer);
+      peer_serial_ = crypto::Hex(peer->serial.p, peer->serial.len);
+    }
+    if (client_ && mbedtls_ssl_get_session(&e_->ssl, &client_->session) == 0) client_->have_session = true;
+    if (!reading_) inner_->ReadStop();
+    if (!early_.empty()) {
+      std::string early;
+      early.swap(early_);
+      WritePlain(early);
+      if (!*alive || failed_) return false;
+    }
+    if (shutdown_after_handshake_) Shutdown();
+    return *alive && !closed_ && !failed_;
+  }
+
+  void ReadPlain() {
+    std::shared_ptr<bool> alive = alive_;
     unsigned char buf[16384];
     while (reading_ && !closed_ && !failed_) {
-      int n = mbedtls_ssl_read(&ssl_, buf, sizeof buf);
+      int n = mbedtls_ssl_read(&e_->ssl, buf, sizeof buf);
       if (n > 0) {
         handler_->OnData(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
         if (!*alive) return;
@@ -334,7 +463,7 @@ class TlsStream final : public Stream, private Stream::Handler {
       }
       FlushOut();
       if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE) {
-        if (in_eof_) End(in_err_);
+        if (e_->in_eof) End(in_err_);
         return;
       }
       if (n == 0 || n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
@@ -374,24 +503,28 @@ class TlsStream final : public Stream, private Stream::Handler {
     failed_ = true;
     failure_ = std::move(why);
     timer_.Stop();
-    FlushOut();  // the alert, if mbedTLS wrote one
+    FlushOut();  // the alert, if mbedTLS wrote one (none while a step is out)
     log::Debug("tls", "connection failed", {{"peer", inner_->PeerName()}, {"error", failure_}});
     End(err);
   }
 
   // The inner stream's events.
   void OnData(std::string_view data) override {
-    in_.append(data);
+    if (stepping_) {
+      arriving_.append(data);
+      return;
+    }
+    e_->in.append(data);
     Pump();
   }
   void OnEnd(int err) override {
-    in_eof_ = true;
     in_err_ = err;
     if (!handshake_done_) {
       Fail(err ? err : UV_EPROTO, err ? "connection failed during the TLS handshake: " + UvError(err)
                                       : "the peer closed the connection during the TLS handshake");
       return;
     }
+    e_->in_eof = true;
     if (reading_) {
       Pump();  // what is left, then the end
       return;
@@ -403,25 +536,23 @@ class TlsStream final : public Stream, private Stream::Handler {
   }
 
   std::unique_ptr<Stream> inner_;
-  std::shared_ptr<void> keep_;  // the configuration ssl_ points at
+  std::shared_ptr<Engine> e_;
   std::shared_ptr<ClientConfig> client_;
-  Timer timer_;  // the handshake deadline, then deferred reads
-  mbedtls_ssl_context ssl_;
+  std::shared_ptr<HandshakeQueue> queue_;  // null: handshake steps on the loop thread
+  Timer timer_;                            // the handshake deadline, then deferred reads
   int setup_error_ = 0;
   Stream::Handler* handler_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  std::string in_;  // ciphertext not yet read by mbedTLS, from in_pos_
-  size_t in_pos_ = 0;
-  std::string out_;    // ciphertext mbedTLS wrote, not yet handed down
-  std::string early_;  // plaintext written before the handshake finished
+  std::string arriving_;  // ciphertext that came while a step was out
+  std::string early_;     // plaintext written before the handshake finished
   std::string peer_name_;
   std::string peer_serial_;
   std::string failure_;
   std::string top_fingerprint_;
   int top_depth_ = -1;
   int in_err_ = 0;
-  bool in_eof_ = false;
   bool reading_ = false;
+  bool stepping_ = false;  // a handshake step is on the pool
   bool handshake_done_ = false;
   bool shutdown_after_handshake_ = false;
   bool closed_ = false;
@@ -439,6 +570,7 @@ Result<std::unique_ptr<ServerContext>> ServerContext::Create(uv_loop_t* loop, co
   int r = mbedtls_ssl_ticket_setup(&ctx->shared_->ticket, Random, nullptr, MBEDTLS_CIPHER_AES_256_GCM, 24 * 3600);
   if (r != 0) return Error::Internal("TLS session tickets: " + MbedError(r));
   mbedtls_ssl_cache_set_max_entries(&ctx->shared_->cache, 10000);
+  if (settings.handshakes_off_loop) ctx->shared_->queue = std::make_shared<HandshakeQueue>(loop);
   if (Status s = ctx->SetIdentity(settings.cert_pem, settings.key_pem); !s) return s.take_error();
   return ctx;
 }
@@ -476,7 +608,7 @@ Status ServerContext::SetIdentity(const std::string& cert_pem, const std::string
 std::unique_ptr<Stream> ServerContext::Wrap(std::unique_ptr<Stream> inner) {
   // The stream keeps both its configuration and the shared tickets and cache.
   auto keep = std::make_shared<std::pair<std::shared_ptr<ServerConfig>, std::shared_ptr<Shared>>>(config_, shared_);
-  auto s = std::make_unique<TlsStream>(loop_, std::move(inner), &config_->conf, keep, nullptr,
+  auto s = std::make_unique<TlsStream>(loop_, std::move(inner), &config_->conf, keep, nullptr, shared_->queue,
                                        settings_.handshake_timeout_ms);
   s->Begin("");
   return s;
@@ -525,7 +657,7 @@ std::unique_ptr<Stream> ClientContext::Wrap(uv_loop_t* loop, std::unique_ptr<Str
   // iPAddress names); a DNS name is.
   bool is_address = host.find(':') != std::string::npos ||
                     (!host.empty() && host.find_first_not_of("0123456789.") == std::string::npos);
-  auto s = std::make_unique<TlsStream>(loop, std::move(inner), &config_->conf, config_, config_,
+  auto s = std::make_unique<TlsStream>(loop, std::move(inner), &config_->conf, config_, config_, nullptr,
                                        settings_.handshake_timeout_ms);
   s->Begin(is_address ? "" : host);
   return s;

@@ -25,6 +25,10 @@ class TestLoop {
  public:
   TestLoop() { uv_loop_init(&loop_); }
   ~TestLoop() {
+    // Work still on the thread pool (a handshake step, a file sync) finishes first:
+    // it reports to this loop by address, and a loop made later at the same
+    // address would take its completion for its own.
+    RunUntil([this] { return loop_.active_reqs.count == 0; }, 10000);
     // Let pending close callbacks run, then close whatever a failed test left open.
     for (int i = 0; i < 8; i++) uv_run(&loop_, UV_RUN_NOWAIT);
     if (uv_loop_close(&loop_) != 0) {
