@@ -14,6 +14,8 @@
 # Measures only; never fails on a timing. Exits non-zero if something broke.
 # Last line: tls_rps_vs_nginx= handshakes_vs_nginx= tls_rps_vs_lighttpd= handshakes_vs_lighttpd= idle_tls_conn_kib=
 #   berth_rps= nginx_rps= lighttpd_rps= berth_hs= nginx_hs= lighttpd_hs=
+#   hs_cpu_vs_nginx= (nginx's server CPU per handshake over berth's: 1.0 is as cheap)
+#   berth_hs_cpu_us= nginx_hs_cpu_us= lighttpd_hs_cpu_us=
 #   (targets: keep-alive >= 0.8x nginx, handshakes >= 0.5x nginx, >= 1.0x lighttpd-mbedTLS)
 #
 #   bench/tls.sh                         # uses build/berth (built if missing)
@@ -150,9 +152,13 @@ for round in 1 2; do
   done
 done
 
-# --- full handshakes/s: two s_time clients at once, each counting its connections
-declare -A hs
+# --- full handshakes/s: two s_time clients at once, each counting its connections;
+# and the server's CPU per handshake (all its threads), which the clients sharing
+# this machine's cores do not blur.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A hs hs_us
 for who in "${who_all[@]}"; do
+  ticks0=$(cpu_ticks "${pids[$who]}")
   clients=()
   for i in 1 2; do
     ${WRK_CPUS:+taskset -c "$WRK_CPUS"} openssl s_time -connect "127.0.0.1:${port[$who]}" -new -time "$HS_SECONDS" \
@@ -167,7 +173,10 @@ for who in "${who_all[@]}"; do
     n=$((n + c))
   done
   hs[$who]=$(awk -v n="$n" -v s="$HS_SECONDS" 'BEGIN {printf "%.0f", n / s}')
-  printf '%-8s %8s full handshakes/s (2 clients, %ss)\n' "$who" "${hs[$who]}" "$HS_SECONDS"
+  hs_us[$who]=$(awk -v t="$(($(cpu_ticks "${pids[$who]}") - ticks0))" -v hz="$(getconf CLK_TCK)" -v n="$n" \
+    'BEGIN {if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "nan"}')
+  printf '%-8s %8s full handshakes/s (2 clients, %ss), server CPU %s us/handshake\n' "$who" "${hs[$who]}" \
+    "$HS_SECONDS" "${hs_us[$who]}"
 done
 
 # --- memory of idle TLS connections in berth
@@ -195,4 +204,4 @@ EOF
 echo "berth: ${idle_kib} KiB of RSS per idle TLS connection (over $IDLE_CONNS connections)"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "nan"}'; }
-echo "tls_rps_vs_nginx=$(ratio "${rps[berth]}" "${rps[nginx]}") handshakes_vs_nginx=$(ratio "${hs[berth]}" "${hs[nginx]}") tls_rps_vs_lighttpd=$(ratio "${rps[berth]}" "${rps[lighttpd]}") handshakes_vs_lighttpd=$(ratio "${hs[berth]}" "${hs[lighttpd]}") idle_tls_conn_kib=$idle_kib berth_rps=${rps[berth]} nginx_rps=${rps[nginx]} lighttpd_rps=${rps[lighttpd]} berth_hs=${hs[berth]} nginx_hs=${hs[nginx]} lighttpd_hs=${hs[lighttpd]}"
+echo "tls_rps_vs_nginx=$(ratio "${rps[berth]}" "${rps[nginx]}") handshakes_vs_nginx=$(ratio "${hs[berth]}" "${hs[nginx]}") tls_rps_vs_lighttpd=$(ratio "${rps[berth]}" "${rps[lighttpd]}") handshakes_vs_lighttpd=$(ratio "${hs[berth]}" "${hs[lighttpd]}") idle_tls_conn_kib=$idle_kib berth_rps=${rps[berth]} nginx_rps=${rps[nginx]} lighttpd_rps=${rps[lighttpd]} berth_hs=${hs[berth]} nginx_hs=${hs[nginx]} lighttpd_hs=${hs[lighttpd]} hs_cpu_vs_nginx=$(ratio "${hs_us[nginx]}" "${hs_us[berth]}") berth_hs_cpu_us=${hs_us[berth]} nginx_hs_cpu_us=${hs_us[nginx]} lighttpd_hs_cpu_us=${hs_us[lighttpd]}"
