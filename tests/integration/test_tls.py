@@ -11,6 +11,7 @@ import re
 import signal
 import ssl
 import subprocess
+import threading
 import time
 
 from harness import (WAIT, Agent, DockerAgent, Server, check, cli, expect_error, expect_exit, expect_status,
@@ -148,13 +149,20 @@ def test_token_lifecycle_ttl_uses_ls_rm():
         check("last admin token" in p.stderr, "message: %s" % p.stderr)
 
 
+def _two_token_nodes(s, prefix):
+    """Registers PREFIX-a and PREFIX-b, each joined with an agent token of its own;
+    returns the two tokens (each node is bound to its own)."""
+    a, b = token(s, "agent")["secret"], token(s, "agent")["secret"]
+    for node, tok in ((prefix + "-a", a), (prefix + "-b", b)):
+        expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 1024, "memory": 1024},
+                                token=tok), 200, "register " + node)
+    return a, b
+
+
 @timeout(60)
 def test_agent_routes_are_bound_to_the_node_that_joined():
     with Server() as s:
-        a, b = token(s, "agent")["secret"], token(s, "agent")["secret"]
-        for node, tok in (("bound-a", a), ("bound-b", b)):
-            expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 1024, "memory": 1024},
-                                    token=tok), 200, "register " + node)
+        a, b = _two_token_nodes(s, "bound")
         # b's token cannot register over, stream for, or report for a's node.
         r = s.request("POST", "/v1/agent/register", {"nodeId": "bound-a", "cpu": 1, "memory": 1}, token=b)
         expect_error(r, 409, "NodeIdentityHeld", "registering over another node")
@@ -377,7 +385,6 @@ class _Reporting:
     never closed for silence while a test waits for another reason."""
 
     def __init__(self, s, node, tok):
-        import threading
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(s, node, tok), daemon=True)
         self.thread.start()
@@ -439,12 +446,8 @@ def test_removed_or_expired_tokens_end_their_streams_and_registry_sessions():
 
 @timeout(60)
 def test_only_the_asked_node_answers_a_logs_request():
-    import threading
     with Server() as s:
-        a, b = token(s, "agent")["secret"], token(s, "agent")["secret"]
-        for node, tok in (("logs-a", a), ("logs-b", b)):
-            expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 1024, "memory": 1024},
-                                    token=tok), 200, "register " + node)
+        a, b = _two_token_nodes(s, "logs")
         conn, resp = _open_stream(s, "logs-a", a)  # only logs-a is connected: the task lands there
         expect_status(s.request("POST", "/v1/agent/nodes/logs-a/report", {"tasks": []}, token=a), 200, "report")
         wait_until(lambda: s.request("GET", "/v1/nodes/logs-a").json()["containerInstance"]["agentConnected"],
