@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "base/clock.h"
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -149,15 +150,6 @@ void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
 
-std::string IsoTime(int64_t unix_ms) {
-  time_t secs = static_cast<time_t>(unix_ms / 1000);
-  tm v{};
-  gmtime_r(&secs, &v);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &v);
-  return buf;
-}
-
 bool IsAdmin(const model::State& state, std::string_view token_id) {
   for (const model::Token& t : state.tokens()) {
     if (t.id == token_id) return t.role == "admin";
@@ -205,7 +197,7 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
   const model::Token* t = state.FindTokenBySecret(auth.substr(kBearer.size()));
   if (!t) return refuse("the token is not valid");
   if (t->expires_ms && t->expires_ms <= now_ms) {
-    return refuse("the token " + t->id + " expired at " + IsoTime(t->expires_ms));
+    return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
   }
   const std::string& method = req.method;
   bool read = method == "GET" || method == "HEAD";

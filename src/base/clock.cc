@@ -16,6 +16,15 @@ int64_t SystemClock::MonotonicNs() const {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+std::string UtcIso8601(int64_t unix_ms) {
+  time_t secs = static_cast<time_t>(unix_ms / 1000);
+  tm v{};
+  gmtime_r(&secs, &v);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &v);
+  return buf;
+}
+
 SystemClock& SystemClock::Get() {
   static SystemClock clock;
   return clock;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace berth {
 
@@ -21,6 +22,9 @@ class SystemClock final : public Clock {
   int64_t MonotonicNs() const override;
   static SystemClock& Get();
 };
+
+// "2026-12-05T21:25:23Z": a Unix time in milliseconds as UTC ISO 8601, to the second.
+std::string UtcIso8601(int64_t unix_ms);
 
 // A clock that moves only when told to.
 class ManualClock final : public Clock {

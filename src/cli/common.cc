@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/clock.h"
 #include "base/crypto.h"
 #include "cli/config.h"
 #include "net/http_client.h"
@@ -137,12 +138,7 @@ std::string Num(json::View v, const char* key) { return std::to_string(static_ca
 std::string Seconds(json::View v, const char* key) {
   double t = v.Get(key).Number();
   if (t <= 0) return "-";
-  time_t secs = static_cast<time_t>(t);
-  tm tmv{};
-  gmtime_r(&secs, &tmv);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  return buf;
+  return UtcIso8601(static_cast<int64_t>(t) * 1000);
 }
 
 bool ReadFile(const std::string& path, std::string* out) {

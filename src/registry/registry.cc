@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "base/clock.h"
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -155,15 +156,6 @@ std::string HostOf(const http::Request& req) {
     if (!ok) return "127.0.0.1";
   }
   return std::string(h);
-}
-
-std::string Iso8601(int64_t ms) {
-  time_t secs = static_cast<time_t>(ms / 1000);
-  tm t{};
-  gmtime_r(&secs, &t);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &t);
-  return buf;
 }
 
 // The whole query, with repeated keys kept (Docker sends several scope=).
@@ -355,7 +347,7 @@ void Registry::HandleToken(const ExchangePtr& ex) {
                .Set("token", token)
                .Set("access_token", token)
                .Set("expires_in", auth_.token_ttl_ms() / 1000)
-               .Set("issued_at", Iso8601(now))
+               .Set("issued_at", UtcIso8601(now))
                .Print();
   r.headers.push_back(kApiVersion);
   ex->Respond(std::move(r));
