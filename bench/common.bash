@@ -59,6 +59,69 @@ pin_server() {
 
 die() { echo "bench: $*" >&2; exit 1; }
 
+# start_nginx NAME WORKERS [CERT KEY]: Debian's nginx under its own prefix in
+# $BENCH_TMP/NAME, serving the 15-byte {"status":"ok"} answer at /healthz; with a
+# certificate and key, over TLS 1.2 with the ECDHE-ECDSA AEAD suites berth offers
+# and a shared session cache (clients trust it through $CURL_CA_BUNDLE). Sets
+# NGX_URL, NGX_MASTER and NGX_WORKERS (the worker pids, whose CPU is measured).
+start_nginx() {
+  local name=$1 workers=$2 cert=${3:-} key=${4:-}
+  local ngx="$BENCH_TMP/$name" port tls_conf="" listen_opts="" scheme=http
+  NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+  mkdir -p "$ngx/logs" "$ngx/tmp"
+  port=$(free_port)
+  if [ -n "$cert" ]; then
+    scheme=https listen_opts=" ssl"
+    tls_conf="ssl_protocols TLSv1.2;
+  ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;
+  ssl_session_cache shared:tls:10m;
+  ssl_certificate $cert;
+  ssl_certificate_key $key;"
+  fi
+  cat >"$ngx/nginx.conf" <<CONF
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $ngx/nginx.pid;
+error_log $ngx/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  server_tokens off;
+  keepalive_requests 1000000;
+  client_body_temp_path $ngx/tmp/body;
+  proxy_temp_path $ngx/tmp/proxy;
+  fastcgi_temp_path $ngx/tmp/fastcgi;
+  uwsgi_temp_path $ngx/tmp/uwsgi;
+  scgi_temp_path $ngx/tmp/scgi;
+  $tls_conf
+  server {
+    listen 127.0.0.1:$port$listen_opts;
+    location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
+  }
+}
+CONF
+  "$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
+  NGX_MASTER=$!
+  BENCH_PIDS+=("$NGX_MASTER")
+  NGX_URL="$scheme://127.0.0.1:$port/healthz"
+  for _ in $(seq 100); do
+    curl -fsS --max-time 1 "$NGX_URL" >/dev/null 2>&1 && break
+    kill -0 "$NGX_MASTER" 2>/dev/null || break
+    sleep 0.1
+  done
+  curl -fsS --max-time 5 "$NGX_URL" >/dev/null ||
+    { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx ($name) did not start"; }
+  for _ in $(seq 50); do
+    [ "$(pgrep -P "$NGX_MASTER" | wc -l)" -ge "$workers" ] && break
+    sleep 0.1
+  done
+  NGX_WORKERS=$(pgrep -P "$NGX_MASTER" | tr '\n' ' ')
+  [ "$(echo $NGX_WORKERS | wc -w)" -eq "$workers" ] || die "nginx ($name) has workers '$NGX_WORKERS', not $workers"
+  local w
+  for w in $NGX_WORKERS; do pin_server "$w"; done
+}
+
 # ensure_tools CMD:PACKAGE... installs the Debian packages whose command is missing.
 ensure_tools() {
   local missing=() spec

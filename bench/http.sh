@@ -29,54 +29,6 @@ start_berth http --no-tls ${SERVER_ARGS:-}
 berth_pid=$BERTH_PID
 berth_url="$BERTH_URL/healthz"
 
-# start_nginx NAME WORKERS: nginx under its own prefix; sets NGX_URL and
-# NGX_WORKERS (the worker pids, whose CPU is measured).
-start_nginx() {
-  local name=$1 workers=$2
-  local ngx="$BENCH_TMP/$name" port master w
-  mkdir -p "$ngx/logs" "$ngx/tmp"
-  port=$(free_port)
-  cat >"$ngx/nginx.conf" <<CONF
-worker_processes $workers;
-daemon off;
-master_process on;
-pid $ngx/nginx.pid;
-error_log $ngx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server_tokens off;
-  keepalive_requests 1000000;
-  client_body_temp_path $ngx/tmp/body;
-  proxy_temp_path $ngx/tmp/proxy;
-  fastcgi_temp_path $ngx/tmp/fastcgi;
-  uwsgi_temp_path $ngx/tmp/uwsgi;
-  scgi_temp_path $ngx/tmp/scgi;
-  server {
-    listen 127.0.0.1:$port;
-    location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
-  }
-}
-CONF
-  "$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
-  master=$!
-  BENCH_PIDS+=("$master")
-  NGX_URL="http://127.0.0.1:$port/healthz"
-  for _ in $(seq 100); do
-    curl -fsS --max-time 1 "$NGX_URL" >/dev/null 2>&1 && break
-    kill -0 "$master" 2>/dev/null || break
-    sleep 0.1
-  done
-  curl -fsS --max-time 5 "$NGX_URL" >/dev/null ||
-    { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx ($name) did not start"; }
-  for _ in $(seq 50); do
-    [ "$(pgrep -P "$master" | wc -l)" -ge "$workers" ] && break
-    sleep 0.1
-  done
-  NGX_WORKERS=$(pgrep -P "$master" | tr '\n' ' ')
-  [ "$(echo $NGX_WORKERS | wc -w)" -eq "$workers" ] || die "nginx ($name) has workers '$NGX_WORKERS', not $workers"
-  for w in $NGX_WORKERS; do pin_server "$w"; done
-}
 berth_threads=$(ls "/proc/$berth_pid/task" | wc -l)
 start_nginx nginx2 2
 ngx2_url=$NGX_URL ngx2_pids=$NGX_WORKERS

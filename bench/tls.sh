@@ -41,39 +41,10 @@ cert="$data/server.crt" key="$data/server.key"
 berth_port=${BERTH_HOST##*:}
 
 # --- nginx, 1 worker, OpenSSL, the same certificate
-ngx="$BENCH_TMP/nginx"
-mkdir -p "$ngx/logs" "$ngx/tmp"
-ngx_port=$(free_port)
-cat >"$ngx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $ngx/nginx.pid;
-error_log $ngx/logs/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  server_tokens off;
-  keepalive_requests 1000000;
-  client_body_temp_path $ngx/tmp/body;
-  proxy_temp_path $ngx/tmp/proxy;
-  fastcgi_temp_path $ngx/tmp/fastcgi;
-  uwsgi_temp_path $ngx/tmp/uwsgi;
-  scgi_temp_path $ngx/tmp/scgi;
-  ssl_protocols TLSv1.2;
-  ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;
-  ssl_session_cache shared:tls:10m;
-  server {
-    listen 127.0.0.1:$ngx_port ssl;
-    ssl_certificate $cert;
-    ssl_certificate_key $key;
-    location = /healthz { default_type application/json; return 200 '{"status":"ok"}'; }
-  }
-}
-CONF
-"$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
-ngx_master=$!
-BENCH_PIDS+=("$ngx_master")
+start_nginx nginx 1 "$cert" "$key"
+ngx_url=$NGX_URL ngx_pid=${NGX_WORKERS%% *}
+ngx_port=${ngx_url#https://127.0.0.1:}
+ngx_port=${ngx_port%%/*}
 
 # --- lighttpd with mod_mbedtls, the same certificate, the same answer (a file)
 lt="$BENCH_TMP/lighttpd"
@@ -109,14 +80,8 @@ wait_https() {
   done
   curl -fsS --max-time 5 --cacert "$data/ca.crt" "$url" >/dev/null || die "$what did not start over TLS"
 }
-ngx_url="https://127.0.0.1:$ngx_port/healthz"
 lt_url="https://127.0.0.1:$lt_port/healthz"
-wait_https "$ngx_url" "$ngx_master" nginx || { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; exit 1; }
 wait_https "$lt_url" "$lt_pid" lighttpd || { cat "$lt/stdout" "$lt/error.log" >&2; exit 1; }
-for _ in $(seq 50); do [ -n "$(pgrep -P "$ngx_master")" ] && break; sleep 0.1; done
-ngx_pid=$(pgrep -P "$ngx_master" | head -1)
-[ -n "$ngx_pid" ] || die "nginx has no worker"
-pin_server "$ngx_pid"
 pin_server "$lt_pid"
 
 # The same answer, protocol and cipher family from all three.
