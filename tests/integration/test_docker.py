@@ -310,6 +310,9 @@ def test_docker_two_agents_service_spread_over_both():
         na, nb = a.node_id(wait=LONG), b.node_id(wait=LONG)
         try:
             check(na != nb, "both agents have node id %s" % na)
+            # Both connected before the service exists (an id on disk comes earlier).
+            wait_until(lambda: {n["nodeId"] for n in nodes(s) if n["agentConnected"]} >= {na, nb}, wait=LONG,
+                       what="both agents connected")
             register(s, "dk-spread", [box("main", "sleep 3600", memory=16, stopTimeout=2)])
             create_service(s, "dk-spread", "dk-spread", 4)
             wait_running(s, 4, "4 running tasks", service="dk-spread")
