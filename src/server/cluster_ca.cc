@@ -60,7 +60,7 @@ Result<std::unique_ptr<ClusterCa>> ClusterCa::Open(const std::string& data_dir) 
     // The key first: a crash between the two leaves a key and no certificate, which
     // the next start replaces (nothing was issued from it yet).
     if (Status s = files::WriteAtomically(key_path, key.value(), 0600); !s) return s.take_error();
-    if (Status s = files::WriteAtomically(cert_path, cert.value(), 0644); !s) return s.take_error();
+    if (Status s = files::WriteAtomically(cert_path, cert.value(), 0600); !s) return s.take_error();
     ca->ca_pem_ = cert.value();
     ca->ca_key_pem_ = key.value();
     log::Info("tls", "created the cluster CA", {{"path", cert_path}});
@@ -117,7 +117,7 @@ Result<bool> ClusterCa::EnsureServerCert(const std::vector<std::string>& dns_nam
   if (!cert) return cert.take_error();
   std::string chain = cert.value() + ca_pem_;
   if (Status s = files::WriteAtomically(key_path, key.value(), 0600); !s) return s.take_error();
-  if (Status s = files::WriteAtomically(cert_path, chain, 0644); !s) return s.take_error();
+  if (Status s = files::WriteAtomically(cert_path, chain, 0600); !s) return s.take_error();
   server_chain_pem_ = chain;
   server_key_pem_ = key.value();
   log::Info("tls", "issued the server certificate", {{"why", why}, {"path", cert_path}});

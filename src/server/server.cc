@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -34,15 +35,57 @@ namespace berth::server {
 
 namespace {
 
-Status MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) {
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return Error::Invalid("data directory " + path + " is not a directory");
-    }
-    return {};
+// The data directory holds the CA key, the admin token and the whole state: made
+// 0700, or, when it exists, refused if another user owns it or every user may
+// write to it, then brought to 0700 with its files 0600 and its directories 0700 (the
+// modes a copy, an untar or an old berth may have left looser).
+Status PrepareDataDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Error::Internal("cannot create data directory " + path + ": " + strerror(errno));
   }
-  return Error::Internal("cannot create data directory " + path + ": " + strerror(errno));
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error::Invalid("data directory " + path + " is not a directory");
+  }
+  char mode[8];
+  snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  if (st.st_uid != geteuid()) {
+    return Error::Invalid("data directory " + path + " is owned by uid " + std::to_string(st.st_uid) +
+                          ", not this user (uid " + std::to_string(geteuid()) + "): refusing it");
+  }
+  if (st.st_mode & S_IWOTH) {
+    return Error::Invalid("data directory " + path + " is writable by every user (mode " + mode +
+                          "): refusing it, as its state and keys could have been replaced; chmod 700 " + path +
+                          " once you trust what it holds");
+  }
+  int tightened = 0;
+  if ((st.st_mode & 07777) != 0700) {
+    if (chmod(path.c_str(), 0700) != 0) {
+      return Error::Internal("cannot chmod 700 data directory " + path + ": " + strerror(errno));
+    }
+    tightened++;
+  }
+  if (DIR* d = opendir(path.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      std::string full = path + "/" + name;
+      struct stat fs {};
+      if (lstat(full.c_str(), &fs) != 0) continue;
+      mode_t want = S_ISDIR(fs.st_mode) ? 0700 : S_ISREG(fs.st_mode) ? 0600 : 0;
+      if (want == 0 || (fs.st_mode & 07777) == want) continue;  // a link or a socket keeps its mode
+      if (chmod(full.c_str(), want) != 0) {
+        closedir(d);
+        return Error::Internal("cannot chmod " + full + ": " + strerror(errno));
+      }
+      tightened++;
+    }
+    closedir(d);
+  }
+  if (tightened > 0) {
+    log::Warn("server", "tightened the modes of the data directory", {{"path", path}, {"entries", tightened}});
+  }
+  return {};
 }
 
 // Submits `cmd` and flushes at once (start-up, before the loop runs).
@@ -116,7 +159,9 @@ int Run(const Options& o) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  if (Status s = MakeDir(o.data_dir); !s) {
+  // Whatever the server writes is its own alone: state, keys, blobs, sockets.
+  umask(077);
+  if (Status s = PrepareDataDir(o.data_dir); !s) {
     fprintf(stderr, "berth server: %s\n", s.error().message.c_str());
     return 1;
   }

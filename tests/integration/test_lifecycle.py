@@ -51,7 +51,7 @@ def test_first_start_creates_data_dir_token_and_default_cluster():
         check(any("shown this once" in l and s.token in l for l in s.stdout_lines),
               "first start does not print the new token: %r" % s.stdout_lines)
         check(any(pin in l for l in s.stdout_lines), "first start does not print the CA fingerprint")
-        for name, mode in (("ca.crt", 0o644), ("ca.key", 0o600), ("server.crt", 0o644), ("server.key", 0o600)):
+        for name, mode in (("ca.crt", 0o600), ("ca.key", 0o600), ("server.crt", 0o600), ("server.key", 0o600)):
             got = stat.S_IMODE(os.stat(os.path.join(d, name)).st_mode)
             check(got == mode, "%s mode %o, not %o" % (name, got, mode))
         check(os.path.exists(os.path.join(d, "state.db")), "no state.db")
@@ -89,6 +89,53 @@ def test_second_server_on_the_same_data_dir_is_refused():
         check(p.returncode == 1, "second server exit %d (want 1); stderr %r" % (p.returncode, p.stderr))
         check("in use" in p.stderr, "second server message: %r" % p.stderr)
         expect_status(s.request("GET", "/v1/clusters"), 200, "first server after the refused second one")
+
+
+def _modes(data_dir):
+    """{name: mode} of the data directory ("." ) and of what it holds at its top."""
+    out = {".": stat.S_IMODE(os.lstat(data_dir).st_mode)}
+    for name in os.listdir(data_dir):
+        st = os.lstat(os.path.join(data_dir, name))
+        if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+            out[name] = stat.S_IMODE(st.st_mode)
+    return out
+
+
+def _loose(modes):
+    return {n: oct(m) for n, m in modes.items() if m != (0o700 if n == "." or n in ("agent", "registry") else 0o600)}
+
+
+@timeout(60)
+def test_data_directory_is_private_and_loose_modes_are_tightened_or_refused():
+    s = Server()
+    try:
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "modes"}), 201, "a change")
+        modes = _modes(s.data_dir)
+        check({"state.db", "admin-token", "ca.key", "server.key"} <= set(modes), "files: %r" % sorted(modes))
+        check(not _loose(modes), "modes at first start: %r" % _loose(modes))
+        s.stop()
+        # Loose but not writable by all (an untar, a copy): tightened at the next start.
+        os.chmod(s.data_dir, 0o775)
+        for name in ("state.db", "ca.key", "admin-token"):
+            os.chmod(os.path.join(s.data_dir, name), 0o644)
+        s.start()
+        check(not _loose(_modes(s.data_dir)), "not tightened: %r" % _loose(_modes(s.data_dir)))
+        check("tightened the modes of the data directory" in s.logs(), "no word of it in the log")
+        expect_status(s.request("GET", "/v1/clusters/modes"), 200, "the cluster after the restart")
+        s.stop()
+        # Writable by every user: refused, with the path and the mode, and nothing lost.
+        os.chmod(s.data_dir, 0o777)
+        p = run_server_once(["--data", s.data_dir, "--listen", "127.0.0.1:0"])
+        check(p.returncode == 1, "exit %d (want 1); stderr %r" % (p.returncode, p.stderr))
+        check("writable by every user" in p.stderr and s.data_dir in p.stderr and "0777" in p.stderr,
+              "message: %r" % p.stderr)
+        check(stat.S_IMODE(os.stat(s.data_dir).st_mode) == 0o777, "the refused directory was changed")
+        os.chmod(s.data_dir, 0o700)
+        s.start()
+        expect_status(s.request("GET", "/v1/clusters/modes"), 200, "the cluster after the refusal")
+    finally:
+        if s.alive():
+            s.stop()
 
 
 def test_bad_server_flags_are_usage_errors():
