@@ -43,8 +43,8 @@ Status PrepareDataDir(const std::string& path) {
   if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error::Internal("cannot create data directory " + path + ": " + strerror(errno));
   }
-  struct stat st {};
-  if (lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  struct stat st {};  // (a link to a directory is that directory, as before)
+  if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return Error::Invalid("data directory " + path + " is not a directory");
   }
   char mode[8];

@@ -133,6 +133,15 @@ def test_data_directory_is_private_and_loose_modes_are_tightened_or_refused():
         os.chmod(s.data_dir, 0o700)
         s.start()
         expect_status(s.request("GET", "/v1/clusters/modes"), 200, "the cluster after the refusal")
+        s.stop()
+        # A data directory given through a symbolic link is that directory.
+        link = os.path.join(scratch_dir("link"), "data")
+        os.symlink(s.data_dir, link)
+        s2 = Server(data_dir=link)
+        try:
+            expect_status(s2.request("GET", "/v1/clusters/modes"), 200, "the cluster through the link")
+        finally:
+            s2.stop()
     finally:
         if s.alive():
             s.stop()
