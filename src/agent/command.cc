@@ -8,6 +8,7 @@
 #include "base/files.h"
 #include "base/flags.h"
 #include "model/node.h"
+#include "model/policy.h"
 
 namespace berth::agent {
 
@@ -34,6 +35,16 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"container-retention", true, "DURATION", "stopped containers are removed after this (default 1h)"},
     {"image-cleanup-after", true, "DURATION", "images the agent pulled, unused this long, are removed (default 1h)"},
     {"docker-concurrency", true, "N", "Docker calls in flight at most, stops first (default 4)"},
+    {"allow-host-path", true, "PATH[:rw]",
+     "this host lets tasks bind-mount host paths under PATH (read-only unless :rw), if their cluster allows it too; "
+     "repeatable. Any --allow-... flag makes this host's list the whole of what it allows besides the cluster's "
+     "limits; with none, the cluster's task policy holds, less / and the Docker socket"},
+    {"allow-host-network", false, "", "this host lets tasks use its network (networkMode host)"},
+    {"allow-host-pid", false, "", "this host lets tasks share its process namespace (pidMode host)"},
+    {"allow-docker-socket", false, "", "this host lets tasks mount the container engine's socket"},
+    {"allow-external-volumes", false, "", "this host lets tasks mount Docker volumes berth did not create"},
+    {"allow-log-driver", true, "NAME", "this host lets tasks use log driver NAME (repeatable)"},
+    {"allow-nothing-privileged", false, "", "this host allows no privileged task feature, whatever the cluster allows"},
     {"simulate", true, "N", "run N simulated nodes (no Docker) for scale tests"},
     {"node-cpu", true, "UNITS", "simulated nodes' CPU units (default 4096)"},
     {"node-memory", true, "MIB", "simulated nodes' memory (default 8192)"},
@@ -127,6 +138,37 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
       return 2;
     }
     *dest = static_cast<int64_t>(v.value());
+  }
+  // This host's own task policy (model/policy.h), given by any --allow-... flag.
+  bool any = p.Has("allow-nothing-privileged");
+  model::TaskPolicy host;
+  for (const std::string& text : p.GetAll("allow-host-path")) {
+    Result<model::HostPathRule> rule = model::ParseHostPathRule(text, "--allow-host-path");
+    if (!rule) {
+      fprintf(stderr, "berth agent: %s\n", rule.error().message.c_str());
+      return 2;
+    }
+    host.host_paths.push_back(std::move(rule.value()));
+    any = true;
+  }
+  for (auto [name, dest] :
+       {std::pair{"allow-host-network", &host.host_network}, std::pair{"allow-host-pid", &host.host_pid},
+        std::pair{"allow-docker-socket", &host.docker_socket},
+        std::pair{"allow-external-volumes", &host.external_volumes}}) {
+    if (p.Has(name)) *dest = any = true;
+  }
+  for (const std::string& d : p.GetAll("allow-log-driver")) {
+    host.log_drivers.push_back(d);
+    any = true;
+  }
+  if (any) {
+    // Read back through the parser: the same checks as a cluster's policy.
+    Result<model::TaskPolicy> checked = model::ParseTaskPolicy(host.ToJson().view(), "--allow-...");
+    if (!checked) {
+      fprintf(stderr, "berth agent: %s\n", checked.error().message.c_str());
+      return 2;
+    }
+    o.host_policy = std::move(checked.value());
   }
   return RunNodeAgent(o);
 }

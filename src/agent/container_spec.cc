@@ -23,11 +23,17 @@ json::Doc StringArray(json::View v) {
 }
 
 // Volume name for a task volume without a host path: task-scoped volumes are
-// named per task (removed with it); shared ones keep their name.
+// named per task (removed with it); shared ones berth makes are named per
+// cluster, so no volume made outside berth is ever taken for one; a shared volume
+// with autoprovision false is the Docker volume of that very name (which a
+// cluster's policy must allow: model/policy.h).
 std::string DockerVolumeName(const TaskIdentity& task, json::View vol) {
   std::string name(vol.Get("name").String());
   json::View dvc = vol.Get("dockerVolumeConfiguration");
-  if (dvc.IsObject() && dvc.Get("scope").String() == "shared") return name;
+  if (dvc.IsObject() && dvc.Get("scope").String() == "shared") {
+    if (dvc.Get("autoprovision").IsBool() && !dvc.Get("autoprovision").Bool()) return name;
+    return "berth-shared-" + task.cluster + "-" + name;
+  }
   return "berth-" + task.id + "-" + name;
 }
 
@@ -158,6 +164,9 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
         mount.Set("Type", "bind").Set("Source", host_path);
       } else {
         mount.Set("Type", "volume").Set("Source", DockerVolumeName(task, it->second));
+        // Labels for the volume Docker makes on first use (an existing one keeps its own).
+        mount.Set("VolumeOptions",
+                  json::Doc::Object().Set("Labels", json::Doc::Object().Set(kLabelCluster, task.cluster)));
       }
       mount.Set("Target", m.Get("containerPath").String())
           .Set("ReadOnly", m.Get("readOnly").IsBool() && m.Get("readOnly").Bool());
@@ -180,6 +189,7 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
     host.Set("LogConfig", log);
     host.Set("NetworkMode",
              plan.network_mode == "bridge" ? (plan.own_network ? plan.network_name : "bridge") : plan.network_mode);
+    if (td.Get("pidMode").String() == "host") host.Set("PidMode", "host");
     host.Set("RestartPolicy", json::Doc::Object().Set("Name", "no"));
     host.Set("Init", false);
     body.Set("HostConfig", host);

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <random>
@@ -22,6 +24,7 @@
 #include "base/files.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "model/taskdef.h"
 #include "net/http_client.h"
 #include "net/pki.h"
 #include "net/tls.h"
@@ -98,6 +101,27 @@ class NodeAgentImpl {
       RegistryAuth(image, std::move(done));
     };
     hooks.pulled_changed = [this](const std::map<std::string, int64_t>& pulled) { SavePulled(pulled); };
+    hooks.admit = [this](const TaskIdentity& task, json::View td) { return Admit(task, td); };
+    // What tasks must never see, and the engines' sockets, as this host names them.
+    host_view_.resolve = [](const std::string& path) {
+      char real[PATH_MAX];
+      return realpath(path.c_str(), real) ? std::string(real) : path;
+    };
+    std::vector<std::string> sockets = model::DefaultSocketPaths();
+    if (docker.value().kind == net::Endpoint::Kind::kUnix) sockets.push_back(docker.value().path);
+    for (const std::string& s : sockets) {
+      std::string r = model::NormalisePath(host_view_.resolve(s));
+      if (std::find(host_view_.socket_paths.begin(), host_view_.socket_paths.end(), r) == host_view_.socket_paths.end())
+        host_view_.socket_paths.push_back(r);
+    }
+    std::vector<std::string> forbidden = o_.forbidden_paths;
+    forbidden.push_back(o_.state_dir);
+    for (const std::string& f : forbidden) {
+      if (f.empty()) continue;
+      char cwd[PATH_MAX];
+      std::string abs = f[0] == '/' ? f : std::string(getcwd(cwd, sizeof cwd) ? cwd : "/") + "/" + f;
+      host_view_.forbidden.push_back(model::NormalisePath(host_view_.resolve(abs)));
+    }
     reconciler_ = std::make_unique<Reconciler>(container_engine_.get(), ro, std::move(hooks));
     if (server_.kind == net::Endpoint::Kind::kTcp) {
       std::string port = std::to_string(server_.port);
@@ -485,6 +509,17 @@ class NodeAgentImpl {
   // what differs from the lines before it on this stream. Either is folded into
   // desired_, which the tasks are compared with once adoption is done.
   void TakeDesired(json::View msg, bool whole) {
+    if (json::View p = msg.Get("policy"); p.valid()) {
+      Result<model::TaskPolicy> policy = model::ParseTaskPolicy(p, "policy");
+      if (policy) {
+        cluster_policy_ = std::move(policy.value());
+      } else {
+        // Nothing privileged runs on a policy this agent cannot read.
+        log::Warn("agent", "the server's task policy is unreadable; allowing nothing privileged",
+                  {{"error", policy.error().message}});
+        cluster_policy_ = model::TaskPolicy{};
+      }
+    }
     for (json::View d : msg.Get("taskDefinitions")) defs_[std::string(d.Key())] = json::Doc::Copy(d);
     if (whole) desired_.clear();
     for (json::View d : msg.Get("tasks")) {
@@ -499,6 +534,36 @@ class NodeAgentImpl {
     for (json::View r : msg.Get("removed")) desired_.erase(std::string(r.String()));
     desired_version_ = static_cast<uint64_t>(msg.Get("version").Number());
     desired_pending_ = true;
+  }
+
+  // A task may run here when its definition is one the server would accept, and
+  // passes the cluster's task policy and this host's (model/policy.h), with its
+  // host paths resolved on this host.
+  Status Admit(const TaskIdentity& task, json::View td) {
+    json::Doc registered = json::Doc::Copy(td);
+    json::Doc body = json::Doc::Object();
+    for (json::View f : registered.view()) {
+      std::string_view k = f.Key();
+      if (k == "taskDefinitionArn" || k == "revision" || k == "status" || k == "registeredAt" ||
+          k == "deregisteredAt" || k == "registeredBy" || k == "compatibilities") {
+        continue;
+      }
+      body.Set(k, json::Doc::Copy(f));
+    }
+    Result<json::Doc> valid = model::ValidateTaskDefinition(body.view());
+    if (!valid)
+      return Error::Invalid("task definition " + task.task_definition + " is not valid: " + valid.error().message);
+    if (Status s = model::CheckTaskPolicy(valid->view(), cluster_policy_, task.cluster, host_view_); !s) return s;
+    model::TaskPolicy ceiling;
+    if (o_.host_policy) {
+      ceiling = *o_.host_policy;
+    } else {
+      // Unset: the cluster's policy, less the host's root and the engines' sockets.
+      ceiling = cluster_policy_;
+      ceiling.docker_socket = false;
+      std::erase_if(ceiling.host_paths, [](const model::HostPathRule& r) { return r.prefix == "/"; });
+    }
+    return model::CheckTaskPolicy(valid->view(), ceiling, task.cluster, host_view_, true);
   }
 
   // Level-triggered: the node's tasks are made to match the whole desired set,
@@ -755,6 +820,8 @@ class NodeAgentImpl {
   // definitions that stream carried (each once); applied once adoption is done.
   std::map<std::string, DesiredTask> desired_;
   std::map<std::string, json::Doc, std::less<>> defs_;
+  model::TaskPolicy cluster_policy_;         // as the stream last said; nothing privileged until then
+  model::HostView host_view_;                // this host as the task policy sees it
   std::optional<uint64_t> desired_version_;  // of the stream's last line
   bool desired_pending_ = false;
   bool report_in_flight_ = false;

@@ -17,10 +17,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "model/policy.h"
 
 struct uv_loop_s;
 typedef struct uv_loop_s uv_loop_t;
@@ -52,6 +54,14 @@ struct NodeAgentOptions {
   // Registry hosts ("host:port") whose images are pulled with the agent's token:
   // the server's own registry. The server's address is always one of them.
   std::vector<std::string> registry_hosts;
+  // What this host lets tasks ask of it, besides the cluster's task policy
+  // (model/policy.h), which the server sends: a task must pass both. Unset, the
+  // cluster's policy holds, except that the host's root (/) and a container
+  // engine's socket are never mounted unless this host allows them itself.
+  std::optional<model::TaskPolicy> host_policy;
+  // Paths no task may mount, whatever any policy says (a local server's data
+  // directory); the agent's state directory is always one.
+  std::vector<std::string> forbidden_paths;
 };
 
 class NodeAgentImpl;

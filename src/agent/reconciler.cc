@@ -597,6 +597,13 @@ void Reconciler::StopAll() {
 }
 
 void Reconciler::Plan(TaskRec& t, json::View td) {
+  if (hooks_.admit) {
+    if (Status s = hooks_.admit(t.ident, td); !s) {
+      t.stop_reason = "CannotStartTaskError: " + s.error().message;
+      log::Warn("agent", "task refused", {{"task", t.ident.id}, {"reason", s.error().message}});
+      return;
+    }
+  }
   PlanOptions po;
   po.default_stop_timeout_s = o_.default_stop_timeout_s;
   Result<TaskPlan> plan = PlanTask(t.ident, td, po);

@@ -55,6 +55,9 @@ class Reconciler {
     std::function<void(const std::string& image, std::function<void(std::string)> done)> registry_auth;
     // The images this agent pulled and when a task last used them changed (to keep).
     std::function<void(const std::map<std::string, int64_t>&)> pulled_changed;
+    // May this task run here? Asked once, before it is planned; a refusal stops
+    // the task with the reason (the task policy, model/policy.h).
+    std::function<Status(const TaskIdentity&, json::View td)> admit;
   };
 
   Reconciler(ContainerEngine* engine, ReconcilerOptions options, Hooks hooks);

@@ -102,6 +102,14 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
   json::AppendQuoted(&out, n.id);
   out.append(",\"version\":").append(std::to_string(n.desired_version));
   if (changes) out.append(",\"since\":").append(std::to_string(s->sent_version));
+  // The cluster's task policy, which the agent enforces too: in every whole line,
+  // and in a changes line when it differs from what the stream carried.
+  if (const model::Cluster* cl = state_->FindCluster(n.cluster)) {
+    if (!changes || s->policy != cl->policy_json) {
+      out.append(",\"policy\":").append(cl->policy_json);
+      if (s) s->policy = cl->policy_json;
+    }
+  }
   out.append(",\"tasks\":[");
   bool first = true;
   if (!changes) {

@@ -86,6 +86,7 @@ class AgentHub final : public model::StateObserver {
     bool changes = false;
     std::unordered_map<std::string, bool> sent;
     std::unordered_set<std::string> defs;
+    std::string policy;  // the cluster's task policy as last sent
   };
   // Logs (agent_logs.cc): a client's GET /v1/tasks/{id}/logs becomes a `logs`
   // line on the node's stream; the agent answers with a streamed POST to

@@ -150,6 +150,23 @@ void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
 
+// Checks a task definition against the task policy of the cluster it is to run
+// in; answers 403 naming the field and the setting, and returns false, if refused.
+bool PolicyAllows(const http::ExchangePtr& ex, const model::Cluster& cluster, const model::TaskDefinition& td) {
+  Result<json::Doc> doc = json::Doc::Parse(td.doc);
+  if (!doc) {
+    ex->Respond(http::ErrorResponse(500, "InternalError", "task definition " + td.arn + ": " + doc.error().message));
+    return false;
+  }
+  model::HostView host;
+  host.socket_paths = model::DefaultSocketPaths();
+  if (Status s = model::CheckTaskPolicy(doc->view(), cluster.policy, cluster.name, host); !s) {
+    ex->Respond(http::ErrorResponse(s.error()));
+    return false;
+  }
+  return true;
+}
+
 bool IsAdmin(const model::State& state, std::string_view token_id) {
   for (const model::Token& t : state.tokens()) {
     if (t.id == token_id) return t.role == "admin";
@@ -293,6 +310,34 @@ void AddRoutes(http::Router* router, Context* ctx) {
     const model::Cluster* c = ctx->state->FindCluster(name);
     if (!c) return ClusterNotFound(ex, name);
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("cluster", model::ClusterJson(*c)).Print()));
+  });
+
+  // Only the task policy changes: {"taskPolicy": {...}} replaces it whole.
+  router->Add("PATCH", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {
+    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
+      return ex->Respond(
+          http::ErrorResponse(403, "Forbidden", "only an admin token may change what a cluster's tasks may do"));
+    }
+    std::string name(ex->request().Param("name"));
+    if (!ctx->state->FindCluster(name)) return ClusterNotFound(ex, name);
+    std::optional<json::Doc> body = ParseBody(ex);
+    if (!body) return;
+    json::View v = body->view();
+    if (!v.IsObject() || !v.Get("taskPolicy").valid()) {
+      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "taskPolicy: is required (the whole policy)"));
+    }
+    for (json::View m : v) {
+      if (m.Key() != "taskPolicy") {
+        return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                               std::string(m.Key()) + ": is not a cluster setting berth can change"));
+      }
+    }
+    Result<model::TaskPolicy> policy = model::ParseTaskPolicy(v.Get("taskPolicy"));
+    if (!policy) return ex->Respond(http::ErrorResponse(policy.error()));
+    auto cmd = std::make_unique<model::UpdateCluster>();
+    cmd->name = name;
+    cmd->policy = policy->ToJson().Print();
+    Submit(ctx, ex, std::move(cmd), 200);
   });
 
   // --- task definitions ---
@@ -493,6 +538,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
     const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
     if (!td) return;
+    if (!PolicyAllows(ex, *ctx->state->FindCluster(*cluster), *td)) return;
     Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
     if (!count) return ex->Respond(http::ErrorResponse(count.error()));
     if (*count < 1 || *count > 10000)
@@ -642,6 +688,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
     const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
     if (!td) return;
+    if (!PolicyAllows(ex, *ctx->state->FindCluster(*cluster), *td)) return;
     Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
     if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
     if (*desired < 0 || *desired > 1000000)
@@ -736,6 +783,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
     if (!ref->empty()) {
       const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
       if (!td) return;
+      const model::Cluster* cl = ctx->state->FindCluster(svc->cluster);
+      if (cl && !PolicyAllows(ex, *cl, *td)) return;
       cmd->family = td->family;
       cmd->revision = td->revision;
     }

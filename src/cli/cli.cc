@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -36,12 +37,115 @@ const char kClusterUsage[] =
     "  berth cluster ls            list clusters\n"
     "  berth cluster describe NAME show one cluster\n"
     "  berth cluster rm NAME       delete a cluster (refused while it has nodes or services)\n"
+    "  berth cluster update NAME [--allow-... | --deny-...]...\n"
+    "                              change what the cluster's tasks may ask of their hosts (admin);\n"
+    "                              all of it is refused until allowed here:\n"
     "\n"
     "Flags:\n"
-    "  --json                      print the ECS-shaped JSON instead of a table\n";
+    "  --json                      print the ECS-shaped JSON instead of a table\n"
+    "  --allow-host-path PATH[:rw] bind mounts of host paths under PATH (read-only unless :rw); repeatable\n"
+    "  --deny-host-path PATH       take PATH off the list again; repeatable\n"
+    "  --allow-host-network, --deny-host-network        networkMode host\n"
+    "  --allow-host-pid, --deny-host-pid                pidMode host\n"
+    "  --allow-docker-socket, --deny-docker-socket      a host path that holds the Docker socket\n"
+    "  --allow-external-volumes, --deny-external-volumes  Docker volumes berth did not create\n"
+    "                              (dockerVolumeConfiguration.autoprovision false)\n"
+    "  --allow-log-driver NAME, --deny-log-driver NAME  log drivers besides json-file, local, none\n"
+    "  --reset                     start from nothing allowed\n";
+
+void PrintPolicy(json::View p) {
+  std::string paths;
+  for (json::View h : p.Get("hostPaths")) {
+    paths +=
+        (paths.empty() ? "" : ", ") + std::string(h.Get("path").String()) + (h.Get("readWrite").Bool() ? ":rw" : ":ro");
+  }
+  std::string drivers = "json-file, local, none";
+  for (json::View d : p.Get("logDrivers")) drivers += ", " + std::string(d.String());
+  auto yes = [&](const char* k) { return p.Get(k).Bool() ? "allowed" : "refused"; };
+  printf("Task policy:\n");
+  printf("  host paths:       %s\n", paths.empty() ? "none" : paths.c_str());
+  printf("  host network:     %s\n", yes("hostNetwork"));
+  printf("  host PID:         %s\n", yes("hostPid"));
+  printf("  Docker socket:    %s\n", yes("dockerSocket"));
+  printf("  external volumes: %s\n", yes("externalVolumes"));
+  printf("  log drivers:      %s\n", drivers.c_str());
+}
+
+// `berth cluster update`: the policy as the server has it, changed by the flags,
+// sent back whole (the server checks it).
+int UpdateClusterPolicy(const std::string& name, const flags::Parsed& p, bool as_json) {
+  json::Doc policy = json::Doc::Object();
+  if (!p.Has("reset")) {
+    CallResult r = Call("GET", "/v1/clusters/" + http::UrlEncode(name));
+    if (r.exit) return r.exit;
+    json::View current = r.body.view().Get("cluster").Get("taskPolicy");
+    if (current.IsObject()) policy = json::Doc::Copy(current);
+  }
+  for (const char* setting : {"host-network", "host-pid", "docker-socket", "external-volumes"}) {
+    std::string key = setting == std::string("host-network")    ? "hostNetwork"
+                      : setting == std::string("host-pid")      ? "hostPid"
+                      : setting == std::string("docker-socket") ? "dockerSocket"
+                                                                : "externalVolumes";
+    bool allow = p.Has(std::string("allow-") + setting), deny = p.Has(std::string("deny-") + setting);
+    if (allow && deny) return UsageError("cluster", std::string("--allow-") + setting + " and --deny-" + setting);
+    if (allow || deny) policy.Set(key, allow);
+  }
+  // Host paths by path; a later flag for the same path wins.
+  std::vector<std::pair<std::string, bool>> paths;
+  for (json::View h : policy.view().Get("hostPaths")) {
+    paths.emplace_back(std::string(h.Get("path").String()), h.Get("readWrite").Bool());
+  }
+  auto drop = [&](const std::string& path) { std::erase_if(paths, [&](const auto& e) { return e.first == path; }); };
+  for (const std::string& d : p.GetAll("deny-host-path")) drop(d);
+  for (std::string a : p.GetAll("allow-host-path")) {
+    bool rw = false;
+    if (a.ends_with(":rw") || a.ends_with(":ro")) {
+      rw = a.ends_with(":rw");
+      a.resize(a.size() - 3);
+    }
+    drop(a);
+    paths.emplace_back(a, rw);
+  }
+  json::Doc hp = json::Doc::Array();
+  for (const auto& [path, rw] : paths) hp.Push(json::Doc::Object().Set("path", path).Set("readWrite", rw));
+  policy.Set("hostPaths", hp);
+  std::vector<std::string> drivers;
+  for (json::View d : policy.view().Get("logDrivers")) drivers.emplace_back(d.String());
+  for (const std::string& d : p.GetAll("deny-log-driver")) std::erase(drivers, d);
+  for (const std::string& d : p.GetAll("allow-log-driver")) {
+    if (std::find(drivers.begin(), drivers.end(), d) == drivers.end()) drivers.push_back(d);
+  }
+  json::Doc ld = json::Doc::Array();
+  for (const std::string& d : drivers) ld.Push(d);
+  policy.Set("logDrivers", ld);
+  CallResult r =
+      Call("PATCH", "/v1/clusters/" + http::UrlEncode(name), json::Doc::Object().Set("taskPolicy", policy).Print());
+  if (r.exit) return r.exit;
+  json::View c = r.body.view().Get("cluster");
+  if (as_json) {
+    printf("%s\n", c.Print().c_str());
+  } else {
+    printf("updated %s\n", Str(c, "clusterArn").c_str());
+    PrintPolicy(c.Get("taskPolicy"));
+  }
+  return kOk;
+}
 
 int ClusterCommand(const std::vector<std::string>& args) {
-  Result<flags::Parsed> p = flags::ParseFlags(args, {{"json", false, "", "print JSON"}});
+  Result<flags::Parsed> p = flags::ParseFlags(args, {{"json", false, "", "print JSON"},
+                                                     {"allow-host-path", true, "PATH[:rw]", ""},
+                                                     {"deny-host-path", true, "PATH", ""},
+                                                     {"allow-host-network", false, "", ""},
+                                                     {"deny-host-network", false, "", ""},
+                                                     {"allow-host-pid", false, "", ""},
+                                                     {"deny-host-pid", false, "", ""},
+                                                     {"allow-docker-socket", false, "", ""},
+                                                     {"deny-docker-socket", false, "", ""},
+                                                     {"allow-external-volumes", false, "", ""},
+                                                     {"deny-external-volumes", false, "", ""},
+                                                     {"allow-log-driver", true, "NAME", ""},
+                                                     {"deny-log-driver", true, "NAME", ""},
+                                                     {"reset", false, "", ""}});
   if (!p) return UsageError("cluster", p.error().message);
   if (p->help || p->positional.empty()) {
     printf("%s", kClusterUsage);
@@ -66,6 +170,11 @@ int ClusterCommand(const std::vector<std::string>& args) {
     PrintClusters(list);
     return kOk;
   }
+  if (sub == "update") {
+    const std::string* name = need_name();
+    if (!name) return UsageError("cluster", "update takes exactly one NAME");
+    return UpdateClusterPolicy(*name, *p, as_json);
+  }
   if (sub == "create" || sub == "describe" || sub == "rm" || sub == "delete") {
     const std::string* name = need_name();
     if (!name) return UsageError("cluster", sub + " takes exactly one NAME");
@@ -81,6 +190,8 @@ int ClusterCommand(const std::vector<std::string>& args) {
       printf("%s\n", c.Print().c_str());
     } else if (sub == "describe") {
       PrintClusters({c});
+      printf("\n");
+      PrintPolicy(c.Get("taskPolicy"));
     } else {
       printf("%s %s\n", sub == "create" ? "created" : "deleted", Str(c, "clusterArn").c_str());
     }

@@ -41,7 +41,8 @@ json::Doc ClusterJson(const Cluster& c) {
       .Set("settings", std::move(json::Doc::Array().Push(
                            std::move(json::Doc::Object().Set("name", "containerInsights").Set("value", "disabled")))))
       .Set("capacityProviders", json::Doc::Array())
-      .Set("defaultCapacityProviderStrategy", json::Doc::Array());
+      .Set("defaultCapacityProviderStrategy", json::Doc::Array())
+      .Set("taskPolicy", c.policy.ToJson());
   return d;
 }
 

@@ -7,6 +7,7 @@
 
 #include "base/json.h"
 #include "base/result.h"
+#include "model/policy.h"
 
 namespace berth::model {
 
@@ -19,6 +20,8 @@ struct Cluster {
   std::string arn;
   std::string status = "ACTIVE";
   int64_t created_ms = 0;
+  TaskPolicy policy;        // what its tasks may ask of their hosts
+  std::string policy_json;  // policy.ToJson() printed (sent to agents)
   // Kept up to date by the parts of the state that own nodes, services and tasks.
   int64_t registered_nodes = 0;
   int64_t running_tasks = 0;

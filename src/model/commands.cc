@@ -9,6 +9,10 @@ std::string CreateCluster::Encode() const { return json::Doc::Object().Set("name
 
 std::string DeleteCluster::Encode() const { return json::Doc::Object().Set("name", name).Print(); }
 
+std::string UpdateCluster::Encode() const {
+  return json::Doc::Object().Set("name", name).Set("policy", policy).Print();
+}
+
 std::string RegisterTaskDefinition::Encode() const {
   return json::Doc::Object().Set("family", family).Set("doc", doc).Print();
 }
@@ -343,6 +347,15 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
       c->name = std::move(name.value());
       out = std::move(c);
     }
+  } else if (type == "UpdateCluster") {
+    auto c = std::make_unique<UpdateCluster>();
+    Result<std::string> name = json::RequireString(v, "name", "name");
+    if (!name) return name.take_error();
+    Result<std::string> policy = json::RequireString(v, "policy", "policy");
+    if (!policy) return policy.take_error();
+    c->name = std::move(name.value());
+    c->policy = std::move(policy.value());
+    out = std::move(c);
   } else if (type == "RegisterTaskDefinition") {
     auto c = std::make_unique<RegisterTaskDefinition>();
     Result<std::string> family = json::RequireString(v, "family", "family");

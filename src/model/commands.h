@@ -23,6 +23,14 @@ struct DeleteCluster final : store::Command {
   std::string Encode() const override;
 };
 
+// Replaces a cluster's task policy; `policy` passed ParseTaskPolicy.
+struct UpdateCluster final : store::Command {
+  std::string name;
+  std::string policy;  // JSON
+  const char* Type() const override { return "UpdateCluster"; }
+  std::string Encode() const override;
+};
+
 // A new revision of a task-definition family; `doc` passed ValidateTaskDefinition.
 struct RegisterTaskDefinition final : store::Command {
   std::string family;

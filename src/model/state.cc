@@ -11,7 +11,7 @@ Status State::Load(store::Db& db) {
   clusters_.clear();
   tokens_.clear();
   {
-    Result<store::Stmt> s = db.Prepare("SELECT name, arn, status, created_ms FROM clusters");
+    Result<store::Stmt> s = db.Prepare("SELECT name, arn, status, created_ms, policy FROM clusters");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -22,6 +22,12 @@ Status State::Load(store::Db& db) {
       c.arn = s->Text(1);
       c.status = s->Text(2);
       c.created_ms = s->Int(3);
+      Result<json::Doc> pdoc = json::Doc::Parse(s->Text(4));
+      if (!pdoc) return Error::Internal("cluster " + c.name + ": policy: " + pdoc.error().message);
+      Result<TaskPolicy> policy = ParseTaskPolicy(pdoc->view());
+      if (!policy) return Error::Internal("cluster " + c.name + ": " + policy.error().message);
+      c.policy = std::move(policy.value());
+      c.policy_json = c.policy.ToJson().Print();
       clusters_.emplace(c.name, std::move(c));
     }
   }
@@ -87,6 +93,7 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   std::string_view type = cmd.Type();
   if (type == "CreateCluster") return ApplyCreateCluster(db, static_cast<const CreateCluster&>(cmd));
   if (type == "DeleteCluster") return ApplyDeleteCluster(db, static_cast<const DeleteCluster&>(cmd));
+  if (type == "UpdateCluster") return ApplyUpdateCluster(db, static_cast<const UpdateCluster&>(cmd));
   if (type == "CreateToken") return ApplyCreateToken(db, static_cast<const CreateToken&>(cmd));
   if (type == "DeleteToken") return ApplyDeleteToken(db, static_cast<const DeleteToken&>(cmd));
   if (type == "TouchTokens") return ApplyTouchTokens(db, static_cast<const TouchTokens&>(cmd));
@@ -237,6 +244,7 @@ Result<std::string> State::ApplyCreateCluster(store::Db& db, const CreateCluster
   cl.name = c.name;
   cl.arn = ClusterArn(c.name);
   cl.created_ms = c.time_ms;
+  cl.policy_json = cl.policy.ToJson().Print();
   Result<store::Stmt*> ins = db.Cached("INSERT INTO clusters (name, arn, status, created_ms) VALUES (?1, ?2, ?3, ?4)");
   if (!ins) return ins.take_error();
   (*ins)->Bind(1, cl.name).Bind(2, cl.arn).Bind(3, cl.status).Bind(4, cl.created_ms);
@@ -244,6 +252,30 @@ Result<std::string> State::ApplyCreateCluster(store::Db& db, const CreateCluster
   std::string reply = json::Doc::Object().Set("cluster", ClusterJson(cl)).Print();
   clusters_.emplace(cl.name, std::move(cl));
   return reply;
+}
+
+Result<std::string> State::ApplyUpdateCluster(store::Db& db, const UpdateCluster& c) {
+  auto it = clusters_.find(c.name);
+  if (it == clusters_.end()) return Error::NotFound("ClusterNotFound", "cluster " + c.name + " does not exist");
+  Result<json::Doc> doc = json::Doc::Parse(c.policy);
+  if (!doc) return Error::Invalid("taskPolicy: " + doc.error().message);
+  Result<TaskPolicy> policy = ParseTaskPolicy(doc->view());
+  if (!policy) return policy.take_error();
+  std::string text = policy->ToJson().Print();
+  Result<store::Stmt*> up = db.Cached("UPDATE clusters SET policy = ?2 WHERE name = ?1");
+  if (!up) return up.take_error();
+  (*up)->Bind(1, c.name).Bind(2, std::string_view(text));
+  if (Status s = (*up)->Run(); !s) return s.take_error();
+  bool changed = !(it->second.policy == policy.value());
+  it->second.policy = std::move(policy.value());
+  it->second.policy_json = std::move(text);
+  // The agents of the cluster enforce it too: every node gets a new line.
+  if (changed) {
+    for (auto& [id, n] : nodes_) {
+      if (n.cluster == c.name) DesiredChanged(n);
+    }
+  }
+  return json::Doc::Object().Set("cluster", ClusterJson(it->second)).Print();
 }
 
 Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster& c) {

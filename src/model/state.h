@@ -140,6 +140,7 @@ class State final : public store::StateMachine {
  private:
   Result<std::string> ApplyCreateCluster(store::Db& db, const CreateCluster& c);
   Result<std::string> ApplyDeleteCluster(store::Db& db, const DeleteCluster& c);
+  Result<std::string> ApplyUpdateCluster(store::Db& db, const UpdateCluster& c);
   Result<std::string> ApplyCreateToken(store::Db& db, const CreateToken& c);
   Result<std::string> ApplyDeleteToken(store::Db& db, const DeleteToken& c);
   Result<std::string> ApplyTouchTokens(store::Db& db, const TouchTokens& c);

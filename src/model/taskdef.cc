@@ -329,7 +329,7 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
     if (body.Get(key).valid()) return Bad(key, "is set by the server and cannot be given");
   }
   if (Status s = OnlyFields(body, "",
-                            {"family", "containerDefinitions", "volumes", "networkMode", "cpu", "memory",
+                            {"family", "containerDefinitions", "volumes", "networkMode", "pidMode", "cpu", "memory",
                              "placementConstraints", "requiresCompatibilities", "tags"});
       !s) {
     return s.take_error();
@@ -350,6 +350,9 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
     return Bad("networkMode", "must be bridge, host or none (awsvpc needs AWS networking)");
   }
   d.Set("networkMode", *mode);
+  Result<std::string> pid = json::OptionalString(body, "pidMode", "pidMode", "task");
+  if (!pid) return pid.take_error();
+  if (*pid != "task" && *pid != "host") return Bad("pidMode", "must be task or host");
 
   // Task volumes: names unique; host paths absolute.
   std::set<std::string> volume_names;
@@ -362,7 +365,8 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
       if (!v.IsObject()) return Bad(vp, "must be an object");
       if (Status s = OnlyFields(v, vp, {"name", "host", "dockerVolumeConfiguration"}); !s) return s.take_error();
       if (Status s = OnlyFields(v.Get("host"), Dot(vp, "host"), {"sourcePath"}); !s) return s.take_error();
-      if (Status s = OnlyFields(v.Get("dockerVolumeConfiguration"), Dot(vp, "dockerVolumeConfiguration"), {"scope"});
+      if (Status s = OnlyFields(v.Get("dockerVolumeConfiguration"), Dot(vp, "dockerVolumeConfiguration"),
+                                {"scope", "autoprovision"});
           !s) {
         return s.take_error();
       }
@@ -389,6 +393,13 @@ Result<json::Doc> ValidateTaskDefinition(json::View body) {
         if (!scope) return scope.take_error();
         if (*scope != "task" && *scope != "shared")
           return Bad(Dot(vp, "dockerVolumeConfiguration.scope"), "must be task or shared");
+        json::View auto_p = dvc.Get("autoprovision");
+        if (auto_p.valid() && !auto_p.IsNull()) {
+          if (!auto_p.IsBool()) return Bad(Dot(vp, "dockerVolumeConfiguration.autoprovision"), "must be true or false");
+          if (*scope != "shared") {
+            return Bad(Dot(vp, "dockerVolumeConfiguration.autoprovision"), "applies only to a shared volume");
+          }
+        }
       }
     }
   }

@@ -408,6 +408,8 @@ int Run(const Options& o) {
       }
       ao.docker = o.docker;
       ao.state_dir = o.data_dir + "/agent";
+      // The server's tokens, keys and state live here: no task of this host sees them.
+      ao.forbidden_paths.push_back(o.data_dir);
       ao.attributes = o.agent_attributes;
       ao.docker_concurrency = o.docker_concurrency;
       local_agent = std::make_unique<agent::NodeAgent>(loop, ao);

@@ -148,6 +148,10 @@ const char* const kMigrations[] = {
       revoked_ms INTEGER NOT NULL
     );
     )sql",
+    // 9 -> 10: a cluster's task policy (model/policy.h), as JSON; '{}' allows nothing privileged.
+    R"sql(
+    ALTER TABLE clusters ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -108,7 +108,9 @@ def test_cluster_commands_table_output():
         for r in rows:
             check(r[1:6] == ["ACTIVE", "0", "0", "0", "0"] and r[6] == ARN_PREFIX + r[0], "ls row %r" % r)
         rows = table_rows(expect_exit(cli(["cluster", "describe", "web"], env=e), 0, "describe").stdout)
-        check(rows == [["web", "ACTIVE", "0", "0", "0", "0", ARN_PREFIX + "web"]], "describe rows %r" % rows)
+        check(rows[0] == ["web", "ACTIVE", "0", "0", "0", "0", ARN_PREFIX + "web"], "describe rows %r" % rows)
+        check(["host", "network:", "refused"] in rows and ["host", "paths:", "none"] in rows,
+              "describe shows the task policy: %r" % rows)
         p = expect_exit(cli(["cluster", "rm", "web"], env=e), 0, "cluster rm web")
         check(ARN_PREFIX + "web" in p.stdout, "rm output %r" % p.stdout)
         check("web" not in s.cluster_names(), "rm did not delete")

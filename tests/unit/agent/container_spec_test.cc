@@ -77,10 +77,10 @@ TEST_CASE("container spec: one container with every ECS field", "[agent][spec]")
   CHECK(b.Get("ExposedPorts").Get("80/tcp").IsObject());
   CHECK(host.Get("PortBindings").Print() ==
         R"({"80/tcp":[{"HostIp":"","HostPort":""}],"53/udp":[{"HostIp":"","HostPort":"5353"}]})");
-  CHECK(
-      host.Get("Mounts").Print() ==
-      R"([{"Type":"bind","Source":"/var/lib/app","Target":"/data","ReadOnly":true},)"
-      R"({"Type":"volume","Source":"berth-0123456789abcdef0123456789abcdef-cache","Target":"/cache","ReadOnly":false}])");
+  CHECK(host.Get("Mounts").Print() ==
+        R"([{"Type":"bind","Source":"/var/lib/app","Target":"/data","ReadOnly":true},)"
+        R"({"Type":"volume","Source":"berth-0123456789abcdef0123456789abcdef-cache",)"
+        R"("VolumeOptions":{"Labels":{"berth.cluster":"default"}},"Target":"/cache","ReadOnly":false}])");
   CHECK(host.Get("LogConfig").Get("Type").String() == "json-file");
   CHECK(host.Get("LogConfig").Get("Config").Get("max-size").String() == "10m");
 }
@@ -127,4 +127,20 @@ TEST_CASE("container spec: what cannot be run is refused with the field", "[agen
   Result<agent::TaskPlan> d = agent::PlanTask(Task(), dangling.view());
   REQUIRE_FALSE(d);
   CHECK(d.error().message.find("containerDefinitions[0].dependsOn") != std::string::npos);
+}
+
+TEST_CASE("container spec: shared volumes berth makes are the cluster's; others keep their name; host PID",
+          "[agent][spec]") {
+  json::Doc td = Parse(R"({"family":"v","pidMode":"host","containerDefinitions":[{"name":"m","image":"busybox",
+    "mountPoints":[{"sourceVolume":"db","containerPath":"/db"},{"sourceVolume":"old","containerPath":"/old"}]}],
+    "volumes":[{"name":"db","dockerVolumeConfiguration":{"scope":"shared"}},
+               {"name":"old","dockerVolumeConfiguration":{"scope":"shared","autoprovision":false}}]})");
+  Result<agent::TaskPlan> plan = agent::PlanTask(Task(), td.view());
+  REQUIRE(plan);
+  json::Doc b = Body(plan->containers[0]);
+  json::View mounts = b.view().Get("HostConfig").Get("Mounts");
+  std::vector<std::string> sources;
+  for (json::View m : mounts) sources.emplace_back(m.Get("Source").String());
+  CHECK(sources == std::vector<std::string>{"berth-shared-default-db", "old"});
+  CHECK(b.view().Get("HostConfig").Get("PidMode").String() == "host");
 }

@@ -23,6 +23,16 @@ TEST_CASE("commands: Encode then Decode gives the same command", "[model][comman
     CHECK(std::string((*back)->Type()) == "DeleteCluster");
     CHECK(static_cast<model::DeleteCluster&>(**back).name == "old");
   }
+  SECTION("UpdateCluster") {
+    model::UpdateCluster c;
+    c.name = "prod";
+    c.policy = R"({"hostNetwork":true})";
+    auto back = model::DecodeCommand(c.Type(), c.Encode(), 7);
+    REQUIRE(back.ok());
+    CHECK(std::string((*back)->Type()) == "UpdateCluster");
+    CHECK(static_cast<model::UpdateCluster&>(**back).name == "prod");
+    CHECK(static_cast<model::UpdateCluster&>(**back).policy == c.policy);
+  }
   SECTION("CreateToken") {
     model::CreateToken c;
     c.id = "tok";

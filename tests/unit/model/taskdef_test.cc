@@ -37,7 +37,7 @@ TEST_CASE("taskdef: fields berth would ignore are refused, naming the field", "[
       {R"("taskRoleArn":"arn:aws:iam::1:role/r")", "", "taskRoleArn: is not supported: berth has no IAM roles"},
       {R"("executionRoleArn":"arn:aws:iam::1:role/r")", "",
        "executionRoleArn: is not supported: berth has no IAM roles"},
-      {R"("pidMode":"host")", "", "pidMode: is not supported by berth yet (it would be ignored)"},
+      {R"("ipcMode":"host")", "", "ipcMode: is not supported by berth yet (it would be ignored)"},
       {R"("requiresCompatibilities":["FARGATE"])", "",
        "requiresCompatibilities: berth runs tasks on its nodes: EC2 or EXTERNAL, not 'FARGATE'"},
       {"", R"("links":["db"])",
