@@ -46,7 +46,15 @@ void LogDemuxer::Feed(std::string_view data) {
   buf_.erase(0, at);
 }
 
-void LineSplitter::Feed(std::string_view data) {
+bool LineSplitter::Feed(std::string_view data) {
+  bool fine = true;
+  if (skipping_) {
+    size_t nl = data.find('\n');
+    if (nl == std::string_view::npos) return false;
+    skipping_ = false;
+    fine = false;
+    data.remove_prefix(nl + 1);
+  }
   buf_.append(data);
   size_t at = 0;
   for (;;) {
@@ -54,10 +62,21 @@ void LineSplitter::Feed(std::string_view data) {
     if (nl == std::string::npos) break;
     std::string_view line(buf_.data() + at, nl - at);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!line.empty()) on_line_(line);
+    if (line.size() > max_line_) {
+      fine = false;
+    } else if (!line.empty()) {
+      on_line_(line);
+    }
     at = nl + 1;
   }
   buf_.erase(0, at);
+  if (buf_.size() > max_line_) {
+    buf_.clear();
+    buf_.shrink_to_fit();
+    skipping_ = true;
+    fine = false;
+  }
+  return fine;
 }
 
 // Destroying the client drops its request without calling back.

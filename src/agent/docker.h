@@ -51,16 +51,23 @@ class LogDemuxer {
   std::string buf_;
 };
 
-// Splits a byte stream into lines (JSON lines of /events and pull progress).
+// Splits a byte stream into lines (JSON lines of /events, pull progress and the
+// server's desired-state stream). A line longer than `max_line` bytes is never
+// held: it is dropped up to its newline, and Feed says so by returning false
+// (what follows is split as before).
 class LineSplitter {
  public:
-  explicit LineSplitter(std::function<void(std::string_view)> on_line) : on_line_(std::move(on_line)) {}
-  void Feed(std::string_view data);
+  static constexpr size_t kDefaultMaxLine = 1 << 20;
+  explicit LineSplitter(std::function<void(std::string_view)> on_line, size_t max_line = kDefaultMaxLine)
+      : on_line_(std::move(on_line)), max_line_(max_line) {}
+  bool Feed(std::string_view data);
   size_t buffered() const { return buf_.size(); }
 
  private:
   std::function<void(std::string_view)> on_line_;
+  size_t max_line_;
   std::string buf_;
+  bool skipping_ = false;  // inside a line too long to keep
 };
 
 // What GET /version said.

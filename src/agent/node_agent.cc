@@ -53,6 +53,8 @@ constexpr int64_t kMaxBackoffMs = 30000;  // between attempts to reach Docker
 // default), so a server that comes back finds its agents before it would
 // declare their nodes lost.
 constexpr int64_t kMaxServerBackoffMs = 2000;
+// The longest line of the desired stream the agent holds (agent-protocol.md).
+constexpr size_t kMaxStreamLine = 64u << 20;
 
 }  // namespace
 
@@ -452,9 +454,14 @@ class NodeAgentImpl {
     opts.tls = tls_;
     opts.timeout_ms = 45000;  // the server pings every 10 s
     stream_ = std::make_unique<http::Client>(loop_, server_, opts);
-    auto lines = std::make_shared<docker::LineSplitter>([this](std::string_view line) {
-      if (stream_) OnStreamLine(line);
-    });
+    // A whole set for a node of thousands of tasks is a few MiB; a line past the
+    // bound is dropped, and the next changes line, no longer in sequence, makes
+    // the agent start over on a new stream.
+    auto lines = std::make_shared<docker::LineSplitter>(
+        [this](std::string_view line) {
+          if (stream_) OnStreamLine(line);
+        },
+        kMaxStreamLine);
     // This stream carries the whole set first, then `changes` lines; the task
     // definitions it carries are known only on it.
     defs_.clear();
@@ -473,7 +480,10 @@ class NodeAgentImpl {
         },
         [this, lines](std::string_view data) {
           if (!data.empty()) server_failures_ = 0;
-          lines->Feed(data);
+          if (!lines->Feed(data) && dropped_pieces_++ % 1000 == 0) {
+            log::Warn("agent", "a line of the desired stream is over the bound; dropped",
+                      {{"bound_bytes", static_cast<int64_t>(kMaxStreamLine)}});
+          }
         });
   }
 
@@ -820,6 +830,7 @@ class NodeAgentImpl {
   // definitions that stream carried (each once); applied once adoption is done.
   std::map<std::string, DesiredTask> desired_;
   std::map<std::string, json::Doc, std::less<>> defs_;
+  uint64_t dropped_pieces_ = 0;              // of desired-stream lines over kMaxStreamLine
   model::TaskPolicy cluster_policy_;         // as the stream last said; nothing privileged until then
   model::HostView host_view_;                // this host as the task policy sees it
   std::optional<uint64_t> desired_version_;  // of the stream's last line

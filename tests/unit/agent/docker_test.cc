@@ -54,6 +54,21 @@ TEST_CASE("docker: JSON lines split across pieces, CRLF and blank lines", "[agen
   CHECK(lines.back() == "{\"c\":3}");
 }
 
+TEST_CASE("docker: a line over the bound is dropped, never held, and the next one is read", "[agent][docker]") {
+  std::vector<std::string> lines;
+  agent::docker::LineSplitter s([&](std::string_view l) { lines.emplace_back(l); }, 8);
+  CHECK(s.Feed("short\n0123"));         // 4 bytes held
+  CHECK_FALSE(s.Feed("456789abcdef"));  // 16 bytes without a newline: dropped
+  CHECK(s.buffered() == 0);
+  CHECK_FALSE(s.Feed(std::string(1000, 'x')));  // still inside it: nothing held
+  CHECK(s.buffered() == 0);
+  CHECK_FALSE(s.Feed("tail\nnext\n"));  // its end, then a good line
+  CHECK(lines == std::vector<std::string>{"short", "next"});
+  CHECK_FALSE(s.Feed("0123456789abc\nok\n"));  // a whole long line in one piece
+  CHECK(lines.back() == "ok");
+  CHECK(s.Feed("fine\n"));
+}
+
 TEST_CASE("docker: image references", "[agent][docker]") {
   auto r = ParseImageRef("busybox");
   CHECK(r.registry == "docker.io");
