@@ -402,6 +402,10 @@ void Registry::GetBlob(const ExchangePtr& ex, const std::string& name, const std
   }
   if (!state_->FindRepository(name))
     return Answer(ex, OciError(404, "NAME_UNKNOWN", "repository " + name + " does not exist"));
+  // Read only through a repository that holds it: knowing a digest is no right to it.
+  if (!state_->Readable(name, digest)) {
+    return Answer(ex, OciError(404, "BLOB_UNKNOWN", "blob " + digest + " is not in repository " + name, digest));
+  }
   int fd = open(blobs_.BlobPath(digest).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Answer(ex, OciError(404, "BLOB_UNKNOWN", "blob " + digest + " is not in the registry", digest));
   off_t size = lseek(fd, 0, SEEK_END);
@@ -540,6 +544,12 @@ void Registry::PutManifestRequest(const ExchangePtr& ex, const std::string& name
       if (blobs_.Size(b) < 0) {
         return ex->Respond(OciError(400, "MANIFEST_BLOB_UNKNOWN",
                                     "the manifest references blob " + b + ", which is not in the registry", b));
+      }
+      if (!state_->Readable(name, b)) {
+        return ex->Respond(OciError(400, "MANIFEST_BLOB_UNKNOWN",
+                                    "the manifest references blob " + b + ", which was not pushed to repository " +
+                                        name + " (push it, or mount it from a repository you may pull)",
+                                    b));
       }
     }
     const Repository* repo = state_->FindRepository(name);
@@ -702,16 +712,20 @@ void Registry::StartUploadRequest(const ExchangePtr& ex, const std::string& name
     std::string from = req.Query("from").value_or("");
     if (!IsSha256Digest(*mount))
       return reply(OciError(400, "DIGEST_INVALID", "mount: '" + mount->substr(0, 100) + "' is not a sha256 digest"));
-    if (!from.empty() && IsValidName(from) && state_->FindRepository(from) && auth_.Allows(caller, from, "pull") &&
+    // Only from a repository the caller may pull that holds the blob.
+    if (!from.empty() && IsValidName(from) && state_->Readable(from, *mount) && auth_.Allows(caller, from, "pull") &&
         blobs_.Size(*mount) >= 0) {
       blobs_.Touch(*mount);
       std::string digest = *mount;
-      return created([reply, name, digest](Result<std::string> r) {
+      return created([this, reply, name, digest](Result<std::string> r) {
         if (!r) return reply(OciError(r.error()));
-        http::Response ok = Empty(201);
-        ok.headers.push_back({"Location", "/v2/" + name + "/blobs/" + digest});
-        ok.headers.push_back({"Docker-Content-Digest", digest});
-        reply(std::move(ok));
+        AddBlobTo(name, digest, [reply, name, digest](Result<std::string> added) {
+          if (!added) return reply(OciError(added.error()));
+          http::Response ok = Empty(201);
+          ok.headers.push_back({"Location", "/v2/" + name + "/blobs/" + digest});
+          ok.headers.push_back({"Docker-Content-Digest", digest});
+          reply(std::move(ok));
+        });
       });
     }
     // Cannot mount: a new session instead (202), as the spec allows.
@@ -775,12 +789,14 @@ void Registry::MonolithicUpload(const ExchangePtr& ex, const std::string& name, 
       auto reply = [ex, name, digest](Result<std::string> r) {
         ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
       };
-      if (state_->FindRepository(name)) return reply(std::string());
-      auto c = std::make_unique<CreateRepository>();
-      c->name = name;
-      c->if_missing = true;
-      c->time_ms = clock_->NowUnixMs();
-      store_->Submit(std::move(c), reply);
+      if (!state_->FindRepository(name)) {
+        auto c = std::make_unique<CreateRepository>();
+        c->name = name;
+        c->if_missing = true;
+        c->time_ms = clock_->NowUnixMs();
+        store_->Submit(std::move(c), [](Result<std::string>) {});  // the next command says how it went
+      }
+      AddBlobTo(name, digest, reply);
     });
   };
 }
@@ -964,16 +980,27 @@ void Registry::FinishUpload(const ExchangePtr& ex, const std::string& name, cons
       EndSession(id, stored.error().code == "DIGEST_INVALID" ? "digest mismatch" : "storage error");
       return ex->Respond(StoreFailure(stored.error(), digest));
     }
+    // Readable through this repository from now on; the session row goes in the
+    // same transaction (both are submitted in this loop iteration).
+    AddBlobTo(name, digest, [ex, name, digest](Result<std::string> r) {
+      ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
+    });
     auto cmd = std::make_unique<EndUpload>();
     cmd->id = id;
     cmd->reason = "completed";
     cmd->time_ms = clock_->NowUnixMs();
-    store_->Submit(std::move(cmd), [this, ex, id, name, digest](Result<std::string>) {
-      sessions_.erase(id);
-      // The blob is durable whatever became of the session row (expiry removes it).
-      ex->Respond(BlobCreated(name, digest));
-    });
+    // The blob is durable whatever became of the session row (expiry removes it).
+    store_->Submit(std::move(cmd), [this, id](Result<std::string>) { sessions_.erase(id); });
   });
+}
+
+void Registry::AddBlobTo(const std::string& repo, const std::string& digest,
+                         std::function<void(Result<std::string>)> then) {
+  auto cmd = std::make_unique<AddBlob>();
+  cmd->repo = repo;
+  cmd->digest = digest;
+  cmd->time_ms = clock_->NowUnixMs();
+  store_->Submit(std::move(cmd), std::move(then));
 }
 
 // --- periodic jobs ---

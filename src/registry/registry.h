@@ -92,6 +92,8 @@ class Registry {
   void MonolithicUpload(const ExchangePtr& ex, const std::string& name, const std::string& digest);
   void UploadRequest(const ExchangePtr& ex, const std::string& name, const std::string& id);
   void FinishUpload(const ExchangePtr& ex, const std::string& name, const std::string& id, const std::string& digest);
+  // Submits AddBlob: `digest` is readable through `repo` once `then` hears it committed.
+  void AddBlobTo(const std::string& repo, const std::string& digest, std::function<void(Result<std::string>)> then);
   void VerifyAndStore(std::unique_ptr<UploadFile> file, const std::string& digest, std::function<void(Status)> done);
   // The runtime side of upload `id` (its open file), opened on first use.
   Result<Session*> OpenSession(const std::string& id);

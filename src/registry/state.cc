@@ -7,9 +7,9 @@ namespace berth::registry {
 
 namespace {
 
-constexpr std::string_view kTypes[] = {"CreateRepository",   "DeleteRepository", "UpdateRepository",
-                                       "PutManifest",        "DeleteManifest",   "DeleteTag",
-                                       "SetLifecyclePolicy", "StartUpload",      "EndUpload"};
+constexpr std::string_view kTypes[] = {"CreateRepository", "DeleteRepository", "UpdateRepository",   "PutManifest",
+                                       "DeleteManifest",   "DeleteTag",        "SetLifecyclePolicy", "StartUpload",
+                                       "EndUpload",        "AddBlob"};
 
 Status Run(store::Db& db, const char* sql, std::initializer_list<std::string_view> texts, int64_t n = -1, int at = 0) {
   Result<store::Stmt*> st = db.Cached(sql);
@@ -71,6 +71,8 @@ std::string SetLifecyclePolicy::Encode() const {
 std::string StartUpload::Encode() const {
   return json::Doc::Object().Set("id", id).Set("repo", repo).Set("autoCreate", auto_create).Print();
 }
+std::string AddBlob::Encode() const { return json::Doc::Object().Set("repo", repo).Set("digest", digest).Print(); }
+
 std::string EndUpload::Encode() const { return json::Doc::Object().Set("id", id).Set("reason", reason).Print(); }
 
 bool RegistryState::Owns(std::string_view type) const {
@@ -135,6 +137,11 @@ Result<store::CommandPtr> RegistryState::Decode(std::string_view type, std::stri
     c->repo = Str(v, "repo");
     c->auto_create = v.Get("autoCreate").Bool();
     out = std::move(c);
+  } else if (type == "AddBlob") {
+    auto c = std::make_unique<AddBlob>();
+    c->repo = Str(v, "repo");
+    c->digest = Str(v, "digest");
+    out = std::move(c);
   } else if (type == "EndUpload") {
     auto c = std::make_unique<EndUpload>();
     c->id = Str(v, "id");
@@ -184,8 +191,19 @@ Status RegistryState::Load(store::Db& db) {
       Result<ManifestInfo> info = ParseManifest(m.media_type, m.body);
       if (!info) return Error::Internal("stored manifest " + m.digest + " no longer parses: " + info.error().message);
       m.info = std::move(info.value());
-      CountRefs(m, 1);
+      CountRefs(it->second, m, 1);
       it->second.manifests.emplace(m.digest, std::move(m));
+    }
+  }
+  {
+    Result<store::Stmt> s = db.Prepare("SELECT repo, digest FROM repo_blobs");
+    if (!s) return s.take_error();
+    for (;;) {
+      Result<bool> row = s->Step();
+      if (!row) return row.take_error();
+      if (!row.value()) break;
+      auto it = repos_.find(s->Text(0));
+      if (it != repos_.end()) it->second.blobs.insert(std::string(s->Text(1)));
     }
   }
   {
@@ -222,6 +240,7 @@ Result<std::string> RegistryState::Apply(store::Db& db, const store::Command& cm
   if (type == "SetLifecyclePolicy") return ApplySetLifecyclePolicy(db, static_cast<const SetLifecyclePolicy&>(cmd));
   if (type == "StartUpload") return ApplyStartUpload(db, static_cast<const StartUpload&>(cmd));
   if (type == "EndUpload") return ApplyEndUpload(db, static_cast<const EndUpload&>(cmd));
+  if (type == "AddBlob") return ApplyAddBlob(db, static_cast<const AddBlob&>(cmd));
   return Error::Internal("no apply for registry command " + std::string(type));
 }
 
@@ -240,12 +259,34 @@ int64_t RegistryState::BlobRefs(std::string_view digest) const {
   return it == blob_refs_.end() ? 0 : it->second;
 }
 
-void RegistryState::CountRefs(const Manifest& m, int64_t delta) {
+void RegistryState::CountRefs(Repository& r, const Manifest& m, int64_t delta) {
   for (const std::string& b : m.info.blobs) {
-    int64_t& n = blob_refs_[b];
-    n += delta;
-    if (n <= 0) blob_refs_.erase(b);
+    for (auto* refs : {&blob_refs_, &r.refs}) {
+      int64_t& n = (*refs)[b];
+      n += delta;
+      if (n <= 0) refs->erase(b);
+    }
   }
+}
+
+bool RegistryState::Readable(std::string_view repo, std::string_view digest) const {
+  auto it = repos_.find(repo);
+  if (it == repos_.end()) return false;
+  const Repository& r = it->second;
+  return r.blobs.count(digest) > 0 || r.refs.count(std::string(digest)) > 0;
+}
+
+Result<std::string> RegistryState::ApplyAddBlob(store::Db& db, const AddBlob& c) {
+  auto it = repos_.find(c.repo);
+  if (it == repos_.end()) return RepositoryNotFound(c.repo);
+  if (it->second.blobs.count(c.digest)) return std::string("{}");
+  if (Status s = Run(db, "INSERT OR IGNORE INTO repo_blobs (repo, digest, added_ms) VALUES (?1, ?2, ?3)",
+                     {c.repo, c.digest}, c.time_ms, 3);
+      !s) {
+    return s.take_error();
+  }
+  it->second.blobs.insert(c.digest);
+  return std::string("{}");
 }
 
 Result<Repository*> RegistryState::EnsureRepository(store::Db& db, const std::string& name, int64_t now_ms) {
@@ -300,10 +341,11 @@ Result<std::string> RegistryState::ApplyDeleteRepository(store::Db& db, const De
                                                               " image(s); delete them first or force the delete");
   }
   for (const char* sql : {"DELETE FROM manifests WHERE repo = ?1", "DELETE FROM tags WHERE repo = ?1",
-                          "DELETE FROM uploads WHERE repo = ?1", "DELETE FROM repositories WHERE name = ?1"}) {
+                          "DELETE FROM uploads WHERE repo = ?1", "DELETE FROM repo_blobs WHERE repo = ?1",
+                          "DELETE FROM repositories WHERE name = ?1"}) {
     if (Status s = Run(db, sql, {c.name}); !s) return s.take_error();
   }
-  for (const auto& [digest, m] : it->second.manifests) CountRefs(m, -1);
+  for (const auto& [digest, m] : it->second.manifests) CountRefs(it->second, m, -1);
   for (auto u = uploads_.begin(); u != uploads_.end();) {
     if (u->second.repo == c.name)
       u = uploads_.erase(u);
@@ -370,7 +412,7 @@ Result<std::string> RegistryState::ApplyPutManifest(store::Db& db, const PutMani
     m.body = c.body;
     m.pushed_ms = c.time_ms;
     m.info = std::move(info.value());
-    CountRefs(m, 1);
+    CountRefs(**r, m, 1);
     (*r)->manifests.emplace(m.digest, std::move(m));
   }
   if (!c.tag.empty()) (*r)->tags[c.tag] = c.digest;
@@ -397,7 +439,7 @@ Result<std::string> RegistryState::ApplyDeleteManifest(store::Db& db, const Dele
       ++t;
     }
   }
-  CountRefs(m->second, -1);
+  CountRefs(it->second, m->second, -1);
   it->second.manifests.erase(m);
   return json::Doc::Object().Set("imageDigest", c.digest).Set("imageTags", tags).Print();
 }

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,6 +37,8 @@ struct Repository {
   int64_t created_ms = 0;
   std::map<std::string, Manifest, std::less<>> manifests;  // by digest
   std::map<std::string, std::string, std::less<>> tags;    // tag → digest, in lexical order
+  std::set<std::string, std::less<>> blobs;                // pushed or mounted into it
+  std::unordered_map<std::string, int64_t> refs;           // blob → manifests of it referencing it
 };
 
 struct Upload {
@@ -120,6 +123,15 @@ struct StartUpload final : store::Command {
   std::string Encode() const override;
 };
 
+// A blob becomes readable through a repository: an upload into it completed, or
+// it was mounted from another repository the pusher may pull.
+struct AddBlob final : store::Command {
+  std::string repo;
+  std::string digest;
+  const char* Type() const override { return "AddBlob"; }
+  std::string Encode() const override;
+};
+
 // An upload session ends: completed, cancelled or expired.
 struct EndUpload final : store::Command {
   std::string id;
@@ -143,6 +155,9 @@ class RegistryState final : public model::StatePart {
   int64_t BlobRefs(std::string_view digest) const;
   // The digests of every referenced blob.
   const std::unordered_map<std::string, int64_t>& blob_refs() const { return blob_refs_; }
+  // May blob `digest` be read through repository `repo`: one of its manifests
+  // references it, or it was pushed or mounted into it.
+  bool Readable(std::string_view repo, std::string_view digest) const;
 
  private:
   Result<std::string> ApplyCreateRepository(store::Db& db, const CreateRepository& c);
@@ -154,9 +169,10 @@ class RegistryState final : public model::StatePart {
   Result<std::string> ApplySetLifecyclePolicy(store::Db& db, const SetLifecyclePolicy& c);
   Result<std::string> ApplyStartUpload(store::Db& db, const StartUpload& c);
   Result<std::string> ApplyEndUpload(store::Db& db, const EndUpload& c);
+  Result<std::string> ApplyAddBlob(store::Db& db, const AddBlob& c);
   // Inserts the repository row when absent; returns it (created or found).
   Result<Repository*> EnsureRepository(store::Db& db, const std::string& name, int64_t now_ms);
-  void CountRefs(const Manifest& m, int64_t delta);
+  void CountRefs(Repository& r, const Manifest& m, int64_t delta);
 
   std::map<std::string, Repository, std::less<>> repos_;
   std::map<std::string, Upload, std::less<>> uploads_;

@@ -152,6 +152,16 @@ const char* const kMigrations[] = {
     R"sql(
     ALTER TABLE clusters ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
     )sql",
+    // 10 -> 11: the blobs pushed (or mounted) into each repository: a blob is read
+    // through a repository only if one of its manifests references it or it is here.
+    R"sql(
+    CREATE TABLE repo_blobs (
+      repo     TEXT NOT NULL,
+      digest   TEXT NOT NULL,
+      added_ms INTEGER NOT NULL,
+      PRIMARY KEY (repo, digest)
+    );
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

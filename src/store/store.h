@@ -94,7 +94,7 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 10;
+  static constexpr int kSchemaVersion = 11;
 
   // Checkpoints the WAL into the database file from a thread of its own, so a
   // commit never pays for one (SQLite's automatic checkpoint would run inside the

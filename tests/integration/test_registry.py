@@ -739,3 +739,48 @@ def test_full_disk_gives_a_clear_5xx_and_no_partial_blob():
             s.stop()
     finally:
         subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
+@timeout(60)
+def test_a_blob_is_read_only_through_a_repository_that_holds_it():
+    with Server() as s:
+        e = {"BERTH_SERVER": s.url, "BERTH_TOKEN": s.token, "BERTH_CA_FILE": s.ca_file}
+        _, blobs = push_image(s, "team/private", "v1")
+        layer = blobs[1]
+        unreferenced = push_blob(s, "team/private", os.urandom(500))  # pushed, in no manifest yet
+        expect_exit(cli(["repo", "create", "public/open"], env=e), 0, "repo create")
+        expect_exit(cli(["repo", "update", "public/open", "--anonymous-pull", "true"], env=e), 0, "repo update")
+        push_image(s, "public/open", "v1")
+
+        def readable(repo, digest, token="admin"):
+            for method in ("GET", "HEAD"):
+                r = req(s, method, "/v2/%s/blobs/%s" % (repo, digest), token=token)
+                if r.status != 200:
+                    if method == "GET":
+                        oci_error(r, 404, "BLOB_UNKNOWN", "%s through %s" % (digest, repo))
+                    return False
+            return True
+
+        check(readable("team/private", layer) and readable("team/private", unreferenced), "the owner reads its blobs")
+        # Knowing the digest is no right to it: not anonymously through a public
+        # repository, nor with any credentials through one that does not hold it.
+        check(not readable("public/open", layer, token=None), "a private layer read anonymously through public/open")
+        check(not readable("public/open", layer), "a private layer read through public/open")
+        check(not readable("public/open", unreferenced), "an unreferenced private blob read through public/open")
+        # A manifest cannot claim it into another repository either.
+        body = image_manifest(layer, 3000, [(layer, 3000)])
+        r = req(s, "PUT", "/v2/public/open/manifests/stolen", body=body, headers={"Content-Type": OCI_MANIFEST})
+        err = oci_error(r, 400, "MANIFEST_BLOB_UNKNOWN", "a manifest of a blob never pushed here")
+        check("not pushed to repository public/open" in err["message"], err["message"])
+        check(not readable("public/open", layer, token=None), "read after a refused manifest")
+        # Mounting needs a source that holds it: otherwise a new session (202), as the spec allows.
+        r = req(s, "POST", "/v2/public/open/blobs/uploads/?mount=%s&from=public/open" % layer)
+        check(r.status == 202, "mount from a repository without the blob: %d %r" % (r.status, r.data[:200]))
+        r = req(s, "POST", "/v2/public/open/blobs/uploads/?mount=%s&from=team/private" % layer)
+        check(r.status == 201, "mount by a caller who may pull the source: %d %r" % (r.status, r.data[:200]))
+        check(readable("public/open", layer, token=None), "the mounted blob, read through its new repository")
+        # The right survives a restart; nothing else was opened.
+        s.stop()
+        s.start()
+        check(readable("public/open", layer, token=None) and not readable("public/open", unreferenced),
+              "after a restart")
