@@ -1,0 +1,98 @@
+// Fuzzes what a task definition goes through from the body of
+// RegisterTaskDefinition to the Docker create call: JSON parsing, ECS validation,
+// the summary, the task policy (as a cluster's and as a host's, with a host view
+// whose paths resolve oddly), the agent's plan, and the task policy parser over
+// the same bytes.
+//
+// Invariants checked besides the sanitizers: a definition that validates
+// validates again as it was normalised (the agent re-validates what the server
+// sent), and its plan never fails for a reason validation should have caught.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "agent/container_spec.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "model/policy.h"
+#include "model/taskdef.h"
+
+namespace {
+
+using namespace berth;
+
+[[noreturn]] void Fail(const char* what, const std::string& detail) {
+  fprintf(stderr, "taskdef_fuzzer: %s: %s\n", what, detail.c_str());
+  abort();
+}
+
+const model::TaskPolicy& Permissive() {
+  static const model::TaskPolicy p = [] {
+    model::TaskPolicy t;
+    t.host_paths = {{"/srv", true}, {"/etc/ssl", false}};
+    t.host_network = t.host_pid = t.external_volumes = true;
+    t.log_drivers = {"syslog"};
+    return t;
+  }();
+  return p;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static bool quiet = [] {
+    log::SetLevel(log::Level::kError);
+    return true;
+  }();
+  (void)quiet;
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+  Result<json::Doc> doc = json::Doc::Parse(text);
+  if (!doc) return 0;
+
+  // The same bytes as a task policy.
+  if (Result<model::TaskPolicy> p = model::ParseTaskPolicy(doc->view()); p) {
+    Result<model::TaskPolicy> back = model::ParseTaskPolicy(p->ToJson().view());
+    if (!back || !(back.value() == p.value())) Fail("policy round trip", p->ToJson().Print());
+  }
+
+  Result<json::Doc> valid = model::ValidateTaskDefinition(doc->view());
+  if (!valid) return 0;
+  Result<json::Doc> again = model::ValidateTaskDefinition(valid->view());
+  if (!again) Fail("a normalised definition no longer validates", again.error().message);
+
+  model::TaskDefinition td;
+  td.family = std::string(valid->view().Get("family").String());
+  td.revision = 1;
+  td.doc = valid->Print();
+  if (Status s = model::SummariseTaskDefinition(&td); !s) Fail("summary", s.error().message);
+  json::Doc full = model::TaskDefinitionJson(td);
+
+  model::HostView server;
+  server.socket_paths = model::DefaultSocketPaths();
+  model::HostView host = server;
+  host.forbidden = {"/var/lib/berth"};
+  host.resolve = [](const std::string& p) { return p.size() % 3 == 0 ? std::string("/etc") : p + "/./x/"; };
+  for (const model::TaskPolicy* policy : {&Permissive(), static_cast<const model::TaskPolicy*>(nullptr)}) {
+    model::TaskPolicy none;
+    const model::TaskPolicy& p = policy ? *policy : none;
+    Status a = model::CheckTaskPolicy(valid->view(), p, "c", server);
+    Status b = model::CheckTaskPolicy(full.view(), p, "c", host, true);
+    if (!a && a.error().message.empty()) Fail("a refusal without a message", "");
+    if (!b && b.error().message.empty()) Fail("a refusal without a message", "");
+  }
+
+  agent::TaskIdentity task;
+  task.id = "0123456789abcdef0123456789abcdef";
+  task.cluster = "default";
+  task.node = "n";
+  task.task_definition = td.family + ":1";
+  Result<agent::TaskPlan> plan = agent::PlanTask(task, full.view());
+  if (plan) {
+    for (const agent::ContainerPlan& c : plan->containers) {
+      if (!json::Doc::Parse(c.create_body)) Fail("a create body that is not JSON", c.create_body);
+    }
+  }
+  return 0;
+}
