@@ -106,6 +106,9 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
     for (json::View e : c.Get("environment")) {
       env.Push(std::string(e.Get("name").String()) + "=" + std::string(e.Get("value").String()));
     }
+    for (const SecretValue& sv : options.secrets) {
+      if (sv.container == p.name && !sv.file) env.Push(sv.name + "=" + sv.value);
+    }
     body.Set("Env", env);
 
     json::View hc = c.Get("healthCheck");
@@ -170,6 +173,11 @@ Result<TaskPlan> PlanTask(const TaskIdentity& task, json::View td, const PlanOpt
       }
       mount.Set("Target", m.Get("containerPath").String())
           .Set("ReadOnly", m.Get("readOnly").IsBool() && m.Get("readOnly").Bool());
+      mounts.Push(mount);
+    }
+    if (auto dir = options.secret_dirs.find(p.name); dir != options.secret_dirs.end()) {
+      json::Doc mount = json::Doc::Object();
+      mount.Set("Type", "bind").Set("Source", dir->second).Set("Target", kSecretsMountPath).Set("ReadOnly", true);
       mounts.Push(mount);
     }
     if (mounts.view().Size() > 0) host.Set("Mounts", mounts);

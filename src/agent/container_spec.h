@@ -51,10 +51,26 @@ struct TaskPlan {
   std::string network_name;  // berth-<task> when own_network
 };
 
+// A secret's value as the server sent it with the task (model/secret.h).
+struct SecretValue {
+  std::string container;
+  std::string name;  // the variable, or the file under /run/secrets
+  std::string value;
+  bool file = false;
+};
+
+// Where secret files are mounted in a container.
+inline constexpr const char* kSecretsMountPath = "/run/secrets";
+
 struct PlanOptions {
   int64_t default_stop_timeout_s = 30;
   std::string log_max_size = "10m";  // json-file rotation, unless logConfiguration says otherwise
   std::string log_max_files = "3";
+  // The values of the task's secrets: each env one is added to its container's
+  // Env; the host directory (on a tmpfs) holding a container's secret files is
+  // bound read-only at /run/secrets.
+  std::vector<SecretValue> secrets;
+  std::map<std::string, std::string> secret_dirs;  // container → host directory
 };
 
 // Builds the plan for `task` from its task definition `td` (the ECS JSON the

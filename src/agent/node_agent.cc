@@ -20,6 +20,7 @@
 #include "agent/host.h"
 #include "agent/protocol.h"
 #include "agent/reconciler.h"
+#include "agent/secret_files.h"
 #include "base/crypto.h"
 #include "base/files.h"
 #include "base/json.h"
@@ -104,6 +105,12 @@ class NodeAgentImpl {
     };
     hooks.pulled_changed = [this](const std::map<std::string, int64_t>& pulled) { SavePulled(pulled); };
     hooks.admit = [this](const TaskIdentity& task, json::View td) { return Admit(task, td); };
+    secret_files_ = std::make_unique<SecretFiles>(o_.state_dir + "/secrets");
+    hooks.write_secrets = [this](const std::string& task, const std::string& container,
+                                 const std::vector<std::pair<std::string, std::string>>& files) {
+      return secret_files_->Write(task, container, files);
+    };
+    hooks.forget_secrets = [this](const std::string& task) { secret_files_->Forget(task); };
     // What tasks must never see, and the engines' sockets, as this host names them.
     host_view_.resolve = [](const std::string& path) {
       char real[PATH_MAX];
@@ -540,6 +547,17 @@ class NodeAgentImpl {
       e.desired = std::string(d.Get("desiredStatus").String());
       e.server_last = std::string(d.Get("lastStatus").String());
       e.fresh = true;
+      e.secrets.clear();
+      e.secret_error = std::string(d.Get("secretError").String());
+      for (json::View sv : d.Get("secrets")) {
+        Result<std::string> value = crypto::Base64Decode(sv.Get("valueBase64").String());
+        if (!value) {
+          e.secret_error = "ResourceInitializationError: the server sent an unreadable secret value";
+          break;
+        }
+        e.secrets.push_back(SecretValue{std::string(sv.Get("container").String()), std::string(sv.Get("name").String()),
+                                        std::move(value.value()), sv.Get("file").IsBool() && sv.Get("file").Bool()});
+      }
     }
     for (json::View r : msg.Get("removed")) desired_.erase(std::string(r.String()));
     desired_version_ = static_cast<uint64_t>(msg.Get("version").Number());
@@ -800,6 +818,7 @@ class NodeAgentImpl {
   net::Endpoint server_;
   std::unique_ptr<docker::Engine> engine_;
   std::unique_ptr<DockerContainerEngine> container_engine_;
+  std::unique_ptr<SecretFiles> secret_files_;  // used by reconciler_'s hooks
   std::unique_ptr<Reconciler> reconciler_;
   docker::EngineVersion version_;
   HostResources host_;

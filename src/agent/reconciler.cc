@@ -334,6 +334,7 @@ void Reconciler::StopStep(TaskRec& t) {
   if (busy) return;
   t.status = "STOPPED";
   log::Info("agent", "task stopped", {{"task", t.ident.id}, {"reason", t.stop_reason}});
+  if (t.secret_files && hooks_.forget_secrets) hooks_.forget_secrets(t.ident.id);
   if (t.plan && t.plan->own_network) {
     std::string network = t.plan->network_name;
     calls_.Push(Lane::kStop, [this, alive = alive_, network](std::function<void()> finished) {
@@ -561,8 +562,11 @@ void Reconciler::ApplyDesired(std::map<std::string, DesiredTask>& desired,
     t.desired = d.desired;
     if (!t.plan && t.status != "STOPPED") {
       auto def = defs.find(t.ident.task_definition);
-      Plan(t, def != defs.end() ? def->second.view() : json::View());
+      Plan(t, def != defs.end() ? def->second.view() : json::View(), d);
     }
+    // Values are held only until the plan has them.
+    for (SecretValue& v : d.secrets) std::fill(v.value.begin(), v.value.end(), '\0');
+    d.secrets.clear();
     // The server missed a report (e.g. across its restart): say it again. Only
     // what the latest line carried says what the server believes now.
     if (d.fresh) {
@@ -596,7 +600,7 @@ void Reconciler::StopAll() {
   for (auto& [id, t] : tasks_) Step(t);
 }
 
-void Reconciler::Plan(TaskRec& t, json::View td) {
+void Reconciler::Plan(TaskRec& t, json::View td, const DesiredTask& d) {
   if (hooks_.admit) {
     if (Status s = hooks_.admit(t.ident, td); !s) {
       t.stop_reason = "CannotStartTaskError: " + s.error().message;
@@ -606,7 +610,13 @@ void Reconciler::Plan(TaskRec& t, json::View td) {
   }
   PlanOptions po;
   po.default_stop_timeout_s = o_.default_stop_timeout_s;
+  if (Status s = PlanSecrets(t, td, d, &po); !s) {
+    t.stop_reason = s.error().message;
+    log::Warn("agent", "task cannot have its secrets", {{"task", t.ident.id}, {"reason", s.error().message}});
+    return;
+  }
   Result<TaskPlan> plan = PlanTask(t.ident, td, po);
+  for (SecretValue& v : po.secrets) std::fill(v.value.begin(), v.value.end(), '\0');
   if (!plan) {
     t.stop_reason = "CannotCreateContainerError: " + plan.error().message;
     return;
@@ -630,6 +640,39 @@ void Reconciler::Plan(TaskRec& t, json::View td) {
       if (!c.id.empty()) t.network_ready = true;
     }
   }
+}
+
+// The secrets a task takes, into `po`: the values the server sent with it (env
+// ones go in the create bodies), and each container's secret files written to a
+// directory of their own on a tmpfs. A task adopted with its containers made
+// needs none. Fails with the stopped reason.
+Status Reconciler::PlanSecrets(TaskRec& t, json::View td, const DesiredTask& d, PlanOptions* po) {
+  if (!d.secret_error.empty()) return Error::Invalid(d.secret_error);
+  size_t needed = 0;
+  for (json::View c : td.Get("containerDefinitions")) needed += c.Get("secrets").Size();
+  if (needed == 0) return {};
+  if (d.secrets.size() != needed) {
+    for (const ContainerRec& c : t.containers) {
+      if (!c.id.empty()) return {};  // adopted: made with its secrets already
+    }
+    return Error::Invalid("ResourceInitializationError: the server sent " + std::to_string(d.secrets.size()) +
+                          " of the task's " + std::to_string(needed) + " secrets");
+  }
+  po->secrets = d.secrets;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> files;
+  for (const SecretValue& v : d.secrets) {
+    if (v.file) files[v.container].emplace_back(v.name, v.value);
+  }
+  for (auto& [container, list] : files) {
+    if (!hooks_.write_secrets)
+      return Error::Invalid("ResourceInitializationError: this agent cannot write secret files");
+    Result<std::string> dir = hooks_.write_secrets(t.ident.id, container, list);
+    for (auto& [name, value] : list) std::fill(value.begin(), value.end(), '\0');
+    if (!dir) return Error::Invalid("ResourceInitializationError: secret files: " + dir.error().message);
+    po->secret_dirs[container] = dir.value();
+    t.secret_files = true;
+  }
+  return {};
 }
 
 // --- reports ---

@@ -33,6 +33,9 @@ namespace berth::agent {
 struct DesiredTask {
   std::string cluster, service, task_definition, desired, server_last;
   bool fresh = false;  // in the latest line: its server_last is current
+  // Sent only for a task about to start; taken (and cleared) when it is planned.
+  std::vector<SecretValue> secrets;
+  std::string secret_error;  // why the server could not send them
 };
 
 struct ReconcilerOptions {
@@ -58,6 +61,12 @@ class Reconciler {
     // May this task run here? Asked once, before it is planned; a refusal stops
     // the task with the reason (the task policy, model/policy.h).
     std::function<Status(const TaskIdentity&, json::View td)> admit;
+    // Writes a container's secret files into a fresh directory on a tmpfs and
+    // returns it (bound at /run/secrets); `forget_secrets` removes a task's.
+    std::function<Result<std::string>(const std::string& task_id, const std::string& container,
+                                      const std::vector<std::pair<std::string, std::string>>& files)>
+        write_secrets;
+    std::function<void(const std::string& task_id)> forget_secrets;
   };
 
   Reconciler(ContainerEngine* engine, ReconcilerOptions options, Hooks hooks);
@@ -131,7 +140,8 @@ class Reconciler {
     bool stopping = false;
     bool network_ready = false;
     bool network_busy = false;
-    std::string acked;  // the report the server last acknowledged
+    bool secret_files = false;  // a directory of its secret files was written
+    std::string acked;          // the report the server last acknowledged
     ContainerRec* Find(std::string_view name) {
       for (ContainerRec& c : containers) {
         if (c.name == name) return &c;
@@ -156,7 +166,8 @@ class Reconciler {
   void StartContainer(TaskRec& t, ContainerRec& c);
   void RemoveUnstarted(TaskRec& t, ContainerRec& c);
   void EnsureImage(const std::string& image, std::function<void(Status)> done);
-  void Plan(TaskRec& t, json::View td);
+  void Plan(TaskRec& t, json::View td, const DesiredTask& d);
+  Status PlanSecrets(TaskRec& t, json::View td, const DesiredTask& d, PlanOptions* po);
   std::string ReportOf(const TaskRec& t) const;
   bool StillWanted(const std::string& task_id) const;
   // The engine did not answer (as opposed to refusing): no task is blamed; the

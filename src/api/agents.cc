@@ -58,6 +58,40 @@ void AgentHub::CloseStream(const std::string& node_id) {
   state_->SetNodeConnected(node_id, false, clock_->NowUnixMs());
 }
 
+// The values of the secrets a task's definition takes, for the node about to start
+// it (only then: a task already running or stopped gets none): "secrets" with each
+// value in base64, or "secretError" naming the first that cannot be given, which
+// the agent makes the task's stopped reason.
+void AgentHub::AppendSecrets(std::string* out, const model::TaskDefinition& td) const {
+  std::string list;
+  for (const model::SecretRef& r : td.secrets) {
+    const model::Secret* sec = state_->FindSecret(r.secret);
+    Result<std::string> value = !sec ? Result<std::string>(Error::NotFound("ResourceNotFoundException",
+                                                                           "secret " + r.secret + " does not exist"))
+                                : !options_.secrets
+                                    ? Result<std::string>(Error::Internal("this server holds no secret key"))
+                                    : options_.secrets->Open(*sec);
+    if (!value) {
+      out->append(",\"secretError\":");
+      json::AppendQuoted(out, "ResourceInitializationError: unable to get secret " + r.secret + " for " +
+                                  (r.file ? "the file /run/secrets/" : "the variable ") + r.name + " of container " +
+                                  r.container + ": " + value.error().message);
+      return;
+    }
+    list.append(list.empty() ? "{\"container\":" : ",{\"container\":");
+    json::AppendQuoted(&list, r.container);
+    list.append(",\"name\":");
+    json::AppendQuoted(&list, r.name);
+    list.append(r.file ? ",\"file\":true" : "");
+    list.append(",\"valueBase64\":");
+    json::AppendQuoted(&list, crypto::Base64Encode(value.value()));
+    list.push_back('}');
+    std::fill(value->begin(), value->end(), '\0');
+  }
+  out->append(",\"secrets\":[").append(list).append("]");
+  std::fill(list.begin(), list.end(), '\0');
+}
+
 // The line is built by appending, not through a JSON tree: at scale the server
 // sends one per node whose set changed after every flush, and a tree of small
 // allocations per task was a large share of a scale-up's CPU.
@@ -87,8 +121,11 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
       out.append(",\"service\":");
       json::AppendQuoted(&out, t.service);
     }
-    out.push_back('}');
     const model::TaskDefinition* td = state_->FindTaskDefinition(t.family, t.revision);
+    if (td && !td->secrets.empty() && t.desired == "RUNNING" && t.last != "RUNNING" && t.last != "STOPPED") {
+      AppendSecrets(&out, *td);
+    }
+    out.push_back('}');
     if (!td || std::find(seen.begin(), seen.end(), td) != seen.end()) return;
     seen.push_back(td);
     // Definitions never change once registered: a stream carries each one once.
@@ -438,43 +475,49 @@ void AgentHub::AddRoutes(http::Router* router) {
   // Pull credentials: a node may pull the repositories its own tasks use, and
   // only those, with a registry token that lives minutes (never the agent's own
   // credentials on the wire to /v2/).
-  router->Add("POST", "/v1/agent/nodes/{id}/pull-credentials", [this](const http::ExchangePtr& ex) {
-    std::string id(ex->request().Param("id"));
-    const model::Node* n = state_->FindNode(id);
-    if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
-    if (!MayActFor(ex, *n)) return;
-    if (!options_.issue_pull_token) {
-      return ex->Respond(http::ErrorResponse(404, "NotFound", "this server issues no pull credentials"));
-    }
-    Result<json::Doc> body = json::Doc::Parse(ex->request().body);
-    if (!body) return ex->Respond(http::ErrorResponse(body.error()));
-    Result<std::string> image = json::RequireString(body->view(), "image", "image");
-    if (!image) return ex->Respond(http::ErrorResponse(image.error()));
-    std::string repo = RepositoryOf(*image);
-    if (repo.empty()) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
-                                             "image: " + *image + " names no registry host (host:port/repository)"));
-    }
-    bool used = false;
-    for (const auto& [task_id, t] : n->tasks) {
-      const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision);
-      if (!td) continue;
-      for (const model::ContainerSummary& c : td->containers) used = used || RepositoryOf(c.image) == repo;
-      if (used) break;
-    }
-    if (!used) {
-      return ex->Respond(http::ErrorResponse(
-          403, "Forbidden", "no task of node " + id + " uses repository " + repo + ": no pull credentials for it"));
-    }
-    json::Doc out = json::Doc::Object();
-    out.Set("repository", repo)
-        .Set("registryToken", options_.issue_pull_token(id, repo))
-        .Set("expiresInMs", options_.pull_token_ttl_ms);
-    ex->Respond(http::JsonResponse(200, out.Print()));
-  });
+  http::RouteOptions credentials_opts;
+  credentials_opts.audit = false;  // asked before every pull
+  router->Add(
+      "POST", "/v1/agent/nodes/{id}/pull-credentials",
+      [this](const http::ExchangePtr& ex) {
+        std::string id(ex->request().Param("id"));
+        const model::Node* n = state_->FindNode(id);
+        if (!n) return ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + id + " is not registered"));
+        if (!MayActFor(ex, *n)) return;
+        if (!options_.issue_pull_token) {
+          return ex->Respond(http::ErrorResponse(404, "NotFound", "this server issues no pull credentials"));
+        }
+        Result<json::Doc> body = json::Doc::Parse(ex->request().body);
+        if (!body) return ex->Respond(http::ErrorResponse(body.error()));
+        Result<std::string> image = json::RequireString(body->view(), "image", "image");
+        if (!image) return ex->Respond(http::ErrorResponse(image.error()));
+        std::string repo = RepositoryOf(*image);
+        if (repo.empty()) {
+          return ex->Respond(http::ErrorResponse(
+              400, "InvalidParameter", "image: " + *image + " names no registry host (host:port/repository)"));
+        }
+        bool used = false;
+        for (const auto& [task_id, t] : n->tasks) {
+          const model::TaskDefinition* td = state_->FindTaskDefinition(t->family, t->revision);
+          if (!td) continue;
+          for (const model::ContainerSummary& c : td->containers) used = used || RepositoryOf(c.image) == repo;
+          if (used) break;
+        }
+        if (!used) {
+          return ex->Respond(http::ErrorResponse(
+              403, "Forbidden", "no task of node " + id + " uses repository " + repo + ": no pull credentials for it"));
+        }
+        json::Doc out = json::Doc::Object();
+        out.Set("repository", repo)
+            .Set("registryToken", options_.issue_pull_token(id, repo))
+            .Set("expiresInMs", options_.pull_token_ttl_ms);
+        ex->Respond(http::JsonResponse(200, out.Print()));
+      },
+      credentials_opts);
 
   http::RouteOptions report_opts;
   report_opts.max_body = 8 << 20;
+  report_opts.audit = false;  // every few seconds per node: routine, not a change anyone made
   router->Add(
       "POST", "/v1/agent/nodes/{id}/report",
       [this](const http::ExchangePtr& ex) {

@@ -40,6 +40,8 @@ struct AgentOptions {
   // only pulls of `repository`, short-lived. Unset: the route answers 404.
   std::function<std::string(const std::string& node_id, const std::string& repository)> issue_pull_token;
   int64_t pull_token_ttl_ms = 0;
+  // Opens the secrets a task takes, for the node that starts it (model/secret.h).
+  const model::SecretBox* secrets = nullptr;
 };
 
 // The repository an image reference names on a registry ("host:port/a/b:tag" and
@@ -105,6 +107,7 @@ class AgentHub final : public model::StateObserver {
   // The node's whole set (`desired`), or for a stream that takes them and has
   // had its first line, what changed since its last line (`changes`).
   std::string DesiredMessage(const model::Node& n, Stream* s) const;
+  void AppendSecrets(std::string* out, const model::TaskDefinition& td) const;
   void Send(const std::string& node_id, Stream& s);
   void CloseStream(const std::string& node_id);
 

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <tuple>
 
 #include "base/clock.h"
 #include "base/crypto.h"
+#include "base/flags.h"
 #include "base/json.h"
 #include "base/log.h"
 
@@ -174,6 +176,124 @@ bool IsAdmin(const model::State& state, std::string_view token_id) {
   return false;
 }
 
+// --- secrets (model/secret.h) ---
+
+// The value of a create or rotate body: "value" (text) or "valueBase64" (any
+// bytes), at most kMaxSecretBytes; answers 400 and returns nullopt otherwise.
+std::optional<std::string> SecretValue(const http::ExchangePtr& ex, json::View body) {
+  json::View text = body.Get("value");
+  json::View b64 = body.Get("valueBase64");
+  if (text.valid() == b64.valid()) {
+    ex->Respond(
+        http::ErrorResponse(400, "InvalidParameter", "give the secret's value as value or valueBase64 (one of them)"));
+    return std::nullopt;
+  }
+  std::string value;
+  if (text.valid()) {
+    if (!text.IsString()) {
+      ex->Respond(
+          http::ErrorResponse(400, "InvalidParameter", std::string("value: must be a string, not ") + text.TypeName()));
+      return std::nullopt;
+    }
+    value = std::string(text.String());
+  } else {
+    Result<std::string> raw =
+        b64.IsString() ? crypto::Base64Decode(b64.String()) : Result<std::string>(Error::Invalid("must be a string"));
+    if (!raw) {
+      ex->Respond(http::ErrorResponse(400, "InvalidParameter", "valueBase64: " + raw.error().message));
+      return std::nullopt;
+    }
+    value = std::move(raw.value());
+  }
+  if (value.empty() || value.size() > model::kMaxSecretBytes) {
+    ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                    "a secret's value must be 1-" + std::to_string(model::kMaxSecretBytes) +
+                                        " bytes; got " + std::to_string(value.size())));
+    return std::nullopt;
+  }
+  return value;
+}
+
+// The task definitions (family:revision, ACTIVE) that take secret `name`.
+json::Doc SecretUsers(const model::State& state, std::string_view name) {
+  json::Doc users = json::Doc::Array();
+  for (const auto& [family, revs] : state.task_definitions()) {
+    for (const auto& [rev, td] : revs) {
+      if (td.status != "ACTIVE") continue;
+      for (const model::SecretRef& r : td.secrets) {
+        if (r.secret == name) {
+          users.Push(family + ":" + std::to_string(rev));
+          break;
+        }
+      }
+    }
+  }
+  return users;
+}
+
+void PutSecret(Context* ctx, const http::ExchangePtr& ex, std::string name, json::View body, bool create) {
+  if (Status s = model::ValidateSecretName(name); !s) return ex->Respond(http::ErrorResponse(s.error()));
+  std::optional<std::string> value = SecretValue(ex, body);
+  if (!value) return;
+  Result<model::Secret> sealed = ctx->secrets->Seal(name, *value);
+  std::fill(value->begin(), value->end(), '\0');
+  if (!sealed) return ex->Respond(http::ErrorResponse(sealed.error()));
+  auto cmd = std::make_unique<model::PutSecret>();
+  cmd->name = std::move(name);
+  cmd->sealed = std::move(sealed->sealed);
+  cmd->key_id = sealed->key_id;
+  cmd->create = create;
+  Submit(ctx, ex, std::move(cmd), create ? 201 : 200);
+}
+
+void AddSecretRoutes(http::Router* router, Context* ctx) {
+  http::RouteOptions small;
+  small.max_body = 4 * model::kMaxSecretBytes;  // base64 and JSON around the largest value
+  router->Add(
+      "POST", "/v1/secrets",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> name = json::RequireString(body->view(), "name", "name");
+        if (!name) return ex->Respond(http::ErrorResponse(name.error()));
+        PutSecret(ctx, ex, std::move(name.value()), body->view(), true);
+      },
+      small);
+  router->Add(
+      "PUT", "/v1/secrets/{name}",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        PutSecret(ctx, ex, std::string(ex->request().Param("name")), body->view(), false);
+      },
+      small);
+  router->Add("GET", "/v1/secrets", [ctx](const http::ExchangePtr& ex) {
+    json::Doc list = json::Doc::Array();
+    for (const auto& [name, sec] : ctx->state->secrets()) {
+      json::Doc d = model::SecretJson(sec);
+      d.Set("usedBy", SecretUsers(*ctx->state, name));
+      list.Push(d);
+    }
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("secrets", list).Print()));
+  });
+  router->Add("GET", "/v1/secrets/{name}", [ctx](const http::ExchangePtr& ex) {
+    std::string_view name = ex->request().Param("name");
+    const model::Secret* sec = ctx->state->FindSecret(name);
+    if (!sec) {
+      return ex->Respond(
+          http::ErrorResponse(404, "ResourceNotFoundException", "secret " + std::string(name) + " does not exist"));
+    }
+    json::Doc d = model::SecretJson(*sec);
+    d.Set("usedBy", SecretUsers(*ctx->state, name));
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("secret", d).Print()));
+  });
+  router->Add("DELETE", "/v1/secrets/{name}", [ctx](const http::ExchangePtr& ex) {
+    auto cmd = std::make_unique<model::DeleteSecret>();
+    cmd->name = std::string(ex->request().Param("name"));
+    Submit(ctx, ex, std::move(cmd), 200);
+  });
+}
+
 }  // namespace
 
 std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, http::Exchange& ex) {
@@ -218,6 +338,7 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
   }
   const std::string& method = req.method;
   bool read = method == "GET" || method == "HEAD";
+  ex.principal = t->id;  // known, if not allowed (the audit log names who was refused)
   if ((t->role == "agent") != agent_route || (t->role == "read-only" && !read)) {
     std::string why = agent_route ? " (only agents use the /v1/agent/ routes)" : "";
     return http::ErrorResponse(403, "Forbidden",
@@ -226,6 +347,47 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
   state.NoteTokenUsed(t->id, now_ms);
   ex.principal = t->id;
   return std::nullopt;
+}
+
+void AuditExchange(const model::State& state, store::Store* store, int64_t now_ms, const http::Exchange& ex) {
+  const http::Request& req = ex.request();
+  int status = ex.status();
+  bool read = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS";
+  bool credentialed = !req.Header("authorization").empty() || !req.peer_cert_cn.empty();
+  bool refusal = (status == 401 && credentialed) || status == 403 || status == 429;
+  bool change = !read && ex.route().options.audit;
+  if (change && req.path.starts_with("/v2/")) {
+    // The registry: what changes a repository, not each step of an upload.
+    change = req.method == "PUT" || req.method == "DELETE" ||
+             (req.method == "POST" && req.query.find("mount=") != std::string::npos);
+  }
+  if (!change && !refusal) return;
+  store::AuditEntry e;
+  e.time_ms = now_ms;
+  e.actor = ex.principal.empty() ? "-" : ex.principal;
+  e.role = "-";
+  if (ex.principal.starts_with("node:")) {
+    e.role = "node";
+  } else if (const model::Token* t = state.FindToken(ex.principal)) {
+    e.role = t->role;
+  }
+  e.address = req.peer_ip;
+  e.method = req.method;
+  e.path = req.path.substr(0, 512);
+  e.status = status;
+  if (status >= 400) {
+    Result<json::Doc> body = json::Doc::Parse(ex.error_body());
+    if (body) {
+      json::View err = body->view().Get("error");
+      for (json::View first : body->view().Get("errors")) {  // the registry's OCI shape
+        err = first;
+        break;
+      }
+      e.code = std::string(err.Get("code").String());
+      e.message = std::string(err.Get("message").String()).substr(0, 512);
+    }
+  }
+  store->Audit(std::move(e));
 }
 
 const model::Task* ResolveTaskOrAnswer(const model::State& state, const http::ExchangePtr& ex, std::string_view ref) {
@@ -813,6 +975,57 @@ void AddRoutes(http::Router* router, Context* ctx) {
     auto cmd = std::make_unique<model::DeleteCluster>();
     cmd->name = std::string(name);
     Submit(ctx, ex, std::move(cmd), 200);
+  });
+
+  AddSecretRoutes(router, ctx);
+
+  // The audit log (store/audit.h), newest first; admin only.
+  router->Add("GET", "/v1/audit", [ctx](const http::ExchangePtr& ex) {
+    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
+      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may read the audit log"));
+    }
+    const http::Request& req = ex->request();
+    store::AuditQuery q;
+    if (std::optional<std::string> since = req.Query("since"); since && !since->empty()) {
+      std::optional<int64_t> at = ParseUtcIso8601(*since);
+      Result<uint64_t> ago = flags::ParseDuration(*since, "since");
+      if (at) {
+        q.since_ms = *at;
+      } else if (ago) {
+        q.since_ms = ctx->clock->NowUnixMs() - static_cast<int64_t>(ago.value());
+      } else {
+        return ex->Respond(http::ErrorResponse(
+            400, "InvalidParameter", "since: expected a time such as 2026-12-06T03:00:00Z or a duration such as 1h"));
+      }
+    }
+    q.actor = req.Query("token").value_or("");
+    for (auto [name, dest, low, high] : {std::tuple{"limit", &q.limit, size_t{1}, size_t{1000}}}) {
+      std::optional<std::string> v = req.Query(name);
+      if (!v) continue;
+      char* end = nullptr;
+      unsigned long long n = strtoull(v->c_str(), &end, 10);
+      if (v->empty() || *end || n < low || n > high) {
+        return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                               std::string(name) + ": expected a whole number from " +
+                                                   std::to_string(low) + " to " + std::to_string(high)));
+      }
+      *dest = static_cast<size_t>(n);
+    }
+    if (std::optional<std::string> before = req.Query("nextToken"); before && !before->empty()) {
+      char* end = nullptr;
+      q.before_id = strtoll(before->c_str(), &end, 10);
+      if (*end || q.before_id <= 0) {
+        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "nextToken: not one this server gave"));
+      }
+    }
+    Result<std::vector<store::AuditEntry>> rows = store::ReadAudit(ctx->store->db(), q);
+    if (!rows) return ex->Respond(http::ErrorResponse(rows.error()));
+    json::Doc list = json::Doc::Array();
+    for (const store::AuditEntry& e : *rows) list.Push(store::AuditJson(e));
+    json::Doc out = json::Doc::Object();
+    out.Set("events", list);
+    if (rows->size() == q.limit) out.Set("nextToken", std::to_string(rows->back().id));
+    ex->Respond(http::JsonResponse(200, out.Print()));
   });
 }
 

@@ -24,8 +24,9 @@ struct Context {
   const Clock* clock = nullptr;
   control::Scheduler* scheduler = nullptr;
   control::ServiceController* services = nullptr;
-  std::string ca_fingerprint;  // the cluster CA's (hex SHA-256), pinned by the tokens printed
-  std::string ca_pem;          // served at GET /v1/ca
+  std::string ca_fingerprint;                 // the cluster CA's (hex SHA-256), pinned by the tokens printed
+  std::string ca_pem;                         // served at GET /v1/ca
+  const model::SecretBox* secrets = nullptr;  // seals the values of secrets
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.
@@ -43,5 +44,11 @@ const model::Task* ResolveTaskOrAnswer(const model::State& state, const net::htt
 // allows the request (agent tokens on the agent routes only, and only they);
 // 401 or 403 otherwise.
 std::optional<net::http::Response> Authenticate(model::State& state, int64_t now_ms, net::http::Exchange& ex);
+
+// The audit log's observer (net::http::Server::SetObserver): every change (a
+// method other than GET/HEAD on a route that audits; for the registry, pushes of
+// manifests and blobs, mounts and deletes) and every refusal of a credential (401
+// to a request that carried one, 403, 429) becomes an entry (store/audit.h).
+void AuditExchange(const model::State& state, store::Store* store, int64_t now_ms, const net::http::Exchange& ex);
 
 }  // namespace berth::api

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace berth {
 
@@ -25,6 +27,8 @@ class SystemClock final : public Clock {
 
 // "2026-12-05T21:25:23Z": a Unix time in milliseconds as UTC ISO 8601, to the second.
 std::string UtcIso8601(int64_t unix_ms);
+// The reverse, for "YYYY-MM-DDTHH:MM:SSZ" (as UtcIso8601 prints); nullopt otherwise.
+std::optional<int64_t> ParseUtcIso8601(std::string_view text);
 
 // A clock that moves only when told to.
 class ManualClock final : public Clock {

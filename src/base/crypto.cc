@@ -3,6 +3,7 @@
 #include <sys/random.h>
 
 #include <mbedtls/base64.h>
+#include <mbedtls/gcm.h>
 #include <mbedtls/sha256.h>
 
 #include <cctype>
@@ -26,6 +27,55 @@ Status RandomBytes(void* out, size_t len) {
     len -= static_cast<size_t>(n);
   }
   return {};
+}
+
+namespace {
+
+constexpr size_t kNonceBytes = 12;
+constexpr size_t kTagBytes = 16;
+
+struct Gcm {
+  mbedtls_gcm_context ctx;
+  Gcm() { mbedtls_gcm_init(&ctx); }
+  ~Gcm() { mbedtls_gcm_free(&ctx); }
+  Gcm(const Gcm&) = delete;
+  Gcm& operator=(const Gcm&) = delete;
+};
+
+const unsigned char* Bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+
+}  // namespace
+
+Result<std::string> Seal(std::string_view key, std::string_view aad, std::string_view plaintext) {
+  if (key.size() != kSecretKeyBytes) return Error::Internal("AES-256-GCM needs a 32-byte key");
+  Gcm gcm;
+  if (mbedtls_gcm_setkey(&gcm.ctx, MBEDTLS_CIPHER_ID_AES, Bytes(key), 256) != 0) {
+    return Error::Internal("mbedtls_gcm_setkey failed");
+  }
+  std::string out(kNonceBytes + plaintext.size() + kTagBytes, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  if (Status s = RandomBytes(p, kNonceBytes); !s) return s.take_error();
+  int rc =
+      mbedtls_gcm_crypt_and_tag(&gcm.ctx, MBEDTLS_GCM_ENCRYPT, plaintext.size(), p, kNonceBytes, Bytes(aad), aad.size(),
+                                Bytes(plaintext), p + kNonceBytes, kTagBytes, p + kNonceBytes + plaintext.size());
+  if (rc != 0) return Error::Internal("AES-GCM encryption failed");
+  return out;
+}
+
+Result<std::string> Open(std::string_view key, std::string_view aad, std::string_view sealed) {
+  if (key.size() != kSecretKeyBytes) return Error::Internal("AES-256-GCM needs a 32-byte key");
+  if (sealed.size() < kNonceBytes + kTagBytes) return Error::Invalid("sealed value too short");
+  Gcm gcm;
+  if (mbedtls_gcm_setkey(&gcm.ctx, MBEDTLS_CIPHER_ID_AES, Bytes(key), 256) != 0) {
+    return Error::Internal("mbedtls_gcm_setkey failed");
+  }
+  size_t len = sealed.size() - kNonceBytes - kTagBytes;
+  std::string out(len, '\0');
+  const unsigned char* p = Bytes(sealed);
+  int rc = mbedtls_gcm_auth_decrypt(&gcm.ctx, len, p, kNonceBytes, Bytes(aad), aad.size(), p + kNonceBytes + len,
+                                    kTagBytes, p + kNonceBytes, reinterpret_cast<unsigned char*>(out.data()));
+  if (rc != 0) return Error::Invalid("the value does not open with this key (wrong key, or altered)");
+  return out;
 }
 
 std::string Base64Encode(std::string_view data, bool url) {

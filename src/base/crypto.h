@@ -42,6 +42,14 @@ TokenParts SplitToken(std::string_view token);
 // Equal iff a == b, in time that depends only on the lengths.
 bool ConstantTimeEqual(std::string_view a, std::string_view b);
 
+// Authenticated encryption with AES-256-GCM (mbedTLS) under a 32-byte key: the
+// sealed form is a fresh 12-byte nonce, the ciphertext and the 16-byte tag.
+// `aad` is bound to the ciphertext (authenticated, not stored): opening with
+// another aad fails as a wrong key does.
+inline constexpr size_t kSecretKeyBytes = 32;
+Result<std::string> Seal(std::string_view key, std::string_view aad, std::string_view plaintext);
+Result<std::string> Open(std::string_view key, std::string_view aad, std::string_view sealed);
+
 // Incremental SHA-256, for hashing streamed bodies as they arrive.
 class Sha256Stream {
  public:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 #include "base/crypto.h"
@@ -12,6 +13,7 @@
 #include "cli/config.h"
 #include "cli/registry.h"
 #include "cli/table.h"
+#include "model/secret.h"
 #include "net/http_client.h"
 #include "net/pki.h"
 
@@ -345,6 +347,143 @@ int TokenCommand(const std::vector<std::string>& args) {
   return UsageError("token", "unknown subcommand '" + sub + "'");
 }
 
+const char kSecretUsage[] =
+    "Usage:\n"
+    "  berth secret create NAME [--from-file PATH]   store a secret; the value is read from PATH, or from\n"
+    "                                                 stdin, byte for byte (use printf, not echo, to leave\n"
+    "                                                 out a newline)\n"
+    "  berth secret rotate NAME [--from-file PATH]   replace its value (tasks started later get the new one)\n"
+    "  berth secret ls                               names, versions, and the task definitions using each\n"
+    "  berth secret rm NAME                          remove a secret\n"
+    "\n"
+    "Values are sealed with AES-256-GCM under the server's key and never shown again.\n"
+    "A task definition takes one as ECS does, in a container definition:\n"
+    "  \"secrets\": [{\"name\": \"DB_PASSWORD\", \"valueFrom\": \"NAME\"}]\n"
+    "and as a file /run/secrets/<name> on a tmpfs with \"berthTarget\": \"file\".\n";
+
+// A secret's value: the whole of `path` ("-" or empty: stdin), at most the
+// server's bound (one byte more is read, to say it is too long).
+Result<std::string> ReadSecretValue(const std::string& path) {
+  FILE* f = path.empty() || path == "-" ? stdin : fopen(path.c_str(), "rb");
+  if (!f) return Error::Invalid("--from-file " + path + ": " + strerror(errno));
+  std::string value;
+  char buf[8192];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0 && value.size() <= model::kMaxSecretBytes) value.append(buf, n);
+  if (f != stdin) fclose(f);
+  std::fill(std::begin(buf), std::end(buf), '\0');
+  if (value.empty()) return Error::Invalid("the secret's value is empty (give it on stdin or with --from-file)");
+  if (value.size() > model::kMaxSecretBytes) {
+    return Error::Invalid("the secret's value is longer than " + std::to_string(model::kMaxSecretBytes) + " bytes");
+  }
+  return value;
+}
+
+int SecretCommand(const std::vector<std::string>& args) {
+  std::vector<flags::FlagSpec> specs = {
+      {"json", false, "", "print JSON"},
+      {"from-file", true, "PATH", "read the value from PATH (default: stdin)"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
+  if (!p) return UsageError("secret", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s\nFlags:\n%s", kSecretUsage, flags::FlagsHelp(specs).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  const std::string& sub = p->positional[0];
+  if (sub == "create" || sub == "rotate") {
+    if (p->positional.size() != 2) return UsageError("secret", sub + " takes one secret NAME");
+    const std::string& name = p->positional[1];
+    if (Status s = model::ValidateSecretName(name, "NAME"); !s) return UsageError("secret", s.error().message);
+    Result<std::string> value = ReadSecretValue(p->Get("from-file", ""));
+    if (!value) return UsageError("secret", value.error().message);
+    json::Doc body = json::Doc::Object();
+    if (sub == "create") body.Set("name", name);
+    body.Set("valueBase64", crypto::Base64Encode(value.value()));
+    std::fill(value->begin(), value->end(), '\0');
+    CallResult r =
+        sub == "create" ? Call("POST", "/v1/secrets", body.Print()) : Call("PUT", "/v1/secrets/" + name, body.Print());
+    if (r.exit) return r.exit;
+    json::View sec = r.body.view().Get("secret");
+    if (p->Has("json"))
+      printf("%s\n", sec.Print().c_str());
+    else
+      printf("%s %s (version %s)\n", sub == "create" ? "created" : "rotated", Str(sec, "name").c_str(),
+             Num(sec, "version").c_str());
+    return kOk;
+  }
+  if (sub == "ls" || sub == "list") {
+    CallResult r = Call("GET", "/v1/secrets");
+    if (r.exit) return r.exit;
+    if (p->Has("json")) {
+      printf("%s\n", r.body.Print().c_str());
+      return kOk;
+    }
+    Table t({"NAME", "VERSION", "UPDATED", "KEY", "USED BY"});
+    for (json::View sec : r.body.view().Get("secrets")) {
+      std::string users;
+      for (json::View u : sec.Get("usedBy")) users += (users.empty() ? "" : ",") + std::string(u.String());
+      t.Add({Str(sec, "name"), Num(sec, "version"), Str(sec, "updatedAt"), Str(sec, "keyId"),
+             users.empty() ? "-" : users});
+    }
+    printf("%s", t.Render().c_str());
+    return kOk;
+  }
+  if (sub == "rm" || sub == "delete") {
+    if (p->positional.size() != 2) return UsageError("secret", "rm takes one secret NAME");
+    CallResult r = Call("DELETE", "/v1/secrets/" + p->positional[1]);
+    if (r.exit) return r.exit;
+    printf("removed %s\n", p->positional[1].c_str());
+    return kOk;
+  }
+  return UsageError("secret", "unknown subcommand '" + sub + "'");
+}
+
+const char kAuditUsage[] =
+    "Usage:\n"
+    "  berth audit ls [--since TIME|DURATION] [--token ID] [--limit N] [--json]\n"
+    "      the audit log, newest first (admin only): every change and every refused\n"
+    "      credential, with who (token id and role, or node), from which address, and\n"
+    "      how it ended\n";
+
+int AuditCommand(const std::vector<std::string>& args) {
+  std::vector<flags::FlagSpec> specs = {
+      {"json", false, "", "print JSON"},
+      {"since", true, "TIME", "entries since this UTC time (2026-12-06T03:00:00Z) or this long ago (1h)"},
+      {"token", true, "ID", "only what this token (or node:ID) did"},
+      {"limit", true, "N", "at most N entries (default 100, at most 1000)"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
+  if (!p) return UsageError("audit", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s\nFlags:\n%s", kAuditUsage, flags::FlagsHelp(specs).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  if (p->positional[0] != "ls" && p->positional[0] != "list") {
+    return UsageError("audit", "unknown subcommand '" + p->positional[0] + "'");
+  }
+  std::string query;
+  for (const char* name : {"since", "token", "limit"}) {
+    if (p->Has(name)) query += std::string(query.empty() ? "?" : "&") + name + "=" + net::http::UrlEncode(p->Get(name));
+  }
+  CallResult r = Call("GET", "/v1/audit" + query);
+  if (r.exit) return r.exit;
+  if (p->Has("json")) {
+    printf("%s\n", r.body.Print().c_str());
+    return kOk;
+  }
+  Table t({"TIME", "WHO", "ROLE", "ADDRESS", "REQUEST", "RESULT"});
+  for (json::View e : r.body.view().Get("events")) {
+    std::string result = Num(e, "status");
+    if (e.Get("errorCode").valid()) result += " " + Str(e, "errorCode") + ": " + Str(e, "errorMessage");
+    if (result.size() > 120) result = result.substr(0, 117) + "...";
+    t.Add({Str(e, "time"), Str(e, "actor"), Str(e, "role"), Str(e, "address"), Str(e, "method") + " " + Str(e, "path"),
+           result});
+  }
+  printf("%s", t.Render().c_str());
+  return kOk;
+}
+
 const std::vector<flags::FlagSpec> kConfigureFlags = {
     {"server", true, "URL", "the server's address, e.g. https://10.0.0.5:7070"},
     {"token", true, "TOKEN",
@@ -474,6 +613,8 @@ std::string Usage() {
          "  cluster     create, list, describe and delete clusters\n"
          "  taskdef     register, list, describe and deregister task definitions\n"
          "  token       create and list API tokens (admin only)\n"
+         "  secret      create, rotate, list and remove secrets tasks take\n"
+         "  audit       who changed what, from where, and every refused credential (admin only)\n"
          "  node        list, describe, drain, activate and remove nodes\n"
          "  run         run standalone tasks of a task definition\n"
          "  task        list, describe and stop tasks\n"
@@ -500,6 +641,8 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "ca") return CaCommand(rest);
   if (cmd == "taskdef" || cmd == "taskdefs") return TaskdefCommand(rest);
   if (cmd == "token" || cmd == "tokens") return TokenCommand(rest);
+  if (cmd == "secret" || cmd == "secrets") return SecretCommand(rest);
+  if (cmd == "audit") return AuditCommand(rest);
   if (cmd == "node" || cmd == "nodes") return NodeCommand(rest);
   if (cmd == "run") return RunCommand(rest);
   if (cmd == "task" || cmd == "tasks") return TaskCommand(rest);

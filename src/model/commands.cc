@@ -1,5 +1,6 @@
 #include "model/commands.h"
 
+#include "base/crypto.h"
 #include "base/json.h"
 #include "model/node.h"
 
@@ -28,6 +29,17 @@ std::string CreateToken::Encode() const {
   if (uses >= 0) d.Set("uses", uses);
   return d.Print();
 }
+
+std::string PutSecret::Encode() const {
+  return json::Doc::Object()
+      .Set("name", name)
+      .Set("sealed", crypto::Base64Encode(sealed))
+      .Set("keyId", key_id)
+      .Set("create", create)
+      .Print();
+}
+
+std::string DeleteSecret::Encode() const { return json::Doc::Object().Set("name", name).Print(); }
 
 std::string DeleteToken::Encode() const { return json::Doc::Object().Set("id", id).Print(); }
 
@@ -387,6 +399,28 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     if (!uses) return uses.take_error();
     c->expires_ms = expires.value();
     c->uses = uses.value();
+    out = std::move(c);
+  } else if (type == "PutSecret") {
+    auto c = std::make_unique<PutSecret>();
+    std::string sealed;
+    for (auto [field, dest] :
+         {std::pair{"name", &c->name}, std::pair{"sealed", &sealed}, std::pair{"keyId", &c->key_id}}) {
+      Result<std::string> s = json::RequireString(v, field, field);
+      if (!s) return s.take_error();
+      *dest = std::move(s.value());
+    }
+    Result<std::string> raw = crypto::Base64Decode(sealed);
+    if (!raw) return Error::Invalid("sealed: " + raw.error().message);
+    c->sealed = std::move(raw.value());
+    Result<bool> create = json::OptionalBool(v, "create", "create", true);
+    if (!create) return create.take_error();
+    c->create = create.value();
+    out = std::move(c);
+  } else if (type == "DeleteSecret") {
+    auto c = std::make_unique<DeleteSecret>();
+    Result<std::string> name = json::RequireString(v, "name", "name");
+    if (!name) return name.take_error();
+    c->name = std::move(name.value());
     out = std::move(c);
   } else if (type == "DeleteToken") {
     auto c = std::make_unique<DeleteToken>();

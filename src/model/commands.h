@@ -231,6 +231,23 @@ struct TouchTokens final : store::Command {
   std::string Encode() const override;
 };
 
+// Creates a secret (`create`) or rotates it (a new sealed value, one version
+// more). Only the sealed value travels: the log never holds a secret in clear.
+struct PutSecret final : store::Command {
+  std::string name;
+  std::string sealed;  // crypto::Seal output (base64 in the log)
+  std::string key_id;
+  bool create = true;
+  const char* Type() const override { return "PutSecret"; }
+  std::string Encode() const override;
+};
+
+struct DeleteSecret final : store::Command {
+  std::string name;
+  const char* Type() const override { return "DeleteSecret"; }
+  std::string Encode() const override;
+};
+
 // Reads a command back from its log form; an error names what is wrong.
 Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view payload, int64_t time_ms);
 

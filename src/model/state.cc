@@ -75,6 +75,7 @@ Status State::Load(store::Db& db) {
       revoked_nodes_.insert(std::string(r->Text(0)));
     }
   }
+  if (Status st = LoadSecrets(db); !st) return st;
   for (StatePart* p : parts_) {
     if (Status st = p->Load(db); !st) return st;
   }
@@ -97,6 +98,8 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "CreateToken") return ApplyCreateToken(db, static_cast<const CreateToken&>(cmd));
   if (type == "DeleteToken") return ApplyDeleteToken(db, static_cast<const DeleteToken&>(cmd));
   if (type == "TouchTokens") return ApplyTouchTokens(db, static_cast<const TouchTokens&>(cmd));
+  if (type == "PutSecret") return ApplyPutSecret(db, static_cast<const PutSecret&>(cmd));
+  if (type == "DeleteSecret") return ApplyDeleteSecret(db, static_cast<const DeleteSecret&>(cmd));
   if (type == "RegisterTaskDefinition") {
     return ApplyRegisterTaskDefinition(db, static_cast<const RegisterTaskDefinition&>(cmd));
   }
@@ -354,6 +357,80 @@ Result<std::string> State::ApplyTouchTokens(store::Db& db, const TouchTokens& c)
     }
   }
   return json::Doc::Object().Set("touched", static_cast<int64_t>(c.used.size())).Print();
+}
+
+Status State::LoadSecrets(store::Db& db) {
+  secrets_.clear();
+  Result<store::Stmt> s = db.Prepare("SELECT name, version, sealed, key_id, created_ms, updated_ms FROM secrets");
+  if (!s) return s.take_error();
+  for (;;) {
+    Result<bool> row = s->Step();
+    if (!row) return row.take_error();
+    if (!row.value()) break;
+    Secret sec;
+    sec.name = s->Text(0);
+    sec.version = s->Int(1);
+    Result<std::string> sealed = crypto::Base64Decode(s->Text(2));
+    if (!sealed) return Error::Internal("secrets row " + sec.name + ": sealed: " + sealed.error().message);
+    sec.sealed = std::move(sealed.value());
+    sec.key_id = s->Text(3);
+    sec.created_ms = s->Int(4);
+    sec.updated_ms = s->Int(5);
+    secrets_.emplace(sec.name, std::move(sec));
+  }
+  return {};
+}
+
+const Secret* State::FindSecret(std::string_view name) const {
+  auto it = secrets_.find(name);
+  return it == secrets_.end() ? nullptr : &it->second;
+}
+
+Result<std::string> State::ApplyPutSecret(store::Db& db, const PutSecret& c) {
+  if (Status s = ValidateSecretName(c.name); !s) return s.take_error();
+  if (c.sealed.empty() || c.key_id.empty()) return Error::Invalid("a secret needs its sealed value and key id");
+  auto it = secrets_.find(c.name);
+  if (c.create && it != secrets_.end()) {
+    return Error::Conflict("ResourceExistsException", "secret " + c.name + " already exists; `berth secret rotate " +
+                                                          c.name + "` replaces its value");
+  }
+  if (!c.create && it == secrets_.end()) {
+    return Error::NotFound("ResourceNotFoundException", "secret " + c.name + " does not exist");
+  }
+  Secret sec;
+  sec.name = c.name;
+  sec.sealed = c.sealed;
+  sec.key_id = c.key_id;
+  sec.version = c.create ? 1 : it->second.version + 1;
+  sec.created_ms = c.create ? c.time_ms : it->second.created_ms;
+  sec.updated_ms = c.time_ms;
+  Result<store::Stmt*> put = db.Cached(
+      "INSERT OR REPLACE INTO secrets (name, version, sealed, key_id, created_ms, updated_ms) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!put) return put.take_error();
+  (*put)
+      ->Bind(1, sec.name)
+      .Bind(2, sec.version)
+      .Bind(3, crypto::Base64Encode(sec.sealed))
+      .Bind(4, sec.key_id)
+      .Bind(5, sec.created_ms)
+      .Bind(6, sec.updated_ms);
+  if (Status s = (*put)->Run(); !s) return s.take_error();
+  std::string reply = json::Doc::Object().Set("secret", SecretJson(sec)).Print();
+  secrets_[sec.name] = std::move(sec);
+  return reply;
+}
+
+Result<std::string> State::ApplyDeleteSecret(store::Db& db, const DeleteSecret& c) {
+  auto it = secrets_.find(c.name);
+  if (it == secrets_.end()) return Error::NotFound("ResourceNotFoundException", "secret " + c.name + " does not exist");
+  Result<store::Stmt*> del = db.Cached("DELETE FROM secrets WHERE name = ?1");
+  if (!del) return del.take_error();
+  (*del)->Bind(1, c.name);
+  if (Status s = (*del)->Run(); !s) return s.take_error();
+  std::string reply = json::Doc::Object().Set("secret", SecretJson(it->second)).Print();
+  secrets_.erase(it);
+  return reply;
 }
 
 const Token* State::FindToken(std::string_view id) const {

@@ -15,6 +15,7 @@
 #include "model/cluster.h"
 #include "model/commands.h"
 #include "model/node.h"
+#include "model/secret.h"
 #include "model/service.h"
 #include "model/task.h"
 #include "model/taskdef.h"
@@ -137,6 +138,9 @@ class State final : public store::StateMachine {
   size_t token_count() const { return tokens_.size(); }
   const std::vector<Token>& tokens() const { return tokens_; }
 
+  const Secret* FindSecret(std::string_view name) const;
+  const std::map<std::string, Secret, std::less<>>& secrets() const { return secrets_; }
+
  private:
   Result<std::string> ApplyCreateCluster(store::Db& db, const CreateCluster& c);
   Result<std::string> ApplyDeleteCluster(store::Db& db, const DeleteCluster& c);
@@ -144,6 +148,9 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyCreateToken(store::Db& db, const CreateToken& c);
   Result<std::string> ApplyDeleteToken(store::Db& db, const DeleteToken& c);
   Result<std::string> ApplyTouchTokens(store::Db& db, const TouchTokens& c);
+  Result<std::string> ApplyPutSecret(store::Db& db, const PutSecret& c);
+  Result<std::string> ApplyDeleteSecret(store::Db& db, const DeleteSecret& c);
+  Status LoadSecrets(store::Db& db);
   Result<std::string> ApplyRegisterTaskDefinition(store::Db& db, const RegisterTaskDefinition& c);
   Result<std::string> ApplyDeregisterTaskDefinition(store::Db& db, const DeregisterTaskDefinition& c);
   Result<std::string> ApplyRegisterNode(store::Db& db, const RegisterNode& c);
@@ -177,6 +184,7 @@ class State final : public store::StateMachine {
 
   std::map<std::string, Cluster, std::less<>> clusters_;
   std::vector<Token> tokens_;
+  std::map<std::string, Secret, std::less<>> secrets_;
   std::set<std::string, std::less<>> revoked_nodes_;  // ids that may never register again
   // When each token was last used (NoteTokenUsed), ahead of TouchTokens.
   std::unordered_map<std::string, int64_t> token_used_;

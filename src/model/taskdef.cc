@@ -8,6 +8,7 @@
 #include <set>
 
 #include "model/cluster.h"
+#include "model/secret.h"
 
 namespace berth::model {
 
@@ -19,6 +20,13 @@ bool NameChars(std::string_view s) {
   for (char c : s) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     if (!ok) return false;
+  }
+  return true;
+}
+
+bool FileNameChars(std::string_view s) {
+  for (char c : s) {
+    if (!NameChars(std::string_view(&c, 1)) && c != '.') return false;
   }
   return true;
 }
@@ -88,16 +96,16 @@ Result<int64_t> TaskSize(json::View obj, std::string_view key, const std::string
 
 // Berth refuses what it would ignore: a field of an ECS task definition that the
 // agent does not act on is an error naming it, not a container started without
-// it (a `secrets` list silently dropped would start a service without its
-// password). `supported` lists what may appear in the object at `path`.
+// it (a `secretOptions` list silently dropped would start a log driver without
+// its credentials). `supported` lists what may appear in the object at `path`.
 Status OnlyFields(json::View obj, const std::string& path, std::initializer_list<std::string_view> supported) {
   if (!obj.IsObject()) return {};
   for (json::View f : obj) {
     std::string_view key = f.Key();
     if (std::find(supported.begin(), supported.end(), key) != supported.end()) continue;
     std::string why = "is not supported by berth yet (it would be ignored)";
-    if (key == "secrets" || key == "secretOptions") {
-      why = "is not supported by berth yet: berth has no secret store, and the container would start without them";
+    if (key == "secretOptions") {
+      why = "is not supported by berth yet: secrets go to containers (secrets), not to log drivers";
     } else if (key == "taskRoleArn" || key == "executionRoleArn") {
       why = "is not supported: berth has no IAM roles";
     } else if (key == "links") {
@@ -119,11 +127,27 @@ struct ContainerCheck {
 Result<json::Doc> CheckContainer(json::View c, const std::string& path, ContainerCheck* out,
                                  std::set<std::pair<int, bool>>* host_ports) {
   if (!c.IsObject()) return Bad(path, std::string("must be an object, not ") + c.TypeName());
-  if (Status s =
-          OnlyFields(c, path,
-                     {"name", "image", "cpu", "memory", "memoryReservation", "portMappings", "essential", "entryPoint",
-                      "command", "environment", "mountPoints", "dependsOn", "stopTimeout", "hostname", "user",
-                      "workingDirectory", "dockerLabels", "healthCheck", "logConfiguration"});
+  if (Status s = OnlyFields(c, path,
+                            {"name",
+                             "image",
+                             "cpu",
+                             "memory",
+                             "memoryReservation",
+                             "portMappings",
+                             "essential",
+                             "entryPoint",
+                             "command",
+                             "environment",
+                             "mountPoints",
+                             "dependsOn",
+                             "stopTimeout",
+                             "hostname",
+                             "user",
+                             "workingDirectory",
+                             "dockerLabels",
+                             "healthCheck",
+                             "logConfiguration",
+                             "secrets"});
       !s) {
     return s.take_error();
   }
@@ -183,6 +207,7 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     d.Set("portMappings", mappings);
   }
 
+  std::set<std::string> env_names;
   json::View env = c.Get("environment");
   if (env.valid() && !env.IsNull()) {
     if (!env.IsArray()) return Bad(Dot(path, "environment"), std::string("must be an array, not ") + env.TypeName());
@@ -197,6 +222,40 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
         return Bad(Dot(ep, "name"), "must be non-empty and without '='");
       Result<std::string> v = json::OptionalString(e, "value", Dot(ep, "value"));
       if (!v) return v.take_error();
+      env_names.insert(*n);
+    }
+  }
+  // Secrets (model/secret.h): each becomes an environment variable, or with
+  // berthTarget "file" a file /run/secrets/<name> on a tmpfs.
+  json::View secrets = c.Get("secrets");
+  if (secrets.valid() && !secrets.IsNull()) {
+    if (!secrets.IsArray())
+      return Bad(Dot(path, "secrets"), std::string("must be an array, not ") + secrets.TypeName());
+    std::set<std::string> files;
+    size_t i = 0;
+    for (json::View e : secrets) {
+      std::string sp = At(Dot(path, "secrets"), i++);
+      if (!e.IsObject()) return Bad(sp, "must be an object with name and valueFrom");
+      if (Status s = OnlyFields(e, sp, {"name", "valueFrom", "berthTarget"}); !s) return s.take_error();
+      Result<std::string> n = json::RequireString(e, "name", Dot(sp, "name"));
+      if (!n) return n.take_error();
+      Result<std::string> from = json::RequireString(e, "valueFrom", Dot(sp, "valueFrom"));
+      if (!from) return from.take_error();
+      if (Result<std::string> ref = SecretNameFromRef(*from, Dot(sp, "valueFrom")); !ref) return ref.take_error();
+      Result<std::string> target = json::OptionalString(e, "berthTarget", Dot(sp, "berthTarget"), "env");
+      if (!target) return target.take_error();
+      if (*target == "env") {
+        if (n->empty() || n->size() > 255 || n->find('=') != std::string::npos || n->find('\0') != std::string::npos)
+          return Bad(Dot(sp, "name"), "must be 1-255 characters without '='");
+        if (!env_names.insert(*n).second)
+          return Bad(Dot(sp, "name"), "the variable " + *n + " is set twice (in environment or secrets)");
+      } else if (*target == "file") {
+        if (n->empty() || n->size() > 255 || *n == "." || *n == ".." || !FileNameChars(*n))
+          return Bad(Dot(sp, "name"), "a secret file's name must be 1-255 letters, digits, '.', '-' and '_'");
+        if (!files.insert(*n).second) return Bad(Dot(sp, "name"), "the file " + *n + " is given twice");
+      } else {
+        return Bad(Dot(sp, "berthTarget"), "must be env or file");
+      }
     }
   }
   for (const char* key : {"command", "entryPoint"}) {
@@ -515,6 +574,7 @@ Status SummariseTaskDefinition(TaskDefinition* td) {
   std::string task_cpu(v.Get("cpu").String()), task_mem(v.Get("memory").String());
   td->cpu = task_cpu.empty() ? cpu : std::stoll(task_cpu);
   td->memory = task_mem.empty() ? mem : std::stoll(task_mem);
+  td->secrets = SecretRefs(v);
   return {};
 }
 

@@ -10,6 +10,7 @@
 
 #include "base/json.h"
 #include "base/result.h"
+#include "model/secret.h"
 
 namespace berth::model {
 
@@ -46,7 +47,8 @@ struct TaskDefinition {
   int64_t cpu = 0;     // task-level if given, else the sum of the containers'
   int64_t memory = 0;  // task-level if given, else the sum of each container's limit or reservation
   std::string network_mode = "bridge";
-  bool has_health_check = false;  // some container has a health check other than NONE
+  bool has_health_check = false;   // some container has a health check other than NONE
+  std::vector<SecretRef> secrets;  // the secrets its containers take
   // TaskDefinitionJson printed, made once per status (it is sent to agents often).
   const std::string& JsonText() const;
   mutable std::string json_text_;

@@ -38,6 +38,7 @@ struct Request {
   bool tls = false;                                         // arrived over TLS
   std::string peer_cert_cn;      // the common name of the client's verified certificate (mutual TLS)
   std::string peer_cert_serial;  // and its serial (hex)
+  std::string peer_ip;           // the client's address ("unix" on a Unix socket)
 
   std::string_view Header(std::string_view lower_name) const { return FindHeader(headers, lower_name); }
   std::string_view Param(std::string_view name) const;

@@ -3,6 +3,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 
@@ -87,8 +88,12 @@ Response ErrorResponse(const Error& error) { return ErrorResponse(StatusFor(erro
 
 class Connection final : public Stream::Handler {
  public:
-  Connection(Server* server, std::unique_ptr<Stream> stream, size_t index)
-      : server_(server), stream_(std::move(stream)), index_(index) {
+  Connection(Server* server, std::unique_ptr<Stream> stream, size_t index, std::string peer_ip, bool counted)
+      : server_(server),
+        stream_(std::move(stream)),
+        index_(index),
+        peer_ip_(std::move(peer_ip)),
+        preauth_counted_(counted) {
     llhttp_settings_init(&settings_);
     settings_.on_message_begin = [](llhttp_t* p) { return Self(p)->OnMessageBegin(); };
     settings_.on_url = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl(at, n); };
@@ -100,11 +105,12 @@ class Connection final : public Stream::Handler {
     llhttp_init(&parser_, HTTP_REQUEST, &settings_);
     parser_.data = this;
     stream_->SetHandler(this);
-    SetDeadline(server_->limits_.idle_timeout_ms);
+    SetDeadline(IdleTimeout());
     stream_->ReadStart();
   }
 
   ~Connection() override {
+    if (preauth_counted_) server_->ReleasePreauth(peer_ip_);
     if (current_) {
       current_->conn_ = nullptr;
       auto abort = std::move(current_->on_abort);
@@ -219,6 +225,7 @@ class Connection final : public Stream::Handler {
   // The current exchange has its whole answer queued.
   void Finished(Exchange* ex, size_t body_bytes) {
     Guard g(this);
+    NoteAuthenticated(*ex);  // a handler that authenticates for itself (the registry) may have vouched
     server_->Record(*ex, ex->status_, body_bytes);
     if (current_.get() != ex) return;
     ex->conn_ = nullptr;
@@ -398,6 +405,7 @@ class Connection final : public Stream::Handler {
     if (current_) {
       current_->state_ = Exchange::State::kDone;
       current_->status_ = status;
+      current_->error_body_ = r.body;
       server_->Record(*current_, status, r.body.size());
       current_->conn_ = nullptr;
       auto abort = std::move(current_->on_abort);
@@ -447,7 +455,24 @@ class Connection final : public Stream::Handler {
   void ResetForNext() {
     message_complete_ = false;
     phase_ = Phase::kIdle;
-    SetDeadline(server_->limits_.idle_timeout_ms);
+    SetDeadline(IdleTimeout());
+  }
+
+  // A connection that has not authenticated waits no longer than a request of it may take.
+  uint64_t IdleTimeout() const {
+    const ServerLimits& l = server_->limits_;
+    if (authenticated_ || !server_->gate_) return l.idle_timeout_ms;
+    return std::min(l.idle_timeout_ms, l.preauth_timeout_ms);
+  }
+
+  // Someone vouched for the exchange: the connection no longer counts as unauthenticated.
+  void NoteAuthenticated(const Exchange& ex) {
+    if (ex.principal.empty() || authenticated_) return;
+    authenticated_ = true;
+    if (preauth_counted_) {
+      preauth_counted_ = false;
+      server_->ReleasePreauth(peer_ip_);
+    }
   }
 
   // --- llhttp callbacks ---
@@ -464,6 +489,9 @@ class Connection final : public Stream::Handler {
     current_->route_ = &kUnmatchedRoute;
     current_->start_ns_ = static_cast<int64_t>(uv_hrtime());
     current_->request_.tls = stream_->Secure();
+    current_->request_.peer_ip = peer_ip_;
+    request_start_ms_ = LoopNowMs(server_->loop_);
+    preauth_request_ = true;
     current_->request_.peer_cert_cn = stream_->PeerCertificateName();
     current_->request_.peer_cert_serial = stream_->PeerCertificateSerial();
     return 0;
@@ -543,12 +571,22 @@ class Connection final : public Stream::Handler {
       }
     } else {
       ex->route_ = m.route;
-      if (!m.route->options.open && server_->gate_) refusal = server_->gate_(*ex);
+      if (int64_t wait = server_->AuthRetryAfter(peer_ip_, LoopNowMs(server_->loop_));
+          wait > 0 && !req.Header("authorization").empty()) {
+        server_->auth_throttled_->Inc();
+        refusal = ErrorResponse(
+            429, "TooManyAuthenticationFailures",
+            "too many failed authentications from " + peer_ip_ + "; try again in " + std::to_string(wait) + " s");
+        refusal->headers.push_back({"Retry-After", std::to_string(wait)});
+      } else if (!m.route->options.open && server_->gate_) {
+        refusal = server_->gate_(*ex);
+      }
       if (!refusal && (parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > m.route->options.max_body) {
         return Reject(413, "PayloadTooLarge",
                       "the request body of " + std::to_string(parser_.content_length) + " bytes exceeds the " +
                           std::to_string(m.route->options.max_body) + "-byte limit of " + m.route->pattern);
       }
+      if (!refusal) NoteAuthenticated(*ex);
     }
     if (refusal) {
       if (has_body) {
@@ -567,14 +605,35 @@ class Connection final : public Stream::Handler {
       ExchangePtr hold = current_;
       m.route->handler(hold);
       if (closed_ || closing_) return HPE_PAUSED;
+      NoteAuthenticated(*ex);
+    }
+    // Nobody vouched for this request (an open route): a small body, all of it soon.
+    preauth_request_ = ex->principal.empty() && server_->gate_;
+    if (preauth_request_ && !ex->responded()) {
+      const ServerLimits& l = server_->limits_;
+      if ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > l.preauth_max_body) {
+        return Reject(413, "PayloadTooLarge",
+                      "a request no credential vouches for may send at most " + std::to_string(l.preauth_max_body) +
+                          " bytes of body; this one announced " + std::to_string(parser_.content_length));
+      }
+      deadline_ = request_start_ms_ + l.preauth_timeout_ms;
     }
     return 0;
   }
 
   int OnBody(const char* at, size_t n) {
-    SetDeadline(server_->limits_.body_timeout_ms);
     Exchange* ex = current_.get();
     body_bytes_ += n;
+    if (preauth_request_) {
+      // The deadline set at the end of the headers holds for the whole request.
+      if (body_bytes_ > server_->limits_.preauth_max_body && !ex->responded()) {
+        return Reject(413, "PayloadTooLarge",
+                      "a request no credential vouches for may send at most " +
+                          std::to_string(server_->limits_.preauth_max_body) + " bytes of body");
+      }
+    } else {
+      SetDeadline(server_->limits_.body_timeout_ms);
+    }
     if (body_bytes_ > ex->route_->options.max_body) {
       return Reject(413, "PayloadTooLarge",
                     "the request body exceeds the " + std::to_string(ex->route_->options.max_body) + "-byte limit of " +
@@ -620,6 +679,11 @@ class Connection final : public Stream::Handler {
   Server* server_;
   std::unique_ptr<Stream> stream_;
   size_t index_;
+  std::string peer_ip_;
+  bool preauth_counted_ = false;  // counted in Server::preauth_connections_
+  bool authenticated_ = false;    // some request of it was vouched for
+  bool preauth_request_ = true;   // the current request is not (ServerLimits::preauth_*)
+  uint64_t request_start_ms_ = 0;
   llhttp_t parser_{};
   llhttp_settings_t settings_{};
   ExchangePtr current_;
@@ -651,6 +715,7 @@ void Exchange::Respond(Response response) {
   state_ = State::kDone;
   if (!conn_) return;
   status_ = response.status;
+  if (response.status >= 400) error_body_ = response.body.substr(0, 2048);
   conn_->SendHead(this, response.status, response.headers, response.content_type,
                   static_cast<int64_t>(response.body.size()), response.body);
   if (conn_) conn_->Finished(this, response.body.size());
@@ -691,6 +756,14 @@ Server::Server(uv_loop_t* loop, const Router* router, ServerLimits limits, metri
   rejected_connections_ =
       metrics->Counters("berth_http_rejected_connections_total", "Connections refused over max_connections")->With({});
   timeouts_ = metrics->Counters("berth_http_timeouts_total", "Requests or connections cut off by a timeout")->With({});
+  preauth_rejected_ = metrics
+                          ->Counters("berth_http_unauthenticated_rejected_total",
+                                     "Connections refused: their address had too many not yet authenticated")
+                          ->With({});
+  auth_throttled_ = metrics
+                        ->Counters("berth_http_auth_throttled_total",
+                                   "Requests refused (429) after too many failed authentications from their address")
+                        ->With({});
   sweep_ = std::make_unique<Timer>(loop_);
   sweep_->Start(kSweepIntervalMs, kSweepIntervalMs, [this] { Sweep(); });
   sweep_->Unref();
@@ -728,17 +801,65 @@ Result<int> Server::Listen(const Endpoint& where) {
   return port;
 }
 
-void Server::Serve(std::unique_ptr<Stream> stream) {
-  if (shutting_down_ || connections_.size() >= limits_.max_connections) {
-    rejected_connections_->Inc();
-    Response r =
-        ErrorResponse(503, "TooManyConnections",
-                      shutting_down_ ? "the server is shutting down" : "the server has reached its connection limit");
+namespace {
+
+// The client's address without its port: "10.0.0.1", "::1", "unix".
+std::string PeerIp(const Stream& stream) {
+  std::string name = stream.PeerName();
+  size_t colon = name.rfind(':');
+  return colon == std::string::npos ? name : name.substr(0, colon);
+}
+
+}  // namespace
+
+bool Server::Exempt(const std::string& ip) const {
+  if (!gate_) return true;  // nothing is authenticated here: nothing to bound before it
+  if (limits_.limit_loopback) return false;
+  return ip == "unix" || ip == "::1" || ip.starts_with("127.") || ip.starts_with("::ffff:127.") || ip.empty();
+}
+
+void Server::ReleasePreauth(const std::string& ip) {
+  auto it = preauth_connections_.find(ip);
+  if (it == preauth_connections_.end()) return;
+  if (--it->second == 0) preauth_connections_.erase(it);
+}
+
+int64_t Server::AuthRetryAfter(const std::string& ip, uint64_t now_ms) {
+  if (limits_.auth_failures_per_minute == 0 || auth_failures_.empty()) return 0;
+  auto it = auth_failures_.find(ip);
+  if (it == auth_failures_.end()) return 0;
+  double per_ms = static_cast<double>(limits_.auth_failures_per_minute) / 60000.0;
+  AuthBucket& b = it->second;
+  b.tokens = std::min(static_cast<double>(limits_.auth_failures_per_minute),
+                      b.tokens + static_cast<double>(now_ms - b.at_ms) * per_ms);
+  b.at_ms = now_ms;
+  if (b.tokens >= 1) return 0;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil((1 - b.tokens) / per_ms / 1000.0)));
+}
+
+void Server::NoteAuthFailure(const std::string& ip, uint64_t now_ms) {
+  if (limits_.auth_failures_per_minute == 0 || Exempt(ip)) return;
+  auto it = auth_failures_.find(ip);
+  if (it == auth_failures_.end()) {
+    if (auth_failures_.size() >= 65536) return;  // bounded; Sweep frees the addresses that calmed down
+    it = auth_failures_.emplace(ip, AuthBucket{static_cast<double>(limits_.auth_failures_per_minute), now_ms}).first;
+  }
+  (void)AuthRetryAfter(ip, now_ms);  // refills
+  it->second.tokens -= 1;
+}
+
+void Server::RejectStream(std::unique_ptr<Stream> stream, int status, std::string_view code, std::string_view message,
+                          int retry_after_s) {
+  {
+    Response r = ErrorResponse(status, code, message);
     std::string out;
-    AppendStatusLine(&out, 503);
+    AppendStatusLine(&out, status);
     out.append(DateHeader());
     out.append("Content-Type: application/json\r\nContent-Length: ").append(std::to_string(r.body.size()));
-    out.append("\r\nConnection: close\r\nRetry-After: 1\r\n\r\n").append(r.body);
+    out.append("\r\nConnection: close\r\nRetry-After: ")
+        .append(std::to_string(retry_after_s))
+        .append("\r\n\r\n")
+        .append(r.body);
     // Best effort: write and close; the kernel delivers it if the client reads.
     stream->Write(std::move(out));
     stream->Shutdown();
@@ -760,9 +881,31 @@ void Server::Serve(std::unique_ptr<Stream> stream) {
     auto* closer = new Closer();
     closer->s = std::move(stream);
     closer->s->SetHandler(closer);
-    return;
   }
-  auto* c = new Connection(this, std::move(stream), connections_.size());
+}
+
+void Server::Serve(std::unique_ptr<Stream> stream) {
+  if (shutting_down_ || connections_.size() >= limits_.max_connections) {
+    rejected_connections_->Inc();
+    return RejectStream(std::move(stream), 503, "TooManyConnections",
+                        shutting_down_ ? "the server is shutting down" : "the server has reached its connection limit",
+                        1);
+  }
+  std::string ip = PeerIp(*stream);
+  bool counted = false;
+  if (limits_.preauth_connections_per_address > 0 && !Exempt(ip)) {
+    size_t& n = preauth_connections_[ip];
+    if (n >= limits_.preauth_connections_per_address) {
+      preauth_rejected_->Inc();
+      return RejectStream(std::move(stream), 429, "TooManyUnauthenticatedConnections",
+                          std::to_string(n) + " connections from " + ip +
+                              " have not authenticated yet; authenticate on them, or close some",
+                          1);
+    }
+    n++;
+    counted = true;
+  }
+  auto* c = new Connection(this, std::move(stream), connections_.size(), std::move(ip), counted);
   connections_.push_back(c);
   open_connections_->Set(static_cast<double>(connections_.size()));
 }
@@ -790,9 +933,21 @@ void Server::Sweep() {
   for (size_t i = connections_.size(); i-- > 0;) {
     if (i < connections_.size()) connections_[i]->CheckDeadlines(now);
   }
+  // Addresses whose failed authentications are all refilled are forgotten.
+  for (auto it = auth_failures_.begin(); it != auth_failures_.end();) {
+    if (AuthRetryAfter(it->first, now) == 0 &&
+        it->second.tokens >= static_cast<double>(limits_.auth_failures_per_minute))
+      it = auth_failures_.erase(it);
+    else
+      ++it;
+  }
 }
 
 void Server::Record(const Exchange& ex, int status, size_t) {
+  if (status == 401 && !ex.request().Header("authorization").empty()) {
+    NoteAuthFailure(ex.request().peer_ip, LoopNowMs(loop_));
+  }
+  if (observer_) observer_(ex);
   char code[8];
   snprintf(code, sizeof code, "%d", status);
   requests_->With({ex.route().pattern, code})->Inc();

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/metrics.h"
@@ -43,6 +44,21 @@ struct ServerLimits {
   // Accepted connections write through a thread of their own (net::WriteThread)
   // instead of on the loop thread.
   bool write_thread = true;
+  // Traffic not (yet) authenticated, on a server with a gate: a request no credential has vouched for may
+  // send this much body at most (413), and must arrive whole within
+  // preauth_timeout_ms of its first byte (408; the body timeout does not restart
+  // with each byte); a connection that has not authenticated waits idle no longer.
+  size_t preauth_max_body = 8 * 1024;
+  uint64_t preauth_timeout_ms = 10000;
+  // Connections not yet authenticated, per client address (429 above; 0: no
+  // bound). Loopback and Unix sockets are exempt: a proxy in front, or this host.
+  size_t preauth_connections_per_address = 32;
+  // Failed authentications (a 401 to a request that carried credentials) per
+  // client address: this many at once, refilled over a minute; past them requests
+  // with credentials get 429 and Retry-After (0: no bound). Loopback exempt.
+  size_t auth_failures_per_minute = 10;
+  // Apply the two per-address bounds to loopback and Unix-socket clients too.
+  bool limit_loopback = false;
 };
 
 class Connection;
@@ -52,6 +68,7 @@ class Connection;
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   Request& request() { return request_; }
+  const Request& request() const { return request_; }
   const Route& route() const { return *route_; }
   int64_t start_ns() const { return start_ns_; }
 
@@ -78,8 +95,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::function<Status(std::string_view)> on_body;
   std::function<void()> on_body_end;
 
-  // Who made the request, set by the gate (e.g. "admin"); empty when open.
+  // Who made the request, set by the gate (e.g. "admin"), or by an open route's
+  // handler that authenticates for itself (the registry); empty when nobody vouched.
   std::string principal;
+  // The body of an error answer (status 400 and up), for the audit log.
+  const std::string& error_body() const { return error_body_; }
+  int status() const { return status_; }
 
  private:
   friend class Connection;
@@ -92,6 +113,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool chunked_ = false;
   bool head_ = false;
   int status_ = 0;
+  std::string error_body_;
 };
 
 // Decides at the end of the headers whether a request may go on: returns an answer
@@ -113,6 +135,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   void SetGate(Gate gate) { gate_ = std::move(gate); }
+  // Told of every exchange once its answer is queued (the audit log).
+  void SetObserver(std::function<void(const Exchange&)> observer) { observer_ = std::move(observer); }
   // TCP listeners opened after this speak TLS with `tls` (which outlives the server).
   void SetTls(tls::ServerContext* tls) { tls_ = tls; }
   // Listens on `where`; returns the bound port (TCP) or 0.
@@ -136,11 +160,27 @@ class Server {
   void Remove(Connection* c);
   void Sweep();
   void Record(const Exchange& ex, int status, size_t bytes);
+  // Answers and closes a connection that is not served.
+  void RejectStream(std::unique_ptr<Stream> stream, int status, std::string_view code, std::string_view message,
+                    int retry_after_s);
+  // Per-address bounds on traffic not yet authenticated (ServerLimits).
+  bool Exempt(const std::string& ip) const;
+  void ReleasePreauth(const std::string& ip);
+  // Seconds until `ip` may try credentials again, or 0.
+  int64_t AuthRetryAfter(const std::string& ip, uint64_t now_ms);
+  void NoteAuthFailure(const std::string& ip, uint64_t now_ms);
 
   uv_loop_t* loop_;
   const Router* router_;
   ServerLimits limits_;
   Gate gate_;
+  std::function<void(const Exchange&)> observer_;
+  std::unordered_map<std::string, size_t> preauth_connections_;  // by address
+  struct AuthBucket {
+    double tokens = 0;  // failures still allowed
+    uint64_t at_ms = 0;
+  };
+  std::unordered_map<std::string, AuthBucket> auth_failures_;  // by address
   tls::ServerContext* tls_ = nullptr;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<WriteThread> writer_;   // when limits_.write_thread; after the connections
@@ -155,6 +195,8 @@ class Server {
   metrics::Gauge* open_connections_;
   metrics::Counter* rejected_connections_;
   metrics::Counter* timeouts_;
+  metrics::Counter* preauth_rejected_;
+  metrics::Counter* auth_throttled_;
 };
 
 }  // namespace berth::net::http

@@ -24,6 +24,9 @@ struct RouteOptions {
   // through Exchange::on_body; nothing is buffered.
   bool stream_body = false;
   bool open = false;  // needs no authentication
+  // A change through this route is written to the audit log (refusals always
+  // are); off for an agent's routine traffic (reports, log frames).
+  bool audit = true;
 };
 
 struct Route {

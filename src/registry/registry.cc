@@ -265,6 +265,7 @@ void Registry::HandleV2(const ExchangePtr& ex) {
     caller.subject = caller.role = "anonymous";
   }
   if (who == Auth::Outcome::kInvalid) return challenge("invalid_token", "the credentials are not valid");
+  if (who != Auth::Outcome::kNone) ex->principal = caller.subject;  // the HTTP server's pre-auth bounds end here
   if (rest.empty()) {
     http::Response r;
     r.body = "{}";
@@ -323,6 +324,7 @@ void Registry::HandleToken(const ExchangePtr& ex) {
     r.headers.push_back({"WWW-Authenticate", "Basic realm=\"berth\""});
     return ex->Respond(std::move(r));
   }
+  if (who != Auth::Outcome::kNone) ex->principal = caller.subject;
   std::vector<std::string> requested;
   for (auto& [k, v] : QueryPairs(ex->request().query)) {
     if (k != "scope") continue;

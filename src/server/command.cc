@@ -12,6 +12,9 @@ namespace {
 
 const std::vector<flags::FlagSpec> kFlags = {
     {"data", true, "DIR", "state directory (default ./berth-data)"},
+    {"secret-key-file", true, "PATH",
+     "the key that seals secrets (32 bytes, 64 hex digits or base64; mode 0600); default DIR/secret.key, made at first "
+     "start"},
     {"listen", true, "HOST:PORT", "API and registry address (default 0.0.0.0:7070; port 0 picks one)"},
     {"listen-unix", true, "PATH", "also serve on a Unix socket (plain HTTP: the socket's mode guards it)"},
     {"no-tls", false, "", "serve plain HTTP (behind a TLS proxy only: tokens cross the network in clear)"},
@@ -45,6 +48,19 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"body-timeout", true, "DURATION", "longest silence while a body arrives (default 30s)"},
     {"idle-timeout", true, "DURATION", "keep-alive wait for the next request (default 60s)"},
     {"write-timeout", true, "DURATION", "time a client may take to read an answer (default 30s)"},
+    {"unauthenticated-body", true, "SIZE", "body a request no credential vouches for may send (default 8KiB)"},
+    {"unauthenticated-timeout", true, "DURATION",
+     "time for the whole of an unauthenticated request, and idle wait of a connection not yet authenticated "
+     "(default 10s)"},
+    {"unauthenticated-connections", true, "N",
+     "connections not yet authenticated per client address (default 32; 0 no bound; loopback exempt)"},
+    {"auth-failures-per-minute", true, "N",
+     "failed authentications per client address before 429 with Retry-After (default 10; 0 no bound; loopback "
+     "exempt)"},
+    {"limit-loopback", false, "",
+     "apply the per-address bounds on unauthenticated traffic to loopback and Unix-socket clients too"},
+    {"audit-retention", true, "DURATION", "how long the audit log keeps an entry (default 2160h = 90 days)"},
+    {"audit-max-entries", true, "N", "entries the audit log keeps at most, the newest (default 1000000)"},
 };
 
 const char kUsage[] =
@@ -75,10 +91,12 @@ int Main(const std::vector<std::string>& args) {
   }
   Options o;
   o.data_dir = p->Get("data", o.data_dir);
+  o.secret_key_file = p->Get("secret-key-file", "");
   o.listen = p->Get("listen", o.listen);
   o.listen_unix = p->Get("listen-unix");
   o.group_commit = !p->Has("no-group-commit");
   o.limits.write_thread = !p->Has("no-write-thread");
+  o.limits.limit_loopback = p->Has("limit-loopback");
   o.local_agent = !p->Has("no-agent");
   o.tls = !p->Has("no-tls");
   o.advertise = p->GetAll("advertise");
@@ -113,7 +131,9 @@ int Main(const std::vector<std::string>& args) {
                          DurationFlag{"header-timeout", &o.limits.header_timeout_ms},
                          DurationFlag{"body-timeout", &o.limits.body_timeout_ms},
                          DurationFlag{"idle-timeout", &o.limits.idle_timeout_ms},
-                         DurationFlag{"write-timeout", &o.limits.write_timeout_ms}}) {
+                         DurationFlag{"write-timeout", &o.limits.write_timeout_ms},
+                         DurationFlag{"unauthenticated-timeout", &o.limits.preauth_timeout_ms},
+                         DurationFlag{"audit-retention", &o.audit_retention_ms}}) {
     if (!p->Has(d.name)) continue;
     Result<uint64_t> v = flags::ParseDuration(p->Get(d.name), d.name);
     if (!v || v.value() == 0) {
@@ -184,6 +204,25 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     o.limits.max_connections = v.value();
+  }
+  for (auto [name, dest] : {std::pair{"unauthenticated-connections", &o.limits.preauth_connections_per_address},
+                            std::pair{"auth-failures-per-minute", &o.limits.auth_failures_per_minute},
+                            std::pair{"audit-max-entries", &o.audit_max_entries}}) {
+    if (!p->Has(name)) continue;
+    Result<uint64_t> v = flags::ParseCount(p->Get(name), name);
+    if (!v || v.value() > 1000000000) {
+      fprintf(stderr, "berth server: --%s: must be a whole number from 0 to 1000000000\n", name);
+      return 2;
+    }
+    *dest = static_cast<size_t>(v.value());
+  }
+  if (p->Has("unauthenticated-body")) {
+    Result<uint64_t> v = flags::ParseSize(p->Get("unauthenticated-body"), "unauthenticated-body");
+    if (!v || v.value() > (1u << 20)) {
+      fprintf(stderr, "berth server: --unauthenticated-body: must be a size of at most 1MiB\n");
+      return 2;
+    }
+    o.limits.preauth_max_body = v.value();
   }
   if (p->Has("max-header-bytes")) {
     Result<uint64_t> v = flags::ParseSize(p->Get("max-header-bytes"), "max-header-bytes");

@@ -88,6 +88,45 @@ Status PrepareDataDir(const std::string& path) {
   return {};
 }
 
+// The key secrets are sealed with: the operator's file (`--secret-key-file`,
+// never written), or DIR/secret.key, made at first start (32 random bytes, 0600).
+// A key file others may read is refused. Secrets sealed with another key are
+// named at start (they will not open; tasks taking them fail to start).
+Result<model::SecretBox> LoadSecretKey(const Options& o, const model::State& state) {
+  std::string path = o.secret_key_file.empty() ? o.data_dir + "/secret.key" : o.secret_key_file;
+  if (o.secret_key_file.empty() && access(path.c_str(), F_OK) != 0) {
+    std::string key(crypto::kSecretKeyBytes, '\0');
+    if (Status s = crypto::RandomBytes(key.data(), key.size()); !s) return s.take_error();
+    if (Status s = files::WriteAtomically(path, key, 0600); !s) return s.take_error();
+    log::Info("server", "made the key that seals secrets", {{"path", path}});
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error::Invalid("secret key file " + path + ": " + strerror(errno));
+  struct stat st {};
+  fstat(fd, &st);
+  if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 || st.st_size > 4096) {
+    close(fd);
+    char mode[8];
+    snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Error::Invalid("secret key file " + path + " must be a regular file only its owner may read (mode " + mode +
+                          "); chmod 600 " + path);
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  ssize_t n = read(fd, text.data(), text.size());
+  close(fd);
+  if (n != st.st_size) return Error::Invalid("secret key file " + path + ": short read");
+  Result<model::SecretBox> box = model::SecretBox::FromKeyText(text, "secret key file " + path);
+  std::fill(text.begin(), text.end(), '\0');
+  if (!box) return box.take_error();
+  size_t other = 0;
+  for (const auto& [name, sec] : state.secrets()) other += sec.key_id != box->id();
+  if (other > 0) {
+    log::Warn("server", "secrets sealed with another key will not open; rotate them or start with their key file",
+              {{"secrets", static_cast<int64_t>(other)}, {"key", box->id()}});
+  }
+  return box;
+}
+
 // Submits `cmd` and flushes at once (start-up, before the loop runs).
 Status ApplyNow(store::Store* store, store::CommandPtr cmd) {
   Status out;
@@ -209,8 +248,15 @@ int Run(const Options& o) {
   });
   store->SetWakeup([&flusher] { flusher.Arm(); });
 
+  Result<model::SecretBox> secret_key = LoadSecretKey(o, state);
+  if (!secret_key) {
+    fprintf(stderr, "berth server: %s\n", secret_key.error().message.c_str());
+    return 1;
+  }
+
   control::Scheduler scheduler(&state);
   api::AgentOptions agent_options;
+  agent_options.secrets = &secret_key.value();
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
   agent_options.max_heartbeats_per_s = o.max_heartbeats_per_s;
   agent_options.lost_after_ms = o.node_lost_after_ms;
@@ -232,10 +278,18 @@ int Run(const Options& o) {
     agents.Flush();
   });
   net::Timer ticker(loop);
-  ticker.Start(1000, 1000, [&agents, &services, &retention, &store, &state] {
+  int audit_trim_in = 0;
+  ticker.Start(1000, 1000, [&agents, &services, &retention, &store, &state, &o, &audit_trim_in] {
     agents.Tick();
     services.Tick();
     retention.Tick();
+    // The audit log's retention, once a minute.
+    if (--audit_trim_in <= 0) {
+      audit_trim_in = 60;
+      int64_t cutoff = SystemClock::Get().NowUnixMs() - static_cast<int64_t>(o.audit_retention_ms);
+      Result<int64_t> gone = store::TrimAudit(store->db(), cutoff, o.audit_max_entries);
+      if (!gone) log::Warn("server", "audit log retention failed", {{"error", gone.error().message}});
+    }
     // When tokens were last used, written about once a minute per token.
     auto used = state.TokensToTouch(SystemClock::Get().NowUnixMs(), 60000);
     if (!used.empty()) {
@@ -248,8 +302,8 @@ int Run(const Options& o) {
   });
   ticker.Unref();
 
-  api::Context ctx{&state,     store.get(), &registry,         &SystemClock::Get(),
-                   &scheduler, &services,   ca->fingerprint(), ca->ca_pem()};
+  api::Context ctx{&state,    store.get(),       &registry,    &SystemClock::Get(), &scheduler,
+                   &services, ca->fingerprint(), ca->ca_pem(), &secret_key.value()};
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
@@ -278,6 +332,9 @@ int Run(const Options& o) {
   http_server = server.get();
   server->SetGate(
       [&state](net::http::Exchange& ex) { return api::Authenticate(state, SystemClock::Get().NowUnixMs(), ex); });
+  server->SetObserver([&state, &store](const net::http::Exchange& ex) {
+    api::AuditExchange(state, store.get(), SystemClock::Get().NowUnixMs(), ex);
+  });
 
   metrics::Gauge* lag_gauge =
       registry.Gauges("berth_loop_lag_seconds", "How late the event loop ran its last 100 ms timer")->With({});

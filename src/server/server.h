@@ -14,6 +14,7 @@ namespace berth::server {
 
 struct Options {
   std::string data_dir = "./berth-data";
+  std::string secret_key_file;  // empty: DIR/secret.key, made at first start
   std::string listen = "0.0.0.0:7070";
   std::string listen_unix;  // optional extra Unix-socket listener
   bool group_commit = true;
@@ -40,6 +41,9 @@ struct Options {
   bool tls = true;
   std::vector<std::string> advertise;        // more names or addresses for the certificate
   int64_t cert_lifetime_s = 90 * 24 * 3600;  // of the server's and the nodes' certificates
+  // The audit log (store/audit.h).
+  uint64_t audit_retention_ms = 90ull * 24 * 3600 * 1000;
+  size_t audit_max_entries = 1000000;
 };
 
 // Runs the server until a signal stops it. Returns the process exit code.

@@ -162,6 +162,35 @@ const char* const kMigrations[] = {
       PRIMARY KEY (repo, digest)
     );
     )sql",
+    // 11 -> 12: secrets, sealed (model/secret.h): the value never in clear.
+    R"sql(
+    CREATE TABLE secrets (
+      name       TEXT PRIMARY KEY,
+      version    INTEGER NOT NULL,
+      sealed     TEXT NOT NULL,
+      key_id     TEXT NOT NULL,
+      created_ms INTEGER NOT NULL,
+      updated_ms INTEGER NOT NULL
+    );
+    )sql",
+    // 12 -> 13: the audit log (store/audit.h): not state, never in the command log.
+    R"sql(
+    -- Ids grow (retention removes the oldest, never the newest). One index: the
+    -- table is written with every change, and each index is another B-tree to write.
+    CREATE TABLE audit (
+      id      INTEGER PRIMARY KEY,
+      time_ms INTEGER NOT NULL,
+      actor   TEXT NOT NULL,
+      role    TEXT NOT NULL,
+      address TEXT NOT NULL,
+      method  TEXT NOT NULL,
+      path    TEXT NOT NULL,
+      status  INTEGER NOT NULL,
+      code    TEXT NOT NULL,
+      message TEXT NOT NULL
+    );
+    CREATE INDEX audit_time ON audit (time_ms);
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");
@@ -270,6 +299,20 @@ Status Store::Migrate() {
   return {};
 }
 
+void Store::Audit(AuditEntry entry) {
+  bool first = queue_.empty() && audit_queue_.empty();
+  audit_queue_.push_back(std::move(entry));
+  if (first && wakeup_ && !in_flush_) wakeup_();
+}
+
+Status Store::WriteAudit() {
+  for (const AuditEntry& e : audit_queue_) {
+    if (Status s = InsertAudit(*db_, e); !s) return s;
+  }
+  audit_queue_.clear();
+  return {};
+}
+
 void Store::Submit(CommandPtr cmd, Reply reply) {
   bool first = queue_.empty();
   queue_.push_back(Item{std::move(cmd), std::move(reply)});
@@ -315,6 +358,29 @@ void Store::Flush() {
     after_flush_();
     if (queue_.empty()) break;
   }
+  // Audit entries of the answers this flush made: committed before those answers
+  // reach the socket (the HTTP server hands them over after this returns). Without
+  // an fsync of their own (synchronous=NORMAL for this one transaction): in the
+  // WAL they survive the process's crash at once, and a power loss from the next
+  // commit of a change on, which fsyncs the WAL they are in.
+  if (!audit_queue_.empty()) {
+    Status tx = db_->Exec("PRAGMA synchronous=NORMAL");
+    if (tx) tx = Run("BEGIN IMMEDIATE");
+    if (tx) tx = WriteAudit();
+    if (tx) tx = Run("COMMIT");
+    if (Status full = db_->Exec("PRAGMA synchronous=FULL"); !full) {
+      log::Error("store", "cannot restore synchronous=FULL", {{"error", full.error().message}});
+      abort();  // every later commit would be acknowledged before it is durable
+    }
+    if (!tx) {
+      (void)db_->Exec("ROLLBACK");
+      log::Error("store", "audit entries could not be written",
+                 {{"error", tx.error().message}, {"entries", audit_queue_.size()}});
+      audit_queue_.clear();
+    } else {
+      commits_since_checkpoint_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   in_flush_ = false;
   if (!queue_.empty() && wakeup_) wakeup_();
 }
@@ -354,7 +420,14 @@ void Store::FlushQueue() {
       else
         tx = (*del)->Bind(1, static_cast<int64_t>(keep_from)).Run();
     }
+    // Audit entries queued since the last commit ride along.
+    std::vector<AuditEntry> audited;
+    if (tx && !audit_queue_.empty()) {
+      audited = audit_queue_;
+      tx = WriteAudit();
+    }
     if (tx) tx = Run("COMMIT");
+    if (!tx && !audited.empty()) audit_queue_ = std::move(audited);  // tried again at the end of the flush
     if (tx && trim) log_first_ = keep_from;
     if (!tx) {
       // The batch is lost as a whole: undo the rows and rebuild memory from disk.

@@ -20,6 +20,7 @@
 
 #include "base/metrics.h"
 #include "base/result.h"
+#include "store/audit.h"
 #include "store/sqlite.h"
 
 namespace berth::json {
@@ -85,6 +86,9 @@ class Store {
   void Submit(CommandPtr cmd, Reply reply);
   // Applies and commits everything queued. Returns after the replies went out.
   void Flush();
+  // Queues an audit entry: written with the next batch of commands, or at the end
+  // of the Flush that made its answer (before the answer is handed to the socket).
+  void Audit(AuditEntry entry);
   size_t queued() const { return queue_.size(); }
 
   // Sequence number of the last committed command.
@@ -94,7 +98,7 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 11;
+  static constexpr int kSchemaVersion = 13;
 
   // Checkpoints the WAL into the database file from a thread of its own, so a
   // commit never pays for one (SQLite's automatic checkpoint would run inside the
@@ -106,6 +110,7 @@ class Store {
   Status Migrate();
   Status Run(const char* sql);  // a cached statement without parameters
   void FlushQueue();
+  Status WriteAudit();  // inside an open transaction: the queued entries
   Status ApplyOne(const Command& cmd, std::string* reply, Error* error, bool* applied);
 
   struct Item {
@@ -117,6 +122,7 @@ class Store {
   StateMachine* sm_ = nullptr;
   std::unique_ptr<Db> db_;
   std::vector<Item> queue_;
+  std::vector<AuditEntry> audit_queue_;
   std::function<void()> wakeup_;
   std::function<void()> after_flush_;
   std::thread checkpointer_;

@@ -1,8 +1,9 @@
 // Fuzzes what a task definition goes through from the body of
 // RegisterTaskDefinition to the Docker create call: JSON parsing, ECS validation,
 // the summary, the task policy (as a cluster's and as a host's, with a host view
-// whose paths resolve oddly), the agent's plan, and the task policy parser over
-// the same bytes.
+// whose paths resolve oddly), the agent's plan with the secrets it takes, and,
+// over the same bytes, the task policy parser, secret references, secret key
+// files and the audit log's time parser.
 //
 // Invariants checked besides the sanitizers: a definition that validates
 // validates again as it was normalised (the agent re-validates what the server
@@ -14,9 +15,11 @@
 #include <string_view>
 
 #include "agent/container_spec.h"
+#include "base/clock.h"
 #include "base/json.h"
 #include "base/log.h"
 #include "model/policy.h"
+#include "model/secret.h"
 #include "model/taskdef.h"
 
 namespace {
@@ -48,6 +51,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   (void)quiet;
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  // The same bytes as a secret's reference, a key file, a time.
+  if (Result<std::string> name = model::SecretNameFromRef(text, "valueFrom"); name) {
+    if (!model::ValidateSecretName(*name)) Fail("a reference to an invalid name", *name);
+  }
+  if (Result<model::SecretBox> box = model::SecretBox::FromKeyText(text, "key"); box) {
+    Result<model::Secret> sealed = box->Seal("n", text);
+    if (!sealed || !box->Open(*sealed) || *box->Open(*sealed) != text) Fail("seal and open", box->id());
+  }
+  if (std::optional<int64_t> t = ParseUtcIso8601(text); t && !ParseUtcIso8601(UtcIso8601(*t))) {
+    Fail("a time that does not read back", std::string(text));
+  }
   Result<json::Doc> doc = json::Doc::Parse(text);
   if (!doc) return 0;
 
@@ -88,7 +102,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   task.cluster = "default";
   task.node = "n";
   task.task_definition = td.family + ":1";
-  Result<agent::TaskPlan> plan = agent::PlanTask(task, full.view());
+  agent::PlanOptions po;
+  for (const model::SecretRef& r : td.secrets) {
+    po.secrets.push_back(agent::SecretValue{r.container, r.name, "v=" + r.secret, r.file});
+    if (r.file) po.secret_dirs[r.container] = "/run/berth/secrets/t/" + r.container;
+  }
+  Result<agent::TaskPlan> plan = agent::PlanTask(task, full.view(), po);
   if (plan) {
     for (const agent::ContainerPlan& c : plan->containers) {
       if (!json::Doc::Parse(c.create_body)) Fail("a create body that is not JSON", c.create_body);

@@ -686,16 +686,18 @@ def closed_port():
 # --- CLI ---
 
 
-def cli(args, home=None, env=None, wait=WAIT):
+def cli(args, home=None, env=None, wait=WAIT, input=None):
     """Runs `berth ARGS` with a clean environment: HOME=`home` (a fresh scratch
-    directory if None), no XDG_CONFIG_HOME/BERTH_* unless given in `env`."""
+    directory if None), no XDG_CONFIG_HOME/BERTH_* unless given in `env`;
+    `input` (text) on stdin, else nothing."""
     e = {k: v for k, v in os.environ.items()
          if k not in ("XDG_CONFIG_HOME", "BERTH_SERVER", "BERTH_TOKEN")}
     e["HOME"] = home or scratch_dir("home")
     e.update(env or {})
     try:
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         return subprocess.run([BINARY] + list(args), capture_output=True, text=True, env=e,
-                              timeout=wait, stdin=subprocess.DEVNULL)
+                              timeout=wait, **stdin)
     except subprocess.TimeoutExpired:
         raise TestFailure("berth %s did not exit within %ss" % (" ".join(args), wait))
 

@@ -326,17 +326,19 @@ def test_describe_commands_are_readable_and_json_on_request():
 
 def test_taskdef_with_fields_berth_would_ignore_is_refused():
     """Regression (issue 10, item 5): a task definition with `secrets` was taken and
-    its container started without them. Now the field is refused, by name."""
+    its container started without them. Secrets are supported now (test_secrets);
+    a log driver's `secretOptions` is not, and is refused by name."""
     with Server() as s:
         env = env_for(s)
         path = os.path.join(scratch_dir("td"), "db.json")
         with open(path, "w") as f:
             json.dump({"family": "db", "containerDefinitions": [
                 {"name": "main", "image": "mysql", "memory": 256,
-                 "secrets": [{"name": "MYSQL_ROOT_PASSWORD", "valueFrom": "arn:aws:ssm:::parameter/pw"}]}]}, f)
+                 "logConfiguration": {"logDriver": "json-file", "secretOptions": [
+                     {"name": "KEY", "valueFrom": "arn:aws:ssm:::parameter/pw"}]}}]}, f)
         r = cli(["taskdef", "register", path], env=env)
-        check(r.returncode == 1, "register with secrets: exit %d %r" % (r.returncode, r.stdout))
-        check("containerDefinitions[0].secrets" in r.stderr and "not supported" in r.stderr,
+        check(r.returncode == 1, "register with secretOptions: exit %d %r" % (r.returncode, r.stdout))
+        check("containerDefinitions[0].logConfiguration.secretOptions" in r.stderr and "not supported" in r.stderr,
               "the refusal names the field: %r" % r.stderr)
         r = cli(["taskdef", "ls", "--all"], env=env)
         check("db:" not in r.stdout, "a refused definition was registered: %r" % r.stdout)

@@ -144,3 +144,29 @@ TEST_CASE("container spec: shared volumes berth makes are the cluster's; others 
   CHECK(sources == std::vector<std::string>{"berth-shared-default-db", "old"});
   CHECK(b.view().Get("HostConfig").Get("PidMode").String() == "host");
 }
+
+TEST_CASE("container spec: secrets go to their container's environment, files are bound read-only",
+          "[agent][spec][secret]") {
+  json::Doc td = Parse(R"({"family":"web","containerDefinitions":[
+    {"name":"app","image":"i","environment":[{"name":"A","value":"1"}],
+     "secrets":[{"name":"DB","valueFrom":"db"},{"name":"k","valueFrom":"tls","berthTarget":"file"}]},
+    {"name":"side","image":"i"}]})");
+  agent::PlanOptions po;
+  po.secrets = {{"app", "DB", "hunter2", false}, {"app", "k", "pem", true}};
+  po.secret_dirs["app"] = "/run/berth/secrets/t/app";
+  Result<agent::TaskPlan> plan = agent::PlanTask(Task(), td.view(), po);
+  REQUIRE(plan);
+  json::Doc app = Body(plan->containers[0]);
+  std::vector<std::string> env;
+  for (json::View e : app.view().Get("Env")) env.emplace_back(e.String());
+  CHECK(env == std::vector<std::string>{"A=1", "DB=hunter2"});
+  json::View mount = *app.view().Get("HostConfig").Get("Mounts").begin();
+  CHECK(mount.Get("Source").String() == "/run/berth/secrets/t/app");
+  CHECK(mount.Get("Target").String() == "/run/secrets");
+  CHECK(mount.Get("ReadOnly").Bool());
+  CHECK(plan->containers[0].create_body.find("pem") == std::string::npos);  // files are never in the body
+  CHECK(app.view().Get("Labels").Print().find("hunter2") == std::string::npos);
+  json::Doc side = Body(plan->containers[1]);
+  CHECK(side.view().Get("Env").Size() == 0);
+  CHECK(!side.view().Get("HostConfig").Get("Mounts").valid());
+}

@@ -66,3 +66,25 @@ TEST_CASE("crypto: ConstantTimeEqual", "[base][crypto]") {
   CHECK_FALSE(crypto::ConstantTimeEqual("", "x"));
   CHECK_FALSE(crypto::ConstantTimeEqual(std::string_view("a\0b", 3), std::string_view("a\0c", 3)));
 }
+
+TEST_CASE("crypto: AES-256-GCM seals and opens; another key, aad or any altered byte fails", "[base][crypto]") {
+  std::string key(32, 'k'), other(32, 'o');
+  Result<std::string> sealed = crypto::Seal(key, "name-a", "the value");
+  REQUIRE(sealed);
+  CHECK(sealed->size() == 12 + 9 + 16);
+  CHECK(sealed->find("the value") == std::string::npos);
+  Result<std::string> opened = crypto::Open(key, "name-a", *sealed);
+  REQUIRE(opened);
+  CHECK(*opened == "the value");
+  // A fresh nonce each time: the same value seals differently.
+  CHECK(*crypto::Seal(key, "name-a", "the value") != *sealed);
+  CHECK(!crypto::Open(other, "name-a", *sealed));
+  CHECK(!crypto::Open(key, "name-b", *sealed));
+  for (size_t i = 0; i < sealed->size(); i++) {
+    std::string altered = *sealed;
+    altered[i] ^= 1;
+    CHECK(!crypto::Open(key, "name-a", altered));
+  }
+  CHECK(!crypto::Open(key, "name-a", sealed->substr(0, 27)));
+  CHECK(!crypto::Seal("short", "a", "v"));
+}

@@ -46,6 +46,25 @@ TEST_CASE("commands: Encode then Decode gives the same command", "[model][comman
     CHECK(t.role == "agent");
     CHECK(t.hash == c.hash);
   }
+  SECTION("PutSecret and DeleteSecret: the sealed bytes travel as base64") {
+    model::PutSecret c;
+    c.name = "db";
+    c.sealed = std::string("\0\x01\xff sealed", 10);
+    c.key_id = "0123456789abcdef";
+    c.create = false;
+    auto back = model::DecodeCommand(c.Type(), c.Encode(), 3);
+    REQUIRE(back.ok());
+    auto& p = static_cast<model::PutSecret&>(**back);
+    CHECK(p.name == "db");
+    CHECK(p.sealed == c.sealed);
+    CHECK(p.key_id == c.key_id);
+    CHECK(!p.create);
+    model::DeleteSecret d;
+    d.name = "db";
+    auto gone = model::DecodeCommand(d.Type(), d.Encode(), 3);
+    REQUIRE(gone.ok());
+    CHECK(static_cast<model::DeleteSecret&>(**gone).name == "db");
+  }
 }
 
 TEST_CASE("commands: decode errors name the problem", "[model][commands]") {

@@ -1,6 +1,6 @@
 // model/taskdef: fields berth would ignore are refused, naming the field
 // (issue 10, item 5: a task definition with `secrets` was accepted and its
-// container started without them).
+// container started without them; secrets are supported since, secretOptions not).
 #include "model/taskdef.h"
 
 #include <catch2/catch.hpp>
@@ -31,9 +31,9 @@ TEST_CASE("taskdef: fields berth would ignore are refused, naming the field", "[
     const char* says;
   };
   const Case kRefused[] = {
-      {"", R"("secrets":[{"name":"DB","valueFrom":"arn:x"}])",
-       "containerDefinitions[0].secrets: is not supported by berth yet: berth has no secret store, and the container "
-       "would start without them"},
+      {"", R"("logConfiguration":{"logDriver":"json-file","secretOptions":[{"name":"K","valueFrom":"k"}]})",
+       "containerDefinitions[0].logConfiguration.secretOptions: is not supported by berth yet: secrets go to "
+       "containers (secrets), not to log drivers"},
       {R"("taskRoleArn":"arn:aws:iam::1:role/r")", "", "taskRoleArn: is not supported: berth has no IAM roles"},
       {R"("executionRoleArn":"arn:aws:iam::1:role/r")", "",
        "executionRoleArn: is not supported: berth has no IAM roles"},
@@ -52,9 +52,6 @@ TEST_CASE("taskdef: fields berth would ignore are refused, naming the field", "[
        "containerDefinitions[0].portMappings[0].appProtocol: is not supported by berth yet (it would be ignored)"},
       {"", R"("environment":[{"name":"A","value":"1","type":"x"}])",
        "containerDefinitions[0].environment[0].type: is not supported by berth yet (it would be ignored)"},
-      {"", R"("logConfiguration":{"logDriver":"json-file","secretOptions":[]})",
-       "containerDefinitions[0].logConfiguration.secretOptions: is not supported by berth yet: berth has no secret "
-       "store, and the container would start without them"},
       {"", R"("logConfiguration":{"options":{}})", "containerDefinitions[0].logConfiguration.logDriver: is required"},
       {"", R"("healthCheck":{"command":["CMD","true"],"intervalSeconds":5})",
        "containerDefinitions[0].healthCheck.intervalSeconds: is not supported by berth yet (it would be ignored)"},

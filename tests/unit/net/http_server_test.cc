@@ -960,3 +960,131 @@ TEST_CASE_METHOD(ServerFixture, "http server: answers written by the write threa
     REQUIRE(loop.RunUntil([&] { return raw.ended(); }));
   }
 }
+
+namespace {
+
+// A gate that lets "Bearer good" through as "admin" and refuses anything else.
+void GoodBearerGate(Server* server) {
+  server->SetGate([](Exchange& ex) -> std::optional<Response> {
+    if (ex.request().Header("authorization") == "Bearer good") {
+      ex.principal = "admin";
+      return std::nullopt;
+    }
+    return ErrorResponse(401, "Unauthorized", "a valid bearer token is required");
+  });
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(ServerFixture, "http server: a request nobody vouched for has a small body and a deadline",
+                 "[net][http_server][preauth]") {
+  router.Add(
+      "POST", "/open-echo", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->request().body)); },
+      RouteOptions{.open = true});
+  ServerLimits limits;
+  limits.preauth_max_body = 64;
+  limits.preauth_timeout_ms = 300;
+  limits.body_timeout_ms = 60000;
+  Start(limits);
+  GoodBearerGate(server.get());
+  Client client(loop.get(), endpoint);
+
+  SECTION("a declared body over the bound: 413 before it is read") {
+    auto r = Fetch(client, Post("/open-echo", std::string(65, 'x')));
+    REQUIRE(r.ok());
+    CHECK(r->status == 413);
+    CHECK_THAT(r->body, Catch::Contains("a request no credential vouches for may send at most 64 bytes of body"));
+    auto small = Fetch(client, Post("/open-echo", std::string(64, 'x')));
+    REQUIRE(small.ok());
+    CHECK(small->status == 200);
+  }
+  SECTION("a chunked body growing over the bound: 413") {
+    RawConn raw(&loop, endpoint);
+    raw.Send("POST /open-echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n" + std::string(65, 'y') +
+             "\r\n0\r\n\r\n");
+    REQUIRE(loop.RunUntil([&] { return raw.ended(); }));
+    CHECK(raw.Statuses() == std::vector<int>{413});
+  }
+  SECTION("a body trickled byte by byte is cut off at the deadline, though bytes keep coming") {
+    RawConn raw(&loop, endpoint);
+    raw.Send("POST /open-echo HTTP/1.1\r\nHost: t\r\nContent-Length: 60\r\n\r\n");
+    net::Timer drip(loop.get());
+    drip.Start(20, 20, [&raw] {
+      if (!raw.ended()) raw.Send("z");
+    });
+    REQUIRE(loop.RunUntil([&] { return raw.ended() || !raw.Statuses().empty(); }));
+    drip.Stop();
+    CHECK(raw.Statuses() == std::vector<int>{408});
+  }
+  SECTION("an authenticated request keeps the route's limits") {
+    ClientRequest req = Post("/echo", std::string(10000, 'a'));
+    req.headers = {{"Authorization", "Bearer good"}};
+    auto r = Fetch(client, std::move(req));
+    REQUIRE(r.ok());
+    CHECK(r->status == 200);
+    CHECK(r->body.size() == 10000);
+  }
+}
+
+TEST_CASE_METHOD(ServerFixture, "http server: connections not yet authenticated are bounded per address",
+                 "[net][http_server][preauth]") {
+  ServerLimits limits;
+  limits.preauth_connections_per_address = 2;
+  limits.limit_loopback = true;  // the test's clients are on loopback
+  Start(limits);
+  GoodBearerGate(server.get());
+  RawConn a(&loop, endpoint), b(&loop, endpoint);
+  REQUIRE(loop.RunUntil([&] { return server->connection_count() == 2; }));
+  RawConn c(&loop, endpoint);
+  REQUIRE(loop.RunUntil([&] { return c.ended(); }));
+  CHECK(c.Statuses() == std::vector<int>{429});
+  CHECK_THAT(c.received(), Catch::Contains("TooManyUnauthenticatedConnections"));
+  CHECK_THAT(c.received(), Catch::Contains("2 connections from 127.0.0.1 have not authenticated yet"));
+  CHECK_THAT(metrics.Render(), Catch::Contains("berth_http_unauthenticated_rejected_total 1"));
+
+  // One authenticates: it no longer counts, and a new connection is taken.
+  a.Send("GET /whoami HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer good\r\n\r\n");
+  REQUIRE(loop.RunUntil([&] { return a.Statuses().size() == 1; }));
+  CHECK(a.Statuses()[0] == 200);
+  RawConn d(&loop, endpoint);
+  REQUIRE(loop.RunUntil([&] { return server->connection_count() == 3; }));
+  loop.Spin();
+  CHECK_FALSE(d.ended());
+  // An unauthenticated one leaving frees its place too.
+  b.Close();
+  REQUIRE(loop.RunUntil([&] { return server->connection_count() == 2; }));
+  RawConn e(&loop, endpoint);
+  REQUIRE(loop.RunUntil([&] { return server->connection_count() == 3; }));
+  loop.Spin();
+  CHECK_FALSE(e.ended());
+}
+
+TEST_CASE_METHOD(ServerFixture, "http server: failed authentications from an address get 429 with Retry-After",
+                 "[net][http_server][preauth]") {
+  ServerLimits limits;
+  limits.auth_failures_per_minute = 3;
+  limits.limit_loopback = true;
+  Start(limits);
+  GoodBearerGate(server.get());
+  Client client(loop.get(), endpoint);
+  auto with = [](std::string token) {
+    ClientRequest req;
+    req.target = "/whoami";
+    req.headers = {{"Authorization", "Bearer " + token}};
+    return req;
+  };
+  // Requests without credentials are no failures (a client's first, anonymous try).
+  for (int i = 0; i < 5; i++) CHECK(Get(client, "/whoami")->status == 401);
+  for (int i = 0; i < 3; i++) CHECK(Fetch(client, with("bad"))->status == 401);
+  auto throttled = Fetch(client, with("bad"));
+  REQUIRE(throttled.ok());
+  CHECK(throttled->status == 429);
+  int retry = std::stoi(std::string(throttled->Header("retry-after")));
+  CHECK(retry >= 1);
+  CHECK(retry <= 20);
+  CHECK_THAT(throttled->body, Catch::Contains("too many failed authentications from 127.0.0.1"));
+  // Even a good credential waits: the address is throttled, not the token.
+  CHECK(Fetch(client, with("good"))->status == 429);
+  CHECK(Get(client, "/open")->status == 200);  // no credential, no throttle
+  CHECK_THAT(metrics.Render(), Catch::Contains("berth_http_auth_throttled_total 2"));
+}
