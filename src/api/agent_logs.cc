@@ -92,6 +92,7 @@ void AgentHub::AddLogRoutes(http::Router* router) {
   });
 
   http::RouteOptions body_opts;
+  body_opts.access = http::Access::kAgent;
   body_opts.stream_body = true;
   body_opts.max_body = 1ull << 40;
   body_opts.audit = false;  // a log relay, not a change

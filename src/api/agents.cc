@@ -323,127 +323,134 @@ void AgentHub::Tick() {
 
 void AgentHub::AddRoutes(http::Router* router) {
   AddLogRoutes(router);
-  router->Add("POST", "/v1/agent/register", [this](const http::ExchangePtr& ex) {
-    Result<json::Doc> body = json::Doc::Parse(ex->request().body);
-    if (!body) return ex->Respond(http::ErrorResponse(body.error()));
-    json::View v = body->view();
-    if (!v.IsObject()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "the body must be an object"));
-    auto cmd = std::make_unique<model::RegisterNode>();
-    Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
-    Result<std::string> node_id = json::OptionalString(v, "nodeId", "nodeId");
-    Result<std::string> hostname = json::OptionalString(v, "hostname", "hostname");
-    Result<int64_t> cpu = json::OptionalInt(v, "cpu", "cpu", 0);
-    Result<int64_t> memory = json::OptionalInt(v, "memory", "memory", 0);
-    for (const Error* e :
-         {cluster ? nullptr : &cluster.error(), node_id ? nullptr : &node_id.error(),
-          hostname ? nullptr : &hostname.error(), cpu ? nullptr : &cpu.error(), memory ? nullptr : &memory.error()}) {
-      if (e) return ex->Respond(http::ErrorResponse(*e));
-    }
-    if (*cpu <= 0 || *memory <= 0) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "cpu and memory: must be above 0"));
-    }
-    json::View attrs = v.Get("attributes");
-    if (attrs.valid() && !attrs.IsObject()) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: must be an object of strings"));
-    }
-    for (json::View a : attrs) {
-      if (!a.IsString()) {
-        return ex->Respond(
-            http::ErrorResponse(400, "InvalidParameter", "attributes." + std::string(a.Key()) + ": must be a string"));
-      }
-      cmd->attributes[std::string(a.Key())] = std::string(a.String());
-    }
-    if (cmd->attributes.size() > 64)
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: at most 64"));
-    // reservedPorts: the host's own ports ("22", "7070", "53/udp"), never given to tasks.
-    json::View reserved = v.Get("reservedPorts");
-    if (reserved.valid() && !reserved.IsArray()) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: must be an array"));
-    }
-    std::string ports_text;
-    for (json::View p : reserved) {
-      std::string item = p.IsNumber() ? std::to_string(static_cast<int64_t>(p.Number())) : std::string(p.String());
-      if (!p.IsNumber() && !p.IsString()) item = "?";
-      ports_text += (ports_text.empty() ? "" : ",") + item;
-    }
-    Result<std::vector<std::pair<int, bool>>> ports = model::ParsePortsText(ports_text);
-    if (!ports)
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: " + ports.error().message));
-    cmd->reserved_ports = std::move(ports.value());
-    Result<std::string> csr = json::OptionalString(v, "csr", "csr");
-    if (!csr) return ex->Respond(http::ErrorResponse(csr.error()));
-    cmd->id = *node_id;
-    // Who registers: a node by its certificate (only itself, again, or renewing
-    // its certificate), or a token joining a node (a new one, or one bound to
-    // that same token).
-    const std::string& who = ex->principal;
-    if (who.starts_with("node:")) {
-      std::string self = who.substr(5);
-      if (!cmd->id.empty() && cmd->id != self) {
-        return ex->Respond(
-            http::ErrorResponse(403, "Forbidden", "the certificate of " + self + " may not register node " + cmd->id));
-      }
-      cmd->id = self;
-    } else {
-      const model::Node* known = cmd->id.empty() ? nullptr : state_->FindNode(cmd->id);
-      if (known && known->identity != "token:" + who && !known->identity.empty()) {
-        return ex->Respond(
-            http::ErrorResponse(409, "NodeIdentityHeld",
-                                "node " + cmd->id + " is registered and proves itself with " +
-                                    (known->identity.starts_with("cert:") ? "its certificate" : "another token") +
-                                    ": only that may register it again (to join anew, deregister it first)"));
-      }
-      if (!known) cmd->join_token = who;
-      if (known && known->identity.empty()) cmd->identity = "token:" + who;  // a node from before identities
-    }
-    if (cmd->id.empty()) {
-      uint8_t raw[6];
-      if (!crypto::RandomBytes(raw, sizeof raw))
-        return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
-      cmd->id = "node-" + crypto::Hex(raw, sizeof raw);
-    }
-    if (Status s = model::ValidateNodeId(cmd->id); !s) return ex->Respond(http::ErrorResponse(s.error()));
-    if (state_->IsNodeRevoked(cmd->id)) {
-      return ex->Respond(
-          http::ErrorResponse(403, "NodeRevoked", "node " + cmd->id + " was revoked: it may not register again"));
-    }
-    std::string certificate;
-    if (!csr->empty()) {
-      if (!options_.issue_node_cert) {
-        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: this server issues no certificates"));
-      }
-      if (csr->size() > 16384) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: too long"));
-      Result<std::string> cert = options_.issue_node_cert(*csr, cmd->id);
-      if (!cert) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: " + cert.error().message));
-      Result<net::pki::CertInfo> info = net::pki::Inspect(cert.value());
-      if (!info) return ex->Respond(http::ErrorResponse(500, "InternalError", info.error().message));
-      certificate = cert.value();
-      cmd->identity = "cert:" + info->serial;
-    } else if (!who.starts_with("node:") && !cmd->join_token.empty()) {
-      cmd->identity = "token:" + who;  // bound to the token that joined it
-    }
-    cmd->cluster = *cluster;
-    cmd->hostname = *hostname;
-    cmd->cpu = *cpu;
-    cmd->memory = *memory;
-    cmd->time_ms = clock_->NowUnixMs();
-    int64_t interval = HeartbeatInterval();
-    std::string ca_pem = certificate.empty() ? "" : options_.ca_pem;
-    store_->Submit(std::move(cmd), [ex, interval, certificate, ca_pem](Result<std::string> r) {
-      if (!r) return ex->Respond(http::ErrorResponse(r.error()));
-      Result<json::Doc> doc = json::Doc::Parse(*r);
-      json::Doc out = json::Doc::Object();
-      json::View ci = doc ? doc->view().Get("containerInstance") : json::View();
-      out.Set("nodeId", std::string(ci.Get("nodeId").String()))
-          .Set("containerInstanceArn", std::string(ci.Get("containerInstanceArn").String()))
-          .Set("cluster", std::string(ci.Get("cluster").String()))
-          .Set("heartbeatIntervalMs", interval);
-      if (!certificate.empty()) out.Set("certificate", certificate).Set("caCertificate", ca_pem);
-      ex->Respond(http::JsonResponse(200, out.Print()));
-    });
-  });
+  http::RouteOptions agent_only;
+  agent_only.access = http::Access::kAgent;
+  router->Add(
+      "POST", "/v1/agent/register",
+      [this](const http::ExchangePtr& ex) {
+        Result<json::Doc> body = json::Doc::Parse(ex->request().body);
+        if (!body) return ex->Respond(http::ErrorResponse(body.error()));
+        json::View v = body->view();
+        if (!v.IsObject())
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "the body must be an object"));
+        auto cmd = std::make_unique<model::RegisterNode>();
+        Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+        Result<std::string> node_id = json::OptionalString(v, "nodeId", "nodeId");
+        Result<std::string> hostname = json::OptionalString(v, "hostname", "hostname");
+        Result<int64_t> cpu = json::OptionalInt(v, "cpu", "cpu", 0);
+        Result<int64_t> memory = json::OptionalInt(v, "memory", "memory", 0);
+        for (const Error* e : {cluster ? nullptr : &cluster.error(), node_id ? nullptr : &node_id.error(),
+                               hostname ? nullptr : &hostname.error(), cpu ? nullptr : &cpu.error(),
+                               memory ? nullptr : &memory.error()}) {
+          if (e) return ex->Respond(http::ErrorResponse(*e));
+        }
+        if (*cpu <= 0 || *memory <= 0) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "cpu and memory: must be above 0"));
+        }
+        json::View attrs = v.Get("attributes");
+        if (attrs.valid() && !attrs.IsObject()) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: must be an object of strings"));
+        }
+        for (json::View a : attrs) {
+          if (!a.IsString()) {
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                                   "attributes." + std::string(a.Key()) + ": must be a string"));
+          }
+          cmd->attributes[std::string(a.Key())] = std::string(a.String());
+        }
+        if (cmd->attributes.size() > 64)
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "attributes: at most 64"));
+        // reservedPorts: the host's own ports ("22", "7070", "53/udp"), never given to tasks.
+        json::View reserved = v.Get("reservedPorts");
+        if (reserved.valid() && !reserved.IsArray()) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: must be an array"));
+        }
+        std::string ports_text;
+        for (json::View p : reserved) {
+          std::string item = p.IsNumber() ? std::to_string(static_cast<int64_t>(p.Number())) : std::string(p.String());
+          if (!p.IsNumber() && !p.IsString()) item = "?";
+          ports_text += (ports_text.empty() ? "" : ",") + item;
+        }
+        Result<std::vector<std::pair<int, bool>>> ports = model::ParsePortsText(ports_text);
+        if (!ports)
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "reservedPorts: " + ports.error().message));
+        cmd->reserved_ports = std::move(ports.value());
+        Result<std::string> csr = json::OptionalString(v, "csr", "csr");
+        if (!csr) return ex->Respond(http::ErrorResponse(csr.error()));
+        cmd->id = *node_id;
+        // Who registers: a node by its certificate (only itself, again, or renewing
+        // its certificate), or a token joining a node (a new one, or one bound to
+        // that same token).
+        const std::string& who = ex->principal;
+        if (who.starts_with("node:")) {
+          std::string self = who.substr(5);
+          if (!cmd->id.empty() && cmd->id != self) {
+            return ex->Respond(http::ErrorResponse(403, "Forbidden",
+                                                   "the certificate of " + self + " may not register node " + cmd->id));
+          }
+          cmd->id = self;
+        } else {
+          const model::Node* known = cmd->id.empty() ? nullptr : state_->FindNode(cmd->id);
+          if (known && known->identity != "token:" + who && !known->identity.empty()) {
+            return ex->Respond(
+                http::ErrorResponse(409, "NodeIdentityHeld",
+                                    "node " + cmd->id + " is registered and proves itself with " +
+                                        (known->identity.starts_with("cert:") ? "its certificate" : "another token") +
+                                        ": only that may register it again (to join anew, deregister it first)"));
+          }
+          if (!known) cmd->join_token = who;
+          if (known && known->identity.empty()) cmd->identity = "token:" + who;  // a node from before identities
+        }
+        if (cmd->id.empty()) {
+          uint8_t raw[6];
+          if (!crypto::RandomBytes(raw, sizeof raw))
+            return ex->Respond(http::ErrorResponse(500, "InternalError", "no randomness"));
+          cmd->id = "node-" + crypto::Hex(raw, sizeof raw);
+        }
+        if (Status s = model::ValidateNodeId(cmd->id); !s) return ex->Respond(http::ErrorResponse(s.error()));
+        if (state_->IsNodeRevoked(cmd->id)) {
+          return ex->Respond(
+              http::ErrorResponse(403, "NodeRevoked", "node " + cmd->id + " was revoked: it may not register again"));
+        }
+        std::string certificate;
+        if (!csr->empty()) {
+          if (!options_.issue_node_cert) {
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: this server issues no certificates"));
+          }
+          if (csr->size() > 16384) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: too long"));
+          Result<std::string> cert = options_.issue_node_cert(*csr, cmd->id);
+          if (!cert) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "csr: " + cert.error().message));
+          Result<net::pki::CertInfo> info = net::pki::Inspect(cert.value());
+          if (!info) return ex->Respond(http::ErrorResponse(500, "InternalError", info.error().message));
+          certificate = cert.value();
+          cmd->identity = "cert:" + info->serial;
+        } else if (!who.starts_with("node:") && !cmd->join_token.empty()) {
+          cmd->identity = "token:" + who;  // bound to the token that joined it
+        }
+        cmd->cluster = *cluster;
+        cmd->hostname = *hostname;
+        cmd->cpu = *cpu;
+        cmd->memory = *memory;
+        cmd->time_ms = clock_->NowUnixMs();
+        int64_t interval = HeartbeatInterval();
+        std::string ca_pem = certificate.empty() ? "" : options_.ca_pem;
+        store_->Submit(std::move(cmd), [ex, interval, certificate, ca_pem](Result<std::string> r) {
+          if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+          Result<json::Doc> doc = json::Doc::Parse(*r);
+          json::Doc out = json::Doc::Object();
+          json::View ci = doc ? doc->view().Get("containerInstance") : json::View();
+          out.Set("nodeId", std::string(ci.Get("nodeId").String()))
+              .Set("containerInstanceArn", std::string(ci.Get("containerInstanceArn").String()))
+              .Set("cluster", std::string(ci.Get("cluster").String()))
+              .Set("heartbeatIntervalMs", interval);
+          if (!certificate.empty()) out.Set("certificate", certificate).Set("caCertificate", ca_pem);
+          ex->Respond(http::JsonResponse(200, out.Print()));
+        });
+      },
+      agent_only);
 
   http::RouteOptions stream_opts;
+  stream_opts.access = http::Access::kAgent;
   router->Add(
       "GET", "/v1/agent/nodes/{id}/desired",
       [this](const http::ExchangePtr& ex) {
@@ -476,6 +483,7 @@ void AgentHub::AddRoutes(http::Router* router) {
   // only those, with a registry token that lives minutes (never the agent's own
   // credentials on the wire to /v2/).
   http::RouteOptions credentials_opts;
+  credentials_opts.access = http::Access::kAgent;
   credentials_opts.audit = false;  // asked before every pull
   router->Add(
       "POST", "/v1/agent/nodes/{id}/pull-credentials",
@@ -516,6 +524,7 @@ void AgentHub::AddRoutes(http::Router* router) {
       credentials_opts);
 
   http::RouteOptions report_opts;
+  report_opts.access = http::Access::kAgent;
   report_opts.max_body = 8 << 20;
   report_opts.audit = false;  // every few seconds per node: routine, not a change anyone made
   router->Add(

@@ -169,13 +169,6 @@ bool PolicyAllows(const http::ExchangePtr& ex, const model::Cluster& cluster, co
   return true;
 }
 
-bool IsAdmin(const model::State& state, std::string_view token_id) {
-  for (const model::Token& t : state.tokens()) {
-    if (t.id == token_id) return t.role == "admin";
-  }
-  return false;
-}
-
 // --- secrets (model/secret.h) ---
 
 // The value of a create or rotate body: "value" (text) or "valueBase64" (any
@@ -296,6 +289,28 @@ void AddSecretRoutes(http::Router* router, Context* ctx) {
 
 }  // namespace
 
+bool RoleMay(std::string_view role, http::Access access) {
+  switch (access) {
+    case http::Access::kOpen:
+    case http::Access::kRegistry: return true;
+    case http::Access::kAgent: return role == "agent";
+    case http::Access::kAdmin: return role == "admin";
+    case http::Access::kDeploy: return role == "admin" || role == "deploy";
+    case http::Access::kRead:
+    case http::Access::kAuto: return role == "admin" || role == "deploy" || role == "read-only";
+  }
+  return false;
+}
+
+std::string WhoMay(http::Access access) {
+  switch (access) {
+    case http::Access::kAgent: return "only agents (agent tokens and node certificates) use the /v1/agent/ routes";
+    case http::Access::kAdmin: return "only an admin token may";
+    case http::Access::kDeploy: return "only deploy and admin tokens may";
+    default: return "only read-only, deploy and admin tokens may";
+  }
+}
+
 std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, http::Exchange& ex) {
   const http::Request& req = ex.request();
   std::string_view auth = req.Header("authorization");
@@ -304,7 +319,8 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"berth\""});
     return r;
   };
-  bool agent_route = req.path.starts_with("/v1/agent/");
+  http::Access access = ex.route().access();
+  bool agent_route = access == http::Access::kAgent;
   // A node's certificate (mutual TLS) speaks for that node, on the agent routes
   // only, while it is the one the node was last given.
   if (agent_route && !req.peer_cert_cn.empty()) {
@@ -336,13 +352,11 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
   if (t->expires_ms && t->expires_ms <= now_ms) {
     return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
   }
-  const std::string& method = req.method;
-  bool read = method == "GET" || method == "HEAD";
   ex.principal = t->id;  // known, if not allowed (the audit log names who was refused)
-  if ((t->role == "agent") != agent_route || (t->role == "read-only" && !read)) {
-    std::string why = agent_route ? " (only agents use the /v1/agent/ routes)" : "";
-    return http::ErrorResponse(403, "Forbidden",
-                               "a token with role " + t->role + " may not " + method + " " + req.path + why);
+  if (!RoleMay(t->role, access)) {
+    return http::ErrorResponse(
+        403, "Forbidden",
+        "a token with role " + t->role + " may not " + req.method + " " + req.path + ": " + WhoMay(access));
   }
   state.NoteTokenUsed(t->id, now_ms);
   ex.principal = t->id;
@@ -402,7 +416,9 @@ const model::Task* ResolveTaskOrAnswer(const model::State& state, const http::Ex
 
 void AddRoutes(http::Router* router, Context* ctx) {
   http::RouteOptions open;
-  open.open = true;
+  open.access = http::Access::kOpen;
+  http::RouteOptions admin;
+  admin.access = http::Access::kAdmin;
   router->Add(
       "GET", "/healthz",
       [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); }, open);
@@ -475,32 +491,32 @@ void AddRoutes(http::Router* router, Context* ctx) {
   });
 
   // Only the task policy changes: {"taskPolicy": {...}} replaces it whole.
-  router->Add("PATCH", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {
-    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
-      return ex->Respond(
-          http::ErrorResponse(403, "Forbidden", "only an admin token may change what a cluster's tasks may do"));
-    }
-    std::string name(ex->request().Param("name"));
-    if (!ctx->state->FindCluster(name)) return ClusterNotFound(ex, name);
-    std::optional<json::Doc> body = ParseBody(ex);
-    if (!body) return;
-    json::View v = body->view();
-    if (!v.IsObject() || !v.Get("taskPolicy").valid()) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "taskPolicy: is required (the whole policy)"));
-    }
-    for (json::View m : v) {
-      if (m.Key() != "taskPolicy") {
-        return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
-                                               std::string(m.Key()) + ": is not a cluster setting berth can change"));
-      }
-    }
-    Result<model::TaskPolicy> policy = model::ParseTaskPolicy(v.Get("taskPolicy"));
-    if (!policy) return ex->Respond(http::ErrorResponse(policy.error()));
-    auto cmd = std::make_unique<model::UpdateCluster>();
-    cmd->name = name;
-    cmd->policy = policy->ToJson().Print();
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "PATCH", "/v1/clusters/{name}",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string name(ex->request().Param("name"));
+        if (!ctx->state->FindCluster(name)) return ClusterNotFound(ex, name);
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View v = body->view();
+        if (!v.IsObject() || !v.Get("taskPolicy").valid()) {
+          return ex->Respond(
+              http::ErrorResponse(400, "InvalidParameter", "taskPolicy: is required (the whole policy)"));
+        }
+        for (json::View m : v) {
+          if (m.Key() != "taskPolicy") {
+            return ex->Respond(http::ErrorResponse(
+                400, "InvalidParameter", std::string(m.Key()) + ": is not a cluster setting berth can change"));
+          }
+        }
+        Result<model::TaskPolicy> policy = model::ParseTaskPolicy(v.Get("taskPolicy"));
+        if (!policy) return ex->Respond(http::ErrorResponse(policy.error()));
+        auto cmd = std::make_unique<model::UpdateCluster>();
+        cmd->name = name;
+        cmd->policy = policy->ToJson().Print();
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      admin);
 
   // --- task definitions ---
 
@@ -574,67 +590,70 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   // --- tokens (admin only) ---
 
-  router->Add("POST", "/v1/tokens", [ctx](const http::ExchangePtr& ex) {
-    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
-      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may create tokens"));
-    }
-    std::optional<json::Doc> body = ParseBody(ex);
-    if (!body) return;
-    Result<std::string> role = json::RequireString(body->view(), "role", "role");
-    if (!role) return ex->Respond(http::ErrorResponse(role.error()));
-    if (!model::IsValidRole(*role)) {
-      return ex->Respond(
-          http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only or agent"));
-    }
-    Result<int64_t> ttl = json::OptionalInt(body->view(), "ttlSeconds", "ttlSeconds", 0);
-    if (!ttl) return ex->Respond(http::ErrorResponse(ttl.error()));
-    if (*ttl < 0 || *ttl > 10ll * 365 * 86400) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "ttlSeconds: must be from 1 to 315360000"));
-    }
-    Result<int64_t> uses = json::OptionalInt(body->view(), "uses", "uses", -1);
-    if (!uses) return ex->Respond(http::ErrorResponse(uses.error()));
-    if (body->view().Get("uses").valid() && (*uses < 1 || *uses > 1000000 || *role != "agent")) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
-                                             "uses: only an agent token has uses (node joins), from 1 to 1000000"));
-    }
-    Result<std::string> secret = crypto::NewToken("berth_");
-    if (!secret) return ex->Respond(http::ErrorResponse(secret.error()));
-    Result<std::string> suffix = crypto::NewToken("");
-    if (!suffix) return ex->Respond(http::ErrorResponse(suffix.error()));
-    auto cmd = std::make_unique<model::CreateToken>();
-    cmd->id = *role + "-" + suffix->substr(0, 8);
-    cmd->role = *role;
-    cmd->hash = crypto::Hex(crypto::Sha256(*secret));
-    cmd->time_ms = ctx->clock->NowUnixMs();
-    cmd->expires_ms = *ttl > 0 ? cmd->time_ms + *ttl * 1000 : 0;
-    cmd->uses = *uses;
-    // What the user pastes: the secret with the CA's fingerprint (base/crypto.h).
-    std::string secret_value =
-        ctx->ca_fingerprint.empty() ? *secret : crypto::PinnedToken(ctx->ca_fingerprint, *secret);
-    ctx->store->Submit(std::move(cmd), [ex, secret_value](Result<std::string> r) {
-      if (!r) return ex->Respond(http::ErrorResponse(r.error()));
-      Result<json::Doc> doc = json::Doc::Parse(*r);
-      json::Doc token = doc ? json::Doc::Copy(doc->view().Get("token")) : json::Doc::Object();
-      // The secret is shown this once; only its hash is stored.
-      token.Set("secret", secret_value);
-      ex->Respond(http::JsonResponse(201, json::Doc::Object().Set("token", token).Print()));
-    });
-  });
+  router->Add(
+      "POST", "/v1/tokens",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> role = json::RequireString(body->view(), "role", "role");
+        if (!role) return ex->Respond(http::ErrorResponse(role.error()));
+        if (!model::IsValidRole(*role)) {
+          return ex->Respond(
+              http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only or agent"));
+        }
+        Result<int64_t> ttl = json::OptionalInt(body->view(), "ttlSeconds", "ttlSeconds", 0);
+        if (!ttl) return ex->Respond(http::ErrorResponse(ttl.error()));
+        if (*ttl < 0 || *ttl > 10ll * 365 * 86400) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "ttlSeconds: must be from 1 to 315360000"));
+        }
+        Result<int64_t> uses = json::OptionalInt(body->view(), "uses", "uses", -1);
+        if (!uses) return ex->Respond(http::ErrorResponse(uses.error()));
+        if (body->view().Get("uses").valid() && (*uses < 1 || *uses > 1000000 || *role != "agent")) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                                 "uses: only an agent token has uses (node joins), from 1 to 1000000"));
+        }
+        Result<std::string> secret = crypto::NewToken("berth_");
+        if (!secret) return ex->Respond(http::ErrorResponse(secret.error()));
+        Result<std::string> suffix = crypto::NewToken("");
+        if (!suffix) return ex->Respond(http::ErrorResponse(suffix.error()));
+        auto cmd = std::make_unique<model::CreateToken>();
+        cmd->id = *role + "-" + suffix->substr(0, 8);
+        cmd->role = *role;
+        cmd->hash = crypto::Hex(crypto::Sha256(*secret));
+        cmd->time_ms = ctx->clock->NowUnixMs();
+        cmd->expires_ms = *ttl > 0 ? cmd->time_ms + *ttl * 1000 : 0;
+        cmd->uses = *uses;
+        // What the user pastes: the secret with the CA's fingerprint (base/crypto.h).
+        std::string secret_value =
+            ctx->ca_fingerprint.empty() ? *secret : crypto::PinnedToken(ctx->ca_fingerprint, *secret);
+        ctx->store->Submit(std::move(cmd), [ex, secret_value](Result<std::string> r) {
+          if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+          Result<json::Doc> doc = json::Doc::Parse(*r);
+          json::Doc token = doc ? json::Doc::Copy(doc->view().Get("token")) : json::Doc::Object();
+          // The secret is shown this once; only its hash is stored.
+          token.Set("secret", secret_value);
+          ex->Respond(http::JsonResponse(201, json::Doc::Object().Set("token", token).Print()));
+        });
+      },
+      admin);
 
-  router->Add("GET", "/v1/tokens", [ctx](const http::ExchangePtr& ex) {
-    json::Doc list = json::Doc::Array();
-    for (const model::Token& t : ctx->state->tokens()) list.Push(model::TokenJson(t));
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
-  });
+  router->Add(
+      "GET", "/v1/tokens",
+      [ctx](const http::ExchangePtr& ex) {
+        json::Doc list = json::Doc::Array();
+        for (const model::Token& t : ctx->state->tokens()) list.Push(model::TokenJson(t));
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
+      },
+      admin);
 
-  router->Add("DELETE", "/v1/tokens/{id}", [ctx](const http::ExchangePtr& ex) {
-    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
-      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may remove tokens"));
-    }
-    auto cmd = std::make_unique<model::DeleteToken>();
-    cmd->id = std::string(ex->request().Param("id"));
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "DELETE", "/v1/tokens/{id}",
+      [ctx](const http::ExchangePtr& ex) {
+        auto cmd = std::make_unique<model::DeleteToken>();
+        cmd->id = std::string(ex->request().Param("id"));
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      admin);
 
   // --- nodes ---
 
@@ -676,16 +695,16 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   // Revoke: deregistered (its tasks stopped), its certificate refused at once and
   // its streams closed, and its id never registered again. Admin only.
-  router->Add("POST", "/v1/nodes/{id}/revoke", [ctx](const http::ExchangePtr& ex) {
-    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
-      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may revoke nodes"));
-    }
-    auto cmd = std::make_unique<model::DeregisterNode>();
-    cmd->id = std::string(ex->request().Param("id"));
-    cmd->force = true;
-    cmd->revoke = true;
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "POST", "/v1/nodes/{id}/revoke",
+      [ctx](const http::ExchangePtr& ex) {
+        auto cmd = std::make_unique<model::DeregisterNode>();
+        cmd->id = std::string(ex->request().Param("id"));
+        cmd->force = true;
+        cmd->revoke = true;
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      admin);
 
   // --- tasks ---
 
@@ -979,54 +998,74 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   AddSecretRoutes(router, ctx);
 
-  // The audit log (store/audit.h), newest first; admin only.
-  router->Add("GET", "/v1/audit", [ctx](const http::ExchangePtr& ex) {
-    if (ex->principal != "admin" && !IsAdmin(*ctx->state, ex->principal)) {
-      return ex->Respond(http::ErrorResponse(403, "Forbidden", "only an admin token may read the audit log"));
-    }
-    const http::Request& req = ex->request();
-    store::AuditQuery q;
-    if (std::optional<std::string> since = req.Query("since"); since && !since->empty()) {
-      std::optional<int64_t> at = ParseUtcIso8601(*since);
-      Result<uint64_t> ago = flags::ParseDuration(*since, "since");
-      if (at) {
-        q.since_ms = *at;
-      } else if (ago) {
-        q.since_ms = ctx->clock->NowUnixMs() - static_cast<int64_t>(ago.value());
-      } else {
-        return ex->Respond(http::ErrorResponse(
-            400, "InvalidParameter", "since: expected a time such as 2026-12-06T03:00:00Z or a duration such as 1h"));
-      }
-    }
-    q.actor = req.Query("token").value_or("");
-    for (auto [name, dest, low, high] : {std::tuple{"limit", &q.limit, size_t{1}, size_t{1000}}}) {
-      std::optional<std::string> v = req.Query(name);
-      if (!v) continue;
-      char* end = nullptr;
-      unsigned long long n = strtoull(v->c_str(), &end, 10);
-      if (v->empty() || *end || n < low || n > high) {
-        return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
-                                               std::string(name) + ": expected a whole number from " +
-                                                   std::to_string(low) + " to " + std::to_string(high)));
-      }
-      *dest = static_cast<size_t>(n);
-    }
-    if (std::optional<std::string> before = req.Query("nextToken"); before && !before->empty()) {
-      char* end = nullptr;
-      q.before_id = strtoll(before->c_str(), &end, 10);
-      if (*end || q.before_id <= 0) {
-        return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "nextToken: not one this server gave"));
-      }
-    }
-    Result<std::vector<store::AuditEntry>> rows = store::ReadAudit(ctx->store->db(), q);
-    if (!rows) return ex->Respond(http::ErrorResponse(rows.error()));
+  // The permission matrix, from the routes themselves (docs/permissions.md is
+  // made from this answer, and a test calls every route with every role).
+  router->Add("GET", "/v1/permissions", [router](const http::ExchangePtr& ex) {
     json::Doc list = json::Doc::Array();
-    for (const store::AuditEntry& e : *rows) list.Push(store::AuditJson(e));
-    json::Doc out = json::Doc::Object();
-    out.Set("events", list);
-    if (rows->size() == q.limit) out.Set("nextToken", std::to_string(rows->back().id));
-    ex->Respond(http::JsonResponse(200, out.Print()));
+    for (const auto& r : router->routes()) {
+      json::Doc roles = json::Doc::Array();
+      for (const char* role : {"admin", "deploy", "read-only", "agent"}) {
+        if (RoleMay(role, r->access())) roles.Push(role);
+      }
+      json::Doc d = json::Doc::Object();
+      d.Set("method", r->method)
+          .Set("path", r->pattern)
+          .Set("access", http::AccessName(r->access()))
+          .Set("roles", roles);
+      list.Push(d);
+    }
+    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("routes", list).Print()));
   });
+
+  // The audit log (store/audit.h), newest first; admin only.
+  router->Add(
+      "GET", "/v1/audit",
+      [ctx](const http::ExchangePtr& ex) {
+        const http::Request& req = ex->request();
+        store::AuditQuery q;
+        if (std::optional<std::string> since = req.Query("since"); since && !since->empty()) {
+          std::optional<int64_t> at = ParseUtcIso8601(*since);
+          Result<uint64_t> ago = flags::ParseDuration(*since, "since");
+          if (at) {
+            q.since_ms = *at;
+          } else if (ago) {
+            q.since_ms = ctx->clock->NowUnixMs() - static_cast<int64_t>(ago.value());
+          } else {
+            return ex->Respond(
+                http::ErrorResponse(400, "InvalidParameter",
+                                    "since: expected a time such as 2026-12-06T03:00:00Z or a duration such as 1h"));
+          }
+        }
+        q.actor = req.Query("token").value_or("");
+        for (auto [name, dest, low, high] : {std::tuple{"limit", &q.limit, size_t{1}, size_t{1000}}}) {
+          std::optional<std::string> v = req.Query(name);
+          if (!v) continue;
+          char* end = nullptr;
+          unsigned long long n = strtoull(v->c_str(), &end, 10);
+          if (v->empty() || *end || n < low || n > high) {
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                                   std::string(name) + ": expected a whole number from " +
+                                                       std::to_string(low) + " to " + std::to_string(high)));
+          }
+          *dest = static_cast<size_t>(n);
+        }
+        if (std::optional<std::string> before = req.Query("nextToken"); before && !before->empty()) {
+          char* end = nullptr;
+          q.before_id = strtoll(before->c_str(), &end, 10);
+          if (*end || q.before_id <= 0) {
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "nextToken: not one this server gave"));
+          }
+        }
+        Result<std::vector<store::AuditEntry>> rows = store::ReadAudit(ctx->store->db(), q);
+        if (!rows) return ex->Respond(http::ErrorResponse(rows.error()));
+        json::Doc list = json::Doc::Array();
+        for (const store::AuditEntry& e : *rows) list.Push(store::AuditJson(e));
+        json::Doc out = json::Doc::Object();
+        out.Set("events", list);
+        if (rows->size() == q.limit) out.Set("nextToken", std::to_string(rows->back().id));
+        ex->Respond(http::JsonResponse(200, out.Print()));
+      },
+      admin);
 }
 
 }  // namespace berth::api

@@ -578,7 +578,7 @@ class Connection final : public Stream::Handler {
             429, "TooManyAuthenticationFailures",
             "too many failed authentications from " + peer_ip_ + "; try again in " + std::to_string(wait) + " s");
         refusal->headers.push_back({"Retry-After", std::to_string(wait)});
-      } else if (!m.route->options.open && server_->gate_) {
+      } else if (!m.route->open() && server_->gate_) {
         refusal = server_->gate_(*ex);
       }
       if (!refusal && (parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > m.route->options.max_body) {

@@ -2,6 +2,24 @@
 
 namespace berth::net::http {
 
+const char* AccessName(Access a) {
+  switch (a) {
+    case Access::kAuto: return "auto";
+    case Access::kOpen: return "open";
+    case Access::kRead: return "read";
+    case Access::kDeploy: return "deploy";
+    case Access::kAdmin: return "admin";
+    case Access::kAgent: return "agent";
+    case Access::kRegistry: return "registry";
+  }
+  return "?";
+}
+
+Access Route::access() const {
+  if (options.access != Access::kAuto) return options.access;
+  return method == "GET" || method == "HEAD" ? Access::kRead : Access::kDeploy;
+}
+
 namespace {
 
 std::vector<std::string> SplitPath(std::string_view path) {

@@ -18,12 +18,25 @@ class Exchange;
 using ExchangePtr = std::shared_ptr<Exchange>;
 using Handler = std::function<void(const ExchangePtr&)>;
 
+// Who may call a route. The gate enforces it, and docs/permissions.md is made
+// from it (GET /v1/permissions), so the documented matrix is the enforced one.
+enum class Access {
+  kAuto,      // kRead for GET and HEAD, kDeploy otherwise
+  kOpen,      // anyone, no credential
+  kRead,      // read-only, deploy and admin tokens
+  kDeploy,    // deploy and admin tokens
+  kAdmin,     // admin tokens
+  kAgent,     // agent tokens and node certificates (the agent protocol)
+  kRegistry,  // the registry decides, by its own tokens' scopes (docs/registry.md)
+};
+const char* AccessName(Access a);
+
 struct RouteOptions {
   size_t max_body = 1 << 20;  // bytes; larger bodies get 413
   // The handler runs when the headers are in, and reads the body as it arrives
   // through Exchange::on_body; nothing is buffered.
   bool stream_body = false;
-  bool open = false;  // needs no authentication
+  Access access = Access::kAuto;
   // A change through this route is written to the audit log (refusals always
   // are); off for an agent's routine traffic (reports, log frames).
   bool audit = true;
@@ -35,6 +48,11 @@ struct Route {
   Handler handler;
   RouteOptions options;
   std::vector<std::string> segments;  // split pattern
+  // kAuto resolved by the method.
+  Access access() const;
+  // The gate does not run: anyone may call it (kOpen), or the handler
+  // authenticates for itself (kRegistry).
+  bool open() const { return options.access == Access::kOpen || options.access == Access::kRegistry; }
 };
 
 class Router {
@@ -49,6 +67,8 @@ class Router {
   // Finds the route for `method` and raw `path`; fills `params` (decoded) on a match.
   Match Find(std::string_view method, std::string_view path,
              std::vector<std::pair<std::string, std::string>>* params) const;
+  // Every route, in the order added.
+  const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
 
  private:
   std::vector<std::unique_ptr<Route>> routes_;

@@ -212,7 +212,7 @@ Status Registry::Start() {
 
 void Registry::AddRoutes(http::Router* router) {
   http::RouteOptions plain;
-  plain.open = true;  // authenticated here, with OCI errors and Docker's challenge
+  plain.access = http::Access::kRegistry;  // authenticated here, with OCI errors and Docker's challenge
   http::RouteOptions streamed = plain;
   streamed.stream_body = true;
   streamed.max_body = options_.max_blob_bytes;

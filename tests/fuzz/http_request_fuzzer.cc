@@ -265,7 +265,8 @@ Env* MakeEnv() {
       "POST", "/echo", [](const ExchangePtr& ex) { ex->Respond(Json(200, ex->request().body)); },
       RouteOptions{.max_body = 1024});
   r.Add(
-      "GET", "/healthz", [](const ExchangePtr& ex) { ex->Respond(Json(200, "{}")); }, RouteOptions{.open = true});
+      "GET", "/healthz", [](const ExchangePtr& ex) { ex->Respond(Json(200, "{}")); },
+      RouteOptions{.access = Access::kOpen});
   return env;
 }
 

@@ -126,7 +126,8 @@ struct ServerFixture {
         "POST", "/small", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->request().body)); },
         RouteOptions{.max_body = 16});
     router.Add(
-        "GET", "/open", [](const ExchangePtr& ex) { ex->Respond(Text(200, "open")); }, RouteOptions{.open = true});
+        "GET", "/open", [](const ExchangePtr& ex) { ex->Respond(Text(200, "open")); },
+        RouteOptions{.access = Access::kOpen});
     router.Add("GET", "/whoami", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->principal)); });
     router.Add(
         "POST", "/upload",
@@ -980,7 +981,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: a request nobody vouched for has a
                  "[net][http_server][preauth]") {
   router.Add(
       "POST", "/open-echo", [](const ExchangePtr& ex) { ex->Respond(Text(200, ex->request().body)); },
-      RouteOptions{.open = true});
+      RouteOptions{.access = Access::kOpen});
   ServerLimits limits;
   limits.preauth_max_body = 64;
   limits.preauth_timeout_ms = 300;

@@ -130,3 +130,20 @@ TEST_CASE("router: the first matching route wins", "[net][router]") {
   CHECK(r.Find("GET", "/things/7", &p).route->pattern == "/things/{id}");
   CHECK(p == Params{{"id", "7"}});
 }
+
+TEST_CASE("router: a route's access, automatic by method unless declared", "[net][router]") {
+  Router r;
+  auto h = [](const ExchangePtr&) {};
+  r.Add("GET", "/a", h);
+  r.Add("DELETE", "/a", h);
+  r.Add("POST", "/b", h, RouteOptions{.access = Access::kAdmin});
+  r.Add("GET", "/v2", h, RouteOptions{.access = Access::kRegistry});
+  r.Add("GET", "/healthz", h, RouteOptions{.access = Access::kOpen});
+  std::vector<std::string> got;
+  for (const auto& route : r.routes()) {
+    got.push_back(route->method + " " + route->pattern + " " + AccessName(route->access()) +
+                  (route->open() ? " open" : ""));
+  }
+  CHECK(got == std::vector<std::string>{"GET /a read", "DELETE /a deploy", "POST /b admin", "GET /v2 registry open",
+                                        "GET /healthz open open"});
+}
