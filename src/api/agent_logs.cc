@@ -45,7 +45,7 @@ void AgentHub::AddLogRoutes(http::Router* router) {
   router->Add("GET", "/v1/tasks/{id}/logs", [this](const http::ExchangePtr& ex) {
     const http::Request& req = ex->request();
     const model::Task* t = ResolveTaskOrAnswer(*state_, ex, req.Param("id"));
-    if (!t) return;
+    if (!t || !ClusterInScope(*state_, ex, t->cluster)) return;
     std::string container = req.Query("container").value_or("");
     if (container.size() > 255)
       return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "container: at most 255 characters"));

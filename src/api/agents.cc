@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "api/api.h"
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -62,15 +63,18 @@ void AgentHub::CloseStream(const std::string& node_id) {
 // it (only then: a task already running or stopped gets none): "secrets" with each
 // value in base64, or "secretError" naming the first that cannot be given, which
 // the agent makes the task's stopped reason.
-void AgentHub::AppendSecrets(std::string* out, const model::TaskDefinition& td) const {
+void AgentHub::AppendSecrets(std::string* out, const model::TaskDefinition& td, const std::string& cluster) const {
   std::string list;
   for (const model::SecretRef& r : td.secrets) {
     const model::Secret* sec = state_->FindSecret(r.secret);
-    Result<std::string> value = !sec ? Result<std::string>(Error::NotFound("ResourceNotFoundException",
-                                                                           "secret " + r.secret + " does not exist"))
-                                : !options_.secrets
-                                    ? Result<std::string>(Error::Internal("this server holds no secret key"))
-                                    : options_.secrets->Open(*sec);
+    bool for_cluster = !sec || sec->clusters.empty() ||
+                       std::find(sec->clusters.begin(), sec->clusters.end(), cluster) != sec->clusters.end();
+    Result<std::string> value =
+        !sec ? Result<std::string>(
+                   Error::NotFound("ResourceNotFoundException", "secret " + r.secret + " does not exist"))
+        : !for_cluster      ? Result<std::string>(Error::Invalid("it is kept for tasks of other clusters"))
+        : !options_.secrets ? Result<std::string>(Error::Internal("this server holds no secret key"))
+                            : options_.secrets->Open(*sec);
     if (!value) {
       out->append(",\"secretError\":");
       json::AppendQuoted(out, "ResourceInitializationError: unable to get secret " + r.secret + " for " +
@@ -123,7 +127,7 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
     }
     const model::TaskDefinition* td = state_->FindTaskDefinition(t.family, t.revision);
     if (td && !td->secrets.empty() && t.desired == "RUNNING" && t.last != "RUNNING" && t.last != "STOPPED") {
-      AppendSecrets(&out, *td);
+      AppendSecrets(&out, *td, t.cluster);
     }
     out.push_back('}');
     if (!td || std::find(seen.begin(), seen.end(), td) != seen.end()) return;
@@ -344,6 +348,8 @@ void AgentHub::AddRoutes(http::Router* router) {
                                memory ? nullptr : &memory.error()}) {
           if (e) return ex->Respond(http::ErrorResponse(*e));
         }
+        // An agent token limited to some clusters joins nodes to those only.
+        if (!ClusterInScope(*state_, ex, *cluster)) return;
         if (*cpu <= 0 || *memory <= 0) {
           return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "cpu and memory: must be above 0"));
         }

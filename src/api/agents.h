@@ -107,7 +107,7 @@ class AgentHub final : public model::StateObserver {
   // The node's whole set (`desired`), or for a stream that takes them and has
   // had its first line, what changed since its last line (`changes`).
   std::string DesiredMessage(const model::Node& n, Stream* s) const;
-  void AppendSecrets(std::string* out, const model::TaskDefinition& td) const;
+  void AppendSecrets(std::string* out, const model::TaskDefinition& td, const std::string& cluster) const;
   void Send(const std::string& node_id, Stream& s);
   void CloseStream(const std::string& node_id);
 

@@ -148,13 +148,43 @@ const model::TaskDefinition* ActiveTaskDefinition(Context* ctx, const http::Exch
   return td;
 }
 
+// For a list: whether an item of `cluster` is shown to `ex` (others are left out).
+bool Shown(const model::TokenScope* limits, std::string_view cluster) {
+  return !limits || limits->AllowsCluster(cluster);
+}
+
 void ClusterNotFound(const http::ExchangePtr& ex, std::string_view name) {
   ex->Respond(http::ErrorResponse(404, "ClusterNotFound", "cluster " + std::string(name) + " does not exist"));
 }
 
+// The node the request's {id} names, if the caller may act on its cluster;
+// answers 404 or 403 and returns nullptr otherwise.
+const model::Node* NodeInScope(Context* ctx, const http::ExchangePtr& ex) {
+  std::string_view id = ex->request().Param("id");
+  const model::Node* n = ctx->state->FindNode(id);
+  if (!n) {
+    ex->Respond(http::ErrorResponse(404, "NodeNotFound", "node " + std::string(id) + " does not exist"));
+    return nullptr;
+  }
+  return ClusterInScope(*ctx->state, ex, n->cluster) ? n : nullptr;
+}
+
 // Checks a task definition against the task policy of the cluster it is to run
 // in; answers 403 naming the field and the setting, and returns false, if refused.
-bool PolicyAllows(const http::ExchangePtr& ex, const model::Cluster& cluster, const model::TaskDefinition& td) {
+bool PolicyAllows(const model::State& state, const http::ExchangePtr& ex, const model::Cluster& cluster,
+                  const model::TaskDefinition& td) {
+  // Secrets kept for some clusters are taken by those clusters' tasks only.
+  for (const model::SecretRef& r : td.secrets) {
+    const model::Secret* sec = state.FindSecret(r.secret);
+    if (!sec || sec->clusters.empty() ||
+        std::find(sec->clusters.begin(), sec->clusters.end(), cluster.name) != sec->clusters.end()) {
+      continue;
+    }
+    ex->Respond(http::ErrorResponse(403, "SecretNotForCluster",
+                                    "containerDefinitions " + r.container + " secret " + r.name + ": secret " +
+                                        r.secret + " is kept for tasks of other clusters, not " + cluster.name));
+    return false;
+  }
   Result<json::Doc> doc = json::Doc::Parse(td.doc);
   if (!doc) {
     ex->Respond(http::ErrorResponse(500, "InternalError", "task definition " + td.arn + ": " + doc.error().message));
@@ -228,6 +258,15 @@ void PutSecret(Context* ctx, const http::ExchangePtr& ex, std::string name, json
   if (Status s = model::ValidateSecretName(name); !s) return ex->Respond(http::ErrorResponse(s.error()));
   std::optional<std::string> value = SecretValue(ex, body);
   if (!value) return;
+  std::vector<std::string> clusters;
+  if (json::View list = body.Get("clusters"); list.valid() && create) {
+    Result<model::TokenScope> scope = model::ParseTokenScope(body);  // the same rules for cluster lists
+    if (!scope) return ex->Respond(http::ErrorResponse(scope.error()));
+    for (const std::string& c : scope->clusters) {
+      if (!ctx->state->FindCluster(c)) return ClusterNotFound(ex, c);
+    }
+    clusters = scope->clusters;
+  }
   Result<model::Secret> sealed = ctx->secrets->Seal(name, *value);
   std::fill(value->begin(), value->end(), '\0');
   if (!sealed) return ex->Respond(http::ErrorResponse(sealed.error()));
@@ -236,12 +275,17 @@ void PutSecret(Context* ctx, const http::ExchangePtr& ex, std::string name, json
   cmd->sealed = std::move(sealed->sealed);
   cmd->key_id = sealed->key_id;
   cmd->create = create;
+  cmd->clusters = std::move(clusters);
   Submit(ctx, ex, std::move(cmd), create ? 201 : 200);
 }
 
 void AddSecretRoutes(http::Router* router, Context* ctx) {
+  // Secrets are shared by every cluster: only tokens without limits change them.
   http::RouteOptions small;
   small.max_body = 4 * model::kMaxSecretBytes;  // base64 and JSON around the largest value
+  small.scope = http::Scope::kUnscoped;
+  http::RouteOptions unscoped;
+  unscoped.scope = http::Scope::kUnscoped;
   router->Add(
       "POST", "/v1/secrets",
       [ctx](const http::ExchangePtr& ex) {
@@ -280,14 +324,35 @@ void AddSecretRoutes(http::Router* router, Context* ctx) {
     d.Set("usedBy", SecretUsers(*ctx->state, name));
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("secret", d).Print()));
   });
-  router->Add("DELETE", "/v1/secrets/{name}", [ctx](const http::ExchangePtr& ex) {
-    auto cmd = std::make_unique<model::DeleteSecret>();
-    cmd->name = std::string(ex->request().Param("name"));
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "DELETE", "/v1/secrets/{name}",
+      [ctx](const http::ExchangePtr& ex) {
+        auto cmd = std::make_unique<model::DeleteSecret>();
+        cmd->name = std::string(ex->request().Param("name"));
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      unscoped);
 }
 
 }  // namespace
+
+// The limits of the token behind `ex` (model/scope.h); nullptr when it has none
+// (an unlimited token, a node's certificate, nobody).
+const model::TokenScope* LimitsOf(const model::State& state, const http::Exchange& ex) {
+  if (ex.principal.empty()) return nullptr;
+  const model::Token* t = state.FindToken(ex.principal);
+  return t && t->scope.limited() ? &t->scope : nullptr;
+}
+
+// Whether `ex` may act on `cluster`; answers 403, naming the token's limits, when not.
+bool ClusterInScope(const model::State& state, const http::ExchangePtr& ex, std::string_view cluster) {
+  const model::TokenScope* s = LimitsOf(state, *ex);
+  if (!s || s->AllowsCluster(cluster)) return true;
+  ex->Respond(http::ErrorResponse(403, "Forbidden",
+                                  "token " + ex->principal + " is limited to " + s->Describe() +
+                                      ": it may not act on cluster " + std::string(cluster)));
+  return false;
+}
 
 bool RoleMay(std::string_view role, http::Access access) {
   switch (access) {
@@ -358,6 +423,11 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
         403, "Forbidden",
         "a token with role " + t->role + " may not " + req.method + " " + req.path + ": " + WhoMay(access));
   }
+  if (ex.route().options.scope == http::Scope::kUnscoped && t->scope.limited()) {
+    return http::ErrorResponse(403, "Forbidden",
+                               "token " + t->id + " is limited to " + t->scope.Describe() + ": " + req.method + " " +
+                                   req.path + " changes what every cluster shares, and needs a token without limits");
+  }
   state.NoteTokenUsed(t->id, now_ms);
   ex.principal = t->id;
   return std::nullopt;
@@ -419,6 +489,12 @@ void AddRoutes(http::Router* router, Context* ctx) {
   open.access = http::Access::kOpen;
   http::RouteOptions admin;
   admin.access = http::Access::kAdmin;
+  http::RouteOptions cluster_scoped;
+  cluster_scoped.scope = http::Scope::kCluster;
+  http::RouteOptions admin_cluster = admin;
+  admin_cluster.scope = http::Scope::kCluster;
+  http::RouteOptions unscoped;
+  unscoped.scope = http::Scope::kUnscoped;
   router->Add(
       "GET", "/healthz",
       [](const http::ExchangePtr& ex) { ex->Respond(http::JsonResponse(200, "{\"status\":\"ok\"}")); }, open);
@@ -466,29 +542,42 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   // --- clusters ---
 
-  router->Add("POST", "/v1/clusters", [ctx](const http::ExchangePtr& ex) {
-    std::optional<json::Doc> body = ParseBody(ex);
-    if (!body) return;
-    Result<std::string> name = json::RequireString(body->view(), "clusterName", "clusterName");
-    if (!name) return ex->Respond(http::ErrorResponse(name.error()));
-    if (Status s = model::ValidateClusterName(name.value()); !s) return ex->Respond(http::ErrorResponse(s.error()));
-    auto cmd = std::make_unique<model::CreateCluster>();
-    cmd->name = std::move(name.value());
-    Submit(ctx, ex, std::move(cmd), 201);
-  });
+  router->Add(
+      "POST", "/v1/clusters",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> name = json::RequireString(body->view(), "clusterName", "clusterName");
+        if (!name) return ex->Respond(http::ErrorResponse(name.error()));
+        if (Status s = model::ValidateClusterName(name.value()); !s) return ex->Respond(http::ErrorResponse(s.error()));
+        auto cmd = std::make_unique<model::CreateCluster>();
+        cmd->name = std::move(name.value());
+        Submit(ctx, ex, std::move(cmd), 201);
+      },
+      unscoped);
 
-  router->Add("GET", "/v1/clusters", [ctx](const http::ExchangePtr& ex) {
-    json::Doc list = json::Doc::Array();
-    for (const auto& [name, c] : ctx->state->clusters()) list.Push(model::ClusterJson(c));
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("clusters", std::move(list)).Print()));
-  });
+  router->Add(
+      "GET", "/v1/clusters",
+      [ctx](const http::ExchangePtr& ex) {
+        json::Doc list = json::Doc::Array();
+        const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+        for (const auto& [name, c] : ctx->state->clusters()) {
+          if (Shown(limits, name)) list.Push(model::ClusterJson(c));
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("clusters", std::move(list)).Print()));
+      },
+      cluster_scoped);
 
-  router->Add("GET", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {
-    std::string_view name = ex->request().Param("name");
-    const model::Cluster* c = ctx->state->FindCluster(name);
-    if (!c) return ClusterNotFound(ex, name);
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("cluster", model::ClusterJson(*c)).Print()));
-  });
+  router->Add(
+      "GET", "/v1/clusters/{name}",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string_view name = ex->request().Param("name");
+        if (!ClusterInScope(*ctx->state, ex, name)) return;
+        const model::Cluster* c = ctx->state->FindCluster(name);
+        if (!c) return ClusterNotFound(ex, name);
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("cluster", model::ClusterJson(*c)).Print()));
+      },
+      cluster_scoped);
 
   // Only the task policy changes: {"taskPolicy": {...}} replaces it whole.
   router->Add(
@@ -516,7 +605,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         cmd->policy = policy->ToJson().Print();
         Submit(ctx, ex, std::move(cmd), 200);
       },
-      admin);
+      admin_cluster);
 
   // --- task definitions ---
 
@@ -575,18 +664,21 @@ void AddRoutes(http::Router* router, Context* ctx) {
         http::JsonResponse(200, json::Doc::Object().Set("taskDefinition", model::TaskDefinitionJson(*td)).Print()));
   });
 
-  router->Add("DELETE", "/v1/taskdefinitions/{ref}", [ctx](const http::ExchangePtr& ex) {
-    auto ref = model::ParseTaskDefinitionRef(ex->request().Param("ref"));
-    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
-    if (ref->second == 0) {
-      return ex->Respond(
-          http::ErrorResponse(400, "InvalidParameter", "taskDefinition: give FAMILY:REVISION to deregister"));
-    }
-    auto cmd = std::make_unique<model::DeregisterTaskDefinition>();
-    cmd->family = ref->first;
-    cmd->revision = ref->second;
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "DELETE", "/v1/taskdefinitions/{ref}",
+      [ctx](const http::ExchangePtr& ex) {
+        auto ref = model::ParseTaskDefinitionRef(ex->request().Param("ref"));
+        if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+        if (ref->second == 0) {
+          return ex->Respond(
+              http::ErrorResponse(400, "InvalidParameter", "taskDefinition: give FAMILY:REVISION to deregister"));
+        }
+        auto cmd = std::make_unique<model::DeregisterTaskDefinition>();
+        cmd->family = ref->first;
+        cmd->revision = ref->second;
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      unscoped);
 
   // --- tokens (admin only) ---
 
@@ -612,6 +704,11 @@ void AddRoutes(http::Router* router, Context* ctx) {
           return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
                                                  "uses: only an agent token has uses (node joins), from 1 to 1000000"));
         }
+        Result<model::TokenScope> scope = model::ParseTokenScope(body->view());
+        if (!scope) return ex->Respond(http::ErrorResponse(scope.error()));
+        for (const std::string& c : scope->clusters) {
+          if (!ctx->state->FindCluster(c)) return ClusterNotFound(ex, c);
+        }
         Result<std::string> secret = crypto::NewToken("berth_");
         if (!secret) return ex->Respond(http::ErrorResponse(secret.error()));
         Result<std::string> suffix = crypto::NewToken("");
@@ -623,6 +720,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         cmd->time_ms = ctx->clock->NowUnixMs();
         cmd->expires_ms = *ttl > 0 ? cmd->time_ms + *ttl * 1000 : 0;
         cmd->uses = *uses;
+        if (scope->limited()) cmd->scope = scope->ToJson().Print();
         // What the user pastes: the secret with the CA's fingerprint (base/crypto.h).
         std::string secret_value =
             ctx->ca_fingerprint.empty() ? *secret : crypto::PinnedToken(ctx->ca_fingerprint, *secret);
@@ -657,41 +755,56 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   // --- nodes ---
 
-  router->Add("GET", "/v1/nodes", [ctx](const http::ExchangePtr& ex) {
-    std::string cluster = ex->request().Query("cluster").value_or("");
-    std::string status = ex->request().Query("status").value_or("");
-    json::Doc list = json::Doc::Array();
-    for (const auto& [id, n] : ctx->state->nodes()) {
-      if ((!cluster.empty() && n.cluster != cluster) || (!status.empty() && n.status != status)) continue;
-      list.Push(model::NodeJson(n));
-    }
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstances", list).Print()));
-  });
+  router->Add(
+      "GET", "/v1/nodes",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string cluster = ex->request().Query("cluster").value_or("");
+        std::string status = ex->request().Query("status").value_or("");
+        if (!cluster.empty() && !ClusterInScope(*ctx->state, ex, cluster)) return;
+        const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+        json::Doc list = json::Doc::Array();
+        for (const auto& [id, n] : ctx->state->nodes()) {
+          if ((!cluster.empty() && n.cluster != cluster) || (!status.empty() && n.status != status)) continue;
+          if (!Shown(limits, n.cluster)) continue;
+          list.Push(model::NodeJson(n));
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstances", list).Print()));
+      },
+      cluster_scoped);
 
-  router->Add("GET", "/v1/nodes/{id}", [ctx](const http::ExchangePtr& ex) {
-    const model::Node* n = ctx->state->FindNode(ex->request().Param("id"));
-    if (!n)
-      return ex->Respond(http::ErrorResponse(404, "NodeNotFound",
-                                             "node " + std::string(ex->request().Param("id")) + " does not exist"));
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstance", model::NodeJson(*n)).Print()));
-  });
+  router->Add(
+      "GET", "/v1/nodes/{id}",
+      [ctx](const http::ExchangePtr& ex) {
+        const model::Node* n = NodeInScope(ctx, ex);
+        if (!n) return;
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstance", model::NodeJson(*n)).Print()));
+      },
+      cluster_scoped);
 
   for (const char* action : {"drain", "activate"}) {
     std::string status = std::string(action) == "drain" ? "DRAINING" : "ACTIVE";
-    router->Add("POST", std::string("/v1/nodes/{id}/") + action, [ctx, status](const http::ExchangePtr& ex) {
-      auto cmd = std::make_unique<model::SetNodeStatus>();
-      cmd->id = std::string(ex->request().Param("id"));
-      cmd->status = status;
-      Submit(ctx, ex, std::move(cmd), 200);
-    });
+    router->Add(
+        "POST", std::string("/v1/nodes/{id}/") + action,
+        [ctx, status](const http::ExchangePtr& ex) {
+          if (!NodeInScope(ctx, ex)) return;
+          auto cmd = std::make_unique<model::SetNodeStatus>();
+          cmd->id = std::string(ex->request().Param("id"));
+          cmd->status = status;
+          Submit(ctx, ex, std::move(cmd), 200);
+        },
+        cluster_scoped);
   }
 
-  router->Add("DELETE", "/v1/nodes/{id}", [ctx](const http::ExchangePtr& ex) {
-    auto cmd = std::make_unique<model::DeregisterNode>();
-    cmd->id = std::string(ex->request().Param("id"));
-    cmd->force = ex->request().Query("force").value_or("") == "true";
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "DELETE", "/v1/nodes/{id}",
+      [ctx](const http::ExchangePtr& ex) {
+        if (!NodeInScope(ctx, ex)) return;
+        auto cmd = std::make_unique<model::DeregisterNode>();
+        cmd->id = std::string(ex->request().Param("id"));
+        cmd->force = ex->request().Query("force").value_or("") == "true";
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
 
   // Revoke: deregistered (its tasks stopped), its certificate refused at once and
   // its streams closed, and its id never registered again. Admin only.
@@ -704,141 +817,157 @@ void AddRoutes(http::Router* router, Context* ctx) {
         cmd->revoke = true;
         Submit(ctx, ex, std::move(cmd), 200);
       },
-      admin);
+      admin_cluster);
 
   // --- tasks ---
 
-  router->Add("POST", "/v1/tasks", [ctx](const http::ExchangePtr& ex) {
-    std::optional<json::Doc> body = ParseBody(ex);
-    if (!body) return;
-    json::View v = body->view();
-    Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
-    if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
-    if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
-    Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
-    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
-    const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
-    if (!td) return;
-    if (!PolicyAllows(ex, *ctx->state->FindCluster(*cluster), *td)) return;
-    Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
-    if (!count) return ex->Respond(http::ErrorResponse(count.error()));
-    if (*count < 1 || *count > 10000)
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
-    Result<std::string> group = json::OptionalString(v, "group", "group", "family:" + td->family);
-    Result<std::string> started_by = json::OptionalString(v, "startedBy", "startedBy", "");
-    if (!group) return ex->Respond(http::ErrorResponse(group.error()));
-    if (!started_by) return ex->Respond(http::ErrorResponse(started_by.error()));
-    if (group->empty() || group->size() > 255)
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "group: must be 1-255 characters"));
-    sched::Request req;
-    req.group = *group;
-    if (Status s = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &req); !s) {
-      return ex->Respond(http::ErrorResponse(s.error()));
-    }
-    if (Result<json::Doc> tdoc = json::Doc::Parse(td->doc); tdoc) {
-      if (Status s =
-              control::ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(), "taskDefinition", &req);
-          !s) {
-        return ex->Respond(http::ErrorResponse(s.error()));
-      }
-    }
-    if (req.strategies.empty()) req.strategies.push_back(*sched::Strategy::Make("random", ""));
-    control::Scheduler::Plan plan =
-        ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count), ctx->clock->NowUnixMs());
-    json::Doc failures = json::Doc::Array();
-    if (plan.nodes.size() < static_cast<size_t>(*count)) {
-      failures.Push(
-          json::Doc::Object()
-              .Set("reason", plan.reason.empty() ? std::string("no room") : plan.reason)
-              .Set("detail", std::to_string(*count - static_cast<int64_t>(plan.nodes.size())) + " task(s) not placed"));
-    }
-    if (plan.nodes.empty()) {
-      return ex->Respond(http::JsonResponse(
-          200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
-    }
-    auto cmd = std::make_unique<model::PlaceTasks>();
-    cmd->cluster = *cluster;
-    cmd->family = td->family;
-    cmd->revision = td->revision;
-    cmd->group = *group;
-    cmd->started_by = *started_by;
-    for (size_t i = 0; i < plan.nodes.size(); i++) cmd->placements.push_back({plan.task_ids[i], plan.nodes[i]});
-    cmd->time_ms = ctx->clock->NowUnixMs();
-    std::string failures_text = failures.Print();
-    std::string family = td->family;
-    int64_t revision = td->revision;
-    std::string group_name = *group;
-    std::string cluster_name = *cluster;
-    ctx->store->Submit(std::move(cmd), [ctx, ex, plan, failures_text, family, revision, group_name,
-                                        cluster_name](Result<std::string> r) {
-      if (!r) {
-        if (const model::TaskDefinition* t = ctx->state->FindTaskDefinition(family, revision)) {
-          ctx->scheduler->Release(cluster_name, *t, group_name, plan);
+  router->Add(
+      "POST", "/v1/tasks",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View v = body->view();
+        Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+        if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
+        if (!ClusterInScope(*ctx->state, ex, *cluster)) return;
+        if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
+        Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
+        if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+        const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
+        if (!td) return;
+        if (!PolicyAllows(*ctx->state, ex, *ctx->state->FindCluster(*cluster), *td)) return;
+        Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
+        if (!count) return ex->Respond(http::ErrorResponse(count.error()));
+        if (*count < 1 || *count > 10000)
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
+        Result<std::string> group = json::OptionalString(v, "group", "group", "family:" + td->family);
+        Result<std::string> started_by = json::OptionalString(v, "startedBy", "startedBy", "");
+        if (!group) return ex->Respond(http::ErrorResponse(group.error()));
+        if (!started_by) return ex->Respond(http::ErrorResponse(started_by.error()));
+        if (group->empty() || group->size() > 255)
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "group: must be 1-255 characters"));
+        sched::Request req;
+        req.group = *group;
+        if (Status s = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &req);
+            !s) {
+          return ex->Respond(http::ErrorResponse(s.error()));
         }
-        return ex->Respond(http::ErrorResponse(r.error()));
-      }
-      json::Doc tasks = json::Doc::Array();
-      for (const std::string& id : plan.task_ids) {
-        if (const model::Task* t = ctx->state->FindTask(id)) tasks.Push(model::TaskJson(*t));
-      }
-      Result<json::Doc> f = json::Doc::Parse(failures_text);
-      json::Doc out = json::Doc::Object();
-      out.Set("tasks", tasks).Set("failures", f ? std::move(f.value()) : json::Doc::Array());
-      ex->Respond(http::JsonResponse(200, out.Print()));
-    });
-  });
+        if (Result<json::Doc> tdoc = json::Doc::Parse(td->doc); tdoc) {
+          if (Status s = control::ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(),
+                                                 "taskDefinition", &req);
+              !s) {
+            return ex->Respond(http::ErrorResponse(s.error()));
+          }
+        }
+        if (req.strategies.empty()) req.strategies.push_back(*sched::Strategy::Make("random", ""));
+        control::Scheduler::Plan plan =
+            ctx->scheduler->Place(*cluster, *td, req, static_cast<int>(*count), ctx->clock->NowUnixMs());
+        json::Doc failures = json::Doc::Array();
+        if (plan.nodes.size() < static_cast<size_t>(*count)) {
+          failures.Push(json::Doc::Object()
+                            .Set("reason", plan.reason.empty() ? std::string("no room") : plan.reason)
+                            .Set("detail", std::to_string(*count - static_cast<int64_t>(plan.nodes.size())) +
+                                               " task(s) not placed"));
+        }
+        if (plan.nodes.empty()) {
+          return ex->Respond(http::JsonResponse(
+              200, json::Doc::Object().Set("tasks", json::Doc::Array()).Set("failures", failures).Print()));
+        }
+        auto cmd = std::make_unique<model::PlaceTasks>();
+        cmd->cluster = *cluster;
+        cmd->family = td->family;
+        cmd->revision = td->revision;
+        cmd->group = *group;
+        cmd->started_by = *started_by;
+        for (size_t i = 0; i < plan.nodes.size(); i++) cmd->placements.push_back({plan.task_ids[i], plan.nodes[i]});
+        cmd->time_ms = ctx->clock->NowUnixMs();
+        std::string failures_text = failures.Print();
+        std::string family = td->family;
+        int64_t revision = td->revision;
+        std::string group_name = *group;
+        std::string cluster_name = *cluster;
+        ctx->store->Submit(std::move(cmd), [ctx, ex, plan, failures_text, family, revision, group_name,
+                                            cluster_name](Result<std::string> r) {
+          if (!r) {
+            if (const model::TaskDefinition* t = ctx->state->FindTaskDefinition(family, revision)) {
+              ctx->scheduler->Release(cluster_name, *t, group_name, plan);
+            }
+            return ex->Respond(http::ErrorResponse(r.error()));
+          }
+          json::Doc tasks = json::Doc::Array();
+          for (const std::string& id : plan.task_ids) {
+            if (const model::Task* t = ctx->state->FindTask(id)) tasks.Push(model::TaskJson(*t));
+          }
+          Result<json::Doc> f = json::Doc::Parse(failures_text);
+          json::Doc out = json::Doc::Object();
+          out.Set("tasks", tasks).Set("failures", f ? std::move(f.value()) : json::Doc::Array());
+          ex->Respond(http::JsonResponse(200, out.Print()));
+        });
+      },
+      cluster_scoped);
 
-  router->Add("GET", "/v1/tasks", [ctx](const http::ExchangePtr& ex) {
-    const http::Request& q = ex->request();
-    std::string cluster = q.Query("cluster").value_or(""), service = q.Query("service").value_or("");
-    std::string node = q.Query("node").value_or(""), desired = q.Query("desiredStatus").value_or("");
-    std::string family = q.Query("family").value_or("");
-    std::vector<const model::Task*> found;
-    for (const auto& [id, t] : ctx->state->tasks()) {
-      if ((!cluster.empty() && t.cluster != cluster) || (!service.empty() && t.service != service) ||
-          (!node.empty() && t.node != node) || (!desired.empty() && t.desired != desired) ||
-          (!family.empty() && t.family != family)) {
-        continue;
-      }
-      found.push_back(&t);
-    }
-    std::sort(found.begin(), found.end(), [](const model::Task* a, const model::Task* b) {
-      return a->created_ms != b->created_ms ? a->created_ms < b->created_ms : a->id < b->id;
-    });
-    size_t begin, end;
-    if (!Page(ex, found.size(), &begin, &end)) return;
-    json::Doc list = json::Doc::Array();
-    for (size_t i = begin; i < end; i++) list.Push(model::TaskJson(*found[i]));
-    json::Doc out = json::Doc::Object();
-    out.Set("tasks", list);
-    if (end < found.size()) out.Set("nextToken", std::to_string(end));
-    ex->Respond(http::JsonResponse(200, out.Print()));
-  });
+  router->Add(
+      "GET", "/v1/tasks",
+      [ctx](const http::ExchangePtr& ex) {
+        const http::Request& q = ex->request();
+        std::string cluster = q.Query("cluster").value_or(""), service = q.Query("service").value_or("");
+        std::string node = q.Query("node").value_or(""), desired = q.Query("desiredStatus").value_or("");
+        std::string family = q.Query("family").value_or("");
+        if (!cluster.empty() && !ClusterInScope(*ctx->state, ex, cluster)) return;
+        const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+        std::vector<const model::Task*> found;
+        for (const auto& [id, t] : ctx->state->tasks()) {
+          if ((!cluster.empty() && t.cluster != cluster) || (!service.empty() && t.service != service) ||
+              (!node.empty() && t.node != node) || (!desired.empty() && t.desired != desired) ||
+              (!family.empty() && t.family != family) || !Shown(limits, t.cluster)) {
+            continue;
+          }
+          found.push_back(&t);
+        }
+        std::sort(found.begin(), found.end(), [](const model::Task* a, const model::Task* b) {
+          return a->created_ms != b->created_ms ? a->created_ms < b->created_ms : a->id < b->id;
+        });
+        size_t begin, end;
+        if (!Page(ex, found.size(), &begin, &end)) return;
+        json::Doc list = json::Doc::Array();
+        for (size_t i = begin; i < end; i++) list.Push(model::TaskJson(*found[i]));
+        json::Doc out = json::Doc::Object();
+        out.Set("tasks", list);
+        if (end < found.size()) out.Set("nextToken", std::to_string(end));
+        ex->Respond(http::JsonResponse(200, out.Print()));
+      },
+      cluster_scoped);
 
-  router->Add("GET", "/v1/tasks/{id}", [ctx](const http::ExchangePtr& ex) {
-    const model::Task* t = ResolveTaskOrAnswer(*ctx->state, ex, ex->request().Param("id"));
-    if (!t) return;
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("task", model::TaskJson(*t)).Print()));
-  });
+  router->Add(
+      "GET", "/v1/tasks/{id}",
+      [ctx](const http::ExchangePtr& ex) {
+        const model::Task* t = ResolveTaskOrAnswer(*ctx->state, ex, ex->request().Param("id"));
+        if (!t || !ClusterInScope(*ctx->state, ex, t->cluster)) return;
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("task", model::TaskJson(*t)).Print()));
+      },
+      cluster_scoped);
 
-  router->Add("POST", "/v1/tasks/{id}/stop", [ctx](const http::ExchangePtr& ex) {
-    const model::Task* t = ResolveTaskOrAnswer(*ctx->state, ex, ex->request().Param("id"));
-    if (!t) return;
-    std::string id = t->id;
-    std::string reason = "Task stopped by the user";
-    if (!ex->request().body.empty()) {
-      std::optional<json::Doc> body = ParseBody(ex);
-      if (!body) return;
-      Result<std::string> r = json::OptionalString(body->view(), "reason", "reason", reason);
-      if (!r) return ex->Respond(http::ErrorResponse(r.error()));
-      reason = r->substr(0, 1024);
-    }
-    auto cmd = std::make_unique<model::StopTasks>();
-    cmd->ids.push_back(id);
-    cmd->reason = reason;
-    cmd->code = "UserInitiated";
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "POST", "/v1/tasks/{id}/stop",
+      [ctx](const http::ExchangePtr& ex) {
+        const model::Task* t = ResolveTaskOrAnswer(*ctx->state, ex, ex->request().Param("id"));
+        if (!t || !ClusterInScope(*ctx->state, ex, t->cluster)) return;
+        std::string id = t->id;
+        std::string reason = "Task stopped by the user";
+        if (!ex->request().body.empty()) {
+          std::optional<json::Doc> body = ParseBody(ex);
+          if (!body) return;
+          Result<std::string> r = json::OptionalString(body->view(), "reason", "reason", reason);
+          if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+          reason = r->substr(0, 1024);
+        }
+        auto cmd = std::make_unique<model::StopTasks>();
+        cmd->ids.push_back(id);
+        cmd->reason = reason;
+        cmd->code = "UserInitiated";
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
 
   // --- services ---
 
@@ -854,66 +983,76 @@ void AddRoutes(http::Router* router, Context* ctx) {
     };
   };
 
-  router->Add("POST", "/v1/services", [ctx, reply_service](const http::ExchangePtr& ex) {
-    std::optional<json::Doc> body = ParseBody(ex);
-    if (!body) return;
-    json::View v = body->view();
-    model::Service svc;
-    Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
-    if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
-    if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
-    Result<std::string> name = json::RequireString(v, "serviceName", "serviceName");
-    if (!name) return ex->Respond(http::ErrorResponse(name.error()));
-    if (Status st = model::ValidateServiceName(*name); !st) return ex->Respond(http::ErrorResponse(st.error()));
-    Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
-    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
-    const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
-    if (!td) return;
-    if (!PolicyAllows(ex, *ctx->state->FindCluster(*cluster), *td)) return;
-    Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
-    if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
-    if (*desired < 0 || *desired > 1000000)
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
-    int64_t mn = -1, mx = -1;
-    int breaker = -1, rollback = -1;
-    std::string constraints, strategy;
-    if (Status st = ReadServiceSettings(v, &mn, &mx, &breaker, &rollback, &constraints, &strategy); !st) {
-      return ex->Respond(http::ErrorResponse(st.error()));
-    }
-    svc.name = *name;
-    svc.cluster = *cluster;
-    svc.arn = model::ServiceArn(svc.cluster, svc.name);
-    svc.desired = *desired;
-    if (mn >= 0) svc.min_healthy_pct = mn;
-    if (mx >= 0) svc.max_pct = mx;
-    svc.breaker = breaker == 1;
-    svc.rollback = rollback == 1;
-    if (!constraints.empty()) svc.constraints = constraints;
-    if (!strategy.empty()) svc.strategy = strategy;
-    model::Deployment d;
-    d.id = NewDeploymentId();
-    d.family = td->family;
-    d.revision = td->revision;
-    svc.deployments.push_back(d);
-    auto cmd = std::make_unique<model::CreateService>();
-    cmd->doc = model::ServiceDoc(svc);
-    cmd->time_ms = ctx->clock->NowUnixMs();
-    ctx->store->Submit(std::move(cmd), reply_service(ex, svc.cluster, svc.name, 201));
-  });
+  router->Add(
+      "POST", "/v1/services",
+      [ctx, reply_service](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View v = body->view();
+        model::Service svc;
+        Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+        if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
+        if (!ClusterInScope(*ctx->state, ex, *cluster)) return;
+        if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
+        Result<std::string> name = json::RequireString(v, "serviceName", "serviceName");
+        if (!name) return ex->Respond(http::ErrorResponse(name.error()));
+        if (Status st = model::ValidateServiceName(*name); !st) return ex->Respond(http::ErrorResponse(st.error()));
+        Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
+        if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+        const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
+        if (!td) return;
+        if (!PolicyAllows(*ctx->state, ex, *ctx->state->FindCluster(*cluster), *td)) return;
+        Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
+        if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
+        if (*desired < 0 || *desired > 1000000)
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
+        int64_t mn = -1, mx = -1;
+        int breaker = -1, rollback = -1;
+        std::string constraints, strategy;
+        if (Status st = ReadServiceSettings(v, &mn, &mx, &breaker, &rollback, &constraints, &strategy); !st) {
+          return ex->Respond(http::ErrorResponse(st.error()));
+        }
+        svc.name = *name;
+        svc.cluster = *cluster;
+        svc.arn = model::ServiceArn(svc.cluster, svc.name);
+        svc.desired = *desired;
+        if (mn >= 0) svc.min_healthy_pct = mn;
+        if (mx >= 0) svc.max_pct = mx;
+        svc.breaker = breaker == 1;
+        svc.rollback = rollback == 1;
+        if (!constraints.empty()) svc.constraints = constraints;
+        if (!strategy.empty()) svc.strategy = strategy;
+        model::Deployment d;
+        d.id = NewDeploymentId();
+        d.family = td->family;
+        d.revision = td->revision;
+        svc.deployments.push_back(d);
+        auto cmd = std::make_unique<model::CreateService>();
+        cmd->doc = model::ServiceDoc(svc);
+        cmd->time_ms = ctx->clock->NowUnixMs();
+        ctx->store->Submit(std::move(cmd), reply_service(ex, svc.cluster, svc.name, 201));
+      },
+      cluster_scoped);
 
-  router->Add("GET", "/v1/services", [ctx](const http::ExchangePtr& ex) {
-    std::string cluster = ex->request().Query("cluster").value_or("");
-    json::Doc list = json::Doc::Array();
-    for (const auto& [key, svc] : ctx->state->services()) {
-      if (!cluster.empty() && svc.cluster != cluster) continue;
-      list.Push(model::ServiceJson(svc, ctx->services->Counts(svc)));
-    }
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("services", list).Print()));
-  });
+  router->Add(
+      "GET", "/v1/services",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string cluster = ex->request().Query("cluster").value_or("");
+        if (!cluster.empty() && !ClusterInScope(*ctx->state, ex, cluster)) return;
+        const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+        json::Doc list = json::Doc::Array();
+        for (const auto& [key, svc] : ctx->state->services()) {
+          if ((!cluster.empty() && svc.cluster != cluster) || !Shown(limits, svc.cluster)) continue;
+          list.Push(model::ServiceJson(svc, ctx->services->Counts(svc)));
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("services", list).Print()));
+      },
+      cluster_scoped);
 
   auto find_service = [ctx](const http::ExchangePtr& ex) -> const model::Service* {
     std::string cluster = ex->request().Query("cluster").value_or("default");
     std::string name(ex->request().Param("name"));
+    if (!ClusterInScope(*ctx->state, ex, cluster)) return nullptr;
     const model::Service* svc = ctx->state->FindService(cluster, name);
     if (!svc) {
       ex->Respond(
@@ -922,79 +1061,95 @@ void AddRoutes(http::Router* router, Context* ctx) {
     return svc;
   };
 
-  router->Add("GET", "/v1/services/{name}", [find_service, service_json](const http::ExchangePtr& ex) {
-    if (const model::Service* svc = find_service(ex)) ex->Respond(http::JsonResponse(200, service_json(*svc)));
-  });
+  router->Add(
+      "GET", "/v1/services/{name}",
+      [find_service, service_json](const http::ExchangePtr& ex) {
+        if (const model::Service* svc = find_service(ex)) ex->Respond(http::JsonResponse(200, service_json(*svc)));
+      },
+      cluster_scoped);
 
-  router->Add("GET", "/v1/services/{name}/events", [find_service](const http::ExchangePtr& ex) {
-    const model::Service* svc = find_service(ex);
-    if (!svc) return;
-    json::Doc list = json::Doc::Array();
-    for (const model::ServiceEvent& e : svc->events) {
-      list.Push(json::Doc::Object()
-                    .Set("id", e.id)
-                    .Set("createdAt", static_cast<double>(e.at_ms) / 1000.0)
-                    .Set("message", e.message));
-    }
-    ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("events", list).Print()));
-  });
+  router->Add(
+      "GET", "/v1/services/{name}/events",
+      [find_service](const http::ExchangePtr& ex) {
+        const model::Service* svc = find_service(ex);
+        if (!svc) return;
+        json::Doc list = json::Doc::Array();
+        for (const model::ServiceEvent& e : svc->events) {
+          list.Push(json::Doc::Object()
+                        .Set("id", e.id)
+                        .Set("createdAt", static_cast<double>(e.at_ms) / 1000.0)
+                        .Set("message", e.message));
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("events", list).Print()));
+      },
+      cluster_scoped);
 
-  router->Add("PATCH", "/v1/services/{name}", [ctx, find_service, reply_service](const http::ExchangePtr& ex) {
-    const model::Service* svc = find_service(ex);
-    if (!svc) return;
-    std::optional<json::Doc> body = ParseBody(ex);
-    if (!body) return;
-    json::View v = body->view();
-    auto cmd = std::make_unique<model::UpdateService>();
-    cmd->cluster = svc->cluster;
-    cmd->name = svc->name;
-    Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", -1);
-    if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
-    if (v.Get("desiredCount").valid() && (*desired < 0 || *desired > 1000000)) {
-      return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
-    }
-    cmd->desired = *desired;
-    if (Status st = ReadServiceSettings(v, &cmd->min_healthy_pct, &cmd->max_pct, &cmd->breaker, &cmd->rollback,
-                                        &cmd->constraints, &cmd->strategy);
-        !st) {
-      return ex->Respond(http::ErrorResponse(st.error()));
-    }
-    Result<std::string> ref = json::OptionalString(v, "taskDefinition", "taskDefinition");
-    if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
-    if (!ref->empty()) {
-      const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
-      if (!td) return;
-      const model::Cluster* cl = ctx->state->FindCluster(svc->cluster);
-      if (cl && !PolicyAllows(ex, *cl, *td)) return;
-      cmd->family = td->family;
-      cmd->revision = td->revision;
-    }
-    Result<bool> force = json::OptionalBool(v, "forceNewDeployment", "forceNewDeployment", false);
-    if (!force) return ex->Respond(http::ErrorResponse(force.error()));
-    cmd->force_new = *force;
-    cmd->new_deployment = NewDeploymentId();
-    cmd->time_ms = ctx->clock->NowUnixMs();
-    ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));
-  });
+  router->Add(
+      "PATCH", "/v1/services/{name}",
+      [ctx, find_service, reply_service](const http::ExchangePtr& ex) {
+        const model::Service* svc = find_service(ex);
+        if (!svc) return;
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View v = body->view();
+        auto cmd = std::make_unique<model::UpdateService>();
+        cmd->cluster = svc->cluster;
+        cmd->name = svc->name;
+        Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", -1);
+        if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
+        if (v.Get("desiredCount").valid() && (*desired < 0 || *desired > 1000000)) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
+        }
+        cmd->desired = *desired;
+        if (Status st = ReadServiceSettings(v, &cmd->min_healthy_pct, &cmd->max_pct, &cmd->breaker, &cmd->rollback,
+                                            &cmd->constraints, &cmd->strategy);
+            !st) {
+          return ex->Respond(http::ErrorResponse(st.error()));
+        }
+        Result<std::string> ref = json::OptionalString(v, "taskDefinition", "taskDefinition");
+        if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
+        if (!ref->empty()) {
+          const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
+          if (!td) return;
+          const model::Cluster* cl = ctx->state->FindCluster(svc->cluster);
+          if (cl && !PolicyAllows(*ctx->state, ex, *cl, *td)) return;
+          cmd->family = td->family;
+          cmd->revision = td->revision;
+        }
+        Result<bool> force = json::OptionalBool(v, "forceNewDeployment", "forceNewDeployment", false);
+        if (!force) return ex->Respond(http::ErrorResponse(force.error()));
+        cmd->force_new = *force;
+        cmd->new_deployment = NewDeploymentId();
+        cmd->time_ms = ctx->clock->NowUnixMs();
+        ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));
+      },
+      cluster_scoped);
 
-  router->Add("DELETE", "/v1/services/{name}", [ctx, find_service, reply_service](const http::ExchangePtr& ex) {
-    const model::Service* svc = find_service(ex);
-    if (!svc) return;
-    auto cmd = std::make_unique<model::DeleteService>();
-    cmd->cluster = svc->cluster;
-    cmd->name = svc->name;
-    cmd->force = ex->request().Query("force").value_or("") == "true";
-    cmd->time_ms = ctx->clock->NowUnixMs();
-    ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));
-  });
+  router->Add(
+      "DELETE", "/v1/services/{name}",
+      [ctx, find_service, reply_service](const http::ExchangePtr& ex) {
+        const model::Service* svc = find_service(ex);
+        if (!svc) return;
+        auto cmd = std::make_unique<model::DeleteService>();
+        cmd->cluster = svc->cluster;
+        cmd->name = svc->name;
+        cmd->force = ex->request().Query("force").value_or("") == "true";
+        cmd->time_ms = ctx->clock->NowUnixMs();
+        ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));
+      },
+      cluster_scoped);
 
-  router->Add("DELETE", "/v1/clusters/{name}", [ctx](const http::ExchangePtr& ex) {
-    std::string_view name = ex->request().Param("name");
-    if (!ctx->state->FindCluster(name)) return ClusterNotFound(ex, name);
-    auto cmd = std::make_unique<model::DeleteCluster>();
-    cmd->name = std::string(name);
-    Submit(ctx, ex, std::move(cmd), 200);
-  });
+  router->Add(
+      "DELETE", "/v1/clusters/{name}",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string_view name = ex->request().Param("name");
+        if (!ClusterInScope(*ctx->state, ex, name)) return;
+        if (!ctx->state->FindCluster(name)) return ClusterNotFound(ex, name);
+        auto cmd = std::make_unique<model::DeleteCluster>();
+        cmd->name = std::string(name);
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
 
   AddSecretRoutes(router, ctx);
 
@@ -1011,7 +1166,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
       d.Set("method", r->method)
           .Set("path", r->pattern)
           .Set("access", http::AccessName(r->access()))
-          .Set("roles", roles);
+          .Set("roles", roles)
+          .Set("scope", http::ScopeName(r->options.scope));
       list.Push(d);
     }
     ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("routes", list).Print()));

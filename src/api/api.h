@@ -45,6 +45,12 @@ const model::Task* ResolveTaskOrAnswer(const model::State& state, const net::htt
 // 401 or 403 otherwise.
 std::optional<net::http::Response> Authenticate(model::State& state, int64_t now_ms, net::http::Exchange& ex);
 
+// The limits of the token behind `ex` (model/scope.h); nullptr when it has none
+// (an unlimited token, a node's certificate, nobody).
+const model::TokenScope* LimitsOf(const model::State& state, const net::http::Exchange& ex);
+// Whether `ex` may act on `cluster`; answers 403, naming the token's limits, when not.
+bool ClusterInScope(const model::State& state, const net::http::ExchangePtr& ex, std::string_view cluster);
+
 // The audit log's observer (net::http::Server::SetObserver): every change (a
 // method other than GET/HEAD on a route that audits; for the registry, pushes of
 // manifests and blobs, mounts and deletes) and every refusal of a credential (401

@@ -277,9 +277,11 @@ int TaskdefCommand(const std::vector<std::string>& args) {
 
 const char kTokenUsage[] =
     "Usage:\n"
-    "  berth token create --role ROLE [--ttl DURATION] [--uses N]\n"
+    "  berth token create --role ROLE [--ttl DURATION] [--uses N] [--cluster NAME]... [--repo PATTERN]...\n"
     "                                   make a token (admin, deploy, read-only or agent); the secret is shown\n"
-    "                                   once, with the cluster CA's fingerprint (all a client needs)\n"
+    "                                   once, with the cluster CA's fingerprint (all a client needs). --cluster\n"
+    "                                   and --repo limit it (not an admin token): to those clusters, and to\n"
+    "                                   repositories matching PATTERN (team/*; :pull for pulls only)\n"
     "  berth token ls                   list tokens: role, created, last used, expiry, uses left (never secrets)\n"
     "  berth token rm ID                revoke a token at once (its streams and registry sessions end)\n";
 
@@ -289,6 +291,8 @@ int TokenCommand(const std::vector<std::string>& args) {
       {"role", true, "ROLE", "admin, deploy, read-only or agent"},
       {"ttl", true, "DURATION", "the token expires this long after it is made (e.g. 24h)"},
       {"uses", true, "N", "an agent token: how many nodes may join with it"},
+      {"cluster", true, "NAME", "limit the token to this cluster (repeatable)"},
+      {"repo", true, "PATTERN", "limit the token to repositories matching PATTERN, e.g. team/* or base/*:pull"},
   };
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("token", p.error().message);
@@ -312,6 +316,12 @@ int TokenCommand(const std::vector<std::string>& args) {
       if (!uses || uses.value() < 1) return UsageError("token", "--uses: expected a whole number of 1 or more");
       body.Set("uses", static_cast<int64_t>(uses.value()));
     }
+    for (auto [flag, field] : {std::pair{"cluster", "clusters"}, std::pair{"repo", "repositories"}}) {
+      if (!p->Has(flag)) continue;
+      json::Doc list = json::Doc::Array();
+      for (const std::string& v : p->GetAll(flag)) list.Push(v);
+      body.Set(field, list);
+    }
     CallResult r = Call("POST", "/v1/tokens", body.Print());
     if (r.exit) return r.exit;
     json::View t = r.body.view().Get("token");
@@ -328,11 +338,16 @@ int TokenCommand(const std::vector<std::string>& args) {
       printf("%s\n", r.body.Print().c_str());
       return kOk;
     }
-    Table t({"ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "USES LEFT"});
+    Table t({"ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "USES LEFT", "LIMITED TO"});
     for (json::View tok : r.body.view().Get("tokens")) {
+      std::string limits;
+      for (json::View c : tok.Get("clusters")) limits += (limits.empty() ? "cluster " : ",") + std::string(c.String());
+      std::string repos;
+      for (json::View rp : tok.Get("repositories")) repos += (repos.empty() ? "repo " : ",") + std::string(rp.String());
+      if (!repos.empty()) limits += (limits.empty() ? "" : " ") + repos;
       t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt"), Seconds(tok, "lastUsedAt"),
              tok.Get("expiresAt").valid() ? Seconds(tok, "expiresAt") : "never",
-             tok.Get("usesLeft").valid() ? Num(tok, "usesLeft") : "-"});
+             tok.Get("usesLeft").valid() ? Num(tok, "usesLeft") : "-", limits.empty() ? "-" : limits});
     }
     printf("%s", t.Render().c_str());
     return kOk;
@@ -349,9 +364,11 @@ int TokenCommand(const std::vector<std::string>& args) {
 
 const char kSecretUsage[] =
     "Usage:\n"
-    "  berth secret create NAME [--from-file PATH]   store a secret; the value is read from PATH, or from\n"
+    "  berth secret create NAME [--from-file PATH] [--cluster NAME]...\n"
+    "                                                 store a secret; the value is read from PATH, or from\n"
     "                                                 stdin, byte for byte (use printf, not echo, to leave\n"
-    "                                                 out a newline)\n"
+    "                                                 out a newline); with --cluster, only tasks of those\n"
+    "                                                 clusters may take it\n"
     "  berth secret rotate NAME [--from-file PATH]   replace its value (tasks started later get the new one)\n"
     "  berth secret ls                               names, versions, and the task definitions using each\n"
     "  berth secret rm NAME                          remove a secret\n"
@@ -383,6 +400,7 @@ int SecretCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {
       {"json", false, "", "print JSON"},
       {"from-file", true, "PATH", "read the value from PATH (default: stdin)"},
+      {"cluster", true, "NAME", "create: only tasks of this cluster may take it (repeatable; default every cluster)"},
   };
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("secret", p.error().message);
@@ -399,6 +417,11 @@ int SecretCommand(const std::vector<std::string>& args) {
     if (!value) return UsageError("secret", value.error().message);
     json::Doc body = json::Doc::Object();
     if (sub == "create") body.Set("name", name);
+    if (sub == "create" && p->Has("cluster")) {
+      json::Doc list = json::Doc::Array();
+      for (const std::string& c : p->GetAll("cluster")) list.Push(c);
+      body.Set("clusters", list);
+    }
     body.Set("valueBase64", crypto::Base64Encode(value.value()));
     std::fill(value->begin(), value->end(), '\0');
     CallResult r =

@@ -27,6 +27,7 @@ std::string CreateToken::Encode() const {
   d.Set("id", id).Set("role", role).Set("hash", hash);
   if (expires_ms) d.Set("expiresMs", expires_ms);
   if (uses >= 0) d.Set("uses", uses);
+  if (!scope.empty()) d.Set("scope", scope);
   return d.Print();
 }
 
@@ -36,6 +37,12 @@ std::string PutSecret::Encode() const {
       .Set("sealed", crypto::Base64Encode(sealed))
       .Set("keyId", key_id)
       .Set("create", create)
+      .Set("clusters",
+           [&] {
+             json::Doc list = json::Doc::Array();
+             for (const std::string& c : clusters) list.Push(c);
+             return list;
+           }())
       .Print();
 }
 
@@ -399,6 +406,9 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     if (!uses) return uses.take_error();
     c->expires_ms = expires.value();
     c->uses = uses.value();
+    Result<std::string> scope = json::OptionalString(v, "scope", "scope");
+    if (!scope) return scope.take_error();
+    c->scope = std::move(scope.value());
     out = std::move(c);
   } else if (type == "PutSecret") {
     auto c = std::make_unique<PutSecret>();
@@ -415,6 +425,7 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     Result<bool> create = json::OptionalBool(v, "create", "create", true);
     if (!create) return create.take_error();
     c->create = create.value();
+    for (json::View cl : v.Get("clusters")) c->clusters.emplace_back(cl.String());
     out = std::move(c);
   } else if (type == "DeleteSecret") {
     auto c = std::make_unique<DeleteSecret>();

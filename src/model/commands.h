@@ -211,6 +211,7 @@ struct CreateToken final : store::Command {
   std::string hash;        // hex SHA-256 of the secret
   int64_t expires_ms = 0;  // 0: never
   int64_t uses = -1;       // agent joins it may make; -1: no bound
+  std::string scope;       // TokenScope JSON; empty: no limit
   const char* Type() const override { return "CreateToken"; }
   std::string Encode() const override;
 };
@@ -238,6 +239,7 @@ struct PutSecret final : store::Command {
   std::string sealed;  // crypto::Seal output (base64 in the log)
   std::string key_id;
   bool create = true;
+  std::vector<std::string> clusters;  // at creation: the clusters whose tasks may take it (empty: all)
   const char* Type() const override { return "PutSecret"; }
   std::string Encode() const override;
 };

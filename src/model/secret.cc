@@ -57,6 +57,12 @@ json::Doc SecretJson(const Secret& s) {
       .Set("arn", SecretArn(s.name))
       .Set("version", s.version)
       .Set("keyId", s.key_id)
+      .Set("clusters",
+           [&] {
+             json::Doc list = json::Doc::Array();
+             for (const std::string& c : s.clusters) list.Push(c);
+             return list;
+           }())
       .Set("createdAt", UtcIso8601(s.created_ms))
       .Set("updatedAt", UtcIso8601(s.updated_ms));
   return d;

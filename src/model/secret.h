@@ -18,9 +18,10 @@ inline constexpr size_t kMaxSecretBytes = 64 * 1024;
 
 struct Secret {
   std::string name;
-  int64_t version = 1;  // 1 at creation, one more at each rotation
-  std::string sealed;   // nonce, ciphertext and tag (crypto::Seal), bound to the name
-  std::string key_id;   // SecretBox::id of the key that sealed it
+  int64_t version = 1;                // 1 at creation, one more at each rotation
+  std::string sealed;                 // nonce, ciphertext and tag (crypto::Seal), bound to the name
+  std::string key_id;                 // SecretBox::id of the key that sealed it
+  std::vector<std::string> clusters;  // the clusters whose tasks may take it; empty: every cluster
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
 };

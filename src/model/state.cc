@@ -55,14 +55,24 @@ Status State::Load(store::Db& db) {
   if (Status st = LoadNodesAndTasks(db); !st) return st;
   if (Status st = LoadServices(db); !st) return st;
   Result<store::Stmt> s =
-      db.Prepare("SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms FROM tokens");
+      db.Prepare("SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms, scope FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
     Result<bool> row = s->Step();
     if (!row) return row.take_error();
     if (!row.value()) break;
-    tokens_.push_back(Token{std::string(s->Text(0)), std::string(s->Text(1)), std::string(s->Text(2)), s->Int(3),
-                            s->Int(4), s->Int(5), s->Int(6)});
+    tokens_.push_back(Token{std::string(s->Text(0)),
+                            std::string(s->Text(1)),
+                            std::string(s->Text(2)),
+                            s->Int(3),
+                            s->Int(4),
+                            s->Int(5),
+                            s->Int(6),
+                            {}});
+    Result<json::Doc> scope = json::Doc::Parse(s->Text(7));
+    Result<TokenScope> parsed = scope ? ParseTokenScope(scope->view()) : Result<TokenScope>(scope.take_error());
+    if (!parsed) return Error::Internal("tokens row " + tokens_.back().id + ": scope: " + parsed.error().message);
+    tokens_.back().scope = std::move(parsed.value());
   }
   revoked_nodes_.clear();
   {
@@ -317,12 +327,33 @@ Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c)
     if (t.id == c.id) return Error::Conflict("TokenAlreadyExists", "token " + c.id + " already exists");
   }
   if (c.uses < -1) return Error::Invalid("uses: must be 0 or more");
+  TokenScope scope;
+  if (!c.scope.empty()) {
+    Result<json::Doc> doc = json::Doc::Parse(c.scope);
+    Result<TokenScope> parsed = doc ? ParseTokenScope(doc->view()) : Result<TokenScope>(doc.take_error());
+    if (!parsed) return parsed.take_error();
+    scope = std::move(parsed.value());
+  }
+  if (scope.limited() && c.role == "admin") {
+    return Error::Invalid("an admin token cannot be limited to clusters or repositories: it can make tokens");
+  }
+  if (!scope.repos.empty() && c.role == "agent") {
+    return Error::Invalid("an agent token is limited by clusters only: its nodes pull with credentials of their own");
+  }
   Result<store::Stmt*> ins = db.Cached(
-      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left, scope) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (!ins) return ins.take_error();
-  (*ins)->Bind(1, c.id).Bind(2, c.role).Bind(3, c.hash).Bind(4, c.time_ms).Bind(5, c.expires_ms).Bind(6, c.uses);
+  (*ins)
+      ->Bind(1, c.id)
+      .Bind(2, c.role)
+      .Bind(3, c.hash)
+      .Bind(4, c.time_ms)
+      .Bind(5, c.expires_ms)
+      .Bind(6, c.uses)
+      .Bind(7, scope.ToJson().Print());
   if (Status s = (*ins)->Run(); !s) return s.take_error();
-  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0});
+  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0, scope});
   return json::Doc::Object().Set("token", TokenJson(tokens_.back())).Print();
 }
 
@@ -361,7 +392,8 @@ Result<std::string> State::ApplyTouchTokens(store::Db& db, const TouchTokens& c)
 
 Status State::LoadSecrets(store::Db& db) {
   secrets_.clear();
-  Result<store::Stmt> s = db.Prepare("SELECT name, version, sealed, key_id, created_ms, updated_ms FROM secrets");
+  Result<store::Stmt> s =
+      db.Prepare("SELECT name, version, sealed, key_id, created_ms, updated_ms, clusters FROM secrets");
   if (!s) return s.take_error();
   for (;;) {
     Result<bool> row = s->Step();
@@ -376,6 +408,9 @@ Status State::LoadSecrets(store::Db& db) {
     sec.key_id = s->Text(3);
     sec.created_ms = s->Int(4);
     sec.updated_ms = s->Int(5);
+    if (Result<json::Doc> list = json::Doc::Parse(s->Text(6)); list) {
+      for (json::View c : list->view()) sec.clusters.emplace_back(c.String());
+    }
     secrets_.emplace(sec.name, std::move(sec));
   }
   return {};
@@ -404,9 +439,12 @@ Result<std::string> State::ApplyPutSecret(store::Db& db, const PutSecret& c) {
   sec.version = c.create ? 1 : it->second.version + 1;
   sec.created_ms = c.create ? c.time_ms : it->second.created_ms;
   sec.updated_ms = c.time_ms;
+  sec.clusters = c.create ? c.clusters : it->second.clusters;  // a rotation keeps them
+  json::Doc clusters = json::Doc::Array();
+  for (const std::string& cl : sec.clusters) clusters.Push(cl);
   Result<store::Stmt*> put = db.Cached(
-      "INSERT OR REPLACE INTO secrets (name, version, sealed, key_id, created_ms, updated_ms) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      "INSERT OR REPLACE INTO secrets (name, version, sealed, key_id, created_ms, updated_ms, clusters) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (!put) return put.take_error();
   (*put)
       ->Bind(1, sec.name)
@@ -414,7 +452,8 @@ Result<std::string> State::ApplyPutSecret(store::Db& db, const PutSecret& c) {
       .Bind(3, crypto::Base64Encode(sec.sealed))
       .Bind(4, sec.key_id)
       .Bind(5, sec.created_ms)
-      .Bind(6, sec.updated_ms);
+      .Bind(6, sec.updated_ms)
+      .Bind(7, clusters.Print());
   if (Status s = (*put)->Run(); !s) return s.take_error();
   std::string reply = json::Doc::Object().Set("secret", SecretJson(sec)).Print();
   secrets_[sec.name] = std::move(sec);
@@ -460,6 +499,10 @@ json::Doc TokenJson(const Token& t) {
   if (t.last_used_ms) d.Set("lastUsedAt", static_cast<double>(t.last_used_ms) / 1000.0);
   if (t.expires_ms) d.Set("expiresAt", static_cast<double>(t.expires_ms) / 1000.0);
   if (t.uses_left >= 0) d.Set("usesLeft", t.uses_left);
+  json::Doc scope = t.scope.ToJson();
+  for (const char* key : {"clusters", "repositories"}) {
+    if (scope.view().Get(key).valid()) d.Set(key, json::Doc::Copy(scope.view().Get(key)));
+  }
   return d;
 }
 

@@ -15,6 +15,7 @@
 #include "model/cluster.h"
 #include "model/commands.h"
 #include "model/node.h"
+#include "model/scope.h"
 #include "model/secret.h"
 #include "model/service.h"
 #include "model/task.h"
@@ -31,6 +32,7 @@ struct Token {
   int64_t expires_ms = 0;    // 0: never
   int64_t uses_left = -1;    // agent joins it may still make; -1: no bound
   int64_t last_used_ms = 0;  // persisted by TouchTokens, at most about once a minute
+  TokenScope scope;          // clusters and repositories it is limited to (model/scope.h)
 };
 
 // The token as the API shows it (never its hash).

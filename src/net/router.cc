@@ -15,6 +15,16 @@ const char* AccessName(Access a) {
   return "?";
 }
 
+const char* ScopeName(Scope s) {
+  switch (s) {
+    case Scope::kNone: return "none";
+    case Scope::kCluster: return "cluster";
+    case Scope::kRepository: return "repository";
+    case Scope::kUnscoped: return "unscoped";
+  }
+  return "?";
+}
+
 Access Route::access() const {
   if (options.access != Access::kAuto) return options.access;
   return method == "GET" || method == "HEAD" ? Access::kRead : Access::kDeploy;

@@ -31,12 +31,24 @@ enum class Access {
 };
 const char* AccessName(Access a);
 
+// What a token limited to some clusters or repositories (model/scope.h) may do
+// here. kCluster and kRepository routes check the cluster or repository they act
+// on (their handlers know it); the gate refuses limited tokens on kUnscoped ones.
+enum class Scope {
+  kNone,        // not about a cluster or repository: limits do not matter
+  kCluster,     // acts on one cluster's things; lists show only the token's clusters
+  kRepository,  // acts on one repository; lists show only the token's repositories
+  kUnscoped,    // touches every cluster (shared things): tokens without limits only
+};
+const char* ScopeName(Scope s);
+
 struct RouteOptions {
   size_t max_body = 1 << 20;  // bytes; larger bodies get 413
   // The handler runs when the headers are in, and reads the body as it arrives
   // through Exchange::on_body; nothing is buffered.
   bool stream_body = false;
   Access access = Access::kAuto;
+  Scope scope = Scope::kNone;
   // A change through this route is written to the audit log (refusals always
   // are); off for an agent's routine traffic (reports, log frames).
   bool audit = true;

@@ -71,8 +71,17 @@ bool Auth::RoleAllows(std::string_view role, std::string_view action) {
   return false;
 }
 
+bool Auth::TokenLimitsAllow(const Caller& caller, std::string_view repo, std::string_view action) const {
+  if (action == "catalog") return true;
+  const model::Token* t = state_->FindToken(caller.subject);
+  return !t || t->scope.AllowsRepo(repo, action != "pull");
+}
+
 bool Auth::Allows(const Caller& caller, std::string_view repo, std::string_view action) const {
   if (!RoleAllows(caller.role, action)) return false;
+  // The berth token behind the caller (directly, or as a registry token's
+  // subject) may be limited to some repositories.
+  if (!TokenLimitsAllow(caller, repo, action)) return false;
   if (!caller.scoped) return true;
   for (const std::string& s : caller.scopes) {
     std::vector<std::string> parts = Split(s, ':');
@@ -145,6 +154,7 @@ std::string Auth::Issue(const Caller& caller, const std::vector<std::string>& re
         for (const std::string& action : actions) {
           if (action != "pull" && action != "push" && action != "delete") continue;
           if (!RoleAllows(caller.role, action) || allowed.find(action) != std::string::npos) continue;
+          if (!TokenLimitsAllow(caller, name, action)) continue;
           if (caller.role == "anonymous" && !(anonymous_pull && anonymous_pull(name))) continue;
           if (!allowed.empty()) allowed += ",";
           allowed += action;

@@ -55,6 +55,8 @@ class Auth {
 
  private:
   bool VerifyRegistryToken(std::string_view token, int64_t now_ms, Caller* caller) const;
+  // The limits of the berth token `caller` stands for (model/scope.h).
+  bool TokenLimitsAllow(const Caller& caller, std::string_view repo, std::string_view action) const;
   std::string Sign(std::string_view payload) const;
 
   const model::State* state_;

@@ -374,7 +374,7 @@ bool PageOfKeys(const Map& m, const std::string& last, int64_t n, json::Doc* lis
 
 }  // namespace
 
-void Registry::HandleCatalog(const ExchangePtr& ex, const Caller&) {
+void Registry::HandleCatalog(const ExchangePtr& ex, const Caller& caller) {
   const http::Request& req = ex->request();
   int64_t n = 1000;
   if (auto q = req.Query("n")) {
@@ -387,8 +387,13 @@ void Registry::HandleCatalog(const ExchangePtr& ex, const Caller&) {
   json::Doc list = json::Doc::Array();
   std::string last_sent;
   bool more = PageOfKeys(state_->repositories(), last, n, &list, &last_sent);
+  // A token limited to some repositories sees only those (a page may come short).
+  json::Doc shown = json::Doc::Array();
+  for (json::View name : list.view()) {
+    if (auth_.Allows(caller, name.String(), "pull")) shown.Push(name.String());
+  }
   http::Response r;
-  r.body = json::Doc::Object().Set("repositories", list).Print();
+  r.body = json::Doc::Object().Set("repositories", shown).Print();
   r.headers.push_back(kApiVersion);
   if (more)
     r.headers.push_back(

@@ -169,6 +169,7 @@ const char* const kMigrations[] = {
       version    INTEGER NOT NULL,
       sealed     TEXT NOT NULL,
       key_id     TEXT NOT NULL,
+      clusters   TEXT NOT NULL DEFAULT '[]',  -- the clusters whose tasks may take it; [] every one
       created_ms INTEGER NOT NULL,
       updated_ms INTEGER NOT NULL
     );
@@ -190,6 +191,10 @@ const char* const kMigrations[] = {
       message TEXT NOT NULL
     );
     CREATE INDEX audit_time ON audit (time_ms);
+    )sql",
+    // 13 -> 14: what a token is limited to (model/scope.h), as JSON; '{}' no limit.
+    R"sql(
+    ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT '{}';
     )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,

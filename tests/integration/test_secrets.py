@@ -189,6 +189,32 @@ def test_secret_key_file_checks_and_bad_input():
         check(s.request("GET", "/v1/secrets", token=ro).status == 200, "read-only list")
         check(s.request("POST", "/v1/secrets", {"name": "c", "value": "v"}, token=ro).status == 403,
               "read-only create")
+        # A secret kept for some clusters: tasks of another cannot take it, and the
+        # tokens limited to other clusters cannot get it through a task.
+        for name in ("prod", "dev"):
+            expect_status(s.create_cluster(name), 201)
+        r = expect_status(s.request("POST", "/v1/secrets", {"name": "prodpw", "value": "v", "clusters": ["prod"]}), 201)
+        check(r.json()["secret"]["clusters"] == ["prod"], "clusters: %r" % r.json())
+        check(s.request("POST", "/v1/secrets", {"name": "x", "value": "v", "clusters": ["nope"]}).status == 404,
+              "a secret for a cluster that does not exist")
+        td = {"family": "usesprod", "containerDefinitions": [
+            {"name": "c", "image": "i", "memory": 8, "secrets": [{"name": "PW", "valueFrom": "prodpw"}]}]}
+        expect_status(s.request("POST", "/v1/taskdefinitions", td), 201)
+        r = s.request("POST", "/v1/tasks", {"cluster": "dev", "taskDefinition": "usesprod"})
+        check(r.status == 403 and b"SecretNotForCluster" in r.body and b"prodpw is kept for tasks of other clusters"
+              in r.body, "a dev task taking prod's secret: %d %r" % (r.status, r.body[:300]))
+        r = s.request("POST", "/v1/services", {"cluster": "dev", "serviceName": "s", "taskDefinition": "usesprod",
+                                               "desiredCount": 1})
+        check(r.status == 403 and b"SecretNotForCluster" in r.body, "a dev service: %d" % r.status)
+        r = s.request("POST", "/v1/tasks", {"cluster": "prod", "taskDefinition": "usesprod"})
+        check(r.status == 200, "a prod task: %d %r" % (r.status, r.body[:300]))
+        # A rotation keeps the clusters; a limited token cannot change secrets at all.
+        expect_status(s.request("PUT", "/v1/secrets/prodpw", {"value": "v2"}), 200)
+        check(s.request("GET", "/v1/secrets/prodpw").json()["secret"]["clusters"] == ["prod"], "rotation kept clusters")
+        dev_token = expect_status(s.request("POST", "/v1/tokens", {"role": "deploy", "clusters": ["dev"]}),
+                                  201).json()["token"]["secret"]
+        r = s.request("PUT", "/v1/secrets/prodpw", {"value": "mine"}, token=dev_token)
+        check(r.status == 403 and b"needs a token without limits" in r.body, "a limited token rotated: %r" % r.body)
     # Another key: the secrets sealed with the first are named at start.
     other = os.path.join(key_dir, "other.key")
     with open(other, "w") as f:
