@@ -16,15 +16,16 @@ Status ValidateClusterName(std::string_view name, std::string_view field) {
   for (size_t i = 0; i < name.size(); i++) {
     char c = name[i];
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-    if (!ok) {
-      std::string shown = static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f
-                              ? "byte " + std::to_string(static_cast<unsigned char>(c))
-                              : "'" + std::string(1, c) + "'";
-      return Error::Invalid(std::string(field) + ": " + rule + "; " + shown + " at position " + std::to_string(i) +
-                            " is not allowed");
-    }
+    if (!ok) return BadNameChar(field, rule, name, i);
   }
   return {};
+}
+
+Error BadNameChar(std::string_view field, std::string_view rule, std::string_view name, size_t at) {
+  auto c = static_cast<unsigned char>(name[at]);
+  std::string shown = c < 0x20 || c >= 0x7f ? "byte " + std::to_string(c) : "'" + std::string(1, name[at]) + "'";
+  return Error::Invalid(std::string(field) + ": " + std::string(rule) + "; " + shown + " at position " +
+                        std::to_string(at) + " is not allowed");
 }
 
 json::Doc ClusterJson(const Cluster& c) {

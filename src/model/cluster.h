@@ -32,6 +32,9 @@ struct Cluster {
 std::string ClusterArn(std::string_view name);
 // ECS rule: 1-255 letters, digits, hyphens and underscores.
 Status ValidateClusterName(std::string_view name, std::string_view field = "clusterName");
+// The error for a name with a character its rule refuses: "FIELD: RULE; 'x' at
+// position N is not allowed" (a control or non-ASCII byte shown by its value).
+Error BadNameChar(std::string_view field, std::string_view rule, std::string_view name, size_t at);
 // The ECS `Cluster` JSON shape.
 json::Doc ClusterJson(const Cluster& c);
 

@@ -15,13 +15,7 @@ Status ValidateSecretName(std::string_view name, std::string_view field) {
     char c = name[i];
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               std::string_view("/_+=.@-").find(c) != std::string_view::npos;
-    if (!ok) {
-      std::string shown = static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f
-                              ? "byte " + std::to_string(static_cast<unsigned char>(c))
-                              : "'" + std::string(1, c) + "'";
-      return Error::Invalid(std::string(field) + ": " + rule + "; " + shown + " at position " + std::to_string(i) +
-                            " is not allowed");
-    }
+    if (!ok) return BadNameChar(field, rule, name, i);
   }
   return {};
 }
