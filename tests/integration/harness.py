@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -354,6 +355,15 @@ def connect_unix(path, wait=WAIT, server=None):
 # --- servers ---
 
 
+def _allow_core_dumps():
+    """In the child before exec: a crash leaves a core (where kernel.core_pattern
+    says) to read with the unstripped build/release/src/berth of the same build."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
+
+
 class Server:
     """One `berth server` process on 127.0.0.1:0 with its own data directory, over
     TLS (trusting the server's own CA, DATA/ca.crt) unless `tls` is False."""
@@ -399,7 +409,8 @@ class Server:
         # find it again there).
         listen = "%s:%d" % (self.host, self.port or 0)
         cmd = self.wrapper + [BINARY, "server", "--data", self.data_dir, "--listen", listen] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_allow_core_dumps)
         if self not in _servers:
             _servers.append(self)
         got_line = threading.Event()
