@@ -526,40 +526,12 @@ class NodeAgentImpl {
   // what differs from the lines before it on this stream. Either is folded into
   // desired_, which the tasks are compared with once adoption is done.
   void TakeDesired(json::View msg, bool whole) {
-    if (json::View p = msg.Get("policy"); p.valid()) {
-      Result<model::TaskPolicy> policy = model::ParseTaskPolicy(p, "policy");
-      if (policy) {
-        cluster_policy_ = std::move(policy.value());
-      } else {
-        // Nothing privileged runs on a policy this agent cannot read.
-        log::Warn("agent", "the server's task policy is unreadable; allowing nothing privileged",
-                  {{"error", policy.error().message}});
-        cluster_policy_ = model::TaskPolicy{};
-      }
+    std::string policy_error;
+    TakeDesiredLine(msg, whole, &desired_, &defs_, &cluster_policy_, &policy_error);
+    if (!policy_error.empty()) {
+      log::Warn("agent", "the server's task policy is unreadable; allowing nothing privileged",
+                {{"error", policy_error}});
     }
-    for (json::View d : msg.Get("taskDefinitions")) defs_[std::string(d.Key())] = json::Doc::Copy(d);
-    if (whole) desired_.clear();
-    for (json::View d : msg.Get("tasks")) {
-      DesiredTask& e = desired_[std::string(d.Get("taskId").String())];
-      e.cluster = std::string(d.Get("cluster").String());
-      e.service = std::string(d.Get("service").String());
-      e.task_definition = std::string(d.Get("taskDefinition").String());
-      e.desired = std::string(d.Get("desiredStatus").String());
-      e.server_last = std::string(d.Get("lastStatus").String());
-      e.fresh = true;
-      e.secrets.clear();
-      e.secret_error = std::string(d.Get("secretError").String());
-      for (json::View sv : d.Get("secrets")) {
-        Result<std::string> value = crypto::Base64Decode(sv.Get("valueBase64").String());
-        if (!value) {
-          e.secret_error = "ResourceInitializationError: the server sent an unreadable secret value";
-          break;
-        }
-        e.secrets.push_back(SecretValue{std::string(sv.Get("container").String()), std::string(sv.Get("name").String()),
-                                        std::move(value.value()), sv.Get("file").IsBool() && sv.Get("file").Bool()});
-      }
-    }
-    for (json::View r : msg.Get("removed")) desired_.erase(std::string(r.String()));
     desired_version_ = static_cast<uint64_t>(msg.Get("version").Number());
     desired_pending_ = true;
   }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "agent/docker.h"
+#include "base/crypto.h"
 #include "base/log.h"
 
 namespace berth::agent {
@@ -538,6 +539,43 @@ void Reconciler::EnsureImage(const std::string& image, std::function<void(Status
 }
 
 // --- the desired set ---
+
+void TakeDesiredLine(json::View msg, bool whole, std::map<std::string, DesiredTask>* tasks,
+                     std::map<std::string, json::Doc, std::less<>>* defs, model::TaskPolicy* policy,
+                     std::string* policy_error) {
+  if (json::View p = msg.Get("policy"); p.valid()) {
+    Result<model::TaskPolicy> parsed = model::ParseTaskPolicy(p, "policy");
+    if (parsed) {
+      *policy = std::move(parsed.value());
+    } else {
+      *policy = model::TaskPolicy{};  // nothing privileged runs on a policy this agent cannot read
+      *policy_error = parsed.error().message;
+    }
+  }
+  for (json::View d : msg.Get("taskDefinitions")) (*defs)[std::string(d.Key())] = json::Doc::Copy(d);
+  if (whole) tasks->clear();
+  for (json::View d : msg.Get("tasks")) {
+    DesiredTask& e = (*tasks)[std::string(d.Get("taskId").String())];
+    e.cluster = std::string(d.Get("cluster").String());
+    e.service = std::string(d.Get("service").String());
+    e.task_definition = std::string(d.Get("taskDefinition").String());
+    e.desired = std::string(d.Get("desiredStatus").String());
+    e.server_last = std::string(d.Get("lastStatus").String());
+    e.fresh = true;
+    e.secrets.clear();
+    e.secret_error = std::string(d.Get("secretError").String());
+    for (json::View sv : d.Get("secrets")) {
+      Result<std::string> value = crypto::Base64Decode(sv.Get("valueBase64").String());
+      if (!value) {
+        e.secret_error = "ResourceInitializationError: the server sent an unreadable secret value";
+        break;
+      }
+      e.secrets.push_back(SecretValue{std::string(sv.Get("container").String()), std::string(sv.Get("name").String()),
+                                      std::move(value.value()), sv.Get("file").IsBool() && sv.Get("file").Bool()});
+    }
+  }
+  for (json::View r : msg.Get("removed")) tasks->erase(std::string(r.String()));
+}
 
 void Reconciler::ApplyDesired(std::map<std::string, DesiredTask>& desired,
                               const std::map<std::string, json::Doc, std::less<>>& defs) {

@@ -26,6 +26,7 @@
 #include "agent/container_engine.h"
 #include "agent/container_spec.h"
 #include "base/json.h"
+#include "model/policy.h"
 
 namespace berth::agent {
 
@@ -37,6 +38,16 @@ struct DesiredTask {
   std::vector<SecretValue> secrets;
   std::string secret_error;  // why the server could not send them
 };
+
+// Folds one line of the desired-state stream (docs/agent-protocol.md) into
+// `tasks` and `defs`: the whole set (`whole`, a "desired" line) or what changed
+// since the line before (a "changes" line). A line with the cluster's task policy
+// sets `policy`; an unreadable one allows nothing privileged and says why in
+// `*policy_error`. Secret values arrive in base64; one that does not decode
+// becomes the task's secret_error.
+void TakeDesiredLine(json::View msg, bool whole, std::map<std::string, DesiredTask>* tasks,
+                     std::map<std::string, json::Doc, std::less<>>* defs, model::TaskPolicy* policy,
+                     std::string* policy_error);
 
 struct ReconcilerOptions {
   size_t docker_concurrency = 8;  // engine calls in flight at most (pulls apart)

@@ -1,0 +1,92 @@
+// Fuzzes what an agent does with the bytes of its desired-state stream: the line
+// splitter (bounded lines), each line's JSON, folding "desired" and "changes"
+// lines into the node's set (tasks, definitions, the cluster's task policy,
+// secret values in base64), and, for every task the set then holds, the policy
+// check and the plan of its containers with the secrets it was sent.
+//
+// Invariants checked besides the sanitizers: a line over the bound is dropped,
+// never delivered; a plan's create bodies are JSON; secret values never reach a
+// container's labels.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "agent/container_spec.h"
+#include "agent/docker.h"
+#include "agent/reconciler.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "model/policy.h"
+
+namespace {
+
+using namespace berth;
+
+[[noreturn]] void Fail(const char* what, const std::string& detail) {
+  fprintf(stderr, "agent_stream_fuzzer: %s: %s\n", what, detail.substr(0, 300).c_str());
+  abort();
+}
+
+constexpr size_t kMaxLine = 64 * 1024;  // the agent's is 64 MiB; smaller here so the bound is reached
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static bool quiet = [] {
+    log::SetLevel(log::Level::kError);
+    return true;
+  }();
+  (void)quiet;
+  std::map<std::string, agent::DesiredTask> tasks;
+  std::map<std::string, json::Doc, std::less<>> defs;
+  model::TaskPolicy policy;
+  std::string policy_error;
+  agent::docker::LineSplitter lines(
+      [&](std::string_view line) {
+        if (line.size() > kMaxLine) Fail("a line over the bound was delivered", std::string(line));
+        Result<json::Doc> msg = json::Doc::Parse(line);
+        if (!msg) return;
+        std::string_view type = msg->view().Get("type").String();
+        if (type != "desired" && type != "changes") return;
+        agent::TakeDesiredLine(msg->view(), type == "desired", &tasks, &defs, &policy, &policy_error);
+      },
+      kMaxLine);
+  // Fed in two pieces, split where the first byte says, as a socket would.
+  size_t cut = size > 0 ? data[0] % (size + 1) : 0;
+  std::string_view all(reinterpret_cast<const char*>(data), size);
+  (void)lines.Feed(all.substr(0, cut));
+  (void)lines.Feed(all.substr(cut));
+
+  model::HostView host;
+  host.socket_paths = model::DefaultSocketPaths();
+  for (auto& [id, t] : tasks) {
+    auto def = defs.find(t.task_definition);
+    if (def == defs.end()) continue;
+    (void)model::CheckTaskPolicy(def->second.view(), policy, t.cluster, host, true);
+    agent::TaskIdentity ident;
+    ident.id = id;
+    ident.cluster = t.cluster;
+    ident.node = "n";
+    ident.service = t.service;
+    ident.task_definition = t.task_definition;
+    agent::PlanOptions po;
+    po.secrets = t.secrets;
+    for (const agent::SecretValue& v : t.secrets) {
+      if (v.file) po.secret_dirs[v.container] = "/run/berth/secrets/t/" + v.container;
+    }
+    Result<agent::TaskPlan> plan = agent::PlanTask(ident, def->second.view(), po);
+    if (!plan) continue;
+    for (const agent::ContainerPlan& c : plan->containers) {
+      Result<json::Doc> body = json::Doc::Parse(c.create_body);
+      if (!body) Fail("a create body that is not JSON", c.create_body);
+      std::string labels = body->view().Get("Labels").Print();
+      for (const agent::SecretValue& v : t.secrets) {
+        if (v.value.size() >= 8 && labels.find(v.value) != std::string::npos) Fail("a secret in labels", labels);
+      }
+    }
+  }
+  return 0;
+}
