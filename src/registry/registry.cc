@@ -210,6 +210,12 @@ Status Registry::Start() {
   return {};
 }
 
+void Registry::Stop() {
+  gc_timer_.reset();
+  upload_timer_.reset();
+  lifecycle_timer_.reset();
+}
+
 void Registry::AddRoutes(http::Router* router) {
   http::RouteOptions plain;
   plain.access = http::Access::kRegistry;  // authenticated here, with OCI errors and Docker's challenge

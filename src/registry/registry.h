@@ -63,6 +63,9 @@ class Registry {
 
   // Creates the directories and starts the periodic jobs.
   Status Start();
+  // Stops the periodic work (GC, upload expiry, lifecycle): called before the
+  // store closes, so no timer submits to a closed store.
+  void Stop();
   // Adds /v2/... and /v1/repositories..., /v1/registry/gc. `this` must outlive the router.
   void AddRoutes(net::http::Router* router);
   // Who may pull and push; also signs the pull credentials nodes are given.

@@ -481,6 +481,10 @@ int Run(const Options& o) {
 
   net::RunLoop(loop);
 
+  // Nothing may reach the store once it is closed: the loop runs once more below
+  // (handle closes), and a timer due then would write to a closed database.
+  ticker.Stop();
+  image_registry.Stop();
   local_agent.reset();
   http_server = nullptr;
   server.reset();

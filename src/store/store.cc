@@ -352,6 +352,7 @@ Status Store::ApplyOne(const Command& cmd, std::string* reply, Error* error, boo
 }
 
 void Store::Flush() {
+  if (!db_) return;       // closed: nothing more is written
   if (in_flush_) return;  // a reply that flushes again waits for the loop below
   in_flush_ = true;
   // The after-flush hook may queue more: one more round applies what it queued
