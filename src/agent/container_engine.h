@@ -12,9 +12,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/json.h"
 #include "base/result.h"
 
 namespace berth::agent {
@@ -55,6 +58,15 @@ struct ContainerEvent {
   std::string task;       // its berth.task label
   std::string container;  // its berth.container label
 };
+
+// Docker's answers, read. Each keeps only what berth uses and trusts nothing of
+// the shape (a field missing, of another type, out of range reads as absent or
+// zero); tests/fuzz/docker_answer_fuzzer.cc feeds them whatever bytes.
+ContainerStatus ParseContainerInspect(json::View inspect);     // GET /containers/{id}/json
+std::vector<ListedContainer> ParseContainerList(json::View list);  // GET /containers/json
+std::vector<ListedNetwork> ParseNetworkList(json::View list);      // GET /networks
+// One line of GET /events; nullopt when it is not JSON.
+std::optional<ContainerEvent> ParseContainerEvent(std::string_view line);
 
 // A running /events subscription; destroying it ends it without a callback.
 class EventWatch {

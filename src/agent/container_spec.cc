@@ -11,8 +11,8 @@ constexpr int64_t kSecondNs = 1000000000;
 
 int64_t Int(json::View v, std::string_view key, int64_t fallback = 0) {
   json::View x = v.Get(key);
-  if (x.IsNumber()) return static_cast<int64_t>(x.Number());
-  if (x.IsString()) return atoll(std::string(x.String()).c_str());  // task cpu/memory are strings in ECS
+  if (x.IsNumber()) return x.IntIn(INT64_MIN, INT64_MAX, fallback);
+  if (x.IsString()) return strtoll(std::string(x.String()).c_str(), nullptr, 10);  // task cpu/memory are strings in ECS
   return fallback;
 }
 

@@ -24,7 +24,8 @@ int CompareApiVersions(std::string_view a, std::string_view b) {
   auto part = [](std::string_view v, int i) {
     size_t dot = v.find('.');
     std::string_view s = i == 0 ? v.substr(0, dot) : (dot == std::string_view::npos ? "" : v.substr(dot + 1));
-    return atoi(std::string(s).c_str());
+    long n = strtol(std::string(s.substr(0, 9)).c_str(), nullptr, 10);  // 9 digits: no overflow
+    return static_cast<int>(n);
   };
   for (int i = 0; i < 2; i++) {
     int x = part(a, i), y = part(b, i);
@@ -80,12 +81,13 @@ bool LineSplitter::Feed(std::string_view data) {
 }
 
 // Destroying the client drops its request without calling back.
-Stream::~Stream() = default;
+Stream::~Stream() { *alive_ = false; }
 
 Engine::Engine(uv_loop_t* loop, net::Endpoint endpoint, int connections)
     : loop_(loop),
       endpoint_(std::move(endpoint)),
       reaper_(std::make_unique<net::Timer>(loop)),
+      later_timer_(std::make_unique<net::Timer>(loop)),
       alive_(std::make_shared<bool>(true)) {
   http::ClientOptions o;
   o.timeout_ms = 10 * 60 * 1000;  // a stop waits for its timeout; a create may wait on the engine's locks
@@ -107,6 +109,19 @@ size_t Engine::Pick() const {
 }
 
 std::string Engine::Versioned(const std::string& path) const { return "/v" + api_version_ + path; }
+
+void Engine::Later(std::function<void()> fn) {
+  later_.push_back(std::move(fn));
+  later_timer_->Start(0, 0, [this] {
+    std::vector<std::function<void()>> due;
+    due.swap(later_);
+    for (auto& f : due) f();
+  });
+}
+
+void Engine::Refuse(JsonDone done, Error error) {
+  Later([done = std::move(done), error = std::move(error)]() mutable { done(std::move(error)); });
+}
 
 namespace {
 
@@ -163,6 +178,7 @@ void Engine::Negotiate(std::function<void(Result<EngineVersion>)> done) {
 
 void Engine::Call(std::string method, std::string path, std::string body, JsonDone done,
                   std::vector<std::pair<std::string, std::string>> headers) {
+  if (Status s = CheckTarget(path); !s) return Refuse(std::move(done), s.take_error());
   size_t index = Pick();
   in_flight_[index]++;
   std::string what = method + " " + path.substr(0, path.find('?'));
@@ -187,6 +203,12 @@ std::unique_ptr<Stream> Engine::Open(std::string method, std::string path, std::
   http::ClientOptions o;
   o.timeout_ms = idle_timeout_ms ? idle_timeout_ms : 24ull * 3600 * 1000;
   auto s = std::unique_ptr<Stream>(new Stream());
+  if (Status st = CheckTarget(path); !st) {
+    Later([done, live = s->alive_, error = st.take_error()]() mutable {
+      if (*live) done(std::move(error));
+    });
+    return s;
+  }
   s->client_ = std::make_unique<http::Client>(loop_, endpoint_, o);
   std::string what = method + " " + path.substr(0, path.find('?'));
   s->client_->Send(
@@ -255,6 +277,103 @@ std::string QueryEscape(std::string_view s) {
     }
   }
   return out;
+}
+
+namespace {
+
+bool NameChar(unsigned char c) { return isalnum(c) || c == '_' || c == '.' || c == '-'; }
+
+std::string Shown(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 80)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char b[5];
+      snprintf(b, sizeof b, "\\x%02x", c);
+      out += b;
+    }
+  }
+  if (s.size() > 80) out += "...";
+  return out;
+}
+
+// The segments of `path` (after its leading '/') from `allowed` characters, none
+// empty, "." or "..".
+std::string PathProblem(std::string_view path, bool (*allowed)(unsigned char)) {
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view seg = path.substr(start, end - start);
+    if (seg.empty()) return "an empty path segment";
+    if (seg == "." || seg == "..") return "a '" + std::string(seg) + "' path segment";
+    for (unsigned char c : seg) {
+      if (!allowed(c)) return "the character '" + Shown(std::string_view(reinterpret_cast<const char*>(&c), 1)) + "'";
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+bool ImageChar(unsigned char c) { return NameChar(c) || c == ':' || c == '@'; }
+
+}  // namespace
+
+Status CheckObjectName(std::string_view what, std::string_view name) {
+  std::string problem;
+  if (name.empty()) {
+    problem = "it is empty";
+  } else if (name.size() > 255) {
+    problem = "it is longer than 255 characters";
+  } else if (!isalnum(static_cast<unsigned char>(name[0]))) {
+    problem = "it must start with a letter or digit";
+  } else {
+    for (unsigned char c : name) {
+      if (!NameChar(c)) {
+        problem = "it holds '" + Shown(std::string_view(reinterpret_cast<const char*>(&c), 1)) +
+                  "' (allowed: letters, digits, '_', '.', '-')";
+        break;
+      }
+    }
+  }
+  if (problem.empty()) return {};
+  return Error::Invalid("docker: refusing the " + std::string(what) + " name '" + Shown(name) + "': " + problem);
+}
+
+Status CheckImageName(std::string_view image) {
+  std::string problem;
+  if (image.empty()) {
+    problem = "it is empty";
+  } else if (image.size() > 512) {
+    problem = "it is longer than 512 characters";
+  } else if (image[0] == '-') {
+    problem = "it starts with '-'";
+  } else {
+    problem = PathProblem(image, ImageChar);
+  }
+  if (problem.empty()) return {};
+  return Error::Invalid("docker: refusing the image '" + Shown(image) + "': it has " + problem);
+}
+
+Status CheckTarget(std::string_view target) {
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string problem;
+  if (path.empty() || path[0] != '/') {
+    problem = "the path does not start with '/'";
+  } else if (std::string p = PathProblem(path.substr(1), ImageChar); !p.empty()) {
+    problem = "the path has " + p;
+  } else if (q != std::string_view::npos) {
+    for (unsigned char c : target.substr(q + 1)) {
+      if (c <= 0x20 || c >= 0x7f || c == '#') {
+        problem = "the query has the character '" + Shown(std::string_view(reinterpret_cast<const char*>(&c), 1)) + "'";
+        break;
+      }
+    }
+  }
+  if (problem.empty()) return {};
+  return Error::Invalid("docker: refusing to call " + Shown(target.substr(0, q)) + ": " + problem);
 }
 
 ImageRef ParseImageRef(std::string_view image) {

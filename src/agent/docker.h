@@ -88,6 +88,7 @@ class Stream {
   friend class Engine;
   Stream() = default;
   std::unique_ptr<net::http::Client> client_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // a refusal is told only to a live stream
 };
 
 class Engine {
@@ -108,12 +109,14 @@ class Engine {
   // A call whose answer is JSON (or empty: then an empty object). `path` is
   // without the version prefix ("/containers/json?all=1"). A 4xx/5xx answer is an
   // Error whose message is Docker's; 404 maps to kNotFound, 409 to kConflict,
-  // 304 ("already started/stopped") to success.
+  // 304 ("already started/stopped") to success. A path CheckTarget refuses is
+  // never sent: `done` gets kInvalid on the next loop turn.
   void Call(std::string method, std::string path, std::string body, JsonDone done,
             std::vector<std::pair<std::string, std::string>> headers = {});
 
   // A streamed call: `on_data` gets the body as it arrives; `done` fires when the
-  // answer ends or fails (after the stream was destroyed, never).
+  // answer ends or fails (after the stream was destroyed, never). A refused path
+  // fails on the next loop turn, as Call does.
   std::unique_ptr<Stream> Open(std::string method, std::string path, std::string body,
                                std::function<void(std::string_view)> on_data, Done done,
                                std::vector<std::pair<std::string, std::string>> headers = {},
@@ -126,9 +129,14 @@ class Engine {
 
   const net::Endpoint& endpoint() const { return endpoint_; }
 
+  // Tells `done` the error on the next loop turn (never from inside the call that
+  // refused), unless this engine is gone by then.
+  void Refuse(JsonDone done, Error error);
+
  private:
   size_t Pick() const;  // the pool's least busy connection
   std::string Versioned(const std::string& path) const;
+  void Later(std::function<void()> fn);
 
   uv_loop_t* loop_;
   net::Endpoint endpoint_;
@@ -139,6 +147,8 @@ class Engine {
   uint64_t next_pull_ = 0;
   std::vector<std::unique_ptr<Stream>> graveyard_;  // finished streams, freed on the next loop turn
   std::unique_ptr<net::Timer> reaper_;
+  std::unique_ptr<net::Timer> later_timer_;
+  std::vector<std::function<void()>> later_;  // refusals, told on the next loop turn
   std::shared_ptr<bool> alive_;
 };
 
@@ -155,5 +165,20 @@ ImageRef ParseImageRef(std::string_view image);
 
 // Percent-encodes everything but unreserved characters, for query values.
 std::string QueryEscape(std::string_view s);
+
+// What may go into a Docker API path, checked before any request leaves (names
+// come from task definitions, the server's stream and the engine's answers; a
+// forged server or a bad row must not reach another route with "../images/x",
+// add a parameter with "x?force=1", or end the request line). Refused, never
+// rewritten: a name Docker would not have made is an error, with what and why.
+// A container or network name or id, as Docker allows them:
+// [A-Za-z0-9][A-Za-z0-9_.-]*, at most 255 characters.
+Status CheckObjectName(std::string_view what, std::string_view name);
+// An image reference (name[:tag][@digest]) as a path: [A-Za-z0-9._/:@-], no
+// empty, "." or ".." segment, not starting with '-', at most 512 characters.
+Status CheckImageName(std::string_view image);
+// A whole request target: a path of segments from [A-Za-z0-9._:@-] (none empty,
+// "." or "..") and an optional query of printable characters but ' ' and '#'.
+Status CheckTarget(std::string_view target);
 
 }  // namespace berth::agent::docker

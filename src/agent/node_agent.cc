@@ -243,7 +243,7 @@ class NodeAgentImpl {
                       }
                       std::string token(d->view().Get("registryToken").String());
                       // Kept for half its life, so a pull never starts with one about to end.
-                      int64_t life = static_cast<int64_t>(d->view().Get("expiresInMs").Number());
+                      int64_t life = d->view().Get("expiresInMs").IntIn(0, 7 * 24 * 3600 * 1000ll, 0);
                       pull_tokens_[repo] = {token, NowMs() + life / 2};
                       done(PullAuth(ref, token));
                     });
@@ -532,7 +532,7 @@ class NodeAgentImpl {
       log::Warn("agent", "the server's task policy is unreadable; allowing nothing privileged",
                 {{"error", policy_error}});
     }
-    desired_version_ = static_cast<uint64_t>(msg.Get("version").Number());
+    desired_version_ = static_cast<uint64_t>(msg.Get("version").IntIn(0, INT64_MAX, 0));
     desired_pending_ = true;
   }
 
@@ -617,8 +617,12 @@ class NodeAgentImpl {
     std::string task_id(msg.Get("taskId").String());
     std::string container(msg.Get("container").String());
     bool follow = msg.Get("follow").IsBool() && msg.Get("follow").Bool();
-    int64_t tail = msg.Get("tail").IsNumber() ? static_cast<int64_t>(msg.Get("tail").Number()) : -1;
+    int64_t tail = msg.Get("tail").IntIn(0, INT32_MAX, -1);
+    // The id goes into the path of the answer to the server: an id of ours.
     if (request_id.empty() || request_id.size() > 64) return;
+    for (unsigned char c : request_id) {
+      if (!isalnum(c) && c != '-' && c != '_') return;
+    }
     // A task we track names its containers; a forgotten one (stopped, kept for
     // the retention period) is found by the container name berth gave it.
     std::string docker_ref = reconciler_->ContainerId(task_id, container);
@@ -627,11 +631,16 @@ class NodeAgentImpl {
     }
     std::string what = container.empty() ? "task " + task_id : "container " + container + " of task " + task_id;
     if (docker_ref.empty()) return LogsRefused(request_id, "no " + what + " on this node");
+    if (Status s = docker::CheckObjectName("container", docker_ref); !s) return LogsRefused(request_id, s.error().message);
     engine_->Call("GET", "/containers/" + docker_ref + "/json", "",
                   [this, request_id, docker_ref, what, follow, tail](Result<json::Doc> r) {
                     if (shut_) return;
                     if (!r) return LogsRefused(request_id, "no " + what + " on this node (" + r.error().message + ")");
-                    StreamLogs(request_id, std::string(r->view().Get("Id").String()), follow, tail);
+                    std::string id(r->view().Get("Id").String());
+                    if (Status s = docker::CheckObjectName("container", id); !s) {
+                      return LogsRefused(request_id, "the engine's answer for " + what + ": " + s.error().message);
+                    }
+                    StreamLogs(request_id, id, follow, tail);
                   });
   }
 
@@ -752,7 +761,7 @@ class NodeAgentImpl {
     Result<json::Doc> d = json::Doc::Parse(files::ReadTrimmed(o_.state_dir + "/images.json"));
     if (!d) return out;
     for (json::View v : d->view()) {
-      if (v.IsNumber()) out[std::string(v.Key())] = static_cast<int64_t>(v.Number());
+      if (v.IsNumber()) out[std::string(v.Key())] = v.IntIn(0, INT64_MAX, 0);
     }
     return out;
   }

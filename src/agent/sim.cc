@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <map>
@@ -357,7 +358,7 @@ void SimNode::Apply(json::View msg, bool whole) {
       tasks.erase(task_id);
     }
   }
-  version_ = static_cast<uint64_t>(msg.Get("version").Number());
+  version_ = static_cast<uint64_t>(msg.Get("version").IntIn(0, INT64_MAX, 0));
   have_version_ = true;
 }
 

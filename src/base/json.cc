@@ -49,6 +49,15 @@ View View::Get(std::string_view key) const {
 std::string_view View::Key() const { return node_ && node_->string ? node_->string : std::string_view(); }
 std::string_view View::String() const { return IsString() && node_->valuestring ? node_->valuestring : ""; }
 double View::Number() const { return IsNumber() ? node_->valuedouble : 0; }
+
+int64_t View::IntIn(int64_t lo, int64_t hi, int64_t fallback) const {
+  if (!IsNumber()) return fallback;
+  double d = node_->valuedouble;
+  // Both bounds as doubles: ±2^63 and ±2^53 compare exactly; NaN fails both.
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi))) return fallback;
+  if (d >= 9223372036854775807.0) return hi;  // hi rounded up to 2^63
+  return static_cast<int64_t>(d);
+}
 bool View::Bool() const { return node_ && cJSON_IsTrue(node_); }
 
 size_t View::Size() const {

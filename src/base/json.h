@@ -34,6 +34,9 @@ class View {
 
   std::string_view String() const;  // empty unless IsString()
   double Number() const;
+  // The number truncated, when it is one in [lo, hi]; otherwise `fallback`
+  // (never a cast of NaN or of a value out of range).
+  int64_t IntIn(int64_t lo, int64_t hi, int64_t fallback) const;
   bool Bool() const;
 
   size_t Size() const;  // members of an object or elements of an array

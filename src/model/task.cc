@@ -1,5 +1,7 @@
 #include "model/task.h"
 
+#include <cstdint>
+
 #include "model/cluster.h"
 #include "model/taskdef.h"
 
@@ -84,7 +86,10 @@ Status ParseContainers(json::View v, std::vector<ContainerState>* out) {
       return Error::Invalid(path + ".lastStatus: must be PENDING, RUNNING or STOPPED");
     }
     s.last_status = *last;
-    if (c.Get("exitCode").IsNumber()) s.exit_code = static_cast<int64_t>(c.Get("exitCode").Number());
+    // An exit code out of int's range is no exit code (never a cast of it).
+    if (json::View code = c.Get("exitCode"); code.IsNumber() && code.Number() >= INT32_MIN && code.Number() <= INT32_MAX) {
+      s.exit_code = static_cast<int64_t>(code.Number());
+    }
     Result<std::string> health = json::OptionalString(c, "healthStatus", path + ".healthStatus", "UNKNOWN");
     if (!health) return health.take_error();
     if (*health != "HEALTHY" && *health != "UNHEALTHY" && *health != "UNKNOWN") {

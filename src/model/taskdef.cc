@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
@@ -164,6 +165,16 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
   for (char ch : *image) {
     if (static_cast<unsigned char>(ch) <= ' ')
       return Bad(Dot(path, "image"), "must not contain spaces or control characters");
+    if (!isalnum(static_cast<unsigned char>(ch)) && !strchr("._-/:@", ch)) {
+      return Bad(Dot(path, "image"), std::string("must be an image reference (letters, digits and . _ - / : @), not '") +
+                                         ch + "'");
+    }
+  }
+  if (image->front() == '-' || image->front() == '/' || image->back() == '/' ||
+      image->find("//") != std::string::npos || image->find("/../") != std::string::npos ||
+      image->find("/./") != std::string::npos || image->starts_with("../") || image->starts_with("./") ||
+      image->ends_with("/..") || image->ends_with("/.") || *image == "." || *image == "..") {
+    return Bad(Dot(path, "image"), "must be an image reference (name[:tag][@digest]), not a path");
   }
   Result<int64_t> cpu = IntIn(c, "cpu", Dot(path, "cpu"), 0, 10240 * 1024, 0);
   if (!cpu) return cpu.take_error();

@@ -84,8 +84,8 @@ Result<LifecyclePolicy> ParseLifecyclePolicy(std::string_view text) {
       return s.take_error();
     LifecycleRule rule;
     json::View pr = r.Get("rulePriority");
-    if (!pr.IsNumber() || pr.Number() != static_cast<double>(static_cast<int64_t>(pr.Number())) || pr.Number() < 1 ||
-        pr.Number() > 999) {
+    if (!pr.IsNumber() || pr.Number() < 1 || pr.Number() > 999 ||
+        pr.Number() != static_cast<double>(static_cast<int64_t>(pr.Number()))) {
       return Bad(path + ".rulePriority: must be a whole number from 1 to 999");
     }
     rule.priority = static_cast<int64_t>(pr.Number());
@@ -142,8 +142,8 @@ Result<LifecyclePolicy> ParseLifecyclePolicy(std::string_view text) {
       return Bad(sp + ".countUnit: must be days with countType sinceImagePushed");
     }
     json::View cn = sel.Get("countNumber");
-    if (!cn.IsNumber() || cn.Number() != static_cast<double>(static_cast<int64_t>(cn.Number())) || cn.Number() < 1 ||
-        cn.Number() > 1e9) {
+    if (!cn.IsNumber() || cn.Number() < 1 || cn.Number() > 1e9 ||
+        cn.Number() != static_cast<double>(static_cast<int64_t>(cn.Number()))) {
       return Bad(sp + ".countNumber: must be a whole number of at least 1");
     }
     rule.count = static_cast<int64_t>(cn.Number());

@@ -110,3 +110,49 @@ TEST_CASE("docker: query escaping and X-Registry-Auth's base64url", "[agent][doc
   CHECK(crypto::Base64Decode("Zm8").value() == "fo");  // padding optional
   CHECK_FALSE(crypto::Base64Decode("Z!==").ok());
 }
+
+TEST_CASE("docker: names for API paths are Docker's own, anything else refused with what and why",
+          "[agent][docker][paths]") {
+  using agent::docker::CheckImageName;
+  using agent::docker::CheckObjectName;
+  using agent::docker::CheckTarget;
+  CHECK(CheckObjectName("container", "berth-0b1c2d-app"));
+  CHECK(CheckObjectName("container", std::string(64, 'f')));  // an id
+  CHECK(CheckObjectName("network", "berth-task.1_x"));
+  for (const std::string& bad : std::vector<std::string>{"", "../images/x", "a/b", "x?force=1", "x&v=1", "a b",
+                                                         ".hidden", "-rf", "x#y", "x%2e", std::string("x\0y", 3),
+                                                         "x\r\nHost: evil", std::string(256, 'a')}) {
+    Status s = CheckObjectName("container", bad);
+    CHECK_FALSE(s.ok());
+    if (!s.ok()) {
+      CHECK(s.error().kind == ErrorKind::kInvalid);
+      CHECK_THAT(s.error().message, Catch::Contains("refusing the container name"));
+    }
+  }
+  CHECK_THAT(CheckObjectName("container", "a/b").error().message, Catch::Contains("'/'"));
+
+  for (const std::string& good : std::vector<std::string>{
+           "busybox", "127.0.0.1:7070/team/app:1.2", "registry.local/a/b@sha256:" + std::string(64, 'a'),
+           "Repo_Tag-x.y:V1"}) {
+    CHECK(CheckImageName(good));
+  }
+  for (const std::string& bad :
+       std::vector<std::string>{"", "a/../../containers/x", "a//b", "/abs", "a/./b", "a?x=1", "a b", "-x", "a/b/",
+                                "a#b", "a%2F..", std::string(513, 'a')}) {
+    Status s = CheckImageName(bad);
+    CHECK_FALSE(s.ok());
+    if (!s.ok()) CHECK_THAT(s.error().message, Catch::Contains("refusing the image"));
+  }
+
+  CHECK(CheckTarget("/containers/json?all=1&filters=%7B%22label%22%7D"));
+  CHECK(CheckTarget("/images/127.0.0.1:7070/app:1/json"));
+  CHECK(CheckTarget("/version"));
+  CHECK_FALSE(CheckTarget("containers/json").ok());
+  CHECK_FALSE(CheckTarget("/containers/../images/x/json").ok());
+  CHECK_FALSE(CheckTarget("/containers//json").ok());
+  CHECK_FALSE(CheckTarget("/containers/a b/json").ok());
+  CHECK_FALSE(CheckTarget("/containers/x/logs?tail=all#frag").ok());
+  CHECK_FALSE(CheckTarget("/containers/x/logs?a=b c").ok());
+  CHECK_FALSE(CheckTarget(std::string("/containers/x\n/json")).ok());
+  CHECK_THAT(CheckTarget("/containers/../x").error().message, Catch::Contains("'..' path segment"));
+}

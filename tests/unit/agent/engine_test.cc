@@ -3,6 +3,7 @@
 // prefix on every call, Docker's error messages and status kinds.
 #include <catch2/catch.hpp>
 
+#include "agent/container_engine.h"
 #include "agent/docker.h"
 #include "base/metrics.h"
 #include "net/http_server.h"
@@ -129,4 +130,40 @@ TEST_CASE("docker engine: nothing listening is an unavailable engine, not a cras
   REQUIRE(loop.RunUntil([&] { return out.has_value(); }));
   REQUIRE_FALSE(*out);
   CHECK(out->error().kind == ErrorKind::kUnavailable);
+}
+
+TEST_CASE("docker engine: a name Docker would not have made never reaches the engine", "[agent][docker][paths]") {
+  FakeEngine f("1.41");
+  agent::docker::Engine e(f.loop.get(), f.where, 2);
+  REQUIRE(f.Negotiate(e));
+  size_t before = f.calls.size();
+  // Straight through Call: a path that would reach another route.
+  auto r = f.Call(e, "POST", "/containers/../images/x/start");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == ErrorKind::kInvalid);
+  CHECK_THAT(r.error().message, Catch::Contains("'..' path segment"));
+
+  // Through the container engine: names from a task or a server's line.
+  agent::DockerContainerEngine engine(&e);
+  std::optional<Status> started, removed, pulled;
+  std::optional<Result<std::string>> created;
+  std::optional<Result<bool>> present;
+  engine.Start("x/../../images/busybox", [&](Status s) { started = std::move(s); });
+  engine.Create("app&platform=evil", "{}", [&](Result<std::string> s) { created = std::move(s); });
+  engine.Remove("x?force=1", [&](Status s) { removed = std::move(s); });
+  engine.ImagePresent("busybox/../../containers/x", [&](Result<bool> s) { present = std::move(s); });
+  engine.Pull("a b", "", [&](Status s) { pulled = std::move(s); });
+  // Never from inside the call: the caller's own state is not re-entered.
+  CHECK_FALSE(started.has_value());
+  REQUIRE(f.loop.RunUntil([&] { return started && created && removed && present && pulled; }));
+  CHECK_THAT(started->error().message, Catch::Contains("refusing the container name 'x/../../images/busybox'"));
+  CHECK_THAT(created->error().message, Catch::Contains("refusing the container name 'app&platform=evil'"));
+  CHECK_THAT(removed->error().message, Catch::Contains("refusing the container name"));
+  CHECK_THAT(present->error().message, Catch::Contains("refusing the image"));
+  CHECK_THAT(pulled->error().message, Catch::Contains("refusing the image 'a b'"));
+  CHECK(f.calls.size() == before);  // nothing was sent
+
+  // A name of ours still goes, escaped where it is a query value.
+  REQUIRE(f.Call(e, "POST", "/containers/berth-1-app/start"));
+  CHECK(f.calls.back() == "/v1.41/containers/berth-1-app/start");
 }

@@ -2,6 +2,7 @@
 #include "base/json.h"
 
 #include <catch2/catch.hpp>
+#include <cstdint>
 
 using namespace berth;
 
@@ -171,4 +172,17 @@ TEST_CASE("json: AppendQuoted escapes quotes, backslashes and controls", "[base]
   auto back = json::Doc::Parse(out);
   REQUIRE(back.ok());
   CHECK(back->view().String() == std::string_view("a\"b\\c\nd\re\tf\x01g\x7f", 14));
+}
+
+TEST_CASE("json: IntIn reads a number in range and never casts one out of it", "[base][json]") {
+  json::Doc d = json::Doc::Parse(R"({"a":42.9,"b":-1,"big":1e300,"neg":-1e300,"s":"7","edge":9223372036854775807})")
+                    .value();
+  json::View v = d.view();
+  CHECK(v.Get("a").IntIn(0, 100, -1) == 42);
+  CHECK(v.Get("b").IntIn(0, 100, -7) == -7);
+  CHECK(v.Get("big").IntIn(INT64_MIN, INT64_MAX, 5) == 5);
+  CHECK(v.Get("neg").IntIn(INT64_MIN, INT64_MAX, 5) == 5);
+  CHECK(v.Get("s").IntIn(0, 100, 3) == 3);
+  CHECK(v.Get("missing").IntIn(0, 100, 3) == 3);
+  CHECK(v.Get("edge").IntIn(0, INT64_MAX, 0) == INT64_MAX);
 }
