@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "agent/container_engine.h"
@@ -111,6 +112,7 @@ class NodeAgentImpl {
       return secret_files_->Write(task, container, files);
     };
     hooks.forget_secrets = [this](const std::string& task) { secret_files_->Forget(task); };
+    hooks.sweep_secrets = [this](const std::set<std::string>& keep) { secret_files_->Sweep(keep); };
     // What tasks must never see, and the engines' sockets, as this host names them.
     host_view_.resolve = [](const std::string& path) {
       char real[PATH_MAX];

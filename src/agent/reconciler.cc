@@ -132,6 +132,12 @@ void Reconciler::Sync(std::function<void(Status)> done) {
       if (!synced_) {
         synced_ = true;
         if (!tasks_.empty()) log::Info("agent", "adopted running tasks", {{"tasks", std::to_string(tasks_.size())}});
+        // Secret files of tasks that stopped while no agent was here.
+        if (hooks_.sweep_secrets) {
+          std::set<std::string> keep;
+          for (const auto& [task_id, t] : tasks_) keep.insert(task_id);
+          hooks_.sweep_secrets(keep);
+        }
       }
       if (done) done(Status{});
     });
@@ -335,7 +341,8 @@ void Reconciler::StopStep(TaskRec& t) {
   if (busy) return;
   t.status = "STOPPED";
   log::Info("agent", "task stopped", {{"task", t.ident.id}, {"reason", t.stop_reason}});
-  if (t.secret_files && hooks_.forget_secrets) hooks_.forget_secrets(t.ident.id);
+  // Always: a task adopted after a restart may have files no record of ours says.
+  if (hooks_.forget_secrets) hooks_.forget_secrets(t.ident.id);
   if (t.plan && t.plan->own_network) {
     std::string network = t.plan->network_name;
     calls_.Push(Lane::kStop, [this, alive = alive_, network](std::function<void()> finished) {
@@ -708,7 +715,6 @@ Status Reconciler::PlanSecrets(TaskRec& t, json::View td, const DesiredTask& d, 
     for (auto& [name, value] : list) std::fill(value.begin(), value.end(), '\0');
     if (!dir) return Error::Invalid("ResourceInitializationError: secret files: " + dir.error().message);
     po->secret_dirs[container] = dir.value();
-    t.secret_files = true;
   }
   return {};
 }

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,6 +79,8 @@ class Reconciler {
                                       const std::vector<std::pair<std::string, std::string>>& files)>
         write_secrets;
     std::function<void(const std::string& task_id)> forget_secrets;
+    // At the first sync: every task's secret files but those of `keep` go.
+    std::function<void(const std::set<std::string>& keep)> sweep_secrets;
   };
 
   Reconciler(ContainerEngine* engine, ReconcilerOptions options, Hooks hooks);
@@ -151,7 +154,6 @@ class Reconciler {
     bool stopping = false;
     bool network_ready = false;
     bool network_busy = false;
-    bool secret_files = false;  // a directory of its secret files was written
     std::string acked;          // the report the server last acknowledged
     ContainerRec* Find(std::string_view name) {
       for (ContainerRec& c : containers) {

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <set>
 
 #include "base/log.h"
 
@@ -119,6 +120,21 @@ void SecretFiles::Forget(const std::string& task_id) {
   if (!SafeName(task_id)) return;
   if (Status s = RemoveTree(root_ + "/" + task_id); !s) {
     log::Warn("agent", "cannot remove a task's secret files", {{"task", task_id}, {"error", s.error().message}});
+  }
+}
+
+void SecretFiles::Sweep(const std::set<std::string>& keep) {
+  std::vector<std::string> gone;
+  if (DIR* d = opendir(root_.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != ".." && !keep.count(name)) gone.push_back(name);
+    }
+    closedir(d);
+  }
+  for (const std::string& task_id : gone) {
+    log::Info("agent", "removing the secret files of a task no longer here", {{"task", task_id}});
+    Forget(task_id);
   }
 }
 

@@ -3,6 +3,7 @@
 // bound read-only at /run/secrets in the container. They never touch a disk.
 #pragma once
 
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,8 +22,11 @@ class SecretFiles {
   // returns that directory. Fails when no tmpfs can be had at ROOT.
   Result<std::string> Write(const std::string& task_id, const std::string& container,
                             const std::vector<std::pair<std::string, std::string>>& files);
-  // Removes ROOT/<task> and what it holds.
+  // Removes ROOT/<task> and what it holds (nothing there: nothing to do).
   void Forget(const std::string& task_id);
+  // Removes every task's directory but those of `keep` (the tasks the agent
+  // found running when it started: what an agent that crashed left behind).
+  void Sweep(const std::set<std::string>& keep);
 
  private:
   Status EnsureTmpfs();

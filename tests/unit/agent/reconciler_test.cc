@@ -3,6 +3,8 @@
 #include "agent/reconciler.h"
 
 #include <catch2/catch.hpp>
+#include <optional>
+#include <set>
 
 #include "agent/call_queue.h"
 #include "agent/fake_engine.h"
@@ -19,6 +21,8 @@ constexpr const char* kTaskDef = R"({"family":"web","containerDefinitions":[
 struct Fixture {
   FakeEngine engine;
   int lost = 0;
+  std::vector<std::string> secrets_forgotten;
+  std::optional<std::set<std::string>> secrets_kept;  // what the first sync's sweep kept
   std::unique_ptr<agent::Reconciler> r;
   std::map<std::string, json::Doc, std::less<>> defs;
   std::map<std::string, agent::DesiredTask> desired;
@@ -28,6 +32,8 @@ struct Fixture {
     o.docker_concurrency = concurrency;
     agent::Reconciler::Hooks hooks;
     hooks.engine_lost = [this] { lost++; };
+    hooks.forget_secrets = [this](const std::string& task) { secrets_forgotten.push_back(task); };
+    hooks.sweep_secrets = [this](const std::set<std::string>& keep) { secrets_kept = keep; };
     r = std::make_unique<agent::Reconciler>(&engine, o, std::move(hooks));
     r->SetNode(kNode);
     Result<json::Doc> td = json::Doc::Parse(kTaskDef);
@@ -164,6 +170,9 @@ TEST_CASE("reconciler: the events stream opens before the listing, and running c
   CHECK(f.engine.log[0] == "watch node-1");
   CHECK(f.engine.log[1] == "list node-1");
   f.engine.AnswerAll();
+  // Secret files of tasks stopped while no agent was here go; the adopted one's stay.
+  REQUIRE(f.secrets_kept.has_value());
+  CHECK(*f.secrets_kept == std::set<std::string>{Fixture::Id(7)});
   f.Want(7, 8, "RUNNING");
   f.engine.AnswerAll();
   CHECK(f.engine.Count("create") == 0);
@@ -177,6 +186,8 @@ TEST_CASE("reconciler: the events stream opens before the listing, and running c
   f.engine.on_event(agent::ContainerEvent{"die", "abc", Fixture::Id(7), "app"});
   f.engine.AnswerAll();
   CHECK(f.r->TaskStatus(Fixture::Id(7)) == "STOPPED");
+  // Adopted, so no record says it had secret files: they are removed all the same.
+  CHECK(f.secrets_forgotten == std::vector<std::string>{Fixture::Id(7)});
 }
 
 TEST_CASE("reconciler: an engine that stops answering is reported once, and the next sync carries on",
