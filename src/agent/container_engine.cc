@@ -125,7 +125,8 @@ void DockerContainerEngine::List(const std::string& node, bool stopped_only, Don
 }
 
 void DockerContainerEngine::Inspect(const std::string& ref, Done<ContainerStatus> done) {
-  if (Status s = docker::CheckObjectName("container", ref); !s) return Refused(engine_, std::move(done), s.take_error());
+  if (Status s = docker::CheckObjectName("container", ref); !s)
+    return Refused(engine_, std::move(done), s.take_error());
   engine_->Call("GET", "/containers/" + ref + "/json", "", [done = std::move(done)](Result<json::Doc> r) {
     if (!r) return done(r.take_error());
     done(ParseContainerInspect(r->view()));
@@ -133,11 +134,13 @@ void DockerContainerEngine::Inspect(const std::string& ref, Done<ContainerStatus
 }
 
 void DockerContainerEngine::Create(const std::string& name, const std::string& body, Done<std::string> done) {
-  if (Status s = docker::CheckObjectName("container", name); !s) return Refused(engine_, std::move(done), s.take_error());
-  engine_->Call("POST", "/containers/create?name=" + docker::QueryEscape(name), body, [done = std::move(done)](Result<json::Doc> r) {
-    if (!r) return done(r.take_error());
-    done(std::string(r->view().Get("Id").String()));
-  });
+  if (Status s = docker::CheckObjectName("container", name); !s)
+    return Refused(engine_, std::move(done), s.take_error());
+  engine_->Call("POST", "/containers/create?name=" + docker::QueryEscape(name), body,
+                [done = std::move(done)](Result<json::Doc> r) {
+                  if (!r) return done(r.take_error());
+                  done(std::string(r->view().Get("Id").String()));
+                });
 }
 
 void DockerContainerEngine::Start(const std::string& id, StatusDone done) {
@@ -192,7 +195,8 @@ void DockerContainerEngine::ListNetworks(const std::string& node, Done<std::vect
 }
 
 void DockerContainerEngine::RemoveNetwork(const std::string& id_or_name, StatusDone done) {
-  if (Status s = docker::CheckObjectName("network", id_or_name); !s) return Refused(engine_, std::move(done), s.take_error());
+  if (Status s = docker::CheckObjectName("network", id_or_name); !s)
+    return Refused(engine_, std::move(done), s.take_error());
   engine_->Call("DELETE", "/networks/" + id_or_name, "",
                 [done = std::move(done)](Result<json::Doc> r) { done(Ok(std::move(r))); });
 }

@@ -633,7 +633,8 @@ class NodeAgentImpl {
     }
     std::string what = container.empty() ? "task " + task_id : "container " + container + " of task " + task_id;
     if (docker_ref.empty()) return LogsRefused(request_id, "no " + what + " on this node");
-    if (Status s = docker::CheckObjectName("container", docker_ref); !s) return LogsRefused(request_id, s.error().message);
+    if (Status s = docker::CheckObjectName("container", docker_ref); !s)
+      return LogsRefused(request_id, s.error().message);
     engine_->Call("GET", "/containers/" + docker_ref + "/json", "",
                   [this, request_id, docker_ref, what, follow, tail](Result<json::Doc> r) {
                     if (shut_) return;

@@ -154,7 +154,7 @@ class Reconciler {
     bool stopping = false;
     bool network_ready = false;
     bool network_busy = false;
-    std::string acked;          // the report the server last acknowledged
+    std::string acked;  // the report the server last acknowledged
     ContainerRec* Find(std::string_view name) {
       for (ContainerRec& c : containers) {
         if (c.name == name) return &c;

@@ -87,7 +87,8 @@ Status ParseContainers(json::View v, std::vector<ContainerState>* out) {
     }
     s.last_status = *last;
     // An exit code out of int's range is no exit code (never a cast of it).
-    if (json::View code = c.Get("exitCode"); code.IsNumber() && code.Number() >= INT32_MIN && code.Number() <= INT32_MAX) {
+    if (json::View code = c.Get("exitCode");
+        code.IsNumber() && code.Number() >= INT32_MIN && code.Number() <= INT32_MAX) {
       s.exit_code = static_cast<int64_t>(code.Number());
     }
     Result<std::string> health = json::OptionalString(c, "healthStatus", path + ".healthStatus", "UNKNOWN");

@@ -166,8 +166,8 @@ Result<json::Doc> CheckContainer(json::View c, const std::string& path, Containe
     if (static_cast<unsigned char>(ch) <= ' ')
       return Bad(Dot(path, "image"), "must not contain spaces or control characters");
     if (!isalnum(static_cast<unsigned char>(ch)) && !strchr("._-/:@", ch)) {
-      return Bad(Dot(path, "image"), std::string("must be an image reference (letters, digits and . _ - / : @), not '") +
-                                         ch + "'");
+      return Bad(Dot(path, "image"),
+                 std::string("must be an image reference (letters, digits and . _ - / : @), not '") + ch + "'");
     }
   }
   if (image->front() == '-' || image->front() == '/' || image->back() == '/' ||
