@@ -18,6 +18,14 @@ namespace {
 
 constexpr uint64_t kSweepIntervalMs = 250;
 constexpr uint64_t kLingerMs = 2000;
+// Lingering discards at most this much from a connection that has not
+// authenticated; one that keeps sending is cut off.
+constexpr size_t kLingerMaxBytes = 256 << 10;
+// A refused connection gets this long to take its answer (over TLS, its
+// handshake must finish first), and at most this many wait at once; beyond
+// that a refused connection is closed without an answer.
+constexpr uint64_t kRefusalMs = 2000;
+constexpr size_t kMaxRefusalsWaiting = 256;
 
 // "Date: Thu, 26 Nov 2026 04:28:43 GMT\r\n", rebuilt at most once a second.
 const std::string& DateHeader() {
@@ -126,7 +134,13 @@ class Connection final : public Stream::Handler {
   // Stream::Handler
   void OnData(std::string_view data) override {
     Guard g(this);
-    if (phase_ == Phase::kLinger) return;  // discarded: we are closing
+    if (phase_ == Phase::kLinger) {  // discarded: we are closing
+      // A client nobody vouched for is cut off past a bound; an authenticated one
+      // keeps sending its refused body (a push the disk cannot hold) and reads why.
+      linger_bytes_ += data.size();
+      if (linger_bytes_ > kLingerMaxBytes && !authenticated_ && server_->gate_) Close();
+      return;
+    }
     if (!stash_.empty() || paused_) {
       stash_.append(data);
       // While an answer streams we keep reading only to notice the peer leaving;
@@ -421,6 +435,7 @@ class Connection final : public Stream::Handler {
   void StartLinger() {
     if (closed_ || phase_ == Phase::kLinger) return;
     phase_ = Phase::kLinger;
+    linger_bytes_ = 0;
     paused_ = false;
     stash_.clear();
     stream_->Shutdown();
@@ -479,7 +494,11 @@ class Connection final : public Stream::Handler {
 
   int OnMessageBegin() {
     phase_ = Phase::kHeaders;
-    SetDeadline(server_->limits_.header_timeout_ms);
+    // A request nobody has vouched for yet has its whole deadline from its first
+    // byte, headers included (ServerLimits::preauth_timeout_ms).
+    const ServerLimits& limits = server_->limits_;
+    SetDeadline(authenticated_ || !server_->gate_ ? limits.header_timeout_ms
+                                                  : std::min(limits.header_timeout_ms, limits.preauth_timeout_ms));
     header_bytes_ = 0;
     body_bytes_ = 0;
     last_was_value_ = false;
@@ -693,6 +712,7 @@ class Connection final : public Stream::Handler {
   uint64_t deadline_ = 0;        // loop ms; 0 = none
   uint64_t write_deadline_ = 0;  // loop ms; 0 = nothing waiting to be sent
   size_t header_bytes_ = 0;
+  size_t linger_bytes_ = 0;  // discarded while lingering
   size_t body_bytes_ = 0;
   int fail_status_ = 0;
   std::string fail_code_, fail_message_;
@@ -860,16 +880,24 @@ void Server::RejectStream(std::unique_ptr<Stream> stream, int status, std::strin
         .append(std::to_string(retry_after_s))
         .append("\r\n\r\n")
         .append(r.body);
+    if (*refusals_waiting_ >= kMaxRefusalsWaiting) {
+      stream->Close();  // too many wait for their answer already: no answer
+      return;
+    }
     // Best effort: write and close; the kernel delivers it if the client reads.
     stream->Write(std::move(out));
     stream->Shutdown();
-    // Keep the stream until the write is done: a tiny holder closes it when drained.
+    // Keep the stream until the write is done, for kRefusalMs at most (a TLS
+    // client that never says hello holds nothing for long): a tiny holder closes it.
     struct Closer : Stream::Handler {
       std::unique_ptr<Stream> s;
+      std::unique_ptr<Timer> deadline;
+      std::shared_ptr<size_t> waiting;
       void OnData(std::string_view) override {}
       void OnEnd(int) override { Done(); }
       void OnDrained() override { Done(); }
       void Done() {
+        --*waiting;
         s->Close();
         delete this;
       }
@@ -880,6 +908,11 @@ void Server::RejectStream(std::unique_ptr<Stream> stream, int status, std::strin
     }
     auto* closer = new Closer();
     closer->s = std::move(stream);
+    closer->waiting = refusals_waiting_;
+    ++*refusals_waiting_;
+    closer->deadline = std::make_unique<Timer>(loop_);
+    closer->deadline->Start(kRefusalMs, 0, [closer] { closer->Done(); });
+    closer->deadline->Unref();
     closer->s->SetHandler(closer);
   }
 }
@@ -948,11 +981,21 @@ void Server::Record(const Exchange& ex, int status, size_t) {
     NoteAuthFailure(ex.request().peer_ip, LoopNowMs(loop_));
   }
   if (observer_) observer_(ex);
-  char code[8];
-  snprintf(code, sizeof code, "%d", status);
-  requests_->With({ex.route().pattern, code})->Inc();
+  RouteSeries& series = route_series_[&ex.route()];
+  metrics::Counter* requests = nullptr;
+  for (const auto& [s, counter] : series.requests) {
+    if (s == status) requests = counter;
+  }
+  if (!requests) {
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    requests = requests_->With({ex.route().pattern, code});
+    series.requests.emplace_back(status, requests);
+  }
+  requests->Inc();
+  if (!series.latency) series.latency = latency_->With({ex.route().pattern});
   double seconds = static_cast<double>(static_cast<int64_t>(uv_hrtime()) - ex.start_ns()) / 1e9;
-  latency_->With({ex.route().pattern})->Observe(seconds);
+  series.latency->Observe(seconds);
 }
 
 void Server::Shutdown(uint64_t deadline_ms, std::function<void()> done) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/metrics.h"
@@ -153,6 +154,10 @@ class Server {
   // `deadline_ms`, then closes the rest. `done` fires once every connection is gone.
   void Shutdown(uint64_t deadline_ms, std::function<void()> done);
   size_t connection_count() const { return connections_.size(); }
+  // Forgets the failed authentications counted per address, as a minute of calm
+  // would: a harness serving independent clients through one server starts each
+  // from the same state.
+  void ForgetAuthFailures() { auth_failures_.clear(); }
   const ServerLimits& limits() const { return limits_; }
 
  private:
@@ -192,11 +197,20 @@ class Server {
 
   metrics::Family<metrics::Counter>* requests_;
   metrics::Family<metrics::Histogram>* latency_;
+  // Each route's series of those two families, found once: Record runs for every
+  // answer, and a family's lookup builds and compares the rendered label set.
+  struct RouteSeries {
+    metrics::Histogram* latency = nullptr;
+    std::vector<std::pair<int, metrics::Counter*>> requests;  // by status
+  };
+  std::unordered_map<const Route*, RouteSeries> route_series_;  // routes live as long as the router
   metrics::Gauge* open_connections_;
   metrics::Counter* rejected_connections_;
   metrics::Counter* timeouts_;
   metrics::Counter* preauth_rejected_;
   metrics::Counter* auth_throttled_;
+  // Refused connections still waiting to be given their answer (RejectStream).
+  std::shared_ptr<size_t> refusals_waiting_ = std::make_shared<size_t>(0);
 };
 
 }  // namespace berth::net::http

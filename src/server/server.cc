@@ -361,7 +361,8 @@ int Run(const Options& o) {
     ts.cert_pem = ca->server_chain_pem();
     ts.key_pem = ca->server_key_pem();
     ts.client_ca_pem = ca->ca_pem();
-    ts.handshake_timeout_ms = o.limits.header_timeout_ms;
+    // Nobody is authenticated during a handshake: it has the unauthenticated deadline too.
+    ts.handshake_timeout_ms = std::min(o.limits.header_timeout_ms, o.limits.preauth_timeout_ms);
     Result<std::unique_ptr<net::tls::ServerContext>> made = net::tls::ServerContext::Create(loop, ts);
     if (!made) {
       fprintf(stderr, "berth server: TLS: %s\n", made.error().message.c_str());

@@ -986,6 +986,7 @@ TEST_CASE_METHOD(ServerFixture, "http server: a request nobody vouched for has a
   limits.preauth_max_body = 64;
   limits.preauth_timeout_ms = 300;
   limits.body_timeout_ms = 60000;
+  limits.header_timeout_ms = 60000;
   Start(limits);
   GoodBearerGate(server.get());
   Client client(loop.get(), endpoint);
@@ -1009,6 +1010,17 @@ TEST_CASE_METHOD(ServerFixture, "http server: a request nobody vouched for has a
   SECTION("a body trickled byte by byte is cut off at the deadline, though bytes keep coming") {
     RawConn raw(&loop, endpoint);
     raw.Send("POST /open-echo HTTP/1.1\r\nHost: t\r\nContent-Length: 60\r\n\r\n");
+    net::Timer drip(loop.get());
+    drip.Start(20, 20, [&raw] {
+      if (!raw.ended()) raw.Send("z");
+    });
+    REQUIRE(loop.RunUntil([&] { return raw.ended() || !raw.Statuses().empty(); }));
+    drip.Stop();
+    CHECK(raw.Statuses() == std::vector<int>{408});
+  }
+  SECTION("headers trickled byte by byte are cut off at the same deadline, not the header timeout") {
+    RawConn raw(&loop, endpoint);
+    raw.Send("GET /open HTTP/1.1\r\nHost: t\r\nX-Slow: ");
     net::Timer drip(loop.get());
     drip.Start(20, 20, [&raw] {
       if (!raw.ended()) raw.Send("z");
