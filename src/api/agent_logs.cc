@@ -23,11 +23,32 @@ namespace {
 
 constexpr int64_t kAgentAnswerMs = 10000;       // the agent must start answering within this
 constexpr size_t kMaxClientBacklog = 16 << 20;  // unsent log bytes for one client: then it is cut off
-constexpr size_t kMaxFrame = 1 << 20;
 
 bool Truthy(const std::optional<std::string>& v) { return v && (*v == "true" || *v == "1" || v->empty()); }
 
 }  // namespace
+
+Status TakeLogFrames(std::string* buf, const std::function<void(std::string_view)>& emit) {
+  size_t at = 0;
+  for (;;) {
+    size_t nl = buf->find('\n', at);
+    if (nl == std::string::npos) {
+      if (buf->size() - at > 16) return Error::Invalid("log frame header too long");
+      break;
+    }
+    // Bounded the same whether or not its newline came in the same piece.
+    if (nl - at > 16) return Error::Invalid("log frame header too long");
+    char* end = nullptr;
+    std::string head = buf->substr(at, nl - at);
+    size_t len = strtoull(head.c_str(), &end, 16);
+    if (head.empty() || *end || len > kMaxLogFrame) return Error::Invalid("bad log frame header '" + head + "'");
+    if (buf->size() - nl - 1 < len) break;
+    if (len > 0) emit(std::string_view(buf->data() + nl + 1, len));
+    at = nl + 1 + len;
+  }
+  buf->erase(0, at);
+  return {};
+}
 
 void AgentHub::ExpireLogRequests(int64_t now_ms) {
   for (auto it = log_requests_.begin(); it != log_requests_.end();) {
@@ -121,24 +142,11 @@ void AgentHub::AddLogRoutes(http::Router* router) {
             return {};
           }
           // Frames: "<hex length>\n<bytes>".
-          std::string& buf = it->second.frame;
-          buf.append(data);
-          size_t at = 0;
-          for (;;) {
-            size_t nl = buf.find('\n', at);
-            if (nl == std::string::npos) {
-              if (buf.size() - at > 16) return Error::Invalid("log frame header too long");
-              break;
-            }
-            char* end = nullptr;
-            std::string head = buf.substr(at, nl - at);
-            size_t len = strtoull(head.c_str(), &end, 16);
-            if (head.empty() || *end || len > kMaxFrame) return Error::Invalid("bad log frame header '" + head + "'");
-            if (buf.size() - nl - 1 < len) break;
-            if (len > 0) it->second.client->Write(std::string_view(buf.data() + nl + 1, len));
-            at = nl + 1 + len;
+          it->second.frame.append(data);
+          http::Exchange* to = it->second.client.get();
+          if (Status s = TakeLogFrames(&it->second.frame, [to](std::string_view bytes) { to->Write(bytes); }); !s) {
+            return s;
           }
-          buf.erase(0, at);
           if (it->second.client->PendingWriteBytes() > kMaxClientBacklog) {
             it->second.client->End();
             log_requests_.erase(it);

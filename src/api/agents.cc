@@ -325,6 +325,36 @@ void AgentHub::Tick() {
   }
 }
 
+Result<std::vector<ReportedTask>> ParseReportedTasks(json::View tasks) {
+  std::vector<ReportedTask> out;
+  size_t i = 0;
+  for (json::View t : tasks) {
+    std::string path = "tasks[" + std::to_string(i++) + "]";
+    ReportedTask r;
+    Result<std::string> task_id = json::RequireString(t, "taskId", path + ".taskId");
+    if (!task_id) return task_id.take_error();
+    Result<std::string> last = json::RequireString(t, "lastStatus", path + ".lastStatus");
+    if (!last) return last.take_error();
+    if (*last != "PENDING" && *last != "RUNNING" && *last != "STOPPED") {
+      return Error::Invalid(path + ".lastStatus: must be PENDING, RUNNING or STOPPED");
+    }
+    Result<std::string> reason = json::OptionalString(t, "reason", path + ".reason");
+    if (!reason) return reason.take_error();
+    json::View containers = t.Get("containers");
+    if (containers.valid()) {
+      if (Status s = model::ParseContainers(containers, &r.containers); !s) {
+        return Error::Invalid(path + "." + s.error().message);
+      }
+    }
+    r.task_id = std::move(task_id.value());
+    r.last = std::move(last.value());
+    r.reason = std::move(reason.value());
+    r.containers_text = containers.valid() ? containers.Print() : "[]";
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 void AgentHub::AddRoutes(http::Router* router) {
   AddLogRoutes(router);
   http::RouteOptions agent_only;
@@ -373,7 +403,7 @@ void AgentHub::AddRoutes(http::Router* router) {
         }
         std::string ports_text;
         for (json::View p : reserved) {
-          std::string item = p.IsNumber() ? std::to_string(static_cast<int64_t>(p.Number())) : std::string(p.String());
+          std::string item = p.IsNumber() ? std::to_string(p.IntIn(-1, 1 << 20, -1)) : std::string(p.String());
           if (!p.IsNumber() && !p.IsString()) item = "?";
           ports_text += (ports_text.empty() ? "" : ",") + item;
         }
@@ -549,34 +579,19 @@ void AgentHub::AddRoutes(http::Router* router) {
         state_->Heartbeat(id, clock_->NowUnixMs());
         auto cmd = std::make_unique<model::ReportTasks>();
         cmd->node = id;
-        size_t i = 0;
-        for (json::View t : tasks) {
-          std::string path = "tasks[" + std::to_string(i++) + "]";
-          Result<std::string> task_id = json::RequireString(t, "taskId", path + ".taskId");
-          if (!task_id) return ex->Respond(http::ErrorResponse(task_id.error()));
-          Result<std::string> last = json::RequireString(t, "lastStatus", path + ".lastStatus");
-          if (!last) return ex->Respond(http::ErrorResponse(last.error()));
-          if (*last != "PENDING" && *last != "RUNNING" && *last != "STOPPED") {
-            return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
-                                                   path + ".lastStatus: must be PENDING, RUNNING or STOPPED"));
-          }
-          Result<std::string> reason = json::OptionalString(t, "reason", path + ".reason");
-          if (!reason) return ex->Respond(http::ErrorResponse(reason.error()));
-          json::View containers = t.Get("containers");
-          std::vector<model::ContainerState> parsed;
-          if (containers.valid()) {
-            if (Status s = model::ParseContainers(containers, &parsed); !s) {
-              return ex->Respond(http::ErrorResponse(400, "InvalidParameter", path + "." + s.error().message));
-            }
-          }
+        Result<std::vector<ReportedTask>> reported = ParseReportedTasks(tasks);
+        if (!reported) return ex->Respond(http::ErrorResponse(reported.error()));
+        for (ReportedTask& r : reported.value()) {
           // Only what changed becomes a command: a report that repeats known
           // states is a heartbeat and writes nothing.
-          auto found = state_->tasks().find(*task_id);
+          auto found = state_->tasks().find(r.task_id);
           const model::Task* known = found == state_->tasks().end() ? nullptr : &found->second;
-          if (known && known->node == id && known->last == *last && (parsed.empty() || known->containers == parsed)) {
+          if (known && known->node == id && known->last == r.last &&
+              (r.containers.empty() || known->containers == r.containers)) {
             continue;
           }
-          cmd->reports.push_back({*task_id, *last, *reason, containers.valid() ? containers.Print() : "[]"});
+          cmd->reports.push_back(
+              {std::move(r.task_id), std::move(r.last), std::move(r.reason), std::move(r.containers_text)});
         }
         // Every answer tells the agent the heartbeat interval, which grows with the
         // number of agents; the stream's silence deadline follows what it was told.

@@ -11,12 +11,16 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "base/clock.h"
+#include "base/json.h"
 #include "base/metrics.h"
 #include "model/state.h"
+#include "model/task.h"
 #include "net/http_server.h"
 #include "net/router.h"
 #include "store/store.h"
@@ -47,6 +51,26 @@ struct AgentOptions {
 // The repository an image reference names on a registry ("host:port/a/b:tag" and
 // "host:port/a/b@sha256:..." give "a/b"), or "" when it names no registry host.
 std::string RepositoryOf(std::string_view image);
+
+// One task of an agent's report (POST /v1/agent/nodes/{id}/report), checked.
+struct ReportedTask {
+  std::string task_id;
+  std::string last;  // PENDING, RUNNING or STOPPED
+  std::string reason;
+  std::vector<model::ContainerState> containers;  // empty when not given
+  std::string containers_text;                    // as given, printed again; "[]" when not given
+};
+// The `tasks` array of a report body (an invalid View: no tasks), every entry
+// checked; the error names the first bad field by its path ("tasks[2].lastStatus").
+Result<std::vector<ReportedTask>> ParseReportedTasks(json::View tasks);
+
+// The largest log frame an agent may send (agent_logs.cc).
+inline constexpr size_t kMaxLogFrame = 1 << 20;
+// Takes the whole log frames ("<hex length>\n<bytes>") at the front of `buf`,
+// hands each one's bytes to `emit` (a "0\n" keep-alive gives nothing), and erases
+// them; a partial frame stays for the next call. Fails on a header that is not a
+// length in hex up to kMaxLogFrame, or that runs past 16 bytes without its newline.
+Status TakeLogFrames(std::string* buf, const std::function<void(std::string_view)>& emit);
 
 class AgentHub final : public model::StateObserver {
  public:

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <tuple>
 
+#include "api/bodies.h"
 #include "base/clock.h"
 #include "base/crypto.h"
 #include "base/flags.h"
@@ -82,45 +83,6 @@ bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end)
   *begin = std::min(from, total);
   *end = std::min(total, *begin + max);
   return true;
-}
-
-// deploymentConfiguration, placementConstraints and placementStrategy of a
-// CreateService or UpdateService body into `cmd`'s fields (-1/empty: not given).
-Status ReadServiceSettings(json::View v, int64_t* min_pct, int64_t* max_pct, int* breaker, int* rollback,
-                           std::string* constraints, std::string* strategy) {
-  json::View dc = v.Get("deploymentConfiguration");
-  if (dc.valid() && !dc.IsNull()) {
-    if (!dc.IsObject()) return Error::Invalid("deploymentConfiguration: must be an object");
-    Result<int64_t> mn =
-        json::OptionalInt(dc, "minimumHealthyPercent", "deploymentConfiguration.minimumHealthyPercent", -1);
-    if (!mn) return mn.take_error();
-    Result<int64_t> mx = json::OptionalInt(dc, "maximumPercent", "deploymentConfiguration.maximumPercent", -1);
-    if (!mx) return mx.take_error();
-    if (*mn != -1 && (*mn < 0 || *mn > 100))
-      return Error::Invalid("deploymentConfiguration.minimumHealthyPercent: must be 0-100");
-    if (*mx != -1 && (*mx < 100 || *mx > 200))
-      return Error::Invalid("deploymentConfiguration.maximumPercent: must be 100-200");
-    *min_pct = *mn;
-    *max_pct = *mx;
-    json::View cb = dc.Get("deploymentCircuitBreaker");
-    if (cb.valid() && !cb.IsNull()) {
-      Result<bool> en =
-          json::OptionalBool(cb, "enable", "deploymentConfiguration.deploymentCircuitBreaker.enable", false);
-      if (!en) return en.take_error();
-      Result<bool> rb =
-          json::OptionalBool(cb, "rollback", "deploymentConfiguration.deploymentCircuitBreaker.rollback", false);
-      if (!rb) return rb.take_error();
-      *breaker = *en ? 1 : 0;
-      *rollback = *rb ? 1 : 0;
-    }
-  }
-  sched::Request probe;
-  if (Status st = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &probe); !st) {
-    return st;
-  }
-  if (v.Get("placementConstraints").IsArray()) *constraints = v.Get("placementConstraints").Print();
-  if (v.Get("placementStrategy").IsArray()) *strategy = v.Get("placementStrategy").Print();
-  return {};
 }
 
 std::string NewDeploymentId() {
@@ -376,6 +338,17 @@ std::string WhoMay(http::Access access) {
   }
 }
 
+std::optional<std::string_view> BearerCredential(std::string_view authorization) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (authorization.size() <= kBearer.size()) return std::nullopt;
+  for (size_t i = 0; i < kBearer.size(); i++) {
+    if (tolower(static_cast<unsigned char>(authorization[i])) != tolower(static_cast<unsigned char>(kBearer[i]))) {
+      return std::nullopt;
+    }
+  }
+  return authorization.substr(kBearer.size());
+}
+
 std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, http::Exchange& ex) {
   const http::Request& req = ex.request();
   std::string_view auth = req.Header("authorization");
@@ -401,18 +374,9 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
     // A token may follow: a node joining again after it was deregistered.
   }
   if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
-  constexpr std::string_view kBearer = "Bearer ";
-  auto scheme_is_bearer = [&] {
-    if (auth.size() <= kBearer.size()) return false;
-    for (size_t i = 0; i < kBearer.size(); i++) {
-      if (tolower(static_cast<unsigned char>(auth[i])) != tolower(static_cast<unsigned char>(kBearer[i]))) return false;
-    }
-    return true;
-  };
-  if (!scheme_is_bearer()) {
-    return refuse("the Authorization header must be 'Bearer <token>'");
-  }
-  const model::Token* t = state.FindTokenBySecret(auth.substr(kBearer.size()));
+  std::optional<std::string_view> secret = BearerCredential(auth);
+  if (!secret) return refuse("the Authorization header must be 'Bearer <token>'");
+  const model::Token* t = state.FindTokenBySecret(*secret);
   if (!t) return refuse("the token is not valid");
   if (t->expires_ms && t->expires_ms <= now_ms) {
     return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
@@ -826,32 +790,28 @@ void AddRoutes(http::Router* router, Context* ctx) {
       [ctx](const http::ExchangePtr& ex) {
         std::optional<json::Doc> body = ParseBody(ex);
         if (!body) return;
-        json::View v = body->view();
-        Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+        RunTaskBody b = ReadRunTask(body->view());
+        const Result<std::string>& cluster = b.cluster;
         if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
         if (!ClusterInScope(*ctx->state, ex, *cluster)) return;
         if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
-        Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
+        const Result<std::string>& ref = b.task_definition;
         if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
         const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
         if (!td) return;
         if (!PolicyAllows(*ctx->state, ex, *ctx->state->FindCluster(*cluster), *td)) return;
-        Result<int64_t> count = json::OptionalInt(v, "count", "count", 1);
+        const Result<int64_t>& count = b.count;
         if (!count) return ex->Respond(http::ErrorResponse(count.error()));
-        if (*count < 1 || *count > 10000)
-          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "count: must be 1-10000"));
-        Result<std::string> group = json::OptionalString(v, "group", "group", "family:" + td->family);
-        Result<std::string> started_by = json::OptionalString(v, "startedBy", "startedBy", "");
-        if (!group) return ex->Respond(http::ErrorResponse(group.error()));
-        if (!started_by) return ex->Respond(http::ErrorResponse(started_by.error()));
-        if (group->empty() || group->size() > 255)
+        if (!b.group) return ex->Respond(http::ErrorResponse(b.group.error()));
+        if (!b.started_by) return ex->Respond(http::ErrorResponse(b.started_by.error()));
+        Result<std::string> group = b.group->value_or("family:" + td->family);
+        const Result<std::string>& started_by = b.started_by;
+        // A group given is 1-255 characters; the default one takes a family of up to 255.
+        if (b.group->has_value() && (group->empty() || group->size() > 255))
           return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "group: must be 1-255 characters"));
-        sched::Request req;
+        if (!b.placement) return ex->Respond(http::ErrorResponse(b.placement.error()));
+        sched::Request req = std::move(b.placement.value());
         req.group = *group;
-        if (Status s = control::ParsePlacement(v.Get("placementConstraints"), v.Get("placementStrategy"), "", &req);
-            !s) {
-          return ex->Respond(http::ErrorResponse(s.error()));
-        }
         if (Result<json::Doc> tdoc = json::Doc::Parse(td->doc); tdoc) {
           if (Status s = control::ParsePlacement(tdoc->view().Get("placementConstraints"), json::View(),
                                                  "taskDefinition", &req);
@@ -988,30 +948,26 @@ void AddRoutes(http::Router* router, Context* ctx) {
       [ctx, reply_service](const http::ExchangePtr& ex) {
         std::optional<json::Doc> body = ParseBody(ex);
         if (!body) return;
-        json::View v = body->view();
+        CreateServiceBody b = ReadCreateService(body->view());
         model::Service svc;
-        Result<std::string> cluster = json::OptionalString(v, "cluster", "cluster", "default");
+        const Result<std::string>& cluster = b.cluster;
         if (!cluster) return ex->Respond(http::ErrorResponse(cluster.error()));
         if (!ClusterInScope(*ctx->state, ex, *cluster)) return;
         if (!ctx->state->FindCluster(*cluster)) return ClusterNotFound(ex, *cluster);
-        Result<std::string> name = json::RequireString(v, "serviceName", "serviceName");
+        const Result<std::string>& name = b.name;
         if (!name) return ex->Respond(http::ErrorResponse(name.error()));
-        if (Status st = model::ValidateServiceName(*name); !st) return ex->Respond(http::ErrorResponse(st.error()));
-        Result<std::string> ref = json::RequireString(v, "taskDefinition", "taskDefinition");
+        const Result<std::string>& ref = b.task_definition;
         if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
         const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
         if (!td) return;
         if (!PolicyAllows(*ctx->state, ex, *ctx->state->FindCluster(*cluster), *td)) return;
-        Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", 1);
+        const Result<int64_t>& desired = b.desired;
         if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
-        if (*desired < 0 || *desired > 1000000)
-          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
-        int64_t mn = -1, mx = -1;
-        int breaker = -1, rollback = -1;
-        std::string constraints, strategy;
-        if (Status st = ReadServiceSettings(v, &mn, &mx, &breaker, &rollback, &constraints, &strategy); !st) {
-          return ex->Respond(http::ErrorResponse(st.error()));
-        }
+        if (!b.settings) return ex->Respond(http::ErrorResponse(b.settings.error()));
+        int64_t mn = b.settings->min_healthy_pct, mx = b.settings->max_pct;
+        int breaker = b.settings->breaker, rollback = b.settings->rollback;
+        const std::string& constraints = b.settings->constraints;
+        const std::string& strategy = b.settings->strategy;
         svc.name = *name;
         svc.cluster = *cluster;
         svc.arn = model::ServiceArn(svc.cluster, svc.name);
@@ -1091,22 +1047,20 @@ void AddRoutes(http::Router* router, Context* ctx) {
         if (!svc) return;
         std::optional<json::Doc> body = ParseBody(ex);
         if (!body) return;
-        json::View v = body->view();
+        UpdateServiceBody b = ReadUpdateService(body->view());
         auto cmd = std::make_unique<model::UpdateService>();
         cmd->cluster = svc->cluster;
         cmd->name = svc->name;
-        Result<int64_t> desired = json::OptionalInt(v, "desiredCount", "desiredCount", -1);
-        if (!desired) return ex->Respond(http::ErrorResponse(desired.error()));
-        if (v.Get("desiredCount").valid() && (*desired < 0 || *desired > 1000000)) {
-          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "desiredCount: must be 0-1000000"));
-        }
-        cmd->desired = *desired;
-        if (Status st = ReadServiceSettings(v, &cmd->min_healthy_pct, &cmd->max_pct, &cmd->breaker, &cmd->rollback,
-                                            &cmd->constraints, &cmd->strategy);
-            !st) {
-          return ex->Respond(http::ErrorResponse(st.error()));
-        }
-        Result<std::string> ref = json::OptionalString(v, "taskDefinition", "taskDefinition");
+        if (!b.desired) return ex->Respond(http::ErrorResponse(b.desired.error()));
+        cmd->desired = *b.desired;
+        if (!b.settings) return ex->Respond(http::ErrorResponse(b.settings.error()));
+        cmd->min_healthy_pct = b.settings->min_healthy_pct;
+        cmd->max_pct = b.settings->max_pct;
+        cmd->breaker = b.settings->breaker;
+        cmd->rollback = b.settings->rollback;
+        cmd->constraints = b.settings->constraints;
+        cmd->strategy = b.settings->strategy;
+        const Result<std::string>& ref = b.task_definition;
         if (!ref) return ex->Respond(http::ErrorResponse(ref.error()));
         if (!ref->empty()) {
           const model::TaskDefinition* td = ActiveTaskDefinition(ctx, ex, *ref);
@@ -1116,9 +1070,8 @@ void AddRoutes(http::Router* router, Context* ctx) {
           cmd->family = td->family;
           cmd->revision = td->revision;
         }
-        Result<bool> force = json::OptionalBool(v, "forceNewDeployment", "forceNewDeployment", false);
-        if (!force) return ex->Respond(http::ErrorResponse(force.error()));
-        cmd->force_new = *force;
+        if (!b.force_new) return ex->Respond(http::ErrorResponse(b.force_new.error()));
+        cmd->force_new = *b.force_new;
         cmd->new_deployment = NewDeploymentId();
         cmd->time_ms = ctx->clock->NowUnixMs();
         ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));

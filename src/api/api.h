@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <string_view>
 
 #include "base/clock.h"
 #include "base/metrics.h"
@@ -37,6 +38,10 @@ void AddRoutes(net::http::Router* router, Context* ctx);
 // and returns nullptr.
 const model::Task* ResolveTaskOrAnswer(const model::State& state, const net::http::ExchangePtr& ex,
                                        std::string_view ref);
+
+// The token of an Authorization header "Bearer <token>" (the scheme in any
+// case, the token not empty); nullopt for anything else.
+std::optional<std::string_view> BearerCredential(std::string_view authorization);
 
 // The authentication gate: on the agent routes a node's certificate (mutual TLS)
 // that is the one its node holds (principal "node:<id>"); otherwise a bearer

@@ -37,6 +37,12 @@ class ClientConn final : public Stream::Handler {
     };
     settings_.on_headers_complete = [](llhttp_t* p) {
       auto* c = Self(p);
+      // This llhttp takes a status of one or two digits ("HTTP/1.1 10"): not an
+      // answer callers could read (a status under 400 looks like no error).
+      if (p->status_code < 100) {
+        llhttp_set_error_reason(p, "invalid status code");
+        return -1;
+      }
       c->resp_.status = p->status_code;
       // 1xx interim answers (100 Continue) are skipped: wait for the real one.
       if (p->status_code >= 100 && p->status_code < 200) {
@@ -76,10 +82,13 @@ class ClientConn final : public Stream::Handler {
 
   ~ClientConn() override { stream_->Close(); }
 
-  bool used() const { return used_; }
+  // The request in flight is not this connection's first: the server may have
+  // closed it while idle, and a failure before any answer may be retried.
+  bool reused() const { return reused_; }
 
   void Start(Client::Pending& p) {
-    used_ = true;
+    reused_ = started_;
+    started_ = true;
     resp_ = ClientResponse();
     complete_ = false;
     got_bytes_ = false;
@@ -145,8 +154,10 @@ class ClientConn final : public Stream::Handler {
 
   void OnEnd(int err) override {
     if (err == 0 && !complete_) {
-      // A body delimited by the close of the connection ends here.
-      if (llhttp_finish(&parser_) == HPE_OK && complete_) {
+      // A body delimited by the close of the connection ends here (llhttp_finish
+      // returns what on_message_complete returned: HPE_PAUSED).
+      llhttp_errno_t finished = llhttp_finish(&parser_);
+      if ((finished == HPE_OK || finished == HPE_PAUSED) && complete_) {
         Finish(false);
         return;
       }
@@ -229,7 +240,8 @@ class ClientConn final : public Stream::Handler {
   bool got_bytes_ = false;
   bool too_large_ = false;
   bool last_was_value_ = false;
-  bool used_ = false;
+  bool started_ = false;  // a request was started on this connection
+  bool reused_ = false;   // ... before the one in flight
 };
 
 Client::Client(uv_loop_t* loop, Endpoint endpoint, ClientOptions options)
@@ -276,7 +288,7 @@ void Client::Pump() {
   }
   connecting_ = true;
   std::weak_ptr<bool> alive = alive_;
-  Connect(loop_, endpoint_, [this, alive](Result<std::unique_ptr<Stream>> s) {
+  auto connected = [this, alive](Result<std::unique_ptr<Stream>> s) {
     if (alive.expired()) return;
     connecting_ = false;
     if (!s) {
@@ -302,7 +314,12 @@ void Client::Pump() {
     }
     conn_ = std::make_unique<ClientConn>(this, std::move(stream));
     Pump();
-  });
+  };
+  if (options_.connect) {
+    options_.connect(loop_, endpoint_, std::move(connected));
+  } else {
+    Connect(loop_, endpoint_, std::move(connected));
+  }
 }
 
 void Client::Complete(Result<ClientResponse> result, bool reusable) {
@@ -317,7 +334,7 @@ void Client::Complete(Result<ClientResponse> result, bool reusable) {
 
 void Client::ConnFailed(Error error, bool before_response) {
   busy_ = false;
-  bool was_reused = conn_ && conn_->used();
+  bool was_reused = conn_ && conn_->reused();
   conn_.reset();
   if (queue_.empty()) return;
   Pending& front = queue_.front();

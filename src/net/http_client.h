@@ -37,6 +37,9 @@ struct ClientOptions {
   // For an https:// endpoint: what the server is trusted by (net/tls.h). Without
   // it such an endpoint fails every request, saying so.
   std::shared_ptr<tls::ClientContext> tls;
+  // Opens the connection (net::Connect when unset); `done` fires once, on the loop
+  // thread. The seam tests and the fuzz harness hand in-memory streams through.
+  std::function<void(uv_loop_t*, const Endpoint&, std::function<void(Result<std::unique_ptr<Stream>>)>)> connect;
 };
 
 struct ClientRequest {

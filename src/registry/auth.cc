@@ -57,6 +57,9 @@ Auth::Auth(const model::State* state, int64_t token_ttl_ms) : state_(state), ttl
   key_.assign(reinterpret_cast<const char*>(raw), sizeof raw);
 }
 
+Auth::Auth(const model::State* state, int64_t token_ttl_ms, std::string key)
+    : state_(state), ttl_ms_(token_ttl_ms), key_(std::move(key)) {}
+
 std::string Auth::Sign(std::string_view payload) const {
   unsigned char mac[32];
   mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), reinterpret_cast<const unsigned char*>(key_.data()),
@@ -144,6 +147,9 @@ std::string Auth::Issue(const Caller& caller, const std::vector<std::string>& re
     if (parts.size() < 3) continue;
     const std::string& type = parts[0];
     const std::string& name = parts[1];
+    // The token's own separators: such a name names no repository, and in the
+    // payload it would break the token (or split its scope in two).
+    if (name.find_first_of("|;") != std::string::npos) continue;
     std::string allowed;
     if (type == "registry" && name == "catalog") {
       if (RoleAllows(caller.role, "catalog")) allowed = "*";

@@ -35,6 +35,9 @@ struct Caller {
 class Auth {
  public:
   Auth(const model::State* state, int64_t token_ttl_ms);
+  // With `key` as the HMAC-SHA256 key instead of a fresh random one (tests and the
+  // fuzz harness, whose registry tokens must verify from one run to the next).
+  Auth(const model::State* state, int64_t token_ttl_ms, std::string key);
 
   enum class Outcome { kNone, kValid, kInvalid };
   // Reads the Authorization header: kNone when absent, kInvalid when present but

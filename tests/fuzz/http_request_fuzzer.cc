@@ -7,6 +7,11 @@
 // Besides the sanitizers, it checks one invariant of its own: after the peer's EOF
 // and every held answer given, the server has closed or is idle, never stuck.
 //
+// One Server (and its metrics) serves every input, a fresh connection each, as a
+// long-running server does; the connection is reset at the end of its input, and
+// the failed authentications counted for its address are forgotten, so each input
+// meets the same server.
+//
 // Built with BERTH_FUZZ_OVER_TLS (http_tls_fuzzer), the same bytes are the
 // plaintext of a TLS session: a client TLS stream encrypts them and the server
 // reads them through its TLS stream, over an in-memory wire.
@@ -26,8 +31,8 @@
 
 #include "base/crypto.h"
 #include "base/json.h"
-#include "base/log.h"
 #include "base/metrics.h"
+#include "fuzz_common.h"
 #include "model/cluster.h"
 #include "net/http_server.h"
 #include "net/pki.h"
@@ -39,50 +44,8 @@ namespace {
 
 using namespace berth;
 using namespace berth::net::http;
-
-// The in-memory socket's state, outliving the Stream the server owns.
-struct Pipe {
-  net::Stream::Handler* handler = nullptr;
-  bool alive = true;    // the Stream object exists
-  bool closed = false;  // Close() was called
-  bool reading = false;
-  bool shut = false;          // Shutdown() (FIN) was called
-  bool async_writes = false;  // writes stay pending until the harness drains them
-  size_t pending = 0;
-  std::string output;
-};
-
-class MemStream final : public net::Stream {
- public:
-  explicit MemStream(Pipe* pipe) : p_(pipe) {}
-  ~MemStream() override {
-    p_->alive = false;
-    p_->handler = nullptr;
-    p_->reading = false;
-  }
-  void SetHandler(Handler* handler) override { p_->handler = handler; }
-  void ReadStart() override {
-    if (!p_->closed) p_->reading = true;
-  }
-  void ReadStop() override { p_->reading = false; }
-  void Write(std::string data) override {
-    if (p_->closed || data.empty()) return;
-    if (p_->output.size() < (1 << 16)) p_->output.append(data, 0, (1 << 16) - p_->output.size());
-    if (p_->async_writes) p_->pending += data.size();
-  }
-  size_t PendingWriteBytes() const override { return p_->pending; }
-  void Shutdown() override { p_->shut = true; }
-  void Close() override {
-    p_->closed = true;
-    p_->reading = false;
-    p_->handler = nullptr;
-    p_->pending = 0;
-  }
-  std::string PeerName() const override { return "fuzz:0"; }
-
- private:
-  Pipe* p_;
-};
+using fuzz::MemStream;
+using fuzz::Pipe;
 
 // One end of an in-memory connection for the TLS variant: writes go to the other
 // end's inbox, which the driver delivers while that end reads.
@@ -150,6 +113,8 @@ Response Json(int status, std::string body) {
 struct Env {
   uv_loop_t loop;
   Router router;
+  metrics::Registry metrics;
+  std::unique_ptr<Server> server;  // serves every input
   std::deque<ExchangePtr> held;
   // The TLS variant: a CA and server certificate made once, and both sides.
   std::unique_ptr<net::tls::ServerContext> tls_server;
@@ -270,16 +235,44 @@ Env* MakeEnv() {
   return env;
 }
 
+// (Re)makes the server every input goes to.
+void MakeServer(Env* env) {
+  env->server.reset();
+  uv_run(&env->loop, UV_RUN_NOWAIT);  // the old one's timers close
+  ServerLimits limits;
+  limits.max_header_bytes = 2048;
+  limits.max_headers = 16;
+  limits.max_output_bytes = 256;  // small, so output back-pressure is reached
+  env->server = std::make_unique<Server>(&env->loop, &env->router, limits, &env->metrics);
+  env->server->SetGate([](Exchange& ex) -> std::optional<Response> {
+    if (HasHeader(ex.request().headers, "x-deny")) return ErrorResponse(401, "Unauthorized", "denied");
+    ex.principal = "fuzz";
+    return std::nullopt;
+  });
+}
+
 // One environment for both variants (the routes hold answers in its `held`).
 Env* TheEnv() {
-  static Env* env = MakeEnv();
+  static Env* env = [] {
+    Env* e = MakeEnv();
+    MakeServer(e);
+    return e;
+  }();
   return env;
 }
 
-uint64_t Fnv1a(const uint8_t* data, size_t size) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
-  return h;
+// Ends an input: resets the connection if the server still holds it (a server
+// that keeps a reset connection is made anew, so the next input meets a fresh
+// one), drops held answers, and forgets the address's failed authentications.
+void EndInput(Env* env, net::Stream::Handler* open_handler) {
+  if (open_handler) {
+    open_handler->OnEnd(UV_ECONNRESET);
+    uv_run(&env->loop, UV_RUN_NOWAIT);
+  }
+  env->held.clear();
+  if (env->server->connection_count() != 0) MakeServer(env);
+  env->server->ForgetAuthFailures();
+  uv_run(&env->loop, UV_RUN_NOWAIT);
 }
 
 // Gives the oldest held answer, in one of three shapes.
@@ -300,109 +293,71 @@ void AnswerOne(Env* env, uint64_t* rng) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  log::SetLevel(log::Level::kError);
-  return 0;
-}
+extern "C" int LLVMFuzzerInitialize(int*, char***) { return fuzz::QuietLogs(); }
 
 namespace berth::fuzz {
 
-HttpOutcome ServeHttpInput(const uint8_t* data, size_t size) {
+namespace {
+
+// `keep_output`: the unit suite reads what the server wrote; the fuzzer does not.
+HttpOutcome Serve(const uint8_t* data, size_t size, bool keep_output) {
   Env* env = TheEnv();
   HttpOutcome outcome;
-  uint64_t hash = Fnv1a(data, size);
+  uint64_t hash = fuzz::Fnv1a(data, size);
+  std::deque<std::string_view> pieces = fuzz::CutPieces(data, size, hash);
 
-  // Cut the input into 1-4 pieces.
-  std::vector<size_t> cuts = {0, size};
-  for (uint64_t i = 0, n = hash % 4; i < n && size > 0; i++) cuts.push_back((hash >> (13 + 11 * i)) % (size + 1));
-  std::sort(cuts.begin(), cuts.end());
-  std::deque<std::string_view> pieces;
-  for (size_t i = 0; i + 1 < cuts.size(); i++) {
-    if (cuts[i + 1] > cuts[i]) {
-      pieces.emplace_back(reinterpret_cast<const char*>(data) + cuts[i], cuts[i + 1] - cuts[i]);
+  Pipe pipe;  // outlives the connection: EndInput has it gone
+  pipe.async_writes = (hash >> 7) & 1;
+  if (!keep_output) pipe.output_cap = 0;
+  env->server->Serve(std::make_unique<MemStream>(&pipe));
+
+  uint64_t rng = hash;
+  bool eof_sent = false;
+  for (int steps = 0; steps < 10000; steps++) {
+    if (!pipe.alive || pipe.closed) break;
+    if (pipe.reading && pipe.handler && !pieces.empty()) {
+      std::string_view piece = pieces.front();
+      pieces.pop_front();
+      pipe.handler->OnData(piece);
+    } else if (pipe.pending > 0 && pipe.handler) {
+      pipe.pending = 0;
+      pipe.handler->OnDrained();
+    } else if (!env->held.empty()) {
+      AnswerOne(env, &rng);
+    } else if (pipe.reading && pipe.handler && !eof_sent) {
+      eof_sent = true;
+      pipe.handler->OnEnd(0);
+    } else {
+      break;
     }
+    uv_run(&env->loop, UV_RUN_NOWAIT);
   }
-
-  {
-    Pipe pipe;  // outlives the server, which closes the stream as it goes
-    pipe.async_writes = (hash >> 7) & 1;
-    metrics::Registry metrics;
-    ServerLimits limits;
-    limits.max_header_bytes = 2048;
-    limits.max_headers = 16;
-    limits.max_output_bytes = 256;  // small, so output back-pressure is reached
-    Server server(&env->loop, &env->router, limits, &metrics);
-    server.SetGate([](Exchange& ex) -> std::optional<Response> {
-      if (HasHeader(ex.request().headers, "x-deny")) return ErrorResponse(401, "Unauthorized", "denied");
-      ex.principal = "fuzz";
-      return std::nullopt;
-    });
-
-    server.Serve(std::make_unique<MemStream>(&pipe));
-
-    uint64_t rng = hash;
-    bool eof_sent = false;
-    for (int steps = 0; steps < 10000; steps++) {
-      if (!pipe.alive || pipe.closed) break;
-      if (pipe.reading && pipe.handler && !pieces.empty()) {
-        std::string_view piece = pieces.front();
-        pieces.pop_front();
-        pipe.handler->OnData(piece);
-      } else if (pipe.pending > 0 && pipe.handler) {
-        pipe.pending = 0;
-        pipe.handler->OnDrained();
-      } else if (!env->held.empty()) {
-        AnswerOne(env, &rng);
-      } else if (pipe.reading && pipe.handler && !eof_sent) {
-        eof_sent = true;
-        pipe.handler->OnEnd(0);
-      } else {
-        break;
-      }
-      uv_run(&env->loop, UV_RUN_NOWAIT);
-    }
-    // With nothing left to send or answer, the connection has closed or is idle
-    // waiting for a next request; an unread input piece means it stalled.
-    outcome.stalled =
-        pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 && !pipe.reading;
-    outcome.pieces_left = pieces.size();
-    outcome.closed = pipe.closed || !pipe.alive;
-    outcome.output = std::move(pipe.output);
-    env->held.clear();
-  }
-  uv_run(&env->loop, UV_RUN_NOWAIT);  // the server's timer closes
+  // With nothing left to send or answer, the connection has closed or is idle
+  // waiting for a next request; an unread input piece means it stalled.
+  outcome.stalled =
+      pipe.alive && !pipe.closed && !pieces.empty() && env->held.empty() && pipe.pending == 0 && !pipe.reading;
+  outcome.pieces_left = pieces.size();
+  outcome.closed = pipe.closed || !pipe.alive;
+  outcome.output = std::move(pipe.output);
+  EndInput(env, pipe.alive && !pipe.closed ? pipe.handler : nullptr);
   return outcome;
 }
+
+}  // namespace
+
+HttpOutcome ServeHttpInput(const uint8_t* data, size_t size) { return Serve(data, size, true); }
 
 HttpOutcome ServeHttpInputOverTls(const uint8_t* data, size_t size) {
   Env* env = TheEnv();
   MakeTls(env);
   HttpOutcome outcome;
-  uint64_t hash = Fnv1a(data, size);
-  std::vector<size_t> cuts = {0, size};
-  for (uint64_t i = 0, n = hash % 4; i < n && size > 0; i++) cuts.push_back((hash >> (13 + 11 * i)) % (size + 1));
-  std::sort(cuts.begin(), cuts.end());
-  std::deque<std::string_view> pieces;
-  for (size_t i = 0; i + 1 < cuts.size(); i++) {
-    if (cuts[i + 1] > cuts[i]) {
-      pieces.emplace_back(reinterpret_cast<const char*>(data) + cuts[i], cuts[i + 1] - cuts[i]);
-    }
-  }
+  uint64_t hash = fuzz::Fnv1a(data, size);
+  std::deque<std::string_view> pieces = fuzz::CutPieces(data, size, hash);
   {
     WireEnd server_end, client_end;  // outlive both streams
     server_end.peer = &client_end;
     client_end.peer = &server_end;
-    metrics::Registry metrics;
-    ServerLimits limits;
-    limits.max_header_bytes = 2048;
-    limits.max_headers = 16;
-    limits.max_output_bytes = 256;
-    Server server(&env->loop, &env->router, limits, &metrics);
-    server.SetGate([](Exchange& ex) -> std::optional<Response> {
-      if (HasHeader(ex.request().headers, "x-deny")) return ErrorResponse(401, "Unauthorized", "denied");
-      ex.principal = "fuzz";
-      return std::nullopt;
-    });
+    Server& server = *env->server;
     server.Serve(env->tls_server->Wrap(std::make_unique<WireStream>(&server_end)));
     TlsClientSink sink;
     std::unique_ptr<net::Stream> client =
@@ -453,9 +408,8 @@ HttpOutcome ServeHttpInputOverTls(const uint8_t* data, size_t size) {
     outcome.closed = server_end.closed || !server_end.alive;
     outcome.output = std::move(sink.output);
     client.reset();
-    env->held.clear();
+    EndInput(env, server_end.alive && !server_end.closed ? server_end.handler : nullptr);
   }
-  uv_run(&env->loop, UV_RUN_NOWAIT);
   return outcome;
 }
 
@@ -477,7 +431,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 #ifdef BERTH_FUZZ_OVER_TLS
   berth::fuzz::HttpOutcome outcome = berth::fuzz::ServeHttpInputOverTls(data, size);
 #else
-  berth::fuzz::HttpOutcome outcome = berth::fuzz::ServeHttpInput(data, size);
+  berth::fuzz::HttpOutcome outcome = berth::fuzz::Serve(data, size, false);
 #endif
   if (outcome.stalled) {
     fprintf(stderr, "connection stalled: not reading, %zu input piece(s) left, nothing pending\n", outcome.pieces_left);

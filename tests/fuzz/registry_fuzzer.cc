@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_common.h"
 #include "registry/lifecycle.h"
 #include "registry/manifest.h"
 #include "registry/names.h"
@@ -21,11 +22,6 @@
 namespace {
 
 using namespace berth;
-
-[[noreturn]] void Fail(const char* what) {
-  fprintf(stderr, "registry_fuzzer: %s\n", what);
-  abort();
-}
 
 }  // namespace
 
@@ -43,10 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   for (uint64_t blob : {uint64_t{0}, uint64_t{1}, uint64_t{4096}, static_cast<uint64_t>(size) * 977}) {
     Result<std::optional<registry::ByteRange>> r = registry::ParseRange(text, blob);
-    if (r && r->has_value() && ((*r)->first > (*r)->last || (*r)->last >= blob)) Fail("a range outside the blob");
+    if (r && r->has_value() && ((*r)->first > (*r)->last || (*r)->last >= blob)) fuzz::Fail("a range outside the blob");
   }
   if (Result<registry::ByteRange> cr = registry::ParseContentRange(text); cr && cr->first > cr->last) {
-    Fail("an unordered Content-Range");
+    fuzz::Fail("an unordered Content-Range");
   }
 
   for (std::string_view type : {registry::kDockerManifest, registry::kDockerManifestList, registry::kOciManifest,
@@ -54,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Result<registry::ManifestInfo> m = registry::ParseManifest(type, text);
     if (!m) continue;
     for (const std::string& b : m->blobs) {
-      if (!registry::LooksLikeDigest(b)) Fail("a manifest blob that is not a digest");
+      if (!registry::LooksLikeDigest(b)) fuzz::Fail("a manifest blob that is not a digest");
     }
   }
 

@@ -17,7 +17,7 @@
 #include "agent/container_spec.h"
 #include "base/clock.h"
 #include "base/json.h"
-#include "base/log.h"
+#include "fuzz_common.h"
 #include "model/policy.h"
 #include "model/secret.h"
 #include "model/taskdef.h"
@@ -25,11 +25,6 @@
 namespace {
 
 using namespace berth;
-
-[[noreturn]] void Fail(const char* what, const std::string& detail) {
-  fprintf(stderr, "taskdef_fuzzer: %s: %s\n", what, detail.c_str());
-  abort();
-}
 
 const model::TaskPolicy& Permissive() {
   static const model::TaskPolicy p = [] {
@@ -44,23 +39,20 @@ const model::TaskPolicy& Permissive() {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) { return fuzz::QuietLogs(); }
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static bool quiet = [] {
-    log::SetLevel(log::Level::kError);
-    return true;
-  }();
-  (void)quiet;
   std::string_view text(reinterpret_cast<const char*>(data), size);
   // The same bytes as a secret's reference, a key file, a time.
   if (Result<std::string> name = model::SecretNameFromRef(text, "valueFrom"); name) {
-    if (!model::ValidateSecretName(*name)) Fail("a reference to an invalid name", *name);
+    if (!model::ValidateSecretName(*name)) fuzz::Fail("a reference to an invalid name", *name);
   }
   if (Result<model::SecretBox> box = model::SecretBox::FromKeyText(text, "key"); box) {
     Result<model::Secret> sealed = box->Seal("n", text);
-    if (!sealed || !box->Open(*sealed) || *box->Open(*sealed) != text) Fail("seal and open", box->id());
+    if (!sealed || !box->Open(*sealed) || *box->Open(*sealed) != text) fuzz::Fail("seal and open", box->id());
   }
   if (std::optional<int64_t> t = ParseUtcIso8601(text); t && !ParseUtcIso8601(UtcIso8601(*t))) {
-    Fail("a time that does not read back", std::string(text));
+    fuzz::Fail("a time that does not read back", std::string(text));
   }
   Result<json::Doc> doc = json::Doc::Parse(text);
   if (!doc) return 0;
@@ -68,19 +60,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The same bytes as a task policy.
   if (Result<model::TaskPolicy> p = model::ParseTaskPolicy(doc->view()); p) {
     Result<model::TaskPolicy> back = model::ParseTaskPolicy(p->ToJson().view());
-    if (!back || !(back.value() == p.value())) Fail("policy round trip", p->ToJson().Print());
+    if (!back || !(back.value() == p.value())) fuzz::Fail("policy round trip", p->ToJson().Print());
   }
 
   Result<json::Doc> valid = model::ValidateTaskDefinition(doc->view());
   if (!valid) return 0;
   Result<json::Doc> again = model::ValidateTaskDefinition(valid->view());
-  if (!again) Fail("a normalised definition no longer validates", again.error().message);
+  if (!again) fuzz::Fail("a normalised definition no longer validates", again.error().message);
 
   model::TaskDefinition td;
   td.family = std::string(valid->view().Get("family").String());
   td.revision = 1;
   td.doc = valid->Print();
-  if (Status s = model::SummariseTaskDefinition(&td); !s) Fail("summary", s.error().message);
+  if (Status s = model::SummariseTaskDefinition(&td); !s) fuzz::Fail("summary", s.error().message);
   json::Doc full = model::TaskDefinitionJson(td);
 
   model::HostView server;
@@ -93,8 +85,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const model::TaskPolicy& p = policy ? *policy : none;
     Status a = model::CheckTaskPolicy(valid->view(), p, "c", server);
     Status b = model::CheckTaskPolicy(full.view(), p, "c", host, true);
-    if (!a && a.error().message.empty()) Fail("a refusal without a message", "");
-    if (!b && b.error().message.empty()) Fail("a refusal without a message", "");
+    if (!a && a.error().message.empty()) fuzz::Fail("a refusal without a message", "");
+    if (!b && b.error().message.empty()) fuzz::Fail("a refusal without a message", "");
   }
 
   agent::TaskIdentity task;
@@ -110,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Result<agent::TaskPlan> plan = agent::PlanTask(task, full.view(), po);
   if (plan) {
     for (const agent::ContainerPlan& c : plan->containers) {
-      if (!json::Doc::Parse(c.create_body)) Fail("a create body that is not JSON", c.create_body);
+      if (!json::Doc::Parse(c.create_body)) fuzz::Fail("a create body that is not JSON", c.create_body);
     }
   }
   return 0;

@@ -107,6 +107,18 @@ def test_control_plane_nodes_register_and_tasks_run():
             running = sum(n["runningTasksCount"] for n in nodes(s))
             check(running == 6, "nodes' runningTasksCount add up to %d" % running)
 
+            # A family of 255 characters runs with its default group ("family:" + it);
+            # a group given must still be 1-255 characters.
+            long_family = "f" * 255
+            register_task_definition(s, long_family, cpu=1, memory=8)
+            r = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": long_family}), 200, "long family")
+            long_task = r.json()["tasks"][0]
+            check(long_task["group"] == "family:" + long_family, "default group: %r" % long_task)
+            r = s.request("POST", "/v1/tasks", {"taskDefinition": long_family, "group": "g" * 256})
+            expect_error(r, 400, "InvalidParameter", "a group of 256 characters")
+            expect_status(s.request("POST", "/v1/tasks/%s/stop" % long_task["taskId"], {"reason": "test"}), 200,
+                          "stop the long family's task")
+
             # Stopping one: the agent is told, stops it, and reports it.
             victim = sorted(ids)[0]
             expect_status(s.request("POST", "/v1/tasks/%s/stop" % victim, {"reason": "done with it"}), 200, "stop")
