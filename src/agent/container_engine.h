@@ -62,7 +62,7 @@ struct ContainerEvent {
 // Docker's answers, read. Each keeps only what berth uses and trusts nothing of
 // the shape (a field missing, of another type, out of range reads as absent or
 // zero); tests/fuzz/docker_answer_fuzzer.cc feeds them whatever bytes.
-ContainerStatus ParseContainerInspect(json::View inspect);     // GET /containers/{id}/json
+ContainerStatus ParseContainerInspect(json::View inspect);         // GET /containers/{id}/json
 std::vector<ListedContainer> ParseContainerList(json::View list);  // GET /containers/json
 std::vector<ListedNetwork> ParseNetworkList(json::View list);      // GET /networks
 // One line of GET /events; nullopt when it is not JSON.

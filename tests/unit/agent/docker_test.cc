@@ -119,9 +119,9 @@ TEST_CASE("docker: names for API paths are Docker's own, anything else refused w
   CHECK(CheckObjectName("container", "berth-0b1c2d-app"));
   CHECK(CheckObjectName("container", std::string(64, 'f')));  // an id
   CHECK(CheckObjectName("network", "berth-task.1_x"));
-  for (const std::string& bad : std::vector<std::string>{"", "../images/x", "a/b", "x?force=1", "x&v=1", "a b",
-                                                         ".hidden", "-rf", "x#y", "x%2e", std::string("x\0y", 3),
-                                                         "x\r\nHost: evil", std::string(256, 'a')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "../images/x", "a/b", "x?force=1", "x&v=1", "a b", ".hidden", "-rf", "x#y", "x%2e",
+                                std::string("x\0y", 3), "x\r\nHost: evil", std::string(256, 'a')}) {
     Status s = CheckObjectName("container", bad);
     CHECK_FALSE(s.ok());
     if (!s.ok()) {
@@ -131,14 +131,13 @@ TEST_CASE("docker: names for API paths are Docker's own, anything else refused w
   }
   CHECK_THAT(CheckObjectName("container", "a/b").error().message, Catch::Contains("'/'"));
 
-  for (const std::string& good : std::vector<std::string>{
-           "busybox", "127.0.0.1:7070/team/app:1.2", "registry.local/a/b@sha256:" + std::string(64, 'a'),
-           "Repo_Tag-x.y:V1"}) {
+  for (const std::string& good :
+       std::vector<std::string>{"busybox", "127.0.0.1:7070/team/app:1.2",
+                                "registry.local/a/b@sha256:" + std::string(64, 'a'), "Repo_Tag-x.y:V1"}) {
     CHECK(CheckImageName(good));
   }
-  for (const std::string& bad :
-       std::vector<std::string>{"", "a/../../containers/x", "a//b", "/abs", "a/./b", "a?x=1", "a b", "-x", "a/b/",
-                                "a#b", "a%2F..", std::string(513, 'a')}) {
+  for (const std::string& bad : std::vector<std::string>{"", "a/../../containers/x", "a//b", "/abs", "a/./b", "a?x=1",
+                                                         "a b", "-x", "a/b/", "a#b", "a%2F..", std::string(513, 'a')}) {
     Status s = CheckImageName(bad);
     CHECK_FALSE(s.ok());
     if (!s.ok()) CHECK_THAT(s.error().message, Catch::Contains("refusing the image"));

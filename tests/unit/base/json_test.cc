@@ -175,8 +175,8 @@ TEST_CASE("json: AppendQuoted escapes quotes, backslashes and controls", "[base]
 }
 
 TEST_CASE("json: IntIn reads a number in range and never casts one out of it", "[base][json]") {
-  json::Doc d = json::Doc::Parse(R"({"a":42.9,"b":-1,"big":1e300,"neg":-1e300,"s":"7","edge":9223372036854775807})")
-                    .value();
+  json::Doc d =
+      json::Doc::Parse(R"({"a":42.9,"b":-1,"big":1e300,"neg":-1e300,"s":"7","edge":9223372036854775807})").value();
   json::View v = d.view();
   CHECK(v.Get("a").IntIn(0, 100, -1) == 42);
   CHECK(v.Get("b").IntIn(0, 100, -7) == -7);

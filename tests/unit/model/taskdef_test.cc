@@ -83,8 +83,8 @@ TEST_CASE("taskdef: fields berth would ignore are refused, naming the field", "[
 
 TEST_CASE("taskdef: an image is a reference, never a path into the engine's API", "[model][taskdef]") {
   auto with_image = [](const std::string& image) {
-    std::string text = R"({"family":"web","containerDefinitions":[{"name":"main","image":")" + image +
-                       R"(","memory":32}]})";
+    std::string text =
+        R"({"family":"web","containerDefinitions":[{"name":"main","image":")" + image + R"(","memory":32}]})";
     Result<json::Doc> body = json::Doc::Parse(text);
     REQUIRE(body.ok());
     return model::ValidateTaskDefinition(body->view());
@@ -92,8 +92,8 @@ TEST_CASE("taskdef: an image is a reference, never a path into the engine's API"
   for (const char* good : {"busybox", "127.0.0.1:7070/team/app:1.2", "a/b@sha256:abcdef", "Reg.io/x_y-z:V"}) {
     CHECK(with_image(good).ok());
   }
-  for (const char* bad : {"busybox/../../containers/x", "a//b", "/abs", "a/", "-x", "a?x=1", "a#b", "a%2e",
-                                 "a&b", "a/..", "..", "a\\\\b"}) {
+  for (const char* bad : {"busybox/../../containers/x", "a//b", "/abs", "a/", "-x", "a?x=1", "a#b", "a%2e", "a&b",
+                          "a/..", "..", "a\\\\b"}) {
     Result<json::Doc> r = with_image(bad);
     CHECK_FALSE(r.ok());
     if (!r.ok()) CHECK_THAT(r.error().message, Catch::StartsWith("containerDefinitions[0].image: must be an image"));
