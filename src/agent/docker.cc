@@ -284,15 +284,20 @@ namespace {
 bool NameChar(unsigned char c) { return isalnum(c) || c == '_' || c == '.' || c == '-'; }
 
 std::string Shown(std::string_view s) {
+  std::string_view head = s.substr(0, 80);
   std::string out;
-  for (unsigned char c : s.substr(0, 80)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
+  out.reserve(head.size() + 8);
+  for (size_t i = 0; i < head.size();) {
+    size_t j = i;
+    while (j < head.size() && head[j] >= 0x20 && head[j] < 0x7f) j++;
+    out.append(head.substr(i, j - i));
+    if (j < head.size()) {
       char b[5];
-      snprintf(b, sizeof b, "\\x%02x", c);
+      snprintf(b, sizeof b, "\\x%02x", static_cast<unsigned char>(head[j]));
       out += b;
+      j++;
     }
+    i = j;
   }
   if (s.size() > 80) out += "...";
   return out;

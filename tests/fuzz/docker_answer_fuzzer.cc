@@ -1,9 +1,10 @@
 // Fuzzes what the agent reads from the Docker engine, and the names it puts into
-// the engine's paths: the answers to inspect, container and network lists (the
-// input as JSON), /events lines, the multiplexed log stream and JSON-lines
-// splitting (the input cut into pieces at points hashed from it), API version
-// comparison, image references, and the path checks (CheckObjectName,
-// CheckImageName, CheckTarget) on each line of the input.
+// the engine's paths. The input's first byte picks one reader for the rest (one
+// reader per run keeps runs short): the answers to inspect, container and network
+// lists (as JSON); the multiplexed log stream; JSON-lines splitting with /events
+// lines and the path checks (CheckObjectName, CheckImageName, CheckTarget) and
+// image references on each line; API version comparison. Streams are read whole
+// and cut into pieces at points hashed from the input.
 //
 // Invariants checked besides the sanitizers:
 // - the log demuxer and the line splitter give the same frames and lines however
@@ -25,32 +26,18 @@
 #include "agent/container_engine.h"
 #include "agent/docker.h"
 #include "base/json.h"
+#include "fuzz_common.h"
 
 namespace {
 
 using namespace berth;
+using fuzz::Fail;
 namespace docker = agent::docker;
 
-[[noreturn]] void Fail(const char* what) {
-  fprintf(stderr, "docker_answer_fuzzer: %s\n", what);
-  abort();
-}
-
-uint64_t Fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-// The input cut at up to three points chosen by its hash.
 std::vector<std::string_view> Pieces(std::string_view text) {
-  uint64_t h = Fnv1a(text);
-  std::vector<size_t> cuts = {0, text.size()};
-  for (int i = 0; i < 3 && !text.empty(); i++) cuts.push_back((h >> (i * 17)) % (text.size() + 1));
-  std::sort(cuts.begin(), cuts.end());
-  std::vector<std::string_view> out;
-  for (size_t i = 0; i + 1 < cuts.size(); i++) out.push_back(text.substr(cuts[i], cuts[i + 1] - cuts[i]));
-  return out;
+  auto data = reinterpret_cast<const uint8_t*>(text.data());
+  std::deque<std::string_view> cut = fuzz::CutPieces(data, text.size(), fuzz::Fnv1a(data, text.size()));
+  return {cut.begin(), cut.end()};
 }
 
 struct Frames {
@@ -94,43 +81,52 @@ void CheckNames(std::string_view line) {
     (void)ref;
   }
   if (docker::CheckTarget(line).ok() && !TargetLooksSafe(line)) Fail("CheckTarget accepted an unsafe target");
-  (void)docker::QueryEscape(line);
 }
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) { return fuzz::QuietLogs(); }
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (size == 0) return 0;
+  uint8_t pick = data[0];
+  std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
 
-  // The input as an engine's JSON answer.
-  if (Result<json::Doc> d = json::Doc::Parse(text)) {
-    agent::ContainerStatus s = agent::ParseContainerInspect(d->view());
-    Result<json::Doc> bindings = json::Doc::Parse(s.bindings);
-    if (!bindings || !bindings->view().IsArray()) Fail("bindings are not a JSON array");
-    if (s.exit_code < INT_MIN || s.exit_code > INT_MAX) Fail("exit code out of int's range");
-    (void)agent::ParseContainerList(d->view());
-    (void)agent::ParseNetworkList(d->view());
+  switch (pick % 4) {
+    case 0:  // an engine's JSON answer
+      if (Result<json::Doc> d = json::Doc::Parse(text)) {
+        agent::ContainerStatus s = agent::ParseContainerInspect(d->view());
+        Result<json::Doc> bindings = json::Doc::Parse(s.bindings);
+        if (!bindings || !bindings->view().IsArray()) Fail("bindings are not a JSON array", s.bindings);
+        if (s.exit_code < INT_MIN || s.exit_code > INT_MAX) Fail("exit code out of int's range");
+        (void)agent::ParseContainerList(d->view());
+        (void)agent::ParseNetworkList(d->view());
+      }
+      break;
+    case 1: {  // the log stream, whole and in pieces
+      Frames a = Demux({text}), b = Demux(Pieces(text));
+      if (a.frames != b.frames) Fail("log frames depend on how the bytes were cut");
+      if (a.bytes > text.size()) Fail("more payload than input");
+      break;
+    }
+    case 2: {  // JSON lines (events), whole and in pieces; each line's names
+      size_t max_line = 16 + (pick >> 2) * 8;
+      std::vector<std::string> la = Lines({text}, max_line), lb = Lines(Pieces(text), max_line);
+      if (la != lb) Fail("lines depend on how the bytes were cut");
+      for (const std::string& line : la) {
+        if (line.size() > max_line) Fail("a line over the bound was delivered", line);
+        (void)agent::ParseContainerEvent(line);
+        CheckNames(line);
+      }
+      break;
+    }
+    default: {  // two versions: the halves of the input
+      std::string_view v1 = text.substr(0, text.size() / 2), v2 = text.substr(text.size() / 2);
+      int ab = docker::CompareApiVersions(v1, v2), ba = docker::CompareApiVersions(v2, v1);
+      if ((ab < 0) != (ba > 0) || (ab == 0) != (ba == 0)) Fail("version comparison is not antisymmetric");
+      CheckNames(text);
+      break;
+    }
   }
-
-  // The log stream and JSON lines, whole and in pieces.
-  std::vector<std::string_view> whole = {text};
-  std::vector<std::string_view> cut = Pieces(text);
-  Frames a = Demux(whole), b = Demux(cut);
-  if (a.frames != b.frames) Fail("log frames depend on how the bytes were cut");
-  if (a.bytes > size) Fail("more payload than input");
-  size_t max_line = 16 + Fnv1a(text) % 512;
-  std::vector<std::string> la = Lines(whole, max_line), lb = Lines(cut, max_line);
-  if (la != lb) Fail("lines depend on how the bytes were cut");
-  for (const std::string& line : la) {
-    if (line.size() > max_line) Fail("a line over the bound was delivered");
-    (void)agent::ParseContainerEvent(line);
-    CheckNames(line);
-  }
-
-  // Two versions from the first line's halves.
-  std::string_view first = text.substr(0, text.find('\n'));
-  std::string_view v1 = first.substr(0, first.size() / 2), v2 = first.substr(first.size() / 2);
-  int ab = docker::CompareApiVersions(v1, v2), ba = docker::CompareApiVersions(v2, v1);
-  if ((ab < 0) != (ba > 0) || (ab == 0) != (ba == 0)) Fail("version comparison is not antisymmetric");
   return 0;
 }
