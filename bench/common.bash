@@ -101,17 +101,8 @@ http {
   }
 }
 CONF
-  "$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
-  NGX_MASTER=$!
-  BENCH_PIDS+=("$NGX_MASTER")
   NGX_URL="$scheme://127.0.0.1:$port/healthz"
-  for _ in $(seq 100); do
-    curl -fsS --max-time 1 "$NGX_URL" >/dev/null 2>&1 && break
-    kill -0 "$NGX_MASTER" 2>/dev/null || break
-    sleep 0.1
-  done
-  curl -fsS --max-time 5 "$NGX_URL" >/dev/null ||
-    { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx ($name) did not start"; }
+  launch_nginx "$ngx" "$NGX_URL" "$name"
   for _ in $(seq 50); do
     [ "$(pgrep -P "$NGX_MASTER" | wc -l)" -ge "$workers" ] && break
     sleep 0.1
@@ -120,6 +111,22 @@ CONF
   [ "$(echo $NGX_WORKERS | wc -w)" -eq "$workers" ] || die "nginx ($name) has workers '$NGX_WORKERS', not $workers"
   local w
   for w in $NGX_WORKERS; do pin_server "$w"; done
+}
+
+# launch_nginx DIR URL NAME: starts nginx with DIR/nginx.conf (logs in DIR/logs,
+# its output in DIR/stdout), records its master in NGX_MASTER and BENCH_PIDS, and
+# waits until URL answers (dies, showing nginx's output, if it does not).
+launch_nginx() {
+  local ngx=$1 url=$2 name=$3
+  "$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
+  NGX_MASTER=$!
+  BENCH_PIDS+=("$NGX_MASTER")
+  for _ in $(seq 100); do
+    curl -fsS --max-time 1 "$url" >/dev/null 2>&1 && break
+    kill -0 "$NGX_MASTER" 2>/dev/null || break
+    sleep 0.1
+  done
+  curl -fsS --max-time 5 "$url" >/dev/null || { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx ($name) did not start"; }
 }
 
 # ensure_tools CMD:PACKAGE... installs the Debian packages whose command is missing.

@@ -111,16 +111,9 @@ http {
   }
 }
 CONF
-"$NGINX" -p "$ngx" -e "$ngx/logs/error.log" -c "$ngx/nginx.conf" >"$ngx/stdout" 2>&1 &
-ngx_master=$!
-BENCH_PIDS+=("$ngx_master")
 ngx_url="https://127.0.0.1:$ngx_port"
-for _ in $(seq 100); do
-  curl -fsS --max-time 1 "$ngx_url/healthz" >/dev/null 2>&1 && break
-  kill -0 "$ngx_master" 2>/dev/null || break
-  sleep 0.1
-done
-curl -fsS --max-time 5 "$ngx_url/healthz" >/dev/null || { cat "$ngx/stdout" "$ngx/logs/error.log" >&2; die "nginx did not start"; }
+launch_nginx "$ngx" "$ngx_url/healthz" unauth
+ngx_master=$NGX_MASTER
 ngx_worker=$(pgrep -P "$ngx_master" | head -1)
 [ -n "$ngx_worker" ] || die "nginx has no worker"
 
