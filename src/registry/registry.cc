@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -364,12 +365,15 @@ void Registry::HandleToken(const ExchangePtr& ex) {
 namespace {
 
 // Pushes to `list` up to `n` keys of the ordered map `m` that come after `last`
-// (n < 0: all of them), setting `last_sent` to the last one pushed; returns
-// whether keys remain after the page (the `Link` header's "next").
+// and that `shown` keeps (n < 0: all of them), setting `last_sent` to the last
+// one pushed; returns whether shown keys remain after the page (the `Link`
+// header's "next"). Keys not shown neither fill a page nor end one.
 template <class Map>
-bool PageOfKeys(const Map& m, const std::string& last, int64_t n, json::Doc* list, std::string* last_sent) {
+bool PageOfKeys(const Map& m, const std::string& last, int64_t n, json::Doc* list, std::string* last_sent,
+                const std::function<bool(const std::string&)>& shown = nullptr) {
   int64_t count = 0;
   for (auto it = last.empty() ? m.begin() : m.upper_bound(last); it != m.end(); ++it) {
+    if (shown && !shown(it->first)) continue;
     if (n >= 0 && count == n) return true;
     list->Push(it->first);
     *last_sent = it->first;
@@ -392,14 +396,11 @@ void Registry::HandleCatalog(const ExchangePtr& ex, const Caller& caller) {
   std::string last = req.Query("last").value_or("");
   json::Doc list = json::Doc::Array();
   std::string last_sent;
-  bool more = PageOfKeys(state_->repositories(), last, n, &list, &last_sent);
-  // A token limited to some repositories sees only those (a page may come short).
-  json::Doc shown = json::Doc::Array();
-  for (json::View name : list.view()) {
-    if (auth_.Allows(caller, name.String(), "pull")) shown.Push(name.String());
-  }
+  // A token limited to some repositories sees only those, in full pages.
+  bool more = PageOfKeys(state_->repositories(), last, n, &list, &last_sent,
+                         [&](const std::string& name) { return auth_.Allows(caller, name, "pull"); });
   http::Response r;
-  r.body = json::Doc::Object().Set("repositories", shown).Print();
+  r.body = json::Doc::Object().Set("repositories", list).Print();
   r.headers.push_back(kApiVersion);
   if (more)
     r.headers.push_back(

@@ -215,6 +215,12 @@ def test_a_token_limited_to_clusters_and_repositories_is_refused_outside_them_on
                   "a registry token got other/app")
             check(s.request("GET", "/v2/_catalog", headers=basic, token=None).json()["repositories"] == ["team/app"],
                   "the catalog of a team/* token")
+            # Pages are full of what the token sees: repositories it may not see fill none.
+            for name in ("aaa/one", "aaa/two"):
+                s.request("POST", "/v1/repositories", {"repositoryName": name})
+            r = s.request("GET", "/v2/_catalog?n=1", headers=basic, token=None)
+            check(r.json()["repositories"] == ["team/app"] and "rel=\"next\"" not in str(r.headers),
+                  "a team/* token's first catalog page of one: %r %r" % (r.body, r.headers))
 
             # Limits are checked when the token is made, and shown.
             for body, fragment in (({"role": "admin", "clusters": ["dev"]}, b"an admin token cannot be limited"),
