@@ -30,10 +30,13 @@ find_library(SQLITE_STATIC NAMES libsqlite3.a REQUIRED)
 find_library(MBEDTLS_STATIC NAMES libmbedtls.a REQUIRED)
 find_library(MBEDX509_STATIC NAMES libmbedx509.a REQUIRED)
 find_library(MBEDCRYPTO_STATIC NAMES libmbedcrypto.a REQUIRED)
+# The Raft library (libraft-dev, on libuv) and the LZ4 it compresses snapshots with.
+find_library(RAFT_STATIC NAMES libraft.a REQUIRED)
+find_library(LZ4_STATIC NAMES liblz4.a REQUIRED)
 find_package(Threads REQUIRED)
 
 add_library(berth_deps INTERFACE)
 target_link_libraries(berth_deps INTERFACE
-  llhttp cjson ${UV_STATIC} ${SQLITE_STATIC}
+  llhttp cjson ${RAFT_STATIC} ${LZ4_STATIC} ${UV_STATIC} ${SQLITE_STATIC}
   ${MBEDTLS_STATIC} ${MBEDX509_STATIC} ${MBEDCRYPTO_STATIC}
   Threads::Threads ${CMAKE_DL_LIBS} m)

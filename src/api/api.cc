@@ -500,7 +500,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
                                             .Set("version", BERTH_VERSION)
                                             .Set("git", BERTH_GIT)
                                             .Set("schemaVersion", ctx->store->schema_version())
-                                            .Set("lastCommandSeq", static_cast<int64_t>(ctx->store->last_seq()))
+                                            .Set("appliedIndex", static_cast<int64_t>(ctx->store->applied_index()))
                                             .Print()));
   });
 

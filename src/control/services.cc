@@ -275,16 +275,27 @@ store::Store::Reply ServiceController::LogRefusal(std::string what, std::string 
   };
 }
 
-void ServiceController::StopTasks(const std::vector<std::string>& ids, const std::string& reason) {
+store::Store::Reply ServiceController::Tracked(const std::string& key, store::Store::Reply reply) {
+  in_flight_[key]++;
+  return [this, key, reply = std::move(reply)](Result<std::string> r) {
+    auto it = in_flight_.find(key);
+    if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+    dirty_.insert(key);  // looked at again with what the command did (or did not do)
+    reply(std::move(r));
+  };
+}
+
+void ServiceController::StopTasks(const std::string& key, const std::vector<std::string>& ids,
+                                  const std::string& reason) {
   if (ids.empty()) return;
   auto cmd = std::make_unique<model::StopTasks>();
   cmd->ids = ids;
   cmd->reason = reason;
   cmd->code = "ServiceSchedulerInitiated";
   cmd->time_ms = clock_->NowUnixMs();
-  store_->Submit(std::move(cmd), [](Result<std::string> r) {
-    if (!r) log::Warn("services", "stopping tasks failed", {{"error", r.error().message}});
-  });
+  store_->Submit(std::move(cmd), Tracked(key, [](Result<std::string> r) {
+                   if (!r) log::Warn("services", "stopping tasks failed", {{"error", r.error().message}});
+                 }));
 }
 
 void ServiceController::StartTasks(const model::Service& s, int64_t count) {
@@ -346,21 +357,25 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
   Event(s, message + ".");
   std::string cluster = s.cluster, family = td->family, group = req.group;
   int64_t revision = td->revision;
-  store_->Submit(std::move(cmd), [this, cluster, family, revision, group, plan, key](Result<std::string> r) {
-    if (r) return;
-    log::Warn("services", "placing tasks failed", {{"service", key}, {"error", r.error().message}});
-    if (const model::TaskDefinition* t = state_->FindTaskDefinition(family, revision)) {
-      scheduler_->Release(cluster, *t, group, plan);
-    }
-    dirty_.insert(key);
-    // The room the plan held is free again, and no node changed to say so.
-    WakeBlocked(cluster, INT64_MAX, INT64_MAX);
-  });
+  store_->Submit(std::move(cmd),
+                 Tracked(key, [this, cluster, family, revision, group, plan, key](Result<std::string> r) {
+                   if (r) return;
+                   log::Warn("services", "placing tasks failed", {{"service", key}, {"error", r.error().message}});
+                   if (const model::TaskDefinition* t = state_->FindTaskDefinition(family, revision)) {
+                     scheduler_->Release(cluster, *t, group, plan);
+                   }
+                   dirty_.insert(key);
+                   // The room the plan held is free again, and no node changed to say so.
+                   WakeBlocked(cluster, INT64_MAX, INT64_MAX);
+                 }));
 }
 
 void ServiceController::ReconcileOne(const std::string& key) {
   auto sit = state_->services().find(key);
   if (sit == state_->services().end()) return;
+  // Its last commands are not applied yet: acting now would act twice on the
+  // same view (start or stop the same tasks again). Their replies bring it back.
+  if (in_flight_.count(key)) return;
   const model::Service& s = sit->second;
   std::map<std::string, Tally>& tallies = tallies_[key];
   const model::Deployment& primary = s.primary();
@@ -407,7 +422,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
       cmd->time_ms = clock_->NowUnixMs();
       Event(s, "deployment " + primary.id + " failed: " + reason + "; rolling back to " + good->family + ":" +
                    std::to_string(good->revision) + " as deployment " + cmd->new_deployment + ".");
-      store_->Submit(std::move(cmd), LogRefusal("rolling back", s.name));
+      store_->Submit(std::move(cmd), Tracked(key, LogRefusal("rolling back", s.name)));
     } else {
       auto cmd = std::make_unique<model::SetDeploymentState>();
       cmd->cluster = s.cluster;
@@ -418,7 +433,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
       cmd->failed_tasks = prim.failed;
       cmd->time_ms = clock_->NowUnixMs();
       Event(s, "deployment " + primary.id + " failed: " + reason + ".");
-      store_->Submit(std::move(cmd), LogRefusal("marking the deployment failed", s.name));
+      store_->Submit(std::move(cmd), Tracked(key, LogRefusal("marking the deployment failed", s.name)));
     }
     return;
   }
@@ -433,7 +448,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
   if (!to_stop.empty()) {
     Event(s, "has stopped " + Plural(static_cast<int64_t>(to_stop.size()), "running task") +
                  " that failed their container health checks.");
-    StopTasks(to_stop, "Task failed container health checks");
+    StopTasks(key, to_stop, "Task failed container health checks");
     dirty_.insert(key);
     return;
   }
@@ -512,8 +527,9 @@ void ServiceController::ReconcileOne(const std::string& key) {
       for (const std::string& id : to_stop) message += " (task " + Short(id) + ")";
     }
     Event(s, message + ".");
-    StopTasks(to_stop, s.status == "ACTIVE" ? "Task stopped by the service scheduler (deployment or scale-in)"
-                                            : "Service is being deleted");
+    StopTasks(key, to_stop,
+              s.status == "ACTIVE" ? "Task stopped by the service scheduler (deployment or scale-in)"
+                                   : "Service is being deleted");
   }
 
   // Deleting: forget the service once nothing of it runs.
@@ -523,7 +539,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
       cmd->cluster = s.cluster;
       cmd->name = s.name;
       cmd->time_ms = clock_->NowUnixMs();
-      store_->Submit(std::move(cmd), LogRefusal("removing the deleted service", s.name));
+      store_->Submit(std::move(cmd), Tracked(key, LogRefusal("removing the deleted service", s.name)));
     }
     return;
   }
@@ -540,7 +556,7 @@ void ServiceController::ReconcileOne(const std::string& key) {
     cmd->failed_tasks = prim.failed;
     cmd->retire_others = true;
     cmd->time_ms = clock_->NowUnixMs();
-    store_->Submit(std::move(cmd), LogRefusal("completing the deployment", s.name));
+    store_->Submit(std::move(cmd), Tracked(key, LogRefusal("completing the deployment", s.name)));
     for (auto it = tallies.begin(); it != tallies.end();) {
       it = it->first == primary.id ? std::next(it) : tallies.erase(it);
     }

@@ -83,7 +83,9 @@ class ServiceController final : public model::StateObserver {
   void Event(const model::Service& s, std::string message);
   void StartTasks(const model::Service& s, int64_t count);
   static store::Store::Reply LogRefusal(std::string what, std::string service);
-  void StopTasks(const std::vector<std::string>& ids, const std::string& reason);
+  // `reply`, counting the command as in flight for service `key` until it is answered.
+  store::Store::Reply Tracked(const std::string& key, store::Store::Reply reply);
+  void StopTasks(const std::string& key, const std::vector<std::string>& ids, const std::string& reason);
   std::string NewDeploymentId();
 
   model::State* state_;
@@ -93,6 +95,7 @@ class ServiceController final : public model::StateObserver {
   std::unordered_map<std::string, TaskView> tasks_;              // service tasks not stopped
   std::map<std::string, std::map<std::string, Tally>> tallies_;  // service key → deployment → tally
   std::set<std::string> dirty_;
+  std::map<std::string, int> in_flight_;  // service key → its commands not answered yet
   // A service some of whose tasks found no node: it is tried again only when
   // `woken` (room that fits one of its tasks appeared, or it changed).
   struct Blocked {

@@ -131,6 +131,12 @@ uv_loop_t* DefaultLoop() { return uv_default_loop(); }
 void RunLoop(uv_loop_t* loop) { uv_run(loop, UV_RUN_DEFAULT); }
 void StopLoop(uv_loop_t* loop) { uv_stop(loop); }
 void RunLoopNoWait(uv_loop_t* loop) { uv_run(loop, UV_RUN_NOWAIT); }
+bool RunLoopUntil(uv_loop_t* loop, const std::function<bool()>& done) {
+  while (!done()) {
+    if (uv_run(loop, UV_RUN_ONCE) == 0 && !done()) return false;
+  }
+  return true;
+}
 
 // --- LagProbe ---
 

@@ -75,6 +75,9 @@ void RunLoop(uv_loop_t* loop);
 void StopLoop(uv_loop_t* loop);
 // One iteration that does not wait: lets handle closes and finished work run.
 void RunLoopNoWait(uv_loop_t* loop);
+// Runs `loop` until `done()` is true (checked after each iteration, which may
+// wait for I/O or a timer) or nothing keeps it alive; returns done().
+bool RunLoopUntil(uv_loop_t* loop, const std::function<bool()>& done);
 
 // Returns a libuv error code as "ECONNREFUSED: connection refused".
 std::string UvError(int code);

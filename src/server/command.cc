@@ -22,7 +22,9 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"cert-lifetime", true, "DURATION",
      "life of the server's and the nodes' certificates, renewed in the last third (default 2160h = 90 days)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
-    {"no-group-commit", false, "", "one transaction per command (for comparison; slower)"},
+    {"no-group-commit", false, "", "one log entry and transaction per command (for comparison; slower)"},
+    {"snapshot-entries", true, "N",
+     "log entries between snapshots of the state; the log behind a snapshot is truncated (default 1024)"},
     {"no-write-thread", false, "", "write answers on the loop thread, not a thread of their own (for comparison)"},
     {"no-agent", false, "", "do not run a local agent for this host's Docker engine"},
     {"docker", true, "ADDR", "the local Docker engine (default unix:///var/run/docker.sock)"},
@@ -180,6 +182,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     o.stopped_tasks_per_service = static_cast<int64_t>(v.value());
+  }
+  if (p->Has("snapshot-entries")) {
+    Result<uint64_t> v = flags::ParseCount(p->Get("snapshot-entries"), "snapshot-entries");
+    if (!v || v.value() < 4 || v.value() > 1000000) {
+      fprintf(stderr, "berth server: --snapshot-entries: must be a whole number from 4 to 1000000\n");
+      return 2;
+    }
+    o.snapshot_entries = static_cast<unsigned>(v.value());
   }
   if (p->Has("docker-concurrency")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("docker-concurrency"), "docker-concurrency");

@@ -28,6 +28,7 @@
 #include "net/tls.h"
 #include "net/uv.h"
 #include "registry/registry.h"
+#include "replica/replica.h"
 #include "server/cluster_ca.h"
 #include "store/store.h"
 
@@ -127,22 +128,48 @@ Result<model::SecretBox> LoadSecretKey(const Options& o, const model::State& sta
   return box;
 }
 
-// Submits `cmd` and flushes at once (start-up, before the loop runs).
+// Submits `cmd` and runs the loop until it is applied (start-up, before the
+// server serves).
 Status ApplyNow(store::Store* store, store::CommandPtr cmd) {
   Status out;
+  bool done = false;
   cmd->time_ms = SystemClock::Get().NowUnixMs();
-  store->Submit(std::move(cmd), [&out](Result<std::string> r) {
+  store->Submit(std::move(cmd), [&out, &done](Result<std::string> r) {
     if (!r) out = r.take_error();
+    done = true;
   });
   store->Flush();
+  if (!net::RunLoopUntil(net::DefaultLoop(), [&done] { return done; })) {
+    return Error::Internal("the log stopped before the change was applied");
+  }
   return out;
+}
+
+// This server's id in the cluster: <data>/server-id, a random number made at
+// first start.
+Result<uint64_t> ServerId(const std::string& data_dir) {
+  std::string path = data_dir + "/server-id";
+  std::string text = files::ReadTrimmed(path);
+  if (!text.empty()) {
+    char* end = nullptr;
+    unsigned long long id = strtoull(text.c_str(), &end, 10);
+    if (id == 0 || *end != '\0') return Error::Invalid(path + " does not hold a server id: '" + text + "'");
+    return static_cast<uint64_t>(id);
+  }
+  uint64_t id = 0;
+  while (id == 0) {
+    if (Status s = crypto::RandomBytes(&id, sizeof id); !s) return s.take_error();
+    id >>= 1;  // printable as a signed number too
+  }
+  if (Status s = files::WriteAtomically(path, std::to_string(id) + "\n", 0600); !s) return s.take_error();
+  return id;
 }
 
 // First start: the default cluster and the admin token. The token is printed
 // this once (with the CA's pin, as every token berth prints) and kept in
 // <data>/admin-token (0600); later starts say where it is, never what it is.
 Status FirstStart(const Options& o, const ClusterCa& ca, model::State* state, store::Store* store) {
-  if (store->last_seq() == 0 && !state->FindCluster("default")) {
+  if (store->applied_index() == 0 && !state->FindCluster("default")) {
     auto c = std::make_unique<model::CreateCluster>();
     c->name = "default";
     if (Status s = ApplyNow(store, std::move(c)); !s) return s;
@@ -227,6 +254,38 @@ int Run(const Options& o) {
   }
   std::unique_ptr<store::Store> store = std::move(opened.value());
   store->StartCheckpointer();
+  // The command log: Raft's, on this loop (a cluster of one until peers join).
+  Result<uint64_t> server_id = ServerId(o.data_dir);
+  if (!server_id) {
+    fprintf(stderr, "berth server: %s\n", server_id.error().message.c_str());
+    return 1;
+  }
+  replica::Options ro;
+  ro.dir = o.data_dir + "/raft";
+  ro.id = server_id.value();
+  ro.address = o.listen;
+  ro.snapshot_threshold = o.snapshot_entries;
+  ro.snapshot_trailing = o.snapshot_entries;
+  Result<std::unique_ptr<replica::Replica>> started = replica::Replica::Start(loop, ro, store.get(), &registry);
+  if (!started) {
+    fprintf(stderr, "berth server: %s\n", started.error().message.c_str());
+    return 1;
+  }
+  std::unique_ptr<replica::Replica> replica = std::move(started.value());
+  // Everything the log holds is applied before the server serves.
+  {
+    bool replayed = false;
+    Status barrier;
+    replica->Barrier([&](Status s) {
+      barrier = std::move(s);
+      replayed = true;
+    });
+    if (!net::RunLoopUntil(loop, [&replayed] { return replayed; }) || !barrier) {
+      fprintf(stderr, "berth server: replaying the log: %s\n",
+              barrier ? "the log stopped" : barrier.error().message.c_str());
+      return 1;
+    }
+  }
   Result<std::unique_ptr<ClusterCa>> opened_ca = ClusterCa::Open(o.data_dir);
   if (!opened_ca) {
     fprintf(stderr, "berth server: cluster CA: %s\n", opened_ca.error().message.c_str());
@@ -238,13 +297,14 @@ int Run(const Options& o) {
     return 1;
   }
 
-  // Group commit: everything submitted during one iteration's I/O is flushed after it.
-  // After each iteration's I/O: the answers it made leave first (they need no
-  // commit: reads), then the commands it queued are applied and committed.
+  // Group commit: everything submitted during one iteration's I/O is proposed
+  // after it, as one log entry (proposing does not wait for the disk), and the
+  // audit entries of the answers made meanwhile are written; then the answers
+  // leave, so none leaves before its audit entry.
   net::http::Server* http_server = nullptr;
   net::AfterIo flusher(loop, [&store, &http_server] {
-    if (http_server) http_server->FlushWrites();
     store->Flush();
+    if (http_server) http_server->FlushWrites();
   });
   store->SetWakeup([&flusher] { flusher.Arm(); });
 
@@ -410,8 +470,7 @@ int Run(const Options& o) {
   auto stop = [&](int sig) {
     if (stopping) {
       log::Warn("server", "second signal; exiting now");
-      (void)store->Close();
-      _exit(1);
+      _exit(1);  // what was acknowledged is in the log and state.db already
     }
     stopping = true;
     log::Info("server", "shutting down", {{"signal", sig}});
@@ -490,6 +549,11 @@ int Run(const Options& o) {
   http_server = nullptr;
   server.reset();
   store->SetAfterFlush(nullptr);
+  // What was proposed is applied (or answered) before the log closes.
+  net::RunLoopUntil(loop, [&store] { return store->in_flight() == 0; });
+  bool closed = false;
+  replica->Close([&closed] { closed = true; });
+  net::RunLoopUntil(loop, [&closed] { return closed; });
   if (Status s = store->Close(); !s) {
     log::Error("server", "closing the store failed", {{"error", s.error().message}});
     return 1;

@@ -18,6 +18,7 @@ struct Options {
   std::string listen = "0.0.0.0:7070";
   std::string listen_unix;  // optional extra Unix-socket listener
   bool group_commit = true;
+  unsigned snapshot_entries = 1024;  // log entries between snapshots (replica/replica.h)
   uint64_t shutdown_grace_ms = 10000;
   net::http::ServerLimits limits;
   int64_t heartbeat_interval_ms = 2000;

@@ -1,17 +1,20 @@
 // The state path: an ordered log of typed commands, applied one at a time on the
 // loop thread. Applying a command is one change to SQLite plus the update of the
-// in-memory state; commands queued during one loop iteration share one
-// transaction (group commit), and their replies go out only after it commits.
+// in-memory state; commands queued during one loop iteration go as one batch, one
+// log entry, applied in one transaction, and their replies go out only after it.
 //
-// The log (table command_log: seq, term, type, payload, time) is what a
-// replication layer ships: a follower decodes each entry with
-// StateMachine::Decode and applies it the same way.
+// The log is Raft's (replica::Replica, over libraft): a batch is encoded
+// (EncodeBatch) and proposed to the Log; once committed, every server applies it
+// with ApplyEntry, which records the entry's index in the same transaction, so a
+// restart knows which entries state.db already holds. Without a Log (unit tests)
+// a batch is applied at once by the same ApplyEntry path.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -60,13 +63,37 @@ class StateMachine {
 
 struct StoreOptions {
   std::string path;          // the state.db file
-  bool group_commit = true;  // off: one transaction per command (for comparison)
-  size_t max_batch = 4096;   // commands per transaction at most
-  // The command log keeps the last this many entries (0: all). Until replication
-  // truncates it behind snapshots, nothing reads older ones, and a log that grows
-  // forever would grow state.db with it (docs/decisions.md).
-  uint64_t log_keep = 1000;
+  bool group_commit = true;  // off: one command per entry and transaction (for comparison)
+  size_t max_batch = 4096;   // commands per entry at most
+  // Entries proposed and not yet applied at most: what arrives meanwhile waits
+  // and goes as one entry when the log is free, so each disk write carries what
+  // came during the last one (group commit).
+  size_t max_in_flight = 1;
+  // A batch is refused (507) unless the file system of state.db has this much room
+  // beyond four times the entry: a change the log accepted must also fit in
+  // state.db, or it could be neither refused nor applied.
+  uint64_t reserve_bytes = 1 << 20;
 };
+
+// What applying one entry gave: each command's reply or refusal, in order.
+using Results = std::vector<Result<std::string>>;
+
+// Where batches go when the state is replicated (replica::Replica). Propose takes
+// one encoded batch; `applied` fires on this server once ApplyEntry applied it
+// (its results), or with an error when the entry will never be applied here
+// (not the leader, the log refused it). Propose returns the index the entry was
+// given in the log, or 0 when it was refused at once (`applied` has fired).
+class Log {
+ public:
+  virtual ~Log() = default;
+  using Applied = std::function<void(Result<Results>)>;
+  virtual uint64_t Propose(const std::string& entry, Applied applied) = 0;
+};
+
+// One batch as a log entry: "BB1", a count, then per command its type, time and
+// payload, each length-prefixed (little-endian).
+std::string EncodeBatch(const std::vector<const Command*>& commands);
+Result<std::vector<CommandPtr>> DecodeBatch(std::string_view entry, StateMachine* sm);
 
 class Store {
  public:
@@ -84,21 +111,41 @@ class Store {
   void SetAfterFlush(std::function<void()> fn) { after_flush_ = std::move(fn); }
   // Queues `cmd`; `reply` fires after the transaction holding it commits.
   void Submit(CommandPtr cmd, Reply reply);
-  // Applies and commits everything queued. Returns after the replies went out.
+  // Hands everything queued to the log (or, without one, applies and commits it
+  // and returns after the replies went out).
   void Flush();
+  // Replicated: batches go to `log` from now on (nullptr: refused, shutting down).
+  void SetLog(Log* log) {
+    log_ = log;
+    replicated_ = true;
+  }
+  // Applies one committed entry (the Log's state machine calls this on every
+  // server, in log order): one transaction holding its commands and its index.
+  // An entry at or below applied_index() is already in state.db (a restart
+  // replaying its log) and is skipped. A storage failure undoes the whole entry
+  // and rebuilds memory from disk; the entry must then be applied again.
+  Result<Results> ApplyEntry(uint64_t index, std::string_view entry);
+  // The database's bytes, for a snapshot at applied_index(); Restore replaces the
+  // state with such bytes (taken at `index`) and reloads memory.
+  Result<std::string> SnapshotBytes();
+  Status Restore(uint64_t index, std::string_view bytes);
+  // A new log starts at index 1: what state.db holds counts as before it.
+  Status ResetAppliedIndex();
+  // Batches handed to the log and not yet answered.
+  size_t in_flight() const { return in_flight_; }
   // Queues an audit entry: written with the next batch of commands, or at the end
   // of the Flush that made its answer (before the answer is handed to the socket).
   void Audit(AuditEntry entry);
   size_t queued() const { return queue_.size(); }
 
-  // Sequence number of the last committed command.
-  uint64_t last_seq() const { return last_seq_; }
+  // The index of the last log entry applied to state.db.
+  uint64_t applied_index() const { return applied_index_; }
   int schema_version() const { return schema_version_; }
   Db& db() { return *db_; }
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 14;
+  static constexpr int kSchemaVersion = 15;
 
   // Checkpoints the WAL into the database file from a thread of its own, so a
   // commit never pays for one (SQLite's automatic checkpoint would run inside the
@@ -112,11 +159,24 @@ class Store {
   void FlushQueue();
   Status WriteAudit();  // inside an open transaction: the queued entries
   Status ApplyOne(const Command& cmd, std::string* reply, Error* error, bool* applied);
+  // One transaction: the commands, their entry's index, the audit entries queued.
+  Result<Results> ApplyCommands(uint64_t index, const std::vector<const Command*>& commands);
+  Status RoomFor(size_t entry_bytes) const;
 
   struct Item {
     CommandPtr cmd;
     Reply reply;
   };
+  void Answer(std::vector<Item>& batch, Result<Results> results, int64_t t0);
+  // Batches this server proposed, by log index, with their encoding: applying
+  // one of them uses the commands themselves instead of decoding the entry (the
+  // same bytes decode to the same commands, tests/unit/store), once the entry
+  // at that index proves to be those bytes.
+  struct Proposed {
+    std::vector<Item> items;
+    std::string entry;
+  };
+  std::map<uint64_t, std::shared_ptr<Proposed>> proposed_;
 
   StoreOptions options_;
   StateMachine* sm_ = nullptr;
@@ -131,8 +191,10 @@ class Store {
   bool checkpoint_stop_ = false;
   std::atomic<uint64_t> commits_since_checkpoint_{0};
   bool in_flush_ = false;
-  uint64_t last_seq_ = 0;
-  uint64_t log_first_ = 1;  // the oldest seq the log holds
+  Log* log_ = nullptr;
+  bool replicated_ = false;
+  size_t in_flight_ = 0;
+  uint64_t applied_index_ = 0;
   int schema_version_ = 0;
 
   metrics::Histogram* batch_size_ = nullptr;

@@ -102,7 +102,7 @@ def _modes(data_dir):
 
 
 def _loose(modes):
-    return {n: oct(m) for n, m in modes.items() if m != (0o700 if n == "." or n in ("agent", "registry") else 0o600)}
+    return {n: oct(m) for n, m in modes.items() if m != (0o700 if n == "." or n in ("agent", "registry", "raft") else 0o600)}
 
 
 @timeout(60)

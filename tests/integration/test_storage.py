@@ -1,5 +1,6 @@
 """The store on a full disk (issue 10, item 7): the server's data directory on a
-small filesystem the test makes (a tmpfs of a few MiB, as root), filled up while
+small filesystem the test makes (a tmpfs of 32 MiB, as root: the raft log keeps
+three 4 MiB segments made ahead), filled up while
 a simulated node runs a service. Writes are refused with a clear error, reads
 keep answering and match what is on disk, nothing is half-applied, writes work
 again once there is room, and a restart shows exactly what was acknowledged."""
@@ -70,7 +71,7 @@ def snapshot(s):
 
 @timeout(120)
 def test_full_disk_refuses_writes_clearly_and_loses_nothing_acknowledged():
-    with SmallDisk(6) as disk:
+    with SmallDisk(32) as disk:
         data = os.path.join(disk.path, "data")
         with Server(data_dir=data, args=SERVER_ARGS) as s:
             token = expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201, "token").json()

@@ -20,6 +20,15 @@ using namespace berth::registry;
 
 namespace {
 
+// A command as it went into the log: its fields, and its entry.
+struct Logged {
+  std::string type;
+  std::string payload;
+  int64_t time_ms;
+  std::string entry;
+  bool applied;
+};
+
 struct RegistryFixture {
   testing::TempDir dir;
   metrics::Registry metrics;
@@ -27,6 +36,7 @@ struct RegistryFixture {
   RegistryState reg;
   std::unique_ptr<store::Store> store;
   BlobStore blobs{dir.File("registry")};
+  std::vector<Logged> logged;  // every command Apply submitted
 
   RegistryFixture() {
     state.AddPart(&reg);
@@ -41,10 +51,13 @@ struct RegistryFixture {
   }
   Result<std::string> Apply(store::CommandPtr cmd) {
     cmd->time_ms = 1700000000000;
+    Logged l{cmd->Type(), cmd->Encode(), cmd->time_ms, store::EncodeBatch({cmd.get()}), false};
     std::optional<Result<std::string>> out;
     store->Submit(std::move(cmd), [&out](Result<std::string> r) { out.emplace(std::move(r)); });
     store->Flush();
     REQUIRE(out.has_value());
+    l.applied = out->ok();
+    logged.push_back(std::move(l));
     return std::move(*out);
   }
   // Writes a blob through an upload file, as a push does; returns its digest.
@@ -130,17 +143,29 @@ TEST_CASE("registry state: manifests and tags survive a reload, immutable tags d
   CHECK(r->tags.at("v1") == d1);
   CHECK(r->manifests.at(d1).body.find(l1) != std::string::npos);
   CHECK(f.reg.BlobRefs(l1) == 1);
-  // Replaying the log gives the same state: every registry command decodes.
-  auto log = f.store->db().Prepare("SELECT type, payload, time_ms FROM command_log");
-  REQUIRE(log.ok());
-  int registry_commands = 0;
-  while (log->Step().value()) {
-    auto cmd = f.state.Decode(log->Text(0), log->Text(1), log->Int(2));
+  // Replaying the log gives the same state: every registry command, read back
+  // from its fields or from its log entry by the reloaded state machine, is the
+  // command that was applied.
+  REQUIRE(f.logged.size() == 6);
+  int registry_applied = 0;
+  for (const Logged& l : f.logged) {
+    CAPTURE(l.type, l.payload);
+    CHECK(f.reg.Owns(l.type));
+    auto cmd = f.state.Decode(l.type, l.payload, l.time_ms);
     REQUIRE(cmd.ok());
-    CHECK((*cmd)->Encode() == log->Text(1));
-    registry_commands += f.reg.Owns(log->Text(0)) ? 1 : 0;
+    CHECK(std::string((*cmd)->Type()) == l.type);
+    CHECK((*cmd)->Encode() == l.payload);
+    CHECK((*cmd)->time_ms == l.time_ms);
+    auto batch = store::DecodeBatch(l.entry, &f.state);
+    REQUIRE(batch.ok());
+    REQUIRE(batch->size() == 1);
+    CHECK(std::string((*batch)[0]->Type()) == l.type);
+    CHECK((*batch)[0]->Encode() == l.payload);
+    CHECK((*batch)[0]->time_ms == l.time_ms);
+    registry_applied += l.applied ? 1 : 0;
   }
-  CHECK(registry_commands == 3);  // refused commands are not logged
+  CHECK(registry_applied == 3);          // the refused ones are in the log, and changed nothing
+  CHECK(f.store->applied_index() == 6);  // an entry per Apply, refused or not
 }
 
 TEST_CASE("registry gc: only unreferenced blobs older than the mark go", "[registry]") {

@@ -1,5 +1,6 @@
-// store/store: migrations, group commit, refusals inside a batch, the command log,
-// and reloading the state from disk.
+// store/store: migrations, group commit, refusals inside a batch, the log entries
+// (EncodeBatch/DecodeBatch, ApplyEntry and the applied index), snapshots
+// (SnapshotBytes/Restore), and reloading the state from disk.
 #include "store/store.h"
 
 #include <catch2/catch.hpp>
@@ -13,13 +14,29 @@ using namespace berth;
 using berth::testing::MakeCreateCluster;
 using berth::testing::StateStore;
 
+// A second store on the same file, as a restart opens it.
+struct Reopened {
+  model::State reloaded;
+  metrics::Registry metrics;
+  std::unique_ptr<store::Store> store;
+  explicit Reopened(const std::string& path) {
+    auto s = store::Store::Open({path}, &reloaded, &metrics);
+    REQUIRE(s.ok());
+    store = std::move(s.value());
+  }
+};
+
 TEST_CASE("store: a new database is migrated to the current schema", "[store]") {
   StateStore s;
   CHECK(s.store->schema_version() == store::Store::kSchemaVersion);
   CHECK(s.Count("PRAGMA user_version") == store::Store::kSchemaVersion);
   CHECK(s.Count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                "('command_log', 'clusters', 'tokens')") == 3);
-  CHECK(s.store->last_seq() == 0);
+                "('log_applied', 'clusters', 'tokens')") == 3);
+  // The command log is Raft's now: state.db keeps only the index it reached.
+  CHECK(s.Count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'command_log'") == 0);
+  CHECK(s.Count("SELECT COUNT(*) FROM log_applied") == 1);
+  CHECK(s.Count("SELECT idx FROM log_applied WHERE id = 1") == 0);
+  CHECK(s.store->applied_index() == 0);
   auto mode = s.store->db().Prepare("PRAGMA journal_mode");
   REQUIRE(mode.ok());
   REQUIRE(mode->Step().value());
@@ -53,14 +70,17 @@ TEST_CASE("store: commands submitted before one Flush share one transaction", "[
   CHECK(wakeups == 1);  // only the first command of a batch wakes the owner
   CHECK(s.store->queued() == kCommands);
   CHECK(replies.empty());  // replies go out only after the commit
-  CHECK(s.Count("SELECT COUNT(*) FROM command_log") == 0);
+  CHECK(s.store->applied_index() == 0);
+  CHECK(s.Count("SELECT COUNT(*) FROM clusters") == 0);
 
   s.store->Flush();
   REQUIRE(replies.size() == kCommands);
   for (auto& r : replies) CHECK(r.ok());
   CHECK(s.store->queued() == 0);
-  CHECK(s.store->last_seq() == kCommands);
-  CHECK(s.Count("SELECT COUNT(*) FROM command_log") == kCommands);
+  // One batch is one log entry: the applied index moved by one, in the same
+  // transaction as the rows.
+  CHECK(s.store->applied_index() == 1);
+  CHECK(s.Count("SELECT idx FROM log_applied WHERE id = 1") == 1);
   CHECK(s.Count("SELECT COUNT(*) FROM clusters") == kCommands);
 
   std::string text = s.metrics.Render();
@@ -73,6 +93,7 @@ TEST_CASE("store: commands submitted before one Flush share one transaction", "[
   s.store->Submit(MakeCreateCluster("later"), [](Result<std::string>) {});
   CHECK(wakeups == 2);  // a new batch wakes again
   s.store->Flush();
+  CHECK(s.store->applied_index() == 2);
 }
 
 TEST_CASE("store: without group commit every command is its own transaction", "[store]") {
@@ -86,6 +107,8 @@ TEST_CASE("store: without group commit every command is its own transaction", "[
   }
   s.store->Flush();
   CHECK(replies == 3);
+  CHECK(s.store->applied_index() == 3);  // an entry per command
+  CHECK(s.Count("SELECT idx FROM log_applied WHERE id = 1") == 3);
   CHECK_THAT(s.metrics.Render(), Catch::Contains("berth_store_commit_batch_size_count 3\n"));
   CHECK_THAT(s.metrics.Render(), Catch::Contains("berth_store_commit_batch_size_sum 3\n"));
 }
@@ -109,43 +132,56 @@ TEST_CASE("store: a refused command leaves nothing while the rest of its batch c
   CHECK(replies[2].error().kind == ErrorKind::kInvalid);
   CHECK(replies[3].ok());
 
-  CHECK(s.store->last_seq() == 2);
-  CHECK(s.Count("SELECT COUNT(*) FROM command_log") == 2);
+  // The entry is applied as a whole, refusals included: one entry, one index.
+  CHECK(s.store->applied_index() == 1);
+  CHECK(s.Count("SELECT idx FROM log_applied WHERE id = 1") == 1);
   CHECK(s.Count("SELECT COUNT(*) FROM clusters") == 2);
   CHECK(s.Count("SELECT COUNT(*) FROM clusters WHERE name = 'not valid!'") == 0);
   CHECK(s.state.clusters().size() == 2);
   CHECK_THAT(s.metrics.Render(), Catch::Contains("berth_store_commit_batch_size_count 1\n"));
   CHECK_THAT(s.metrics.Render(), Catch::Contains("berth_store_commands_total{outcome=\"refused\"} 2\n"));
   CHECK_THAT(s.metrics.Render(), Catch::Contains("berth_store_commands_total{outcome=\"applied\"} 2\n"));
+
+  // A batch of nothing but refusals is still an entry applied: its index is
+  // recorded, and nothing else changes.
+  replies.clear();
+  s.store->Submit(MakeCreateCluster("beta"), collect);
+  s.store->Submit(testing::MakeDeleteCluster("missing"), collect);
+  s.store->Flush();
+  REQUIRE(replies.size() == 2);
+  CHECK_FALSE(replies[0].ok());
+  CHECK_FALSE(replies[1].ok());
+  CHECK(s.store->applied_index() == 2);
+  CHECK(s.Count("SELECT idx FROM log_applied WHERE id = 1") == 2);
+  CHECK(s.Count("SELECT COUNT(*) FROM clusters") == 2);
+  CHECK(s.state.clusters().size() == 2);
 }
 
-TEST_CASE("store: the command log decodes back into the commands", "[store]") {
+TEST_CASE("store: a log entry decodes back into the commands", "[store]") {
   StateStore s;
-  REQUIRE(s.Apply(MakeCreateCluster("one", 1000)).ok());
-  REQUIRE(s.Apply(MakeCreateCluster("two", 2000)).ok());
-  REQUIRE(s.Apply(testing::MakeDeleteCluster("one", 3000)).ok());
-  REQUIRE(s.Apply(testing::MakeCreateToken("tok1", "deploy", std::string(64, 'a'), 4000)).ok());
+  std::vector<store::CommandPtr> commands;
+  commands.push_back(MakeCreateCluster("one", 1000));
+  commands.push_back(MakeCreateCluster("two", 2000));
+  commands.push_back(testing::MakeDeleteCluster("one", 3000));
+  commands.push_back(testing::MakeCreateToken("tok1", "deploy", std::string(64, 'a'), 4000));
+  std::vector<const store::Command*> batch;
+  for (const auto& c : commands) batch.push_back(c.get());
+  std::string entry = store::EncodeBatch(batch);
 
-  auto rows = s.store->db().Prepare("SELECT seq, term, type, payload, time_ms FROM command_log ORDER BY seq");
-  REQUIRE(rows.ok());
+  auto decoded = store::DecodeBatch(entry, &s.state);
+  REQUIRE(decoded.ok());
+  REQUIRE(decoded->size() == commands.size());
   std::vector<std::string> seen;
-  int64_t expect_seq = 1;
-  for (;;) {
-    auto row = rows->Step();
-    REQUIRE(row.ok());
-    if (!row.value()) break;
-    CHECK(rows->Int(0) == expect_seq++);
-    CHECK(rows->Int(1) == 0);
-    auto cmd = model::DecodeCommand(rows->Text(2), rows->Text(3), rows->Int(4));
-    REQUIRE(cmd.ok());
-    CHECK(std::string((*cmd)->Type()) == rows->Text(2));
-    CHECK((*cmd)->time_ms == rows->Int(4));
-    CHECK((*cmd)->Encode() == rows->Text(3));
-    // The state machine's own Decode agrees.
-    auto again = s.state.Decode(rows->Text(2), rows->Text(3), rows->Int(4));
+  for (size_t i = 0; i < commands.size(); i++) {
+    const store::Command& got = *(*decoded)[i];
+    CHECK(std::string(got.Type()) == commands[i]->Type());
+    CHECK(got.time_ms == commands[i]->time_ms);
+    CHECK(got.Encode() == commands[i]->Encode());
+    // The model's own decoder agrees with the state machine's.
+    auto again = model::DecodeCommand(got.Type(), got.Encode(), got.time_ms);
     REQUIRE(again.ok());
-    CHECK((*again)->Encode() == (*cmd)->Encode());
-    seen.push_back(std::string((*cmd)->Type()) + ":" + (*cmd)->Encode());
+    CHECK(again.value()->Encode() == got.Encode());
+    seen.push_back(std::string(got.Type()) + ":" + got.Encode());
   }
   CHECK(seen == std::vector<std::string>{
                     R"(CreateCluster:{"name":"one"})",
@@ -153,6 +189,17 @@ TEST_CASE("store: the command log decodes back into the commands", "[store]") {
                     R"(DeleteCluster:{"name":"one"})",
                     R"(CreateToken:{"id":"tok1","role":"deploy","hash":")" + std::string(64, 'a') + R"("})",
                 });
+
+  // Applied as a log entry, the commands do what they say, in order.
+  auto results = s.store->ApplyEntry(1, entry);
+  REQUIRE(results.ok());
+  REQUIRE(results->size() == 4);
+  for (auto& r : *results) CHECK(r.ok());
+  CHECK(s.store->applied_index() == 1);
+  CHECK_FALSE(s.state.FindCluster("one"));
+  REQUIRE(s.state.FindCluster("two"));
+  CHECK(s.state.FindCluster("two")->created_ms == 2000);
+  CHECK(s.Count("SELECT COUNT(*) FROM tokens WHERE id = 'tok1'") == 1);
 }
 
 TEST_CASE("store: reopening reloads the state", "[store]") {
@@ -170,12 +217,12 @@ TEST_CASE("store: reopening reloads the state", "[store]") {
   CHECK(late_reply);
   s.store.reset();
 
-  model::State reloaded;
-  metrics::Registry metrics;
-  auto again = store::Store::Open({s.path()}, &reloaded, &metrics);
-  REQUIRE(again.ok());
-  CHECK((*again)->last_seq() == 5);
-  CHECK((*again)->schema_version() == store::Store::kSchemaVersion);
+  Reopened reopened(s.path());
+  model::State& reloaded = reopened.reloaded;
+  auto& again = reopened.store;
+  // Four entries of one command, then the one Close flushed.
+  CHECK(again->applied_index() == 5);
+  CHECK(again->schema_version() == store::Store::kSchemaVersion);
   REQUIRE(reloaded.FindCluster("kept"));
   CHECK(reloaded.FindCluster("kept")->created_ms == 1234);
   CHECK(reloaded.FindCluster("kept")->arn == model::ClusterArn("kept"));
@@ -185,11 +232,250 @@ TEST_CASE("store: reopening reloads the state", "[store]") {
   REQUIRE(reloaded.FindTokenBySecret(secret));
   CHECK(reloaded.FindTokenBySecret(secret)->id == "t1");
 
-  // The sequence continues where it stopped.
+  // The applied index continues where it stopped.
   std::optional<Result<std::string>> r;
-  (*again)->Submit(MakeCreateCluster("next"), [&r](Result<std::string> res) { r.emplace(std::move(res)); });
-  (*again)->Flush();
+  again->Submit(MakeCreateCluster("next"), [&r](Result<std::string> res) { r.emplace(std::move(res)); });
+  again->Flush();
   REQUIRE(r.has_value());
   CHECK(r->ok());
-  CHECK((*again)->last_seq() == 6);
+  CHECK(again->applied_index() == 6);
+  CHECK(again->db().QueryInt("SELECT idx FROM log_applied WHERE id = 1").value() == 6);
+}
+
+namespace {
+
+std::string Entry(const std::vector<store::CommandPtr>& commands) {
+  std::vector<const store::Command*> batch;
+  for (const auto& c : commands) batch.push_back(c.get());
+  return store::EncodeBatch(batch);
+}
+
+// The clusters, as the state holds them and as their rows say.
+std::string Clusters(StateStore& s) { return s.ClusterDump(); }
+
+}  // namespace
+
+TEST_CASE("store: EncodeBatch and DecodeBatch round-trip several commands", "[store]") {
+  StateStore s;
+  std::vector<store::CommandPtr> commands;
+  commands.push_back(MakeCreateCluster("a", 1));
+  commands.push_back(testing::MakeCreateToken("t", "admin", std::string(64, 'f'), 1700000000123));
+  commands.push_back(testing::MakeDeleteCluster("a", 0));
+  commands.push_back(MakeCreateCluster("a-much-longer-cluster-name", INT64_MAX));
+  std::string entry = Entry(commands);
+  CHECK(entry.substr(0, 3) == "BB1");
+
+  auto decoded = store::DecodeBatch(entry, &s.state);
+  REQUIRE(decoded.ok());
+  REQUIRE(decoded->size() == commands.size());
+  for (size_t i = 0; i < commands.size(); i++) {
+    CHECK(std::string((*decoded)[i]->Type()) == commands[i]->Type());
+    CHECK((*decoded)[i]->time_ms == commands[i]->time_ms);
+    CHECK((*decoded)[i]->Encode() == commands[i]->Encode());
+  }
+  // The decoded commands encode to the same entry.
+  std::vector<const store::Command*> again;
+  for (const auto& c : decoded.value()) again.push_back(c.get());
+  CHECK(store::EncodeBatch(again) == entry);
+
+  // An empty batch is an entry too.
+  auto none = store::DecodeBatch(store::EncodeBatch({}), &s.state);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+}
+
+TEST_CASE("store: a log entry is whole 8-byte words", "[store]") {
+  // libraft keeps entries in whole words: every length of name (and so of
+  // payload) must come out padded, and decode with its padding.
+  StateStore s;
+  CHECK(store::EncodeBatch({}).size() % 8 == 0);
+  for (size_t n = 1; n <= 17; n++) {
+    std::vector<store::CommandPtr> commands;
+    commands.push_back(MakeCreateCluster(std::string(n, 'x')));
+    std::string one = Entry(commands);
+    CHECK(one.size() % 8 == 0);
+    commands.push_back(MakeCreateCluster(std::string(n + 3, 'y')));
+    std::string two = Entry(commands);
+    CHECK(two.size() % 8 == 0);
+    auto decoded = store::DecodeBatch(two, &s.state);
+    REQUIRE(decoded.ok());
+    REQUIRE(decoded->size() == 2);
+    CHECK((*decoded)[1]->Encode() == commands[1]->Encode());
+  }
+}
+
+TEST_CASE("store: DecodeBatch refuses what is not a whole batch", "[store]") {
+  StateStore s;
+  std::vector<store::CommandPtr> commands;
+  commands.push_back(MakeCreateCluster("first"));
+  commands.push_back(MakeCreateCluster("second"));
+  std::string entry = Entry(commands);
+  REQUIRE(store::DecodeBatch(entry, &s.state).ok());
+  auto refused = [&s](std::string_view bytes) {
+    auto r = store::DecodeBatch(bytes, &s.state);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().kind == ErrorKind::kInvalid);
+    return r.error().message;
+  };
+
+  SECTION("without the batch mark") {
+    CHECK_THAT(refused(""), Catch::Contains("without the batch mark (0 bytes)"));
+    CHECK_THAT(refused("BB"), Catch::Contains("without the batch mark"));
+    std::string other = entry;
+    other[2] = '2';
+    CHECK_THAT(refused(other), Catch::Contains("without the batch mark (" + std::to_string(entry.size()) + " bytes)"));
+    CHECK_THAT(refused(std::string(16, '\0')), Catch::Contains("without the batch mark"));
+  }
+
+  SECTION("cut short") {
+    CHECK_THAT(refused(entry.substr(0, 3)), Catch::Contains("cut short before its count"));
+    CHECK_THAT(refused(entry.substr(0, 6)), Catch::Contains("cut short before its count"));
+    // Every cut inside the commands (the padding is at most 7 bytes).
+    for (size_t n = 7; n + 8 <= entry.size(); n++) {
+      std::string msg = refused(entry.substr(0, n));
+      CHECK_THAT(msg, Catch::Contains("a log entry cut short in command"));
+    }
+    // The cut in the second command says so.
+    CHECK_THAT(refused(entry.substr(0, entry.size() - 8)), Catch::Contains("cut short in command 2 of 2"));
+    // A count the bytes cannot hold.
+    std::string big = entry;
+    big[3] = big[4] = big[5] = big[6] = '\xff';
+    CHECK_THAT(refused(big), Catch::Contains("cut short in command 3 of 4294967295"));
+  }
+
+  SECTION("bytes after the last command") {
+    // The padding must be zeros: an entry that has some, with its last byte set.
+    std::string padded;
+    for (size_t n = 1; n <= 8 && padded.empty(); n++) {
+      std::vector<store::CommandPtr> one;
+      one.push_back(MakeCreateCluster(std::string(n, 'p')));
+      std::string e = Entry(one);
+      if (e.back() == '\0') padded = e;
+    }
+    REQUIRE_FALSE(padded.empty());
+    REQUIRE(store::DecodeBatch(padded, &s.state).ok());
+    padded.back() = '\x01';
+    CHECK_THAT(refused(padded), Catch::Contains("bytes after its last command"));
+    std::string extra = entry + std::string(7, '\0') + "x";
+    CHECK_THAT(refused(extra), Catch::Contains("bytes after its last command"));
+    // A whole word of zeros more is not padding either.
+    CHECK_THAT(refused(entry + std::string(8, '\0')), Catch::Contains("bytes after its last command"));
+  }
+
+  SECTION("a command the state machine does not know") {
+    std::string bad = Entry(commands);
+    // Rename the first command's type in place (same length).
+    size_t at = bad.find("CreateCluster");
+    REQUIRE(at != std::string::npos);
+    bad.replace(at, 13, "CreateNothing");
+    CHECK_THAT(refused(bad), Catch::Contains("command 1 (CreateNothing) of a log entry"));
+  }
+}
+
+TEST_CASE("store: ApplyEntry skips what state.db already holds", "[store]") {
+  StateStore s;
+  std::vector<store::CommandPtr> a, b, c;
+  a.push_back(MakeCreateCluster("a"));
+  b.push_back(MakeCreateCluster("b"));
+  c.push_back(MakeCreateCluster("c"));
+
+  auto first = s.store->ApplyEntry(1, Entry(a));
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 1);
+  CHECK((*first)[0].ok());
+  CHECK(s.store->applied_index() == 1);
+
+  // At or below the applied index: nothing is applied, and nothing is answered.
+  for (uint64_t index : {uint64_t{0}, uint64_t{1}}) {
+    auto skipped = s.store->ApplyEntry(index, Entry(b));
+    REQUIRE(skipped.ok());
+    CHECK(skipped->empty());
+  }
+  CHECK_FALSE(s.state.FindCluster("b"));
+  CHECK(s.Count("SELECT COUNT(*) FROM clusters WHERE name = 'b'") == 0);
+  CHECK(s.store->applied_index() == 1);
+
+  // Indexes the state machine never sees (libraft's own entries) leave gaps.
+  auto later = s.store->ApplyEntry(3, Entry(c));
+  REQUIRE(later.ok());
+  CHECK(s.state.FindCluster("c"));
+  CHECK(s.store->applied_index() == 3);
+  CHECK(s.Count("SELECT idx FROM log_applied WHERE id = 1") == 3);
+  CHECK(s.store->ApplyEntry(2, Entry(b))->empty());
+  CHECK_FALSE(s.state.FindCluster("b"));
+
+  // An entry no server can decode is applied as nothing, so the log moves on;
+  // its proposer hears why.
+  auto garbage = s.store->ApplyEntry(4, std::string(16, 'z'));
+  REQUIRE_FALSE(garbage.ok());
+  CHECK_THAT(garbage.error().message, Catch::Contains("without the batch mark"));
+  CHECK(s.store->applied_index() == 4);
+  CHECK(s.state.clusters().size() == 2);
+
+  // Without a Log, Flush goes through the same path at the next index.
+  REQUIRE(s.Apply(MakeCreateCluster("d")).ok());
+  CHECK(s.store->applied_index() == 5);
+
+  // The index survives a reopen.
+  REQUIRE(s.store->Close().ok());
+  s.store.reset();
+  Reopened reopened(s.path());
+  model::State& reloaded = reopened.reloaded;
+  auto& again = reopened.store;
+  CHECK(again->applied_index() == 5);
+  CHECK(again->ApplyEntry(5, Entry(b))->empty());
+  CHECK_FALSE(reloaded.FindCluster("b"));
+  CHECK(reloaded.FindCluster("d"));
+}
+
+TEST_CASE("store: Restore of another store's snapshot reproduces its state", "[store]") {
+  StateStore from;
+  REQUIRE(from.Apply(MakeCreateCluster("x", 1111)).ok());
+  REQUIRE(from.Apply(MakeCreateCluster("y", 2222)).ok());
+  REQUIRE(from.Apply(testing::MakeCreateToken("t1", "admin", crypto::Hex(crypto::Sha256("brt_x")))).ok());
+  REQUIRE(from.Apply(testing::MakeDeleteCluster("x")).ok());
+  REQUIRE(from.Apply(MakeCreateCluster("x", 3333)).ok());
+  auto bytes = from.store->SnapshotBytes();
+  REQUIRE(bytes.ok());
+  CHECK(bytes->size() % 512 == 0);  // whole pages
+  CHECK(bytes->substr(0, 16) == std::string("SQLite format 3\0", 16));
+
+  StateStore to;
+  REQUIRE(to.Apply(MakeCreateCluster("only-here")).ok());
+  REQUIRE(to.store->Restore(42, *bytes).ok());
+  CHECK(to.store->applied_index() == 42);
+  CHECK(to.Count("SELECT idx FROM log_applied WHERE id = 1") == 42);
+  CHECK(Clusters(to) == Clusters(from));
+  CHECK_FALSE(to.state.FindCluster("only-here"));
+  REQUIRE(to.state.FindCluster("x"));
+  CHECK(to.state.FindCluster("x")->created_ms == 3333);
+  REQUIRE(to.state.FindTokenBySecret("brt_x"));
+
+  // It goes on from there, and a reopen finds the same.
+  REQUIRE(to.Apply(MakeCreateCluster("z")).ok());
+  CHECK(to.store->applied_index() == 43);
+  REQUIRE(to.store->Close().ok());
+  to.store.reset();
+  {
+    Reopened reopened(to.path());
+    model::State& reloaded = reopened.reloaded;
+    auto& again = reopened.store;
+    CHECK(again->applied_index() == 43);
+    CHECK(reloaded.FindCluster("z"));
+    CHECK(reloaded.FindCluster("y"));
+    CHECK_FALSE(reloaded.FindCluster("only-here"));
+    CHECK(reloaded.FindTokenBySecret("brt_x"));
+    auto mode = again->db().Prepare("PRAGMA journal_mode");
+    REQUIRE(mode.ok());
+    REQUIRE(mode->Step().value());
+    CHECK(mode->Text(0) == "wal");
+  }
+  to.Open();
+
+  // Bytes that are not a database change nothing.
+  auto bad = to.store->Restore(50, "not a database at all, not even close to one, and far too short to be");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message, Catch::Contains("not an SQLite database"));
+  CHECK(to.store->applied_index() == 43);
+  CHECK(to.state.FindCluster("z"));
 }

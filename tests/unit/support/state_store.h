@@ -75,6 +75,22 @@ struct StateStore {
     REQUIRE(n.ok());
     return n.value();
   }
+
+  // The clusters, as memory holds them and as their rows say (to compare stores).
+  std::string ClusterDump() {
+    std::string out;
+    for (const auto& [name, c] : state.clusters()) {
+      out += name + " " + c.arn + " " + c.status + " " + std::to_string(c.created_ms) + "\n";
+    }
+    out += "--\n";
+    auto rows = store->db().Prepare("SELECT name, arn, status, created_ms FROM clusters ORDER BY name");
+    REQUIRE(rows.ok());
+    while (rows->Step().value()) {
+      out += std::string(rows->Text(0)) + " " + std::string(rows->Text(1)) + " " + std::string(rows->Text(2)) + " " +
+             std::to_string(rows->Int(3)) + "\n";
+    }
+    return out;
+  }
 };
 
 }  // namespace berth::testing

@@ -1,0 +1,113 @@
+// The replicated command log: the store's batches as the entries of a Raft log
+// kept by libraft (Debian's libraft-dev, on the server's libuv loop), applied to
+// state.db by every server once committed. A single server is a cluster of one
+// on the same path: its log is on disk under <data>/raft, an entry is committed
+// once it is there, and a restart replays what state.db does not hold yet.
+//
+// Snapshots are copies of state.db (sqlite3_serialize) taken every
+// `snapshot_threshold` entries; the log behind them is truncated (keeping
+// `snapshot_trailing` entries) and a server that falls behind or joins installs
+// one (Store::Restore).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/metrics.h"
+#include "base/result.h"
+#include "store/store.h"
+
+extern "C" {
+#include <raft.h>
+}
+
+struct uv_loop_s;
+
+namespace berth::replica {
+
+// The state machine libraft applies committed entries to: the store. Usable with
+// any raft instance (the server's, or raft/fixture.h's in tests).
+class Fsm {
+ public:
+  explicit Fsm(store::Store* store);
+  raft_fsm* fsm() { return &fsm_; }
+  // The raft instance this state machine serves (for the index of each entry).
+  void Attach(raft* r) { raft_ = r; }
+  // The results of the entry applied last (what a leader's raft_apply callback
+  // is given), and how many snapshots were taken and installed.
+  uint64_t snapshots_taken() const { return snapshots_taken_; }
+  uint64_t snapshots_installed() const { return snapshots_installed_; }
+  uint64_t last_snapshot_bytes() const { return last_snapshot_bytes_; }
+  double last_snapshot_seconds() const { return last_snapshot_seconds_; }
+
+ private:
+  static int Apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
+  static int Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
+  static int Restore(raft_fsm* fsm, raft_buffer* buf);
+
+  raft_fsm fsm_{};
+  store::Store* store_;
+  raft* raft_ = nullptr;
+  Result<store::Results> last_{store::Results{}};
+  uint64_t snapshots_taken_ = 0;
+  uint64_t snapshots_installed_ = 0;
+  uint64_t last_snapshot_bytes_ = 0;
+  double last_snapshot_seconds_ = 0;
+};
+
+struct Options {
+  std::string dir;      // the log and snapshots (<data>/raft), made 0700 if missing
+  uint64_t id = 0;      // this server's id in the cluster, never 0
+  std::string address;  // where peers reach it
+  unsigned heartbeat_ms = 100;
+  unsigned election_timeout_ms = 1000;
+  unsigned snapshot_threshold = 1024;  // entries between snapshots
+  unsigned snapshot_trailing = 1024;   // entries kept behind a snapshot
+  // libraft keeps three open segments of this size made ahead of need (bigger
+  // entries get a segment of their own).
+  size_t segment_bytes = 4 << 20;
+};
+
+class Replica : public store::Log {
+ public:
+  // Opens (or, the first time, bootstraps as a cluster of one) the log in
+  // o.dir and starts it; the store's batches go to it from now on.
+  static Result<std::unique_ptr<Replica>> Start(uv_loop_s* loop, Options o, store::Store* store,
+                                                metrics::Registry* metrics);
+  ~Replica() override;
+
+  uint64_t Propose(const std::string& entry, Applied applied) override;
+  // `done` fires once every entry before it is applied on this server (a
+  // barrier entry committed in this leader's term), or with why not.
+  void Barrier(std::function<void(Status)> done);
+  // Stops taking proposals (the store refuses its batches from now on); `done`
+  // fires at once. Call it once nothing is in flight. libraft stays on the loop
+  // (its timer points into this object): the Replica must outlive the loop's
+  // last run, as the server's does (it exits).
+  void Close(std::function<void()> done);
+
+  bool leader() const;
+  uint64_t term() const;
+  uint64_t id() const { return options_.id; }
+  const Fsm& fsm() const { return fsm_; }
+
+ private:
+  Replica(Options o, store::Store* store);
+  void Observe();  // refreshes the gauges
+
+  Options options_;
+  store::Store* store_;
+  Fsm fsm_;
+  raft raft_{};
+  raft_io io_{};
+  bool started_ = false;
+  bool closing_ = false;
+  struct Transport;
+  std::unique_ptr<Transport> transport_;
+  struct Gauges;
+  std::unique_ptr<Gauges> gauges_;
+};
+
+}  // namespace berth::replica
