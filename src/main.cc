@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") args[0] = "version";
+  // `berth server ls` is a client command; `berth server [flags]` runs one.
+  if (args[0] == "server" && args.size() >= 2 && (args[1] == "ls" || args[1] == "list")) {
+    return berth::cli::Main(args);
+  }
   if (args[0] == "server") return berth::server::Main(std::vector<std::string>(args.begin() + 1, args.end()));
   if (args[0] == "agent") return berth::agent::Main(std::vector<std::string>(args.begin() + 1, args.end()));
   return berth::cli::Main(args);

@@ -717,6 +717,19 @@ void AddRoutes(http::Router* router, Context* ctx) {
       },
       admin);
 
+  // --- servers (the control plane) ---
+
+  http::RouteOptions read_unscoped;
+  read_unscoped.access = http::Access::kRead;
+  read_unscoped.scope = http::Scope::kUnscoped;
+  router->Add(
+      "GET", "/v1/servers",
+      [ctx](const http::ExchangePtr& ex) {
+        if (!ctx->servers) return ex->Respond(http::ErrorResponse(404, "NotFound", "no replicated log here"));
+        ex->Respond(http::JsonResponse(200, ctx->servers().Print()));
+      },
+      read_unscoped);
+
   // --- nodes ---
 
   router->Add(

@@ -4,10 +4,12 @@
 // out when its transaction has committed.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string_view>
 
 #include "base/clock.h"
+#include "base/json.h"
 #include "base/metrics.h"
 #include "control/scheduler.h"
 #include "control/services.h"
@@ -28,6 +30,8 @@ struct Context {
   std::string ca_fingerprint;                 // the cluster CA's (hex SHA-256), pinned by the tokens printed
   std::string ca_pem;                         // served at GET /v1/ca
   const model::SecretBox* secrets = nullptr;  // seals the values of secrets
+  // The servers of the control plane and the log's state (GET /v1/servers).
+  std::function<json::Doc()> servers;
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

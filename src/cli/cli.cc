@@ -638,6 +638,7 @@ std::string Usage() {
          "  token       create and list API tokens (admin only)\n"
          "  secret      create, rotate, list and remove secrets tasks take\n"
          "  audit       who changed what, from where, and every refused credential (admin only)\n"
+         "  server      run a server (berth server --help), or list the servers: server ls\n"
          "  node        list, describe, drain, activate and remove nodes\n"
          "  run         run standalone tasks of a task definition\n"
          "  task        list, describe and stop tasks\n"
@@ -667,6 +668,7 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "secret" || cmd == "secrets") return SecretCommand(rest);
   if (cmd == "audit") return AuditCommand(rest);
   if (cmd == "node" || cmd == "nodes") return NodeCommand(rest);
+  if (cmd == "server") return ServerCommand(rest);
   if (cmd == "run") return RunCommand(rest);
   if (cmd == "task" || cmd == "tasks") return TaskCommand(rest);
   if (cmd == "ps") return PsCommand(rest);

@@ -137,6 +137,41 @@ const flags::FlagSpec kCluster{"cluster", true, "NAME", "the cluster (default: d
 
 }  // namespace
 
+// --- berth server ls ---
+
+int ServerCommand(const std::vector<std::string>& args) {
+  std::vector<flags::FlagSpec> specs = {kJson};
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
+  if (!p) return UsageError("server", p.error().message);
+  if (p->help || p->positional.empty() || (p->positional[0] != "ls" && p->positional[0] != "list")) {
+    printf(
+        "Usage:\n"
+        "  berth server ls   the control plane's servers: id, address, role, leader, log index and lag\n"
+        "  berth server [flags]   runs a server (berth server --help)\n\nFlags:\n%s",
+        flags::FlagsHelp(specs).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  CallResult r = Call("GET", "/v1/servers");
+  if (r.exit) return r.exit;
+  if (p->Has("json")) {
+    printf("%s\n", r.body.Print().c_str());
+    return kOk;
+  }
+  json::View v = r.body.view();
+  printf("term %s, commit index %s, applied index %s (as server %s sees it)\n", Num(v, "term").c_str(),
+         Num(v, "commitIndex").c_str(), Num(v, "appliedIndex").c_str(), Str(v, "id").c_str());
+  Table t({"ID", "ADDRESS", "ROLE", "LEADER", "MATCH INDEX", "LAG", "LAST SENT"});
+  for (json::View s : v.Get("servers")) {
+    bool known = s.Get("matchIndex").valid();
+    std::string id = Str(s, "id") + (s.Get("self").Bool() ? " (this)" : "");
+    t.Add({id, Str(s, "address"), Str(s, "role"), s.Get("leader").Bool() ? "yes" : "-",
+           known ? Num(s, "matchIndex") : "-", known ? Num(s, "lag") : "-",
+           s.Get("sentMsAgo").valid() ? Num(s, "sentMsAgo") + " ms ago" : "-"});
+  }
+  printf("%s", t.Render().c_str());
+  return kOk;
+}
+
 // --- berth node ---
 
 int NodeCommand(const std::vector<std::string>& args) {

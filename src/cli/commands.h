@@ -7,6 +7,8 @@
 namespace berth::cli {
 
 int NodeCommand(const std::vector<std::string>& args);
+// `berth server ls`: the control plane's servers (`berth server` with flags runs one).
+int ServerCommand(const std::vector<std::string>& args);
 int RunCommand(const std::vector<std::string>& args);
 int TaskCommand(const std::vector<std::string>& args);
 int PsCommand(const std::vector<std::string>& args);

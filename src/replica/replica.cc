@@ -280,6 +280,43 @@ bool Replica::leader() const { return started_ && !closing_ && raft_state(const_
 
 uint64_t Replica::term() const { return raft_.current_term; }
 
+LogStatus Replica::Describe() {
+  LogStatus st;
+  st.id = options_.id;
+  st.term = raft_.current_term;
+  st.leader = leader();
+  raft_id leader_id = 0;
+  const char* leader_address = nullptr;
+  raft_leader(&raft_, &leader_id, &leader_address);
+  st.leader_id = leader_id;
+  st.commit_index = raft_.commit_index;
+  st.applied_index = raft_last_applied(&raft_);
+  st.last_index = raft_last_index(&raft_);
+  raft_time now = io_.time(&io_);
+  for (unsigned i = 0; i < raft_.configuration.n; i++) {
+    const raft_server& srv = raft_.configuration.servers[i];
+    ServerView v;
+    v.id = srv.id;
+    v.address = srv.address ? srv.address : "";
+    v.role = srv.role == RAFT_VOTER ? "voter" : srv.role == RAFT_STANDBY ? "standby" : "spare";
+    v.leader = srv.id == leader_id;
+    if (st.leader) {
+      if (srv.id == options_.id) {
+        v.match_index = static_cast<int64_t>(st.last_index);
+        v.sent_ms_ago = 0;
+        v.recent_contact = true;
+      } else if (raft_.leader_state.progress) {
+        const raft_progress& pr = raft_.leader_state.progress[i];
+        v.match_index = static_cast<int64_t>(pr.match_index);
+        v.sent_ms_ago = pr.last_send == 0 ? -1 : static_cast<int64_t>(now - pr.last_send);
+        v.recent_contact = pr.recent_recv;
+      }
+    }
+    st.servers.push_back(std::move(v));
+  }
+  return st;
+}
+
 namespace {
 
 struct Proposal {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/metrics.h"
 #include "base/result.h"
@@ -70,6 +71,31 @@ struct Options {
   size_t segment_bytes = 4 << 20;
 };
 
+// One server of the cluster as this one sees it (`berth server ls`).
+struct ServerView {
+  uint64_t id = 0;
+  std::string address;
+  std::string role;  // voter, standby or spare
+  bool leader = false;
+  // Known on the leader (-1 elsewhere): the last index it holds, how long
+  // since the leader last sent to it (0 for the leader itself), and whether it
+  // answered within the election timeout (libraft keeps no time of the answer).
+  int64_t match_index = -1;
+  int64_t sent_ms_ago = -1;
+  bool recent_contact = false;
+};
+
+struct LogStatus {
+  uint64_t id = 0;
+  uint64_t term = 0;
+  bool leader = false;
+  uint64_t leader_id = 0;
+  uint64_t commit_index = 0;
+  uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+  std::vector<ServerView> servers;
+};
+
 class Replica : public store::Log {
  public:
   // Opens (or, the first time, bootstraps as a cluster of one) the log in
@@ -90,6 +116,8 @@ class Replica : public store::Log {
 
   bool leader() const;
   uint64_t term() const;
+  // The cluster's members and this server's view of the log.
+  LogStatus Describe();
   uint64_t id() const { return options_.id; }
   const Fsm& fsm() const { return fsm_; }
 

@@ -21,6 +21,7 @@
 #include "api/api.h"
 #include "base/crypto.h"
 #include "base/files.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "control/retention.h"
 #include "control/scheduler.h"
@@ -364,6 +365,33 @@ int Run(const Options& o) {
 
   api::Context ctx{&state,    store.get(),       &registry,    &SystemClock::Get(), &scheduler,
                    &services, ca->fingerprint(), ca->ca_pem(), &secret_key.value()};
+  ctx.servers = [&replica] {
+    replica::LogStatus st = replica->Describe();
+    json::Doc list = json::Doc::Array();
+    for (const replica::ServerView& v : st.servers) {
+      json::Doc one = json::Doc::Object();
+      one.Set("id", std::to_string(v.id))
+          .Set("address", v.address)
+          .Set("role", v.role)
+          .Set("leader", v.leader)
+          .Set("self", v.id == st.id);
+      if (v.match_index >= 0) {
+        one.Set("matchIndex", v.match_index).Set("lag", static_cast<int64_t>(st.last_index) - v.match_index);
+      }
+      if (v.sent_ms_ago >= 0) one.Set("sentMsAgo", v.sent_ms_ago).Set("recentContact", v.recent_contact);
+      list.Push(std::move(one));
+    }
+    json::Doc out = json::Doc::Object();
+    out.Set("id", std::to_string(st.id))
+        .Set("term", static_cast<int64_t>(st.term))
+        .Set("leader", st.leader)
+        .Set("leaderId", std::to_string(st.leader_id))
+        .Set("commitIndex", static_cast<int64_t>(st.commit_index))
+        .Set("appliedIndex", static_cast<int64_t>(st.applied_index))
+        .Set("lastIndex", static_cast<int64_t>(st.last_index))
+        .Set("servers", std::move(list));
+    return out;
+  };
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
