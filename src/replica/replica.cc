@@ -232,7 +232,7 @@ Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, stor
   rv = raft_start(&r->raft_);
   if (rv != 0) return Error::Internal(std::string("raft start: ") + raft_errmsg(&r->raft_));
   r->started_ = true;
-  store->SetLog(r.get());
+  if (Status s = store->SetLog(r.get()); !s) return s.take_error();
 
   auto* g = new Gauges{};
   r->gauges_.reset(g);
@@ -393,7 +393,7 @@ void Replica::Close(std::function<void()> done) {
   // server on its way out. Leaving its files as a crash would is the path every
   // start already handles (docs/decisions.md).
   closing_ = true;
-  store_->SetLog(nullptr);
+  (void)store_->SetLog(nullptr);
   if (gauges_ && gauges_->timer) gauges_->timer->Stop();
   if (done) done();
 }

@@ -367,6 +367,13 @@ Status Store::WriteAudit() {
   return {};
 }
 
+Status Store::SetLog(Log* log) {
+  log_ = log;
+  if (replicated_ || !log) return {};
+  replicated_ = true;
+  return db_->Exec("PRAGMA synchronous=NORMAL");
+}
+
 void Store::Submit(CommandPtr cmd, Reply reply) {
   bool first = queue_.empty();
   queue_.push_back(Item{std::move(cmd), std::move(reply)});
@@ -419,7 +426,7 @@ void Store::Flush() {
     if (tx) tx = WriteAudit();
     if (tx) tx = Run("COMMIT");
     if (Status full = db_->Exec(replicated_ ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL"); !full) {
-      log::Error("store", "cannot restore synchronous=FULL", {{"error", full.error().message}});
+      log::Error("store", "cannot restore the synchronous mode", {{"error", full.error().message}});
       abort();  // every later commit would be acknowledged before it is durable
     }
     if (!tx) {

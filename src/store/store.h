@@ -114,11 +114,10 @@ class Store {
   // Hands everything queued to the log (or, without one, applies and commits it
   // and returns after the replies went out).
   void Flush();
-  // Replicated: batches go to `log` from now on (nullptr: refused, shutting down).
-  void SetLog(Log* log) {
-    log_ = log;
-    replicated_ = true;
-  }
+  // Replicated: batches go to `log` from now on (nullptr: refused, shutting
+  // down), and state.db commits without an fsync of its own (the log's entry is
+  // durable before it is applied; docs/decisions.md).
+  Status SetLog(Log* log);
   // Applies one committed entry (the Log's state machine calls this on every
   // server, in log order): one transaction holding its commands and its index.
   // An entry at or below applied_index() is already in state.db (a restart

@@ -479,3 +479,62 @@ TEST_CASE("store: Restore of another store's snapshot reproduces its state", "[s
   CHECK(to.store->applied_index() == 43);
   CHECK(to.state.FindCluster("z"));
 }
+
+// A log that keeps what is proposed; the test decides when it is applied.
+class HeldLog : public store::Log {
+ public:
+  struct Held {
+    uint64_t index;
+    std::string entry;
+    Applied applied;
+  };
+  uint64_t Propose(const std::string& entry, Applied applied) override {
+    held.push_back({next++, entry, std::move(applied)});
+    return held.back().index;
+  }
+  std::vector<Held> held;
+  uint64_t next = 1;
+};
+
+TEST_CASE("store: replicated, a batch is one proposed entry answered only once applied", "[store]") {
+  StateStore s;
+  CHECK(s.Count("PRAGMA synchronous") == 2);  // FULL until the log is the durable record
+  HeldLog log;
+  REQUIRE(s.store->SetLog(&log).ok());
+  CHECK(s.Count("PRAGMA synchronous") == 1);  // NORMAL: the log's entry is fsynced before it applies
+
+  std::vector<Result<std::string>> replies;
+  for (const char* name : {"r1", "r2"}) {
+    s.store->Submit(MakeCreateCluster(name), [&replies](Result<std::string> r) { replies.push_back(std::move(r)); });
+  }
+  s.store->Flush();
+  REQUIRE(log.held.size() == 1);  // one batch, one entry
+  CHECK(s.store->in_flight() == 1);
+  CHECK(replies.empty());
+  CHECK_FALSE(s.state.FindCluster("r1"));  // nothing applied before the log commits it
+
+  // One entry in flight at a time: what comes meanwhile waits for it.
+  s.store->Submit(MakeCreateCluster("r3"), [&replies](Result<std::string> r) { replies.push_back(std::move(r)); });
+  s.store->Flush();
+  CHECK(log.held.size() == 1);
+  CHECK(s.store->queued() == 1);
+
+  // Applied (as the log's state machine would), then answered.
+  auto results = s.store->ApplyEntry(log.held[0].index, log.held[0].entry);
+  REQUIRE(results.ok());
+  REQUIRE(results->size() == 2);
+  CHECK(s.state.FindCluster("r1"));
+  log.held[0].applied(std::move(results));
+  REQUIRE(replies.size() == 2);
+  CHECK(replies[0].ok());
+  CHECK(replies[1].ok());
+  CHECK(s.store->in_flight() == 0);
+
+  s.store->Flush();
+  REQUIRE(log.held.size() == 2);  // the waiting command went as the next entry
+  // A refusal by the log reaches every command of the entry.
+  log.held[1].applied(Error{ErrorKind::kUnavailable, "NotLeader", "not the leader"});
+  REQUIRE(replies.size() == 3);
+  CHECK(replies[2].error().code == "NotLeader");
+  CHECK_FALSE(s.state.FindCluster("r3"));
+}
