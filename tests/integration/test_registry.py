@@ -712,14 +712,15 @@ def test_abandoned_upload_sessions_expire():
 
 @timeout(90)
 def test_full_disk_gives_a_clear_5xx_and_no_partial_blob():
-    # The data directory on a 12 MiB tmpfs: a 16 MiB layer cannot fit.
+    # The data directory on a 32 MiB tmpfs (the raft log keeps three 4 MiB
+    # segments made ahead): a 40 MiB layer cannot fit.
     mnt = scratch_dir("fulldisk")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", mnt], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mnt], capture_output=True, text=True)
     check(r.returncode == 0, "mount tmpfs: %s" % r.stderr)
     try:
         s = Server(data_dir=os.path.join(mnt, "data"))
         try:
-            big = os.urandom(16 << 20)
+            big = os.urandom(40 << 20)
             r = req(s, "POST", "/v2/full/app/blobs/uploads/")
             check(r.status == 202, "start upload: %d %r" % (r.status, r.data[:200]))
             loc = r.getheader("Location")
