@@ -38,6 +38,7 @@ bool HasHeader(const Headers& headers, std::string_view lower_name) {
 const char* StatusText(int status) {
   switch (status) {
     case 100: return "Continue";
+    case 101: return "Switching Protocols";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";

@@ -254,6 +254,45 @@ class Connection final : public Stream::Handler {
 
   size_t PendingWriteBytes() const { return stream_ ? stream_->PendingWriteBytes() : 0; }
 
+  // Called by Exchange::Upgrade.
+  bool Upgrade(Exchange* ex, std::string_view protocol, const Headers& headers, Exchange::TakeStream take) {
+    if (current_.get() != ex || !upgrade_asked_ || !message_complete_ || body_bytes_ > 0 || closed_ || closing_ ||
+        ex->responded()) {
+      return false;
+    }
+    Guard g(this);
+    std::string out;
+    AppendStatusLine(&out, 101);
+    out.append(DateHeader());
+    out.append("Connection: Upgrade\r\nUpgrade: ").append(protocol).append("\r\n");
+    for (const Header& h : headers) out.append(h.name).append(": ").append(h.value).append("\r\n");
+    out.append("\r\n");
+    stream_->Write(std::move(out));
+    ex->state_ = Exchange::State::kDone;
+    ex->status_ = 101;
+    server_->Record(*ex, 101, 0);
+    ex->conn_ = nullptr;
+    current_.reset();
+    stream_->ReadStop();
+    take_ = std::move(take);
+    // Bytes after the request reach the stash once the parser returns.
+    if (!in_parser_) HandOver();
+    return true;
+  }
+
+  // Gives the stream away (an upgrade); the connection is then closed and freed.
+  void HandOver() {
+    if (!take_ || closed_) return;
+    auto take = std::move(take_);
+    take_ = nullptr;
+    std::string early = std::move(stash_);
+    stash_.clear();
+    std::unique_ptr<Stream> s = std::move(stream_);
+    s->SetHandler(nullptr);
+    closed_ = true;  // freed when the outermost callback returns
+    take(std::move(s), std::move(early));
+  }
+
   // Called from the server's sweep with the loop's time.
   void CheckDeadlines(uint64_t now) {
     Guard g(this);
@@ -282,14 +321,14 @@ class Connection final : public Stream::Handler {
   void Close() {
     if (closed_) return;
     closed_ = true;
-    stream_->Close();
+    if (stream_) stream_->Close();
     if (depth_ == 0) server_->Remove(this);
   }
 
   // For the server's destructor: closes without removing itself.
   void Abandon() {
     closed_ = true;
-    stream_->Close();
+    if (stream_) stream_->Close();
   }
 
   // Graceful shutdown: idle connections go now, busy ones after their answer.
@@ -369,6 +408,10 @@ class Connection final : public Stream::Handler {
 
   // After the parser paused at the end of a message (or on an early answer).
   void AfterPause() {
+    if (take_) {
+      HandOver();
+      return;
+    }
     if (closed_) return;
     if (closing_) {
       // Lingering already (an answer finished inside the parser): keep reading to
@@ -573,6 +616,9 @@ class Connection final : public Stream::Handler {
     if (q != std::string::npos) req.query = req.target.substr(q + 1);
     ex->head_ = req.method == "HEAD";
     keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
+    // A request to switch protocols that is answered in HTTP ends the connection.
+    upgrade_asked_ = parser_.upgrade != 0 && req.method != "CONNECT";
+    if (upgrade_asked_) keep_alive_ = false;
 
     bool has_body = (parser_.flags & F_CHUNKED) || ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
     phase_ = Phase::kBody;
@@ -726,6 +772,8 @@ class Connection final : public Stream::Handler {
   bool closed_ = false;
   bool peer_done_ = false;
   bool read_blocked_on_output_ = false;
+  bool upgrade_asked_ = false;  // the request asked to switch protocols
+  Exchange::TakeStream take_;   // an upgrade waiting for the parser to let go
 };
 
 // --- Exchange ---
@@ -759,6 +807,10 @@ void Exchange::End() {
   if (!conn_) return;
   conn_->SendEnd(this);
   if (conn_) conn_->Finished(this, 0);
+}
+
+bool Exchange::Upgrade(std::string_view protocol, const Headers& headers, TakeStream take) {
+  return conn_ && conn_->Upgrade(this, protocol, headers, std::move(take));
 }
 
 size_t Exchange::PendingWriteBytes() const { return conn_ ? conn_->PendingWriteBytes() : 0; }

@@ -83,6 +83,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void End();
   bool responded() const { return state_ != State::kNone; }
   bool connected() const { return conn_ != nullptr; }
+  // Takes the connection over for another protocol (HTTP Upgrade): answers 101
+  // with `Upgrade: <protocol>` and `headers`, and hands the stream, with any bytes
+  // the client sent after its request, to `take` (at once, or as soon as the
+  // parser has let go of them). Only for a whole request without a body that
+  // asked to upgrade (Connection: Upgrade); returns false otherwise, and the
+  // request is answered as usual. The connection is the server's no more.
+  using TakeStream = std::function<void(std::unique_ptr<Stream> stream, std::string early)>;
+  bool Upgrade(std::string_view protocol, const Headers& headers, TakeStream take);
   // Bytes of this connection's output not yet handed to the kernel; a streaming
   // writer waits for on_drained when this grows large.
   size_t PendingWriteBytes() const;

@@ -691,6 +691,24 @@ void ConnectTcp(ConnectOp* op, const sockaddr* addr) {
 
 }  // namespace
 
+Result<SocketPair> MakeSocketPair(uv_loop_t* loop) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
+    return Error::Internal(std::string("socketpair: ") + strerror(errno));
+  }
+  auto* sock = new Sock();
+  uv_pipe_init(loop, &sock->pipe, 0);
+  if (int rc = uv_pipe_open(&sock->pipe, fds[0]); rc != 0) {
+    close(fds[1]);
+    uv_close(&sock->handle, [](uv_handle_t* h) { delete reinterpret_cast<Sock*>(h); });
+    return Error::Internal("opening a socket pair: " + UvError(rc));
+  }
+  SocketPair pair;
+  pair.ours = std::unique_ptr<Stream>(new UvStream(sock));
+  pair.theirs = fds[1];
+  return pair;
+}
+
 void Connect(uv_loop_t* loop, const Endpoint& where, std::function<void(Result<std::unique_ptr<Stream>>)> done) {
   auto* op = new ConnectOp();
   op->loop = loop;

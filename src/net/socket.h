@@ -80,6 +80,15 @@ class Listener {
   Endpoint endpoint_;
 };
 
+// A connected pair of Unix stream sockets: one end as a Stream of ours, the other
+// as a bare descriptor (non-blocking, close-on-exec) for a library that drives a
+// libuv stream of its own (libraft's peer connections).
+struct SocketPair {
+  std::unique_ptr<Stream> ours;
+  int theirs = -1;
+};
+Result<SocketPair> MakeSocketPair(uv_loop_t* loop);
+
 // Connects to `where`; `done` fires once on the loop thread with the stream or an error.
 void Connect(uv_loop_t* loop, const Endpoint& where, std::function<void(Result<std::unique_ptr<Stream>>)> done);
 

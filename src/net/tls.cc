@@ -457,7 +457,7 @@ class TlsStream final : public Stream, private Stream::Handler {
     while (reading_ && !closed_ && !failed_) {
       int n = mbedtls_ssl_read(&e_->ssl, buf, sizeof buf);
       if (n > 0) {
-        handler_->OnData(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
+        if (handler_) handler_->OnData(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
         if (!*alive) return;
         continue;
       }

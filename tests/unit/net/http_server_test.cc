@@ -1097,3 +1097,63 @@ TEST_CASE_METHOD(ServerFixture, "http server: failed authentications from an add
   CHECK(Get(client, "/open")->status == 200);  // no credential, no throttle
   CHECK_THAT(metrics.Render(), Catch::Contains("berth_http_auth_throttled_total 2"));
 }
+
+namespace {
+
+// What an upgraded connection turns into in the tests: an echo in capitals, the
+// bytes that came with the request first.
+struct Shouter final : net::Stream::Handler {
+  std::unique_ptr<net::Stream> stream;
+  std::string early;
+  void OnData(std::string_view data) override {
+    std::string up(data);
+    for (char& c : up) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+    stream->Write(std::move(up));
+  }
+  void OnEnd(int) override { stream->Close(); }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(ServerFixture, "http server: an upgrade hands the connection over", "[net][http_server]") {
+  Shouter shouter;
+  router.Add("GET", "/switch", [&shouter](const ExchangePtr& ex) {
+    bool taken =
+        ex->Upgrade("shout", {{"X-Switched", "yes"}}, [&shouter](std::unique_ptr<net::Stream> s, std::string early) {
+          shouter.stream = std::move(s);
+          shouter.early = early;
+          shouter.stream->SetHandler(&shouter);
+          shouter.stream->ReadStart();
+          shouter.OnData(early);
+        });
+    if (!taken) ex->Respond(Text(426, "ask to upgrade"));
+  });
+  Start();
+
+  SECTION("the answer is 101, then the bytes are the new protocol's, both ways") {
+    RawConn raw(&loop, endpoint);
+    raw.Send("GET /switch HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\nearly");
+    REQUIRE(loop.RunUntil([&] { return raw.received().find("EARLY") != std::string::npos; }, 5000));
+    CHECK(raw.received().starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    CHECK_THAT(raw.received(), Catch::Contains("Upgrade: shout\r\n"));
+    CHECK_THAT(raw.received(), Catch::Contains("X-Switched: yes\r\n"));
+    CHECK(shouter.early == "early");
+    // The server no longer owns the connection: its limits and shutdown do not reach it.
+    CHECK(server->connection_count() == 0);
+    raw.Send("ping");
+    REQUIRE(loop.RunUntil([&] { return raw.received().ends_with("EARLYPING"); }, 5000));
+    CHECK_THAT(metrics.Render(), Catch::Contains("berth_http_requests_total{route=\"/switch\",status=\"101\"} 1"));
+  }
+  SECTION("a request that did not ask is answered in HTTP; one that asked and was refused closes") {
+    RawConn plain(&loop, endpoint);
+    plain.Send("GET /switch HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(loop.RunUntil([&] { return plain.Statuses().size() == 1; }, 5000));
+    CHECK(plain.Statuses() == std::vector<int>{426});
+    CHECK_FALSE(plain.ended());
+    RawConn asked(&loop, endpoint);
+    asked.Send("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\nbinary\x01\x02");
+    REQUIRE(loop.RunUntil([&] { return asked.ended(); }, 5000));
+    CHECK(asked.Statuses() == std::vector<int>{200});
+    CHECK_THAT(asked.received(), Catch::Contains("Connection: close\r\n"));
+  }
+}

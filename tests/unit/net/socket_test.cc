@@ -1,9 +1,15 @@
-// net/socket: Endpoint parsing and printing.
+// net/socket: Endpoint parsing and printing; socket pairs and net/splice.
 #include "net/socket.h"
+
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
+#include "net/splice.h"
+#include "support/test_loop.h"
+
 using namespace berth;
+using berth::testing::TestLoop;
 using net::Endpoint;
 
 TEST_CASE("endpoint: TCP forms", "[net][socket]") {
@@ -82,4 +88,53 @@ TEST_CASE("endpoint: errors", "[net][socket]") {
   CHECK(msg("host:65536") == "bad port in address: host:65536");
   CHECK(msg("host:99999999999999") == "bad port in address: host:99999999999999");
   CHECK(msg("host:-1") == "bad port in address: host:-1");
+}
+
+TEST_CASE("socket pair and splice: bytes cross both ways, and one end closing ends both", "[net][splice]") {
+  TestLoop loop;
+  auto a = net::MakeSocketPair(loop.get());
+  auto b = net::MakeSocketPair(loop.get());
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  int fa = a->theirs, fb = b->theirs;
+  bool ended = false;
+  std::string why = "unset";
+  net::Splice splice(loop.get(), std::move(a->ours), std::move(b->ours), "first,", {}, [&](const std::string& w) {
+    ended = true;
+    why = w;
+  });
+  auto read_all = [&](int fd, std::string* out, size_t want) {
+    return loop.RunUntil(
+        [&] {
+          char buf[4096];
+          ssize_t n = read(fd, buf, sizeof buf);
+          if (n > 0) out->append(buf, static_cast<size_t>(n));
+          return out->size() >= want;
+        },
+        5000);
+  };
+  REQUIRE(write(fa, "to-b", 4) == 4);
+  std::string at_b;
+  REQUIRE(read_all(fb, &at_b, 10));
+  CHECK(at_b == "first,to-b");
+  REQUIRE(write(fb, "to-a", 4) == 4);
+  std::string at_a;
+  REQUIRE(read_all(fa, &at_a, 4));
+  CHECK(at_a == "to-a");
+  CHECK(splice.bytes_a_to_b() == 10);
+  CHECK(splice.bytes_b_to_a() == 4);
+  close(fa);
+  REQUIRE(loop.RunUntil([&] { return ended; }, 5000));
+  CHECK(why.empty());
+  CHECK(splice.closed());
+  // b's far end sees the end too.
+  std::string rest;
+  REQUIRE(loop.RunUntil(
+      [&] {
+        char buf[64];
+        ssize_t n = read(fb, buf, sizeof buf);
+        return n == 0;
+      },
+      5000));
+  close(fb);
 }
