@@ -634,7 +634,7 @@ Status Store::Restore(uint64_t index, std::string_view bytes) {
     return Error::Invalid("a snapshot that is not an SQLite database (" + std::to_string(bytes.size()) + " bytes)");
   }
   sqlite3* mem = nullptr;
-  if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     sqlite3_close(mem);
     return Error::Internal("cannot open an in-memory database for a snapshot");
   }
@@ -646,10 +646,25 @@ Status Store::Restore(uint64_t index, std::string_view bytes) {
   memcpy(copy, bytes.data(), bytes.size());
   int rc = sqlite3_deserialize(mem, "main", copy, static_cast<sqlite3_int64>(bytes.size()),
                                static_cast<sqlite3_int64>(bytes.size()),
-                               SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY);
+                               SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
   if (rc != SQLITE_OK) {
     sqlite3_close(mem);
     return Error::Internal(std::string("cannot read a snapshot: ") + sqlite3_errstr(rc));
+  }
+  // The audit log is this server's own, never replicated: the snapshot carries
+  // the sending server's, which gives way to the one state.db holds.
+  char* keep = sqlite3_mprintf(
+      "DELETE FROM main.audit; ATTACH DATABASE %Q AS live; INSERT INTO main.audit SELECT * FROM live.audit; "
+      "DETACH DATABASE live;",
+      options_.path.c_str());
+  char* err = nullptr;
+  rc = keep ? sqlite3_exec(mem, keep, nullptr, nullptr, &err) : SQLITE_NOMEM;
+  sqlite3_free(keep);
+  if (rc != SQLITE_OK) {
+    std::string why = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    sqlite3_close(mem);
+    return Error::Internal("cannot keep this server's audit log across a snapshot: " + why);
   }
   sqlite3_backup* b = sqlite3_backup_init(db_->raw(), "main", mem, "main");
   if (!b) {

@@ -7,6 +7,7 @@
 
 #include "base/crypto.h"
 #include "model/commands.h"
+#include "store/audit.h"
 #include "store/sqlite.h"
 #include "support/state_store.h"
 
@@ -440,9 +441,25 @@ TEST_CASE("store: Restore of another store's snapshot reproduces its state", "[s
   CHECK(bytes->size() % 512 == 0);  // whole pages
   CHECK(bytes->substr(0, 16) == std::string("SQLite format 3\0", 16));
 
+  // Each server's audit log is its own: the snapshot's gives way to the local one.
+  store::AuditEntry theirs;
+  theirs.time_ms = 1;
+  theirs.actor = "on-the-sender";
+  REQUIRE(store::InsertAudit(from.store->db(), theirs).ok());
+  bytes = from.store->SnapshotBytes();
+  REQUIRE(bytes.ok());
+
   StateStore to;
   REQUIRE(to.Apply(MakeCreateCluster("only-here")).ok());
-  REQUIRE(to.store->Restore(42, *bytes).ok());
+  store::AuditEntry mine;
+  mine.time_ms = 2;
+  mine.actor = "kept-here";
+  REQUIRE(store::InsertAudit(to.store->db(), mine).ok());
+  auto restored = to.store->Restore(42, *bytes);
+  INFO((restored.ok() ? "" : restored.error().message));
+  REQUIRE(restored.ok());
+  CHECK(to.Count("SELECT COUNT(*) FROM audit WHERE actor = 'kept-here'") == 1);
+  CHECK(to.Count("SELECT COUNT(*) FROM audit WHERE actor = 'on-the-sender'") == 0);
   CHECK(to.store->applied_index() == 42);
   CHECK(to.Count("SELECT idx FROM log_applied WHERE id = 1") == 42);
   CHECK(Clusters(to) == Clusters(from));
