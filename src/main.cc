@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "--version") args[0] = "version";
   // `berth server ls` is a client command; `berth server [flags]` runs one.
-  if (args[0] == "server" && args.size() >= 2 && (args[1] == "ls" || args[1] == "list")) {
+  if (args[0] == "server" && args.size() >= 2 &&
+      (args[1] == "ls" || args[1] == "list" || args[1] == "rm" || args[1] == "remove")) {
     return berth::cli::Main(args);
   }
   if (args[0] == "server") return berth::server::Main(std::vector<std::string>(args.begin() + 1, args.end()));

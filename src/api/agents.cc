@@ -1,6 +1,7 @@
 #include "api/agents.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "api/api.h"
 #include "base/crypto.h"
@@ -57,6 +58,16 @@ void AgentHub::CloseStream(const std::string& node_id) {
   ex->on_abort = nullptr;
   ex->End();
   state_->SetNodeConnected(node_id, false, clock_->NowUnixMs());
+}
+
+void AgentHub::Lead(bool leading) {
+  if (leading) {
+    started_ms_ = clock_->NowUnixMs();
+    return;
+  }
+  std::vector<std::string> ids;
+  for (const auto& [id, s] : streams_) ids.push_back(id);
+  for (const std::string& id : ids) CloseStream(id);
 }
 
 // The values of the secrets a task's definition takes, for the node about to start
@@ -470,7 +481,9 @@ void AgentHub::AddRoutes(http::Router* router) {
         cmd->time_ms = clock_->NowUnixMs();
         int64_t interval = HeartbeatInterval();
         std::string ca_pem = certificate.empty() ? "" : options_.ca_pem;
-        store_->Submit(std::move(cmd), [ex, interval, certificate, ca_pem](Result<std::string> r) {
+        std::optional<std::vector<std::string>> servers;
+        if (options_.server_urls) servers = options_.server_urls();
+        store_->Submit(std::move(cmd), [ex, interval, certificate, ca_pem, servers](Result<std::string> r) {
           if (!r) return ex->Respond(http::ErrorResponse(r.error()));
           Result<json::Doc> doc = json::Doc::Parse(*r);
           json::Doc out = json::Doc::Object();
@@ -480,6 +493,12 @@ void AgentHub::AddRoutes(http::Router* router) {
               .Set("cluster", std::string(ci.Get("cluster").String()))
               .Set("heartbeatIntervalMs", interval);
           if (!certificate.empty()) out.Set("certificate", certificate).Set("caCertificate", ca_pem);
+          if (servers) {
+            // Every server of the cluster: the agent keeps them, to find the leader after a failover.
+            json::Doc list = json::Doc::Array();
+            for (const std::string& url : *servers) list.Push(url);
+            out.Set("servers", list);
+          }
           ex->Respond(http::JsonResponse(200, out.Print()));
         });
       },

@@ -46,6 +46,10 @@ struct AgentOptions {
   int64_t pull_token_ttl_ms = 0;
   // Opens the secrets a task takes, for the node that starts it (model/secret.h).
   const model::SecretBox* secrets = nullptr;
+  // The URLs of every server of the cluster ("https://host:port"), told to agents
+  // when they register so they can find the leader after a failover. Unset: the
+  // registration answer names none.
+  std::function<std::vector<std::string>()> server_urls;
 };
 
 // The repository an image reference names on a registry ("host:port/a/b:tag" and
@@ -89,6 +93,10 @@ class AgentHub final : public model::StateObserver {
   void Flush();
   // Liveness: called about once a second.
   void Tick();
+  // This server gained the cluster's leadership (agents away count from now, so
+  // they have the grace period to come over) or lost it (every stream ends: the
+  // agents go to the new leader).
+  void Lead(bool leading);
   size_t streams() const { return streams_.size(); }
   // The interval agents are told now: heartbeat_interval_ms, or longer when that
   // many connected agents would exceed max_heartbeats_per_s.

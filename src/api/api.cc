@@ -321,6 +321,8 @@ bool RoleMay(std::string_view role, http::Access access) {
     case http::Access::kOpen:
     case http::Access::kRegistry: return true;
     case http::Access::kAgent: return role == "agent";
+    case http::Access::kServer: return role == "server" || role == "admin";
+    case http::Access::kPeer: return false;  // a server's certificate only
     case http::Access::kAdmin: return role == "admin";
     case http::Access::kDeploy: return role == "admin" || role == "deploy";
     case http::Access::kRead:
@@ -332,6 +334,8 @@ bool RoleMay(std::string_view role, http::Access access) {
 std::string WhoMay(http::Access access) {
   switch (access) {
     case http::Access::kAgent: return "only agents (agent tokens and node certificates) use the /v1/agent/ routes";
+    case http::Access::kServer: return "only server and admin tokens may (a server joining the cluster)";
+    case http::Access::kPeer: return "only the cluster's servers, by their peer certificates, use it";
     case http::Access::kAdmin: return "only an admin token may";
     case http::Access::kDeploy: return "only deploy and admin tokens may";
     default: return "only read-only, deploy and admin tokens may";
@@ -359,6 +363,16 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
   };
   http::Access access = ex.route().access();
   bool agent_route = access == http::Access::kAgent;
+  // Another server of the cluster, by the peer certificate the cluster CA gave it
+  // (only servers hold the CA's key; node certificates name node ids, which
+  // cannot hold a colon).
+  if (access == http::Access::kPeer) {
+    if (req.peer_cert_cn.starts_with("server:") && req.peer_cert_cn.size() > 7) {
+      ex.principal = req.peer_cert_cn;
+      return std::nullopt;
+    }
+    return refuse("only the cluster's servers may open a raft connection, with their peer certificate");
+  }
   // A node's certificate (mutual TLS) speaks for that node, on the agent routes
   // only, while it is the one the node was last given.
   if (agent_route && !req.peer_cert_cn.empty()) {
@@ -655,7 +669,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         if (!role) return ex->Respond(http::ErrorResponse(role.error()));
         if (!model::IsValidRole(*role)) {
           return ex->Respond(
-              http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only or agent"));
+              http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy, read-only, agent or server"));
         }
         Result<int64_t> ttl = json::OptionalInt(body->view(), "ttlSeconds", "ttlSeconds", 0);
         if (!ttl) return ex->Respond(http::ErrorResponse(ttl.error()));
@@ -729,6 +743,87 @@ void AddRoutes(http::Router* router, Context* ctx) {
         ex->Respond(http::JsonResponse(200, ctx->servers().Print()));
       },
       read_unscoped);
+
+  // Membership: a server joining with a server token.
+  http::RouteOptions server_role;
+  server_role.access = http::Access::kServer;
+  server_role.scope = http::Scope::kUnscoped;
+  router->Add(
+      "POST", "/v1/servers/join",
+      [ctx](const http::ExchangePtr& ex) {
+        if (!ctx->join_credentials) {
+          return ex->Respond(http::ErrorResponse(404, "NotFound", "this server takes no other servers"));
+        }
+        Result<json::Doc> creds = ctx->join_credentials();
+        if (!creds) return ex->Respond(http::ErrorResponse(creds.error()));
+        ex->Respond(http::JsonResponse(200, creds->Print()));
+      },
+      server_role);
+  router->Add(
+      "POST", "/v1/servers",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> id_text = json::RequireString(body->view(), "id", "id");
+        Result<std::string> address = json::RequireString(body->view(), "address", "address");
+        if (!id_text) return ex->Respond(http::ErrorResponse(id_text.error()));
+        if (!address) return ex->Respond(http::ErrorResponse(address.error()));
+        char* end = nullptr;
+        unsigned long long id = strtoull(id_text->c_str(), &end, 10);
+        if (id_text->empty() || *end != '\0' || id == 0) {
+          return ex->Respond(http::ErrorResponse(
+              400, "InvalidParameter", "id: a server id is a positive decimal number, not '" + id_text.value() + "'"));
+        }
+        Result<net::Endpoint> where = net::Endpoint::Parse(address.value());
+        if (!where || where->kind != net::Endpoint::Kind::kTcp || where->port == 0 || where->host == "0.0.0.0" ||
+            where->host == "::") {
+          return ex->Respond(http::ErrorResponse(
+              400, "InvalidParameter",
+              "address: HOST:PORT where the other servers reach this one, not '" + address.value() + "'"));
+        }
+        if (!ctx->add_server) return ex->Respond(http::ErrorResponse(404, "NotFound", "no replicated log here"));
+        ctx->add_server(id,
+                        where->host.find(':') != std::string::npos
+                            ? "[" + where->host + "]:" + std::to_string(where->port)
+                            : where->host + ":" + std::to_string(where->port),
+                        [ex](Result<json::Doc> r) {
+                          if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+                          ex->Respond(http::JsonResponse(200, r->Print()));
+                        });
+      },
+      server_role);
+  http::RouteOptions admin_unscoped;
+  admin_unscoped.access = http::Access::kAdmin;
+  admin_unscoped.scope = http::Scope::kUnscoped;
+  router->Add(
+      "DELETE", "/v1/servers/{id}",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string text(ex->request().Param("id"));
+        char* end = nullptr;
+        unsigned long long id = strtoull(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || id == 0) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                                 "a server id is a positive decimal number, not '" + text + "'"));
+        }
+        if (!ctx->remove_server) return ex->Respond(http::ErrorResponse(404, "NotFound", "no replicated log here"));
+        ctx->remove_server(id, [ex, id](Status s) {
+          if (!s) return ex->Respond(http::ErrorResponse(s.error()));
+          json::Doc d = json::Doc::Object();
+          d.Set("id", std::to_string(id)).Set("removed", true);
+          ex->Respond(http::JsonResponse(200, d.Print()));
+        });
+      },
+      admin_unscoped);
+  http::RouteOptions peer;
+  peer.access = http::Access::kPeer;
+  peer.audit = false;
+  router->Add(
+      "GET", "/v1/raft",
+      [ctx](const http::ExchangePtr& ex) {
+        if (!ctx->raft_connect) return ex->Respond(http::ErrorResponse(404, "NotFound", "no replicated log here"));
+        ctx->raft_connect(ex);
+      },
+      peer);
 
   // --- nodes ---
 
@@ -1125,7 +1220,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
     json::Doc list = json::Doc::Array();
     for (const auto& r : router->routes()) {
       json::Doc roles = json::Doc::Array();
-      for (const char* role : {"admin", "deploy", "read-only", "agent"}) {
+      for (const char* role : {"admin", "deploy", "read-only", "agent", "server"}) {
         if (RoleMay(role, r->access())) roles.Push(role);
       }
       json::Doc d = json::Doc::Object();

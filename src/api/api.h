@@ -32,6 +32,14 @@ struct Context {
   const model::SecretBox* secrets = nullptr;  // seals the values of secrets
   // The servers of the control plane and the log's state (GET /v1/servers).
   std::function<json::Doc()> servers;
+  // Membership (server.cc wires them to the replica). What a joining server needs
+  // to be one of this cluster: the CA and its key, the key that seals secrets.
+  std::function<Result<json::Doc>()> join_credentials;
+  // Adds a server; `done` once it has caught up with the log and holds its role.
+  std::function<void(uint64_t id, const std::string& address, std::function<void(Result<json::Doc>)> done)> add_server;
+  std::function<void(uint64_t id, std::function<void(Status)> done)> remove_server;
+  // A peer's raft connection (GET /v1/raft with Upgrade: berth-raft).
+  std::function<void(const net::http::ExchangePtr&)> raft_connect;
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.
@@ -51,7 +59,8 @@ std::optional<std::string_view> BearerCredential(std::string_view authorization)
 // that is the one its node holds (principal "node:<id>"); otherwise a bearer
 // token (compared in constant time through its hash), not expired, whose role
 // allows the request (agent tokens on the agent routes only, and only they);
-// 401 or 403 otherwise.
+// 401 or 403 otherwise. The peer routes take only another server's peer
+// certificate (principal "server:<id>").
 std::optional<net::http::Response> Authenticate(model::State& state, int64_t now_ms, net::http::Exchange& ex);
 
 // The limits of the token behind `ex` (model/scope.h); nullptr when it has none

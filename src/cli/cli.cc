@@ -278,7 +278,7 @@ int TaskdefCommand(const std::vector<std::string>& args) {
 const char kTokenUsage[] =
     "Usage:\n"
     "  berth token create --role ROLE [--ttl DURATION] [--uses N] [--cluster NAME]... [--repo PATTERN]...\n"
-    "                                   make a token (admin, deploy, read-only or agent); the secret is shown\n"
+    "                                   make a token (admin, deploy, read-only, agent or server); the secret is shown\n"
     "                                   once, with the cluster CA's fingerprint (all a client needs). --cluster\n"
     "                                   and --repo limit it (not an admin token): to those clusters, and to\n"
     "                                   repositories matching PATTERN (team/*; :pull for pulls only)\n"
@@ -288,7 +288,7 @@ const char kTokenUsage[] =
 int TokenCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {
       {"json", false, "", "print JSON"},
-      {"role", true, "ROLE", "admin, deploy, read-only or agent"},
+      {"role", true, "ROLE", "admin, deploy, read-only, agent or server"},
       {"ttl", true, "DURATION", "the token expires this long after it is made (e.g. 24h)"},
       {"uses", true, "N", "an agent token: how many nodes may join with it"},
       {"cluster", true, "NAME", "limit the token to this cluster (repeatable)"},

@@ -143,13 +143,26 @@ int ServerCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {kJson};
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("server", p.error().message);
-  if (p->help || p->positional.empty() || (p->positional[0] != "ls" && p->positional[0] != "list")) {
+  bool ls = !p->positional.empty() && (p->positional[0] == "ls" || p->positional[0] == "list");
+  bool rm = p->positional.size() == 2 && (p->positional[0] == "rm" || p->positional[0] == "remove");
+  if (p->help || (!ls && !rm)) {
     printf(
         "Usage:\n"
-        "  berth server ls   the control plane's servers: id, address, role, leader, log index and lag\n"
-        "  berth server [flags]   runs a server (berth server --help)\n\nFlags:\n%s",
+        "  berth server ls      the control plane's servers: id, address, role, leader, log index and lag\n"
+        "  berth server rm ID   removes a server from the cluster (admin); a standby takes a voter's place\n"
+        "  berth server [flags] runs a server (berth server --help; --join adds one to a cluster)\n\nFlags:\n%s",
         flags::FlagsHelp(specs).c_str());
     return p->help ? kOk : kUsage;
+  }
+  if (rm) {
+    CallResult r = Call("DELETE", "/v1/servers/" + p->positional[1]);
+    if (r.exit) return r.exit;
+    if (p->Has("json")) {
+      printf("%s\n", r.body.Print().c_str());
+    } else {
+      printf("removed server %s from the cluster\n", p->positional[1].c_str());
+    }
+    return kOk;
   }
   CallResult r = Call("GET", "/v1/servers");
   if (r.exit) return r.exit;

@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <ctime>
 
@@ -49,9 +51,26 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
     fprintf(stderr, "berth: %s\n", cfg.error().message.c_str());
     return kUsage;
   }
-  Result<net::Endpoint> ep = net::Endpoint::Parse(cfg->server, 7070);
-  if (!ep) {
-    fprintf(stderr, "berth: server address %s: %s\n", cfg->server.c_str(), ep.error().message.c_str());
+  // The servers of a cluster, comma-separated: the first that answers is asked;
+  // a follower's 307 leads to the leader, a cluster electing one is asked again.
+  std::vector<net::Endpoint> servers;
+  for (size_t at = 0; at <= cfg->server.size();) {
+    size_t comma = cfg->server.find(',', at);
+    if (comma == std::string::npos) comma = cfg->server.size();
+    std::string one = cfg->server.substr(at, comma - at);
+    at = comma + 1;
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (one.empty()) continue;
+    Result<net::Endpoint> ep = net::Endpoint::Parse(one, 7070);
+    if (!ep) {
+      fprintf(stderr, "berth: server address %s: %s\n", one.c_str(), ep.error().message.c_str());
+      return kUsage;
+    }
+    servers.push_back(ep.value());
+  }
+  if (servers.empty()) {
+    fprintf(stderr, "berth: no server address; set one with 'berth configure --server URL' or BERTH_SERVER\n");
     return kUsage;
   }
   http::ClientRequest req;
@@ -62,7 +81,7 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
   std::string secret = crypto::SplitToken(cfg->token).secret;  // the pin stays here
   if (!secret.empty()) req.headers.push_back({"Authorization", "Bearer " + secret});
   http::ClientOptions opts;
-  if (ep->tls) {
+  if (servers.front().tls) {
     Result<std::shared_ptr<net::tls::ClientContext>> trust = TrustFor(cfg.value());
     if (!trust) {
       fprintf(stderr, "berth: %s\n", trust.error().message.c_str());
@@ -73,14 +92,46 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
   opts.timeout_ms = timeout_ms;
   // Ctrl-C or a SIGTERM ends any call at once, a `logs -f` waiting for output too.
   opts.stop_on_signals = true;
-  // (An error answer's body is buffered, not streamed: it is read below.)
-  Result<http::ClientResponse> r = http::FetchSync(ep.value(), std::move(req), opts, std::move(on_body));
-  if (!r && r.error().code == "Interrupted") return r.error().message == "SIGINT" ? kInterrupted : kTerminated;
+  size_t next = 0;
+  net::Endpoint ep = servers[next++];
+  std::string failures;
+  Result<http::ClientResponse> r = Error::Internal("not sent");
+  for (int attempt = 0; attempt < 40; attempt++) {
+    // (An error answer's body is buffered, not streamed: it is read below.)
+    r = http::FetchSync(ep, req, opts, on_body);
+    if (!r && r.error().code == "Interrupted") return r.error().message == "SIGINT" ? kInterrupted : kTerminated;
+    if (!r) {
+      failures += (failures.empty() ? "" : "; ") + ep.ToString() + ": " + r.error().message;
+      // Another server is asked when this one could not be reached, or for a read
+      // (a change that may have arrived is not sent twice).
+      bool safe = method == "GET" || method == "HEAD" || r.error().code == "ConnectFailed";
+      if (safe && next < servers.size()) {
+        ep = servers[next++];
+        continue;
+      }
+      break;
+    }
+    if (r->status == 307) {
+      // A follower names the leader: the same request goes there (the same CA vouches for it).
+      std::string location(r->Header("location"));
+      size_t path = location.find('/', location.find("://") == std::string::npos ? 0 : location.find("://") + 3);
+      Result<net::Endpoint> leader = net::Endpoint::Parse(location.substr(0, path), 7070);
+      if (leader && leader->tls == ep.tls && leader->kind == net::Endpoint::Kind::kTcp) {
+        ep = leader.value();
+        continue;
+      }
+    }
+    if (r->status == 503 && r->body.find("\"NoLeader\"") != std::string::npos && attempt < 39) {
+      usleep(250 * 1000);  // an election takes about a second
+      continue;
+    }
+    break;
+  }
   if (!r) {
     fprintf(stderr,
             "berth: cannot reach the server at %s: %s\n"
             "Is 'berth server' running there? Set the address with 'berth configure --server URL' or BERTH_SERVER.\n",
-            cfg->server.c_str(), r.error().message.c_str());
+            cfg->server.c_str(), failures.c_str());
     return kUnreachable;
   }
   *response = std::move(r.value());

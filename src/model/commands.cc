@@ -339,7 +339,7 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
 }  // namespace
 
 bool IsValidRole(std::string_view role) {
-  return role == "admin" || role == "deploy" || role == "read-only" || role == "agent";
+  return role == "admin" || role == "deploy" || role == "read-only" || role == "agent" || role == "server";
 }
 
 Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view payload, int64_t time_ms) {

@@ -52,6 +52,8 @@ class SecretBox {
   // `key`: 32 raw bytes, 64 hex digits or 44 base64 characters (a trailing newline is ignored).
   static Result<SecretBox> FromKeyText(std::string_view key, std::string_view where);
   const std::string& id() const { return id_; }
+  // The key's 32 bytes (for a server joining the cluster).
+  const std::string& key() const { return key_; }
   Result<Secret> Seal(std::string_view name, std::string_view value) const;
   Result<std::string> Open(const Secret& s) const;
 

@@ -321,7 +321,7 @@ Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster
 }
 
 Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c) {
-  if (!IsValidRole(c.role)) return Error::Invalid("role: must be admin, deploy, read-only or agent");
+  if (!IsValidRole(c.role)) return Error::Invalid("role: must be admin, deploy, read-only, agent or server");
   if (c.hash.size() != 64) return Error::Invalid("hash: must be 64 hex digits");
   for (const Token& t : tokens_) {
     if (t.id == c.id) return Error::Conflict("TokenAlreadyExists", "token " + c.id + " already exists");

@@ -10,6 +10,8 @@ const char* AccessName(Access a) {
     case Access::kDeploy: return "deploy";
     case Access::kAdmin: return "admin";
     case Access::kAgent: return "agent";
+    case Access::kServer: return "server";
+    case Access::kPeer: return "peer";
     case Access::kRegistry: return "registry";
   }
   return "?";

@@ -27,6 +27,8 @@ enum class Access {
   kDeploy,    // deploy and admin tokens
   kAdmin,     // admin tokens
   kAgent,     // agent tokens and node certificates (the agent protocol)
+  kServer,    // server tokens and admin tokens (a server joining the cluster)
+  kPeer,      // another server's peer certificate (the replicated log)
   kRegistry,  // the registry decides, by its own tokens' scopes (docs/registry.md)
 };
 const char* AccessName(Access a);

@@ -1,14 +1,19 @@
 #include "replica/replica.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <uv.h>
 
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <unordered_map>
 
 #include "base/log.h"
+#include "net/socket.h"
+#include "net/splice.h"
+#include "net/tls.h"
 #include "net/uv.h"
 
 extern "C" {
@@ -145,11 +150,111 @@ int Fsm::Restore(raft_fsm* fsm, raft_buffer* buf) {
 
 // ---------------------------------------------------------------- peers
 
-// How libraft reaches peers. A cluster of one never connects; peers over mutual
-// TLS on the server's port come with membership (docs/decisions.md).
+namespace {
+
+constexpr size_t kMaxUpgradeAnswer = 8192;
+
+// Gives libraft its end of a socket pair whose other end is spliced to `conn`;
+// returns the libuv stream libraft owns (and frees with raft_free), or null.
+uv_stream_t* SpliceForRaft(uv_loop_t* loop, std::unique_ptr<net::Stream> conn, std::string early, net::SpliceOptions so,
+                           std::vector<std::unique_ptr<net::Splice>>* splices, const std::string& peer) {
+  Result<net::SocketPair> pair = net::MakeSocketPair(loop);
+  if (!pair) {
+    log::Warn("replica", "cannot make a socket pair for a peer", {{"peer", peer}, {"error", pair.error().message}});
+    conn->Close();
+    return nullptr;
+  }
+  auto* pipe = static_cast<uv_pipe_t*>(raft_malloc(sizeof(uv_pipe_t)));
+  if (!pipe) {
+    close(pair->theirs);
+    conn->Close();
+    return nullptr;
+  }
+  uv_pipe_init(loop, pipe, 0);
+  if (int rc = uv_pipe_open(pipe, pair->theirs); rc != 0) {
+    close(pair->theirs);
+    uv_close(reinterpret_cast<uv_handle_t*>(pipe), [](uv_handle_t* h) { raft_free(h); });
+    conn->Close();
+    return nullptr;
+  }
+  // Dead splices are let go here and by the gauges' timer (never inside their callbacks).
+  std::erase_if(*splices, [](const std::unique_ptr<net::Splice>& sp) { return sp->closed(); });
+  splices->push_back(std::make_unique<net::Splice>(
+      loop, std::move(conn), std::move(pair->ours), std::move(early), so, [peer](const std::string& why) {
+        if (!why.empty()) log::Info("replica", "peer connection ended", {{"peer", peer}, {"why", why}});
+      }));
+  return reinterpret_cast<uv_stream_t*>(pipe);
+}
+
+}  // namespace
+
+// How libraft reaches peers: an HTTP Upgrade to `berth-raft` on the peer's API
+// port, over TLS trusting the cluster CA with this server's peer certificate
+// (docs/decisions.md). Each accepted or made connection is spliced to one end of
+// a socket pair; libraft drives the other as its libuv stream.
 struct Replica::Transport {
   raft_uv_transport t{};
   raft_uv_accept_cb accept = nullptr;
+  uv_loop_t* loop = nullptr;
+  const Options* options = nullptr;
+  std::vector<std::unique_ptr<net::Splice>> splices;
+  std::unordered_map<uint64_t, uint64_t> heard;  // peer id -> loop time (ms) it last sent
+
+  // One attempt to reach a peer.
+  struct Dial : net::Stream::Handler {
+    Transport* tr = nullptr;
+    raft_uv_connect* req = nullptr;
+    raft_uv_connect_cb cb = nullptr;
+    uint64_t id = 0;
+    std::string address;
+    std::unique_ptr<net::Stream> stream;
+    std::string got;
+    std::unique_ptr<net::Timer> deadline;
+    bool finished = false;
+    bool connecting = false;  // net::Connect holds a pointer to this
+
+    void OnData(std::string_view data) override {
+      if (finished) return;
+      got.append(data);
+      size_t end = got.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        if (got.size() > kMaxUpgradeAnswer) Fail("an answer of more than 8 KiB without an end of headers");
+        return;
+      }
+      std::string head = got.substr(0, end);
+      if (!head.starts_with("HTTP/1.1 101 ")) {
+        std::string line = head.substr(0, head.find("\r\n"));
+        size_t body = end + 4;
+        Fail("refused: " + line + (body < got.size() ? " " + got.substr(body, 300) : ""));
+        return;
+      }
+      std::string early = got.substr(end + 4);
+      finished = true;
+      deadline->Stop();
+      stream->SetHandler(nullptr);
+      stream->ReadStop();
+      net::SpliceOptions so;
+      uv_stream_t* s = SpliceForRaft(tr->loop, std::move(stream), std::move(early), so, &tr->splices,
+                                     std::to_string(id) + "@" + address);
+      cb(req, s, s ? 0 : RAFT_NOCONNECTION);
+    }
+    void OnEnd(int err) override {
+      Fail(err == 0 ? "the peer closed the connection"
+                    : (stream && !stream->FailureText().empty() ? stream->FailureText() : net::UvError(err)));
+    }
+    void Fail(const std::string& why) {
+      if (finished) return;
+      finished = true;
+      if (deadline) deadline->Stop();
+      if (stream) {
+        stream->SetHandler(nullptr);
+        stream->Close();
+      }
+      log::Debug("replica", "cannot reach a peer", {{"id", id}, {"address", address}, {"why", why}});
+      cb(req, nullptr, RAFT_NOCONNECTION);
+    }
+  };
+  std::vector<std::unique_ptr<Dial>> dials;
 
   Transport() {
     t.impl = this;  // (t.data is libraft's)
@@ -158,14 +263,86 @@ struct Replica::Transport {
       static_cast<Transport*>(tr->impl)->accept = cb;
       return 0;
     };
-    t.connect = [](raft_uv_transport* tr, raft_uv_connect*, raft_id id, const char* address, raft_uv_connect_cb) {
-      snprintf(tr->errmsg, sizeof tr->errmsg, "no route to server %llu at %s: this server is a cluster of one",
-               static_cast<unsigned long long>(id), address);
-      return RAFT_NOCONNECTION;
-    };
+    t.connect = [](raft_uv_transport* tr, raft_uv_connect* req, raft_id id, const char* address,
+                   raft_uv_connect_cb cb) { return static_cast<Transport*>(tr->impl)->Connect(req, id, address, cb); };
     t.close = [](raft_uv_transport* tr, raft_uv_transport_close_cb cb) {
       if (cb) cb(tr);
     };
+  }
+
+  int Connect(raft_uv_connect* req, raft_id id, const char* address, raft_uv_connect_cb cb) {
+    std::shared_ptr<net::tls::ClientContext> tls = options->peer_tls ? options->peer_tls() : nullptr;
+    if (!tls) {
+      snprintf(t.errmsg, sizeof t.errmsg, "no way to reach server %llu at %s: peers need TLS",
+               static_cast<unsigned long long>(id), address);
+      return RAFT_NOCONNECTION;
+    }
+    Result<net::Endpoint> where = net::Endpoint::Parse(address);
+    if (!where || where->kind != net::Endpoint::Kind::kTcp) {
+      snprintf(t.errmsg, sizeof t.errmsg, "server %llu has no usable address: %s", static_cast<unsigned long long>(id),
+               address);
+      return RAFT_NOCONNECTION;
+    }
+    Sweep();
+    auto dial = std::make_unique<Dial>();
+    Dial* d = dial.get();
+    d->tr = this;
+    d->req = req;
+    d->cb = cb;
+    d->id = id;
+    d->address = address;
+    d->deadline = std::make_unique<net::Timer>(loop);
+    d->deadline->Start(options->connect_timeout_ms, 0, [d] { d->Fail("no answer in time"); });
+    dials.push_back(std::move(dial));
+    std::string request =
+        "GET /v1/raft HTTP/1.1\r\nHost: " + std::string(address) +
+        "\r\nConnection: Upgrade\r\nUpgrade: berth-raft\r\nBerth-Raft-Id: " + std::to_string(options->id) +
+        "\r\nBerth-Raft-Address: " + options->address + "\r\n\r\n";
+    std::string host = where->host;
+    d->connecting = true;
+    net::Connect(loop, where.value(),
+                 [d, tls, host, request = std::move(request)](Result<std::unique_ptr<net::Stream>> conn) mutable {
+                   d->connecting = false;
+                   if (d->finished) {
+                     if (conn) conn.value()->Close();
+                     return;
+                   }
+                   if (!conn) {
+                     d->Fail(conn.error().message);
+                     return;
+                   }
+                   d->stream = tls->Wrap(d->tr->loop, std::move(conn.value()), host);
+                   d->stream->SetHandler(d);
+                   d->stream->Write(std::move(request));
+                   d->stream->ReadStart();
+                 });
+    return 0;
+  }
+
+  void Accept(uint64_t id, const std::string& address, std::unique_ptr<net::Stream> stream, std::string early) {
+    if (!accept) {
+      stream->Close();
+      return;
+    }
+    net::SpliceOptions so;
+    // A leader speaks every heartbeat; anything else reconnects when it needs to.
+    so.idle_a_ms = 30000;
+    // What a peer sends on the connection it opened answers this server (or asks
+    // for its vote): it is alive and reaches us (the lease).
+    so.on_data_a = [this, id] { heard[id] = uv_now(loop); };
+    uv_stream_t* s =
+        SpliceForRaft(loop, std::move(stream), std::move(early), so, &splices, std::to_string(id) + "@" + address);
+    if (s) accept(&t, id, address.c_str(), s);
+  }
+
+  void Sweep() {
+    std::erase_if(splices, [](const std::unique_ptr<net::Splice>& sp) { return sp->closed(); });
+    std::erase_if(dials, [](const std::unique_ptr<Dial>& d) { return d->finished && !d->connecting; });
+  }
+
+  void CloseAll() {
+    for (auto& d : dials) d->Fail("shutting down");
+    for (auto& sp : splices) sp->Close();
   }
 };
 
@@ -182,13 +359,18 @@ struct Replica::Gauges {
   metrics::Gauge* snapshots_taken;
   metrics::Gauge* snapshots_installed;
   metrics::Gauge* in_flight;
+  metrics::Gauge* servers;
+  metrics::Gauge* acting;
+  metrics::Counter* elections_won;
   std::unique_ptr<net::Timer> timer;
+  std::unique_ptr<net::Timer> leadership;
 };
 
 Replica::Replica(Options o, store::Store* store) : options_(std::move(o)), store_(store), fsm_(store) {}
 
 Replica::~Replica() {
   if (gauges_ && gauges_->timer) gauges_->timer->Stop();
+  if (gauges_ && gauges_->leadership) gauges_->leadership->Stop();
 }
 
 Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, store::Store* store,
@@ -199,9 +381,12 @@ Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, stor
   }
   std::unique_ptr<Replica> r(new Replica(std::move(o), store));
   r->transport_ = std::make_unique<Transport>();
+  r->transport_->loop = loop;
+  r->transport_->options = &r->options_;
   int rv = raft_uv_init(&r->io_, loop, r->options_.dir.c_str(), &r->transport_->t);
   if (rv != 0) return Error::Internal("the raft log in " + r->options_.dir + ": " + r->io_.errmsg);
   raft_uv_set_segment_size(&r->io_, r->options_.segment_bytes);
+  raft_uv_set_connect_retry_delay(&r->io_, r->options_.connect_retry_ms);
   rv = raft_init(&r->raft_, &r->io_, r->fsm_.fsm(), r->options_.id, r->options_.address.c_str());
   if (rv != 0) {
     Error e = Error::Internal(std::string("raft: ") + raft_errmsg(&r->raft_));
@@ -215,13 +400,17 @@ Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, stor
   raft_set_snapshot_trailing(&r->raft_, r->options_.snapshot_trailing);
   raft_set_pre_vote(&r->raft_, true);
 
-  // The first start makes a cluster of one; later starts find the log on disk.
+  // The first start makes a cluster of one, unless this server joins one; later
+  // starts find the log on disk.
   raft_configuration conf;
   raft_configuration_init(&conf);
   rv = raft_configuration_add(&conf, r->options_.id, r->options_.address.c_str(), RAFT_VOTER);
-  if (rv == 0) rv = raft_bootstrap(&r->raft_, &conf);
+  if (rv == 0) rv = r->options_.join ? RAFT_CANTBOOTSTRAP : raft_bootstrap(&r->raft_, &conf);
   raft_configuration_close(&conf);
-  if (rv == 0) {
+  if (r->options_.join) {
+    // What state.db holds is replaced by the cluster's log or snapshot.
+    if (Status s = store->ResetAppliedIndex(); !s) return s.take_error();
+  } else if (rv == 0) {
     // A new log: what state.db holds (an older berth's state, or nothing) is
     // where it starts from, and its entries count from 1 again.
     if (Status s = store->ResetAppliedIndex(); !s) return s.take_error();
@@ -248,10 +437,20 @@ Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, stor
   g->snapshots_installed =
       metrics->Gauges("berth_raft_snapshots_installed", "Snapshots installed since start")->With({});
   g->in_flight = metrics->Gauges("berth_raft_proposals_in_flight", "Batches proposed and not yet applied")->With({});
+  g->servers = metrics->Gauges("berth_raft_servers", "Servers in the cluster's configuration")->With({});
+  g->acting =
+      metrics
+          ->Gauges("berth_raft_lease_held", "1 while this server leads and a majority was heard from within the lease")
+          ->With({});
+  g->elections_won =
+      metrics->Counters("berth_raft_leadership_gained_total", "Times this server became the leader")->With({});
   g->timer = std::make_unique<net::Timer>(loop);
   Replica* self = r.get();
   g->timer->Start(0, 1000, [self] { self->Observe(); });
   g->timer->Unref();
+  g->leadership = std::make_unique<net::Timer>(loop);
+  g->leadership->Start(20, 20, [self] { self->WatchLeadership(); });
+  g->leadership->Unref();
   log::Info("replica", "started",
             {{"id", r->options_.id},
              {"term", static_cast<uint64_t>(r->raft_.current_term)},
@@ -274,11 +473,182 @@ void Replica::Observe() {
   gauges_->snapshots_taken->Set(static_cast<double>(fsm_.snapshots_taken()));
   gauges_->snapshots_installed->Set(static_cast<double>(fsm_.snapshots_installed()));
   gauges_->in_flight->Set(static_cast<double>(store_->in_flight()));
+  gauges_->servers->Set(static_cast<double>(raft_.configuration.n));
+  transport_->Sweep();
+}
+
+void Replica::WatchLeadership() {
+  bool now = acting();
+  gauges_->acting->Set(now ? 1 : 0);
+  if (now == was_leader_) return;
+  was_leader_ = now;
+  if (now) gauges_->elections_won->Inc();
+  log::Info("replica",
+            now        ? "this server leads the cluster"
+            : leader() ? "this server leads but has not heard from a majority within the lease: it stops acting"
+                       : "this server no longer leads the cluster",
+            {{"term", static_cast<uint64_t>(raft_.current_term)}, {"id", options_.id}});
+  if (on_leadership_) on_leadership_(now);
+}
+
+std::string Replica::LeaderAddress() {
+  raft_id id = 0;
+  const char* address = nullptr;
+  raft_leader(&raft_, &id, &address);
+  return id != 0 && address ? std::string(address) : std::string();
+}
+
+bool Replica::MayConnect(uint64_t id) const {
+  if (raft_.configuration.n == 0) return true;
+  for (unsigned i = 0; i < raft_.configuration.n; i++) {
+    if (raft_.configuration.servers[i].id == id) return true;
+  }
+  return false;
+}
+
+void Replica::AcceptPeer(uint64_t id, const std::string& address, std::unique_ptr<net::Stream> stream,
+                         std::string early) {
+  if (closing_) {
+    stream->Close();
+    return;
+  }
+  transport_->Accept(id, address, std::move(stream), std::move(early));
+}
+
+void Replica::ClosePeers() { transport_->CloseAll(); }
+
+namespace {
+
+struct Change {
+  struct raft_change req {};
+  std::function<void(Status)> done;
+  raft* r = nullptr;
+  uint64_t id = 0;
+  int role = RAFT_VOTER;
+};
+
+Error ChangeError(int status, const std::string& what) {
+  if (status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST) return ProposalError(status, "");
+  if (status == RAFT_CANTCHANGE) {
+    return Error{ErrorKind::kConflict, "ChangeInProgress",
+                 what + ": another membership change is in progress; try again when it is done"};
+  }
+  if (status == RAFT_DUPLICATEID || status == RAFT_DUPLICATEADDRESS) {
+    return Error{ErrorKind::kConflict, "ServerExists", what + ": " + raft_strerror(status)};
+  }
+  if (status == RAFT_NOTFOUND || status == RAFT_BADID) {
+    return Error{ErrorKind::kNotFound, "ServerNotFound", what + ": " + raft_strerror(status)};
+  }
+  if (status == RAFT_NOCONNECTION) {
+    return Error{
+        ErrorKind::kUnavailable, "ServerUnreachable",
+        what + ": the server did not catch up with the log (it is not reachable from the leader, or too slow)"};
+  }
+  return Error::Internal(what + ": " + raft_strerror(status));
+}
+
+// Gives server c->id the role c->role (a promotion waits until it caught up).
+void Assign(Change* c) {
+  c->req = {};
+  c->req.data = c;
+  int rv = raft_assign(c->r, &c->req, c->id, c->role, [](struct raft_change* req, int status) {
+    std::unique_ptr<Change> c(static_cast<Change*>(req->data));
+    if (status != 0) {
+      c->done(ChangeError(status, "making server " + std::to_string(c->id) + " a member"));
+    } else {
+      c->done({});
+    }
+  });
+  if (rv == 0) return;
+  std::unique_ptr<Change> owned(c);
+  if (rv == RAFT_BADROLE) {
+    owned->done({});  // it has that role already
+  } else {
+    owned->done(ChangeError(rv, "making server " + std::to_string(c->id) + " a member"));
+  }
+}
+
+}  // namespace
+
+void Replica::AddServer(uint64_t id, const std::string& address, bool voter, std::function<void(Status)> done) {
+  auto* c = new Change;
+  c->req.data = c;
+  c->done = std::move(done);
+  c->r = &raft_;
+  c->id = id;
+  c->role = voter ? RAFT_VOTER : RAFT_STANDBY;
+  std::string what = "adding server " + std::to_string(id) + " at " + address;
+  // A member already (a join tried again): only its role is brought where asked.
+  const raft_server* known = nullptr;
+  for (unsigned i = 0; i < raft_.configuration.n; i++) {
+    if (raft_.configuration.servers[i].id == id) known = &raft_.configuration.servers[i];
+  }
+  if (known) {
+    if (!address.empty() && known->address && address != known->address) {
+      std::unique_ptr<Change> owned(c);
+      owned->done(Error{ErrorKind::kConflict, "ServerExists",
+                        what + ": server " + std::to_string(id) + " is a member at " + known->address +
+                            "; remove it first (berth server rm " + std::to_string(id) + ")"});
+      return;
+    }
+    Assign(c);
+    return;
+  }
+  int rv = raft_add(&raft_, &c->req, id, address.c_str(), [](struct raft_change* req, int status) {
+    auto* c = static_cast<Change*>(req->data);
+    if (status != 0) {
+      std::unique_ptr<Change> owned(c);
+      owned->done(ChangeError(status, "adding server " + std::to_string(c->id)));
+      return;
+    }
+    // Now a spare: it catches up, then takes its role.
+    Assign(c);
+  });
+  if (rv != 0) {
+    std::unique_ptr<Change> owned(c);
+    owned->done(ChangeError(rv, what));
+  }
+}
+
+void Replica::RemoveServer(uint64_t id, std::function<void(Status)> done) {
+  auto* c = new Change;
+  c->req.data = c;
+  c->done = std::move(done);
+  c->r = &raft_;
+  c->id = id;
+  int rv = raft_remove(&raft_, &c->req, id, [](struct raft_change* req, int status) {
+    std::unique_ptr<Change> c(static_cast<Change*>(req->data));
+    if (status != 0) {
+      c->done(ChangeError(status, "removing server " + std::to_string(c->id)));
+    } else {
+      c->done({});
+    }
+  });
+  if (rv != 0) {
+    std::unique_ptr<Change> owned(c);
+    owned->done(ChangeError(rv, "removing server " + std::to_string(id)));
+  }
+}
+
+bool Replica::acting() const {
+  if (!leader()) return false;
+  uint64_t now = uv_now(transport_->loop);
+  unsigned voters = 0, heard = 0;
+  for (unsigned i = 0; i < raft_.configuration.n; i++) {
+    const raft_server& s = raft_.configuration.servers[i];
+    if (s.role != RAFT_VOTER) continue;
+    voters++;
+    if (s.id == options_.id) {
+      heard++;
+      continue;
+    }
+    auto it = transport_->heard.find(s.id);
+    if (it != transport_->heard.end() && now - it->second < options_.lease_ms) heard++;
+  }
+  return heard * 2 > voters;
 }
 
 bool Replica::leader() const { return started_ && !closing_ && raft_state(const_cast<raft*>(&raft_)) == RAFT_LEADER; }
-
-uint64_t Replica::term() const { return raft_.current_term; }
 
 LogStatus Replica::Describe() {
   LogStatus st;
@@ -395,6 +765,7 @@ void Replica::Close(std::function<void()> done) {
   closing_ = true;
   (void)store_->SetLog(nullptr);
   if (gauges_ && gauges_->timer) gauges_->timer->Stop();
+  if (gauges_ && gauges_->leadership) gauges_->leadership->Stop();
   if (done) done();
 }
 

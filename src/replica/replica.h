@@ -18,6 +18,7 @@
 
 #include "base/metrics.h"
 #include "base/result.h"
+#include "net/stream.h"
 #include "store/store.h"
 
 extern "C" {
@@ -25,6 +26,10 @@ extern "C" {
 }
 
 struct uv_loop_s;
+
+namespace berth::net::tls {
+class ClientContext;
+}
 
 namespace berth::replica {
 
@@ -61,9 +66,22 @@ class Fsm {
 struct Options {
   std::string dir;      // the log and snapshots (<data>/raft), made 0700 if missing
   uint64_t id = 0;      // this server's id in the cluster, never 0
-  std::string address;  // where peers reach it
+  std::string address;  // where peers reach it: host:port of its API
+  // A new log is not bootstrapped as a cluster of one: this server waits for a
+  // cluster's leader to add it (berth server --join).
+  bool join = false;
+  // How peers are reached: TLS trusting the cluster CA, presenting this
+  // server's peer certificate (asked for each connection, so a renewed one is
+  // used from then on). Without it no peer is ever reached.
+  std::function<std::shared_ptr<net::tls::ClientContext>()> peer_tls;
+  unsigned connect_retry_ms = 250;  // between attempts to reach a peer
+  unsigned connect_timeout_ms = 2000;
   unsigned heartbeat_ms = 100;
   unsigned election_timeout_ms = 1000;
+  // The leader acts only while a majority of voters was heard from within this
+  // (the lease); shorter than the election timeout, so a leader cut off stops
+  // acting before the others can elect another (docs/decisions.md).
+  unsigned lease_ms = 750;
   unsigned snapshot_threshold = 1024;  // entries between snapshots
   unsigned snapshot_trailing = 1024;   // entries kept behind a snapshot
   // libraft keeps three open segments of this size made ahead of need (bigger
@@ -115,15 +133,36 @@ class Replica : public store::Log {
   void Close(std::function<void()> done);
 
   bool leader() const;
-  uint64_t term() const;
+  // The leader under its lease: a majority of voters (itself included) was heard
+  // from within lease_ms. What the leader does beyond the log (controllers,
+  // agents) it does only then.
+  bool acting() const;
+  // The leader's address (host:port) as this server knows it; empty when none.
+  std::string LeaderAddress();
   // The cluster's members and this server's view of the log.
   LogStatus Describe();
-  uint64_t id() const { return options_.id; }
   const Fsm& fsm() const { return fsm_; }
+  // Told whenever this server starts or stops acting as the leader (acting(),
+  // checked every 20 ms).
+  void OnLeadership(std::function<void(bool leader)> cb) { on_leadership_ = std::move(cb); }
+
+  // Membership, on the leader: adds a server (as a voter or a standby, once it
+  // has caught up with the log), or removes one.
+  void AddServer(uint64_t id, const std::string& address, bool voter, std::function<void(Status)> done);
+  void RemoveServer(uint64_t id, std::function<void(Status)> done);
+  // Whether server `id` may open a peer connection to this one: a member, or
+  // anyone while this server belongs to no cluster yet (it is being added).
+  bool MayConnect(uint64_t id) const;
+  // A peer's connection, taken over from the HTTP server (GET /v1/raft): `early`
+  // holds bytes it sent after its request.
+  void AcceptPeer(uint64_t id, const std::string& address, std::unique_ptr<net::Stream> stream, std::string early);
+  // Closes every peer connection (shutdown, before the HTTP server goes).
+  void ClosePeers();
 
  private:
   Replica(Options o, store::Store* store);
   void Observe();  // refreshes the gauges
+  void WatchLeadership();
 
   Options options_;
   store::Store* store_;
@@ -136,6 +175,8 @@ class Replica : public store::Log {
   std::unique_ptr<Transport> transport_;
   struct Gauges;
   std::unique_ptr<Gauges> gauges_;
+  std::function<void(bool)> on_leadership_;
+  bool was_leader_ = false;
 };
 
 }  // namespace berth::replica

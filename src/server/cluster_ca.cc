@@ -136,6 +136,34 @@ Result<std::string> ClusterCa::IssueNodeCert(const std::string& csr_pem, const s
   return net::pki::Issue(ca_pem_, ca_key_pem_, pub.value(), spec);
 }
 
+Status ClusterCa::Adopt(const std::string& data_dir, const std::string& ca_pem, const std::string& ca_key_pem) {
+  std::string cert_path = data_dir + "/ca.crt", key_path = data_dir + "/ca.key";
+  std::string have = ReadAll(cert_path);
+  Result<net::pki::CertInfo> given = net::pki::Inspect(ca_pem);
+  if (!given) return Error::Invalid("the cluster's CA certificate: " + given.error().message);
+  if (!have.empty()) {
+    Result<net::pki::CertInfo> mine = net::pki::Inspect(have);
+    if (mine && mine->fingerprint == given->fingerprint) return {};
+    return Error::Invalid(data_dir + " holds the CA of another cluster (" + cert_path +
+                          "): a server joins with an empty data directory");
+  }
+  if (Status s = files::WriteAtomically(key_path, ca_key_pem, 0600); !s) return s;
+  return files::WriteAtomically(cert_path, ca_pem, 0600);
+}
+
+Result<ClusterCa::Identity> ClusterCa::IssuePeerCert(uint64_t server_id, int64_t now_unix, int64_t lifetime_s) const {
+  Result<std::string> key = net::pki::NewKey();
+  if (!key) return key.take_error();
+  net::pki::CertSpec spec;
+  spec.use = net::pki::CertSpec::Use::kClient;
+  spec.common_name = "server:" + std::to_string(server_id);
+  spec.not_before_unix = now_unix - ClockSkew(lifetime_s);
+  spec.not_after_unix = now_unix + lifetime_s;
+  Result<std::string> cert = net::pki::Issue(ca_pem_, ca_key_pem_, key.value(), spec);
+  if (!cert) return cert.take_error();
+  return Identity{cert.value(), key.value()};
+}
+
 void HostNames(const std::vector<std::string>& advertise, std::vector<std::string>* dns_names,
                std::vector<std::string>* addresses) {
   auto add = [](std::vector<std::string>* v, const std::string& x) {

@@ -34,6 +34,21 @@ class ClusterCa {
   Result<bool> EnsureServerCert(const std::vector<std::string>& dns_names, const std::vector<std::string>& addresses,
                                 int64_t now_unix, int64_t lifetime_s);
 
+  // The CA's key (PEM), for a server joining the cluster (every server issues
+  // certificates and may lead).
+  const std::string& ca_key_pem() const { return ca_key_pem_; }
+  // Keeps a cluster's CA in `data_dir` (a server joining it): written when the
+  // directory has no CA yet; refused when it holds another.
+  static Status Adopt(const std::string& data_dir, const std::string& ca_pem, const std::string& ca_key_pem);
+
+  // A certificate for a server of the cluster to prove itself to its peers,
+  // naming "server:<id>", for client authentication, with a new key.
+  struct Identity {
+    std::string cert_pem;
+    std::string key_pem;
+  };
+  Result<Identity> IssuePeerCert(uint64_t server_id, int64_t now_unix, int64_t lifetime_s) const;
+
   // A node certificate for the key in `csr_pem` (a signing request), naming
   // `node_id`, for client authentication only.
   Result<std::string> IssueNodeCert(const std::string& csr_pem, const std::string& node_id, int64_t now_unix,

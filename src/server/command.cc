@@ -18,11 +18,22 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"listen", true, "HOST:PORT", "API and registry address (default 0.0.0.0:7070; port 0 picks one)"},
     {"listen-unix", true, "PATH", "also serve on a Unix socket (plain HTTP: the socket's mode guards it)"},
     {"no-tls", false, "", "serve plain HTTP (behind a TLS proxy only: tokens cross the network in clear)"},
+    {"join", true, "URL",
+     "join the cluster of the server at URL (https://HOST:PORT) with --token, a server token; the data directory "
+     "must be new"},
+    {"token", true, "TOKEN", "the server token to --join with (berth token create --role server)"},
+    {"peer-address", true, "HOST:PORT",
+     "where the other servers reach this one (default: the --listen address, or this host's first address when "
+     "listening on every address)"},
     {"advertise", true, "HOST", "a host name or address clients use, named in the server certificate (repeatable)"},
     {"cert-lifetime", true, "DURATION",
      "life of the server's and the nodes' certificates, renewed in the last third (default 2160h = 90 days)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
     {"no-group-commit", false, "", "one log entry and transaction per command (for comparison; slower)"},
+    {"election-timeout", true, "DURATION",
+     "a follower that hears no leader for this long (to twice as long, at random) starts an election; the leader "
+     "acts only while a majority answered within three quarters of it (default 500ms; raise it for slow links or "
+     "overloaded servers)"},
     {"snapshot-entries", true, "N",
      "log entries between snapshots of the state; the log behind a snapshot is truncated (default 1024)"},
     {"no-write-thread", false, "", "write answers on the loop thread, not a thread of their own (for comparison)"},
@@ -102,6 +113,18 @@ int Main(const std::vector<std::string>& args) {
   o.local_agent = !p->Has("no-agent");
   o.tls = !p->Has("no-tls");
   o.advertise = p->GetAll("advertise");
+  o.join = p->Get("join");
+  o.join_token = p->Get("token");
+  o.peer_address = p->Get("peer-address");
+  if (o.join.empty() != o.join_token.empty()) {
+    fprintf(stderr,
+            "berth server: --join and --token go together (a server token: berth token create --role server)\n");
+    return 2;
+  }
+  if (!o.join.empty() && !o.tls) {
+    fprintf(stderr, "berth server: --join needs TLS: the servers of a cluster speak to each other over mutual TLS\n");
+    return 2;
+  }
   if (p->Has("cert-lifetime")) {
     Result<uint64_t> v = flags::ParseDuration(p->Get("cert-lifetime"), "cert-lifetime");
     if (!v || v.value() < 3000 || v.value() > 10ull * 365 * 86400 * 1000) {
@@ -182,6 +205,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     o.stopped_tasks_per_service = static_cast<int64_t>(v.value());
+  }
+  if (p->Has("election-timeout")) {
+    Result<uint64_t> v = flags::ParseDuration(p->Get("election-timeout"), "election-timeout");
+    if (!v || v.value() < 200 || v.value() > 60000) {
+      fprintf(stderr, "berth server: --election-timeout: expected a duration from 200ms to 60s, such as 500ms\n");
+      return 2;
+    }
+    o.election_timeout_ms = static_cast<unsigned>(v.value());
   }
   if (p->Has("snapshot-entries")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("snapshot-entries"), "snapshot-entries");

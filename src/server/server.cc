@@ -1,9 +1,12 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #include "control/retention.h"
 #include "control/scheduler.h"
 #include "model/state.h"
+#include "net/http_client.h"
 #include "net/tls.h"
 #include "net/uv.h"
 #include "registry/registry.h"
@@ -216,6 +220,166 @@ Result<std::string> LocalAgentToken(const Options& o, model::State* state, store
   return token.value();
 }
 
+// A free TCP port on `host`, for a server told to pick one (--listen HOST:0): its
+// address goes into the log before the listener opens.
+Result<int> FreePort(const std::string& host) {
+  int fd = socket(host.find(':') != std::string::npos ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error::Internal(std::string("socket: ") + strerror(errno));
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (host.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) a->sin_addr.s_addr = htonl(INADDR_ANY);
+    len = sizeof *a;
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len)) {
+    int e = errno;
+    close(fd);
+    return Error::Internal("cannot find a free port on " + host + ": " + strerror(e));
+  }
+  close(fd);
+  return ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+// Where the other servers reach this one: --peer-address, else the address
+// listened on, else (listening on every address) the first advertised name or
+// this host's first address that is not loopback.
+std::string PeerAddress(const Options& o, const net::Endpoint& where) {
+  if (!o.peer_address.empty()) return o.peer_address;
+  std::string host = where.host;
+  if (host == "0.0.0.0" || host == "::" || host.empty()) {
+    host = "127.0.0.1";
+    if (!o.advertise.empty()) {
+      host = o.advertise.front();
+    } else {
+      std::vector<std::string> names, addresses;
+      HostNames({}, &names, &addresses);
+      for (const std::string& a : addresses) {
+        if (a != "127.0.0.1" && a != "::1" && a.find(':') == std::string::npos) {
+          host = a;
+          break;
+        }
+      }
+    }
+  }
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return host + ":" + std::to_string(where.port);
+}
+
+// A server joining a cluster, at its first start: asks the member at --join,
+// with the server token, for the cluster's CA and the key that seals secrets,
+// and keeps them in the data directory. The token's pin is what it trusts.
+Status FetchJoinCredentials(const Options& o) {
+  crypto::TokenParts token = crypto::SplitToken(o.join_token);
+  if (token.pin.empty()) {
+    return Error::Invalid(
+        "--token must be the pinned token 'berth token create --role server' prints (it carries the fingerprint "
+        "of the cluster's CA, which is how this server knows it reaches the right cluster)");
+  }
+  Result<net::Endpoint> at = net::Endpoint::Parse(o.join);
+  if (!at || at->kind != net::Endpoint::Kind::kTcp || !at->tls) {
+    return Error::Invalid("--join: expected https://HOST:PORT of a server of the cluster, not '" + o.join + "'");
+  }
+  Result<std::shared_ptr<net::tls::ClientContext>> tls = net::tls::ClientContextFor(token.pin, "");
+  if (!tls) return tls.take_error();
+  net::http::ClientOptions co;
+  co.tls = tls.value();
+  co.timeout_ms = 10000;
+  Result<net::http::ClientResponse> r =
+      net::http::FetchSync(at.value(), net::http::BearerRequest("POST", "/v1/servers/join", token.secret, "{}"), co);
+  if (!r) return Error::Invalid("--join " + o.join + ": " + r.error().message);
+  if (r->status != 200) {
+    return Error::Invalid("--join " + o.join + ": the server answered " + std::to_string(r->status) + ": " + r->body);
+  }
+  Result<json::Doc> doc = json::Doc::Parse(r->body);
+  if (!doc) return Error::Invalid("--join " + o.join + ": an answer that is not JSON");
+  Result<std::string> ca_pem = json::RequireString(doc->view(), "caCertificate", "caCertificate");
+  Result<std::string> ca_key = json::RequireString(doc->view(), "caKey", "caKey");
+  Result<std::string> secret_key = json::RequireString(doc->view(), "secretKey", "secretKey");
+  if (!ca_pem || !ca_key || !secret_key) return Error::Invalid("--join " + o.join + ": an answer missing a field");
+  if (Status s = ClusterCa::Adopt(o.data_dir, ca_pem.value(), ca_key.value()); !s) return s;
+  if (o.secret_key_file.empty()) {
+    std::string path = o.data_dir + "/secret.key";
+    if (Status s = files::WriteAtomically(path, secret_key.value() + "\n", 0600); !s) return s;
+  }
+  log::Info("server", "has the cluster's CA and keys", {{"from", o.join}});
+  return {};
+}
+
+// Asks the cluster to take this server as a member: POST /v1/servers at the
+// --join URL (following the answer to the leader's address), until it is done.
+class JoinRequest {
+ public:
+  JoinRequest(uv_loop_t* loop, const Options& o, uint64_t id, std::string address)
+      : loop_(loop), o_(o), id_(id), address_(std::move(address)), retry_(loop) {}
+
+  void Start() { Try(o_.join); }
+  bool done() const { return done_; }
+
+ private:
+  void Try(const std::string& url) {
+    crypto::TokenParts token = crypto::SplitToken(o_.join_token);
+    Result<net::Endpoint> at = net::Endpoint::Parse(url);
+    Result<std::shared_ptr<net::tls::ClientContext>> tls = net::tls::ClientContextFor(token.pin, "");
+    if (!at || !tls) {
+      Fail("cannot reach " + url);
+      return;
+    }
+    net::http::ClientOptions co;
+    co.tls = tls.value();
+    co.timeout_ms = 120000;  // a promotion waits until this server caught up
+    client_ = std::make_unique<net::http::Client>(loop_, at.value(), co);
+    json::Doc body = json::Doc::Object();
+    body.Set("id", std::to_string(id_)).Set("address", address_);
+    client_->Send(net::http::BearerRequest("POST", "/v1/servers", token.secret, body.Print()),
+                  [this, url](Result<net::http::ClientResponse> r) {
+                    if (!r) return Again(url, r.error().message);
+                    if (r->status == 307 && !r->Header("location").empty() && hops_++ < 5) {
+                      std::string location(r->Header("location"));
+                      size_t path = location.find("/v1/");
+                      return Again(path == std::string::npos ? url : location.substr(0, path), "");
+                    }
+                    if (r->status == 503) return Again(url, r->body);
+                    if (r->status != 200)
+                      return Fail("the cluster answered " + std::to_string(r->status) + ": " + r->body);
+                    done_ = true;
+                    Result<json::Doc> d = json::Doc::Parse(r->body);
+                    std::string role = d ? std::string(d->view().Get("role").String()) : "";
+                    printf("berth: joined the cluster as server %llu (%s) at %s\n",
+                           static_cast<unsigned long long>(id_), role.c_str(), address_.c_str());
+                    fflush(stdout);
+                    log::Info("server", "joined the cluster", {{"id", id_}, {"role", role}});
+                  });
+  }
+
+  void Again(const std::string& url, const std::string& why) {
+    if (!why.empty()) log::Info("server", "joining: trying again", {{"at", url}, {"why", why}});
+    retry_.Start(why.empty() ? 0 : 1000, 0, [this, url] { Try(url); });
+  }
+
+  void Fail(const std::string& why) {
+    fprintf(stderr, "berth server: joining the cluster at %s failed: %s\n", o_.join.c_str(), why.c_str());
+    log::Error("server", "joining the cluster failed", {{"why", why}});
+    _exit(1);  // nothing of this server is a member; its data directory may be removed
+  }
+
+  uv_loop_t* loop_;
+  const Options& o_;
+  uint64_t id_;
+  std::string address_;
+  net::Timer retry_;
+  std::unique_ptr<net::http::Client> client_;
+  int hops_ = 0;
+  bool done_ = false;
+};
+
 }  // namespace
 
 int Run(const Options& o) {
@@ -240,6 +404,48 @@ int Run(const Options& o) {
     return 1;
   }
 
+  Result<net::Endpoint> where = net::Endpoint::Parse(o.listen);
+  if (!where || where->kind != net::Endpoint::Kind::kTcp) {
+    fprintf(stderr, "berth server: --listen: %s\n", where ? "expected HOST:PORT" : where.error().message.c_str());
+    return 2;
+  }
+  if (where->port == 0) {
+    Result<int> free_port = FreePort(where->host);
+    if (!free_port) {
+      fprintf(stderr, "berth server: %s\n", free_port.error().message.c_str());
+      return 1;
+    }
+    where->port = free_port.value();
+  }
+  Result<uint64_t> server_id = ServerId(o.data_dir);
+  if (!server_id) {
+    fprintf(stderr, "berth server: %s\n", server_id.error().message.c_str());
+    return 1;
+  }
+  std::string peer_address = PeerAddress(o, where.value());
+  // Joining a cluster: only at first start (later starts find the log).
+  struct stat raft_dir {};
+  bool joining = !o.join.empty() && stat((o.data_dir + "/raft").c_str(), &raft_dir) != 0;
+  if (!o.join.empty() && !joining) {
+    // A member already (a restart with the same flags), of the cluster the token pins.
+    Result<std::unique_ptr<ClusterCa>> mine = ClusterCa::Open(o.data_dir);
+    std::string pin = crypto::SplitToken(o.join_token).pin;
+    if (mine && !pin.empty() && mine.value()->fingerprint() != pin) {
+      fprintf(stderr,
+              "berth server: %s belongs to another cluster (its CA is %s, the token pins %s): a server joins with an "
+              "empty data directory\n",
+              o.data_dir.c_str(), mine.value()->fingerprint().c_str(), pin.c_str());
+      return 1;
+    }
+    log::Info("server", "a member of its cluster already: --join is not needed again", {{"join", o.join}});
+  }
+  if (joining) {
+    if (Status s = FetchJoinCredentials(o); !s) {
+      fprintf(stderr, "berth server: %s\n", s.error().message.c_str());
+      return 1;
+    }
+  }
+
   uv_loop_t* loop = net::DefaultLoop();
   metrics::Registry registry;
   model::State state;
@@ -255,16 +461,44 @@ int Run(const Options& o) {
   }
   std::unique_ptr<store::Store> store = std::move(opened.value());
   store->StartCheckpointer();
-  // The command log: Raft's, on this loop (a cluster of one until peers join).
-  Result<uint64_t> server_id = ServerId(o.data_dir);
-  if (!server_id) {
-    fprintf(stderr, "berth server: %s\n", server_id.error().message.c_str());
+  Result<std::unique_ptr<ClusterCa>> opened_ca = ClusterCa::Open(o.data_dir);
+  if (!opened_ca) {
+    fprintf(stderr, "berth server: cluster CA: %s\n", opened_ca.error().message.c_str());
     return 1;
   }
+  std::unique_ptr<ClusterCa> ca = std::move(opened_ca.value());
+  // How this server reaches its peers: the cluster CA, and a certificate naming
+  // it (renewed with the server's).
+  std::shared_ptr<net::tls::ClientContext> peer_tls;
+  auto make_peer_tls = [&]() -> Status {
+    Result<ClusterCa::Identity> id = ca->IssuePeerCert(server_id.value(), time(nullptr), o.cert_lifetime_s);
+    if (!id) return id.take_error();
+    net::tls::ClientSettings cs;
+    cs.ca_pem = ca->ca_pem();
+    cs.cert_pem = id->cert_pem;
+    cs.key_pem = id->key_pem;
+    cs.handshake_timeout_ms = 2000;
+    Result<std::shared_ptr<net::tls::ClientContext>> made = net::tls::ClientContext::Create(cs);
+    if (!made) return made.take_error();
+    peer_tls = made.value();
+    return {};
+  };
+  if (o.tls) {
+    if (Status s = make_peer_tls(); !s) {
+      fprintf(stderr, "berth server: peer certificate: %s\n", s.error().message.c_str());
+      return 1;
+    }
+  }
+  // The command log: Raft's, on this loop (a cluster of one until peers join).
   replica::Options ro;
   ro.dir = o.data_dir + "/raft";
   ro.id = server_id.value();
-  ro.address = o.listen;
+  ro.address = peer_address;
+  ro.join = joining;
+  ro.peer_tls = [&peer_tls] { return peer_tls; };
+  ro.election_timeout_ms = o.election_timeout_ms;
+  ro.heartbeat_ms = std::max(20u, o.election_timeout_ms / 10);
+  ro.lease_ms = o.election_timeout_ms * 3 / 4;
   ro.snapshot_threshold = o.snapshot_entries;
   ro.snapshot_trailing = o.snapshot_entries;
   Result<std::unique_ptr<replica::Replica>> started = replica::Replica::Start(loop, ro, store.get(), &registry);
@@ -273,8 +507,11 @@ int Run(const Options& o) {
     return 1;
   }
   std::unique_ptr<replica::Replica> replica = std::move(started.value());
-  // Everything the log holds is applied before the server serves.
-  {
+  // Everything the log holds is applied before the server serves, when this
+  // server is a cluster of one. A member of a larger cluster serves at once (it
+  // must, for its peers to elect a leader) and applies entries as they commit.
+  replica::LogStatus at_start = replica->Describe();
+  if (at_start.servers.size() == 1 && at_start.servers[0].id == server_id.value()) {
     bool replayed = false;
     Status barrier;
     replica->Barrier([&](Status s) {
@@ -287,13 +524,12 @@ int Run(const Options& o) {
       return 1;
     }
   }
-  Result<std::unique_ptr<ClusterCa>> opened_ca = ClusterCa::Open(o.data_dir);
-  if (!opened_ca) {
-    fprintf(stderr, "berth server: cluster CA: %s\n", opened_ca.error().message.c_str());
-    return 1;
-  }
-  std::unique_ptr<ClusterCa> ca = std::move(opened_ca.value());
-  if (Status s = FirstStart(o, *ca, &state, store.get()); !s) {
+  if (!replica->leader()) {
+    if (!joining) {
+      printf("berth: server %llu of a cluster of %zu, at %s; the admin token was given at the cluster's first start\n",
+             static_cast<unsigned long long>(server_id.value()), at_start.servers.size(), peer_address.c_str());
+    }
+  } else if (Status s = FirstStart(o, *ca, &state, store.get()); !s) {
     fprintf(stderr, "berth server: first start: %s\n", s.error().message.c_str());
     return 1;
   }
@@ -321,6 +557,14 @@ int Run(const Options& o) {
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
   agent_options.max_heartbeats_per_s = o.max_heartbeats_per_s;
   agent_options.lost_after_ms = o.node_lost_after_ms;
+  // Agents learn every server at registration, so they find the leader after a failover.
+  agent_options.server_urls = [&replica, &o] {
+    std::vector<std::string> urls;
+    for (const replica::ServerView& v : replica->Describe().servers) {
+      if (!v.address.empty()) urls.push_back(std::string(o.tls ? "https" : "http") + "://" + v.address);
+    }
+    return urls;
+  };
   if (o.tls) {
     // Agents join with a signing request and get a node certificate (mutual TLS).
     agent_options.issue_node_cert = [&ca, &o](const std::string& csr, const std::string& node_id) {
@@ -334,24 +578,61 @@ int Run(const Options& o) {
   retention_options.task_retention_ms = o.task_retention_ms;
   retention_options.stopped_per_service = o.stopped_tasks_per_service;
   control::RetentionController retention(&state, store.get(), &SystemClock::Get(), retention_options);
-  store->SetAfterFlush([&agents, &services] {
+  // Only the leader acts: reconciles services, watches agents, forgets what is
+  // old. Every server applies the log.
+  store->SetAfterFlush([&agents, &services, &replica] {
+    if (!replica->acting()) return;
     services.Reconcile();
     agents.Flush();
   });
+  replica->OnLeadership([&agents, &services, &store](bool leading) {
+    agents.Lead(leading);
+    if (leading) {
+      services.Reconcile();
+      store->Flush();
+    }
+  });
+  agents.Lead(replica->acting());
+  // Standbys take the place of voters the cluster lacks: three voters from three
+  // servers, five from five (one change at a time).
+  bool changing = false;
+  auto balance = [&replica, &changing] {
+    if (changing) return;
+    replica::LogStatus st = replica->Describe();
+    size_t voters = 0;
+    std::vector<uint64_t> standbys;
+    for (const replica::ServerView& v : st.servers) {
+      if (v.role == "voter") voters++;
+      if (v.role == "standby" && v.recent_contact) standbys.push_back(v.id);
+    }
+    size_t n = voters + standbys.size();
+    size_t target = n >= 5 ? 5 : n >= 3 ? 3 : n;
+    if (voters >= target || standbys.empty()) return;
+    changing = true;
+    uint64_t id = standbys.front();
+    log::Info("server", "promoting a standby to voter", {{"id", id}, {"voters", static_cast<int64_t>(voters)}});
+    replica->AddServer(id, "", true, [&changing, id](Status s) {
+      changing = false;
+      if (!s) log::Warn("server", "promoting a standby failed", {{"id", id}, {"error", s.error().message}});
+    });
+  };
   net::Timer ticker(loop);
   int audit_trim_in = 0;
-  ticker.Start(1000, 1000, [&agents, &services, &retention, &store, &state, &o, &audit_trim_in] {
-    agents.Tick();
-    services.Tick();
-    retention.Tick();
-    // The audit log's retention, once a minute.
+  ticker.Start(1000, 1000, [&agents, &services, &retention, &store, &state, &o, &audit_trim_in, &replica, &balance] {
+    // The audit log's retention, once a minute (each server keeps its own).
     if (--audit_trim_in <= 0) {
       audit_trim_in = 60;
       int64_t cutoff = SystemClock::Get().NowUnixMs() - static_cast<int64_t>(o.audit_retention_ms);
       Result<int64_t> gone = store::TrimAudit(store->db(), cutoff, o.audit_max_entries);
       if (!gone) log::Warn("server", "audit log retention failed", {{"error", gone.error().message}});
     }
-    // When tokens were last used, written about once a minute per token.
+    if (!replica->acting()) return;
+    agents.Tick();
+    services.Tick();
+    retention.Tick();
+    balance();
+    // When tokens were last used (on the leader: uses seen by a follower are not
+    // recorded yet), written about once a minute per token.
     auto used = state.TokensToTouch(SystemClock::Get().NowUnixMs(), 60000);
     if (!used.empty()) {
       auto touch = std::make_unique<model::TouchTokens>();
@@ -392,6 +673,81 @@ int Run(const Options& o) {
         .Set("servers", std::move(list));
     return out;
   };
+  ctx.join_credentials = [&ca, &secret_key, &o]() -> Result<json::Doc> {
+    if (!o.tls) {
+      return Error{ErrorKind::kConflict, "NoTls",
+                   "this server runs without TLS (--no-tls): servers join over TLS only"};
+    }
+    json::Doc d = json::Doc::Object();
+    d.Set("caCertificate", ca->ca_pem())
+        .Set("caKey", ca->ca_key_pem())
+        .Set("secretKey",
+             crypto::Hex(reinterpret_cast<const uint8_t*>(secret_key->key().data()), secret_key->key().size()));
+    return d;
+  };
+  // Membership: a new server is a voter while the cluster has fewer than three,
+  // a standby otherwise; balance() brings standbys up to three or five voters.
+  ctx.add_server = [&replica, &changing, &peer_address](uint64_t id, const std::string& address,
+                                                        std::function<void(Result<json::Doc>)> done) {
+    replica::LogStatus st = replica->Describe();
+    if (!st.leader) {
+      return done(Error{ErrorKind::kUnavailable, "NotLeader", "this server is not the cluster's leader"});
+    }
+    for (const replica::ServerView& v : st.servers) {
+      if (v.id == st.id && v.address != peer_address) {
+        return done(Error{ErrorKind::kConflict, "LeaderAddress",
+                          "this server is in the log at " + v.address + ", where other servers cannot reach it; " +
+                              "it now listens at " + peer_address +
+                              " (a log made by an older berth keeps the first "
+                              "address: start a new cluster to have peers)"});
+      }
+    }
+    size_t voters = 0;
+    for (const replica::ServerView& v : st.servers) voters += v.role == "voter" && v.id != id;
+    bool voter = voters < 3;
+    changing = true;
+    replica->AddServer(id, address, voter, [id, voter, done, &changing](Status s) {
+      changing = false;
+      if (!s) return done(s.take_error());
+      json::Doc d = json::Doc::Object();
+      d.Set("id", std::to_string(id)).Set("role", voter ? "voter" : "standby");
+      done(std::move(d));
+    });
+  };
+  ctx.remove_server = [&replica, &changing](uint64_t id, std::function<void(Status)> done) {
+    if (!replica->leader()) {
+      return done(Error{ErrorKind::kUnavailable, "NotLeader", "this server is not the cluster's leader"});
+    }
+    changing = true;
+    replica->RemoveServer(id, [done, &changing](Status s) {
+      changing = false;
+      done(std::move(s));
+    });
+  };
+  ctx.raft_connect = [&replica](const net::http::ExchangePtr& ex) {
+    const net::http::Request& req = ex->request();
+    std::string id_text(req.Header("berth-raft-id"));
+    std::string address(req.Header("berth-raft-address"));
+    char* end = nullptr;
+    unsigned long long id = strtoull(id_text.c_str(), &end, 10);
+    if (id_text.empty() || *end != '\0' || id == 0 || ex->principal != "server:" + id_text) {
+      return ex->Respond(net::http::ErrorResponse(
+          403, "Forbidden", "Berth-Raft-Id must be the id the peer certificate names (" + ex->principal + ")"));
+    }
+    if (!replica->MayConnect(id)) {
+      return ex->Respond(net::http::ErrorResponse(
+          403, "NotAMember", "server " + id_text + " is not a member of this cluster (removed, or never added)"));
+    }
+    replica::Replica* r = replica.get();
+    bool taken = ex->Upgrade("berth-raft", {}, [r, id, address](std::unique_ptr<net::Stream> s, std::string early) {
+      r->AcceptPeer(id, address, std::move(s), std::move(early));
+    });
+    if (!taken) {
+      ex->Respond(net::http::ErrorResponse(400, "UpgradeRequired",
+                                           "GET /v1/raft switches to the raft protocol: send Connection: Upgrade "
+                                           "and Upgrade: berth-raft, and no body"));
+    }
+  };
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
@@ -418,8 +774,42 @@ int Run(const Options& o) {
       image_registry.auth().token_ttl_ms());
   auto server = std::make_unique<net::http::Server>(loop, &router, o.limits, &registry);
   http_server = server.get();
-  server->SetGate(
-      [&state](net::http::Exchange& ex) { return api::Authenticate(state, SystemClock::Get().NowUnixMs(), ex); });
+  // A follower serves reads from what it has applied; changes go to the leader
+  // (307 to the same path there: clients re-send them), as do agents. The
+  // routes of membership and of the log itself are every server's.
+  const char* scheme = o.tls ? "https" : "http";
+  server->SetGate([&state, &replica, scheme](net::http::Exchange& ex) -> std::optional<net::http::Response> {
+    const net::http::Request& req = ex.request();
+    net::http::Access access = ex.route().access();
+    bool read = (req.method == "GET" || req.method == "HEAD") && access != net::http::Access::kAgent;
+    bool everyones = read || access == net::http::Access::kPeer || req.path == "/v1/servers/join";
+    if (everyones || replica->acting()) {
+      return api::Authenticate(state, SystemClock::Get().NowUnixMs(), ex);
+    }
+    // A change on a server that does not act: sent on before the credentials are
+    // looked at, as a follower may not have applied a token the leader knows.
+    if (replica->leader()) {
+      // Cut off from the majority: a change would not commit, and another leader
+      // may be elected on the other side. Refused at once, not held.
+      net::http::Response r = net::http::ErrorResponse(
+          503, "NoLeader",
+          "this server leads but has not heard from a majority of the cluster within the lease; try another server");
+      r.headers.push_back({"Retry-After", "1"});
+      return r;
+    }
+    std::string leader = replica->LeaderAddress();
+    if (leader.empty()) {
+      net::http::Response r = net::http::ErrorResponse(
+          503, "NoLeader", "the cluster has no leader at the moment (an election is under way); try again shortly");
+      r.headers.push_back({"Retry-After", "1"});
+      return r;
+    }
+    std::string url = std::string(scheme) + "://" + leader;
+    net::http::Response r = net::http::ErrorResponse(
+        307, "NotLeader", "this server is not the cluster's leader; send changes to the leader at " + url);
+    r.headers.push_back({"Location", url + req.target});
+    return r;
+  });
   server->SetObserver([&state, &store](const net::http::Exchange& ex) {
     api::AuditExchange(state, store.get(), SystemClock::Get().NowUnixMs(), ex);
   });
@@ -475,11 +865,6 @@ int Run(const Options& o) {
     renew.Unref();
   }
 
-  Result<net::Endpoint> where = net::Endpoint::Parse(o.listen);
-  if (!where) {
-    fprintf(stderr, "berth server: --listen: %s\n", where.error().message.c_str());
-    return 2;
-  }
   Result<int> port = server->Listen(where.value());
   if (!port) {
     fprintf(stderr, "berth server: %s\n", port.error().message.c_str());
@@ -515,7 +900,6 @@ int Run(const Options& o) {
   net::Endpoint shown = where.value();
   shown.host = host;
   shown.port = port.value();
-  const char* scheme = o.tls ? "https" : "http";
   printf("berth: listening on %s://%s (API and registry; bound to %s:%d)\n", scheme, shown.ToString().c_str(),
          where->host.c_str(), port.value());
   if (o.tls) {
@@ -534,7 +918,20 @@ int Run(const Options& o) {
   fflush(stdout);
   log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
 
-  if (o.local_agent) {
+  std::unique_ptr<JoinRequest> join;
+  if (joining) {
+    printf("berth: joining the cluster at %s as server %llu (peers reach it at %s)\n", o.join.c_str(),
+           static_cast<unsigned long long>(server_id.value()), peer_address.c_str());
+    fflush(stdout);
+    join = std::make_unique<JoinRequest>(loop, o, server_id.value(), peer_address);
+    join->Start();
+  }
+
+  if (o.local_agent && !replica->leader()) {
+    // Its token is made by the leader; agents of a cluster of servers are started
+    // with `berth agent` (docs/decisions.md).
+    log::Info("server", "no local agent on a server that does not lead at start");
+  } else if (o.local_agent) {
     Result<net::Endpoint> docker = net::Endpoint::Parse(o.docker);
     bool reachable = docker && (docker->kind != net::Endpoint::Kind::kUnix || access(docker->path.c_str(), W_OK) == 0);
     if (!reachable) {
@@ -574,11 +971,20 @@ int Run(const Options& o) {
   ticker.Stop();
   image_registry.Stop();
   local_agent.reset();
+  join.reset();
+  store->SetAfterFlush(nullptr);
+  // What was proposed is applied (or answered) before the log closes; in a
+  // cluster that needs the peers, so it waits a few seconds at most.
+  {
+    net::Timer give_up(loop);
+    bool late = false;
+    give_up.Start(5000, 0, [&late] { late = true; });
+    net::RunLoopUntil(loop, [&store, &late] { return store->in_flight() == 0 || late; });
+    give_up.Stop();
+  }
+  replica->ClosePeers();
   http_server = nullptr;
   server.reset();
-  store->SetAfterFlush(nullptr);
-  // What was proposed is applied (or answered) before the log closes.
-  net::RunLoopUntil(loop, [&store] { return store->in_flight() == 0; });
   bool closed = false;
   replica->Close([&closed] { closed = true; });
   net::RunLoopUntil(loop, [&closed] { return closed; });

@@ -18,7 +18,8 @@ struct Options {
   std::string listen = "0.0.0.0:7070";
   std::string listen_unix;  // optional extra Unix-socket listener
   bool group_commit = true;
-  unsigned snapshot_entries = 1024;  // log entries between snapshots (replica/replica.h)
+  unsigned snapshot_entries = 1024;    // log entries between snapshots (replica/replica.h)
+  unsigned election_timeout_ms = 500;  // the heartbeat is a tenth, the lease three quarters
   uint64_t shutdown_grace_ms = 10000;
   net::http::ServerLimits limits;
   int64_t heartbeat_interval_ms = 2000;
@@ -40,7 +41,12 @@ struct Options {
   size_t docker_concurrency = 4;  // the local agent's (node_agent.h)
   // TLS (server/cluster_ca.h): on unless --no-tls.
   bool tls = true;
-  std::vector<std::string> advertise;        // more names or addresses for the certificate
+  std::vector<std::string> advertise;  // more names or addresses for the certificate
+  // A cluster of servers (replica/replica.h): the URL and server token of a
+  // member to join at first start, and where peers reach this server.
+  std::string join;
+  std::string join_token;
+  std::string peer_address;
   int64_t cert_lifetime_s = 90 * 24 * 3600;  // of the server's and the nodes' certificates
   // The audit log (store/audit.h).
   uint64_t audit_retention_ms = 90ull * 24 * 3600 * 1000;

@@ -13,7 +13,7 @@ import re
 from harness import Server, check, expect_status, timeout
 
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "permissions.md")
-ROLES = ("admin", "deploy", "read-only", "agent")
+ROLES = ("admin", "deploy", "read-only", "agent", "server")
 SCOPE = {
     "none": "as any token of the role",
     "cluster": "its clusters only (lists show only those)",
@@ -26,6 +26,8 @@ WHO = {
     "deploy": "deploy and admin tokens",
     "admin": "admin tokens",
     "agent": "agent tokens and node certificates",
+    "server": "server and admin tokens (a server joining the cluster)",
+    "peer": "the cluster's servers, by their peer certificates (no token)",
     "registry": "the registry, by role and by each registry token's scope; anonymous pulls where a repository "
                 "allows them (docs/registry.md)",
 }
@@ -48,17 +50,17 @@ def render(routes):
         "--cluster prod --repo 'team/*'`; docs/security.md, \"Scoped tokens\"); the last",
         "column says what such a token may do on each route.",
         "",
-        "| route | admin | deploy | read-only | agent | who may | limited tokens |",
-        "| --- | :-: | :-: | :-: | :-: | --- | --- |",
+        "| route | admin | deploy | read-only | agent | server | who may | limited tokens |",
+        "| --- | :-: | :-: | :-: | :-: | :-: | --- | --- |",
     ]
     for r in sorted(routes, key=lambda r: (r["path"], r["method"])):
         marks = ["yes" if role in r["roles"] else "-" for role in ROLES]
         if r["access"] == "open":
-            marks = ["yes"] * 4
+            marks = ["yes"] * 5
         elif r["access"] == "registry":
             # The registry's roles (registry/auth.cc, Auth::RoleAllows): admin and
             # deploy push and pull, read-only and agent (node) credentials pull.
-            marks = ["push, pull", "push, pull", "pull", "pull"]
+            marks = ["push, pull", "push, pull", "pull", "pull", "-"]
         lines.append("| `%s %s` | %s | %s | %s |" % (r["method"], r["path"], " | ".join(marks), WHO[r["access"]],
                                                    SCOPE[r["scope"]]))
     return "\n".join(lines) + "\n"
@@ -84,7 +86,7 @@ def test_the_permission_matrix_is_the_router_table_and_every_route_refuses_every
                            "BERTH_WRITE_PERMISSIONS=1 (see this test's docstring)")
 
         tokens = {"admin": s.token}
-        for role in ("deploy", "read-only", "agent"):
+        for role in ("deploy", "read-only", "agent", "server"):
             tokens[role] = expect_status(s.request("POST", "/v1/tokens", {"role": role}), 201).json()["token"]["secret"]
         calls = 0
         for r in routes:
@@ -98,6 +100,11 @@ def test_the_permission_matrix_is_the_router_table_and_every_route_refuses_every
             for role in ROLES:
                 resp = s.request(r["method"], path, body, token=tokens[role], wait=15)
                 calls += 1
+                if r["access"] == "peer":
+                    # A certificate-only route: no token of any role is a credential there.
+                    check(resp.status == 401 and b"peer certificate" in resp.body,
+                          "%s %s as %s: %d %r" % (r["method"], path, role, resp.status, resp.body[:200]))
+                    continue
                 gate = resp.status == 403 and b"a token with role " + role.encode() + b" may not" in resp.body
                 if role in r["roles"]:
                     check(resp.status != 401 and not gate,

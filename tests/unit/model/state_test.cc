@@ -109,7 +109,7 @@ TEST_CASE("state: tokens", "[model][state]") {
     auto r = s.Apply(MakeCreateToken("root", "superuser", crypto::Hex(crypto::Sha256("x"))));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().kind == ErrorKind::kInvalid);
-    CHECK(r.error().message == "role: must be admin, deploy, read-only or agent");
+    CHECK(r.error().message == "role: must be admin, deploy, read-only, agent or server");
     CHECK(s.state.token_count() == 1);
   }
   SECTION("a hash that is not 64 hex digits") {
