@@ -15,7 +15,9 @@ namespace berth::agent {
 namespace {
 
 const std::vector<flags::FlagSpec> kFlags = {
-    {"server", true, "URL", "the server, https://HOST:7070 (default $BERTH_SERVER or https://127.0.0.1:7070)"},
+    {"server", true, "URL[,URL]...",
+     "the server, https://HOST:7070, or the servers of a cluster, comma-separated: the agent follows the leader and "
+     "learns the others when it registers; --simulate takes one (default $BERTH_SERVER or https://127.0.0.1:7070)"},
     {"token", true, "TOKEN",
      "a token with role agent (berth token create --role agent; default $BERTH_TOKEN); it carries the pin of the "
      "cluster CA, so nothing else is needed to trust the server"},

@@ -55,10 +55,115 @@ constexpr int64_t kMaxBackoffMs = 30000;  // between attempts to reach Docker
 // default), so a server that comes back finds its agents before it would
 // declare their nodes lost.
 constexpr int64_t kMaxServerBackoffMs = 2000;
+// Followers' 307s followed in a row at once; past this many (servers with stale
+// views of who leads, naming each other) each further one waits a backoff. A
+// follower naming a leader just killed is no such loop: the dead leader fails
+// to answer, which breaks the chain (ServerList::Next).
+constexpr int kMaxLeaderHops = 3;
 // The longest line of the desired stream the agent holds (agent-protocol.md).
 constexpr size_t kMaxStreamLine = 64u << 20;
 
 }  // namespace
+
+// --- ServerList ---
+
+Result<ServerList> ServerList::Parse(std::string_view text, int default_port) {
+  ServerList list;
+  for (size_t at = 0; at <= text.size();) {
+    size_t comma = std::min(text.find(',', at), text.size());
+    std::string_view one = text.substr(at, comma - at);
+    at = comma + 1;
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    if (one.empty()) continue;
+    Result<net::Endpoint> ep = net::Endpoint::Parse(one, default_port);
+    if (!ep) return ep.take_error();
+    if (!list.configured_.empty() && !list.SameScheme(ep.value())) {
+      return Error::Invalid("every server must be reached the same way (all https://, all http:// or all unix://): " +
+                            std::string(one));
+    }
+    std::string url = Url(ep.value());
+    bool known = std::any_of(list.configured_.begin(), list.configured_.end(),
+                             [&](const net::Endpoint& e) { return Url(e) == url; });
+    if (!known) list.configured_.push_back(ep.value());
+  }
+  if (list.configured_.empty()) return Error::Invalid("no server address");
+  list.servers_ = list.configured_;
+  return list;
+}
+
+std::string ServerList::Url(const net::Endpoint& e) {
+  if (e.kind == net::Endpoint::Kind::kUnix) return "unix://" + e.path;
+  return (e.tls ? "https://" : "http://") + e.ToString();
+}
+
+bool ServerList::SameScheme(const net::Endpoint& e) const {
+  const net::Endpoint& first = configured_.front();
+  return e.kind == first.kind && e.tls == first.tls;
+}
+
+void ServerList::Rebuild(const net::Endpoint& keep) {
+  servers_.clear();
+  auto add = [this](const net::Endpoint& e) {
+    std::string url = Url(e);
+    for (size_t i = 0; i < servers_.size(); i++) {
+      if (Url(servers_[i]) == url) return i;
+    }
+    servers_.push_back(e);
+    return servers_.size() - 1;
+  };
+  for (const net::Endpoint& e : configured_) add(e);
+  for (const net::Endpoint& e : learned_) add(e);
+  at_ = add(keep);
+}
+
+void ServerList::Learn(const std::vector<std::string>& urls) {
+  net::Endpoint keep = current();
+  learned_.clear();
+  for (const std::string& url : urls) {
+    if (learned_.size() >= kMaxLearned) break;
+    // Absolute URLs only: a bare "host:port" would not say whether it is TLS.
+    if (!url.starts_with("https://") && !url.starts_with("http://") && !url.starts_with("unix://")) continue;
+    Result<net::Endpoint> ep = net::Endpoint::Parse(url);
+    if (!ep || !SameScheme(ep.value())) continue;
+    if (ep->kind == net::Endpoint::Kind::kTcp && (ep->port <= 0 || ep->host.empty())) continue;
+    learned_.push_back(ep.value());
+  }
+  Rebuild(keep);
+}
+
+std::vector<std::string> ServerList::learned() const {
+  std::vector<std::string> out;
+  for (const net::Endpoint& e : learned_) {
+    std::string url = Url(e);
+    if (std::find(out.begin(), out.end(), url) == out.end()) out.push_back(url);
+  }
+  return out;
+}
+
+bool ServerList::Follow(std::string_view location) {
+  size_t scheme = location.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::string_view origin = location.substr(0, location.find('/', scheme + 3));
+  if (!origin.starts_with("https://") && !origin.starts_with("http://")) return false;
+  Result<net::Endpoint> leader = net::Endpoint::Parse(origin);
+  if (!leader || !SameScheme(leader.value()) || leader->port <= 0 || leader->host.empty()) return false;
+  std::string url = Url(leader.value());
+  bool known = std::any_of(servers_.begin(), servers_.end(), [&](const net::Endpoint& e) { return Url(e) == url; });
+  // A leader not known yet is a server of the cluster: kept with the learned ones.
+  if (!known) learned_.push_back(leader.value());
+  Rebuild(leader.value());
+  hops_++;
+  misses_ = 0;
+  return true;
+}
+
+bool ServerList::Next() {
+  misses_++;
+  hops_ = 0;
+  at_ = (at_ + 1) % servers_.size();
+  return misses_ < servers_.size();
+}
 
 // The server side of the agent (registration, the desired-state stream, reports,
 // the log relay) and the engine connection; the decisions about containers are
@@ -69,9 +174,14 @@ class NodeAgentImpl {
       : loop_(loop), o_(std::move(o)), rng_(std::random_device{}()), tick_(loop) {}
 
   Status Start() {
-    Result<net::Endpoint> server = net::Endpoint::Parse(o_.server, 7070);
-    if (!server) return Error::Invalid("--server: " + server.error().message);
-    server_ = server.value();
+    Result<ServerList> servers = ServerList::Parse(o_.server);
+    if (!servers) return Error::Invalid("--server: " + servers.error().message);
+    servers_ = std::move(servers.value());
+    // The cluster's servers as the last registration named them: found again
+    // even when every configured one is gone.
+    servers_.Learn(ReadKeptServers());
+    kept_servers_ = servers_.learned();
+    server_ = servers_.current();
     crypto::TokenParts token = crypto::SplitToken(o_.token);
     o_.token = token.secret;  // only the secret goes to the server
     pin_ = token.pin;
@@ -134,13 +244,16 @@ class NodeAgentImpl {
       host_view_.forbidden.push_back(model::NormalisePath(host_view_.resolve(abs)));
     }
     reconciler_ = std::make_unique<Reconciler>(container_engine_.get(), ro, std::move(hooks));
-    if (server_.kind == net::Endpoint::Kind::kTcp) {
-      std::string port = std::to_string(server_.port);
-      o_.registry_hosts.push_back(server_.host + ":" + port);
-      if (server_.host == "127.0.0.1" || server_.host == "localhost" || server_.host == "0.0.0.0") {
-        o_.registry_hosts.push_back("127.0.0.1:" + port);
-        o_.registry_hosts.push_back("localhost:" + port);
-        o_.reserved_ports.push_back(port);  // the server shares this host
+    for (const net::Endpoint& server : servers_.all()) {
+      if (server.kind != net::Endpoint::Kind::kTcp) continue;
+      std::string port = std::to_string(server.port);
+      AddRegistryHost(server.host + ":" + port);
+      if (server.host == "127.0.0.1" || server.host == "localhost" || server.host == "0.0.0.0") {
+        AddRegistryHost("127.0.0.1:" + port);
+        AddRegistryHost("localhost:" + port);
+        // The server shares this host.
+        if (std::find(o_.reserved_ports.begin(), o_.reserved_ports.end(), port) == o_.reserved_ports.end())
+          o_.reserved_ports.push_back(port);
       }
     }
     http::ClientOptions co;
@@ -214,8 +327,9 @@ class NodeAgentImpl {
   // token the server issues this node for that repository alone (fetched here,
   // kept while it lives; never the agent's own credentials). From others: what
   // `docker login` left in this host's Docker config ($DOCKER_CONFIG/config.json
-  // or ~/.docker/config.json), if anything.
-  void RegistryAuth(const std::string& image, std::function<void(std::string)> done) {
+  // or ~/.docker/config.json), if anything. `redirects`: followers' 307s followed
+  // for this image so far (it is asked of the leader they name, a few times at most).
+  void RegistryAuth(const std::string& image, std::function<void(std::string)> done, int redirects = 0) {
     docker::ImageRef ref = docker::ParseImageRef(image);
     bool ours = std::find(o_.registry_hosts.begin(), o_.registry_hosts.end(), ref.registry) != o_.registry_hosts.end();
     if (!ours) return done(DockerConfigAuth(ref));
@@ -228,16 +342,24 @@ class NodeAgentImpl {
     json::Doc body = json::Doc::Object();
     body.Set("image", image);
     reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/pull-credentials", body.Print()),
-                    [this, ref, repo, done = std::move(done)](Result<http::ClientResponse> r) {
+                    [this, ref, repo, done = std::move(done), redirects,
+                     epoch = server_epoch_](Result<http::ClientResponse> r) mutable {
                       if (shut_) return;
                       Result<json::Doc> d = r && r->status == 200 ? json::Doc::Parse(r->body)
                                                                   : Result<json::Doc>(Error::Invalid("refused"));
+                      std::string again =
+                          ref.registry + "/" + ref.repository + (ref.digest.empty() ? ":" + ref.tag : "@" + ref.digest);
                       if (!r && r.error().code == "Cancelled" && !shut_) {
-                        // The report connection was replaced (a new certificate): ask again.
-                        return RegistryAuth(ref.registry + "/" + ref.repository +
-                                                (ref.digest.empty() ? ":" + ref.tag : "@" + ref.digest),
-                                            std::move(done));
+                        // The report connection was replaced (a new certificate, another
+                        // server): ask again.
+                        return RegistryAuth(again, std::move(done), redirects);
                       }
+                      if (r && redirects < kMaxLeaderHops && FollowLeader(r.value(), epoch)) {
+                        // Queued on the old connection, which the next tick replaces
+                        // (Cancelled, above): asked of the leader then.
+                        return RegistryAuth(again, std::move(done), redirects + 1);
+                      }
+                      if (NoAnswer(r)) ServerMissed(epoch, Why(r));
                       if (!d) {
                         log::Warn("agent", "no pull credentials from the server; pulling without",
                                   {{"repository", repo}, {"error", r ? r->body : r.error().message}});
@@ -287,6 +409,106 @@ class NodeAgentImpl {
     return http::BearerRequest(std::move(method), std::move(target), o_.token, std::move(body));
   }
 
+  // --- which server: the leader, found through followers' 307s and round robin ---
+
+  // True when the server gave no answer (a connection failure, not our own
+  // cancelling), or answered that its cluster has no leader (an election).
+  static bool NoAnswer(const Result<http::ClientResponse>& r) {
+    if (!r) return r.error().code != "Cancelled";
+    return r->status == 503 && r->body.find("\"NoLeader\"") != std::string::npos;
+  }
+  static std::string Why(const Result<http::ClientResponse>& r) {
+    if (!r) return r.error().message;
+    return "HTTP " + std::to_string(r->status) + (NoAnswer(r) ? " (no leader)" : "");
+  }
+
+  // Talks to servers_.current() from now on: requests sent before (their
+  // callbacks know them by their epoch) no longer move the agent, the stream
+  // ends, the report connection is replaced on the next tick, and the node
+  // registers there after `delay_ms`.
+  void SwitchServer(int64_t delay_ms) {
+    server_ = servers_.current();
+    server_epoch_++;
+    registered_ = false;
+    replace_reporter_ = true;
+    Bury(std::move(stream_));
+    server_retry_ms_ = NowMs() + delay_ms;
+  }
+
+  // A follower's 307 to a request sent at `epoch`: the agent goes to the leader
+  // it names and registers there at once, or after a backoff once it has
+  // followed kMaxLeaderHops in a row (followers naming each other). Returns false
+  // when `r` is no usable redirect (then it is an error answer like any other);
+  // true, doing nothing, for one from a server the agent has left already.
+  bool FollowLeader(const http::ClientResponse& r, uint64_t epoch) {
+    if (r.status != 307) return false;
+    if (epoch != server_epoch_) return true;
+    std::string from = ServerList::Url(server_);
+    if (!servers_.Follow(r.Header("location"))) return false;
+    int64_t delay = 0;
+    if (servers_.hops() > kMaxLeaderHops) delay = Backoff(servers_.hops() - kMaxLeaderHops, 100, kMaxServerBackoffMs);
+    log::Info("agent", "following the leader",
+              {{"from", from}, {"to", ServerList::Url(servers_.current())}, {"delay_ms", delay}});
+    SwitchServer(delay);
+    return true;
+  }
+
+  // The server a request of `epoch` went to gave no answer, or has no leader:
+  // the next known server is tried soon, or after the backoff (server_failures_,
+  // which the caller counts) once every one has failed in a row. With one server
+  // the caller's own retry stands.
+  void ServerMissed(uint64_t epoch, const std::string& why) {
+    if (epoch != server_epoch_ || servers_.all().size() < 2) return;
+    std::string from = ServerList::Url(server_);
+    bool soon = servers_.Next();
+    // Soon, but not at once: a server just killed refuses at once, and an
+    // election takes about a second.
+    int64_t delay = soon ? 200 + std::uniform_int_distribution<int64_t>(0, 100)(rng_)
+                         : Backoff(server_failures_, 100, kMaxServerBackoffMs);
+    if (soon || server_failures_ % 10 == 0) {
+      log::Info("agent", "no answer or no leader there; trying the next server",
+                {{"server", from}, {"why", why}, {"next", ServerList::Url(servers_.current())}, {"delay_ms", delay}});
+    }
+    SwitchServer(delay);
+  }
+
+  // The cluster's servers as a registration named them: known from now on, and
+  // kept in <state>/servers for the next start.
+  void LearnServers(const std::vector<std::string>& urls) {
+    servers_.Learn(urls);
+    for (const net::Endpoint& e : servers_.all()) {
+      if (e.kind == net::Endpoint::Kind::kTcp) AddRegistryHost(e.host + ":" + std::to_string(e.port));
+    }
+    std::vector<std::string> learned = servers_.learned();
+    if (learned == kept_servers_) return;
+    std::string text;
+    for (const std::string& url : learned) text += url + "\n";
+    mkdir(o_.state_dir.c_str(), 0700);
+    if (Status s = files::WriteAtomically(o_.state_dir + "/servers", text, 0644); !s) {
+      log::Warn("agent", "cannot keep the list of servers", {{"dir", o_.state_dir}, {"error", s.error().message}});
+      return;
+    }
+    kept_servers_ = std::move(learned);
+  }
+
+  std::vector<std::string> ReadKeptServers() const {
+    std::vector<std::string> urls;
+    std::string text = files::ReadTrimmed(o_.state_dir + "/servers");
+    for (size_t at = 0; at < text.size();) {
+      size_t nl = std::min(text.find('\n', at), text.size());
+      if (nl > at) urls.push_back(text.substr(at, nl - at));
+      at = nl + 1;
+    }
+    return urls;
+  }
+
+  // The servers' addresses are their registry's too: images from there are pulled
+  // with credentials the server gives.
+  void AddRegistryHost(const std::string& host_port) {
+    if (std::find(o_.registry_hosts.begin(), o_.registry_hosts.end(), host_port) == o_.registry_hosts.end())
+      o_.registry_hosts.push_back(host_port);
+  }
+
   void Register() {
     registering_ = true;
     json::Doc attrs = json::Doc::Object();
@@ -312,9 +534,12 @@ class NodeAgentImpl {
         body.Set("csr", csr.value());
       }
     }
-    reporter_->Send(Request("POST", "/v1/agent/register", body.Print()), [this](Result<http::ClientResponse> r) {
+    reporter_->Send(Request("POST", "/v1/agent/register", body.Print()), [this, epoch = server_epoch_](
+                                                                             Result<http::ClientResponse> r) {
       if (shut_) return;
       registering_ = false;
+      if (epoch != server_epoch_) return;  // sent to a server the agent has left: it registers anew
+      if (r && FollowLeader(r.value(), epoch)) return;
       if (r && r->status == 401 && !cert_pem_.empty() && r->body.find("no longer valid") != std::string::npos) {
         // This node was deregistered (or given another certificate): join anew
         // with the token, as a fresh node would.
@@ -332,10 +557,11 @@ class NodeAgentImpl {
         server_failures_++;
         if (server_failures_ == 1 || server_failures_ % 10 == 0) {
           log::Warn("agent", "registration failed",
-                    {{"server", server_.ToString()}, {"error", r ? r->body : r.error().message}});
+                    {{"server", ServerList::Url(server_)}, {"error", r ? r->body : r.error().message}});
         }
         server_retry_ms_ = NowMs() + Backoff(server_failures_, 100, kMaxServerBackoffMs);
         if (r && (r->status == 401 || r->status == 403)) server_retry_ms_ = NowMs() + kMaxBackoffMs;
+        if (NoAnswer(r)) ServerMissed(epoch, Why(r));
         return;
       }
       Result<json::Doc> d = json::Doc::Parse(r->body);
@@ -352,7 +578,15 @@ class NodeAgentImpl {
       reconciler_->SetNode(node_id_);
       registered_ = true;
       server_failures_ = 0;
-      log::Info("agent", "registered", {{"node", node_id_}, {"server", server_.ToString()}});
+      servers_.Reached();
+      if (d->view().Get("servers").IsArray()) {
+        std::vector<std::string> urls;
+        for (json::View u : d->view().Get("servers")) {
+          if (u.IsString()) urls.push_back(std::string(u.String()));
+        }
+        LearnServers(urls);
+      }
+      log::Info("agent", "registered", {{"node", node_id_}, {"server", ServerList::Url(server_)}});
       if (first) SyncEngine();
       OpenStream();
     });
@@ -477,15 +711,17 @@ class NodeAgentImpl {
     desired_version_.reset();
     stream_->Send(
         Request("GET", "/v1/agent/nodes/" + node_id_ + "/desired?changes=1"),
-        [this, raw = stream_.get()](Result<http::ClientResponse> r) {
+        [this, raw = stream_.get(), epoch = server_epoch_](Result<http::ClientResponse> r) {
           if (shut_ || stream_.get() != raw) return;  // ended already (a line out of order)
+          if (r && FollowLeader(r.value(), epoch)) return;
           std::string why = r ? "HTTP " + std::to_string(r->status) : r.error().message;
           if (r && r->status == 404) registered_ = false;
           server_failures_++;
           if (server_failures_ == 1 || server_failures_ % 10 == 0)
-            log::Warn("agent", "server stream lost", {{"why", why}});
+            log::Warn("agent", "server stream lost", {{"server", ServerList::Url(server_)}, {"why", why}});
           server_retry_ms_ = NowMs() + Backoff(server_failures_, 100, kMaxServerBackoffMs);
           Bury(std::move(stream_));
+          if (NoAnswer(r)) ServerMissed(epoch, why);
         },
         [this, lines](std::string_view data) {
           if (!data.empty()) server_failures_ = 0;
@@ -597,13 +833,17 @@ class NodeAgentImpl {
     report_in_flight_ = true;
     last_report_ms_ = NowMs();
     reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + "}"),
-                    [this, sent](Result<http::ClientResponse> r) {
+                    [this, sent, epoch = server_epoch_](Result<http::ClientResponse> r) {
                       if (shut_) return;
                       report_in_flight_ = false;
+                      if (r && FollowLeader(r.value(), epoch)) return;  // unchanged: sent again, there
                       if (!r || r->status != 200) {
+                        // To a server the agent has left: sent again to the one it went to.
+                        if (epoch != server_epoch_) return;
                         if (r && r->status == 404) registered_ = false;
                         report_failures_++;
                         report_retry_ms_ = NowMs() + Backoff(report_failures_, 100, kMaxServerBackoffMs);
+                        if (NoAnswer(r)) ServerMissed(epoch, Why(r));
                         return;  // unchanged: sent again
                       }
                       report_failures_ = 0;
@@ -799,7 +1039,12 @@ class NodeAgentImpl {
   NodeAgentOptions o_;
   std::mt19937_64 rng_;
   net::Timer tick_;
-  net::Endpoint server_;
+  ServerList servers_;
+  net::Endpoint server_;  // servers_.current(), the one talked to
+  // Counts the moves from server to server: an answer to a request sent before
+  // the last move says nothing about the server talked to now.
+  uint64_t server_epoch_ = 0;
+  std::vector<std::string> kept_servers_;  // as <state>/servers holds them
   std::unique_ptr<docker::Engine> engine_;
   std::unique_ptr<DockerContainerEngine> container_engine_;
   std::unique_ptr<SecretFiles> secret_files_;  // used by reconciler_'s hooks

@@ -10,7 +10,8 @@
 // Containers carry labels (berth.task, berth.node, ...), so an agent that restarts
 // adopts what runs instead of restarting it. With the server unreachable nothing
 // stops: reports wait (the latest state of each task is the buffer) and go out
-// when a server answers, with exponential backoff and jitter.
+// when a server answers, with exponential backoff and jitter. Of a cluster's
+// servers it talks to the leader (ServerList).
 #pragma once
 
 #include <cstdint>
@@ -19,10 +20,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "model/policy.h"
+#include "net/socket.h"
 
 struct uv_loop_s;
 typedef struct uv_loop_s uv_loop_t;
@@ -30,6 +33,8 @@ typedef struct uv_loop_s uv_loop_t;
 namespace berth::agent {
 
 struct NodeAgentOptions {
+  // The servers of the cluster, URLs separated by commas; the first is asked
+  // first (ServerList).
   std::string server = "https://127.0.0.1:7070";
   std::string token;   // bare, or pinned (base/crypto.h): the pin then vouches for the server
   std::string ca_pem;  // CA certificates to trust the server by, besides a token's pin
@@ -62,6 +67,63 @@ struct NodeAgentOptions {
   // Paths no task may mount, whatever any policy says (a local server's data
   // directory); the agent's state directory is always one.
   std::vector<std::string> forbidden_paths;
+};
+
+// The servers an agent knows and the one it talks to. Followers send agents to
+// the leader (307: Follow); a server that does not answer, or whose cluster has no
+// leader, is left for the next one, round robin (Next). The configured servers
+// come first, then those the cluster named at registration (Learn), which the
+// agent keeps in its state directory, so it finds the cluster again when every
+// configured server is gone.
+class ServerList {
+ public:
+  // A learned list longer than this is cut: a cluster has a handful of servers.
+  static constexpr size_t kMaxLearned = 32;
+
+  // --server: URLs separated by commas. Fails on none, on an unparsable one, and
+  // on a mix of schemes (one TLS trust is used for every server).
+  static Result<ServerList> Parse(std::string_view text, int default_port = 7070);
+  // "https://host:port", "http://host:port" or "unix:///path".
+  static std::string Url(const net::Endpoint& e);
+
+  // The server talked to now. Valid once Parse gave this list.
+  const net::Endpoint& current() const { return servers_[at_]; }
+  const std::vector<net::Endpoint>& all() const { return servers_; }
+  // The servers the cluster named (registration's `servers`, or those kept from
+  // a run before) replace those learned before, after the configured ones;
+  // duplicates, unparsable URLs and other schemes are skipped. The current
+  // server stays current (and known).
+  void Learn(const std::vector<std::string>& urls);
+  // The URLs learned (what the agent keeps), in order.
+  std::vector<std::string> learned() const;
+
+  // A follower's 307: the origin (scheme://host:port) of `location` becomes the
+  // current server, and a known one. False, changing nothing, when it is not an
+  // absolute URL of this list's scheme. A follower answered: the cluster is up,
+  // so the count of servers that failed in a row starts again.
+  bool Follow(std::string_view location);
+  // The current server did not answer (or had no leader): the next one becomes
+  // current, and a chain of 307s is broken. Returns true while not every known
+  // server has failed in a row (worth trying the next soon), false once all have
+  // (time to back off).
+  bool Next();
+  // The current server took the registration: the counts start again.
+  void Reached() { hops_ = misses_ = 0; }
+  // 307s followed in a row, with no registration and no server failing between
+  // them: past a few, followers are naming each other.
+  int hops() const { return hops_; }
+
+ private:
+  bool SameScheme(const net::Endpoint& e) const;
+  // servers_ from configured_ then learned_, `keep` added when missing; `keep` becomes current.
+  void Rebuild(const net::Endpoint& keep);
+
+  std::vector<net::Endpoint> configured_;
+  std::vector<net::Endpoint> learned_;
+  std::vector<net::Endpoint> servers_;
+  size_t at_ = 0;
+  int hops_ = 0;
+  size_t misses_ = 0;
 };
 
 class NodeAgentImpl;

@@ -1,0 +1,111 @@
+"""An agent follows the cluster's leader: given only a follower's URL it is sent
+to the leader (307) and registers there, learning every server; when the leader
+is killed it finds the new one; restarted with only a dead server's URL, it finds
+the cluster through the servers it kept in its state directory.
+
+The real agent (`berth agent`, not --simulate) on this host's Docker engine: the
+leader-following is its code. No task runs; the engine only has to answer."""
+
+import os
+import types
+
+import dockerd
+from harness import DockerAgent, Server, check, expect_status, scratch_dir, timeout, wait_until
+
+
+def server_token(leader):
+    r = expect_status(leader.request("POST", "/v1/tokens", {"role": "server"}), 201, "a server token")
+    return r.json()["token"]["secret"]
+
+
+def agent_token(leader):
+    r = expect_status(leader.request("POST", "/v1/tokens", {"role": "agent"}), 201, "an agent token")
+    return r.json()["token"]["secret"]
+
+
+def join(at, token):
+    s = Server(args=["--join", at.url, "--token", token])
+    s.token = at.token
+    wait_until(lambda: any("joined the cluster" in l for l in s.stdout_lines), what="the join of a server")
+    return s
+
+
+def view(s):
+    return expect_status(s.request("GET", "/v1/servers"), 200, "GET /v1/servers").json()
+
+
+def leader_of(servers):
+    for s in servers:
+        if not s.alive():
+            continue
+        try:
+            if view(s)["leader"]:
+                return s
+        except Exception:
+            continue
+    return None
+
+
+def caught_up(leader, n):
+    v = view(leader)
+    return v["leader"] and len(v["servers"]) == n and all(x.get("lag") == 0 for x in v["servers"])
+
+
+def connected(s, node):
+    try:
+        r = s.request("GET", "/v1/nodes/" + node)
+    except Exception:
+        return False
+    return r.status == 200 and r.json()["containerInstance"]["agentConnected"]
+
+
+def registered_on(agent, server):
+    """Whether the agent's log has its registration on `server`."""
+    return any("msg=registered" in l and "server=%s " % server.url in l + " " for l in agent.logs().splitlines())
+
+
+def urls(servers):
+    """What DockerAgent passes as --server: the URLs of `servers`, comma-separated."""
+    return types.SimpleNamespace(url=",".join(s.url for s in servers))
+
+
+@timeout(240)
+def test_agent_follows_the_leader_through_a_follower_a_kill_and_a_restart():
+    dockerd.ensure_docker()
+    s1 = Server()
+    tok = server_token(s1)
+    s2 = join(s1, tok)
+    s3 = join(s1, tok)
+    wait_until(lambda: caught_up(s1, 3), wait=30, what="three servers caught up")
+    agent = DockerAgent(urls([s2]), agent_token(s1), args=["--docker-certs-dir", scratch_dir("certs.d")])
+    try:
+        # Sent by the follower to the leader, where the node registers and streams.
+        node = agent.node_id(wait=60)
+        wait_until(lambda: connected(s1, node), wait=60, what="the node connected on the leader")
+        check("following the leader" in agent.logs(), "the agent says it followed the 307:\n" + agent.logs()[-3000:])
+        kept = os.path.join(agent.state_dir, "servers")
+        wait_until(lambda: os.path.exists(kept), what="the agent's list of servers")
+        with open(kept) as f:
+            listed = f.read().split()
+        check(sorted(listed) == sorted(s.url for s in (s1, s2, s3)), "the servers kept: %r" % listed)
+
+        # The leader dies: the agent goes to the one elected after it.
+        s1.kill()
+        new = wait_until(lambda: leader_of([s2, s3]), wait=60, what="a new leader")
+        wait_until(lambda: connected(new, node), wait=60, what="the node connected on the new leader")
+        check(registered_on(agent, new),
+              "the agent says it registered on the new leader %s:\n%s" % (new.url, agent.logs()[-3000:]))
+        check(len(new.request("GET", "/v1/nodes").json()["containerInstances"]) == 1, "one node only")
+
+        # Restarted with only the dead server's URL, it finds the cluster by the list it kept.
+        agent.kill()
+        wait_until(lambda: not connected(new, node), what="the node disconnected when its agent was killed")
+        agent.server = urls([s1])
+        agent._start()  # a new log file
+        wait_until(lambda: connected(new, node), wait=60, what="the restarted agent connected on the leader")
+        check(agent.node_id() == node, "the same node after the restart")
+        check(registered_on(agent, new), "registered on the leader:\n" + agent.logs()[-3000:])
+    finally:
+        agent.kill()
+        for s in (s1, s2, s3):
+            s.kill()
