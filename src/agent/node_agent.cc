@@ -180,6 +180,7 @@ class NodeAgentImpl {
     // The cluster's servers as the last registration named them: found again
     // even when every configured one is gone.
     servers_.Learn(ReadKeptServers());
+    highest_term_ = strtoull(files::ReadTrimmed(o_.state_dir + "/term").c_str(), nullptr, 10);
     kept_servers_ = servers_.learned();
     server_ = servers_.current();
     crypto::TokenParts token = crypto::SplitToken(o_.token);
@@ -491,6 +492,15 @@ class NodeAgentImpl {
     kept_servers_ = std::move(learned);
   }
 
+  // The highest term seen, kept so a restarted agent still refuses a deposed
+  // leader's lines.
+  void KeepTerm() {
+    mkdir(o_.state_dir.c_str(), 0700);
+    if (Status s = files::WriteAtomically(o_.state_dir + "/term", std::to_string(highest_term_) + "\n", 0644); !s) {
+      log::Warn("agent", "cannot keep the leader's term", {{"dir", o_.state_dir}, {"error", s.error().message}});
+    }
+  }
+
   std::vector<std::string> ReadKeptServers() const {
     std::vector<std::string> urls;
     std::string text = files::ReadTrimmed(o_.state_dir + "/servers");
@@ -740,6 +750,24 @@ class NodeAgentImpl {
     }
     json::View m = msg->view();
     std::string type(m.Get("type").String());
+    if (type == "desired" || type == "changes" || type == "deregistered") {
+      uint64_t before = highest_term_;
+      std::string why;
+      if (!AdmitTerm(m, &highest_term_, &why)) {
+        // A deposed leader that has not learnt it yet: nothing it says is done,
+        // and the agent looks for the leader.
+        log::Warn("agent", "refused a line from a deposed leader",
+                  {{"server", ServerList::Url(server_)}, {"why", why}});
+        fenced_++;
+        uint64_t epoch = server_epoch_;
+        Bury(std::move(stream_));
+        registered_ = false;
+        server_retry_ms_ = NowMs() + 1000;
+        ServerMissed(epoch, why);
+        return;
+      }
+      if (highest_term_ != before) KeepTerm();
+    }
     if (type == "desired" || type == "changes") {
       if (type == "changes" &&
           (!desired_version_ || m.Get("since").Number() != static_cast<double>(*desired_version_))) {
@@ -1045,6 +1073,10 @@ class NodeAgentImpl {
   // the last move says nothing about the server talked to now.
   uint64_t server_epoch_ = 0;
   std::vector<std::string> kept_servers_;  // as <state>/servers holds them
+  // Fencing: the highest leader term seen on a desired-state line (kept in
+  // <state>/term), and the lines refused for an older one.
+  uint64_t highest_term_ = 0;
+  uint64_t fenced_ = 0;
   std::unique_ptr<docker::Engine> engine_;
   std::unique_ptr<DockerContainerEngine> container_engine_;
   std::unique_ptr<SecretFiles> secret_files_;  // used by reconciler_'s hooks

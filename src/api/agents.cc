@@ -153,6 +153,7 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
   out.append(changes ? "{\"type\":\"changes\",\"nodeId\":" : "{\"type\":\"desired\",\"nodeId\":");
   json::AppendQuoted(&out, n.id);
   out.append(",\"version\":").append(std::to_string(n.desired_version));
+  if (options_.term) out.append(",\"term\":").append(std::to_string(options_.term()));
   if (changes) out.append(",\"since\":").append(std::to_string(s->sent_version));
   // The cluster's task policy, which the agent enforces too: in every whole line,
   // and in a changes line when it differs from what the stream carried.
@@ -263,6 +264,7 @@ void AgentHub::Flush() {
     // The agent learns it is gone when its stream ends.
     std::string line = "{\"type\":\"deregistered\",\"nodeId\":";
     json::AppendQuoted(&line, id);
+    if (options_.term) line.append(",\"term\":").append(std::to_string(options_.term()));
     it->second.ex->Write(line + "}\n");
     CloseStream(id);
   }

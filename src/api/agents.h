@@ -50,6 +50,9 @@ struct AgentOptions {
   // when they register so they can find the leader after a failover. Unset: the
   // registration answer names none.
   std::function<std::vector<std::string>()> server_urls;
+  // The leader's raft term, written on every desired-state and deregistered line
+  // (fencing: an agent refuses lines of a term older than one it has seen).
+  std::function<uint64_t()> term;
 };
 
 // The repository an image reference names on a registry ("host:port/a/b:tag" and

@@ -133,6 +133,7 @@ class Replica : public store::Log {
   void Close(std::function<void()> done);
 
   bool leader() const;
+  uint64_t term() const { return raft_.current_term; }
   // The leader under its lease: a majority of voters (itself included) was heard
   // from within lease_ms. What the leader does beyond the log (controllers,
   // agents) it does only then.

@@ -558,6 +558,7 @@ int Run(const Options& o) {
   agent_options.max_heartbeats_per_s = o.max_heartbeats_per_s;
   agent_options.lost_after_ms = o.node_lost_after_ms;
   // Agents learn every server at registration, so they find the leader after a failover.
+  agent_options.term = [&replica] { return replica->term(); };
   agent_options.server_urls = [&replica, &o] {
     std::vector<std::string> urls;
     for (const replica::ServerView& v : replica->Describe().servers) {

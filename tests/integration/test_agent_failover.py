@@ -96,6 +96,11 @@ def test_agent_follows_the_leader_through_a_follower_a_kill_and_a_restart():
         check(registered_on(agent, new),
               "the agent says it registered on the new leader %s:\n%s" % (new.url, agent.logs()[-3000:]))
         check(len(new.request("GET", "/v1/nodes").json()["containerInstances"]) == 1, "one node only")
+        # Fencing: the agent keeps the highest leader term its desired-state lines
+        # carried, the new leader's, and would refuse the old leader's from now on.
+        term_file = os.path.join(agent.state_dir, "term")
+        wait_until(lambda: os.path.exists(term_file) and int(open(term_file).read()) == view(new)["term"],
+                   what="the agent keeps the new leader's term")
 
         # Restarted with only the dead server's URL, it finds the cluster by the list it kept.
         agent.kill()

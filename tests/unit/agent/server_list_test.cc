@@ -1,9 +1,11 @@
 // agent/node_agent.h's ServerList: which server of a cluster the agent talks to.
 // --server's URLs, followers' 307s to the leader, the next server round robin when
-// one does not answer, and the servers the cluster names at registration.
+// one does not answer, and the servers the cluster names at registration. And
+// agent/protocol.h's fencing by term.
 #include <catch2/catch.hpp>
 
 #include "agent/node_agent.h"
+#include "agent/protocol.h"
 
 using namespace berth;
 using agent::ServerList;
@@ -123,4 +125,26 @@ TEST_CASE("server list: the servers a registration names are merged after the co
   for (int i = 0; i < 100; i++) many.push_back("https://m" + std::to_string(i) + ":7070");
   l.Learn(many);
   CHECK(l.learned().size() == ServerList::kMaxLearned);
+}
+
+TEST_CASE("fencing: a line from an older term than one seen is refused", "[agent][fencing]") {
+  uint64_t highest = 0;
+  std::string why;
+  auto line = [](const char* text) { return json::Doc::Parse(text).value(); };
+  // No term (a server before fencing): taken, nothing learnt.
+  auto none = line(R"({"type":"desired","version":1})");
+  CHECK(agent::AdmitTerm(none.view(), &highest, &why));
+  CHECK(highest == 0);
+  auto t3 = line(R"({"type":"desired","version":2,"term":3})");
+  CHECK(agent::AdmitTerm(t3.view(), &highest, &why));
+  CHECK(highest == 3);
+  // The same term again, and a newer one: taken.
+  CHECK(agent::AdmitTerm(t3.view(), &highest, &why));
+  auto t5 = line(R"({"type":"changes","version":3,"term":5})");
+  CHECK(agent::AdmitTerm(t5.view(), &highest, &why));
+  CHECK(highest == 5);
+  // The deposed leader of term 3 speaks again: refused, and the highest stays.
+  CHECK_FALSE(agent::AdmitTerm(t3.view(), &highest, &why));
+  CHECK(highest == 5);
+  CHECK_THAT(why, Catch::Contains("term 3, older than term 5"));
 }
