@@ -9,23 +9,57 @@
 # placed 1,000,000 containers at about 3,750 per second on 5 servers; kube-scheduler's
 # CI floor is about 700 pods per second at 5,000 nodes.
 #
+# SERVERS=3 (or 5) runs the same through a cluster of servers on loopback: the
+# first bootstraps, the others join it (berth server --join) before the nodes
+# connect; every server applies every entry, so on one machine they share its
+# cores. The leader's and the followers' peak RSS are printed. CLUSTER_ARGS
+# (default --election-timeout 3s) go to every server of such a cluster: while
+# 10,000 agents register, the leader's loop stalls past the default 500 ms
+# (issue 18), the followers elect another leader, and the simulator, which
+# talks to one server, stops there.
+#
 # SERVER_ARGS and SIM_ARGS add flags to `berth server` and to the simulator
 # (e.g. SERVER_ARGS=--no-write-thread, SIM_ARGS="--report-connections 4000");
 # VERBOSE=1 prints RUNNING and PENDING at every poll.
 #
-# Last line: nodes=<n> tasks=<n> seconds=<s> tasks_per_s=<r> server_rss_mb=<m>
+# Last line: nodes=<n> tasks=<n> servers=<n> seconds=<s> tasks_per_s=<r> server_rss_mb=<m>
 source "$(dirname "$0")/common.bash"
 
 NODES=${NODES:-10000}
 TASKS=${TASKS:-100000}
+SERVERS=${SERVERS:-1}
+CLUSTER_ARGS=${CLUSTER_ARGS---election-timeout 3s}
+[ "$SERVERS" -gt 1 ] || CLUSTER_ARGS=""
+
 DEADLINE_S=${DEADLINE_S:-600}
 
 ensure_tools curl:curl python3:python3
 ensure_berth
 
-start_berth e2e --node-lost-after 120s --max-connections $((NODES + 5000)) ${SERVER_ARGS:-}
+start_berth e2e --node-lost-after 120s --max-connections $((NODES + 5000)) $CLUSTER_ARGS ${SERVER_ARGS:-}
 auth=(-H "Authorization: Bearer $BERTH_TOKEN")
 api() { curl -fsS --max-time 60 "${auth[@]}" "$@"; }
+
+PEER_PIDS=()
+if [ "$SERVERS" -gt 1 ]; then
+  server_token=$(api -X POST "$BERTH_URL/v1/tokens" -d '{"role":"server"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])')
+  for i in $(seq 2 "$SERVERS"); do
+    mkdir -p "$BENCH_TMP/peer$i"
+    "$BERTH" server --data "$BENCH_TMP/peer$i/data" --listen 127.0.0.1:0 --log-level warn --no-agent \
+      --join "$BERTH_URL" --token "$server_token" $CLUSTER_ARGS ${SERVER_ARGS:-} >"$BENCH_TMP/peer$i/stdout" 2>"$BENCH_TMP/peer$i/stderr" &
+    PEER_PIDS+=($!)
+    BENCH_PIDS+=($!)
+    for _ in $(seq 600); do
+      grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" && break
+      kill -0 "${PEER_PIDS[-1]}" 2>/dev/null || die "server $i did not join: $(tail -3 "$BENCH_TMP/peer$i/stderr")"
+      sleep 0.1
+    done
+    grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" || die "server $i did not join in time"
+  done
+  echo "a cluster of $SERVERS servers: $(api "$BERTH_URL/v1/servers" |
+    python3 -c 'import json,sys; v = json.load(sys.stdin); print(", ".join(s["role"] + (" (leader)" if s["leader"] else "") for s in v["servers"]))')"
+fi
 
 agent_token=$(api -X POST "$BERTH_URL/v1/tokens" -d '{"role":"agent"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])')
@@ -64,6 +98,7 @@ while :; do
   now=$(date +%s.%N)
   python3 -c "import sys; sys.exit(0 if $now - $t0 < $DEADLINE_S else 1)" || die "only $running of $TASKS RUNNING after ${DEADLINE_S}s"
   kill -0 "$BERTH_PID" 2>/dev/null || die "the server died"
+  for p in "${PEER_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || die "a follower died"; done
   sleep 0.2
 done
 t1=$(date +%s.%N)
@@ -77,4 +112,7 @@ rate=$(python3 -c "print(round($TASKS / ($t1 - $t0)))")
 echo "simulator peak RSS: $((sim_rss_kb / 1024)) MiB; CPU during the scale-up: server ${server_cpu} s, simulator ${sim_cpu} s"
 api "$BERTH_URL/metrics" | awk '/^berth_agent_desired_(lines|bytes)_total|^berth_store_commit_(batch_size|duration_seconds)_(sum|count)/ {print "  " $0}'
 
-echo "nodes=$NODES tasks=$TASKS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))"
+for p in "${PEER_PIDS[@]}"; do
+  echo "follower pid $p: peak RSS $(($(awk '/^VmHWM/ {print $2}' "/proc/$p/status") / 1024)) MiB"
+done
+echo "nodes=$NODES tasks=$TASKS servers=$SERVERS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))"
