@@ -11,44 +11,12 @@ import types
 
 import dockerd
 from harness import DockerAgent, Server, check, expect_status, scratch_dir, timeout, wait_until
-
-
-def server_token(leader):
-    r = expect_status(leader.request("POST", "/v1/tokens", {"role": "server"}), 201, "a server token")
-    return r.json()["token"]["secret"]
+from test_cluster import caught_up, join, leader_of, server_token, view
 
 
 def agent_token(leader):
     r = expect_status(leader.request("POST", "/v1/tokens", {"role": "agent"}), 201, "an agent token")
     return r.json()["token"]["secret"]
-
-
-def join(at, token):
-    s = Server(args=["--join", at.url, "--token", token])
-    s.token = at.token
-    wait_until(lambda: any("joined the cluster" in l for l in s.stdout_lines), what="the join of a server")
-    return s
-
-
-def view(s):
-    return expect_status(s.request("GET", "/v1/servers"), 200, "GET /v1/servers").json()
-
-
-def leader_of(servers):
-    for s in servers:
-        if not s.alive():
-            continue
-        try:
-            if view(s)["leader"]:
-                return s
-        except Exception:
-            continue
-    return None
-
-
-def caught_up(leader, n):
-    v = view(leader)
-    return v["leader"] and len(v["servers"]) == n and all(x.get("lag") == 0 for x in v["servers"])
 
 
 def connected(s, node):
