@@ -57,7 +57,7 @@ asan: deps
 tsan: deps
 	@cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DBERTH_TSAN=ON >/dev/null
 	@cmake --build $(TSAN) -j$(JOBS) --target berth_unit_tests
-	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN)/tests/unit/berth_unit_tests
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/unit/tsan.supp $(TSAN)/tests/unit/berth_unit_tests
 
 $(FUZZ)/.configured: CMakeLists.txt tests/fuzz/CMakeLists.txt
 	@cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DBERTH_FUZZ=ON \
