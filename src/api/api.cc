@@ -371,7 +371,7 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
       ex.principal = req.peer_cert_cn;
       return std::nullopt;
     }
-    return refuse("only the cluster's servers may open a raft connection, with their peer certificate");
+    return refuse("only the cluster's servers may use this route, with their peer certificates");
   }
   // A node's certificate (mutual TLS) speaks for that node, on the agent routes
   // only, while it is the one the node was last given.

@@ -95,7 +95,7 @@ bool CanWrite(const model::State& state, const std::string& principal) {
 void Registry::AddRepositoryRoutes(http::Router* router) {
   auto submit = [this](const ExchangePtr& ex, store::CommandPtr cmd, std::function<void()> on_ok) {
     cmd->time_ms = clock_->NowUnixMs();
-    store_->Submit(std::move(cmd), [ex, on_ok](Result<std::string> r) {
+    Submit(std::move(cmd), [ex, on_ok](Result<std::string> r) {
       if (!r) return ex->Respond(http::ErrorResponse(r.error()));
       on_ok();
     });

@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "model/state.h"
+#include "net/http_client.h"
 #include "net/uv.h"
 #include "net/work.h"
 #include "registry/names.h"
@@ -192,10 +193,14 @@ Registry::~Registry() = default;
 
 Status Registry::Start() {
   if (Status s = blobs_.Init(); !s) return s;
+  state_->OnBlobsRemoved(
+      [this](const std::vector<std::string>& digests, int64_t mark_ms) { RemoveCollected(digests, mark_ms); });
   if (options_.gc_interval_ms > 0) {
     gc_timer_ = std::make_unique<net::Timer>(loop_);
     uint64_t every = static_cast<uint64_t>(options_.gc_interval_ms);
-    gc_timer_->Start(every, every, [this] { (void)CollectGarbage(false); });
+    gc_timer_->Start(every, every, [this] {
+      if (Acting()) (void)CollectGarbage(false);
+    });
     gc_timer_->Unref();
   }
   upload_timer_ = std::make_unique<net::Timer>(loop_);
@@ -205,7 +210,9 @@ Status Registry::Start() {
   if (options_.lifecycle_interval_ms > 0) {
     lifecycle_timer_ = std::make_unique<net::Timer>(loop_);
     uint64_t every = static_cast<uint64_t>(options_.lifecycle_interval_ms);
-    lifecycle_timer_->Start(every, every, [this] { ApplyLifecyclePolicies(); });
+    lifecycle_timer_->Start(every, every, [this] {
+      if (Acting()) ApplyLifecyclePolicies();
+    });
     lifecycle_timer_->Unref();
   }
   return {};
@@ -228,6 +235,15 @@ void Registry::AddRoutes(http::Router* router) {
   for (const char* m : {"GET", "DELETE"}) router->Add(m, "/v2/{rest...}", handle, plain);
   for (const char* m : {"POST", "PUT", "PATCH"}) router->Add(m, "/v2/{rest...}", handle, streamed);
   AddRepositoryRoutes(router);
+  http::RouteOptions peer;
+  peer.access = http::Access::kPeer;
+  peer.audit = false;
+  router->Add(
+      "GET", "/v1/registry/peer/blobs/{digest}", [this](const ExchangePtr& ex) { PeerGetBlob(ex); }, peer);
+  peer.stream_body = true;
+  peer.max_body = options_.max_blob_bytes;
+  router->Add(
+      "PUT", "/v1/registry/peer/blobs/{digest}", [this](const ExchangePtr& ex) { PeerPutBlob(ex); }, peer);
 }
 
 // --- /v2/: authentication and dispatch ---
@@ -410,7 +426,7 @@ void Registry::HandleCatalog(const ExchangePtr& ex, const Caller& caller) {
 
 // --- blobs ---
 
-void Registry::GetBlob(const ExchangePtr& ex, const std::string& name, const std::string& digest) {
+void Registry::GetBlob(const ExchangePtr& ex, const std::string& name, const std::string& digest, bool fetched) {
   if (!IsSha256Digest(digest)) {
     return Answer(ex, OciError(400, "DIGEST_INVALID", "'" + digest.substr(0, 100) + "' is not a sha256 digest"));
   }
@@ -421,7 +437,22 @@ void Registry::GetBlob(const ExchangePtr& ex, const std::string& name, const std
     return Answer(ex, OciError(404, "BLOB_UNKNOWN", "blob " + digest + " is not in repository " + name, digest));
   }
   int fd = open(blobs_.BlobPath(digest).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && !fetched && HasPeers()) {
+    // Pushed to another server, and not copied here (yet): from a peer first.
+    auto reply = AtEnd(ex);
+    return FetchBlob(digest, [this, ex, name, digest, reply](Status s) {
+      if (!ex->connected()) return;
+      if (!s)
+        return reply(
+            OciError(404, "BLOB_UNKNOWN", "blob " + digest + " is on no server reached: " + s.error().message, digest));
+      GetBlob(ex, name, digest, true);
+    });
+  }
   if (fd < 0) return Answer(ex, OciError(404, "BLOB_UNKNOWN", "blob " + digest + " is not in the registry", digest));
+  ServeBlobFile(ex, digest, fd);
+}
+
+void Registry::ServeBlobFile(const ExchangePtr& ex, const std::string& digest, int fd) {
   off_t size = lseek(fd, 0, SEEK_END);
   blobs_.Touch(digest);
   uint64_t first = 0, last = size > 0 ? static_cast<uint64_t>(size) - 1 : 0;
@@ -554,51 +585,71 @@ void Registry::PutManifestRequest(const ExchangePtr& ex, const std::string& name
     if (by_digest && digest != ref) {
       return ex->Respond(OciError(400, "DIGEST_INVALID", "the manifest's digest is " + digest + ", not " + ref, ref));
     }
+    // Blobs pushed through another server: copied here first, so that every
+    // server that takes a manifest holds what it references.
+    std::vector<std::string> missing;
     for (const std::string& b : info->blobs) {
-      if (blobs_.Size(b) < 0) {
-        return ex->Respond(OciError(400, "MANIFEST_BLOB_UNKNOWN",
-                                    "the manifest references blob " + b + ", which is not in the registry", b));
-      }
-      if (!state_->Readable(name, b)) {
-        return ex->Respond(OciError(400, "MANIFEST_BLOB_UNKNOWN",
-                                    "the manifest references blob " + b + ", which was not pushed to repository " +
-                                        name + " (push it, or mount it from a repository you may pull)",
-                                    b));
-      }
+      if (blobs_.Size(b) < 0 && state_->Readable(name, b)) missing.push_back(b);
     }
-    const Repository* repo = state_->FindRepository(name);
-    if (repo && !by_digest && repo->immutable) {
-      auto t = repo->tags.find(ref);
-      if (t != repo->tags.end() && t->second != digest) {
-        return ex->Respond(OciError(403, "DENIED",
-                                    "the tag '" + ref + "' already exists in repository " + name +
-                                        ", whose tags are immutable (ImageTagAlreadyExistsException)"));
-      }
+    auto held = std::make_shared<ManifestInfo>(std::move(info.value()));
+    if (missing.empty() || !HasPeers()) return StoreManifest(ex, name, ref, body, held, digest);
+    auto left = std::make_shared<size_t>(missing.size());
+    for (const std::string& b : missing) {
+      FetchBlob(b, [this, ex, name, ref, body, held, digest, left](Status) {
+        if (--*left == 0 && ex->connected()) StoreManifest(ex, name, ref, body, held, digest);
+      });
     }
-    // Claimed until the command commits: a collection meanwhile keeps them.
-    std::vector<std::string> claimed = info->blobs;
-    for (const std::string& b : claimed) pending_blobs_[b]++;
-    auto cmd = std::make_unique<PutManifest>();
-    cmd->repo = name;
-    cmd->digest = digest;
-    cmd->media_type = info->media_type;
-    cmd->body = std::move(*body);
-    cmd->tag = by_digest ? "" : ref;
-    cmd->auto_create = options_.auto_create;
-    cmd->time_ms = clock_->NowUnixMs();
-    std::string subject = info->subject;
-    store_->Submit(std::move(cmd), [this, ex, claimed, name, digest, subject](Result<std::string> r) {
-      for (const std::string& b : claimed) {
-        if (--pending_blobs_[b] <= 0) pending_blobs_.erase(b);
-      }
-      if (!r) return ex->Respond(OciError(r.error()));
-      http::Response ok = Empty(201);
-      ok.headers.push_back({"Location", "/v2/" + name + "/manifests/" + digest});
-      ok.headers.push_back({"Docker-Content-Digest", digest});
-      if (!subject.empty()) ok.headers.push_back({"OCI-Subject", subject});
-      ex->Respond(std::move(ok));
-    });
   };
+}
+
+void Registry::StoreManifest(const ExchangePtr& ex, const std::string& name, const std::string& ref,
+                             const std::shared_ptr<std::string>& body, const std::shared_ptr<ManifestInfo>& info,
+                             const std::string& digest) {
+  bool by_digest = LooksLikeDigest(ref);
+  for (const std::string& b : info->blobs) {
+    if (blobs_.Size(b) < 0) {
+      return ex->Respond(OciError(400, "MANIFEST_BLOB_UNKNOWN",
+                                  "the manifest references blob " + b + ", which is not in the registry", b));
+    }
+    if (!state_->Readable(name, b)) {
+      return ex->Respond(OciError(400, "MANIFEST_BLOB_UNKNOWN",
+                                  "the manifest references blob " + b + ", which was not pushed to repository " + name +
+                                      " (push it, or mount it from a repository you may pull)",
+                                  b));
+    }
+  }
+  const Repository* repo = state_->FindRepository(name);
+  if (repo && !by_digest && repo->immutable) {
+    auto t = repo->tags.find(ref);
+    if (t != repo->tags.end() && t->second != digest) {
+      return ex->Respond(OciError(403, "DENIED",
+                                  "the tag '" + ref + "' already exists in repository " + name +
+                                      ", whose tags are immutable (ImageTagAlreadyExistsException)"));
+    }
+  }
+  // Claimed until the command commits: a collection meanwhile keeps them.
+  std::vector<std::string> claimed = info->blobs;
+  for (const std::string& b : claimed) pending_blobs_[b]++;
+  auto cmd = std::make_unique<PutManifest>();
+  cmd->repo = name;
+  cmd->digest = digest;
+  cmd->media_type = info->media_type;
+  cmd->body = std::move(*body);
+  cmd->tag = by_digest ? "" : ref;
+  cmd->auto_create = options_.auto_create;
+  cmd->time_ms = clock_->NowUnixMs();
+  std::string subject = info->subject;
+  Submit(std::move(cmd), [this, ex, claimed, name, digest, subject](Result<std::string> r) {
+    for (const std::string& b : claimed) {
+      if (--pending_blobs_[b] <= 0) pending_blobs_.erase(b);
+    }
+    if (!r) return ex->Respond(OciError(r.error()));
+    http::Response ok = Empty(201);
+    ok.headers.push_back({"Location", "/v2/" + name + "/manifests/" + digest});
+    ok.headers.push_back({"Docker-Content-Digest", digest});
+    if (!subject.empty()) ok.headers.push_back({"OCI-Subject", subject});
+    ex->Respond(std::move(ok));
+  });
 }
 
 void Registry::DeleteManifestRequest(const ExchangePtr& ex, const std::string& name, const std::string& ref) {
@@ -623,7 +674,7 @@ void Registry::DeleteManifestRequest(const ExchangePtr& ex, const std::string& n
     cmd = std::move(c);
   }
   cmd->time_ms = clock_->NowUnixMs();
-  store_->Submit(std::move(cmd), [ex](Result<std::string> r) {
+  Submit(std::move(cmd), [ex](Result<std::string> r) {
     if (!r) return Answer(ex, OciError(r.error()));
     Answer(ex, Empty(202));
   });
@@ -700,7 +751,7 @@ void Registry::EndSession(const std::string& id, const std::string& reason) {
   cmd->id = id;
   cmd->reason = reason;
   cmd->time_ms = clock_->NowUnixMs();
-  store_->Submit(std::move(cmd), [this, id](Result<std::string>) {
+  Submit(std::move(cmd), [this, id](Result<std::string>) {
     sessions_.erase(id);
     blobs_.RemoveUpload(id);
   });
@@ -720,7 +771,7 @@ void Registry::StartUploadRequest(const ExchangePtr& ex, const std::string& name
     c->name = name;
     c->if_missing = true;
     c->time_ms = clock_->NowUnixMs();
-    store_->Submit(std::move(c), std::move(then));
+    Submit(std::move(c), std::move(then));
   };
   if (auto mount = req.Query("mount")) {
     std::string from = req.Query("from").value_or("");
@@ -760,7 +811,7 @@ void Registry::StartUploadRequest(const ExchangePtr& ex, const std::string& name
   cmd->auto_create = options_.auto_create;
   cmd->time_ms = clock_->NowUnixMs();
   std::string id = cmd->id;
-  store_->Submit(std::move(cmd), [reply, name, id](Result<std::string> r) {
+  Submit(std::move(cmd), [reply, name, id](Result<std::string> r) {
     if (!r) return reply(OciError(r.error()));
     http::Response ok = Empty(202);
     ok.headers.push_back({"Location", "/v2/" + name + "/blobs/uploads/" + id});
@@ -800,17 +851,21 @@ void Registry::MonolithicUpload(const ExchangePtr& ex, const std::string& name, 
       if (!stored) blobs_.RemoveUpload(id);
       if (!ex->connected()) return;
       if (!stored) return ex->Respond(StoreFailure(stored.error(), digest));
-      auto reply = [ex, name, digest](Result<std::string> r) {
-        ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
-      };
-      if (!state_->FindRepository(name)) {
-        auto c = std::make_unique<CreateRepository>();
-        c->name = name;
-        c->if_missing = true;
-        c->time_ms = clock_->NowUnixMs();
-        store_->Submit(std::move(c), [](Result<std::string>) {});  // the next command says how it went
-      }
-      AddBlobTo(name, digest, reply);
+      ReplicateBlob(digest, [this, ex, name, digest](Status copied) {
+        if (!ex->connected()) return;
+        if (!copied) return ex->Respond(OciError(copied.error()));
+        auto reply = [ex, name, digest](Result<std::string> r) {
+          ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
+        };
+        if (!state_->FindRepository(name)) {
+          auto c = std::make_unique<CreateRepository>();
+          c->name = name;
+          c->if_missing = true;
+          c->time_ms = clock_->NowUnixMs();
+          Submit(std::move(c), [](Result<std::string>) {});  // the next command says how it went
+        }
+        AddBlobTo(name, digest, reply);
+      });
     });
   };
 }
@@ -845,7 +900,7 @@ void Registry::UploadRequest(const ExchangePtr& ex, const std::string& name, con
     cmd->id = id;
     cmd->reason = "cancelled";
     cmd->time_ms = clock_->NowUnixMs();
-    return store_->Submit(std::move(cmd), [this, ex, id](Result<std::string> r) {
+    return Submit(std::move(cmd), [this, ex, id](Result<std::string> r) {
       sessions_.erase(id);
       blobs_.RemoveUpload(id);
       if (!r) return Answer(ex, OciError(r.error()));
@@ -994,17 +1049,25 @@ void Registry::FinishUpload(const ExchangePtr& ex, const std::string& name, cons
       EndSession(id, stored.error().code == "DIGEST_INVALID" ? "digest mismatch" : "storage error");
       return ex->Respond(StoreFailure(stored.error(), digest));
     }
-    // Readable through this repository from now on; the session row goes in the
-    // same transaction (both are submitted in this loop iteration).
-    AddBlobTo(name, digest, [ex, name, digest](Result<std::string> r) {
-      ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
+    // Acknowledged only once a majority of the servers hold it.
+    ReplicateBlob(digest, [this, ex, name, id, digest](Status copied) {
+      if (!copied) {
+        EndSession(id, "not stored on a majority of the servers");
+        if (ex->connected()) ex->Respond(OciError(copied.error()));
+        return;
+      }
+      // Readable through this repository from now on; the session row goes in
+      // the same transaction (both are submitted in this loop iteration).
+      AddBlobTo(name, digest, [ex, name, digest](Result<std::string> r) {
+        if (ex->connected()) ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
+      });
+      auto cmd = std::make_unique<EndUpload>();
+      cmd->id = id;
+      cmd->reason = "completed";
+      cmd->time_ms = clock_->NowUnixMs();
+      // The blob is durable whatever became of the session row (expiry removes it).
+      Submit(std::move(cmd), [this, id](Result<std::string>) { sessions_.erase(id); });
     });
-    auto cmd = std::make_unique<EndUpload>();
-    cmd->id = id;
-    cmd->reason = "completed";
-    cmd->time_ms = clock_->NowUnixMs();
-    // The blob is durable whatever became of the session row (expiry removes it).
-    store_->Submit(std::move(cmd), [this, id](Result<std::string>) { sessions_.erase(id); });
   });
 }
 
@@ -1014,19 +1077,38 @@ void Registry::AddBlobTo(const std::string& repo, const std::string& digest,
   cmd->repo = repo;
   cmd->digest = digest;
   cmd->time_ms = clock_->NowUnixMs();
-  store_->Submit(std::move(cmd), std::move(then));
+  Submit(std::move(cmd), std::move(then));
 }
 
 // --- periodic jobs ---
 
 GcResult Registry::CollectGarbage(bool dry_run) {
   int64_t start = clock_->NowUnixMs();
+  int64_t mark = start - options_.gc_grace_ms;
   GcResult r = registry::CollectGarbage(
-      blobs_, *state_, [this](const std::string& d) { return pending_blobs_.count(d) > 0; },
-      start - options_.gc_grace_ms, dry_run);
+      blobs_, *state_, [this](const std::string& d) { return pending_blobs_.count(d) > 0; }, mark, dry_run);
   log::Info("registry", dry_run ? "gc dry run" : "gc",
             {{"removed", static_cast<int64_t>(r.removed.size())}, {"bytes", r.removed_bytes}, {"kept", r.kept}});
+  // The other servers remove the same blobs when they apply this.
+  if (!dry_run && !r.removed.empty() && HasPeers()) {
+    auto cmd = std::make_unique<RemoveBlobs>();
+    cmd->digests = r.removed;
+    cmd->mark_ms = mark;
+    cmd->time_ms = start;
+    Submit(std::move(cmd), [](Result<std::string> done) {
+      if (!done) log::Warn("registry", "collected blobs not sent to the log", {{"error", done.error().message}});
+    });
+  }
   return r;
+}
+
+void Registry::RemoveCollected(const std::vector<std::string>& digests, int64_t mark_ms) {
+  for (const std::string& d : digests) {
+    if (state_->BlobRefs(d) > 0 || pending_blobs_.count(d)) continue;
+    Result<bool> gone = blobs_.RemoveIfOlder(d, mark_ms, false);
+    if (!gone)
+      log::Warn("registry", "cannot remove a collected blob", {{"digest", d}, {"error", gone.error().message}});
+  }
 }
 
 void Registry::ExpireUploads() {
@@ -1042,7 +1124,10 @@ void Registry::ExpireUploads() {
     }
     if (now - last > options_.upload_expiry_ms) expired.push_back(id);
   }
+  // The leader ends idle sessions, for every server. (It sees the files of those
+  // that are its own; a session on another server counts from its start.)
   for (const std::string& id : expired) {
+    if (!Acting()) break;
     log::Info("registry", "upload expired", {{"id", id}});
     EndSession(id, "expired");
   }
@@ -1081,12 +1166,218 @@ void Registry::ApplyLifecyclePolicies() {
       cmd->reason = "lifecycle";
       cmd->time_ms = now;
       std::string repo_name = name, digest = e.digest;
-      store_->Submit(std::move(cmd), [repo_name, digest](Result<std::string> r) {
+      Submit(std::move(cmd), [repo_name, digest](Result<std::string> r) {
         if (r)
           log::Info("registry", "image expired by lifecycle policy", {{"repository", repo_name}, {"digest", digest}});
       });
     }
   }
+}
+
+// --- a cluster of servers ---
+
+void Registry::Submit(store::CommandPtr cmd, std::function<void(Result<std::string>)> reply) {
+  if (cluster_.submit) return cluster_.submit(std::move(cmd), std::move(reply));
+  store_->Submit(std::move(cmd), std::move(reply));
+}
+
+bool Registry::FromMember(const ExchangePtr& ex) {
+  if (cluster_.member && cluster_.member(ex->principal)) return true;
+  Answer(ex, OciError(403, "DENIED", ex->principal + " is not a member of this cluster"));
+  return false;
+}
+
+void Registry::PeerGetBlob(const ExchangePtr& ex) {
+  if (!FromMember(ex)) return;
+  std::string digest(ex->request().Param("digest"));
+  if (!IsSha256Digest(digest)) return Answer(ex, OciError(400, "DIGEST_INVALID", "not a sha256 digest"));
+  int fd = open(blobs_.BlobPath(digest).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Answer(ex, OciError(404, "BLOB_UNKNOWN", "blob " + digest + " is not on this server", digest));
+  ServeBlobFile(ex, digest, fd);
+}
+
+// A copy of a blob a peer took a push of: stored like an upload of our own, its
+// digest verified before it is kept.
+void Registry::PeerPutBlob(const ExchangePtr& ex) {
+  if (!FromMember(ex)) return;
+  std::string digest(ex->request().Param("digest"));
+  if (!IsSha256Digest(digest)) return Answer(ex, OciError(400, "DIGEST_INVALID", "not a sha256 digest"));
+  if (blobs_.Size(digest) >= 0) {
+    blobs_.Touch(digest);
+    return Answer(ex, BlobCreated("", digest));
+  }
+  std::string id = NewId();
+  Result<std::unique_ptr<UploadFile>> opened = UploadFile::Open(blobs_.UploadPath(id), true);
+  if (!opened) return Answer(ex, OciError(opened.error()));
+  auto file = std::make_shared<std::unique_ptr<UploadFile>>(std::move(opened.value()));
+  temp_in_use_.insert(id);
+  ex->on_abort = [this, id] {
+    temp_in_use_.erase(id);
+    blobs_.RemoveUpload(id);
+  };
+  ex->on_body = [this, ex, file, id](std::string_view piece) -> Status {
+    if (Status s = (*file)->Append(piece); !s) {
+      ex->on_abort = nullptr;
+      file->reset();
+      temp_in_use_.erase(id);
+      blobs_.RemoveUpload(id);
+      ex->Respond(OciError(s.error()));
+      return s;
+    }
+    return {};
+  };
+  ex->on_body_end = [this, ex, file, id, digest] {
+    if (!*file) return;  // refused mid-body; already answered
+    ex->on_abort = nullptr;
+    VerifyAndStore(std::move(*file), digest, [this, ex, id, digest](Status stored) {
+      temp_in_use_.erase(id);
+      if (!stored) blobs_.RemoveUpload(id);
+      if (!ex->connected()) return;
+      ex->Respond(stored ? BlobCreated("", digest) : StoreFailure(stored.error(), digest));
+    });
+  };
+}
+
+void Registry::ReplicateBlob(const std::string& digest, std::function<void(Status)> done) {
+  std::vector<std::string> peers = cluster_.peers ? cluster_.peers() : std::vector<std::string>();
+  size_t needed = cluster_.copies_needed ? cluster_.copies_needed() : 1;
+  if (needed <= 1) return done({});
+  struct Round {
+    size_t have = 1;  // this server
+    size_t needed = 0;
+    size_t left = 0;
+    std::string why;
+    std::function<void(Status)> done;
+  };
+  auto round = std::make_shared<Round>();
+  round->needed = needed;
+  round->left = peers.size();
+  round->done = std::move(done);
+  auto finish_one = [round, digest](bool stored, const std::string& peer, const std::string& why) {
+    round->left--;
+    if (stored) round->have++;
+    if (!stored && round->why.empty()) round->why = peer + ": " + why;
+    if (!round->done) return;
+    if (round->have >= round->needed) {
+      std::exchange(round->done, nullptr)(Status{});
+    } else if (round->left == 0) {
+      std::exchange(round->done, nullptr)(Error{
+          ErrorKind::kUnavailable, "NotReplicated",
+          "blob " + digest + " is on " + std::to_string(round->have) + " of the " + std::to_string(round->needed) +
+              " servers a push needs (" + (round->why.empty() ? "too few servers" : round->why) + "); push again"});
+    }
+  };
+  if (peers.empty()) {
+    round->left = 1;
+    return finish_one(false, "the cluster", "no other server is known");
+  }
+  std::string path = blobs_.BlobPath(digest);
+  for (const std::string& peer : peers) {
+    http::Client* client = cluster_.client ? cluster_.client(peer) : nullptr;
+    if (!client) {
+      finish_one(false, peer, "no connection to it");
+      continue;
+    }
+    http::ClientRequest head;
+    head.method = "HEAD";
+    head.target = "/v1/registry/peer/blobs/" + digest;
+    client->Send(std::move(head), [client, path, peer, digest, finish_one](Result<http::ClientResponse> r) {
+      if (r && r->status == 200) return finish_one(true, peer, "");
+      if (!r) return finish_one(false, peer, r.error().message);
+      // The file goes as it is, in pieces read as the connection takes them.
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return finish_one(false, peer, std::string("cannot read the blob: ") + strerror(errno));
+      auto file = std::shared_ptr<int>(new int(fd), [](int* f) {
+        close(*f);
+        delete f;
+      });
+      off_t size = lseek(fd, 0, SEEK_END);
+      auto pos = std::make_shared<off_t>(0);
+      http::ClientRequest put;
+      put.method = "PUT";
+      put.target = "/v1/registry/peer/blobs/" + digest;
+      put.headers.push_back({"Content-Type", "application/octet-stream"});
+      put.content_length = size;
+      put.body_source = [file, pos, size](std::string* piece) {
+        size_t want = static_cast<size_t>(std::min<off_t>(kReadChunk, size - *pos));
+        piece->resize(want);
+        ssize_t n = want ? pread(*file, piece->data(), want, *pos) : 0;
+        if (n < 0) n = 0;  // a short body: the peer refuses it
+        piece->resize(static_cast<size_t>(n));
+        *pos += n;
+        return n > 0 && *pos < size;
+      };
+      client->Send(std::move(put), [peer, finish_one, file](Result<http::ClientResponse> done) {
+        if (done && done->status == 201) return finish_one(true, peer, "");
+        finish_one(false, peer, done ? "answered " + std::to_string(done->status) : done.error().message);
+      });
+    });
+  }
+}
+
+void Registry::FetchBlob(const std::string& digest, std::function<void(Status)> done) {
+  auto [it, first] = fetching_.try_emplace(digest);
+  it->second.push_back(std::move(done));
+  if (!first) return;  // one fetch per digest; everyone waiting hears how it went
+  auto finish = [this, digest](Status s) {
+    auto node = fetching_.extract(digest);
+    if (node.empty()) return;
+    for (auto& fn : node.mapped()) fn(s);
+  };
+  struct Attempt {
+    std::vector<std::string> peers;
+    size_t next = 0;
+    std::string why;
+  };
+  auto attempt = std::make_shared<Attempt>();
+  attempt->peers = cluster_.peers ? cluster_.peers() : std::vector<std::string>();
+  // Each step holds the next (a peer's answer calls it); nothing holds it once
+  // the fetch has finished.
+  auto try_next = std::make_shared<std::function<void()>>();
+  std::weak_ptr<std::function<void()>> weak = try_next;
+  *try_next = [this, digest, attempt, finish, weak] {
+    std::shared_ptr<std::function<void()>> self = weak.lock();
+    if (attempt->next >= attempt->peers.size()) {
+      return finish(Error{ErrorKind::kNotFound, "BLOB_UNKNOWN",
+                          attempt->why.empty() ? "no other server is known" : attempt->why});
+    }
+    std::string peer = attempt->peers[attempt->next++];
+    http::Client* client = cluster_.client ? cluster_.client(peer) : nullptr;
+    if (!client) return (*self)();
+    std::string id = NewId();
+    Result<std::unique_ptr<UploadFile>> opened = UploadFile::Open(blobs_.UploadPath(id), true);
+    if (!opened) return finish(opened.take_error());
+    auto file = std::make_shared<std::unique_ptr<UploadFile>>(std::move(opened.value()));
+    auto failed = std::make_shared<Status>();
+    temp_in_use_.insert(id);
+    http::ClientRequest get;
+    get.target = "/v1/registry/peer/blobs/" + digest;
+    client->Send(
+        std::move(get),
+        [this, id, peer, digest, file, failed, attempt, finish, self](Result<http::ClientResponse> r) {
+          auto give_up_on_peer = [&](const std::string& why) {
+            file->reset();
+            temp_in_use_.erase(id);
+            blobs_.RemoveUpload(id);
+            attempt->why += (attempt->why.empty() ? "" : "; ") + peer + ": " + why;
+            (*self)();
+          };
+          if (!r) return give_up_on_peer(r.error().message);
+          if (r->status != 200) return give_up_on_peer("answered " + std::to_string(r->status));
+          if (!*failed) return give_up_on_peer(failed->error().message);
+          VerifyAndStore(std::move(*file), digest, [this, id, peer, attempt, finish, self](Status stored) {
+            temp_in_use_.erase(id);
+            if (stored) return finish({});
+            blobs_.RemoveUpload(id);
+            attempt->why += (attempt->why.empty() ? "" : "; ") + peer + ": " + stored.error().message;
+            (*self)();
+          });
+        },
+        [file, failed](std::string_view piece) {
+          if (*failed && *file) *failed = (*file)->Append(piece);
+        });
+  };
+  (*try_next)();
 }
 
 }  // namespace berth::registry

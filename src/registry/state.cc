@@ -9,7 +9,7 @@ namespace {
 
 constexpr std::string_view kTypes[] = {"CreateRepository", "DeleteRepository", "UpdateRepository",   "PutManifest",
                                        "DeleteManifest",   "DeleteTag",        "SetLifecyclePolicy", "StartUpload",
-                                       "EndUpload",        "AddBlob"};
+                                       "EndUpload",        "AddBlob",          "RemoveBlobs"};
 
 Status Run(store::Db& db, const char* sql, std::initializer_list<std::string_view> texts, int64_t n = -1, int at = 0) {
   Result<store::Stmt*> st = db.Cached(sql);
@@ -74,6 +74,12 @@ std::string StartUpload::Encode() const {
 std::string AddBlob::Encode() const { return json::Doc::Object().Set("repo", repo).Set("digest", digest).Print(); }
 
 std::string EndUpload::Encode() const { return json::Doc::Object().Set("id", id).Set("reason", reason).Print(); }
+
+std::string RemoveBlobs::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const std::string& d : digests) list.Push(d);
+  return json::Doc::Object().Set("digests", list).Set("markMs", mark_ms).Print();
+}
 
 bool RegistryState::Owns(std::string_view type) const {
   for (std::string_view t : kTypes) {
@@ -146,6 +152,13 @@ Result<store::CommandPtr> RegistryState::Decode(std::string_view type, std::stri
     auto c = std::make_unique<EndUpload>();
     c->id = Str(v, "id");
     c->reason = Str(v, "reason");
+    out = std::move(c);
+  } else if (type == "RemoveBlobs") {
+    auto c = std::make_unique<RemoveBlobs>();
+    for (json::View d : v.Get("digests")) {
+      if (d.IsString()) c->digests.emplace_back(d.String());
+    }
+    c->mark_ms = v.Get("markMs").IntIn(INT64_MIN, INT64_MAX, 0);
     out = std::move(c);
   } else {
     return Error::Internal("not a registry command: " + std::string(type));
@@ -241,6 +254,12 @@ Result<std::string> RegistryState::Apply(store::Db& db, const store::Command& cm
   if (type == "StartUpload") return ApplyStartUpload(db, static_cast<const StartUpload&>(cmd));
   if (type == "EndUpload") return ApplyEndUpload(db, static_cast<const EndUpload&>(cmd));
   if (type == "AddBlob") return ApplyAddBlob(db, static_cast<const AddBlob&>(cmd));
+  if (type == "RemoveBlobs") {
+    // No rows: blobs are files. Each server removes its copies (registry.h).
+    const auto& c = static_cast<const RemoveBlobs&>(cmd);
+    if (on_blobs_removed_) on_blobs_removed_(c.digests, c.mark_ms);
+    return std::string("{}");
+  }
   return Error::Internal("no apply for registry command " + std::string(type));
 }
 

@@ -9,11 +9,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "model/state.h"
 #include "registry/manifest.h"
@@ -140,6 +142,16 @@ struct EndUpload final : store::Command {
   std::string Encode() const override;
 };
 
+// The acting leader's garbage collection removed these blobs (older than
+// `mark_ms`, referenced by no manifest): every server removes its copies when it
+// applies this, under the same conditions (registry.h).
+struct RemoveBlobs final : store::Command {
+  std::vector<std::string> digests;
+  int64_t mark_ms = 0;
+  const char* Type() const override { return "RemoveBlobs"; }
+  std::string Encode() const override;
+};
+
 class RegistryState final : public model::StatePart {
  public:
   bool Owns(std::string_view type) const override;
@@ -158,6 +170,10 @@ class RegistryState final : public model::StatePart {
   // May blob `digest` be read through repository `repo`: one of its manifests
   // references it, or it was pushed or mounted into it.
   bool Readable(std::string_view repo, std::string_view digest) const;
+  // Told, as RemoveBlobs is applied, which blobs to remove and their mark.
+  void OnBlobsRemoved(std::function<void(const std::vector<std::string>&, int64_t)> fn) {
+    on_blobs_removed_ = std::move(fn);
+  }
 
  private:
   Result<std::string> ApplyCreateRepository(store::Db& db, const CreateRepository& c);
@@ -177,6 +193,7 @@ class RegistryState final : public model::StatePart {
   std::map<std::string, Repository, std::less<>> repos_;
   std::map<std::string, Upload, std::less<>> uploads_;
   std::unordered_map<std::string, int64_t> blob_refs_;
+  std::function<void(const std::vector<std::string>&, int64_t)> on_blobs_removed_;
 };
 
 // Errors shared by the front ends.

@@ -35,6 +35,7 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "server/cluster_ca.h"
+#include "server/peers.h"
 #include "store/store.h"
 
 namespace berth::server {
@@ -752,6 +753,32 @@ int Run(const Options& o) {
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
+  // What the servers ask of each other beside the log (server/peers.h): changes
+  // forwarded to the leader, and the registry's blobs.
+  PeerClients peer_clients(loop, [&peer_tls] { return peer_tls; });
+  Forwarder forwarder(replica.get(), store.get(), &state, &peer_clients);
+  auto member = [&replica](const std::string& principal) {
+    if (!principal.starts_with("server:")) return false;
+    char* end = nullptr;
+    unsigned long long id = strtoull(principal.c_str() + 7, &end, 10);
+    return id != 0 && *end == '\0' && replica->MayConnect(id);
+  };
+  {
+    net::http::RouteOptions peer;
+    peer.access = net::http::Access::kPeer;
+    peer.audit = false;
+    peer.max_body = Forwarder::kMaxBody;
+    router.Add(
+        "POST", "/v1/raft/forward",
+        [&forwarder, member](const net::http::ExchangePtr& ex) {
+          if (!member(ex->principal)) {
+            return ex->Respond(
+                net::http::ErrorResponse(403, "NotAMember", ex->principal + " is not a member of this cluster"));
+          }
+          forwarder.Handle(ex);
+        },
+        peer);
+  }
   registry::Options registry_options;
   registry_options.dir = o.data_dir + "/registry";
   registry_options.auto_create = o.registry_auto_create;
@@ -759,6 +786,33 @@ int Run(const Options& o) {
   registry_options.gc_grace_ms = o.registry_gc_grace_ms;
   registry_options.upload_expiry_ms = o.registry_upload_expiry_ms;
   registry::Registry image_registry(loop, &registry_state, &state, store.get(), &SystemClock::Get(), registry_options);
+  registry::Cluster registry_cluster;
+  registry_cluster.submit = [&forwarder](store::CommandPtr cmd, store::Store::Reply reply) {
+    forwarder.Submit(std::move(cmd), std::move(reply));
+  };
+  registry_cluster.acting = [&replica] { return replica->acting(); };
+  registry_cluster.peers = [&replica] {
+    replica::LogStatus st = replica->Describe();
+    std::vector<std::string> out;
+    for (const replica::ServerView& v : st.servers) {
+      if (v.id == st.id) continue;
+      if (v.leader)
+        out.insert(out.begin(), v.address);
+      else
+        out.push_back(v.address);
+    }
+    return out;
+  };
+  registry_cluster.copies_needed = [&replica] {
+    size_t voters = 0;
+    for (const replica::ServerView& v : replica->Describe().servers) voters += v.role == "voter";
+    return voters / 2 + 1;
+  };
+  registry_cluster.client = [&peer_clients](const std::string& address) {
+    return peer_clients.For(address, PeerClients::Lane::kBlobs);
+  };
+  registry_cluster.member = member;
+  image_registry.SetCluster(std::move(registry_cluster));
   if (Status s = image_registry.Start(); !s) {
     fprintf(stderr, "berth server: registry: %s\n", s.error().message.c_str());
     return 1;
@@ -971,6 +1025,7 @@ int Run(const Options& o) {
   // (handle closes), and a timer due then would write to a closed database.
   ticker.Stop();
   image_registry.Stop();
+  peer_clients.Close();
   local_agent.reset();
   join.reset();
   store->SetAfterFlush(nullptr);

@@ -606,7 +606,21 @@ Result<Results> Store::ApplyCommands(uint64_t index, const std::vector<const Com
   }
   applied_index_ = index;
   commits_since_checkpoint_.fetch_add(1, std::memory_order_relaxed);
+  RunWaiting();
   return results;
+}
+
+void Store::WhenApplied(uint64_t index, std::function<void()> fn) {
+  if (index <= applied_index_) return fn();
+  waiting_.emplace(index, std::move(fn));
+}
+
+void Store::RunWaiting() {
+  while (!waiting_.empty() && waiting_.begin()->first <= applied_index_) {
+    std::function<void()> fn = std::move(waiting_.begin()->second);
+    waiting_.erase(waiting_.begin());
+    fn();
+  }
 }
 
 Status Store::ResetAppliedIndex() {
@@ -692,6 +706,7 @@ Status Store::Restore(uint64_t index, std::string_view bytes) {
     abort();  // memory no longer matches disk
   }
   log::Info("store", "installed a snapshot", {{"index", index}, {"bytes", bytes.size()}});
+  RunWaiting();
   return {};
 }
 
@@ -755,6 +770,7 @@ Status Store::Close() {
     checkpointer_.join();
   }
   Flush();  // replicated: the log is gone by now, and what is queued is refused
+  waiting_.clear();
   (void)db_->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
   Status s = db_->Close();
   db_.reset();

@@ -139,6 +139,10 @@ class Store {
 
   // The index of the last log entry applied to state.db.
   uint64_t applied_index() const { return applied_index_; }
+  // Calls `fn` once the entry at `index` is applied here (at once when it is):
+  // a follower answers a change the leader made for it only when its own state
+  // shows it. Dropped, uncalled, when the store closes.
+  void WhenApplied(uint64_t index, std::function<void()> fn);
   int schema_version() const { return schema_version_; }
   Db& db() { return *db_; }
   // Flushes what is queued and closes the database (checkpointing the WAL).
@@ -176,6 +180,8 @@ class Store {
     std::string entry;
   };
   std::map<uint64_t, std::shared_ptr<Proposed>> proposed_;
+  void RunWaiting();
+  std::multimap<uint64_t, std::function<void()>> waiting_;  // WhenApplied, by index
 
   StoreOptions options_;
   StateMachine* sm_ = nullptr;

@@ -223,3 +223,30 @@ TEST_CASE("registry blobs: a resumed upload file is hashed from disk", "[registr
   REQUIRE(d.ok());
   CHECK(*d == "sha256:" + crypto::Hex(crypto::Sha256("hello world")));
 }
+
+TEST_CASE("registry state: RemoveBlobs round-trips and tells the registry what to remove", "[registry]") {
+  registry::RemoveBlobs c;
+  c.digests = {"sha256:" + std::string(64, 'a'), "sha256:" + std::string(64, 'b')};
+  c.mark_ms = 1234;
+  registry::RegistryState state;
+  CHECK(state.Owns("RemoveBlobs"));
+  auto back = state.Decode("RemoveBlobs", c.Encode(), 99);
+  REQUIRE(back.ok());
+  const auto& got = static_cast<const registry::RemoveBlobs&>(*back.value());
+  CHECK(got.digests == c.digests);
+  CHECK(got.mark_ms == 1234);
+  CHECK(got.time_ms == 99);
+
+  // Applied, it changes no rows and hands its digests and mark to the registry.
+  RegistryFixture f;
+  std::vector<std::string> told;
+  int64_t mark = 0;
+  f.reg.OnBlobsRemoved([&](const std::vector<std::string>& digests, int64_t m) {
+    told = digests;
+    mark = m;
+  });
+  auto cmd = std::make_unique<RemoveBlobs>(c);
+  REQUIRE(f.Apply(std::move(cmd)).ok());
+  CHECK(told == c.digests);
+  CHECK(mark == 1234);
+}

@@ -555,3 +555,27 @@ TEST_CASE("store: replicated, a batch is one proposed entry answered only once a
   CHECK(replies[2].error().code == "NotLeader");
   CHECK_FALSE(s.state.FindCluster("r3"));
 }
+
+TEST_CASE("store: WhenApplied waits for the entry's index, in index order", "[store]") {
+  StateStore s;
+  std::vector<std::string> fired;
+  s.store->WhenApplied(0, [&fired] { fired.push_back("now"); });
+  CHECK(fired == std::vector<std::string>{"now"});  // nothing to wait for
+  s.store->WhenApplied(2, [&fired] { fired.push_back("two"); });
+  s.store->WhenApplied(1, [&fired] { fired.push_back("one"); });
+  CHECK(fired.size() == 1);
+
+  auto entry_of = [](const std::string& cluster) {
+    store::CommandPtr c = MakeCreateCluster(cluster);
+    return store::EncodeBatch({c.get()});
+  };
+  REQUIRE(s.store->ApplyEntry(1, entry_of("a")).ok());
+  CHECK(fired == std::vector<std::string>{"now", "one"});
+  // What waits sees the state of the entry it waited for.
+  s.store->WhenApplied(3, [&fired, &s] { fired.push_back(s.state.FindCluster("c") ? "three:c" : "three:none"); });
+  REQUIRE(s.store->ApplyEntry(3, entry_of("c")).ok());  // a skipped index counts as applied
+  CHECK(fired == std::vector<std::string>{"now", "one", "two", "three:c"});
+  s.store->WhenApplied(9, [&fired] { fired.push_back("never"); });
+  REQUIRE(s.store->Close().ok());
+  CHECK(fired.size() == 4);  // dropped, uncalled, at close
+}
