@@ -473,7 +473,17 @@ class NodeAgentImpl {
     SwitchServer(delay);
   }
 
-  // The cluster's servers as a registration named them: known from now on, and
+  // The servers a registration answer or a desired-state line names, if any.
+  void LearnServersFrom(json::View m) {
+    if (!m.Get("servers").IsArray()) return;
+    std::vector<std::string> urls;
+    for (json::View u : m.Get("servers")) {
+      if (u.IsString()) urls.push_back(std::string(u.String()));
+    }
+    LearnServers(urls);
+  }
+
+  // The cluster's servers as the server named them: known from now on, and
   // kept in <state>/servers for the next start.
   void LearnServers(const std::vector<std::string>& urls) {
     servers_.Learn(urls);
@@ -589,13 +599,7 @@ class NodeAgentImpl {
       registered_ = true;
       server_failures_ = 0;
       servers_.Reached();
-      if (d->view().Get("servers").IsArray()) {
-        std::vector<std::string> urls;
-        for (json::View u : d->view().Get("servers")) {
-          if (u.IsString()) urls.push_back(std::string(u.String()));
-        }
-        LearnServers(urls);
-      }
+      LearnServersFrom(d->view());
       log::Info("agent", "registered", {{"node", node_id_}, {"server", ServerList::Url(server_)}});
       if (first) SyncEngine();
       OpenStream();
@@ -769,6 +773,7 @@ class NodeAgentImpl {
       if (highest_term_ != before) KeepTerm();
     }
     if (type == "desired" || type == "changes") {
+      LearnServersFrom(m);
       if (type == "changes" &&
           (!desired_version_ || m.Get("since").Number() != static_cast<double>(*desired_version_))) {
         // A line was missed: a new stream starts with the whole set again.
@@ -785,6 +790,8 @@ class NodeAgentImpl {
       deregistered_ = true;
     } else if (type == "logs") {
       StartLogs(msg->view());
+    } else if (type == "ping") {
+      LearnServersFrom(m);
     }
   }
 

@@ -110,6 +110,19 @@ void AgentHub::AppendSecrets(std::string* out, const model::TaskDefinition& td, 
 // The line is built by appending, not through a JSON tree: at scale the server
 // sends one per node whose set changed after every flush, and a tree of small
 // allocations per task was a large share of a scale-up's CPU.
+const std::string& AgentHub::ServersJson() const {
+  int64_t now = clock_->NowUnixMs();
+  if (now - servers_at_ms_ < 1000 && servers_at_ms_ != INT64_MIN) return servers_json_;
+  servers_at_ms_ = now;
+  servers_json_ = "[";
+  for (const std::string& url : options_.server_urls()) {
+    if (servers_json_.size() > 1) servers_json_.push_back(',');
+    json::AppendQuoted(&servers_json_, url);
+  }
+  servers_json_.push_back(']');
+  return servers_json_;
+}
+
 std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
   bool changes = s && s->changes && s->sent_version != UINT64_MAX;
   std::string out;
@@ -155,6 +168,15 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
   out.append(",\"version\":").append(std::to_string(n.desired_version));
   if (options_.term) out.append(",\"term\":").append(std::to_string(options_.term()));
   if (changes) out.append(",\"since\":").append(std::to_string(s->sent_version));
+  // The cluster's servers travel with the desired state (in a changes line only
+  // when they changed), so an agent knows where to turn when its server goes.
+  if (options_.server_urls) {
+    const std::string& servers = ServersJson();
+    if (!changes || s->servers != servers) {
+      out.append(",\"servers\":").append(servers);
+      if (s) s->servers = servers;
+    }
+  }
   // The cluster's task policy, which the agent enforces too: in every whole line,
   // and in a changes line when it differs from what the stream carried.
   if (const model::Cluster* cl = state_->FindCluster(n.cluster)) {
@@ -307,7 +329,13 @@ void AgentHub::Tick() {
       continue;
     }
     if (now - s.last_write_ms >= options_.stream_ping_ms) {
-      s.ex->Write("{\"type\":\"ping\"}\n");
+      // A server joined or left since this stream heard the list: it rides along.
+      if (options_.server_urls && s.servers != ServersJson()) {
+        s.servers = ServersJson();
+        s.ex->Write("{\"type\":\"ping\",\"servers\":" + s.servers + "}\n");
+      } else {
+        s.ex->Write("{\"type\":\"ping\"}\n");
+      }
       s.last_write_ms = now;
     }
   }

@@ -104,6 +104,8 @@ class AgentHub final : public model::StateObserver {
   // The interval agents are told now: heartbeat_interval_ms, or longer when that
   // many connected agents would exceed max_heartbeats_per_s.
   int64_t HeartbeatInterval() const;
+  // The servers' URLs as a JSON array, looked up at most once a second.
+  const std::string& ServersJson() const;
 
   // model::StateObserver
   void OnNodeDesiredChanged(const model::Node& n) override { dirty_.insert(n.id); }
@@ -123,7 +125,8 @@ class AgentHub final : public model::StateObserver {
     bool changes = false;
     std::unordered_map<std::string, bool> sent;
     std::unordered_set<std::string> defs;
-    std::string policy;  // the cluster's task policy as last sent
+    std::string policy;   // the cluster's task policy as last sent
+    std::string servers;  // the cluster's servers as last sent
   };
   // Logs (agent_logs.cc): a client's GET /v1/tasks/{id}/logs becomes a `logs`
   // line on the node's stream; the agent answers with a streamed POST to
@@ -153,6 +156,8 @@ class AgentHub final : public model::StateObserver {
   int64_t started_ms_;
   std::unordered_map<std::string, Stream> streams_;
   std::unordered_set<std::string> dirty_;
+  mutable std::string servers_json_;
+  mutable int64_t servers_at_ms_ = INT64_MIN;
   std::unordered_set<std::string> removed_;         // deregistered, told after the commit
   std::unordered_set<std::string> removed_tokens_;  // revoked: their nodes' streams close after the commit
   // May the caller (Exchange::principal) act for node `n`? Its certificate's node,

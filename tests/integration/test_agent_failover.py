@@ -1,6 +1,7 @@
 """An agent follows the cluster's leader: given only a follower's URL it is sent
 to the leader (307) and registers there, learning every server; when the leader
-is killed it finds the new one; restarted with only a dead server's URL, it finds
+is killed it finds the new one; a server that joins later reaches it on its
+stream; restarted with only a dead server's URL, it finds
 the cluster through the servers it kept in its state directory.
 
 The real agent (`berth agent`, not --simulate) on this host's Docker engine: the
@@ -46,6 +47,7 @@ def test_agent_follows_the_leader_through_a_follower_a_kill_and_a_restart():
     s3 = join(s1, tok)
     wait_until(lambda: caught_up(s1, 3), wait=30, what="three servers caught up")
     agent = DockerAgent(urls([s2]), agent_token(s1), args=["--docker-certs-dir", scratch_dir("certs.d")])
+    extra = []
     try:
         # Sent by the follower to the leader, where the node registers and streams.
         node = agent.node_id(wait=60)
@@ -69,6 +71,10 @@ def test_agent_follows_the_leader_through_a_follower_a_kill_and_a_restart():
         term_file = os.path.join(agent.state_dir, "term")
         wait_until(lambda: os.path.exists(term_file) and int(open(term_file).read()) == view(new)["term"],
                    what="the agent keeps the new leader's term")
+        # A server that joins later reaches the agent on its stream (a ping line at the latest).
+        s4 = join(new, tok)
+        extra.append(s4)
+        wait_until(lambda: s4.url in open(kept).read().split(), wait=60, what="the new server in the agent's list")
 
         # Restarted with only the dead server's URL, it finds the cluster by the list it kept.
         agent.kill()
@@ -80,5 +86,5 @@ def test_agent_follows_the_leader_through_a_follower_a_kill_and_a_restart():
         check(registered_on(agent, new), "registered on the leader:\n" + agent.logs()[-3000:])
     finally:
         agent.kill()
-        for s in (s1, s2, s3):
+        for s in [s1, s2, s3] + extra:
             s.kill()
