@@ -464,8 +464,10 @@ class Nemesis(threading.Thread):
                 target = self.c.leader() if fault != "kill-random" else None
                 if target is None:
                     target = self.rng.choice(self.c.servers)
-                hit = self.c.wait_for_a_change_in_flight(target, 1.0)
-                fault += ", a change in flight" if hit else ""
+                if self.c.wait_for_a_change_in_flight(target, 1.0):
+                    # A few ms on, the change is more likely on its way to the followers.
+                    time.sleep(self.rng.uniform(0, 0.006))
+                    fault += ", a change in flight"
                 if fault.startswith("kill"):
                     self.log("kill -9 :%d (%s)" % (target.port, fault))
                     target.kill()
@@ -604,7 +606,7 @@ def summary(hist):
     return "\n".join(lines)
 
 
-def judge(hist):
+def judge(hist, say=print):
     """Every check over the history; returns the list of violations (text)."""
     problems = []
     by_key = {}
@@ -615,10 +617,8 @@ def judge(hist):
             for r, why in H.check_reads_come_from_writes(ops):
                 problems.append("%s: read %r: %s" % (key, r, why))
         res = H.check_key(ops)
-        print("%s: %d ops (%d searched), %s in %d steps" % (key, len(ops), len(res.ops),
-                                                             {True: "linearizable", False: "NOT linearizable",
-                                                              None: "unknown (search bounded)"}[res.valid],
-                                                             res.steps))
+        verdict = {True: "linearizable", False: "NOT linearizable", None: "unknown (search bounded)"}[res.valid]
+        say("%s: %d ops (%d searched), %s in %d steps" % (key, len(ops), len(res.ops), verdict, res.steps))
         if res.valid is True:
             continue
         if res.valid is None:
@@ -644,21 +644,29 @@ def test_history_of_clusters_services_and_tags_through_kills_and_freezes():
     seed = int(os.environ.get("BERTH_HISTORY_SEED") or random.randrange(1, 1 << 31))
     n_ops = int(os.environ.get("BERTH_HISTORY_OPS", "500"))
     registry = os.environ.get("BERTH_HISTORY_REGISTRY", "1") != "0"
-    print("BERTH_HISTORY_SEED=%d BERTH_HISTORY_OPS=%d BERTH_HISTORY_REGISTRY=%d" % (seed, n_ops, registry))
+    dump = os.environ.get("BERTH_HISTORY_DUMP")  # a path: the history there, the report in PATH.report
+    report = []
+
+    def say(text):
+        print(text, flush=True)
+        report.append(text)
+
+    say("BERTH_HISTORY_SEED=%d BERTH_HISTORY_OPS=%d BERTH_HISTORY_REGISTRY=%d" % (seed, n_ops, registry))
     hist, events, headed = run_history(seed, n_ops, registry)
-    print("faults:\n  " + "\n  ".join(events))
-    print("operations (fail: definitely not applied; info: indeterminate):\n" + summary(hist))
+    say("faults:\n  " + "\n  ".join(events))
+    say("operations (fail: definitely not applied; info: indeterminate):\n" + summary(hist))
     if headed == 0:
-        print("note: no read was answered with Berth-Read, so only the final reads (from the leader, after a "
-              "write of its term) are held to linearizability; the others only to coming from a write that "
-              "did not fail and was not invoked after them")
+        say("note: no read was answered with Berth-Read, so only the final reads (from the leader, after a "
+            "write of its term) are held to linearizability; the others only to coming from a write that "
+            "did not fail and was not invoked after them")
     else:
-        print("%d reads carried Berth-Read; those saying leader are held to linearizability" % headed)
-    dump = os.environ.get("BERTH_HISTORY_DUMP")
+        say("%d reads carried Berth-Read; those saying leader are held to linearizability" % headed)
     if dump:
         with open(dump, "w") as f:
             for op in sorted(hist, key=lambda o: o.invoke):
                 f.write(repr(op) + "\n")
-        print("history written to " + dump)
-    problems = judge(hist)
+    problems = judge(hist, say)
+    if dump:
+        with open(dump + ".report", "w") as f:
+            f.write("\n".join(report + problems) + "\n")
     check(not problems, "%d violation(s), seed %d:\n  %s" % (len(problems), seed, "\n  ".join(problems)))
