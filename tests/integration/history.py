@@ -79,7 +79,8 @@ class Op:
 
     def __repr__(self):
         what = {READ: "read -> %r" % (self.result,), WRITE: "write %r" % (self.value,),
-                CREATE: "create %r -> %s" % (self.value, self.result), DELETE: "delete -> %s" % (self.result,)}[self.kind]
+                CREATE: "create %r -> %s" % (self.value, self.result),
+                DELETE: "delete -> %s" % (self.result,)}[self.kind]
         if self.outcome != OK and self.kind != WRITE:
             what = self.kind + (" %r" % (self.value,) if self.value is not None else "")
         done = "..." if self.complete is None else "%.3f" % self.complete

@@ -41,7 +41,6 @@ import os
 import random
 import re
 import signal
-import socket
 import ssl
 import threading
 import time
@@ -223,6 +222,15 @@ class Cluster:
             time.sleep(0.001)
         return False
 
+    def leader_named_by(self, s):
+        """The server `s` says leads (GET /v1/servers), or None."""
+        try:
+            v = json.loads(self.send(s, "GET", "/v1/servers").body)
+            address = [x["address"] for x in v["servers"] if x["id"] == v["leaderId"] and not x.get("self")]
+        except (NotSent, MaybeSent, ValueError, KeyError):
+            return None
+        return self.by_port(int(address[0].rsplit(":", 1)[1])) if address else None
+
     def leader(self, skip=()):
         """The live server that says it leads (the highest term if several do), or None."""
         best, term = None, -1
@@ -300,7 +308,10 @@ class Client:
                 if op.outcome == H.OK:
                     op.result = result if result is not None else on_ok(a)
                 if op.outcome != H.OK or (a.status >= 500):
-                    self.guess = self.other(s)
+                    # The registry on a follower answers 503 without a Location
+                    # (its writes are not sent on yet): ask that server who leads.
+                    self.guess = (self.c.leader_named_by(s) if "not the cluster's leader" in a.code() else None) \
+                        or self.other(s)
         except NotSent as e:
             op.outcome, op.note = H.FAIL, "not sent to :%d (%s)" % (s.port, str(e)[:60])
             self.guess = self.other(s)
