@@ -131,6 +131,20 @@ def test_history_checker_shrinks_and_bounds():
     check(H.check_key(ops, max_steps=5).valid is None, "a bounded search says it does not know")
 
 
+def test_history_checker_reports_a_violation_with_what_explains_it():
+    # As the cluster test would see it: a change refused with 503 NotLeader ("the
+    # change was not made") that the final read from the leader shows.
+    ops = [H.Op("setup", H.WRITE, "service/a", value=0, invoke=-1, complete=0),
+           _w(1, "service/a", 5, 1, 2), _w(2, "service/a", 6, 3, 4, H.FAIL), _r(3, "service/a", 6, 5, 6, lin=False),
+           _r(4, "service/a", 5, 7, 8, lin=False), _w(1, "service/a", 7, 9, None, H.INFO)]
+    ops[2].note = "503 NotLeader"
+    ops.append(H.Op("final", H.READ, "service/a", result=6, invoke=10, complete=11, note="200 final"))
+    problems = judge(ops, say=lambda text: None)
+    check(len(problems) == 3, "two reads of a refused write, and the key not linearizable: %r" % problems)
+    text = problems[-1]
+    check("service/a is not linearizable" in text and "final" in text and "503 NotLeader" in text, text)
+
+
 # --- a client of the cluster ---
 
 
@@ -617,6 +631,20 @@ def summary(hist):
     return "\n".join(lines)
 
 
+def stale_reads(ops):
+    """The reads allowed to be stale that were: held to linearizability one at a
+    time, each would make the key's history fail. Information only (a follower
+    may lag), but a count of them shows how far behind reads run."""
+    out = []
+    for r in ops:
+        if r.kind == H.READ and r.outcome == H.OK and not r.linearizable:
+            r.linearizable = True
+            if H.check_key(ops, max_steps=100_000).valid is False:
+                out.append(r)
+            r.linearizable = False
+    return out
+
+
 def judge(hist, say=print):
     """Every check over the history; returns the list of violations (text)."""
     problems = []
@@ -631,6 +659,9 @@ def judge(hist, say=print):
         verdict = {True: "linearizable", False: "NOT linearizable", None: "unknown (search bounded)"}[res.valid]
         say("%s: %d ops (%d searched), %s in %d steps" % (key, len(ops), len(res.ops), verdict, res.steps))
         if res.valid is True:
+            stale = stale_reads(ops)
+            if stale:
+                say("  %d of its reads allowed to be stale were (not asserted): e.g. %r" % (len(stale), stale[0]))
             continue
         if res.valid is None:
             problems.append("%s: the search ran out of steps (%d ops): no verdict" % (key, len(res.ops)))
@@ -638,6 +669,16 @@ def judge(hist, say=print):
         small = H.shrink(ops)
         text = "%s is not linearizable; a smallest failing slice (%d of %d ops):\n      %s" % (
             key, len(small), len(ops), "\n      ".join(repr(o) for o in small))
+        # What the slice leaves out to be small: the writes of the values it reads
+        # (refused ones included), and the changes just before it.
+        shown = {o.result for o in small if o.kind == H.READ}
+        writers = [o for o in ops if o.kind == H.WRITE and o.value in shown and o not in small]
+        start = min(o.invoke for o in small)
+        before = [o for o in ops if o.kind != H.READ and o not in small and o not in writers and o.invoke < start]
+        context = writers + before[-3:]
+        if context:
+            context.sort(key=lambda o: o.invoke)
+            text += "\n    around it:\n      %s" % "\n      ".join(repr(o) for o in context)
         final = [o for o in ops if o.kind == H.READ and "final" in o.note]
         if final and not key.startswith("cluster/"):
             lost = H.lost_acknowledged_writes(ops, final[0])
