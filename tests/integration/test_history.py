@@ -590,18 +590,22 @@ def run_history(seed, n_ops, registry):
             return None
         return lead if a.status == 201 else None
 
-    leader = wait_until(settled, wait=60, step=0.5, what="a leader after the heal taking a write")
     final = Client("final", c, random.Random(seed), t0, kinds)
-    finals = []
-    for name in CLUSTER_KEYS:
-        finals.append(final.read_cluster(name, leader, final=True))
-    for name in SERVICE_KEYS:
-        finals.append(final.read_desired(name, leader, final=True))
-    if registry:
-        for tag in TAG_KEYS:
-            finals.append(final.read_tag(tag, leader, final=True))
-    check(all(f.outcome == H.OK for f in finals), "the final reads: %r" % finals)
-    check(c.leader() is leader, "the leader stayed the leader during the final reads")
+
+    def read_everything():
+        """The final reads from one leader, or None if a read failed or the leader
+        changed meanwhile (the machine may stall a server past an election)."""
+        leader = wait_until(settled, wait=60, step=0.5, what="a leader after the heal taking a write")
+        finals = [final.read_cluster(name, leader, final=True) for name in CLUSTER_KEYS]
+        finals += [final.read_desired(name, leader, final=True) for name in SERVICE_KEYS]
+        if registry:
+            finals += [final.read_tag(tag, leader, final=True) for tag in TAG_KEYS]
+        if all(f.outcome == H.OK for f in finals) and c.leader() is leader:
+            return leader, finals
+        nemesis.log("final reads from :%d again: %r" % (leader.port, [f for f in finals if f.outcome != H.OK]))
+        return None
+
+    leader, finals = wait_until(read_everything, wait=120, step=0.5, what="final reads from a leader that stays")
     nemesis.log("final reads from :%d" % leader.port)
     check(nemesis.error is None, "the nemesis failed: %r" % nemesis.error)
     for s in servers:
