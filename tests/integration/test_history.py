@@ -145,6 +145,69 @@ def test_history_checker_reports_a_violation_with_what_explains_it():
     check("service/a is not linearizable" in text and "final" in text and "503 NotLeader" in text, text)
 
 
+def _brute_force(ops, state=None):
+    """Linearizable by trying every order: an op may go next unless an ok op still
+    to place completed before it was invoked; info ops may be left out."""
+    if not any(o.outcome == H.OK for o in ops):
+        return True
+    for op in ops:
+        if any(q is not op and q.outcome == H.OK and q.complete < op.invoke for q in ops):
+            continue
+        accepted, new_state = H.step(state, op)
+        if accepted and _brute_force([o for o in ops if o is not op], new_state):
+            return True
+    return False
+
+
+def _random_history(rng):
+    """Three processes, two or three ops each on one register, with results from a
+    real order of effects; then sometimes a result changed or an outcome made info
+    or fail, which may or may not leave it linearizable."""
+    ops, effects = [], []
+    for p in range(3):
+        t = rng.uniform(0, 1)
+        for _ in range(rng.randint(2, 3)):
+            kind = rng.choice([H.READ, H.READ, H.WRITE, H.CREATE, H.DELETE])
+            a = round(t, 1)  # coarse times, so that some ends and starts tie
+            b = round(a + rng.uniform(0.1, 2), 1)
+            value = {H.WRITE: rng.randint(1, 3), H.CREATE: "present"}.get(kind)
+            op = H.Op(p, kind, "k", value=value, invoke=a, complete=b)
+            ops.append(op)
+            effects.append((rng.uniform(a, b), op))
+            t = b + rng.uniform(0, 0.5)
+    state = None
+    for _, op in sorted(effects, key=lambda e: e[0]):
+        if op.kind == H.READ:
+            op.result = state
+        elif op.kind == H.CREATE:
+            op.result = "created" if state is None else "exists"
+        elif op.kind == H.DELETE:
+            op.result = "deleted" if state is not None else "absent"
+        _, state = H.step(state, op)
+    for op in ops:
+        x = rng.random()
+        if x < 0.1:
+            op.outcome, op.complete = H.INFO, None
+        elif x < 0.2:
+            op.outcome = H.FAIL
+        elif x < 0.3 and op.kind == H.READ:
+            op.result = rng.choice([None, 1, 2, 3, "present"])
+    return ops
+
+
+def test_history_checker_agrees_with_a_brute_force_search():
+    rng = random.Random(7)
+    verdicts = {True: 0, False: 0}
+    for _ in range(400):
+        ops = _random_history(rng)
+        want = _brute_force(H.searched_ops(ops))
+        got = H.check_key(ops).valid
+        check(got is want, "the search says %r, every order tried says %r:\n%s"
+              % (got, want, "\n".join(map(repr, ops))))
+        verdicts[want] += 1
+    check(verdicts[True] > 50 and verdicts[False] > 50, "both verdicts met: %r" % verdicts)
+
+
 # --- a client of the cluster ---
 
 
