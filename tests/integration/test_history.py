@@ -23,6 +23,13 @@ What counts as what, client side (the outcome of each operation):
   ClusterNotFound are answers: a create that found the name taken, a delete
   that found nothing);
 - a timeout or a reset once the request was sent, any other 5xx: `info`.
+A client's next operation after a fail or info is a new one, on another server.
+
+The registry on a follower does not send changes on yet: a tag push there is
+answered 503 UNKNOWN "this server is not the cluster's leader ... the change was
+not made" (the proposal refused, no Location), a `fail`; the client then asks
+that server who leads (GET /v1/servers). Tags name OCI indexes of one base image
+pushed at the start, so no blob needs to be on the server that takes the push.
 
 Reads: only a read the server says it served as the leader holding its lease
 (answer header `Berth-Read: leader`) must be linearizable; any other read may be
