@@ -561,7 +561,7 @@ class Nemesis(threading.Thread):
                     target = self.rng.choice(self.c.servers)
                 if self.c.wait_for_a_change_in_flight(target, 1.0):
                     # A few ms on, the change is more likely on its way to the followers.
-                    time.sleep(self.rng.uniform(0, 0.006))
+                    time.sleep(self.rng.uniform(0, 0.003))
                     fault += ", a change in flight"
                 if fault.startswith("kill"):
                     self.log("kill -9 :%d (%s)" % (target.port, fault))
