@@ -44,14 +44,14 @@ def three_hosts(args=()):
         yield net, servers
     finally:
         for s in servers:
-            s.signal(signal.SIGCONT)  # (SIGKILL ends a stopped process too; this is for its log's sake)
-            s.kill()
+            s.kill()  # (a stopped one too)
         net.close()
 
 
 def restart(s, admin):
-    """Starts `s` again (same data, address and port); `admin`: the cluster's admin
-    token, which a server's data directory no longer holds after its first start."""
+    """Starts `s` again (same data directory, address and port); `admin`: the
+    cluster's admin token, which Server.start finds only in the data directory of
+    the first server, and only at its first start."""
     s.start()
     s.token = admin
 
@@ -93,8 +93,8 @@ def settled(servers, wait=SLOW):
 
 def write(servers, name, wait=SLOW):
     """Creates the cluster `name` through whichever of `servers` takes it, trying
-    each in turn through elections; returns the one that answered 201. A 409 (a try
-    that went through unanswered, as a timed-out one may) counts as made."""
+    each in turn through elections; returns the one that took it. A 409 (a try that
+    went through unanswered, as a timed-out one may) counts as taken."""
 
     def attempt():
         for s in servers:
@@ -133,7 +133,8 @@ def expect_none(s, names):
 
 
 def expect_redirect_to(s, leader, name):
-    """A change on follower `s` is answered 307 to `leader` and not made there."""
+    """A change on follower `s` is answered 307 to `leader` (the change is not made:
+    the test does not follow it)."""
     r = s.create_cluster(name)
     check(r.status == 307 and r.header("location") == leader.url + "/v1/clusters",
           "a change on the follower %s is sent to the leader %s: %r %r" % (s.url, leader.url, r, r.headers))
