@@ -2,11 +2,11 @@
 namespace of its own on a bridge the test makes (netns.py), listening on its own
 address at port 7070, so the servers reach one another as on separate machines,
 and a test cuts links with iptables in one host's namespace while it still talks
-to every server from the root namespace. Beside what test_cluster.py does on
-loopback (the leader's kill -9 and SIGSTOP), a partition of the leader and of a
-follower, a disk replaced by an empty one (the server rejoins by a snapshot) and
-a rolling restart under writes. After each, every change acknowledged (201) is
-on every server.
+to every server from the root namespace. The leader's kill -9 (in the middle of
+a stream of changes) and SIGSTOP, as test_cluster.py does on loopback; what
+loopback cannot do, a partition of the leader and of a follower; a disk replaced
+by an empty one (the server rejoins by a snapshot); a rolling restart under
+writes. After each, every change acknowledged (201) is on every server.
 
 Waits are upper bounds on a slow machine, never claims that something was fast."""
 
@@ -140,6 +140,45 @@ def expect_redirect_to(s, leader, name):
           "a change on the follower %s is sent to the leader %s: %r %r" % (s.url, leader.url, r, r.headers))
 
 
+class Writer:
+    """A thread creating clusters PREFIX-0, PREFIX-1, ... through whichever server
+    takes them, one after another until stop(); `made` holds every one acknowledged
+    (or found made when tried again), `unexpected` any answer but 201, 307, 503 or
+    such a 409."""
+
+    def __init__(self, servers, prefix):
+        self.servers = servers
+        self.prefix = prefix
+        self.made = []
+        self.unexpected = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            name = "%s-%d" % (self.prefix, i)
+            for s in self.servers:
+                try:
+                    r = s.request("POST", "/v1/clusters", {"clusterName": name}, wait=5)
+                except Exception:
+                    continue  # stopped, restarting, or the answer lost: the next server
+                if r.status == 201 or (r.status == 409 and error_code(r) == "ClusterAlreadyExists"):
+                    self.made.append(name)
+                    i += 1
+                    break
+                if r.status not in (307, 503):
+                    self.unexpected.append((name, s.url, r))
+            else:
+                self._stop.wait(0.1)  # no server took it: again, the same name
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+        check(not self._thread.is_alive(), "the writer did not stop")
+
+
 @timeout(400)
 def test_leader_killed_a_new_one_is_elected_and_the_old_one_rejoins_as_a_follower():
     with three_hosts() as (net, servers):
@@ -149,19 +188,28 @@ def test_leader_killed_a_new_one_is_elected_and_the_old_one_rejoins_as_a_followe
         for n in names:
             expect_status(old.create_cluster(n), 201, "a change on the leader")
 
-        old.kill()
-        others = [s for s in servers if s is not old]
-        new = wait_until(lambda: leader_of(others), wait=SLOW, what="a new leader among the other two")
-        expect_all(new, names)
-        for i in range(5):
-            names.append("after-kill-%d" % i)
-            write(others, names[-1])
+        # Killed in the middle of a stream of changes, some in flight.
+        writer = Writer(servers, "stream")
+        try:
+            wait_until(lambda: len(writer.made) >= 5, wait=SLOW, what="writes before the kill")
+            old.kill()
+            others = [s for s in servers if s is not old]
+            new = wait_until(lambda: leader_of(others), wait=SLOW, what="a new leader among the other two")
+            expect_all(new, names)
+            for i in range(5):
+                names.append("after-kill-%d" % i)
+                write(others, names[-1])
 
-        restart(old, admin)
-        leader = settled(servers)
-        check(leader is not old and not view(old)["leader"], "the restarted server follows %s" % leader.url)
+            restart(old, admin)
+            leader = settled(servers)
+            check(leader is not old and not view(old)["leader"], "the restarted server follows %s" % leader.url)
+            done = len(writer.made)
+            wait_until(lambda: len(writer.made) >= done + 5, wait=SLOW, what="writes going on after the restart")
+        finally:
+            writer.stop()
+        check(not writer.unexpected, "answers to the writer: %r" % writer.unexpected[:5])
         for s in servers:
-            expect_all(s, names)
+            expect_all(s, names + writer.made)
         expect_redirect_to(old, leader, "on-the-restarted")
 
 
@@ -313,49 +361,11 @@ def test_server_with_its_disk_replaced_rejoins_by_a_snapshot():
             expect_all(s, names)
 
 
-class Writer:
-    """A thread creating clusters roll-0, roll-1, ... through whichever server takes
-    them, one after another until stop(); `made` holds every one acknowledged (or
-    found made when tried again), `unexpected` any answer but 201, 307, 503 or such
-    a 409."""
-
-    def __init__(self, servers):
-        self.servers = servers
-        self.made = []
-        self.unexpected = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        i = 0
-        while not self._stop.is_set():
-            name = "roll-%d" % i
-            for s in self.servers:
-                try:
-                    r = s.request("POST", "/v1/clusters", {"clusterName": name}, wait=5)
-                except Exception:
-                    continue  # stopped, restarting, or the answer lost: the next server
-                if r.status == 201 or (r.status == 409 and error_code(r) == "ClusterAlreadyExists"):
-                    self.made.append(name)
-                    i += 1
-                    break
-                if r.status not in (307, 503):
-                    self.unexpected.append((name, s.url, r))
-            else:
-                self._stop.wait(0.1)  # no server took it: again, the same name
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(30)
-        check(not self._thread.is_alive(), "the writer did not stop")
-
-
 @timeout(600)
 def test_rolling_restart_under_writes_loses_nothing():
     with three_hosts() as (net, servers):
         admin = servers[0].token
-        writer = Writer(servers)
+        writer = Writer(servers, "roll")
         try:
             wait_until(lambda: len(writer.made) >= 5, wait=SLOW, what="writes before the restarts")
             for s in servers:
