@@ -46,7 +46,7 @@ def _bridge(k):
 
 def _forward_rule(k):
     br = _bridge(k)
-    return ["FORWARD", "-i", br, "-o", br, "-j", "ACCEPT", "-m", "comment", "--comment", OWNER.strip()]
+    return ["FORWARD", "-i", br, "-o", br, "-j", "ACCEPT", "-m", "comment", "--comment", "berth-it " + br]
 
 
 def _teardown(k, hosts):
