@@ -62,6 +62,16 @@ Error ProposalError(int status, const char* detail) {
   }
 }
 
+// A proposal the log took, failed before it was applied here: the entry may
+// still be committed by the next leader, so the change may or may not be made.
+Error Undetermined(int status) {
+  bool stopping = status == RAFT_SHUTDOWN;
+  return Error{ErrorKind::kUnavailable, stopping ? "ServerUnavailable" : "LeadershipLost",
+               std::string(stopping ? "the server stopped" : "this server lost the cluster's leadership") +
+                   " before the change was applied (" + raft_strerror(status) +
+                   "); the next leader may still make it: check before repeating it"};
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- the state machine
@@ -720,7 +730,7 @@ uint64_t Replica::Propose(const std::string& entry, Applied applied) {
   int rv = raft_apply(&raft_, &p->req, &buf, 1, [](struct raft_apply* req, int status, void* result) {
     std::unique_ptr<Proposal> p(static_cast<Proposal*>(req->data));
     if (status != 0) {
-      p->applied(ProposalError(status, ""));
+      p->applied(Undetermined(status));
       return;
     }
     auto* r = static_cast<Result<store::Results>*>(result);

@@ -20,9 +20,11 @@ def server_token(leader):
     return r.json()["token"]["secret"]
 
 
-def join(at, token, data_dir=None):
-    """A new server joining the cluster through `at` (any member)."""
-    s = Server(data_dir=data_dir, args=["--join", at.url, "--token", token])
+def join(at, token, data_dir=None, args=(), make=Server):
+    """A new server joining the cluster through `at` (any member). `make(args=...)`
+    starts it (a Server on loopback unless another host's is given); `args` come
+    after --join and --token."""
+    s = make(data_dir=data_dir, args=["--join", at.url, "--token", token] + list(args))
     s.token = at.token
     wait_until(lambda: any("joined the cluster" in l for l in s.stdout_lines), what="the join of a server")
     return s
