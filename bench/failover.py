@@ -1,5 +1,6 @@
 """Driver for bench/failover.sh (which says what it measures): one three-server
-cluster, berth or etcd, on 127.0.0.1; one writer thread (one write at a time,
+cluster, berth or etcd, on 127.0.0.1 (or, with --netns, three network namespaces
+on a bridge, tests/integration/netns.py); one writer thread (one write at a time,
 each a new name, --timeout s each; berth's 307 is followed with the same name,
 anything else moves on to the next server); --cycles kills of the leader. Prints
 a line per cycle and a summary, writes KEY=VALUE lines to --result. Exit 0; 1 when
@@ -25,13 +26,13 @@ def free_ports(n):  # below the ephemeral range, so no client socket takes one m
     return list(ports)
 
 class Client:  # one keep-alive connection to one server, reopened after any error
-    def __init__(self, port, ctx, timeout):
-        self.port, self.ctx, self.timeout, self.conn = port, ctx, timeout, None
+    def __init__(self, host, port, ctx, timeout):
+        self.host, self.port, self.ctx, self.timeout, self.conn = host, port, ctx, timeout, None
     def call(self, method, path, body=None, headers={}):
         if self.conn is None:
             kw = {"context": self.ctx} if self.ctx else {}
             cls = http.client.HTTPSConnection if self.ctx else http.client.HTTPConnection
-            self.conn = cls("127.0.0.1", self.port, timeout=self.timeout, **kw)
+            self.conn = cls(self.host, self.port, timeout=self.timeout, **kw)
         try:
             self.conn.request(method, path, body=None if body is None else json.dumps(body),
                               headers={"Content-Type": "application/json", **headers})
@@ -45,11 +46,24 @@ class Cluster:
     def __init__(self, a):
         self.a, self.procs, self.argv, self.ctx, self.hdr, self.changes = a, [None] * 3, [None] * 3, None, {}, 0
         self.hint = 0
-        self.ports = free_ports(6)  # 0-2 client ports, 3-5 peer ports (etcd)
+        self.net = None
+        if a.netns:  # a host each: its own namespace and address on a bridge, the usual ports
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+            import netns
+            self.net = netns.Network(3)
+            self.hosts = [self.net.address(i) for i in range(3)] * 2
+            self.wrap = [["ip", "netns", "exec", self.net.ns(i)] for i in range(3)]
+            self.ports = [7070 if a.name == "berth" else 2379] * 3 + [2380] * 3
+        else:
+            self.hosts, self.wrap = ["127.0.0.1"] * 6, [[]] * 3
+            self.ports = free_ports(6)  # 0-2 client ports, 3-5 peer ports (etcd)
+    def at(self, i): return f"{self.hosts[i]}:{self.ports[i]}"  # host:port of endpoint i
+    def index_of(self, address):  # which server a host:port (as a server names it) is
+        return [self.at(i) for i in range(3)].index(address)
     def start(self, i, extra=()):
         d = os.path.join(self.a.dir, f"s{i + 1}")
         os.makedirs(d, exist_ok=True)
-        self.procs[i] = subprocess.Popen(self.argv[i] + list(extra), stdin=subprocess.DEVNULL,
+        self.procs[i] = subprocess.Popen(self.wrap[i] + self.argv[i] + list(extra), stdin=subprocess.DEVNULL,
                                          stdout=open(d + "/stdout", "ab"), stderr=open(d + "/stderr", "ab"))
         self.save_pids()
     def kill9(self, i): self.procs[i].kill(); self.procs[i].wait(); self.save_pids()
@@ -62,7 +76,8 @@ class Cluster:
             try: p.wait(5)
             except subprocess.TimeoutExpired: p.kill(); p.wait()
         self.save_pids()
-    def clients(self, timeout): return [Client(self.ports[i], self.ctx, timeout) for i in range(3)]
+        if self.net: self.net.close()
+    def clients(self, timeout): return [Client(self.hosts[i], self.ports[i], self.ctx, timeout) for i in range(3)]
     def wait_until(self, what, fn, secs):
         end = T() + secs
         while T() < end:
@@ -96,7 +111,7 @@ class Cluster:
 class Berth(Cluster):
     def boot(self):
         a, d = self.a, [os.path.join(self.a.dir, f"s{i + 1}") for i in range(3)]
-        self.argv = [[a.bin, "server", "--data", d[i] + "/data", "--listen", f"127.0.0.1:{self.ports[i]}",
+        self.argv = [[a.bin, "server", "--data", d[i] + "/data", "--listen", self.at(i),
                       "--no-agent", "--log-level", a.log_level] for i in range(3)]
         self.start(0)
         tok = self.wait_until("admin token", lambda: open(d[0] + "/data/admin-token").read().strip() or None, 20)
@@ -105,7 +120,7 @@ class Berth(Cluster):
         c = self.clients(5)
         st, _, body = self.wait_until("answer from server 1", lambda: c[0].call("POST", "/v1/tokens", {"role": "server"}, self.hdr), 20)
         if st != 201: raise Broke(f"POST /v1/tokens: {st} {body[:200]!r}")
-        join = ["--join", f"https://127.0.0.1:{self.ports[0]}", "--token", json.loads(body)["token"]["secret"]]
+        join = ["--join", f"https://{self.at(0)}", "--token", json.loads(body)["token"]["secret"]]
         for i in (1, 2):  # one at a time; a restart later goes without --join (a member already)
             self.start(i, join)
             self.wait_until(f"join of server {i + 1}", lambda: b"joined the cluster" in open(d[i] + "/stdout", "rb").read(), 30)
@@ -116,7 +131,7 @@ class Berth(Cluster):
     def view(self, c, i):
         s = self.servers(c, i)
         for m in s["servers"]:
-            if m["id"] == s.get("leaderId"): return self.ports.index(int(m["address"].rsplit(":", 1)[1])), s["term"]
+            if m["id"] == s.get("leaderId"): return self.index_of(m["address"]), s["term"]
         return None, s["term"]
     def caught_up(self, c):
         L = self.leader(c)[0]
@@ -125,7 +140,7 @@ class Berth(Cluster):
             m["role"] == "voter" and (m["self"] or (m.get("recentContact") and m.get("lag", 1e9) <= self.a.lag_ok)) for m in s["servers"])
     def put(self, cl, name):
         st, loc, _ = cl.call("POST", "/v1/clusters", {"clusterName": name}, self.hdr)
-        if st == 307 and loc: return "redirect", st, self.ports.index(int(loc.split("/")[2].rsplit(":", 1)[1]))
+        if st == 307 and loc: return "redirect", st, self.index_of(loc.split("/")[2])
         return ("ok" if st == 201 else "fail"), st, None
     def names(self, c, L):
         st, _, body = c[L].call("GET", "/v1/clusters", headers=self.hdr)
@@ -137,10 +152,10 @@ def b64(s): return base64.b64encode(s.encode()).decode()
 class Etcd(Cluster):
     def boot(self):
         a, p = self.a, self.ports
-        peers = ",".join(f"e{i + 1}=http://127.0.0.1:{p[3 + i]}" for i in range(3))
+        peers = ",".join(f"e{i + 1}=http://{self.at(3 + i)}" for i in range(3))
         self.argv = [[a.bin, "--name", f"e{i + 1}", "--data-dir", os.path.join(a.dir, f"s{i + 1}", "data"),
-                      "--listen-client-urls", f"http://127.0.0.1:{p[i]}", "--advertise-client-urls", f"http://127.0.0.1:{p[i]}",
-                      "--listen-peer-urls", f"http://127.0.0.1:{p[3 + i]}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{p[3 + i]}",
+                      "--listen-client-urls", f"http://{self.at(i)}", "--advertise-client-urls", f"http://{self.at(i)}",
+                      "--listen-peer-urls", f"http://{self.at(3 + i)}", "--initial-advertise-peer-urls", f"http://{self.at(3 + i)}",
                       "--initial-cluster", peers, "--initial-cluster-state", "new", "--initial-cluster-token", "failover-bench",
                       "--logger", "zap", "--log-outputs", "stderr"] for i in range(3)]
         self.hdr = {"Grpc-Metadata-hasleader": "true"}  # a follower that knows it has no leader says so at once
@@ -231,6 +246,7 @@ def main():
         p.add_argument("--" + k, default=d, required=d is None)
     for k, typ, d in (("cycles", int, 10), ("timeout", float, 1.0), ("settle", float, 1.0), ("lag-ok", int, 10)):
         p.add_argument("--" + k, type=typ, default=d)
+    p.add_argument("--netns", action="store_true", help="each server in a network namespace of its own")
     a = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cl = (Etcd if a.name == "etcd" else Berth)(a)

@@ -26,8 +26,14 @@
 #   (etcd figures `na` when etcd-server is not installable, or ETCD=0;
 #    targets: failover_p50_s <= 1, failover_max_s <= 2, acked_lost = 0)
 #
+# NETNS=1 runs each server in a network namespace of its own on a bridge (real
+# addresses, port 7070 for berth, 2379/2380 for etcd; tests/integration/netns.py),
+# where the machine allows it (root, iproute2, iptables); the last line then
+# also says netns=1.
+#
 #   bench/failover.sh                    # uses build/berth (built if missing)
 #   CYCLES=3 BERTH=/tmp/berth bench/failover.sh
+#   NETNS=1 bench/failover.sh
 
 source "$(dirname "$0")/common.bash"
 
@@ -38,6 +44,9 @@ REQUEST_TIMEOUT=${REQUEST_TIMEOUT:-0.25} # per write; a longer one rounds etcd's
 SETTLE_SECONDS=${SETTLE_SECONDS:-1}     # leader and term unchanged this long before a kill
 LAG_OK=${LAG_OK:-10}                    # entries a restarted server may trail by and be caught up
 LOG_LEVEL=${LOG_LEVEL:-info}
+NETNS=${NETNS:-0}
+netns_flag=()
+[ "$NETNS" = 1 ] && netns_flag=(--netns)
 
 ensure_tools python3:python3
 ensure_berth
@@ -63,7 +72,7 @@ run_driver() {
   echo "--- $name: $cycles cycles ($bin)"
   python3 bench/failover.py --name "$name" --bin "$bin" --dir "$BENCH_TMP/$name" --cycles "$cycles" \
     --timeout "$REQUEST_TIMEOUT" --settle "$SETTLE_SECONDS" --lag-ok "$LAG_OK" --log-level "$LOG_LEVEL" \
-    --prefix "fo-$$-" --pidfile "$BENCH_TMP/$name.pids" --result "$BENCH_TMP/$name.result" &
+    --prefix "fo-$$-" --pidfile "$BENCH_TMP/$name.pids" --result "$BENCH_TMP/$name.result" "${netns_flag[@]}" &
   local pid=$!
   BENCH_PIDS+=("$pid")
   RC=0
@@ -103,5 +112,5 @@ fi
 echo "berth: failover per cycle $(res "$b" all) s; acked $(res "$b" acked), lost $(res "$b" lost)"
 echo "new leader seen by a survivor, p50: berth $(res "$b" elect_p50) s, etcd ${e_elect:-na} s"
 echo "target: failover_p50_s <= 1, failover_max_s <= 2 (measured, not enforced); acked_lost = 0 (enforced)"
-echo "failover_p50_s=$(res "$b" p50) failover_max_s=$(res "$b" max) acked_lost=$(res "$b" lost) cycles=$(res "$b" cycles) acked=$(res "$b" acked) etcd_failover_p50_s=$e_p50 etcd_failover_max_s=$e_max ratio_p50_etcd_over_berth=$ratio"
+echo "failover_p50_s=$(res "$b" p50) failover_max_s=$(res "$b" max) acked_lost=$(res "$b" lost) cycles=$(res "$b" cycles) acked=$(res "$b" acked) etcd_failover_p50_s=$e_p50 etcd_failover_max_s=$e_max ratio_p50_etcd_over_berth=$ratio netns=$NETNS"
 exit $berth_rc

@@ -72,6 +72,9 @@ Error Undetermined(int status) {
                    "); the next leader may still make it: check before repeating it"};
 }
 
+// Entries a follower defers at most before it applies them anyway.
+constexpr size_t kMaxDeferred = 64;
+
 }  // namespace
 
 // ---------------------------------------------------------------- the state machine
@@ -88,6 +91,16 @@ int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
   auto* self = static_cast<Fsm*>(fsm->data);
   // libraft applies entries in order and counts one applied after this returns.
   uint64_t index = raft_last_applied(self->raft_) + 1;
+  if (self->after_io_ && raft_state(self->raft_) != RAFT_LEADER) {
+    // A follower's result goes nowhere: the entry is applied in a moment.
+    self->deferred_.push_back(Deferred{index, std::string(static_cast<const char*>(buf->base), buf->len)});
+    self->Arm();
+    self->last_ = store::Results{};
+    *result = &self->last_;
+    return 0;
+  }
+  // What was deferred comes first (a follower just elected).
+  if (!self->Drain()) return RAFT_IOERR;
   Result<store::Results> r =
       self->store_->ApplyEntry(index, std::string_view(static_cast<const char*>(buf->base), buf->len));
   if (!r && r.error().code.rfind("Storage", 0) == 0) {
@@ -100,8 +113,55 @@ int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
   return 0;
 }
 
+Fsm::~Fsm() = default;
+
+void Fsm::DeferFollowerApplies(uv_loop_s* loop) {
+  after_io_ = std::make_unique<net::AfterIo>(loop, [this] {
+    // The iteration that deferred an entry also wrote the acknowledgement into
+    // libraft's end of the socket pair; the splice sends it on in the next
+    // iteration's I/O, after which the entries are applied.
+    if (queued_now_ && deferred_.size() < kMaxDeferred) {
+      queued_now_ = false;
+      return after_io_->Arm();
+    }
+    queued_now_ = false;
+    if (!Drain()) RetryLater();
+  });
+  retry_ = std::make_unique<net::Timer>(loop);
+  retry_->Unref();
+}
+
+// A storage error: the entry stays first in line and is tried again in a second
+// (a leader's entries wait behind it, see Apply).
+void Fsm::RetryLater() {
+  retry_->Start(1000, 0, [this] {
+    if (!Drain()) RetryLater();
+  });
+}
+
+void Fsm::Arm() {
+  queued_now_ = true;
+  after_io_->Arm();
+}
+
+bool Fsm::Drain() {
+  while (!deferred_.empty()) {
+    const Deferred& d = deferred_.front();
+    Result<store::Results> r = store_->ApplyEntry(d.index, d.entry);
+    if (!r && r.error().code.rfind("Storage", 0) == 0) {
+      log::Warn("replica", "a committed entry could not be applied yet; kept",
+                {{"index", d.index}, {"error", r.error().message}});
+      return false;
+    }
+    deferred_.pop_front();
+  }
+  return true;
+}
+
 int Fsm::Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
   auto* self = static_cast<Fsm*>(fsm->data);
+  // The snapshot is of every entry libraft counts as applied.
+  if (!self->Drain()) return RAFT_BUSY;
   double t0 = Seconds();
   Result<std::string> bytes = self->store_->SnapshotBytes();
   if (!bytes) {
@@ -141,6 +201,9 @@ int Fsm::Restore(raft_fsm* fsm, raft_buffer* buf) {
   }
   uint64_t index = GetU64(p + 8);
   int rv = 0;
+  // Entries deferred before a snapshot that follows them are in it.
+  while (!self->deferred_.empty() && self->deferred_.front().index <= index) self->deferred_.pop_front();
+  if (!self->Drain()) return RAFT_IOERR;
   if (index <= self->store_->applied_index()) {
     // state.db already holds it (a restart: the log's snapshot is older than the
     // database, which replays only what comes after it).
@@ -372,6 +435,7 @@ struct Replica::Gauges {
   metrics::Gauge* servers;
   metrics::Gauge* acting;
   metrics::Counter* elections_won;
+  metrics::Family<metrics::Gauge>* peer_lag;
   std::unique_ptr<net::Timer> timer;
   std::unique_ptr<net::Timer> leadership;
 };
@@ -404,6 +468,7 @@ Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, stor
     return e;
   }
   r->fsm_.Attach(&r->raft_);
+  r->fsm_.DeferFollowerApplies(loop);
   raft_set_heartbeat_timeout(&r->raft_, r->options_.heartbeat_ms);
   raft_set_election_timeout(&r->raft_, r->options_.election_timeout_ms);
   raft_set_snapshot_threshold(&r->raft_, r->options_.snapshot_threshold);
@@ -454,6 +519,8 @@ Result<std::unique_ptr<Replica>> Replica::Start(uv_loop_s* loop, Options o, stor
           ->With({});
   g->elections_won =
       metrics->Counters("berth_raft_leadership_gained_total", "Times this server became the leader")->With({});
+  g->peer_lag = metrics->Gauges("berth_raft_peer_lag_entries",
+                                "On the leader: log entries a peer lacks (-1: this server does not lead)", {"peer"});
   g->timer = std::make_unique<net::Timer>(loop);
   Replica* self = r.get();
   g->timer->Start(0, 1000, [self] { self->Observe(); });
@@ -484,10 +551,24 @@ void Replica::Observe() {
   gauges_->snapshots_installed->Set(static_cast<double>(fsm_.snapshots_installed()));
   gauges_->in_flight->Set(static_cast<double>(store_->in_flight()));
   gauges_->servers->Set(static_cast<double>(raft_.configuration.n));
+  // How far each peer is behind, as the leader knows it (a follower does not).
+  uint64_t last = raft_last_index(&raft_);
+  for (unsigned i = 0; i < raft_.configuration.n; i++) {
+    const raft_server& sv = raft_.configuration.servers[i];
+    if (sv.id == options_.id) continue;
+    double lag = -1;
+    if (leader()) {
+      raft_index match = raft_.leader_state.progress[i].match_index;
+      lag = static_cast<double>(last >= match ? last - match : 0);
+    }
+    gauges_->peer_lag->With({std::to_string(sv.id)})->Set(lag);
+  }
   transport_->Sweep();
 }
 
 void Replica::WatchLeadership() {
+  // Elected with entries still deferred: applied before this server acts.
+  if (leader() && !fsm_.drained()) fsm_.Drain();
   bool now = acting();
   gauges_->acting->Set(now ? 1 : 0);
   if (now == was_leader_) return;
@@ -641,7 +722,7 @@ void Replica::RemoveServer(uint64_t id, std::function<void(Status)> done) {
 }
 
 bool Replica::acting() const {
-  if (!leader()) return false;
+  if (!leader() || !fsm_.drained()) return false;
   uint64_t now = uv_now(transport_->loop);
   unsigned voters = 0, heard = 0;
   for (unsigned i = 0; i < raft_.configuration.n; i++) {
@@ -773,6 +854,7 @@ void Replica::Close(std::function<void()> done) {
   // server on its way out. Leaving its files as a crash would is the path every
   // start already handles (docs/decisions.md).
   closing_ = true;
+  (void)fsm_.Drain();  // what a follower deferred is in state.db before it closes
   (void)store_->SetLog(nullptr);
   if (gauges_ && gauges_->timer) gauges_->timer->Stop();
   if (gauges_ && gauges_->leadership) gauges_->leadership->Stop();

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +31,10 @@ struct uv_loop_s;
 namespace berth::net::tls {
 class ClientContext;
 }
+namespace berth::net {
+class AfterIo;
+class Timer;
+}  // namespace berth::net
 
 namespace berth::replica {
 
@@ -38,6 +43,7 @@ namespace berth::replica {
 class Fsm {
  public:
   explicit Fsm(store::Store* store);
+  ~Fsm();
   raft_fsm* fsm() { return &fsm_; }
   // The raft instance this state machine serves (for the index of each entry).
   void Attach(raft* r) { raft_ = r; }
@@ -48,6 +54,17 @@ class Fsm {
   uint64_t last_snapshot_bytes() const { return last_snapshot_bytes_; }
   double last_snapshot_seconds() const { return last_snapshot_seconds_; }
 
+  // From now on a follower applies committed entries after the acknowledgement
+  // that carried their commit index has left, not before it: libraft applies
+  // them just before it answers the leader, which would put every follower's
+  // apply on the path of every commit. Without this call (tests on raft's
+  // fixture) every entry is applied at once.
+  void DeferFollowerApplies(uv_loop_s* loop);
+  // Applies what was deferred, in order. False when the storage refused an entry
+  // (it stays first in line; tried again on the next call).
+  bool Drain();
+  bool drained() const { return deferred_.empty(); }
+
  private:
   static int Apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
   static int Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
@@ -56,6 +73,16 @@ class Fsm {
   raft_fsm fsm_{};
   store::Store* store_;
   raft* raft_ = nullptr;
+  struct Deferred {
+    uint64_t index;
+    std::string entry;
+  };
+  std::deque<Deferred> deferred_;
+  std::unique_ptr<net::AfterIo> after_io_;  // set: followers defer
+  std::unique_ptr<net::Timer> retry_;
+  bool queued_now_ = false;  // an entry was deferred in this loop iteration
+  void Arm();
+  void RetryLater();
   Result<store::Results> last_{store::Results{}};
   uint64_t snapshots_taken_ = 0;
   uint64_t snapshots_installed_ = 0;

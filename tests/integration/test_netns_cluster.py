@@ -315,11 +315,18 @@ def test_follower_partitioned_away_the_leader_goes_on_and_the_follower_catches_u
         # (pre-vote), so its term stays and it cannot depose the leader once back.
         wait_until(lambda: view(cut)["leaderId"] == "0", wait=SLOW, what="the follower cut off without a leader")
         check(view(cut)["term"] == term, "the follower cut off stays in term %d: %r" % (term, view(cut)))
+        # The leader's metrics say how far behind each peer is (refreshed each second).
+        lag = 'berth_raft_peer_lag_entries{peer="%s"}' % view(cut)["id"]
+        wait_until(lambda: (leader.metric(lag) or 0) >= len(during), wait=SLOW,
+                   what="the leader's %s at %d or more" % (lag, len(during)))
+        check(cut.metric(lag.replace(view(cut)["id"], view(leader)["id"])) == -1,
+              "a follower does not know its peers' lag: %r" % cut.metric(lag.replace(view(cut)["id"], view(leader)["id"])))
 
         net.heal(net.host_of(cut))
         wait_until(lambda: view(cut)["appliedIndex"] >= target, wait=SLOW,
                    what="the follower's applied index at the leader's %d" % target)
         expect_all(cut, names)
+        wait_until(lambda: leader.metric(lag) == 0, wait=SLOW, what="the leader's %s back at 0" % lag)
 
 
 @timeout(400)
