@@ -13,7 +13,7 @@ import uuid
 import dockerd
 from harness import Server, check, expect_status, timeout, wait_until
 from test_cluster import caught_up, leader_of, server_token
-from test_registry import OCI_MANIFEST, blob_path, build_image, docker, docker_env, push_image, req
+from test_registry import OCI_MANIFEST, blob_path, build_image, docker, docker_env, push_blob, push_image, req
 
 
 def three_servers(args=()):
@@ -53,6 +53,12 @@ def test_a_push_to_a_follower_is_on_a_majority_and_every_server_serves_it():
         for b in blobs:
             have = holders(servers, b)
             check(len(have) >= 2, "blob %s is on %d server(s) after its push was acknowledged" % (b, len(have)))
+        # The same bytes pushed again through the other follower: its peers hold
+        # them already (their HEAD answers 200) and the push is acknowledged.
+        data = os.urandom(5000)
+        d = push_blob(f1, repo, data)
+        wait_until(lambda: len(holders(servers, d)) == 3, what="the background copies of %s" % d)
+        check(push_blob(f2, repo, data) == d, "the second push of %s" % d)
         # The manifest is in the log: every server answers it.
         for s in servers:
             wait_until(lambda: req(s, "GET", "/v2/%s/manifests/1" % repo).status == 200, what="the manifest on %s" % s.url)
