@@ -478,15 +478,25 @@ void Replica::Observe() {
 }
 
 void Replica::WatchLeadership() {
+  // A new leader may not hold yet what its predecessors committed; the first
+  // entry of its own term, once applied, says it does (docs/decisions.md).
+  // A proposal in flight does as well as a barrier.
+  uint64_t term = raft_.current_term;
+  if (leader() && !ready() && pending_term_ != term) {
+    Barrier([term](Status s) {
+      if (!s) log::Debug("replica", "the barrier of a new term failed", {{"term", term}, {"error", s.error().message}});
+    });
+  }
   bool now = acting();
   gauges_->acting->Set(now ? 1 : 0);
   if (now == was_leader_) return;
   was_leader_ = now;
   if (now) gauges_->elections_won->Inc();
   log::Info("replica",
-            now        ? "this server leads the cluster"
-            : leader() ? "this server leads but has not heard from a majority within the lease: it stops acting"
-                       : "this server no longer leads the cluster",
+            now         ? "this server leads the cluster"
+            : !leader() ? "this server no longer leads the cluster"
+            : ready()   ? "this server leads but has not heard from a majority within the lease: it stops acting"
+                        : "this server leads but has not applied an entry of its term: it stops acting",
             {{"term", static_cast<uint64_t>(raft_.current_term)}, {"id", options_.id}});
   if (on_leadership_) on_leadership_(now);
 }
@@ -631,7 +641,7 @@ void Replica::RemoveServer(uint64_t id, std::function<void(Status)> done) {
 }
 
 bool Replica::acting() const {
-  if (!leader()) return false;
+  if (!leader() || !ready()) return false;
   uint64_t now = uv_now(transport_->loop);
   unsigned voters = 0, heard = 0;
   for (unsigned i = 0; i < raft_.configuration.n; i++) {
@@ -687,19 +697,28 @@ LogStatus Replica::Describe() {
   return st;
 }
 
-namespace {
+namespace {}  // namespace
 
-struct Proposal {
+// A proposal and a barrier remember the term they were proposed in: applied,
+// their entry is of that term.
+struct Replica::Proposal {
   struct raft_apply req {};
   store::Log::Applied applied;
+  Replica* replica = nullptr;
+  uint64_t term = 0;
 };
 
-struct BarrierReq {
+struct Replica::BarrierReq {
   struct raft_barrier req {};
   std::function<void(Status)> done;
+  Replica* replica = nullptr;
+  uint64_t term = 0;
 };
 
-}  // namespace
+void Replica::NoteOutcome(uint64_t term, bool applied) {
+  if (applied && term > ready_term_) ready_term_ = term;
+  if (pending_term_ == term) pending_term_ = 0;
+}
 
 uint64_t Replica::Propose(const std::string& entry, Applied applied) {
   if (closing_) {
@@ -717,8 +736,11 @@ uint64_t Replica::Propose(const std::string& entry, Applied applied) {
   auto* p = new Proposal;
   p->req.data = p;
   p->applied = std::move(applied);
+  p->replica = this;
+  p->term = raft_.current_term;
   int rv = raft_apply(&raft_, &p->req, &buf, 1, [](struct raft_apply* req, int status, void* result) {
     std::unique_ptr<Proposal> p(static_cast<Proposal*>(req->data));
+    p->replica->NoteOutcome(p->term, status == 0);
     if (status != 0) {
       p->applied(ProposalError(status, ""));
       return;
@@ -735,6 +757,7 @@ uint64_t Replica::Propose(const std::string& entry, Applied applied) {
     owned->applied(ProposalError(rv, raft_errmsg(&raft_)));
     return 0;
   }
+  if (!ready()) pending_term_ = p->term;
   return p->req.index;
 }
 
@@ -742,8 +765,11 @@ void Replica::Barrier(std::function<void(Status)> done) {
   auto* b = new BarrierReq;
   b->req.data = b;
   b->done = std::move(done);
+  b->replica = this;
+  b->term = raft_.current_term;
   int rv = raft_barrier(&raft_, &b->req, [](struct raft_barrier* req, int status) {
     std::unique_ptr<BarrierReq> b(static_cast<BarrierReq*>(req->data));
+    b->replica->NoteOutcome(b->term, status == 0);
     if (status != 0) {
       b->done(ProposalError(status, ""));
     } else {
@@ -753,7 +779,9 @@ void Replica::Barrier(std::function<void(Status)> done) {
   if (rv != 0) {
     std::unique_ptr<BarrierReq> owned(b);
     owned->done(ProposalError(rv, raft_errmsg(&raft_)));
+    return;
   }
+  if (!ready()) pending_term_ = b->term;
 }
 
 void Replica::Close(std::function<void()> done) {

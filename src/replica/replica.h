@@ -134,10 +134,15 @@ class Replica : public store::Log {
 
   bool leader() const;
   uint64_t term() const { return raft_.current_term; }
-  // The leader under its lease: a majority of voters (itself included) was heard
-  // from within lease_ms. What the leader does beyond the log (controllers,
-  // agents) it does only then.
+  // The leader under its lease, ready: a majority of voters (itself included)
+  // was heard from within lease_ms, and an entry of the current term was
+  // committed and applied here (so was everything earlier leaders committed;
+  // a barrier is proposed for it as soon as this server leads). What the
+  // leader does beyond the log (controllers, agents, reads that say they are
+  // the leader's) it does only then.
   bool acting() const;
+  // Whether an entry of the current term was applied on this server.
+  bool ready() const { return ready_term_ != 0 && ready_term_ == raft_.current_term; }
   // The leader's address (host:port) as this server knows it; empty when none.
   std::string LeaderAddress();
   // The cluster's members and this server's view of the log.
@@ -164,6 +169,11 @@ class Replica : public store::Log {
   Replica(Options o, store::Store* store);
   void Observe();  // refreshes the gauges
   void WatchLeadership();
+  // What became of an entry this server proposed in `term`: applied here (the
+  // term is ready), or failed (another entry must make it ready).
+  void NoteOutcome(uint64_t term, bool applied);
+  struct Proposal;
+  struct BarrierReq;
 
   Options options_;
   store::Store* store_;
@@ -178,6 +188,8 @@ class Replica : public store::Log {
   std::unique_ptr<Gauges> gauges_;
   std::function<void(bool)> on_leadership_;
   bool was_leader_ = false;
+  uint64_t ready_term_ = 0;    // the last term an entry of which was applied here
+  uint64_t pending_term_ = 0;  // the term of an entry in flight that will make it ready, 0 if none
 };
 
 }  // namespace berth::replica

@@ -791,10 +791,14 @@ int Run(const Options& o) {
     // looked at, as a follower may not have applied a token the leader knows.
     if (replica->leader()) {
       // Cut off from the majority: a change would not commit, and another leader
-      // may be elected on the other side. Refused at once, not held.
+      // may be elected on the other side. Or just elected, and what earlier
+      // leaders committed is not applied here yet. Refused at once, not held.
       net::http::Response r = net::http::ErrorResponse(
           503, "NoLeader",
-          "this server leads but has not heard from a majority of the cluster within the lease; try another server");
+          replica->ready() ? "this server leads but has not heard from a majority of the cluster within the lease; "
+                             "try another server"
+                           : "this server was just elected and has not yet applied what earlier leaders committed; "
+                             "try again shortly");
       r.headers.push_back({"Retry-After", "1"});
       return r;
     }

@@ -33,16 +33,15 @@ def view(s):
 
 
 def leader_of(servers):
-    """The server that says it leads (and whose view every other agrees with), or None."""
+    """The server that leads and acts (it takes changes), or None."""
     for s in servers:
         if not s.alive():
             continue
         try:
-            v = view(s)
+            if view(s)["leader"] and s.metric("berth_raft_lease_held") == 1.0:
+                return s
         except Exception:
             continue
-        if v["leader"]:
-            return s
     return None
 
 
