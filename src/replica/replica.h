@@ -10,6 +10,7 @@
 // one (Store::Restore).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -134,6 +135,10 @@ class Replica : public store::Log {
 
   bool leader() const;
   uint64_t term() const { return raft_.current_term; }
+  // The index of the last entry applied on this server (commands, barriers and
+  // configurations alike), the one being applied included: libraft counts an
+  // entry applied only once its callbacks, which send the answers, returned.
+  uint64_t applied_index() const { return std::max<uint64_t>(raft_.last_applied, store_->applied_index()); }
   // The leader under its lease, ready: a majority of voters (itself included)
   // was heard from within lease_ms, and an entry of the current term was
   // committed and applied here (so was everything earlier leaders committed;

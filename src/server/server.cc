@@ -815,6 +815,15 @@ int Run(const Options& o) {
     r.headers.push_back({"Location", url + req.target});
     return r;
   });
+  // How fresh an answer is (docs/api.md): the index applied when it was made,
+  // and for a read whether it is the acting leader's.
+  server->SetAnswerHeaders([&replica](const net::http::Exchange& ex, net::http::Headers* headers) {
+    headers->push_back({"Berth-Applied-Index", std::to_string(replica->applied_index())});
+    const std::string& method = ex.request().method;
+    if (method == "GET" || method == "HEAD") {
+      headers->push_back({"Berth-Read", replica->acting() ? "leader" : "stale"});
+    }
+  });
   server->SetObserver([&state, &store](const net::http::Exchange& ex) {
     api::AuditExchange(state, store.get(), SystemClock::Get().NowUnixMs(), ex);
   });

@@ -262,3 +262,41 @@ def test_the_lease_a_leader_cut_off_stops_acting_and_a_frozen_one_wakes_as_follo
         for s in servers:
             s.signal(signal.SIGCONT)
             s.kill()
+
+
+def applied(r):
+    return int(r.header("berth-applied-index"))
+
+
+@timeout(180)
+def test_answers_say_the_applied_index_and_whether_the_read_is_the_leaders():
+    s1 = Server()
+    token = server_token(s1)
+    servers = [s1, join(s1, token), join(s1, token)]
+    try:
+        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
+        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
+        r = expect_status(s1.create_cluster("fresh"), 201, "a change on the leader")
+        made_at = applied(r)
+        check(made_at > 0 and r.header("berth-read") is None, "a change says its index, not a read: %r" % r.headers)
+        for path in ("/v1/clusters", "/v1/servers", "/v1/version", "/healthz"):
+            r = expect_status(s1.request("GET", path), 200, "GET " + path + " on the leader")
+            check(r.header("berth-read") == "leader", "the leader's read of %s: %r" % (path, r.headers))
+            check(applied(r) >= made_at, "the leader's index covers the change: %r" % r.headers)
+        r = s1.request("GET", "/v1/clusters/nonexistent")
+        check(r.status == 404 and r.header("berth-read") == "leader" and applied(r) >= made_at,
+              "an error answer carries them too: %r" % r.headers)
+        for s in servers[1:]:
+            for path in ("/v1/clusters", "/healthz"):
+                r = expect_status(s.request("GET", path), 200, "GET " + path + " on a follower")
+                on_leader = applied(s1.request("GET", "/healthz"))
+                check(r.header("berth-read") == "stale", "a follower's read of %s: %r" % (path, r.headers))
+                check(applied(r) <= on_leader, "a follower's index %d is at most the leader's %d" %
+                      (applied(r), on_leader))
+            # Once its index reaches the change's, the follower's read holds it.
+            r = wait_until(lambda: (lambda r: r if applied(r) >= made_at else None)(s.request("GET", "/v1/clusters")),
+                           what="the follower applies the change")
+            check("fresh" in [c["clusterName"] for c in r.json()["clusters"]], "the change in the read: %r" % r.body)
+    finally:
+        for s in servers:
+            s.kill()
