@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -491,7 +492,10 @@ void Replica::WatchLeadership() {
   gauges_->acting->Set(now ? 1 : 0);
   if (now == was_leader_) return;
   was_leader_ = now;
-  if (now) gauges_->elections_won->Inc();
+  if (now) {
+    gauges_->elections_won->Inc();
+    acting_since_ms_ = uv_now(transport_->loop);
+  }
   log::Info("replica",
             now         ? "this server leads the cluster"
             : !leader() ? "this server no longer leads the cluster"
@@ -658,6 +662,16 @@ bool Replica::acting() const {
   return heard * 2 > voters;
 }
 
+int64_t Replica::SilentMs(uint64_t id) const {
+  if (!was_leader_) return -1;
+  if (id == options_.id) return 0;
+  uint64_t now = uv_now(transport_->loop);
+  uint64_t since = acting_since_ms_;
+  auto it = transport_->heard.find(id);
+  if (it != transport_->heard.end()) since = std::max(since, it->second);
+  return now > since ? static_cast<int64_t>(now - since) : 0;
+}
+
 bool Replica::leader() const { return started_ && !closing_ && raft_state(const_cast<raft*>(&raft_)) == RAFT_LEADER; }
 
 LogStatus Replica::Describe() {
@@ -691,6 +705,7 @@ LogStatus Replica::Describe() {
         v.sent_ms_ago = pr.last_send == 0 ? -1 : static_cast<int64_t>(now - pr.last_send);
         v.recent_contact = pr.recent_recv;
       }
+      v.heard_ms_ago = SilentMs(srv.id);
     }
     st.servers.push_back(std::move(v));
   }

@@ -102,6 +102,9 @@ struct ServerView {
   int64_t match_index = -1;
   int64_t sent_ms_ago = -1;
   bool recent_contact = false;
+  // Known on the leader (-1 elsewhere): how long since it last heard from the
+  // server (Replica::SilentMs; 0 for itself).
+  int64_t heard_ms_ago = -1;
 };
 
 struct LogStatus {
@@ -148,6 +151,10 @@ class Replica : public store::Log {
   bool acting() const;
   // Whether an entry of the current term was applied on this server.
   bool ready() const { return ready_term_ != 0 && ready_term_ == raft_.current_term; }
+  // On the acting leader: milliseconds since server `id` last sent anything to
+  // this one, counted from when this server started acting for one not heard
+  // from since (0 for itself); -1 on a server that does not act.
+  int64_t SilentMs(uint64_t id) const;
   // The leader's address (host:port) as this server knows it; empty when none.
   std::string LeaderAddress();
   // The cluster's members and this server's view of the log.
@@ -193,8 +200,9 @@ class Replica : public store::Log {
   std::unique_ptr<Gauges> gauges_;
   std::function<void(bool)> on_leadership_;
   bool was_leader_ = false;
-  uint64_t ready_term_ = 0;    // the last term an entry of which was applied here
-  uint64_t pending_term_ = 0;  // the term of an entry in flight that will make it ready, 0 if none
+  uint64_t acting_since_ms_ = 0;  // loop time this server last started acting
+  uint64_t ready_term_ = 0;       // the last term an entry of which was applied here
+  uint64_t pending_term_ = 0;     // the term of an entry in flight that will make it ready, 0 if none
 };
 
 }  // namespace berth::replica

@@ -3,7 +3,9 @@ server token (--join, --token) and become voters, or standbys past three; the
 log is replicated over mutual TLS on the API port (GET /v1/raft, Upgrade:
 berth-raft); followers serve reads and send changes to the leader (307); a
 leader killed with SIGKILL is replaced by an election and nothing acknowledged
-is lost; a restarted server catches up; `berth server rm` removes one."""
+is lost; a restarted server catches up; `berth server rm` removes one; a
+voter dead for --server-dead-after is replaced by a standby; every answer says
+the applied index it was made at and whether a read is the leader's."""
 
 import json
 import os
@@ -20,9 +22,9 @@ def server_token(leader):
     return r.json()["token"]["secret"]
 
 
-def join(at, token, data_dir=None):
+def join(at, token, data_dir=None, args=()):
     """A new server joining the cluster through `at` (any member)."""
-    s = Server(data_dir=data_dir, args=["--join", at.url, "--token", token])
+    s = Server(data_dir=data_dir, args=["--join", at.url, "--token", token] + list(args))
     s.token = at.token
     wait_until(lambda: any("joined the cluster" in l for l in s.stdout_lines), what="the join of a server")
     return s
@@ -297,6 +299,54 @@ def test_answers_say_the_applied_index_and_whether_the_read_is_the_leaders():
             r = wait_until(lambda: (lambda r: r if applied(r) >= made_at else None)(s.request("GET", "/v1/clusters")),
                            what="the follower applies the change")
             check("fresh" in [c["clusterName"] for c in r.json()["clusters"]], "the change in the read: %r" % r.body)
+    finally:
+        for s in servers:
+            s.kill()
+
+
+@timeout(240)
+def test_a_dead_voter_is_replaced_by_the_standby_and_stays_a_standby_when_back():
+    p = run_server_once(["--data", "/nonexistent", "--server-dead-after", "1s"])
+    check(p.returncode == 2 and "from 2s to 1h" in p.stderr, "too short: %r" % p.stderr)
+    dead_after = ["--server-dead-after", "2s"]
+    s1 = Server(args=dead_after)
+    token = server_token(s1)
+    servers = [s1]
+    try:
+        for _ in range(3):
+            servers.append(join(s1, token, args=dead_after))
+        wait_until(lambda: caught_up(s1, 4), wait=30, what="four servers caught up")
+        by_address = {"127.0.0.1:%d" % s.port: s for s in servers}
+        roles = {x["address"]: x["role"] for x in view(s1)["servers"]}
+        check(sorted(roles.values()) == ["standby", "voter", "voter", "voter"], "three voters, a standby: %r" % roles)
+        standby = [s for s in servers if roles["127.0.0.1:%d" % s.port] == "standby"][0]
+        victim = [s for s in servers[1:] if s is not standby][0]
+        check(roles["127.0.0.1:%d" % victim.port] == "voter", "the victim is a voter")
+
+        victim.kill()
+        live = [s for s in servers if s is not victim]
+
+        def replaced():
+            leader = leader_of(live)
+            if not leader:
+                return None
+            r = {by_address[x["address"]]: x["role"] for x in view(leader)["servers"]}
+            return leader if r[standby] == "voter" and r[victim] == "standby" else None
+        leader = wait_until(replaced, wait=60, what="the standby a voter, the dead voter a standby")
+        v = view(leader)
+        check(sorted(x["role"] for x in v["servers"]) == ["standby", "voter", "voter", "voter"],
+              "three voters still: %r" % v["servers"])
+        check(leader.metric("berth_raft_voters_replaced_total") == 1.0, "counted once")
+        expect_status(leader.create_cluster("after-replacement"), 201, "a change with the dead voter replaced")
+
+        # Back, the old voter catches up as a standby and is not made a voter again.
+        victim.start()
+        victim.token = s1.token
+        wait_until(lambda: "after-replacement" in victim.cluster_names(), wait=30, what="the old voter catches up")
+        time.sleep(3)  # longer than --server-dead-after: nothing changes back
+        r = {by_address[x["address"]]: x["role"] for x in view(leader)["servers"]}
+        check(r[victim] == "standby" and r[standby] == "voter", "back, it stays a standby: %r" % r)
+        expect_status(leader.create_cluster("after-return"), 201, "a change once it is back")
     finally:
         for s in servers:
             s.kill()
