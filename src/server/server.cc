@@ -693,6 +693,7 @@ int Run(const Options& o) {
         one.Set("matchIndex", v.match_index).Set("lag", static_cast<int64_t>(st.last_index) - v.match_index);
       }
       if (v.sent_ms_ago >= 0) one.Set("sentMsAgo", v.sent_ms_ago).Set("recentContact", v.recent_contact);
+      if (v.heard_ms_ago >= 0) one.Set("heardMsAgo", v.heard_ms_ago);
       list.Push(std::move(one));
     }
     json::Doc out = json::Doc::Object();

@@ -350,3 +350,32 @@ def test_a_dead_voter_is_replaced_by_the_standby_and_stays_a_standby_when_back()
     finally:
         for s in servers:
             s.kill()
+
+
+@timeout(180)
+def test_server_ls_shows_last_contact_on_the_leader_and_names_it_on_a_follower():
+    s1 = Server()
+    token = server_token(s1)
+    servers = [s1, join(s1, token), join(s1, token)]
+    try:
+        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
+        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
+        v = view(s1)
+        for x in v["servers"]:
+            check(0 <= x["heardMsAgo"] < 5000, "the leader heard from every server lately: %r" % x)
+        p = expect_exit(cli(["server", "ls"], env=env_for([s1.url], s1.token)), 0, "server ls on the leader")
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        check(lines[0].startswith("term ") and "LAST HEARD" in lines[1], "the table: %r" % lines)
+        check(all(" ms ago" in l for l in lines[2:]), "every row says when it was heard: %r" % lines)
+        check("known only to the leader" not in p.stdout, p.stdout)
+
+        follower = servers[1]
+        check("heardMsAgo" not in view(follower)["servers"][0], "a follower knows no last contact")
+        p = expect_exit(cli(["server", "ls"], env=env_for([follower.url], s1.token)), 0, "server ls on a follower")
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        check(lines[0].startswith("term "), "term, commit and applied first: %r" % lines)
+        check("known only to the leader" in lines[1] and "127.0.0.1:%d" % s1.port in lines[1],
+              "a follower names the leader: %r" % lines)
+    finally:
+        for s in servers:
+            s.kill()
