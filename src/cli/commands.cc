@@ -148,7 +148,8 @@ int ServerCommand(const std::vector<std::string>& args) {
   if (p->help || (!ls && !rm)) {
     printf(
         "Usage:\n"
-        "  berth server ls      the control plane's servers: id, address, role, leader, log index and lag\n"
+        "  berth server ls      the control plane's servers: id, address, role, leader, log index, lag and last "
+        "contact\n"
         "  berth server rm ID   removes a server from the cluster (admin); a standby takes a voter's place\n"
         "  berth server [flags] runs a server (berth server --help; --join adds one to a cluster)\n\nFlags:\n%s",
         flags::FlagsHelp(specs).c_str());
@@ -173,13 +174,23 @@ int ServerCommand(const std::vector<std::string>& args) {
   json::View v = r.body.view();
   printf("term %s, commit index %s, applied index %s (as server %s sees it)\n", Num(v, "term").c_str(),
          Num(v, "commitIndex").c_str(), Num(v, "appliedIndex").c_str(), Str(v, "id").c_str());
-  Table t({"ID", "ADDRESS", "ROLE", "LEADER", "MATCH INDEX", "LAG", "LAST SENT"});
+  if (!v.Get("leader").Bool()) {
+    // Match index, lag and contact are the leader's knowledge alone.
+    std::string leader;
+    for (json::View s : v.Get("servers")) {
+      if (s.Get("leader").Bool()) leader = Str(s, "id") + " at " + Str(s, "address");
+    }
+    printf("this server follows: lag and last contact are known only to the leader (%s)\n",
+           leader.empty() ? "none at the moment" : ("server " + leader).c_str());
+  }
+  Table t({"ID", "ADDRESS", "ROLE", "LEADER", "MATCH INDEX", "LAG", "LAST SENT", "LAST HEARD"});
   for (json::View s : v.Get("servers")) {
     bool known = s.Get("matchIndex").valid();
     std::string id = Str(s, "id") + (s.Get("self").Bool() ? " (this)" : "");
     t.Add({id, Str(s, "address"), Str(s, "role"), s.Get("leader").Bool() ? "yes" : "-",
            known ? Num(s, "matchIndex") : "-", known ? Num(s, "lag") : "-",
-           s.Get("sentMsAgo").valid() ? Num(s, "sentMsAgo") + " ms ago" : "-"});
+           s.Get("sentMsAgo").valid() ? Num(s, "sentMsAgo") + " ms ago" : "-",
+           s.Get("heardMsAgo").valid() ? Num(s, "heardMsAgo") + " ms ago" : "-"});
   }
   printf("%s", t.Render().c_str());
   return kOk;

@@ -204,6 +204,11 @@ class Connection final : public Stream::Handler {
       keep_alive = false;  // an HTTP/1.0 body of unknown length ends at close
     }
     for (const Header& h : headers) out.append(h.name).append(": ").append(h.value).append("\r\n");
+    if (server_->answer_headers_) {
+      Headers more;
+      server_->answer_headers_(*ex, &more);
+      for (const Header& h : more) out.append(h.name).append(": ").append(h.value).append("\r\n");
+    }
     if (!keep_alive) {
       out.append("Connection: close\r\n");
       closing_ = true;

@@ -146,6 +146,11 @@ class Server {
   void SetGate(Gate gate) { gate_ = std::move(gate); }
   // Told of every exchange once its answer is queued (the audit log).
   void SetObserver(std::function<void(const Exchange&)> observer) { observer_ = std::move(observer); }
+  // Adds headers to every answer as its head is made (Respond, Begin; not the
+  // errors that end a connection, nor a 101): what every answer says about the
+  // server that made it.
+  using AnswerHeaders = std::function<void(const Exchange& exchange, Headers* headers)>;
+  void SetAnswerHeaders(AnswerHeaders add) { answer_headers_ = std::move(add); }
   // TCP listeners opened after this speak TLS with `tls` (which outlives the server).
   void SetTls(tls::ServerContext* tls) { tls_ = tls; }
   // Listens on `where`; returns the bound port (TCP) or 0.
@@ -188,6 +193,7 @@ class Server {
   ServerLimits limits_;
   Gate gate_;
   std::function<void(const Exchange&)> observer_;
+  AnswerHeaders answer_headers_;
   std::unordered_map<std::string, size_t> preauth_connections_;  // by address
   struct AuthBucket {
     double tokens = 0;  // failures still allowed

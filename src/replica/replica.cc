@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -569,15 +570,28 @@ void Replica::Observe() {
 void Replica::WatchLeadership() {
   // Elected with entries still deferred: applied before this server acts.
   if (leader() && !fsm_.drained()) fsm_.Drain();
+  // A new leader may not hold yet what its predecessors committed; the first
+  // entry of its own term, once applied, says it does (docs/decisions.md).
+  // A proposal in flight does as well as a barrier.
+  uint64_t term = raft_.current_term;
+  if (leader() && !ready() && pending_term_ != term) {
+    Barrier([term](Status s) {
+      if (!s) log::Debug("replica", "the barrier of a new term failed", {{"term", term}, {"error", s.error().message}});
+    });
+  }
   bool now = acting();
   gauges_->acting->Set(now ? 1 : 0);
   if (now == was_leader_) return;
   was_leader_ = now;
-  if (now) gauges_->elections_won->Inc();
+  if (now) {
+    gauges_->elections_won->Inc();
+    acting_since_ms_ = uv_now(transport_->loop);
+  }
   log::Info("replica",
-            now        ? "this server leads the cluster"
-            : leader() ? "this server leads but has not heard from a majority within the lease: it stops acting"
-                       : "this server no longer leads the cluster",
+            now         ? "this server leads the cluster"
+            : !leader() ? "this server no longer leads the cluster"
+            : ready()   ? "this server leads but has not heard from a majority within the lease: it stops acting"
+                        : "this server leads but has not applied an entry of its term: it stops acting",
             {{"term", static_cast<uint64_t>(raft_.current_term)}, {"id", options_.id}});
   if (on_leadership_) on_leadership_(now);
 }
@@ -722,7 +736,7 @@ void Replica::RemoveServer(uint64_t id, std::function<void(Status)> done) {
 }
 
 bool Replica::acting() const {
-  if (!leader() || !fsm_.drained()) return false;
+  if (!leader() || !ready() || !fsm_.drained()) return false;
   uint64_t now = uv_now(transport_->loop);
   unsigned voters = 0, heard = 0;
   for (unsigned i = 0; i < raft_.configuration.n; i++) {
@@ -737,6 +751,16 @@ bool Replica::acting() const {
     if (it != transport_->heard.end() && now - it->second < options_.lease_ms) heard++;
   }
   return heard * 2 > voters;
+}
+
+int64_t Replica::SilentMs(uint64_t id) const {
+  if (!was_leader_) return -1;
+  if (id == options_.id) return 0;
+  uint64_t now = uv_now(transport_->loop);
+  uint64_t since = acting_since_ms_;
+  auto it = transport_->heard.find(id);
+  if (it != transport_->heard.end()) since = std::max(since, it->second);
+  return now > since ? static_cast<int64_t>(now - since) : 0;
 }
 
 bool Replica::leader() const { return started_ && !closing_ && raft_state(const_cast<raft*>(&raft_)) == RAFT_LEADER; }
@@ -772,25 +796,35 @@ LogStatus Replica::Describe() {
         v.sent_ms_ago = pr.last_send == 0 ? -1 : static_cast<int64_t>(now - pr.last_send);
         v.recent_contact = pr.recent_recv;
       }
+      v.heard_ms_ago = SilentMs(srv.id);
     }
     st.servers.push_back(std::move(v));
   }
   return st;
 }
 
-namespace {
+namespace {}  // namespace
 
-struct Proposal {
+// A proposal and a barrier remember the term they were proposed in: applied,
+// their entry is of that term.
+struct Replica::Proposal {
   struct raft_apply req {};
   store::Log::Applied applied;
+  Replica* replica = nullptr;
+  uint64_t term = 0;
 };
 
-struct BarrierReq {
+struct Replica::BarrierReq {
   struct raft_barrier req {};
   std::function<void(Status)> done;
+  Replica* replica = nullptr;
+  uint64_t term = 0;
 };
 
-}  // namespace
+void Replica::NoteOutcome(uint64_t term, bool applied) {
+  if (applied && term > ready_term_) ready_term_ = term;
+  if (pending_term_ == term) pending_term_ = 0;
+}
 
 uint64_t Replica::Propose(const std::string& entry, Applied applied) {
   if (closing_) {
@@ -808,8 +842,11 @@ uint64_t Replica::Propose(const std::string& entry, Applied applied) {
   auto* p = new Proposal;
   p->req.data = p;
   p->applied = std::move(applied);
+  p->replica = this;
+  p->term = raft_.current_term;
   int rv = raft_apply(&raft_, &p->req, &buf, 1, [](struct raft_apply* req, int status, void* result) {
     std::unique_ptr<Proposal> p(static_cast<Proposal*>(req->data));
+    p->replica->NoteOutcome(p->term, status == 0);
     if (status != 0) {
       p->applied(Undetermined(status));
       return;
@@ -826,6 +863,7 @@ uint64_t Replica::Propose(const std::string& entry, Applied applied) {
     owned->applied(ProposalError(rv, raft_errmsg(&raft_)));
     return 0;
   }
+  if (!ready()) pending_term_ = p->term;
   return p->req.index;
 }
 
@@ -833,8 +871,11 @@ void Replica::Barrier(std::function<void(Status)> done) {
   auto* b = new BarrierReq;
   b->req.data = b;
   b->done = std::move(done);
+  b->replica = this;
+  b->term = raft_.current_term;
   int rv = raft_barrier(&raft_, &b->req, [](struct raft_barrier* req, int status) {
     std::unique_ptr<BarrierReq> b(static_cast<BarrierReq*>(req->data));
+    b->replica->NoteOutcome(b->term, status == 0);
     if (status != 0) {
       b->done(ProposalError(status, ""));
     } else {
@@ -844,7 +885,9 @@ void Replica::Barrier(std::function<void(Status)> done) {
   if (rv != 0) {
     std::unique_ptr<BarrierReq> owned(b);
     owned->done(ProposalError(rv, raft_errmsg(&raft_)));
+    return;
   }
+  if (!ready()) pending_term_ = b->term;
 }
 
 void Replica::Close(std::function<void()> done) {

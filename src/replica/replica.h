@@ -10,6 +10,7 @@
 // one (Store::Restore).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -128,6 +129,9 @@ struct ServerView {
   int64_t match_index = -1;
   int64_t sent_ms_ago = -1;
   bool recent_contact = false;
+  // Known on the leader (-1 elsewhere): how long since it last heard from the
+  // server (Replica::SilentMs; 0 for itself).
+  int64_t heard_ms_ago = -1;
 };
 
 struct LogStatus {
@@ -161,10 +165,23 @@ class Replica : public store::Log {
 
   bool leader() const;
   uint64_t term() const { return raft_.current_term; }
-  // The leader under its lease: a majority of voters (itself included) was heard
-  // from within lease_ms. What the leader does beyond the log (controllers,
-  // agents) it does only then.
+  // The index of the last entry applied on this server (commands, barriers and
+  // configurations alike), the one being applied included: libraft counts an
+  // entry applied only once its callbacks, which send the answers, returned.
+  uint64_t applied_index() const { return std::max<uint64_t>(raft_.last_applied, store_->applied_index()); }
+  // The leader under its lease, ready: a majority of voters (itself included)
+  // was heard from within lease_ms, and an entry of the current term was
+  // committed and applied here (so was everything earlier leaders committed;
+  // a barrier is proposed for it as soon as this server leads). What the
+  // leader does beyond the log (controllers, agents, reads that say they are
+  // the leader's) it does only then.
   bool acting() const;
+  // Whether an entry of the current term was applied on this server.
+  bool ready() const { return ready_term_ != 0 && ready_term_ == raft_.current_term; }
+  // On the acting leader: milliseconds since server `id` last sent anything to
+  // this one, counted from when this server started acting for one not heard
+  // from since (0 for itself); -1 on a server that does not act.
+  int64_t SilentMs(uint64_t id) const;
   // The leader's address (host:port) as this server knows it; empty when none.
   std::string LeaderAddress();
   // The cluster's members and this server's view of the log.
@@ -191,6 +208,11 @@ class Replica : public store::Log {
   Replica(Options o, store::Store* store);
   void Observe();  // refreshes the gauges
   void WatchLeadership();
+  // What became of an entry this server proposed in `term`: applied here (the
+  // term is ready), or failed (another entry must make it ready).
+  void NoteOutcome(uint64_t term, bool applied);
+  struct Proposal;
+  struct BarrierReq;
 
   Options options_;
   store::Store* store_;
@@ -205,6 +227,9 @@ class Replica : public store::Log {
   std::unique_ptr<Gauges> gauges_;
   std::function<void(bool)> on_leadership_;
   bool was_leader_ = false;
+  uint64_t acting_since_ms_ = 0;  // loop time this server last started acting
+  uint64_t ready_term_ = 0;       // the last term an entry of which was applied here
+  uint64_t pending_term_ = 0;     // the term of an entry in flight that will make it ready, 0 if none
 };
 
 }  // namespace berth::replica

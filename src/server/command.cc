@@ -34,6 +34,9 @@ const std::vector<flags::FlagSpec> kFlags = {
      "a follower that hears no leader for this long (to twice as long, at random) starts an election; the leader "
      "acts only while a majority answered within three quarters of it (default 500ms; raise it for slow links or "
      "overloaded servers)"},
+    {"server-dead-after", true, "DURATION",
+     "a voter the leader has not heard from for this long is replaced by a standby, if one answers, and becomes a "
+     "standby itself (default 30s, from 2s to 1h)"},
     {"snapshot-entries", true, "N",
      "log entries between snapshots of the state; the log behind a snapshot is truncated (default 1024)"},
     {"no-write-thread", false, "", "write answers on the loop thread, not a thread of their own (for comparison)"},
@@ -213,6 +216,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     o.election_timeout_ms = static_cast<unsigned>(v.value());
+  }
+  if (p->Has("server-dead-after")) {
+    Result<uint64_t> v = flags::ParseDuration(p->Get("server-dead-after"), "server-dead-after");
+    if (!v || v.value() < 2000 || v.value() > 3600 * 1000) {
+      fprintf(stderr, "berth server: --server-dead-after: expected a duration from 2s to 1h, such as 30s\n");
+      return 2;
+    }
+    o.server_dead_after_ms = v.value();
   }
   if (p->Has("snapshot-entries")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("snapshot-entries"), "snapshot-entries");

@@ -596,27 +596,59 @@ int Run(const Options& o) {
   });
   agents.Lead(replica->acting());
   // Standbys take the place of voters the cluster lacks: three voters from three
-  // servers, five from five (one change at a time).
+  // servers, five from five, one change at a time. A voter not heard from for
+  // --server-dead-after is lacking too, when a standby answers to take its
+  // place: the standby is promoted first, then the dead voter made a standby
+  // (it stays one when it comes back). Promoting first keeps a majority of
+  // live voters at every step.
   bool changing = false;
-  auto balance = [&replica, &changing] {
+  metrics::Counter* replaced =
+      registry
+          .Counters("berth_raft_voters_replaced_total",
+                    "Voters not heard from for --server-dead-after that the leader made standbys")
+          ->With({});
+  auto balance = [&replica, &changing, &o, replaced] {
     if (changing) return;
     replica::LogStatus st = replica->Describe();
-    size_t voters = 0;
-    std::vector<uint64_t> standbys;
+    std::vector<const replica::ServerView*> live, dead, standbys;
     for (const replica::ServerView& v : st.servers) {
-      if (v.role == "voter") voters++;
-      if (v.role == "standby" && v.recent_contact) standbys.push_back(v.id);
+      if (v.role == "voter") {
+        bool silent = v.heard_ms_ago >= 0 && static_cast<uint64_t>(v.heard_ms_ago) >= o.server_dead_after_ms;
+        (silent ? dead : live).push_back(&v);
+      }
+      if (v.role == "standby" && v.recent_contact) standbys.push_back(&v);
     }
-    size_t n = voters + standbys.size();
+    size_t n = live.size() + dead.size() + standbys.size();
     size_t target = n >= 5 ? 5 : n >= 3 ? 3 : n;
-    if (voters >= target || standbys.empty()) return;
-    changing = true;
-    uint64_t id = standbys.front();
-    log::Info("server", "promoting a standby to voter", {{"id", id}, {"voters", static_cast<int64_t>(voters)}});
-    replica->AddServer(id, "", true, [&changing, id](Status s) {
-      changing = false;
-      if (!s) log::Warn("server", "promoting a standby failed", {{"id", id}, {"error", s.error().message}});
-    });
+    if (live.size() < target && !standbys.empty()) {
+      changing = true;
+      uint64_t id = standbys.front()->id;
+      if (dead.empty()) {
+        log::Info("server", "promoting a standby to voter",
+                  {{"id", id}, {"voters", static_cast<int64_t>(live.size())}});
+      } else {
+        log::Warn("server", "promoting a standby in the place of a voter not heard from",
+                  {{"id", id}, {"dead", dead.front()->id}, {"silent_ms", dead.front()->heard_ms_ago}});
+      }
+      replica->AddServer(id, "", true, [&changing, id](Status s) {
+        changing = false;
+        if (!s) log::Warn("server", "promoting a standby failed", {{"id", id}, {"error", s.error().message}});
+      });
+    } else if (!dead.empty() && live.size() >= target) {
+      // Enough live voters without it: the dead one steps down to standby.
+      changing = true;
+      uint64_t id = dead.front()->id;
+      log::Warn("server", "making a voter not heard from a standby",
+                {{"id", id}, {"silent_ms", dead.front()->heard_ms_ago}, {"voters", static_cast<int64_t>(live.size())}});
+      replica->AddServer(id, "", false, [&changing, id, replaced](Status s) {
+        changing = false;
+        if (!s) {
+          log::Warn("server", "making a dead voter a standby failed", {{"id", id}, {"error", s.error().message}});
+        } else {
+          replaced->Inc();
+        }
+      });
+    }
   };
   net::Timer ticker(loop);
   int audit_trim_in = 0;
@@ -662,6 +694,7 @@ int Run(const Options& o) {
         one.Set("matchIndex", v.match_index).Set("lag", static_cast<int64_t>(st.last_index) - v.match_index);
       }
       if (v.sent_ms_ago >= 0) one.Set("sentMsAgo", v.sent_ms_ago).Set("recentContact", v.recent_contact);
+      if (v.heard_ms_ago >= 0) one.Set("heardMsAgo", v.heard_ms_ago);
       list.Push(std::move(one));
     }
     json::Doc out = json::Doc::Object();
@@ -845,10 +878,14 @@ int Run(const Options& o) {
     // looked at, as a follower may not have applied a token the leader knows.
     if (replica->leader()) {
       // Cut off from the majority: a change would not commit, and another leader
-      // may be elected on the other side. Refused at once, not held.
+      // may be elected on the other side. Or just elected, and what earlier
+      // leaders committed is not applied here yet. Refused at once, not held.
       net::http::Response r = net::http::ErrorResponse(
           503, "NoLeader",
-          "this server leads but has not heard from a majority of the cluster within the lease; try another server");
+          replica->ready() ? "this server leads but has not heard from a majority of the cluster within the lease; "
+                             "try another server"
+                           : "this server was just elected and has not yet applied what earlier leaders committed; "
+                             "try again shortly");
       r.headers.push_back({"Retry-After", "1"});
       return r;
     }
@@ -864,6 +901,15 @@ int Run(const Options& o) {
         307, "NotLeader", "this server is not the cluster's leader; send changes to the leader at " + url);
     r.headers.push_back({"Location", url + req.target});
     return r;
+  });
+  // How fresh an answer is (docs/api.md): the index applied when it was made,
+  // and for a read whether it is the acting leader's.
+  server->SetAnswerHeaders([&replica](const net::http::Exchange& ex, net::http::Headers* headers) {
+    headers->push_back({"Berth-Applied-Index", std::to_string(replica->applied_index())});
+    const std::string& method = ex.request().method;
+    if (method == "GET" || method == "HEAD") {
+      headers->push_back({"Berth-Read", replica->acting() ? "leader" : "stale"});
+    }
   });
   server->SetObserver([&state, &store](const net::http::Exchange& ex) {
     api::AuditExchange(state, store.get(), SystemClock::Get().NowUnixMs(), ex);

@@ -20,6 +20,9 @@ struct Options {
   bool group_commit = true;
   unsigned snapshot_entries = 1024;    // log entries between snapshots (replica/replica.h)
   unsigned election_timeout_ms = 500;  // the heartbeat is a tenth, the lease three quarters
+  // A voter the leader has not heard from for this long is replaced by a
+  // standby it hears from (server.cc, balance()).
+  uint64_t server_dead_after_ms = 30000;
   uint64_t shutdown_grace_ms = 10000;
   net::http::ServerLimits limits;
   int64_t heartbeat_interval_ms = 2000;

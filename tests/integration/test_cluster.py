@@ -3,7 +3,9 @@ server token (--join, --token) and become voters, or standbys past three; the
 log is replicated over mutual TLS on the API port (GET /v1/raft, Upgrade:
 berth-raft); followers serve reads and send changes to the leader (307); a
 leader killed with SIGKILL is replaced by an election and nothing acknowledged
-is lost; a restarted server catches up; `berth server rm` removes one."""
+is lost; a restarted server catches up; `berth server rm` removes one; a
+voter dead for --server-dead-after is replaced by a standby; every answer says
+the applied index it was made at and whether a read is the leader's."""
 
 import json
 import os
@@ -35,16 +37,15 @@ def view(s):
 
 
 def leader_of(servers):
-    """The server that says it leads (and whose view every other agrees with), or None."""
+    """The server that leads and acts (it takes changes), or None."""
     for s in servers:
         if not s.alive():
             continue
         try:
-            v = view(s)
+            if view(s)["leader"] and s.metric("berth_raft_lease_held") == 1.0:
+                return s
         except Exception:
             continue
-        if v["leader"]:
-            return s
     return None
 
 
@@ -264,4 +265,119 @@ def test_the_lease_a_leader_cut_off_stops_acting_and_a_frozen_one_wakes_as_follo
     finally:
         for s in servers:
             s.signal(signal.SIGCONT)
+            s.kill()
+
+
+def applied(r):
+    return int(r.header("berth-applied-index"))
+
+
+@timeout(180)
+def test_answers_say_the_applied_index_and_whether_the_read_is_the_leaders():
+    s1 = Server()
+    token = server_token(s1)
+    servers = [s1, join(s1, token), join(s1, token)]
+    try:
+        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
+        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
+        r = expect_status(s1.create_cluster("fresh"), 201, "a change on the leader")
+        made_at = applied(r)
+        check(made_at > 0 and r.header("berth-read") is None, "a change says its index, not a read: %r" % r.headers)
+        for path in ("/v1/clusters", "/v1/servers", "/v1/version", "/healthz"):
+            r = expect_status(s1.request("GET", path), 200, "GET " + path + " on the leader")
+            check(r.header("berth-read") == "leader", "the leader's read of %s: %r" % (path, r.headers))
+            check(applied(r) >= made_at, "the leader's index covers the change: %r" % r.headers)
+        r = s1.request("GET", "/v1/clusters/nonexistent")
+        check(r.status == 404 and r.header("berth-read") == "leader" and applied(r) >= made_at,
+              "an error answer carries them too: %r" % r.headers)
+        for s in servers[1:]:
+            for path in ("/v1/clusters", "/healthz"):
+                r = expect_status(s.request("GET", path), 200, "GET " + path + " on a follower")
+                on_leader = applied(s1.request("GET", "/healthz"))
+                check(r.header("berth-read") == "stale", "a follower's read of %s: %r" % (path, r.headers))
+                check(applied(r) <= on_leader, "a follower's index %d is at most the leader's %d" %
+                      (applied(r), on_leader))
+            # Once its index reaches the change's, the follower's read holds it.
+            r = wait_until(lambda: (lambda r: r if applied(r) >= made_at else None)(s.request("GET", "/v1/clusters")),
+                           what="the follower applies the change")
+            check("fresh" in [c["clusterName"] for c in r.json()["clusters"]], "the change in the read: %r" % r.body)
+    finally:
+        for s in servers:
+            s.kill()
+
+
+@timeout(240)
+def test_a_dead_voter_is_replaced_by_the_standby_and_stays_a_standby_when_back():
+    p = run_server_once(["--data", "/nonexistent", "--server-dead-after", "1s"])
+    check(p.returncode == 2 and "from 2s to 1h" in p.stderr, "too short: %r" % p.stderr)
+    dead_after = ["--server-dead-after", "2s"]
+    s1 = Server(args=dead_after)
+    token = server_token(s1)
+    servers = [s1]
+    try:
+        for _ in range(3):
+            servers.append(join(s1, token, args=dead_after))
+        wait_until(lambda: caught_up(s1, 4), wait=30, what="four servers caught up")
+        by_address = {"127.0.0.1:%d" % s.port: s for s in servers}
+        roles = {x["address"]: x["role"] for x in view(s1)["servers"]}
+        check(sorted(roles.values()) == ["standby", "voter", "voter", "voter"], "three voters, a standby: %r" % roles)
+        standby = [s for s in servers if roles["127.0.0.1:%d" % s.port] == "standby"][0]
+        victim = [s for s in servers[1:] if s is not standby][0]
+        check(roles["127.0.0.1:%d" % victim.port] == "voter", "the victim is a voter")
+
+        victim.kill()
+        live = [s for s in servers if s is not victim]
+
+        def replaced():
+            leader = leader_of(live)
+            if not leader:
+                return None
+            r = {by_address[x["address"]]: x["role"] for x in view(leader)["servers"]}
+            return leader if r[standby] == "voter" and r[victim] == "standby" else None
+        leader = wait_until(replaced, wait=60, what="the standby a voter, the dead voter a standby")
+        v = view(leader)
+        check(sorted(x["role"] for x in v["servers"]) == ["standby", "voter", "voter", "voter"],
+              "three voters still: %r" % v["servers"])
+        check(leader.metric("berth_raft_voters_replaced_total") == 1.0, "counted once")
+        expect_status(leader.create_cluster("after-replacement"), 201, "a change with the dead voter replaced")
+
+        # Back, the old voter catches up as a standby and is not made a voter again.
+        victim.start()
+        victim.token = s1.token
+        wait_until(lambda: "after-replacement" in victim.cluster_names(), wait=30, what="the old voter catches up")
+        time.sleep(3)  # longer than --server-dead-after: nothing changes back
+        r = {by_address[x["address"]]: x["role"] for x in view(leader)["servers"]}
+        check(r[victim] == "standby" and r[standby] == "voter", "back, it stays a standby: %r" % r)
+        expect_status(leader.create_cluster("after-return"), 201, "a change once it is back")
+    finally:
+        for s in servers:
+            s.kill()
+
+
+@timeout(180)
+def test_server_ls_shows_last_contact_on_the_leader_and_names_it_on_a_follower():
+    s1 = Server()
+    token = server_token(s1)
+    servers = [s1, join(s1, token), join(s1, token)]
+    try:
+        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
+        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
+        v = view(s1)
+        for x in v["servers"]:
+            check(0 <= x["heardMsAgo"] < 5000, "the leader heard from every server lately: %r" % x)
+        p = expect_exit(cli(["server", "ls"], env=env_for([s1.url], s1.token)), 0, "server ls on the leader")
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        check(lines[0].startswith("term ") and "LAST HEARD" in lines[1], "the table: %r" % lines)
+        check(all(" ms ago" in l for l in lines[2:]), "every row says when it was heard: %r" % lines)
+        check("known only to the leader" not in p.stdout, p.stdout)
+
+        follower = servers[1]
+        check("heardMsAgo" not in view(follower)["servers"][0], "a follower knows no last contact")
+        p = expect_exit(cli(["server", "ls"], env=env_for([follower.url], s1.token)), 0, "server ls on a follower")
+        lines = [l for l in p.stdout.splitlines() if l.strip()]
+        check(lines[0].startswith("term "), "term, commit and applied first: %r" % lines)
+        check("known only to the leader" in lines[1] and "127.0.0.1:%d" % s1.port in lines[1],
+              "a follower names the leader: %r" % lines)
+    finally:
+        for s in servers:
             s.kill()

@@ -4,7 +4,8 @@
 // applying committed entries through replica::Fsm: replication, per-command
 // results, a follower catching up from a snapshot, and a change of leader. Then
 // one server on libraft's libuv I/O in a temporary directory (replica::Replica),
-// restarted from its log, and from a snapshot once state.db is gone.
+// restarted from its log, and from a snapshot once state.db is gone; restarted
+// as a new leader, it acts only once an entry of its own term is applied.
 #include "replica/replica.h"
 
 #include <sqlite3.h>
@@ -350,7 +351,9 @@ struct Node {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<replica::Replica> replica;
 
-  Node(std::string d, unsigned snapshot_threshold) : dir(std::move(d)) {
+  // `started` runs once the replica started, before the loop runs.
+  Node(std::string d, unsigned snapshot_threshold, const std::function<void(Node&)>& started = nullptr)
+      : dir(std::move(d)) {
     store::StoreOptions so;
     so.path = dir + "/state.db";
     auto s = store::Store::Open(so, &state, &metrics);
@@ -366,6 +369,7 @@ struct Node {
     auto r = replica::Replica::Start(loop->get(), o, store.get(), &metrics);
     REQUIRE(r.ok());
     replica = std::move(r.value());
+    if (started) started(*this);
     // (CHECK: a REQUIRE here would destroy the Replica before its loop.)
     CHECK(loop->RunUntil([this] { return replica->leader(); }));
   }
@@ -535,4 +539,54 @@ TEST_CASE("replica: a server of one snapshots, truncates its log, and restarts f
     CHECK(sqlite3_total_changes64(node.store->db().raw()) == 0);  // nothing written again
     node.Close();
   }
+}
+
+TEST_CASE("replica: a new leader acts only once an entry of its own term is applied", "[replica]") {
+  testing::TempDir dir;
+  {
+    // A new log: the server leads at once, and acts once the barrier it
+    // proposes for its term is applied.
+    Node node(dir.path(), 1024);
+    CHECK(node.replica->leader());
+    CHECK_FALSE(node.replica->acting());
+    CHECK(node.loop->RunUntil([&node] { return node.replica->acting(); }));
+    replica::LogStatus st = node.replica->Describe();
+    CHECK(st.applied_index == 2);  // the bootstrap configuration, then the barrier
+    CHECK(node.Apply(Batch(MakeCreateCluster("a", 1))).at(0).ok());
+    node.Close();
+  }
+  // Restarted: a server of one leads as soon as libraft starts, in a new term
+  // of which nothing is applied yet. An entry is proposed and cannot be
+  // applied (every SQLite write fails), so the barrier of the term, behind
+  // it, is not applied either: the server leads and does not act.
+  std::vector<Result<std::string>> replies;
+  uint64_t term = 0;
+  Node node(dir.path(), 1024, [&](Node& n) {
+    CHECK(n.replica->leader());
+    CHECK_FALSE(n.replica->ready());
+    CHECK_FALSE(n.replica->acting());
+    term = n.replica->term();
+    n.store->db().SetFault([](std::string_view sql) {
+      bool write = sql.rfind("INSERT", 0) == 0 || sql.rfind("UPDATE", 0) == 0 || sql.rfind("DELETE", 0) == 0;
+      return write ? SQLITE_IOERR : SQLITE_OK;
+    });
+    n.store->Submit(MakeCreateCluster("b", 2), [&replies](Result<std::string> r) { replies.push_back(std::move(r)); });
+    n.store->Flush();
+  });
+  CHECK_FALSE(node.loop->RunUntil([&node] { return node.replica->acting(); }, 1500));
+  CHECK(node.replica->leader());
+  CHECK(replies.empty());
+  replica::LogStatus st = node.replica->Describe();
+  CHECK(st.applied_index < st.commit_index);
+  // The store works again: the entry applies (the replica retries every
+  // second), then the barrier, and the leader acts, having applied everything.
+  node.store->db().SetFault(nullptr);
+  CHECK(node.loop->RunUntil([&node] { return node.replica->acting(); }));
+  CHECK(node.replica->term() == term);
+  st = node.replica->Describe();
+  CHECK(st.applied_index == st.commit_index);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].ok());
+  CHECK(ClusterNames(node.state) == std::vector<std::string>{"a", "b"});
+  node.Close();
 }
