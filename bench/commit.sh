@@ -2,7 +2,9 @@
 # Acknowledged cluster creates per second through the API (POST /v1/clusters,
 # each answered 201 only after its SQLite transaction commits: WAL,
 # synchronous=FULL), with group commit (the default) and without it
-# (--no-group-commit, one transaction and fsync per command), in the same run.
+# (--no-group-commit, one transaction and fsync per command), and with group
+# commit through a cluster of three servers on loopback (the leader takes the
+# load; an entry commits once two of the three logs hold it), in the same run.
 # Load: wrk -t2 -c64 -d10s, keep-alive, 64 concurrent connections, every request
 # a unique name (bench/create-cluster.lua). Each mode gets a fresh server and data
 # dir on the same filesystem, a short warm-up, then the measured run.
@@ -14,7 +16,8 @@
 # included) comes from berth_store_commit_duration_seconds. wrk's non-2xx count should be ~0 (names are unique).
 #
 # Measures only; never fails on a timing. Exits non-zero if something broke.
-# Last line: grouped_per_s=<n> single_per_s=<n> ratio=<grouped/single>   (target ratio >= 5)
+# Last line: grouped_per_s=<n> single_per_s=<n> ratio=<grouped/single> three_per_s=<n> three_vs_one=<three/grouped>
+#   (target ratio >= 5; three_vs_one is what replication costs)
 #
 #   bench/commit.sh
 #   BERTH=build-bench/berth bench/commit.sh
@@ -43,12 +46,43 @@ echo "data dirs on: $(df -T "$BENCH_TMP" | awk 'NR == 2 {print $2 " (" $1 ")"}')
 echo "load: wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECONDS}s -s $LUA (keep-alive), POST /v1/clusters with unique names"
 echo "berth: $BERTH"
 
+# join_peers N: N more servers join the one start_berth started (as voters: a
+# cluster of up to three); sets PEER_PIDS.
+join_peers() {
+  local n=$1 i token
+  PEER_PIDS=()
+  token=$(curl -fsS --max-time 10 -H "Authorization: Bearer $BERTH_TOKEN" -X POST "$BERTH_URL/v1/tokens" \
+    -d '{"role":"server"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])') ||
+    die "cannot make a server token"
+  for i in $(seq 2 $((n + 1))); do
+    mkdir -p "$BENCH_TMP/peer$i"
+    "$BERTH" server --data "$BENCH_TMP/peer$i/data" --listen 127.0.0.1:0 --log-level warn --no-agent \
+      --join "$BERTH_URL" --token "$token" >"$BENCH_TMP/peer$i/stdout" 2>"$BENCH_TMP/peer$i/stderr" &
+    PEER_PIDS+=($!)
+    BENCH_PIDS+=($!)
+    pin_server "${PEER_PIDS[-1]}"
+    for _ in $(seq 600); do
+      grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" && break
+      kill -0 "${PEER_PIDS[-1]}" 2>/dev/null || die "server $i did not join: $(tail -3 "$BENCH_TMP/peer$i/stderr")"
+      sleep 0.1
+    done
+    grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" || die "server $i did not join in time"
+  done
+}
+
 declare -A per_s
-for mode in grouped single; do
+for mode in grouped single three; do
   flags=()
   [ $mode = single ] && flags=(--no-group-commit)
   start_berth "$mode" "${flags[@]}"
   pid=$BERTH_PID
+  PEER_PIDS=()
+  if [ $mode = three ]; then
+    join_peers 2
+    echo "three: $(curl -fsS --max-time 10 -H "Authorization: Bearer $BERTH_TOKEN" "$BERTH_URL/v1/servers" |
+      python3 -c 'import json,sys; v = json.load(sys.stdin); print(", ".join(s["role"] + (" (leader)" if s["leader"] else "") for s in v["servers"]))')"
+    pid="$pid ${PEER_PIDS[*]}"  # CPU counted over the three servers
+  fi
   run_wrk "$BENCH_TMP/warm-$mode" "$pid" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WARMUP_SECONDS}s" \
     -s "$LUA" "$BERTH_URL" -- "$BERTH_TOKEN" "warm"
   scrape "$BENCH_TMP/before-$mode"
@@ -56,7 +90,7 @@ for mode in grouped single; do
     -s "$LUA" "$BERTH_URL" -- "$BERTH_TOKEN" "run"
   sleep 0.5    # let requests that were in flight when wrk stopped finish
   scrape "$BENCH_TMP/after-$mode"
-  kill -0 "$pid" 2>/dev/null || die "berth ($mode) died during the run"
+  for p in $pid; do kill -0 "$p" 2>/dev/null || die "berth ($mode) died during the run"; done
 
   b=$BENCH_TMP/before-$mode a=$BENCH_TMP/after-$mode
   applied=$(( $(metric "$a" 'berth_store_commands_total{outcome="applied"}') - $(metric "$b" 'berth_store_commands_total{outcome="applied"}') ))
@@ -77,9 +111,10 @@ for mode in grouped single; do
   [ "$applied" -gt 0 ] || die "$mode: no create was applied"
   # Broken, not slow: more than 1% refused (non-2xx), e.g. name clashes or auth.
   [ "$WRK_NON2XX" -le $((WRK_REQS / 100)) ] || { cat "$BENCH_TMP/wrk-$mode" >&2; die "$mode: $WRK_NON2XX non-2xx answers"; }
-  stop_pid "$pid"
+  for p in $pid; do stop_pid "$p"; done
 done
 
 ratio=$(awk -v a="${per_s[grouped]}" -v b="${per_s[single]}" 'BEGIN {printf "%.2f", a / b}')
+three_vs_one=$(awk -v a="${per_s[three]}" -v b="${per_s[grouped]}" 'BEGIN {printf "%.2f", a / b}')
 echo "target: grouped/single >= 5 (measured, not enforced)"
-echo "grouped_per_s=${per_s[grouped]} single_per_s=${per_s[single]} ratio=$ratio"
+echo "grouped_per_s=${per_s[grouped]} single_per_s=${per_s[single]} ratio=$ratio three_per_s=${per_s[three]} three_vs_one=$three_vs_one"

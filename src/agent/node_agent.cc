@@ -30,6 +30,7 @@
 #include "net/http_client.h"
 #include "net/pki.h"
 #include "net/tls.h"
+#include "net/url.h"
 #include "net/uv.h"
 
 namespace berth::agent {
@@ -68,26 +69,16 @@ constexpr size_t kMaxStreamLine = 64u << 20;
 // --- ServerList ---
 
 Result<ServerList> ServerList::Parse(std::string_view text, int default_port) {
+  Result<std::vector<net::Endpoint>> parsed = net::ParseServerList(text, default_port);
+  if (!parsed) return parsed.take_error();
   ServerList list;
-  for (size_t at = 0; at <= text.size();) {
-    size_t comma = std::min(text.find(',', at), text.size());
-    std::string_view one = text.substr(at, comma - at);
-    at = comma + 1;
-    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
-    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
-    if (one.empty()) continue;
-    Result<net::Endpoint> ep = net::Endpoint::Parse(one, default_port);
-    if (!ep) return ep.take_error();
-    if (!list.configured_.empty() && !list.SameScheme(ep.value())) {
+  for (const net::Endpoint& ep : parsed.value()) {
+    if (!list.configured_.empty() && !list.SameScheme(ep)) {
       return Error::Invalid("every server must be reached the same way (all https://, all http:// or all unix://): " +
-                            std::string(one));
+                            Url(ep));
     }
-    std::string url = Url(ep.value());
-    bool known = std::any_of(list.configured_.begin(), list.configured_.end(),
-                             [&](const net::Endpoint& e) { return Url(e) == url; });
-    if (!known) list.configured_.push_back(ep.value());
+    list.configured_.push_back(ep);
   }
-  if (list.configured_.empty()) return Error::Invalid("no server address");
   list.servers_ = list.configured_;
   return list;
 }
@@ -142,12 +133,8 @@ std::vector<std::string> ServerList::learned() const {
 }
 
 bool ServerList::Follow(std::string_view location) {
-  size_t scheme = location.find("://");
-  if (scheme == std::string_view::npos) return false;
-  std::string_view origin = location.substr(0, location.find('/', scheme + 3));
-  if (!origin.starts_with("https://") && !origin.starts_with("http://")) return false;
-  Result<net::Endpoint> leader = net::Endpoint::Parse(origin);
-  if (!leader || !SameScheme(leader.value()) || leader->port <= 0 || leader->host.empty()) return false;
+  Result<net::Endpoint> leader = net::ParseOrigin(location);
+  if (!leader || !SameScheme(leader.value())) return false;
   std::string url = Url(leader.value());
   bool known = std::any_of(servers_.begin(), servers_.end(), [&](const net::Endpoint& e) { return Url(e) == url; });
   // A leader not known yet is a server of the cluster: kept with the learned ones.

@@ -10,6 +10,7 @@
 #include "cli/config.h"
 #include "net/http_client.h"
 #include "net/tls.h"
+#include "net/url.h"
 
 namespace berth::cli {
 
@@ -53,26 +54,16 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
   }
   // The servers of a cluster, comma-separated: the first that answers is asked;
   // a follower's 307 leads to the leader, a cluster electing one is asked again.
-  std::vector<net::Endpoint> servers;
-  for (size_t at = 0; at <= cfg->server.size();) {
-    size_t comma = cfg->server.find(',', at);
-    if (comma == std::string::npos) comma = cfg->server.size();
-    std::string one = cfg->server.substr(at, comma - at);
-    at = comma + 1;
-    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
-    while (!one.empty() && one.back() == ' ') one.pop_back();
-    if (one.empty()) continue;
-    Result<net::Endpoint> ep = net::Endpoint::Parse(one, 7070);
-    if (!ep) {
-      fprintf(stderr, "berth: server address %s: %s\n", one.c_str(), ep.error().message.c_str());
-      return kUsage;
+  Result<std::vector<net::Endpoint>> listed = net::ParseServerList(cfg->server, 7070);
+  if (!listed) {
+    if (listed.error().message == "no server address") {
+      fprintf(stderr, "berth: no server address; set one with 'berth configure --server URL' or BERTH_SERVER\n");
+    } else {
+      fprintf(stderr, "berth: %s\n", listed.error().message.c_str());
     }
-    servers.push_back(ep.value());
-  }
-  if (servers.empty()) {
-    fprintf(stderr, "berth: no server address; set one with 'berth configure --server URL' or BERTH_SERVER\n");
     return kUsage;
   }
+  std::vector<net::Endpoint> servers = std::move(listed.value());
   http::ClientRequest req;
   req.method = method;
   req.target = target;
@@ -113,10 +104,8 @@ int Fetch(const std::string& method, const std::string& target, const std::strin
     }
     if (r->status == 307) {
       // A follower names the leader: the same request goes there (the same CA vouches for it).
-      std::string location(r->Header("location"));
-      size_t path = location.find('/', location.find("://") == std::string::npos ? 0 : location.find("://") + 3);
-      Result<net::Endpoint> leader = net::Endpoint::Parse(location.substr(0, path), 7070);
-      if (leader && leader->tls == ep.tls && leader->kind == net::Endpoint::Kind::kTcp) {
+      Result<net::Endpoint> leader = net::ParseOrigin(r->Header("location"), 7070);
+      if (leader && leader->tls == ep.tls) {
         ep = leader.value();
         continue;
       }

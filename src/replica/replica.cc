@@ -763,6 +763,15 @@ int64_t Replica::SilentMs(uint64_t id) const {
   return now > since ? static_cast<int64_t>(now - since) : 0;
 }
 
+unsigned Replica::Voters(uint64_t except) const {
+  unsigned n = 0;
+  for (unsigned i = 0; i < raft_.configuration.n; i++) {
+    const raft_server& s = raft_.configuration.servers[i];
+    n += s.role == RAFT_VOTER && s.id != except;
+  }
+  return n;
+}
+
 bool Replica::leader() const { return started_ && !closing_ && raft_state(const_cast<raft*>(&raft_)) == RAFT_LEADER; }
 
 LogStatus Replica::Describe() {

@@ -182,6 +182,8 @@ class Replica : public store::Log {
   // this one, counted from when this server started acting for one not heard
   // from since (0 for itself); -1 on a server that does not act.
   int64_t SilentMs(uint64_t id) const;
+  // How many voters the configuration holds, server `except` not counted.
+  unsigned Voters(uint64_t except = 0) const;
   // The leader's address (host:port) as this server knows it; empty when none.
   std::string LeaderAddress();
   // The cluster's members and this server's view of the log.

@@ -31,6 +31,7 @@
 #include "model/state.h"
 #include "net/http_client.h"
 #include "net/tls.h"
+#include "net/url.h"
 #include "net/uv.h"
 #include "registry/registry.h"
 #include "replica/replica.h"
@@ -322,7 +323,6 @@ class JoinRequest {
       : loop_(loop), o_(o), id_(id), address_(std::move(address)), retry_(loop) {}
 
   void Start() { Try(o_.join); }
-  bool done() const { return done_; }
 
  private:
   void Try(const std::string& url) {
@@ -342,15 +342,13 @@ class JoinRequest {
     client_->Send(net::http::BearerRequest("POST", "/v1/servers", token.secret, body.Print()),
                   [this, url](Result<net::http::ClientResponse> r) {
                     if (!r) return Again(url, r.error().message);
-                    if (r->status == 307 && !r->Header("location").empty() && hops_++ < 5) {
-                      std::string location(r->Header("location"));
-                      size_t path = location.find("/v1/");
-                      return Again(path == std::string::npos ? url : location.substr(0, path), "");
+                    Result<net::Endpoint> leader = net::ParseOrigin(r->Header("location"));
+                    if (r->status == 307 && leader && hops_++ < 5) {
+                      return Again(std::string(leader->tls ? "https://" : "http://") + leader->ToString(), "");
                     }
                     if (r->status == 503) return Again(url, r->body);
                     if (r->status != 200)
                       return Fail("the cluster answered " + std::to_string(r->status) + ": " + r->body);
-                    done_ = true;
                     Result<json::Doc> d = json::Doc::Parse(r->body);
                     std::string role = d ? std::string(d->view().Get("role").String()) : "";
                     printf("berth: joined the cluster as server %llu (%s) at %s\n",
@@ -378,7 +376,6 @@ class JoinRequest {
   net::Timer retry_;
   std::unique_ptr<net::http::Client> client_;
   int hops_ = 0;
-  bool done_ = false;
 };
 
 }  // namespace
@@ -737,9 +734,7 @@ int Run(const Options& o) {
                               "address: start a new cluster to have peers)"});
       }
     }
-    size_t voters = 0;
-    for (const replica::ServerView& v : st.servers) voters += v.role == "voter" && v.id != id;
-    bool voter = voters < 3;
+    bool voter = replica->Voters(id) < 3;
     changing = true;
     replica->AddServer(id, address, voter, [id, voter, done, &changing](Status s) {
       changing = false;
