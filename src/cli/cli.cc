@@ -16,6 +16,7 @@
 #include "model/secret.h"
 #include "net/http_client.h"
 #include "net/pki.h"
+#include "net/url.h"
 
 namespace berth::cli {
 
@@ -508,7 +509,7 @@ int AuditCommand(const std::vector<std::string>& args) {
 }
 
 const std::vector<flags::FlagSpec> kConfigureFlags = {
-    {"server", true, "URL", "the server's address, e.g. https://10.0.0.5:7070"},
+    {"server", true, "URL[,URL]...", "the server's address, e.g. https://10.0.0.5:7070, or a cluster's servers"},
     {"token", true, "TOKEN",
      "an API token as berth printed it (it carries the CA's fingerprint; the admin token is in the server's "
      "DIR/admin-token)"},
@@ -520,7 +521,8 @@ int ConfigureCommand(const std::vector<std::string>& args) {
   if (!p) return UsageError("configure", p.error().message);
   if (p->help) {
     printf(
-        "Usage: berth configure [--server URL] [--token TOKEN] [--ca-file PATH]\n\nWrites %s (mode 0600).\n"
+        "Usage: berth configure [--server URL[,URL]...] [--token TOKEN] [--ca-file PATH]\n\nWrites %s (mode "
+        "0600).\nThe servers of a cluster go comma-separated; each call goes to the first that answers.\n"
         "BERTH_SERVER, BERTH_TOKEN and BERTH_CA_FILE override it. A token berth printed carries\n"
         "the SHA-256 fingerprint of the cluster CA, which is kept as the pin the server's\n"
         "certificate chain must end at.\n\nFlags:\n%s",
@@ -535,8 +537,9 @@ int ConfigureCommand(const std::vector<std::string>& args) {
   Result<Config> old = LoadConfig();
   if (old) c = old.value();
   if (p->Has("server")) {
-    Result<net::Endpoint> ep = net::Endpoint::Parse(p->Get("server"), 7070);
-    if (!ep) return UsageError("configure", "--server: " + ep.error().message);
+    // A cluster's servers, comma-separated: the CLI asks the first that answers.
+    Result<std::vector<net::Endpoint>> servers = net::ParseServerList(p->Get("server"), 7070);
+    if (!servers) return UsageError("configure", "--server: " + servers.error().message);
     c.server = p->Get("server");
   }
   if (p->Has("token")) {

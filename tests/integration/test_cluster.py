@@ -13,7 +13,7 @@ import shutil
 import signal
 import time
 
-from harness import (Server, check, cli, expect_error, expect_exit, expect_status, run_server_once, timeout,
+from harness import (Server, check, cli, expect_error, expect_exit, expect_status, run_server_once, scratch_dir, timeout,
                      wait_until)
 
 
@@ -94,6 +94,14 @@ def test_three_servers_replicate_redirect_and_survive_the_leaders_kill():
                         "the CLI through a dead server and a follower")
         check("via-cli" in p.stdout, p.stdout)
         check("via-cli" in s1.cluster_names(), "made on the leader")
+        # The same servers kept by `berth configure`, comma-separated.
+        home = scratch_dir("home")
+        expect_exit(cli(["configure", "--server", dead + "," + s3.url, "--token", s1.token], home=home), 0,
+                    "configure with two servers")
+        expect_exit(cli(["cluster", "create", "via-config"], home=home), 0, "the CLI configured with two servers")
+        check("via-config" in s1.cluster_names(), "made on the leader through the configured servers")
+        p = cli(["configure", "--server", s3.url + ",https://[bad"], home=home)
+        check(p.returncode == 2 and "[bad" in p.stderr, "a bad server in the list is refused: %r" % p.stderr)
 
         # The leader dies: the two others elect one, which takes changes; nothing
         # acknowledged is lost.
