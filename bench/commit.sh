@@ -46,30 +46,6 @@ echo "data dirs on: $(df -T "$BENCH_TMP" | awk 'NR == 2 {print $2 " (" $1 ")"}')
 echo "load: wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECONDS}s -s $LUA (keep-alive), POST /v1/clusters with unique names"
 echo "berth: $BERTH"
 
-# join_peers N: N more servers join the one start_berth started (as voters: a
-# cluster of up to three); sets PEER_PIDS.
-join_peers() {
-  local n=$1 i token
-  PEER_PIDS=()
-  token=$(curl -fsS --max-time 10 -H "Authorization: Bearer $BERTH_TOKEN" -X POST "$BERTH_URL/v1/tokens" \
-    -d '{"role":"server"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])') ||
-    die "cannot make a server token"
-  for i in $(seq 2 $((n + 1))); do
-    mkdir -p "$BENCH_TMP/peer$i"
-    "$BERTH" server --data "$BENCH_TMP/peer$i/data" --listen 127.0.0.1:0 --log-level warn --no-agent \
-      --join "$BERTH_URL" --token "$token" >"$BENCH_TMP/peer$i/stdout" 2>"$BENCH_TMP/peer$i/stderr" &
-    PEER_PIDS+=($!)
-    BENCH_PIDS+=($!)
-    pin_server "${PEER_PIDS[-1]}"
-    for _ in $(seq 600); do
-      grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" && break
-      kill -0 "${PEER_PIDS[-1]}" 2>/dev/null || die "server $i did not join: $(tail -3 "$BENCH_TMP/peer$i/stderr")"
-      sleep 0.1
-    done
-    grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" || die "server $i did not join in time"
-  done
-}
-
 declare -A per_s
 for mode in grouped single three; do
   flags=()

@@ -191,6 +191,32 @@ start_berth() {
   curl -fsS --max-time 5 "$BERTH_URL/healthz" >/dev/null || die "berth ($name) /healthz failed"
 }
 
+# join_peers N [extra flags...]: N more servers join the one start_berth started
+# (as voters up to three; standbys past them), each with the extra flags, one at
+# a time; sets PEER_PIDS. Their data is in $BENCH_TMP/peerI (I from 2).
+join_peers() {
+  local n=$1 i token
+  shift
+  PEER_PIDS=()
+  token=$(curl -fsS --max-time 10 -H "Authorization: Bearer $BERTH_TOKEN" -X POST "$BERTH_URL/v1/tokens" \
+    -d '{"role":"server"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])') ||
+    die "cannot make a server token"
+  for i in $(seq 2 $((n + 1))); do
+    mkdir -p "$BENCH_TMP/peer$i"
+    "$BERTH" server --data "$BENCH_TMP/peer$i/data" --listen 127.0.0.1:0 --log-level warn --no-agent \
+      --join "$BERTH_URL" --token "$token" "$@" >"$BENCH_TMP/peer$i/stdout" 2>"$BENCH_TMP/peer$i/stderr" &
+    PEER_PIDS+=($!)
+    BENCH_PIDS+=($!)
+    pin_server "${PEER_PIDS[-1]}"
+    for _ in $(seq 600); do
+      grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" && break
+      kill -0 "${PEER_PIDS[-1]}" 2>/dev/null || die "server $i did not join: $(tail -3 "$BENCH_TMP/peer$i/stderr")"
+      sleep 0.1
+    done
+    grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" || die "server $i did not join in time"
+  done
+}
+
 # cpu_ticks PID...: user+system clock ticks the processes (all threads) have used.
 cpu_ticks() {
   local pid total=0 t

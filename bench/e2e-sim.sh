@@ -42,21 +42,8 @@ api() { curl -fsS --max-time 60 "${auth[@]}" "$@"; }
 
 PEER_PIDS=()
 if [ "$SERVERS" -gt 1 ]; then
-  server_token=$(api -X POST "$BERTH_URL/v1/tokens" -d '{"role":"server"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["secret"])')
-  for i in $(seq 2 "$SERVERS"); do
-    mkdir -p "$BENCH_TMP/peer$i"
-    "$BERTH" server --data "$BENCH_TMP/peer$i/data" --listen 127.0.0.1:0 --log-level warn --no-agent \
-      --join "$BERTH_URL" --token "$server_token" $CLUSTER_ARGS ${SERVER_ARGS:-} >"$BENCH_TMP/peer$i/stdout" 2>"$BENCH_TMP/peer$i/stderr" &
-    PEER_PIDS+=($!)
-    BENCH_PIDS+=($!)
-    for _ in $(seq 600); do
-      grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" && break
-      kill -0 "${PEER_PIDS[-1]}" 2>/dev/null || die "server $i did not join: $(tail -3 "$BENCH_TMP/peer$i/stderr")"
-      sleep 0.1
-    done
-    grep -q "joined the cluster" "$BENCH_TMP/peer$i/stdout" || die "server $i did not join in time"
-  done
+  # shellcheck disable=SC2086 # CLUSTER_ARGS and SERVER_ARGS are flag lists
+  join_peers $((SERVERS - 1)) $CLUSTER_ARGS ${SERVER_ARGS:-}
   echo "a cluster of $SERVERS servers: $(api "$BERTH_URL/v1/servers" |
     python3 -c 'import json,sys; v = json.load(sys.stdin); print(", ".join(s["role"] + (" (leader)" if s["leader"] else "") for s in v["servers"]))')"
 fi

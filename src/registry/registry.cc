@@ -823,6 +823,28 @@ void Registry::StartUploadRequest(const ExchangePtr& ex, const std::string& name
 
 // POST ?digest=: the whole blob in one request, into a file of its own.
 void Registry::MonolithicUpload(const ExchangePtr& ex, const std::string& name, const std::string& digest) {
+  ReceiveBlob(ex, digest, [this, ex, name, digest](Status stored) {
+    if (!ex->connected()) return;
+    if (!stored) return ex->Respond(StoreFailure(stored.error(), digest));
+    ReplicateBlob(digest, [this, ex, name, digest](Status copied) {
+      if (!ex->connected()) return;
+      if (!copied) return ex->Respond(OciError(copied.error()));
+      auto reply = [ex, name, digest](Result<std::string> r) {
+        ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
+      };
+      if (!state_->FindRepository(name)) {
+        auto c = std::make_unique<CreateRepository>();
+        c->name = name;
+        c->if_missing = true;
+        c->time_ms = clock_->NowUnixMs();
+        Submit(std::move(c), [](Result<std::string>) {});  // the next command says how it went
+      }
+      AddBlobTo(name, digest, reply);
+    });
+  });
+}
+
+void Registry::ReceiveBlob(const ExchangePtr& ex, const std::string& digest, std::function<void(Status)> done) {
   std::string id = NewId();
   Result<std::unique_ptr<UploadFile>> opened = UploadFile::Open(blobs_.UploadPath(id), true);
   if (!opened) return ex->Respond(OciError(opened.error()));
@@ -843,29 +865,13 @@ void Registry::MonolithicUpload(const ExchangePtr& ex, const std::string& name, 
     }
     return {};
   };
-  ex->on_body_end = [this, ex, file, id, name, digest] {
+  ex->on_body_end = [this, ex, file, id, digest, done = std::move(done)] {
     if (!*file) return;  // refused mid-body; already answered
     ex->on_abort = nullptr;
-    VerifyAndStore(std::move(*file), digest, [this, ex, id, name, digest](Status stored) {
+    VerifyAndStore(std::move(*file), digest, [this, id, done](Status stored) {
       temp_in_use_.erase(id);
       if (!stored) blobs_.RemoveUpload(id);
-      if (!ex->connected()) return;
-      if (!stored) return ex->Respond(StoreFailure(stored.error(), digest));
-      ReplicateBlob(digest, [this, ex, name, digest](Status copied) {
-        if (!ex->connected()) return;
-        if (!copied) return ex->Respond(OciError(copied.error()));
-        auto reply = [ex, name, digest](Result<std::string> r) {
-          ex->Respond(r ? BlobCreated(name, digest) : OciError(r.error()));
-        };
-        if (!state_->FindRepository(name)) {
-          auto c = std::make_unique<CreateRepository>();
-          c->name = name;
-          c->if_missing = true;
-          c->time_ms = clock_->NowUnixMs();
-          Submit(std::move(c), [](Result<std::string>) {});  // the next command says how it went
-        }
-        AddBlobTo(name, digest, reply);
-      });
+      done(std::move(stored));
     });
   };
 }
@@ -1206,36 +1212,9 @@ void Registry::PeerPutBlob(const ExchangePtr& ex) {
     blobs_.Touch(digest);
     return Answer(ex, BlobCreated("", digest));
   }
-  std::string id = NewId();
-  Result<std::unique_ptr<UploadFile>> opened = UploadFile::Open(blobs_.UploadPath(id), true);
-  if (!opened) return Answer(ex, OciError(opened.error()));
-  auto file = std::make_shared<std::unique_ptr<UploadFile>>(std::move(opened.value()));
-  temp_in_use_.insert(id);
-  ex->on_abort = [this, id] {
-    temp_in_use_.erase(id);
-    blobs_.RemoveUpload(id);
-  };
-  ex->on_body = [this, ex, file, id](std::string_view piece) -> Status {
-    if (Status s = (*file)->Append(piece); !s) {
-      ex->on_abort = nullptr;
-      file->reset();
-      temp_in_use_.erase(id);
-      blobs_.RemoveUpload(id);
-      ex->Respond(OciError(s.error()));
-      return s;
-    }
-    return {};
-  };
-  ex->on_body_end = [this, ex, file, id, digest] {
-    if (!*file) return;  // refused mid-body; already answered
-    ex->on_abort = nullptr;
-    VerifyAndStore(std::move(*file), digest, [this, ex, id, digest](Status stored) {
-      temp_in_use_.erase(id);
-      if (!stored) blobs_.RemoveUpload(id);
-      if (!ex->connected()) return;
-      ex->Respond(stored ? BlobCreated("", digest) : StoreFailure(stored.error(), digest));
-    });
-  };
+  ReceiveBlob(ex, digest, [ex, digest](Status stored) {
+    if (ex->connected()) ex->Respond(stored ? BlobCreated("", digest) : StoreFailure(stored.error(), digest));
+  });
 }
 
 void Registry::ReplicateBlob(const std::string& digest, std::function<void(Status)> done) {

@@ -123,6 +123,10 @@ class Registry {
   void Referrers(const ExchangePtr& ex, const std::string& name, const std::string& digest);
   void StartUploadRequest(const ExchangePtr& ex, const std::string& name, const Caller& caller);
   void MonolithicUpload(const ExchangePtr& ex, const std::string& name, const std::string& digest);
+  // The request's body into an upload file of its own, verified and stored as
+  // blob `digest` (VerifyAndStore); `done` hears how that went, unless the body
+  // was refused part-way (then already answered).
+  void ReceiveBlob(const ExchangePtr& ex, const std::string& digest, std::function<void(Status)> done);
   void UploadRequest(const ExchangePtr& ex, const std::string& name, const std::string& id);
   void FinishUpload(const ExchangePtr& ex, const std::string& name, const std::string& id, const std::string& digest);
   // A change to the log: through the cluster when there is one.

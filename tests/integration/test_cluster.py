@@ -54,6 +54,23 @@ def caught_up(leader, n):
     return v["leader"] and len(v["servers"]) == n and all(x.get("lag") == 0 for x in v["servers"])
 
 
+def three_servers(args=()):
+    """Three servers on loopback, the first the leader and acting (it holds its
+    lease), every one holding its admin token; the leader first."""
+    s1 = Server(args=list(args))
+    token = server_token(s1)
+    servers = [s1]
+    try:
+        servers += [join(s1, token, args=args) for _ in range(2)]
+        wait_until(lambda: caught_up(s1, 3), wait=30, what="three servers caught up")
+        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
+    except BaseException:
+        for s in servers:
+            s.kill()
+        raise
+    return servers
+
+
 def env_for(urls, token):
     return {"BERTH_SERVER": ",".join(urls), "BERTH_TOKEN": token}
 
@@ -210,11 +227,9 @@ def test_joining_is_refused_clearly():
 
 @timeout(180)
 def test_a_cluster_restarted_whole_after_sigkill_keeps_everything():
-    s1 = Server()
-    token = server_token(s1)
-    servers = [s1, join(s1, token), join(s1, token)]
+    servers = three_servers()
+    s1 = servers[0]
     try:
-        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
         for i in range(20):
             expect_status(s1.create_cluster("whole-%d" % i), 201, "create")
         for s in servers:
@@ -234,12 +249,9 @@ def test_a_cluster_restarted_whole_after_sigkill_keeps_everything():
 
 @timeout(180)
 def test_the_lease_a_leader_cut_off_stops_acting_and_a_frozen_one_wakes_as_follower():
-    s1 = Server()
-    token = server_token(s1)
-    servers = [s1, join(s1, token), join(s1, token)]
+    servers = three_servers()
+    s1 = servers[0]
     try:
-        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
-        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader holds its lease")
         for s in servers[1:]:
             check(s.metric("berth_raft_lease_held") == 0.0, "a follower holds no lease")
 
@@ -282,12 +294,9 @@ def applied(r):
 
 @timeout(180)
 def test_answers_say_the_applied_index_and_whether_the_read_is_the_leaders():
-    s1 = Server()
-    token = server_token(s1)
-    servers = [s1, join(s1, token), join(s1, token)]
+    servers = three_servers()
+    s1 = servers[0]
     try:
-        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
-        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
         r = expect_status(s1.create_cluster("fresh"), 201, "a change on the leader")
         made_at = applied(r)
         check(made_at > 0 and r.header("berth-read") is None, "a change says its index, not a read: %r" % r.headers)
@@ -364,12 +373,9 @@ def test_a_dead_voter_is_replaced_by_the_standby_and_stays_a_standby_when_back()
 
 @timeout(180)
 def test_server_ls_shows_last_contact_on_the_leader_and_names_it_on_a_follower():
-    s1 = Server()
-    token = server_token(s1)
-    servers = [s1, join(s1, token), join(s1, token)]
+    servers = three_servers()
+    s1 = servers[0]
     try:
-        wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
-        wait_until(lambda: s1.metric("berth_raft_lease_held") == 1.0, what="the leader acts")
         v = view(s1)
         for x in v["servers"]:
             check(0 <= x["heardMsAgo"] < 5000, "the leader heard from every server lately: %r" % x)

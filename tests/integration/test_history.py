@@ -55,8 +55,8 @@ import time
 import urllib.parse
 
 import history as H
-from harness import Server, check, timeout, wait_until
-from test_cluster import caught_up, join, server_token
+from harness import check, timeout, wait_until
+from test_cluster import three_servers
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -494,12 +494,8 @@ def index_manifest(base, unique):
 
 
 def form_cluster():
-    s1 = Server()
-    token = server_token(s1)
-    servers = [s1, join(s1, token), join(s1, token)]
-    admin = s1.token
-    wait_until(lambda: caught_up(s1, 3), wait=30, what="three servers caught up")
-    return servers, admin
+    servers = three_servers()
+    return servers, servers[0].token
 
 
 def expect(a, status, what):

@@ -11,26 +11,9 @@ import subprocess
 import uuid
 
 import dockerd
-from harness import Server, check, expect_status, timeout, wait_until
-from test_cluster import caught_up, leader_of, server_token
+from harness import check, expect_status, timeout, wait_until
+from test_cluster import three_servers
 from test_registry import OCI_MANIFEST, blob_path, build_image, docker, docker_env, push_blob, push_image, req
-
-
-def three_servers(args=()):
-    """A cluster of three on loopback: (leader, follower, follower), every one
-    holding the leader's admin token."""
-    s1 = Server(args=list(args))
-    tok = server_token(s1)
-    servers = [s1]
-    for _ in range(2):
-        s = Server(args=["--join", s1.url, "--token", tok] + list(args))
-        wait_until(lambda: any("joined the cluster" in line for line in s.stdout_lines), what="a join")
-        servers.append(s)
-    wait_until(lambda: caught_up(s1, 3), what="three servers caught up")
-    leader = leader_of(servers)
-    for s in servers:
-        s.token = s1.token
-    return [leader] + [s for s in servers if s is not leader]
 
 
 def holders(servers, digest):
