@@ -319,7 +319,8 @@ bool ClusterInScope(const model::State& state, const http::ExchangePtr& ex, std:
 bool RoleMay(std::string_view role, http::Access access) {
   switch (access) {
     case http::Access::kOpen:
-    case http::Access::kRegistry: return true;
+    case http::Access::kRegistry:
+    case http::Access::kAws: return true;
     case http::Access::kAgent: return role == "agent";
     case http::Access::kServer: return role == "server" || role == "admin";
     case http::Access::kPeer: return false;  // a server's certificate only
@@ -415,6 +416,14 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
   const http::Request& req = ex.request();
   int status = ex.status();
   bool read = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS";
+  // The AWS front end (src/aws/): one route, the operation in X-Amz-Target;
+  // its reads are the operations that only describe, list or get.
+  std::string_view target = ex.route().options.access == http::Access::kAws ? req.Header("x-amz-target") : "";
+  if (!target.empty()) {
+    std::string_view op = target.substr(target.rfind('.') + 1);
+    read = op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get") ||
+           op.starts_with("BatchGet") || op.starts_with("BatchCheck");
+  }
   bool credentialed = !req.Header("authorization").empty() || !req.peer_cert_cn.empty();
   bool refusal = (status == 401 && credentialed) || status == 403 || status == 429;
   bool change = !read && ex.route().options.audit;
@@ -435,7 +444,7 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
   }
   e.address = req.peer_ip;
   e.method = req.method;
-  e.path = req.path.substr(0, 512);
+  e.path = target.empty() ? req.path.substr(0, 512) : "/ " + std::string(target.substr(0, 200));
   e.status = status;
   if (status >= 400) {
     Result<json::Doc> body = json::Doc::Parse(ex.error_body());
@@ -445,7 +454,8 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
         err = first;
         break;
       }
-      e.code = std::string(err.Get("code").String());
+      if (!err.valid() && body->view().Get("__type").valid()) err = body->view();  // the AWS shape
+      e.code = std::string(err.Get("code").valid() ? err.Get("code").String() : err.Get("__type").String());
       e.message = std::string(err.Get("message").String()).substr(0, 512);
     }
   }

@@ -63,6 +63,11 @@ std::optional<std::string_view> BearerCredential(std::string_view authorization)
 // certificate (principal "server:<id>").
 std::optional<net::http::Response> Authenticate(model::State& state, int64_t now_ms, net::http::Exchange& ex);
 
+// Whether a token of `role` may call a route of `access` (the gate's rule).
+bool RoleMay(std::string_view role, net::http::Access access);
+// Who may, for a refusal's message ("only deploy and admin tokens may").
+std::string WhoMay(net::http::Access access);
+
 // The limits of the token behind `ex` (model/scope.h); nullptr when it has none
 // (an unlimited token, a node's certificate, nobody).
 const model::TokenScope* LimitsOf(const model::State& state, const net::http::Exchange& ex);

@@ -783,9 +783,28 @@ class Connection final : public Stream::Handler {
 
 // --- Exchange ---
 
+std::shared_ptr<Exchange> Exchange::Internal(Request request, const Route* route, std::string principal,
+                                            std::function<void(Response)> done) {
+  auto ex = std::make_shared<Exchange>();
+  ex->request_ = std::move(request);
+  ex->route_ = route;
+  ex->principal = std::move(principal);
+  ex->start_ns_ = static_cast<int64_t>(uv_hrtime());
+  ex->internal_done_ = std::move(done);
+  return ex;
+}
+
 void Exchange::Respond(Response response) {
   if (state_ != State::kNone) return;
   state_ = State::kDone;
+  if (internal_done_) {
+    status_ = response.status;
+    if (response.status >= 400) error_body_ = response.body.substr(0, 2048);
+    auto done = std::move(internal_done_);
+    internal_done_ = nullptr;
+    done(std::move(response));
+    return;
+  }
   if (!conn_) return;
   status_ = response.status;
   if (response.status >= 400) error_body_ = response.body.substr(0, 2048);
@@ -797,18 +816,36 @@ void Exchange::Respond(Response response) {
 void Exchange::Begin(int status, const Headers& headers, int64_t content_length, std::string_view content_type) {
   if (state_ != State::kNone) return;
   state_ = State::kStreaming;
+  if (internal_done_) {
+    internal_answer_.status = status_ = status;
+    internal_answer_.headers = headers;
+    internal_answer_.content_type = std::string(content_type);
+    if (content_length >= 0) internal_answer_.headers.push_back({"content-length", std::to_string(content_length)});
+    return;
+  }
   if (!conn_) return;
   conn_->SendHead(this, status, headers, content_type, content_length, {});
 }
 
 void Exchange::Write(std::string_view data) {
-  if (state_ != State::kStreaming || !conn_) return;
+  if (state_ != State::kStreaming) return;
+  if (internal_done_) {
+    internal_answer_.body.append(data);
+    return;
+  }
+  if (!conn_) return;
   conn_->SendBody(this, data);
 }
 
 void Exchange::End() {
   if (state_ != State::kStreaming) return;
   state_ = State::kDone;
+  if (internal_done_) {
+    auto done = std::move(internal_done_);
+    internal_done_ = nullptr;
+    done(std::move(internal_answer_));
+    return;
+  }
   if (!conn_) return;
   conn_->SendEnd(this);
   if (conn_) conn_->Finished(this, 0);

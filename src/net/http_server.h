@@ -73,6 +73,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   const Route& route() const { return *route_; }
   int64_t start_ns() const { return start_ns_; }
 
+  // A request made inside the server, which no connection carries (the AWS front
+  // end calls the native routes this way): `done` gets the whole answer, a
+  // streamed one gathered. The caller runs the route's handler itself; the gate
+  // does not.
+  static std::shared_ptr<Exchange> Internal(Request request, const Route* route, std::string principal,
+                                            std::function<void(Response)> done);
+
   // Sends a whole answer. Only the first answer counts.
   void Respond(Response response);
   // Starts a streamed answer: Content-Length when `content_length` >= 0, chunked
@@ -123,6 +130,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool head_ = false;
   int status_ = 0;
   std::string error_body_;
+  std::function<void(Response)> internal_done_;  // Internal(): where the answer goes
+  Response internal_answer_;                     // Internal(): a streamed answer as it is gathered
 };
 
 // Decides at the end of the headers whether a request may go on: returns an answer

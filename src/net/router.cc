@@ -13,6 +13,7 @@ const char* AccessName(Access a) {
     case Access::kServer: return "server";
     case Access::kPeer: return "peer";
     case Access::kRegistry: return "registry";
+    case Access::kAws: return "aws";
   }
   return "?";
 }

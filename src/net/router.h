@@ -30,6 +30,7 @@ enum class Access {
   kServer,    // server tokens and admin tokens (a server joining the cluster)
   kPeer,      // another server's peer certificate (the replicated log)
   kRegistry,  // the registry decides, by its own tokens' scopes (docs/registry.md)
+  kAws,       // AWS Signature Version 4 by an access key; each operation's own access decides (docs/aws.md)
 };
 const char* AccessName(Access a);
 
@@ -65,8 +66,10 @@ struct Route {
   // kAuto resolved by the method.
   Access access() const;
   // The gate does not run: anyone may call it (kOpen), or the handler
-  // authenticates for itself (kRegistry).
-  bool open() const { return options.access == Access::kOpen || options.access == Access::kRegistry; }
+  // authenticates for itself (kRegistry, kAws).
+  bool open() const {
+    return options.access == Access::kOpen || options.access == Access::kRegistry || options.access == Access::kAws;
+  }
 };
 
 class Router {

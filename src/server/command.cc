@@ -37,6 +37,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"server-dead-after", true, "DURATION",
      "a voter the leader has not heard from for this long is replaced by a standby, if one answers, and becomes a "
      "standby itself (default 30s, from 2s to 1h)"},
+    {"aws-account-id", true, "ID",
+     "the account id in the ARNs the AWS front end (aws ecs, aws ecr) shows: 12 digits (default 000000000000)"},
     {"snapshot-entries", true, "N",
      "log entries between snapshots of the state; the log behind a snapshot is truncated (default 1024)"},
     {"no-write-thread", false, "", "write answers on the loop thread, not a thread of their own (for comparison)"},
@@ -224,6 +226,14 @@ int Main(const std::vector<std::string>& args) {
       return 2;
     }
     o.server_dead_after_ms = v.value();
+  }
+  if (p->Has("aws-account-id")) {
+    std::string id = p->Get("aws-account-id");
+    if (id.size() != 12 || id.find_first_not_of("0123456789") != std::string::npos) {
+      fprintf(stderr, "berth server: --aws-account-id: expected 12 digits, such as 123456789012\n");
+      return 2;
+    }
+    o.aws_account = id;
   }
   if (p->Has("snapshot-entries")) {
     Result<uint64_t> v = flags::ParseCount(p->Get("snapshot-entries"), "snapshot-entries");

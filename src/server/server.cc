@@ -22,6 +22,7 @@
 #include "agent/node_agent.h"
 #include "api/agents.h"
 #include "api/api.h"
+#include "aws/frontend.h"
 #include "base/crypto.h"
 #include "base/files.h"
 #include "base/json.h"
@@ -846,6 +847,56 @@ int Run(const Options& o) {
     return 1;
   }
   image_registry.AddRoutes(&router);
+  aws::Options aws_options;
+  aws_options.account = o.aws_account;
+  aws_options.acting = [&replica] { return replica->acting(); };
+  aws_options.to_leader = [&replica, &peer_clients, &store](const net::http::Request& req,
+                                                            std::function<void(net::http::Response)> done) {
+    auto unavailable = [](std::string message) {
+      net::http::Response r;
+      r.status = 503;
+      r.content_type = "application/x-amz-json-1.1";
+      r.body = json::Doc::Object().Set("__type", "ServerException").Set("message", message).Print();
+      r.headers.push_back({"Retry-After", "1"});
+      return r;
+    };
+    std::string leader = replica->LeaderAddress();
+    if (replica->leader() || leader.empty()) {
+      return done(unavailable("the cluster has no leader at the moment (an election is under way); try again shortly"));
+    }
+    net::http::Client* client = peer_clients.For(leader, PeerClients::Lane::kCommands);
+    if (!client) return done(unavailable("the leader at " + leader + " cannot be reached without TLS between servers"));
+    net::http::ClientRequest fwd;
+    fwd.method = "POST";
+    fwd.target = "/";
+    for (const auto& [name, value] : req.headers) {
+      std::string lower = name;
+      for (char& ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+      if (lower == "connection" || lower == "content-length" || lower == "transfer-encoding" ||
+          lower == "keep-alive" || lower == "expect") {
+        continue;
+      }
+      fwd.headers.push_back({name, value});
+    }
+    fwd.body = req.body;
+    store::Store* st = store.get();
+    client->Send(std::move(fwd), [st, leader, done, unavailable](Result<net::http::ClientResponse> r) {
+      if (!r) {
+        return done(unavailable("the leader at " + leader + " did not answer (" + r.error().message +
+                                "); the change may or may not have been made"));
+      }
+      net::http::Response answer;
+      answer.status = r->status;
+      answer.content_type = std::string(r->Header("content-type"));
+      answer.body = std::move(r->body);
+      if (std::string_view t = r->Header("x-amzn-errortype"); !t.empty()) {
+        answer.headers.push_back({"x-amzn-ErrorType", std::string(t)});
+      }
+      uint64_t index = strtoull(std::string(r->Header("berth-applied-index")).c_str(), nullptr, 10);
+      st->WhenApplied(index, [done, answer = std::move(answer)]() mutable { done(std::move(answer)); });
+    });
+  };
+  aws::AddRoutes(&router, &ctx, &image_registry, aws_options);
   // Nodes pull from here with credentials for their tasks' repositories only.
   agents.SetPullTokens(
       [&image_registry](const std::string& node_id, const std::string& repository) {

@@ -51,6 +51,8 @@ struct Options {
   std::string join_token;
   std::string peer_address;
   int64_t cert_lifetime_s = 90 * 24 * 3600;  // of the server's and the nodes' certificates
+  // The account id in the ARNs of the AWS front end (src/aws/frontend.h).
+  std::string aws_account = "000000000000";
   // The audit log (store/audit.h).
   uint64_t audit_retention_ms = 90ull * 24 * 3600 * 1000;
   size_t audit_max_entries = 1000000;

@@ -1,0 +1,631 @@
+// The ECS operations of the AWS front end (frontend.h): each reads its AWS input,
+// calls the native routes and reshapes their answers.
+#include <algorithm>
+
+#include "aws/frontend.h"
+
+namespace berth::aws {
+
+namespace http = net::http;
+
+namespace {
+
+// The native answer's JSON; an empty object when it is not JSON.
+json::Doc Body(const http::Response& r) {
+  Result<json::Doc> d = json::Doc::Parse(r.body);
+  return d ? std::move(d.value()) : json::Doc::Object();
+}
+
+bool Ok(const http::Response& r) { return r.status >= 200 && r.status < 300; }
+
+// A list field of strings; fails the call (and returns nullopt) when it is not one.
+std::optional<std::vector<std::string>> Strings(const CallPtr& c, std::string_view field, bool required) {
+  json::View v = c->input().Get(field);
+  std::vector<std::string> out;
+  if (!v.valid() || v.IsNull()) {
+    if (required) {
+      c->Fail("InvalidParameterException", std::string(field) + ": is required");
+      return std::nullopt;
+    }
+    return out;
+  }
+  if (!v.IsArray()) {
+    c->Fail("InvalidParameterException", std::string(field) + ": must be a list of strings");
+    return std::nullopt;
+  }
+  for (json::View e : v) {
+    if (!e.IsString()) {
+      c->Fail("InvalidParameterException", std::string(field) + ": must be a list of strings");
+      return std::nullopt;
+    }
+    out.emplace_back(e.String());
+  }
+  if (out.size() > 100) {
+    c->Fail("InvalidParameterException", std::string(field) + ": at most 100 entries, not " + std::to_string(out.size()));
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::string Cluster(const CallPtr& c) { return ClusterName(c->OptionalString("cluster")); }
+
+// AWS pagination over a list berth gives whole: nextToken is the index of the
+// next entry, maxResults 1-100 (default 100).
+bool Paginate(const CallPtr& c, json::View all, std::string_view out_field, json::Doc* out,
+              std::function<json::Doc(json::View)> item) {
+  int64_t max = 100;
+  json::View mr = c->input().Get("maxResults");
+  if (mr.valid() && !mr.IsNull()) {
+    if (!mr.IsNumber() || mr.Number() < 1 || mr.Number() > 100) {
+      c->Fail("InvalidParameterException", "maxResults: must be 1-100");
+      return false;
+    }
+    max = static_cast<int64_t>(mr.Number());
+  }
+  int64_t start = 0;
+  std::string token = c->OptionalString("nextToken");
+  if (!token.empty()) {
+    char* end = nullptr;
+    start = strtoll(token.c_str(), &end, 10);
+    if (*end != '\0' || start < 0) {
+      c->Fail("InvalidParameterException", "nextToken: not a token this server gave");
+      return false;
+    }
+  }
+  json::Doc list = json::Doc::Array();
+  int64_t i = 0, n = 0;
+  for (json::View e : all) {
+    if (i++ < start) continue;
+    if (n == max) {
+      out->Set("nextToken", std::to_string(start + n));
+      break;
+    }
+    list.Push(item(e));
+    n++;
+  }
+  out->Set(out_field, list);
+  return true;
+}
+
+json::Doc Str(std::string_view s) {
+  Result<json::Doc> d = json::Doc::Parse(json::Doc::Object().Set("v", s).Print());
+  return json::Doc::Copy(d->view().Get("v"));
+}
+
+json::Doc FieldOf(json::View v, std::string_view field) { return Str(v.Get(field).String()); }
+
+// Describe* over several names: one native GET each; 404s become failures
+// {"arn", "reason": "MISSING"}.
+void DescribeEach(const CallPtr& c, std::vector<std::pair<std::string, std::string>> gets,
+                  std::vector<std::string> names, std::string native_field, std::string out_field,
+                  std::function<bool(json::View)> keep = nullptr) {
+  c->NativeAll(std::move(gets), [c, names, native_field, out_field, keep](std::vector<http::Response> answers) {
+    json::Doc out = json::Doc::Object();
+    json::Doc items = json::Doc::Array();
+    json::Doc failures = json::Doc::Array();
+    for (size_t i = 0; i < answers.size(); i++) {
+      if (answers[i].status == 404 || (answers[i].status == 400 && names[i].size() < 6)) {
+        failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "MISSING"));
+        continue;
+      }
+      if (!Ok(answers[i])) return c->FailNative(answers[i]);
+      json::Doc body = Body(answers[i]);
+      json::View item = body.view().Get(native_field);
+      if (keep && !keep(item)) {
+        failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "MISSING"));
+        continue;
+      }
+      items.Push(json::Doc::Copy(item));
+    }
+    out.Set(out_field, items).Set("failures", failures);
+    c->Reply(std::move(out));
+  });
+}
+
+// Answers with the native body's `field` under `out_field` (the same by default).
+void Forward(const CallPtr& c, std::string method, std::string target, std::string body, std::string field,
+             std::string out_field = {}) {
+  if (out_field.empty()) out_field = field;
+  c->Native(std::move(method), std::move(target), std::move(body), [c, field, out_field](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    c->Reply(json::Doc::Object().Set(out_field, json::Doc::Copy(b.view().Get(field))));
+  });
+}
+
+// --- clusters ---
+
+void CreateCluster(const CallPtr& c) {
+  std::string name = c->OptionalString("clusterName", "default");
+  c->Forwarded();  // notes the ignored fields sent
+  std::string body = json::Doc::Object().Set("clusterName", name).Print();
+  c->Native("POST", "/v1/clusters", body, [c, name](http::Response r) {
+    if (r.status == 409) {
+      // ECS's CreateCluster is idempotent: the cluster as it is.
+      return Forward(c, "GET", "/v1/clusters/" + Encode(name), "", "cluster");
+    }
+    if (!Ok(r)) return c->FailNative(r);
+    c->Reply(json::Doc::Object().Set("cluster", json::Doc::Copy(Body(r).view().Get("cluster"))));
+  });
+}
+
+void DeleteCluster(const CallPtr& c) {
+  std::optional<std::string> name = c->RequireString("cluster");
+  if (!name) return;
+  Forward(c, "DELETE", "/v1/clusters/" + Encode(ClusterName(*name)), "", "cluster");
+}
+
+void DescribeClusters(const CallPtr& c) {
+  std::optional<std::vector<std::string>> names = Strings(c, "clusters", false);
+  if (!names) return;
+  if (names->empty()) names->push_back("default");
+  std::vector<std::pair<std::string, std::string>> gets;
+  for (const std::string& n : *names) gets.emplace_back("GET", "/v1/clusters/" + Encode(ClusterName(n)));
+  DescribeEach(c, std::move(gets), *names, "cluster", "clusters");
+}
+
+void ListClusters(const CallPtr& c) {
+  c->Native("GET", "/v1/clusters", "", [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc out = json::Doc::Object();
+    if (!Paginate(c, b.view().Get("clusters"), "clusterArns", &out,
+                  [](json::View e) { return FieldOf(e, "clusterArn"); })) {
+      return;
+    }
+    c->Reply(std::move(out));
+  });
+}
+
+void UpdateCluster(const CallPtr& c) {
+  std::optional<std::string> name = c->RequireString("cluster");
+  if (!name) return;
+  c->Forwarded();
+  Forward(c, "GET", "/v1/clusters/" + Encode(ClusterName(*name)), "", "cluster");
+}
+
+// --- task definitions ---
+
+void RegisterTaskDefinition(const CallPtr& c) {
+  json::Doc body = c->Forwarded();
+  c->Native("POST", "/v1/taskdefinitions", body.Print(), [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc out = json::Doc::Object();
+    out.Set("taskDefinition", json::Doc::Copy(b.view().Get("taskDefinition")));
+    json::View tags = b.view().Get("taskDefinition").Get("tags");
+    out.Set("tags", tags.valid() ? json::Doc::Copy(tags) : json::Doc::Array());
+    c->Reply(std::move(out));
+  });
+}
+
+void DescribeTaskDefinition(const CallPtr& c) {
+  std::optional<std::string> ref = c->RequireString("taskDefinition");
+  if (!ref) return;
+  c->Native("GET", "/v1/taskdefinitions/" + Encode(*ref), "", [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc out = json::Doc::Object();
+    out.Set("taskDefinition", json::Doc::Copy(b.view().Get("taskDefinition")));
+    json::View tags = b.view().Get("taskDefinition").Get("tags");
+    out.Set("tags", tags.valid() ? json::Doc::Copy(tags) : json::Doc::Array());
+    c->Reply(std::move(out));
+  });
+}
+
+void DeregisterTaskDefinition(const CallPtr& c) {
+  std::optional<std::string> ref = c->RequireString("taskDefinition");
+  if (!ref) return;
+  std::string name = *ref;
+  if (name.starts_with("arn:")) name = name.substr(name.find("task-definition/") + 16);
+  if (name.find(':') == std::string::npos) {
+    return c->Fail("InvalidParameterException", "taskDefinition: a revision is required (family:revision or its ARN)");
+  }
+  Forward(c, "DELETE", "/v1/taskdefinitions/" + Encode(name), "", "taskDefinition");
+}
+
+// Berth forgets an INACTIVE revision no task or service uses once the task
+// retention has passed (control/retention.h): a deletion asked here is that one,
+// reported as AWS reports its own, DELETE_IN_PROGRESS.
+void DeleteTaskDefinitions(const CallPtr& c) {
+  std::optional<std::vector<std::string>> refs = Strings(c, "taskDefinitions", true);
+  if (!refs) return;
+  if (refs->empty() || refs->size() > 10) {
+    return c->Fail("InvalidParameterException", "taskDefinitions: 1-10 revisions");
+  }
+  std::vector<std::pair<std::string, std::string>> gets;
+  for (const std::string& r : *refs) gets.emplace_back("GET", "/v1/taskdefinitions/" + Encode(r));
+  std::vector<std::string> names = *refs;
+  c->NativeAll(std::move(gets), [c, names](std::vector<http::Response> answers) {
+    json::Doc defs = json::Doc::Array();
+    json::Doc failures = json::Doc::Array();
+    for (size_t i = 0; i < answers.size(); i++) {
+      if (!Ok(answers[i])) {
+        failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "The specified task definition does not exist."));
+        continue;
+      }
+      json::Doc td = json::Doc::Copy(Body(answers[i]).view().Get("taskDefinition"));
+      if (td.view().Get("status").String() != "INACTIVE") {
+        failures.Push(json::Doc::Object()
+                          .Set("arn", names[i])
+                          .Set("reason", "The specified task definition is still in ACTIVE status. Please deregister "
+                                         "the target and try again."));
+        continue;
+      }
+      json::Doc copy = json::Doc::Object();
+      for (json::View m : td.view()) {
+        if (m.Key() != "status") copy.SetRaw(m.Key(), m.Print());
+      }
+      copy.Set("status", "DELETE_IN_PROGRESS");
+      defs.Push(copy);
+    }
+    c->Reply(json::Doc::Object().Set("taskDefinitions", defs).Set("failures", failures));
+  });
+}
+
+void ListTaskDefinitions(const CallPtr& c) {
+  std::string target = "/v1/taskdefinitions?status=" + Encode(c->OptionalString("status", "ACTIVE"));
+  if (std::string p = c->OptionalString("familyPrefix"); !p.empty()) target += "&familyPrefix=" + Encode(p);
+  bool desc = c->OptionalString("sort", "ASC") == "DESC";
+  c->Native("GET", target, "", [c, desc](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    std::vector<std::pair<std::pair<std::string, int64_t>, std::string>> arns;
+    for (json::View t : b.view().Get("taskDefinitions")) {
+      arns.push_back({{std::string(t.Get("family").String()), static_cast<int64_t>(t.Get("revision").Number())},
+                      std::string(t.Get("taskDefinitionArn").String())});
+    }
+    std::sort(arns.begin(), arns.end());
+    if (desc) std::reverse(arns.begin(), arns.end());
+    json::Doc all = json::Doc::Array();
+    for (const auto& a : arns) all.Push(a.second);
+    json::Doc out = json::Doc::Object();
+    if (!Paginate(c, all.view(), "taskDefinitionArns", &out, [](json::View e) { return Str(e.String()); })) return;
+    c->Reply(std::move(out));
+  });
+}
+
+void ListTaskDefinitionFamilies(const CallPtr& c) {
+  std::string status = c->OptionalString("status", "ACTIVE");
+  std::string prefix = c->OptionalString("familyPrefix");
+  std::string target = "/v1/taskdefinitions?status=" + Encode(status);
+  if (!prefix.empty()) target += "&familyPrefix=" + Encode(prefix);
+  c->Native("GET", target, "", [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    std::vector<std::string> families;
+    for (json::View t : b.view().Get("taskDefinitions")) families.emplace_back(t.Get("family").String());
+    std::sort(families.begin(), families.end());
+    families.erase(std::unique(families.begin(), families.end()), families.end());
+    json::Doc all = json::Doc::Array();
+    for (const std::string& f : families) all.Push(f);
+    json::Doc out = json::Doc::Object();
+    if (!Paginate(c, all.view(), "families", &out, [](json::View e) { return Str(e.String()); })) return;
+    c->Reply(std::move(out));
+  });
+}
+
+// --- tasks ---
+
+void RunTask(const CallPtr& c) {
+  json::Doc body = c->Forwarded({"cluster"});
+  body.Set("cluster", Cluster(c));
+  c->Native("POST", "/v1/tasks", body.Print(), [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    c->Reply(json::Doc::Object()
+                 .Set("tasks", json::Doc::Copy(b.view().Get("tasks")))
+                 .Set("failures", json::Doc::Copy(b.view().Get("failures"))));
+  });
+}
+
+// StartTask places one task on each named container instance: RunTask with a
+// memberOf on the instance id.
+void StartTask(const CallPtr& c) {
+  std::optional<std::vector<std::string>> instances = Strings(c, "containerInstances", true);
+  if (!instances) return;
+  if (instances->empty() || instances->size() > 10) {
+    return c->Fail("InvalidParameterException", "containerInstances: 1-10 container instances");
+  }
+  std::vector<std::string> ids;
+  for (const std::string& i : *instances) ids.push_back(LastPart(i));
+  auto results = std::make_shared<std::pair<json::Doc, json::Doc>>(json::Doc::Array(), json::Doc::Array());
+  auto left = std::make_shared<size_t>(ids.size());
+  for (const std::string& id : ids) {
+    json::Doc body = c->Forwarded({"cluster", "containerInstances"});
+    body.Set("cluster", Cluster(c));
+    json::Doc constraint = json::Doc::Object();
+    constraint.Set("type", "memberOf").Set("expression", "instanceId == " + id);
+    body.Set("placementConstraints", json::Doc::Array().Push(constraint));
+    body.Set("count", 1);
+    c->Native("POST", "/v1/tasks", body.Print(), [c, results, left, id](http::Response r) {
+      if (!Ok(r)) {
+        json::Doc b = Body(r);
+        results->second.Push(json::Doc::Object()
+                                 .Set("arn", id)
+                                 .Set("reason", std::string(b.view().Get("error").Get("message").String())));
+      } else {
+        json::Doc b = Body(r);
+        for (json::View t : b.view().Get("tasks")) results->first.Push(json::Doc::Copy(t));
+        for (json::View f : b.view().Get("failures")) results->second.Push(json::Doc::Copy(f));
+      }
+      if (--*left == 0) {
+        c->Reply(json::Doc::Object().Set("tasks", results->first).Set("failures", results->second));
+      }
+    });
+  }
+}
+
+void StopTask(const CallPtr& c) {
+  std::optional<std::string> task = c->RequireString("task");
+  if (!task) return;
+  std::string id = Encode(LastPart(*task));
+  std::string reason = c->OptionalString("reason", "Task stopped by the user");
+  c->Native("POST", "/v1/tasks/" + id + "/stop", json::Doc::Object().Set("reason", reason).Print(),
+            [c, id](http::Response r) {
+              if (!Ok(r)) return c->FailNative(r);
+              Forward(c, "GET", "/v1/tasks/" + id, "", "task");
+            });
+}
+
+void DescribeTasks(const CallPtr& c) {
+  std::optional<std::vector<std::string>> tasks = Strings(c, "tasks", true);
+  if (!tasks) return;
+  std::string cluster = Cluster(c);
+  std::vector<std::pair<std::string, std::string>> gets;
+  for (const std::string& t : *tasks) gets.emplace_back("GET", "/v1/tasks/" + Encode(LastPart(t)));
+  DescribeEach(c, std::move(gets), *tasks, "task", "tasks", [cluster](json::View t) {
+    return ClusterName(t.Get("clusterArn").String()) == cluster;
+  });
+}
+
+void ListTasks(const CallPtr& c) {
+  std::string target = "/v1/tasks?cluster=" + Encode(Cluster(c)) +
+                       "&desiredStatus=" + Encode(c->OptionalString("desiredStatus", "RUNNING"));
+  if (std::string s = c->OptionalString("serviceName"); !s.empty()) target += "&service=" + Encode(LastPart(s));
+  if (std::string n = c->OptionalString("containerInstance"); !n.empty()) target += "&node=" + Encode(LastPart(n));
+  if (std::string f = c->OptionalString("family"); !f.empty()) target += "&family=" + Encode(f);
+  std::string started_by = c->OptionalString("startedBy");
+  c->Native("GET", target, "", [c, started_by](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc all = json::Doc::Array();
+    for (json::View t : b.view().Get("tasks")) {
+      if (!started_by.empty() && t.Get("startedBy").String() != started_by) continue;
+      all.Push(t.Get("taskArn").String());
+    }
+    json::Doc out = json::Doc::Object();
+    if (!Paginate(c, all.view(), "taskArns", &out, [](json::View e) { return Str(e.String()); })) return;
+    c->Reply(std::move(out));
+  });
+}
+
+// --- services ---
+
+void CreateService(const CallPtr& c) {
+  json::Doc body = c->Forwarded({"cluster"});
+  body.Set("cluster", Cluster(c));
+  Forward(c, "POST", "/v1/services", body.Print(), "service");
+}
+
+void UpdateService(const CallPtr& c) {
+  std::optional<std::string> service = c->RequireString("service");
+  if (!service) return;
+  json::Doc body = c->Forwarded({"cluster", "service"});
+  Forward(c, "PATCH", "/v1/services/" + Encode(LastPart(*service)) + "?cluster=" + Encode(Cluster(c)), body.Print(),
+          "service");
+}
+
+void DeleteService(const CallPtr& c) {
+  std::optional<std::string> service = c->RequireString("service");
+  if (!service) return;
+  json::View force = c->input().Get("force");
+  std::string target = "/v1/services/" + Encode(LastPart(*service)) + "?cluster=" + Encode(Cluster(c));
+  if (force.IsBool() && force.Bool()) target += "&force=true";
+  Forward(c, "DELETE", target, "", "service");
+}
+
+void DescribeServices(const CallPtr& c) {
+  std::optional<std::vector<std::string>> services = Strings(c, "services", true);
+  if (!services) return;
+  std::string cluster = Encode(Cluster(c));
+  std::vector<std::pair<std::string, std::string>> gets;
+  for (const std::string& s : *services) gets.emplace_back("GET", "/v1/services/" + Encode(LastPart(s)) + "?cluster=" + cluster);
+  c->NativeAll(std::move(gets), [c, names = *services](std::vector<http::Response> answers) {
+    if (!answers.empty() && answers[0].status == 404) {
+      json::Doc b = Body(answers[0]);
+      if (b.view().Get("error").Get("code").String() == "ClusterNotFound") return c->FailNative(answers[0]);
+    }
+    json::Doc items = json::Doc::Array();
+    json::Doc failures = json::Doc::Array();
+    for (size_t i = 0; i < answers.size(); i++) {
+      if (answers[i].status == 404) {
+        failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "MISSING"));
+        continue;
+      }
+      if (!Ok(answers[i])) return c->FailNative(answers[i]);
+      items.Push(json::Doc::Copy(Body(answers[i]).view().Get("service")));
+    }
+    c->Reply(json::Doc::Object().Set("services", items).Set("failures", failures));
+  });
+}
+
+void ListServices(const CallPtr& c) {
+  c->Native("GET", "/v1/services?cluster=" + Encode(Cluster(c)), "", [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc out = json::Doc::Object();
+    if (!Paginate(c, b.view().Get("services"), "serviceArns", &out,
+                  [](json::View e) { return FieldOf(e, "serviceArn"); })) {
+      return;
+    }
+    c->Reply(std::move(out));
+  });
+}
+
+// --- container instances (berth's nodes) ---
+
+void ListContainerInstances(const CallPtr& c) {
+  std::string target = "/v1/nodes?cluster=" + Encode(Cluster(c));
+  if (std::string s = c->OptionalString("status"); !s.empty()) target += "&status=" + Encode(s);
+  c->Forwarded();
+  c->Native("GET", target, "", [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc out = json::Doc::Object();
+    if (!Paginate(c, b.view().Get("containerInstances"), "containerInstanceArns", &out,
+                  [](json::View e) { return FieldOf(e, "containerInstanceArn"); })) {
+      return;
+    }
+    c->Reply(std::move(out));
+  });
+}
+
+void DescribeContainerInstances(const CallPtr& c) {
+  std::optional<std::vector<std::string>> ids = Strings(c, "containerInstances", true);
+  if (!ids) return;
+  std::string cluster = Cluster(c);
+  std::vector<std::pair<std::string, std::string>> gets;
+  for (const std::string& i : *ids) gets.emplace_back("GET", "/v1/nodes/" + Encode(LastPart(i)));
+  DescribeEach(c, std::move(gets), *ids, "containerInstance", "containerInstances", [cluster](json::View n) {
+    return n.Get("cluster").String() == cluster;
+  });
+}
+
+void UpdateContainerInstancesState(const CallPtr& c) {
+  std::optional<std::vector<std::string>> ids = Strings(c, "containerInstances", true);
+  if (!ids) return;
+  std::optional<std::string> status = c->RequireString("status");
+  if (!status) return;
+  if (*status != "ACTIVE" && *status != "DRAINING") {
+    return c->Fail("InvalidParameterException", "status: must be ACTIVE or DRAINING, not " + *status);
+  }
+  std::string action = *status == "DRAINING" ? "drain" : "activate";
+  auto left = std::make_shared<size_t>(ids->size());
+  auto failures = std::make_shared<json::Doc>(json::Doc::Array());
+  auto done = std::make_shared<std::vector<std::string>>();
+  if (ids->empty()) return c->Reply(json::Doc::Object().Set("containerInstances", json::Doc::Array()).Set("failures", json::Doc::Array()));
+  for (const std::string& raw : *ids) {
+    std::string id = LastPart(raw);
+    c->Native("POST", "/v1/nodes/" + Encode(id) + "/" + action, "{}", [c, left, failures, done, id, raw](http::Response r) {
+      if (Ok(r)) {
+        done->push_back(id);
+      } else {
+        failures->Push(json::Doc::Object().Set("arn", raw).Set("reason", r.status == 404 ? "MISSING" : std::string(Body(r).view().Get("error").Get("message").String())));
+      }
+      if (--*left) return;
+      std::vector<std::pair<std::string, std::string>> gets;
+      for (const std::string& d : *done) gets.emplace_back("GET", "/v1/nodes/" + Encode(d));
+      c->NativeAll(std::move(gets), [c, failures](std::vector<http::Response> answers) {
+        json::Doc items = json::Doc::Array();
+        for (const http::Response& a : answers) {
+          if (Ok(a)) items.Push(json::Doc::Copy(Body(a).view().Get("containerInstance")));
+        }
+        c->Reply(json::Doc::Object().Set("containerInstances", items).Set("failures", std::move(*failures)));
+      });
+    });
+  }
+}
+
+void DeregisterContainerInstance(const CallPtr& c) {
+  std::optional<std::string> instance = c->RequireString("containerInstance");
+  if (!instance) return;
+  std::string id = Encode(LastPart(*instance));
+  json::View force = c->input().Get("force");
+  bool forced = force.IsBool() && force.Bool();
+  c->Native("GET", "/v1/nodes/" + id, "", [c, id, forced](http::Response before) {
+    if (!Ok(before)) return c->FailNative(before);
+    json::Doc node = Body(before);
+    c->Native("DELETE", "/v1/nodes/" + id + (forced ? "?force=true" : ""), "",
+              [c, node = std::make_shared<json::Doc>(std::move(node))](http::Response r) {
+                if (!Ok(r)) return c->FailNative(r);
+                json::Doc ci = json::Doc::Object();
+                for (json::View m : node->view().Get("containerInstance")) {
+                  if (m.Key() != "status") ci.SetRaw(m.Key(), m.Print());
+                }
+                ci.Set("status", "INACTIVE");
+                c->Reply(json::Doc::Object().Set("containerInstance", ci));
+              });
+  });
+}
+
+const char* EcsException(std::string_view code) {
+  static const std::pair<std::string_view, const char*> kTable[] = {
+      {"ClusterNotFound", "ClusterNotFoundException"},
+      {"ServiceNotFound", "ServiceNotFoundException"},
+      {"ServiceNotActive", "ServiceNotActiveException"},
+      {"ServiceInactive", "ServiceNotActiveException"},
+      {"ClusterContainsContainerInstances", "ClusterContainsContainerInstancesException"},
+      {"ClusterContainsServices", "ClusterContainsServicesException"},
+      {"ClusterContainsTasks", "ClusterContainsTasksException"},
+      {"TaskDefinitionNotFound", "ClientException"},
+      {"TaskDefinitionInactive", "ClientException"},
+      {"TaskNotFound", "InvalidParameterException"},
+      {"TaskIdAmbiguous", "InvalidParameterException"},
+      {"NodeNotFound", "InvalidParameterException"},
+      {"NodeHasTasks", "InvalidParameterException"},
+      {"ServiceAlreadyExists", "InvalidParameterException"},
+      {"ServiceNotScaledDown", "InvalidParameterException"},
+      {"TaskPolicyRefused", "AccessDeniedException"},
+      {"Forbidden", "AccessDeniedException"},
+      {"NoLeader", "ServerException"},
+      {"NotLeader", "ServerException"},
+  };
+  for (const auto& [from, to] : kTable) {
+    if (from == code) return to;
+  }
+  return nullptr;
+}
+
+// Fields of the AWS input that berth accepts and does not act on: Fargate and
+// capacity providers, load balancers and service discovery (until berth has
+// them), IAM roles and network configuration (berth runs containers with Docker's
+// bridge and host networks).
+const Operation kOperations[] = {
+    {"CreateCluster", Support::kPartial, CreateCluster,
+     "tags, settings, configuration, capacityProviders, defaultCapacityProviderStrategy, serviceConnectDefaults"},
+    {"DeleteCluster", Support::kFull, DeleteCluster, ""},
+    {"DescribeClusters", Support::kPartial, DescribeClusters, "include"},
+    {"ListClusters", Support::kFull, ListClusters, ""},
+    {"UpdateCluster", Support::kPartial, UpdateCluster, "settings, configuration, serviceConnectDefaults"},
+    {"RegisterTaskDefinition", Support::kPartial, RegisterTaskDefinition,
+     "taskRoleArn, executionRoleArn, runtimePlatform, ephemeralStorage, proxyConfiguration, inferenceAccelerators"},
+    {"DeregisterTaskDefinition", Support::kFull, DeregisterTaskDefinition, ""},
+    {"DeleteTaskDefinitions", Support::kFull, DeleteTaskDefinitions, ""},
+    {"DescribeTaskDefinition", Support::kPartial, DescribeTaskDefinition, "include"},
+    {"ListTaskDefinitions", Support::kFull, ListTaskDefinitions, ""},
+    {"ListTaskDefinitionFamilies", Support::kFull, ListTaskDefinitionFamilies, ""},
+    {"RunTask", Support::kPartial, RunTask,
+     "launchType, capacityProviderStrategy, networkConfiguration, platformVersion, enableECSManagedTags, "
+     "propagateTags, tags, referenceId, enableExecuteCommand, clientToken"},
+    {"StartTask", Support::kPartial, StartTask,
+     "networkConfiguration, enableECSManagedTags, propagateTags, tags, referenceId, enableExecuteCommand"},
+    {"StopTask", Support::kFull, StopTask, ""},
+    {"DescribeTasks", Support::kPartial, DescribeTasks, "include"},
+    {"ListTasks", Support::kPartial, ListTasks, "launchType"},
+    {"CreateService", Support::kPartial, CreateService,
+     "loadBalancers, serviceRegistries, launchType, capacityProviderStrategy, platformVersion, role, "
+     "networkConfiguration, healthCheckGracePeriodSeconds, schedulingStrategy, deploymentController, tags, "
+     "enableECSManagedTags, propagateTags, enableExecuteCommand, serviceConnectConfiguration, clientToken"},
+    {"UpdateService", Support::kPartial, UpdateService,
+     "capacityProviderStrategy, networkConfiguration, platformVersion, healthCheckGracePeriodSeconds, "
+     "enableExecuteCommand, enableECSManagedTags, loadBalancers, propagateTags, serviceRegistries, "
+     "serviceConnectConfiguration"},
+    {"DeleteService", Support::kFull, DeleteService, ""},
+    {"DescribeServices", Support::kPartial, DescribeServices, "include"},
+    {"ListServices", Support::kPartial, ListServices, "launchType, schedulingStrategy"},
+    {"ListContainerInstances", Support::kPartial, ListContainerInstances, "filter"},
+    {"DescribeContainerInstances", Support::kPartial, DescribeContainerInstances, "include"},
+    {"UpdateContainerInstancesState", Support::kFull, UpdateContainerInstancesState, ""},
+    {"DeregisterContainerInstance", Support::kFull, DeregisterContainerInstance, ""},
+};
+
+}  // namespace
+
+const Service& Ecs() {
+  static const Service s{"AmazonEC2ContainerServiceV20141113", "ecs", "ecs", kOperations,
+                         sizeof kOperations / sizeof kOperations[0], EcsException};
+  return s;
+}
+
+}  // namespace berth::aws
