@@ -296,6 +296,101 @@ void AddSecretRoutes(http::Router* router, Context* ctx) {
       unscoped);
 }
 
+// --- access keys (AWS Signature Version 4; admin only) ---
+
+constexpr std::string_view kAccessKeyIdAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+constexpr std::string_view kAccessKeySecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+// An access key is a token (role, scope, expiry, revocation, audit) whose secret
+// the server keeps sealed, because verifying a signature needs it. The id is
+// "BKIA" and 16 base32 characters, the secret 40 letters and digits (AWS's shapes).
+void CreateAccessKey(Context* ctx, const http::ExchangePtr& ex) {
+  if (!ctx->secrets) {
+    return ex->Respond(
+        http::ErrorResponse(503, "SecretsUnavailable",
+                            "this server holds no key to seal secrets with, and an access key's secret must be "
+                            "kept sealed (docs/security.md, \"Access keys\")"));
+  }
+  std::optional<json::Doc> body = ParseBody(ex);
+  if (!body) return;
+  Result<std::string> role = json::OptionalString(body->view(), "role", "role", "deploy");
+  if (!role) return ex->Respond(http::ErrorResponse(role.error()));
+  if (*role != "admin" && *role != "deploy" && *role != "read-only") {
+    return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "role: must be admin, deploy or read-only"));
+  }
+  Result<int64_t> ttl = json::OptionalInt(body->view(), "ttlSeconds", "ttlSeconds", 0);
+  if (!ttl) return ex->Respond(http::ErrorResponse(ttl.error()));
+  if (*ttl < 0 || *ttl > 10ll * 365 * 86400) {
+    return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "ttlSeconds: must be from 1 to 315360000"));
+  }
+  Result<model::TokenScope> scope = model::ParseTokenScope(body->view());
+  if (!scope) return ex->Respond(http::ErrorResponse(scope.error()));
+  if (scope->limited() && *role == "admin") {
+    return ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                           "an admin access key cannot be limited to clusters or repositories"));
+  }
+  for (const std::string& c : scope->clusters) {
+    if (!ctx->state->FindCluster(c)) return ClusterNotFound(ex, c);
+  }
+  Result<std::string> id = Error::Internal("no access key id");
+  for (int i = 0; i < 4; i++) {  // 80 random bits: a second try is already unheard of
+    Result<std::string> suffix = crypto::RandomString(16, kAccessKeyIdAlphabet);
+    if (!suffix) return ex->Respond(http::ErrorResponse(suffix.error()));
+    id = "BKIA" + *suffix;
+    if (!ctx->state->FindToken(*id)) break;
+  }
+  Result<std::string> secret = crypto::RandomString(40, kAccessKeySecretAlphabet);
+  if (!secret) return ex->Respond(http::ErrorResponse(secret.error()));
+  Result<model::Secret> sealed = ctx->secrets->Seal(model::AccessKeySealName(*id), *secret);
+  if (!sealed) return ex->Respond(http::ErrorResponse(sealed.error()));
+  auto cmd = std::make_unique<model::CreateToken>();
+  cmd->id = *id;
+  cmd->role = *role;
+  cmd->hash = crypto::Hex(crypto::Sha256(*secret));
+  cmd->time_ms = ctx->clock->NowUnixMs();
+  cmd->expires_ms = *ttl > 0 ? cmd->time_ms + *ttl * 1000 : 0;
+  if (scope->limited()) cmd->scope = scope->ToJson().Print();
+  cmd->sealed_secret = std::move(sealed->sealed);
+  cmd->secret_key_id = sealed->key_id;
+  ctx->store->Submit(std::move(cmd), [ex, secret = std::move(secret.value())](Result<std::string> r) mutable {
+    if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+    Result<json::Doc> doc = json::Doc::Parse(*r);
+    json::Doc key = doc ? json::Doc::Copy(doc->view().Get("accessKey")) : json::Doc::Object();
+    // Shown this once; the server keeps it sealed.
+    key.Set("secretAccessKey", secret);
+    std::fill(secret.begin(), secret.end(), '\0');
+    ex->Respond(http::JsonResponse(201, json::Doc::Object().Set("accessKey", key).Print()));
+  });
+}
+
+void AddAccessKeyRoutes(http::Router* router, Context* ctx, const http::RouteOptions& admin) {
+  router->Add(
+      "POST", "/v1/accesskeys", [ctx](const http::ExchangePtr& ex) { CreateAccessKey(ctx, ex); }, admin);
+  router->Add(
+      "GET", "/v1/accesskeys",
+      [ctx](const http::ExchangePtr& ex) {
+        json::Doc list = json::Doc::Array();
+        for (const model::Token& t : ctx->state->tokens()) {
+          if (t.access_key()) list.Push(model::AccessKeyJson(t));
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("accessKeys", list).Print()));
+      },
+      admin);
+  router->Add(
+      "DELETE", "/v1/accesskeys/{id}",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string id(ex->request().Param("id"));
+        const model::Token* t = ctx->state->FindToken(id);
+        if (!t || !t->access_key()) {
+          return ex->Respond(http::ErrorResponse(404, "AccessKeyNotFound", "access key " + id + " does not exist"));
+        }
+        auto cmd = std::make_unique<model::DeleteToken>();
+        cmd->id = std::move(id);
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      admin);
+}
+
 }  // namespace
 
 // The limits of the token behind `ex` (model/scope.h); nullptr when it has none
@@ -354,6 +449,19 @@ std::optional<std::string_view> BearerCredential(std::string_view authorization)
   return authorization.substr(kBearer.size());
 }
 
+Result<std::string> AccessKeySecret(const Context& ctx, const model::Token& key) {
+  if (!key.access_key()) return Error::Invalid("token " + key.id + " is not an access key");
+  if (!ctx.secrets) {
+    return Error{ErrorKind::kUnavailable, "SecretsUnavailable",
+                 "this server holds no key to open access key " + key.id + " with"};
+  }
+  model::Secret sealed;
+  sealed.name = model::AccessKeySealName(key.id);
+  sealed.sealed = key.sealed_secret;
+  sealed.key_id = key.secret_key_id;
+  return ctx.secrets->Open(sealed);
+}
+
 std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, http::Exchange& ex) {
   const http::Request& req = ex.request();
   std::string_view auth = req.Header("authorization");
@@ -392,7 +500,16 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
   std::optional<std::string_view> secret = BearerCredential(auth);
   if (!secret) return refuse("the Authorization header must be 'Bearer <token>'");
   const model::Token* t = state.FindTokenBySecret(*secret);
-  if (!t) return refuse("the token is not valid");
+  if (!t) {
+    // An access key's id sent as if it were a token: say what it is.
+    const model::Token* key = state.FindToken(*secret);
+    if (key && key->access_key()) return refuse(model::AccessKeyNotBearer(key->id));
+    return refuse("the token is not valid");
+  }
+  if (t->access_key()) {
+    ex.principal = t->id;  // the audit log names the key refused
+    return refuse(model::AccessKeyNotBearer(t->id));
+  }
   if (t->expires_ms && t->expires_ms <= now_ms) {
     return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
   }
@@ -727,7 +844,10 @@ void AddRoutes(http::Router* router, Context* ctx) {
       "GET", "/v1/tokens",
       [ctx](const http::ExchangePtr& ex) {
         json::Doc list = json::Doc::Array();
-        for (const model::Token& t : ctx->state->tokens()) list.Push(model::TokenJson(t));
+        // Access keys are listed at /v1/accesskeys.
+        for (const model::Token& t : ctx->state->tokens()) {
+          if (!t.access_key()) list.Push(model::TokenJson(t));
+        }
         ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
       },
       admin);
@@ -735,11 +855,20 @@ void AddRoutes(http::Router* router, Context* ctx) {
   router->Add(
       "DELETE", "/v1/tokens/{id}",
       [ctx](const http::ExchangePtr& ex) {
+        std::string id(ex->request().Param("id"));
+        if (const model::Token* t = ctx->state->FindToken(id); t && t->access_key()) {
+          return ex->Respond(
+              http::ErrorResponse(404, "TokenNotFound",
+                                  id + " is an access key, not a token: remove it with DELETE /v1/accesskeys/" + id +
+                                      " (berth accesskey rm)"));
+        }
         auto cmd = std::make_unique<model::DeleteToken>();
-        cmd->id = std::string(ex->request().Param("id"));
+        cmd->id = std::move(id);
         Submit(ctx, ex, std::move(cmd), 200);
       },
       admin);
+
+  AddAccessKeyRoutes(router, ctx, admin);
 
   // --- servers (the control plane) ---
 

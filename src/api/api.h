@@ -68,6 +68,12 @@ bool RoleMay(std::string_view role, net::http::Access access);
 // Who may, for a refusal's message ("only deploy and admin tokens may").
 std::string WhoMay(net::http::Access access);
 
+// The secret of access key `key` (model::Token::access_key()), opened with
+// ctx.secrets, for verifying a request's AWS Signature Version 4. An Error when
+// `key` is no access key, the server has no SecretBox, or the sealed secret does
+// not open (sealed with another key, or altered). The caller should zero it after use.
+Result<std::string> AccessKeySecret(const Context& ctx, const model::Token& key);
+
 // The limits of the token behind `ex` (model/scope.h); nullptr when it has none
 // (an unlimited token, a node's certificate, nobody).
 const model::TokenScope* LimitsOf(const model::State& state, const net::http::Exchange& ex);

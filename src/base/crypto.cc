@@ -4,6 +4,7 @@
 
 #include <mbedtls/base64.h>
 #include <mbedtls/gcm.h>
+#include <mbedtls/md.h>
 #include <mbedtls/sha256.h>
 
 #include <cctype>
@@ -131,6 +132,29 @@ Result<std::string> NewToken(std::string_view prefix) {
   }
   if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
   return out;
+}
+
+Result<std::string> RandomString(size_t len, std::string_view alphabet) {
+  if (alphabet.size() < 2 || alphabet.size() > 256) return Error::Internal("RandomString: 2-256 characters");
+  // Bytes at or above the largest multiple of the alphabet's size are drawn again.
+  size_t limit = 256 - 256 % alphabet.size();
+  std::string out;
+  out.reserve(len);
+  uint8_t raw[64];
+  while (out.size() < len) {
+    if (Status s = RandomBytes(raw, sizeof raw); !s) return s.take_error();
+    for (uint8_t b : raw) {
+      if (b < limit && out.size() < len) out.push_back(alphabet[b % alphabet.size()]);
+    }
+  }
+  return out;
+}
+
+Sha256Digest HmacSha256(std::string_view key, std::string_view data) {
+  Sha256Digest d{};
+  mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), reinterpret_cast<const unsigned char*>(key.data()),
+                  key.size(), reinterpret_cast<const unsigned char*>(data.data()), data.size(), d.data());
+  return d;
 }
 
 Sha256Digest Sha256(std::string_view data) {

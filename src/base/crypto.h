@@ -16,9 +16,15 @@ Status RandomBytes(void* out, size_t len);
 // A fresh secret token: `prefix` followed by 43 URL-safe base64 characters (256 bits).
 Result<std::string> NewToken(std::string_view prefix);
 
+// `len` characters drawn uniformly from `alphabet` (2-256 distinct characters)
+// with getrandom(2), by rejection sampling (no modulo bias).
+Result<std::string> RandomString(size_t len, std::string_view alphabet);
+
 using Sha256Digest = std::array<uint8_t, 32>;
 
 Sha256Digest Sha256(std::string_view data);
+// HMAC-SHA256 (RFC 2104) of `data` under `key`.
+Sha256Digest HmacSha256(std::string_view key, std::string_view data);
 std::string Hex(const uint8_t* data, size_t len);
 inline std::string Hex(const Sha256Digest& d) { return Hex(d.data(), d.size()); }
 

@@ -276,6 +276,16 @@ int TaskdefCommand(const std::vector<std::string>& args) {
   return kOk;
 }
 
+// A token's or access key's limits for a table: "cluster a,b repo team/*", or "-".
+std::string LimitsText(json::View tok) {
+  std::string limits;
+  for (json::View c : tok.Get("clusters")) limits += (limits.empty() ? "cluster " : ",") + std::string(c.String());
+  std::string repos;
+  for (json::View rp : tok.Get("repositories")) repos += (repos.empty() ? "repo " : ",") + std::string(rp.String());
+  if (!repos.empty()) limits += (limits.empty() ? "" : " ") + repos;
+  return limits.empty() ? "-" : limits;
+}
+
 const char kTokenUsage[] =
     "Usage:\n"
     "  berth token create --role ROLE [--ttl DURATION] [--uses N] [--cluster NAME]... [--repo PATTERN]...\n"
@@ -341,14 +351,9 @@ int TokenCommand(const std::vector<std::string>& args) {
     }
     Table t({"ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "USES LEFT", "LIMITED TO"});
     for (json::View tok : r.body.view().Get("tokens")) {
-      std::string limits;
-      for (json::View c : tok.Get("clusters")) limits += (limits.empty() ? "cluster " : ",") + std::string(c.String());
-      std::string repos;
-      for (json::View rp : tok.Get("repositories")) repos += (repos.empty() ? "repo " : ",") + std::string(rp.String());
-      if (!repos.empty()) limits += (limits.empty() ? "" : " ") + repos;
       t.Add({Str(tok, "id"), Str(tok, "role"), Seconds(tok, "createdAt"), Seconds(tok, "lastUsedAt"),
              tok.Get("expiresAt").valid() ? Seconds(tok, "expiresAt") : "never",
-             tok.Get("usesLeft").valid() ? Num(tok, "usesLeft") : "-", limits.empty() ? "-" : limits});
+             tok.Get("usesLeft").valid() ? Num(tok, "usesLeft") : "-", LimitsText(tok)});
     }
     printf("%s", t.Render().c_str());
     return kOk;
@@ -361,6 +366,89 @@ int TokenCommand(const std::vector<std::string>& args) {
     return kOk;
   }
   return UsageError("token", "unknown subcommand '" + sub + "'");
+}
+
+const char kAccessKeyUsage[] =
+    "Usage:\n"
+    "  berth accesskey create [--role ROLE] [--ttl DURATION] [--cluster NAME]... [--repo PATTERN]...\n"
+    "                                   make an access key pair for AWS tools (aws ecs, aws ecr, SDKs): role\n"
+    "                                   admin, deploy (the default) or read-only; --cluster and --repo limit it\n"
+    "                                   as they do tokens. The secret is shown once; the server keeps it\n"
+    "                                   sealed with the key that seals secrets\n"
+    "  berth accesskey ls               list access keys: id, role, created, last used, expiry (never secrets)\n"
+    "  berth accesskey rm ID            revoke an access key at once\n";
+
+int AccessKeyCommand(const std::vector<std::string>& args) {
+  std::vector<flags::FlagSpec> specs = {
+      {"json", false, "", "print JSON"},
+      {"role", true, "ROLE", "admin, deploy or read-only (default deploy)"},
+      {"ttl", true, "DURATION", "the key expires this long after it is made (e.g. 720h)"},
+      {"cluster", true, "NAME", "limit the key to this cluster (repeatable)"},
+      {"repo", true, "PATTERN", "limit the key to repositories matching PATTERN, e.g. team/* or base/*:pull"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
+  if (!p) return UsageError("accesskey", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s\nFlags:\n%s", kAccessKeyUsage, flags::FlagsHelp(specs).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  const std::string& sub = p->positional[0];
+  if (sub == "create") {
+    if (p->positional.size() != 1) return UsageError("accesskey", "create takes no arguments, only flags");
+    json::Doc body = json::Doc::Object();
+    body.Set("role", p->Get("role", "deploy"));
+    if (p->Has("ttl")) {
+      Result<uint64_t> ttl = flags::ParseDuration(p->Get("ttl"), "ttl");
+      if (!ttl || ttl.value() < 1000)
+        return UsageError("accesskey", "--ttl: expected a duration of 1s or more, such as 720h");
+      body.Set("ttlSeconds", static_cast<int64_t>(ttl.value() / 1000));
+    }
+    for (auto [flag, field] : {std::pair{"cluster", "clusters"}, std::pair{"repo", "repositories"}}) {
+      if (!p->Has(flag)) continue;
+      json::Doc list = json::Doc::Array();
+      for (const std::string& v : p->GetAll(flag)) list.Push(v);
+      body.Set(field, list);
+    }
+    CallResult r = Call("POST", "/v1/accesskeys", body.Print());
+    if (r.exit) return r.exit;
+    json::View k = r.body.view().Get("accessKey");
+    if (p->Has("json")) {
+      printf("%s\n", k.Print().c_str());
+      return kOk;
+    }
+    printf("AccessKeyId:     %s\nSecretAccessKey: %s\nRole:            %s\n", Str(k, "accessKeyId").c_str(),
+           Str(k, "secretAccessKey").c_str(), Str(k, "role").c_str());
+    if (k.Get("expiresAt").valid()) printf("Expires:         %s\n", Seconds(k, "expiresAt").c_str());
+    printf(
+        "\nThe secret is shown this once. Give both to AWS tools with `aws configure` (any region),\n"
+        "or as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and point them at this server with\n"
+        "--endpoint-url.\n");
+    return kOk;
+  }
+  if (sub == "ls" || sub == "list") {
+    CallResult r = Call("GET", "/v1/accesskeys");
+    if (r.exit) return r.exit;
+    if (p->Has("json")) {
+      printf("%s\n", r.body.Print().c_str());
+      return kOk;
+    }
+    Table t({"ACCESS KEY ID", "ROLE", "CREATED", "LAST USED", "EXPIRES", "LIMITED TO"});
+    for (json::View k : r.body.view().Get("accessKeys")) {
+      t.Add({Str(k, "accessKeyId"), Str(k, "role"), Seconds(k, "createdAt"), Seconds(k, "lastUsedAt"),
+             k.Get("expiresAt").valid() ? Seconds(k, "expiresAt") : "never", LimitsText(k)});
+    }
+    printf("%s", t.Render().c_str());
+    return kOk;
+  }
+  if (sub == "rm" || sub == "delete") {
+    if (p->positional.size() != 2)
+      return UsageError("accesskey", "rm takes one access key ID (see berth accesskey ls)");
+    CallResult r = Call("DELETE", "/v1/accesskeys/" + p->positional[1]);
+    if (r.exit) return r.exit;
+    printf("removed %s\n", p->positional[1].c_str());
+    return kOk;
+  }
+  return UsageError("accesskey", "unknown subcommand '" + sub + "'");
 }
 
 const char kSecretUsage[] =
@@ -639,6 +727,7 @@ std::string Usage() {
          "  cluster     create, list, describe and delete clusters\n"
          "  taskdef     register, list, describe and deregister task definitions\n"
          "  token       create and list API tokens (admin only)\n"
+         "  accesskey   create, list and revoke access keys for AWS tools (admin only)\n"
          "  secret      create, rotate, list and remove secrets tasks take\n"
          "  audit       who changed what, from where, and every refused credential (admin only)\n"
          "  server      run a server (berth server --help), or list the servers: server ls\n"
@@ -668,6 +757,7 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "ca") return CaCommand(rest);
   if (cmd == "taskdef" || cmd == "taskdefs") return TaskdefCommand(rest);
   if (cmd == "token" || cmd == "tokens") return TokenCommand(rest);
+  if (cmd == "accesskey" || cmd == "accesskeys") return AccessKeyCommand(rest);
   if (cmd == "secret" || cmd == "secrets") return SecretCommand(rest);
   if (cmd == "audit") return AuditCommand(rest);
   if (cmd == "node" || cmd == "nodes") return NodeCommand(rest);

@@ -28,6 +28,9 @@ std::string CreateToken::Encode() const {
   if (expires_ms) d.Set("expiresMs", expires_ms);
   if (uses >= 0) d.Set("uses", uses);
   if (!scope.empty()) d.Set("scope", scope);
+  if (!sealed_secret.empty()) {
+    d.Set("sealedSecret", crypto::Base64Encode(sealed_secret)).Set("secretKeyId", secret_key_id);
+  }
   return d.Print();
 }
 
@@ -409,6 +412,16 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     Result<std::string> scope = json::OptionalString(v, "scope", "scope");
     if (!scope) return scope.take_error();
     c->scope = std::move(scope.value());
+    Result<std::string> sealed = json::OptionalString(v, "sealedSecret", "sealedSecret");
+    if (!sealed) return sealed.take_error();
+    if (!sealed->empty()) {
+      Result<std::string> raw = crypto::Base64Decode(*sealed);
+      if (!raw) return Error::Invalid("sealedSecret: " + raw.error().message);
+      c->sealed_secret = std::move(raw.value());
+      Result<std::string> key_id = json::RequireString(v, "secretKeyId", "secretKeyId");
+      if (!key_id) return key_id.take_error();
+      c->secret_key_id = std::move(key_id.value());
+    }
     out = std::move(c);
   } else if (type == "PutSecret") {
     auto c = std::make_unique<PutSecret>();

@@ -204,14 +204,18 @@ struct ForgetTaskDefinitions final : store::Command {
   std::string Encode() const override;
 };
 
-// An API token; only the SHA-256 of the secret is kept.
+// An API token; only the SHA-256 of the secret is kept. An access key
+// (sealed_secret set) also keeps its secret, sealed: only the sealed form
+// travels (base64 in the log), as PutSecret's.
 struct CreateToken final : store::Command {
   std::string id;
-  std::string role;        // admin, deploy, read-only, agent
-  std::string hash;        // hex SHA-256 of the secret
-  int64_t expires_ms = 0;  // 0: never
-  int64_t uses = -1;       // agent joins it may make; -1: no bound
-  std::string scope;       // TokenScope JSON; empty: no limit
+  std::string role;           // admin, deploy, read-only, agent
+  std::string hash;           // hex SHA-256 of the secret
+  int64_t expires_ms = 0;     // 0: never
+  int64_t uses = -1;          // agent joins it may make; -1: no bound
+  std::string scope;          // TokenScope JSON; empty: no limit
+  std::string sealed_secret;  // an access key's: SecretBox::Seal(AccessKeySealName(id), secret).sealed
+  std::string secret_key_id;  // the SecretBox id that sealed it
   const char* Type() const override { return "CreateToken"; }
   std::string Encode() const override;
 };

@@ -54,8 +54,9 @@ Status State::Load(store::Db& db) {
   }
   if (Status st = LoadNodesAndTasks(db); !st) return st;
   if (Status st = LoadServices(db); !st) return st;
-  Result<store::Stmt> s =
-      db.Prepare("SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms, scope FROM tokens");
+  Result<store::Stmt> s = db.Prepare(
+      "SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms, scope, sealed_secret, secret_key_id "
+      "FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
     Result<bool> row = s->Step();
@@ -73,6 +74,13 @@ Status State::Load(store::Db& db) {
     Result<TokenScope> parsed = scope ? ParseTokenScope(scope->view()) : Result<TokenScope>(scope.take_error());
     if (!parsed) return Error::Internal("tokens row " + tokens_.back().id + ": scope: " + parsed.error().message);
     tokens_.back().scope = std::move(parsed.value());
+    if (!s->Text(8).empty()) {
+      Result<std::string> sealed = crypto::Base64Decode(s->Text(8));
+      if (!sealed)
+        return Error::Internal("tokens row " + tokens_.back().id + ": sealed_secret: " + sealed.error().message);
+      tokens_.back().sealed_secret = std::move(sealed.value());
+      tokens_.back().secret_key_id = s->Text(9);
+    }
   }
   revoked_nodes_.clear();
   {
@@ -340,9 +348,18 @@ Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c)
   if (!scope.repos.empty() && c.role == "agent") {
     return Error::Invalid("an agent token is limited by clusters only: its nodes pull with credentials of their own");
   }
+  bool access_key = !c.sealed_secret.empty();
+  if (access_key) {
+    if (c.role != "admin" && c.role != "deploy" && c.role != "read-only") {
+      return Error::Invalid("role: an access key's must be admin, deploy or read-only");
+    }
+    if (c.secret_key_id.empty())
+      return Error::Invalid("secretKeyId: an access key needs the id of the key that sealed it");
+    if (c.uses != -1) return Error::Invalid("uses: an access key has no uses");
+  }
   Result<store::Stmt*> ins = db.Cached(
-      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left, scope) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left, scope, sealed_secret, secret_key_id) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   if (!ins) return ins.take_error();
   (*ins)
       ->Bind(1, c.id)
@@ -351,17 +368,22 @@ Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c)
       .Bind(4, c.time_ms)
       .Bind(5, c.expires_ms)
       .Bind(6, c.uses)
-      .Bind(7, scope.ToJson().Print());
+      .Bind(7, scope.ToJson().Print())
+      .Bind(8, access_key ? crypto::Base64Encode(c.sealed_secret) : std::string())
+      .Bind(9, c.secret_key_id);
   if (Status s = (*ins)->Run(); !s) return s.take_error();
-  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0, scope});
+  tokens_.push_back(
+      Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0, scope, c.sealed_secret, c.secret_key_id});
+  if (access_key) return json::Doc::Object().Set("accessKey", AccessKeyJson(tokens_.back())).Print();
   return json::Doc::Object().Set("token", TokenJson(tokens_.back())).Print();
 }
 
 Result<std::string> State::ApplyDeleteToken(store::Db& db, const DeleteToken& c) {
   auto it = std::find_if(tokens_.begin(), tokens_.end(), [&](const Token& t) { return t.id == c.id; });
   if (it == tokens_.end()) return Error::NotFound("TokenNotFound", "token " + c.id + " does not exist");
-  if (it->role == "admin" &&
-      std::count_if(tokens_.begin(), tokens_.end(), [](const Token& t) { return t.role == "admin"; }) == 1) {
+  // Access keys do not count: they are no bearer tokens, so none can make another.
+  auto admin_token = [](const Token& t) { return t.role == "admin" && !t.access_key(); };
+  if (admin_token(*it) && std::count_if(tokens_.begin(), tokens_.end(), admin_token) == 1) {
     return Error::Conflict("LastAdminToken", "token " + c.id + " is the last admin token: create another first");
   }
   Result<store::Stmt*> del = db.Cached("DELETE FROM tokens WHERE id = ?1");
@@ -372,6 +394,7 @@ Result<std::string> State::ApplyDeleteToken(store::Db& db, const DeleteToken& c)
   tokens_.erase(it);
   token_used_.erase(gone.id);
   for (StateObserver* o : observers_) o->OnTokenRemoved(gone);
+  if (gone.access_key()) return json::Doc::Object().Set("accessKey", AccessKeyJson(gone)).Print();
   return json::Doc::Object().Set("token", TokenJson(gone)).Print();
 }
 
@@ -491,6 +514,27 @@ std::vector<std::pair<std::string, int64_t>> State::TokensToTouch(int64_t now_ms
     }
   }
   return out;
+}
+
+std::string AccessKeySealName(std::string_view id) { return "accesskey:" + std::string(id); }
+
+std::string AccessKeyNotBearer(std::string_view id) {
+  return std::string(id) +
+         " is an access key: it signs requests (AWS Signature Version 4) and is not a bearer token; "
+         "use an API token (berth token create)";
+}
+
+json::Doc AccessKeyJson(const Token& t) {
+  json::Doc d = json::Doc::Object();
+  d.Set("accessKeyId", t.id).Set("role", t.role).Set("createdAt", static_cast<double>(t.created_ms) / 1000.0);
+  if (t.last_used_ms) d.Set("lastUsedAt", static_cast<double>(t.last_used_ms) / 1000.0);
+  if (t.expires_ms) d.Set("expiresAt", static_cast<double>(t.expires_ms) / 1000.0);
+  d.Set("secretKeyId", t.secret_key_id);
+  json::Doc scope = t.scope.ToJson();
+  for (const char* key : {"clusters", "repositories"}) {
+    if (scope.view().Get(key).valid()) d.Set(key, json::Doc::Copy(scope.view().Get(key)));
+  }
+  return d;
 }
 
 json::Doc TokenJson(const Token& t) {

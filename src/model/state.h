@@ -33,10 +33,26 @@ struct Token {
   int64_t uses_left = -1;    // agent joins it may still make; -1: no bound
   int64_t last_used_ms = 0;  // persisted by TouchTokens, at most about once a minute
   TokenScope scope;          // clusters and repositories it is limited to (model/scope.h)
+  // An access key (AWS Signature Version 4) keeps its secret, which the server
+  // must read back to verify signatures, sealed by the SecretBox under the name
+  // AccessKeySealName(id); a bearer token has neither.
+  std::string sealed_secret;  // crypto::Seal output, as model::Secret::sealed
+  std::string secret_key_id;  // SecretBox::id of the key that sealed it
+  bool access_key() const { return !sealed_secret.empty(); }
 };
+
+// The name an access key's secret is sealed under ("accesskey:<id>"), so a
+// sealed secret copied to another key does not open.
+std::string AccessKeySealName(std::string_view id);
+// Why access key `id` is refused where a bearer token (or the registry's Basic
+// password) is expected: it signs requests instead.
+std::string AccessKeyNotBearer(std::string_view id);
 
 // The token as the API shows it (never its hash).
 json::Doc TokenJson(const Token& t);
+// An access key as the API shows it: accessKeyId, role, times, the id of the
+// key that sealed its secret, and its limits (never the secret, sealed or not).
+json::Doc AccessKeyJson(const Token& t);
 
 // Told of changes as they are applied (before their commit; after a failed commit,
 // OnReloaded says everything was rebuilt from disk). Observers keep derived

@@ -3,6 +3,7 @@
 #include <mbedtls/base64.h>
 #include <mbedtls/md.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "base/crypto.h"
@@ -101,7 +102,47 @@ bool Auth::Allows(const Caller& caller, std::string_view repo, std::string_view 
   return false;
 }
 
-Auth::Outcome Auth::Identify(const net::http::Request& req, int64_t now_ms, Caller* caller) const {
+std::string Auth::EcrPassword(std::string_view key_id, std::string_view secret, int64_t expires_ms) {
+  std::string payload = "berthecr1." + std::string(key_id) + "." + std::to_string(expires_ms);
+  return payload + "." + crypto::Hex(crypto::HmacSha256(secret, payload));
+}
+
+Auth::Outcome Auth::VerifyEcrPassword(std::string_view password, int64_t now_ms, Caller* caller,
+                                      std::string* why) const {
+  auto refuse = [why](std::string message) {
+    if (why) *why = std::move(message);
+    return Outcome::kInvalid;
+  };
+  // berthecr1.<key id>.<expires ms>.<64 hex>
+  std::vector<std::string> parts = Split(password, '.');
+  if (parts.size() != 4 || parts[1].empty() || parts[1].size() > 128 || parts[2].empty() || parts[2].size() > 18 ||
+      parts[3].size() != 64) {
+    return refuse("the ECR password is malformed");
+  }
+  char* end = nullptr;
+  long long expires = strtoll(parts[2].c_str(), &end, 10);
+  if (*end || parts[2][0] == '-' || parts[2][0] == '+') return refuse("the ECR password is malformed");
+  const model::Token* key = state_->FindToken(parts[1]);
+  if (!key || !key->access_key()) return refuse("the ECR password names no access key");
+  if (key->expires_ms && key->expires_ms <= now_ms) return refuse("access key " + key->id + " expired");
+  if (expires <= now_ms) return refuse("the ECR password expired; get a new one (aws ecr get-login-password)");
+  if (expires - now_ms > kEcrPasswordMaxLifetimeMs) {
+    return refuse("the ECR password claims to live longer than 12 hours");
+  }
+  if (!open_access_key_) return refuse("this server does not take ECR passwords");
+  std::optional<std::string> secret = open_access_key_(*key);
+  if (!secret) return refuse("the secret of access key " + key->id + " does not open on this server");
+  std::string expected = EcrPassword(key->id, *secret, expires);
+  std::fill(secret->begin(), secret->end(), '\0');
+  if (!crypto::ConstantTimeEqual(expected, password)) return refuse("the ECR password is not valid");
+  caller->subject = key->id;
+  caller->role = key->role;
+  caller->scopes.clear();
+  caller->scoped = false;
+  return Outcome::kValid;
+}
+
+Auth::Outcome Auth::Identify(const net::http::Request& req, int64_t now_ms, Caller* caller, std::string* why) const {
   std::string_view auth = req.Header("authorization");
   if (auth.empty()) return Outcome::kNone;
   std::string secret;
@@ -119,6 +160,7 @@ Auth::Outcome Auth::Identify(const net::http::Request& req, int64_t now_ms, Call
     size_t colon = userpass.find(':');
     if (colon == std::string_view::npos) return Outcome::kInvalid;
     secret = std::string(userpass.substr(colon + 1));
+    if (secret.starts_with("berthecr1.")) return VerifyEcrPassword(secret, now_ms, caller, why);
   } else if (StartsWithNoCase(auth, "Bearer ")) {
     std::string_view token = auth.substr(7);
     while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
@@ -129,7 +171,18 @@ Auth::Outcome Auth::Identify(const net::http::Request& req, int64_t now_ms, Call
     return Outcome::kInvalid;
   }
   const model::Token* t = state_->FindTokenBySecret(secret);
-  if (!t || (t->expires_ms && t->expires_ms <= now_ms)) return Outcome::kInvalid;
+  if (!t) {
+    // An access key's id where its secret or a token belongs: say what it is.
+    if (const model::Token* key = state_->FindToken(secret); key && key->access_key()) {
+      if (why) *why = model::AccessKeyNotBearer(key->id);
+    }
+    return Outcome::kInvalid;
+  }
+  if (t->access_key()) {
+    if (why) *why = model::AccessKeyNotBearer(t->id);
+    return Outcome::kInvalid;
+  }
+  if (t->expires_ms && t->expires_ms <= now_ms) return Outcome::kInvalid;
   caller->subject = t->id;
   caller->role = t->role;
   caller->scopes.clear();

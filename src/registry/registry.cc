@@ -267,7 +267,8 @@ void Registry::HandleV2(const ExchangePtr& ex) {
     }
   }
   Caller caller;
-  Auth::Outcome who = auth_.Identify(req, clock_->NowUnixMs(), &caller);
+  std::string why;
+  Auth::Outcome who = auth_.Identify(req, clock_->NowUnixMs(), &caller, &why);
   std::string scope = rest.empty()         ? ""
                       : rest == "_catalog" ? "registry:catalog:*"
                                            : "repository:" + p.name + ":" + (action == "push" ? "pull,push" : action);
@@ -287,7 +288,9 @@ void Registry::HandleV2(const ExchangePtr& ex) {
     }
     caller.subject = caller.role = "anonymous";
   }
-  if (who == Auth::Outcome::kInvalid) return challenge("invalid_token", "the credentials are not valid");
+  if (who == Auth::Outcome::kInvalid) {
+    return challenge("invalid_token", why.empty() ? "the credentials are not valid" : why);
+  }
   if (who != Auth::Outcome::kNone) ex->principal = caller.subject;  // the HTTP server's pre-auth bounds end here
   if (rest.empty()) {
     http::Response r;
@@ -338,12 +341,15 @@ void Registry::HandleV2(const ExchangePtr& ex) {
 
 void Registry::HandleToken(const ExchangePtr& ex) {
   Caller caller;
-  Auth::Outcome who = auth_.Identify(ex->request(), clock_->NowUnixMs(), &caller);
+  std::string why;
+  Auth::Outcome who = auth_.Identify(ex->request(), clock_->NowUnixMs(), &caller, &why);
   if (who == Auth::Outcome::kNone) caller.subject = caller.role = "anonymous";  // pulls where allowed
   if (who == Auth::Outcome::kInvalid || caller.scoped) {
-    http::Response r =
-        OciError(401, "UNAUTHORIZED",
-                 "the token endpoint needs HTTP Basic credentials: any user name and a berth token as the password");
+    http::Response r = OciError(
+        401, "UNAUTHORIZED",
+        why.empty() ? "the token endpoint needs HTTP Basic credentials: any user name and a berth token (or an ECR "
+                      "password) as the password"
+                    : why);
     r.headers.push_back({"WWW-Authenticate", "Basic realm=\"berth\""});
     return ex->Respond(std::move(r));
   }

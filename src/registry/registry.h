@@ -96,6 +96,7 @@ class Registry {
   void SetCluster(Cluster cluster) { cluster_ = std::move(cluster); }
   // Who may pull and push; also signs the pull credentials nodes are given.
   const Auth& auth() const { return auth_; }
+  Auth& auth() { return auth_; }
 
   // One collection now (see gc.h).
   GcResult CollectGarbage(bool dry_run);

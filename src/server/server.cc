@@ -842,6 +842,17 @@ int Run(const Options& o) {
   };
   registry_cluster.member = member;
   image_registry.SetCluster(std::move(registry_cluster));
+  // ECR login passwords (registry/auth.h) verify with the access key's secret,
+  // opened with the key that seals secrets (as every server of the cluster holds).
+  image_registry.auth().SetAccessKeyOpener([&ctx](const model::Token& key) -> std::optional<std::string> {
+    Result<std::string> secret = api::AccessKeySecret(ctx, key);
+    if (!secret) {
+      log::Warn("registry", "an access key's secret did not open",
+                {{"key", key.id}, {"error", secret.error().message}});
+      return std::nullopt;
+    }
+    return std::move(secret.value());
+  });
   if (Status s = image_registry.Start(); !s) {
     fprintf(stderr, "berth server: registry: %s\n", s.error().message.c_str());
     return 1;

@@ -211,6 +211,13 @@ const char* const kMigrations[] = {
     );
     INSERT INTO log_applied (id, idx) VALUES (1, 0);
     )sql",
+    // 15 -> 16: access keys (AWS Signature Version 4) are tokens that keep their
+    // secret, sealed by the SecretBox (base64; '' for a bearer token), with the
+    // id of the key that sealed it.
+    R"sql(
+    ALTER TABLE tokens ADD COLUMN sealed_secret TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN secret_key_id TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

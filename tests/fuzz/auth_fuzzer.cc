@@ -4,17 +4,22 @@
 // over a state holding a few berth tokens; registry tokens given as they come
 // ("Bearer brt1." followed by the input); and registry tokens this harness issues
 // (Auth::Issue, with a fixed key) for scopes taken from the input's lines, as
-// admin, read-only, a deploy token limited to app/*, or anonymous.
+// admin, read-only, a deploy token limited to app/*, or anonymous; ECR passwords
+// (Basic "AWS:berthecr1." followed by the input), and ECR passwords made with
+// Auth::EcrPassword from an access key's secret for an expiry taken from the input.
 //
 // Invariants checked besides the sanitizers: a bearer credential is the header
 // after its scheme, never empty; whoever Identify accepts holds a known role; a
 // token the harness issued verifies, as its caller with the scopes granted, and
 // allows exactly what was granted and nothing else asked; the same token with any
-// one byte changed, cut short or lengthened does not verify.
+// one byte changed, cut short or lengthened does not verify; an ECR password made
+// from the access key's secret verifies as that key, and changed, cut or
+// lengthened does not; the access key's own secret is no token.
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -36,6 +41,7 @@ namespace {
 using namespace berth;
 
 constexpr int64_t kNow = 1700000000000;
+constexpr char kKeySecret[] = "FuzzSecretFuzzSecretFuzzSecretFuzzSecret";
 
 // The state the credentials are checked against: its tokens are applied through
 // a store in a scratch directory, which goes once they are in memory.
@@ -68,6 +74,18 @@ const model::State& TheState() {
         (*st)->Flush();
         if (!applied) fuzz::Fail("creating a token", t.id);
       }
+      // An access key, "sealed" as the harness's opener reads it back.
+      auto key = std::make_unique<model::CreateToken>();
+      key->id = "BKIAFUZZFUZZFUZZFUZZ";
+      key->role = "deploy";
+      key->hash = crypto::Hex(crypto::Sha256(kKeySecret));
+      key->sealed_secret = std::string("sealed:") + kKeySecret;
+      key->secret_key_id = "fuzz";
+      key->time_ms = kNow;
+      bool applied = false;
+      (*st)->Submit(std::move(key), [&applied](Result<std::string> r) { applied = r.ok(); });
+      (*st)->Flush();
+      if (!applied) fuzz::Fail("creating an access key");
     }
     for (const char* f : {"", "-wal", "-shm"}) unlink((path + f).c_str());
     rmdir(dir);
@@ -77,9 +95,18 @@ const model::State& TheState() {
 }
 
 const registry::Auth& TheAuth() {
-  static const registry::Auth auth(&TheState(), 300000, std::string(32, 'k'));
+  static const registry::Auth auth = [] {
+    registry::Auth a(&TheState(), 300000, std::string(32, 'k'));
+    a.SetAccessKeyOpener([](const model::Token& key) -> std::optional<std::string> {
+      if (!key.sealed_secret.starts_with("sealed:")) return std::nullopt;
+      return key.sealed_secret.substr(7);
+    });
+    return a;
+  }();
   return auth;
 }
+
+std::string Basic(std::string_view userpass) { return "Basic " + crypto::Base64Encode(userpass); }
 
 registry::Auth::Outcome Identify(std::string value, registry::Caller* caller) {
   net::http::Request req;
@@ -175,6 +202,29 @@ void CheckIssued(const uint8_t* data, size_t size, uint64_t hash) {
   if (Identify("Bearer " + bad, &c) == registry::Auth::Outcome::kValid) fuzz::Fail("a longer token verified", bad);
 }
 
+void CheckEcrPassword(uint64_t hash) {
+  int64_t expires = kNow + 1 + static_cast<int64_t>(hash % registry::Auth::kEcrPasswordMaxLifetimeMs);
+  std::string password = registry::Auth::EcrPassword("BKIAFUZZFUZZFUZZFUZZ", kKeySecret, expires);
+  registry::Caller c;
+  if (Identify(Basic("AWS:" + password), &c) != registry::Auth::Outcome::kValid) {
+    fuzz::Fail("an ECR password refused", password);
+  }
+  if (c.subject != "BKIAFUZZFUZZFUZZFUZZ" || c.role != "deploy" || c.scoped) {
+    fuzz::Fail("an ECR password verified as someone else", password);
+  }
+  std::string bad = password;
+  size_t at = (hash >> 8) % bad.size();
+  bad[at] = static_cast<char>(bad[at] ^ (1 + ((hash >> 24) % 255)));
+  if (Identify(Basic("AWS:" + bad), &c) == registry::Auth::Outcome::kValid) fuzz::Fail("a changed password", bad);
+  bad = password.substr(0, (hash >> 40) % password.size());
+  if (Identify(Basic("AWS:" + bad), &c) == registry::Auth::Outcome::kValid) fuzz::Fail("a cut password", bad);
+  bad = password + static_cast<char>(hash >> 56);
+  if (Identify(Basic("AWS:" + bad), &c) == registry::Auth::Outcome::kValid) fuzz::Fail("a longer password", bad);
+  for (const std::string& header : {Basic(std::string("AWS:") + kKeySecret), std::string("Bearer ") + kKeySecret}) {
+    if (Identify(header, &c) == registry::Auth::Outcome::kValid) fuzz::Fail("an access key's secret as a token");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -197,6 +247,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   CheckIdentify(text);
   CheckIdentify("Bearer brt1." + text);
+  CheckIdentify(Basic("AWS:berthecr1." + text));
   CheckIssued(data, size, fuzz::Fnv1a(data, size));
+  CheckEcrPassword(fuzz::Fnv1a(data, size));
   return 0;
 }

@@ -1,6 +1,8 @@
-// base/crypto: SHA-256 known vectors, token shape, constant-time comparison.
+// base/crypto: SHA-256 and HMAC-SHA256 known vectors, token shape, random strings,
+// constant-time comparison.
 #include "base/crypto.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <set>
 
@@ -87,4 +89,22 @@ TEST_CASE("crypto: AES-256-GCM seals and opens; another key, aad or any altered 
   }
   CHECK(!crypto::Open(key, "name-a", sealed->substr(0, 27)));
   CHECK(!crypto::Seal("short", "a", "v"));
+}
+
+TEST_CASE("crypto: HMAC-SHA256 known vectors (RFC 4231)", "[base][crypto]") {
+  CHECK(crypto::Hex(crypto::HmacSha256("Jefe", "what do ya want for nothing?")) ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(crypto::Hex(crypto::HmacSha256(std::string(20, '\x0b'), "Hi There")) ==
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+}
+
+TEST_CASE("crypto: RandomString draws only from its alphabet, every character of it", "[base][crypto]") {
+  Result<std::string> s = crypto::RandomString(4000, "AB7");
+  REQUIRE(s.ok());
+  CHECK(s->size() == 4000);
+  CHECK(s->find_first_not_of("AB7") == std::string::npos);
+  for (char c : std::string("AB7")) CHECK(std::count(s->begin(), s->end(), c) > 1000);
+  CHECK(crypto::RandomString(0, "AB")->empty());
+  CHECK_FALSE(crypto::RandomString(4, "A").ok());
+  CHECK(*crypto::RandomString(40, "ab") != *crypto::RandomString(40, "ab"));
 }

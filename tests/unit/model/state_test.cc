@@ -222,3 +222,63 @@ TEST_CASE("state: an unknown command type is an internal error", "[model][state]
   CHECK(r.error().kind == ErrorKind::kInternal);
   CHECK(r.error().message == "no apply for command Strange");
 }
+
+TEST_CASE("state: access keys keep their sealed secret, across a restart; they are no admin tokens", "[model][state]") {
+  StateStore s;
+  REQUIRE(s.Apply(MakeCreateToken("admin", "admin", crypto::Hex(crypto::Sha256("sa")))).ok());
+  auto key = [](std::string id, std::string role) {
+    auto c = std::make_unique<model::CreateToken>();
+    c->id = std::move(id);
+    c->role = std::move(role);
+    c->hash = crypto::Hex(crypto::Sha256("secret"));
+    c->sealed_secret = std::string("\0sealed\xff", 8);
+    c->secret_key_id = "0123456789abcdef";
+    c->time_ms = 1700000000000;
+    return c;
+  };
+  auto created = s.Apply(key("BKIAAAAAAAAAAAAAAAAA", "admin"));
+  REQUIRE(created.ok());
+  CHECK(created.value() ==
+        R"({"accessKey":{"accessKeyId":"BKIAAAAAAAAAAAAAAAAA","role":"admin","createdAt":1700000000,)"
+        R"("secretKeyId":"0123456789abcdef"}})");
+  const model::Token* t = s.state.FindToken("BKIAAAAAAAAAAAAAAAAA");
+  REQUIRE(t);
+  CHECK(t->access_key());
+  CHECK_FALSE(s.state.FindToken("admin")->access_key());
+  CHECK(model::AccessKeySealName(t->id) == "accesskey:BKIAAAAAAAAAAAAAAAAA");
+
+  SECTION("only admin, deploy and read-only; with the key id; no uses") {
+    auto agent = s.Apply(key("BKIAAGENT", "agent"));
+    REQUIRE_FALSE(agent.ok());
+    CHECK(agent.error().message == "role: an access key's must be admin, deploy or read-only");
+    auto no_id = key("BKIANOID", "deploy");
+    static_cast<model::CreateToken&>(*no_id).secret_key_id.clear();
+    CHECK_FALSE(s.Apply(std::move(no_id)).ok());
+    auto uses = key("BKIAUSES", "deploy");
+    static_cast<model::CreateToken&>(*uses).uses = 3;
+    CHECK_FALSE(s.Apply(std::move(uses)).ok());
+    CHECK_FALSE(s.state.FindToken("BKIAAGENT"));
+  }
+  SECTION("reloaded from disk with the same sealed bytes") {
+    s.store.reset();
+    s.Open();
+    const model::Token* again = s.state.FindToken("BKIAAAAAAAAAAAAAAAAA");
+    REQUIRE(again);
+    CHECK(again->sealed_secret == std::string("\0sealed\xff", 8));
+    CHECK(again->secret_key_id == "0123456789abcdef");
+    CHECK_FALSE(s.state.FindToken("admin")->access_key());
+  }
+  SECTION("an admin access key does not stand in for the last admin token; it goes itself") {
+    auto rm = std::make_unique<model::DeleteToken>();
+    rm->id = "admin";
+    auto last = s.Apply(std::move(rm));
+    REQUIRE_FALSE(last.ok());
+    CHECK(last.error().code == "LastAdminToken");
+    auto rm_key = std::make_unique<model::DeleteToken>();
+    rm_key->id = "BKIAAAAAAAAAAAAAAAAA";
+    auto gone = s.Apply(std::move(rm_key));
+    REQUIRE(gone.ok());
+    CHECK(gone.value().find(R"({"accessKey":{"accessKeyId":"BKIAAAAAAAAAAAAAAAAA")") == 0);
+    CHECK_FALSE(s.state.FindToken("BKIAAAAAAAAAAAAAAAAA"));
+  }
+}

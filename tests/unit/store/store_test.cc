@@ -579,3 +579,45 @@ TEST_CASE("store: WhenApplied waits for the entry's index, in index order", "[st
   REQUIRE(s.store->Close().ok());
   CHECK(fired.size() == 4);  // dropped, uncalled, at close
 }
+
+TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, and takes access keys", "[store]") {
+  testing::TempDir dir;
+  std::string path = dir.File("state.db");
+  std::string secret = "brt_old";
+  {
+    model::State state;
+    metrics::Registry metrics;
+    auto s = store::Store::Open({path}, &state, &metrics);
+    REQUIRE(s.ok());
+    REQUIRE(testing::ApplyNow(**s, testing::MakeCreateToken("old", "admin", crypto::Hex(crypto::Sha256(secret)))).ok());
+    REQUIRE((*s)->Close().ok());
+  }
+  {
+    // Back to schema 15 as a berth before access keys left it: no such columns.
+    auto db = store::Db::Open(path);
+    REQUIRE(db.ok());
+    REQUIRE((*db)
+                ->Exec("ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
+                       "PRAGMA user_version=15")
+                .ok());
+  }
+  Reopened reopened(path);
+  CHECK(reopened.store->schema_version() == 16);
+  const model::Token* t = reopened.reloaded.FindTokenBySecret(secret);
+  REQUIRE(t);
+  CHECK(t->id == "old");
+  CHECK_FALSE(t->access_key());
+  auto key = std::make_unique<model::CreateToken>();
+  key->id = "BKIAAAAAAAAAAAAAAAAA";
+  key->role = "deploy";
+  key->hash = crypto::Hex(crypto::Sha256("s"));
+  key->sealed_secret = "sealed";
+  key->secret_key_id = "0123456789abcdef";
+  REQUIRE(testing::ApplyNow(*reopened.store, std::move(key)).ok());
+  auto row =
+      reopened.store->db().Prepare("SELECT sealed_secret, secret_key_id FROM tokens WHERE id = 'BKIAAAAAAAAAAAAAAAAA'");
+  REQUIRE(row.ok());
+  REQUIRE(row->Step().value());
+  CHECK(row->Text(0) == crypto::Base64Encode("sealed"));  // never the bytes themselves
+  CHECK(row->Text(1) == "0123456789abcdef");
+}
