@@ -56,7 +56,7 @@ TEST_CASE("AWS's get-vanilla vector verifies, and a wrong secret does not", "[aw
   REQUIRE(a);
   CHECK(SignatureMatches(r, *a, kExampleSecret));
   CHECK_FALSE(SignatureMatches(r, *a, "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEX"));
-  r.headers[0].second = "example.amazonaws.org";  // a signed header changed
+  r.headers[0].value = "example.amazonaws.org";  // a signed header changed
   CHECK_FALSE(SignatureMatches(r, *a, kExampleSecret));
 }
 
@@ -71,7 +71,7 @@ TEST_CASE("botocore's signature of an ECS call verifies; any change to what it s
     CHECK_FALSE(SignatureMatches(r, *a, kExampleSecret));
   }
   SECTION("the operation") {
-    r.headers[1].second = "AmazonEC2ContainerServiceV20141113.DeleteService";
+    r.headers[1].value = "AmazonEC2ContainerServiceV20141113.DeleteService";
     CHECK_FALSE(SignatureMatches(r, *a, kExampleSecret));
   }
   SECTION("the region of the scope") {
