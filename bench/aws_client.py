@@ -375,6 +375,7 @@ def main():
     ap.add_argument("--updates", type=int, default=200, help="UpdateService calls per front end")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--fronts", default="aws,native", choices=["aws,native", "aws", "native"],
+                    metavar="aws,native|aws|native",
                     help="one front end alone, to try the client (no last line of figures)")
     ap.add_argument("--warmup", type=int, default=20, help="uncounted calls of each kind per front end first")
     a = ap.parse_args()

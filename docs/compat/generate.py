@@ -47,7 +47,9 @@ SERVICES = [  # (model directory, source file, title, output file)
 TESTS_GLOB = "tests/integration/test_aws*.py"
 
 # One table entry: {"Name", Support::kFull|kPartial, Handler, "ignored, fields"}
-ENTRY_RE = re.compile(r'\{\s*"([A-Za-z0-9]+)"\s*,\s*Support::k(Full|Partial)\s*,\s*([A-Za-z_][\w:]*)\s*,\s*"([^"]*)"\s*\}')
+ENTRY_RE = re.compile(r'\{\s*"([A-Za-z0-9]+)"\s*,\s*Support::k(Full|Partial)\s*,\s*([^,"{}]+?)\s*,\s*"([^"]*)"\s*\}')
+# What starts an entry; each must be one ENTRY_RE reads (code elsewhere may use Support:: freely).
+ENTRY_START_RE = re.compile(r'\{\s*"\w+"\s*,\s*Support::k\w+')
 
 
 class InputError(Exception):
@@ -112,6 +114,12 @@ def load_table(path, operations, service):
         if support == "Partial" and not fields:
             raise InputError("%s:%d: %s is kPartial but names no ignored field" % (path, line, name))
         table[name] = ("supported" if support == "Full" else "partial", fields)
+    entries = [m.span() for m in ENTRY_RE.finditer(text)]
+    for m in ENTRY_START_RE.finditer(text):
+        if not any(start <= m.start() < end for start, end in entries):
+            line = text.count("\n", 0, m.start()) + 1
+            raise InputError('%s:%d: not an entry of the form {"Name", Support::kFull|kPartial, Handler, '
+                             '"ignored, fields"}: %s' % (path, line, text.splitlines()[line - 1].strip()))
     if not table:
         raise InputError('%s holds no operation table entry ({"Name", Support::kFull, Handler, ""})' % path)
     return table
