@@ -13,7 +13,7 @@ packages=(
   libuv1-dev libsqlite3-dev libmbedtls-dev node-llhttp catch2 libraft-dev liblz4-dev
   clang libclang-rt-14-dev clang-format-14
   python3 sqlite3 curl wrk nginx-light procps docker-registry skopeo
-  docker.io busybox-static openssl iproute2 iptables
+  docker.io busybox-static openssl iproute2 iptables awscli
 )
 
 missing=()

@@ -47,7 +47,9 @@ SERVICES = [  # (model directory, source file, title, output file)
 TESTS_GLOB = "tests/integration/test_aws*.py"
 
 # One table entry: {"Name", Support::kFull|kPartial, Handler, "ignored, fields"}
-ENTRY_RE = re.compile(r'\{\s*"([A-Za-z0-9]+)"\s*,\s*Support::k(Full|Partial)\s*,\s*([^,"{}]+?)\s*,\s*"([^"]*)"\s*\}')
+# The ignored fields may be adjacent string literals over several lines, as C++ joins them.
+ENTRY_RE = re.compile(r'\{\s*"([A-Za-z0-9]+)"\s*,\s*Support::k(Full|Partial)\s*,\s*([^,"{}]+?)\s*,\s*'
+                      r'("[^"]*"(?:\s*"[^"]*")*)\s*\}')
 # What starts an entry; each must be one ENTRY_RE reads (code elsewhere may use Support:: freely).
 ENTRY_START_RE = re.compile(r'\{\s*"\w+"\s*,\s*Support::k\w+')
 
@@ -104,10 +106,11 @@ def load_table(path, operations, service):
     table = {}
     known = set(operations)
     for m in ENTRY_RE.finditer(text):
-        name, support, _handler, ignored = m.groups()
+        name, support, _handler, literals = m.groups()
+        ignored = "".join(re.findall(r'"([^"]*)"', literals))
         line = text.count("\n", 0, m.start()) + 1
-        if name not in known:
-            raise InputError("%s:%d: %s is not an operation of the %s service model" % (path, line, name, service))
+        # An operation newer than this model (e.g. ECS's DeleteTaskDefinitions, 2023,
+        # after awscli 2.9) is listed apart: berth answers it, this CLI cannot send it.
         if name in table:
             raise InputError("%s:%d: %s is in the table twice" % (path, line, name))
         fields = [x.strip() for x in ignored.split(",") if x.strip()]
@@ -206,6 +209,7 @@ def _cell(text):
 def render(title, service, source_rel, tests_rel, ops, metadata, version, table, cover):
     counts = {"supported": 0, "partial": 0, "not supported": 0}
     rows = []
+    newer = sorted(set(table) - set(ops))
     for op in sorted(ops):
         status, fields = table.get(op, ("not supported", []))
         counts[status] += 1
@@ -229,6 +233,16 @@ def render(title, service, source_rel, tests_rel, ops, metadata, version, table,
         "| operation | CLI | status | ignored fields | tests |",
         "| --- | --- | --- | --- | --- |",
     ]
+    if newer:
+        rows += ["", "Operations berth answers that are newer than this model (SDKs and CLIs with a newer "
+                 "model send them; this CLI cannot):", "",
+                 "| operation | status | ignored fields | tests |", "| --- | --- | --- | --- |"]
+        for op in newer:
+            status, fields = table[op]
+            tests = cover.get(op, [])
+            rows.append("| %s | %s | %s | %s |" % (
+                op, status, _cell(", ".join(fields)) if fields else "",
+                _cell(", ".join("`%s`" % t for t in tests)) if tests else "—"))
     return "\n".join(out + rows) + "\n"
 
 
@@ -238,7 +252,8 @@ def generate(models_dir, source_dir, tests_glob, out_dir):
     models = {svc: load_model(models_dir, svc) for svc, _, _, _ in SERVICES}
     tables = {svc: load_table(os.path.join(source_dir, src), models[svc][0], svc) for svc, src, _, _ in SERVICES}
     tests = sorted(glob.glob(tests_glob))
-    cover = find_coverage(tests, {svc: (ops, meta.get("targetPrefix", "")) for svc, (ops, meta) in models.items()})
+    cover = find_coverage(tests, {svc: (sorted(set(ops) | set(tables[svc])), meta.get("targetPrefix", ""))
+                                  for svc, (ops, meta) in models.items()})
     out = {}
     for svc, src, title, path in SERVICES:
         ops, meta = models[svc]

@@ -112,7 +112,8 @@ void DescribeRepositories(const CallPtr& c) {
     if (!Ok(r)) return c->FailNative(r);
     json::Doc b = Body(r);
     std::map<std::string, json::View> by_name;
-    for (json::View repo : b.view().Get("repositories")) by_name[std::string(repo.Get("repositoryName").String())] = repo;
+    for (json::View repo : b.view().Get("repositories"))
+      by_name[std::string(repo.Get("repositoryName").String())] = repo;
     json::Doc list = json::Doc::Array();
     if (names.empty()) {
       int64_t start = atoll(c->OptionalString("nextToken", "0").c_str()), max = Max(c, 1000), i = 0, n = 0;
@@ -258,10 +259,12 @@ void BatchGetImage(const CallPtr& c) {
   auto ids = ImageIds(c, "imageIds");
   if (!ids) return;
   std::string accept;
-  for (json::View t : c->input().Get("acceptedMediaTypes")) accept += (accept.empty() ? "" : ", ") + std::string(t.String());
+  for (json::View t : c->input().Get("acceptedMediaTypes"))
+    accept += (accept.empty() ? "" : ", ") + std::string(t.String());
   if (accept.empty()) {
     accept =
-        "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, "
+        "application/vnd.docker.distribution.manifest.v2+json, "
+        "application/vnd.docker.distribution.manifest.list.v2+json, "
         "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
   }
   struct Gather {
@@ -276,32 +279,33 @@ void BatchGetImage(const CallPtr& c) {
     http::Headers h = RegistryAuth(c, repo);
     h.push_back({"accept", accept});
     std::string ref = digest.empty() ? tag : digest;
-    c->Native("GET", "/v2/" + repo + "/manifests/" + Encode(ref), "",
-              [c, g, repo, digest, tag](http::Response r) {
-                if (Ok(r)) {
-                  std::string got_digest(http::FindHeader(r.headers, "docker-content-digest"));
-                  json::Doc image = json::Doc::Object();
-                  image.Set("registryId", "000000000000")
-                      .Set("repositoryName", repo)
-                      .Set("imageId", ImageId(got_digest.empty() ? digest : got_digest, tag))
-                      .Set("imageManifest", r.body)
-                      .Set("imageManifestMediaType", r.content_type);
-                  g->images.Push(image);
-                } else if (r.status == 404) {
-                  g->failures.Push(json::Doc::Object()
-                                       .Set("imageId", ImageId(digest, tag))
-                                       .Set("failureCode", "ImageNotFound")
-                                       .Set("failureReason", "Requested image not found"));
-                } else if (g->left != static_cast<size_t>(-1)) {
-                  g->left = static_cast<size_t>(-1);
-                  return c->FailNative(r);
-                }
-                if (g->left == static_cast<size_t>(-1)) return;
-                if (--g->left == 0) {
-                  c->Reply(json::Doc::Object().Set("images", g->images).Set("failures", g->failures));
-                }
-              },
-              std::move(h));
+    c->Native(
+        "GET", "/v2/" + repo + "/manifests/" + Encode(ref), "",
+        [c, g, repo, digest, tag](http::Response r) {
+          if (Ok(r)) {
+            std::string got_digest(http::FindHeader(r.headers, "docker-content-digest"));
+            json::Doc image = json::Doc::Object();
+            image.Set("registryId", "000000000000")
+                .Set("repositoryName", repo)
+                .Set("imageId", ImageId(got_digest.empty() ? digest : got_digest, tag))
+                .Set("imageManifest", r.body)
+                .Set("imageManifestMediaType", r.content_type);
+            g->images.Push(image);
+          } else if (r.status == 404) {
+            g->failures.Push(json::Doc::Object()
+                                 .Set("imageId", ImageId(digest, tag))
+                                 .Set("failureCode", "ImageNotFound")
+                                 .Set("failureReason", "Requested image not found"));
+          } else if (g->left != static_cast<size_t>(-1)) {
+            g->left = static_cast<size_t>(-1);
+            return c->FailNative(r);
+          }
+          if (g->left == static_cast<size_t>(-1)) return;
+          if (--g->left == 0) {
+            c->Reply(json::Doc::Object().Set("images", g->images).Set("failures", g->failures));
+          }
+        },
+        std::move(h));
   }
 }
 
@@ -321,17 +325,19 @@ void BatchDeleteImage(const CallPtr& c) {
     std::string ref = tag.empty() ? digest : tag;
     c->Native("DELETE", Repo(c, *name) + "/images/" + Encode(ref), "", [c, g, digest, tag](http::Response r) {
       if (Ok(r)) {
-        for (json::View id : Body(r).view().Get("imageIds")) g->deleted.Push(json::Doc::Copy(id));
+        json::Doc b = Body(r);
+        for (json::View id : b.view().Get("imageIds")) g->deleted.Push(json::Doc::Copy(id));
       } else if (r.status == 404 && Body(r).view().Get("error").Get("code").String() == "ImageNotFoundException") {
         g->failures.Push(json::Doc::Object()
                              .Set("imageId", ImageId(digest, tag))
                              .Set("failureCode", "ImageNotFound")
                              .Set("failureReason", "Requested image not found"));
       } else {
-        g->failures.Push(json::Doc::Object()
-                             .Set("imageId", ImageId(digest, tag))
-                             .Set("failureCode", r.status == 400 ? "InvalidImageDigest" : "ImageReferencedByManifestList")
-                             .Set("failureReason", std::string(Body(r).view().Get("error").Get("message").String())));
+        g->failures.Push(
+            json::Doc::Object()
+                .Set("imageId", ImageId(digest, tag))
+                .Set("failureCode", r.status == 400 ? "InvalidImageDigest" : "ImageReferencedByManifestList")
+                .Set("failureReason", std::string(Body(r).view().Get("error").Get("message").String())));
       }
       if (--g->left == 0) c->Reply(json::Doc::Object().Set("imageIds", g->deleted).Set("failures", g->failures));
     });
@@ -356,7 +362,8 @@ void PutImage(const CallPtr& c) {
   }
   std::string computed = "sha256:" + crypto::Hex(crypto::Sha256(*manifest));
   if (!digest.empty() && digest != computed) {
-    return c->Fail("ImageDigestDoesNotMatchException", "imageDigest " + digest + " is not the manifest's digest " + computed);
+    return c->Fail("ImageDigestDoesNotMatchException",
+                   "imageDigest " + digest + " is not the manifest's digest " + computed);
   }
   std::string repo = *name;
   std::string ref = tag.empty() ? computed : tag;
@@ -364,29 +371,31 @@ void PutImage(const CallPtr& c) {
   auto put = [c, repo, ref, tag, computed, media, body] {
     http::Headers h = RegistryAuth(c, repo);
     h.push_back({"content-type", media});
-    c->Native("PUT", "/v2/" + repo + "/manifests/" + Encode(ref), body,
-              [c, repo, tag, computed, media, body](http::Response r) {
-                if (!Ok(r)) return c->FailNative(r);
-                json::Doc image = json::Doc::Object();
-                image.Set("registryId", "000000000000")
-                    .Set("repositoryName", repo)
-                    .Set("imageId", ImageId(computed, tag))
-                    .Set("imageManifest", body)
-                    .Set("imageManifestMediaType", media);
-                c->Reply(json::Doc::Object().Set("image", image));
-              },
-              std::move(h));
+    c->Native(
+        "PUT", "/v2/" + repo + "/manifests/" + Encode(ref), body,
+        [c, repo, tag, computed, media, body](http::Response r) {
+          if (!Ok(r)) return c->FailNative(r);
+          json::Doc image = json::Doc::Object();
+          image.Set("registryId", "000000000000")
+              .Set("repositoryName", repo)
+              .Set("imageId", ImageId(computed, tag))
+              .Set("imageManifest", body)
+              .Set("imageManifestMediaType", media);
+          c->Reply(json::Doc::Object().Set("image", image));
+        },
+        std::move(h));
   };
   if (tag.empty()) return put();
   // ECR refuses a push that changes nothing: the tag already on this manifest.
   c->Native("GET", Repo(c, repo) + "/images", "", [c, put, tag, computed](http::Response r) {
     if (Ok(r)) {
-      for (json::View d : Body(r).view().Get("imageDetails")) {
+      json::Doc b = Body(r);
+      for (json::View d : b.view().Get("imageDetails")) {
         if (d.Get("imageDigest").String() != computed) continue;
         for (json::View t : d.Get("imageTags")) {
           if (t.String() == tag) {
-            return c->Fail("ImageAlreadyExistsException",
-                           "Image with digest '" + computed + "' and tag '" + tag + "' already exists in the repository");
+            return c->Fail("ImageAlreadyExistsException", "Image with digest '" + computed + "' and tag '" + tag +
+                                                              "' already exists in the repository");
           }
         }
       }
@@ -429,25 +438,26 @@ void BatchCheckLayerAvailability(const CallPtr& c) {
       }
       continue;
     }
-    c->Native("HEAD", "/v2/" + repo + "/blobs/" + d, "",
-              [c, g, i, d](http::Response r) {
-                json::Doc layer = json::Doc::Object();
-                layer.Set("layerDigest", d).Set("layerAvailability", Ok(r) ? "AVAILABLE" : "UNAVAILABLE");
-                if (Ok(r)) {
-                  std::string_view size = http::FindHeader(r.headers, "content-length");
-                  layer.Set("layerSize", static_cast<int64_t>(atoll(std::string(size).c_str())));
-                  layer.Set("mediaType", "application/vnd.docker.image.rootfs.diff.tar.gzip");
-                }
-                g->layers[i] = std::move(layer);
-                if (--g->left == 0) {
-                  json::Doc list = json::Doc::Array();
-                  for (json::Doc& l : g->layers) {
-                    if (l.valid()) list.Push(l);
-                  }
-                  c->Reply(json::Doc::Object().Set("layers", list).Set("failures", g->failures));
-                }
-              },
-              RegistryAuth(c, repo));
+    c->Native(
+        "HEAD", "/v2/" + repo + "/blobs/" + d, "",
+        [c, g, i, d](http::Response r) {
+          json::Doc layer = json::Doc::Object();
+          layer.Set("layerDigest", d).Set("layerAvailability", Ok(r) ? "AVAILABLE" : "UNAVAILABLE");
+          if (Ok(r)) {
+            std::string_view size = http::FindHeader(r.headers, "content-length");
+            layer.Set("layerSize", static_cast<int64_t>(atoll(std::string(size).c_str())));
+            layer.Set("mediaType", "application/vnd.docker.image.rootfs.diff.tar.gzip");
+          }
+          g->layers[i] = std::move(layer);
+          if (--g->left == 0) {
+            json::Doc list = json::Doc::Array();
+            for (json::Doc& l : g->layers) {
+              if (l.valid()) list.Push(l);
+            }
+            c->Reply(json::Doc::Object().Set("layers", list).Set("failures", g->failures));
+          }
+        },
+        RegistryAuth(c, repo));
   }
 }
 
@@ -634,7 +644,7 @@ const Operation kOperations[] = {
 }  // namespace
 
 const Service& Ecr() {
-  static const Service s{"AmazonEC2ContainerRegistry_V20150921", "ecr", "ecr", kOperations,
+  static const Service s{"AmazonEC2ContainerRegistry_V20150921",     "ecr",       "ecr", kOperations,
                          sizeof kOperations / sizeof kOperations[0], EcrException};
   return s;
 }

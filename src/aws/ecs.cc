@@ -18,6 +18,21 @@ json::Doc Body(const http::Response& r) {
 
 bool Ok(const http::Response& r) { return r.status >= 200 && r.status < 300; }
 
+// The value of a native answer that is one object of one field,
+// `{"<field>":<value>}`, as berth's own API prints it: taken as text, neither
+// parsed nor printed again (a service with its events is tens of kilobytes).
+// Parsed and printed when the answer has another shape.
+std::string_view SoleField(const http::Response& r, std::string_view field, std::string* fallback) {
+  const std::string& b = r.body;
+  size_t n = field.size() + 4;  // {"field":
+  if (b.size() > n + 1 && b[0] == '{' && b[1] == '"' && b.compare(2, field.size(), field) == 0 &&
+      b[2 + field.size()] == '"' && b[3 + field.size()] == ':' && b.back() == '}') {
+    return std::string_view(b).substr(n, b.size() - n - 1);
+  }
+  *fallback = Body(r).view().Get(field).Print();
+  return *fallback;
+}
+
 // A list field of strings; fails the call (and returns nullopt) when it is not one.
 std::optional<std::vector<std::string>> Strings(const CallPtr& c, std::string_view field, bool required) {
   json::View v = c->input().Get(field);
@@ -41,7 +56,8 @@ std::optional<std::vector<std::string>> Strings(const CallPtr& c, std::string_vi
     out.emplace_back(e.String());
   }
   if (out.size() > 100) {
-    c->Fail("InvalidParameterException", std::string(field) + ": at most 100 entries, not " + std::to_string(out.size()));
+    c->Fail("InvalidParameterException",
+            std::string(field) + ": at most 100 entries, not " + std::to_string(out.size()));
     return std::nullopt;
   }
   return out;
@@ -100,8 +116,7 @@ void DescribeEach(const CallPtr& c, std::vector<std::pair<std::string, std::stri
                   std::vector<std::string> names, std::string native_field, std::string out_field,
                   std::function<bool(json::View)> keep = nullptr) {
   c->NativeAll(std::move(gets), [c, names, native_field, out_field, keep](std::vector<http::Response> answers) {
-    json::Doc out = json::Doc::Object();
-    json::Doc items = json::Doc::Array();
+    std::string items;
     json::Doc failures = json::Doc::Array();
     for (size_t i = 0; i < answers.size(); i++) {
       if (answers[i].status == 404 || (answers[i].status == 400 && names[i].size() < 6)) {
@@ -109,16 +124,17 @@ void DescribeEach(const CallPtr& c, std::vector<std::pair<std::string, std::stri
         continue;
       }
       if (!Ok(answers[i])) return c->FailNative(answers[i]);
-      json::Doc body = Body(answers[i]);
-      json::View item = body.view().Get(native_field);
-      if (keep && !keep(item)) {
-        failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "MISSING"));
-        continue;
+      if (keep) {
+        json::Doc body = Body(answers[i]);
+        if (!keep(body.view().Get(native_field))) {
+          failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "MISSING"));
+          continue;
+        }
       }
-      items.Push(json::Doc::Copy(item));
+      std::string fallback;
+      items.append(items.empty() ? "" : ",").append(SoleField(answers[i], native_field, &fallback));
     }
-    out.Set(out_field, items).Set("failures", failures);
-    c->Reply(std::move(out));
+    c->ReplyText("{\"" + out_field + "\":[" + items + "],\"failures\":" + failures.Print() + "}");
   });
 }
 
@@ -128,8 +144,21 @@ void Forward(const CallPtr& c, std::string method, std::string target, std::stri
   if (out_field.empty()) out_field = field;
   c->Native(std::move(method), std::move(target), std::move(body), [c, field, out_field](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
-    json::Doc b = Body(r);
-    c->Reply(json::Doc::Object().Set(out_field, json::Doc::Copy(b.view().Get(field))));
+    std::string fallback;
+    std::string_view value = SoleField(r, field, &fallback);
+    std::string text;
+    text.reserve(value.size() + out_field.size() + 8);
+    text.append("{\"").append(out_field).append("\":").append(value).append("}");
+    c->ReplyText(std::move(text));
+  });
+}
+
+// Runs `then` once the call's cluster is known to exist (ClusterNotFoundException
+// otherwise), for the lists that would otherwise answer an empty page.
+void WithCluster(const CallPtr& c, std::function<void()> then) {
+  c->Native("GET", "/v1/clusters/" + Encode(Cluster(c)), "", [c, then](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    then();
   });
 }
 
@@ -241,15 +270,17 @@ void DeleteTaskDefinitions(const CallPtr& c) {
     json::Doc failures = json::Doc::Array();
     for (size_t i = 0; i < answers.size(); i++) {
       if (!Ok(answers[i])) {
-        failures.Push(json::Doc::Object().Set("arn", names[i]).Set("reason", "The specified task definition does not exist."));
+        failures.Push(
+            json::Doc::Object().Set("arn", names[i]).Set("reason", "The specified task definition does not exist."));
         continue;
       }
       json::Doc td = json::Doc::Copy(Body(answers[i]).view().Get("taskDefinition"));
       if (td.view().Get("status").String() != "INACTIVE") {
         failures.Push(json::Doc::Object()
                           .Set("arn", names[i])
-                          .Set("reason", "The specified task definition is still in ACTIVE status. Please deregister "
-                                         "the target and try again."));
+                          .Set("reason",
+                               "The specified task definition is still in ACTIVE status. Please deregister "
+                               "the target and try again."));
         continue;
       }
       json::Doc copy = json::Doc::Object();
@@ -341,9 +372,8 @@ void StartTask(const CallPtr& c) {
     c->Native("POST", "/v1/tasks", body.Print(), [c, results, left, id](http::Response r) {
       if (!Ok(r)) {
         json::Doc b = Body(r);
-        results->second.Push(json::Doc::Object()
-                                 .Set("arn", id)
-                                 .Set("reason", std::string(b.view().Get("error").Get("message").String())));
+        results->second.Push(json::Doc::Object().Set("arn", id).Set(
+            "reason", std::string(b.view().Get("error").Get("message").String())));
       } else {
         json::Doc b = Body(r);
         for (json::View t : b.view().Get("tasks")) results->first.Push(json::Doc::Copy(t));
@@ -374,8 +404,9 @@ void DescribeTasks(const CallPtr& c) {
   std::string cluster = Cluster(c);
   std::vector<std::pair<std::string, std::string>> gets;
   for (const std::string& t : *tasks) gets.emplace_back("GET", "/v1/tasks/" + Encode(LastPart(t)));
-  DescribeEach(c, std::move(gets), *tasks, "task", "tasks", [cluster](json::View t) {
-    return ClusterName(t.Get("clusterArn").String()) == cluster;
+  WithCluster(c, [c, gets = std::move(gets), names = *tasks, cluster]() mutable {
+    DescribeEach(c, std::move(gets), names, "task", "tasks",
+                 [cluster](json::View t) { return ClusterName(t.Get("clusterArn").String()) == cluster; });
   });
 }
 
@@ -386,17 +417,19 @@ void ListTasks(const CallPtr& c) {
   if (std::string n = c->OptionalString("containerInstance"); !n.empty()) target += "&node=" + Encode(LastPart(n));
   if (std::string f = c->OptionalString("family"); !f.empty()) target += "&family=" + Encode(f);
   std::string started_by = c->OptionalString("startedBy");
-  c->Native("GET", target, "", [c, started_by](http::Response r) {
-    if (!Ok(r)) return c->FailNative(r);
-    json::Doc b = Body(r);
-    json::Doc all = json::Doc::Array();
-    for (json::View t : b.view().Get("tasks")) {
-      if (!started_by.empty() && t.Get("startedBy").String() != started_by) continue;
-      all.Push(t.Get("taskArn").String());
-    }
-    json::Doc out = json::Doc::Object();
-    if (!Paginate(c, all.view(), "taskArns", &out, [](json::View e) { return Str(e.String()); })) return;
-    c->Reply(std::move(out));
+  WithCluster(c, [c, target, started_by] {
+    c->Native("GET", target, "", [c, started_by](http::Response r) {
+      if (!Ok(r)) return c->FailNative(r);
+      json::Doc b = Body(r);
+      json::Doc all = json::Doc::Array();
+      for (json::View t : b.view().Get("tasks")) {
+        if (!started_by.empty() && t.Get("startedBy").String() != started_by) continue;
+        all.Push(t.Get("taskArn").String());
+      }
+      json::Doc out = json::Doc::Object();
+      if (!Paginate(c, all.view(), "taskArns", &out, [](json::View e) { return Str(e.String()); })) return;
+      c->Reply(std::move(out));
+    });
   });
 }
 
@@ -430,13 +463,14 @@ void DescribeServices(const CallPtr& c) {
   if (!services) return;
   std::string cluster = Encode(Cluster(c));
   std::vector<std::pair<std::string, std::string>> gets;
-  for (const std::string& s : *services) gets.emplace_back("GET", "/v1/services/" + Encode(LastPart(s)) + "?cluster=" + cluster);
+  for (const std::string& s : *services)
+    gets.emplace_back("GET", "/v1/services/" + Encode(LastPart(s)) + "?cluster=" + cluster);
   c->NativeAll(std::move(gets), [c, names = *services](std::vector<http::Response> answers) {
     if (!answers.empty() && answers[0].status == 404) {
       json::Doc b = Body(answers[0]);
       if (b.view().Get("error").Get("code").String() == "ClusterNotFound") return c->FailNative(answers[0]);
     }
-    json::Doc items = json::Doc::Array();
+    std::string items;
     json::Doc failures = json::Doc::Array();
     for (size_t i = 0; i < answers.size(); i++) {
       if (answers[i].status == 404) {
@@ -444,22 +478,25 @@ void DescribeServices(const CallPtr& c) {
         continue;
       }
       if (!Ok(answers[i])) return c->FailNative(answers[i]);
-      items.Push(json::Doc::Copy(Body(answers[i]).view().Get("service")));
+      std::string fallback;
+      items.append(items.empty() ? "" : ",").append(SoleField(answers[i], "service", &fallback));
     }
-    c->Reply(json::Doc::Object().Set("services", items).Set("failures", failures));
+    c->ReplyText("{\"services\":[" + items + "],\"failures\":" + failures.Print() + "}");
   });
 }
 
 void ListServices(const CallPtr& c) {
-  c->Native("GET", "/v1/services?cluster=" + Encode(Cluster(c)), "", [c](http::Response r) {
-    if (!Ok(r)) return c->FailNative(r);
-    json::Doc b = Body(r);
-    json::Doc out = json::Doc::Object();
-    if (!Paginate(c, b.view().Get("services"), "serviceArns", &out,
-                  [](json::View e) { return FieldOf(e, "serviceArn"); })) {
-      return;
-    }
-    c->Reply(std::move(out));
+  WithCluster(c, [c] {
+    c->Native("GET", "/v1/services?cluster=" + Encode(Cluster(c)), "", [c](http::Response r) {
+      if (!Ok(r)) return c->FailNative(r);
+      json::Doc b = Body(r);
+      json::Doc out = json::Doc::Object();
+      if (!Paginate(c, b.view().Get("services"), "serviceArns", &out,
+                    [](json::View e) { return FieldOf(e, "serviceArn"); })) {
+        return;
+      }
+      c->Reply(std::move(out));
+    });
   });
 }
 
@@ -469,15 +506,17 @@ void ListContainerInstances(const CallPtr& c) {
   std::string target = "/v1/nodes?cluster=" + Encode(Cluster(c));
   if (std::string s = c->OptionalString("status"); !s.empty()) target += "&status=" + Encode(s);
   c->Forwarded();
-  c->Native("GET", target, "", [c](http::Response r) {
-    if (!Ok(r)) return c->FailNative(r);
-    json::Doc b = Body(r);
-    json::Doc out = json::Doc::Object();
-    if (!Paginate(c, b.view().Get("containerInstances"), "containerInstanceArns", &out,
-                  [](json::View e) { return FieldOf(e, "containerInstanceArn"); })) {
-      return;
-    }
-    c->Reply(std::move(out));
+  WithCluster(c, [c, target] {
+    c->Native("GET", target, "", [c](http::Response r) {
+      if (!Ok(r)) return c->FailNative(r);
+      json::Doc b = Body(r);
+      json::Doc out = json::Doc::Object();
+      if (!Paginate(c, b.view().Get("containerInstances"), "containerInstanceArns", &out,
+                    [](json::View e) { return FieldOf(e, "containerInstanceArn"); })) {
+        return;
+      }
+      c->Reply(std::move(out));
+    });
   });
 }
 
@@ -487,8 +526,9 @@ void DescribeContainerInstances(const CallPtr& c) {
   std::string cluster = Cluster(c);
   std::vector<std::pair<std::string, std::string>> gets;
   for (const std::string& i : *ids) gets.emplace_back("GET", "/v1/nodes/" + Encode(LastPart(i)));
-  DescribeEach(c, std::move(gets), *ids, "containerInstance", "containerInstances", [cluster](json::View n) {
-    return n.Get("cluster").String() == cluster;
+  WithCluster(c, [c, gets = std::move(gets), names = *ids, cluster]() mutable {
+    DescribeEach(c, std::move(gets), names, "containerInstance", "containerInstances",
+                 [cluster](json::View n) { return n.Get("cluster").String() == cluster; });
   });
 }
 
@@ -504,26 +544,33 @@ void UpdateContainerInstancesState(const CallPtr& c) {
   auto left = std::make_shared<size_t>(ids->size());
   auto failures = std::make_shared<json::Doc>(json::Doc::Array());
   auto done = std::make_shared<std::vector<std::string>>();
-  if (ids->empty()) return c->Reply(json::Doc::Object().Set("containerInstances", json::Doc::Array()).Set("failures", json::Doc::Array()));
+  if (ids->empty())
+    return c->Reply(
+        json::Doc::Object().Set("containerInstances", json::Doc::Array()).Set("failures", json::Doc::Array()));
   for (const std::string& raw : *ids) {
     std::string id = LastPart(raw);
-    c->Native("POST", "/v1/nodes/" + Encode(id) + "/" + action, "{}", [c, left, failures, done, id, raw](http::Response r) {
-      if (Ok(r)) {
-        done->push_back(id);
-      } else {
-        failures->Push(json::Doc::Object().Set("arn", raw).Set("reason", r.status == 404 ? "MISSING" : std::string(Body(r).view().Get("error").Get("message").String())));
-      }
-      if (--*left) return;
-      std::vector<std::pair<std::string, std::string>> gets;
-      for (const std::string& d : *done) gets.emplace_back("GET", "/v1/nodes/" + Encode(d));
-      c->NativeAll(std::move(gets), [c, failures](std::vector<http::Response> answers) {
-        json::Doc items = json::Doc::Array();
-        for (const http::Response& a : answers) {
-          if (Ok(a)) items.Push(json::Doc::Copy(Body(a).view().Get("containerInstance")));
-        }
-        c->Reply(json::Doc::Object().Set("containerInstances", items).Set("failures", std::move(*failures)));
-      });
-    });
+    c->Native(
+        "POST", "/v1/nodes/" + Encode(id) + "/" + action, "{}", [c, left, failures, done, id, raw](http::Response r) {
+          if (Ok(r)) {
+            done->push_back(id);
+          } else {
+            failures->Push(json::Doc::Object()
+                               .Set("arn", raw)
+                               .Set("reason", r.status == 404
+                                                  ? "MISSING"
+                                                  : std::string(Body(r).view().Get("error").Get("message").String())));
+          }
+          if (--*left) return;
+          std::vector<std::pair<std::string, std::string>> gets;
+          for (const std::string& d : *done) gets.emplace_back("GET", "/v1/nodes/" + Encode(d));
+          c->NativeAll(std::move(gets), [c, failures](std::vector<http::Response> answers) {
+            json::Doc items = json::Doc::Array();
+            for (const http::Response& a : answers) {
+              if (Ok(a)) items.Push(json::Doc::Copy(Body(a).view().Get("containerInstance")));
+            }
+            c->Reply(json::Doc::Object().Set("containerInstances", items).Set("failures", std::move(*failures)));
+          });
+        });
   }
 }
 
@@ -623,7 +670,7 @@ const Operation kOperations[] = {
 }  // namespace
 
 const Service& Ecs() {
-  static const Service s{"AmazonEC2ContainerServiceV20141113", "ecs", "ecs", kOperations,
+  static const Service s{"AmazonEC2ContainerServiceV20141113",       "ecs",       "ecs", kOperations,
                          sizeof kOperations / sizeof kOperations[0], EcsException};
   return s;
 }

@@ -1,6 +1,7 @@
 #include "aws/frontend.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "aws/sigv4.h"
 #include "base/log.h"
@@ -74,18 +75,18 @@ void Serve(const http::ExchangePtr& ex, const Service& service, std::string op_n
                                     auth.access_key_id.substr(0, 40) + " is known to this cluster"));
   }
   if (!SignatureMatches(req, auth, *secret)) {
-    return ex->Respond(AwsError(
-        401, "SignatureDoesNotMatch",
-        "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
-        "Access Key and signing method."));
+    return ex->Respond(
+        AwsError(401, "SignatureDoesNotMatch",
+                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
+                 "Access Key and signing method."));
   }
   api->state->NoteTokenUsed(key->id, now_ms);
   const Operation* op = Find(service, op_name);
   if (!op) {
-    return ex->Respond(AwsError(400, "UnsupportedOperationException",
-                                "berth does not support the " + std::string(service.arn_service == "ecs" ? "ECS" : "ECR") +
-                                    " operation " + op_name + " (docs/compat/" + std::string(service.arn_service) +
-                                    ".md lists what it supports)"));
+    return ex->Respond(AwsError(
+        400, "UnsupportedOperationException",
+        "berth does not support the " + std::string(service.arn_service == "ecs" ? "ECS" : "ECR") + " operation " +
+            op_name + " (docs/compat/" + std::string(service.arn_service) + ".md lists what it supports)"));
   }
   std::string_view name = op->name;
   bool read = name.starts_with("Describe") || name.starts_with("List") || name.starts_with("Get") ||
@@ -99,9 +100,9 @@ void Serve(const http::ExchangePtr& ex, const Service& service, std::string op_n
     Result<json::Doc> parsed = json::Doc::Parse(req.body);
     if (!parsed) return ex->Respond(AwsError(400, "SerializationException", parsed.error().message));
     if (!parsed->view().IsObject()) {
-      return ex->Respond(AwsError(400, "SerializationException",
-                                  std::string("the request body must be a JSON object, not ") +
-                                      parsed->view().TypeName()));
+      return ex->Respond(
+          AwsError(400, "SerializationException",
+                   std::string("the request body must be a JSON object, not ") + parsed->view().TypeName()));
     }
     input = std::move(parsed.value());
   }
@@ -115,8 +116,8 @@ void Serve(const http::ExchangePtr& ex, const Service& service, std::string op_n
 // --- Call ---
 
 Call::Call(const http::ExchangePtr& ex, const Service& service, const Operation& op, json::Doc input,
-           std::string region, std::string account, std::string principal, std::string role,
-           const http::Router* router, api::Context* api, registry::Registry* registry)
+           std::string region, std::string account, std::string principal, std::string role, const http::Router* router,
+           api::Context* api, registry::Registry* registry)
     : ex_(ex),
       service_(service),
       op_(op),
@@ -145,10 +146,8 @@ void Call::Native(std::string method, std::string target, std::string body, Then
   std::vector<std::pair<std::string, std::string>> params;
   http::Router::Match m = router_->Find(req.method, req.path, &params);
   auto self = shared_from_this();
-  auto answer = [self, then = std::move(then)](http::Response r) {
-    r.body = RewriteArns(std::move(r.body), self->region_, self->account_);
-    then(std::move(r));
-  };
+  // ARNs are rewritten once, in what leaves (Reply, Fail).
+  auto answer = [self, then = std::move(then)](http::Response r) { then(std::move(r)); };
   if (!m.route) {
     log::Error("aws", "an operation called a route that does not exist",
                {{"operation", op_.name}, {"method", req.method}, {"path", req.path}});
@@ -157,9 +156,9 @@ void Call::Native(std::string method, std::string target, std::string body, Then
   http::Access access = m.route->access();
   if (access != http::Access::kRegistry && !api::RoleMay(role_, access)) {
     return answer(http::ErrorResponse(403, "Forbidden",
-                                      "User: " + principal_ + " (role " + role_ + ") is not authorized to perform: " +
-                                          std::string(service_.arn_service) + ":" + op_.name + ": " +
-                                          api::WhoMay(access)));
+                                      "User: " + principal_ + " (role " + role_ +
+                                          ") is not authorized to perform: " + std::string(service_.arn_service) + ":" +
+                                          op_.name + ": " + api::WhoMay(access)));
   }
   if (m.route->options.scope == http::Scope::kUnscoped) {
     const model::Token* t = api_->state->FindToken(principal_);
@@ -202,15 +201,25 @@ void Call::NativeAll(std::vector<std::pair<std::string, std::string>> calls,
   }
 }
 
-void Call::Reply(json::Doc&& out) {
-  if (!ignored_sent_.empty()) {
+void Call::Reply(json::Doc&& out) { ReplyText(out.Print()); }
+
+void Call::ReplyText(std::string text) {
+  if (!ignored_sent_.empty() && text.size() >= 2 && text.back() == '}') {
     json::Doc list = json::Doc::Array();
     for (const std::string& f : ignored_sent_) list.Push(f);
-    out.Set("berthIgnoredFields", list);
+    text.pop_back();
+    text += std::string(text.size() > 1 ? "," : "") + "\"berthIgnoredFields\":" + list.Print() + "}";
   }
   http::Response r;
   r.content_type = "application/x-amz-json-1.1";
-  r.body = RewriteArns(out.Print(), region_, account_);
+  r.body = RewriteArns(std::move(text), region_, account_);
+  if (!ignored_sent_.empty()) {
+    // The AWS CLI shows only the fields of the service's model: the header (and
+    // --debug) carries the list too.
+    std::string list;
+    for (const std::string& f : ignored_sent_) list += (list.empty() ? "" : ", ") + f;
+    r.headers.push_back({"Berth-Ignored-Fields", list});
+  }
   ex_->Respond(std::move(r));
 }
 
@@ -316,35 +325,54 @@ std::string ClusterName(std::string_view s) {
 }
 
 std::string RewriteArns(std::string text, std::string_view region, std::string_view account) {
-  for (std::string_view service : {"ecs", "ecr", "secretsmanager"}) {
-    std::string from = "arn:aws:" + std::string(service) + ":" + std::string(model::kRegion) + ":" +
-                       std::string(model::kAccount) + ":";
-    std::string to = "arn:aws:" + std::string(service) + ":" + std::string(region) + ":" + std::string(account) + ":";
-    if (from == to) continue;
-    size_t at = 0;
-    while ((at = text.find(from, at)) != std::string::npos) {
-      text.replace(at, from.size(), to);
-      at += to.size();
+  // One pass: berth's own ARNs ("arn:aws:<service>:local:000000000000:") and
+  // registry ids ("registryId":"000000000000") take the region and account.
+  const std::string own = ":" + std::string(model::kRegion) + ":" + std::string(model::kAccount) + ":";
+  const std::string mine = ":" + std::string(region) + ":" + std::string(account) + ":";
+  const std::string own_registry = "\"registryId\":\"" + std::string(model::kAccount) + "\"";
+  const std::string my_registry = "\"registryId\":\"" + std::string(account) + "\"";
+  if (own == mine && own_registry == my_registry) return text;
+  // The next place either pattern starts (memmem: the text is mostly quotes and
+  // letters, which a character-by-character scan would stop at).
+  auto next = [&](size_t at) {
+    const void* a = memmem(text.data() + at, text.size() - at, "arn:aws:", 8);
+    const void* r = own_registry == my_registry
+                        ? nullptr
+                        : memmem(text.data() + at, text.size() - at, own_registry.data(), own_registry.size());
+    size_t ia = a ? static_cast<const char*>(a) - text.data() : std::string::npos;
+    size_t ir = r ? static_cast<const char*>(r) - text.data() : std::string::npos;
+    return std::min(ia, ir);
+  };
+  std::string out;
+  size_t from = 0;
+  for (size_t at = next(0); at != std::string::npos; at = next(at)) {
+    std::string_view rest(text.data() + at, text.size() - at);
+    if (rest.starts_with("arn:aws:")) {
+      size_t colon = rest.find(':', 8);
+      if (colon != std::string_view::npos && colon <= 8 + 14 && rest.substr(colon).starts_with(own)) {
+        if (out.empty()) out.reserve(text.size() + 1024);
+        out.append(text, from, at + colon - from).append(mine);
+        from = at = at + colon + own.size();
+        continue;
+      }
+      at += 8;
+      continue;
     }
+    if (out.empty()) out.reserve(text.size() + 1024);
+    out.append(text, from, at - from).append(my_registry);
+    from = at = at + own_registry.size();
   }
-  if (account != model::kAccount) {
-    std::string from = "\"registryId\":\"" + std::string(model::kAccount) + "\"";
-    std::string to = "\"registryId\":\"" + std::string(account) + "\"";
-    size_t at = 0;
-    while ((at = text.find(from, at)) != std::string::npos) {
-      text.replace(at, from.size(), to);
-      at += to.size();
-    }
-  }
-  return text;
+  if (from == 0) return text;
+  out.append(text, from, std::string::npos);
+  return out;
 }
 
 std::string Call::host_url() const {
   const http::Request& req = ex_->request();
   std::string host(req.Header("host"));
   bool plain = std::all_of(host.begin(), host.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-           ch == '-' || ch == ':' || ch == '[' || ch == ']';
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+           ch == ':' || ch == '[' || ch == ']';
   });
   if (host.empty() || host.size() > 255 || !plain) host = "127.0.0.1";
   return std::string(req.tls ? "https://" : "http://") + host;
@@ -374,12 +402,13 @@ void AddRoutes(http::Router* router, api::Context* api, registry::Registry* regi
         }
         std::string_view ct = req.Header("content-type");
         if (!ct.starts_with("application/x-amz-json-1.1") && !ct.starts_with("application/x-amz-json-1.0")) {
-          return ex->Respond(AwsError(400, "SerializationException",
-                                      "Content-Type must be application/x-amz-json-1.1, not '" +
-                                          std::string(ct.substr(0, 80)) + "'"));
+          return ex->Respond(
+              AwsError(400, "SerializationException",
+                       "Content-Type must be application/x-amz-json-1.1, not '" + std::string(ct.substr(0, 80)) + "'"));
         }
         Result<Authorization> auth = ParseAuthorization(req.Header("authorization"));
-        if (!auth) return ex->Respond(AwsError(auth.error().kind == ErrorKind::kUnauthorized ? 401 : 400, auth.error()));
+        if (!auth)
+          return ex->Respond(AwsError(auth.error().kind == ErrorKind::kUnauthorized ? 401 : 400, auth.error()));
         if (!ValidRegion(auth->region)) {
           return ex->Respond(AwsError(400, "IncompleteSignatureException",
                                       "Credential: the region must be 1-64 letters, digits, '-' or '_'"));
@@ -395,12 +424,12 @@ void AddRoutes(http::Router* router, api::Context* api, registry::Registry* regi
         const model::Token* key = api->state->FindToken(auth->access_key_id);
         int64_t now_ms = api->clock->NowUnixMs();
         if (!key || !key->access_key() || (key->expires_ms && key->expires_ms <= now_ms)) {
-          return ex->Respond(AwsError(401, "UnrecognizedClientException",
-                                      "The security token included in the request is invalid: " +
-                                          std::string(key && key->access_key() ? "access key " + key->id + " expired"
-                                                                               : "no access key " +
-                                                                                     auth->access_key_id.substr(0, 40) +
-                                                                                     " is known to this cluster")));
+          return ex->Respond(
+              AwsError(401, "UnrecognizedClientException",
+                       "The security token included in the request is invalid: " +
+                           std::string(key && key->access_key() ? "access key " + key->id + " expired"
+                                                                : "no access key " + auth->access_key_id.substr(0, 40) +
+                                                                      " is known to this cluster")));
         }
         ex->principal = key->id;
         auto body = std::make_shared<std::string>();

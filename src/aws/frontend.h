@@ -85,17 +85,21 @@ class Call : public std::enable_shared_from_this<Call> {
   // Calls a native route as the caller: `target` is the path and query
   // ("/v1/services/web?cluster=prod", names already encoded with Encode),
   // `body` the JSON text sent, `headers` any extra request headers. `then` gets
-  // the native answer, ARNs already in this call's region and account.
+  // the native answer (its ARNs berth's own: Reply and Fail rewrite them).
   using Then = std::function<void(net::http::Response)>;
-  void Native(std::string method, std::string target, std::string body, Then then,
-              net::http::Headers headers = {});
+  void Native(std::string method, std::string target, std::string body, Then then, net::http::Headers headers = {});
   // The same for several calls at once; `then` gets the answers in order.
-  void NativeAll(std::vector<std::pair<std::string, std::string>> gets, std::function<void(std::vector<net::http::Response>)> then);
+  void NativeAll(std::vector<std::pair<std::string, std::string>> gets,
+                 std::function<void(std::vector<net::http::Response>)> then);
 
   // The answer: `out` (an object); ignored input fields are added as
   // "berthIgnoredFields" when the call sent any.
   void Reply(json::Doc&& out);
   void Reply(json::Doc& out) { Reply(std::move(out)); }  // takes the tree, as json::Doc::Set does
+  // The same with the answer as JSON text (an object), for answers made of
+  // native ones taken as text: a service with its events is tens of kilobytes,
+  // not worth parsing and printing again.
+  void ReplyText(std::string object_text);
   // An AWS error: {"__type": type, "message": message}.
   void Fail(std::string_view type, std::string_view message, int status = 400);
   // A native error answer, translated with the service's table.

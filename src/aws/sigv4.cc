@@ -56,7 +56,10 @@ std::string UriDecode(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); i++) {
     auto hex = [](char c) {
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      return c >= '0' && c <= '9'   ? c - '0'
+             : c >= 'a' && c <= 'f' ? c - 'a' + 10
+             : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                    : -1;
     };
     if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
@@ -185,7 +188,8 @@ Result<Authorization> ParseAuthorization(std::string_view header) {
                         "' must be 1-128 characters");
     }
   }
-  if (parts[1].size() != 8 || !std::all_of(parts[1].begin(), parts[1].end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+  if (parts[1].size() != 8 ||
+      !std::all_of(parts[1].begin(), parts[1].end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
     return Incomplete("Credential: the date must be YYYYMMDD, not '" + parts[1] + "'");
   }
   a.access_key_id = parts[0];

@@ -21,9 +21,9 @@ inline constexpr int64_t kMaxClockSkewMs = 15 * 60 * 1000;
 //  SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=<64 hex>"
 struct Authorization {
   std::string access_key_id;
-  std::string date;     // YYYYMMDD, the scope's day
-  std::string region;   // any name: echoed in ARNs
-  std::string service;  // "ecs", "ecr"
+  std::string date;                         // YYYYMMDD, the scope's day
+  std::string region;                       // any name: echoed in ARNs
+  std::string service;                      // "ecs", "ecr"
   std::vector<std::string> signed_headers;  // lower case, in the order sent (sorted when valid)
   std::string signature;                    // 64 lower-case hex digits
   std::string Scope() const { return date + "/" + region + "/" + service + "/aws4_request"; }

@@ -209,6 +209,12 @@ Doc& Doc::Push(std::string_view value) {
   return *this;
 }
 
+Doc& Doc::PushRaw(std::string_view json_text) {
+  std::string v(json_text);
+  cJSON_AddItemToArray(root_, cJSON_CreateRaw(v.c_str()));
+  return *this;
+}
+
 Result<std::string> RequireString(View obj, std::string_view key, std::string_view path) {
   View v = obj.Get(key);
   if (!v.valid() || v.IsNull()) return Error::Invalid(Describe(path) + ": is required");

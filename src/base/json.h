@@ -97,6 +97,8 @@ class Doc {
   Doc& Push(Doc&& value);
   Doc& Push(Doc& value) { return Push(std::move(value)); }  // takes the tree, as Set does
   Doc& Push(std::string_view value);
+  // Appends JSON text as it is, printed verbatim (the caller vouches for it).
+  Doc& PushRaw(std::string_view json_text);
 
   View view() const { return View(root_); }
   bool valid() const { return root_ != nullptr; }

@@ -784,7 +784,7 @@ class Connection final : public Stream::Handler {
 // --- Exchange ---
 
 std::shared_ptr<Exchange> Exchange::Internal(Request request, const Route* route, std::string principal,
-                                            std::function<void(Response)> done) {
+                                             std::function<void(Response)> done) {
   auto ex = std::make_shared<Exchange>();
   ex->request_ = std::move(request);
   ex->route_ = route;

@@ -883,8 +883,8 @@ int Run(const Options& o) {
     for (const auto& [name, value] : req.headers) {
       std::string lower = name;
       for (char& ch : lower) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-      if (lower == "connection" || lower == "content-length" || lower == "transfer-encoding" ||
-          lower == "keep-alive" || lower == "expect") {
+      if (lower == "connection" || lower == "content-length" || lower == "transfer-encoding" || lower == "keep-alive" ||
+          lower == "expect") {
         continue;
       }
       fwd.headers.push_back({name, value});

@@ -30,6 +30,8 @@ WHO = {
     "peer": "the cluster's servers, by their peer certificates (no token)",
     "registry": "the registry, by role and by each registry token's scope; anonymous pulls where a repository "
                 "allows them (docs/registry.md)",
+    "aws": "the AWS front end: access keys (SigV4), not tokens; each operation as the native route it calls "
+           "allows the key's role (docs/aws.md)",
 }
 
 
@@ -61,6 +63,8 @@ def render(routes):
             # The registry's roles (registry/auth.cc, Auth::RoleAllows): admin and
             # deploy push and pull, read-only and agent (node) credentials pull.
             marks = ["push, pull", "push, pull", "pull", "pull", "-"]
+        elif r["access"] == "aws":
+            marks = ["key", "key", "key (reads)", "-", "-"]
         lines.append("| `%s %s` | %s | %s | %s |" % (r["method"], r["path"], " | ".join(marks), WHO[r["access"]],
                                                    SCOPE[r["scope"]]))
     return "\n".join(lines) + "\n"
@@ -92,7 +96,7 @@ def test_the_permission_matrix_is_the_router_table_and_every_route_refuses_every
         for r in routes:
             path = concrete(r["path"])
             body = None if r["method"] in ("GET", "HEAD", "DELETE") else {}
-            if r["access"] in ("open", "registry"):
+            if r["access"] in ("open", "registry", "aws"):
                 continue
             # No credential: 401 everywhere but the open routes.
             resp = s.request(r["method"], path, body, token=None, wait=15)

@@ -124,9 +124,13 @@ TEST_CASE("malformed Authorization headers are named, not crashed on", "[aws]") 
            Case{"", "missing Authorization"},
            Case{"Bearer abc", "AWS4-HMAC-SHA256"},
            Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host", "Signature"},
-           Case{"AWS4-HMAC-SHA256 Credential=A/2015/r/s/aws4_request, SignedHeaders=host, Signature=" "00", "YYYYMMDD"},
-           Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/aws4_request, SignedHeaders=host, Signature=00", "Credential"},
-           Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=Host, Signature=00", "lower case"},
+           Case{"AWS4-HMAC-SHA256 Credential=A/2015/r/s/aws4_request, SignedHeaders=host, Signature="
+                "00",
+                "YYYYMMDD"},
+           Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/aws4_request, SignedHeaders=host, Signature=00",
+                "Credential"},
+           Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=Host, Signature=00",
+                "lower case"},
            Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=xyz", "64"},
            Case{"AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=00, Extra=1",
                 "unknown part"},
@@ -154,8 +158,9 @@ TEST_CASE("the canonical request sorts the query and signed headers, and trims v
   r.headers = {{"Host", "h"}, {"X-Amz-Date", "20150830T123600Z"}, {"My-Header", "  x   y  "}};
   Authorization a;
   a.signed_headers = {"x-amz-date", "my-header", "host"};
-  CHECK(CanonicalRequest(r, a, "e3") == "GET\n/a%20b\na=1&b=2\nhost:h\nmy-header:x y\nx-amz-date:20150830T123600Z\n\n"
-                                        "host;my-header;x-amz-date\ne3");
+  CHECK(CanonicalRequest(r, a, "e3") ==
+        "GET\n/a%20b\na=1&b=2\nhost:h\nmy-header:x y\nx-amz-date:20150830T123600Z\n\n"
+        "host;my-header;x-amz-date\ne3");
 }
 
 }  // namespace
