@@ -1,6 +1,7 @@
 // The ECR operations of the AWS front end (frontend.h), over the registry's
 // native routes: /v1/repositories and, for manifests and layers, /v2/ with a
 // registry token issued to the access key's holder for that one repository.
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -275,7 +276,8 @@ void BatchGetImage(const CallPtr& c) {
   auto g = std::make_shared<Gather>();
   g->left = ids->size();
   std::string repo = *name;
-  for (const auto& [digest, tag] : *ids) {
+  for (const auto& image_id : *ids) {
+    const std::string digest = image_id.first, tag = image_id.second;  // captured below
     http::Headers h = RegistryAuth(c, repo);
     h.push_back({"accept", accept});
     std::string ref = digest.empty() ? tag : digest;
@@ -321,7 +323,8 @@ void BatchDeleteImage(const CallPtr& c) {
   };
   auto g = std::make_shared<Gather>();
   g->left = ids->size();
-  for (const auto& [digest, tag] : *ids) {
+  for (const auto& image_id : *ids) {
+    const std::string digest = image_id.first, tag = image_id.second;  // captured below
     std::string ref = tag.empty() ? digest : tag;
     c->Native("DELETE", Repo(c, *name) + "/images/" + Encode(ref), "", [c, g, digest, tag](http::Response r) {
       if (Ok(r)) {
@@ -471,6 +474,7 @@ void GetAuthorizationToken(const CallPtr& c) {
   int64_t expires = c->api()->clock->NowUnixMs() + kLoginTtlMs;
   if (key->expires_ms && key->expires_ms < expires) expires = key->expires_ms;
   std::string password = registry::Auth::EcrPassword(key->id, *secret, expires);
+  std::fill(secret->begin(), secret->end(), '\0');  // not left in freed memory
   json::Doc data = json::Doc::Object();
   data.Set("authorizationToken", crypto::Base64Encode("AWS:" + password))
       .Set("expiresAt", static_cast<double>(expires) / 1000.0)

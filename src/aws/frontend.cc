@@ -74,7 +74,9 @@ void Serve(const http::ExchangePtr& ex, const Service& service, std::string op_n
                                 "The security token included in the request is invalid: no access key " +
                                     auth.access_key_id.substr(0, 40) + " is known to this cluster"));
   }
-  if (!SignatureMatches(req, auth, *secret)) {
+  bool matches = SignatureMatches(req, auth, *secret);
+  std::fill(secret->begin(), secret->end(), '\0');  // not left in freed memory
+  if (!matches) {
     return ex->Respond(
         AwsError(401, "SignatureDoesNotMatch",
                  "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
