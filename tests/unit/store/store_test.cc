@@ -598,7 +598,7 @@ TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, a
     REQUIRE(db.ok());
     REQUIRE((*db)
                 ->Exec("ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
-                       "PRAGMA user_version=15")
+                       "DROP TABLE resource_tags; DROP TABLE node_attributes; PRAGMA user_version=15")
                 .ok());
   }
   Reopened reopened(path);
