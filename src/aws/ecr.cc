@@ -641,7 +641,8 @@ void ListTagsForResource(const CallPtr& c) {
   c->Native("GET", "/v1/tags?resource=" + Encode(*arn), "", [c](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
     json::Doc tags = json::Doc::Array();
-    for (json::View t : Body(r).view().Get("tags")) {
+    json::Doc native = Body(r);
+    for (json::View t : native.view().Get("tags")) {
       tags.Push(json::Doc::Object().Set("Key", t.Get("key").String()).Set("Value", t.Get("value").String()));
     }
     c->Reply(json::Doc::Object().Set("tags", tags));

@@ -704,30 +704,27 @@ void ChangeAttributes(const CallPtr& c, bool put) {
     }
     work->emplace_back(target, json::Doc::Object().Set(put ? "attributes" : "names", list).Print());
   }
-  auto step = std::make_shared<std::function<void(size_t)>>();
-  *step = [c, work, put, cluster, step](size_t i) {
+  // Each step holds itself only weakly; the native call in flight holds it.
+  using Step = std::function<void(size_t)>;
+  auto step = std::make_shared<Step>();
+  std::weak_ptr<Step> weak = step;
+  *step = [c, work, put, cluster, weak](size_t i) {
     if (i == work->size()) {
-      *step = nullptr;  // the cycle through the closure ends here
       return c->Reply(json::Doc::Object().Set("attributes", json::Doc::Copy(c->input().Get("attributes"))));
     }
+    std::shared_ptr<Step> self = weak.lock();
     const std::string& target = (*work)[i].first;
-    c->Native("GET", "/v1/nodes/" + Encode(target), "", [c, work, put, cluster, step, i](http::Response got) {
+    c->Native("GET", "/v1/nodes/" + Encode(target), "", [c, work, put, cluster, self, i](http::Response got) {
       const std::string& target = (*work)[i].first;
-      if (got.status == 404 || (Ok(got) && Body(got).view().Get("containerInstance").Get("cluster").String() != cluster)) {
-        *step = nullptr;
+      json::Doc node = Body(got);
+      if (got.status == 404 || (Ok(got) && node.view().Get("containerInstance").Get("cluster").String() != cluster)) {
         return c->Fail("TargetNotFoundException", "Could not find " + target + " in cluster " + cluster + ".");
       }
-      if (!Ok(got)) {
-        *step = nullptr;
-        return c->FailNative(got);
-      }
+      if (!Ok(got)) return c->FailNative(got);
       std::string path = "/v1/nodes/" + Encode(target) + (put ? "/attributes" : "/attributes/remove");
-      c->Native(put ? "PUT" : "POST", path, (*work)[i].second, [c, step, i](http::Response r) {
-        if (!Ok(r)) {
-          *step = nullptr;
-          return c->FailNative(r);
-        }
-        (*step)(i + 1);
+      c->Native(put ? "PUT" : "POST", path, (*work)[i].second, [c, self, i](http::Response r) {
+        if (!Ok(r)) return c->FailNative(r);
+        (*self)(i + 1);
       });
     });
   };

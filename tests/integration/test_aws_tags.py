@@ -102,11 +102,15 @@ def test_aws_tags_attributes_on_container_instances():
     with Server() as s:
         env = aws_env(s, access_key(s, role="deploy"))
         agent = expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201).json()["token"]["secret"]
-        with Agent(s, 2, agent, id_prefix="attr", args=["--attr", "zone=a"]):
+        with Agent(s, 2, agent, id_prefix="attr"):
             def instances():
                 _, out, _ = aws(s, env, "ecs", "list-container-instances")
                 return len(out["containerInstanceArns"]) == 2 and sorted(out["containerInstanceArns"])
             arns = wait_until(instances, wait=60, step=0.5, what="two simulated nodes")
+            _, la, _ = aws(s, env, "ecs", "list-attributes", "--target-type", "container-instance",
+                           "--attribute-name", "zone")
+            agents_zones = sorted((a["targetId"], a["value"]) for a in la["attributes"])
+            check(len(agents_zones) == 2, "the agent's zone attributes: %r" % la)
             aws(s, env, "ecs", "put-attributes", "--attributes",
                 "name=stack,value=prod,targetId=%s" % arns[0], "name=zone,value=b,targetId=%s" % arns[0])
             _, la, _ = aws(s, env, "ecs", "list-attributes", "--target-type", "container-instance",
@@ -132,8 +136,8 @@ def test_aws_tags_attributes_on_container_instances():
                 "name=stack,targetId=%s" % arns[0])
             _, la, _ = aws(s, env, "ecs", "list-attributes", "--target-type", "container-instance",
                            "--attribute-name", "zone")
-            check(sorted((a["targetId"], a["value"]) for a in la["attributes"]) == [(arns[0], "a"), (arns[1], "a")],
-                  "after delete-attributes: %r" % la)
+            check(sorted((a["targetId"], a["value"]) for a in la["attributes"]) == agents_zones,
+                  "after delete-attributes, the agent's own: %r" % la)
             _, rt, _ = aws(s, env, "ecs", "run-task", "--task-definition", "pinned",
                            "--placement-constraints", "type=memberOf,expression=attribute:stack == prod")
             check(not rt["tasks"] and rt["failures"], "no node has stack=prod any more: %r" % rt)
