@@ -316,9 +316,9 @@ bool ResourceInScope(Context* ctx, const http::ExchangePtr& ex, std::string_view
       limits->AllowsRepo(arn.substr(at + 12), change)) {
     return true;
   }
-  ex->Respond(http::ErrorResponse(403, "Forbidden",
-                                  "token " + ex->principal + " is limited to " + limits->Describe() +
-                                      ": it may not act on " + std::string(arn)));
+  ex->Respond(http::ErrorResponse(
+      403, "Forbidden",
+      "token " + ex->principal + " is limited to " + limits->Describe() + ": it may not act on " + std::string(arn)));
   return false;
 }
 
@@ -339,8 +339,7 @@ void AddTagRoutes(http::Router* router, Context* ctx) {
         std::string arn = ex->request().Query("resource").value_or("");
         if (arn.empty()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "resource: is required"));
         if (!ResourceInScope(ctx, ex, arn, false)) return;
-        ex->Respond(http::JsonResponse(
-            200, json::Doc::Object().Set("tags", TagList(ctx->state->TagsOf(arn))).Print()));
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tags", TagList(ctx->state->TagsOf(arn))).Print()));
       },
       cluster_scoped);
   router->Add(

@@ -233,7 +233,7 @@ class State final : public store::StateMachine {
   std::vector<Token> tokens_;
   std::map<std::string, Secret, std::less<>> secrets_;
   std::map<std::string, std::map<std::string, std::string>, std::less<>> tags_;  // ARN → key → value
-  std::set<std::string, std::less<>> revoked_nodes_;  // ids that may never register again
+  std::set<std::string, std::less<>> revoked_nodes_;                             // ids that may never register again
   // When each token was last used (NoteTokenUsed), ahead of TouchTokens.
   std::unordered_map<std::string, int64_t> token_used_;
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;

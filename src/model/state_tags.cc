@@ -135,9 +135,8 @@ Result<std::string> State::ApplyPutTags(store::Db& db, const PutTags& c) {
     after[k] = v;
   }
   if (after.size() > kMaxTags) {
-    return Error::Invalid("resource " + c.resource + " would have " +
-                                                  std::to_string(after.size()) + " tags; at most " +
-                                                  std::to_string(kMaxTags));
+    return Error::Invalid("resource " + c.resource + " would have " + std::to_string(after.size()) + " tags; at most " +
+                          std::to_string(kMaxTags));
   }
   for (const auto& [k, v] : c.tags) {
     if (Status s = RunSql(db, "INSERT OR REPLACE INTO resource_tags (resource, key, value) VALUES (?1, ?2, ?3)",
@@ -192,7 +191,8 @@ Result<std::string> State::ApplyPutNodeAttributes(store::Db& db, const PutNodeAt
     if (Status s = ValidateAttribute(k, v); !s) return s.take_error();
   }
   for (const auto& [k, v] : c.attributes) {
-    Result<store::Stmt*> s = db.Cached("INSERT OR REPLACE INTO node_attributes (node, name, value) VALUES (?1, ?2, ?3)");
+    Result<store::Stmt*> s =
+        db.Cached("INSERT OR REPLACE INTO node_attributes (node, name, value) VALUES (?1, ?2, ?3)");
     if (!s) return s.take_error();
     (*s)->Bind(1, c.node).Bind(2, k).Bind(3, v);
     if (Status st = (*s)->Run(); !st) return st.take_error();

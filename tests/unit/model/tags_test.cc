@@ -133,8 +133,7 @@ TEST_CASE("tags: FindResource names what each ARN form points at", "[model][stat
   CHECK_FALSE(s.state.FindResource("arn:aws:ecs:local:000000000000:task-definition/x:y").exists);
 }
 
-TEST_CASE("attributes: custom ones win over the agent's, survive its registrations and a restart",
-          "[model][state]") {
+TEST_CASE("attributes: custom ones win over the agent's, survive its registrations and a restart", "[model][state]") {
   StateStore s;
   REQUIRE(s.Apply(MakeCreateCluster("default")).ok());
   REQUIRE(s.Apply(Node("n1", {{"zone", "a"}})).ok());
