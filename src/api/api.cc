@@ -296,6 +296,102 @@ void AddSecretRoutes(http::Router* router, Context* ctx) {
       unscoped);
 }
 
+// --- tags (on any resource, by its ARN in berth's form) ---
+
+// The resource `arn` names, if it exists and the caller may see it (`change`:
+// change its tags); answers 404 ResourceNotFound or 403 and returns false
+// otherwise. A token limited to clusters reaches the resources of those
+// clusters and task definitions (shared, as registering them is); one limited
+// to repositories reaches those repositories (pushing to them to change tags).
+bool ResourceInScope(Context* ctx, const http::ExchangePtr& ex, std::string_view arn, bool change) {
+  model::State::Resource r = ctx->state->FindResource(arn);
+  if (!r.exists) {
+    ex->Respond(http::ErrorResponse(404, "ResourceNotFound", "resource " + std::string(arn) + " does not exist"));
+    return false;
+  }
+  if (!r.cluster.empty()) return ClusterInScope(*ctx->state, ex, r.cluster);
+  const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+  size_t at = arn.find(":repository/");
+  if (!limits || !arn.starts_with("arn:aws:ecr:") || at == std::string_view::npos ||
+      limits->AllowsRepo(arn.substr(at + 12), change)) {
+    return true;
+  }
+  ex->Respond(http::ErrorResponse(
+      403, "Forbidden",
+      "token " + ex->principal + " is limited to " + limits->Describe() + ": it may not act on " + std::string(arn)));
+  return false;
+}
+
+json::Doc TagList(const std::map<std::string, std::string>* tags) {
+  json::Doc list = json::Doc::Array();
+  if (tags) {
+    for (const auto& [k, v] : *tags) list.Push(json::Doc::Object().Set("key", k).Set("value", v));
+  }
+  return list;
+}
+
+void AddTagRoutes(http::Router* router, Context* ctx) {
+  http::RouteOptions cluster_scoped;
+  cluster_scoped.scope = http::Scope::kCluster;
+  router->Add(
+      "GET", "/v1/tags",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string arn = ex->request().Query("resource").value_or("");
+        if (arn.empty()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "resource: is required"));
+        if (!ResourceInScope(ctx, ex, arn, false)) return;
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tags", TagList(ctx->state->TagsOf(arn))).Print()));
+      },
+      cluster_scoped);
+  router->Add(
+      "POST", "/v1/tags",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> arn = json::RequireString(body->view(), "resource", "resource");
+        if (!arn) return ex->Respond(http::ErrorResponse(arn.error()));
+        json::View tags = body->view().Get("tags");
+        if (!tags.IsArray() || tags.Size() == 0) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tags: a list of 1-50 {key, value}"));
+        }
+        auto cmd = std::make_unique<model::PutTags>();
+        size_t i = 0;
+        for (json::View t : tags) {
+          std::string path = "tags[" + std::to_string(i++) + "]";
+          Result<std::string> key = json::RequireString(t, "key", path + ".key");
+          if (!key) return ex->Respond(http::ErrorResponse(key.error()));
+          Result<std::string> value = json::OptionalString(t, "value", path + ".value");
+          if (!value) return ex->Respond(http::ErrorResponse(value.error()));
+          if (Status st = model::ValidateTag(*key, *value); !st) return ex->Respond(http::ErrorResponse(st.error()));
+          cmd->tags.emplace_back(std::move(key.value()), std::move(value.value()));
+        }
+        if (!ResourceInScope(ctx, ex, *arn, true)) return;
+        cmd->resource = std::move(arn.value());
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
+  router->Add(
+      "POST", "/v1/tags/remove",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> arn = json::RequireString(body->view(), "resource", "resource");
+        if (!arn) return ex->Respond(http::ErrorResponse(arn.error()));
+        json::View keys = body->view().Get("tagKeys");
+        if (!keys.IsArray()) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tagKeys: a list of tag keys"));
+        }
+        auto cmd = std::make_unique<model::RemoveTags>();
+        for (json::View k : keys) {
+          if (!k.IsString()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tagKeys: strings"));
+          cmd->keys.emplace_back(k.String());
+        }
+        if (!ResourceInScope(ctx, ex, *arn, true)) return;
+        cmd->resource = std::move(arn.value());
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
+}
+
 // --- access keys (AWS Signature Version 4; admin only) ---
 
 constexpr std::string_view kAccessKeyIdAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -992,6 +1088,56 @@ void AddRoutes(http::Router* router, Context* ctx) {
       },
       cluster_scoped);
 
+  // Custom attributes (ECS PutAttributes): kept apart from the agent's own and
+  // winning over them; placement sees the merge.
+  router->Add(
+      "PUT", "/v1/nodes/{id}/attributes",
+      [ctx](const http::ExchangePtr& ex) {
+        const model::Node* n = NodeInScope(ctx, ex);
+        if (!n) return;
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View attrs = body->view().Get("attributes");
+        if (!attrs.IsArray() || attrs.Size() == 0) {
+          return ex->Respond(
+              http::ErrorResponse(400, "InvalidParameter", "attributes: a list of {name, value}, at least one"));
+        }
+        auto cmd = std::make_unique<model::PutNodeAttributes>();
+        cmd->node = n->id;
+        size_t i = 0;
+        for (json::View a : attrs) {
+          std::string path = "attributes[" + std::to_string(i++) + "]";
+          Result<std::string> name = json::RequireString(a, "name", path + ".name");
+          if (!name) return ex->Respond(http::ErrorResponse(name.error()));
+          Result<std::string> value = json::OptionalString(a, "value", path + ".value");
+          if (!value) return ex->Respond(http::ErrorResponse(value.error()));
+          if (Status st = model::ValidateAttribute(*name, *value); !st) {
+            return ex->Respond(http::ErrorResponse(st.error()));
+          }
+          cmd->attributes[std::move(name.value())] = std::move(value.value());
+        }
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
+  router->Add(
+      "POST", "/v1/nodes/{id}/attributes/remove",
+      [ctx](const http::ExchangePtr& ex) {
+        const model::Node* n = NodeInScope(ctx, ex);
+        if (!n) return;
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View names = body->view().Get("names");
+        if (!names.IsArray()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "names: a list"));
+        auto cmd = std::make_unique<model::DeleteNodeAttributes>();
+        cmd->node = n->id;
+        for (json::View nm : names) {
+          if (!nm.IsString()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "names: strings"));
+          cmd->names.emplace_back(nm.String());
+        }
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      cluster_scoped);
+
   for (const char* action : {"drain", "activate"}) {
     std::string status = std::string(action) == "drain" ? "DRAINING" : "ACTIVE";
     router->Add(
@@ -1352,6 +1498,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       cluster_scoped);
 
   AddSecretRoutes(router, ctx);
+  AddTagRoutes(router, ctx);
 
   // The permission matrix, from the routes themselves (docs/permissions.md is
   // made from this answer, and a test calls every route with every role).

@@ -598,6 +598,61 @@ void GetLifecyclePolicyPreview(const CallPtr& c) {
   });
 }
 
+// --- tags (repositories, by ARN); ECR spells them {Key, Value} ---
+
+std::optional<std::string> RepositoryArnOf(const CallPtr& c) {
+  std::optional<std::string> arn = c->RequireString("resourceArn");
+  if (!arn) return std::nullopt;
+  std::string ours = BerthArn(*arn, "ecr");
+  if (ours.empty() || ours.find(":repository/") == std::string::npos) {
+    c->Fail("InvalidParameterException", "resourceArn: " + *arn + " is not an ECR repository ARN");
+    return std::nullopt;
+  }
+  return ours;
+}
+
+void TagResource(const CallPtr& c) {
+  std::optional<std::string> arn = RepositoryArnOf(c);
+  if (!arn) return;
+  json::View tags = c->input().Get("tags");
+  if (!tags.IsArray()) return c->Fail("InvalidParameterException", "tags: is required, a list of {Key, Value}");
+  json::Doc list = json::Doc::Array();
+  for (json::View t : tags) {
+    list.Push(json::Doc::Object().Set("key", t.Get("Key").String()).Set("value", t.Get("Value").String()));
+  }
+  std::string body = json::Doc::Object().Set("resource", *arn).Set("tags", list).Print();
+  c->Native("POST", "/v1/tags", body, [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    c->Reply(json::Doc::Object());
+  });
+}
+
+void UntagResource(const CallPtr& c) {
+  std::optional<std::string> arn = RepositoryArnOf(c);
+  if (!arn) return;
+  json::View keys = c->input().Get("tagKeys");
+  if (!keys.IsArray()) return c->Fail("InvalidParameterException", "tagKeys: is required, a list of tag keys");
+  std::string body = json::Doc::Object().Set("resource", *arn).Set("tagKeys", json::Doc::Copy(keys)).Print();
+  c->Native("POST", "/v1/tags/remove", body, [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    c->Reply(json::Doc::Object());
+  });
+}
+
+void ListTagsForResource(const CallPtr& c) {
+  std::optional<std::string> arn = RepositoryArnOf(c);
+  if (!arn) return;
+  c->Native("GET", "/v1/tags?resource=" + Encode(*arn), "", [c](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc tags = json::Doc::Array();
+    json::Doc native = Body(r);
+    for (json::View t : native.view().Get("tags")) {
+      tags.Push(json::Doc::Object().Set("Key", t.Get("key").String()).Set("Value", t.Get("value").String()));
+    }
+    c->Reply(json::Doc::Object().Set("tags", tags));
+  });
+}
+
 const char* EcrException(std::string_view code) {
   static const std::pair<std::string_view, const char*> kTable[] = {
       {"RepositoryNotFoundException", "RepositoryNotFoundException"},
@@ -617,6 +672,8 @@ const char* EcrException(std::string_view code) {
       {"DENIED", "AccessDeniedException"},
       {"UNAUTHORIZED", "AccessDeniedException"},
       {"Forbidden", "AccessDeniedException"},
+      {"ResourceNotFound", "RepositoryNotFoundException"},
+      {"InvalidParameter", "InvalidParameterException"},
   };
   for (const auto& [from, to] : kTable) {
     if (from == code) return to;
@@ -643,6 +700,9 @@ const Operation kOperations[] = {
     {"StartLifecyclePolicyPreview", Support::kPartial, StartLifecyclePolicyPreview, "registryId"},
     {"GetLifecyclePolicyPreview", Support::kPartial, GetLifecyclePolicyPreview,
      "registryId, imageIds, nextToken, maxResults, filter"},
+    {"TagResource", Support::kFull, TagResource, ""},
+    {"UntagResource", Support::kFull, UntagResource, ""},
+    {"ListTagsForResource", Support::kFull, ListTagsForResource, ""},
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The ECS operations of the AWS front end (frontend.h): each reads its AWS input,
 // calls the native routes and reshapes their answers.
 #include <algorithm>
+#include <map>
 
 #include "aws/frontend.h"
 
@@ -596,6 +597,178 @@ void DeregisterContainerInstance(const CallPtr& c) {
   });
 }
 
+// --- tags (any ECS resource, by ARN) ---
+
+// The resourceArn of the input in berth's form; fails the call when it is not
+// an ECS ARN.
+std::optional<std::string> ResourceArn(const CallPtr& c) {
+  std::optional<std::string> arn = c->RequireString("resourceArn");
+  if (!arn) return std::nullopt;
+  std::string ours = BerthArn(*arn, "ecs");
+  if (ours.empty()) {
+    c->Fail("InvalidParameterException", "resourceArn: " + *arn + " is not an ECS resource ARN");
+    return std::nullopt;
+  }
+  return ours;
+}
+
+// A native answer about a tagged resource: ECS's own message for one not found.
+void FailTags(const CallPtr& c, const http::Response& r) {
+  if (r.status == 404) return c->Fail("InvalidParameterException", "The specified resource is not found.");
+  c->FailNative(r);
+}
+
+void TagResource(const CallPtr& c) {
+  std::optional<std::string> arn = ResourceArn(c);
+  if (!arn) return;
+  json::View tags = c->input().Get("tags");
+  if (!tags.IsArray()) return c->Fail("InvalidParameterException", "tags: is required, a list of {key, value}");
+  json::Doc list = json::Doc::Array();
+  for (json::View t : tags) {
+    list.Push(json::Doc::Object().Set("key", t.Get("key").String()).Set("value", t.Get("value").String()));
+  }
+  std::string body = json::Doc::Object().Set("resource", *arn).Set("tags", list).Print();
+  c->Native("POST", "/v1/tags", body, [c](http::Response r) {
+    if (!Ok(r)) return FailTags(c, r);
+    c->Reply(json::Doc::Object());
+  });
+}
+
+void UntagResource(const CallPtr& c) {
+  std::optional<std::string> arn = ResourceArn(c);
+  if (!arn) return;
+  std::optional<std::vector<std::string>> keys = Strings(c, "tagKeys", true);
+  if (!keys) return;
+  json::Doc list = json::Doc::Array();
+  for (const std::string& k : *keys) list.Push(k);
+  std::string body = json::Doc::Object().Set("resource", *arn).Set("tagKeys", list).Print();
+  c->Native("POST", "/v1/tags/remove", body, [c](http::Response r) {
+    if (!Ok(r)) return FailTags(c, r);
+    c->Reply(json::Doc::Object());
+  });
+}
+
+void ListTagsForResource(const CallPtr& c) {
+  std::optional<std::string> arn = ResourceArn(c);
+  if (!arn) return;
+  c->Native("GET", "/v1/tags?resource=" + Encode(*arn), "", [c](http::Response r) {
+    if (!Ok(r)) return FailTags(c, r);
+    std::string fallback;
+    c->ReplyText("{\"tags\":" + std::string(SoleField(r, "tags", &fallback)) + "}");
+  });
+}
+
+// --- attributes (custom attributes of container instances) ---
+
+// The attributes of the input, each {name, value?, targetType?, targetId}, by
+// target id; fails the call (and returns nullopt) on a malformed one.
+std::optional<std::map<std::string, std::vector<std::pair<std::string, std::string>>>> AttributesByTarget(
+    const CallPtr& c) {
+  json::View attrs = c->input().Get("attributes");
+  if (!attrs.IsArray() || attrs.Size() == 0 || attrs.Size() > 10) {
+    c->Fail("InvalidParameterException", "attributes: 1-10 {name, value, targetType, targetId}");
+    return std::nullopt;
+  }
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
+  for (json::View a : attrs) {
+    std::string type(a.Get("targetType").String());
+    if (!type.empty() && type != "container-instance") {
+      c->Fail("InvalidParameterException", "targetType: only container-instance, not " + type);
+      return std::nullopt;
+    }
+    std::string target = LastPart(a.Get("targetId").String());
+    if (target.empty()) {
+      c->Fail("InvalidParameterException", "targetId: is required (a container instance's id or ARN)");
+      return std::nullopt;
+    }
+    out[target].emplace_back(a.Get("name").String(), a.Get("value").String());
+  }
+  return out;
+}
+
+// PutAttributes and DeleteAttributes: one native call per target, in turn (the
+// first that fails answers); the answer is the input's attributes.
+void ChangeAttributes(const CallPtr& c, bool put) {
+  auto targets = AttributesByTarget(c);
+  if (!targets) return;
+  std::string cluster = Cluster(c);
+  auto work = std::make_shared<std::vector<std::pair<std::string, std::string>>>();  // (target, native body)
+  for (const auto& [target, attrs] : *targets) {
+    json::Doc list = json::Doc::Array();
+    for (const auto& [name, value] : attrs) {
+      if (put) {
+        list.Push(json::Doc::Object().Set("name", name).Set("value", value));
+      } else {
+        list.Push(name);
+      }
+    }
+    work->emplace_back(target, json::Doc::Object().Set(put ? "attributes" : "names", list).Print());
+  }
+  // Each step holds itself only weakly; the native call in flight holds it.
+  using Step = std::function<void(size_t)>;
+  auto step = std::make_shared<Step>();
+  std::weak_ptr<Step> weak = step;
+  *step = [c, work, put, cluster, weak](size_t i) {
+    if (i == work->size()) {
+      return c->Reply(json::Doc::Object().Set("attributes", json::Doc::Copy(c->input().Get("attributes"))));
+    }
+    std::shared_ptr<Step> self = weak.lock();
+    const std::string& target = (*work)[i].first;
+    c->Native("GET", "/v1/nodes/" + Encode(target), "", [c, work, put, cluster, self, i](http::Response got) {
+      const std::string& target = (*work)[i].first;
+      json::Doc node = Body(got);
+      if (got.status == 404 || (Ok(got) && node.view().Get("containerInstance").Get("cluster").String() != cluster)) {
+        return c->Fail("TargetNotFoundException", "Could not find " + target + " in cluster " + cluster + ".");
+      }
+      if (!Ok(got)) return c->FailNative(got);
+      std::string path = "/v1/nodes/" + Encode(target) + (put ? "/attributes" : "/attributes/remove");
+      c->Native(put ? "PUT" : "POST", path, (*work)[i].second, [c, self, i](http::Response r) {
+        if (!Ok(r)) return c->FailNative(r);
+        (*self)(i + 1);
+      });
+    });
+  };
+  WithCluster(c, [step] { (*step)(0); });
+}
+
+void PutAttributes(const CallPtr& c) { ChangeAttributes(c, true); }
+void DeleteAttributes(const CallPtr& c) { ChangeAttributes(c, false); }
+
+void ListAttributes(const CallPtr& c) {
+  std::optional<std::string> type = c->RequireString("targetType");
+  if (!type) return;
+  if (*type != "container-instance") {
+    return c->Fail("InvalidParameterException", "targetType: only container-instance, not " + *type);
+  }
+  std::string name = c->OptionalString("attributeName");
+  std::string value = c->OptionalString("attributeValue");
+  if (!value.empty() && name.empty()) {
+    return c->Fail("InvalidParameterException", "attributeValue: needs attributeName");
+  }
+  std::string target = "/v1/nodes?cluster=" + Encode(Cluster(c));
+  WithCluster(c, [c, target, name, value] {
+    c->Native("GET", target, "", [c, name, value](http::Response r) {
+      if (!Ok(r)) return c->FailNative(r);
+      json::Doc b = Body(r);
+      json::Doc all = json::Doc::Array();
+      for (json::View n : b.view().Get("containerInstances")) {
+        for (json::View a : n.Get("attributes")) {
+          if (!name.empty() && a.Get("name").String() != name) continue;
+          if (!value.empty() && a.Get("value").String() != value) continue;
+          json::Doc item = json::Doc::Object();
+          item.Set("name", a.Get("name").String());
+          if (a.Get("value").valid()) item.Set("value", a.Get("value").String());
+          item.Set("targetType", "container-instance").Set("targetId", n.Get("containerInstanceArn").String());
+          all.Push(item);
+        }
+      }
+      json::Doc out = json::Doc::Object();
+      if (!Paginate(c, all.view(), "attributes", &out, [](json::View e) { return json::Doc::Copy(e); })) return;
+      c->Reply(std::move(out));
+    });
+  });
+}
+
 const char* EcsException(std::string_view code) {
   static const std::pair<std::string_view, const char*> kTable[] = {
       {"ClusterNotFound", "ClusterNotFoundException"},
@@ -610,6 +783,7 @@ const char* EcsException(std::string_view code) {
       {"TaskNotFound", "InvalidParameterException"},
       {"TaskIdAmbiguous", "InvalidParameterException"},
       {"NodeNotFound", "InvalidParameterException"},
+      {"ResourceNotFound", "InvalidParameterException"},
       {"NodeHasTasks", "InvalidParameterException"},
       {"ServiceAlreadyExists", "InvalidParameterException"},
       {"ServiceNotScaledDown", "InvalidParameterException"},
@@ -665,6 +839,12 @@ const Operation kOperations[] = {
     {"DescribeContainerInstances", Support::kPartial, DescribeContainerInstances, "include"},
     {"UpdateContainerInstancesState", Support::kFull, UpdateContainerInstancesState, ""},
     {"DeregisterContainerInstance", Support::kFull, DeregisterContainerInstance, ""},
+    {"TagResource", Support::kFull, TagResource, ""},
+    {"UntagResource", Support::kFull, UntagResource, ""},
+    {"ListTagsForResource", Support::kFull, ListTagsForResource, ""},
+    {"PutAttributes", Support::kFull, PutAttributes, ""},
+    {"DeleteAttributes", Support::kFull, DeleteAttributes, ""},
+    {"ListAttributes", Support::kFull, ListAttributes, ""},
 };
 
 }  // namespace

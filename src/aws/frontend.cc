@@ -319,6 +319,18 @@ std::string LastPart(std::string_view s) {
   return std::string(slash == std::string_view::npos ? s : s.substr(slash + 1));
 }
 
+std::string BerthArn(std::string_view arn, std::string_view svc) {
+  std::string prefix = "arn:aws:";
+  prefix.append(svc).append(":");
+  if (!arn.starts_with(prefix)) return {};
+  std::string_view rest = arn.substr(prefix.size());  // region:account:resource
+  size_t region_end = rest.find(':');
+  if (region_end == std::string_view::npos) return {};
+  size_t account_end = rest.find(':', region_end + 1);
+  if (account_end == std::string_view::npos || account_end + 1 >= rest.size()) return {};
+  return prefix + "local:000000000000:" + std::string(rest.substr(account_end + 1));
+}
+
 std::string ClusterName(std::string_view s) {
   if (s.empty()) return "default";
   if (!s.starts_with("arn:")) return std::string(s);

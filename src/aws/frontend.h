@@ -133,6 +133,10 @@ std::string Encode(std::string_view s);
 // The name or id at the end of an ARN ("arn:aws:ecs:r:a:service/c/web" → "web");
 // anything that is not an ARN as it is.
 std::string LastPart(std::string_view name_or_arn);
+// An ARN of service `svc` in any region and account, in berth's own form
+// ("arn:aws:<svc>:local:000000000000:<resource>"); "" when `arn` is not an ARN
+// of that service with a resource.
+std::string BerthArn(std::string_view arn, std::string_view svc);
 // A cluster's name from its name or ARN; empty input → "default".
 std::string ClusterName(std::string_view name_or_arn);
 // Rewrites berth's own ARNs ("arn:aws:ecs:local:000000000000:") and registry ids

@@ -196,6 +196,30 @@ std::string ForgetTaskDefinitions::Encode() const {
   return json::Doc::Object().Set("revisions", list).Print();
 }
 
+std::string PutTags::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const auto& [k, v] : tags) list.Push(json::Doc::Object().Set("key", k).Set("value", v));
+  return json::Doc::Object().Set("resource", resource).Set("tags", list).Print();
+}
+
+std::string RemoveTags::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const std::string& k : keys) list.Push(k);
+  return json::Doc::Object().Set("resource", resource).Set("keys", list).Print();
+}
+
+std::string PutNodeAttributes::Encode() const {
+  json::Doc attrs = json::Doc::Object();
+  for (const auto& [k, v] : attributes) attrs.Set(k, v);
+  return json::Doc::Object().Set("node", node).Set("attributes", attrs).Print();
+}
+
+std::string DeleteNodeAttributes::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const std::string& n : names) list.Push(n);
+  return json::Doc::Object().Set("node", node).Set("names", list).Print();
+}
+
 namespace {
 
 Status Str(json::View v, const char* key, std::string* out) {
@@ -329,6 +353,34 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
       c->revisions.emplace_back(std::string(r.Get("family").String()),
                                 static_cast<int64_t>(r.Get("revision").Number()));
     }
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "PutTags" || type == "RemoveTags") {
+    std::string resource;
+    if (!(st = Str(v, "resource", &resource))) return st.take_error();
+    if (type == "PutTags") {
+      auto c = std::make_unique<PutTags>();
+      c->resource = std::move(resource);
+      for (json::View t : v.Get("tags")) {
+        c->tags.emplace_back(std::string(t.Get("key").String()), std::string(t.Get("value").String()));
+      }
+      return store::CommandPtr(std::move(c));
+    }
+    auto c = std::make_unique<RemoveTags>();
+    c->resource = std::move(resource);
+    for (json::View k : v.Get("keys")) c->keys.emplace_back(k.String());
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "PutNodeAttributes") {
+    auto c = std::make_unique<PutNodeAttributes>();
+    if (!(st = Str(v, "node", &c->node))) return st.take_error();
+    for (json::View a : v.Get("attributes")) c->attributes[std::string(a.Key())] = std::string(a.String());
+    return store::CommandPtr(std::move(c));
+  }
+  if (type == "DeleteNodeAttributes") {
+    auto c = std::make_unique<DeleteNodeAttributes>();
+    if (!(st = Str(v, "node", &c->node))) return st.take_error();
+    for (json::View n : v.Get("names")) c->names.emplace_back(n.String());
     return store::CommandPtr(std::move(c));
   }
   if (type == "NodeLost") {

@@ -254,6 +254,42 @@ struct DeleteSecret final : store::Command {
   std::string Encode() const override;
 };
 
+// Tags on a resource named by its ARN in berth's form (region "local", account
+// 000000000000): added or replaced by key. The resource must exist and the
+// resource may hold at most kMaxTags after the change (model/state.h, TagsOf).
+struct PutTags final : store::Command {
+  std::string resource;
+  std::vector<std::pair<std::string, std::string>> tags;  // (key, value)
+  const char* Type() const override { return "PutTags"; }
+  std::string Encode() const override;
+};
+
+// Removes tags by key; keys not there are passed over.
+struct RemoveTags final : store::Command {
+  std::string resource;
+  std::vector<std::string> keys;
+  const char* Type() const override { return "RemoveTags"; }
+  std::string Encode() const override;
+};
+
+// Custom attributes of a node, set through the API (ECS PutAttributes): they
+// persist across the agent's registrations and win over the agent's own of the
+// same name (Node::attributes is the merge).
+struct PutNodeAttributes final : store::Command {
+  std::string node;
+  std::map<std::string, std::string> attributes;
+  const char* Type() const override { return "PutNodeAttributes"; }
+  std::string Encode() const override;
+};
+
+// Removes custom attributes by name (an agent's own of that name shows again).
+struct DeleteNodeAttributes final : store::Command {
+  std::string node;
+  std::vector<std::string> names;
+  const char* Type() const override { return "DeleteNodeAttributes"; }
+  std::string Encode() const override;
+};
+
 // Reads a command back from its log form; an error names what is wrong.
 Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view payload, int64_t time_ms);
 

@@ -26,7 +26,17 @@ struct Node {
   std::string status = "ACTIVE";  // ACTIVE, DRAINING, INACTIVE
   int64_t cpu = 0;                // registered CPU units
   int64_t memory = 0;             // registered MiB
+  // What placement and DescribeContainerInstances see: the agent's attributes
+  // (--attr, registered) merged with the custom ones put through the API, which
+  // win for a name both have (as ECS custom attributes).
   std::map<std::string, std::string> attributes;
+  std::map<std::string, std::string> agent_attributes;
+  std::map<std::string, std::string> custom_attributes;
+  // Sets `attributes` from the two sources.
+  void MergeAttributes() {
+    attributes = agent_attributes;
+    for (const auto& [k, v] : custom_attributes) attributes[k] = v;
+  }
   std::vector<std::pair<int, bool>> reserved_ports;  // (port, udp) the host keeps for itself
   int64_t registered_ms = 0;
   // What proves this node's identity: "cert:<serial hex>", the one certificate

@@ -53,6 +53,8 @@ Status State::Load(store::Db& db) {
     }
   }
   if (Status st = LoadNodesAndTasks(db); !st) return st;
+  if (Status st = LoadNodeAttributes(db); !st) return st;
+  if (Status st = LoadTags(db); !st) return st;
   if (Status st = LoadServices(db); !st) return st;
   Result<store::Stmt> s = db.Prepare(
       "SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms, scope, sealed_secret, secret_key_id "
@@ -140,8 +142,20 @@ Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
   if (type == "SetDeploymentState") return ApplySetDeploymentState(db, static_cast<const SetDeploymentState&>(cmd));
   if (type == "DeleteService") return ApplyDeleteService(db, static_cast<const DeleteService&>(cmd));
   if (type == "RemoveService") return ApplyRemoveService(db, static_cast<const RemoveService&>(cmd));
+  if (type == "PutTags") return ApplyPutTags(db, static_cast<const PutTags&>(cmd));
+  if (type == "RemoveTags") return ApplyRemoveTags(db, static_cast<const RemoveTags&>(cmd));
+  if (type == "PutNodeAttributes") return ApplyPutNodeAttributes(db, static_cast<const PutNodeAttributes&>(cmd));
+  if (type == "DeleteNodeAttributes") {
+    return ApplyDeleteNodeAttributes(db, static_cast<const DeleteNodeAttributes&>(cmd));
+  }
   for (StatePart* p : parts_) {
-    if (p->Owns(type)) return p->Apply(db, cmd);
+    if (!p->Owns(type)) continue;
+    Result<std::string> reply = p->Apply(db, cmd);
+    if (!reply) return reply;
+    if (std::string gone = p->ResourceRemovedBy(cmd); !gone.empty()) {
+      if (Status st = DropTags(db, gone); !st) return st.take_error();
+    }
+    return reply;
   }
   return Error::Internal("no apply for command " + std::string(type));
 }
@@ -240,6 +254,7 @@ Result<std::string> State::ApplyForgetTaskDefinitions(store::Db& db, const Forge
   for (const auto& [family, revision] : gone) {
     (*del)->Bind(1, family).Bind(2, revision);
     if (Status s = (*del)->Run(); !s) return s.take_error();
+    if (Status s = DropTags(db, TaskDefinitionArn(family, revision)); !s) return s.take_error();
   }
   for (const auto& [family, revision] : gone) task_definitions_.find(family)->second.erase(revision);
   return json::Doc::Object().Set("forgotten", static_cast<int64_t>(gone.size())).Print();
@@ -322,6 +337,7 @@ Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster
   if (!del) return del.take_error();
   (*del)->Bind(1, c.name);
   if (Status s = (*del)->Run(); !s) return s.take_error();
+  if (Status s = DropTags(db, cl.arn); !s) return s.take_error();
   Cluster gone = cl;
   gone.status = "INACTIVE";
   clusters_.erase(it);

@@ -84,7 +84,18 @@ class StatePart {
   virtual Status Load(store::Db& db) = 0;
   virtual Result<std::string> Apply(store::Db& db, const store::Command& cmd) = 0;
   virtual Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) = 0;
+  // Whether the resource of ARN `arn` (berth's form) is this part's and exists
+  // (tags are put only on resources that exist).
+  virtual bool HasResource(std::string_view /*arn*/) const { return false; }
+  // The ARN of the resource that `cmd`, just applied, removed ("" none): its
+  // tags go with it.
+  virtual std::string ResourceRemovedBy(const store::Command& /*cmd*/) const { return {}; }
 };
+
+// Tags: at most this many per resource (as AWS), keys 1-128 characters and not
+// starting with "aws:", values 0-256.
+inline constexpr size_t kMaxTags = 50;
+Status ValidateTag(std::string_view key, std::string_view value);
 
 class State final : public store::StateMachine {
  public:
@@ -156,6 +167,16 @@ class State final : public store::StateMachine {
   size_t token_count() const { return tokens_.size(); }
   const std::vector<Token>& tokens() const { return tokens_; }
 
+  // What an ARN in berth's form names, for tags: whether it exists, and the
+  // cluster it belongs to ("" for task definitions and repositories).
+  struct Resource {
+    bool exists = false;
+    std::string cluster;
+  };
+  Resource FindResource(std::string_view arn) const;
+  // The tags of a resource (nullptr: none).
+  const std::map<std::string, std::string>* TagsOf(std::string_view arn) const;
+
   const Secret* FindSecret(std::string_view name) const;
   const std::map<std::string, Secret, std::less<>>& secrets() const { return secrets_; }
 
@@ -169,6 +190,14 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyPutSecret(store::Db& db, const PutSecret& c);
   Result<std::string> ApplyDeleteSecret(store::Db& db, const DeleteSecret& c);
   Status LoadSecrets(store::Db& db);
+  Result<std::string> ApplyPutTags(store::Db& db, const PutTags& c);
+  Result<std::string> ApplyRemoveTags(store::Db& db, const RemoveTags& c);
+  Result<std::string> ApplyPutNodeAttributes(store::Db& db, const PutNodeAttributes& c);
+  Result<std::string> ApplyDeleteNodeAttributes(store::Db& db, const DeleteNodeAttributes& c);
+  Status LoadTags(store::Db& db);
+  Status LoadNodeAttributes(store::Db& db);
+  // Forgets every tag of `arn` (a removed resource); no SQL when it has none.
+  Status DropTags(store::Db& db, std::string_view arn);
   Result<std::string> ApplyRegisterTaskDefinition(store::Db& db, const RegisterTaskDefinition& c);
   Result<std::string> ApplyDeregisterTaskDefinition(store::Db& db, const DeregisterTaskDefinition& c);
   Result<std::string> ApplyRegisterNode(store::Db& db, const RegisterNode& c);
@@ -203,7 +232,8 @@ class State final : public store::StateMachine {
   std::map<std::string, Cluster, std::less<>> clusters_;
   std::vector<Token> tokens_;
   std::map<std::string, Secret, std::less<>> secrets_;
-  std::set<std::string, std::less<>> revoked_nodes_;  // ids that may never register again
+  std::map<std::string, std::map<std::string, std::string>, std::less<>> tags_;  // ARN → key → value
+  std::set<std::string, std::less<>> revoked_nodes_;                             // ids that may never register again
   // When each token was last used (NoteTokenUsed), ahead of TouchTokens.
   std::unordered_map<std::string, int64_t> token_used_;
   std::map<std::string, std::map<int64_t, TaskDefinition>, std::less<>> task_definitions_;

@@ -214,8 +214,9 @@ Status State::LoadNodesAndTasks(store::Db& db) {
       n.memory = s->Int(5);
       Result<json::Doc> attrs = json::Doc::Parse(s->Text(6));
       if (attrs) {
-        for (json::View a : attrs->view()) n.attributes[std::string(a.Key())] = std::string(a.String());
+        for (json::View a : attrs->view()) n.agent_attributes[std::string(a.Key())] = std::string(a.String());
       }
+      n.MergeAttributes();
       n.registered_ms = s->Int(7);
       n.identity = s->Text(9);
       if (Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(s->Text(8)); reserved) {
@@ -318,7 +319,8 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   n.hostname = c.hostname.substr(0, 255);
   n.cpu = c.cpu;
   n.memory = c.memory;
-  n.attributes = c.attributes;
+  n.agent_attributes = c.attributes;
+  n.MergeAttributes();
   if (c.reserved_ports.size() > 100) return Error::Invalid("reservedPorts: at most 100");
   for (const auto& [port, udp] : c.reserved_ports) {
     if (port < 1 || port > 65535) return Error::Invalid("reservedPorts: " + std::to_string(port) + " is not 1-65535");
@@ -337,7 +339,7 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
       " reserved_ports, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!s) return s.take_error();
   (*s)->Bind(1, n.id).Bind(2, n.cluster).Bind(3, n.hostname).Bind(4, n.status).Bind(5, n.cpu).Bind(6, n.memory);
-  (*s)->Bind(7, AttributesText(n.attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
+  (*s)->Bind(7, AttributesText(n.agent_attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
   (*s)->Bind(10, n.identity);
   if (Status st = (*s)->Run(); !st) return st.take_error();
   if (join && join->uses_left > 0) {
@@ -391,6 +393,13 @@ Result<std::string> State::ApplyDeregisterNode(store::Db& db, const DeregisterNo
   if (!s) return s.take_error();
   (*s)->Bind(1, c.id);
   if (Status st = (*s)->Run(); !st) return st.take_error();
+  if (!n.custom_attributes.empty()) {
+    Result<store::Stmt*> a = db.Cached("DELETE FROM node_attributes WHERE node = ?1");
+    if (!a) return a.take_error();
+    (*a)->Bind(1, c.id);
+    if (Status st = (*a)->Run(); !st) return st.take_error();
+  }
+  if (Status st = DropTags(db, n.arn); !st) return st.take_error();
   if (c.revoke) {
     Result<store::Stmt*> r = db.Cached("INSERT OR REPLACE INTO revoked_nodes (id, revoked_ms) VALUES (?1, ?2)");
     if (!r) return r.take_error();
@@ -582,6 +591,7 @@ Result<std::string> State::ApplyForgetTasks(store::Db& db, const ForgetTasks& c)
     if (!seen.insert(&it->second).second) continue;
     (*del)->Bind(1, id);
     if (Status s = (*del)->Run(); !s) return s.take_error();
+    if (Status s = DropTags(db, it->second.arn); !s) return s.take_error();
     gone.push_back(it);
   }
   for (TaskMap::iterator it : gone) {

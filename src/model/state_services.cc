@@ -203,6 +203,7 @@ Result<std::string> State::ApplyRemoveService(store::Db& db, const RemoveService
   if (!st) return st.take_error();
   (*st)->Bind(1, c.cluster).Bind(2, c.name);
   if (Status r = (*st)->Run(); !r) return r.take_error();
+  if (Status r = DropTags(db, it->second.arn); !r) return r.take_error();
   for (StateObserver* o : observers_) o->OnServiceRemoved(it->second);
   it->second.status = "INACTIVE";
   std::string reply = ServiceReply(it->second);

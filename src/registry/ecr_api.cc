@@ -18,12 +18,6 @@ namespace http = net::http;
 
 namespace {
 
-std::string RepositoryArn(std::string_view name) {
-  std::string arn = "arn:aws:ecr:";
-  arn.append(model::kRegion).append(":").append(model::kAccount).append(":repository/").append(name);
-  return arn;
-}
-
 std::string HostOf(const http::Request& req) {
   std::string_view h = req.Header("host");
   for (char c : h) {

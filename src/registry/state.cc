@@ -263,6 +263,23 @@ Result<std::string> RegistryState::Apply(store::Db& db, const store::Command& cm
   return Error::Internal("no apply for registry command " + std::string(type));
 }
 
+std::string RepositoryArn(std::string_view name) {
+  std::string arn = "arn:aws:ecr:";
+  arn.append(model::kRegion).append(":").append(model::kAccount).append(":repository/").append(name);
+  return arn;
+}
+
+bool RegistryState::HasResource(std::string_view arn) const {
+  std::string prefix = RepositoryArn("");
+  return arn.size() > prefix.size() && arn.substr(0, prefix.size()) == prefix &&
+         FindRepository(arn.substr(prefix.size())) != nullptr;
+}
+
+std::string RegistryState::ResourceRemovedBy(const store::Command& cmd) const {
+  if (std::string_view(cmd.Type()) != "DeleteRepository") return {};
+  return RepositoryArn(static_cast<const DeleteRepository&>(cmd).name);
+}
+
 const Repository* RegistryState::FindRepository(std::string_view name) const {
   auto it = repos_.find(name);
   return it == repos_.end() ? nullptr : &it->second;

@@ -158,6 +158,8 @@ class RegistryState final : public model::StatePart {
   Status Load(store::Db& db) override;
   Result<std::string> Apply(store::Db& db, const store::Command& cmd) override;
   Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) override;
+  bool HasResource(std::string_view arn) const override;
+  std::string ResourceRemovedBy(const store::Command& cmd) const override;
 
   const Repository* FindRepository(std::string_view name) const;
   const std::map<std::string, Repository, std::less<>>& repositories() const { return repos_; }
@@ -195,6 +197,9 @@ class RegistryState final : public model::StatePart {
   std::unordered_map<std::string, int64_t> blob_refs_;
   std::function<void(const std::vector<std::string>&, int64_t)> on_blobs_removed_;
 };
+
+// A repository's ARN in berth's form (region "local", account 000000000000).
+std::string RepositoryArn(std::string_view name);
 
 // Errors shared by the front ends.
 Error RepositoryNotFound(std::string_view name);

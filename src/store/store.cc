@@ -218,6 +218,23 @@ const char* const kMigrations[] = {
     ALTER TABLE tokens ADD COLUMN sealed_secret TEXT NOT NULL DEFAULT '';
     ALTER TABLE tokens ADD COLUMN secret_key_id TEXT NOT NULL DEFAULT '';
     )sql",
+    // 16 -> 17: tags on resources, by the resource's ARN in berth's form (ECS and
+    // ECR TagResource), and the custom attributes of nodes put through the API
+    // (ECS PutAttributes; the agent's own stay in nodes.attributes).
+    R"sql(
+    CREATE TABLE resource_tags (
+      resource TEXT NOT NULL,
+      key      TEXT NOT NULL,
+      value    TEXT NOT NULL,
+      PRIMARY KEY (resource, key)
+    );
+    CREATE TABLE node_attributes (
+      node  TEXT NOT NULL,
+      name  TEXT NOT NULL,
+      value TEXT NOT NULL,
+      PRIMARY KEY (node, name)
+    );
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

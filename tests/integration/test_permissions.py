@@ -167,10 +167,14 @@ def test_a_token_limited_to_clusters_and_repositories_is_refused_outside_them_on
                 path = re.sub(r"\{([a-z]+)\}", lambda m: values.get(m.group(1), "x"), path)
                 if r["method"] == "GET" and path in ("/v1/nodes", "/v1/tasks", "/v1/services"):
                     path += "?cluster=prod"
+                prod_arn = "arn:aws:ecs:local:000000000000:cluster/prod"
+                if r["method"] == "GET" and path == "/v1/tags":
+                    path += "?resource=" + prod_arn
                 body = None
                 if r["method"] not in ("GET", "HEAD", "DELETE"):
                     body = {"cluster": "prod", "taskDefinition": "web", "serviceName": "svc2", "desiredCount": 0,
-                            "repositoryName": repo or "team/new", "clusterName": "new"}
+                            "repositoryName": repo or "team/new", "clusterName": "new",
+                            "resource": prod_arn, "tags": [{"key": "a", "value": "b"}], "tagKeys": ["a"]}
                 return s.request(r["method"], path, body, token=tok, wait=15)
 
             checked = {"cluster": 0, "repository": 0, "unscoped": 0}

@@ -598,11 +598,11 @@ TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, a
     REQUIRE(db.ok());
     REQUIRE((*db)
                 ->Exec("ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
-                       "PRAGMA user_version=15")
+                       "DROP TABLE resource_tags; DROP TABLE node_attributes; PRAGMA user_version=15")
                 .ok());
   }
   Reopened reopened(path);
-  CHECK(reopened.store->schema_version() == 16);
+  CHECK(reopened.store->schema_version() == store::Store::kSchemaVersion);
   const model::Token* t = reopened.reloaded.FindTokenBySecret(secret);
   REQUIRE(t);
   CHECK(t->id == "old");
@@ -620,4 +620,33 @@ TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, a
   REQUIRE(row->Step().value());
   CHECK(row->Text(0) == crypto::Base64Encode("sealed"));  // never the bytes themselves
   CHECK(row->Text(1) == "0123456789abcdef");
+}
+
+TEST_CASE("store: schema 16 upgraded to 17 keeps its state and takes tags and node attributes", "[store]") {
+  testing::TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    model::State state;
+    metrics::Registry metrics;
+    auto s = store::Store::Open({path}, &state, &metrics);
+    REQUIRE(s.ok());
+    REQUIRE(testing::ApplyNow(**s, MakeCreateCluster("prod")).ok());
+    REQUIRE((*s)->Close().ok());
+  }
+  {
+    // Back to schema 16 as a berth before tags left it: no such tables.
+    auto db = store::Db::Open(path);
+    REQUIRE(db.ok());
+    REQUIRE((*db)->Exec("DROP TABLE resource_tags; DROP TABLE node_attributes; PRAGMA user_version=16").ok());
+  }
+  Reopened reopened(path);
+  CHECK(reopened.store->schema_version() == 17);
+  REQUIRE(reopened.reloaded.FindCluster("prod"));
+  auto tag = std::make_unique<model::PutTags>();
+  tag->resource = model::ClusterArn("prod");
+  tag->tags = {{"team", "web"}};
+  REQUIRE(testing::ApplyNow(*reopened.store, std::move(tag)).ok());
+  auto n = reopened.store->db().QueryInt("SELECT COUNT(*) FROM resource_tags WHERE key = 'team'");
+  REQUIRE(n.ok());
+  CHECK(n.value() == 1);
 }
