@@ -175,11 +175,17 @@ void Call::Native(std::string method, std::string target, std::string body, Then
   if (!stream) req.body = body;
   http::ExchangePtr inner = http::Exchange::Internal(std::move(req), m.route, principal_, std::move(answer));
   m.route->handler(inner);
-  if (stream && !inner->responded()) {
-    if (inner->on_body && !body.empty()) {
-      if (Status s = inner->on_body(body); !s) return inner->Respond(http::ErrorResponse(s.error()));
+  if (stream) {
+    // Taken out of the exchange before they run: handlers' body callbacks hold
+    // their exchange, which no connection will clear here.
+    auto on_body = std::move(inner->on_body);
+    auto on_body_end = std::move(inner->on_body_end);
+    inner->on_body = nullptr;
+    inner->on_body_end = nullptr;
+    if (!inner->responded() && on_body && !body.empty()) {
+      if (Status s = on_body(body); !s) return inner->Respond(http::ErrorResponse(s.error()));
     }
-    if (inner->on_body_end) inner->on_body_end();
+    if (!inner->responded() && on_body_end) on_body_end();
   }
 }
 
