@@ -507,6 +507,19 @@ bool ClusterInScope(const model::State& state, const http::ExchangePtr& ex, std:
   return false;
 }
 
+namespace {
+
+// A cluster a list is filtered by: in the token's scope and existing (an empty
+// page would hide a misspelt name).
+bool ListedCluster(const model::State& state, const http::ExchangePtr& ex, std::string_view cluster) {
+  if (!ClusterInScope(state, ex, cluster)) return false;
+  if (state.FindCluster(cluster)) return true;
+  ClusterNotFound(ex, cluster);
+  return false;
+}
+
+}  // namespace
+
 bool RoleMay(std::string_view role, http::Access access) {
   switch (access) {
     case http::Access::kOpen:
@@ -1067,7 +1080,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       [ctx](const http::ExchangePtr& ex) {
         std::string cluster = ex->request().Query("cluster").value_or("");
         std::string status = ex->request().Query("status").value_or("");
-        if (!cluster.empty() && !ClusterInScope(*ctx->state, ex, cluster)) return;
+        if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
         json::Doc list = json::Doc::Array();
         for (const auto& [id, n] : ctx->state->nodes()) {
@@ -1266,7 +1279,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         std::string cluster = q.Query("cluster").value_or(""), service = q.Query("service").value_or("");
         std::string node = q.Query("node").value_or(""), desired = q.Query("desiredStatus").value_or("");
         std::string family = q.Query("family").value_or("");
-        if (!cluster.empty() && !ClusterInScope(*ctx->state, ex, cluster)) return;
+        if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
         std::vector<const model::Task*> found;
         for (const auto& [id, t] : ctx->state->tasks()) {
@@ -1387,7 +1400,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       "GET", "/v1/services",
       [ctx](const http::ExchangePtr& ex) {
         std::string cluster = ex->request().Query("cluster").value_or("");
-        if (!cluster.empty() && !ClusterInScope(*ctx->state, ex, cluster)) return;
+        if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
         json::Doc list = json::Doc::Array();
         for (const auto& [key, svc] : ctx->state->services()) {

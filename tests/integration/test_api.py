@@ -47,6 +47,11 @@ def test_create_describe_list_delete():
         check("web" in msg, "404 message %r" % msg)
         expect_error(s.request("DELETE", "/v1/clusters/web"), 404, "ClusterNotFound", "delete twice")
         check("web" not in s.cluster_names(), "deleted cluster still listed")
+        # A list filtered by a cluster that does not exist is a 404, not an empty page.
+        for what in ("services", "tasks", "nodes"):
+            msg = expect_error(s.request("GET", "/v1/%s?cluster=web" % what), 404, "ClusterNotFound", what)
+            check("web" in msg, "%s: 404 message %r" % (what, msg))
+        expect_status(s.request("GET", "/v1/services?cluster=zeta"), 200, "services of an existing cluster")
         expect_status(s.create_cluster("web"), 201, "re-create after delete")
 
 
