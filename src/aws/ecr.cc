@@ -26,7 +26,7 @@ json::Doc Body(const http::Response& r) {
 
 bool Ok(const http::Response& r) { return r.status >= 200 && r.status < 300; }
 
-std::string Repo(const CallPtr&, const std::string& name) { return "/v1/repositories/" + Encode(name); }
+std::string Repo(const CallPtr&, const std::string& name) { return "/v1/repositories/" + http::UrlEncode(name); }
 
 // A registry token for the caller on `repo` (pull, push and delete as its role
 // and limits allow), for the /v2/ routes.
@@ -74,10 +74,8 @@ json::Doc ImageId(const std::string& digest, const std::string& tag) {
   return id;
 }
 
-int64_t Max(const CallPtr& c, int64_t fallback) {
-  json::View mr = c->input().Get("maxResults");
-  return mr.IsNumber() ? static_cast<int64_t>(mr.Number()) : fallback;
-}
+// ECR pages hold at most 1000 entries.
+constexpr int64_t kPage = 1000;
 
 // --- repositories ---
 
@@ -117,19 +115,8 @@ void DescribeRepositories(const CallPtr& c) {
       by_name[std::string(repo.Get("repositoryName").String())] = repo;
     json::Doc list = json::Doc::Array();
     if (names.empty()) {
-      int64_t start = atoll(c->OptionalString("nextToken", "0").c_str()), max = Max(c, 1000), i = 0, n = 0;
-      json::Doc out = json::Doc::Object();
-      for (const auto& [name, repo] : by_name) {
-        if (i++ < start) continue;
-        if (n == max) {
-          out.Set("nextToken", std::to_string(start + n));
-          break;
-        }
-        list.Push(json::Doc::Copy(repo));
-        n++;
-      }
-      out.Set("repositories", list);
-      return c->Reply(std::move(out));
+      for (const auto& [name, repo] : by_name) list.Push(json::Doc::Copy(repo));
+      return c->ReplyPage(list.view(), "repositories", kPage);
     }
     for (const std::string& n : names) {
       auto it = by_name.find(n);
@@ -164,7 +151,8 @@ void PutImageTagMutability(const CallPtr& c) {
 // The repository's images (native imageDetails), filtered by `filter.tagStatus`.
 void Images(const CallPtr& c, const std::string& name, std::function<void(json::Doc)> then) {
   std::string tag_status(c->input().Get("filter").Get("tagStatus").String());
-  std::string target = Repo(c, name) + "/images" + (tag_status.empty() ? "" : "?tagStatus=" + Encode(tag_status));
+  std::string target =
+      Repo(c, name) + "/images" + (tag_status.empty() ? "" : "?tagStatus=" + http::UrlEncode(tag_status));
   c->Native("GET", target, "", [c, then](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
     then(Body(r));
@@ -182,8 +170,7 @@ void DescribeImages(const CallPtr& c) {
   }
   Images(c, *name, [c, wanted](json::Doc b) {
     json::Doc list = json::Doc::Array();
-    std::vector<json::View> all;
-    for (json::View d : b.view().Get("imageDetails")) all.push_back(d);
+    json::View all = b.view().Get("imageDetails");
     auto has_tag = [](json::View d, std::string_view tag) {
       for (json::View t : d.Get("imageTags")) {
         if (t.String() == tag) return true;
@@ -207,19 +194,7 @@ void DescribeImages(const CallPtr& c) {
       }
       return c->Reply(json::Doc::Object().Set("imageDetails", list));
     }
-    int64_t start = atoll(c->OptionalString("nextToken", "0").c_str()), max = Max(c, 1000), i = 0, n = 0;
-    json::Doc out = json::Doc::Object();
-    for (json::View d : all) {
-      if (i++ < start) continue;
-      if (n == max) {
-        out.Set("nextToken", std::to_string(start + n));
-        break;
-      }
-      list.Push(json::Doc::Copy(d));
-      n++;
-    }
-    out.Set("imageDetails", list);
-    c->Reply(std::move(out));
+    c->ReplyPage(all, "imageDetails", kPage);
   });
 }
 
@@ -237,20 +212,7 @@ void ListImages(const CallPtr& c) {
       }
       if (!tagged) all.Push(ImageId(digest, ""));
     }
-    int64_t start = atoll(c->OptionalString("nextToken", "0").c_str()), max = Max(c, 1000), i = 0, n = 0;
-    json::Doc list = json::Doc::Array();
-    json::Doc out = json::Doc::Object();
-    for (json::View id : all.view()) {
-      if (i++ < start) continue;
-      if (n == max) {
-        out.Set("nextToken", std::to_string(start + n));
-        break;
-      }
-      list.Push(json::Doc::Copy(id));
-      n++;
-    }
-    out.Set("imageIds", list);
-    c->Reply(std::move(out));
+    c->ReplyPage(all.view(), "imageIds", kPage);
   });
 }
 
@@ -282,7 +244,7 @@ void BatchGetImage(const CallPtr& c) {
     h.push_back({"accept", accept});
     std::string ref = digest.empty() ? tag : digest;
     c->Native(
-        "GET", "/v2/" + repo + "/manifests/" + Encode(ref), "",
+        "GET", "/v2/" + repo + "/manifests/" + http::UrlEncode(ref), "",
         [c, g, repo, digest, tag](http::Response r) {
           if (Ok(r)) {
             std::string got_digest(http::FindHeader(r.headers, "docker-content-digest"));
@@ -326,7 +288,7 @@ void BatchDeleteImage(const CallPtr& c) {
   for (const auto& image_id : *ids) {
     const std::string digest = image_id.first, tag = image_id.second;  // captured below
     std::string ref = tag.empty() ? digest : tag;
-    c->Native("DELETE", Repo(c, *name) + "/images/" + Encode(ref), "", [c, g, digest, tag](http::Response r) {
+    c->Native("DELETE", Repo(c, *name) + "/images/" + http::UrlEncode(ref), "", [c, g, digest, tag](http::Response r) {
       if (Ok(r)) {
         json::Doc b = Body(r);
         for (json::View id : b.view().Get("imageIds")) g->deleted.Push(json::Doc::Copy(id));
@@ -375,7 +337,7 @@ void PutImage(const CallPtr& c) {
     http::Headers h = RegistryAuth(c, repo);
     h.push_back({"content-type", media});
     c->Native(
-        "PUT", "/v2/" + repo + "/manifests/" + Encode(ref), body,
+        "PUT", "/v2/" + repo + "/manifests/" + http::UrlEncode(ref), body,
         [c, repo, tag, computed, media, body](http::Response r) {
           if (!Ok(r)) return c->FailNative(r);
           json::Doc image = json::Doc::Object();
@@ -642,7 +604,7 @@ void UntagResource(const CallPtr& c) {
 void ListTagsForResource(const CallPtr& c) {
   std::optional<std::string> arn = RepositoryArnOf(c);
   if (!arn) return;
-  c->Native("GET", "/v1/tags?resource=" + Encode(*arn), "", [c](http::Response r) {
+  c->Native("GET", "/v1/tags?resource=" + http::UrlEncode(*arn), "", [c](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
     json::Doc tags = json::Doc::Array();
     json::Doc native = Body(r);
@@ -653,33 +615,27 @@ void ListTagsForResource(const CallPtr& c) {
   });
 }
 
-const char* EcrException(std::string_view code) {
-  static const std::pair<std::string_view, const char*> kTable[] = {
-      {"RepositoryNotFoundException", "RepositoryNotFoundException"},
-      {"RepositoryAlreadyExistsException", "RepositoryAlreadyExistsException"},
-      {"RepositoryNotEmptyException", "RepositoryNotEmptyException"},
-      {"ImageNotFoundException", "ImageNotFoundException"},
-      {"LifecyclePolicyNotFoundException", "LifecyclePolicyNotFoundException"},
-      {"InvalidLifecyclePolicy", "InvalidParameterException"},
-      {"InvalidParameterException", "InvalidParameterException"},
-      {"NAME_UNKNOWN", "RepositoryNotFoundException"},
-      {"NAME_INVALID", "InvalidParameterException"},
-      {"MANIFEST_UNKNOWN", "ImageNotFoundException"},
-      {"MANIFEST_INVALID", "InvalidParameterException"},
-      {"MANIFEST_BLOB_UNKNOWN", "LayersNotFoundException"},
-      {"TAG_INVALID", "ImageTagAlreadyExistsException"},
-      {"DIGEST_INVALID", "ImageDigestDoesNotMatchException"},
-      {"DENIED", "AccessDeniedException"},
-      {"UNAUTHORIZED", "AccessDeniedException"},
-      {"Forbidden", "AccessDeniedException"},
-      {"ResourceNotFound", "RepositoryNotFoundException"},
-      {"InvalidParameter", "InvalidParameterException"},
-  };
-  for (const auto& [from, to] : kTable) {
-    if (from == code) return to;
-  }
-  return nullptr;
-}
+constexpr Exception kEcrExceptions[] = {
+    {"RepositoryNotFoundException", "RepositoryNotFoundException"},
+    {"RepositoryAlreadyExistsException", "RepositoryAlreadyExistsException"},
+    {"RepositoryNotEmptyException", "RepositoryNotEmptyException"},
+    {"ImageNotFoundException", "ImageNotFoundException"},
+    {"LifecyclePolicyNotFoundException", "LifecyclePolicyNotFoundException"},
+    {"InvalidLifecyclePolicy", "InvalidParameterException"},
+    {"InvalidParameterException", "InvalidParameterException"},
+    {"NAME_UNKNOWN", "RepositoryNotFoundException"},
+    {"NAME_INVALID", "InvalidParameterException"},
+    {"MANIFEST_UNKNOWN", "ImageNotFoundException"},
+    {"MANIFEST_INVALID", "InvalidParameterException"},
+    {"MANIFEST_BLOB_UNKNOWN", "LayersNotFoundException"},
+    {"TAG_INVALID", "ImageTagAlreadyExistsException"},
+    {"DIGEST_INVALID", "ImageDigestDoesNotMatchException"},
+    {"DENIED", "AccessDeniedException"},
+    {"UNAUTHORIZED", "AccessDeniedException"},
+    {"Forbidden", "AccessDeniedException"},
+    {"ResourceNotFound", "RepositoryNotFoundException"},
+    {"InvalidParameter", "InvalidParameterException"},
+};
 
 const Operation kOperations[] = {
     {"CreateRepository", Support::kPartial, CreateRepository,
@@ -708,8 +664,8 @@ const Operation kOperations[] = {
 }  // namespace
 
 const Service& Ecr() {
-  static const Service s{"AmazonEC2ContainerRegistry_V20150921",     "ecr",       "ecr", kOperations,
-                         sizeof kOperations / sizeof kOperations[0], EcrException};
+  static const Service s{"AmazonEC2ContainerRegistry_V20150921",     "ecr",         "ecr", kOperations,
+                         sizeof kOperations / sizeof kOperations[0], kEcrExceptions};
   return s;
 }
 

@@ -66,50 +66,23 @@ std::optional<std::vector<std::string>> Strings(const CallPtr& c, std::string_vi
 
 std::string Cluster(const CallPtr& c) { return ClusterName(c->OptionalString("cluster")); }
 
-// AWS pagination over a list berth gives whole: nextToken is the index of the
-// next entry, maxResults 1-100 (default 100).
-bool Paginate(const CallPtr& c, json::View all, std::string_view out_field, json::Doc* out,
-              std::function<json::Doc(json::View)> item) {
-  int64_t max = 100;
-  json::View mr = c->input().Get("maxResults");
-  if (mr.valid() && !mr.IsNull()) {
-    if (!mr.IsNumber() || mr.Number() < 1 || mr.Number() > 100) {
-      c->Fail("InvalidParameterException", "maxResults: must be 1-100");
-      return false;
-    }
-    max = static_cast<int64_t>(mr.Number());
-  }
-  int64_t start = 0;
-  std::string token = c->OptionalString("nextToken");
-  if (!token.empty()) {
-    char* end = nullptr;
-    start = strtoll(token.c_str(), &end, 10);
-    if (*end != '\0' || start < 0) {
-      c->Fail("InvalidParameterException", "nextToken: not a token this server gave");
-      return false;
-    }
-  }
-  json::Doc list = json::Doc::Array();
-  int64_t i = 0, n = 0;
-  for (json::View e : all) {
-    if (i++ < start) continue;
-    if (n == max) {
-      out->Set("nextToken", std::to_string(start + n));
-      break;
-    }
-    list.Push(item(e));
-    n++;
-  }
-  out->Set(out_field, list);
-  return true;
-}
+// ECS pages hold at most 100 entries.
+constexpr int64_t kPage = 100;
 
-json::Doc Str(std::string_view s) {
-  Result<json::Doc> d = json::Doc::Parse(json::Doc::Object().Set("v", s).Print());
-  return json::Doc::Copy(d->view().Get("v"));
+// A native list as a page of its entries' ARNs: `arn_field` of each entry of
+// `list_field` in the answer to GET `target` (those `keep` accepts).
+void ListArns(const CallPtr& c, std::string target, std::string list_field, std::string arn_field,
+              std::string out_field, std::function<bool(json::View)> keep = nullptr) {
+  c->Native("GET", target, "", [c, list_field, arn_field, out_field, keep](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc arns = json::Doc::Array();
+    for (json::View e : b.view().Get(list_field)) {
+      if (!keep || keep(e)) arns.Push(e.Get(arn_field).String());
+    }
+    c->ReplyPage(arns.view(), out_field, kPage);
+  });
 }
-
-json::Doc FieldOf(json::View v, std::string_view field) { return Str(v.Get(field).String()); }
 
 // Describe* over several names: one native GET each; 404s become failures
 // {"arn", "reason": "MISSING"}.
@@ -155,9 +128,10 @@ void Forward(const CallPtr& c, std::string method, std::string target, std::stri
 }
 
 // Runs `then` once the call's cluster is known to exist (ClusterNotFoundException
-// otherwise), for the lists that would otherwise answer an empty page.
+// otherwise), for the calls that name things by id, not by cluster (the native
+// lists filtered by a cluster answer ClusterNotFound themselves).
 void WithCluster(const CallPtr& c, std::function<void()> then) {
-  c->Native("GET", "/v1/clusters/" + Encode(Cluster(c)), "", [c, then](http::Response r) {
+  c->Native("GET", "/v1/clusters/" + http::UrlEncode(Cluster(c)), "", [c, then](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
     then();
   });
@@ -172,7 +146,7 @@ void CreateCluster(const CallPtr& c) {
   c->Native("POST", "/v1/clusters", body, [c, name](http::Response r) {
     if (r.status == 409) {
       // ECS's CreateCluster is idempotent: the cluster as it is.
-      return Forward(c, "GET", "/v1/clusters/" + Encode(name), "", "cluster");
+      return Forward(c, "GET", "/v1/clusters/" + http::UrlEncode(name), "", "cluster");
     }
     if (!Ok(r)) return c->FailNative(r);
     c->Reply(json::Doc::Object().Set("cluster", json::Doc::Copy(Body(r).view().Get("cluster"))));
@@ -182,7 +156,7 @@ void CreateCluster(const CallPtr& c) {
 void DeleteCluster(const CallPtr& c) {
   std::optional<std::string> name = c->RequireString("cluster");
   if (!name) return;
-  Forward(c, "DELETE", "/v1/clusters/" + Encode(ClusterName(*name)), "", "cluster");
+  Forward(c, "DELETE", "/v1/clusters/" + http::UrlEncode(ClusterName(*name)), "", "cluster");
 }
 
 void DescribeClusters(const CallPtr& c) {
@@ -190,28 +164,17 @@ void DescribeClusters(const CallPtr& c) {
   if (!names) return;
   if (names->empty()) names->push_back("default");
   std::vector<std::pair<std::string, std::string>> gets;
-  for (const std::string& n : *names) gets.emplace_back("GET", "/v1/clusters/" + Encode(ClusterName(n)));
+  for (const std::string& n : *names) gets.emplace_back("GET", "/v1/clusters/" + http::UrlEncode(ClusterName(n)));
   DescribeEach(c, std::move(gets), *names, "cluster", "clusters");
 }
 
-void ListClusters(const CallPtr& c) {
-  c->Native("GET", "/v1/clusters", "", [c](http::Response r) {
-    if (!Ok(r)) return c->FailNative(r);
-    json::Doc b = Body(r);
-    json::Doc out = json::Doc::Object();
-    if (!Paginate(c, b.view().Get("clusters"), "clusterArns", &out,
-                  [](json::View e) { return FieldOf(e, "clusterArn"); })) {
-      return;
-    }
-    c->Reply(std::move(out));
-  });
-}
+void ListClusters(const CallPtr& c) { ListArns(c, "/v1/clusters", "clusters", "clusterArn", "clusterArns"); }
 
 void UpdateCluster(const CallPtr& c) {
   std::optional<std::string> name = c->RequireString("cluster");
   if (!name) return;
   c->Forwarded();
-  Forward(c, "GET", "/v1/clusters/" + Encode(ClusterName(*name)), "", "cluster");
+  Forward(c, "GET", "/v1/clusters/" + http::UrlEncode(ClusterName(*name)), "", "cluster");
 }
 
 // --- task definitions ---
@@ -232,7 +195,7 @@ void RegisterTaskDefinition(const CallPtr& c) {
 void DescribeTaskDefinition(const CallPtr& c) {
   std::optional<std::string> ref = c->RequireString("taskDefinition");
   if (!ref) return;
-  c->Native("GET", "/v1/taskdefinitions/" + Encode(*ref), "", [c](http::Response r) {
+  c->Native("GET", "/v1/taskdefinitions/" + http::UrlEncode(*ref), "", [c](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
     json::Doc b = Body(r);
     json::Doc out = json::Doc::Object();
@@ -251,7 +214,7 @@ void DeregisterTaskDefinition(const CallPtr& c) {
   if (name.find(':') == std::string::npos) {
     return c->Fail("InvalidParameterException", "taskDefinition: a revision is required (family:revision or its ARN)");
   }
-  Forward(c, "DELETE", "/v1/taskdefinitions/" + Encode(name), "", "taskDefinition");
+  Forward(c, "DELETE", "/v1/taskdefinitions/" + http::UrlEncode(name), "", "taskDefinition");
 }
 
 // Berth forgets an INACTIVE revision no task or service uses once the task
@@ -264,7 +227,7 @@ void DeleteTaskDefinitions(const CallPtr& c) {
     return c->Fail("InvalidParameterException", "taskDefinitions: 1-10 revisions");
   }
   std::vector<std::pair<std::string, std::string>> gets;
-  for (const std::string& r : *refs) gets.emplace_back("GET", "/v1/taskdefinitions/" + Encode(r));
+  for (const std::string& r : *refs) gets.emplace_back("GET", "/v1/taskdefinitions/" + http::UrlEncode(r));
   std::vector<std::string> names = *refs;
   c->NativeAll(std::move(gets), [c, names](std::vector<http::Response> answers) {
     json::Doc defs = json::Doc::Array();
@@ -296,8 +259,8 @@ void DeleteTaskDefinitions(const CallPtr& c) {
 }
 
 void ListTaskDefinitions(const CallPtr& c) {
-  std::string target = "/v1/taskdefinitions?status=" + Encode(c->OptionalString("status", "ACTIVE"));
-  if (std::string p = c->OptionalString("familyPrefix"); !p.empty()) target += "&familyPrefix=" + Encode(p);
+  std::string target = "/v1/taskdefinitions?status=" + http::UrlEncode(c->OptionalString("status", "ACTIVE"));
+  if (std::string p = c->OptionalString("familyPrefix"); !p.empty()) target += "&familyPrefix=" + http::UrlEncode(p);
   bool desc = c->OptionalString("sort", "ASC") == "DESC";
   c->Native("GET", target, "", [c, desc](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
@@ -311,17 +274,15 @@ void ListTaskDefinitions(const CallPtr& c) {
     if (desc) std::reverse(arns.begin(), arns.end());
     json::Doc all = json::Doc::Array();
     for (const auto& a : arns) all.Push(a.second);
-    json::Doc out = json::Doc::Object();
-    if (!Paginate(c, all.view(), "taskDefinitionArns", &out, [](json::View e) { return Str(e.String()); })) return;
-    c->Reply(std::move(out));
+    c->ReplyPage(all.view(), "taskDefinitionArns", kPage);
   });
 }
 
 void ListTaskDefinitionFamilies(const CallPtr& c) {
   std::string status = c->OptionalString("status", "ACTIVE");
   std::string prefix = c->OptionalString("familyPrefix");
-  std::string target = "/v1/taskdefinitions?status=" + Encode(status);
-  if (!prefix.empty()) target += "&familyPrefix=" + Encode(prefix);
+  std::string target = "/v1/taskdefinitions?status=" + http::UrlEncode(status);
+  if (!prefix.empty()) target += "&familyPrefix=" + http::UrlEncode(prefix);
   c->Native("GET", target, "", [c](http::Response r) {
     if (!Ok(r)) return c->FailNative(r);
     json::Doc b = Body(r);
@@ -331,9 +292,7 @@ void ListTaskDefinitionFamilies(const CallPtr& c) {
     families.erase(std::unique(families.begin(), families.end()), families.end());
     json::Doc all = json::Doc::Array();
     for (const std::string& f : families) all.Push(f);
-    json::Doc out = json::Doc::Object();
-    if (!Paginate(c, all.view(), "families", &out, [](json::View e) { return Str(e.String()); })) return;
-    c->Reply(std::move(out));
+    c->ReplyPage(all.view(), "families", kPage);
   });
 }
 
@@ -390,7 +349,7 @@ void StartTask(const CallPtr& c) {
 void StopTask(const CallPtr& c) {
   std::optional<std::string> task = c->RequireString("task");
   if (!task) return;
-  std::string id = Encode(LastPart(*task));
+  std::string id = http::UrlEncode(LastPart(*task));
   std::string reason = c->OptionalString("reason", "Task stopped by the user");
   c->Native("POST", "/v1/tasks/" + id + "/stop", json::Doc::Object().Set("reason", reason).Print(),
             [c, id](http::Response r) {
@@ -404,7 +363,7 @@ void DescribeTasks(const CallPtr& c) {
   if (!tasks) return;
   std::string cluster = Cluster(c);
   std::vector<std::pair<std::string, std::string>> gets;
-  for (const std::string& t : *tasks) gets.emplace_back("GET", "/v1/tasks/" + Encode(LastPart(t)));
+  for (const std::string& t : *tasks) gets.emplace_back("GET", "/v1/tasks/" + http::UrlEncode(LastPart(t)));
   WithCluster(c, [c, gets = std::move(gets), names = *tasks, cluster]() mutable {
     DescribeEach(c, std::move(gets), names, "task", "tasks",
                  [cluster](json::View t) { return ClusterName(t.Get("clusterArn").String()) == cluster; });
@@ -412,26 +371,16 @@ void DescribeTasks(const CallPtr& c) {
 }
 
 void ListTasks(const CallPtr& c) {
-  std::string target = "/v1/tasks?cluster=" + Encode(Cluster(c)) +
-                       "&desiredStatus=" + Encode(c->OptionalString("desiredStatus", "RUNNING"));
-  if (std::string s = c->OptionalString("serviceName"); !s.empty()) target += "&service=" + Encode(LastPart(s));
-  if (std::string n = c->OptionalString("containerInstance"); !n.empty()) target += "&node=" + Encode(LastPart(n));
-  if (std::string f = c->OptionalString("family"); !f.empty()) target += "&family=" + Encode(f);
+  std::string target = "/v1/tasks?cluster=" + http::UrlEncode(Cluster(c)) +
+                       "&desiredStatus=" + http::UrlEncode(c->OptionalString("desiredStatus", "RUNNING"));
+  if (std::string s = c->OptionalString("serviceName"); !s.empty())
+    target += "&service=" + http::UrlEncode(LastPart(s));
+  if (std::string n = c->OptionalString("containerInstance"); !n.empty())
+    target += "&node=" + http::UrlEncode(LastPart(n));
+  if (std::string f = c->OptionalString("family"); !f.empty()) target += "&family=" + http::UrlEncode(f);
   std::string started_by = c->OptionalString("startedBy");
-  WithCluster(c, [c, target, started_by] {
-    c->Native("GET", target, "", [c, started_by](http::Response r) {
-      if (!Ok(r)) return c->FailNative(r);
-      json::Doc b = Body(r);
-      json::Doc all = json::Doc::Array();
-      for (json::View t : b.view().Get("tasks")) {
-        if (!started_by.empty() && t.Get("startedBy").String() != started_by) continue;
-        all.Push(t.Get("taskArn").String());
-      }
-      json::Doc out = json::Doc::Object();
-      if (!Paginate(c, all.view(), "taskArns", &out, [](json::View e) { return Str(e.String()); })) return;
-      c->Reply(std::move(out));
-    });
-  });
+  ListArns(c, target, "tasks", "taskArn", "taskArns",
+           [started_by](json::View t) { return started_by.empty() || t.Get("startedBy").String() == started_by; });
 }
 
 // --- services ---
@@ -446,15 +395,16 @@ void UpdateService(const CallPtr& c) {
   std::optional<std::string> service = c->RequireString("service");
   if (!service) return;
   json::Doc body = c->Forwarded({"cluster", "service"});
-  Forward(c, "PATCH", "/v1/services/" + Encode(LastPart(*service)) + "?cluster=" + Encode(Cluster(c)), body.Print(),
-          "service");
+  Forward(c, "PATCH", "/v1/services/" + http::UrlEncode(LastPart(*service)) + "?cluster=" + http::UrlEncode(Cluster(c)),
+          body.Print(), "service");
 }
 
 void DeleteService(const CallPtr& c) {
   std::optional<std::string> service = c->RequireString("service");
   if (!service) return;
   json::View force = c->input().Get("force");
-  std::string target = "/v1/services/" + Encode(LastPart(*service)) + "?cluster=" + Encode(Cluster(c));
+  std::string target =
+      "/v1/services/" + http::UrlEncode(LastPart(*service)) + "?cluster=" + http::UrlEncode(Cluster(c));
   if (force.IsBool() && force.Bool()) target += "&force=true";
   Forward(c, "DELETE", target, "", "service");
 }
@@ -462,10 +412,10 @@ void DeleteService(const CallPtr& c) {
 void DescribeServices(const CallPtr& c) {
   std::optional<std::vector<std::string>> services = Strings(c, "services", true);
   if (!services) return;
-  std::string cluster = Encode(Cluster(c));
+  std::string cluster = http::UrlEncode(Cluster(c));
   std::vector<std::pair<std::string, std::string>> gets;
   for (const std::string& s : *services)
-    gets.emplace_back("GET", "/v1/services/" + Encode(LastPart(s)) + "?cluster=" + cluster);
+    gets.emplace_back("GET", "/v1/services/" + http::UrlEncode(LastPart(s)) + "?cluster=" + cluster);
   c->NativeAll(std::move(gets), [c, names = *services](std::vector<http::Response> answers) {
     if (!answers.empty() && answers[0].status == 404) {
       json::Doc b = Body(answers[0]);
@@ -487,38 +437,16 @@ void DescribeServices(const CallPtr& c) {
 }
 
 void ListServices(const CallPtr& c) {
-  WithCluster(c, [c] {
-    c->Native("GET", "/v1/services?cluster=" + Encode(Cluster(c)), "", [c](http::Response r) {
-      if (!Ok(r)) return c->FailNative(r);
-      json::Doc b = Body(r);
-      json::Doc out = json::Doc::Object();
-      if (!Paginate(c, b.view().Get("services"), "serviceArns", &out,
-                    [](json::View e) { return FieldOf(e, "serviceArn"); })) {
-        return;
-      }
-      c->Reply(std::move(out));
-    });
-  });
+  ListArns(c, "/v1/services?cluster=" + http::UrlEncode(Cluster(c)), "services", "serviceArn", "serviceArns");
 }
 
 // --- container instances (berth's nodes) ---
 
 void ListContainerInstances(const CallPtr& c) {
-  std::string target = "/v1/nodes?cluster=" + Encode(Cluster(c));
-  if (std::string s = c->OptionalString("status"); !s.empty()) target += "&status=" + Encode(s);
+  std::string target = "/v1/nodes?cluster=" + http::UrlEncode(Cluster(c));
+  if (std::string s = c->OptionalString("status"); !s.empty()) target += "&status=" + http::UrlEncode(s);
   c->Forwarded();
-  WithCluster(c, [c, target] {
-    c->Native("GET", target, "", [c](http::Response r) {
-      if (!Ok(r)) return c->FailNative(r);
-      json::Doc b = Body(r);
-      json::Doc out = json::Doc::Object();
-      if (!Paginate(c, b.view().Get("containerInstances"), "containerInstanceArns", &out,
-                    [](json::View e) { return FieldOf(e, "containerInstanceArn"); })) {
-        return;
-      }
-      c->Reply(std::move(out));
-    });
-  });
+  ListArns(c, target, "containerInstances", "containerInstanceArn", "containerInstanceArns");
 }
 
 void DescribeContainerInstances(const CallPtr& c) {
@@ -526,7 +454,7 @@ void DescribeContainerInstances(const CallPtr& c) {
   if (!ids) return;
   std::string cluster = Cluster(c);
   std::vector<std::pair<std::string, std::string>> gets;
-  for (const std::string& i : *ids) gets.emplace_back("GET", "/v1/nodes/" + Encode(LastPart(i)));
+  for (const std::string& i : *ids) gets.emplace_back("GET", "/v1/nodes/" + http::UrlEncode(LastPart(i)));
   WithCluster(c, [c, gets = std::move(gets), names = *ids, cluster]() mutable {
     DescribeEach(c, std::move(gets), names, "containerInstance", "containerInstances",
                  [cluster](json::View n) { return n.Get("cluster").String() == cluster; });
@@ -551,7 +479,8 @@ void UpdateContainerInstancesState(const CallPtr& c) {
   for (const std::string& raw : *ids) {
     std::string id = LastPart(raw);
     c->Native(
-        "POST", "/v1/nodes/" + Encode(id) + "/" + action, "{}", [c, left, failures, done, id, raw](http::Response r) {
+        "POST", "/v1/nodes/" + http::UrlEncode(id) + "/" + action, "{}",
+        [c, left, failures, done, id, raw](http::Response r) {
           if (Ok(r)) {
             done->push_back(id);
           } else {
@@ -563,7 +492,7 @@ void UpdateContainerInstancesState(const CallPtr& c) {
           }
           if (--*left) return;
           std::vector<std::pair<std::string, std::string>> gets;
-          for (const std::string& d : *done) gets.emplace_back("GET", "/v1/nodes/" + Encode(d));
+          for (const std::string& d : *done) gets.emplace_back("GET", "/v1/nodes/" + http::UrlEncode(d));
           c->NativeAll(std::move(gets), [c, failures](std::vector<http::Response> answers) {
             json::Doc items = json::Doc::Array();
             for (const http::Response& a : answers) {
@@ -578,7 +507,7 @@ void UpdateContainerInstancesState(const CallPtr& c) {
 void DeregisterContainerInstance(const CallPtr& c) {
   std::optional<std::string> instance = c->RequireString("containerInstance");
   if (!instance) return;
-  std::string id = Encode(LastPart(*instance));
+  std::string id = http::UrlEncode(LastPart(*instance));
   json::View force = c->input().Get("force");
   bool forced = force.IsBool() && force.Bool();
   c->Native("GET", "/v1/nodes/" + id, "", [c, id, forced](http::Response before) {
@@ -651,7 +580,7 @@ void UntagResource(const CallPtr& c) {
 void ListTagsForResource(const CallPtr& c) {
   std::optional<std::string> arn = ResourceArn(c);
   if (!arn) return;
-  c->Native("GET", "/v1/tags?resource=" + Encode(*arn), "", [c](http::Response r) {
+  c->Native("GET", "/v1/tags?resource=" + http::UrlEncode(*arn), "", [c](http::Response r) {
     if (!Ok(r)) return FailTags(c, r);
     std::string fallback;
     c->ReplyText("{\"tags\":" + std::string(SoleField(r, "tags", &fallback)) + "}");
@@ -714,14 +643,14 @@ void ChangeAttributes(const CallPtr& c, bool put) {
     }
     std::shared_ptr<Step> self = weak.lock();
     const std::string& target = (*work)[i].first;
-    c->Native("GET", "/v1/nodes/" + Encode(target), "", [c, work, put, cluster, self, i](http::Response got) {
+    c->Native("GET", "/v1/nodes/" + http::UrlEncode(target), "", [c, work, put, cluster, self, i](http::Response got) {
       const std::string& target = (*work)[i].first;
       json::Doc node = Body(got);
       if (got.status == 404 || (Ok(got) && node.view().Get("containerInstance").Get("cluster").String() != cluster)) {
         return c->Fail("TargetNotFoundException", "Could not find " + target + " in cluster " + cluster + ".");
       }
       if (!Ok(got)) return c->FailNative(got);
-      std::string path = "/v1/nodes/" + Encode(target) + (put ? "/attributes" : "/attributes/remove");
+      std::string path = "/v1/nodes/" + http::UrlEncode(target) + (put ? "/attributes" : "/attributes/remove");
       c->Native(put ? "PUT" : "POST", path, (*work)[i].second, [c, self, i](http::Response r) {
         if (!Ok(r)) return c->FailNative(r);
         (*self)(i + 1);
@@ -745,58 +674,48 @@ void ListAttributes(const CallPtr& c) {
   if (!value.empty() && name.empty()) {
     return c->Fail("InvalidParameterException", "attributeValue: needs attributeName");
   }
-  std::string target = "/v1/nodes?cluster=" + Encode(Cluster(c));
-  WithCluster(c, [c, target, name, value] {
-    c->Native("GET", target, "", [c, name, value](http::Response r) {
-      if (!Ok(r)) return c->FailNative(r);
-      json::Doc b = Body(r);
-      json::Doc all = json::Doc::Array();
-      for (json::View n : b.view().Get("containerInstances")) {
-        for (json::View a : n.Get("attributes")) {
-          if (!name.empty() && a.Get("name").String() != name) continue;
-          if (!value.empty() && a.Get("value").String() != value) continue;
-          json::Doc item = json::Doc::Object();
-          item.Set("name", a.Get("name").String());
-          if (a.Get("value").valid()) item.Set("value", a.Get("value").String());
-          item.Set("targetType", "container-instance").Set("targetId", n.Get("containerInstanceArn").String());
-          all.Push(item);
-        }
+  std::string target = "/v1/nodes?cluster=" + http::UrlEncode(Cluster(c));
+  c->Native("GET", target, "", [c, name, value](http::Response r) {
+    if (!Ok(r)) return c->FailNative(r);
+    json::Doc b = Body(r);
+    json::Doc all = json::Doc::Array();
+    for (json::View n : b.view().Get("containerInstances")) {
+      for (json::View a : n.Get("attributes")) {
+        if (!name.empty() && a.Get("name").String() != name) continue;
+        if (!value.empty() && a.Get("value").String() != value) continue;
+        json::Doc item = json::Doc::Object();
+        item.Set("name", a.Get("name").String());
+        if (a.Get("value").valid()) item.Set("value", a.Get("value").String());
+        item.Set("targetType", "container-instance").Set("targetId", n.Get("containerInstanceArn").String());
+        all.Push(item);
       }
-      json::Doc out = json::Doc::Object();
-      if (!Paginate(c, all.view(), "attributes", &out, [](json::View e) { return json::Doc::Copy(e); })) return;
-      c->Reply(std::move(out));
-    });
+    }
+    c->ReplyPage(all.view(), "attributes", kPage);
   });
 }
 
-const char* EcsException(std::string_view code) {
-  static const std::pair<std::string_view, const char*> kTable[] = {
-      {"ClusterNotFound", "ClusterNotFoundException"},
-      {"ServiceNotFound", "ServiceNotFoundException"},
-      {"ServiceNotActive", "ServiceNotActiveException"},
-      {"ServiceInactive", "ServiceNotActiveException"},
-      {"ClusterContainsContainerInstances", "ClusterContainsContainerInstancesException"},
-      {"ClusterContainsServices", "ClusterContainsServicesException"},
-      {"ClusterContainsTasks", "ClusterContainsTasksException"},
-      {"TaskDefinitionNotFound", "ClientException"},
-      {"TaskDefinitionInactive", "ClientException"},
-      {"TaskNotFound", "InvalidParameterException"},
-      {"TaskIdAmbiguous", "InvalidParameterException"},
-      {"NodeNotFound", "InvalidParameterException"},
-      {"ResourceNotFound", "InvalidParameterException"},
-      {"NodeHasTasks", "InvalidParameterException"},
-      {"ServiceAlreadyExists", "InvalidParameterException"},
-      {"ServiceNotScaledDown", "InvalidParameterException"},
-      {"TaskPolicyRefused", "AccessDeniedException"},
-      {"Forbidden", "AccessDeniedException"},
-      {"NoLeader", "ServerException"},
-      {"NotLeader", "ServerException"},
-  };
-  for (const auto& [from, to] : kTable) {
-    if (from == code) return to;
-  }
-  return nullptr;
-}
+constexpr Exception kEcsExceptions[] = {
+    {"ClusterNotFound", "ClusterNotFoundException"},
+    {"ServiceNotFound", "ServiceNotFoundException"},
+    {"ServiceNotActive", "ServiceNotActiveException"},
+    {"ServiceInactive", "ServiceNotActiveException"},
+    {"ClusterContainsContainerInstances", "ClusterContainsContainerInstancesException"},
+    {"ClusterContainsServices", "ClusterContainsServicesException"},
+    {"ClusterContainsTasks", "ClusterContainsTasksException"},
+    {"TaskDefinitionNotFound", "ClientException"},
+    {"TaskDefinitionInactive", "ClientException"},
+    {"TaskNotFound", "InvalidParameterException"},
+    {"TaskIdAmbiguous", "InvalidParameterException"},
+    {"NodeNotFound", "InvalidParameterException"},
+    {"ResourceNotFound", "InvalidParameterException"},
+    {"NodeHasTasks", "InvalidParameterException"},
+    {"ServiceAlreadyExists", "InvalidParameterException"},
+    {"ServiceNotScaledDown", "InvalidParameterException"},
+    {"TaskPolicyRefused", "AccessDeniedException"},
+    {"Forbidden", "AccessDeniedException"},
+    {"NoLeader", "ServerException"},
+    {"NotLeader", "ServerException"},
+};
 
 // Fields of the AWS input that berth accepts and does not act on: Fargate and
 // capacity providers, load balancers and service discovery (until berth has
@@ -850,8 +769,8 @@ const Operation kOperations[] = {
 }  // namespace
 
 const Service& Ecs() {
-  static const Service s{"AmazonEC2ContainerServiceV20141113",       "ecs",       "ecs", kOperations,
-                         sizeof kOperations / sizeof kOperations[0], EcsException};
+  static const Service s{"AmazonEC2ContainerServiceV20141113",       "ecs",         "ecs", kOperations,
+                         sizeof kOperations / sizeof kOperations[0], kEcsExceptions};
   return s;
 }
 

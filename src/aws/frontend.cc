@@ -231,6 +231,38 @@ void Call::ReplyText(std::string text) {
   ex_->Respond(std::move(r));
 }
 
+void Call::ReplyPage(json::View all, std::string_view out_field, int64_t max_results) {
+  int64_t max = max_results;
+  json::View mr = input().Get("maxResults");
+  if (mr.valid() && !mr.IsNull()) {
+    if (!mr.IsNumber() || mr.Number() < 1 || mr.Number() > static_cast<double>(max_results)) {
+      return Fail("InvalidParameterException", "maxResults: must be 1-" + std::to_string(max_results));
+    }
+    max = static_cast<int64_t>(mr.Number());
+  }
+  int64_t start = 0;
+  std::string token = OptionalString("nextToken");
+  if (!token.empty()) {
+    char* end = nullptr;
+    start = strtoll(token.c_str(), &end, 10);
+    if (*end != '\0' || start < 0) return Fail("InvalidParameterException", "nextToken: not a token this server gave");
+  }
+  json::Doc out = json::Doc::Object();
+  json::Doc page = json::Doc::Array();
+  int64_t i = 0, n = 0;
+  for (json::View e : all) {
+    if (i++ < start) continue;
+    if (n == max) {
+      out.Set("nextToken", std::to_string(start + n));
+      break;
+    }
+    page.Push(json::Doc::Copy(e));
+    n++;
+  }
+  out.Set(out_field, page);
+  Reply(std::move(out));
+}
+
 void Call::Fail(std::string_view type, std::string_view message, int status) {
   ex_->Respond(AwsError(status, type, RewriteArns(std::string(message), region_, account_)));
 }
@@ -248,7 +280,13 @@ void Call::FailNative(const http::Response& native) {
     message = std::string(err.Get("message").String());
   }
   if (message.empty()) message = "status " + std::to_string(native.status);
-  const char* mapped = service_.exception ? service_.exception(code) : nullptr;
+  const char* mapped = nullptr;
+  for (const Exception& e : service_.exceptions) {
+    if (e.native_code == code) {
+      mapped = e.aws_type;
+      break;
+    }
+  }
   std::string_view type = mapped ? std::string_view(mapped) : ByStatus(native.status, code);
   int status = native.status >= 500 ? 500 : 400;
   if (type == "AccessDeniedException") status = 403;
@@ -301,23 +339,6 @@ json::Doc Call::Forwarded(const std::vector<std::string>& drop) {
 }
 
 // --- helpers ---
-
-std::string Encode(std::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                 c == '.' || c == '~';
-    if (plain) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 std::string LastPart(std::string_view s) {
   if (!s.starts_with("arn:")) return std::string(s);

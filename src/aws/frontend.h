@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,15 +54,21 @@ struct Operation {
   const char* ignored;  // comma-separated input fields accepted and not acted on
 };
 
+// A native error code and the AWS exception it becomes.
+struct Exception {
+  std::string_view native_code;
+  const char* aws_type;
+};
+
 struct Service {
   std::string_view target_prefix;  // "AmazonEC2ContainerServiceV20141113"
   std::string_view signing_name;   // "ecs": the service in the credential scope
   std::string_view arn_service;    // "ecs"
   const Operation* operations;
   size_t count;
-  // The exception a native error code becomes; nullptr: by status (ClientException
-  // or ServerException, InvalidParameterException for bad input).
-  const char* (*exception)(std::string_view native_code);
+  // The exception each native error code becomes; a code not listed: by status
+  // (ClientException or ServerException, InvalidParameterException for bad input).
+  std::span<const Exception> exceptions;
 };
 const Service& Ecs();
 const Service& Ecr();
@@ -83,7 +90,7 @@ class Call : public std::enable_shared_from_this<Call> {
   std::string host_url() const;
 
   // Calls a native route as the caller: `target` is the path and query
-  // ("/v1/services/web?cluster=prod", names already encoded with Encode),
+  // ("/v1/services/web?cluster=prod", names already encoded with http::UrlEncode),
   // `body` the JSON text sent, `headers` any extra request headers. `then` gets
   // the native answer (its ARNs berth's own: Reply and Fail rewrite them).
   using Then = std::function<void(net::http::Response)>;
@@ -100,6 +107,10 @@ class Call : public std::enable_shared_from_this<Call> {
   // native ones taken as text: a service with its events is tens of kilobytes,
   // not worth parsing and printing again.
   void ReplyText(std::string object_text);
+  // One page of `all` (an array, which berth gives whole) as {out_field: [...],
+  // "nextToken"}: nextToken is the index of the next entry, maxResults 1 to
+  // `max_results` (its default).
+  void ReplyPage(json::View all, std::string_view out_field, int64_t max_results);
   // An AWS error: {"__type": type, "message": message}.
   void Fail(std::string_view type, std::string_view message, int status = 400);
   // A native error answer, translated with the service's table.
@@ -128,8 +139,6 @@ class Call : public std::enable_shared_from_this<Call> {
   std::vector<std::string> ignored_sent_;
 };
 
-// Percent-encodes a path segment or query value.
-std::string Encode(std::string_view s);
 // The name or id at the end of an ARN ("arn:aws:ecs:r:a:service/c/web" → "web");
 // anything that is not an ARN as it is.
 std::string LastPart(std::string_view name_or_arn);

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <map>
 
+#include "base/clock.h"
 #include "base/crypto.h"
 
 namespace berth::aws {
@@ -33,43 +34,25 @@ bool IsLowerHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// RFC 3986 percent-encoding of everything but the unreserved characters (and '/'
-// when `keep_slash`), as SigV4 asks.
+// RFC 3986 percent-encoding of everything but the unreserved characters (and
+// '/' when `keep_slash`), as SigV4 asks.
 std::string UriEncode(std::string_view s, bool keep_slash) {
-  static const char kHex[] = "0123456789ABCDEF";
+  if (!keep_slash) return net::http::UrlEncode(s);
   std::string out;
-  for (unsigned char c : s) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                      c == '_' || c == '.' || c == '~' || (keep_slash && c == '/');
-    if (unreserved) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
+  for (size_t start = 0;;) {
+    size_t slash = s.find('/', start);
+    out +=
+        net::http::UrlEncode(s.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    if (slash == std::string_view::npos) return out;
+    out += '/';
+    start = slash + 1;
   }
-  return out;
 }
 
+// A malformed escape is kept as sent (the signer saw those bytes).
 std::string UriDecode(std::string_view s) {
   std::string out;
-  for (size_t i = 0; i < s.size(); i++) {
-    auto hex = [](char c) {
-      return c >= '0' && c <= '9'   ? c - '0'
-             : c >= 'a' && c <= 'f' ? c - 'a' + 10
-             : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                    : -1;
-    };
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else if (s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
+  if (!net::http::UrlDecode(s, &out, true)) out = std::string(s);
   return out;
 }
 
@@ -216,28 +199,13 @@ Result<Authorization> ParseAuthorization(std::string_view header) {
 }
 
 std::optional<int64_t> ParseAmzDate(std::string_view text) {
-  constexpr std::string_view kShape = "00000000T000000Z";
-  if (text.size() != kShape.size()) return std::nullopt;
-  for (size_t i = 0; i < text.size(); i++) {
-    bool digit = text[i] >= '0' && text[i] <= '9';
-    if (kShape[i] == '0' ? !digit : text[i] != kShape[i]) return std::nullopt;
-  }
-  auto num = [&](size_t at, size_t n) {
-    int v = 0;
-    for (size_t i = at; i < at + n; i++) v = v * 10 + (text[i] - '0');
-    return v;
-  };
-  tm t{};
-  t.tm_year = num(0, 4) - 1900;
-  t.tm_mon = num(4, 2) - 1;
-  t.tm_mday = num(6, 2);
-  t.tm_hour = num(9, 2);
-  t.tm_min = num(11, 2);
-  t.tm_sec = num(13, 2);
-  if (t.tm_mon > 11 || t.tm_mday < 1 || t.tm_mday > 31 || t.tm_hour > 23 || t.tm_min > 59 || t.tm_sec > 60) {
-    return std::nullopt;
-  }
-  return static_cast<int64_t>(timegm(&t)) * 1000;
+  // 20261206T230000Z is the basic form of 2026-12-06T23:00:00Z.
+  if (text.size() != 16) return std::nullopt;
+  std::string extended;
+  extended.reserve(20);
+  extended.append(text.substr(0, 4)).append("-").append(text.substr(4, 2)).append("-").append(text.substr(6, 3));
+  extended.append(text.substr(9, 2)).append(":").append(text.substr(11, 2)).append(":").append(text.substr(13, 3));
+  return ParseUtcIso8601(extended);
 }
 
 std::string CanonicalRequest(const net::http::Request& req, const Authorization& auth, std::string_view payload_hash) {

@@ -31,7 +31,7 @@ TEST_CASE("names and ARNs of any region name the same things", "[aws]") {
   CHECK(ClusterName("arn:aws:ecs:us-west-2:111122223333:cluster/prod") == "prod");
   CHECK(LastPart("arn:aws:ecs:us-west-2:111122223333:task/prod/0123abcd") == "0123abcd");
   CHECK(LastPart("web") == "web");
-  CHECK(Encode("team/app:1 x") == "team%2Fapp%3A1%20x");
+  CHECK(net::http::UrlEncode("team/app:1 x") == "team%2Fapp%3A1%20x");
 }
 
 TEST_CASE("an internal exchange hands its answer to its caller, a streamed one gathered", "[aws]") {
