@@ -67,6 +67,8 @@ struct Cluster {
   std::function<bool()> acting;
   // The other servers' addresses (host:port), the leader's first.
   std::function<std::vector<std::string>()> peers;
+  // Whether there are other servers (cheaper than asking for their addresses).
+  std::function<bool()> has_peers;
   // How many servers, this one included, must hold a blob before its push is
   // acknowledged: a majority of the voters.
   std::function<size_t()> copies_needed;
@@ -133,7 +135,7 @@ class Registry {
   // A change to the log: through the cluster when there is one.
   void Submit(store::CommandPtr cmd, std::function<void(Result<std::string>)> reply);
   bool Acting() const { return !cluster_.acting || cluster_.acting(); }
-  bool HasPeers() const { return cluster_.peers && !cluster_.peers().empty(); }
+  bool HasPeers() const { return cluster_.has_peers && cluster_.has_peers(); }
   // Streams the blob open as `fd` as the answer, honouring Range; closes `fd`.
   void ServeBlobFile(const ExchangePtr& ex, const std::string& digest, int fd);
   // The peers' routes: a blob's bytes, and a copy of one pushed here.

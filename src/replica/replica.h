@@ -184,6 +184,8 @@ class Replica : public store::Log {
   int64_t SilentMs(uint64_t id) const;
   // How many voters the configuration holds, server `except` not counted.
   unsigned Voters(uint64_t except = 0) const;
+  // How many servers the configuration holds, whatever their role.
+  unsigned Members() const { return raft_.configuration.n; }
   // The leader's address (host:port) as this server knows it; empty when none.
   std::string LeaderAddress();
   // The cluster's members and this server's view of the log.

@@ -832,11 +832,8 @@ int Run(const Options& o) {
     }
     return out;
   };
-  registry_cluster.copies_needed = [&replica] {
-    size_t voters = 0;
-    for (const replica::ServerView& v : replica->Describe().servers) voters += v.role == "voter";
-    return voters / 2 + 1;
-  };
+  registry_cluster.has_peers = [&replica] { return replica->Members() > 1; };
+  registry_cluster.copies_needed = [&replica] { return size_t{replica->Voters() / 2 + 1}; };
   registry_cluster.client = [&peer_clients](const std::string& address) {
     return peer_clients.For(address, PeerClients::Lane::kBlobs);
   };
