@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <optional>
 #include <random>
@@ -588,6 +589,7 @@ class NodeAgentImpl {
       servers_.Reached();
       LearnServersFrom(d->view());
       log::Info("agent", "registered", {{"node", node_id_}, {"server", ServerList::Url(server_)}});
+      NoteRegistered();
       if (first) SyncEngine();
       OpenStream();
     });
@@ -683,6 +685,15 @@ class NodeAgentImpl {
       if (Status s = files::WriteAtomically(dir + "/ca.crt", ca, 0644); !s) {
         log::Warn("agent", "cannot give Docker the cluster CA", {{"dir", dir}, {"error", s.error().message}});
       }
+    }
+  }
+
+  // <state>/registered: "<node id> <server URL> <unix seconds>" of the last
+  // registration, what the installer waits for (docs/install.md).
+  void NoteRegistered() {
+    std::string text = node_id_ + " " + ServerList::Url(server_) + " " + std::to_string(time(nullptr)) + "\n";
+    if (Status s = files::WriteAtomically(o_.state_dir + "/registered", text, 0644); !s) {
+      log::Warn("agent", "cannot note the registration", {{"dir", o_.state_dir}, {"error", s.error().message}});
     }
   }
 

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/config.h"
+#include "cli/join.h"
 #include "cli/registry.h"
 #include "cli/table.h"
 #include "model/secret.h"
@@ -727,6 +728,7 @@ std::string Usage() {
          "  cluster     create, list, describe and delete clusters\n"
          "  taskdef     register, list, describe and deregister task definitions\n"
          "  token       create and list API tokens (admin only)\n"
+         "  join-command  print the one line that installs and joins a new box (docs/install.md)\n"
          "  accesskey   create, list and revoke access keys for AWS tools (admin only)\n"
          "  secret      create, rotate, list and remove secrets tasks take\n"
          "  audit       who changed what, from where, and every refused credential (admin only)\n"
@@ -757,6 +759,7 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "ca") return CaCommand(rest);
   if (cmd == "taskdef" || cmd == "taskdefs") return TaskdefCommand(rest);
   if (cmd == "token" || cmd == "tokens") return TokenCommand(rest);
+  if (cmd == "join-command") return JoinCommand(rest);
   if (cmd == "accesskey" || cmd == "accesskeys") return AccessKeyCommand(rest);
   if (cmd == "secret" || cmd == "secrets") return SecretCommand(rest);
   if (cmd == "audit") return AuditCommand(rest);

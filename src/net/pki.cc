@@ -252,6 +252,23 @@ Result<std::string> NewRequest(const std::string& key_pem, const std::string& co
   return out;
 }
 
+Result<std::string> PublicKeyPin(const std::string& key_pem) {
+  Pk pk;
+  if (Status s = ParseAnyKey(&pk, key_pem); !s) return s.take_error();
+  unsigned char buf[1024];
+  // mbedtls writes the DER at the end of the buffer and returns its length.
+  int n = mbedtls_pk_write_pubkey_der(&pk.v, buf, sizeof buf);
+  if (n <= 0) return Error::Internal("writing the public key: " + MbedError(n));
+  std::string_view der(reinterpret_cast<const char*>(buf + sizeof buf - n), static_cast<size_t>(n));
+  crypto::Sha256Digest d = crypto::Sha256(der);
+  return "sha256//" + crypto::Base64Encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+}
+
+bool PrivateKeyValid(const std::string& key_pem) {
+  Pk pk;
+  return !key_pem.empty() && ParsePrivate(&pk, key_pem, "key");
+}
+
 Result<std::string> RequestPublicKey(const std::string& csr_pem) {
   mbedtls_x509_csr csr;
   mbedtls_x509_csr_init(&csr);

@@ -31,6 +31,13 @@ Result<std::string> SelfSign(const std::string& key_pem, const CertSpec& spec);
 Result<std::string> Issue(const std::string& ca_cert_pem, const std::string& ca_key_pem,
                           const std::string& subject_key_pem, const CertSpec& spec);
 
+// The pin of the key in `key_pem` (a private or public key, PEM) as curl's
+// --pinnedpubkey takes it: "sha256//" and the base64 SHA-256 of the
+// SubjectPublicKeyInfo DER.
+Result<std::string> PublicKeyPin(const std::string& key_pem);
+// Whether `key_pem` holds a private key mbedTLS reads.
+bool PrivateKeyValid(const std::string& key_pem);
+
 // A certificate signing request for `key_pem` naming `common_name`, PEM.
 Result<std::string> NewRequest(const std::string& key_pem, const std::string& common_name);
 // The public key (PEM) of a signing request whose signature holds.

@@ -101,7 +101,10 @@ Result<bool> ClusterCa::EnsureServerCert(const std::vector<std::string>& dns_nam
     }
   }
   if (why.empty()) return false;
-  Result<std::string> key = net::pki::NewKey();
+  // The key stays when it is sound, so a pin of it (the install line's
+  // --pinnedpubkey, docs/install.md) outlives the certificate.
+  Result<std::string> key =
+      net::pki::PrivateKeyValid(server_key_pem_) ? Result<std::string>(server_key_pem_) : net::pki::NewKey();
   if (!key) return key.take_error();
   net::pki::CertSpec spec;
   spec.use = net::pki::CertSpec::Use::kServer;

@@ -30,7 +30,9 @@ class ClusterCa {
 
   // Loads the server certificate, making a new one when there is none, when less
   // than a third of its life is left at `now_unix`, or when it does not name all
-  // of `dns_names` and `addresses`. Returns whether it changed.
+  // of `dns_names` and `addresses`. A new certificate keeps server.key when it
+  // reads as a key (a pinned public key stays valid); only a missing or broken
+  // key is replaced. Returns whether it changed.
   Result<bool> EnsureServerCert(const std::vector<std::string>& dns_names, const std::vector<std::string>& addresses,
                                 int64_t now_unix, int64_t lifetime_s);
 

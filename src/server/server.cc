@@ -37,6 +37,7 @@
 #include "registry/registry.h"
 #include "replica/replica.h"
 #include "server/cluster_ca.h"
+#include "server/install.h"
 #include "server/peers.h"
 #include "store/store.h"
 
@@ -782,6 +783,17 @@ int Run(const Options& o) {
   net::http::Router router;
   api::AddRoutes(&router, &ctx);
   agents.AddRoutes(&router);
+  // What a new box installs from (server/install.h, docs/install.md).
+  Result<std::unique_ptr<SelfBinary>> self_binary = SelfBinary::Open();
+  if (!self_binary) {
+    log::Warn("install", "the binary is not served", {{"error", self_binary.error().message}});
+  }
+  InstallOptions install_options;
+  install_options.tls = o.tls;
+  install_options.server_key_pem = [&ca] { return ca->server_key_pem(); };
+  install_options.state = &state;
+  install_options.now_ms = [] { return SystemClock::Get().NowUnixMs(); };
+  AddInstallRoutes(&router, self_binary ? self_binary->get() : nullptr, &install_options);
   // What the servers ask of each other beside the log (server/peers.h): changes
   // forwarded to the leader, and the registry's blobs.
   PeerClients peer_clients(loop, [&peer_tls] { return peer_tls; });
