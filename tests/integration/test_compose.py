@@ -72,6 +72,7 @@ def outcome_matches(proc, expected_base, directory, token, what):
     return False
 
 
+@timeout(120)
 def test_compose_fixtures_translate_or_fail_with_their_message():
     if not os.path.isdir(FIXTURES):
         print("note: %s is absent; the shared compose fixtures are skipped" % FIXTURES)
@@ -80,19 +81,20 @@ def test_compose_fixtures_translate_or_fail_with_their_message():
     check(names, "no compose files in " + FIXTURES)
     for name in names:
         stem = os.path.splitext(name)[0]
-        proc = compose(["-f", name, "-p", stem, "config"], FIXTURES)
+        proc = compose(["-f", name, "-p", stem, "config"], FIXTURES, {"HOME": "/home/berth"})  # for ~ in mounts
         base = os.path.join(EXPECTED, stem)
         check(outcome_matches(proc, base, FIXTURES, "$FIXTURES", name),
               "%s: no compose_expected/%s.json or .error; this run gave exit %d\nstdout: %s\nstderr: %s"
               % (name, stem, proc.returncode, proc.stdout[:2000], proc.stderr[:1000]))
         if os.path.exists(base + ".ignore.json") or os.path.exists(base + ".ignore.error"):
-            proc = compose(["-f", name, "-p", stem, "--ignore-unsupported", "config"], FIXTURES)
+            proc = compose(["-f", name, "-p", stem, "--ignore-unsupported", "config"], FIXTURES, {"HOME": "/home/berth"})
             outcome_matches(proc, base + ".ignore", FIXTURES, "$FIXTURES", name + " --ignore-unsupported")
             if proc.returncode == 0:
                 check("(skipped: --ignore-unsupported)" in proc.stderr,
                       "%s: nothing was warned about on stderr: %s" % (name, proc.stderr))
 
 
+@timeout(120)
 def test_compose_cases():
     cases = sorted(os.listdir(CASES))
     check(cases, "no cases in " + CASES)
@@ -116,6 +118,7 @@ def test_compose_cases():
                     check(line in proc.stderr.split("\n"), "%s: no warning\n  %s\nin\n%s" % (case, line, proc.stderr))
 
 
+@timeout(60)
 def test_compose_finds_its_file_and_names_the_project_after_the_directory():
     d = os.path.join(scratch_dir("c"), "My.Project_1")
     os.makedirs(d)
