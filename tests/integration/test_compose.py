@@ -226,8 +226,10 @@ def test_compose_project_end_to_end_on_docker():
 
         out = run("down").stdout
         check("deleted service %s" % project in out, out)
-        wait_until(lambda: not containers(node, running_only=False, service=project), wait=LONG, step=0.5,
-                   what="the project's containers removed")
+        # Stopped containers stay for the agent's retention (an hour), as every task's do.
+        wait_until(lambda: not containers(node, service=project), wait=LONG, step=0.5,
+                   what="the project's containers stopped")
+        wait_until(lambda: not tasks(), wait=LONG, step=0.5, what="no task of the project RUNNING")
         services = json.loads(cli(["service", "ls", "--json"], env=env).stdout)["services"]
         check(not [x for x in services if x["serviceName"] == project and x["status"] == "ACTIVE"],
               "the service is still there: %r" % services)
