@@ -97,7 +97,11 @@ struct Context {
   }
 };
 
-std::string WhereKey(const Node& map, size_t i) { return map.file + ":" + std::to_string(map.key_lines[i]); }
+// The line of a mapping's i-th key, in the file its value came from (after
+// merging several files, a mapping holds keys of each).
+std::string WhereKey(const Node& map, size_t i) {
+  return map.pairs[i].second->file + ":" + std::to_string(map.key_lines[i]);
+}
 
 // A scalar's text; numbers and booleans are text too (Compose reads them as the key wants).
 Result<std::string> Text(const Node& n, const std::string& path) {
@@ -233,9 +237,10 @@ void MergeMaps(Node* base, const Node& over) {
   for (size_t i = 0; i < over.pairs.size(); i++) {
     const auto& [k, v] = over.pairs[i];
     bool found = false;
-    for (auto& p : base->pairs) {
-      if (p.first == k) {
-        p.second = Merge(p.second, v, k);
+    for (size_t j = 0; j < base->pairs.size(); j++) {
+      if (base->pairs[j].first == k) {
+        base->pairs[j].second = Merge(base->pairs[j].second, v, k);
+        base->key_lines[j] = over.key_lines[i];  // the key as the later file has it
         found = true;
       }
     }
@@ -259,10 +264,14 @@ NodePtr Merge(const NodePtr& base, const NodePtr& over, const std::string& key) 
   if (a->IsMap() && b->IsMap()) {
     NodePtr m = yaml::Clone(*a);
     MergeMaps(m.get(), *b);
+    m->file = b->file;
+    m->line = b->line;
     return m;
   }
   if (a->IsSeq() && b->IsSeq() && key != "command" && key != "entrypoint" && key != "test") {
     NodePtr m = yaml::Clone(*a);
+    m->file = b->file;
+    m->line = b->line;
     if (key == "volumes") {  // one mount per target: the later file's wins
       for (const NodePtr& v : b->items) {
         std::string target = MountTarget(*v);
