@@ -3,9 +3,11 @@
 // needs no server; the other subcommands call the native API.
 #include "compose/compose.h"
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 
@@ -254,7 +256,10 @@ int Logs(const compose::Project& project, const std::string& cluster, bool follo
   for (const auto& [task, container] : streams) {
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0) _exit(StreamLogs(task, container, true, prefix(container)));
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // no stream outlives the command
+      _exit(StreamLogs(task, container, true, prefix(container)));
+    }
     if (pid > 0) children.push_back(pid);
   }
   int worst = kOk;

@@ -16,6 +16,7 @@ service (docs/compose.md).
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import urllib.request
@@ -198,6 +199,19 @@ def test_compose_project_end_to_end_on_docker():
             return proc.stdout if proc.returncode == 0 and "client | hello from web 1" in proc.stdout else ""
         logs = wait_until(client_logs, wait=LONG, step=1, what="client's log lines showing web's answer")
         check("unreachable" not in logs.split("hello from web")[-1], "client lost web: %s" % logs[-500:])
+        # -f follows every container until interrupted.
+        follower = subprocess.Popen([BINARY, "compose", "-p", project, "logs", "-f"], cwd=d, text=True,
+                                    stdout=subprocess.PIPE, env=dict(os.environ, **env), start_new_session=True)
+        try:
+            seen = 0
+            while seen < 2:  # two lines of the client's, as they come
+                line = follower.stdout.readline()
+                check(line, "logs -f ended early (exit %r)" % follower.poll())
+                seen += line.startswith("client | hello from web 1")
+        finally:
+            follower.send_signal(signal.SIGINT)
+            rc = follower.wait(timeout=30)
+        check(rc in (130, -signal.SIGINT), "logs -f after SIGINT: exit %r" % rc)
         ps = run("ps").stdout
         check("web" in ps and "client" in ps and "%d->8080/tcp" % port in ps, "ps:\n" + ps)
         cs = containers(node, service=project)
