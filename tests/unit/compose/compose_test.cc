@@ -278,6 +278,12 @@ TEST_CASE("compose refusals name the key, the service and the line", "[compose]"
     INFO(c.yaml);
     CHECK(ErrorOf(LoadOne(c.yaml)) == c.error);
   }
+  // A top-level refusal comes after the services' own, which come first in a file.
+  CHECK(ErrorOf(LoadOne("services:\n  web:\n    image: x\n    build: .\nsecrets:\n  s:\n    file: ./s\n")) ==
+        "compose.yaml:4: services.web.build: berth runs images; build and push yours to <server>:7070 first");
+  CHECK(ErrorOf(LoadOne("services:\n  web:\n    image: x\nsecrets:\n  s:\n    file: ./s\n")) ==
+        "compose.yaml:4: secrets: file secrets are not uploaded; create them with 'berth secret create' and "
+        "reference them from a task definition");
   // With --ignore-unsupported: warned and skipped.
   Result<compose::Project> p =
       LoadOne("services:\n  web:\n    build: .\n    image: x\n    stop_signal: SIGINT\n    container_name: w\n", true);
