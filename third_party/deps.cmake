@@ -33,10 +33,12 @@ find_library(MBEDCRYPTO_STATIC NAMES libmbedcrypto.a REQUIRED)
 # The Raft library (libraft-dev, on libuv) and the LZ4 it compresses snapshots with.
 find_library(RAFT_STATIC NAMES libraft.a REQUIRED)
 find_library(LZ4_STATIC NAMES liblz4.a REQUIRED)
+# libyaml (libyaml-dev) parses compose files (src/compose/yaml.h).
+find_library(YAML_STATIC NAMES libyaml.a REQUIRED)
 find_package(Threads REQUIRED)
 
 add_library(berth_deps INTERFACE)
 target_link_libraries(berth_deps INTERFACE
-  llhttp cjson ${RAFT_STATIC} ${LZ4_STATIC} ${UV_STATIC} ${SQLITE_STATIC}
+  llhttp cjson ${YAML_STATIC} ${RAFT_STATIC} ${LZ4_STATIC} ${UV_STATIC} ${SQLITE_STATIC}
   ${MBEDTLS_STATIC} ${MBEDX509_STATIC} ${MBEDCRYPTO_STATIC}
   Threads::Threads ${CMAKE_DL_LIBS} m)

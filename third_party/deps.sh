@@ -10,7 +10,7 @@ top=$(cd "$here/.." && pwd)
 
 packages=(
   build-essential cmake file pkg-config dpkg-dev
-  libuv1-dev libsqlite3-dev libmbedtls-dev node-llhttp catch2 libraft-dev liblz4-dev
+  libuv1-dev libsqlite3-dev libmbedtls-dev node-llhttp catch2 libraft-dev liblz4-dev libyaml-dev
   clang libclang-rt-14-dev clang-format-14
   python3 sqlite3 curl wrk nginx-light procps docker-registry skopeo
   docker.io busybox-static openssl iproute2 iptables awscli

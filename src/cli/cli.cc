@@ -742,6 +742,7 @@ std::string Usage() {
          "  image       list and remove images in a repository\n"
          "  registry    registry maintenance: gc\n"
          "  logs        print or follow a task's container output\n"
+         "  compose     run a Compose project as a service: up, down, ps, scale, logs, config\n"
          "  agent       run this host's node agent (Docker), or --simulate N nodes\n"
          "  version     print the version\n"
          "  help        print this help, or 'berth help COMMAND'\n"
@@ -769,6 +770,7 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "task" || cmd == "tasks") return TaskCommand(rest);
   if (cmd == "ps") return PsCommand(rest);
   if (cmd == "logs") return LogsCommand(rest);
+  if (cmd == "compose") return ComposeCommand(rest);
   if (cmd == "service" || cmd == "services") return ServiceCommand(rest);
   if (cmd == "repo" || cmd == "repos") return RepoCommand(rest);
   if (cmd == "image" || cmd == "images") return ImageCommand(rest);

@@ -14,5 +14,7 @@ int TaskCommand(const std::vector<std::string>& args);
 int PsCommand(const std::vector<std::string>& args);
 int ServiceCommand(const std::vector<std::string>& args);
 int LogsCommand(const std::vector<std::string>& args);
+// `berth compose`: a Compose project as one task definition and one service (compose.cc).
+int ComposeCommand(const std::vector<std::string>& args);
 
 }  // namespace berth::cli
