@@ -12,7 +12,7 @@ JOBS    ?= $(shell nproc)
 DATA    ?= ./berth-data
 LISTEN  ?= 0.0.0.0:7070
 
-.PHONY: all build deps test unit integration asan tsan format-check fuzz-regress fuzz run bench clean format tidy help
+.PHONY: all build deps test unit integration asan tsan format-check fuzz-regress fuzz run bench clean format tidy help deb
 
 all: build
 
@@ -24,6 +24,7 @@ help:
 	@echo "make test      the whole suite: format check, unit, integration, unit under ASan+UBSan and under TSan, fuzz corpus"
 	@echo "make fuzz      run the libFuzzer harnesses for a while (FUZZ_SECONDS=60)"
 	@echo "make bench     run the benchmarks in bench/ (slow; never part of make test)"
+	@echo "make deb       build, then package build/berth_<version>_amd64.deb (binary, systemd units, docs)"
 	@echo "make format    clang-format every source file (make format-check: check only)"
 	@echo "make tidy      clang-tidy over src/"
 
@@ -39,6 +40,10 @@ build: deps
 run: build
 	@./packaging/ensure-docker.sh || echo "make run: no Docker engine answers; the server runs without its local agent"
 	@exec $(BUILD)/berth server --data $(DATA) --listen $(LISTEN)
+
+# The Debian package (packaging/deb.sh): dpkg -i it, then systemctl enable --now berth-server.
+deb: build
+	@packaging/deb.sh $(BUILD)/berth $(BUILD)
 
 unit: build
 	@$(RELEASE)/tests/unit/berth_unit_tests

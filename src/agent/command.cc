@@ -31,6 +31,9 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"docker", true, "ADDR", "the Docker engine's socket (default unix:///var/run/docker.sock)"},
     {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
     {"state-dir", true, "DIR", "where the agent keeps its node id (default /var/lib/berth-agent)"},
+    {"secrets-dir", true, "DIR",
+     "where tasks' secret files are written, on a tmpfs (mounted there unless it is one already; default "
+     "STATE-DIR/secrets; the systemd unit gives /run/berth-agent/secrets, which the Docker engine sees)"},
     {"reserved-memory", true, "MIB", "memory kept back from tasks (default 256)"},
     {"reserved-ports", true, "LIST",
      "host ports tasks may not take, e.g. 22,53/udp (default 22, and a local server's port)"},
@@ -98,6 +101,11 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
   o.docker = p.Get("docker", o.docker);
   if (p.Has("docker-certs-dir")) o.docker_certs_dir = p.Get("docker-certs-dir");
   o.state_dir = p.Get("state-dir", o.state_dir);
+  o.secrets_dir = p.Get("secrets-dir");
+  if (!o.secrets_dir.empty() && o.secrets_dir[0] != '/') {
+    fprintf(stderr, "berth agent: --secrets-dir: expected an absolute path\n");
+    return 2;
+  }
   Result<std::map<std::string, std::string>> attrs = flags::ParseKeyValues(p.GetAll("attr"), "attr");
   if (!attrs) {
     fprintf(stderr, "berth agent: %s\n", attrs.error().message.c_str());

@@ -27,6 +27,7 @@
 #include "base/files.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/notify.h"
 #include "model/taskdef.h"
 #include "net/http_client.h"
 #include "net/pki.h"
@@ -57,6 +58,8 @@ constexpr int64_t kMaxBackoffMs = 30000;  // between attempts to reach Docker
 // default), so a server that comes back finds its agents before it would
 // declare their nodes lost.
 constexpr int64_t kMaxServerBackoffMs = 2000;
+// Under systemd, READY=1 comes at registration, or after this long without one.
+constexpr uint64_t kReadyWithoutServerMs = 60000;
 // Followers' 307s followed in a row at once; past this many (servers with stale
 // views of who leads, naming each other) each further one waits a backoff. A
 // follower naming a leader just killed is no such loop: the dead leader fails
@@ -205,7 +208,7 @@ class NodeAgentImpl {
     };
     hooks.pulled_changed = [this](const std::map<std::string, int64_t>& pulled) { SavePulled(pulled); };
     hooks.admit = [this](const TaskIdentity& task, json::View td) { return Admit(task, td); };
-    secret_files_ = std::make_unique<SecretFiles>(o_.state_dir + "/secrets");
+    secret_files_ = std::make_unique<SecretFiles>(o_.secrets_dir.empty() ? o_.state_dir + "/secrets" : o_.secrets_dir);
     hooks.write_secrets = [this](const std::string& task, const std::string& container,
                                  const std::vector<std::pair<std::string, std::string>>& files) {
       return secret_files_->Write(task, container, files);
@@ -226,6 +229,7 @@ class NodeAgentImpl {
     }
     std::vector<std::string> forbidden = o_.forbidden_paths;
     forbidden.push_back(o_.state_dir);
+    forbidden.push_back(o_.secrets_dir);  // (every task's secrets, when not under the state directory)
     for (const std::string& f : forbidden) {
       if (f.empty()) continue;
       char cwd[PATH_MAX];
@@ -590,6 +594,7 @@ class NodeAgentImpl {
       LearnServersFrom(d->view());
       log::Info("agent", "registered", {{"node", node_id_}, {"server", ServerList::Url(server_)}});
       NoteRegistered();
+      if (o_.registered) o_.registered(node_id_, ServerList::Url(server_));
       if (first) SyncEngine();
       OpenStream();
     });
@@ -1140,20 +1145,58 @@ Status NodeAgent::Start() { return impl_->Start(); }
 void NodeAgent::Shutdown() { impl_->Shutdown(); }
 std::string NodeAgent::node_id() const { return impl_->node_id(); }
 
-int RunNodeAgent(const NodeAgentOptions& options) {
+int RunNodeAgent(const NodeAgentOptions& given) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);  // until its watch below is set
   uv_loop_t* loop = net::DefaultLoop();
+  NodeAgentOptions options = given;
+  // systemd (Type=notify): ready once registered with a server, when the
+  // reconciler has its node and the desired-state stream opens; later
+  // registrations (another server after a failover) update the status.
+  bool ready = false;
+  options.registered = [&ready](const std::string& node, const std::string& server) {
+    std::string status = "registered as node " + node + " with " + server;
+    if (ready) return notify::SetStatus(status);
+    ready = true;
+    notify::Ready(status);
+  };
   NodeAgent agent(loop, options);
+  // A server away at boot must not hold the boot, nor have systemd restart an
+  // agent that keeps its containers: ready anyway after a minute, saying so.
+  net::Timer ready_anyway(loop);
+  ready_anyway.Start(kReadyWithoutServerMs, 0, [&ready] {
+    if (ready) return;
+    ready = true;
+    notify::Ready("no server took the registration within a minute; running the containers it has, and trying");
+  });
+  ready_anyway.Unref();
   if (Status s = agent.Start(); !s) {
     fprintf(stderr, "berth agent: %s\n", s.error().message.c_str());
     return 2;
   }
   printf("berth agent: node agent for %s, server %s\n", options.docker.c_str(), options.server.c_str());
   fflush(stdout);
-  auto stop = [loop](int) { net::StopLoop(loop); };
+  auto stop = [loop](int sig) {
+    log::Info("agent", "shutting down; containers keep running", {{"signal", sig}});
+    notify::Stopping("shutting down (signal " + std::to_string(sig) + "); containers keep running");
+    net::StopLoop(loop);
+  };
   net::SignalWatch sigterm(loop, SIGTERM, stop);
   net::SignalWatch sigint(loop, SIGINT, stop);
+  // Nothing of the agent's is read again while it runs: SIGHUP (systemctl
+  // reload, a closed terminal) is noted, never fatal.
+  net::SignalWatch sighup(loop, SIGHUP, [](int) {
+    log::Info("agent", "SIGHUP: nothing to reload (flags and the environment are read at start; restart for those)");
+  });
+  // The watchdog's keep-alive comes from the loop, so a stuck loop stops it.
+  net::Timer watchdog(loop);
+  if (uint64_t every_ms = notify::WatchdogIntervalMs(); every_ms > 0) {
+    watchdog.Start(every_ms, every_ms, [] { notify::Watchdog(); });
+    watchdog.Unref();
+  }
   net::RunLoop(loop);
+  watchdog.Stop();
+  ready_anyway.Stop();
   agent.Shutdown();
   return 0;
 }

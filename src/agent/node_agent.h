@@ -44,6 +44,9 @@ struct NodeAgentOptions {
   std::string cluster = "default";
   std::string docker = "unix:///var/run/docker.sock";
   std::string state_dir = "/var/lib/berth-agent";  // keeps the node id
+  // Where secret files of tasks are written (a tmpfs, mounted there when it is
+  // not one); empty: STATE/secrets.
+  std::string secrets_dir;
   std::map<std::string, std::string> attributes;
   int64_t reserved_memory_mib = 256;
   // Host ports tasks may not take ("22", "53/udp"); the server's own port is
@@ -67,6 +70,9 @@ struct NodeAgentOptions {
   // Paths no task may mount, whatever any policy says (a local server's data
   // directory); the agent's state directory is always one.
   std::vector<std::string> forbidden_paths;
+  // Called on the loop thread each time the node is registered with a server
+  // (at start, and again after a server was lost): `berth agent` tells systemd.
+  std::function<void(const std::string& node_id, const std::string& server)> registered;
 };
 
 // The servers an agent knows and the one it talks to. Followers send agents to

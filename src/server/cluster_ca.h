@@ -35,6 +35,13 @@ class ClusterCa {
   // key is replaced. Returns whether it changed.
   Result<bool> EnsureServerCert(const std::vector<std::string>& dns_names, const std::vector<std::string>& addresses,
                                 int64_t now_unix, int64_t lifetime_s);
+  // Drops the server certificate and key held in memory, so the next
+  // EnsureServerCert reads server.crt and server.key again (SIGHUP: an operator
+  // replaced them). What it finds there is checked as at start.
+  void ForgetServerCert() {
+    server_chain_pem_.clear();
+    server_key_pem_.clear();
+  }
 
   // The CA's key (PEM), for a server joining the cluster (every server issues
   // certificates and may lead).

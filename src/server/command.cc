@@ -89,6 +89,17 @@ const char kUsage[] =
     "cluster CA (DIR/ca.crt) and an admin token, printed this once and kept in\n"
     "DIR/admin-token. It serves HTTPS with a certificate from that CA unless --no-tls.\n"
     "\n"
+    "SIGTERM or SIGINT stops it gracefully. SIGHUP (systemctl reload berth-server)\n"
+    "reloads what is safe while serving: the server certificate and key, read again\n"
+    "from DIR/server.crt and DIR/server.key (a replacement must be signed by the\n"
+    "cluster CA and name this host's names and addresses, or it is issued anew as at\n"
+    "start; a key that is not the certificate's is refused and the served one kept),\n"
+    "and the host's names and addresses the certificate must name. Flags, the log\n"
+    "level, the CA and the secret key are read at start only: restart for those.\n"
+    "Under systemd (Type=notify) it reports READY=1 once it serves, RELOADING=1 and\n"
+    "STOPPING=1, its role and term as STATUS, and WATCHDOG=1 when WatchdogSec= is set\n"
+    "(docs/operations.md).\n"
+    "\n"
     "Flags:\n";
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "base/files.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "base/notify.h"
 #include "control/retention.h"
 #include "control/scheduler.h"
 #include "model/state.h"
@@ -384,6 +385,7 @@ class JoinRequest {
 
 int Run(const Options& o) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);  // a reload asked before the server serves is not fatal
   // Every agent holds a connection: take all the descriptors we may.
   rlimit nofile{};
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
@@ -1054,6 +1056,7 @@ int Run(const Options& o) {
     }
     stopping = true;
     log::Info("server", "shutting down", {{"signal", sig}});
+    notify::Stopping("shutting down (signal " + std::to_string(sig) + ")");
     if (local_agent) local_agent->Shutdown();  // its containers keep running
     server->Shutdown(o.shutdown_grace_ms, [&] {
       store->Flush();
@@ -1084,6 +1087,67 @@ int Run(const Options& o) {
   }
   fflush(stdout);
   log::Info("server", "listening", {{"addr", where->host + ":" + std::to_string(port.value())}});
+
+  // systemd (Type=notify, base/notify.h): ready now that the listeners are
+  // bound and, for a cluster of one, the log is applied; the status line says
+  // this server's part in the cluster, and changes with it.
+  std::string serving = std::string(scheme) + "://" + shown.ToString();
+  auto describe = [&replica, &serving] {
+    replica::LogStatus st = replica->Describe();
+    std::string role = replica->acting()   ? "leader"
+                       : replica->leader() ? "leader, not acting yet"
+                       : st.leader_id != 0 ? "follower of server " + std::to_string(st.leader_id)
+                                           : "no leader (an election is under way)";
+    return "serving " + serving + "; " + role + ", term " + std::to_string(st.term) + ", " +
+           std::to_string(st.servers.size()) + (st.servers.size() == 1 ? " server" : " servers");
+  };
+  std::string status_shown = describe();
+  notify::Ready(status_shown);
+  net::Timer status_timer(loop);
+  status_timer.Start(1000, 1000, [&describe, &status_shown] {
+    std::string now = describe();
+    if (now == status_shown) return;
+    status_shown = now;
+    notify::SetStatus(now);
+  });
+  status_timer.Unref();
+  // The watchdog's keep-alive comes from the loop, so a stuck loop stops it.
+  net::Timer watchdog(loop);
+  if (uint64_t every_ms = notify::WatchdogIntervalMs(); every_ms > 0) {
+    watchdog.Start(every_ms, every_ms, [] { notify::Watchdog(); });
+    watchdog.Unref();
+  }
+  // SIGHUP reloads what is safe to take while serving: the server certificate
+  // and key from the data directory (an operator's replacement, checked as at
+  // start), and the host's names and addresses it must name. Everything else
+  // is a flag or state and needs a restart (docs/operations.md).
+  auto reload = [&](int) {
+    if (stopping) return;
+    notify::Reloading("reloading (SIGHUP)");
+    std::string reloaded = "nothing (TLS is off)";
+    if (o.tls) {
+      ca->ForgetServerCert();
+      std::vector<std::string> now_dns, now_addresses;
+      HostNames(o.advertise, &now_dns, &now_addresses);
+      Result<bool> issued = ca->EnsureServerCert(now_dns, now_addresses, time(nullptr), o.cert_lifetime_s);
+      if (!issued) {
+        reloaded = "nothing";
+        log::Error("tls", "reloading the server certificate failed; the one served is kept",
+                   {{"error", issued.error().message}});
+      } else if (Status s = tls->SetIdentity(ca->server_chain_pem(), ca->server_key_pem()); !s) {
+        reloaded = "nothing";
+        log::Error("tls", "the server certificate in the data directory was refused; the one served is kept",
+                   {{"error", s.error().message}});
+      } else {
+        reloaded = issued.value() ? "server certificate (issued anew)" : "server certificate";
+      }
+    }
+    log::Info("server", "reloaded on SIGHUP",
+              {{"reloaded", reloaded}, {"not_reloaded", "flags, the CA, the secret key (restart for those)"}});
+    status_shown = describe();
+    notify::Ready(status_shown);
+  };
+  net::SignalWatch sighup(loop, SIGHUP, reload);
 
   std::unique_ptr<JoinRequest> join;
   if (joining) {
@@ -1117,6 +1181,12 @@ int Run(const Options& o) {
       }
       ao.docker = o.docker;
       ao.state_dir = o.data_dir + "/agent";
+      // Under systemd, secret files go to the unit's RuntimeDirectory (on /run, a
+      // tmpfs the Docker engine sees): a tmpfs the agent mounted itself would
+      // live in the unit's own mount namespace, where the engine cannot see it.
+      if (const char* run = getenv("RUNTIME_DIRECTORY"); run && run[0] == '/' && !strchr(run, ':')) {
+        ao.secrets_dir = std::string(run) + "/agent-secrets";
+      }
       // The server's tokens, keys and state live here: no task of this host sees them.
       ao.forbidden_paths.push_back(o.data_dir);
       ao.attributes = o.agent_attributes;
@@ -1132,6 +1202,8 @@ int Run(const Options& o) {
   }
 
   net::RunLoop(loop);
+  status_timer.Stop();
+  watchdog.Stop();
 
   // Nothing may reach the store once it is closed: the loop runs once more below
   // (handle closes), and a timer due then would write to a closed database.
