@@ -192,13 +192,10 @@ if [ "$role" = agent ]; then
 else
   install -d -m 0700 "$root/var/lib/berth"
   if [ -n "$token" ]; then
-    printf 'BERTH_SERVER=%s\nBERTH_TOKEN=%s\n' "$server" "$token" >"$tmp/env"
+    # The unit passes BERTH_SERVER_FLAGS; the server reads its join token from
+    # BERTH_TOKEN (not on its command line). --join is harmless once joined.
+    printf 'BERTH_SERVER=%s\nBERTH_TOKEN=%s\nBERTH_SERVER_FLAGS="--join %s"\n' "$server" "$token" "$server" >"$tmp/env"
     install -m 0600 "$tmp/env" "$root/etc/berth/server.env"
-    # The server joins the cluster at its first start (--join is harmless later).
-    install -d -m 0755 "$root/etc/systemd/system/berth-server.service.d"
-    # shellcheck disable=SC2016 # systemd expands them, from the environment file
-    printf '[Service]\nEnvironmentFile=/etc/berth/server.env\nExecStart=\nExecStart=/usr/local/bin/berth server --data /var/lib/berth --listen 0.0.0.0:7070 --join ${BERTH_SERVER} --token ${BERTH_TOKEN}\n' >"$tmp/join.conf"
-    install -m 0644 "$tmp/join.conf" "$root/etc/systemd/system/berth-server.service.d/join.conf"
   fi
 fi
 install -m 0644 "$tmp/unit" "$root/etc/systemd/system/$unit.service"

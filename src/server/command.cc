@@ -21,7 +21,9 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"join", true, "URL",
      "join the cluster of the server at URL (https://HOST:PORT) with --token, a server token; the data directory "
      "must be new"},
-    {"token", true, "TOKEN", "the server token to --join with (berth token create --role server)"},
+    {"token", true, "TOKEN",
+     "the server token to --join with (berth token create --role server); default $BERTH_TOKEN, which keeps it out "
+     "of the process list"},
     {"peer-address", true, "HOST:PORT",
      "where the other servers reach this one (default: the --listen address, or this host's first address when "
      "listening on every address)"},
@@ -131,6 +133,7 @@ int Main(const std::vector<std::string>& args) {
   o.advertise = p->GetAll("advertise");
   o.join = p->Get("join");
   o.join_token = p->Get("token");
+  if (const char* env = getenv("BERTH_TOKEN"); o.join_token.empty() && !o.join.empty() && env) o.join_token = env;
   o.peer_address = p->Get("peer-address");
   if (o.join.empty() != o.join_token.empty()) {
     fprintf(stderr,

@@ -237,7 +237,7 @@ def test_renewal_keeps_the_server_key_so_the_pin_holds():
         check(r.returncode == 0, "the join line still works after the renewal: %r" % r.stderr)
 
 
-def test_install_sh_for_a_server_writes_its_env_and_the_join_drop_in():
+def test_install_sh_for_a_server_writes_its_env_with_the_join():
     with Server() as s:
         _, pin, _, role, token, _ = join_line(s, "--role", "server")
         root = scratch_dir("root")
@@ -246,9 +246,8 @@ def test_install_sh_for_a_server_writes_its_env_and_the_join_drop_in():
         env = os.path.join(root, "etc/berth/server.env")
         check(mode(env) == 0o600, "server.env mode %o" % mode(env))
         with open(env) as f:
-            check(f.read() == "BERTH_SERVER=%s\nBERTH_TOKEN=%s\n" % (s.url, token), "server.env contents")
-        with open(os.path.join(root, "etc/systemd/system/berth-server.service.d/join.conf")) as f:
-            check("--join ${BERTH_SERVER} --token ${BERTH_TOKEN}" in f.read(), "the join drop-in")
+            check(f.read() == 'BERTH_SERVER=%s\nBERTH_TOKEN=%s\nBERTH_SERVER_FLAGS="--join %s"\n' % (s.url, token, s.url),
+                  "server.env contents")
         check(os.path.exists(os.path.join(root, "etc/systemd/system/berth-server.service")), "the server unit")
         # An agent token is not a server token.
         _, _, _, _, agent_token, _ = join_line(s)
