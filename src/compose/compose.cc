@@ -165,7 +165,8 @@ Status InterpolateTree(Node* n, const std::string& path, const std::map<std::str
 // ---------------------------------------------------------------------------
 // Merging several files (the Compose specification's merge rules).
 
-NodePtr MakeScalarLike(const Node& at, Kind kind, std::string text) {
+// A new node of `kind`, placed where `at` is (for errors' file and line).
+NodePtr NodeAt(const Node& at, Kind kind, std::string text = {}) {
   auto n = std::make_shared<Node>();
   n->kind = kind;
   n->text = std::move(text);
@@ -177,16 +178,13 @@ NodePtr MakeScalarLike(const Node& at, Kind kind, std::string text) {
 // environment, labels, extra_hosts as a list ("K=V", "K") → a mapping (K: V, K: null).
 NodePtr ListToMap(const NodePtr& n) {
   if (!n->IsSeq()) return n;
-  auto m = std::make_shared<Node>();
-  m->kind = Kind::kMapping;
-  m->file = n->file;
-  m->line = n->line;
+  NodePtr m = NodeAt(*n, Kind::kMapping);
   for (const NodePtr& item : n->items) {
     std::string t = item->text;
     size_t eq = t.find('=');
     std::string key = t.substr(0, eq);
-    NodePtr value = eq == std::string::npos ? MakeScalarLike(*item, Kind::kNull, "")
-                                            : MakeScalarLike(*item, Kind::kScalar, t.substr(eq + 1));
+    NodePtr value =
+        eq == std::string::npos ? NodeAt(*item, Kind::kNull) : NodeAt(*item, Kind::kScalar, t.substr(eq + 1));
     bool replaced = false;
     for (auto& p : m->pairs) {
       if (p.first == key) {
@@ -205,16 +203,10 @@ NodePtr ListToMap(const NodePtr& n) {
 // depends_on as a list → {name: {condition: service_started}}.
 NodePtr DependsToMap(const NodePtr& n) {
   if (!n->IsSeq()) return n;
-  auto m = std::make_shared<Node>();
-  m->kind = Kind::kMapping;
-  m->file = n->file;
-  m->line = n->line;
+  NodePtr m = NodeAt(*n, Kind::kMapping);
   for (const NodePtr& item : n->items) {
-    auto cond = std::make_shared<Node>();
-    cond->kind = Kind::kMapping;
-    cond->file = item->file;
-    cond->line = item->line;
-    cond->pairs.emplace_back("condition", MakeScalarLike(*item, Kind::kScalar, "service_started"));
+    NodePtr cond = NodeAt(*item, Kind::kMapping);
+    cond->pairs.emplace_back("condition", NodeAt(*item, Kind::kScalar, "service_started"));
     cond->key_lines.push_back(item->line);
     m->pairs.emplace_back(item->text, cond);
     m->key_lines.push_back(item->line);
