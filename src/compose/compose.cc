@@ -145,19 +145,27 @@ Result<std::vector<std::string>> StringList(const Node& n, const std::string& pa
 // ---------------------------------------------------------------------------
 // Interpolation over a tree: every scalar value (keys are left as written).
 
-Status InterpolateTree(Node* n, const std::string& path, const std::map<std::string, std::string>& vars) {
+Status InterpolateTree(Node* n, const std::string& path, const std::map<std::string, std::string>& vars,
+                       std::vector<std::string>* warnings) {
   if (n->IsScalar()) {
-    Result<std::string> t = Interpolate(n->text, vars);
+    std::vector<std::string> unset;
+    Result<std::string> t = Interpolate(n->text, vars, &unset);
     if (!t) return Context::Bad(n->Where(), path, t.error().message);
+    for (const std::string& name : unset) {
+      warnings->push_back(n->Where() + ": " + path + ": variable " + name + " is not set: it becomes an empty string");
+    }
     n->text = std::move(t.value());
     return {};
   }
   for (size_t i = 0; i < n->items.size(); i++) {
-    if (Status s = InterpolateTree(n->items[i].get(), path + "[" + std::to_string(i) + "]", vars); !s) return s;
+    if (Status s = InterpolateTree(n->items[i].get(), path + "[" + std::to_string(i) + "]", vars, warnings); !s) {
+      return s;
+    }
   }
   for (auto& p : n->pairs) {
     if (p.first.starts_with("x-")) continue;  // extensions are never read
-    if (Status s = InterpolateTree(p.second.get(), path.empty() ? p.first : path + "." + p.first, vars); !s) return s;
+    std::string sub = path.empty() ? p.first : path + "." + p.first;
+    if (Status s = InterpolateTree(p.second.get(), sub, vars, warnings); !s) return s;
   }
   return {};
 }
@@ -379,6 +387,8 @@ class ServiceTranslator {
   std::vector<std::pair<std::string, std::string>> depends;  // (service, ECS condition), with the line below
   std::vector<std::string> depends_where;
   bool essential = true;
+  std::string network_mode = "bridge";  // as the service's network_mode says
+  std::string network_mode_where;       // its file and line, when given
 
  private:
   std::string P(const std::string& key) const { return path_ + "." + key; }
@@ -405,7 +415,8 @@ std::string RefusalFor(const std::string& key) {
   if (key == "configs") return "configs are not supported; bake the file into the image or bind-mount it";
   if (key == "scale") return "all services run together in one task; scale the project with 'berth compose scale N'";
   if (key == "network_mode")
-    return "all services share the task's network (bridge); host or another container's network is not supported";
+    return "the services of a project share one network (bridge, host or none for all of them); another "
+           "service's or container's network is not supported";
   if (key == "extends") return "not supported; merge files with several -f instead";
   if (key == "profiles") return "profiles are not supported: every service of the file runs";
   if (key == "privileged" || key == "cap_add" || key == "cap_drop" || key == "devices" || key == "security_opt" ||
@@ -583,6 +594,16 @@ Result<json::Doc> ServiceTranslator::Run() {
       ctx_.Warn(where, P(key), "ignored: all services share the task's network and reach each other by service name");
     } else if (key == "links") {
       ctx_.Warn(where, P(key), "ignored: every service already reaches the others by service name");
+    } else if (key == "network_mode") {
+      // The whole task has one network mode: checked across services in Translate.
+      Result<std::string> mode = Text(*svc_.pairs[i].second, P(key));
+      if (!mode) return mode.take_error();
+      if (*mode == "host" || *mode == "none" || *mode == "bridge") {
+        network_mode = *mode;
+        network_mode_where = where;
+      } else if (Status s = ctx_.Unsupported(where, P(key), RefusalFor(key)); !s) {
+        return s.take_error();
+      }
     } else {
       if (Status s = ctx_.Unsupported(where, P(key), RefusalFor(key)); !s) return s.take_error();
     }
@@ -710,6 +731,10 @@ Status ServiceTranslator::Volumes(const Node& n, json::Doc* out) {
       } else if (parts.size() <= 3) {
         source = parts[0];
         target = parts[1];
+        if (source.empty()) {
+          // ":/data" is what "${MEDIA}:/data" becomes with MEDIA unset: not an anonymous volume.
+          return Context::Bad(v.Where(), path, "the source before ':' is empty (is a variable it names unset?)");
+        }
         if (parts.size() == 3) {
           {
             std::stringstream ms(parts[2]);
@@ -971,7 +996,8 @@ std::string NormaliseProjectName(std::string_view name) {
   return out;
 }
 
-Result<std::string> Interpolate(std::string_view text, const std::map<std::string, std::string>& vars) {
+Result<std::string> Interpolate(std::string_view text, const std::map<std::string, std::string>& vars,
+                                std::vector<std::string>* unset) {
   std::string out;
   size_t i = 0;
   auto name_char = [](char c, bool first) {
@@ -992,8 +1018,13 @@ Result<std::string> Interpolate(std::string_view text, const std::map<std::strin
     if (i + 1 < text.size() && name_char(text[i + 1], true)) {
       size_t j = i + 1;
       while (j < text.size() && name_char(text[j], false)) j++;
-      auto it = vars.find(std::string(text.substr(i + 1, j - i - 1)));
-      if (it != vars.end()) out += it->second;
+      std::string name(text.substr(i + 1, j - i - 1));
+      auto it = vars.find(name);
+      if (it != vars.end()) {
+        out += it->second;
+      } else if (unset) {
+        unset->push_back(name);
+      }
       i = j;
       continue;
     }
@@ -1019,8 +1050,9 @@ Result<std::string> Interpolate(std::string_view text, const std::map<std::strin
     bool set = it != vars.end();
     bool nonempty = set && !it->second.empty();
     std::string value = set ? it->second : "";
-    auto rest = [&](size_t skip) { return Interpolate(op.substr(skip), vars); };
+    auto rest = [&](size_t skip) { return Interpolate(op.substr(skip), vars, unset); };
     if (op.empty()) {
+      if (!set && unset) unset->push_back(name);
       out += value;
     } else if (op.starts_with(":-") || op.starts_with("-")) {
       bool colon = op[0] == ':';
@@ -1257,7 +1289,7 @@ Result<Project> Load(const Options& in) {
     Result<NodePtr> doc = yaml::Parse(text, f);
     if (!doc) return doc.take_error();
     if (!(*doc)->IsMap()) return Error::Invalid(f + ":1: a compose file must be a mapping with services:");
-    if (Status s = InterpolateTree(doc->get(), "", vars); !s) return s.take_error();
+    if (Status s = InterpolateTree(doc->get(), "", vars, &project.warnings); !s) return s.take_error();
     merged = merged ? Merge(merged, *doc, "") : *doc;
   }
   const Node& top = *merged;
@@ -1368,6 +1400,16 @@ Result<Project> Load(const Options& in) {
     containers.Push(c.value());
   }
   if (deferred) return *deferred;
+  // One network mode for the task: every service's, which must agree.
+  std::string network_mode = done.empty() ? "bridge" : done[0]->network_mode;
+  for (size_t i = 1; i < done.size(); i++) {
+    if (done[i]->network_mode == network_mode) continue;
+    size_t odd = done[i]->network_mode_where.empty() ? 0 : i;
+    return Context::Bad(done[odd]->network_mode_where, "services." + project.services[odd] + ".network_mode",
+                        "the services of a project share one network: " + project.services[0] + " has " + network_mode +
+                            ", " + project.services[i] + " has " + done[i]->network_mode +
+                            " (give every service the same network_mode)");
+  }
   // dependsOn, checked here so errors name the line; a dependency that must
   // complete cannot be essential (its exit would stop the task).
   std::set<std::string> must_complete;
@@ -1402,6 +1444,7 @@ Result<Project> Load(const Options& in) {
   json::Doc td = json::Doc::Object();
   td.Set("family", project.name).Set("containerDefinitions", defs);
   if (t.volumes.view().Size() > 0) td.Set("volumes", t.volumes);
+  if (network_mode != "bridge") td.Set("networkMode", network_mode);
   Result<json::Doc> valid = model::ValidateTaskDefinition(td.view());
   if (!valid) {
     // "containerDefinitions[2].image: ..." → the service's file and line.

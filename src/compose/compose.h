@@ -43,8 +43,10 @@ Result<Project> Load(const Options& options);
 std::string NormaliseProjectName(std::string_view name);
 
 // Interpolates `${...}` in `text` from `vars`; "$$" is a literal "$". The error
-// says what is wrong (an unset ${VAR:?message} gives the message).
-Result<std::string> Interpolate(std::string_view text, const std::map<std::string, std::string>& vars);
+// says what is wrong (an unset ${VAR:?message} gives the message). The names of
+// variables used without a default and not set go to `unset` (Compose warns).
+Result<std::string> Interpolate(std::string_view text, const std::map<std::string, std::string>& vars,
+                                std::vector<std::string>* unset = nullptr);
 
 // "1m30s", "10s", "500ms", "1h", "2.5s" → milliseconds.
 Result<int64_t> ParseDuration(std::string_view text);

@@ -112,6 +112,19 @@ TEST_CASE("compose interpolation", "[compose]") {
         R"([{"name":"FROM_DOTENV","value":"dotenv"},{"name":"BOTH","value":"env"}])");
   CHECK(ErrorOf(LoadOne("services:\n  web:\n    image: ${IMG:?set IMG}\n")) ==
         "compose.yaml:3: services.web.image: required variable IMG is unset: set IMG");
+
+  // An unset variable without a default is warned about, where it is used (as Compose does).
+  std::vector<std::string> unset;
+  CHECK(compose::Interpolate("$U-${V}-${W:-d}-${A}", vars, &unset).value() == "--d-x");
+  CHECK(unset == std::vector<std::string>{"U", "V"});
+  p = LoadOne("services:\n  web:\n    image: x\n    environment:\n      TZ: ${TIMEZONE}\n");
+  REQUIRE(p.ok());
+  REQUIRE(p->warnings.size() == 1);
+  CHECK(p->warnings[0] ==
+        "compose.yaml:5: services.web.environment.TZ: variable TIMEZONE is not set: it becomes an empty string");
+  // A mount whose source was an unset variable is refused, not taken for an anonymous volume.
+  CHECK(ErrorOf(LoadOne("services:\n  web:\n    image: x\n    volumes:\n      - ${MEDIA}:/media\n")) ==
+        "compose.yaml:5: services.web.volumes[0]: the source before ':' is empty (is a variable it names unset?)");
 }
 
 TEST_CASE("compose durations, sizes, shell words", "[compose]") {
@@ -257,9 +270,12 @@ TEST_CASE("compose refusals name the key, the service and the line", "[compose]"
            Case{"services:\n  web:\n    image: x\n    deploy:\n      replicas: 2\n",
                 "compose.yaml:5: services.web.deploy.replicas: all services run together in one task; scale the "
                 "project with 'berth compose scale N'"},
-           Case{"services:\n  web:\n    image: x\n    network_mode: host\n",
-                "compose.yaml:4: services.web.network_mode: all services share the task's network (bridge); host or "
-                "another container's network is not supported"},
+           Case{"services:\n  web:\n    image: x\n    network_mode: \"service:db\"\n",
+                "compose.yaml:4: services.web.network_mode: the services of a project share one network (bridge, "
+                "host or none for all of them); another service's or container's network is not supported"},
+           Case{"services:\n  web:\n    image: x\n  db:\n    image: y\n    network_mode: host\n",
+                "compose.yaml:6: services.db.network_mode: the services of a project share one network: web has "
+                "bridge, db has host (give every service the same network_mode)"},
            Case{"services:\n  web:\n    image: x\n    tty: true\n",
                 "compose.yaml:4: services.web.tty: is not supported by berth (no task definition field takes it)"},
            Case{"services:\n  web:\n    image: x\nconfigs:\n  c:\n    file: ./c\n",
@@ -296,6 +312,20 @@ TEST_CASE("compose refusals name the key, the service and the line", "[compose]"
   // Without an image there is nothing to run, even then.
   CHECK(ErrorOf(LoadOne("services:\n  web:\n    build: .\n", true)) ==
         "compose.yaml:2: services.web: needs an image (its build: was skipped)");
+}
+
+TEST_CASE("compose network_mode host or none for every service is the task's", "[compose]") {
+  Result<compose::Project> p = LoadOne(
+      "services:\n  plex:\n    image: x\n    network_mode: host\n  side:\n    image: y\n"
+      "    network_mode: host\n");
+  REQUIRE(p.ok());
+  CHECK(p->task_definition.view().Get("networkMode").String() == "host");
+  p = LoadOne("services:\n  batch:\n    image: x\n    network_mode: none\n");
+  REQUIRE(p.ok());
+  CHECK(p->task_definition.view().Get("networkMode").String() == "none");
+  p = LoadOne("services:\n  web:\n    image: x\n    network_mode: bridge\n");
+  REQUIRE(p.ok());
+  CHECK(p->task_definition.view().Get("networkMode").String() == "bridge");
 }
 
 TEST_CASE("compose -f merging: scalars override, maps merge, lists by the spec's rules", "[compose]") {
