@@ -212,18 +212,11 @@ $systemctl restart "$unit" || die "systemctl restart $unit failed: see journalct
 
 # --- wait for the join ---
 
-joined() {
-  if [ "$role" = agent ]; then
-    # The agent notes each registration with the server (node id, server, time).
-    f=$root/var/lib/berth-agent/registered
-    [ -s "$f" ] && [ "$(cut -d' ' -f3 "$f")" -ge "$started" ]
-  elif [ -z "$token" ]; then
-    curl -fsS -k --max-time 2 -o /dev/null https://127.0.0.1:7070/healthz 2>/dev/null
-  else
-    # Joined: the local server answers with the cluster's CA, the one pinned.
-    curl -fsS --max-time 2 --cacert "$tmp/ca.crt" -o /dev/null https://127.0.0.1:7070/healthz 2>/dev/null
-  fi
-}
+# Each notes when it has joined, "<id> <server> <unix time>": the agent at each
+# registration with a server, a server once it is a member and knows the leader.
+joined_file=$root/var/lib/berth/member
+[ "$role" = server ] || joined_file=$root/var/lib/berth-agent/registered
+joined() { [ -s "$joined_file" ] && [ "$(cut -d' ' -f3 "$joined_file")" -ge "$started" ]; }
 n=0
 until joined; do
   n=$((n + 1))
@@ -231,9 +224,10 @@ until joined; do
   sleep 0.5
 done
 if [ "$role" = agent ]; then
-  say "joined as node $(cut -d' ' -f1 "$root/var/lib/berth-agent/registered") of $(cut -d' ' -f2 "$root/var/lib/berth-agent/registered")"
+  say "joined as node $(cut -d' ' -f1 "$joined_file") of $(cut -d' ' -f2 "$joined_file")"
   say "check it: 'berth node ls' where the CLI is configured; here: systemctl status $unit, journalctl -u $unit -f"
 else
-  say "the server runs; check it: 'berth server ls' where the CLI is configured; here: systemctl status $unit"
+  say "a member of its cluster as server $(cut -d' ' -f1 "$joined_file") (the leader is at $(cut -d' ' -f2 "$joined_file"))"
+  say "check it: 'berth server ls' where the CLI is configured; here: systemctl status $unit"
 fi
 say "remove it with berth-uninstall.sh (--purge also removes its data)"

@@ -1101,10 +1101,32 @@ int Run(const Options& o) {
     return "serving " + serving + "; " + role + ", term " + std::to_string(st.term) + ", " +
            std::to_string(st.servers.size()) + (st.servers.size() == 1 ? " server" : " servers");
   };
+  // <data>/member, once this server is a member of its cluster and knows the
+  // leader: "<id> <leader address> <unix time>" (what packaging/install.sh waits
+  // for after starting a server it installed). Written once per start.
+  bool member_noted = false;
+  auto note_member = [&replica, &member_noted, &o] {
+    if (member_noted) return;
+    replica::LogStatus st = replica->Describe();
+    std::string leader;
+    bool in = false;
+    for (const replica::ServerView& v : st.servers) {
+      in = in || v.id == st.id;
+      if (v.id == st.leader_id) leader = v.address;
+    }
+    if (!in || leader.empty()) return;
+    member_noted = true;
+    std::string text = std::to_string(st.id) + " " + leader + " " + std::to_string(time(nullptr)) + "\n";
+    if (Status s = files::WriteAtomically(o.data_dir + "/member", text, 0644); !s) {
+      log::Warn("server", "cannot note the membership", {{"error", s.error().message}});
+    }
+  };
+  note_member();
   std::string status_shown = describe();
   notify::Ready(status_shown);
   net::Timer status_timer(loop);
-  status_timer.Start(1000, 1000, [&describe, &status_shown] {
+  status_timer.Start(1000, 1000, [&describe, &status_shown, &note_member] {
+    note_member();
     std::string now = describe();
     if (now == status_shown) return;
     status_shown = now;

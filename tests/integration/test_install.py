@@ -237,7 +237,7 @@ def test_renewal_keeps_the_server_key_so_the_pin_holds():
         check(r.returncode == 0, "the join line still works after the renewal: %r" % r.stderr)
 
 
-def test_install_sh_for_a_server_writes_its_env_with_the_join():
+def test_install_sh_for_a_server_writes_its_env_and_waits_until_it_joined():
     with Server() as s:
         _, pin, _, role, token, _ = join_line(s, "--role", "server")
         root = scratch_dir("root")
@@ -249,7 +249,41 @@ def test_install_sh_for_a_server_writes_its_env_with_the_join():
             check(f.read() == 'BERTH_SERVER=%s\nBERTH_TOKEN=%s\nBERTH_SERVER_FLAGS="--join %s"\n' % (s.url, token, s.url),
                   "server.env contents")
         check(os.path.exists(os.path.join(root, "etc/systemd/system/berth-server.service")), "the server unit")
+
         # An agent token is not a server token.
         _, _, _, _, agent_token, _ = join_line(s)
         r = run_installer(s, pin, "server --token %s" % agent_token, scratch_dir("root"))
         check(r.returncode != 0 and "not a server token" in r.stderr, "agent token for a server: %s" % r.stderr)
+
+        # Run again with a systemctl that runs the installed server as the unit
+        # would (its env file, BERTH_SERVER_FLAGS): the installer waits until the
+        # new server is a member of the cluster. (Last: once it is stopped, the
+        # cluster of two has lost its majority.)
+        d = scratch_dir("stub")
+        stub, log, pidfile = os.path.join(d, "systemctl"), os.path.join(d, "server.log"), os.path.join(d, "pid")
+        with open(stub, "w") as f:
+            f.write("#!/bin/sh\n"
+                    "[ \"$1\" = restart ] || exit 0\n"
+                    "set -a; . %(r)s/etc/berth/server.env; set +a\n"
+                    "setsid %(r)s/usr/local/bin/berth server --data %(r)s/var/lib/berth --listen 127.0.0.1:0 "
+                    "--no-agent $BERTH_SERVER_FLAGS >>%(log)s 2>&1 </dev/null &\n"
+                    "echo $! >%(pid)s\n" % {"r": root, "log": log, "pid": pidfile})
+        os.chmod(stub, 0o755)
+        try:
+            r = run_installer(s, pin, "server --token %s" % token, root,
+                              env={"BERTH_SYSTEMCTL": stub, "BERTH_WAIT_SECONDS": "60"})
+            check(r.returncode == 0, "install.sh with the server run: %s\nserver log: %s"
+                  % (r.stderr, open(log).read()[-2000:] if os.path.exists(log) else ""))
+            check("a member of its cluster as server" in r.stderr, "it says the server joined: %s" % r.stderr)
+            with open(pidfile) as f, open("/proc/%s/cmdline" % f.read().strip(), "rb") as g:
+                cmdline = g.read()
+            check(b"--join" in cmdline and token.split("::")[-1].encode() not in cmdline,
+                  "the token is not on the server's command line: %r" % cmdline)
+            with open(os.path.join(root, "var/lib/berth/member")) as f:
+                new_id = f.read().split()[0]
+            r = expect_status(s.request("GET", "/v1/servers"), 200, "the cluster's servers")
+            ids = [m["id"] for m in r.json()["servers"]]
+            check(new_id in ids, "server %s is a member: %r" % (new_id, ids))
+        finally:
+            if os.path.exists(pidfile):
+                subprocess.run(["sh", "-c", "kill $(cat %s) 2>/dev/null" % pidfile])
