@@ -421,6 +421,7 @@ void SimNode::Report(bool heartbeat_only) {
 
 int RunSimulation(const SimOptions& options) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);  // as the agent: a reload asked of it is not fatal
   uv_loop_t* loop = net::DefaultLoop();
   Simulation sim(loop, options);
   if (int rc = sim.Run(); rc != 0) return rc;

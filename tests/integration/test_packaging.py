@@ -22,7 +22,7 @@ import threading
 import time
 
 import dockerd
-from harness import (BINARY, WAIT, DockerAgent, Server, check, closed_port, expect_status, scratch_dir, timeout,
+from harness import (BINARY, WAIT, Agent, DockerAgent, Server, check, closed_port, expect_status, scratch_dir, timeout,
                      wait_until)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -262,6 +262,18 @@ def test_packaging_agent_ready_once_registered_survives_sighup():
     check(a.kill(signal.SIGTERM) == 0, "the agent exits 0 after SIGTERM: %s" % a.logs()[-1500:])
     s.stop()
     ns.close()
+
+
+@timeout(60)
+def test_packaging_simulated_agent_survives_sighup():
+    with Server() as s:
+        token = expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201).json()["token"]["secret"]
+        with Agent(s, 2, token, id_prefix="hup") as a:
+            wait_until(lambda: len(expect_status(s.request("GET", "/v1/nodes"), 200).json()["containerInstances"]) == 2,
+                       what="the simulated nodes")
+            a.proc.send_signal(signal.SIGHUP)
+            time.sleep(1)
+            check(a.alive(), "the simulated agent died of SIGHUP: exit %r\n%s" % (a.proc.poll(), a.logs()[-1000:]))
 
 
 @timeout(60)
