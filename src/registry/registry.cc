@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "model/state.h"
+#include "net/file_body.h"
 #include "net/http_client.h"
 #include "net/uv.h"
 #include "net/work.h"
@@ -39,7 +40,6 @@ struct Registry::Session {
 namespace {
 
 constexpr size_t kReadChunk = 256 * 1024;
-constexpr size_t kMaxPendingOutput = 1 << 20;
 constexpr int64_t kStrayUploadMs = 3600 * 1000;
 
 const http::Header kApiVersion{"Docker-Distribution-API-Version", "registry/2.0"};
@@ -486,45 +486,7 @@ void Registry::ServeBlobFile(const ExchangePtr& ex, const std::string& digest, i
     ex->End();
     return;
   }
-  // Streams from the file, pausing while the connection has a backlog.
-  struct Reader {
-    int fd;
-    uint64_t pos, end;
-    ExchangePtr ex;
-    std::vector<char> buf;
-    void Pump() {
-      while (pos < end && ex->connected() && ex->PendingWriteBytes() < kMaxPendingOutput) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - pos));
-        ssize_t n = pread(fd, buf.data(), want, static_cast<off_t>(pos));
-        if (n <= 0) {
-          if (n < 0 && errno == EINTR) continue;
-          log::Warn("registry", "blob read failed", {{"error", strerror(n < 0 ? errno : EIO)}});
-          Finish();
-          return;  // the short answer makes the client retry
-        }
-        pos += static_cast<uint64_t>(n);
-        ex->Write(std::string_view(buf.data(), static_cast<size_t>(n)));
-      }
-      if (pos >= end || !ex->connected()) Finish();
-    }
-    void Finish() {
-      if (fd >= 0) close(fd);
-      fd = -1;
-      ExchangePtr hold = std::move(ex);
-      hold->on_drained = nullptr;
-      hold->on_abort = nullptr;
-      if (pos >= end) hold->End();
-    }
-  };
-  auto reader = std::make_shared<Reader>(Reader{fd, first, last + 1, ex, std::vector<char>(kReadChunk)});
-  std::weak_ptr<Reader> weak = reader;
-  ex->on_drained = [reader] {
-    if (reader->ex) reader->Pump();
-  };
-  ex->on_abort = [weak] {
-    if (auto r = weak.lock(); r && r->ex) r->Finish();
-  };
-  reader->Pump();
+  http::SendFileRange(ex, fd, static_cast<int64_t>(first), static_cast<int64_t>(last) + 1, true, "blob " + digest);
 }
 
 // --- manifests ---

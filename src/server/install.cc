@@ -14,6 +14,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "model/state.h"
+#include "net/file_body.h"
 #include "net/http_server.h"
 #include "net/pki.h"
 #include "net/router.h"
@@ -26,7 +27,6 @@ namespace http = net::http;
 
 constexpr const char kBinaryName[] = "berth-linux-amd64";
 constexpr size_t kReadChunk = 256 * 1024;
-constexpr size_t kMaxPendingOutput = 1 << 20;
 // The line of packaging/install.sh that the server fills in with its URL.
 constexpr std::string_view kServedFromLine = "served_from=''\n";
 
@@ -34,50 +34,10 @@ bool HostChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
 }
 
-// Streams bytes [pos, end) of `fd` to the exchange, pausing while the
-// connection has a backlog (as the registry serves blobs).
-struct FileReader {
-  int fd;
-  int64_t pos, end;
-  http::ExchangePtr ex;
-  std::vector<char> buf;
-  void Pump() {
-    while (pos < end && ex->connected() && ex->PendingWriteBytes() < kMaxPendingOutput) {
-      size_t want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(buf.size()), end - pos));
-      ssize_t n = pread(fd, buf.data(), want, static_cast<off_t>(pos));
-      if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
-        log::Warn("install", "reading the binary failed", {{"error", strerror(n < 0 ? errno : EIO)}});
-        Finish();
-        return;  // the short answer fails the client's download
-      }
-      pos += n;
-      ex->Write(std::string_view(buf.data(), static_cast<size_t>(n)));
-    }
-    if (pos >= end || !ex->connected()) Finish();
-  }
-  void Finish() {
-    http::ExchangePtr hold = std::move(ex);
-    if (!hold) return;
-    hold->on_drained = nullptr;
-    hold->on_abort = nullptr;
-    if (pos >= end) hold->End();
-  }
-};
-
 void ServeBinary(const http::ExchangePtr& ex, const SelfBinary& binary) {
   ex->Begin(200, {{"X-Berth-Sha256", binary.sha256_hex()}}, binary.size(), "application/octet-stream");
   if (ex->request().method == "HEAD") return ex->End();
-  auto reader =
-      std::make_shared<FileReader>(FileReader{binary.fd(), 0, binary.size(), ex, std::vector<char>(kReadChunk)});
-  std::weak_ptr<FileReader> weak = reader;
-  ex->on_drained = [reader] {
-    if (reader->ex) reader->Pump();
-  };
-  ex->on_abort = [weak] {
-    if (auto r = weak.lock(); r && r->ex) r->Finish();
-  };
-  reader->Pump();
+  http::SendFileRange(ex, binary.fd(), 0, binary.size(), false, "the server's binary");
 }
 
 http::Response Text(std::string body, std::string content_type = "text/plain; charset=utf-8") {
