@@ -25,7 +25,9 @@ clean stop. On stop, prints one line per client, then
   api_requests=<n> api_p50_ms=<ms> api_p99_ms=<ms> api_max_ms=<ms> api_errors=<n>
 
 over both clients' requests (nearest-rank percentiles; `-` when none succeeded).
-Standard library only.
+With $API_PROBE_SAMPLES set to a path, every request is also written there as
+`<unix time at its start> <client> <path> <ms or error>`, to line a slow answer up
+with the server's logs. Standard library only.
 """
 
 import http.client
@@ -58,6 +60,7 @@ class Client:
         self.https = u.scheme == "https"
         self.ssl_context = ssl_context
         self.conn = None
+        self.samples = []  # (unix time at the start, path, ms or None for an error)
 
     def _connect(self):
         if self.https:
@@ -74,6 +77,7 @@ class Client:
 
     def request(self, path):
         """One GET; records its latency in ms, or an error."""
+        started = time.time()
         try:
             t0 = time.perf_counter()
             if self.keepalive:
@@ -94,9 +98,11 @@ class Client:
             self._close()
             with self.lock:
                 self.errors += 1
+                self.samples.append((started, path, None))
             return
         with self.lock:
             self.latencies_ms.append((t1 - t0) * 1000.0)
+            self.samples.append((started, path, (t1 - t0) * 1000.0))
 
     def run(self):
         next_tick = time.monotonic()
@@ -156,6 +162,12 @@ def main():
         errors += err
         p50, p99, mx = figures(lat)
         print(f"api probe {c.name}: requests={len(lat)} p50_ms={p50} p99_ms={p99} max_ms={mx} errors={err}")
+    if os.environ.get("API_PROBE_SAMPLES"):
+        with open(os.environ["API_PROBE_SAMPLES"], "w") as f:
+            for c in clients:
+                with c.lock:
+                    for started, path, ms in c.samples:
+                        f.write(f"{started:.3f} {c.name} {path} {'error' if ms is None else f'{ms:.1f}'}\n")
     p50, p99, mx = figures(everything)
     print(f"api_requests={len(everything)} api_p50_ms={p50} api_p99_ms={p99} api_max_ms={mx} api_errors={errors}")
     sys.stdout.flush()
