@@ -70,8 +70,11 @@ BENCH_PIDS+=("$SIM_PID")
 echo "waiting for $NODES simulated nodes to connect..."
 t_nodes=$(date +%s.%N)
 for _ in $(seq 600); do
-  connected=$(api "$BERTH_URL/v1/nodes?cluster=default" |
-    python3 -c 'import json,sys; print(sum(n["agentConnected"] for n in json.load(sys.stdin)["containerInstances"]))')
+  # While thousands of agents connect, the server may drop a new connection in
+  # its handshake (curl: SSL_ERROR_SYSCALL): that poll counts none, the next one retries.
+  connected=$(api "$BERTH_URL/v1/nodes?cluster=default" 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(n["agentConnected"] for n in json.load(sys.stdin)["containerInstances"]))' \
+      2>/dev/null) || connected=0
   [ "$connected" -ge "$NODES" ] && break
   kill -0 "$SIM_PID" 2>/dev/null || die "the simulator died: $(tail -3 "$BENCH_TMP/sim.err")"
   sleep 1
