@@ -90,6 +90,10 @@ cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }  # user + system, i
 server_cpu0=$(cpu_s "$BERTH_PID"); sim_cpu0=$(cpu_s "$SIM_PID")
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 rss0_kb=$(rss_kb "$BERTH_PID")
+# Connections the kernel dropped because a listen queue was full (this network
+# namespace's, every socket's: other processes' too).
+listen_overflows() { awk '/^TcpExt:/ {if (!h) {split($0, k); h = 1} else {for (i = 2; i <= NF; i++) if (k[i] == "ListenOverflows") print $i}}' /proc/net/netstat; }
+overflows0=$(listen_overflows)
 BERTH_TOKEN=$BERTH_TOKEN python3 bench/api_probe.py "$BERTH_URL" e2e "$BERTH_CA" >"$BENCH_TMP/probe.out" 2>"$BENCH_TMP/probe.err" &
 PROBE_PID=$!
 BENCH_PIDS+=("$PROBE_PID")
@@ -97,10 +101,16 @@ for _ in $(seq 600); do grep -q started "$BENCH_TMP/probe.err" && break; sleep 0
 grep -q started "$BENCH_TMP/probe.err" || die "the API probe did not start: $(tail -3 "$BENCH_TMP/probe.err")"
 t0=$(date +%s.%N)
 api -X PATCH "$BERTH_URL/v1/services/e2e" -d "{\"desiredCount\":$TASKS}" >/dev/null
-running=0
+running=0 poll_errors=0
 while :; do
-  read -r running pending < <(api -w "" "$BERTH_URL/v1/services/e2e" |
-    python3 -c 'import json,sys; s = json.load(sys.stdin)["service"]; print(s["runningCount"], s["pendingCount"])')
+  # A poll that fails (the server dropped its new connection: see api_errors) is
+  # counted and retried.
+  if ! read -r running pending < <(api -w "" "$BERTH_URL/v1/services/e2e" 2>/dev/null |
+    python3 -c 'import json,sys; s = json.load(sys.stdin)["service"]; print(s["runningCount"], s["pendingCount"])' \
+      2>/dev/null); then
+    poll_errors=$((poll_errors + 1))
+    running=0 pending=?
+  fi
   [ -n "${VERBOSE:-}" ] && echo "  $(python3 -c "import time; print(round(time.time() - $t0, 1))") s: $running RUNNING, $pending PENDING"
   [ "$running" -ge "$TASKS" ] && break
   now=$(date +%s.%N)
@@ -111,6 +121,7 @@ while :; do
 done
 t1=$(date +%s.%N)
 rss1_kb=$(rss_kb "$BERTH_PID")
+overflows=$(($(listen_overflows) - overflows0))
 stop_pid "$PROBE_PID"
 grep -q '^api_requests=' "$BENCH_TMP/probe.out" || die "the API probe printed no figures: $(tail -3 "$BENCH_TMP/probe.err")"
 probe_figures=$(grep '^api_requests=' "$BENCH_TMP/probe.out" | sed 's/^api_requests=[0-9]* //')
@@ -128,6 +139,8 @@ api "$BERTH_URL/metrics" | awk '/^berth_agent_desired_(lines|bytes)_total|^berth
 for p in "${PEER_PIDS[@]}"; do
   echo "follower pid $p: peak RSS $(($(awk '/^VmHWM/ {print $2}' "/proc/$p/status") / 1024)) MiB"
 done
+echo "listen-queue overflows during the scale-up (kernel, whole network namespace): $overflows"
+[ "$poll_errors" -eq 0 ] || echo "the benchmark's own polls of the service: $poll_errors failed"
 grep '^api probe ' "$BENCH_TMP/probe.out"
 echo "nodes=$NODES tasks=$TASKS servers=$SERVERS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))" \
   "$probe_figures bytes_per_task=$bytes_per_task"
