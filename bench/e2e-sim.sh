@@ -26,9 +26,11 @@
 # `GET /v1/services/e2e` every 100 ms from two clients (one kept-alive connection,
 # one new TLS connection per request) and times every answer; a failed request is
 # counted in api_errors, not in the latencies. Its per-client figures are printed
-# before the last line. bytes_per_task is the growth of the server's VmRSS from
-# the scale request to the end, divided by TASKS. API_PROBE_SAMPLES=<path> keeps
-# every request's start time and latency there.
+# before the last line, with the kernel's listen-queue overflows over the
+# scale-up and the benchmark's own failed polls of the service (retried).
+# bytes_per_task is the growth of the server's VmRSS from the scale request to
+# the end, divided by TASKS. API_PROBE_SAMPLES=<path> keeps every request's start
+# time and latency there.
 #
 # Last line: nodes=<n> tasks=<n> servers=<n> seconds=<s> tasks_per_s=<r> server_rss_mb=<m>
 #   api_p50_ms=<ms> api_p99_ms=<ms> api_max_ms=<ms> api_errors=<n> bytes_per_task=<b>
