@@ -22,7 +22,20 @@
 # (e.g. SERVER_ARGS=--no-write-thread, SIM_ARGS="--report-connections 4000");
 # VERBOSE=1 prints RUNNING and PENDING at every poll.
 #
+# While the scale-up runs, bench/api_probe.py polls `GET /healthz` and
+# `GET /v1/services/e2e` every 100 ms from two clients (one kept-alive connection,
+# one new TLS connection per request) and times every answer; a failed request is
+# counted in api_errors, not in the latencies. Its per-client figures are printed
+# before the last line, with the kernel's listen-queue overflows over the
+# scale-up and the benchmark's own failed polls of the service (retried).
+# bytes_per_task is the growth of the server's VmRSS from the scale request to
+# the end, divided by TASKS. API_PROBE_SAMPLES=<path> keeps every request's start
+# time and latency there.
+#
 # Last line: nodes=<n> tasks=<n> servers=<n> seconds=<s> tasks_per_s=<r> server_rss_mb=<m>
+#   api_p50_ms=<ms> api_p99_ms=<ms> api_max_ms=<ms> api_errors=<n> bytes_per_task=<b>
+# (server_rss_mb is the peak, VmHWM; the api_* figures cover both probe clients,
+# nearest-rank percentiles.)
 source "$(dirname "$0")/common.bash"
 
 NODES=${NODES:-10000}
@@ -59,8 +72,11 @@ BENCH_PIDS+=("$SIM_PID")
 echo "waiting for $NODES simulated nodes to connect..."
 t_nodes=$(date +%s.%N)
 for _ in $(seq 600); do
-  connected=$(api "$BERTH_URL/v1/nodes?cluster=default" |
-    python3 -c 'import json,sys; print(sum(n["agentConnected"] for n in json.load(sys.stdin)["containerInstances"]))')
+  # While thousands of agents connect, the server may drop a new connection in
+  # its handshake (curl: SSL_ERROR_SYSCALL): that poll counts none, the next one retries.
+  connected=$(api "$BERTH_URL/v1/nodes?cluster=default" 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(n["agentConnected"] for n in json.load(sys.stdin)["containerInstances"]))' \
+      2>/dev/null) || connected=0
   [ "$connected" -ge "$NODES" ] && break
   kill -0 "$SIM_PID" 2>/dev/null || die "the simulator died: $(tail -3 "$BENCH_TMP/sim.err")"
   sleep 1
@@ -74,12 +90,29 @@ api -X POST "$BERTH_URL/v1/services" -d '{"serviceName":"e2e","taskDefinition":"
 
 cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }  # user + system, in seconds
 server_cpu0=$(cpu_s "$BERTH_PID"); sim_cpu0=$(cpu_s "$SIM_PID")
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+rss0_kb=$(rss_kb "$BERTH_PID")
+# Connections the kernel dropped because a listen queue was full (this network
+# namespace's, every socket's: other processes' too).
+listen_overflows() { awk '/^TcpExt:/ {if (!h) {split($0, k); h = 1} else {for (i = 2; i <= NF; i++) if (k[i] == "ListenOverflows") print $i}}' /proc/net/netstat; }
+overflows0=$(listen_overflows)
+BERTH_TOKEN=$BERTH_TOKEN python3 bench/api_probe.py "$BERTH_URL" e2e "$BERTH_CA" >"$BENCH_TMP/probe.out" 2>"$BENCH_TMP/probe.err" &
+PROBE_PID=$!
+BENCH_PIDS+=("$PROBE_PID")
+for _ in $(seq 600); do grep -q started "$BENCH_TMP/probe.err" && break; sleep 0.05; done
+grep -q started "$BENCH_TMP/probe.err" || die "the API probe did not start: $(tail -3 "$BENCH_TMP/probe.err")"
 t0=$(date +%s.%N)
 api -X PATCH "$BERTH_URL/v1/services/e2e" -d "{\"desiredCount\":$TASKS}" >/dev/null
-running=0
+running=0 poll_errors=0
 while :; do
-  read -r running pending < <(api -w "" "$BERTH_URL/v1/services/e2e" |
-    python3 -c 'import json,sys; s = json.load(sys.stdin)["service"]; print(s["runningCount"], s["pendingCount"])')
+  # A poll that fails (the server dropped its new connection: see api_errors) is
+  # counted and retried.
+  if ! read -r running pending < <(api -w "" "$BERTH_URL/v1/services/e2e" 2>/dev/null |
+    python3 -c 'import json,sys; s = json.load(sys.stdin)["service"]; print(s["runningCount"], s["pendingCount"])' \
+      2>/dev/null); then
+    poll_errors=$((poll_errors + 1))
+    running=0 pending=?
+  fi
   [ -n "${VERBOSE:-}" ] && echo "  $(python3 -c "import time; print(round(time.time() - $t0, 1))") s: $running RUNNING, $pending PENDING"
   [ "$running" -ge "$TASKS" ] && break
   now=$(date +%s.%N)
@@ -89,6 +122,12 @@ while :; do
   sleep 0.2
 done
 t1=$(date +%s.%N)
+rss1_kb=$(rss_kb "$BERTH_PID")
+overflows=$(($(listen_overflows) - overflows0))
+stop_pid "$PROBE_PID"
+grep -q '^api_requests=' "$BENCH_TMP/probe.out" || die "the API probe printed no figures: $(tail -3 "$BENCH_TMP/probe.err")"
+probe_figures=$(grep '^api_requests=' "$BENCH_TMP/probe.out" | sed 's/^api_requests=[0-9]* //')
+bytes_per_task=$(((rss1_kb - rss0_kb) * 1024 / TASKS))
 server_cpu=$(python3 -c "print(round($(cpu_s "$BERTH_PID") - $server_cpu0, 2))")
 sim_cpu=$(python3 -c "print(round($(cpu_s "$SIM_PID") - $sim_cpu0, 2))")
 
@@ -102,4 +141,8 @@ api "$BERTH_URL/metrics" | awk '/^berth_agent_desired_(lines|bytes)_total|^berth
 for p in "${PEER_PIDS[@]}"; do
   echo "follower pid $p: peak RSS $(($(awk '/^VmHWM/ {print $2}' "/proc/$p/status") / 1024)) MiB"
 done
-echo "nodes=$NODES tasks=$TASKS servers=$SERVERS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))"
+echo "listen-queue overflows during the scale-up (kernel, whole network namespace): $overflows"
+[ "$poll_errors" -eq 0 ] || echo "the benchmark's own polls of the service: $poll_errors failed"
+grep '^api probe ' "$BENCH_TMP/probe.out"
+echo "nodes=$NODES tasks=$TASKS servers=$SERVERS seconds=$seconds tasks_per_s=$rate server_rss_mb=$((rss_kb / 1024))" \
+  "$probe_figures bytes_per_task=$bytes_per_task"
