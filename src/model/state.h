@@ -39,6 +39,11 @@ struct Token {
   std::string sealed_secret;  // crypto::Seal output, as model::Secret::sealed
   std::string secret_key_id;  // SecretBox::id of the key that sealed it
   bool access_key() const { return !sealed_secret.empty(); }
+  // A browser session (POST /v1/session): role "session", acting for the token
+  // `parent` (its role and limits), never a bearer credential; it goes with its
+  // parent. Empty for every other token.
+  std::string parent;
+  bool session() const { return !parent.empty(); }
 };
 
 // The name an access key's secret is sealed under ("accesskey:<id>"), so a
@@ -157,7 +162,10 @@ class State final : public store::StateMachine {
 
   // The token whose secret is `secret`, compared in constant time against every
   // stored hash; nullptr when none matches.
+  // The token whose secret is `secret` (sessions are not: FindSessionBySecret).
   const Token* FindTokenBySecret(std::string_view secret) const;
+  // The session whose secret (its cookie) is `secret`, or nullptr.
+  const Token* FindSessionBySecret(std::string_view secret) const;
   const Token* FindToken(std::string_view id) const;
   bool IsNodeRevoked(std::string_view id) const { return revoked_nodes_.count(id) > 0; }
   // Remembers that `id` was used at `now_ms` (not state until TouchTokens).
