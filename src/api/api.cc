@@ -7,6 +7,7 @@
 #include "api/bodies.h"
 #include "api/dashboard.h"
 #include "api/session.h"
+#include "api/stream.h"
 #include "base/clock.h"
 #include "base/crypto.h"
 #include "base/embedded.h"
@@ -1535,6 +1536,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
   AddTagRoutes(router, ctx);
   AddDashboardRoutes(router);
   AddSessionRoutes(router, ctx);
+  AddStreamRoutes(router, ctx);
 
   // The permission matrix, from the routes themselves (docs/permissions.md is
   // made from this answer, and a test calls every route with every role).

@@ -20,6 +20,8 @@
 
 namespace berth::api {
 
+class ChangeStreams;
+
 struct Context {
   model::State* state = nullptr;
   store::Store* store = nullptr;
@@ -45,6 +47,7 @@ struct Context {
   // close on any server (api/session.h).
   std::function<void(store::CommandPtr, store::Store::Reply)> submit_anywhere;
   int64_t session_ttl_ms = 12 * 3600 * 1000;  // --session-ttl
+  ChangeStreams* streams = nullptr;           // GET /v1/stream (api/stream.h)
   bool tls = true;                            // cookies are then Secure
 };
 

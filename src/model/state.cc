@@ -112,6 +112,14 @@ Result<store::CommandPtr> State::Decode(std::string_view type, std::string_view 
 }
 
 Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
+  Result<std::string> r = ApplyCommand(db, cmd);
+  if (r) {
+    for (StateObserver* o : observers_) o->OnCommandApplied(cmd);
+  }
+  return r;
+}
+
+Result<std::string> State::ApplyCommand(store::Db& db, const store::Command& cmd) {
   std::string_view type = cmd.Type();
   if (type == "CreateCluster") return ApplyCreateCluster(db, static_cast<const CreateCluster&>(cmd));
   if (type == "DeleteCluster") return ApplyDeleteCluster(db, static_cast<const DeleteCluster&>(cmd));

@@ -76,6 +76,8 @@ class StateObserver {
   virtual void OnServiceChanged(const Service&) {}   // created, updated, deployment state, draining
   virtual void OnServiceRemoved(const Service&) {}
   virtual void OnTokenRemoved(const Token&) {}  // revoked: what it opened must close
+  // Any command, once applied without error (after the calls above it made).
+  virtual void OnCommandApplied(const store::Command&) {}
   virtual void OnReloaded() {}
 };
 
@@ -107,6 +109,13 @@ class State final : public store::StateMachine {
   void AddObserver(StateObserver* o) { observers_.push_back(o); }
   // Adds a part before the store opens (Load runs at open); `p` outlives the State.
   void AddPart(StatePart* p) { parts_.push_back(p); }
+  // Whether commands of `type` are a part's (the registry's), not the state's own.
+  bool PartOwns(std::string_view type) const {
+    for (const StatePart* p : parts_) {
+      if (p->Owns(type)) return true;
+    }
+    return false;
+  }
   Status Load(store::Db& db) override;
   Result<std::string> Apply(store::Db& db, const store::Command& cmd) override;
   Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) override;
@@ -189,6 +198,8 @@ class State final : public store::StateMachine {
   const std::map<std::string, Secret, std::less<>>& secrets() const { return secrets_; }
 
  private:
+  // Apply without telling observers of the command.
+  Result<std::string> ApplyCommand(store::Db& db, const store::Command& cmd);
   Result<std::string> ApplyCreateCluster(store::Db& db, const CreateCluster& c);
   Result<std::string> ApplyDeleteCluster(store::Db& db, const DeleteCluster& c);
   Result<std::string> ApplyUpdateCluster(store::Db& db, const UpdateCluster& c);

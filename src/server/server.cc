@@ -23,6 +23,7 @@
 #include "api/agents.h"
 #include "api/api.h"
 #include "api/session.h"
+#include "api/stream.h"
 #include "aws/frontend.h"
 #include "base/crypto.h"
 #include "base/files.h"
@@ -682,6 +683,12 @@ int Run(const Options& o) {
 
   api::Context ctx{&state,    store.get(),       &registry,    &SystemClock::Get(), &scheduler,
                    &services, ca->fingerprint(), ca->ca_pem(), &secret_key.value()};
+  // The dashboard's change streams; before the HTTP server, which may end them
+  // as it goes.
+  api::StreamLimits stream_limits;
+  stream_limits.keepalive_ms = static_cast<uint64_t>(o.stream_keepalive_ms);
+  api::ChangeStreams streams(loop, &state, &SystemClock::Get(), stream_limits);
+  ctx.streams = &streams;
   ctx.servers = [&replica] {
     replica::LogStatus st = replica->Describe();
     json::Doc list = json::Doc::Array();
@@ -1080,6 +1087,7 @@ int Run(const Options& o) {
     log::Info("server", "shutting down", {{"signal", sig}});
     notify::Stopping("shutting down (signal " + std::to_string(sig) + ")");
     if (local_agent) local_agent->Shutdown();  // its containers keep running
+    streams.CloseAll();                        // they would hold the shutdown to its deadline
     server->Shutdown(o.shutdown_grace_ms, [&] {
       store->Flush();
       net::StopLoop(loop);

@@ -250,3 +250,143 @@ def test_a_session_ends_after_the_session_ttl():
         time.sleep(2.5)
         expect_error(s.request("GET", "/v1/clusters", token=None, headers=with_cookie(cookie)), 401, "SessionExpired",
                      "an expired session")
+
+
+# --- the change stream ---
+
+import json  # noqa: E402
+import socket  # noqa: E402
+
+from harness import Agent, timeout, wait_until  # noqa: E402
+
+
+class EventStream:
+    """GET /v1/stream read line by line: `next_event()` gives the next event as a
+    dict of its fields (comments under ":"), or None once the server ended it."""
+
+    def __init__(self, s, cluster, headers=None, token="admin", query=""):
+        hdrs = dict(headers or {})
+        if token == "admin":
+            token = s.token
+        if token:
+            hdrs["Authorization"] = "Bearer " + token
+        self.conn = s.http_connection(30)
+        self.conn.request("GET", "/v1/stream?cluster=%s%s" % (cluster, query), headers=hdrs)
+        self.r = self.conn.getresponse()
+
+    def next_event(self, wait=30):
+        self.conn.sock.settimeout(wait)
+        ev = {}
+        while True:
+            try:
+                line = self.r.readline()
+            except (socket.timeout, TimeoutError):
+                raise AssertionError("no event within %ss" % wait)
+            if not line:
+                return None
+            line = line.decode().rstrip("\n")
+            if line == "":
+                if ev:
+                    return ev
+                continue
+            if line.startswith(":"):
+                ev.setdefault(":", []).append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            ev[name] = value[1:] if value.startswith(" ") else value
+
+    def next_change(self, wait=30):
+        while True:
+            ev = self.next_event(wait)
+            check(ev is not None, "the stream ended before a change event")
+            if ev.get("event") == "change":
+                ev["json"] = json.loads(ev["data"])
+                return ev
+
+    def close(self):
+        self.conn.close()
+
+
+def run_node_and_task(s, count=1):
+    agent = make_token(s, "agent")
+    a = Agent(s, 1, agent["secret"], id_prefix="dash")
+    wait_until(lambda: any(n["agentConnected"] for n in
+                           s.request("GET", "/v1/nodes").json()["containerInstances"]), wait=30, what="a node")
+    body = {"family": "web", "containerDefinitions": [{"name": "main", "image": "busybox:latest",
+                                                       "cpu": 128, "memory": 64}]}
+    expect_status(s.request("POST", "/v1/taskdefinitions", body), 201, "register web")
+    return a
+
+
+@timeout(60)
+def test_the_change_stream_names_tasks_once_a_task_runs():
+    with Server() as s:
+        with run_node_and_task(s):
+            cluster = s.request("GET", "/v1/nodes").json()["containerInstances"][0]["cluster"]
+            st = EventStream(s, cluster)
+            expect_status(st.r, 200, "open the stream")
+            check(st.r.getheader("Content-Type", "").startswith("text/event-stream"), "Content-Type")
+            check(st.r.getheader("Cache-Control") == "no-store", "Cache-Control %r" % st.r.getheader("Cache-Control"))
+            first = st.next_event()
+            check(first.get("retry") == "2000", "the stream does not start with retry: 2000: %r" % first)
+            expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "web", "cluster": cluster}), 200, "run")
+            while True:
+                ev = st.next_change()
+                epoch, _, seq = ev["id"].partition("-")
+                check(epoch.isdigit() and seq.isdigit() and int(seq) == ev["json"]["seq"], "event id %r" % ev)
+                if "tasks" in ev["json"]["changed"]:
+                    check(ev["json"]["tasks"] >= 1, "a task changed but tasks is %r" % ev["json"])
+                    break
+            st.close()
+
+
+def test_last_event_id_resumes_or_says_everything_changed():
+    with Server() as s:
+        expect_status(s.create_cluster("c1"), 201)
+        st = EventStream(s, "c1")
+        check(st.next_event().get("retry") == "2000", "retry first")
+        expect_status(s.create_cluster("c2"), 201)
+        ev = st.next_change()
+        check(ev["json"]["changed"] == ["clusters"], "creating a cluster: %r" % ev["json"])
+        last = ev["id"]
+        st.close()
+
+        # Up to date: nothing until the next change, which names only what changed.
+        st = EventStream(s, "c1", headers={"Last-Event-ID": last})
+        check(st.next_event().get("retry") == "2000", "retry first")
+        expect_status(s.create_cluster("c3"), 201)
+        ev = st.next_change()
+        check(ev["json"]["changed"] == ["clusters"], "an up-to-date client was told more: %r" % ev["json"])
+        check(ev["json"]["seq"] > int(last.split("-")[1]), "seq did not grow: %r after %s" % (ev, last))
+        st.close()
+
+        # Another epoch (a restarted server), or an older event: everything changed, at once.
+        for stale in ("1-0", "%s-0" % last.split("-")[0]):
+            st = EventStream(s, "c1", query="&lastEventId=" + stale)
+            check(st.next_event().get("retry") == "2000", "retry first")
+            ev = st.next_change()
+            check(ev["json"]["changed"] == ["nodes", "tasks", "services", "taskdefinitions", "repositories",
+                                            "clusters"], "stale id %s: %r" % (stale, ev["json"]))
+            st.close()
+        expect_error(s.request("GET", "/v1/stream?cluster=nope"), 404, "ClusterNotFound", "a stream of no cluster")
+        expect_error(s.request("GET", "/v1/stream"), 400, "InvalidParameter", "a stream without a cluster")
+
+
+def test_the_change_stream_keeps_alive_and_closes_on_logout():
+    with Server(args=["--stream-keepalive", "200ms"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only")
+        r, cookie = login(s, ro["secret"])
+        csrf = expect_status(r, 201).json()["session"]["csrf"]
+        st = EventStream(s, "c1", headers={"Cookie": cookie}, token=None)
+        expect_status(st.r, 200, "a stream by session")
+        check(st.next_event().get("retry") == "2000", "retry first")
+        ev = st.next_event()
+        check("keepalive" in ev.get(":", []), "expected a keepalive comment: %r" % ev)
+        expect_status(s.request("DELETE", "/v1/session", token=None, headers=with_cookie(cookie, csrf)), 200)
+        while True:
+            ev = st.next_event()
+            if ev is None:
+                break
+            check(list(ev) == [":"], "after logout: %r" % ev)
+        st.close()
