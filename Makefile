@@ -39,6 +39,7 @@ build: deps
 
 run: build
 	@./packaging/ensure-docker.sh || echo "make run: no Docker engine answers; the server runs without its local agent"
+	@echo "make run: the dashboard is at https://127.0.0.1:$(lastword $(subst :, ,$(LISTEN)))/ui/"
 	@exec $(BUILD)/berth server --data $(DATA) --listen $(LISTEN)
 
 # The Debian package (packaging/deb.sh): dpkg -i it, then systemctl enable --now berth-server.

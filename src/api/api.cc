@@ -5,8 +5,12 @@
 #include <tuple>
 
 #include "api/bodies.h"
+#include "api/dashboard.h"
+#include "api/session.h"
+#include "api/stream.h"
 #include "base/clock.h"
 #include "base/crypto.h"
+#include "base/embedded.h"
 #include "base/flags.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -605,22 +609,35 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
     }
     // A token may follow: a node joining again after it was deregistered.
   }
-  if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
-  std::optional<std::string_view> secret = BearerCredential(auth);
-  if (!secret) return refuse("the Authorization header must be 'Bearer <token>'");
-  const model::Token* t = state.FindTokenBySecret(*secret);
-  if (!t) {
-    // An access key's id sent as if it were a token: say what it is.
-    const model::Token* key = state.FindToken(*secret);
-    if (key && key->access_key()) return refuse(model::AccessKeyNotBearer(key->id));
-    return refuse("the token is not valid");
-  }
-  if (t->access_key()) {
-    ex.principal = t->id;  // the audit log names the key refused
-    return refuse(model::AccessKeyNotBearer(t->id));
-  }
-  if (t->expires_ms && t->expires_ms <= now_ms) {
-    return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
+  const model::Token* t = nullptr;
+  std::optional<std::string_view> cookie = CookieValue(req.Header("cookie"), kSessionCookie);
+  if (auth.empty() && cookie && !agent_route) {
+    // A browser's session (api/session.h): it acts as its token.
+    std::optional<http::Response> refusal;
+    t = AuthenticateSession(state, now_ms, ex, *cookie, &refusal);
+    if (!t) return refusal;
+  } else {
+    if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
+    std::optional<std::string_view> secret = BearerCredential(auth);
+    if (!secret) return refuse("the Authorization header must be 'Bearer <token>'");
+    t = state.FindTokenBySecret(*secret);
+    if (!t) {
+      // An access key's id sent as if it were a token: say what it is.
+      const model::Token* key = state.FindToken(*secret);
+      if (key && key->access_key()) return refuse(model::AccessKeyNotBearer(key->id));
+      if (state.FindSessionBySecret(*secret)) {
+        return refuse("a session's cookie is not a bearer token: send it as the cookie " + std::string(kSessionCookie) +
+                      ", or use a token");
+      }
+      return refuse("the token is not valid");
+    }
+    if (t->access_key()) {
+      ex.principal = t->id;  // the audit log names the key refused
+      return refuse(model::AccessKeyNotBearer(t->id));
+    }
+    if (t->expires_ms && t->expires_ms <= now_ms) {
+      return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
+    }
   }
   ex.principal = t->id;  // known, if not allowed (the audit log names who was refused)
   if (!RoleMay(t->role, access)) {
@@ -650,7 +667,9 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
     read = op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get") ||
            op.starts_with("BatchGet") || op.starts_with("BatchCheck");
   }
-  bool credentialed = !req.Header("authorization").empty() || !req.peer_cert_cn.empty();
+  bool credentialed = !req.Header("authorization").empty() || !req.peer_cert_cn.empty() ||
+                      ex.route().options.takes_credential ||
+                      CookieValue(req.Header("cookie"), kSessionCookie).has_value();
   bool refusal = (status == 401 && credentialed) || status == 403 || status == 429;
   bool change = !read && ex.route().options.audit;
   if (change && req.path.starts_with("/v2/")) {
@@ -662,6 +681,7 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
   store::AuditEntry e;
   e.time_ms = now_ms;
   e.actor = ex.principal.empty() ? "-" : ex.principal;
+  if (!ex.session.empty()) e.actor += " (session)";
   e.role = "-";
   if (ex.principal.starts_with("node:")) {
     e.role = "node";
@@ -750,6 +770,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
                                             .Set("version", BERTH_VERSION)
                                             .Set("git", BERTH_GIT)
                                             .Set("schemaVersion", ctx->store->schema_version())
+                                            .Set("dashboardBuild", std::string(embedded::WebBuildHash()))
                                             .Set("appliedIndex", static_cast<int64_t>(ctx->store->applied_index()))
                                             .Print()));
   });
@@ -953,9 +974,10 @@ void AddRoutes(http::Router* router, Context* ctx) {
       "GET", "/v1/tokens",
       [ctx](const http::ExchangePtr& ex) {
         json::Doc list = json::Doc::Array();
-        // Access keys are listed at /v1/accesskeys.
+        // Access keys are listed at /v1/accesskeys; sessions are their tokens'
+        // (GET /v1/session shows one's own, revoking the token ends them all).
         for (const model::Token& t : ctx->state->tokens()) {
-          if (!t.access_key()) list.Push(model::TokenJson(t));
+          if (!t.access_key() && !t.session()) list.Push(model::TokenJson(t));
         }
         ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
       },
@@ -1512,6 +1534,9 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   AddSecretRoutes(router, ctx);
   AddTagRoutes(router, ctx);
+  AddDashboardRoutes(router);
+  AddSessionRoutes(router, ctx);
+  AddStreamRoutes(router, ctx);
 
   // The permission matrix, from the routes themselves (docs/permissions.md is
   // made from this answer, and a test calls every route with every role).
