@@ -18,7 +18,7 @@ function stateOf(s) {
 /** The create-service dialog: a name, a task definition (family, latest revision
  *  or a chosen one) and a count. */
 async function createDialog(ctx, done) {
-  const name = h('input', { name: 'serviceName', required: true, pattern: '[A-Za-z0-9_-]{1,255}', autocomplete: 'off' });
+  const name = h('input', { name: 'serviceName', required: true, pattern: '[A-Za-z0-9_\\-]{1,255}', autocomplete: 'off' });
   const family = h('select', { name: 'taskDefinition', required: true }, h('option', { value: '' }, 'Loading…'));
   const count = h('input', { name: 'desiredCount', type: 'number', min: '0', max: '10000', value: '1', required: true });
   const err = h('p.field-error', { role: 'alert', hidden: true });
