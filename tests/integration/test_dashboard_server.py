@@ -463,3 +463,32 @@ def test_the_overview_adds_up_nodes_tasks_and_services():
             check(doc["total"] == 3 and all(t["lastStatus"] == "RUNNING" for t in doc["tasks"]), "tasks %r" % doc)
             doc = s.request("GET", "/v1/tasks?lastStatus=STOPPED&cluster=" + cluster).json()
             check(doc["total"] == 0, "no stopped tasks: %r" % doc)
+
+
+# --- the simulated agent's logs ---
+
+@timeout(60)
+def test_the_simulated_agent_answers_log_requests_and_follows():
+    with Server() as s:
+        with run_node_and_task(s):
+            r = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "web"}), 200, "run").json()
+            task_id = r["tasks"][0]["taskArn"].rsplit("/", 1)[-1]
+            wait_until(lambda: s.request("GET", "/v1/tasks/" + task_id).json()["task"]["lastStatus"] == "RUNNING",
+                       wait=30, what="the task running")
+            body = expect_status(s.request("GET", "/v1/tasks/%s/logs" % task_id), 200, "logs").body.decode()
+            lines = body.splitlines()
+            check(len(lines) == 3 and all(("task %s container main: tick %d" % (task_id, i)) in lines[i]
+                                          for i in range(3)), "the log: %r" % body)
+            conn = s.http_connection(30)
+            conn.request("GET", "/v1/tasks/%s/logs?follow=true" % task_id,
+                         headers={"Authorization": "Bearer " + s.token})
+            resp = conn.getresponse()
+            expect_status(resp, 200, "follow")
+            seen = []
+            while not any("tick 4" in line for line in seen):
+                line = resp.readline().decode()
+                check(line, "the followed log ended: %r" % seen)
+                seen.append(line)
+            conn.close()
+            check(all(("tick %d" % i) in seen[i] for i in range(5)), "lines in order: %r" % seen)
+            expect_status(s.request("GET", "/v1/tasks/%s/logs?container=nope" % task_id), 404, "no such container")
