@@ -6,6 +6,7 @@
 
 #include "api/bodies.h"
 #include "api/dashboard.h"
+#include "api/overview.h"
 #include "api/session.h"
 #include "api/stream.h"
 #include "base/clock.h"
@@ -64,8 +65,10 @@ json::Doc TaskDefinitionSummary(const model::TaskDefinition& td) {
 }
 
 // ?maxResults=&nextToken= over a list already in order; returns the page bounds.
-bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end) {
-  size_t max = 1000, from = 0;
+// Without maxResults a page holds `default_max` (0: everything, for lists that
+// answered whole before they were paged).
+bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end, size_t default_max = 1000) {
+  size_t max = default_max ? default_max : total, from = 0;
   if (auto m = ex->request().Query("maxResults")) {
     char* e = nullptr;
     unsigned long v = strtoul(m->c_str(), &e, 10);
@@ -1102,15 +1105,30 @@ void AddRoutes(http::Router* router, Context* ctx) {
       [ctx](const http::ExchangePtr& ex) {
         std::string cluster = ex->request().Query("cluster").value_or("");
         std::string status = ex->request().Query("status").value_or("");
+        // ?q=: a part of the node's id or of one of its attributes' values (the
+        // dashboard's search box).
+        std::string q = ex->request().Query("q").value_or("");
         if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
-        json::Doc list = json::Doc::Array();
+        std::vector<const model::Node*> found;
         for (const auto& [id, n] : ctx->state->nodes()) {
           if ((!cluster.empty() && n.cluster != cluster) || (!status.empty() && n.status != status)) continue;
           if (!Shown(limits, n.cluster)) continue;
-          list.Push(model::NodeJson(n));
+          if (!q.empty() && n.id.find(q) == std::string::npos &&
+              std::none_of(n.attributes.begin(), n.attributes.end(),
+                           [&](const auto& a) { return a.second.find(q) != std::string::npos; })) {
+            continue;
+          }
+          found.push_back(&n);
         }
-        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstances", list).Print()));
+        size_t begin, end;
+        if (!Page(ex, found.size(), &begin, &end, 0)) return;
+        json::Doc list = json::Doc::Array();
+        for (size_t i = begin; i < end; i++) list.Push(model::NodeJson(*found[i]));
+        json::Doc out = json::Doc::Object();
+        out.Set("containerInstances", list).Set("total", static_cast<int64_t>(found.size()));
+        if (end < found.size()) out.Set("nextToken", std::to_string(end));
+        ex->Respond(http::JsonResponse(200, out.Print()));
       },
       cluster_scoped);
 
@@ -1300,14 +1318,15 @@ void AddRoutes(http::Router* router, Context* ctx) {
         const http::Request& q = ex->request();
         std::string cluster = q.Query("cluster").value_or(""), service = q.Query("service").value_or("");
         std::string node = q.Query("node").value_or(""), desired = q.Query("desiredStatus").value_or("");
-        std::string family = q.Query("family").value_or("");
+        std::string family = q.Query("family").value_or(""), last = q.Query("lastStatus").value_or("");
         if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
         std::vector<const model::Task*> found;
         for (const auto& [id, t] : ctx->state->tasks()) {
           if ((!cluster.empty() && t.cluster != cluster) || (!service.empty() && t.service != service) ||
               (!node.empty() && t.node != node) || (!desired.empty() && t.desired != desired) ||
-              (!family.empty() && t.family != family) || !Shown(limits, t.cluster)) {
+              (!family.empty() && t.family != family) || (!last.empty() && t.last != last) ||
+              !Shown(limits, t.cluster)) {
             continue;
           }
           found.push_back(&t);
@@ -1320,7 +1339,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         json::Doc list = json::Doc::Array();
         for (size_t i = begin; i < end; i++) list.Push(model::TaskJson(*found[i]));
         json::Doc out = json::Doc::Object();
-        out.Set("tasks", list);
+        out.Set("tasks", list).Set("total", static_cast<int64_t>(found.size()));
         if (end < found.size()) out.Set("nextToken", std::to_string(end));
         ex->Respond(http::JsonResponse(200, out.Print()));
       },
@@ -1424,12 +1443,19 @@ void AddRoutes(http::Router* router, Context* ctx) {
         std::string cluster = ex->request().Query("cluster").value_or("");
         if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
-        json::Doc list = json::Doc::Array();
+        std::vector<const model::Service*> found;
         for (const auto& [key, svc] : ctx->state->services()) {
           if ((!cluster.empty() && svc.cluster != cluster) || !Shown(limits, svc.cluster)) continue;
-          list.Push(model::ServiceJson(svc, ctx->services->Counts(svc)));
+          found.push_back(&svc);
         }
-        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("services", list).Print()));
+        size_t begin, end;
+        if (!Page(ex, found.size(), &begin, &end, 0)) return;
+        json::Doc list = json::Doc::Array();
+        for (size_t i = begin; i < end; i++) list.Push(model::ServiceJson(*found[i], ctx->services->Counts(*found[i])));
+        json::Doc out = json::Doc::Object();
+        out.Set("services", list).Set("total", static_cast<int64_t>(found.size()));
+        if (end < found.size()) out.Set("nextToken", std::to_string(end));
+        ex->Respond(http::JsonResponse(200, out.Print()));
       },
       cluster_scoped);
 
@@ -1537,6 +1563,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
   AddDashboardRoutes(router);
   AddSessionRoutes(router, ctx);
   AddStreamRoutes(router, ctx);
+  AddOverviewRoutes(router, ctx);
 
   // The permission matrix, from the routes themselves (docs/permissions.md is
   // made from this answer, and a test calls every route with every role).

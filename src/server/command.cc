@@ -88,7 +88,8 @@ const std::vector<flags::FlagSpec> kFlags = {
 const char kUsage[] =
     "Usage: berth server [flags]\n"
     "\n"
-    "Runs the control plane: the state store, the API (/v1), /metrics and /healthz.\n"
+    "Runs the control plane: the state store, the API (/v1), /metrics, /healthz and\n"
+    "the dashboard (/ui/, logged in with a token).\n"
     "At first start it creates the data directory, the `default` cluster, the\n"
     "cluster CA (DIR/ca.crt) and an admin token, printed this once and kept in\n"
     "DIR/admin-token. It serves HTTPS with a certificate from that CA unless --no-tls.\n"

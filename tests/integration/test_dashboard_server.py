@@ -390,3 +390,105 @@ def test_the_change_stream_keeps_alive_and_closes_on_logout():
                 break
             check(list(ev) == [":"], "after logout: %r" % ev)
         st.close()
+
+
+# --- the overview and paged lists ---
+
+def registered(n, name):
+    return [r["integerValue"] for r in n["registeredResources"] if r["name"] == name][0]
+
+
+@timeout(90)
+def test_the_overview_adds_up_nodes_tasks_and_services():
+    with Server(args=["--heartbeat-interval", "500ms"]) as s:
+        agent = make_token(s, "agent")
+        with Agent(s, 3, agent["secret"], id_prefix="ov"):
+            wait_until(lambda: sum(n["agentConnected"] for n in
+                                   s.request("GET", "/v1/nodes").json()["containerInstances"]) == 3,
+                       wait=30, what="3 nodes")
+            nodes = s.request("GET", "/v1/nodes").json()["containerInstances"]
+            cluster = nodes[0]["cluster"]
+            body = {"family": "web", "containerDefinitions": [{"name": "main", "image": "busybox:latest",
+                                                               "cpu": 128, "memory": 64}]}
+            expect_status(s.request("POST", "/v1/taskdefinitions", body), 201)
+            expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "web", "cluster": cluster, "count": 2}),
+                          200, "run 2")
+            expect_status(s.request("POST", "/v1/services", {"serviceName": "svc", "taskDefinition": "web",
+                                                             "desiredCount": 1, "cluster": cluster}), 201, "service")
+
+            def overview():
+                return expect_status(s.request("GET", "/v1/overview?cluster=" + cluster), 200, "overview").json()
+
+            wait_until(lambda: overview()["tasks"]["running"] == 3 and overview()["services"][0]["steady"],
+                       wait=60, what="3 running tasks and a steady service")
+            ov = overview()
+            check(ov["cluster"] == cluster, "cluster %r" % ov)
+            check(ov["nodes"]["total"] == 3 and ov["nodes"]["active"] == 3 and ov["nodes"]["connected"] == 3
+                  and ov["nodes"]["disconnected"] == 0, "nodes %r" % ov["nodes"])
+            check(ov["resources"]["cpu"]["registered"] == sum(registered(n, "CPU") for n in nodes),
+                  "cpu registered %r" % ov["resources"])
+            check(ov["resources"]["memory"]["registered"] == sum(registered(n, "MEMORY") for n in nodes),
+                  "memory registered %r" % ov["resources"])
+            check(ov["resources"]["cpu"]["allocated"] == 3 * 128 and ov["resources"]["memory"]["allocated"] == 3 * 64,
+                  "allocated %r" % ov["resources"])
+            check(sum(z["nodes"] for z in ov["zones"]) == 3, "zones %r" % ov["zones"])
+            check(ov["tasks"]["pending"] == 0 and ov["tasks"]["stoppedLastHour"] == 0, "tasks %r" % ov["tasks"])
+            svc = ov["services"][0]
+            check(ov["servicesTotal"] == 1 and svc["serviceName"] == "svc" and svc["desiredCount"] == 1
+                  and svc["runningCount"] == 1 and svc["taskDefinition"] == "web:1", "services %r" % ov["services"])
+            check(ov["events"] and all(e["service"] == "svc" for e in ov["events"]), "events %r" % ov["events"])
+            times = [e["createdAt"] for e in ov["events"]]
+            check(times == sorted(times, reverse=True), "events not newest first: %r" % times)
+            expect_error(s.request("GET", "/v1/overview"), 400, "InvalidParameter", "an overview without cluster")
+
+            # Paging and filters of the lists the dashboard reads.
+            got, token = [], None
+            while True:
+                doc = expect_status(s.request("GET", "/v1/nodes?maxResults=2" +
+                                              ("&nextToken=" + token if token else "")), 200).json()
+                check(doc["total"] == 3 and len(doc["containerInstances"]) <= 2, "a page: %r" % doc)
+                got += [n["nodeId"] for n in doc["containerInstances"]]
+                token = doc.get("nextToken")
+                if not token:
+                    break
+            check(sorted(got) == sorted(n["nodeId"] for n in nodes), "paged nodes %r" % got)
+            doc = s.request("GET", "/v1/nodes?q=" + nodes[1]["nodeId"]).json()
+            check([n["nodeId"] for n in doc["containerInstances"]] == [nodes[1]["nodeId"]] and doc["total"] == 1,
+                  "q=: %r" % doc)
+            doc = s.request("GET", "/v1/nodes?status=DRAINING").json()
+            check(doc["containerInstances"] == [] and doc["total"] == 0, "status=DRAINING: %r" % doc)
+            doc = s.request("GET", "/v1/services?cluster=%s&maxResults=1" % cluster).json()
+            check(len(doc["services"]) == 1 and doc["total"] == 1 and "nextToken" not in doc, "services %r" % doc)
+            doc = s.request("GET", "/v1/tasks?lastStatus=RUNNING&cluster=" + cluster).json()
+            check(doc["total"] == 3 and all(t["lastStatus"] == "RUNNING" for t in doc["tasks"]), "tasks %r" % doc)
+            doc = s.request("GET", "/v1/tasks?lastStatus=STOPPED&cluster=" + cluster).json()
+            check(doc["total"] == 0, "no stopped tasks: %r" % doc)
+
+
+# --- the simulated agent's logs ---
+
+@timeout(60)
+def test_the_simulated_agent_answers_log_requests_and_follows():
+    with Server() as s:
+        with run_node_and_task(s):
+            r = expect_status(s.request("POST", "/v1/tasks", {"taskDefinition": "web"}), 200, "run").json()
+            task_id = r["tasks"][0]["taskArn"].rsplit("/", 1)[-1]
+            wait_until(lambda: s.request("GET", "/v1/tasks/" + task_id).json()["task"]["lastStatus"] == "RUNNING",
+                       wait=30, what="the task running")
+            body = expect_status(s.request("GET", "/v1/tasks/%s/logs" % task_id), 200, "logs").body.decode()
+            lines = body.splitlines()
+            check(len(lines) == 3 and all(("task %s container main: tick %d" % (task_id, i)) in lines[i]
+                                          for i in range(3)), "the log: %r" % body)
+            conn = s.http_connection(30)
+            conn.request("GET", "/v1/tasks/%s/logs?follow=true" % task_id,
+                         headers={"Authorization": "Bearer " + s.token})
+            resp = conn.getresponse()
+            expect_status(resp, 200, "follow")
+            seen = []
+            while not any("tick 4" in line for line in seen):
+                line = resp.readline().decode()
+                check(line, "the followed log ended: %r" % seen)
+                seen.append(line)
+            conn.close()
+            check(all(("tick %d" % i) in seen[i] for i in range(5)), "lines in order: %r" % seen)
+            expect_status(s.request("GET", "/v1/tasks/%s/logs?container=nope" % task_id), 404, "no such container")
