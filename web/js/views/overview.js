@@ -49,7 +49,7 @@ export function overviewView(ctx) {
           bar(mem.allocated, mem.registered, 'Memory allocated', MEM),
           zones.length ? h('h3.sub-title', 'By zone') : null,
           zones.map((z) => h('div.zone', { dataset: { id: z.zone || 'none' } },
-            h('div.zone-head', h('strong', z.zone || '(no zone)'), h('span.muted', `${fmtNum(z.nodes)} nodes`)),
+            h('div.zone-head', h('strong', z.zone || '(no zone)'), h('span.muted', `${fmtNum(z.nodes)} node${z.nodes === 1 ? '' : 's'}`)),
             bar((z.cpu || {}).allocated, (z.cpu || {}).registered, 'CPU', CPU),
             bar((z.memory || {}).allocated, (z.memory || {}).registered, 'Memory', MEM)))),
         section('Recent events',

@@ -112,6 +112,9 @@ export function repositoryView(ctx) {
 
   const loadPolicy = async () => {
     try {
+      // Ask for the policy only when there is one (no 404 to show for nothing).
+      const r = await get(path);
+      if (!r.repository.hasLifecyclePolicy) throw Object.assign(new Error('none'), { status: 404 });
       const p = await get(`${path}/policy`);
       let text = p.lifecyclePolicyText || '';
       try { text = JSON.stringify(JSON.parse(text), null, 2); } catch { /* keep as is */ }
