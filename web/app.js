@@ -61,6 +61,14 @@ document.addEventListener('click', (e) => {
   navigate(url.pathname + url.search);
 });
 window.addEventListener('popstate', () => render());
+// Escape closes the navigation drawer (dialogs close on Escape by themselves).
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && root.classList.contains('nav-open')) {
+    root.classList.remove('nav-open');
+    const b = root.querySelector('.menu-btn');
+    if (b) { b.setAttribute('aria-expanded', 'false'); b.focus(); }
+  }
+});
 
 setUnauthorizedHandler((err) => showLogin(err.message || 'Your session ended: sign in again.'));
 

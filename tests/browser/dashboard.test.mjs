@@ -248,6 +248,7 @@ describe('dashboard', { timeout: 15 * 60_000 }, () => {
         await page.waitForSelector('#sidebar a.nav-link:visible');
         await shoot('navigation');
         await page.keyboard.press('Escape');
+        await page.waitForSelector('#sidebar', { state: 'hidden' });
       }
     }
     await page.setViewportSize({ width: 1280, height: 800 });
