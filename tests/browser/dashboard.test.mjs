@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
-import { startServer, startAgent, api, request, guard, waitFor, outDir, stop, WAIT } from './harness.mjs';
+import { startServer, startAgent, api, request, guard, waitFor, outDir, stop, killAll, WAIT } from './harness.mjs';
 
 const BINARY = process.env.BERTH_BINARY;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -104,6 +104,7 @@ describe('dashboard', { timeout: 15 * 60_000 }, () => {
     if (browser) await browser.close();
     if (server) {
       await stop(server.proc);
+      killAll();
       if (!process.env.BERTH_KEEP) fs.rmSync(server.dataDir, { recursive: true, force: true });
     }
   });

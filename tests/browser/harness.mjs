@@ -17,7 +17,11 @@ export function outDir() {
 }
 
 const children = [];
-process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } } });
+/** Ends every process the tests started (agents first, then anything left). */
+export function killAll() {
+  for (const c of children) { try { c.kill('SIGKILL'); } catch { /* gone */ } }
+}
+process.on('exit', killAll);
 
 export async function waitFor(what, fn, timeout = WAIT, step = 250) {
   const end = Date.now() + timeout;
@@ -106,6 +110,7 @@ export async function startAgent(server, n, prefix = 'sim') {
   const log = fs.openSync(logPath, 'a');
   const proc = spawn(server.binary || process.env.BERTH_BINARY, ['agent', '--simulate', String(n), '--server', server.url,
     '--token', t.token.secret, '--id-prefix', prefix, '--start-delay-ms', '50'], { stdio: ['ignore', log, log] });
+  proc.unref();
   children.push(proc);
   return { proc, logPath };
 }
