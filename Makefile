@@ -12,7 +12,7 @@ JOBS    ?= $(shell nproc)
 DATA    ?= ./berth-data
 LISTEN  ?= 0.0.0.0:7070
 
-.PHONY: all build deps test unit integration asan tsan format-check fuzz-regress fuzz run bench clean format tidy help deb
+.PHONY: all build deps test unit integration browser asan tsan format-check fuzz-regress fuzz run bench clean format tidy help deb
 
 all: build
 
@@ -21,7 +21,9 @@ help:
 	@echo "make           build build/berth (release, static, stripped)"
 	@echo "make run       build, start Docker if needed, then run the all-in-one server (with its local"
 	@echo "               agent) on $(LISTEN) with data in $(DATA)"
-	@echo "make test      the whole suite: format check, unit, integration, unit under ASan+UBSan and under TSan, fuzz corpus"
+	@echo "make test      the whole suite: format check, unit, integration, browser (the dashboard in headless chromium),"
+	@echo "               unit under ASan+UBSan and under TSan, fuzz corpus"
+	@echo "make browser   the dashboard's tests in headless chromium (tests/browser; screenshots in tests/browser/out/)"
 	@echo "make fuzz      run the libFuzzer harnesses for a while (FUZZ_SECONDS=60)"
 	@echo "make bench     run the benchmarks in bench/ (slow; never part of make test)"
 	@echo "make deb       build, then package build/berth_<version>_amd64.deb (binary, systemd units, docs)"
@@ -39,6 +41,7 @@ build: deps
 
 run: build
 	@./packaging/ensure-docker.sh || echo "make run: no Docker engine answers; the server runs without its local agent"
+	@echo "make run: the dashboard is at https://127.0.0.1:$(lastword $(subst :, ,$(LISTEN)))/ui/"
 	@exec $(BUILD)/berth server --data $(DATA) --listen $(LISTEN)
 
 # The Debian package (packaging/deb.sh): dpkg -i it, then systemctl enable --now berth-server.
@@ -50,6 +53,11 @@ unit: build
 
 integration: build
 	@python3 tests/integration/run.py --binary $(BUILD)/berth
+
+# The dashboard in Debian's chromium, driven by playwright-core (setup.sh installs
+# chromium, node and the pinned npm package when missing).
+browser: build
+	@tests/browser/setup.sh && tests/browser/run.sh $(BUILD)/berth
 
 asan: deps
 	@cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DBERTH_SANITIZE=ON >/dev/null

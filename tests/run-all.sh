@@ -8,7 +8,7 @@ failed=0
 failed_names=()
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
-for suite in format-check unit integration asan tsan fuzz-regress; do
+for suite in format-check unit integration browser asan tsan fuzz-regress; do
   echo "=== $suite"
   $make_cmd --no-print-directory "$suite" 2>&1 | tee "$logs/$suite.log"
   if [ "${PIPESTATUS[0]}" -eq 0 ]; then
@@ -21,7 +21,7 @@ done
 # The failures again, at the end where a truncated log still shows them.
 for suite in "${failed_names[@]}"; do
   echo "=== what failed in $suite"
-  grep -a -B4 -A14 -E 'FAILED:|^FAIL |ThreadSanitizer|AddressSanitizer|runtime error' "$logs/$suite.log" | grep -av 'level=' | head -150
+  grep -a -B4 -A14 -E 'FAILED:|^FAIL |✖|ThreadSanitizer|AddressSanitizer|runtime error' "$logs/$suite.log" | grep -av 'level=' | head -150
 done
 [ $failed -eq 0 ] || echo "failed suites: ${failed_names[*]}"
 echo "suites: $passed passed, $failed failed"

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/protocol.h"
+#include "base/clock.h"
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -134,6 +135,64 @@ class Simulation {
   int64_t Jitter(int64_t ms) { return ms + std::uniform_int_distribution<int64_t>(0, ms)(rng_); }
 
   void Bury(std::unique_ptr<http::Client> c) { dead_.push_back(std::move(c)); }
+
+  // A `logs` line on `node`'s stream: answers with a made-up log of the task
+  // (docs/agent-protocol.md, "Logs", as the real agent does): a few lines, and
+  // with follow one more each second until the server ends the POST. So the
+  // dashboard's log view can be tried without Docker.
+  void StartLogs(const SimNode& node, json::View msg) {
+    std::string request_id(msg.Get("requestId").String());
+    std::string task_id(msg.Get("taskId").String());
+    std::string container(msg.Get("container").String());
+    bool follow = msg.Get("follow").IsBool() && msg.Get("follow").Bool();
+    if (request_id.empty() || request_id.size() > 64) return;
+    for (unsigned char c : request_id) {
+      if (!isalnum(c) && c != '-' && c != '_') return;
+    }
+    // Refused as the real agent refuses: the server answers the client 404.
+    auto refuse = [&](const std::string& message) {
+      http::ClientRequest req = Request("POST", "/v1/agent/logs/" + request_id, message + "\n");
+      req.headers.push_back({"X-Berth-Log-Error", "not-found"});
+      Reporter().Send(std::move(req), [](Result<http::ClientResponse>) {});
+    };
+    auto task = node.tasks.find(task_id);
+    if (task == node.tasks.end()) return refuse("no task " + task_id + " on node " + node.id);
+    const std::vector<SimContainer>& containers = task->second.containers;
+    if (container.empty()) {
+      container = containers.empty() ? "main" : containers[0].name;
+    } else if (!containers.empty() && std::none_of(containers.begin(), containers.end(),
+                                                   [&](const SimContainer& c) { return c.name == container; })) {
+      return refuse("no container " + container + " of task " + task_id + " on node " + node.id);
+    }
+    auto log = std::make_shared<SimLog>();
+    log->task = task_id;
+    log->container = container;
+    log->follow = follow;
+    for (int i = 0; i < 3; i++) log->Line();
+    log->done = !follow;
+    http::ClientOptions opts{24ull * 3600 * 1000, 1 << 20};
+    opts.tls = tls_;
+    log->client = std::make_unique<http::Client>(loop_, endpoint_, opts);
+    log->next_ms = NowMs(loop_) + 1000;
+    uint64_t key = next_log_++;
+    logs_[key] = log;
+    http::ClientRequest req = Request("POST", "/v1/agent/logs/" + request_id);
+    req.headers.push_back({"Content-Type", "application/octet-stream"});
+    req.body_source = [log](std::string* piece) {
+      piece->swap(log->pending);
+      log->pending.clear();
+      return !log->done;
+    };
+    log->client->Send(std::move(req), [this, key](Result<http::ClientResponse>) {
+      // The client is on the stack: it goes on the next tick.
+      auto it = logs_.find(key);
+      if (it == logs_.end()) return;
+      it->second->done = true;
+      Bury(std::move(it->second->client));
+      logs_.erase(it);
+    });
+  }
+
   uv_loop_t* loop() { return loop_; }
   const SimOptions& options() const { return o_; }
   const net::Endpoint& endpoint() const { return endpoint_; }
@@ -146,6 +205,23 @@ class Simulation {
   }
 
  private:
+  struct SimLog {
+    std::unique_ptr<http::Client> client;
+    std::string task, container;
+    bool follow = false;
+    bool done = false;
+    int64_t ticks = 0;
+    int64_t next_ms = 0;
+    std::string pending;  // frames not yet handed to the POST: "<hex length>\n<bytes>"
+    void Line() {
+      std::string text = UtcIso8601(SystemClock::Get().NowUnixMs()) + " task " + task + " container " + container +
+                         ": tick " + std::to_string(ticks++) + "\n";
+      char head[24];
+      snprintf(head, sizeof head, "%zx\n", text.size());
+      pending.append(head).append(text);
+    }
+  };
+
   struct Due {
     int64_t at;
     uint64_t seq;
@@ -158,6 +234,12 @@ class Simulation {
   void Tick() {
     dead_.clear();
     int64_t now = NowMs(loop_);
+    for (auto& [key, log] : logs_) {
+      if (!log->follow || log->done || now < log->next_ms || !log->client) continue;
+      log->Line();
+      log->next_ms += 1000;
+      log->client->ResumeBody();
+    }
     while (!due_.empty() && due_.top().at <= now) {
       Due d = due_.top();
       due_.pop();
@@ -189,6 +271,8 @@ class Simulation {
   std::vector<std::unique_ptr<http::Client>> dead_;
   std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due_;
   uint64_t seq_ = 0;
+  std::map<uint64_t, std::shared_ptr<SimLog>> logs_;
+  uint64_t next_log_ = 0;
 };
 
 SimNode::SimNode(Simulation* sim, int index) : sim_(sim), index_(index) {
@@ -292,6 +376,7 @@ void SimNode::OnStreamData(std::string_view data) {
       return;
     }
     if (type == "desired" || type == "changes") Apply(msg->view(), type == "desired");
+    if (type == "logs") sim_->StartLogs(*this, msg->view());
   }
   line_.erase(0, start);
 }

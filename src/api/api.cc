@@ -5,8 +5,13 @@
 #include <tuple>
 
 #include "api/bodies.h"
+#include "api/dashboard.h"
+#include "api/overview.h"
+#include "api/session.h"
+#include "api/stream.h"
 #include "base/clock.h"
 #include "base/crypto.h"
+#include "base/embedded.h"
 #include "base/flags.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -60,8 +65,10 @@ json::Doc TaskDefinitionSummary(const model::TaskDefinition& td) {
 }
 
 // ?maxResults=&nextToken= over a list already in order; returns the page bounds.
-bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end) {
-  size_t max = 1000, from = 0;
+// Without maxResults a page holds `default_max` (0: everything, for lists that
+// answered whole before they were paged).
+bool Page(const http::ExchangePtr& ex, size_t total, size_t* begin, size_t* end, size_t default_max = 1000) {
+  size_t max = default_max ? default_max : total, from = 0;
   if (auto m = ex->request().Query("maxResults")) {
     char* e = nullptr;
     unsigned long v = strtoul(m->c_str(), &e, 10);
@@ -605,22 +612,35 @@ std::optional<http::Response> Authenticate(model::State& state, int64_t now_ms, 
     }
     // A token may follow: a node joining again after it was deregistered.
   }
-  if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
-  std::optional<std::string_view> secret = BearerCredential(auth);
-  if (!secret) return refuse("the Authorization header must be 'Bearer <token>'");
-  const model::Token* t = state.FindTokenBySecret(*secret);
-  if (!t) {
-    // An access key's id sent as if it were a token: say what it is.
-    const model::Token* key = state.FindToken(*secret);
-    if (key && key->access_key()) return refuse(model::AccessKeyNotBearer(key->id));
-    return refuse("the token is not valid");
-  }
-  if (t->access_key()) {
-    ex.principal = t->id;  // the audit log names the key refused
-    return refuse(model::AccessKeyNotBearer(t->id));
-  }
-  if (t->expires_ms && t->expires_ms <= now_ms) {
-    return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
+  const model::Token* t = nullptr;
+  std::optional<std::string_view> cookie = CookieValue(req.Header("cookie"), kSessionCookie);
+  if (auth.empty() && cookie && !agent_route) {
+    // A browser's session (api/session.h): it acts as its token.
+    std::optional<http::Response> refusal;
+    t = AuthenticateSession(state, now_ms, ex, *cookie, &refusal);
+    if (!t) return refusal;
+  } else {
+    if (auth.empty()) return refuse("missing Authorization header; send 'Authorization: Bearer <token>'");
+    std::optional<std::string_view> secret = BearerCredential(auth);
+    if (!secret) return refuse("the Authorization header must be 'Bearer <token>'");
+    t = state.FindTokenBySecret(*secret);
+    if (!t) {
+      // An access key's id sent as if it were a token: say what it is.
+      const model::Token* key = state.FindToken(*secret);
+      if (key && key->access_key()) return refuse(model::AccessKeyNotBearer(key->id));
+      if (state.FindSessionBySecret(*secret)) {
+        return refuse("a session's cookie is not a bearer token: send it as the cookie " + std::string(kSessionCookie) +
+                      ", or use a token");
+      }
+      return refuse("the token is not valid");
+    }
+    if (t->access_key()) {
+      ex.principal = t->id;  // the audit log names the key refused
+      return refuse(model::AccessKeyNotBearer(t->id));
+    }
+    if (t->expires_ms && t->expires_ms <= now_ms) {
+      return refuse("the token " + t->id + " expired at " + UtcIso8601(t->expires_ms));
+    }
   }
   ex.principal = t->id;  // known, if not allowed (the audit log names who was refused)
   if (!RoleMay(t->role, access)) {
@@ -650,7 +670,9 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
     read = op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get") ||
            op.starts_with("BatchGet") || op.starts_with("BatchCheck");
   }
-  bool credentialed = !req.Header("authorization").empty() || !req.peer_cert_cn.empty();
+  bool credentialed = !req.Header("authorization").empty() || !req.peer_cert_cn.empty() ||
+                      ex.route().options.takes_credential ||
+                      CookieValue(req.Header("cookie"), kSessionCookie).has_value();
   bool refusal = (status == 401 && credentialed) || status == 403 || status == 429;
   bool change = !read && ex.route().options.audit;
   if (change && req.path.starts_with("/v2/")) {
@@ -662,6 +684,7 @@ void AuditExchange(const model::State& state, store::Store* store, int64_t now_m
   store::AuditEntry e;
   e.time_ms = now_ms;
   e.actor = ex.principal.empty() ? "-" : ex.principal;
+  if (!ex.session.empty()) e.actor += " (session)";
   e.role = "-";
   if (ex.principal.starts_with("node:")) {
     e.role = "node";
@@ -750,6 +773,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
                                             .Set("version", BERTH_VERSION)
                                             .Set("git", BERTH_GIT)
                                             .Set("schemaVersion", ctx->store->schema_version())
+                                            .Set("dashboardBuild", std::string(embedded::WebBuildHash()))
                                             .Set("appliedIndex", static_cast<int64_t>(ctx->store->applied_index()))
                                             .Print()));
   });
@@ -953,9 +977,10 @@ void AddRoutes(http::Router* router, Context* ctx) {
       "GET", "/v1/tokens",
       [ctx](const http::ExchangePtr& ex) {
         json::Doc list = json::Doc::Array();
-        // Access keys are listed at /v1/accesskeys.
+        // Access keys are listed at /v1/accesskeys; sessions are their tokens'
+        // (GET /v1/session shows one's own, revoking the token ends them all).
         for (const model::Token& t : ctx->state->tokens()) {
-          if (!t.access_key()) list.Push(model::TokenJson(t));
+          if (!t.access_key() && !t.session()) list.Push(model::TokenJson(t));
         }
         ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("tokens", list).Print()));
       },
@@ -1080,15 +1105,30 @@ void AddRoutes(http::Router* router, Context* ctx) {
       [ctx](const http::ExchangePtr& ex) {
         std::string cluster = ex->request().Query("cluster").value_or("");
         std::string status = ex->request().Query("status").value_or("");
+        // ?q=: a part of the node's id or of one of its attributes' values (the
+        // dashboard's search box).
+        std::string q = ex->request().Query("q").value_or("");
         if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
-        json::Doc list = json::Doc::Array();
+        std::vector<const model::Node*> found;
         for (const auto& [id, n] : ctx->state->nodes()) {
           if ((!cluster.empty() && n.cluster != cluster) || (!status.empty() && n.status != status)) continue;
           if (!Shown(limits, n.cluster)) continue;
-          list.Push(model::NodeJson(n));
+          if (!q.empty() && n.id.find(q) == std::string::npos &&
+              std::none_of(n.attributes.begin(), n.attributes.end(),
+                           [&](const auto& a) { return a.second.find(q) != std::string::npos; })) {
+            continue;
+          }
+          found.push_back(&n);
         }
-        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("containerInstances", list).Print()));
+        size_t begin, end;
+        if (!Page(ex, found.size(), &begin, &end, 0)) return;
+        json::Doc list = json::Doc::Array();
+        for (size_t i = begin; i < end; i++) list.Push(model::NodeJson(*found[i]));
+        json::Doc out = json::Doc::Object();
+        out.Set("containerInstances", list).Set("total", static_cast<int64_t>(found.size()));
+        if (end < found.size()) out.Set("nextToken", std::to_string(end));
+        ex->Respond(http::JsonResponse(200, out.Print()));
       },
       cluster_scoped);
 
@@ -1278,14 +1318,15 @@ void AddRoutes(http::Router* router, Context* ctx) {
         const http::Request& q = ex->request();
         std::string cluster = q.Query("cluster").value_or(""), service = q.Query("service").value_or("");
         std::string node = q.Query("node").value_or(""), desired = q.Query("desiredStatus").value_or("");
-        std::string family = q.Query("family").value_or("");
+        std::string family = q.Query("family").value_or(""), last = q.Query("lastStatus").value_or("");
         if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
         std::vector<const model::Task*> found;
         for (const auto& [id, t] : ctx->state->tasks()) {
           if ((!cluster.empty() && t.cluster != cluster) || (!service.empty() && t.service != service) ||
               (!node.empty() && t.node != node) || (!desired.empty() && t.desired != desired) ||
-              (!family.empty() && t.family != family) || !Shown(limits, t.cluster)) {
+              (!family.empty() && t.family != family) || (!last.empty() && t.last != last) ||
+              !Shown(limits, t.cluster)) {
             continue;
           }
           found.push_back(&t);
@@ -1298,7 +1339,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
         json::Doc list = json::Doc::Array();
         for (size_t i = begin; i < end; i++) list.Push(model::TaskJson(*found[i]));
         json::Doc out = json::Doc::Object();
-        out.Set("tasks", list);
+        out.Set("tasks", list).Set("total", static_cast<int64_t>(found.size()));
         if (end < found.size()) out.Set("nextToken", std::to_string(end));
         ex->Respond(http::JsonResponse(200, out.Print()));
       },
@@ -1402,12 +1443,19 @@ void AddRoutes(http::Router* router, Context* ctx) {
         std::string cluster = ex->request().Query("cluster").value_or("");
         if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
         const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
-        json::Doc list = json::Doc::Array();
+        std::vector<const model::Service*> found;
         for (const auto& [key, svc] : ctx->state->services()) {
           if ((!cluster.empty() && svc.cluster != cluster) || !Shown(limits, svc.cluster)) continue;
-          list.Push(model::ServiceJson(svc, ctx->services->Counts(svc)));
+          found.push_back(&svc);
         }
-        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("services", list).Print()));
+        size_t begin, end;
+        if (!Page(ex, found.size(), &begin, &end, 0)) return;
+        json::Doc list = json::Doc::Array();
+        for (size_t i = begin; i < end; i++) list.Push(model::ServiceJson(*found[i], ctx->services->Counts(*found[i])));
+        json::Doc out = json::Doc::Object();
+        out.Set("services", list).Set("total", static_cast<int64_t>(found.size()));
+        if (end < found.size()) out.Set("nextToken", std::to_string(end));
+        ex->Respond(http::JsonResponse(200, out.Print()));
       },
       cluster_scoped);
 
@@ -1512,6 +1560,10 @@ void AddRoutes(http::Router* router, Context* ctx) {
 
   AddSecretRoutes(router, ctx);
   AddTagRoutes(router, ctx);
+  AddDashboardRoutes(router);
+  AddSessionRoutes(router, ctx);
+  AddStreamRoutes(router, ctx);
+  AddOverviewRoutes(router, ctx);
 
   // The permission matrix, from the routes themselves (docs/permissions.md is
   // made from this answer, and a test calls every route with every role).

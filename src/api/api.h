@@ -20,6 +20,8 @@
 
 namespace berth::api {
 
+class ChangeStreams;
+
 struct Context {
   model::State* state = nullptr;
   store::Store* store = nullptr;
@@ -40,6 +42,13 @@ struct Context {
   std::function<void(uint64_t id, std::function<void(Status)> done)> remove_server;
   // A peer's raft connection (GET /v1/raft with Upgrade: berth-raft).
   std::function<void(const net::http::ExchangePtr&)> raft_connect;
+  // Submits a command wherever this server is (server::Forwarder: to the leader
+  // from a follower); unset: to the store. The dashboard's sessions open and
+  // close on any server (api/session.h).
+  std::function<void(store::CommandPtr, store::Store::Reply)> submit_anywhere;
+  int64_t session_ttl_ms = 12 * 3600 * 1000;  // --session-ttl
+  ChangeStreams* streams = nullptr;           // GET /v1/stream (api/stream.h)
+  bool tls = true;                            // cookies are then Secure
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

@@ -28,6 +28,7 @@ std::string CreateToken::Encode() const {
   if (expires_ms) d.Set("expiresMs", expires_ms);
   if (uses >= 0) d.Set("uses", uses);
   if (!scope.empty()) d.Set("scope", scope);
+  if (!parent.empty()) d.Set("parent", parent);
   if (!sealed_secret.empty()) {
     d.Set("sealedSecret", crypto::Base64Encode(sealed_secret)).Set("secretKeyId", secret_key_id);
   }
@@ -464,6 +465,9 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     Result<std::string> scope = json::OptionalString(v, "scope", "scope");
     if (!scope) return scope.take_error();
     c->scope = std::move(scope.value());
+    Result<std::string> parent = json::OptionalString(v, "parent", "parent");
+    if (!parent) return parent.take_error();
+    c->parent = std::move(parent.value());
     Result<std::string> sealed = json::OptionalString(v, "sealedSecret", "sealedSecret");
     if (!sealed) return sealed.take_error();
     if (!sealed->empty()) {

@@ -216,6 +216,7 @@ struct CreateToken final : store::Command {
   std::string scope;          // TokenScope JSON; empty: no limit
   std::string sealed_secret;  // an access key's: SecretBox::Seal(AccessKeySealName(id), secret).sealed
   std::string secret_key_id;  // the SecretBox id that sealed it
+  std::string parent;         // a session's (role "session"): the token it acts for
   const char* Type() const override { return "CreateToken"; }
   std::string Encode() const override;
 };

@@ -57,8 +57,8 @@ Status State::Load(store::Db& db) {
   if (Status st = LoadTags(db); !st) return st;
   if (Status st = LoadServices(db); !st) return st;
   Result<store::Stmt> s = db.Prepare(
-      "SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms, scope, sealed_secret, secret_key_id "
-      "FROM tokens");
+      "SELECT id, role, hash, created_ms, expires_ms, uses_left, last_used_ms, scope, sealed_secret, secret_key_id, "
+      "parent FROM tokens");
   if (!s) return s.take_error();
   for (;;) {
     Result<bool> row = s->Step();
@@ -83,6 +83,7 @@ Status State::Load(store::Db& db) {
       tokens_.back().sealed_secret = std::move(sealed.value());
       tokens_.back().secret_key_id = s->Text(9);
     }
+    tokens_.back().parent = s->Text(10);
   }
   revoked_nodes_.clear();
   {
@@ -111,6 +112,14 @@ Result<store::CommandPtr> State::Decode(std::string_view type, std::string_view 
 }
 
 Result<std::string> State::Apply(store::Db& db, const store::Command& cmd) {
+  Result<std::string> r = ApplyCommand(db, cmd);
+  if (r) {
+    for (StateObserver* o : observers_) o->OnCommandApplied(cmd);
+  }
+  return r;
+}
+
+Result<std::string> State::ApplyCommand(store::Db& db, const store::Command& cmd) {
   std::string_view type = cmd.Type();
   if (type == "CreateCluster") return ApplyCreateCluster(db, static_cast<const CreateCluster&>(cmd));
   if (type == "DeleteCluster") return ApplyDeleteCluster(db, static_cast<const DeleteCluster&>(cmd));
@@ -266,7 +275,16 @@ const Token* State::FindTokenBySecret(std::string_view secret) const {
   const Token* found = nullptr;
   // Every hash is compared, whatever matches, so timing says nothing about which.
   for (const Token& t : tokens_) {
-    if (crypto::ConstantTimeEqual(presented, t.hash)) found = &t;
+    if (crypto::ConstantTimeEqual(presented, t.hash) && !t.session()) found = &t;
+  }
+  return found;
+}
+
+const Token* State::FindSessionBySecret(std::string_view secret) const {
+  std::string presented = crypto::Hex(crypto::Sha256(secret));
+  const Token* found = nullptr;
+  for (const Token& t : tokens_) {
+    if (crypto::ConstantTimeEqual(presented, t.hash) && t.session()) found = &t;
   }
   return found;
 }
@@ -345,7 +363,21 @@ Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster
 }
 
 Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c) {
-  if (!IsValidRole(c.role)) return Error::Invalid("role: must be admin, deploy, read-only, agent or server");
+  if (!c.parent.empty()) {
+    // A session: it acts for its parent, which must be a person's token.
+    const Token* parent = FindToken(c.parent);
+    if (!parent) return Error::NotFound("TokenNotFound", "token " + c.parent + " does not exist");
+    if (c.role != "session") return Error::Invalid("role: a session's must be session");
+    if (parent->session() || parent->access_key() ||
+        (parent->role != "admin" && parent->role != "deploy" && parent->role != "read-only")) {
+      return Error::Invalid("parent: only admin, deploy and read-only tokens open sessions, not " + c.parent);
+    }
+    if (!c.scope.empty() || !c.sealed_secret.empty() || c.uses != -1) {
+      return Error::Invalid("a session has no limits, sealed secret or uses of its own: its parent's apply");
+    }
+  } else if (!IsValidRole(c.role)) {
+    return Error::Invalid("role: must be admin, deploy, read-only, agent or server");
+  }
   if (c.hash.size() != 64) return Error::Invalid("hash: must be 64 hex digits");
   for (const Token& t : tokens_) {
     if (t.id == c.id) return Error::Conflict("TokenAlreadyExists", "token " + c.id + " already exists");
@@ -374,8 +406,8 @@ Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c)
     if (c.uses != -1) return Error::Invalid("uses: an access key has no uses");
   }
   Result<store::Stmt*> ins = db.Cached(
-      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left, scope, sealed_secret, secret_key_id) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      "INSERT INTO tokens (id, role, hash, created_ms, expires_ms, uses_left, scope, sealed_secret, secret_key_id, "
+      "parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!ins) return ins.take_error();
   (*ins)
       ->Bind(1, c.id)
@@ -386,10 +418,11 @@ Result<std::string> State::ApplyCreateToken(store::Db& db, const CreateToken& c)
       .Bind(6, c.uses)
       .Bind(7, scope.ToJson().Print())
       .Bind(8, access_key ? crypto::Base64Encode(c.sealed_secret) : std::string())
-      .Bind(9, c.secret_key_id);
+      .Bind(9, c.secret_key_id)
+      .Bind(10, c.parent);
   if (Status s = (*ins)->Run(); !s) return s.take_error();
-  tokens_.push_back(
-      Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0, scope, c.sealed_secret, c.secret_key_id});
+  tokens_.push_back(Token{c.id, c.role, c.hash, c.time_ms, c.expires_ms, c.uses, 0, scope, c.sealed_secret,
+                          c.secret_key_id, c.parent});
   if (access_key) return json::Doc::Object().Set("accessKey", AccessKeyJson(tokens_.back())).Print();
   return json::Doc::Object().Set("token", TokenJson(tokens_.back())).Print();
 }
@@ -402,14 +435,25 @@ Result<std::string> State::ApplyDeleteToken(store::Db& db, const DeleteToken& c)
   if (admin_token(*it) && std::count_if(tokens_.begin(), tokens_.end(), admin_token) == 1) {
     return Error::Conflict("LastAdminToken", "token " + c.id + " is the last admin token: create another first");
   }
-  Result<store::Stmt*> del = db.Cached("DELETE FROM tokens WHERE id = ?1");
+  // Its sessions go with it (a revoked token opens nothing any more).
+  Result<store::Stmt*> del = db.Cached("DELETE FROM tokens WHERE id = ?1 OR parent = ?1");
   if (!del) return del.take_error();
   (*del)->Bind(1, c.id);
   if (Status s = (*del)->Run(); !s) return s.take_error();
   Token gone = *it;
-  tokens_.erase(it);
-  token_used_.erase(gone.id);
-  for (StateObserver* o : observers_) o->OnTokenRemoved(gone);
+  std::vector<Token> removed;
+  for (auto t = tokens_.begin(); t != tokens_.end();) {
+    if (t->id == gone.id || t->parent == gone.id) {
+      token_used_.erase(t->id);
+      removed.push_back(std::move(*t));
+      t = tokens_.erase(t);
+    } else {
+      ++t;
+    }
+  }
+  for (const Token& t : removed) {
+    for (StateObserver* o : observers_) o->OnTokenRemoved(t);
+  }
   if (gone.access_key()) return json::Doc::Object().Set("accessKey", AccessKeyJson(gone)).Print();
   return json::Doc::Object().Set("token", TokenJson(gone)).Print();
 }

@@ -39,6 +39,11 @@ struct Token {
   std::string sealed_secret;  // crypto::Seal output, as model::Secret::sealed
   std::string secret_key_id;  // SecretBox::id of the key that sealed it
   bool access_key() const { return !sealed_secret.empty(); }
+  // A browser session (POST /v1/session): role "session", acting for the token
+  // `parent` (its role and limits), never a bearer credential; it goes with its
+  // parent. Empty for every other token.
+  std::string parent;
+  bool session() const { return !parent.empty(); }
 };
 
 // The name an access key's secret is sealed under ("accesskey:<id>"), so a
@@ -71,6 +76,8 @@ class StateObserver {
   virtual void OnServiceChanged(const Service&) {}   // created, updated, deployment state, draining
   virtual void OnServiceRemoved(const Service&) {}
   virtual void OnTokenRemoved(const Token&) {}  // revoked: what it opened must close
+  // Any command, once applied without error (after the calls above it made).
+  virtual void OnCommandApplied(const store::Command&) {}
   virtual void OnReloaded() {}
 };
 
@@ -102,6 +109,13 @@ class State final : public store::StateMachine {
   void AddObserver(StateObserver* o) { observers_.push_back(o); }
   // Adds a part before the store opens (Load runs at open); `p` outlives the State.
   void AddPart(StatePart* p) { parts_.push_back(p); }
+  // Whether commands of `type` are a part's (the registry's), not the state's own.
+  bool PartOwns(std::string_view type) const {
+    for (const StatePart* p : parts_) {
+      if (p->Owns(type)) return true;
+    }
+    return false;
+  }
   Status Load(store::Db& db) override;
   Result<std::string> Apply(store::Db& db, const store::Command& cmd) override;
   Result<store::CommandPtr> Decode(std::string_view type, std::string_view payload, int64_t time_ms) override;
@@ -157,7 +171,10 @@ class State final : public store::StateMachine {
 
   // The token whose secret is `secret`, compared in constant time against every
   // stored hash; nullptr when none matches.
+  // The token whose secret is `secret` (sessions are not: FindSessionBySecret).
   const Token* FindTokenBySecret(std::string_view secret) const;
+  // The session whose secret (its cookie) is `secret`, or nullptr.
+  const Token* FindSessionBySecret(std::string_view secret) const;
   const Token* FindToken(std::string_view id) const;
   bool IsNodeRevoked(std::string_view id) const { return revoked_nodes_.count(id) > 0; }
   // Remembers that `id` was used at `now_ms` (not state until TouchTokens).
@@ -181,6 +198,8 @@ class State final : public store::StateMachine {
   const std::map<std::string, Secret, std::less<>>& secrets() const { return secrets_; }
 
  private:
+  // Apply without telling observers of the command.
+  Result<std::string> ApplyCommand(store::Db& db, const store::Command& cmd);
   Result<std::string> ApplyCreateCluster(store::Db& db, const CreateCluster& c);
   Result<std::string> ApplyDeleteCluster(store::Db& db, const DeleteCluster& c);
   Result<std::string> ApplyUpdateCluster(store::Db& db, const UpdateCluster& c);

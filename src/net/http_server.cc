@@ -642,7 +642,7 @@ class Connection final : public Stream::Handler {
     } else {
       ex->route_ = m.route;
       if (int64_t wait = server_->AuthRetryAfter(peer_ip_, LoopNowMs(server_->loop_));
-          wait > 0 && !req.Header("authorization").empty()) {
+          wait > 0 && (!req.Header("authorization").empty() || m.route->options.takes_credential)) {
         server_->auth_throttled_->Inc();
         refusal = ErrorResponse(
             429, "TooManyAuthenticationFailures",
@@ -1071,7 +1071,7 @@ void Server::Sweep() {
 }
 
 void Server::Record(const Exchange& ex, int status, size_t) {
-  if (status == 401 && !ex.request().Header("authorization").empty()) {
+  if (status == 401 && (!ex.request().Header("authorization").empty() || ex.route().options.takes_credential)) {
     NoteAuthFailure(ex.request().peer_ip, LoopNowMs(loop_));
   }
   if (observer_) observer_(ex);

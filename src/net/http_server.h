@@ -114,6 +114,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Who made the request, set by the gate (e.g. "admin"), or by an open route's
   // handler that authenticates for itself (the registry); empty when nobody vouched.
   std::string principal;
+  // The browser session (api/session.h) through which the principal's token
+  // acts, when a cookie vouched for the request; empty otherwise.
+  std::string session;
   // The body of an error answer (status 400 and up), for the audit log.
   const std::string& error_body() const { return error_body_; }
   int status() const { return status_; }

@@ -55,6 +55,10 @@ struct RouteOptions {
   // A change through this route is written to the audit log (refusals always
   // are); off for an agent's routine traffic (reports, log frames).
   bool audit = true;
+  // The body carries a credential (POST /v1/session takes a token): a 401 counts
+  // as a failed authentication of the client's address, and a client over the
+  // bound gets 429, as with an Authorization header.
+  bool takes_credential = false;
 };
 
 struct Route {

@@ -63,6 +63,8 @@ const std::vector<flags::FlagSpec> kFlags = {
      "how often unreferenced registry blobs are collected (default 1h; 0 off)"},
     {"registry-gc-grace", true, "DURATION", "registry blobs used this recently are never collected (default 1h)"},
     {"registry-upload-expiry", true, "DURATION", "an idle registry upload session is removed after this (default 24h)"},
+    {"session-ttl", true, "DURATION", "a dashboard session lasts this long, at most its token's life (default 12h)"},
+    {"stream-keepalive", true, "DURATION", "a keepalive comment on every change stream this often (default 15s)"},
     {"max-header-bytes", true, "SIZE", "request line and headers at most (default 16KiB)"},
     {"header-timeout", true, "DURATION", "time to receive a request's headers (default 10s)"},
     {"body-timeout", true, "DURATION", "longest silence while a body arrives (default 30s)"},
@@ -86,7 +88,8 @@ const std::vector<flags::FlagSpec> kFlags = {
 const char kUsage[] =
     "Usage: berth server [flags]\n"
     "\n"
-    "Runs the control plane: the state store, the API (/v1), /metrics and /healthz.\n"
+    "Runs the control plane: the state store, the API (/v1), /metrics, /healthz and\n"
+    "the dashboard (/ui/, logged in with a token).\n"
     "At first start it creates the data directory, the `default` cluster, the\n"
     "cluster CA (DIR/ca.crt) and an admin token, printed this once and kept in\n"
     "DIR/admin-token. It serves HTTPS with a certificate from that CA unless --no-tls.\n"
@@ -208,7 +211,9 @@ int Main(const std::vector<std::string>& args) {
   }
   for (auto [name, dest, zero_ok] : {std::tuple{"registry-gc-interval", &o.registry_gc_interval_ms, true},
                                      std::tuple{"registry-gc-grace", &o.registry_gc_grace_ms, true},
-                                     std::tuple{"registry-upload-expiry", &o.registry_upload_expiry_ms, false}}) {
+                                     std::tuple{"registry-upload-expiry", &o.registry_upload_expiry_ms, false},
+                                     std::tuple{"session-ttl", &o.session_ttl_ms, false},
+                                     std::tuple{"stream-keepalive", &o.stream_keepalive_ms, false}}) {
     if (!p->Has(name)) continue;
     Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
     if (!v || (!zero_ok && v.value() == 0)) {

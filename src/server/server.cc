@@ -22,6 +22,8 @@
 #include "agent/node_agent.h"
 #include "api/agents.h"
 #include "api/api.h"
+#include "api/session.h"
+#include "api/stream.h"
 #include "aws/frontend.h"
 #include "base/crypto.h"
 #include "base/files.h"
@@ -681,6 +683,12 @@ int Run(const Options& o) {
 
   api::Context ctx{&state,    store.get(),       &registry,    &SystemClock::Get(), &scheduler,
                    &services, ca->fingerprint(), ca->ca_pem(), &secret_key.value()};
+  // The dashboard's change streams; before the HTTP server, which may end them
+  // as it goes.
+  api::StreamLimits stream_limits;
+  stream_limits.keepalive_ms = static_cast<uint64_t>(o.stream_keepalive_ms);
+  api::ChangeStreams streams(loop, &state, &SystemClock::Get(), stream_limits);
+  ctx.streams = &streams;
   ctx.servers = [&replica] {
     replica::LogStatus st = replica->Describe();
     json::Doc list = json::Doc::Array();
@@ -800,6 +808,11 @@ int Run(const Options& o) {
   // forwarded to the leader, and the registry's blobs.
   PeerClients peer_clients(loop, [&peer_tls] { return peer_tls; });
   Forwarder forwarder(replica.get(), store.get(), &state, &peer_clients);
+  ctx.submit_anywhere = [&forwarder](store::CommandPtr cmd, store::Store::Reply reply) {
+    forwarder.Submit(std::move(cmd), std::move(reply));
+  };
+  ctx.session_ttl_ms = o.session_ttl_ms;
+  ctx.tls = o.tls;
   auto member = [&replica](const std::string& principal) {
     if (!principal.starts_with("server:")) return false;
     char* end = nullptr;
@@ -938,7 +951,9 @@ int Run(const Options& o) {
     const net::http::Request& req = ex.request();
     net::http::Access access = ex.route().access();
     bool read = (req.method == "GET" || req.method == "HEAD") && access != net::http::Access::kAgent;
-    bool everyones = read || access == net::http::Access::kPeer || req.path == "/v1/servers/join";
+    // A browser's session opens and closes on any server (api/session.h).
+    bool everyones =
+        read || access == net::http::Access::kPeer || req.path == "/v1/servers/join" || req.path == "/v1/session";
     if (everyones || replica->acting()) {
       return api::Authenticate(state, SystemClock::Get().NowUnixMs(), ex);
     }
@@ -965,6 +980,20 @@ int Run(const Options& o) {
       return r;
     }
     std::string url = std::string(scheme) + "://" + leader;
+    if (req.Header("authorization").empty() && api::CookieValue(req.Header("cookie"), api::kSessionCookie)) {
+      // A browser does not follow a 307 to another origin, nor would its cookie
+      // go there: the dashboard tells its user where the leader is instead.
+      return net::http::JsonResponse(
+          421, json::Doc::Object()
+                   .Set("error", json::Doc::Object()
+                                     .Set("code", "NotLeader")
+                                     .Set("message",
+                                          "this server is not the cluster's leader; make changes in the "
+                                          "dashboard of the leader at " +
+                                              url + "/ui/")
+                                     .Set("leader", url))
+                   .Print());
+    }
     net::http::Response r = net::http::ErrorResponse(
         307, "NotLeader", "this server is not the cluster's leader; send changes to the leader at " + url);
     r.headers.push_back({"Location", url + req.target});
@@ -1058,6 +1087,7 @@ int Run(const Options& o) {
     log::Info("server", "shutting down", {{"signal", sig}});
     notify::Stopping("shutting down (signal " + std::to_string(sig) + ")");
     if (local_agent) local_agent->Shutdown();  // its containers keep running
+    streams.CloseAll();                        // they would hold the shutdown to its deadline
     server->Shutdown(o.shutdown_grace_ms, [&] {
       store->Flush();
       net::StopLoop(loop);

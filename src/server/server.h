@@ -36,6 +36,10 @@ struct Options {
   int64_t registry_gc_interval_ms = 3600 * 1000;
   int64_t registry_gc_grace_ms = 3600 * 1000;
   int64_t registry_upload_expiry_ms = 24 * 3600 * 1000;
+  // A dashboard session's life (api/session.h).
+  int64_t session_ttl_ms = 12 * 3600 * 1000;
+  // A keepalive comment on every change stream this often (api/stream.h).
+  int64_t stream_keepalive_ms = 15000;
   // The in-process agent for the local Docker engine (all-in-one), started when
   // the engine's socket is there.
   bool local_agent = true;

@@ -235,6 +235,11 @@ const char* const kMigrations[] = {
       PRIMARY KEY (node, name)
     );
     )sql",
+    // 17 -> 18: browser sessions (POST /v1/session) are tokens of role 'session'
+    // that act for another token, named here ('' for every other token).
+    R"sql(
+    ALTER TABLE tokens ADD COLUMN parent TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -598,7 +598,8 @@ TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, a
     REQUIRE(db.ok());
     REQUIRE((*db)
                 ->Exec("ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
-                       "DROP TABLE resource_tags; DROP TABLE node_attributes; PRAGMA user_version=15")
+                       "ALTER TABLE tokens DROP COLUMN parent; DROP TABLE resource_tags; DROP TABLE node_attributes; "
+                       "PRAGMA user_version=15")
                 .ok());
   }
   Reopened reopened(path);
@@ -637,10 +638,13 @@ TEST_CASE("store: schema 16 upgraded to 17 keeps its state and takes tags and no
     // Back to schema 16 as a berth before tags left it: no such tables.
     auto db = store::Db::Open(path);
     REQUIRE(db.ok());
-    REQUIRE((*db)->Exec("DROP TABLE resource_tags; DROP TABLE node_attributes; PRAGMA user_version=16").ok());
+    REQUIRE((*db)
+                ->Exec("DROP TABLE resource_tags; DROP TABLE node_attributes; ALTER TABLE tokens DROP COLUMN parent; "
+                       "PRAGMA user_version=16")
+                .ok());
   }
   Reopened reopened(path);
-  CHECK(reopened.store->schema_version() == 17);
+  CHECK(reopened.store->schema_version() == store::Store::kSchemaVersion);
   REQUIRE(reopened.reloaded.FindCluster("prod"));
   auto tag = std::make_unique<model::PutTags>();
   tag->resource = model::ClusterArn("prod");
