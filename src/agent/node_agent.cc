@@ -529,6 +529,7 @@ class NodeAgentImpl {
     json::Doc body = json::Doc::Object();
     body.Set("cluster", o_.cluster)
         .Set("hostname", host_.hostname)
+        .Set("agentVersion", BERTH_VERSION)
         .Set("cpu", CpuUnits(host_))
         .Set("memory", OfferedMemory(host_, o_.reserved_memory_mib))
         .Set("attributes", attrs);

@@ -300,6 +300,7 @@ void SimNode::Register() {
   body.Set("cluster", o.cluster)
       .Set("nodeId", id)
       .Set("hostname", id)
+      .Set("agentVersion", BERTH_VERSION)
       .Set("cpu", o.node_cpu)
       .Set("memory", o.node_memory)
       .Set("attributes", attrs);

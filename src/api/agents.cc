@@ -454,6 +454,9 @@ void AgentHub::AddRoutes(http::Router* router) {
         cmd->reserved_ports = std::move(ports.value());
         Result<std::string> csr = json::OptionalString(v, "csr", "csr");
         if (!csr) return ex->Respond(http::ErrorResponse(csr.error()));
+        Result<std::string> version = json::OptionalString(v, "agentVersion", "agentVersion");
+        if (!version) return ex->Respond(http::ErrorResponse(version.error()));
+        cmd->agent_version = std::move(version.value());
         cmd->id = *node_id;
         // Who registers: a node by its certificate (only itself, again, or renewing
         // its certificate), or a token joining a node (a new one, or one bound to

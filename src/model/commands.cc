@@ -63,8 +63,8 @@ std::string TouchTokens::Encode() const {
 std::string RegisterNode::Encode() const {
   json::Doc attrs = json::Doc::Object();
   for (const auto& [k, v] : attributes) attrs.Set(k, v);
-  return json::Doc::Object()
-      .Set("id", id)
+  json::Doc d = json::Doc::Object();
+  d.Set("id", id)
       .Set("cluster", cluster)
       .Set("hostname", hostname)
       .Set("cpu", cpu)
@@ -72,8 +72,9 @@ std::string RegisterNode::Encode() const {
       .Set("attributes", attrs)
       .Set("reservedPorts", PortsText(reserved_ports))
       .Set("identity", identity)
-      .Set("joinToken", join_token)
-      .Print();
+      .Set("joinToken", join_token);
+  if (!agent_version.empty()) d.Set("agentVersion", agent_version);
+  return d.Print();
 }
 
 std::string SetNodeStatus::Encode() const { return json::Doc::Object().Set("id", id).Set("status", status).Print(); }
@@ -247,6 +248,7 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
       return st.take_error();
     }
     for (json::View a : v.Get("attributes")) c->attributes[std::string(a.Key())] = std::string(a.String());
+    c->agent_version = std::string(v.Get("agentVersion").String());
     Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(v.Get("reservedPorts").String());
     if (!reserved) return reserved.take_error();
     c->reserved_ports = std::move(reserved.value());

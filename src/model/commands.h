@@ -59,6 +59,7 @@ struct RegisterNode final : store::Command {
   // keeps the one it has), and the token whose use it spends (a join).
   std::string identity;
   std::string join_token;
+  std::string agent_version;  // the berth version of the agent registering
   const char* Type() const override { return "RegisterNode"; }
   std::string Encode() const override;
 };

@@ -106,6 +106,7 @@ json::Doc NodeJson(const Node& n) {
       .Set("hostname", n.hostname)
       .Set("status", n.status)
       .Set("agentConnected", n.connected)
+      .Set("agentVersion", n.agent_version)
       .Set("runningTasksCount", n.running)
       .Set("pendingTasksCount", n.pending)
       .Set("registeredResources",

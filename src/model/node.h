@@ -43,6 +43,7 @@ struct Node {
   // the cluster CA issued it (mutual TLS), or "token:<id>", the token that joined
   // it without a certificate (the simulator, an agent under --no-tls).
   std::string identity;
+  std::string agent_version;  // what the agent said it is at its last registration ("" before 18)
 
   // Derived from the tasks placed here and not yet STOPPED.
   int64_t used_cpu = 0;

@@ -198,8 +198,8 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   tasks_.clear();
   {
     Result<store::Stmt> s = db.Prepare(
-        "SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports, identity "
-        "FROM nodes");
+        "SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports, identity, "
+        "agent_version FROM nodes");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -219,6 +219,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
       n.MergeAttributes();
       n.registered_ms = s->Int(7);
       n.identity = s->Text(9);
+      n.agent_version = s->Text(10);
       if (Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(s->Text(8)); reserved) {
         n.reserved_ports = std::move(reserved.value());
         for (const auto& p : n.reserved_ports) n.ports.insert(p);
@@ -334,13 +335,14 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   for (const auto& p : n.reserved_ports) n.ports.insert(p);
   if (!existed) n.registered_ms = c.time_ms;
   if (!c.identity.empty()) n.identity = c.identity;
+  n.agent_version = c.agent_version.substr(0, 64);
   Result<store::Stmt*> s = db.Cached(
       "INSERT OR REPLACE INTO nodes (id, cluster, hostname, status, cpu, memory, attributes, registered_ms,"
-      " reserved_ports, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+      " reserved_ports, identity, agent_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
   if (!s) return s.take_error();
   (*s)->Bind(1, n.id).Bind(2, n.cluster).Bind(3, n.hostname).Bind(4, n.status).Bind(5, n.cpu).Bind(6, n.memory);
   (*s)->Bind(7, AttributesText(n.agent_attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
-  (*s)->Bind(10, n.identity);
+  (*s)->Bind(10, n.identity).Bind(11, n.agent_version);
   if (Status st = (*s)->Run(); !st) return st.take_error();
   if (join && join->uses_left > 0) {
     Result<store::Stmt*> use = db.Cached("UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1");

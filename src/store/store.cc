@@ -236,9 +236,11 @@ const char* const kMigrations[] = {
     );
     )sql",
     // 17 -> 18: browser sessions (POST /v1/session) are tokens of role 'session'
-    // that act for another token, named here ('' for every other token).
+    // that act for another token, named here ('' for every other token); and a
+    // node's agent version, as it registered (the dashboard shows it).
     R"sql(
     ALTER TABLE tokens ADD COLUMN parent TEXT NOT NULL DEFAULT '';
+    ALTER TABLE nodes ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
     )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,

@@ -408,6 +408,10 @@ def test_the_overview_adds_up_nodes_tasks_and_services():
                        wait=30, what="3 nodes")
             nodes = s.request("GET", "/v1/nodes").json()["containerInstances"]
             cluster = nodes[0]["cluster"]
+            version = s.request("GET", "/v1/version").json()["version"]
+            check(all(n["agentVersion"] == version and n["lastHeartbeatAt"] for n in nodes),
+                  "nodes' agent versions and heartbeats: %r" % [(n.get("agentVersion"), n.get("lastHeartbeatAt"))
+                                                                for n in nodes])
             body = {"family": "web", "containerDefinitions": [{"name": "main", "image": "busybox:latest",
                                                                "cpu": 128, "memory": 64}]}
             expect_status(s.request("POST", "/v1/taskdefinitions", body), 201)
@@ -492,3 +496,46 @@ def test_the_simulated_agent_answers_log_requests_and_follows():
             conn.close()
             check(all(("tick %d" % i) in seen[i] for i in range(5)), "lines in order: %r" % seen)
             expect_status(s.request("GET", "/v1/tasks/%s/logs?container=nope" % task_id), 404, "no such container")
+
+
+# --- sessions on a cluster of servers, and login failures ---
+
+@timeout(120)
+def test_a_session_opened_on_a_follower_works_everywhere_and_its_changes_say_where_the_leader_is():
+    from test_cluster import leader_of, three_servers
+    servers = three_servers()
+    try:
+        leader = leader_of(servers)
+        follower = [x for x in servers if x is not leader][0]
+        other = [x for x in servers if x is not leader and x is not follower][0]
+        deploy = make_token(leader, "deploy")
+        wait_until(lambda: follower.request("GET", "/v1/clusters", token=deploy["secret"]).status == 200,
+                   wait=30, what="the token on the follower")
+        r, cookie = login(follower, deploy["secret"])
+        sess = expect_status(r, 201, "login on a follower").json()["session"]
+        for s in servers:
+            wait_until(lambda: s.request("GET", "/v1/clusters", token=None, headers=with_cookie(cookie)).status == 200,
+                       wait=30, what="the session on every server")
+        r = follower.request("POST", "/v1/clusters", {"clusterName": "x"}, token=None,
+                             headers=with_cookie(cookie, sess["csrf"]))
+        expect_error(r, 421, "NotLeader", "a session's change on a follower")
+        check(r.json()["error"]["leader"] == leader.url, "the leader named: %r (leader %s)" % (r.json(), leader.url))
+        expect_status(leader.request("POST", "/v1/clusters", {"clusterName": "x"}, token=None,
+                                     headers=with_cookie(cookie, sess["csrf"])), 201, "the change on the leader")
+        expect_status(other.request("DELETE", "/v1/session", token=None, headers=with_cookie(cookie, sess["csrf"])),
+                      200, "logout on a follower")
+        for s in servers:
+            wait_until(lambda: s.request("GET", "/v1/clusters", token=None, headers=with_cookie(cookie)).status == 401,
+                       wait=30, what="the session ended on every server")
+    finally:
+        for s in servers:
+            s.kill()
+
+
+def test_failed_logins_count_towards_the_per_address_bound():
+    with Server(args=["--limit-loopback", "--auth-failures-per-minute", "3"]) as s:
+        for i in range(3):
+            expect_error(login(s, "berth_not_a_token_%d" % i)[0], 401, "Unauthorized", "bad login %d" % i)
+        r = login(s, "berth_not_a_token")[0]
+        expect_error(r, 429, "TooManyAuthenticationFailures", "a login past the bound")
+        check(r.header("Retry-After"), "429 without Retry-After")

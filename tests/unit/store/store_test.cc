@@ -598,7 +598,8 @@ TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, a
     REQUIRE(db.ok());
     REQUIRE((*db)
                 ->Exec("ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
-                       "ALTER TABLE tokens DROP COLUMN parent; DROP TABLE resource_tags; DROP TABLE node_attributes; "
+                       "ALTER TABLE tokens DROP COLUMN parent; ALTER TABLE nodes DROP COLUMN agent_version; DROP TABLE "
+                       "resource_tags; DROP TABLE node_attributes; "
                        "PRAGMA user_version=15")
                 .ok());
   }
@@ -640,6 +641,7 @@ TEST_CASE("store: schema 16 upgraded to 17 keeps its state and takes tags and no
     REQUIRE(db.ok());
     REQUIRE((*db)
                 ->Exec("DROP TABLE resource_tags; DROP TABLE node_attributes; ALTER TABLE tokens DROP COLUMN parent; "
+                       "ALTER TABLE nodes DROP COLUMN agent_version; "
                        "PRAGMA user_version=16")
                 .ok());
   }
