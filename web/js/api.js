@@ -111,6 +111,9 @@ export async function logout() {
  *  (a slow fallback; null means "anything may have changed"). onState(bool)
  *  reports whether the stream is up. Returns a stop function. */
 export function watch(cluster, onChange, onState) {
+  if (typeof SharedWorker === 'function') {
+    try { return watchShared(cluster, onChange, onState); } catch { /* a direct stream then */ }
+  }
   let es = null;
   let fallback = null;
   let retry = null;
@@ -144,5 +147,36 @@ export function watch(cluster, onChange, onState) {
     if (es) es.close();
     if (fallback) clearInterval(fallback);
     if (retry) clearTimeout(retry);
+  };
+}
+
+// Every tab of this browser shares one stream per cluster through a
+// SharedWorker (js/stream-worker.js): a browser holds at most six connections to
+// the server, and a stream per tab would use them up.
+function watchShared(cluster, onChange, onState) {
+  const worker = new SharedWorker(new URL('./stream-worker.js', import.meta.url), { name: 'berth-stream' });
+  const port = worker.port;
+  let fallback = null;
+  port.addEventListener('message', (m) => {
+    const msg = m.data || {};
+    if (msg.type === 'state') {
+      onState(msg.up);
+      if (msg.up && fallback) { clearInterval(fallback); fallback = null; onChange(null); }
+      if (!msg.up && msg.closed && !fallback) fallback = setInterval(() => onChange(null), 20000);
+    } else if (msg.type === 'change') {
+      let kinds = null;
+      try { kinds = new Set(JSON.parse(msg.data).changed || []); } catch { kinds = null; }
+      onChange(kinds);
+    }
+  });
+  port.start();
+  port.postMessage({ type: 'watch', cluster });
+  const stop = () => port.postMessage({ type: 'stop' });
+  addEventListener('pagehide', stop, { once: true });
+  return () => {
+    removeEventListener('pagehide', stop);
+    stop();
+    port.close();
+    if (fallback) clearInterval(fallback);
   };
 }
