@@ -12,12 +12,6 @@ namespace http = net::http;
 
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); i++) {
@@ -91,14 +85,14 @@ bool AcceptsGzip(std::string_view accept) {
     std::string_view item = accept.substr(0, comma);
     accept = comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
     size_t semi = item.find(';');
-    std::string_view coding = Trim(item.substr(0, semi));
+    std::string_view coding = http::TrimOws(item.substr(0, semi));
     if (!EqualsIgnoreCase(coding, "gzip") && coding != "*") continue;
     // "q=0" (or 0.0, 0.00...) refuses it; any other weight takes it.
     bool refused = false;
     if (semi != std::string_view::npos) {
-      std::string_view param = Trim(item.substr(semi + 1));
+      std::string_view param = http::TrimOws(item.substr(semi + 1));
       if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
-        std::string_view q = Trim(param.substr(2));
+        std::string_view q = http::TrimOws(param.substr(2));
         refused = !q.empty() && q[0] == '0' && q.find_first_not_of("0.", 0) == std::string_view::npos;
       }
     }
@@ -110,7 +104,7 @@ bool AcceptsGzip(std::string_view accept) {
 bool EtagMatches(std::string_view header, std::string_view etag) {
   while (!header.empty()) {
     size_t comma = header.find(',');
-    std::string_view item = Trim(header.substr(0, comma));
+    std::string_view item = http::TrimOws(header.substr(0, comma));
     header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
     if (item == "*" || item == etag) return true;
     // A weak comparison is what If-None-Match asks for (RFC 9110 13.1.2).

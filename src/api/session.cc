@@ -16,12 +16,6 @@ namespace http = net::http;
 
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
@@ -128,11 +122,11 @@ std::string SessionCsrf(std::string_view secret) {
 std::optional<std::string_view> CookieValue(std::string_view header, std::string_view name) {
   while (!header.empty()) {
     size_t semi = header.find(';');
-    std::string_view pair = Trim(header.substr(0, semi));
+    std::string_view pair = http::TrimOws(header.substr(0, semi));
     header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
     size_t eq = pair.find('=');
-    if (eq == std::string_view::npos || Trim(pair.substr(0, eq)) != name) continue;
-    std::string_view value = Trim(pair.substr(eq + 1));
+    if (eq == std::string_view::npos || http::TrimOws(pair.substr(0, eq)) != name) continue;
+    std::string_view value = http::TrimOws(pair.substr(eq + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
     return value;
   }
@@ -154,7 +148,7 @@ bool SameOrigin(std::string_view origin, std::string_view host) {
   if (scheme == std::string_view::npos || host.empty()) return false;
   std::string_view rest = origin.substr(scheme + 3);
   if (rest.ends_with("/")) rest.remove_suffix(1);
-  return Lower(rest) == Lower(Trim(host));
+  return Lower(rest) == Lower(http::TrimOws(host));
 }
 
 const model::Token* AuthenticateSession(model::State& state, int64_t now_ms, http::Exchange& ex,

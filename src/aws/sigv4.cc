@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/crypto.h"
+#include "net/http.h"
 
 namespace berth::aws {
 
@@ -22,12 +23,6 @@ std::string Hmac(std::string_view key, std::string_view data) {
   mbedtls_md_hmac(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), reinterpret_cast<const unsigned char*>(key.data()),
                   key.size(), reinterpret_cast<const unsigned char*>(data.data()), data.size(), out);
   return std::string(reinterpret_cast<const char*>(out), sizeof out);
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 bool IsLowerHex(std::string_view s) {
@@ -91,7 +86,7 @@ std::string HeaderValue(const net::http::Request& req, std::string_view lower_na
     if (!same) continue;
     if (!first) joined += ',';
     first = false;
-    std::string_view v = Trim(value);
+    std::string_view v = net::http::TrimOws(value);
     bool space = false;
     for (char c : v) {
       if (c == ' ' || c == '\t') {
@@ -131,7 +126,7 @@ Result<Authorization> ParseAuthorization(std::string_view header) {
   bool have_signature = false;
   while (!rest.empty()) {
     size_t comma = rest.find(',');
-    std::string_view part = Trim(rest.substr(0, comma));
+    std::string_view part = net::http::TrimOws(rest.substr(0, comma));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     size_t eq = part.find('=');
     if (eq == std::string_view::npos) {

@@ -15,6 +15,12 @@ int HexValue(char c) {
 
 }  // namespace
 
+std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 std::string_view FindHeader(const Headers& headers, std::string_view lower_name) {
   for (const Header& h : headers) {
     if (h.name.size() != lower_name.size()) continue;

@@ -20,6 +20,10 @@ using Headers = std::vector<Header>;
 std::string_view FindHeader(const Headers& headers, std::string_view lower_name);
 bool HasHeader(const Headers& headers, std::string_view lower_name);
 
+// `s` without the spaces and tabs (RFC 9110 "OWS") at either end: the parts of a
+// list-valued header (Accept-Encoding, Cookie) as written between separators.
+std::string_view TrimOws(std::string_view s);
+
 const char* StatusText(int status);
 
 // Percent-decoding; '+' becomes a space when `form` is set. Returns false on a bad escape.

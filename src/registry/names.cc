@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "net/http.h"
+
 namespace berth::registry {
 
 namespace {
@@ -45,12 +47,6 @@ bool ParseU64(std::string_view s, uint64_t* out) {
   }
   *out = v;
   return true;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 }  // namespace
@@ -112,8 +108,8 @@ bool IsValidUploadId(std::string_view id) {
 }
 
 Result<ByteRange> ParseContentRange(std::string_view value) {
-  std::string_view v = Trim(value);
-  if (v.starts_with("bytes ")) v = Trim(v.substr(6));
+  std::string_view v = net::http::TrimOws(value);
+  if (v.starts_with("bytes ")) v = net::http::TrimOws(v.substr(6));
   if (v.starts_with("bytes=")) v = v.substr(6);
   size_t slash = v.find('/');
   if (slash != std::string_view::npos) v = v.substr(0, slash);  // "a-b/total": total is not needed
@@ -132,13 +128,13 @@ Result<ByteRange> ParseContentRange(std::string_view value) {
 }
 
 Result<std::optional<ByteRange>> ParseRange(std::string_view value, uint64_t size) {
-  std::string_view v = Trim(value);
+  std::string_view v = net::http::TrimOws(value);
   if (!v.starts_with("bytes=")) return Error::Invalid("Range: expected bytes=FIRST-LAST");
-  v = Trim(v.substr(6));
+  v = net::http::TrimOws(v.substr(6));
   if (v.find(',') != std::string_view::npos) return Error::Invalid("Range: only one range is supported");
   size_t dash = v.find('-');
   if (dash == std::string_view::npos) return Error::Invalid("Range: expected bytes=FIRST-LAST");
-  std::string_view a = Trim(v.substr(0, dash)), b = Trim(v.substr(dash + 1));
+  std::string_view a = net::http::TrimOws(v.substr(0, dash)), b = net::http::TrimOws(v.substr(dash + 1));
   ByteRange r;
   if (a.empty()) {
     uint64_t n = 0;
