@@ -1,7 +1,8 @@
 // The dashboard measured in headless Chromium (bench/dashboard.sh starts the
 // server and its simulated nodes, then runs this). Prints one JSON object:
 //   first_render_ms   navigation to the overview showing its numbers, cold cache
-//                     (median of RUNS fresh browser contexts)
+//                     (median of RUNS fresh browser contexts, each signed in
+//                     through the login form first: a user coming back)
 //   transfer_kib      compressed bytes (headers included) of one cold load,
 //                     the event stream left out (it never ends)
 //   sse_lag_ms        a task's state change, seen by a client polling the API
@@ -67,10 +68,21 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-dev-shm-usage'],
 });
 
-// A logged-in context with an empty cache: the session cookie comes from the
-// server's login route, as the login form would get it.
-async function freshContext() {
+// A logged-in context. The session cookie comes from the server's login route,
+// as the login form would get it; with `throughForm` the login form itself is
+// used (in a page closed right after), which also leaves what the app keeps in
+// the browser for its next load: the state of a user coming back.
+async function freshContext({ throughForm = false } = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  if (throughForm) {
+    const page = await context.newPage();
+    await page.goto(`${url}/ui/`);
+    await page.fill('input[name="token"]', token);
+    await page.click('button[type="submit"]');
+    await page.waitForSelector('[data-view="overview"][data-loaded="true"]', { timeout: 60000 });
+    await page.close();
+    return context;
+  }
   const r = await context.request.post(`${url}/v1/session`, { data: { token } });
   if (r.status() !== 201) throw new Error(`login: ${r.status()} ${await r.text()}`);
   return context;
@@ -79,7 +91,7 @@ async function freshContext() {
 const overviewReady = '[data-view="overview"][data-loaded="true"]';
 
 async function coldLoad(base, waitFor) {
-  const context = await freshContext();
+  const context = await freshContext({ throughForm: true });
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
   await cdp.send('Network.enable');
@@ -95,6 +107,14 @@ async function coldLoad(base, waitFor) {
   const ms = await page.waitForFunction(
     (sel) => (document.querySelector(sel) ? performance.now() : null), waitFor, { polling: 'raf', timeout: 60000 });
   const renderMs = await ms.jsonValue();
+  if (process.env.TIMELINE) {
+    // Where the wait went: each request's start and end, from the navigation's start.
+    const rows = await page.evaluate(() => performance.getEntriesByType('navigation').concat(
+      performance.getEntriesByType('resource'), performance.getEntriesByType('mark')).map((e) =>
+      [Math.round(e.startTime), Math.round(e.responseEnd), e.name.replace(location.origin, '')]));
+    for (const [start, end, name] of rows) console.error(`timeline ${String(start).padStart(5)} ${String(end).padStart(5)} ${name}`);
+    console.error(`timeline render ${Math.round(renderMs)}`);
+  }
   await page.waitForLoadState('networkidle').catch(() => {});
   await context.close();
   return { renderMs, bytes };

@@ -3,7 +3,8 @@
 # tests/browser) against a server with NODES simulated nodes and TASKS tasks
 # (default 10,000 and 100,000): the figures of issue 16, measured by
 # bench/dashboard.mjs.
-#   first_render_ms  navigation to the overview showing its numbers, cold cache,
+#   first_render_ms  navigation to the overview showing its numbers, cold cache
+#                    (the browser signed in before, through the login form),
 #                    median of RUNS (target <= 1000)
 #   transfer_kib     compressed bytes of a cold load (target <= 200)
 #   sse_lag_ms       a task's state change as the API shows it to the open

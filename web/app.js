@@ -2,13 +2,18 @@
 // cluster picker, role and logout), the router and the live change stream.
 import { h, clear, icon, toast, pill } from './js/dom.js';
 import { get, loadSession, logout, canWrite, currentSession, setUnauthorizedHandler, watch } from './js/api.js';
-import { loginView } from './js/views/login.js';
 import { overviewView } from './js/views/overview.js';
-import { nodesView, nodeView } from './js/views/nodes.js';
-import { servicesView, serviceView } from './js/views/services.js';
-import { tasksView, taskView } from './js/views/tasks.js';
-import { taskdefsView, familyView } from './js/views/taskdefs.js';
-import { registryView, repositoryView } from './js/views/registry.js';
+
+// Views other than the overview and the login screen load when first shown (and
+// in idle time after the first render), so a cold load fetches only what its
+// first screen needs: HTTP/1.1 gives a page six connections to share.
+const LAZY = {
+  nodes: () => import('./js/views/nodes.js'),
+  services: () => import('./js/views/services.js'),
+  tasks: () => import('./js/views/tasks.js'),
+  taskdefs: () => import('./js/views/taskdefs.js'),
+  registry: () => import('./js/views/registry.js'),
+};
 
 const BASE = '/ui';
 const NAV = [
@@ -20,17 +25,21 @@ const NAV = [
   { path: 'registry', label: 'Registry', icon: 'registry' },
 ];
 
-/** Picks the view for a path under /ui/: [factory, params]. */
-function route(parts) {
+/** Picks the view for a path under /ui/: [factory, id], or [null] for none. */
+async function route(parts) {
   const [section, ...rest] = parts;
   const id = rest.length ? rest.map(decodeURIComponent).join('/') : null;
+  const lazy = async (name, list, one) => {
+    const m = await LAZY[name]();
+    return id ? [m[one], id] : [m[list]];
+  };
   switch (section || '') {
     case '': return [overviewView];
-    case 'nodes': return id ? [nodeView, id] : [nodesView];
-    case 'services': return id ? [serviceView, id] : [servicesView];
-    case 'tasks': return id ? [taskView, id] : [tasksView];
-    case 'taskdefs': return id ? [familyView, id] : [taskdefsView];
-    case 'registry': return id ? [repositoryView, id] : [registryView];
+    case 'nodes': return lazy('nodes', 'nodesView', 'nodeView');
+    case 'services': return lazy('services', 'servicesView', 'serviceView');
+    case 'tasks': return lazy('tasks', 'tasksView', 'taskView');
+    case 'taskdefs': return lazy('taskdefs', 'taskdefsView', 'familyView');
+    case 'registry': return lazy('registry', 'registryView', 'repositoryView');
     default: return [null];
   }
 }
@@ -73,19 +82,28 @@ document.addEventListener('keydown', (e) => {
 setUnauthorizedHandler((err) => showLogin(err.message || 'Your session ended: sign in again.'));
 
 let shell = null;
+let renderSeq = 0;  // bumped by every render and login screen: the last one wins
 
-function showLogin(message) {
+// The login screen loads only when needed: a signed-in browser never fetches it.
+async function showLogin(message) {
   stopStream();
   if (state.view && state.view.unmount) state.view.unmount();
   state.view = null;
   shell = null;
+  const seq = ++renderSeq;
+  let loginView = null;
+  try {
+    ({ loginView } = await import('./js/views/login.js'));
+  } catch (e) {
+    message = (message ? message + ' ' : '') + 'The login screen could not be loaded: ' + e.message;
+  }
+  if (seq !== renderSeq) return;
   clear(root);
   root.className = 'login-page';
   root.removeAttribute('aria-busy');
-  root.append(loginView({
-    message,
-    onLogin: async () => { await start(); },
-  }));
+  root.append(loginView
+    ? loginView({ message, onLogin: async () => { await start(); } })
+    : h('p.boot-msg', { role: 'alert' }, message, ' ', h('a', { href: location.pathname }, 'Reload')));
 }
 
 function stopStream() {
@@ -161,19 +179,33 @@ function fillPicker() {
   for (const n of names.length ? names : [state.cluster]) p.append(h('option', { value: n, selected: n === state.cluster }, n));
 }
 
-function render() {
+async function render() {
   if (!shell) return;
+  const seq = ++renderSeq;
   const path = location.pathname.startsWith(BASE) ? location.pathname.slice(BASE.length) : '/';
   const parts = path.split('/').filter(Boolean);
-  const [factory, id] = route(parts);
   for (const a of shell.navList.querySelectorAll('a')) {
     const navPath = a.dataset.nav === 'overview' ? '' : a.dataset.nav;
     if ((parts[0] || '') === navPath) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   root.classList.remove('nav-open');
+  let factory, id, failure = null;
+  try {
+    [factory, id] = await route(parts);
+  } catch (e) {
+    failure = e;
+  }
+  if (seq !== renderSeq || !shell) return;  // another navigation came first
   if (state.view && state.view.unmount) state.view.unmount();
   clear(shell.main);
+  if (failure) {
+    state.view = null;
+    shell.main.append(h('section.view', { dataset: { view: 'error', loaded: 'true' } },
+      h('h1', 'This page could not be loaded'), h('p', String(failure.message || failure)),
+      h('p', h('a', { href: location.pathname + location.search }, 'Try again'))));
+    return;
+  }
   if (!factory) {
     state.view = null;
     shell.main.append(h('section.view', { dataset: { view: 'notfound', loaded: 'true' } },
@@ -199,6 +231,10 @@ async function start() {
   const s = currentSession();
   if (!s) return showLogin();
   buildShell();
+  fillPicker();
+  // The view and the cluster list load side by side: the view needs only the
+  // cluster picked last time, and moves if the list says it is gone.
+  const shown = render();
   try {
     const d = await get('/v1/clusters');
     const allowed = Array.isArray(s.clusters) && s.clusters.length ? new Set(s.clusters) : null;
@@ -207,12 +243,19 @@ async function start() {
     if (e.status === 401) return;
     toast('Clusters could not be listed: ' + e.message, 'error');
   }
+  if (!shell) return;
+  const before = state.cluster;
   fillPicker();
+  await shown;
+  if (state.cluster !== before) await render();
   startStream();
-  render();
+  // The other views, fetched while the user reads the first one.
+  const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
+  idle(() => { for (const load of Object.values(LAZY)) load().catch(() => {}); });
 }
 
 (async () => {
+  performance.mark('berth-app');
   try {
     const s = await loadSession();
     if (!s) return showLogin();

@@ -1,5 +1,6 @@
 // The API client: JSON requests with the session cookie and the CSRF header,
 // typed errors, the session itself and the live change stream.
+import { take } from './boot.js';
 
 export class ApiError extends Error {
   constructor(status, code, message, leader) {
@@ -36,7 +37,8 @@ export async function api(method, path, body, { signal, raw, quiet401 } = {}) {
   if (change) headers['X-CSRF-Token'] = csrf();
   let res;
   try {
-    res = await fetch(path, {
+    const early = method === 'GET' && !signal && !raw ? await take(path) : null;
+    res = early ? await early : await fetch(path, {
       method, headers, signal, credentials: 'same-origin', cache: 'no-store',
       redirect: change ? 'manual' : 'follow',
       body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
@@ -81,6 +83,9 @@ function keep(s) {
   session = s;
   if (s && s.csrf) sessionStorage.setItem('berth.csrf', s.csrf);
   else sessionStorage.removeItem('berth.csrf');
+  // Tells the next page load (boot.js) it may ask for data before the session answers.
+  if (s) localStorage.setItem('berth.signedIn', '1');
+  else localStorage.removeItem('berth.signedIn');
   return s;
 }
 

@@ -1,7 +1,8 @@
 // Overview: nodes by state, CPU and memory allocated against registered (overall
 // and per zone), tasks, the services that are not steady first, recent events.
 import { h, bar, fmtNum, timeEl, pill, empty, arnTail } from '../dom.js';
-import { get, q } from '../api.js';
+import { get } from '../api.js';
+import { overviewPath } from '../boot.js';
 import { viewShell, refresher, section } from '../view.js';
 import { table } from '../table.js';
 
@@ -24,7 +25,7 @@ export function overviewView(ctx) {
   const base = ctx.base;
 
   const load = refresher(async () => {
-    const o = await get(q('/v1/overview', { cluster: ctx.cluster }));
+    const o = await get(overviewPath(ctx.cluster));
     const n = o.nodes || {};
     const t = o.tasks || {};
     const r = o.resources || {};
