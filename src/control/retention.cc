@@ -57,6 +57,7 @@ void RetentionController::OnReloaded() {
   by_service_.clear();
   over_.clear();
   submitted_.clear();  // their commands' replies come, and change nothing here
+  sessions_submitted_.clear();
   for (const auto& [id, t] : state_->tasks()) {
     if (t.stopped()) Index(t);
   }
@@ -102,10 +103,31 @@ void RetentionController::Tick() {
     size_t to = std::min(ids.size(), from + kIdsPerCommand);
     Submit(std::vector<std::string>(ids.begin() + static_cast<long>(from), ids.begin() + static_cast<long>(to)));
   }
+  ForgetSessions(now);
   if (now - last_taskdef_scan_ms_ >= options_.taskdef_scan_ms) {
     last_taskdef_scan_ms_ = now;
     ForgetRevisions(now);
   }
+}
+
+// Sessions past their expiry, in one command of at most sessions_per_tick ids.
+// A scan of the tokens, as every request's authentication makes; sessions are
+// few beside the requests that made them.
+void RetentionController::ForgetSessions(int64_t now_ms) {
+  auto cmd = std::make_unique<model::ForgetSessions>();
+  for (const model::Token& t : state_->tokens()) {
+    if (cmd->ids.size() >= options_.sessions_per_tick) break;
+    if (!t.session() || !t.expires_ms || t.expires_ms > now_ms || sessions_submitted_.count(t.id)) continue;
+    cmd->ids.push_back(t.id);
+  }
+  if (cmd->ids.empty()) return;
+  for (const std::string& id : cmd->ids) sessions_submitted_.insert(id);
+  cmd->time_ms = now_ms;
+  std::vector<std::string> copy = cmd->ids;
+  store_->Submit(std::move(cmd), [this, copy = std::move(copy)](Result<std::string> r) {
+    for (const std::string& id : copy) sessions_submitted_.erase(id);
+    if (!r) log::Warn("retention", "forgetting expired sessions failed", {{"error", r.error().message}});
+  });
 }
 
 // INACTIVE revisions past the retention that nothing uses, the latest of each

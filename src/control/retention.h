@@ -7,7 +7,9 @@
 // revisions that no task or service uses are forgotten after the same period,
 // the latest revision of each family kept so that a revision number is never
 // given twice. Deleted services already leave the state once they are empty
-// (RemoveService).
+// (RemoveService). Dashboard sessions past their expiry are forgotten too
+// (ForgetSessions); a session whose token is revoked already goes with it
+// (DeleteToken), and one never outlives its token's expiry.
 //
 // It keeps the stopped tasks ordered by the time they stopped, overall and per
 // service, as the state tells it (an observer), so a tick costs the tasks it
@@ -32,6 +34,7 @@ struct RetentionOptions {
   int64_t stopped_per_service = 100;        // a service keeps at most this many STOPPED tasks (0: no bound)
   size_t max_per_tick = 20000;              // tasks forgotten per tick at most (the rest next tick)
   int64_t taskdef_scan_ms = 60 * 1000;      // how often INACTIVE revisions are looked at
+  size_t sessions_per_tick = 1000;          // expired sessions forgotten per tick at most (the rest next tick)
 };
 
 class RetentionController final : public model::StateObserver {
@@ -57,6 +60,7 @@ class RetentionController final : public model::StateObserver {
   void Index(const model::Task& t);
   void Submit(std::vector<std::string> ids);
   void ForgetRevisions(int64_t now_ms);
+  void ForgetSessions(int64_t now_ms);
 
   model::State* state_;
   store::Store* store_;
@@ -66,6 +70,7 @@ class RetentionController final : public model::StateObserver {
   std::unordered_map<std::string, std::set<Entry>> by_service_;  // service key → its stopped tasks
   std::unordered_set<std::string> over_;                         // services holding more than stopped_per_service
   std::unordered_set<std::string> submitted_;                    // ids in a ForgetTasks not yet applied
+  std::unordered_set<std::string> sessions_submitted_;           // ids in a ForgetSessions not yet applied
   int64_t last_taskdef_scan_ms_ = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "base/crypto.h"
 #include "control/control_plane.h"
 
 using namespace berth;
@@ -188,4 +189,69 @@ TEST_CASE("retention: unused INACTIVE revisions are forgotten, the latest of a f
   CHECK(revisions() == std::vector<int64_t>{2, 4});
   // Numbering goes on after the latest, which was kept.
   CHECK(cp.RegisterTaskDefinition("web") == 5);
+}
+
+TEST_CASE("retention: expired dashboard sessions are forgotten, a batch a tick, and stay gone",
+          "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.sessions_per_tick = 2;
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  auto token = [&](const std::string& id, const std::string& parent, int64_t expires_ms) {
+    auto c = std::make_unique<model::CreateToken>();
+    c->id = id;
+    c->role = parent.empty() ? "deploy" : "session";
+    c->parent = parent;
+    c->hash = crypto::Hex(crypto::Sha256(id));
+    c->expires_ms = expires_ms;
+    REQUIRE(cp.Apply(std::move(c)).ok());
+  };
+  int64_t now = cp.clock.NowUnixMs();
+  token("dev", "", 0);
+  for (int i = 0; i < 5; i++) token("session-short" + std::to_string(i), "dev", now + 1000);
+  token("session-long", "dev", now + 3600 * 1000);
+  auto sessions = [&] {
+    size_t n = 0;
+    for (const model::Token& t : cp.state.tokens()) n += t.session();
+    return n;
+  };
+  auto tick = [&] {
+    retention.Tick();
+    cp.store->Flush();
+  };
+  tick();
+  CHECK(sessions() == 6);  // none expired yet
+
+  cp.clock.Advance(2000);
+  tick();
+  CHECK(sessions() == 4);
+  tick();
+  CHECK(sessions() == 2);
+  tick();
+  CHECK(sessions() == 1);
+  tick();
+  CHECK(sessions() == 1);
+  CHECK(cp.state.FindToken("session-long"));
+  CHECK(cp.state.FindToken("dev"));
+  CHECK(Rows(cp, "SELECT COUNT(*) FROM tokens WHERE parent != ''") == 1);
+
+  // The command itself forgets only sessions expired at its time: a token, or
+  // a session still in force, named by a stale or hostile entry, stays.
+  auto forget = std::make_unique<model::ForgetSessions>();
+  forget->ids = {"dev", "session-long", "no-such"};
+  Result<std::string> r = cp.Apply(std::move(forget));
+  REQUIRE(r.ok());
+  CHECK(r.value() == "{\"forgotten\":0}");
+  CHECK(cp.state.token_count() == 2);  // dev and session-long
+
+  // What is on disk agrees: a restart does not bring them back.
+  model::State fresh;
+  metrics::Registry m;
+  store::StoreOptions o;
+  o.path = cp.store->db().path();
+  auto reopened = store::Store::Open(o, &fresh, &m);
+  REQUIRE(reopened.ok());
+  size_t on_disk = 0;
+  for (const model::Token& t : fresh.tokens()) on_disk += t.session();
+  CHECK(on_disk == 1);
 }
