@@ -424,6 +424,35 @@ def test_the_change_stream_keeps_alive_and_closes_on_logout():
         st.close()
 
 
+@timeout(90)
+def test_a_change_stream_ends_at_its_sessions_expiry_not_at_the_next_keepalive():
+    with Server(args=["--session-ttl", "3s", "--stream-keepalive", "60s"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only")
+        r, cookie = login(s, ro["secret"])
+        expect_status(r, 201, "login")
+        st = EventStream(s, "c1", headers={"Cookie": cookie}, token=None)
+        expect_status(st.r, 200, "a stream by session")
+        check(st.next_event().get("retry") == "2000", "retry first")
+        # The next keepalive is a minute away; the session ends in 3 s.
+        ev = st.next_event(wait=30)
+        check(ev is None, "the stream went on past its session's expiry: %r" % ev)
+        st.close()
+
+
+@timeout(90)
+def test_a_change_stream_ends_when_its_bearer_token_expires():
+    with Server(args=["--stream-keepalive", "60s"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only", ttlSeconds=3)
+        st = EventStream(s, "c1", token=ro["secret"])
+        expect_status(st.r, 200, "a stream by a token that expires")
+        check(st.next_event().get("retry") == "2000", "retry first")
+        ev = st.next_event(wait=30)
+        check(ev is None, "the stream went on past its token's expiry: %r" % ev)
+        st.close()
+
+
 # --- the overview and paged lists ---
 
 def registered(n, name):
