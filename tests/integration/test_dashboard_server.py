@@ -453,6 +453,39 @@ def test_a_change_stream_ends_when_its_bearer_token_expires():
         st.close()
 
 
+def test_a_token_past_its_bound_of_streams_is_told_429():
+    with Server(args=["--max-streams-per-token", "2"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only")
+        held = [EventStream(s, "c1", token=ro["secret"]) for _ in range(2)]
+        for st in held:
+            expect_status(st.r, 200, "a stream within the bound")
+            check(st.next_event().get("retry") == "2000", "retry first")
+        over = EventStream(s, "c1", token=ro["secret"])
+        check(over.r.status == 429, "a third stream of one token: status %d" % over.r.status)
+        check(over.r.getheader("Retry-After") == "5", "Retry-After %r" % over.r.getheader("Retry-After"))
+        err = json.loads(over.r.read())["error"]
+        check(err["code"] == "TooManyStreams" and ro["id"] in err["message"], "429: %r" % err)
+        over.close()
+        # The bound is per token: the admin's stream opens.
+        admin = EventStream(s, "c1")
+        expect_status(admin.r, 200, "another token's stream")
+        admin.close()
+        # One closed, the token may open another.
+        held.pop().close()
+
+        def reopened():
+            st = EventStream(s, "c1", token=ro["secret"])
+            if st.r.status == 200:
+                held.append(st)
+                return True
+            st.close()
+            return False
+        wait_until(reopened, wait=30, what="a stream in the place of a closed one")
+        for st in held:
+            st.close()
+
+
 # --- the overview and paged lists ---
 
 def registered(n, name):
