@@ -1,5 +1,6 @@
 #include "control/retention.h"
 
+#include <iterator>
 #include <vector>
 
 #include "base/log.h"
@@ -25,6 +26,7 @@ RetentionController::~RetentionController() = default;
 void RetentionController::Index(const model::Task& t) {
   Entry e{t.stopped_ms, &t};
   by_time_.insert(e);
+  by_cluster_[t.cluster].insert(e);
   if (t.service.empty()) return;
   std::string key = model::State::ServiceKey(t.cluster, t.service);
   std::set<Entry>& mine = by_service_[key];
@@ -42,6 +44,10 @@ void RetentionController::OnTaskForgotten(const model::Task& t) {
   Entry e{t.stopped_ms, &t};
   by_time_.erase(e);
   submitted_.erase(t.id);
+  if (auto c = by_cluster_.find(t.cluster); c != by_cluster_.end()) {
+    c->second.erase(e);
+    if (c->second.empty()) by_cluster_.erase(c);
+  }
   if (t.service.empty()) return;
   auto it = by_service_.find(model::State::ServiceKey(t.cluster, t.service));
   if (it == by_service_.end()) return;
@@ -55,6 +61,7 @@ void RetentionController::OnTaskForgotten(const model::Task& t) {
 void RetentionController::OnReloaded() {
   by_time_.clear();
   by_service_.clear();
+  by_cluster_.clear();
   over_.clear();
   submitted_.clear();  // their commands' replies come, and change nothing here
   sessions_submitted_.clear();
@@ -108,6 +115,15 @@ void RetentionController::Tick() {
     last_taskdef_scan_ms_ = now;
     ForgetRevisions(now);
   }
+}
+
+size_t RetentionController::StoppedSince(std::string_view cluster, int64_t since_ms) const {
+  auto c = by_cluster_.find(cluster);
+  if (c == by_cluster_.end()) return 0;
+  // Entries order by time, then by address: the first at since_ms is the first
+  // whose pair is not below (since_ms, nullptr).
+  auto from = c->second.lower_bound(Entry{since_ms, nullptr});
+  return static_cast<size_t>(std::distance(from, c->second.end()));
 }
 
 // Sessions past their expiry, in one command of at most sessions_per_tick ids.

@@ -11,14 +11,18 @@
 // (ForgetSessions); a session whose token is revoked already goes with it
 // (DeleteToken), and one never outlives its token's expiry.
 //
-// It keeps the stopped tasks ordered by the time they stopped, overall and per
-// service, as the state tells it (an observer), so a tick costs the tasks it
-// forgets, not the tasks there are. Time comes only from its Clock.
+// It keeps the stopped tasks ordered by the time they stopped, overall, per
+// service and per cluster, as the state tells it (an observer), so a tick costs
+// the tasks it forgets, not the tasks there are, and GET /v1/overview counts a
+// cluster's recently stopped tasks without a walk over all of them. Time comes
+// only from its Clock.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -47,6 +51,9 @@ class RetentionController final : public model::StateObserver {
 
   // Stopped tasks it holds (for tests and metrics).
   size_t stopped_tasks() const { return by_time_.size(); }
+  // How many of `cluster`'s tasks stopped at or after `since_ms` and are still
+  // remembered: a walk over those only.
+  size_t StoppedSince(std::string_view cluster, int64_t since_ms) const;
 
   // model::StateObserver
   void OnTaskChanged(const model::Task& t) override;
@@ -67,10 +74,11 @@ class RetentionController final : public model::StateObserver {
   const Clock* clock_;
   RetentionOptions options_;
   std::set<Entry> by_time_;
-  std::unordered_map<std::string, std::set<Entry>> by_service_;  // service key → its stopped tasks
-  std::unordered_set<std::string> over_;                         // services holding more than stopped_per_service
-  std::unordered_set<std::string> submitted_;                    // ids in a ForgetTasks not yet applied
-  std::unordered_set<std::string> sessions_submitted_;           // ids in a ForgetSessions not yet applied
+  std::unordered_map<std::string, std::set<Entry>> by_service_;     // service key → its stopped tasks
+  std::map<std::string, std::set<Entry>, std::less<>> by_cluster_;  // cluster → its stopped tasks
+  std::unordered_set<std::string> over_;                            // services holding more than stopped_per_service
+  std::unordered_set<std::string> submitted_;                       // ids in a ForgetTasks not yet applied
+  std::unordered_set<std::string> sessions_submitted_;              // ids in a ForgetSessions not yet applied
   int64_t last_taskdef_scan_ms_ = 0;
 };
 

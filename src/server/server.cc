@@ -691,6 +691,7 @@ int Run(const Options& o) {
   stream_limits.max_per_token = static_cast<size_t>(o.stream_max_per_token);
   api::ChangeStreams streams(loop, &state, &SystemClock::Get(), stream_limits);
   ctx.streams = &streams;
+  ctx.retention = &retention;
   ctx.servers = [&replica] {
     replica::LogStatus st = replica->Describe();
     json::Doc list = json::Doc::Array();

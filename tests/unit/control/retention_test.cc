@@ -3,6 +3,8 @@
 #include "control/retention.h"
 
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <random>
 
 #include "base/crypto.h"
 #include "control/control_plane.h"
@@ -254,4 +256,69 @@ TEST_CASE("retention: expired dashboard sessions are forgotten, a batch a tick, 
   size_t on_disk = 0;
   for (const model::Token& t : fresh.tokens()) on_disk += t.session();
   CHECK(on_disk == 1);
+}
+
+TEST_CASE("retention: a cluster's tasks stopped since a time, counted from the index, match a walk over all tasks",
+          "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.task_retention_ms = 90 * 60 * 1000;  // some are forgotten on the way
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  REQUIRE(cp.Apply(ControlPlane::MakeCluster("other")).ok());
+  cp.AddNode("n0");
+  auto other = std::make_unique<model::RegisterNode>();
+  other->id = "o0";
+  other->cluster = "other";
+  other->hostname = "o0";
+  other->cpu = 4096;
+  other->memory = 8192;
+  REQUIRE(cp.Apply(std::move(other)).ok());
+  cp.played.insert("o0");
+  cp.state.SetNodeConnected("o0", true, cp.clock.NowUnixMs());
+  cp.RegisterTaskDefinition("batch", false, 32, 32);
+
+  std::mt19937 rng(16);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  int made = 0;
+  auto walk = [&](const std::string& cluster, int64_t since) {
+    size_t n = 0;
+    for (const auto& [id, t] : cp.state.tasks()) n += t.cluster == cluster && t.stopped() && t.stopped_ms >= since;
+    return n;
+  };
+  size_t windows_with_tasks = 0;
+  for (int round = 0; round < 150; round++) {
+    cp.clock.Advance(pick(90) * 1000);
+    auto place = std::make_unique<model::PlaceTasks>();
+    bool in_other = pick(3) == 0;
+    place->cluster = in_other ? "other" : "default";
+    place->family = "batch";
+    place->revision = 1;
+    place->group = "family:batch";
+    for (int i = pick(4); i > 0; i--) {
+      char id[33];
+      snprintf(id, sizeof id, "%012d%020d", ++made, 0);
+      place->placements.push_back({id, in_other ? "o0" : "n0"});
+    }
+    if (!place->placements.empty()) REQUIRE(cp.Apply(std::move(place)).ok());
+    auto stop = std::make_unique<model::StopTasks>();
+    for (const auto& [id, t] : cp.state.tasks()) {
+      if (!t.stopped() && t.desired != "STOPPED" && pick(3) == 0) stop->ids.push_back(id);
+    }
+    stop->reason = "test";
+    if (!stop->ids.empty()) REQUIRE(cp.Apply(std::move(stop)).ok());
+    cp.Step();
+    retention.Tick();
+    cp.store->Flush();
+    int64_t now = cp.clock.NowUnixMs();
+    for (const char* cluster : {"default", "other", "none"}) {
+      for (int64_t since : {now - 3600 * 1000, now - pick(7200) * 1000, now, int64_t{0}}) {
+        INFO("round " << round << ", cluster " << cluster << ", since " << now - since << " ms ago");
+        REQUIRE(retention.StoppedSince(cluster, since) == walk(cluster, since));
+        windows_with_tasks += walk(cluster, since) > 0;
+      }
+    }
+  }
+  CHECK(windows_with_tasks > 100);  // not only empty windows were compared
+  CHECK(walk("default", 0) > walk("default", cp.clock.NowUnixMs() - 3600 * 1000));  // and older ones too
+  CHECK(walk("other", cp.clock.NowUnixMs() - 3600 * 1000) > 0);
 }
