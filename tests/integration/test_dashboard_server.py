@@ -284,6 +284,23 @@ def test_expired_sessions_leave_state_db_and_a_restart_does_not_bring_them_back(
         expect_status(s.request("GET", "/v1/clusters", token=deploy["secret"]), 200, "its token still works")
 
 
+def test_the_audit_filter_by_token_takes_its_sessions_too():
+    with Server() as s:
+        deploy = make_token(s, "deploy")
+        other = make_token(s, "deploy")
+        r, cookie = login(s, deploy["secret"])
+        csrf = expect_status(r, 201, "login").json()["session"]["csrf"]
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "by-token"}, token=deploy["secret"]), 201)
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "by-session"}, token=None,
+                                headers=with_cookie(cookie, csrf)), 201)
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "by-other"}, token=other["secret"]), 201)
+        doc = expect_status(s.request("GET", "/v1/audit?token=" + deploy["id"]), 200, "audit by token").json()
+        got = [(e["actor"], e["path"]) for e in doc["events"]]
+        check((deploy["id"], "/v1/clusters") in got, "the token's own change is missing: %r" % got)
+        check((deploy["id"] + " (session)", "/v1/clusters") in got, "its session's change is missing: %r" % got)
+        check(all(a in (deploy["id"], deploy["id"] + " (session)") for a, _ in got), "another's entries: %r" % got)
+
+
 # --- the change stream ---
 
 import json  # noqa: E402
