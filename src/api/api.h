@@ -18,6 +18,10 @@
 #include "net/router.h"
 #include "store/store.h"
 
+namespace berth::control {
+class RetentionController;
+}
+
 namespace berth::api {
 
 class ChangeStreams;
@@ -48,7 +52,9 @@ struct Context {
   std::function<void(store::CommandPtr, store::Store::Reply)> submit_anywhere;
   int64_t session_ttl_ms = 12 * 3600 * 1000;  // --session-ttl
   ChangeStreams* streams = nullptr;           // GET /v1/stream (api/stream.h)
-  bool tls = true;                            // cookies are then Secure
+  // Stopped tasks by the time they stopped, per cluster (GET /v1/overview).
+  const control::RetentionController* retention = nullptr;
+  bool tls = true;  // cookies are then Secure
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

@@ -156,7 +156,10 @@ const model::Token* AuthenticateSession(model::State& state, int64_t now_ms, htt
   const http::Request& req = ex.request();
   const model::Token* s = state.FindSessionBySecret(secret);
   if (!s) {
-    *refusal = Unauthorized("Unauthorized", "the session is not valid: it was logged out, or its token revoked");
+    // Expired sessions are forgotten soon after (control/retention.h), so an
+    // expired one may be refused here as well as below.
+    *refusal = Unauthorized("Unauthorized",
+                            "the session is not valid: it was logged out or expired, or its token was revoked");
     return nullptr;
   }
   const model::Token* t = state.FindToken(s->parent);

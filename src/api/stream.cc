@@ -1,5 +1,6 @@
 #include "api/stream.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "api/api.h"
@@ -71,7 +72,8 @@ ChangeStreams::ChangeStreams(uv_loop_t* loop, model::State* state, const Clock* 
       limits_(limits),
       epoch_(static_cast<uint64_t>(clock->NowUnixMs())),
       batch_(std::make_unique<net::Timer>(loop)),
-      keepalive_(std::make_unique<net::Timer>(loop)) {
+      keepalive_(std::make_unique<net::Timer>(loop)),
+      expiry_(std::make_unique<net::Timer>(loop)) {
   state_->AddObserver(this);
 }
 
@@ -99,10 +101,18 @@ void ChangeStreams::Open(const http::ExchangePtr& ex, std::string cluster, std::
     r.headers = headers;
     return ex->Respond(std::move(r));
   }
+  // A session's expiry is never past its token's (api/session.cc); neither
+  // changes once made, so the stream's end is known now.
+  const model::Token* holder = state_->FindToken(ex->session.empty() ? ex->principal : ex->session);
+  int64_t expires = holder ? holder->expires_ms : 0;
   ex->Begin(200, headers, -1, "text/event-stream");
-  streams_.push_back(Stream{ex, std::move(cluster), ex->principal, ex->session});
+  streams_.push_back(Stream{ex, std::move(cluster), ex->principal, ex->session, expires});
   auto it = std::prev(streams_.end());
   ex->on_abort = [this, it] { streams_.erase(it); };
+  if (expires && (!expiry_at_ms_ || expires < expiry_at_ms_)) {
+    expiry_at_ms_ = expires;
+    expiry_->Start(static_cast<uint64_t>(std::max<int64_t>(0, expires - clock_->NowUnixMs())), 0, [this] { Expire(); });
+  }
   std::string first = "retry: 2000\n\n";
   // A client that saw events of another run, or missed some, is told every kind
   // changed; one that is up to date waits for the next change.
@@ -123,6 +133,8 @@ void ChangeStreams::CloseAll() {
   keepalive_on_ = false;
   batch_->Stop();
   batch_armed_ = false;
+  expiry_->Stop();
+  expiry_at_ms_ = 0;
 }
 
 void ChangeStreams::OnTaskChanged(const model::Task& t) {
@@ -181,21 +193,31 @@ void ChangeStreams::Flush() {
 }
 
 void ChangeStreams::Keepalive() {
-  int64_t now = clock_->NowUnixMs();
   for (auto it = streams_.begin(); it != streams_.end();) {
     auto next = std::next(it);
-    const model::Token* session = it->session.empty() ? nullptr : state_->FindToken(it->session);
-    if (!it->session.empty() && (!session || (session->expires_ms && session->expires_ms <= now))) {
-      End(it);  // the session expired: its stream goes with it
-    } else {
-      Send(it, ": keepalive\n\n");
-    }
+    Send(it, ": keepalive\n\n");
     it = next;
   }
   if (streams_.empty()) {
     keepalive_->Stop();
     keepalive_on_ = false;
   }
+}
+
+void ChangeStreams::Expire() {
+  int64_t now = clock_->NowUnixMs();
+  int64_t nearest = 0;
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    auto next = std::next(it);
+    if (it->expires_ms && it->expires_ms <= now) {
+      End(it);  // the session (or token) expired: its stream goes with it
+    } else if (it->expires_ms && (!nearest || it->expires_ms < nearest)) {
+      nearest = it->expires_ms;
+    }
+    it = next;
+  }
+  expiry_at_ms_ = nearest;
+  if (nearest) expiry_->Start(static_cast<uint64_t>(nearest - now), 0, [this] { Expire(); });
 }
 
 bool ChangeStreams::Send(std::list<Stream>::iterator it, std::string_view text) {

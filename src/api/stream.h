@@ -11,8 +11,9 @@
 // The epoch is when this server started (ms), so a client that comes back with
 // a Last-Event-ID of another server or an earlier run is told everything
 // changed. An idle stream costs a socket and a few hundred bytes: there is one
-// timer for the batching, armed only while changes wait, and one for the
-// keepalive comments of every stream.
+// timer for the batching, armed only while changes wait, one for the keepalive
+// comments of every stream, and one for the nearest end of a stream's session
+// (or token), when that session expires.
 #pragma once
 
 #include <cstdint>
@@ -99,6 +100,7 @@ class ChangeStreams final : public model::StateObserver {
     std::string cluster;
     std::string token;    // the token it was opened with
     std::string session;  // and the session, if a cookie
+    int64_t expires_ms;   // when the session (or the token) expires, unix ms; 0 never
   };
   struct Pending {
     uint32_t kinds = 0;
@@ -108,6 +110,9 @@ class ChangeStreams final : public model::StateObserver {
   void Note(const std::string& cluster, uint32_t kinds);
   void Flush();
   void Keepalive();
+  // Ends the streams whose session or token has expired, and arms expiry_ for
+  // the nearest end of those left.
+  void Expire();
   // Sends `text`, or drops a stream whose client does not read; false if dropped.
   bool Send(std::list<Stream>::iterator it, std::string_view text);
   void End(std::list<Stream>::iterator it);
@@ -124,6 +129,8 @@ class ChangeStreams final : public model::StateObserver {
   bool batch_armed_ = false;
   std::unique_ptr<net::Timer> keepalive_;
   bool keepalive_on_ = false;
+  std::unique_ptr<net::Timer> expiry_;
+  int64_t expiry_at_ms_ = 0;  // when expiry_ fires, unix ms (0: not armed)
 };
 
 // GET /v1/stream (read roles, cluster scope).

@@ -563,7 +563,7 @@ int AuditCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {
       {"json", false, "", "print JSON"},
       {"since", true, "TIME", "entries since this UTC time (2026-12-06T03:00:00Z) or this long ago (1h)"},
-      {"token", true, "ID", "only what this token (or node:ID) did"},
+      {"token", true, "ID", "only what this token (or node:ID) did, itself or through its dashboard sessions"},
       {"limit", true, "N", "at most N entries (default 100, at most 1000)"},
   };
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);

@@ -1,5 +1,6 @@
 #include "control/retention.h"
 
+#include <iterator>
 #include <vector>
 
 #include "base/log.h"
@@ -25,6 +26,7 @@ RetentionController::~RetentionController() = default;
 void RetentionController::Index(const model::Task& t) {
   Entry e{t.stopped_ms, &t};
   by_time_.insert(e);
+  by_cluster_[t.cluster].insert(e);
   if (t.service.empty()) return;
   std::string key = model::State::ServiceKey(t.cluster, t.service);
   std::set<Entry>& mine = by_service_[key];
@@ -42,6 +44,10 @@ void RetentionController::OnTaskForgotten(const model::Task& t) {
   Entry e{t.stopped_ms, &t};
   by_time_.erase(e);
   submitted_.erase(t.id);
+  if (auto c = by_cluster_.find(t.cluster); c != by_cluster_.end()) {
+    c->second.erase(e);
+    if (c->second.empty()) by_cluster_.erase(c);
+  }
   if (t.service.empty()) return;
   auto it = by_service_.find(model::State::ServiceKey(t.cluster, t.service));
   if (it == by_service_.end()) return;
@@ -55,8 +61,10 @@ void RetentionController::OnTaskForgotten(const model::Task& t) {
 void RetentionController::OnReloaded() {
   by_time_.clear();
   by_service_.clear();
+  by_cluster_.clear();
   over_.clear();
   submitted_.clear();  // their commands' replies come, and change nothing here
+  sessions_submitted_.clear();
   for (const auto& [id, t] : state_->tasks()) {
     if (t.stopped()) Index(t);
   }
@@ -102,10 +110,40 @@ void RetentionController::Tick() {
     size_t to = std::min(ids.size(), from + kIdsPerCommand);
     Submit(std::vector<std::string>(ids.begin() + static_cast<long>(from), ids.begin() + static_cast<long>(to)));
   }
+  ForgetSessions(now);
   if (now - last_taskdef_scan_ms_ >= options_.taskdef_scan_ms) {
     last_taskdef_scan_ms_ = now;
     ForgetRevisions(now);
   }
+}
+
+size_t RetentionController::StoppedSince(std::string_view cluster, int64_t since_ms) const {
+  auto c = by_cluster_.find(cluster);
+  if (c == by_cluster_.end()) return 0;
+  // Entries order by time, then by address: the first at since_ms is the first
+  // whose pair is not below (since_ms, nullptr).
+  auto from = c->second.lower_bound(Entry{since_ms, nullptr});
+  return static_cast<size_t>(std::distance(from, c->second.end()));
+}
+
+// Sessions past their expiry, in one command of at most sessions_per_tick ids.
+// A scan of the tokens, as every request's authentication makes; sessions are
+// few beside the requests that made them.
+void RetentionController::ForgetSessions(int64_t now_ms) {
+  auto cmd = std::make_unique<model::ForgetSessions>();
+  for (const model::Token& t : state_->tokens()) {
+    if (cmd->ids.size() >= options_.sessions_per_tick) break;
+    if (!t.session() || !t.expires_ms || t.expires_ms > now_ms || sessions_submitted_.count(t.id)) continue;
+    cmd->ids.push_back(t.id);
+  }
+  if (cmd->ids.empty()) return;
+  for (const std::string& id : cmd->ids) sessions_submitted_.insert(id);
+  cmd->time_ms = now_ms;
+  std::vector<std::string> copy = cmd->ids;
+  store_->Submit(std::move(cmd), [this, copy = std::move(copy)](Result<std::string> r) {
+    for (const std::string& id : copy) sessions_submitted_.erase(id);
+    if (!r) log::Warn("retention", "forgetting expired sessions failed", {{"error", r.error().message}});
+  });
 }
 
 // INACTIVE revisions past the retention that nothing uses, the latest of each

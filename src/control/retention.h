@@ -7,16 +7,22 @@
 // revisions that no task or service uses are forgotten after the same period,
 // the latest revision of each family kept so that a revision number is never
 // given twice. Deleted services already leave the state once they are empty
-// (RemoveService).
+// (RemoveService). Dashboard sessions past their expiry are forgotten too
+// (ForgetSessions); a session whose token is revoked already goes with it
+// (DeleteToken), and one never outlives its token's expiry.
 //
-// It keeps the stopped tasks ordered by the time they stopped, overall and per
-// service, as the state tells it (an observer), so a tick costs the tasks it
-// forgets, not the tasks there are. Time comes only from its Clock.
+// It keeps the stopped tasks ordered by the time they stopped, overall, per
+// service and per cluster, as the state tells it (an observer), so a tick costs
+// the tasks it forgets, not the tasks there are, and GET /v1/overview counts a
+// cluster's recently stopped tasks without a walk over all of them. Time comes
+// only from its Clock.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -32,6 +38,7 @@ struct RetentionOptions {
   int64_t stopped_per_service = 100;        // a service keeps at most this many STOPPED tasks (0: no bound)
   size_t max_per_tick = 20000;              // tasks forgotten per tick at most (the rest next tick)
   int64_t taskdef_scan_ms = 60 * 1000;      // how often INACTIVE revisions are looked at
+  size_t sessions_per_tick = 1000;          // expired sessions forgotten per tick at most (the rest next tick)
 };
 
 class RetentionController final : public model::StateObserver {
@@ -44,6 +51,9 @@ class RetentionController final : public model::StateObserver {
 
   // Stopped tasks it holds (for tests and metrics).
   size_t stopped_tasks() const { return by_time_.size(); }
+  // How many of `cluster`'s tasks stopped at or after `since_ms` and are still
+  // remembered: a walk over those only.
+  size_t StoppedSince(std::string_view cluster, int64_t since_ms) const;
 
   // model::StateObserver
   void OnTaskChanged(const model::Task& t) override;
@@ -57,15 +67,18 @@ class RetentionController final : public model::StateObserver {
   void Index(const model::Task& t);
   void Submit(std::vector<std::string> ids);
   void ForgetRevisions(int64_t now_ms);
+  void ForgetSessions(int64_t now_ms);
 
   model::State* state_;
   store::Store* store_;
   const Clock* clock_;
   RetentionOptions options_;
   std::set<Entry> by_time_;
-  std::unordered_map<std::string, std::set<Entry>> by_service_;  // service key → its stopped tasks
-  std::unordered_set<std::string> over_;                         // services holding more than stopped_per_service
-  std::unordered_set<std::string> submitted_;                    // ids in a ForgetTasks not yet applied
+  std::unordered_map<std::string, std::set<Entry>> by_service_;     // service key → its stopped tasks
+  std::map<std::string, std::set<Entry>, std::less<>> by_cluster_;  // cluster → its stopped tasks
+  std::unordered_set<std::string> over_;                            // services holding more than stopped_per_service
+  std::unordered_set<std::string> submitted_;                       // ids in a ForgetTasks not yet applied
+  std::unordered_set<std::string> sessions_submitted_;              // ids in a ForgetSessions not yet applied
   int64_t last_taskdef_scan_ms_ = 0;
 };
 

@@ -190,6 +190,12 @@ std::string ForgetTasks::Encode() const {
   return json::Doc::Object().Set("ids", list).Print();
 }
 
+std::string ForgetSessions::Encode() const {
+  json::Doc list = json::Doc::Array();
+  for (const std::string& id : ids) list.Push(id);
+  return json::Doc::Object().Set("ids", list).Print();
+}
+
 std::string ForgetTaskDefinitions::Encode() const {
   json::Doc list = json::Doc::Array();
   for (const auto& [family, revision] : revisions) {
@@ -521,6 +527,10 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
       if (!ms) return ms.take_error();
       c->used.emplace_back(std::move(id.value()), ms.value());
     }
+    out = std::move(c);
+  } else if (type == "ForgetSessions") {
+    auto c = std::make_unique<ForgetSessions>();
+    for (json::View id : v.Get("ids")) c->ids.emplace_back(id.String());
     out = std::move(c);
   } else {
     return Error::Invalid("unknown command type " + std::string(type));

@@ -230,6 +230,16 @@ struct DeleteToken final : store::Command {
   std::string Encode() const override;
 };
 
+// Retention (control/retention.h): dashboard sessions past their expiry leave
+// memory and state.db. An id that is unknown, not a session, or not expired at
+// the command's time_ms is passed over (the command may apply after a reload,
+// and every server must decide alike).
+struct ForgetSessions final : store::Command {
+  std::vector<std::string> ids;
+  const char* Type() const override { return "ForgetSessions"; }
+  std::string Encode() const override;
+};
+
 // When tokens were last used (for `berth token ls`), written at most about once a
 // minute per token.
 struct TouchTokens final : store::Command {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <unordered_set>
 
 #include "base/crypto.h"
 
@@ -127,6 +129,7 @@ Result<std::string> State::ApplyCommand(store::Db& db, const store::Command& cmd
   if (type == "CreateToken") return ApplyCreateToken(db, static_cast<const CreateToken&>(cmd));
   if (type == "DeleteToken") return ApplyDeleteToken(db, static_cast<const DeleteToken&>(cmd));
   if (type == "TouchTokens") return ApplyTouchTokens(db, static_cast<const TouchTokens&>(cmd));
+  if (type == "ForgetSessions") return ApplyForgetSessions(db, static_cast<const ForgetSessions&>(cmd));
   if (type == "PutSecret") return ApplyPutSecret(db, static_cast<const PutSecret&>(cmd));
   if (type == "DeleteSecret") return ApplyDeleteSecret(db, static_cast<const DeleteSecret&>(cmd));
   if (type == "RegisterTaskDefinition") {
@@ -471,6 +474,30 @@ Result<std::string> State::ApplyTouchTokens(store::Db& db, const TouchTokens& c)
     }
   }
   return json::Doc::Object().Set("touched", static_cast<int64_t>(c.used.size())).Print();
+}
+
+Result<std::string> State::ApplyForgetSessions(store::Db& db, const ForgetSessions& c) {
+  // Expiry is judged at the command's time, not this server's clock: every
+  // server applying the entry, now or at a replay, forgets the same sessions.
+  auto expired = [&c](const Token& t) { return t.session() && t.expires_ms && t.expires_ms <= c.time_ms; };
+  std::unordered_set<std::string_view> named(c.ids.begin(), c.ids.end());
+  Result<store::Stmt*> del = db.Cached("DELETE FROM tokens WHERE id = ?1");
+  if (!del) return del.take_error();
+  for (const Token& t : tokens_) {
+    if (!named.count(t.id) || !expired(t)) continue;
+    (*del)->Bind(1, t.id);
+    if (Status s = (*del)->Run(); !s) return s.take_error();
+  }
+  // One pass however many go (a batch may name a thousand).
+  auto gone = std::stable_partition(tokens_.begin(), tokens_.end(),
+                                    [&](const Token& t) { return !named.count(t.id) || !expired(t); });
+  std::vector<Token> removed(std::make_move_iterator(gone), std::make_move_iterator(tokens_.end()));
+  tokens_.erase(gone, tokens_.end());
+  for (const Token& t : removed) {
+    token_used_.erase(t.id);
+    for (StateObserver* o : observers_) o->OnTokenRemoved(t);
+  }
+  return json::Doc::Object().Set("forgotten", static_cast<int64_t>(removed.size())).Print();
 }
 
 Status State::LoadSecrets(store::Db& db) {

@@ -206,6 +206,7 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyCreateToken(store::Db& db, const CreateToken& c);
   Result<std::string> ApplyDeleteToken(store::Db& db, const DeleteToken& c);
   Result<std::string> ApplyTouchTokens(store::Db& db, const TouchTokens& c);
+  Result<std::string> ApplyForgetSessions(store::Db& db, const ForgetSessions& c);
   Result<std::string> ApplyPutSecret(store::Db& db, const PutSecret& c);
   Result<std::string> ApplyDeleteSecret(store::Db& db, const DeleteSecret& c);
   Status LoadSecrets(store::Db& db);

@@ -65,6 +65,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"registry-upload-expiry", true, "DURATION", "an idle registry upload session is removed after this (default 24h)"},
     {"session-ttl", true, "DURATION", "a dashboard session lasts this long, at most its token's life (default 12h)"},
     {"stream-keepalive", true, "DURATION", "a keepalive comment on every change stream this often (default 15s)"},
+    {"max-streams", true, "N", "dashboard change streams open on this server at most (default 1000)"},
+    {"max-streams-per-token", true, "N", "dashboard change streams open per token or session at most (default 32)"},
     {"max-header-bytes", true, "SIZE", "request line and headers at most (default 16KiB)"},
     {"header-timeout", true, "DURATION", "time to receive a request's headers (default 10s)"},
     {"body-timeout", true, "DURATION", "longest silence while a body arrives (default 30s)"},
@@ -218,6 +220,16 @@ int Main(const std::vector<std::string>& args) {
     Result<uint64_t> v = flags::ParseDuration(p->Get(name), name);
     if (!v || (!zero_ok && v.value() == 0)) {
       fprintf(stderr, "berth server: --%s: expected a duration such as 30m%s\n", name, zero_ok ? "" : " (above 0)");
+      return 2;
+    }
+    *dest = static_cast<int64_t>(v.value());
+  }
+  for (auto [name, dest] :
+       {std::pair{"max-streams", &o.stream_max}, std::pair{"max-streams-per-token", &o.stream_max_per_token}}) {
+    if (!p->Has(name)) continue;
+    Result<uint64_t> v = flags::ParseCount(p->Get(name), name);
+    if (!v || v.value() == 0 || v.value() > 1000000) {
+      fprintf(stderr, "berth server: --%s: must be a whole number from 1 to 1000000\n", name);
       return 2;
     }
     *dest = static_cast<int64_t>(v.value());

@@ -687,8 +687,11 @@ int Run(const Options& o) {
   // as it goes.
   api::StreamLimits stream_limits;
   stream_limits.keepalive_ms = static_cast<uint64_t>(o.stream_keepalive_ms);
+  stream_limits.max_streams = static_cast<size_t>(o.stream_max);
+  stream_limits.max_per_token = static_cast<size_t>(o.stream_max_per_token);
   api::ChangeStreams streams(loop, &state, &SystemClock::Get(), stream_limits);
   ctx.streams = &streams;
+  ctx.retention = &retention;
   ctx.servers = [&replica] {
     replica::LogStatus st = replica->Describe();
     json::Doc list = json::Doc::Array();

@@ -40,6 +40,10 @@ struct Options {
   int64_t session_ttl_ms = 12 * 3600 * 1000;
   // A keepalive comment on every change stream this often (api/stream.h).
   int64_t stream_keepalive_ms = 15000;
+  // Change streams open at most, on this server and per token or session
+  // (api/stream.h's StreamLimits).
+  int64_t stream_max = 1000;
+  int64_t stream_max_per_token = 32;
   // The in-process agent for the local Docker engine (all-in-one), started when
   // the engine's socket is there.
   bool local_agent = true;

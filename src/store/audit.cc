@@ -42,7 +42,8 @@ Status InsertAudit(Db& db, const AuditEntry& e) {
 Result<std::vector<AuditEntry>> ReadAudit(Db& db, const AuditQuery& q) {
   Result<Stmt*> sel = db.Cached(
       "SELECT id, time_ms, actor, role, address, method, path, status, code, message FROM audit "
-      "WHERE time_ms >= ?1 AND (?2 = '' OR actor = ?2) AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4");
+      "WHERE time_ms >= ?1 AND (?2 = '' OR actor = ?2 OR actor = ?2 || ' (session)') AND (?3 = 0 OR id < ?3) "
+      "ORDER BY id DESC LIMIT ?4");
   if (!sel) return sel.take_error();
   Stmt* s = *sel;
   s->Bind(1, q.since_ms).Bind(2, q.actor).Bind(3, q.before_id).Bind(4, static_cast<int64_t>(q.limit));

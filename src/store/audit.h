@@ -33,7 +33,7 @@ Status InsertAudit(Db& db, const AuditEntry& e);
 
 struct AuditQuery {
   int64_t since_ms = 0;   // entries at or after
-  std::string actor;      // only this actor ("" all)
+  std::string actor;      // only this actor and its sessions, "<actor> (session)" ("" all)
   int64_t before_id = 0;  // entries older than this id (paging; 0: from the newest)
   size_t limit = 100;
 };

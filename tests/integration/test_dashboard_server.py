@@ -6,8 +6,9 @@ logs. The tests take web/ as it is: whatever files the dashboard has."""
 import gzip
 import os
 import re
+import sqlite3
 
-from harness import Server, check, expect_error, expect_status
+from harness import Server, check, expect_error, expect_status, timeout, wait_until
 
 WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -248,8 +249,56 @@ def test_a_session_ends_after_the_session_ttl():
         check(max_age <= 2, "Max-Age %d above --session-ttl 2s" % max_age)
         import time
         time.sleep(2.5)
-        expect_error(s.request("GET", "/v1/clusters", token=None, headers=with_cookie(cookie)), 401, "SessionExpired",
-                     "an expired session")
+        # SessionExpired while its row is there; once the leader has forgotten
+        # it (within a second or so), Unauthorized.
+        r = s.request("GET", "/v1/clusters", token=None, headers=with_cookie(cookie))
+        code = r.json().get("error", {}).get("code") if r.status == 401 else None
+        check(code in ("SessionExpired", "Unauthorized"), "an expired session: %d %r" % (r.status, r.body))
+
+
+def session_rows(s):
+    """The ids of the sessions state.db holds (rows of role session)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(s.data_dir, "state.db"), uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT id FROM tokens WHERE parent != '' ORDER BY id")]
+    finally:
+        db.close()
+
+
+@timeout(90)
+def test_expired_sessions_leave_state_db_and_a_restart_does_not_bring_them_back():
+    with Server(args=["--session-ttl", "2s"]) as s:
+        deploy = make_token(s, "deploy")
+        r, cookie = login(s, deploy["secret"])
+        sid = expect_status(r, 201, "login").json()["session"]["id"]
+        r, _ = login(s, deploy["secret"])
+        expect_status(r, 201, "a second login")
+        check(sid in session_rows(s), "the session is not in state.db: %r" % session_rows(s))
+        # The leader forgets sessions past their expiry (a tick a second).
+        wait_until(lambda: session_rows(s) == [], wait=30, what="the expired sessions' rows removed")
+        s.stop()
+        s.start()
+        check(session_rows(s) == [], "a restart brought sessions back: %r" % session_rows(s))
+        expect_error(s.request("GET", "/v1/clusters", token=None, headers=with_cookie(cookie)), 401, "Unauthorized",
+                     "a forgotten session's cookie")
+        expect_status(s.request("GET", "/v1/clusters", token=deploy["secret"]), 200, "its token still works")
+
+
+def test_the_audit_filter_by_token_takes_its_sessions_too():
+    with Server() as s:
+        deploy = make_token(s, "deploy")
+        other = make_token(s, "deploy")
+        r, cookie = login(s, deploy["secret"])
+        csrf = expect_status(r, 201, "login").json()["session"]["csrf"]
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "by-token"}, token=deploy["secret"]), 201)
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "by-session"}, token=None,
+                                headers=with_cookie(cookie, csrf)), 201)
+        expect_status(s.request("POST", "/v1/clusters", {"clusterName": "by-other"}, token=other["secret"]), 201)
+        doc = expect_status(s.request("GET", "/v1/audit?token=" + deploy["id"]), 200, "audit by token").json()
+        got = [(e["actor"], e["path"]) for e in doc["events"]]
+        check((deploy["id"], "/v1/clusters") in got, "the token's own change is missing: %r" % got)
+        check((deploy["id"] + " (session)", "/v1/clusters") in got, "its session's change is missing: %r" % got)
+        check(all(a in (deploy["id"], deploy["id"] + " (session)") for a, _ in got), "another's entries: %r" % got)
 
 
 # --- the change stream ---
@@ -257,7 +306,7 @@ def test_a_session_ends_after_the_session_ttl():
 import json  # noqa: E402
 import socket  # noqa: E402
 
-from harness import Agent, timeout, wait_until  # noqa: E402
+from harness import Agent  # noqa: E402
 
 
 class EventStream:
@@ -390,6 +439,68 @@ def test_the_change_stream_keeps_alive_and_closes_on_logout():
                 break
             check(list(ev) == [":"], "after logout: %r" % ev)
         st.close()
+
+
+@timeout(90)
+def test_a_change_stream_ends_at_its_sessions_expiry_not_at_the_next_keepalive():
+    with Server(args=["--session-ttl", "3s", "--stream-keepalive", "60s"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only")
+        r, cookie = login(s, ro["secret"])
+        expect_status(r, 201, "login")
+        st = EventStream(s, "c1", headers={"Cookie": cookie}, token=None)
+        expect_status(st.r, 200, "a stream by session")
+        check(st.next_event().get("retry") == "2000", "retry first")
+        # The next keepalive is a minute away; the session ends in 3 s.
+        ev = st.next_event(wait=30)
+        check(ev is None, "the stream went on past its session's expiry: %r" % ev)
+        st.close()
+
+
+@timeout(90)
+def test_a_change_stream_ends_when_its_bearer_token_expires():
+    with Server(args=["--stream-keepalive", "60s"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only", ttlSeconds=3)
+        st = EventStream(s, "c1", token=ro["secret"])
+        expect_status(st.r, 200, "a stream by a token that expires")
+        check(st.next_event().get("retry") == "2000", "retry first")
+        ev = st.next_event(wait=30)
+        check(ev is None, "the stream went on past its token's expiry: %r" % ev)
+        st.close()
+
+
+def test_a_token_past_its_bound_of_streams_is_told_429():
+    with Server(args=["--max-streams-per-token", "2"]) as s:
+        expect_status(s.create_cluster("c1"), 201)
+        ro = make_token(s, "read-only")
+        held = [EventStream(s, "c1", token=ro["secret"]) for _ in range(2)]
+        for st in held:
+            expect_status(st.r, 200, "a stream within the bound")
+            check(st.next_event().get("retry") == "2000", "retry first")
+        over = EventStream(s, "c1", token=ro["secret"])
+        check(over.r.status == 429, "a third stream of one token: status %d" % over.r.status)
+        check(over.r.getheader("Retry-After") == "5", "Retry-After %r" % over.r.getheader("Retry-After"))
+        err = json.loads(over.r.read())["error"]
+        check(err["code"] == "TooManyStreams" and ro["id"] in err["message"], "429: %r" % err)
+        over.close()
+        # The bound is per token: the admin's stream opens.
+        admin = EventStream(s, "c1")
+        expect_status(admin.r, 200, "another token's stream")
+        admin.close()
+        # One closed, the token may open another.
+        held.pop().close()
+
+        def reopened():
+            st = EventStream(s, "c1", token=ro["secret"])
+            if st.r.status == 200:
+                held.append(st)
+                return True
+            st.close()
+            return False
+        wait_until(reopened, wait=30, what="a stream in the place of a closed one")
+        for st in held:
+            st.close()
 
 
 # --- the overview and paged lists ---

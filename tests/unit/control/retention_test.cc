@@ -3,7 +3,10 @@
 #include "control/retention.h"
 
 #include <catch2/catch.hpp>
+#include <cstdio>
+#include <random>
 
+#include "base/crypto.h"
 #include "control/control_plane.h"
 
 using namespace berth;
@@ -188,4 +191,134 @@ TEST_CASE("retention: unused INACTIVE revisions are forgotten, the latest of a f
   CHECK(revisions() == std::vector<int64_t>{2, 4});
   // Numbering goes on after the latest, which was kept.
   CHECK(cp.RegisterTaskDefinition("web") == 5);
+}
+
+TEST_CASE("retention: expired dashboard sessions are forgotten, a batch a tick, and stay gone",
+          "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.sessions_per_tick = 2;
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  auto token = [&](const std::string& id, const std::string& parent, int64_t expires_ms) {
+    auto c = std::make_unique<model::CreateToken>();
+    c->id = id;
+    c->role = parent.empty() ? "deploy" : "session";
+    c->parent = parent;
+    c->hash = crypto::Hex(crypto::Sha256(id));
+    c->expires_ms = expires_ms;
+    REQUIRE(cp.Apply(std::move(c)).ok());
+  };
+  int64_t now = cp.clock.NowUnixMs();
+  token("dev", "", 0);
+  for (int i = 0; i < 5; i++) token("session-short" + std::to_string(i), "dev", now + 1000);
+  token("session-long", "dev", now + 3600 * 1000);
+  auto sessions = [&] {
+    size_t n = 0;
+    for (const model::Token& t : cp.state.tokens()) n += t.session();
+    return n;
+  };
+  auto tick = [&] {
+    retention.Tick();
+    cp.store->Flush();
+  };
+  tick();
+  CHECK(sessions() == 6);  // none expired yet
+
+  cp.clock.Advance(2000);
+  tick();
+  CHECK(sessions() == 4);
+  tick();
+  CHECK(sessions() == 2);
+  tick();
+  CHECK(sessions() == 1);
+  tick();
+  CHECK(sessions() == 1);
+  CHECK(cp.state.FindToken("session-long"));
+  CHECK(cp.state.FindToken("dev"));
+  CHECK(Rows(cp, "SELECT COUNT(*) FROM tokens WHERE parent != ''") == 1);
+
+  // The command itself forgets only sessions expired at its time: a token, or
+  // a session still in force, named by a stale or hostile entry, stays.
+  auto forget = std::make_unique<model::ForgetSessions>();
+  forget->ids = {"dev", "session-long", "no-such"};
+  Result<std::string> r = cp.Apply(std::move(forget));
+  REQUIRE(r.ok());
+  CHECK(r.value() == "{\"forgotten\":0}");
+  CHECK(cp.state.token_count() == 2);  // dev and session-long
+
+  // What is on disk agrees: a restart does not bring them back.
+  model::State fresh;
+  metrics::Registry m;
+  store::StoreOptions o;
+  o.path = cp.store->db().path();
+  auto reopened = store::Store::Open(o, &fresh, &m);
+  REQUIRE(reopened.ok());
+  size_t on_disk = 0;
+  for (const model::Token& t : fresh.tokens()) on_disk += t.session();
+  CHECK(on_disk == 1);
+}
+
+TEST_CASE("retention: a cluster's tasks stopped since a time, counted from the index, match a walk over all tasks",
+          "[control][retention]") {
+  ControlPlane cp;
+  control::RetentionOptions ro;
+  ro.task_retention_ms = 90 * 60 * 1000;  // some are forgotten on the way
+  control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
+  REQUIRE(cp.Apply(ControlPlane::MakeCluster("other")).ok());
+  cp.AddNode("n0");
+  auto other = std::make_unique<model::RegisterNode>();
+  other->id = "o0";
+  other->cluster = "other";
+  other->hostname = "o0";
+  other->cpu = 4096;
+  other->memory = 8192;
+  REQUIRE(cp.Apply(std::move(other)).ok());
+  cp.played.insert("o0");
+  cp.state.SetNodeConnected("o0", true, cp.clock.NowUnixMs());
+  cp.RegisterTaskDefinition("batch", false, 32, 32);
+
+  std::mt19937 rng(16);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  int made = 0;
+  auto walk = [&](const std::string& cluster, int64_t since) {
+    size_t n = 0;
+    for (const auto& [id, t] : cp.state.tasks()) n += t.cluster == cluster && t.stopped() && t.stopped_ms >= since;
+    return n;
+  };
+  size_t windows_with_tasks = 0;
+  for (int round = 0; round < 150; round++) {
+    cp.clock.Advance(pick(90) * 1000);
+    auto place = std::make_unique<model::PlaceTasks>();
+    bool in_other = pick(3) == 0;
+    place->cluster = in_other ? "other" : "default";
+    place->family = "batch";
+    place->revision = 1;
+    place->group = "family:batch";
+    for (int i = pick(4); i > 0; i--) {
+      char id[33];
+      snprintf(id, sizeof id, "%012d%020d", ++made, 0);
+      place->placements.push_back({id, in_other ? "o0" : "n0"});
+    }
+    if (!place->placements.empty()) REQUIRE(cp.Apply(std::move(place)).ok());
+    auto stop = std::make_unique<model::StopTasks>();
+    for (const auto& [id, t] : cp.state.tasks()) {
+      if (!t.stopped() && t.desired != "STOPPED" && pick(3) == 0) stop->ids.push_back(id);
+    }
+    stop->reason = "test";
+    if (!stop->ids.empty()) REQUIRE(cp.Apply(std::move(stop)).ok());
+    cp.Step();
+    retention.Tick();
+    cp.store->Flush();
+    int64_t now = cp.clock.NowUnixMs();
+    for (const char* cluster : {"default", "other", "none"}) {
+      for (int64_t since : {now - 3600 * 1000, now - pick(7200) * 1000, now, int64_t{0}}) {
+        INFO("round " << round << ", cluster " << cluster << ", since " << now - since << " ms ago");
+        REQUIRE(retention.StoppedSince(cluster, since) == walk(cluster, since));
+        windows_with_tasks += walk(cluster, since) > 0;
+      }
+    }
+  }
+  CHECK(windows_with_tasks > 100);  // not only empty windows were compared
+  CHECK(walk("default", 0) > walk("default", cp.clock.NowUnixMs() - 3600 * 1000));  // and older ones too
+  CHECK(walk("other", cp.clock.NowUnixMs() - 3600 * 1000) > 0);
 }

@@ -33,6 +33,16 @@ TEST_CASE("commands: Encode then Decode gives the same command", "[model][comman
     CHECK(static_cast<model::UpdateCluster&>(**back).name == "prod");
     CHECK(static_cast<model::UpdateCluster&>(**back).policy == c.policy);
   }
+  SECTION("ForgetSessions") {
+    model::ForgetSessions c;
+    c.ids = {"session-a", "session-b"};
+    CHECK(c.Encode() == R"({"ids":["session-a","session-b"]})");
+    auto back = model::DecodeCommand(c.Type(), c.Encode(), 9);
+    REQUIRE(back.ok());
+    CHECK(std::string((*back)->Type()) == "ForgetSessions");
+    CHECK((*back)->time_ms == 9);
+    CHECK(static_cast<model::ForgetSessions&>(**back).ids == c.ids);
+  }
   SECTION("CreateToken") {
     model::CreateToken c;
     c.id = "tok";

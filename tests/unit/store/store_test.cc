@@ -656,3 +656,27 @@ TEST_CASE("store: schema 16 upgraded to 17 keeps its state and takes tags and no
   REQUIRE(n.ok());
   CHECK(n.value() == 1);
 }
+
+TEST_CASE("audit: the token filter takes the token's own entries and its sessions', no other's", "[store][audit]") {
+  StateStore ss;
+  int64_t at = 1;
+  for (const char* actor : {"tok-x", "tok-x (session)", "tok-xy", "tok-xy (session)", "tok-y", "-", "tok-x"}) {
+    store::AuditEntry e;
+    e.time_ms = at++;
+    e.actor = actor;
+    REQUIRE(store::InsertAudit(ss.store->db(), e).ok());
+  }
+  auto actors = [&](const std::string& token) {
+    store::AuditQuery q;
+    q.actor = token;
+    Result<std::vector<store::AuditEntry>> rows = store::ReadAudit(ss.store->db(), q);
+    REQUIRE(rows.ok());
+    std::vector<std::string> out;
+    for (const store::AuditEntry& e : *rows) out.push_back(e.actor);
+    return out;
+  };
+  CHECK(actors("tok-x") == std::vector<std::string>{"tok-x", "tok-x (session)", "tok-x"});
+  CHECK(actors("tok-y") == std::vector<std::string>{"tok-y"});
+  CHECK(actors("tok-xy (session)") == std::vector<std::string>{"tok-xy (session)"});
+  CHECK(actors("").size() == 7);
+}
