@@ -299,7 +299,16 @@ describe('dashboard', { timeout: 15 * 60_000 }, () => {
     await page.click('[data-action=delete-service]');
     await page.click('dialog [data-action=confirm]');
     await loaded('services');
-    await waitFor('the service gone from the list', async () => (await page.locator('tr[data-id="web"]').count()) === 0, 120_000);
+    await waitFor('the service gone from the list', async () => (await page.locator('tr[data-id="web"]').count()) === 0, 120_000)
+      .catch(async (e) => {
+        // Say whether the server or the page is behind: the service as the API
+        // has it (gone is a 404), and whether the page's stream is up.
+        const state = await api(server, 'GET', '/v1/services/web?cluster=default')
+          .then((d) => JSON.stringify({ status: d.service.status, running: d.service.runningCount, pending: d.service.pendingCount }))
+          .catch((e2) => e2.message);
+        const live = await page.locator('.live').first().getAttribute('class').catch(() => '?');
+        throw new Error(`${e.message}; the API says: ${state}; the page's stream: ${live}`);
+      });
     await noReload();
     watchdog.check();
   });

@@ -34,10 +34,13 @@ const session = start('/v1/session');
 const signedIn = localStorage.getItem('berth.signedIn') === '1';
 if (signedIn) startRest();
 else early.set('/v1/clusters', null);  // claimed as "pending" until the session is known
+// Without a session the rest is not taken (the app shows its login screen);
+// the session's own answer still is, so it is asked for once.
+const dropRest = () => { for (const path of [...early.keys()]) if (path !== '/v1/session') early.delete(path); };
 session.then((r) => {
-  if (!r.ok) early.clear();
+  if (!r.ok) dropRest();
   else if (!signedIn) startRest();
-}, () => early.clear());
+}, dropRest);
 
 /** The early answer to GET `path` (a Promise of a Response), or null: each is
  *  handed out once, and only in the first seconds of the page. */
