@@ -245,6 +245,8 @@ std::string ServiceController::NewDeploymentId() {
 // At most this many tasks start per pass: a big scale-up goes in slices, with
 // sockets served between them, instead of one transaction that stalls the loop.
 constexpr int64_t kStartsPerPass = 2000;
+// Placements per PlaceTasks command at most: a few milliseconds of applying.
+constexpr size_t kPlacementsPerCommand = 128;
 
 void ServiceController::Reconcile() {
   std::set<std::string> dirty = std::move(dirty_);
@@ -339,35 +341,47 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
     Unblock(key);
   }
   if (plan.nodes.empty()) return;
-  auto cmd = std::make_unique<model::PlaceTasks>();
-  cmd->cluster = s.cluster;
-  cmd->family = td->family;
-  cmd->revision = td->revision;
-  cmd->group = req.group;
-  cmd->started_by = d.id;
-  cmd->service = s.name;
-  cmd->deployment = d.id;
-  for (size_t i = 0; i < plan.nodes.size(); i++) cmd->placements.push_back({plan.task_ids[i], plan.nodes[i]});
-  cmd->time_ms = clock_->NowUnixMs();
   std::string message = "has started " + Plural(static_cast<int64_t>(plan.nodes.size()), "task");
   if (plan.nodes.size() <= 5) {
     message += ":";
     for (const std::string& id : plan.task_ids) message += " (task " + Short(id) + ")";
   }
   Event(s, message + ".");
-  std::string cluster = s.cluster, family = td->family, group = req.group;
-  int64_t revision = td->revision;
-  store_->Submit(std::move(cmd),
-                 Tracked(key, [this, cluster, family, revision, group, plan, key](Result<std::string> r) {
-                   if (r) return;
-                   log::Warn("services", "placing tasks failed", {{"service", key}, {"error", r.error().message}});
-                   if (const model::TaskDefinition* t = state_->FindTaskDefinition(family, revision)) {
-                     scheduler_->Release(cluster, *t, group, plan);
-                   }
-                   dirty_.insert(key);
-                   // The room the plan held is free again, and no node changed to say so.
-                   WakeBlocked(cluster, INT64_MAX, INT64_MAX);
-                 }));
+  // The plan goes as several commands, so that the store can cut it into
+  // entries that each apply within its budget (StoreOptions::entry_budget_ns)
+  // and serve sockets between them. Each is checked whole when it applies; one
+  // refused gives back the room of its own placements only.
+  for (size_t from = 0; from < plan.nodes.size(); from += kPlacementsPerCommand) {
+    size_t to = std::min(plan.nodes.size(), from + kPlacementsPerCommand);
+    auto cmd = std::make_unique<model::PlaceTasks>();
+    cmd->cluster = s.cluster;
+    cmd->family = td->family;
+    cmd->revision = td->revision;
+    cmd->group = req.group;
+    cmd->started_by = d.id;
+    cmd->service = s.name;
+    cmd->deployment = d.id;
+    cmd->placements.reserve(to - from);
+    Scheduler::Plan part;
+    part.nodes.assign(plan.nodes.begin() + static_cast<long>(from), plan.nodes.begin() + static_cast<long>(to));
+    part.task_ids.assign(plan.task_ids.begin() + static_cast<long>(from),
+                         plan.task_ids.begin() + static_cast<long>(to));
+    for (size_t i = 0; i < part.nodes.size(); i++) cmd->placements.push_back({part.task_ids[i], part.nodes[i]});
+    cmd->time_ms = clock_->NowUnixMs();
+    std::string cluster = s.cluster, family = td->family, group = req.group;
+    int64_t revision = td->revision;
+    store_->Submit(std::move(cmd), Tracked(key, [this, cluster, family, revision, group, part = std::move(part),
+                                                 key](Result<std::string> r) {
+                     if (r) return;
+                     log::Warn("services", "placing tasks failed", {{"service", key}, {"error", r.error().message}});
+                     if (const model::TaskDefinition* t = state_->FindTaskDefinition(family, revision)) {
+                       scheduler_->Release(cluster, *t, group, part);
+                     }
+                     dirty_.insert(key);
+                     // The room the plan held is free again, and no node changed to say so.
+                     WakeBlocked(cluster, INT64_MAX, INT64_MAX);
+                   }));
+  }
 }
 
 void ServiceController::ReconcileOne(const std::string& key) {

@@ -96,6 +96,7 @@ struct PlaceTasks final : store::Command {
   std::string deployment;
   std::vector<Placement> placements;
   const char* Type() const override { return "PlaceTasks"; }
+  size_t Work() const override { return placements.size(); }
   std::string Encode() const override;
 };
 
@@ -105,6 +106,7 @@ struct StopTasks final : store::Command {
   std::string reason;
   std::string code;  // ECS stopCode: UserInitiated, ServiceSchedulerInitiated, ...
   const char* Type() const override { return "StopTasks"; }
+  size_t Work() const override { return ids.size(); }
   std::string Encode() const override;
 };
 
@@ -119,6 +121,7 @@ struct ReportTasks final : store::Command {
   std::string node;
   std::vector<Report> reports;
   const char* Type() const override { return "ReportTasks"; }
+  size_t Work() const override { return reports.size(); }
   std::string Encode() const override;
 };
 
@@ -193,6 +196,7 @@ struct RemoveService final : store::Command {
 struct ForgetTasks final : store::Command {
   std::vector<std::string> ids;
   const char* Type() const override { return "ForgetTasks"; }
+  size_t Work() const override { return ids.size(); }
   std::string Encode() const override;
 };
 

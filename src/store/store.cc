@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -298,6 +299,7 @@ Result<std::unique_ptr<Store>> Store::Open(StoreOptions options, StateMachine* s
   std::unique_ptr<Store> s(new Store());
   s->options_ = std::move(options);
   s->sm_ = sm;
+  s->cost_ = ApplyCost(s->options_.unknown_cost_ns);
   Result<std::unique_ptr<Db>> db = Db::Open(s->options_.path);
   if (!db) return db.take_error();
   s->db_ = std::move(db.value());
@@ -479,7 +481,7 @@ void Store::Flush() {
 void Store::FlushQueue() {
   while (!queue_.empty() && (!replicated_ || !log_ || in_flight_ < options_.max_in_flight)) {
     std::vector<Item> batch;
-    size_t n = std::min(queue_.size(), options_.group_commit ? options_.max_batch : size_t{1});
+    size_t n = options_.group_commit ? NextEntryLength() : 1;
     batch.reserve(n);
     for (size_t i = 0; i < n; i++) batch.push_back(std::move(queue_[i]));
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(n));
@@ -521,6 +523,47 @@ void Store::FlushQueue() {
     });
     if (*index != 0) proposed_[*index] = held;
   }
+}
+
+size_t Store::NextEntryLength() const {
+  size_t max = std::min(queue_.size(), options_.max_batch);
+  if (options_.entry_budget_ns <= 0) return max;
+  std::vector<int64_t> costs;
+  costs.reserve(max);
+  int64_t sum = 0;
+  for (size_t i = 0; i < max && sum <= options_.entry_budget_ns; i++) {
+    costs.push_back(cost_.Estimate(*queue_[i].cmd));
+    sum += costs.back();
+  }
+  return ApplyCost::Fit(costs, options_.entry_budget_ns, max);
+}
+
+int64_t ApplyCost::Estimate(const Command& cmd) const {
+  auto it = ns_per_unit_.find(cmd.Type());
+  double per_unit = it == ns_per_unit_.end() ? static_cast<double>(unknown_ns_) : it->second;
+  return static_cast<int64_t>(per_unit * static_cast<double>(std::max<size_t>(cmd.Work(), 1)));
+}
+
+void ApplyCost::Observe(std::string_view type, int64_t ns, size_t units) {
+  if (units == 0) return;
+  double sample = static_cast<double>(ns) / static_cast<double>(units);
+  auto [it, fresh] = ns_per_unit_.emplace(type, sample);
+  // A quarter of the new entry: one slow entry (a page fault, a busy core) moves
+  // the estimate, and a few in a row take it over.
+  if (!fresh) it->second += (sample - it->second) / 4;
+}
+
+size_t ApplyCost::Fit(const std::vector<int64_t>& costs, int64_t budget_ns, size_t max) {
+  size_t limit = std::min(costs.size(), max);
+  if (budget_ns <= 0) return max;
+  int64_t sum = 0;
+  size_t n = 0;
+  while (n < limit) {
+    sum += costs[n];
+    if (n > 0 && sum > budget_ns) break;
+    n++;
+  }
+  return std::max<size_t>(n, std::min<size_t>(max, 1));
 }
 
 void Store::Answer(std::vector<Item>& batch, Result<Results> results, int64_t t0) {
@@ -599,13 +642,25 @@ Result<Results> Store::ApplyEntry(uint64_t index, std::string_view entry) {
 Result<Results> Store::ApplyCommands(uint64_t index, const std::vector<const Command*>& commands) {
   Results results;
   results.reserve(commands.size());
+  // Time and work per command type in this entry, for the costs that cut the next ones.
+  struct Spent {
+    int64_t ns = 0;
+    size_t units = 0;
+  };
+  std::map<std::string_view, Spent> spent;
   Status tx = Run("BEGIN IMMEDIATE");
   for (size_t i = 0; i < commands.size() && tx; i++) {
     std::string reply;
     Error err;
     bool applied = false;
+    int64_t t0 = options_.learn_costs ? MonotonicNs() : 0;
     tx = ApplyOne(*commands[i], &reply, &err, &applied);
     if (!tx) break;
+    if (options_.learn_costs) {
+      Spent& sp = spent[commands[i]->Type()];
+      sp.ns += MonotonicNs() - t0;
+      sp.units += std::max<size_t>(commands[i]->Work(), 1);
+    }
     if (applied)
       results.emplace_back(std::move(reply));
     else
@@ -637,6 +692,7 @@ Result<Results> Store::ApplyCommands(uint64_t index, const std::vector<const Com
   }
   applied_index_ = index;
   commits_since_checkpoint_.fetch_add(1, std::memory_order_relaxed);
+  for (const auto& [type, sp] : spent) cost_.Observe(type, sp.ns, sp.units);
   RunWaiting();
   return results;
 }

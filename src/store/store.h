@@ -1,7 +1,8 @@
 // The state path: an ordered log of typed commands, applied one at a time on the
 // loop thread. Applying a command is one change to SQLite plus the update of the
-// in-memory state; commands queued during one loop iteration go as one batch, one
-// log entry, applied in one transaction, and their replies go out only after it.
+// in-memory state; commands queued go, in order, as batches of what is expected to
+// apply within a budget (StoreOptions::entry_budget_ns, ApplyCost), each one log
+// entry applied in one transaction, and their replies go out only after it.
 //
 // The log is Raft's (replica::Replica, over libraft): a batch is encoded
 // (EncodeBatch) and proposed to the Log; once committed, every server applies it
@@ -18,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -39,6 +41,11 @@ class Command {
   virtual const char* Type() const = 0;
   // The command's fields as a JSON object (the log payload).
   virtual std::string Encode() const = 0;
+  // How much applying it does, in its own unit (the tasks a PlaceTasks places,
+  // the reports a ReportTasks carries): entries are cut by what their commands
+  // are expected to cost (ApplyCost), and a command of thousands of tasks costs
+  // thousands of times one of one.
+  virtual size_t Work() const { return 1; }
   // Wall-clock time the command was accepted; part of the command, so replaying
   // the log gives the same state.
   int64_t time_ms = 0;
@@ -73,6 +80,36 @@ struct StoreOptions {
   // beyond four times the entry: a change the log accepted must also fit in
   // state.db, or it could be neither refused nor applied.
   uint64_t reserve_bytes = 1 << 20;
+  // The time applying one entry is expected to take at most: an entry takes
+  // commands from the queue while their estimated cost (ApplyCost) fits, and
+  // at least one. The loop thread applies an entry in one go, so this bounds
+  // how long it stops serving sockets for one. 0: no bound but max_batch.
+  int64_t entry_budget_ns = 8'000'000;
+  // What a unit of work of a command type not applied yet is taken to cost.
+  int64_t unknown_cost_ns = 20'000;
+  // Off: the costs stay as `unknown_cost_ns` (tests that count entries).
+  bool learn_costs = true;
+};
+
+// What applying commands costs, per command type and unit of work
+// (Command::Work), learned from the entries applied: a moving average of each
+// entry's time per unit, so it follows the state's size and the machine's load.
+class ApplyCost {
+ public:
+  explicit ApplyCost(int64_t unknown_ns = 20'000) : unknown_ns_(unknown_ns) {}
+  // The nanoseconds `cmd` is expected to take to apply.
+  int64_t Estimate(const Command& cmd) const;
+  // Commands of `type` (a Command::Type(): text of static storage, kept by
+  // reference) took `ns` for `units` of work in one entry.
+  void Observe(std::string_view type, int64_t ns, size_t units);
+  // How many commands from the front of `costs` (their estimates, in queue
+  // order) one entry takes: as many as fit `budget_ns` together, at least one,
+  // at most `max`. A budget of 0 takes `max`.
+  static size_t Fit(const std::vector<int64_t>& costs, int64_t budget_ns, size_t max);
+
+ private:
+  int64_t unknown_ns_;
+  std::map<std::string_view, double> ns_per_unit_;
 };
 
 // What applying one entry gave: each command's reply or refusal, in order.
@@ -160,7 +197,8 @@ class Store {
   Status Migrate();
   Status Run(const char* sql);  // a cached statement without parameters
   void FlushQueue();
-  Status WriteAudit();  // inside an open transaction: the queued entries
+  size_t NextEntryLength() const;  // commands from the queue's front the next entry takes
+  Status WriteAudit();             // inside an open transaction: the queued entries
   Status ApplyOne(const Command& cmd, std::string* reply, Error* error, bool* applied);
   // One transaction: the commands, their entry's index, the audit entries queued.
   Result<Results> ApplyCommands(uint64_t index, const std::vector<const Command*>& commands);
@@ -201,6 +239,7 @@ class Store {
   size_t in_flight_ = 0;
   uint64_t applied_index_ = 0;
   int schema_version_ = 0;
+  ApplyCost cost_;
 
   metrics::Histogram* batch_size_ = nullptr;
   metrics::Histogram* commit_seconds_ = nullptr;

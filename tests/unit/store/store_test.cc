@@ -680,3 +680,72 @@ TEST_CASE("audit: the token filter takes the token's own entries and its session
   CHECK(actors("tok-xy (session)") == std::vector<std::string>{"tok-xy (session)"});
   CHECK(actors("").size() == 7);
 }
+
+TEST_CASE("store: ApplyCost fits commands to an entry's budget", "[store][slices]") {
+  using store::ApplyCost;
+  CHECK(ApplyCost::Fit({3, 3, 3, 3, 3}, 7, 100) == 2);
+  CHECK(ApplyCost::Fit({3, 3, 3, 3, 3}, 9, 100) == 3);  // exactly the budget fits
+  CHECK(ApplyCost::Fit({3, 3, 3, 3, 3}, 100, 4) == 4);  // never more than max
+  CHECK(ApplyCost::Fit({50, 1, 1}, 7, 100) == 1);       // one over the budget still goes, alone
+  CHECK(ApplyCost::Fit({1, 50, 1}, 7, 100) == 1);       // and waits for the next entry
+  CHECK(ApplyCost::Fit({3, 3, 3}, 0, 3) == 3);          // no budget: max
+  CHECK(ApplyCost::Fit({}, 7, 0) == 0);
+
+  ApplyCost cost(10);
+  auto stop = std::make_unique<model::StopTasks>();
+  stop->ids = {"a", "b", "c"};
+  auto cluster = MakeCreateCluster("c");
+  CHECK(cost.Estimate(*stop) == 30);  // not seen yet: the prior, per unit of work
+  CHECK(cost.Estimate(*cluster) == 10);
+  cost.Observe("StopTasks", 600, 3);  // 200 a unit
+  CHECK(cost.Estimate(*stop) == 600);
+  CHECK(cost.Estimate(*cluster) == 10);  // other types keep theirs
+  cost.Observe("StopTasks", 1000, 10);   // 100 a unit: a quarter of the way there
+  CHECK(cost.Estimate(*stop) == 3 * 175);
+}
+
+TEST_CASE("store: a queue longer than an entry's budget goes as several entries, each command once, in order",
+          "[store][slices]") {
+  store::StoreOptions o;
+  o.entry_budget_ns = 100;
+  o.unknown_cost_ns = 10;  // a CreateCluster: 10, so ten to an entry
+  o.learn_costs = false;   // the costs stay as given, whatever the machine
+  StateStore s(o);
+  HeldLog log;
+  REQUIRE(s.store->SetLog(&log).ok());
+
+  std::vector<std::string> answered;  // by name, in the order the replies came
+  auto submit = [&](store::CommandPtr cmd, std::string name) {
+    s.store->Submit(std::move(cmd), [&answered, name](Result<std::string>) { answered.push_back(name); });
+  };
+  for (int i = 0; i < 12; i++) submit(MakeCreateCluster("c" + std::to_string(i)), "c" + std::to_string(i));
+  // 20 units of work (200) over the budget on its own: an entry of its own.
+  auto stop = std::make_unique<model::StopTasks>();
+  for (int i = 0; i < 20; i++) stop->ids.push_back("t" + std::to_string(i));
+  stop->time_ms = 1700000000000;
+  submit(std::move(stop), "stop");
+  for (int i = 12; i < 15; i++) submit(MakeCreateCluster("c" + std::to_string(i)), "c" + std::to_string(i));
+
+  // Entries as the log would commit them, one at a time: each applied, then
+  // answered, then the next proposed by the next flush.
+  std::vector<size_t> entry_sizes;
+  for (int round = 0; round < 10 && (s.store->queued() > 0 || s.store->in_flight() > 0); round++) {
+    s.store->Flush();
+    REQUIRE(log.held.size() == static_cast<size_t>(round + 1));
+    CHECK(s.store->in_flight() == 1);
+    const HeldLog::Held& h = log.held.back();
+    auto results = s.store->ApplyEntry(h.index, h.entry);
+    REQUIRE(results.ok());
+    entry_sizes.push_back(results->size());
+    h.applied(std::move(results));
+    CHECK(s.store->in_flight() == 0);
+  }
+  CHECK(entry_sizes == std::vector<size_t>{10, 2, 1, 3});
+  CHECK(s.store->applied_index() == 4);
+  REQUIRE(answered.size() == 16);
+  for (int i = 0; i < 12; i++) CHECK(answered[static_cast<size_t>(i)] == "c" + std::to_string(i));
+  CHECK(answered[12] == "stop");
+  for (int i = 12; i < 15; i++) CHECK(answered[static_cast<size_t>(i) + 1] == "c" + std::to_string(i));
+  for (int i = 0; i < 15; i++) CHECK(s.state.FindCluster("c" + std::to_string(i)));
+  CHECK(s.Count("SELECT COUNT(*) FROM clusters") == 15);
+}

@@ -55,13 +55,18 @@ struct StateStore {
   std::unique_ptr<store::Store> store;
 
   explicit StateStore(bool group_commit = true) { Open(group_commit); }
+  // With `options` (its path is set here).
+  explicit StateStore(store::StoreOptions options) { Open(std::move(options)); }
 
   std::string path() const { return dir.File("state.db"); }
 
   void Open(bool group_commit = true) {
     store::StoreOptions o;
-    o.path = path();
     o.group_commit = group_commit;
+    Open(std::move(o));
+  }
+  void Open(store::StoreOptions o) {
+    o.path = path();
     auto s = store::Store::Open(o, &state, &metrics);
     REQUIRE(s.ok());
     store = std::move(s.value());
