@@ -136,9 +136,13 @@ class ControlPlane {
   // Registers a node the fake agent plays and connects its agent.
   void AddNode(const std::string& id, std::map<std::string, std::string> attributes = {}, int64_t cpu = 4096,
                int64_t memory = 8192) {
+    AddNodeIn("default", id, std::move(attributes), cpu, memory);
+  }
+  void AddNodeIn(const std::string& cluster, const std::string& id, std::map<std::string, std::string> attributes = {},
+                 int64_t cpu = 4096, int64_t memory = 8192) {
     auto cmd = std::make_unique<model::RegisterNode>();
     cmd->id = id;
-    cmd->cluster = "default";
+    cmd->cluster = cluster;
     cmd->hostname = id;
     cmd->cpu = cpu;
     cmd->memory = memory;

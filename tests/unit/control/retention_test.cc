@@ -266,15 +266,7 @@ TEST_CASE("retention: a cluster's tasks stopped since a time, counted from the i
   control::RetentionController retention(&cp.state, cp.store.get(), &cp.clock, ro);
   REQUIRE(cp.Apply(ControlPlane::MakeCluster("other")).ok());
   cp.AddNode("n0");
-  auto other = std::make_unique<model::RegisterNode>();
-  other->id = "o0";
-  other->cluster = "other";
-  other->hostname = "o0";
-  other->cpu = 4096;
-  other->memory = 8192;
-  REQUIRE(cp.Apply(std::move(other)).ok());
-  cp.played.insert("o0");
-  cp.state.SetNodeConnected("o0", true, cp.clock.NowUnixMs());
+  cp.AddNodeIn("other", "o0");
   cp.RegisterTaskDefinition("batch", false, 32, 32);
 
   std::mt19937 rng(16);
