@@ -111,13 +111,21 @@ function stopStream() {
   state.stopStream = null;
 }
 
-function startStream() {
+/** Follows the cluster's changes. With `catchUp`, the view shown already loaded
+ *  before the stream was there: it reloads once when the stream is up, for what
+ *  changed in between (a new stream says nothing of the past). */
+function startStream({ catchUp = false } = {}) {
   stopStream();
+  let behind = catchUp;
   state.stopStream = watch(state.cluster, (kinds) => {
     const v = state.view;
     if (!v || !v.refresh) return;
     if (kinds === null || !v.kinds || v.kinds.some((k) => kinds.has(k))) v.refresh(kinds);
   }, (up) => {
+    if (up && behind) {
+      behind = false;
+      if (state.view && state.view.refresh) state.view.refresh(null);
+    }
     state.streamUp = up;
     if (shell) {
       shell.live.className = 'live ' + (up ? 'live-on' : 'live-off');
@@ -248,7 +256,7 @@ async function start() {
   fillPicker();
   await shown;
   if (state.cluster !== before) await render();
-  startStream();
+  startStream({ catchUp: true });
   // The other views, fetched while the user reads the first one.
   const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
   idle(() => { for (const load of Object.values(LAZY)) load().catch(() => {}); });
