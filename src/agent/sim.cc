@@ -145,6 +145,7 @@ class Simulation {
     std::string task_id(msg.Get("taskId").String());
     std::string container(msg.Get("container").String());
     bool follow = msg.Get("follow").IsBool() && msg.Get("follow").Bool();
+    int64_t tail = msg.Get("tail").IntIn(0, INT32_MAX, -1);  // -1: all of it
     if (request_id.empty() || request_id.size() > 64) return;
     for (unsigned char c : request_id) {
       if (!isalnum(c) && c != '-' && c != '_') return;
@@ -168,7 +169,11 @@ class Simulation {
     log->task = task_id;
     log->container = container;
     log->follow = follow;
-    for (int i = 0; i < 3; i++) log->Line();
+    // The made-up past is three lines; `tail` keeps the newest of them.
+    constexpr int64_t kPast = 3;
+    int64_t shown = tail < 0 ? kPast : std::min(tail, kPast);
+    log->ticks = kPast - shown;
+    for (int64_t i = 0; i < shown; i++) log->Line();
     log->done = !follow;
     http::ClientOptions opts{24ull * 3600 * 1000, 1 << 20};
     opts.tls = tls_;

@@ -594,6 +594,10 @@ def test_the_simulated_agent_answers_log_requests_and_follows():
             lines = body.splitlines()
             check(len(lines) == 3 and all(("task %s container main: tick %d" % (task_id, i)) in lines[i]
                                           for i in range(3)), "the log: %r" % body)
+            body = expect_status(s.request("GET", "/v1/tasks/%s/logs?tail=1" % task_id), 200, "tail").body.decode()
+            check(len(body.splitlines()) == 1 and "tick 2" in body, "tail=1 keeps the newest line: %r" % body)
+            check(expect_status(s.request("GET", "/v1/tasks/%s/logs?tail=0" % task_id), 200, "tail 0").body == b"",
+                  "tail=0 sends no line")
             conn = s.http_connection(30)
             conn.request("GET", "/v1/tasks/%s/logs?follow=true" % task_id,
                          headers={"Authorization": "Bearer " + s.token})
