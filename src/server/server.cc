@@ -458,6 +458,7 @@ int Run(const Options& o) {
   store::StoreOptions so;
   so.path = o.data_dir + "/state.db";
   so.group_commit = o.group_commit;
+  so.entry_budget_ns = o.apply_budget_ms * 1000000;
   Result<std::unique_ptr<store::Store>> opened = store::Store::Open(so, &state, &registry);
   if (!opened) {
     fprintf(stderr, "berth server: %s\n", opened.error().message.c_str());

@@ -36,6 +36,9 @@ struct Options {
   int64_t registry_gc_interval_ms = 3600 * 1000;
   int64_t registry_gc_grace_ms = 3600 * 1000;
   int64_t registry_upload_expiry_ms = 24 * 3600 * 1000;
+  // What one log entry is expected to take to apply at most (store::StoreOptions's
+  // entry_budget_ns); 0: no bound but the entry's count of commands.
+  int64_t apply_budget_ms = 8;
   // A dashboard session's life (api/session.h).
   int64_t session_ttl_ms = 12 * 3600 * 1000;
   // A keepalive comment on every change stream this often (api/stream.h).

@@ -150,7 +150,8 @@ def test_data_directory_is_private_and_loose_modes_are_tightened_or_refused():
 def test_bad_server_flags_are_usage_errors():
     d = os.path.join(scratch_dir("flags"), "data")
     for flags in (["--max-header-bytes", "100"], ["--header-timeout", "0"], ["--header-timeout", "soon"],
-                  ["--max-connections", "0"], ["--no-such-flag"], ["--log-level", "loud"], ["extra-arg"]):
+                  ["--max-connections", "0"], ["--no-such-flag"], ["--log-level", "loud"], ["extra-arg"],
+                  ["--apply-budget", "soon"], ["--apply-budget", "-1ms"]):
         p = run_server_once(["--data", d, "--listen", "127.0.0.1:0"] + flags)
         check(p.returncode == 2, "berth server %s: exit %d (want 2); stderr %r" % (flags, p.returncode, p.stderr))
         check(p.stderr.strip(), "berth server %s: no message" % flags)
