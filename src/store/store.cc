@@ -526,16 +526,8 @@ void Store::FlushQueue() {
 }
 
 size_t Store::NextEntryLength() const {
-  size_t max = std::min(queue_.size(), options_.max_batch);
-  if (options_.entry_budget_ns <= 0) return max;
-  std::vector<int64_t> costs;
-  costs.reserve(max);
-  int64_t sum = 0;
-  for (size_t i = 0; i < max && sum <= options_.entry_budget_ns; i++) {
-    costs.push_back(cost_.Estimate(*queue_[i].cmd));
-    sum += costs.back();
-  }
-  return ApplyCost::Fit(costs, options_.entry_budget_ns, max);
+  return ApplyCost::Fit(queue_.size(), options_.entry_budget_ns, options_.max_batch,
+                        [this](size_t i) { return cost_.Estimate(*queue_[i].cmd); });
 }
 
 int64_t ApplyCost::Estimate(const Command& cmd) const {
@@ -551,19 +543,6 @@ void ApplyCost::Observe(std::string_view type, int64_t ns, size_t units) {
   // A quarter of the new entry: one slow entry (a page fault, a busy core) moves
   // the estimate, and a few in a row take it over.
   if (!fresh) it->second += (sample - it->second) / 4;
-}
-
-size_t ApplyCost::Fit(const std::vector<int64_t>& costs, int64_t budget_ns, size_t max) {
-  size_t limit = std::min(costs.size(), max);
-  if (budget_ns <= 0) return max;
-  int64_t sum = 0;
-  size_t n = 0;
-  while (n < limit) {
-    sum += costs[n];
-    if (n > 0 && sum > budget_ns) break;
-    n++;
-  }
-  return std::max<size_t>(n, std::min<size_t>(max, 1));
 }
 
 void Store::Answer(std::vector<Item>& batch, Result<Results> results, int64_t t0) {
@@ -642,30 +621,44 @@ Result<Results> Store::ApplyEntry(uint64_t index, std::string_view entry) {
 Result<Results> Store::ApplyCommands(uint64_t index, const std::vector<const Command*>& commands) {
   Results results;
   results.reserve(commands.size());
-  // Time and work per command type in this entry, for the costs that cut the next ones.
+  // Time and work per command type in this entry, for the costs that cut the
+  // next ones. The clock is read where the type changes (an entry is mostly runs
+  // of one type: a pass's PlaceTasks, agents' reports), not around each command.
   struct Spent {
+    std::string_view type;
     int64_t ns = 0;
     size_t units = 0;
   };
-  std::map<std::string_view, Spent> spent;
+  std::vector<Spent> spent;  // a few types at most: searched, not mapped
+  size_t run = 0;            // spent[run - 1] is the type of the run being timed; 0: none yet
+  int64_t run_start = 0;
+  auto close_run = [&](int64_t now) {
+    if (run) spent[run - 1].ns += now - run_start;
+    run_start = now;
+  };
   Status tx = Run("BEGIN IMMEDIATE");
   for (size_t i = 0; i < commands.size() && tx; i++) {
+    if (options_.learn_costs) {
+      std::string_view type = commands[i]->Type();
+      if (!run || spent[run - 1].type != type) {
+        close_run(MonotonicNs());
+        auto it = std::find_if(spent.begin(), spent.end(), [&](const Spent& sp) { return sp.type == type; });
+        if (it == spent.end()) it = spent.insert(spent.end(), Spent{type, 0, 0});
+        run = static_cast<size_t>(it - spent.begin()) + 1;
+      }
+      spent[run - 1].units += std::max<size_t>(commands[i]->Work(), 1);
+    }
     std::string reply;
     Error err;
     bool applied = false;
-    int64_t t0 = options_.learn_costs ? MonotonicNs() : 0;
     tx = ApplyOne(*commands[i], &reply, &err, &applied);
     if (!tx) break;
-    if (options_.learn_costs) {
-      Spent& sp = spent[commands[i]->Type()];
-      sp.ns += MonotonicNs() - t0;
-      sp.units += std::max<size_t>(commands[i]->Work(), 1);
-    }
     if (applied)
       results.emplace_back(std::move(reply));
     else
       results.emplace_back(std::move(err));
   }
+  if (options_.learn_costs) close_run(MonotonicNs());
   if (tx) {
     Result<Stmt*> mark = db_->Cached("UPDATE log_applied SET idx = ?1 WHERE id = 1");
     tx = mark ? (*mark)->Bind(1, static_cast<int64_t>(index)).Run() : Status(mark.take_error());
@@ -692,7 +685,7 @@ Result<Results> Store::ApplyCommands(uint64_t index, const std::vector<const Com
   }
   applied_index_ = index;
   commits_since_checkpoint_.fetch_add(1, std::memory_order_relaxed);
-  for (const auto& [type, sp] : spent) cost_.Observe(type, sp.ns, sp.units);
+  for (const Spent& sp : spent) cost_.Observe(sp.type, sp.ns, sp.units);
   RunWaiting();
   return results;
 }

@@ -102,10 +102,23 @@ class ApplyCost {
   // Commands of `type` (a Command::Type(): text of static storage, kept by
   // reference) took `ns` for `units` of work in one entry.
   void Observe(std::string_view type, int64_t ns, size_t units);
-  // How many commands from the front of `costs` (their estimates, in queue
-  // order) one entry takes: as many as fit `budget_ns` together, at least one,
-  // at most `max`. A budget of 0 takes `max`.
-  static size_t Fit(const std::vector<int64_t>& costs, int64_t budget_ns, size_t max);
+  // How many of `count` queued commands one entry takes, `cost_of(i)` being
+  // the estimate of the i-th: as many from the front as fit `budget_ns`
+  // together, at least one, at most `max`. A budget of 0 takes `max`. Costs
+  // are asked for in order, and no further than the first that does not fit.
+  template <typename CostOf>
+  static size_t Fit(size_t count, int64_t budget_ns, size_t max, CostOf cost_of) {
+    size_t limit = std::min(count, max);
+    if (budget_ns <= 0) return limit;
+    int64_t sum = 0;
+    size_t n = 0;
+    while (n < limit) {
+      sum += cost_of(n);
+      if (n > 0 && sum > budget_ns) break;
+      n++;
+    }
+    return n;
+  }
 
  private:
   int64_t unknown_ns_;

@@ -683,13 +683,26 @@ TEST_CASE("audit: the token filter takes the token's own entries and its session
 
 TEST_CASE("store: ApplyCost fits commands to an entry's budget", "[store][slices]") {
   using store::ApplyCost;
-  CHECK(ApplyCost::Fit({3, 3, 3, 3, 3}, 7, 100) == 2);
-  CHECK(ApplyCost::Fit({3, 3, 3, 3, 3}, 9, 100) == 3);  // exactly the budget fits
-  CHECK(ApplyCost::Fit({3, 3, 3, 3, 3}, 100, 4) == 4);  // never more than max
-  CHECK(ApplyCost::Fit({50, 1, 1}, 7, 100) == 1);       // one over the budget still goes, alone
-  CHECK(ApplyCost::Fit({1, 50, 1}, 7, 100) == 1);       // and waits for the next entry
-  CHECK(ApplyCost::Fit({3, 3, 3}, 0, 3) == 3);          // no budget: max
-  CHECK(ApplyCost::Fit({}, 7, 0) == 0);
+  // The estimates of a queue, asked for one by one; `asked` counts how far.
+  size_t asked = 0;
+  auto fit = [&asked](std::vector<int64_t> costs, int64_t budget, size_t max) {
+    asked = 0;
+    return ApplyCost::Fit(costs.size(), budget, max, [&](size_t i) {
+      asked = std::max(asked, i + 1);
+      return costs.at(i);
+    });
+  };
+  CHECK(fit({3, 3, 3, 3, 3}, 7, 100) == 2);
+  CHECK(asked == 3);                         // no further than the first that does not fit
+  CHECK(fit({3, 3, 3, 3, 3}, 9, 100) == 3);  // exactly the budget fits
+  CHECK(fit({3, 3, 3, 3, 3}, 100, 4) == 4);  // never more than max
+  CHECK(asked == 4);
+  CHECK(fit({50, 1, 1}, 7, 100) == 1);  // one over the budget still goes, alone
+  CHECK(fit({1, 50, 1}, 7, 100) == 1);  // and waits for the next entry
+  CHECK(fit({3, 3, 3}, 0, 3) == 3);     // no budget: max
+  CHECK(asked == 0);                    // without asking
+  CHECK(fit({3, 3, 3}, 0, 100) == 3);   // or what is queued
+  CHECK(fit({}, 7, 5) == 0);
 
   ApplyCost cost(10);
   auto stop = std::make_unique<model::StopTasks>();
