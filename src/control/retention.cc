@@ -25,8 +25,7 @@ RetentionController::~RetentionController() = default;
 
 void RetentionController::Index(const model::Task& t) {
   Entry e{t.stopped_ms, &t};
-  by_time_.insert(e);
-  by_cluster_[t.cluster].insert(e);
+  if (by_cluster_[t.cluster].insert(e).second) stopped_++;
   if (t.service.empty()) return;
   std::string key = model::State::ServiceKey(t.cluster, t.service);
   std::set<Entry>& mine = by_service_[key];
@@ -42,10 +41,9 @@ void RetentionController::OnTaskChanged(const model::Task& t) {
 
 void RetentionController::OnTaskForgotten(const model::Task& t) {
   Entry e{t.stopped_ms, &t};
-  by_time_.erase(e);
   submitted_.erase(t.id);
   if (auto c = by_cluster_.find(t.cluster); c != by_cluster_.end()) {
-    c->second.erase(e);
+    stopped_ -= c->second.erase(e);
     if (c->second.empty()) by_cluster_.erase(c);
   }
   if (t.service.empty()) return;
@@ -58,15 +56,29 @@ void RetentionController::OnTaskForgotten(const model::Task& t) {
   }
 }
 
+void RetentionController::OnTokenRemoved(const model::Token& t) {
+  if (t.session()) sessions_.erase({t.expires_ms, t.id});
+}
+
+void RetentionController::OnCommandApplied(const store::Command& cmd) {
+  if (std::string_view(cmd.Type()) != "CreateToken") return;
+  const auto& c = static_cast<const model::CreateToken&>(cmd);
+  if (!c.parent.empty() && c.expires_ms) sessions_.emplace(c.expires_ms, c.id);
+}
+
 void RetentionController::OnReloaded() {
-  by_time_.clear();
   by_service_.clear();
   by_cluster_.clear();
+  stopped_ = 0;
   over_.clear();
   submitted_.clear();  // their commands' replies come, and change nothing here
   sessions_submitted_.clear();
+  sessions_.clear();
   for (const auto& [id, t] : state_->tasks()) {
     if (t.stopped()) Index(t);
+  }
+  for (const model::Token& t : state_->tokens()) {
+    if (t.session() && t.expires_ms) sessions_.emplace(t.expires_ms, t.id);
   }
 }
 
@@ -101,10 +113,12 @@ void RetentionController::Tick() {
     for (auto e = mine->second.begin(); e != mine->second.end() && excess > 0; ++e, --excess) take(e->second);
     ++it;
   }
-  // Past their time.
-  for (auto it = by_time_.begin(); it != by_time_.end() && ids.size() < options_.max_per_tick; ++it) {
-    if (it->first + options_.task_retention_ms > now) break;
-    take(it->second);
+  // Past their time: each cluster's oldest first.
+  for (const auto& [cluster, stopped] : by_cluster_) {
+    for (auto it = stopped.begin(); it != stopped.end() && ids.size() < options_.max_per_tick; ++it) {
+      if (it->first + options_.task_retention_ms > now) break;
+      take(it->second);
+    }
   }
   for (size_t from = 0; from < ids.size(); from += kIdsPerCommand) {
     size_t to = std::min(ids.size(), from + kIdsPerCommand);
@@ -126,15 +140,13 @@ size_t RetentionController::StoppedSince(std::string_view cluster, int64_t since
   return static_cast<size_t>(std::distance(from, c->second.end()));
 }
 
-// Sessions past their expiry, in one command of at most sessions_per_tick ids.
-// A scan of the tokens, as every request's authentication makes; sessions are
-// few beside the requests that made them.
+// Sessions past their expiry, the oldest first, in one command of at most
+// sessions_per_tick ids.
 void RetentionController::ForgetSessions(int64_t now_ms) {
   auto cmd = std::make_unique<model::ForgetSessions>();
-  for (const model::Token& t : state_->tokens()) {
+  for (auto it = sessions_.begin(); it != sessions_.end() && it->first <= now_ms; ++it) {
     if (cmd->ids.size() >= options_.sessions_per_tick) break;
-    if (!t.session() || !t.expires_ms || t.expires_ms > now_ms || sessions_submitted_.count(t.id)) continue;
-    cmd->ids.push_back(t.id);
+    if (!sessions_submitted_.count(it->second)) cmd->ids.push_back(it->second);
   }
   if (cmd->ids.empty()) return;
   for (const std::string& id : cmd->ids) sessions_submitted_.insert(id);

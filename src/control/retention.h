@@ -11,11 +11,11 @@
 // (ForgetSessions); a session whose token is revoked already goes with it
 // (DeleteToken), and one never outlives its token's expiry.
 //
-// It keeps the stopped tasks ordered by the time they stopped, overall, per
-// service and per cluster, as the state tells it (an observer), so a tick costs
-// the tasks it forgets, not the tasks there are, and GET /v1/overview counts a
-// cluster's recently stopped tasks without a walk over all of them. Time comes
-// only from its Clock.
+// It keeps the stopped tasks ordered by the time they stopped, per cluster and
+// per service, and the sessions ordered by their expiry, as the state tells it
+// (an observer), so a tick costs the clusters and what it forgets, not the tasks
+// or tokens there are, and GET /v1/overview counts a cluster's recently stopped
+// tasks without a walk over all of them. Time comes only from its Clock.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +50,9 @@ class RetentionController final : public model::StateObserver {
   void Tick();
 
   // Stopped tasks it holds (for tests and metrics).
-  size_t stopped_tasks() const { return by_time_.size(); }
+  size_t stopped_tasks() const { return stopped_; }
+  // Sessions it holds, to forget at their expiry (for tests).
+  size_t sessions() const { return sessions_.size(); }
   // How many of `cluster`'s tasks stopped at or after `since_ms` and are still
   // remembered: a walk over those only.
   size_t StoppedSince(std::string_view cluster, int64_t since_ms) const;
@@ -58,6 +60,8 @@ class RetentionController final : public model::StateObserver {
   // model::StateObserver
   void OnTaskChanged(const model::Task& t) override;
   void OnTaskForgotten(const model::Task& t) override;
+  void OnTokenRemoved(const model::Token& t) override;
+  void OnCommandApplied(const store::Command& cmd) override;
   void OnReloaded() override;
 
  private:
@@ -73,9 +77,10 @@ class RetentionController final : public model::StateObserver {
   store::Store* store_;
   const Clock* clock_;
   RetentionOptions options_;
-  std::set<Entry> by_time_;
-  std::unordered_map<std::string, std::set<Entry>> by_service_;     // service key → its stopped tasks
   std::map<std::string, std::set<Entry>, std::less<>> by_cluster_;  // cluster → its stopped tasks
+  std::unordered_map<std::string, std::set<Entry>> by_service_;     // service key → its stopped tasks
+  size_t stopped_ = 0;                                              // in by_cluster_, all clusters
+  std::set<std::pair<int64_t, std::string>> sessions_;              // (expiry, id) of sessions that expire
   std::unordered_set<std::string> over_;                            // services holding more than stopped_per_service
   std::unordered_set<std::string> submitted_;                       // ids in a ForgetTasks not yet applied
   std::unordered_set<std::string> sessions_submitted_;              // ids in a ForgetSessions not yet applied

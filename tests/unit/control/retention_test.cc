@@ -236,6 +236,20 @@ TEST_CASE("retention: expired dashboard sessions are forgotten, a batch a tick, 
   CHECK(cp.state.FindToken("session-long"));
   CHECK(cp.state.FindToken("dev"));
   CHECK(Rows(cp, "SELECT COUNT(*) FROM tokens WHERE parent != ''") == 1);
+  CHECK(retention.sessions() == 1);  // its index let go of what went
+
+  // A session revoked with its token leaves the index too; one made before the
+  // controller was (a restart) is in it.
+  token("ops", "", 0);
+  token("session-ops", "ops", now + 3600 * 1000);
+  CHECK(retention.sessions() == 2);
+  control::RetentionController later(&cp.state, cp.store.get(), &cp.clock, ro);
+  CHECK(later.sessions() == 2);
+  auto revoke = std::make_unique<model::DeleteToken>();
+  revoke->id = "ops";
+  REQUIRE(cp.Apply(std::move(revoke)).ok());
+  CHECK(retention.sessions() == 1);
+  CHECK(later.sessions() == 1);
 
   // The command itself forgets only sessions expired at its time: a token, or
   // a session still in force, named by a stale or hostile entry, stays.
