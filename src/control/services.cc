@@ -351,6 +351,11 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
   // entries that each apply within its budget (StoreOptions::entry_budget_ns)
   // and serve sockets between them. Each is checked whole when it applies; one
   // refused gives back the room of its own placements only.
+  struct Refused {  // what a refused command needs to give its room back: one for all of them
+    std::string key, cluster, family, group;
+    int64_t revision;
+  };
+  auto refused = std::make_shared<const Refused>(Refused{key, s.cluster, td->family, req.group, td->revision});
   for (size_t from = 0; from < plan.nodes.size(); from += kPlacementsPerCommand) {
     size_t to = std::min(plan.nodes.size(), from + kPlacementsPerCommand);
     auto cmd = std::make_unique<model::PlaceTasks>();
@@ -368,18 +373,16 @@ void ServiceController::StartTasks(const model::Service& s, int64_t count) {
                          plan.task_ids.begin() + static_cast<long>(to));
     for (size_t i = 0; i < part.nodes.size(); i++) cmd->placements.push_back({part.task_ids[i], part.nodes[i]});
     cmd->time_ms = clock_->NowUnixMs();
-    std::string cluster = s.cluster, family = td->family, group = req.group;
-    int64_t revision = td->revision;
-    store_->Submit(std::move(cmd), Tracked(key, [this, cluster, family, revision, group, part = std::move(part),
-                                                 key](Result<std::string> r) {
+    store_->Submit(std::move(cmd), Tracked(key, [this, refused, part = std::move(part)](Result<std::string> r) {
                      if (r) return;
-                     log::Warn("services", "placing tasks failed", {{"service", key}, {"error", r.error().message}});
-                     if (const model::TaskDefinition* t = state_->FindTaskDefinition(family, revision)) {
-                       scheduler_->Release(cluster, *t, group, part);
+                     const Refused& f = *refused;
+                     log::Warn("services", "placing tasks failed", {{"service", f.key}, {"error", r.error().message}});
+                     if (const model::TaskDefinition* t = state_->FindTaskDefinition(f.family, f.revision)) {
+                       scheduler_->Release(f.cluster, *t, f.group, part);
                      }
-                     dirty_.insert(key);
+                     dirty_.insert(f.key);
                      // The room the plan held is free again, and no node changed to say so.
-                     WakeBlocked(cluster, INT64_MAX, INT64_MAX);
+                     WakeBlocked(f.cluster, INT64_MAX, INT64_MAX);
                    }));
   }
 }
