@@ -22,6 +22,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/log.h"
 
@@ -226,6 +227,7 @@ struct Runtime {
 std::string ListenerId(const Listener& l) { return l.address + "/" + l.Key(); }
 
 class Upstream;
+class ClientConn;
 
 // One target address as this worker knows it, across configurations: its load,
 // its ejection, and its idle kept-alive connections.
@@ -292,6 +294,9 @@ class Worker {
   void DropIdle(Upstream* up);
 
   void ConnectionOpened() { connections_++; }
+  // HTTP client connections, so that a stop can close those between requests.
+  void Track(ClientConn* c) { clients_.insert(c); }
+  void Untrack(ClientConn* c) { clients_.erase(c); }
   void ConnectionClosed();
   bool stopping() const { return stopping_; }
 
@@ -324,6 +329,7 @@ class Worker {
   std::unordered_map<std::string, uint64_t> cursors_;  // by group
   std::mt19937 rng_;
   size_t connections_ = 0;
+  std::unordered_set<ClientConn*> clients_;
   bool stopping_ = false;
   uint64_t stop_deadline_ = 0;
 };
@@ -435,25 +441,17 @@ class ClientConn : public PipeOwner {
         listener_id_(std::move(listener_id)),
         listener_count_(listener_count),
         pipe_(w->loop(), this) {
-    llhttp_settings_init(&settings_);
-    settings_.on_message_begin = [](llhttp_t* p) { return Self(p)->OnMessageBegin(); };
-    settings_.on_url = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl(at, n); };
-    settings_.on_header_field = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnField(at, n); };
-    settings_.on_header_value = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnValue(at, n); };
-    settings_.on_headers_complete = [](llhttp_t* p) { return Self(p)->OnHeadersComplete(); };
-    settings_.on_body = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnBody(at, n); };
-    settings_.on_chunk_header = [](llhttp_t* p) { return Self(p)->OnChunkHeader(); };
-    settings_.on_chunk_complete = [](llhttp_t* p) { return Self(p)->OnChunkComplete(); };
-    settings_.on_message_complete = [](llhttp_t* p) { return Self(p)->OnMessageComplete(); };
-    llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+    llhttp_init(&parser_, HTTP_REQUEST, &request_settings());
     parser_.data = this;
     uv_timer_init(w->loop(), &timer_);
     timer_.data = this;
     worker_->ConnectionOpened();
+    worker_->Track(this);
     (*listener_count_)++;
   }
 
   ~ClientConn() override {
+    worker_->Untrack(this);
     DropUpstream(true);
     lease_.Release();
     (*listener_count_)--;
@@ -876,6 +874,24 @@ class ClientConn : public PipeOwner {
 
   // --- the response -------------------------------------------------------------
 
+  static const llhttp_settings_t& request_settings() {
+    static const llhttp_settings_t s = [] {
+      llhttp_settings_t x;
+      llhttp_settings_init(&x);
+      x.on_message_begin = [](llhttp_t* p) { return Self(p)->OnMessageBegin(); };
+      x.on_url = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl(at, n); };
+      x.on_header_field = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnField(at, n); };
+      x.on_header_value = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnValue(at, n); };
+      x.on_headers_complete = [](llhttp_t* p) { return Self(p)->OnHeadersComplete(); };
+      x.on_body = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnBody(at, n); };
+      x.on_chunk_header = [](llhttp_t* p) { return Self(p)->OnChunkHeader(); };
+      x.on_chunk_complete = [](llhttp_t* p) { return Self(p)->OnChunkComplete(); };
+      x.on_message_complete = [](llhttp_t* p) { return Self(p)->OnMessageComplete(); };
+      return x;
+    }();
+    return s;
+  }
+
   static const llhttp_settings_t& response_settings() {
     static const llhttp_settings_t s = [] {
       llhttp_settings_t x;
@@ -1149,7 +1165,6 @@ class ClientConn : public PipeOwner {
   size_t* listener_count_;
   Pipe pipe_;
   uv_timer_t timer_{};
-  llhttp_settings_t settings_{};
   llhttp_t parser_{};
   llhttp_t response_{};
   std::string client_ip_;
@@ -1654,6 +1669,9 @@ void Worker::Sweep() {
 void Worker::BeginStop(uint64_t grace_ms) {
   stopping_ = true;
   listeners_.clear();
+  // Kept-alive clients between requests are closed now; the others after their answer.
+  std::vector<ClientConn*> clients(clients_.begin(), clients_.end());
+  for (ClientConn* c : clients) c->CloseIfIdle();
   stop_deadline_ = uv_now(&loop_) + grace_ms;
   uv_timer_start(
       &sweep_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->Sweep(); }, 0, 100);
