@@ -433,6 +433,20 @@ const char* Reason(int status) {
   }
 }
 
+// The state of one request and its response, apart from the connection so that
+// an idle client connection stays small.
+struct Exchange {
+  llhttp_t response{};
+  std::string method, url, head, group;
+  std::vector<Header> headers, rheaders;
+  std::string status_text, lease_target, last_failure;
+  std::string replay;  // the body so far, while it may be replayed on a retry
+  std::string unsent;  // body bytes waiting for the target connection
+  std::shared_ptr<const Runtime> rt;
+  Attempts attempts;
+  Lease lease;
+};
+
 class ClientConn : public PipeOwner {
  public:
   ClientConn(Worker* w, int listen_port, std::string listener_id, size_t* listener_count)
@@ -453,7 +467,7 @@ class ClientConn : public PipeOwner {
   ~ClientConn() override {
     worker_->Untrack(this);
     DropUpstream(true);
-    lease_.Release();
+    if (ex_) ex_->lease.Release();
     (*listener_count_)--;
     worker_->ConnectionClosed();
   }
@@ -532,13 +546,13 @@ class ClientConn : public PipeOwner {
     if (!response_started_) {
       response_started_ = true;
       lease_backend_->ejection.Succeed();
-      replay_.clear();
+      ex_->replay.clear();
       Arm(0, phase_);
     }
-    llhttp_errno_t err = llhttp_execute(&response_, data, len);
+    llhttp_errno_t err = llhttp_execute(&ex_->response, data, len);
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-      size_t used = static_cast<size_t>(llhttp_get_error_pos(&response_) - data);
-      llhttp_resume(&response_);
+      size_t used = static_cast<size_t>(llhttp_get_error_pos(&ex_->response) - data);
+      llhttp_resume(&ex_->response);
       if (upgraded_) {
         if (used < len) pipe_.Write({data + used, len - used});
         StartTunnel();
@@ -549,8 +563,8 @@ class ClientConn : public PipeOwner {
     }
     if (err != HPE_OK) {
       log::Warn(kSub, "target sent a malformed response",
-                {{"target", lease_target_}, {"error", llhttp_errno_name(err)}});
-      worker_->Report(*rt_, group_, lease_backend_, true);
+                {{"target", ex_->lease_target}, {"error", llhttp_errno_name(err)}});
+      worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
       closing_after_response_ = true;
       DropUpstream(true);
       CloseSoon();
@@ -575,13 +589,13 @@ class ClientConn : public PipeOwner {
     }
     // A response delimited by the end of the connection ends here; any other is cut short.
     if (err == 0) {
-      llhttp_finish(&response_);
+      llhttp_finish(&ex_->response);
       if (response_done_) {
         ResponseComplete();
         return;
       }
     }
-    log::Info(kSub, "target closed during a response", {{"target", lease_target_}});
+    log::Info(kSub, "target closed during a response", {{"target", ex_->lease_target}});
     DropUpstream(true);
     closing_after_response_ = true;
     CloseSoon();
@@ -633,9 +647,12 @@ class ClientConn : public PipeOwner {
   }
 
   int OnMessageBegin() {
-    method_.clear();
-    url_.clear();
-    headers_.clear();
+    // Made at the first request, kept for the next: a connection that never
+    // sends one holds no request state.
+    if (!ex_) ex_ = std::make_unique<Exchange>();
+    ex_->method.clear();
+    ex_->url.clear();
+    ex_->headers.clear();
     header_bytes_ = 0;
     in_value_ = false;
     if (phase_ == Phase::kIdle) Arm(worker_->limits().header_timeout_ms, Phase::kHead);
@@ -650,21 +667,21 @@ class ClientConn : public PipeOwner {
   int OnUrl(const char* at, size_t n) {
     if (HeadTooBig(n))
       return TooLarge("request line and headers over " + std::to_string(worker_->limits().max_header_bytes) + " bytes");
-    url_.append(at, n);
+    ex_->url.append(at, n);
     return 0;
   }
 
   int OnField(const char* at, size_t n) {
     if (HeadTooBig(n))
       return TooLarge("request line and headers over " + std::to_string(worker_->limits().max_header_bytes) + " bytes");
-    if (in_value_ || headers_.empty()) {
-      if (headers_.size() >= worker_->limits().max_headers) {
+    if (in_value_ || ex_->headers.empty()) {
+      if (ex_->headers.size() >= worker_->limits().max_headers) {
         return TooLarge("more than " + std::to_string(worker_->limits().max_headers) + " header fields");
       }
-      headers_.push_back({});
+      ex_->headers.push_back({});
       in_value_ = false;
     }
-    headers_.back().name.append(at, n);
+    ex_->headers.back().name.append(at, n);
     return 0;
   }
 
@@ -672,7 +689,7 @@ class ClientConn : public PipeOwner {
     if (HeadTooBig(n))
       return TooLarge("request line and headers over " + std::to_string(worker_->limits().max_header_bytes) + " bytes");
     in_value_ = true;
-    headers_.back().value.append(at, n);
+    ex_->headers.back().value.append(at, n);
     return 0;
   }
 
@@ -682,32 +699,33 @@ class ClientConn : public PipeOwner {
   }
 
   std::string HostHeader() const {
-    for (const Header& h : headers_) {
+    for (const Header& h : ex_->headers) {
       if (NameIs(h.name, "host")) return h.value;
     }
     return {};
   }
 
   int OnHeadersComplete() {
-    method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+    ex_->method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
     is_head_ = parser_.method == HTTP_HEAD;
     client_http11_ = parser_.http_major == 1 && parser_.http_minor == 1;
     request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
     request_has_body_ = request_chunked_ || ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
     upgrade_ = parser_.upgrade;
     client_keep_alive_ = llhttp_should_keep_alive(&parser_);
-    rt_ = worker_->runtime();
-    auto li = rt_ ? rt_->listener_index.find(listener_id_) : decltype(rt_->listener_index)::const_iterator();
-    if (!rt_ || li == rt_->listener_index.end()) {
+    ex_->rt = worker_->runtime();
+    auto li =
+        ex_->rt ? ex_->rt->listener_index.find(listener_id_) : decltype(ex_->rt->listener_index)::const_iterator();
+    if (!ex_->rt || li == ex_->rt->listener_index.end()) {
       LocalAnswer(503, "the listener is being removed", true);
       return HPE_USER;
     }
-    const Listener& listener = rt_->config.listeners[li->second];
-    std::string path = url_.substr(0, url_.find('?'));
-    group_ = MatchGroup(listener, HostHeader(), path);
+    const Listener& listener = ex_->rt->config.listeners[li->second];
+    std::string path = ex_->url.substr(0, ex_->url.find('?'));
+    ex_->group = MatchGroup(listener, HostHeader(), path);
     BuildRequestHead();
-    attempts_ = Attempts();
-    replay_.clear();
+    ex_->attempts = Attempts();
+    ex_->replay.clear();
     replayable_ = true;
     request_done_ = false;
     response_started_ = false;
@@ -720,12 +738,12 @@ class ClientConn : public PipeOwner {
 
   // The request head as the target gets it: hop-by-hop headers out, X-Forwarded-* in.
   void BuildRequestHead() {
-    std::vector<std::string> tokens = ConnectionTokens(headers_);
-    std::string& h = head_;
+    std::vector<std::string> tokens = ConnectionTokens(ex_->headers);
+    std::string& h = ex_->head;
     h.clear();
-    h.append(method_).append(" ").append(url_).append(" HTTP/1.1\r\n");
+    h.append(ex_->method).append(" ").append(ex_->url).append(" HTTP/1.1\r\n");
     std::string forwarded_for;
-    for (const Header& x : headers_) {
+    for (const Header& x : ex_->headers) {
       if (HopByHop(x.name) || NamedByConnection(tokens, x.name)) continue;
       if (NameIs(x.name, "x-forwarded-for")) {
         forwarded_for = forwarded_for.empty() ? x.value : forwarded_for + ", " + x.value;
@@ -739,7 +757,7 @@ class ClientConn : public PipeOwner {
     h.append("X-Forwarded-Proto: http\r\nX-Forwarded-Port: ").append(std::to_string(listen_port_)).append("\r\n");
     if (request_chunked_) h.append("Transfer-Encoding: chunked\r\n");
     if (upgrade_) {
-      for (const Header& x : headers_) {
+      for (const Header& x : ex_->headers) {
         if (NameIs(x.name, "upgrade")) h.append("Upgrade: ").append(x.value).append("\r\n");
       }
       h.append("Connection: upgrade\r\n");
@@ -749,11 +767,11 @@ class ClientConn : public PipeOwner {
 
   void AppendBody(std::string_view bytes) {
     if (replayable_) {
-      if (replay_.size() + bytes.size() > worker_->limits().max_replay_bytes) {
+      if (ex_->replay.size() + bytes.size() > worker_->limits().max_replay_bytes) {
         replayable_ = false;
-        replay_.clear();
+        ex_->replay.clear();
       } else {
-        replay_.append(bytes);
+        ex_->replay.append(bytes);
       }
     }
     if (up_ && up_->connected) {
@@ -761,8 +779,8 @@ class ClientConn : public PipeOwner {
       sent_body_ = true;
       if (up_->pipe().Queued() > worker_->limits().max_queued_bytes) PauseClient();
     } else {
-      unsent_.append(bytes);
-      if (unsent_.size() > worker_->limits().max_queued_bytes) PauseClient();
+      ex_->unsent.append(bytes);
+      if (ex_->unsent.size() > worker_->limits().max_queued_bytes) PauseClient();
     }
   }
 
@@ -807,22 +825,23 @@ class ClientConn : public PipeOwner {
   // Picks a target and connects (or takes a pooled connection). Returns false
   // when it answered the client itself (503).
   bool StartAttempt() {
-    lease_ = worker_->Pick(*rt_, group_, &attempts_, true);
-    if (!lease_) {
-      if (attempts_.count() == 0) {
-        LocalAnswer(503, "no healthy target in target group \"" + group_ + "\"", false);
+    ex_->lease = worker_->Pick(*ex_->rt, ex_->group, &ex_->attempts, true);
+    if (!ex_->lease) {
+      if (ex_->attempts.count() == 0) {
+        LocalAnswer(503, "no healthy target in target group \"" + ex_->group + "\"", false);
       } else {
-        LocalAnswer(502,
-                    "no target answered after " + std::to_string(attempts_.count()) + " attempts: " + last_failure_,
-                    false);
+        LocalAnswer(
+            502,
+            "no target answered after " + std::to_string(ex_->attempts.count()) + " attempts: " + ex_->last_failure,
+            false);
       }
       return false;
     }
-    lease_backend_ = lease_.backend;
-    lease_target_ = lease_backend_->address + ":" + std::to_string(lease_backend_->port);
-    attempts_.Tried(lease_.index);
+    lease_backend_ = ex_->lease.backend;
+    ex_->lease_target = lease_backend_->address + ":" + std::to_string(lease_backend_->port);
+    ex_->attempts.Tried(ex_->lease.index);
     sent_body_ = false;
-    unsent_ = replay_;
+    ex_->unsent = ex_->replay;
     Upstream* up = worker_->TakeIdle(lease_backend_);
     if (up) {
       up->client = this;
@@ -840,14 +859,14 @@ class ClientConn : public PipeOwner {
   }
 
   void SendToUpstream() {
-    llhttp_init(&response_, HTTP_RESPONSE, &response_settings());
-    response_.data = this;
+    llhttp_init(&ex_->response, HTTP_RESPONSE, &response_settings());
+    ex_->response.data = this;
     up_->pipe().ReadStart();
-    up_->pipe().Write(head_);
-    if (!unsent_.empty()) {
-      up_->pipe().Write(unsent_);
+    up_->pipe().Write(ex_->head);
+    if (!ex_->unsent.empty()) {
+      up_->pipe().Write(ex_->unsent);
       sent_body_ = true;
-      unsent_.clear();
+      ex_->unsent.clear();
     }
     if (client_paused_ && up_->pipe().Queued() < worker_->limits().max_queued_bytes / 2) {
       client_paused_ = false;
@@ -858,17 +877,17 @@ class ClientConn : public PipeOwner {
 
   // A connect failed, or the target went away before any response byte.
   void AttemptFailed(bool connect_failure, const std::string& why) {
-    last_failure_ = lease_target_ + ": " + why;
+    ex_->last_failure = ex_->lease_target + ": " + why;
     bool stale = up_ && up_->reused;
-    if (connect_failure && !stale) worker_->Report(*rt_, group_, lease_backend_, true);
+    if (connect_failure && !stale) worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
     DropUpstream(true);
-    lease_.Release();
+    if (ex_) ex_->lease.Release();
     bool replayable = replayable_ && !upgraded_;
-    if (!attempts_.MayRetry(replayable)) {
-      LocalAnswer(502, "target " + last_failure_, false);
+    if (!ex_->attempts.MayRetry(replayable)) {
+      LocalAnswer(502, "target " + ex_->last_failure, false);
       return;
     }
-    log::Debug(kSub, "retrying on another target", {{"failed", last_failure_}});
+    log::Debug(kSub, "retrying on another target", {{"failed", ex_->last_failure}});
     StartAttempt();
   }
 
@@ -897,29 +916,29 @@ class ClientConn : public PipeOwner {
       llhttp_settings_t x;
       llhttp_settings_init(&x);
       x.on_status = [](llhttp_t* p, const char* at, size_t n) {
-        Self(p)->status_text_.append(at, n);
+        Self(p)->ex_->status_text.append(at, n);
         return 0;
       };
       x.on_message_begin = [](llhttp_t* p) {
         auto* c = Self(p);
-        c->status_text_.clear();
-        c->rheaders_.clear();
+        c->ex_->status_text.clear();
+        c->ex_->rheaders.clear();
         c->rin_value_ = false;
         return 0;
       };
       x.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
         auto* c = Self(p);
-        if (c->rin_value_ || c->rheaders_.empty()) {
-          c->rheaders_.push_back({});
+        if (c->rin_value_ || c->ex_->rheaders.empty()) {
+          c->ex_->rheaders.push_back({});
           c->rin_value_ = false;
         }
-        c->rheaders_.back().name.append(at, n);
+        c->ex_->rheaders.back().name.append(at, n);
         return 0;
       };
       x.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
         auto* c = Self(p);
         c->rin_value_ = true;
-        c->rheaders_.back().value.append(at, n);
+        c->ex_->rheaders.back().value.append(at, n);
         return 0;
       };
       x.on_headers_complete = [](llhttp_t* p) { return Self(p)->OnResponseHead(); };
@@ -949,10 +968,10 @@ class ClientConn : public PipeOwner {
   }
 
   int OnResponseHead() {
-    int status = response_.status_code;
+    int status = ex_->response.status_code;
     bool interim = status >= 100 && status < 200 && status != 101;
-    bool chunked = (response_.flags & F_CHUNKED) != 0;
-    bool has_length = (response_.flags & F_CONTENT_LENGTH) != 0;
+    bool chunked = (ex_->response.flags & F_CHUNKED) != 0;
+    bool has_length = (ex_->response.flags & F_CONTENT_LENGTH) != 0;
     bool bodiless = is_head_ || status == 204 || status == 304 || interim;
     if (status == 101 && upgrade_) upgraded_ = true;
     // The parser took the request as a protocol switch; without one it cannot go on.
@@ -961,14 +980,14 @@ class ClientConn : public PipeOwner {
     // A body that ends with the connection cannot keep the client connection open.
     if (!bodiless && !chunked && !has_length && !upgraded_) closing_after_response_ = true;
     if (chunked && !client_http11_) closing_after_response_ = true;
-    std::vector<std::string> tokens = ConnectionTokens(rheaders_);
+    std::vector<std::string> tokens = ConnectionTokens(ex_->rheaders);
     std::string h;
     h.append(client_http11_ ? "HTTP/1.1 " : "HTTP/1.0 ")
         .append(std::to_string(status))
         .append(" ")
-        .append(status_text_)
+        .append(ex_->status_text)
         .append("\r\n");
-    for (const Header& x : rheaders_) {
+    for (const Header& x : ex_->rheaders) {
       if (HopByHop(x.name) || NamedByConnection(tokens, x.name)) {
         if (!(upgraded_ && NameIs(x.name, "upgrade"))) continue;
       }
@@ -987,15 +1006,15 @@ class ClientConn : public PipeOwner {
     h.append("\r\n");
     pipe_.Write(h);
     if (status >= 500 && !interim)
-      worker_->Report(*rt_, group_, lease_backend_, true);
+      worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
     else if (!interim)
-      worker_->Report(*rt_, group_, lease_backend_, false);
+      worker_->Report(*ex_->rt, ex_->group, lease_backend_, false);
     if (upgraded_) return HPE_PAUSED;
     return bodiless ? 1 : 0;
   }
 
   int OnResponseComplete() {
-    if (response_.status_code >= 100 && response_.status_code < 200) return 0;  // 1xx: the real answer follows
+    if (ex_->response.status_code >= 100 && ex_->response.status_code < 200) return 0;  // 1xx: the real answer follows
     if (rechunk_) pipe_.Write("0\r\n\r\n");
     response_done_ = true;
     return HPE_PAUSED;
@@ -1003,9 +1022,9 @@ class ClientConn : public PipeOwner {
 
   void ResponseComplete() {
     if (!response_done_) return;
-    bool reusable = llhttp_should_keep_alive(&response_) && request_done_;
+    bool reusable = llhttp_should_keep_alive(&ex_->response) && request_done_;
     DropUpstream(!reusable);
-    lease_.Release();
+    if (ex_) ex_->lease.Release();
     if (request_done_) {
       AfterExchange();
     } else {
@@ -1082,7 +1101,7 @@ class ClientConn : public PipeOwner {
     pipe_.Write(h + "\r\n" + body);
     response_started_ = true;
     response_done_ = true;
-    lease_.Release();
+    if (ex_) ex_->lease.Release();
     DropUpstream(true);
     if (closes) {
       closing_after_response_ = true;
@@ -1117,7 +1136,7 @@ class ClientConn : public PipeOwner {
     if (finished_) return;
     finished_ = true;
     DropUpstream(true);
-    lease_.Release();
+    if (ex_) ex_->lease.Release();
     uv_timer_stop(&timer_);
     pipe_.Close();
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* t) { delete static_cast<ClientConn*>(t->data); });
@@ -1146,10 +1165,10 @@ class ClientConn : public PipeOwner {
         return;
       case Phase::kConnect: AttemptFailed(true, "connect timed out"); return;
       case Phase::kWaiting:
-        worker_->Report(*rt_, group_, lease_backend_, true);
+        worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
         DropUpstream(true);
         LocalAnswer(504,
-                    "target " + lease_target_ + " sent no response within " +
+                    "target " + ex_->lease_target + " sent no response within " +
                         std::to_string(worker_->limits().response_timeout_ms) + " ms",
                     true);
         return;
@@ -1166,31 +1185,21 @@ class ClientConn : public PipeOwner {
   Pipe pipe_;
   uv_timer_t timer_{};
   llhttp_t parser_{};
-  llhttp_t response_{};
   std::string client_ip_;
   std::string in_;  // client bytes not parsed yet (pipelined requests)
 
   // The request in progress.
   Phase phase_ = Phase::kIdle;
-  std::string method_, url_, head_, group_;
-  std::vector<Header> headers_;
   size_t header_bytes_ = 0;
   bool in_value_ = false;
   bool is_head_ = false, client_http11_ = true, request_chunked_ = false, request_has_body_ = false;
   bool upgrade_ = false, client_keep_alive_ = true;
-  std::shared_ptr<const Runtime> rt_;
-  Attempts attempts_;
-  Lease lease_;
   Backend* lease_backend_ = nullptr;
-  std::string lease_target_, last_failure_;
-  std::string replay_;  // the body so far, while it may be replayed on a retry
-  std::string unsent_;  // body bytes waiting for the target connection
   bool replayable_ = true, sent_body_ = false, request_done_ = false, waiting_ = false;
   Upstream* up_ = nullptr;
+  std::unique_ptr<Exchange> ex_;  // from a request's first byte on
 
   // The response in progress.
-  std::string status_text_;
-  std::vector<Header> rheaders_;
   bool rin_value_ = false, rechunk_ = false, chunk_open_ = false, req_chunk_open_ = false;
   bool response_started_ = false, response_done_ = false, upgraded_ = false;
 
