@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "cli/cli.h"
+#include "proxy/proxy.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> sub = {args[1], "--help"};
       if (args[1] == "server") return berth::server::Main({"--help"});
       if (args[1] == "agent") return berth::agent::Main({"--help"});
+      if (args[1] == "proxy") return berth::proxy::Main({"--help"});
       return berth::cli::Main(sub);
     }
     printf("%s", berth::cli::Usage().c_str());
@@ -28,5 +30,6 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "server") return berth::server::Main(std::vector<std::string>(args.begin() + 1, args.end()));
   if (args[0] == "agent") return berth::agent::Main(std::vector<std::string>(args.begin() + 1, args.end()));
+  if (args[0] == "proxy") return berth::proxy::Main(std::vector<std::string>(args.begin() + 1, args.end()));
   return berth::cli::Main(args);
 }

@@ -744,6 +744,7 @@ std::string Usage() {
          "  logs        print or follow a task's container output\n"
          "  compose     run a Compose project as a service: up, down, ps, scale, logs, config\n"
          "  agent       run this host's node agent (Docker), or --simulate N nodes\n"
+         "  proxy       run the load-balancing proxy alone from a configuration file\n"
          "  version     print the version\n"
          "  help        print this help, or 'berth help COMMAND'\n"
          "\n"

@@ -1,0 +1,113 @@
+// Rule matching, balancing, ejection and retry decisions (balance.h).
+#include "proxy/balance.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace berth::proxy {
+namespace {
+
+bool SameChar(char a, char b, bool fold) {
+  if (!fold) return a == b;
+  return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+}
+
+// Glob match where `*` takes at least `star_min` characters. Greedy with
+// backtracking to the last star only: O(|p|·|t|) at worst, no recursion.
+bool Glob(std::string_view p, std::string_view t, size_t star_min, bool fold, bool question) {
+  size_t pi = 0, ti = 0;
+  size_t star = std::string_view::npos, star_t = 0;
+  while (ti < t.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star = pi++;
+      star_t = ti + star_min;
+      if (star_t > t.size()) return false;
+      ti = star_t;
+    } else if (pi < p.size() && ((question && p[pi] == '?') || SameChar(p[pi], t[ti], fold))) {
+      pi++;
+      ti++;
+    } else if (star != std::string_view::npos) {
+      pi = star + 1;
+      ti = ++star_t;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.size() && p[pi] == '*' && star_min == 0) pi++;
+  return pi == p.size();
+}
+
+bool AnyMatches(const std::vector<std::string>& patterns, std::string_view text, bool host) {
+  if (patterns.empty()) return true;
+  for (const std::string& p : patterns) {
+    if (host ? HostMatches(p, text) : PathMatches(p, text)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool HostMatches(std::string_view pattern, std::string_view host) { return Glob(pattern, host, 1, true, false); }
+
+bool PathMatches(std::string_view pattern, std::string_view path) { return Glob(pattern, path, 0, false, true); }
+
+std::string_view HostWithoutPort(std::string_view host) {
+  if (!host.empty() && host[0] == '[') {
+    size_t close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  size_t colon = host.rfind(':');
+  return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+const std::string& MatchGroup(const Listener& listener, std::string_view host, std::string_view path) {
+  std::string_view bare = HostWithoutPort(host);
+  for (const Rule& r : listener.rules) {
+    if (AnyMatches(r.hosts, bare, true) && AnyMatches(r.paths, path, false)) return r.target_group;
+  }
+  return listener.default_target_group;
+}
+
+size_t Choose(Algorithm algorithm, const std::vector<Load>& loads, std::mt19937& rng, uint64_t* cursor) {
+  size_t n = loads.size();
+  if (n == 1) return 0;
+  switch (algorithm) {
+    case Algorithm::kLeastOutstandingRequests: {
+      size_t a = std::uniform_int_distribution<size_t>(0, n - 1)(rng);
+      size_t b = std::uniform_int_distribution<size_t>(0, n - 2)(rng);
+      if (b >= a) b++;  // two distinct choices
+      return loads[b].outstanding < loads[a].outstanding ? b : a;
+    }
+    case Algorithm::kLeastConnections: {
+      size_t start = (*cursor)++ % n;
+      size_t best = start;
+      for (size_t k = 1; k < n; k++) {
+        size_t i = (start + k) % n;
+        if (loads[i].connections < loads[best].connections) best = i;
+      }
+      return best;
+    }
+    case Algorithm::kRoundRobin: return (*cursor)++ % n;
+  }
+  return 0;
+}
+
+bool Ejection::Fail(int64_t now_ms, size_t ejected_in_group, size_t group_size, const EjectionPolicy& policy) {
+  failures_++;
+  if (failures_ < policy.failures || Ejected(now_ms)) return false;
+  if ((ejected_in_group + 1) * 2 > group_size) return false;  // never more than half of a group
+  int64_t span = next_span_ms_ == 0 ? policy.first_ms : next_span_ms_;
+  until_ms_ = now_ms + span;
+  next_span_ms_ = std::min(span * 2, policy.max_ms);
+  failures_ = 0;
+  return true;
+}
+
+void Ejection::Succeed() {
+  failures_ = 0;
+  next_span_ms_ = 0;
+}
+
+bool Attempts::WasTried(size_t target) const { return std::find(tried_.begin(), tried_.end(), target) != tried_.end(); }
+
+}  // namespace berth::proxy

@@ -1,0 +1,1763 @@
+// The proxy's workers and connections (proxy.h).
+//
+// This file calls libuv directly rather than through net::Stream: the proxy
+// needs SO_REUSEPORT listeners on loops of its own, reads into one buffer per
+// loop (an idle connection holds no buffer), and writes with uv_try_write first;
+// net's streams copy every read and write, which costs the proxy its budget.
+//
+// Sections: sockets, per-worker state, HTTP client connections, target
+// connections, TCP splices, workers, the Proxy.
+#include "proxy/proxy.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "base/log.h"
+
+namespace berth::proxy {
+
+class Worker;
+class ListenSocket;
+
+// Shared between workers: what draining waits on.
+struct TargetStats {
+  std::atomic<int64_t> requests{0};
+  std::atomic<int64_t> connections{0};
+};
+
+namespace {
+
+constexpr const char* kSub = "proxy";
+
+// ============================================================================
+// Sockets
+// ============================================================================
+
+class Pipe;
+
+// Who hears what a Pipe reports; all on the loop thread.
+class PipeOwner {
+ public:
+  virtual ~PipeOwner() = default;
+  virtual void OnData(Pipe* p, const char* data, size_t len) = 0;
+  // The peer finished (err == 0) or the socket failed (a libuv error).
+  virtual void OnEnd(Pipe* p, int err) = 0;
+  // A queued write finished; the queue may have room again.
+  virtual void OnWritten(Pipe* /*p*/) {}
+  virtual void OnConnected(Pipe* /*p*/, int /*status*/) {}
+};
+
+struct LoopBuffer {
+  char bytes[64 * 1024];
+};
+
+// One TCP socket. The uv handle outlives the Pipe until libuv's close
+// callback; write and connect callbacks that fire after Close() find no owner.
+class Pipe {
+ public:
+  Pipe(uv_loop_t* loop, PipeOwner* owner) : owner_(owner) {
+    tcp_ = new uv_tcp_t;
+    uv_tcp_init(loop, tcp_);
+    tcp_->data = this;
+  }
+  ~Pipe() { Close(); }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+
+  uv_tcp_t* handle() { return tcp_; }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(tcp_); }
+  void SetOwner(PipeOwner* owner) { owner_ = owner; }
+  bool closed() const { return tcp_ == nullptr; }
+  bool reading() const { return reading_; }
+
+  void ReadStart() {
+    if (tcp_ && !reading_) {
+      reading_ = uv_read_start(stream(), Alloc, Read) == 0;
+    }
+  }
+  void ReadStop() {
+    if (tcp_ && reading_) uv_read_stop(stream());
+    reading_ = false;
+  }
+
+  // Sends `data` in order: at once where the kernel takes it, the rest queued.
+  void Write(std::string_view data) {
+    if (!tcp_ || data.empty()) return;
+    if (uv_stream_get_write_queue_size(stream()) == 0) {
+      uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+      int n = uv_try_write(stream(), &b, 1);
+      if (n > 0) data.remove_prefix(static_cast<size_t>(n));
+      if (data.empty()) return;
+    }
+    auto* req = new WriteReq;
+    req->bytes.assign(data);
+    uv_buf_t b = uv_buf_init(req->bytes.data(), static_cast<unsigned>(req->bytes.size()));
+    if (uv_write(&req->req, stream(), &b, 1, Written) != 0) delete req;
+  }
+  size_t Queued() const {
+    return tcp_ ? uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(tcp_)) : 0;
+  }
+
+  void Connect(const sockaddr* addr) {
+    auto* req = new uv_connect_t;
+    if (int err = uv_tcp_connect(req, tcp_, addr, Connected); err != 0) {
+      delete req;
+      // Reported on the next iteration, as a real failure would be.
+      pending_error_ = err;
+      auto* idle = new uv_timer_t;
+      uv_timer_init(tcp_->loop, idle);
+      idle->data = tcp_;
+      uv_timer_start(
+          idle,
+          [](uv_timer_t* t) {
+            auto* h = static_cast<uv_tcp_t*>(t->data);
+            if (h->data) {
+              auto* self = static_cast<Pipe*>(h->data);
+              self->owner_->OnConnected(self, self->pending_error_);
+            }
+            uv_close(reinterpret_cast<uv_handle_t*>(t),
+                     [](uv_handle_t* x) { delete reinterpret_cast<uv_timer_t*>(x); });
+          },
+          0, 0);
+    }
+  }
+
+  // Sends FIN once the queued writes are out.
+  void Shutdown() {
+    if (!tcp_) return;
+    auto* req = new uv_shutdown_t;
+    if (uv_shutdown(req, stream(), [](uv_shutdown_t* r, int) { delete r; }) != 0) delete req;
+  }
+
+  void Close() {
+    if (!tcp_) return;
+    tcp_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    tcp_ = nullptr;
+    reading_ = false;
+  }
+
+ private:
+  struct WriteReq {
+    uv_write_t req;
+    std::string bytes;
+  };
+  static void Alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* lb = static_cast<LoopBuffer*>(h->loop->data);
+    *buf = uv_buf_init(lb->bytes, sizeof(lb->bytes));
+  }
+  static void Read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+    auto* self = static_cast<Pipe*>(s->data);
+    if (!self) return;
+    if (n > 0) {
+      self->owner_->OnData(self, buf->base, static_cast<size_t>(n));
+    } else if (n < 0) {
+      self->ReadStop();
+      self->owner_->OnEnd(self, n == UV_EOF ? 0 : static_cast<int>(n));
+    }
+  }
+  static void Written(uv_write_t* req, int status) {
+    auto* w = reinterpret_cast<WriteReq*>(req);
+    auto* self = static_cast<Pipe*>(req->handle->data);
+    delete w;
+    if (!self) return;
+    if (status < 0) {
+      self->owner_->OnEnd(self, status);
+      return;
+    }
+    self->owner_->OnWritten(self);
+  }
+  static void Connected(uv_connect_t* req, int status) {
+    auto* self = static_cast<Pipe*>(req->handle->data);
+    delete req;
+    if (self) self->owner_->OnConnected(self, status);
+  }
+
+  uv_tcp_t* tcp_ = nullptr;
+  PipeOwner* owner_;
+  bool reading_ = false;
+  int pending_error_ = 0;
+};
+
+std::string PeerAddress(uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown";
+  char text[64] = {0};
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&ss), text, sizeof(text));
+  } else {
+    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), text, sizeof(text));
+  }
+  return text;
+}
+
+bool ToSockaddr(const std::string& address, int port, sockaddr_storage* out) {
+  if (address.find(':') != std::string::npos) {
+    return uv_ip6_addr(address.c_str(), port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
+  }
+  return uv_ip4_addr(address.c_str(), port, reinterpret_cast<sockaddr_in*>(out)) == 0;
+}
+
+// ============================================================================
+// Per-worker state
+// ============================================================================
+
+// A configuration as the workers use it: the document plus the shared stats of
+// each of its targets, so that requests started under it can still count down.
+struct Runtime {
+  Config config;
+  std::vector<std::vector<std::shared_ptr<TargetStats>>> stats;  // [group][target]
+  std::unordered_map<std::string, size_t> group_index;
+  std::unordered_map<std::string, size_t> listener_index;  // by ListenerId
+};
+
+std::string ListenerId(const Listener& l) { return l.address + "/" + l.Key(); }
+
+class Upstream;
+class ClientConn;
+
+// One target address as this worker knows it, across configurations: its load,
+// its ejection, and its idle kept-alive connections.
+struct Backend {
+  std::string address;
+  int port = 0;
+  sockaddr_storage addr{};
+  Load load;
+  Ejection ejection;
+  std::vector<Upstream*> idle;
+};
+
+// A target chosen for one attempt; counts it in flight until Release.
+struct Lease {
+  Backend* backend = nullptr;
+  std::shared_ptr<TargetStats> stats;
+  size_t index = 0;      // in its group
+  bool requests = true;  // counts a request (HTTP) or a connection (TCP)
+
+  explicit operator bool() const { return backend != nullptr; }
+  void Release() {
+    if (!backend) return;
+    if (requests) {
+      backend->load.outstanding--;
+      stats->requests--;
+    } else {
+      backend->load.connections--;
+      stats->connections--;
+    }
+    backend = nullptr;
+    stats.reset();
+  }
+};
+
+}  // namespace
+
+// ============================================================================
+// Workers (declaration; connections below use it)
+// ============================================================================
+
+class Worker {
+ public:
+  Worker(Proxy::Impl* proxy, int index, const Options& options);
+  ~Worker();
+
+  void Start();
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  void Post(std::shared_ptr<const Runtime> runtime);
+  void PostStop(uint64_t grace_ms);
+  int64_t applied() const { return applied_.load(); }
+
+  uv_loop_t* loop() { return &loop_; }
+  const Limits& limits() const { return options_.limits; }
+  const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
+
+  // Picks a usable target of `group` not yet in `attempts`; an empty Lease when none.
+  Lease Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests);
+  // The outcome of an attempt on a target, for passive ejection.
+  void Report(const Runtime& rt, const std::string& group, Backend* backend, bool failed);
+  Upstream* TakeIdle(Backend* backend);
+  void GiveIdle(Backend* backend, Upstream* up);
+  void DropIdle(Upstream* up);
+
+  void ConnectionOpened() { connections_++; }
+  // HTTP client connections, so that a stop can close those between requests.
+  void Track(ClientConn* c) { clients_.insert(c); }
+  void Untrack(ClientConn* c) { clients_.erase(c); }
+  void ConnectionClosed();
+  bool stopping() const { return stopping_; }
+
+ private:
+  friend class ListenSocket;
+  void Run();
+  void TakePosted();
+  void Reconcile();
+  void BeginStop(uint64_t grace_ms);
+  void Sweep();
+
+  Proxy::Impl* proxy_;
+  int index_;
+  Options options_;
+  uv_loop_t loop_{};
+  LoopBuffer buffer_;
+  uv_async_t wake_{};
+  uv_timer_t sweep_{};
+  std::thread thread_;
+
+  std::mutex mu_;
+  std::shared_ptr<const Runtime> posted_;
+  bool stop_posted_ = false;
+  uint64_t stop_grace_ms_ = 0;
+
+  std::shared_ptr<const Runtime> runtime_;
+  std::atomic<int64_t> applied_{-1};
+  std::map<std::string, std::unique_ptr<ListenSocket>> listeners_;
+  std::unordered_map<std::string, Backend> backends_;  // by "address|port"
+  std::unordered_map<std::string, uint64_t> cursors_;  // by group
+  std::mt19937 rng_;
+  size_t connections_ = 0;
+  std::unordered_set<ClientConn*> clients_;
+  bool stopping_ = false;
+  uint64_t stop_deadline_ = 0;
+};
+
+struct Proxy::Impl {
+  Options options;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::mutex stats_mu;
+  std::map<std::string, std::shared_ptr<TargetStats>> stats;  // by group "\n" id
+  bool stopped = false;
+};
+
+namespace {
+
+// ============================================================================
+// HTTP: target connections
+// ============================================================================
+
+class ClientConn;
+
+// A connection to a target, owned by a ClientConn while it carries a request and
+// by its worker's pool while idle.
+class Upstream : public PipeOwner {
+ public:
+  Upstream(Worker* w, Backend* b) : worker_(w), backend_(b), pipe_(w->loop(), this) {}
+  Pipe& pipe() { return pipe_; }
+  Backend* backend() const { return backend_; }
+  ClientConn* client = nullptr;  // null while pooled
+  bool connected = false;
+  bool reused = false;  // came from the pool: a reset may be a stale connection
+  uint64_t idle_since_ms = 0;
+
+  void OnData(Pipe* p, const char* data, size_t len) override;
+  void OnEnd(Pipe* p, int err) override;
+  void OnWritten(Pipe* p) override;
+  void OnConnected(Pipe* p, int status) override;
+
+ private:
+  Worker* worker_;
+  Backend* backend_;
+  Pipe pipe_;
+};
+
+// ============================================================================
+// HTTP: client connections
+// ============================================================================
+
+struct Header {
+  std::string name, value;
+};
+
+bool NameIs(const std::string& name, std::string_view want) {
+  return name.size() == want.size() && strncasecmp(name.data(), want.data(), want.size()) == 0;
+}
+
+// Headers that describe one hop and are never forwarded (RFC 9110 7.6.1), plus
+// Transfer-Encoding, which the proxy frames itself.
+bool HopByHop(const std::string& name) {
+  for (std::string_view h : {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                             "upgrade", "proxy-authorization", "proxy-authenticate"}) {
+    if (NameIs(name, h)) return true;
+  }
+  return false;
+}
+
+// True if `name` is one of the comma-separated tokens of a Connection header.
+bool NamedByConnection(const std::vector<std::string>& tokens, const std::string& name) {
+  for (const std::string& t : tokens) {
+    if (NameIs(name, t)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers) {
+  std::vector<std::string> out;
+  for (const Header& h : headers) {
+    if (!NameIs(h.name, "connection")) continue;
+    size_t start = 0;
+    while (start <= h.value.size()) {
+      size_t comma = h.value.find(',', start);
+      if (comma == std::string::npos) comma = h.value.size();
+      std::string t = h.value.substr(start, comma - start);
+      t.erase(0, t.find_first_not_of(" \t"));
+      t.erase(t.find_last_not_of(" \t") + 1);
+      if (!t.empty()) out.push_back(t);
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
+const char* Reason(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+  }
+}
+
+// The state of one request and its response, apart from the connection so that
+// an idle client connection stays small.
+struct Exchange {
+  llhttp_t response{};
+  std::string method, url, head, group;
+  std::vector<Header> headers, rheaders;
+  std::string status_text, lease_target, last_failure;
+  std::string replay;  // the body so far, while it may be replayed on a retry
+  std::string unsent;  // body bytes waiting for the target connection
+  std::shared_ptr<const Runtime> rt;
+  Attempts attempts;
+  Lease lease;
+};
+
+class ClientConn : public PipeOwner {
+ public:
+  ClientConn(Worker* w, int listen_port, std::string listener_id, size_t* listener_count)
+      : worker_(w),
+        listen_port_(listen_port),
+        listener_id_(std::move(listener_id)),
+        listener_count_(listener_count),
+        pipe_(w->loop(), this) {
+    llhttp_init(&parser_, HTTP_REQUEST, &request_settings());
+    parser_.data = this;
+    uv_timer_init(w->loop(), &timer_);
+    timer_.data = this;
+    worker_->ConnectionOpened();
+    worker_->Track(this);
+    (*listener_count_)++;
+  }
+
+  ~ClientConn() override {
+    worker_->Untrack(this);
+    DropUpstream(true);
+    if (ex_) ex_->lease.Release();
+    (*listener_count_)--;
+    worker_->ConnectionClosed();
+  }
+
+  Pipe& pipe() { return pipe_; }
+
+  void Begin() {
+    client_ip_ = PeerAddress(pipe_.handle());
+    Arm(worker_->limits().idle_timeout_ms, Phase::kIdle);
+    pipe_.ReadStart();
+  }
+
+  // Ends the connection when it is between requests (a stopping worker).
+  bool CloseIfIdle() {
+    if (phase_ != Phase::kIdle || !in_.empty()) return false;
+    Finish();
+    return true;
+  }
+
+  // --- from the client socket -------------------------------------------------
+
+  void OnData(Pipe*, const char* data, size_t len) override {
+    if (upgraded_) {
+      if (up_) {
+        up_->pipe().Write({data, len});
+        Backpressure();
+      }
+      return;
+    }
+    if (closing_) return;  // lingering: what the client still sends is dropped
+    if (phase_ == Phase::kIdle) Arm(worker_->limits().header_timeout_ms, Phase::kHead);
+    if (!in_.empty() || waiting_) {
+      in_.append(data, len);
+      // Pipelined requests wait for the answer before them; their bytes are bounded.
+      if (waiting_ && in_.size() > worker_->limits().max_header_bytes) PauseClient();
+    } else {
+      Execute(data, len);
+    }
+    Parse();
+  }
+
+  void OnEnd(Pipe*, int err) override {
+    client_gone_ = true;
+    if (closing_ || upgraded_ || err != 0 || phase_ == Phase::kIdle || phase_ == Phase::kHead) {
+      Finish();
+      return;
+    }
+    // Half-closed while its answer is on the way: the answer still goes out.
+  }
+
+  void OnWritten(Pipe*) override {
+    if (up_ && !up_->pipe().reading() && pipe_.Queued() < worker_->limits().max_queued_bytes / 2 && upstream_paused_) {
+      upstream_paused_ = false;
+      up_->pipe().ReadStart();
+    }
+    if (closing_ && !shut_ && pipe_.Queued() == 0) ShutdownNow();
+  }
+
+  // --- from the target connection --------------------------------------------
+
+  void UpConnected(int status) {
+    if (status != 0) {
+      AttemptFailed(true, "connect: " + std::string(uv_strerror(status)));
+      return;
+    }
+    up_->connected = true;
+    SendToUpstream();
+  }
+
+  void UpData(const char* data, size_t len) {
+    if (upgraded_) {
+      pipe_.Write({data, len});
+      UpstreamBackpressure();
+      return;
+    }
+    if (!response_started_) {
+      response_started_ = true;
+      lease_backend_->ejection.Succeed();
+      ex_->replay.clear();
+      Arm(0, phase_);
+    }
+    llhttp_errno_t err = llhttp_execute(&ex_->response, data, len);
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      size_t used = static_cast<size_t>(llhttp_get_error_pos(&ex_->response) - data);
+      llhttp_resume(&ex_->response);
+      if (upgraded_) {
+        if (used < len) pipe_.Write({data + used, len - used});
+        StartTunnel();
+        return;
+      }
+      ResponseComplete();
+      return;
+    }
+    if (err != HPE_OK) {
+      log::Warn(kSub, "target sent a malformed response",
+                {{"target", ex_->lease_target}, {"error", llhttp_errno_name(err)}});
+      worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
+      closing_after_response_ = true;
+      DropUpstream(true);
+      CloseSoon();
+      return;
+    }
+    UpstreamBackpressure();
+  }
+
+  void UpEnded(int err) {
+    if (upgraded_) {
+      DropUpstream(true);
+      if (pipe_.Queued() == 0)
+        Finish();
+      else
+        closing_ = true;
+      return;
+    }
+    if (!response_started_) {
+      AttemptFailed(true, err ? std::string("reset before any response byte: ") + uv_strerror(err)
+                              : std::string("closed before any response byte"));
+      return;
+    }
+    // A response delimited by the end of the connection ends here; any other is cut short.
+    if (err == 0) {
+      llhttp_finish(&ex_->response);
+      if (response_done_) {
+        ResponseComplete();
+        return;
+      }
+    }
+    log::Info(kSub, "target closed during a response", {{"target", ex_->lease_target}});
+    DropUpstream(true);
+    closing_after_response_ = true;
+    CloseSoon();
+  }
+
+  void UpWritten() {
+    if (client_paused_ && up_ && up_->pipe().Queued() < worker_->limits().max_queued_bytes / 2) {
+      client_paused_ = false;
+      pipe_.ReadStart();
+    }
+  }
+
+ private:
+  enum class Phase { kIdle, kHead, kBody, kWaiting, kConnect, kResponse, kLinger };
+  static constexpr uint64_t kLingerMs = 2000;
+
+  static ClientConn* Self(llhttp_t* p) { return static_cast<ClientConn*>(p->data); }
+  uint64_t LoopNowMs() const { return uv_now(worker_->loop()); }
+
+  // --- the request ------------------------------------------------------------
+
+  void Execute(const char* data, size_t len) {
+    in_execute_ = true;
+    llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    in_execute_ = false;
+    if (err == HPE_OK) return;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      size_t used = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      llhttp_resume(&parser_);
+      if (used < len) in_.append(data + used, len - used);
+      if (request_done_ && response_done_ && waiting_ && !closing_) AfterExchange();
+      return;
+    }
+    if (answered_locally_) return;  // a callback answered and stopped the parser
+    LocalAnswer(400, std::string("malformed request: ") + llhttp_get_error_reason(&parser_), true);
+  }
+
+  // Parses what is stashed while no request waits for its answer.
+  void Parse() {
+    if (in_parse_) return;  // the loop below carries on
+    in_parse_ = true;
+    while (!in_.empty() && !waiting_ && !closing_ && !pipe_.closed()) {
+      std::string buf = std::move(in_);
+      in_.clear();
+      Execute(buf.data(), buf.size());
+      if (!in_.empty() && in_.size() == buf.size()) break;  // nothing consumed
+    }
+    in_parse_ = false;
+  }
+
+  int OnMessageBegin() {
+    // Made at the first request, kept for the next: a connection that never
+    // sends one holds no request state.
+    if (!ex_) ex_ = std::make_unique<Exchange>();
+    ex_->method.clear();
+    ex_->url.clear();
+    ex_->headers.clear();
+    header_bytes_ = 0;
+    in_value_ = false;
+    if (phase_ == Phase::kIdle) Arm(worker_->limits().header_timeout_ms, Phase::kHead);
+    return 0;
+  }
+
+  bool HeadTooBig(size_t n) {
+    header_bytes_ += n;
+    return header_bytes_ > worker_->limits().max_header_bytes;
+  }
+
+  int OnUrl(const char* at, size_t n) {
+    if (HeadTooBig(n))
+      return TooLarge("request line and headers over " + std::to_string(worker_->limits().max_header_bytes) + " bytes");
+    ex_->url.append(at, n);
+    return 0;
+  }
+
+  int OnField(const char* at, size_t n) {
+    if (HeadTooBig(n))
+      return TooLarge("request line and headers over " + std::to_string(worker_->limits().max_header_bytes) + " bytes");
+    if (in_value_ || ex_->headers.empty()) {
+      if (ex_->headers.size() >= worker_->limits().max_headers) {
+        return TooLarge("more than " + std::to_string(worker_->limits().max_headers) + " header fields");
+      }
+      ex_->headers.push_back({});
+      in_value_ = false;
+    }
+    ex_->headers.back().name.append(at, n);
+    return 0;
+  }
+
+  int OnValue(const char* at, size_t n) {
+    if (HeadTooBig(n))
+      return TooLarge("request line and headers over " + std::to_string(worker_->limits().max_header_bytes) + " bytes");
+    in_value_ = true;
+    ex_->headers.back().value.append(at, n);
+    return 0;
+  }
+
+  int TooLarge(const std::string& why) {
+    LocalAnswer(431, why, true);
+    return HPE_USER;
+  }
+
+  std::string HostHeader() const {
+    for (const Header& h : ex_->headers) {
+      if (NameIs(h.name, "host")) return h.value;
+    }
+    return {};
+  }
+
+  int OnHeadersComplete() {
+    ex_->method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+    is_head_ = parser_.method == HTTP_HEAD;
+    client_http11_ = parser_.http_major == 1 && parser_.http_minor == 1;
+    request_chunked_ = (parser_.flags & F_CHUNKED) != 0;
+    request_has_body_ = request_chunked_ || ((parser_.flags & F_CONTENT_LENGTH) && parser_.content_length > 0);
+    upgrade_ = parser_.upgrade;
+    client_keep_alive_ = llhttp_should_keep_alive(&parser_);
+    ex_->rt = worker_->runtime();
+    auto li =
+        ex_->rt ? ex_->rt->listener_index.find(listener_id_) : decltype(ex_->rt->listener_index)::const_iterator();
+    if (!ex_->rt || li == ex_->rt->listener_index.end()) {
+      LocalAnswer(503, "the listener is being removed", true);
+      return HPE_USER;
+    }
+    const Listener& listener = ex_->rt->config.listeners[li->second];
+    std::string path = ex_->url.substr(0, ex_->url.find('?'));
+    ex_->group = MatchGroup(listener, HostHeader(), path);
+    BuildRequestHead();
+    ex_->attempts = Attempts();
+    ex_->replay.clear();
+    replayable_ = true;
+    request_done_ = false;
+    response_started_ = false;
+    response_done_ = false;
+    phase_ = Phase::kBody;
+    Arm(0, Phase::kBody);
+    if (!StartAttempt() && closing_) return HPE_PAUSED;  // answered, and the body is not read
+    return 0;
+  }
+
+  // The request head as the target gets it: hop-by-hop headers out, X-Forwarded-* in.
+  void BuildRequestHead() {
+    std::vector<std::string> tokens = ConnectionTokens(ex_->headers);
+    std::string& h = ex_->head;
+    h.clear();
+    h.append(ex_->method).append(" ").append(ex_->url).append(" HTTP/1.1\r\n");
+    std::string forwarded_for;
+    for (const Header& x : ex_->headers) {
+      if (HopByHop(x.name) || NamedByConnection(tokens, x.name)) continue;
+      if (NameIs(x.name, "x-forwarded-for")) {
+        forwarded_for = forwarded_for.empty() ? x.value : forwarded_for + ", " + x.value;
+        continue;
+      }
+      if (NameIs(x.name, "x-forwarded-proto") || NameIs(x.name, "x-forwarded-port")) continue;
+      h.append(x.name).append(": ").append(x.value).append("\r\n");
+    }
+    forwarded_for = forwarded_for.empty() ? client_ip_ : forwarded_for + ", " + client_ip_;
+    h.append("X-Forwarded-For: ").append(forwarded_for).append("\r\n");
+    h.append("X-Forwarded-Proto: http\r\nX-Forwarded-Port: ").append(std::to_string(listen_port_)).append("\r\n");
+    if (request_chunked_) h.append("Transfer-Encoding: chunked\r\n");
+    if (upgrade_) {
+      for (const Header& x : ex_->headers) {
+        if (NameIs(x.name, "upgrade")) h.append("Upgrade: ").append(x.value).append("\r\n");
+      }
+      h.append("Connection: upgrade\r\n");
+    }
+    h.append("\r\n");
+  }
+
+  void AppendBody(std::string_view bytes) {
+    if (replayable_) {
+      if (ex_->replay.size() + bytes.size() > worker_->limits().max_replay_bytes) {
+        replayable_ = false;
+        ex_->replay.clear();
+      } else {
+        ex_->replay.append(bytes);
+      }
+    }
+    if (up_ && up_->connected) {
+      up_->pipe().Write(bytes);
+      sent_body_ = true;
+      if (up_->pipe().Queued() > worker_->limits().max_queued_bytes) PauseClient();
+    } else {
+      ex_->unsent.append(bytes);
+      if (ex_->unsent.size() > worker_->limits().max_queued_bytes) PauseClient();
+    }
+  }
+
+  void PauseClient() {
+    client_paused_ = true;
+    pipe_.ReadStop();
+  }
+
+  int OnChunkHeader() {
+    if (parser_.content_length == 0) return 0;  // the last chunk: written at the end of the message
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%llx\r\n", static_cast<unsigned long long>(parser_.content_length));
+    AppendBody({line, static_cast<size_t>(n)});
+    req_chunk_open_ = true;
+    return 0;
+  }
+  int OnChunkComplete() {
+    if (req_chunk_open_) AppendBody("\r\n");
+    req_chunk_open_ = false;
+    return 0;
+  }
+  int OnBody(const char* at, size_t n) {
+    AppendBody({at, n});
+    return 0;
+  }
+
+  int OnMessageComplete() {
+    if (request_chunked_) AppendBody("0\r\n\r\n");  // trailers are not forwarded
+    request_done_ = true;
+    waiting_ = true;
+    if (phase_ == Phase::kBody) phase_ = Phase::kWaiting;
+    if (response_done_) {
+      // Answered already (503): Execute carries on once the parser has paused.
+    } else if (up_ && up_->connected && !response_started_) {
+      Arm(worker_->limits().response_timeout_ms, phase_);
+    }
+    return HPE_PAUSED;
+  }
+
+  // --- attempts -----------------------------------------------------------------
+
+  // Picks a target and connects (or takes a pooled connection). Returns false
+  // when it answered the client itself (503).
+  bool StartAttempt() {
+    ex_->lease = worker_->Pick(*ex_->rt, ex_->group, &ex_->attempts, true);
+    if (!ex_->lease) {
+      if (ex_->attempts.count() == 0) {
+        LocalAnswer(503, "no healthy target in target group \"" + ex_->group + "\"", false);
+      } else {
+        LocalAnswer(
+            502,
+            "no target answered after " + std::to_string(ex_->attempts.count()) + " attempts: " + ex_->last_failure,
+            false);
+      }
+      return false;
+    }
+    lease_backend_ = ex_->lease.backend;
+    ex_->lease_target = lease_backend_->address + ":" + std::to_string(lease_backend_->port);
+    ex_->attempts.Tried(ex_->lease.index);
+    sent_body_ = false;
+    ex_->unsent = ex_->replay;
+    Upstream* up = worker_->TakeIdle(lease_backend_);
+    if (up) {
+      up->client = this;
+      up->reused = true;
+      up_ = up;
+      SendToUpstream();
+      return true;
+    }
+    up_ = new Upstream(worker_, lease_backend_);
+    up_->client = this;
+    lease_backend_->load.connections++;
+    Arm(worker_->limits().connect_timeout_ms, Phase::kConnect);
+    up_->pipe().Connect(reinterpret_cast<const sockaddr*>(&lease_backend_->addr));
+    return true;
+  }
+
+  void SendToUpstream() {
+    llhttp_init(&ex_->response, HTTP_RESPONSE, &response_settings());
+    ex_->response.data = this;
+    up_->pipe().ReadStart();
+    up_->pipe().Write(ex_->head);
+    if (!ex_->unsent.empty()) {
+      up_->pipe().Write(ex_->unsent);
+      sent_body_ = true;
+      ex_->unsent.clear();
+    }
+    if (client_paused_ && up_->pipe().Queued() < worker_->limits().max_queued_bytes / 2) {
+      client_paused_ = false;
+      pipe_.ReadStart();
+    }
+    Arm(request_done_ ? worker_->limits().response_timeout_ms : 0, request_done_ ? Phase::kWaiting : Phase::kBody);
+  }
+
+  // A connect failed, or the target went away before any response byte.
+  void AttemptFailed(bool connect_failure, const std::string& why) {
+    ex_->last_failure = ex_->lease_target + ": " + why;
+    bool stale = up_ && up_->reused;
+    if (connect_failure && !stale) worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
+    DropUpstream(true);
+    if (ex_) ex_->lease.Release();
+    bool replayable = replayable_ && !upgraded_;
+    if (!ex_->attempts.MayRetry(replayable)) {
+      LocalAnswer(502, "target " + ex_->last_failure, false);
+      return;
+    }
+    log::Debug(kSub, "retrying on another target", {{"failed", ex_->last_failure}});
+    StartAttempt();
+  }
+
+  // --- the response -------------------------------------------------------------
+
+  static const llhttp_settings_t& request_settings() {
+    static const llhttp_settings_t s = [] {
+      llhttp_settings_t x;
+      llhttp_settings_init(&x);
+      x.on_message_begin = [](llhttp_t* p) { return Self(p)->OnMessageBegin(); };
+      x.on_url = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnUrl(at, n); };
+      x.on_header_field = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnField(at, n); };
+      x.on_header_value = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnValue(at, n); };
+      x.on_headers_complete = [](llhttp_t* p) { return Self(p)->OnHeadersComplete(); };
+      x.on_body = [](llhttp_t* p, const char* at, size_t n) { return Self(p)->OnBody(at, n); };
+      x.on_chunk_header = [](llhttp_t* p) { return Self(p)->OnChunkHeader(); };
+      x.on_chunk_complete = [](llhttp_t* p) { return Self(p)->OnChunkComplete(); };
+      x.on_message_complete = [](llhttp_t* p) { return Self(p)->OnMessageComplete(); };
+      return x;
+    }();
+    return s;
+  }
+
+  static const llhttp_settings_t& response_settings() {
+    static const llhttp_settings_t s = [] {
+      llhttp_settings_t x;
+      llhttp_settings_init(&x);
+      x.on_status = [](llhttp_t* p, const char* at, size_t n) {
+        Self(p)->ex_->status_text.append(at, n);
+        return 0;
+      };
+      x.on_message_begin = [](llhttp_t* p) {
+        auto* c = Self(p);
+        c->ex_->status_text.clear();
+        c->ex_->rheaders.clear();
+        c->rin_value_ = false;
+        return 0;
+      };
+      x.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
+        auto* c = Self(p);
+        if (c->rin_value_ || c->ex_->rheaders.empty()) {
+          c->ex_->rheaders.push_back({});
+          c->rin_value_ = false;
+        }
+        c->ex_->rheaders.back().name.append(at, n);
+        return 0;
+      };
+      x.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
+        auto* c = Self(p);
+        c->rin_value_ = true;
+        c->ex_->rheaders.back().value.append(at, n);
+        return 0;
+      };
+      x.on_headers_complete = [](llhttp_t* p) { return Self(p)->OnResponseHead(); };
+      x.on_body = [](llhttp_t* p, const char* at, size_t n) {
+        Self(p)->pipe_.Write({at, n});
+        return 0;
+      };
+      x.on_chunk_header = [](llhttp_t* p) {
+        auto* c = Self(p);
+        if (!c->rechunk_ || p->content_length == 0) return 0;
+        char line[32];
+        int n = snprintf(line, sizeof(line), "%llx\r\n", static_cast<unsigned long long>(p->content_length));
+        c->pipe_.Write({line, static_cast<size_t>(n)});
+        c->chunk_open_ = true;
+        return 0;
+      };
+      x.on_chunk_complete = [](llhttp_t* p) {
+        auto* c = Self(p);
+        if (c->rechunk_ && c->chunk_open_) c->pipe_.Write("\r\n");
+        c->chunk_open_ = false;
+        return 0;
+      };
+      x.on_message_complete = [](llhttp_t* p) { return Self(p)->OnResponseComplete(); };
+      return x;
+    }();
+    return s;
+  }
+
+  int OnResponseHead() {
+    int status = ex_->response.status_code;
+    bool interim = status >= 100 && status < 200 && status != 101;
+    bool chunked = (ex_->response.flags & F_CHUNKED) != 0;
+    bool has_length = (ex_->response.flags & F_CONTENT_LENGTH) != 0;
+    bool bodiless = is_head_ || status == 204 || status == 304 || interim;
+    if (status == 101 && upgrade_) upgraded_ = true;
+    // The parser took the request as a protocol switch; without one it cannot go on.
+    if (upgrade_ && !upgraded_ && !interim) closing_after_response_ = true;
+    rechunk_ = chunked && client_http11_;
+    // A body that ends with the connection cannot keep the client connection open.
+    if (!bodiless && !chunked && !has_length && !upgraded_) closing_after_response_ = true;
+    if (chunked && !client_http11_) closing_after_response_ = true;
+    std::vector<std::string> tokens = ConnectionTokens(ex_->rheaders);
+    std::string h;
+    h.append(client_http11_ ? "HTTP/1.1 " : "HTTP/1.0 ")
+        .append(std::to_string(status))
+        .append(" ")
+        .append(ex_->status_text)
+        .append("\r\n");
+    for (const Header& x : ex_->rheaders) {
+      if (HopByHop(x.name) || NamedByConnection(tokens, x.name)) {
+        if (!(upgraded_ && NameIs(x.name, "upgrade"))) continue;
+      }
+      h.append(x.name).append(": ").append(x.value).append("\r\n");
+    }
+    if (upgraded_) {
+      h.append("Connection: upgrade\r\n");
+    } else if (!interim) {
+      if (rechunk_) h.append("Transfer-Encoding: chunked\r\n");
+      if (!client_keep_alive_ || closing_after_response_ || worker_->stopping()) {
+        h.append("Connection: close\r\n");
+      } else if (!client_http11_) {
+        h.append("Connection: keep-alive\r\n");
+      }
+    }
+    h.append("\r\n");
+    pipe_.Write(h);
+    if (status >= 500 && !interim)
+      worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
+    else if (!interim)
+      worker_->Report(*ex_->rt, ex_->group, lease_backend_, false);
+    if (upgraded_) return HPE_PAUSED;
+    return bodiless ? 1 : 0;
+  }
+
+  int OnResponseComplete() {
+    if (ex_->response.status_code >= 100 && ex_->response.status_code < 200) return 0;  // 1xx: the real answer follows
+    if (rechunk_) pipe_.Write("0\r\n\r\n");
+    response_done_ = true;
+    return HPE_PAUSED;
+  }
+
+  void ResponseComplete() {
+    if (!response_done_) return;
+    bool reusable = llhttp_should_keep_alive(&ex_->response) && request_done_;
+    DropUpstream(!reusable);
+    if (ex_) ex_->lease.Release();
+    if (request_done_) {
+      AfterExchange();
+    } else {
+      // The target answered before the body ended; the rest is not worth reading.
+      closing_after_response_ = true;
+      CloseSoon();
+    }
+  }
+
+  void AfterExchange() {
+    waiting_ = false;
+    if (!client_keep_alive_ || closing_after_response_ || worker_->stopping() || client_gone_) {
+      CloseSoon();
+      return;
+    }
+    phase_ = Phase::kIdle;
+    Arm(worker_->limits().idle_timeout_ms, Phase::kIdle);
+    client_paused_ = false;
+    pipe_.ReadStart();
+    if (!in_execute_) Parse();
+  }
+
+  void StartTunnel() {
+    // Bytes the client sent after its request belong to the new protocol.
+    Arm(0, Phase::kResponse);
+    if (!in_.empty()) {
+      up_->pipe().Write(in_);
+      in_.clear();
+    }
+    pipe_.ReadStart();
+    up_->pipe().ReadStart();
+  }
+
+  void Backpressure() {
+    if (up_ && up_->pipe().Queued() > worker_->limits().max_queued_bytes) PauseClient();
+  }
+
+  void UpstreamBackpressure() {
+    if (up_ && pipe_.Queued() > worker_->limits().max_queued_bytes) {
+      upstream_paused_ = true;
+      up_->pipe().ReadStop();
+    }
+  }
+
+  // Lets go of the target connection: back to the pool, or closed.
+  void DropUpstream(bool close) {
+    if (!up_) return;
+    Upstream* up = up_;
+    up_ = nullptr;
+    up->client = nullptr;
+    if (close || worker_->stopping()) {
+      up->pipe().Close();
+      up->backend()->load.connections--;
+      delete up;
+    } else {
+      worker_->GiveIdle(up->backend(), up);
+    }
+  }
+
+  // --- answers and ends ---------------------------------------------------------
+
+  void LocalAnswer(int status, const std::string& why, bool close) {
+    answered_locally_ = true;
+    if (response_started_) {
+      CloseSoon();
+      return;
+    }
+    std::string body = why + "\n";
+    std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) +
+                    "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    // A body still arriving is not read: the connection ends after the answer.
+    bool closes = close || !client_keep_alive_ || worker_->stopping() || (request_has_body_ && !request_done_);
+    if (closes) h += "Connection: close\r\n";
+    pipe_.Write(h + "\r\n" + body);
+    response_started_ = true;
+    response_done_ = true;
+    if (ex_) ex_->lease.Release();
+    DropUpstream(true);
+    if (closes) {
+      closing_after_response_ = true;
+      CloseSoon();
+    } else if (request_done_ && !in_execute_) {
+      AfterExchange();
+    }
+  }
+
+  // Ends the connection once the answer is out: FIN first, then what the client
+  // still sends is read and dropped until it closes (or 2 s pass), so that the
+  // kernel does not answer unread bytes with a reset that could lose the answer.
+  void CloseSoon() {
+    if (closing_) return;
+    closing_ = true;
+    DropUpstream(true);
+    Arm(kLingerMs, Phase::kLinger);
+    if (pipe_.Queued() == 0) ShutdownNow();
+  }
+
+  void ShutdownNow() {
+    shut_ = true;
+    pipe_.Shutdown();
+    if (client_gone_) {
+      Finish();
+      return;
+    }
+    pipe_.ReadStart();
+  }
+
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    DropUpstream(true);
+    if (ex_) ex_->lease.Release();
+    uv_timer_stop(&timer_);
+    pipe_.Close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* t) { delete static_cast<ClientConn*>(t->data); });
+  }
+
+  // --- timers ---------------------------------------------------------------------
+
+  void Arm(uint64_t ms, Phase phase) {
+    phase_ = phase;
+    if (finished_) return;
+    if (ms == 0) {
+      uv_timer_stop(&timer_);
+      return;
+    }
+    uv_timer_start(
+        &timer_, [](uv_timer_t* t) { static_cast<ClientConn*>(t->data)->Expired(); }, ms, 0);
+  }
+
+  void Expired() {
+    switch (phase_) {
+      case Phase::kIdle: Finish(); return;
+      case Phase::kHead:
+        LocalAnswer(
+            408, "request headers not received within " + std::to_string(worker_->limits().header_timeout_ms) + " ms",
+            true);
+        return;
+      case Phase::kConnect: AttemptFailed(true, "connect timed out"); return;
+      case Phase::kWaiting:
+        worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
+        DropUpstream(true);
+        LocalAnswer(504,
+                    "target " + ex_->lease_target + " sent no response within " +
+                        std::to_string(worker_->limits().response_timeout_ms) + " ms",
+                    true);
+        return;
+      case Phase::kBody:
+      case Phase::kResponse:
+      case Phase::kLinger: Finish(); return;
+    }
+  }
+
+  Worker* worker_;
+  int listen_port_;
+  std::string listener_id_;
+  size_t* listener_count_;
+  Pipe pipe_;
+  uv_timer_t timer_{};
+  llhttp_t parser_{};
+  std::string client_ip_;
+  std::string in_;  // client bytes not parsed yet (pipelined requests)
+
+  // The request in progress.
+  Phase phase_ = Phase::kIdle;
+  size_t header_bytes_ = 0;
+  bool in_value_ = false;
+  bool is_head_ = false, client_http11_ = true, request_chunked_ = false, request_has_body_ = false;
+  bool upgrade_ = false, client_keep_alive_ = true;
+  Backend* lease_backend_ = nullptr;
+  bool replayable_ = true, sent_body_ = false, request_done_ = false, waiting_ = false;
+  Upstream* up_ = nullptr;
+  std::unique_ptr<Exchange> ex_;  // from a request's first byte on
+
+  // The response in progress.
+  bool rin_value_ = false, rechunk_ = false, chunk_open_ = false, req_chunk_open_ = false;
+  bool response_started_ = false, response_done_ = false, upgraded_ = false;
+
+  bool client_paused_ = false, upstream_paused_ = false;
+  bool closing_ = false, closing_after_response_ = false, client_gone_ = false;
+  bool answered_locally_ = false, finished_ = false, in_execute_ = false, in_parse_ = false, shut_ = false;
+};
+
+void Upstream::OnData(Pipe*, const char* data, size_t len) {
+  if (client) {
+    client->UpData(data, len);
+    return;
+  }
+  worker_->DropIdle(this);  // an idle target connection has nothing to say
+}
+void Upstream::OnEnd(Pipe*, int err) {
+  if (client) {
+    client->UpEnded(err);
+    return;
+  }
+  worker_->DropIdle(this);
+}
+void Upstream::OnWritten(Pipe*) {
+  if (client) client->UpWritten();
+}
+void Upstream::OnConnected(Pipe*, int status) {
+  if (client) client->UpConnected(status);
+}
+
+// ============================================================================
+// TCP splices
+// ============================================================================
+
+// One TCP client connection joined to a target: bytes both ways, each side
+// paused while the other has max_queued_bytes unsent; a connect failure is
+// retried on another target, twice at most, before any byte is forwarded.
+class TcpConn : public PipeOwner {
+ public:
+  TcpConn(Worker* w, std::string listener_id, size_t* listener_count)
+      : worker_(w), listener_id_(std::move(listener_id)), listener_count_(listener_count), client_(w->loop(), this) {
+    uv_timer_init(w->loop(), &timer_);
+    timer_.data = this;
+    worker_->ConnectionOpened();
+    (*listener_count_)++;
+  }
+  ~TcpConn() override {
+    lease_.Release();
+    (*listener_count_)--;
+    worker_->ConnectionClosed();
+  }
+  Pipe& client() { return client_; }
+  void Abort() { Finish(); }
+
+  void Begin() {
+    rt_ = worker_->runtime();
+    auto li = rt_ ? rt_->listener_index.find(listener_id_) : decltype(rt_->listener_index)::const_iterator();
+    if (!rt_ || li == rt_->listener_index.end()) {
+      Finish();
+      return;
+    }
+    group_ = rt_->config.listeners[li->second].default_target_group;
+    Attempt();
+  }
+
+  void OnData(Pipe* p, const char* data, size_t len) override {
+    last_activity_ = uv_now(worker_->loop());
+    Pipe& other = p == &client_ ? *target_ : client_;
+    other.Write({data, len});
+    if (other.Queued() > worker_->limits().max_queued_bytes) p->ReadStop();
+  }
+  void OnWritten(Pipe* p) override {
+    Pipe* source = p == &client_ ? target_.get() : &client_;
+    if (source && !source->reading() && p->Queued() < worker_->limits().max_queued_bytes / 2 &&
+        !ended_[source == &client_ ? 0 : 1]) {
+      source->ReadStart();
+    }
+    MaybeFinish();
+  }
+  void OnEnd(Pipe* p, int err) override {
+    if (p == target_.get() && !connected_) return;  // reported through OnConnected
+    if (err != 0) {
+      Finish();
+      return;
+    }
+    // A half-close passes through: the other side gets FIN after what is queued.
+    int side = p == &client_ ? 0 : 1;
+    ended_[side] = true;
+    (side == 0 ? *target_ : client_).Shutdown();
+    MaybeFinish();
+  }
+  void OnConnected(Pipe*, int status) override {
+    if (status != 0) {
+      Retry(uv_strerror(status));
+      return;
+    }
+    worker_->Report(*rt_, group_, lease_.backend, false);
+    connected_ = true;
+    last_activity_ = uv_now(worker_->loop());
+    uint64_t idle = worker_->limits().tcp_idle_timeout_ms;
+    uv_timer_start(
+        &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->CheckIdle(); }, idle, idle / 4 + 1);
+    client_.ReadStart();
+    target_->ReadStart();
+  }
+
+ private:
+  void Attempt() {
+    lease_ = worker_->Pick(*rt_, group_, &attempts_, false);
+    if (!lease_) {
+      if (attempts_.count() == 0) log::Debug(kSub, "no healthy target", {{"group", group_}});
+      Finish();
+      return;
+    }
+    attempts_.Tried(lease_.index);
+    target_ = std::make_unique<Pipe>(worker_->loop(), this);
+    uv_timer_start(
+        &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->Retry("connect timed out"); },
+        worker_->limits().connect_timeout_ms, 0);
+    target_->Connect(reinterpret_cast<const sockaddr*>(&lease_.backend->addr));
+  }
+
+  void Retry(const std::string& why) {
+    uv_timer_stop(&timer_);
+    if (lease_.backend) worker_->Report(*rt_, group_, lease_.backend, true);
+    log::Debug(kSub, "tcp connect failed", {{"group", group_}, {"error", why}});
+    target_.reset();
+    lease_.Release();
+    if (!attempts_.MayRetry(true)) {
+      Finish();
+      return;
+    }
+    Attempt();
+  }
+
+  void CheckIdle() {
+    if (uv_now(worker_->loop()) - last_activity_ >= worker_->limits().tcp_idle_timeout_ms) Finish();
+  }
+
+  void MaybeFinish() {
+    if (ended_[0] && ended_[1] && client_.Queued() == 0 && (!target_ || target_->Queued() == 0)) Finish();
+  }
+
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    uv_timer_stop(&timer_);
+    client_.Close();
+    if (target_) target_->Close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), [](uv_handle_t* t) { delete static_cast<TcpConn*>(t->data); });
+  }
+
+  Worker* worker_;
+  std::string listener_id_;
+  size_t* listener_count_;
+  Pipe client_;
+  std::unique_ptr<Pipe> target_;
+  uv_timer_t timer_{};
+  std::shared_ptr<const Runtime> rt_;
+  std::string group_;
+  Attempts attempts_;
+  Lease lease_;
+  bool connected_ = false, finished_ = false;
+  bool ended_[2] = {false, false};
+  uint64_t last_activity_ = 0;
+};
+
+}  // namespace
+
+// ============================================================================
+// Listening sockets
+// ============================================================================
+
+class ListenSocket {
+ public:
+  ListenSocket(Worker* w, const Listener& l) : worker_(w), id_(ListenerId(l)), protocol_(l.protocol), port_(l.port) {}
+  Protocol protocol() const { return protocol_; }
+  ~ListenSocket() {
+    if (tcp_) {
+      tcp_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(tcp_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    }
+  }
+
+  // Binds with SO_REUSEPORT, so every worker listens on the same port.
+  Status Open(const std::string& address) {
+    sockaddr_storage addr{};
+    if (!ToSockaddr(address, port_, &addr)) return Error::Invalid("bad address " + address);
+    tcp_ = new uv_tcp_t;
+    uv_tcp_init_ex(worker_->loop(), tcp_, addr.ss_family);
+    tcp_->data = this;
+    uv_os_fd_t fd;
+    uv_fileno(reinterpret_cast<uv_handle_t*>(tcp_), &fd);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    int err = uv_tcp_bind(tcp_, reinterpret_cast<const sockaddr*>(&addr), 0);
+    if (err == 0) err = uv_listen(reinterpret_cast<uv_stream_t*>(tcp_), 4096, Accept);
+    if (err != 0)
+      return Error::Internal("listen on " + address + ":" + std::to_string(port_) + ": " + uv_strerror(err));
+    return {};
+  }
+
+ private:
+  static void Accept(uv_stream_t* server, int status) {
+    auto* self = static_cast<ListenSocket*>(server->data);
+    if (!self || status < 0) return;
+    self->AcceptOne(server);
+  }
+
+  void AcceptOne(uv_stream_t* server) {
+    const Limits& limits = worker_->limits();
+    if (protocol_ == Protocol::kHttp) {
+      auto* c = new ClientConn(worker_, port_, id_, &count_);
+      if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->pipe().handle())) != 0) {
+        c->CloseIfIdle();
+        return;
+      }
+      uv_tcp_nodelay(c->pipe().handle(), 1);
+      if (count_ > limits.max_connections) {
+        static const char kBusy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 28\r\nConnection: "
+            "close\r\n\r\ntoo many client connections\n";
+        c->pipe().Write(kBusy);
+        c->CloseIfIdle();
+        return;
+      }
+      c->Begin();
+      return;
+    }
+    auto* t = new TcpConn(worker_, id_, &count_);
+    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(t->client().handle())) != 0 ||
+        count_ > limits.max_connections) {
+      t->Abort();
+      return;
+    }
+    uv_tcp_nodelay(t->client().handle(), 1);
+    t->Begin();
+  }
+
+  Worker* worker_;
+  std::string id_;
+  Protocol protocol_;
+  int port_;
+  uv_tcp_t* tcp_ = nullptr;
+  size_t count_ = 0;
+};
+
+// ============================================================================
+// Workers
+// ============================================================================
+
+Worker::Worker(Proxy::Impl* proxy, int index, const Options& options)
+    : proxy_(proxy), index_(index), options_(options), rng_(std::random_device{}() + static_cast<unsigned>(index)) {
+  uv_loop_init(&loop_);
+  loop_.data = &buffer_;
+  uv_async_init(&loop_, &wake_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->TakePosted(); });
+  wake_.data = this;
+  uv_timer_init(&loop_, &sweep_);
+  sweep_.data = this;
+}
+
+Worker::~Worker() { uv_loop_close(&loop_); }
+
+void Worker::Start() {
+  uv_timer_start(
+      &sweep_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->Sweep(); }, 1000, 1000);
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Worker::Run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Every handle is closed by now; one more pass frees what their callbacks own.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+}
+
+void Worker::Post(std::shared_ptr<const Runtime> runtime) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    posted_ = std::move(runtime);
+  }
+  uv_async_send(&wake_);
+}
+
+void Worker::PostStop(uint64_t grace_ms) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_posted_ = true;
+    stop_grace_ms_ = grace_ms;
+  }
+  uv_async_send(&wake_);
+}
+
+void Worker::TakePosted() {
+  std::shared_ptr<const Runtime> next;
+  bool stop = false;
+  uint64_t grace = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next = std::move(posted_);
+    posted_.reset();
+    stop = stop_posted_;
+    grace = stop_grace_ms_;
+  }
+  if (next && !stopping_) {
+    runtime_ = std::move(next);
+    Reconcile();
+    applied_ = runtime_->config.version;
+  }
+  if (stop && !stopping_) BeginStop(grace);
+}
+
+// Opens the listeners the new configuration adds and closes those it drops.
+// Connections accepted on a closed listener carry on.
+void Worker::Reconcile() {
+  std::map<std::string, const Listener*> wanted;
+  for (const Listener& l : runtime_->config.listeners) wanted[ListenerId(l)] = &l;
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    auto w = wanted.find(it->first);
+    if (w == wanted.end() || w->second->protocol != it->second->protocol()) {
+      it = listeners_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [id, l] : wanted) {
+    if (listeners_.count(id)) continue;
+    auto socket = std::make_unique<ListenSocket>(this, *l);
+    if (Status s = socket->Open(l->address); !s.ok()) {
+      log::Error(kSub, "cannot open listener", {{"worker", index_}, {"error", s.error().message}});
+      continue;
+    }
+    if (index_ == 0) {
+      log::Info(kSub, "listening",
+                {{"address", l->address}, {"port", l->port}, {"protocol", ProtocolName(l->protocol)}});
+    }
+    listeners_[id] = std::move(socket);
+  }
+}
+
+Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests) {
+  Lease lease;
+  auto gi = rt.group_index.find(group);
+  if (gi == rt.group_index.end()) return lease;
+  const TargetGroup& g = rt.config.target_groups[gi->second];
+  int64_t now = static_cast<int64_t>(uv_now(&loop_));
+  std::vector<size_t> usable, fallback;
+  std::vector<Load> loads;
+  std::vector<Backend*> backends, fallback_backends;
+  for (size_t i = 0; i < g.targets.size(); i++) {
+    const Target& t = g.targets[i];
+    if (t.state != TargetState::kHealthy || attempts->WasTried(i)) continue;
+    std::string key = t.address + "|" + std::to_string(t.port);
+    auto [it, fresh] = backends_.try_emplace(key);
+    Backend& b = it->second;
+    if (fresh) {
+      b.address = t.address;
+      b.port = t.port;
+      ToSockaddr(t.address, t.port, &b.addr);
+    }
+    fallback.push_back(i);
+    fallback_backends.push_back(&b);
+    if (b.ejection.Ejected(now)) continue;
+    usable.push_back(i);
+    backends.push_back(&b);
+  }
+  // Everyone ejected (the cap makes it rare): better to try than to refuse.
+  if (usable.empty()) {
+    usable = fallback;
+    backends = fallback_backends;
+  }
+  if (usable.empty()) return lease;
+  for (Backend* b : backends) loads.push_back(b->load);
+  size_t k = Choose(g.algorithm, loads, rng_, &cursors_[group]);
+  lease.backend = backends[k];
+  lease.index = usable[k];
+  lease.stats = rt.stats[gi->second][usable[k]];
+  lease.requests = for_requests;
+  if (for_requests) {
+    lease.backend->load.outstanding++;
+    lease.stats->requests++;
+  } else {
+    lease.backend->load.connections++;
+    lease.stats->connections++;
+  }
+  return lease;
+}
+
+void Worker::Report(const Runtime& rt, const std::string& group, Backend* backend, bool failed) {
+  if (!backend) return;
+  if (!failed) {
+    backend->ejection.Succeed();
+    return;
+  }
+  auto gi = rt.group_index.find(group);
+  if (gi == rt.group_index.end()) return;
+  const TargetGroup& g = rt.config.target_groups[gi->second];
+  int64_t now = static_cast<int64_t>(uv_now(&loop_));
+  size_t ejected = 0;
+  for (const Target& t : g.targets) {
+    auto it = backends_.find(t.address + "|" + std::to_string(t.port));
+    if (it != backends_.end() && it->second.ejection.Ejected(now)) ejected++;
+  }
+  if (backend->ejection.Fail(now, ejected, g.targets.size(), options_.ejection)) {
+    log::Warn(kSub, "target ejected",
+              {{"worker", index_},
+               {"target", backend->address + ":" + std::to_string(backend->port)},
+               {"group", group},
+               {"for_ms", backend->ejection.until_ms() - now}});
+  }
+}
+
+Upstream* Worker::TakeIdle(Backend* backend) {
+  while (!backend->idle.empty()) {
+    Upstream* up = backend->idle.back();
+    backend->idle.pop_back();
+    if (!up->pipe().closed()) return up;
+    delete up;
+  }
+  return nullptr;
+}
+
+void Worker::GiveIdle(Backend* backend, Upstream* up) {
+  if (backend->idle.size() >= options_.limits.max_idle_per_target) {
+    up->pipe().Close();
+    backend->load.connections--;
+    delete up;
+    return;
+  }
+  up->idle_since_ms = uv_now(&loop_);
+  up->pipe().ReadStart();  // to hear the target close it
+  backend->idle.push_back(up);
+}
+
+void Worker::DropIdle(Upstream* up) {
+  Backend* b = up->backend();
+  auto it = std::find(b->idle.begin(), b->idle.end(), up);
+  if (it != b->idle.end()) b->idle.erase(it);
+  up->pipe().Close();
+  b->load.connections--;
+  delete up;
+}
+
+// Once a second: closes pooled target connections idle too long; on a stopping
+// worker, ends the loop when nothing is left or the grace ran out.
+void Worker::Sweep() {
+  uint64_t now = uv_now(&loop_);
+  for (auto& [key, b] : backends_) {
+    for (size_t i = 0; i < b.idle.size();) {
+      Upstream* up = b.idle[i];
+      if (stopping_ || now - up->idle_since_ms >= options_.limits.target_idle_timeout_ms) {
+        DropIdle(up);
+      } else {
+        i++;
+      }
+    }
+  }
+  if (stopping_ && (connections_ == 0 || now >= stop_deadline_)) {
+    uv_timer_stop(&sweep_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
+    // Whatever is still open is cut: walk the loop's handles and close them.
+    uv_walk(
+        &loop_,
+        [](uv_handle_t* h, void*) {
+          if (uv_is_closing(h)) return;
+          if (h->type == UV_TCP && h->data) {
+            static_cast<Pipe*>(h->data)->Close();
+          } else if (h->type == UV_TIMER && h->data) {
+            uv_timer_stop(reinterpret_cast<uv_timer_t*>(h));
+          }
+        },
+        nullptr);
+    uv_stop(&loop_);
+  }
+}
+
+void Worker::BeginStop(uint64_t grace_ms) {
+  stopping_ = true;
+  listeners_.clear();
+  // Kept-alive clients between requests are closed now; the others after their answer.
+  std::vector<ClientConn*> clients(clients_.begin(), clients_.end());
+  for (ClientConn* c : clients) c->CloseIfIdle();
+  stop_deadline_ = uv_now(&loop_) + grace_ms;
+  uv_timer_start(
+      &sweep_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->Sweep(); }, 0, 100);
+}
+
+void Worker::ConnectionClosed() { connections_--; }
+
+// ============================================================================
+// The Proxy
+// ============================================================================
+
+Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options) {
+  if (options.threads < 1 || options.threads > 256) {
+    return Error::Invalid("--proxy-threads: must be between 1 and 256, not " + std::to_string(options.threads));
+  }
+  std::unique_ptr<Proxy> p(new Proxy());
+  p->impl_ = std::make_unique<Impl>();
+  p->impl_->options = options;
+  for (int i = 0; i < options.threads; i++) {
+    p->impl_->workers.push_back(std::make_unique<Worker>(p->impl_.get(), i, options));
+  }
+  for (auto& w : p->impl_->workers) w->Start();
+  return p;
+}
+
+Proxy::~Proxy() {
+  if (impl_ && !impl_->stopped) Stop(0);
+}
+
+void Proxy::Apply(Config config) {
+  auto rt = std::make_shared<Runtime>();
+  {
+    std::lock_guard<std::mutex> lock(impl_->stats_mu);
+    std::map<std::string, std::shared_ptr<TargetStats>> kept;
+    for (const TargetGroup& g : config.target_groups) {
+      std::vector<std::shared_ptr<TargetStats>> per_target;
+      for (const Target& t : g.targets) {
+        std::string key = g.name + "\n" + t.id;
+        auto& s = impl_->stats[key];
+        if (!s) s = std::make_shared<TargetStats>();
+        per_target.push_back(s);
+        kept[key] = s;
+      }
+      rt->stats.push_back(std::move(per_target));
+    }
+    // Targets no longer listed stay visible while they have something in flight.
+    for (auto& [key, s] : impl_->stats) {
+      if (!kept.count(key) && (s->requests > 0 || s->connections > 0)) kept[key] = s;
+    }
+    impl_->stats = std::move(kept);
+  }
+  for (size_t i = 0; i < config.target_groups.size(); i++) rt->group_index[config.target_groups[i].name] = i;
+  for (size_t i = 0; i < config.listeners.size(); i++) rt->listener_index[ListenerId(config.listeners[i])] = i;
+  rt->config = std::move(config);
+  std::shared_ptr<const Runtime> shared = std::move(rt);
+  for (auto& w : impl_->workers) w->Post(shared);
+}
+
+int64_t Proxy::AppliedVersion() const {
+  int64_t lowest = INT64_MAX;
+  for (const auto& w : impl_->workers) lowest = std::min(lowest, w->applied());
+  return impl_->workers.empty() ? -1 : lowest;
+}
+
+Proxy::InFlight Proxy::TargetInFlight(std::string_view group, std::string_view target_id) const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  auto it = impl_->stats.find(std::string(group) + "\n" + std::string(target_id));
+  if (it == impl_->stats.end()) return {};
+  return {it->second->requests.load(), it->second->connections.load()};
+}
+
+void Proxy::Stop(uint64_t grace_ms) {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  for (auto& w : impl_->workers) w->PostStop(grace_ms);
+  for (auto& w : impl_->workers) w->Join();
+  impl_->workers.clear();
+}
+
+}  // namespace berth::proxy

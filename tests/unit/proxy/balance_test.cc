@@ -1,0 +1,137 @@
+// proxy/balance: rule matching, each balancer on a seeded generator, the
+// ejection cap on a manual clock, and the retry budget.
+#include "proxy/balance.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+
+#include "base/clock.h"
+#include "proxy/config.h"
+
+using namespace berth;
+using namespace berth::proxy;
+
+TEST_CASE("proxy rules: hosts, paths, priority and the default", "[proxy]") {
+  CHECK(HostMatches("*.example.com", "API.Example.com"));
+  CHECK_FALSE(HostMatches("*.example.com", ".example.com"));  // `*` takes at least one character
+  CHECK_FALSE(HostMatches("*.example.com", "example.com"));
+  CHECK(HostMatches("api.example.com", "api.example.com"));
+  CHECK(PathMatches("/v1/*", "/v1/"));
+  CHECK(PathMatches("/v1/*", "/v1/users/7"));
+  CHECK_FALSE(PathMatches("/v1/*", "/v2/users"));
+  CHECK(PathMatches("/img/?.png", "/img/a.png"));
+  CHECK_FALSE(PathMatches("/img/?.png", "/img/ab.png"));
+  CHECK_FALSE(PathMatches("/A", "/a"));  // paths are case-sensitive
+  CHECK(HostWithoutPort("a.example.com:8080") == "a.example.com");
+  CHECK(HostWithoutPort("[::1]:80") == "[::1]");
+
+  auto c = ParseConfig(R"({"version": 1,
+    "listeners": [{"port": 80, "protocol": "HTTP", "defaultTargetGroup": "web", "rules": [
+      {"priority": 20, "paths": ["/v1/*"], "targetGroup": "v1"},
+      {"priority": 10, "hosts": ["api.example.com"], "paths": ["/v1/*", "/v2/*"], "targetGroup": "api"}]}],
+    "targetGroups": [{"name": "web", "protocol": "HTTP"}, {"name": "api", "protocol": "HTTP"},
+                     {"name": "v1", "protocol": "HTTP"}]})");
+  REQUIRE(c.ok());
+  const Listener& l = c->listeners[0];
+  CHECK(MatchGroup(l, "api.example.com:80", "/v1/x") == "api");  // priority 10 before 20
+  CHECK(MatchGroup(l, "www.example.com", "/v1/x") == "v1");
+  CHECK(MatchGroup(l, "api.example.com", "/v3/x") == "web");
+  CHECK(MatchGroup(l, "", "/") == "web");
+}
+
+TEST_CASE("proxy balancers: two random choices prefer the less loaded", "[proxy]") {
+  std::mt19937 rng(42);
+  uint64_t cursor = 0;
+  std::vector<Load> loads = {{5, 0}, {0, 0}, {9, 0}};
+  std::map<size_t, int> picks;
+  for (int i = 0; i < 3000; i++) picks[Choose(Algorithm::kLeastOutstandingRequests, loads, rng, &cursor)]++;
+  // The busiest target loses every pair it is in; the idlest wins every pair it is in.
+  CHECK(picks[2] == 0);
+  CHECK(picks[1] > picks[0]);
+  CHECK(picks[1] > 1500);  // in two of three pairs
+}
+
+TEST_CASE("proxy balancers: round robin takes each in turn", "[proxy]") {
+  std::mt19937 rng(1);
+  uint64_t cursor = 0;
+  std::vector<Load> loads(3);
+  std::vector<size_t> order;
+  for (int i = 0; i < 6; i++) order.push_back(Choose(Algorithm::kRoundRobin, loads, rng, &cursor));
+  CHECK(order == std::vector<size_t>{0, 1, 2, 0, 1, 2});
+}
+
+TEST_CASE("proxy balancers: least connections, ties spread", "[proxy]") {
+  std::mt19937 rng(1);
+  uint64_t cursor = 0;
+  std::vector<Load> loads = {{0, 3}, {0, 1}, {0, 2}};
+  CHECK(Choose(Algorithm::kLeastConnections, loads, rng, &cursor) == 1);
+  loads = {{0, 1}, {0, 1}, {0, 5}};
+  size_t first = Choose(Algorithm::kLeastConnections, loads, rng, &cursor);
+  size_t second = Choose(Algorithm::kLeastConnections, loads, rng, &cursor);
+  CHECK(first != second);
+  CHECK(first != 2);
+  CHECK(second != 2);
+}
+
+TEST_CASE("proxy ejection: growing spans, reset by success", "[proxy]") {
+  ManualClock clock;
+  auto now = [&] { return clock.MonotonicNs() / 1000000; };
+  EjectionPolicy policy{3, 1000, 4000};
+  Ejection e;
+  CHECK_FALSE(e.Fail(now(), 0, 4, policy));
+  CHECK_FALSE(e.Fail(now(), 0, 4, policy));
+  CHECK(e.Fail(now(), 0, 4, policy));  // the third in a row
+  CHECK(e.Ejected(now()));
+  clock.Advance(999);
+  CHECK(e.Ejected(now()));
+  clock.Advance(1);
+  CHECK_FALSE(e.Ejected(now()));
+  for (int i = 0; i < 2; i++) CHECK_FALSE(e.Fail(now(), 0, 4, policy));
+  CHECK(e.Fail(now(), 0, 4, policy));
+  clock.Advance(1999);
+  CHECK(e.Ejected(now()));  // doubled: 2 s
+  clock.Advance(1);
+  CHECK_FALSE(e.Ejected(now()));
+  for (int i = 0; i < 3; i++) (void)e.Fail(now(), 0, 4, policy);
+  clock.Advance(3999);
+  CHECK(e.Ejected(now()));  // 4 s, the cap
+  clock.Advance(1);
+  for (int i = 0; i < 3; i++) (void)e.Fail(now(), 0, 4, policy);
+  clock.Advance(3999);
+  CHECK(e.Ejected(now()));  // still 4 s
+  clock.Advance(1);
+  e.Succeed();
+  for (int i = 0; i < 3; i++) (void)e.Fail(now(), 0, 4, policy);
+  clock.Advance(999);
+  CHECK(e.Ejected(now()));  // back to 1 s after a success
+  clock.Advance(1);
+  CHECK_FALSE(e.Ejected(now()));
+}
+
+TEST_CASE("proxy ejection: never more than half of a group", "[proxy]") {
+  ManualClock clock;
+  EjectionPolicy policy{1, 1000, 30000};
+  Ejection a, b, c;
+  CHECK(a.Fail(0, 0, 4, policy));        // 1 of 4
+  CHECK(b.Fail(0, 1, 4, policy));        // 2 of 4
+  CHECK_FALSE(c.Fail(0, 2, 4, policy));  // 3 of 4: refused
+  CHECK_FALSE(c.Ejected(0));
+  Ejection single;
+  CHECK_FALSE(single.Fail(0, 0, 1, policy));  // a group of one keeps its only target
+  Ejection pair;
+  CHECK(pair.Fail(0, 0, 2, policy));
+}
+
+TEST_CASE("proxy retries: twice at most, only when the request can be replayed", "[proxy]") {
+  Attempts a;
+  CHECK_FALSE(a.MayRetry(true));  // nothing tried yet
+  a.Tried(0);
+  CHECK(a.MayRetry(true));
+  CHECK_FALSE(a.MayRetry(false));  // a body already streamed cannot be sent again
+  a.Tried(1);
+  CHECK(a.MayRetry(true));
+  a.Tried(2);
+  CHECK_FALSE(a.MayRetry(true));  // three attempts: the first and two retries
+  CHECK(a.WasTried(1));
+  CHECK_FALSE(a.WasTried(3));
+}

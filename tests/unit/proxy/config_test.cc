@@ -1,0 +1,92 @@
+// proxy/config: the contract's document parsed, and refused with the path of what is wrong.
+#include "proxy/config.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+
+using namespace berth;
+using namespace berth::proxy;
+
+namespace {
+
+const char* kDoc = R"({"version": 7,
+ "listeners": [
+   {"port": 80, "protocol": "HTTP", "address": "0.0.0.0", "defaultTargetGroup": "web",
+    "rules": [{"priority": 20, "hosts": ["*.example.com"], "targetGroup": "web"},
+              {"priority": 10, "hosts": ["api.example.com"], "paths": ["/v1/*"], "targetGroup": "api"}]},
+   {"port": 5432, "protocol": "TCP", "defaultTargetGroup": "db"}],
+ "targetGroups": [
+   {"name": "web", "protocol": "HTTP", "algorithm": "round_robin",
+    "targets": [{"id": "a", "address": "10.0.0.2", "port": 32768, "state": "healthy"},
+                {"id": "b", "address": "10.0.0.3", "port": 32771, "state": "draining"}]},
+   {"name": "api", "protocol": "HTTP", "targets": []},
+   {"name": "db", "protocol": "TCP", "targets": [{"id": "d", "address": "::1", "port": 5432, "state": "initial"}]}]})";
+
+// The error message of a document that must be refused.
+std::string Refusal(const std::string& text) {
+  auto c = ParseConfig(text);
+  REQUIRE_FALSE(c.ok());
+  return c.error().message;
+}
+
+// kDoc with `from` replaced by `to` (which must occur).
+std::string With(const std::string& from, const std::string& to) {
+  std::string s = kDoc;
+  size_t at = s.find(from);
+  REQUIRE(at != std::string::npos);
+  return s.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST_CASE("proxy config: the contract's example parses into types", "[proxy]") {
+  auto c = ParseConfig(kDoc);
+  REQUIRE(c.ok());
+  CHECK(c->version == 7);
+  REQUIRE(c->listeners.size() == 2);
+  const Listener& http = c->listeners[0];
+  CHECK(http.protocol == Protocol::kHttp);
+  REQUIRE(http.rules.size() == 2);
+  CHECK(http.rules[0].priority == 10);  // sorted ascending
+  CHECK(http.rules[0].paths == std::vector<std::string>{"/v1/*"});
+  CHECK(c->listeners[1].address == "0.0.0.0");  // the default
+  CHECK(c->FindGroup("web")->algorithm == Algorithm::kRoundRobin);
+  CHECK(c->FindGroup("api")->algorithm == Algorithm::kLeastOutstandingRequests);  // HTTP's default
+  CHECK(c->FindGroup("db")->algorithm == Algorithm::kLeastConnections);           // TCP's default
+  CHECK(c->FindGroup("web")->targets[1].state == TargetState::kDraining);
+  CHECK(c->FindGroup("db")->targets[0].address == "::1");
+}
+
+TEST_CASE("proxy config: errors name the field by its path", "[proxy]") {
+  CHECK(Refusal(With(R"("paths": ["/v1/*"])", R"("paths": ["/v1/*", "/v2", "v3"])")) ==
+        "listeners[0].rules[1].paths[2]: must start with \"/\"");
+  CHECK(Refusal(With(R"("port": 5432, "protocol": "TCP")", R"("port": 70000, "protocol": "TCP")")) ==
+        "listeners[1].port: must be between 1 and 65535");
+  CHECK(Refusal(With(R"("protocol": "TCP", "defaultTargetGroup")", R"("protocol": "UDPX", "defaultTargetGroup")")) ==
+        "listeners[1].protocol: must be \"HTTP\" or \"TCP\", not \"UDPX\"");
+  CHECK(Refusal(With(R"("state": "draining")", R"("state": "gone")")).rfind("targetGroups[0].targets[1].state: ", 0) ==
+        0);
+  CHECK(Refusal(With(R"("address": "10.0.0.3")", R"("address": "backend.local")")) ==
+        "targetGroups[0].targets[1].address: must be a numeric IPv4 or IPv6 address, not \"backend.local\"");
+  CHECK(Refusal(With(R"("targetGroup": "api")", R"("targetGroup": "nope")")) ==
+        "listeners[0].rules[1].targetGroup: no target group named \"nope\"");
+  CHECK(Refusal(With(R"("defaultTargetGroup": "db")", R"("defaultTargetGroup": "web")")) ==
+        "listeners[1].defaultTargetGroup: target group \"web\" is HTTP, the listener TCP");
+  CHECK(Refusal(With(R"("port": 5432, "protocol": "TCP")", R"("port": 80, "protocol": "TCP")")) ==
+        "listeners[1].port: 80 is already used by another TCP listener");
+  CHECK(Refusal(With(R"("id": "b")", R"("id": "a")")) == "targetGroups[0].targets[1].id: \"a\" appears twice");
+  CHECK(Refusal(With(R"("version": 7)", R"("version": "7")")) == "version: must be a number, not a string");
+  CHECK(Refusal(With(R"("version": 7,)", R"("version": 7, "listner": [],)")) == "listner: unknown field");
+  CHECK(Refusal(std::string(kDoc).replace(0, 1, "[")).rfind("configuration: ", 0) == 0);
+  CHECK(Refusal(R"({"version": 1, "listeners": [{"port": 9, "protocol": "TCP", "defaultTargetGroup": "t",
+                   "rules": [{"priority": 1, "targetGroup": "t"}]}],
+                   "targetGroups": [{"name": "t", "protocol": "TCP"}]})") ==
+        "listeners[0].rules: are for HTTP listeners only");
+}
+
+TEST_CASE("proxy config: an empty document is a valid one", "[proxy]") {
+  auto c = ParseConfig(R"({"version": 0})");
+  REQUIRE(c.ok());
+  CHECK(c->listeners.empty());
+  CHECK(Refusal("{}") == "version: is required");
+}
