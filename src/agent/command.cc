@@ -30,6 +30,9 @@ const std::vector<flags::FlagSpec> kFlags = {
      "/etc/docker/certs.d; empty: not written)"},
     {"docker", true, "ADDR", "the Docker engine's socket (default unix:///var/run/docker.sock)"},
     {"attr", true, "K=V", "a node attribute for placement (repeatable; e.g. --attr zone=a)"},
+    {"advertise", true, "ADDR",
+     "the address this node's host ports answer on, where load balancers' proxies send traffic (default: the "
+     "address the server sees this agent connect from)"},
     {"state-dir", true, "DIR", "where the agent keeps its node id (default /var/lib/berth-agent)"},
     {"secrets-dir", true, "DIR",
      "where tasks' secret files are written, on a tmpfs (mounted there unless it is one already; default "
@@ -98,6 +101,7 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
   }
   if (!ReadCaFile(p, &o.ca_pem)) return 2;
   o.cluster = p.Get("cluster", o.cluster);
+  o.advertise = p.Get("advertise", "");
   o.docker = p.Get("docker", o.docker);
   if (p.Has("docker-certs-dir")) o.docker_certs_dir = p.Get("docker-certs-dir");
   o.state_dir = p.Get("state-dir", o.state_dir);

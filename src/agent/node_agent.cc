@@ -21,6 +21,7 @@
 #include "agent/docker.h"
 #include "agent/host.h"
 #include "agent/protocol.h"
+#include "agent/proxy_sink.h"
 #include "agent/reconciler.h"
 #include "agent/secret_files.h"
 #include "base/crypto.h"
@@ -536,6 +537,7 @@ class NodeAgentImpl {
     json::Doc reserved = json::Doc::Array();
     for (const std::string& p : o_.reserved_ports) reserved.Push(p);
     body.Set("reservedPorts", reserved);
+    if (!o_.advertise.empty()) body.Set("address", o_.advertise);
     if (!node_id_.empty()) body.Set("nodeId", node_id_);
     // Over TLS the node proves itself with a certificate from the cluster CA: asked
     // for at the first join, and again when a third of its life is left.
@@ -787,6 +789,7 @@ class NodeAgentImpl {
         return;
       }
       TakeDesired(m, type == "desired");
+      TakeProxy(m.Get("proxy"));
       ApplyPendingDesired();
     } else if (type == "deregistered") {
       log::Warn("agent", "this node was deregistered; stopping its tasks", {{"node", node_id_}});
@@ -811,6 +814,26 @@ class NodeAgentImpl {
     }
     desired_version_ = static_cast<uint64_t>(msg.Get("version").IntIn(0, INT64_MAX, 0));
     desired_pending_ = true;
+  }
+
+  // The node's proxy configuration, when the line carries one newer than what
+  // runs: handed to the sink; the version it applied goes with the next report.
+  void TakeProxy(json::View doc) {
+    if (!doc.valid()) return;
+    Result<int64_t> version = ProxyDocVersion(doc);
+    if (!version) {
+      log::Warn("agent", "refused the proxy configuration", {{"error", version.error().message}});
+      return;
+    }
+    if (*version <= proxy_version_) return;
+    Result<int64_t> applied = proxy_sink_->ApplyProxy(doc);
+    if (!applied) {
+      log::Warn("agent", "the proxy refused its configuration",
+                {{"version", std::to_string(*version)}, {"error", applied.error().message}});
+      return;
+    }
+    proxy_version_ = *applied;
+    proxy_unreported_ = true;
   }
 
   // A task may run here when its definition is one the server would accept, and
@@ -868,27 +891,31 @@ class NodeAgentImpl {
       list += r;
     }
     list += "]";
-    if (sent.empty() && !heartbeat_due) return;
+    if (sent.empty() && !heartbeat_due && !proxy_unreported_) return;
     report_in_flight_ = true;
     last_report_ms_ = NowMs();
-    reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + "}"),
-                    [this, sent, epoch = server_epoch_](Result<http::ClientResponse> r) {
-                      if (shut_) return;
-                      report_in_flight_ = false;
-                      if (r && FollowLeader(r.value(), epoch)) return;  // unchanged: sent again, there
-                      if (!r || r->status != 200) {
-                        // To a server the agent has left: sent again to the one it went to.
-                        if (epoch != server_epoch_) return;
-                        if (r && r->status == 404) registered_ = false;
-                        report_failures_++;
-                        report_retry_ms_ = NowMs() + Backoff(report_failures_, 100, kMaxServerBackoffMs);
-                        if (NoAnswer(r)) ServerMissed(epoch, Why(r));
-                        return;  // unchanged: sent again
-                      }
-                      report_failures_ = 0;
-                      if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
-                      for (const auto& [id, text] : sent) reconciler_->Acknowledged(id, text);
-                    });
+    std::string proxy;
+    if (proxy_version_ > 0) proxy = ",\"proxyVersion\":" + std::to_string(proxy_version_);
+    reporter_->Send(
+        Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + proxy + "}"),
+        [this, sent, epoch = server_epoch_, proxy_version = proxy_version_](Result<http::ClientResponse> r) {
+          if (shut_) return;
+          report_in_flight_ = false;
+          if (r && FollowLeader(r.value(), epoch)) return;  // unchanged: sent again, there
+          if (!r || r->status != 200) {
+            // To a server the agent has left: sent again to the one it went to.
+            if (epoch != server_epoch_) return;
+            if (r && r->status == 404) registered_ = false;
+            report_failures_++;
+            report_retry_ms_ = NowMs() + Backoff(report_failures_, 100, kMaxServerBackoffMs);
+            if (NoAnswer(r)) ServerMissed(epoch, Why(r));
+            return;  // unchanged: sent again
+          }
+          report_failures_ = 0;
+          if (proxy_version == proxy_version_) proxy_unreported_ = false;
+          if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
+          for (const auto& [id, text] : sent) reconciler_->Acknowledged(id, text);
+        });
   }
 
   // --- logs: the server asks on the stream; we answer with a streamed POST ---
@@ -1088,6 +1115,12 @@ class NodeAgentImpl {
   // <state>/term), and the lines refused for an older one.
   uint64_t highest_term_ = 0;
   uint64_t fenced_ = 0;
+  // The proxy configuration (agent/proxy_sink.h): where it goes, the version
+  // applied, and whether the server has yet to hear of it.
+  LoggingProxySink logging_proxy_sink_;
+  ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &logging_proxy_sink_;
+  int64_t proxy_version_ = 0;
+  bool proxy_unreported_ = false;
   std::unique_ptr<docker::Engine> engine_;
   std::unique_ptr<DockerContainerEngine> container_engine_;
   std::unique_ptr<SecretFiles> secret_files_;  // used by reconciler_'s hooks

@@ -32,6 +32,8 @@ typedef struct uv_loop_s uv_loop_t;
 
 namespace berth::agent {
 
+class ProxySink;
+
 struct NodeAgentOptions {
   // The servers of the cluster, URLs separated by commas; the first is asked
   // first (ServerList).
@@ -70,6 +72,12 @@ struct NodeAgentOptions {
   // Paths no task may mount, whatever any policy says (a local server's data
   // directory); the agent's state directory is always one.
   std::vector<std::string> forbidden_paths;
+  // Where this node's host ports answer for the proxies of load balancers
+  // (--advertise); empty: the server takes the address the registration came from.
+  std::string advertise;
+  // Where the proxy configurations from the server go (agent/proxy_sink.h); it
+  // must outlive the agent. Unset: a LoggingProxySink (no data plane yet).
+  ProxySink* proxy_sink = nullptr;
   // Called on the loop thread each time the node is registered with a server
   // (at start, and again after a server was lost): `berth agent` tells systemd.
   std::function<void(const std::string& node_id, const std::string& server)> registered;

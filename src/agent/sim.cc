@@ -36,6 +36,7 @@ class Simulation;
 struct SimContainer {
   std::string name;
   bool health_check = false;
+  std::vector<std::pair<int, int>> ports;  // (containerPort, hostPort; 0: dynamic), TCP
 };
 
 struct SimTask {
@@ -71,7 +72,8 @@ class SimNode {
   void Apply(json::View msg, bool whole);
   Simulation* sim_;
   int index_;
-  std::string line_;  // a partial NDJSON line
+  int64_t proxy_version_ = 0;  // of the last proxy configuration the stream carried
+  std::string line_;           // a partial NDJSON line
   // What this stream carried: the task definitions (their containers), and the
   // version of its last line, which a `changes` line must follow.
   std::map<std::string, std::vector<SimContainer>, std::less<>> defs_;
@@ -306,6 +308,8 @@ void SimNode::Register() {
       .Set("nodeId", id)
       .Set("hostname", id)
       .Set("agentVersion", BERTH_VERSION)
+      .Set("address", "10." + std::to_string((index_ >> 16) & 255) + "." + std::to_string((index_ >> 8) & 255) + "." +
+                          std::to_string(index_ & 255 ? index_ & 255 : 254))
       .Set("cpu", o.node_cpu)
       .Set("memory", o.node_memory)
       .Set("attributes", attrs);
@@ -394,15 +398,20 @@ void SimNode::Apply(json::View msg, bool whole) {
     std::vector<SimContainer> containers;
     for (json::View c : d.Get("containerDefinitions")) {
       json::View hc = c.Get("healthCheck").Get("command");
-      containers.push_back(
-          {std::string(c.Get("name").String()), hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE"});
+      SimContainer sc{
+          std::string(c.Get("name").String()), hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE", {}};
+      for (json::View pm : c.Get("portMappings")) {
+        if (pm.Get("protocol").String() == "udp") continue;
+        sc.ports.emplace_back(pm.Get("containerPort").IntIn(0, 65535, 0), pm.Get("hostPort").IntIn(0, 65535, 0));
+      }
+      containers.push_back(std::move(sc));
     }
-    if (containers.empty()) containers.push_back({"main", false});
+    if (containers.empty()) containers.push_back({"main", false, {}});
     defs_[std::string(d.Key())] = std::move(containers);
   }
   auto containers_of = [&](std::string_view ref) {
     auto it = defs_.find(ref);
-    return it != defs_.end() ? it->second : std::vector<SimContainer>{{"main", false}};
+    return it != defs_.end() ? it->second : std::vector<SimContainer>{{"main", false, {}}};
   };
   std::set<std::string> present;
   for (json::View t : msg.Get("tasks")) {
@@ -451,6 +460,11 @@ void SimNode::Apply(json::View msg, bool whole) {
   }
   version_ = static_cast<uint64_t>(msg.Get("version").IntIn(0, INT64_MAX, 0));
   have_version_ = true;
+  // A proxy configuration: nothing runs it here, but its version is reported
+  // applied, as a node's agent does (agent/proxy_sink.h).
+  if (json::View proxy = msg.Get("proxy"); proxy.IsObject()) {
+    proxy_version_ = std::max(proxy_version_, proxy.Get("version").IntIn(0, INT64_MAX, 0));
+  }
 }
 
 void SimNode::TaskRan(const std::string& task_id, bool failed) {
@@ -475,6 +489,22 @@ void SimNode::Report(bool heartbeat_only) {
         c.Set("name", sc.name).Set("lastStatus", t.last);
         if (t.last == "STOPPED") c.Set("exitCode", t.stopping ? 0 : 1);
         c.Set("healthStatus", sc.health_check && t.last == "RUNNING" ? "HEALTHY" : "UNKNOWN");
+        if (t.last == "RUNNING" && !sc.ports.empty()) {
+          // Made-up host ports: the fixed one, or a dynamic one of Docker's
+          // range that stays the same for the task.
+          json::Doc bindings = json::Doc::Array();
+          for (const auto& [container_port, host_port] : sc.ports) {
+            int port = host_port
+                           ? host_port
+                           : 32768 + static_cast<int>((std::hash<std::string>{}(task_id) + container_port) % 28000);
+            bindings.Push(json::Doc::Object()
+                              .Set("containerPort", container_port)
+                              .Set("hostPort", port)
+                              .Set("protocol", "tcp")
+                              .Set("bindIP", "0.0.0.0"));
+          }
+          c.Set("networkBindings", bindings);
+        }
         containers.Push(c);
       }
       json::Doc entry = json::Doc::Object();
@@ -488,6 +518,7 @@ void SimNode::Report(bool heartbeat_only) {
   last_report_ms = NowMs(sim_->loop());
   json::Doc body = json::Doc::Object();
   body.Set("tasks", list);
+  if (proxy_version_ > 0) body.Set("proxyVersion", proxy_version_);
   sim_->Reporter().Send(sim_->Request("POST", "/v1/agent/nodes/" + id + "/report", body.Print()),
                         [this, sent](Result<http::ClientResponse> r) {
                           report_in_flight = false;

@@ -7,6 +7,7 @@
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "control/proxy_config.h"
 #include "net/pki.h"
 
 namespace berth::api {
@@ -185,6 +186,16 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
       if (s) s->policy = cl->policy_json;
     }
   }
+  // The node's proxy configuration (control/proxy_config.h), to members of a
+  // load balancer only: in every whole line, and in a changes line when it
+  // differs from what the stream carried.
+  if (proxies_) {
+    int64_t v = proxies_->Version(n.id);
+    if (v > 0 && (!changes || s->proxy_version != v)) {
+      out.append(",\"proxy\":").append(proxies_->Document(n.id));
+      if (s) s->proxy_version = v;
+    }
+  }
   out.append(",\"tasks\":[");
   bool first = true;
   if (!changes) {
@@ -264,6 +275,8 @@ bool AgentHub::MayActFor(const http::ExchangePtr& ex, const model::Node& n) {
 }
 
 void AgentHub::Flush() {
+  // Proxy documents that changed give their nodes a new desired version first.
+  if (proxies_) proxies_->Flush();
   // A revoked token's nodes lose their streams (they joined with it, without a
   // certificate); their next call is refused.
   if (!removed_tokens_.empty()) {
@@ -457,6 +470,19 @@ void AgentHub::AddRoutes(http::Router* router) {
         Result<std::string> version = json::OptionalString(v, "agentVersion", "agentVersion");
         if (!version) return ex->Respond(http::ErrorResponse(version.error()));
         cmd->agent_version = std::move(version.value());
+        // Where the node's host ports answer (`berth agent --advertise`); without
+        // it, the address this registration came from (a Unix socket's: this host).
+        const std::string& peer = ex->request().peer_ip;
+        Result<std::string> address =
+            json::OptionalString(v, "address", "address", peer == "unix" ? "127.0.0.1" : peer);
+        if (!address) return ex->Respond(http::ErrorResponse(address.error()));
+        if (address->size() > 255 ||
+            address->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") !=
+                std::string::npos) {
+          return ex->Respond(http::ErrorResponse(
+              400, "InvalidParameter", "address: an IP address or host name where the node's host ports answer"));
+        }
+        cmd->address = std::move(address.value());
         cmd->id = *node_id;
         // Who registers: a node by its certificate (only itself, again, or renewing
         // its certificate), or a token joining a node (a new one, or one bound to
@@ -629,6 +655,14 @@ void AgentHub::AddRoutes(http::Router* router) {
           return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tasks: must be an array"));
         }
         state_->Heartbeat(id, clock_->NowUnixMs());
+        // The proxy configuration version the agent applied (not state, like the heartbeat).
+        if (json::View pv = body->view().Get("proxyVersion"); pv.valid()) {
+          if (!pv.IsNumber() || pv.Number() < 0) {
+            return ex->Respond(
+                http::ErrorResponse(400, "InvalidParameter", "proxyVersion: must be a number, 0 or more"));
+          }
+          state_->SetProxyVersion(id, pv.IntIn(0, INT64_MAX, 0));
+        }
         auto cmd = std::make_unique<model::ReportTasks>();
         cmd->node = id;
         Result<std::vector<ReportedTask>> reported = ParseReportedTasks(tasks);

@@ -25,6 +25,10 @@
 #include "net/router.h"
 #include "store/store.h"
 
+namespace berth::control {
+class ProxyConfigs;
+}
+
 namespace berth::api {
 
 struct AgentOptions {
@@ -91,6 +95,9 @@ class AgentHub final : public model::StateObserver {
     options_.issue_pull_token = std::move(issue);
     options_.pull_token_ttl_ms = ttl_ms;
   }
+  // The proxies' configurations (control/proxy_config.h): flushed at the start of
+  // Flush, and carried as "proxy" on the desired lines of member nodes. Unset: none.
+  void SetProxyConfigs(control::ProxyConfigs* proxies) { proxies_ = proxies; }
   // Sends the desired set to every node whose set changed since the last call.
   // Called after each store flush.
   void Flush();
@@ -125,8 +132,9 @@ class AgentHub final : public model::StateObserver {
     bool changes = false;
     std::unordered_map<std::string, bool> sent;
     std::unordered_set<std::string> defs;
-    std::string policy;   // the cluster's task policy as last sent
-    std::string servers;  // the cluster's servers as last sent
+    std::string policy;          // the cluster's task policy as last sent
+    std::string servers;         // the cluster's servers as last sent
+    int64_t proxy_version = -1;  // the proxy configuration's version as last sent
   };
   // Logs (agent_logs.cc): a client's GET /v1/tasks/{id}/logs becomes a `logs`
   // line on the node's stream; the agent answers with a streamed POST to
@@ -166,6 +174,7 @@ class AgentHub final : public model::StateObserver {
   std::set<std::string> lost_pending_;         // NodeLost submitted, not yet applied
   metrics::Counter* desired_lines_ = nullptr;  // desired-state lines sent, and their bytes
   metrics::Counter* desired_bytes_ = nullptr;
+  control::ProxyConfigs* proxies_ = nullptr;
 };
 
 }  // namespace berth::api

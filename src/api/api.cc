@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 #include <tuple>
 
 #include "api/bodies.h"
@@ -15,6 +16,8 @@
 #include "base/flags.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "control/proxy_config.h"
+#include "sched/expr.h"
 
 namespace berth::api {
 
@@ -523,6 +526,319 @@ bool ListedCluster(const model::State& state, const http::ExchangePtr& ex, std::
   if (state.FindCluster(cluster)) return true;
   ClusterNotFound(ex, cluster);
   return false;
+}
+
+// --- load balancing (model/lb.h; docs/load-balancing.md) ---
+
+// The cluster a load-balancing request acts on: `?cluster=` (default "default"),
+// in the caller's limits and existing; answers and returns nullopt otherwise.
+std::optional<std::string> LbCluster(Context* ctx, const http::ExchangePtr& ex, std::string_view from_body = {}) {
+  std::string cluster = from_body.empty() ? ex->request().Query("cluster").value_or("default") : std::string(from_body);
+  if (!ListedCluster(*ctx->state, ex, cluster)) return std::nullopt;
+  return cluster;
+}
+
+// A port in a route's path ({port}); answers 400 and returns 0 when it is not one.
+int64_t PathPort(const http::ExchangePtr& ex, std::string_view param, int64_t max) {
+  std::string_view text = ex->request().Param(param);
+  int64_t v = 0;
+  bool ok = !text.empty() && text.size() <= 5;
+  for (char c : text) {
+    if (c < '0' || c > '9') ok = false;
+    if (ok) v = v * 10 + (c - '0');
+  }
+  if (!ok || v < 1 || v > max) {
+    ex->Respond(http::ErrorResponse(400, "InvalidParameter",
+                                    std::string(param) + ": must be a whole number from 1 to " + std::to_string(max)));
+    return 0;
+  }
+  return v;
+}
+
+void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
+  http::RouteOptions scoped;
+  scoped.scope = http::Scope::kCluster;
+  router->Add(
+      "POST", "/v1/targetgroups",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<std::string> cl = json::OptionalString(body->view(), "cluster", "cluster", "default");
+        if (!cl) return ex->Respond(http::ErrorResponse(cl.error()));
+        std::optional<std::string> cluster = LbCluster(ctx, ex, *cl);
+        if (!cluster) return;
+        Result<model::TargetGroup> tg = model::ParseTargetGroupBody(body->view(), *cluster);
+        if (!tg) return ex->Respond(http::ErrorResponse(tg.error()));
+        auto cmd = std::make_unique<model::CreateTargetGroup>();
+        cmd->doc = model::TargetGroupDoc(*tg);
+        Submit(ctx, ex, std::move(cmd), 201);
+      },
+      scoped);
+  router->Add(
+      "GET", "/v1/targetgroups",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string cluster = ex->request().Query("cluster").value_or("");
+        if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
+        const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+        json::Doc list = json::Doc::Array();
+        for (const auto& [key, tg] : ctx->state->target_groups()) {
+          if ((!cluster.empty() && tg.cluster != cluster) || !Shown(limits, tg.cluster)) continue;
+          json::Doc d = model::TargetGroupJson(tg);
+          json::Doc users = json::Doc::Array();
+          for (const std::string& u : ctx->state->TargetGroupUsers(tg.cluster, tg.name)) users.Push(u);
+          d.Set("usedBy", users);
+          list.Push(d);
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("targetGroups", list).Print()));
+      },
+      scoped);
+  auto find_tg = [ctx](const http::ExchangePtr& ex) -> const model::TargetGroup* {
+    std::optional<std::string> cluster = LbCluster(ctx, ex);
+    if (!cluster) return nullptr;
+    std::string name(ex->request().Param("name"));
+    const model::TargetGroup* tg = ctx->state->FindTargetGroup(*cluster, name);
+    if (!tg) {
+      ex->Respond(http::ErrorResponse(404, "TargetGroupNotFound",
+                                      "target group " + name + " does not exist in cluster " + *cluster));
+    }
+    return tg;
+  };
+  router->Add(
+      "GET", "/v1/targetgroups/{name}",
+      [ctx, find_tg](const http::ExchangePtr& ex) {
+        const model::TargetGroup* tg = find_tg(ex);
+        if (!tg) return;
+        json::Doc d = model::TargetGroupJson(*tg);
+        json::Doc users = json::Doc::Array();
+        for (const std::string& u : ctx->state->TargetGroupUsers(tg->cluster, tg->name)) users.Push(u);
+        d.Set("usedBy", users);
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("targetGroup", d).Print()));
+      },
+      scoped);
+  router->Add(
+      "GET", "/v1/targetgroups/{name}/health",
+      [ctx, find_tg](const http::ExchangePtr& ex) {
+        const model::TargetGroup* tg = find_tg(ex);
+        if (!tg) return;
+        if (!ctx->proxies) {
+          return ex->Respond(
+              http::ErrorResponse(503, "ServiceUnavailable", "this server keeps no proxy configurations"));
+        }
+        json::Doc targets = json::Doc::Array();
+        std::vector<control::Target> found = ctx->proxies->Targets(*tg);
+        std::sort(found.begin(), found.end(),
+                  [](const control::Target& a, const control::Target& b) { return a.task_id < b.task_id; });
+        for (const control::Target& x : found) {
+          targets.Push(json::Doc::Object()
+                           .Set("taskId", x.task_id)
+                           .Set("nodeId", x.node)
+                           .Set("address", x.address)
+                           .Set("port", x.port)
+                           .Set("state", x.state)
+                           .Set("reason", x.reason));
+        }
+        // The proxies that serve the group: the members of the load balancers
+        // whose listeners or rules name it, and the version each applied.
+        std::set<std::string> nodes;
+        for (const auto& [key, lb] : ctx->state->load_balancers()) {
+          if (lb.cluster != tg->cluster) continue;
+          bool uses = false;
+          for (const model::Listener& l : lb.listeners) {
+            uses = uses || l.default_target_group == tg->name;
+            for (const model::ListenerRule& r : l.rules) uses = uses || r.target_group == tg->name;
+          }
+          if (!uses) continue;
+          for (const std::string& id : ctx->proxies->Members(lb)) nodes.insert(id);
+        }
+        json::Doc proxies = json::Doc::Array(), behind = json::Doc::Array();
+        for (const std::string& id : nodes) {
+          const model::Node* n = ctx->state->FindNode(id);
+          int64_t version = ctx->proxies->Version(id), applied = n ? n->proxy_version : 0;
+          json::Doc p = json::Doc::Object();
+          p.Set("nodeId", id).Set("version", version).Set("appliedVersion", applied);
+          if (applied < version) behind.Push(json::Doc::Copy(p.view()));
+          proxies.Push(p);
+        }
+        json::Doc out = json::Doc::Object();
+        out.Set("targetGroup", tg->name).Set("targets", targets).Set("proxies", proxies).Set("proxiesBehind", behind);
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("health", out).Print()));
+      },
+      scoped);
+  router->Add(
+      "DELETE", "/v1/targetgroups/{name}",
+      [ctx, find_tg](const http::ExchangePtr& ex) {
+        const model::TargetGroup* tg = find_tg(ex);
+        if (!tg) return;
+        auto cmd = std::make_unique<model::DeleteTargetGroup>();
+        cmd->cluster = tg->cluster;
+        cmd->name = tg->name;
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      scoped);
+
+  router->Add(
+      "POST", "/v1/loadbalancers",
+      [ctx](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        json::View v = body->view();
+        Result<std::string> cl = json::OptionalString(v, "cluster", "cluster", "default");
+        if (!cl) return ex->Respond(http::ErrorResponse(cl.error()));
+        std::optional<std::string> cluster = LbCluster(ctx, ex, *cl);
+        if (!cluster) return;
+        model::LoadBalancer lb;
+        lb.cluster = *cluster;
+        Result<std::string> name = json::RequireString(v, "name", "name");
+        if (!name) return ex->Respond(http::ErrorResponse(name.error()));
+        if (Status s = model::ValidateLbName(*name, "name"); !s) return ex->Respond(http::ErrorResponse(s.error()));
+        lb.name = *name;
+        Result<std::string> nodes = json::OptionalString(v, "nodes", "nodes");
+        if (!nodes) return ex->Respond(http::ErrorResponse(nodes.error()));
+        if (!nodes->empty()) {
+          if (nodes->size() > 2000) {
+            return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "nodes: at most 2000 characters"));
+          }
+          Result<std::shared_ptr<const sched::Expr>> expr = sched::Expr::Parse(*nodes);
+          if (!expr) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "nodes: " + expr.error().message));
+          // Membership decides which nodes carry the listeners: it may depend on
+          // what a node is, never on what runs there at the moment.
+          if (!(*expr)->AttributesOnly()) {
+            return ex->Respond(http::ErrorResponse(
+                400, "InvalidParameter",
+                "nodes: a load balancer's nodes are chosen by what they are (attribute:NAME, instanceId), not by "
+                "what runs there or whether their agent is connected"));
+          }
+        }
+        lb.nodes = *nodes;
+        auto cmd = std::make_unique<model::CreateLoadBalancer>();
+        cmd->doc = model::LoadBalancerDoc(lb);
+        Submit(ctx, ex, std::move(cmd), 201);
+      },
+      scoped);
+  router->Add(
+      "GET", "/v1/loadbalancers",
+      [ctx](const http::ExchangePtr& ex) {
+        std::string cluster = ex->request().Query("cluster").value_or("");
+        if (!cluster.empty() && !ListedCluster(*ctx->state, ex, cluster)) return;
+        const model::TokenScope* limits = LimitsOf(*ctx->state, *ex);
+        json::Doc list = json::Doc::Array();
+        for (const auto& [key, lb] : ctx->state->load_balancers()) {
+          if ((!cluster.empty() && lb.cluster != cluster) || !Shown(limits, lb.cluster)) continue;
+          list.Push(model::LoadBalancerJson(lb));
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("loadBalancers", list).Print()));
+      },
+      scoped);
+  auto find_lb = [ctx](const http::ExchangePtr& ex) -> const model::LoadBalancer* {
+    std::optional<std::string> cluster = LbCluster(ctx, ex);
+    if (!cluster) return nullptr;
+    std::string name(ex->request().Param("name"));
+    const model::LoadBalancer* lb = ctx->state->FindLoadBalancer(*cluster, name);
+    if (!lb) {
+      ex->Respond(http::ErrorResponse(404, "LoadBalancerNotFound",
+                                      "load balancer " + name + " does not exist in cluster " + *cluster));
+    }
+    return lb;
+  };
+  router->Add(
+      "GET", "/v1/loadbalancers/{name}",
+      [ctx, find_lb](const http::ExchangePtr& ex) {
+        const model::LoadBalancer* lb = find_lb(ex);
+        if (!lb) return;
+        json::Doc d = model::LoadBalancerJson(*lb);
+        // Its nodes and the proxy configuration version each has applied.
+        if (ctx->proxies) {
+          json::Doc members = json::Doc::Array();
+          for (const std::string& id : ctx->proxies->Members(*lb)) {
+            const model::Node* n = ctx->state->FindNode(id);
+            members.Push(json::Doc::Object()
+                             .Set("nodeId", id)
+                             .Set("address", n ? n->address : "")
+                             .Set("version", ctx->proxies->Version(id))
+                             .Set("appliedVersion", n ? n->proxy_version : 0));
+          }
+          d.Set("members", members);
+        }
+        ex->Respond(http::JsonResponse(200, json::Doc::Object().Set("loadBalancer", d).Print()));
+      },
+      scoped);
+  router->Add(
+      "DELETE", "/v1/loadbalancers/{name}",
+      [ctx, find_lb](const http::ExchangePtr& ex) {
+        const model::LoadBalancer* lb = find_lb(ex);
+        if (!lb) return;
+        auto cmd = std::make_unique<model::DeleteLoadBalancer>();
+        cmd->cluster = lb->cluster;
+        cmd->name = lb->name;
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      scoped);
+  router->Add(
+      "POST", "/v1/loadbalancers/{name}/listeners",
+      [ctx, find_lb](const http::ExchangePtr& ex) {
+        const model::LoadBalancer* lb = find_lb(ex);
+        if (!lb) return;
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<model::Listener> l = model::ParseListenerBody(body->view());
+        if (!l) return ex->Respond(http::ErrorResponse(l.error()));
+        auto cmd = std::make_unique<model::CreateListener>();
+        cmd->cluster = lb->cluster;
+        cmd->load_balancer = lb->name;
+        cmd->doc = model::ListenerDocJson(*l).Print();
+        Submit(ctx, ex, std::move(cmd), 201);
+      },
+      scoped);
+  router->Add(
+      "DELETE", "/v1/loadbalancers/{name}/listeners/{port}",
+      [ctx, find_lb](const http::ExchangePtr& ex) {
+        const model::LoadBalancer* lb = find_lb(ex);
+        if (!lb) return;
+        int64_t port = PathPort(ex, "port", 65535);
+        if (!port) return;
+        auto cmd = std::make_unique<model::DeleteListener>();
+        cmd->cluster = lb->cluster;
+        cmd->load_balancer = lb->name;
+        cmd->port = port;
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      scoped);
+  router->Add(
+      "POST", "/v1/loadbalancers/{name}/listeners/{port}/rules",
+      [ctx, find_lb](const http::ExchangePtr& ex) {
+        const model::LoadBalancer* lb = find_lb(ex);
+        if (!lb) return;
+        int64_t port = PathPort(ex, "port", 65535);
+        if (!port) return;
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        Result<model::ListenerRule> r = model::ParseRuleBody(body->view());
+        if (!r) return ex->Respond(http::ErrorResponse(r.error()));
+        auto cmd = std::make_unique<model::CreateRule>();
+        cmd->cluster = lb->cluster;
+        cmd->load_balancer = lb->name;
+        cmd->port = port;
+        cmd->doc = model::RuleDocJson(*r).Print();
+        Submit(ctx, ex, std::move(cmd), 201);
+      },
+      scoped);
+  router->Add(
+      "DELETE", "/v1/loadbalancers/{name}/listeners/{port}/rules/{priority}",
+      [ctx, find_lb](const http::ExchangePtr& ex) {
+        const model::LoadBalancer* lb = find_lb(ex);
+        if (!lb) return;
+        int64_t port = PathPort(ex, "port", 65535);
+        if (!port) return;
+        int64_t priority = PathPort(ex, "priority", 50000);
+        if (!priority) return;
+        auto cmd = std::make_unique<model::DeleteRule>();
+        cmd->cluster = lb->cluster;
+        cmd->load_balancer = lb->name;
+        cmd->port = port;
+        cmd->priority = priority;
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      scoped);
 }
 
 }  // namespace
@@ -1425,6 +1741,13 @@ void AddRoutes(http::Router* router, Context* ctx) {
         svc.rollback = rollback == 1;
         if (!constraints.empty()) svc.constraints = constraints;
         if (!strategy.empty()) svc.strategy = strategy;
+        if (!b.load_balancers) return ex->Respond(http::ErrorResponse(b.load_balancers.error()));
+        svc.load_balancers = std::move(b.load_balancers.value());
+        if (!b.health_check_grace_s) return ex->Respond(http::ErrorResponse(b.health_check_grace_s.error()));
+        svc.health_check_grace_s = *b.health_check_grace_s;
+        if (Status s = ctx->state->CheckServiceLoadBalancers(svc, *td); !s) {
+          return ex->Respond(http::ErrorResponse(s.error()));
+        }
         model::Deployment d;
         d.id = NewDeploymentId();
         d.family = td->family;
@@ -1559,6 +1882,7 @@ void AddRoutes(http::Router* router, Context* ctx) {
       cluster_scoped);
 
   AddSecretRoutes(router, ctx);
+  AddLoadBalancingRoutes(router, ctx);
   AddTagRoutes(router, ctx);
   AddDashboardRoutes(router);
   AddSessionRoutes(router, ctx);

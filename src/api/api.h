@@ -19,8 +19,9 @@
 #include "store/store.h"
 
 namespace berth::control {
+class ProxyConfigs;
 class RetentionController;
-}
+}  // namespace berth::control
 
 namespace berth::api {
 
@@ -55,6 +56,9 @@ struct Context {
   // Stopped tasks by the time they stopped, per cluster (GET /v1/overview).
   const control::RetentionController* retention = nullptr;
   bool tls = true;  // cookies are then Secure
+  // Load balancers' members, target groups' targets, proxies' documents
+  // (GET /v1/targetgroups/{name}/health); unset: the route answers 503.
+  const control::ProxyConfigs* proxies = nullptr;
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

@@ -1,6 +1,7 @@
 #include "api/bodies.h"
 
 #include "control/scheduler.h"
+#include "model/lb.h"
 #include "model/service.h"
 
 namespace berth::api {
@@ -63,6 +64,51 @@ Result<ServiceSettings> ReadServiceSettings(json::View v) {
   return out;
 }
 
+Result<std::vector<model::ServiceLoadBalancer>> ReadServiceLoadBalancers(json::View v) {
+  std::vector<model::ServiceLoadBalancer> out;
+  json::View list = v.Get("loadBalancers");
+  if (!list.valid() || list.IsNull()) return out;
+  if (!list.IsArray()) return Error::Invalid("loadBalancers: must be an array");
+  size_t i = 0;
+  for (json::View x : list) {
+    std::string field = "loadBalancers[" + std::to_string(i++) + "]";
+    if (!x.IsObject()) return Error::Invalid(field + ": must be an object");
+    if (x.Get("loadBalancerName").valid()) {
+      return Error::Invalid(field +
+                            ".loadBalancerName: Classic Load Balancers are not supported; name a target group "
+                            "(targetGroupArn or targetGroupName)");
+    }
+    Result<std::string> arn = json::OptionalString(x, "targetGroupArn", field + ".targetGroupArn");
+    if (!arn) return arn.take_error();
+    Result<std::string> name = json::OptionalString(x, "targetGroupName", field + ".targetGroupName");
+    if (!name) return name.take_error();
+    model::ServiceLoadBalancer slb;
+    if (!arn->empty()) {
+      slb.target_group = model::TargetGroupNameFromArn(*arn);
+      if (slb.target_group.empty()) {
+        return Error::Invalid(field +
+                              ".targetGroupArn: not a target group ARN (arn:aws:elasticloadbalancing:...:"
+                              "targetgroup/NAME/ID): " +
+                              arn->substr(0, 200));
+      }
+    } else if (!name->empty()) {
+      slb.target_group = std::move(name.value());
+    } else {
+      return Error::Invalid(field + ": needs targetGroupArn or targetGroupName");
+    }
+    if (Status s = model::ValidateLbName(slb.target_group, field + ".targetGroupArn"); !s) return s.take_error();
+    Result<std::string> container = json::RequireString(x, "containerName", field + ".containerName");
+    if (!container) return container.take_error();
+    slb.container = std::move(container.value());
+    Result<int64_t> port = json::OptionalInt(x, "containerPort", field + ".containerPort", 0);
+    if (!port) return port.take_error();
+    if (*port < 1 || *port > 65535) return Error::Invalid(field + ".containerPort: must be 1-65535");
+    slb.container_port = *port;
+    out.push_back(std::move(slb));
+  }
+  return out;
+}
+
 CreateServiceBody ReadCreateService(json::View v) {
   CreateServiceBody b;
   b.cluster = json::OptionalString(v, "cluster", "cluster", "default");
@@ -76,6 +122,11 @@ CreateServiceBody ReadCreateService(json::View v) {
     b.desired = Error::Invalid("desiredCount: must be 0-1000000");
   }
   b.settings = ReadServiceSettings(v);
+  b.load_balancers = ReadServiceLoadBalancers(v);
+  b.health_check_grace_s = json::OptionalInt(v, "healthCheckGracePeriodSeconds", "healthCheckGracePeriodSeconds", 0);
+  if (b.health_check_grace_s && (*b.health_check_grace_s < 0 || *b.health_check_grace_s > 2147483647)) {
+    b.health_check_grace_s = Error::Invalid("healthCheckGracePeriodSeconds: must be 0-2147483647");
+  }
   return b;
 }
 

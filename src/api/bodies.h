@@ -11,6 +11,7 @@
 
 #include "base/json.h"
 #include "base/result.h"
+#include "model/service.h"
 #include "sched/engine.h"
 
 namespace berth::api {
@@ -46,8 +47,14 @@ struct CreateServiceBody {
   Result<std::string> task_definition = std::string();  // required
   Result<int64_t> desired = int64_t{1};                 // 0-1000000
   Result<ServiceSettings> settings = ServiceSettings();
+  // ECS loadBalancers: [{targetGroupArn or targetGroupName, containerName,
+  // containerPort}] (target groups by name; the route checks they exist).
+  Result<std::vector<model::ServiceLoadBalancer>> load_balancers = std::vector<model::ServiceLoadBalancer>();
+  Result<int64_t> health_check_grace_s = int64_t{0};  // healthCheckGracePeriodSeconds, 0-2147483647
 };
 CreateServiceBody ReadCreateService(json::View body);
+// The `loadBalancers` array of a service body (empty when absent).
+Result<std::vector<model::ServiceLoadBalancer>> ReadServiceLoadBalancers(json::View body);
 
 struct UpdateServiceBody {
   Result<int64_t> desired = int64_t{-1};  // -1: unchanged; else 0-1000000

@@ -744,8 +744,8 @@ const Operation kOperations[] = {
     {"DescribeTasks", Support::kPartial, DescribeTasks, "include"},
     {"ListTasks", Support::kPartial, ListTasks, "launchType"},
     {"CreateService", Support::kPartial, CreateService,
-     "loadBalancers, serviceRegistries, launchType, capacityProviderStrategy, platformVersion, role, "
-     "networkConfiguration, healthCheckGracePeriodSeconds, schedulingStrategy, deploymentController, tags, "
+     "serviceRegistries, launchType, capacityProviderStrategy, platformVersion, role, "
+     "networkConfiguration, schedulingStrategy, deploymentController, tags, "
      "enableECSManagedTags, propagateTags, enableExecuteCommand, serviceConnectConfiguration, clientToken"},
     {"UpdateService", Support::kPartial, UpdateService,
      "capacityProviderStrategy, networkConfiguration, platformVersion, healthCheckGracePeriodSeconds, "

@@ -390,7 +390,8 @@ std::string RewriteArns(std::string text, std::string_view region, std::string_v
     std::string_view rest(text.data() + at, text.size() - at);
     if (rest.starts_with("arn:aws:")) {
       size_t colon = rest.find(':', 8);
-      if (colon != std::string_view::npos && colon <= 8 + 14 && rest.substr(colon).starts_with(own)) {
+      // Service names up to "elasticloadbalancing" (target groups' ARNs in services).
+      if (colon != std::string_view::npos && colon <= 8 + 20 && rest.substr(colon).starts_with(own)) {
         if (out.empty()) out.reserve(text.size() + 1024);
         out.append(text, from, at + colon - from).append(mine);
         from = at = at + colon + own.size();

@@ -12,6 +12,7 @@
 #include "cli/common.h"
 #include "cli/config.h"
 #include "cli/join.h"
+#include "cli/lb.h"
 #include "cli/registry.h"
 #include "cli/table.h"
 #include "model/secret.h"
@@ -738,6 +739,8 @@ std::string Usage() {
          "  task        list, describe and stop tasks\n"
          "  ps          tasks with their service, node, state and age\n"
          "  service     create, update, scale, describe, list and delete services\n"
+         "  tg          target groups: create, list, describe, remove, health of their targets\n"
+         "  lb          load balancers, their listeners and rules\n"
          "  repo        create, list, describe and delete image repositories; lifecycle policies\n"
          "  image       list and remove images in a repository\n"
          "  registry    registry maintenance: gc\n"
@@ -764,6 +767,8 @@ int Main(const std::vector<std::string>& args) {
   if (cmd == "join-command") return JoinCommand(rest);
   if (cmd == "accesskey" || cmd == "accesskeys") return AccessKeyCommand(rest);
   if (cmd == "secret" || cmd == "secrets") return SecretCommand(rest);
+  if (cmd == "tg" || cmd == "targetgroup" || cmd == "targetgroups") return TargetGroupCommand(rest);
+  if (cmd == "lb" || cmd == "loadbalancer" || cmd == "loadbalancers") return LoadBalancerCommand(rest);
   if (cmd == "audit") return AuditCommand(rest);
   if (cmd == "node" || cmd == "nodes") return NodeCommand(rest);
   if (cmd == "server") return ServerCommand(rest);

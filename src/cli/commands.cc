@@ -389,7 +389,10 @@ int ServiceCommand(const std::vector<std::string>& args) {
       {"circuit-breaker", false, "", "stop a failing deployment"},
       {"rollback", false, "", "with --circuit-breaker: roll back to the last good deployment"},
       {"force-new-deployment", false, "", "update: replace every task even with the same task definition"},
-      {"force", false, "", "rm: delete even with tasks running"}};
+      {"force", false, "", "rm: delete even with tasks running"},
+      {"lb", true, "TG:CONTAINER:PORT",
+       "create: register the tasks' CONTAINER:PORT in target group TG (repeatable; berth tg)"},
+      {"health-grace", true, "SECONDS", "create: healthCheckGracePeriodSeconds"}};
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("service", p.error().message);
   if (p->help || p->positional.empty()) {
@@ -428,6 +431,27 @@ int ServiceCommand(const std::vector<std::string>& args) {
       if (sub == "create") {
         if (!p->Has("taskdef")) return UsageError("service", "create needs --taskdef");
         body.Set("cluster", cluster).Set("serviceName", name);
+        if (p->Has("lb")) {
+          json::Doc lbs = json::Doc::Array();
+          for (const std::string& spec : p->GetAll("lb")) {
+            size_t a = spec.find(':'), b = a == std::string::npos ? a : spec.find(':', a + 1);
+            Result<uint64_t> port = b == std::string::npos ? Result<uint64_t>(Error::Invalid(""))
+                                                           : flags::ParseCount(spec.substr(b + 1), "port");
+            if (a == 0 || b == std::string::npos || b == a + 1 || !port || *port < 1 || *port > 65535) {
+              return UsageError("service", "--lb " + spec + ": expected TG:CONTAINER:PORT, e.g. web:app:8080");
+            }
+            lbs.Push(json::Doc::Object()
+                         .Set("targetGroupName", spec.substr(0, a))
+                         .Set("containerName", spec.substr(a + 1, b - a - 1))
+                         .Set("containerPort", static_cast<int64_t>(*port)));
+          }
+          body.Set("loadBalancers", lbs);
+        }
+        if (p->Has("health-grace")) {
+          Result<int64_t> grace = CountFlag(*p, "health-grace", 0, 0, 2147483647);
+          if (!grace) return UsageError("service", grace.error().message);
+          body.Set("healthCheckGracePeriodSeconds", *grace);
+        }
       }
       if (p->Has("taskdef")) body.Set("taskDefinition", p->Get("taskdef"));
       Result<int64_t> count = CountFlag(*p, "count", sub == "create" ? 1 : -1, 0, 1000000);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/crypto.h"
+#include "control/proxy_config.h"
 
 namespace berth::control {
 
@@ -67,10 +68,39 @@ Scheduler::ClusterEngine& Scheduler::For(const std::string& cluster) {
   return *it->second;
 }
 
-std::string Scheduler::Signature(const model::Node& n) {
+std::vector<std::pair<int, bool>> Scheduler::Reserved(const model::Node& n) const {
+  std::vector<std::pair<int, bool>> ports = n.reserved_ports;
+  if (proxies_) {
+    for (const auto& p : proxies_->ListenerPorts(n)) {
+      if (std::find(ports.begin(), ports.end(), p) == ports.end()) ports.push_back(p);
+    }
+  }
+  return ports;
+}
+
+std::string Scheduler::Signature(const model::Node& n) const {
   std::string s = std::to_string(n.cpu) + "/" + std::to_string(n.memory);
   for (const auto& [k, v] : n.attributes) s += "|" + k + "=" + v;
-  return s + "|ports=" + model::PortsText(n.reserved_ports);
+  return s + "|ports=" + model::PortsText(Reserved(n));
+}
+
+void Scheduler::SetProxyConfigs(const ProxyConfigs* proxies) {
+  proxies_ = proxies;
+  OnReloaded();
+}
+
+void Scheduler::OnCommandApplied(const store::Command& cmd) {
+  // A listener added or removed (or its load balancer) changes what the nodes of
+  // its cluster reserve: their signatures tell which must be added again.
+  std::string_view type = cmd.Type();
+  std::string cluster;
+  if (type == "CreateListener") cluster = static_cast<const model::CreateListener&>(cmd).cluster;
+  if (type == "DeleteListener") cluster = static_cast<const model::DeleteListener&>(cmd).cluster;
+  if (type == "DeleteLoadBalancer") cluster = static_cast<const model::DeleteLoadBalancer&>(cmd).cluster;
+  if (cluster.empty() || !proxies_) return;
+  for (const auto& [id, n] : state_->nodes()) {
+    if (n.cluster == cluster) OnNodeChanged(n);
+  }
 }
 
 sched::TaskShape Scheduler::Shape(const model::Task& t) {
@@ -87,7 +117,7 @@ void Scheduler::AddNode(ClusterEngine& ce, const model::Node& n) {
   spec.attributes = n.attributes;
   spec.cpu = n.cpu;
   spec.memory = n.memory;
-  for (const auto& [port, udp] : n.reserved_ports) spec.reserved_ports.push_back({static_cast<uint16_t>(port), udp});
+  for (const auto& [port, udp] : Reserved(n)) spec.reserved_ports.push_back({static_cast<uint16_t>(port), udp});
   sched::Engine::NodeRef ref = ce.engine.AddNode(spec);
   if (ce.ids.size() <= ref) ce.ids.resize(ref + 1);
   ce.ids[ref] = n.id;

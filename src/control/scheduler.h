@@ -22,6 +22,8 @@
 
 namespace berth::control {
 
+class ProxyConfigs;
+
 // ECS placementConstraints and placementStrategy JSON (either may be invalid View)
 // into the parts of an engine request. Errors name the field path under `path`.
 Status ParsePlacement(json::View constraints, json::View strategies, std::string_view path, sched::Request* out);
@@ -46,7 +48,12 @@ class Scheduler final : public model::StateObserver {
   // Gives back planned tasks whose command was refused.
   void Release(const std::string& cluster, const model::TaskDefinition& td, const std::string& group, const Plan& plan);
 
+  // Listener ports of the load balancers a node is a member of are reserved on
+  // it like its reservedPorts (control/proxy_config.h); unset: none are.
+  void SetProxyConfigs(const ProxyConfigs* proxies);
+
   // model::StateObserver
+  void OnCommandApplied(const store::Command& cmd) override;
   void OnNodeChanged(const model::Node& n) override;
   void OnNodeRemoved(const model::Node& n) override;
   void OnTaskAccounted(const model::Task& t, const model::Node& n) override;
@@ -67,13 +74,16 @@ class Scheduler final : public model::StateObserver {
   ClusterEngine& For(const std::string& cluster);
   void AddNode(ClusterEngine& ce, const model::Node& n);
   static sched::TaskShape Shape(const model::Task& t);
-  static std::string Signature(const model::Node& n);
+  // Resources, attributes and reserved ports (its own and its listeners').
+  std::string Signature(const model::Node& n) const;
+  std::vector<std::pair<int, bool>> Reserved(const model::Node& n) const;
 
   model::State* state_;
   uint64_t seed_;
   std::map<std::string, std::unique_ptr<ClusterEngine>> engines_;
   std::unordered_set<std::string> provisional_;  // planned task ids not applied yet
   uint64_t passes_ = 0;
+  const ProxyConfigs* proxies_ = nullptr;
 };
 
 }  // namespace berth::control

@@ -52,6 +52,44 @@ std::string PutSecret::Encode() const {
 
 std::string DeleteSecret::Encode() const { return json::Doc::Object().Set("name", name).Print(); }
 
+std::string CreateTargetGroup::Encode() const { return json::Doc::Object().Set("doc", doc).Print(); }
+
+std::string DeleteTargetGroup::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print();
+}
+
+std::string CreateLoadBalancer::Encode() const { return json::Doc::Object().Set("doc", doc).Print(); }
+
+std::string DeleteLoadBalancer::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print();
+}
+
+std::string CreateListener::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("loadBalancer", load_balancer).Set("doc", doc).Print();
+}
+
+std::string DeleteListener::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("loadBalancer", load_balancer).Set("port", port).Print();
+}
+
+std::string CreateRule::Encode() const {
+  return json::Doc::Object()
+      .Set("cluster", cluster)
+      .Set("loadBalancer", load_balancer)
+      .Set("port", port)
+      .Set("doc", doc)
+      .Print();
+}
+
+std::string DeleteRule::Encode() const {
+  return json::Doc::Object()
+      .Set("cluster", cluster)
+      .Set("loadBalancer", load_balancer)
+      .Set("port", port)
+      .Set("priority", priority)
+      .Print();
+}
+
 std::string DeleteToken::Encode() const { return json::Doc::Object().Set("id", id).Print(); }
 
 std::string TouchTokens::Encode() const {
@@ -74,6 +112,7 @@ std::string RegisterNode::Encode() const {
       .Set("identity", identity)
       .Set("joinToken", join_token);
   if (!agent_version.empty()) d.Set("agentVersion", agent_version);
+  if (!address.empty()) d.Set("address", address);
   return d.Print();
 }
 
@@ -255,6 +294,7 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
     }
     for (json::View a : v.Get("attributes")) c->attributes[std::string(a.Key())] = std::string(a.String());
     c->agent_version = std::string(v.Get("agentVersion").String());
+    c->address = std::string(v.Get("address").String());
     Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(v.Get("reservedPorts").String());
     if (!reserved) return reserved.take_error();
     c->reserved_ports = std::move(reserved.value());
@@ -510,6 +550,72 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     if (!name) return name.take_error();
     c->name = std::move(name.value());
     out = std::move(c);
+  } else if (type == "CreateTargetGroup" || type == "CreateLoadBalancer") {
+    Result<std::string> d = json::RequireString(v, "doc", "doc");
+    if (!d) return d.take_error();
+    if (type == "CreateTargetGroup") {
+      auto c = std::make_unique<CreateTargetGroup>();
+      c->doc = std::move(d.value());
+      out = std::move(c);
+    } else {
+      auto c = std::make_unique<CreateLoadBalancer>();
+      c->doc = std::move(d.value());
+      out = std::move(c);
+    }
+  } else if (type == "DeleteTargetGroup" || type == "DeleteLoadBalancer") {
+    Result<std::string> cluster = json::RequireString(v, "cluster", "cluster");
+    if (!cluster) return cluster.take_error();
+    Result<std::string> name = json::RequireString(v, "name", "name");
+    if (!name) return name.take_error();
+    if (type == "DeleteTargetGroup") {
+      auto c = std::make_unique<DeleteTargetGroup>();
+      c->cluster = std::move(cluster.value());
+      c->name = std::move(name.value());
+      out = std::move(c);
+    } else {
+      auto c = std::make_unique<DeleteLoadBalancer>();
+      c->cluster = std::move(cluster.value());
+      c->name = std::move(name.value());
+      out = std::move(c);
+    }
+  } else if (type == "CreateListener" || type == "DeleteListener" || type == "CreateRule" || type == "DeleteRule") {
+    Result<std::string> cluster = json::RequireString(v, "cluster", "cluster");
+    if (!cluster) return cluster.take_error();
+    Result<std::string> lb = json::RequireString(v, "loadBalancer", "loadBalancer");
+    if (!lb) return lb.take_error();
+    Result<int64_t> port = json::OptionalInt(v, "port", "port", 0);
+    if (!port) return port.take_error();
+    Result<std::string> d = json::OptionalString(v, "doc", "doc");
+    if (!d) return d.take_error();
+    if (type == "CreateListener") {
+      auto c = std::make_unique<CreateListener>();
+      c->cluster = std::move(cluster.value());
+      c->load_balancer = std::move(lb.value());
+      c->doc = std::move(d.value());
+      out = std::move(c);
+    } else if (type == "DeleteListener") {
+      auto c = std::make_unique<DeleteListener>();
+      c->cluster = std::move(cluster.value());
+      c->load_balancer = std::move(lb.value());
+      c->port = *port;
+      out = std::move(c);
+    } else if (type == "CreateRule") {
+      auto c = std::make_unique<CreateRule>();
+      c->cluster = std::move(cluster.value());
+      c->load_balancer = std::move(lb.value());
+      c->port = *port;
+      c->doc = std::move(d.value());
+      out = std::move(c);
+    } else {
+      Result<int64_t> priority = json::OptionalInt(v, "priority", "priority", 0);
+      if (!priority) return priority.take_error();
+      auto c = std::make_unique<DeleteRule>();
+      c->cluster = std::move(cluster.value());
+      c->load_balancer = std::move(lb.value());
+      c->port = *port;
+      c->priority = *priority;
+      out = std::move(c);
+    }
   } else if (type == "DeleteToken") {
     auto c = std::make_unique<DeleteToken>();
     Result<std::string> id = json::RequireString(v, "id", "id");

@@ -60,6 +60,7 @@ struct RegisterNode final : store::Command {
   std::string identity;
   std::string join_token;
   std::string agent_version;  // the berth version of the agent registering
+  std::string address;        // where the node's host ports answer (empty: unknown)
   const char* Type() const override { return "RegisterNode"; }
   std::string Encode() const override;
 };
@@ -303,6 +304,76 @@ struct DeleteNodeAttributes final : store::Command {
   std::string node;
   std::vector<std::string> names;
   const char* Type() const override { return "DeleteNodeAttributes"; }
+  std::string Encode() const override;
+};
+
+// Load balancing (model/lb.h). A target group; `doc` is TargetGroupDoc of a
+// group that passed ParseTargetGroupBody. Names are unique per cluster.
+struct CreateTargetGroup final : store::Command {
+  std::string doc;
+  const char* Type() const override { return "CreateTargetGroup"; }
+  std::string Encode() const override;
+};
+
+// Refused while a listener, a rule or a service names the group.
+struct DeleteTargetGroup final : store::Command {
+  std::string cluster;
+  std::string name;
+  const char* Type() const override { return "DeleteTargetGroup"; }
+  std::string Encode() const override;
+};
+
+// A load balancer without listeners; `doc` is LoadBalancerDoc (its `nodes`
+// expression already parsed by the caller: the model does not read it).
+struct CreateLoadBalancer final : store::Command {
+  std::string doc;
+  const char* Type() const override { return "CreateLoadBalancer"; }
+  std::string Encode() const override;
+};
+
+// Removes a load balancer with its listeners and rules.
+struct DeleteLoadBalancer final : store::Command {
+  std::string cluster;
+  std::string name;
+  const char* Type() const override { return "DeleteLoadBalancer"; }
+  std::string Encode() const override;
+};
+
+// A listener on a load balancer; `doc` is ListenerDocJson (no rules). Its port
+// is unique among the listeners of the cluster's load balancers, its default
+// group exists and has its protocol.
+struct CreateListener final : store::Command {
+  std::string cluster;
+  std::string load_balancer;
+  std::string doc;
+  const char* Type() const override { return "CreateListener"; }
+  std::string Encode() const override;
+};
+
+struct DeleteListener final : store::Command {
+  std::string cluster;
+  std::string load_balancer;
+  int64_t port = 0;
+  const char* Type() const override { return "DeleteListener"; }
+  std::string Encode() const override;
+};
+
+// A rule on an HTTP listener; `doc` is RuleDocJson; its priority is unique there.
+struct CreateRule final : store::Command {
+  std::string cluster;
+  std::string load_balancer;
+  int64_t port = 0;
+  std::string doc;
+  const char* Type() const override { return "CreateRule"; }
+  std::string Encode() const override;
+};
+
+struct DeleteRule final : store::Command {
+  std::string cluster;
+  std::string load_balancer;
+  int64_t port = 0;
+  int64_t priority = 0;
+  const char* Type() const override { return "DeleteRule"; }
   std::string Encode() const override;
 };
 

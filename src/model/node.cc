@@ -107,6 +107,8 @@ json::Doc NodeJson(const Node& n) {
       .Set("status", n.status)
       .Set("agentConnected", n.connected)
       .Set("agentVersion", n.agent_version)
+      .Set("address", n.address)
+      .Set("proxyVersion", n.proxy_version)
       .Set("runningTasksCount", n.running)
       .Set("pendingTasksCount", n.pending)
       .Set("registeredResources",

@@ -44,6 +44,9 @@ struct Node {
   // it without a certificate (the simulator, an agent under --no-tls).
   std::string identity;
   std::string agent_version;  // what the agent said it is at its last registration ("" before 18)
+  // The address the node's host ports answer on (`berth agent --advertise`, else
+  // the address its registration came from); what proxies send targets' traffic to.
+  std::string address;
 
   // Derived from the tasks placed here and not yet STOPPED.
   int64_t used_cpu = 0;
@@ -61,6 +64,7 @@ struct Node {
   int64_t last_heartbeat_ms = 0;
   int64_t disconnected_since_ms = 0;
   uint64_t desired_version = 0;  // bumped whenever the node's desired task set changes
+  int64_t proxy_version = 0;     // the proxy configuration version the agent last reported applied
 };
 
 std::string NodeArn(std::string_view cluster, std::string_view id);

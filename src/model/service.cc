@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "model/cluster.h"
+#include "model/lb.h"
 #include "model/taskdef.h"
 
 namespace berth::model {
@@ -48,6 +49,17 @@ std::string ServiceDoc(const Service& s) {
       .Set("strategy", s.strategy)
       .Set("createdMs", s.created_ms)
       .Set("deployments", deps);
+  if (!s.load_balancers.empty()) {
+    json::Doc lbs = json::Doc::Array();
+    for (const ServiceLoadBalancer& l : s.load_balancers) {
+      lbs.Push(json::Doc::Object()
+                   .Set("targetGroup", l.target_group)
+                   .Set("containerName", l.container)
+                   .Set("containerPort", l.container_port));
+    }
+    d.Set("loadBalancers", lbs);
+  }
+  if (s.health_check_grace_s > 0) d.Set("healthCheckGracePeriodSeconds", s.health_check_grace_s);
   return d.Print();
 }
 
@@ -68,6 +80,14 @@ Result<Service> ParseServiceDoc(std::string_view text) {
   s.constraints = std::string(v.Get("constraints").String());
   s.strategy = std::string(v.Get("strategy").String());
   s.created_ms = static_cast<int64_t>(v.Get("createdMs").Number());
+  for (json::View x : v.Get("loadBalancers")) {
+    ServiceLoadBalancer l;
+    l.target_group = std::string(x.Get("targetGroup").String());
+    l.container = std::string(x.Get("containerName").String());
+    l.container_port = static_cast<int64_t>(x.Get("containerPort").Number());
+    s.load_balancers.push_back(std::move(l));
+  }
+  s.health_check_grace_s = static_cast<int64_t>(v.Get("healthCheckGracePeriodSeconds").Number());
   for (json::View x : v.Get("deployments")) {
     Deployment d;
     d.id = std::string(x.Get("id").String());
@@ -140,6 +160,15 @@ json::Doc ServiceJson(const Service& s, const std::vector<DeploymentCounts>& cou
       .Set("placementConstraints", constraints ? std::move(constraints.value()) : json::Doc::Array())
       .Set("placementStrategy", strategy ? std::move(strategy.value()) : json::Doc::Array())
       .Set("createdAt", static_cast<double>(s.created_ms) / 1000.0);
+  json::Doc lbs = json::Doc::Array();
+  for (const ServiceLoadBalancer& l : s.load_balancers) {
+    lbs.Push(json::Doc::Object()
+                 .Set("targetGroupArn", TargetGroupArn(s.cluster, l.target_group))
+                 .Set("targetGroupName", l.target_group)
+                 .Set("containerName", l.container)
+                 .Set("containerPort", l.container_port));
+  }
+  d.Set("loadBalancers", lbs).Set("healthCheckGracePeriodSeconds", s.health_check_grace_s);
   return d;
 }
 

@@ -32,6 +32,14 @@ struct ServiceEvent {
   std::string message;
 };
 
+// A target group the service's tasks register in (ECS `loadBalancers`): the
+// container and its port whose host port the targets are.
+struct ServiceLoadBalancer {
+  std::string target_group;  // its name in the service's cluster
+  std::string container;
+  int64_t container_port = 0;
+};
+
 struct Service {
   std::string name;
   std::string cluster;
@@ -45,6 +53,8 @@ struct Service {
   std::string constraints = "[]";       // ECS placementConstraints JSON
   std::string strategy = "[]";          // ECS placementStrategy JSON
   std::vector<Deployment> deployments;  // [0] is PRIMARY
+  std::vector<ServiceLoadBalancer> load_balancers;
+  int64_t health_check_grace_s = 0;  // ECS healthCheckGracePeriodSeconds
   int64_t created_ms = 0;
 
   // Not persisted: the controller's recent messages, newest first.

@@ -99,6 +99,7 @@ Status State::Load(store::Db& db) {
     }
   }
   if (Status st = LoadSecrets(db); !st) return st;
+  if (Status st = LoadLoadBalancing(db); !st) return st;
   for (StatePart* p : parts_) {
     if (Status st = p->Load(db); !st) return st;
   }
@@ -132,6 +133,14 @@ Result<std::string> State::ApplyCommand(store::Db& db, const store::Command& cmd
   if (type == "ForgetSessions") return ApplyForgetSessions(db, static_cast<const ForgetSessions&>(cmd));
   if (type == "PutSecret") return ApplyPutSecret(db, static_cast<const PutSecret&>(cmd));
   if (type == "DeleteSecret") return ApplyDeleteSecret(db, static_cast<const DeleteSecret&>(cmd));
+  if (type == "CreateTargetGroup") return ApplyCreateTargetGroup(db, static_cast<const CreateTargetGroup&>(cmd));
+  if (type == "DeleteTargetGroup") return ApplyDeleteTargetGroup(db, static_cast<const DeleteTargetGroup&>(cmd));
+  if (type == "CreateLoadBalancer") return ApplyCreateLoadBalancer(db, static_cast<const CreateLoadBalancer&>(cmd));
+  if (type == "DeleteLoadBalancer") return ApplyDeleteLoadBalancer(db, static_cast<const DeleteLoadBalancer&>(cmd));
+  if (type == "CreateListener") return ApplyCreateListener(db, static_cast<const CreateListener&>(cmd));
+  if (type == "DeleteListener") return ApplyDeleteListener(db, static_cast<const DeleteListener&>(cmd));
+  if (type == "CreateRule") return ApplyCreateRule(db, static_cast<const CreateRule&>(cmd));
+  if (type == "DeleteRule") return ApplyDeleteRule(db, static_cast<const DeleteRule&>(cmd));
   if (type == "RegisterTaskDefinition") {
     return ApplyRegisterTaskDefinition(db, static_cast<const RegisterTaskDefinition&>(cmd));
   }
@@ -353,6 +362,15 @@ Result<std::string> State::ApplyDeleteCluster(store::Db& db, const DeleteCluster
     return Error::Conflict("ClusterContainsTasks", "cluster " + c.name + " still has " +
                                                        std::to_string(cl.running_tasks + cl.pending_tasks) +
                                                        " task(s); stop them first");
+  }
+  std::string prefix = ServiceKey(c.name, "");
+  auto lb = load_balancers_.lower_bound(prefix);
+  auto tg = target_groups_.lower_bound(prefix);
+  if ((lb != load_balancers_.end() && lb->first.starts_with(prefix)) ||
+      (tg != target_groups_.end() && tg->first.starts_with(prefix))) {
+    return Error::Conflict("ClusterContainsLoadBalancing", "cluster " + c.name +
+                                                               " still has load balancers or target groups; "
+                                                               "remove them first (berth lb rm, berth tg rm)");
   }
   Result<store::Stmt*> del = db.Cached("DELETE FROM clusters WHERE name = ?1");
   if (!del) return del.take_error();

@@ -14,6 +14,7 @@
 
 #include "model/cluster.h"
 #include "model/commands.h"
+#include "model/lb.h"
 #include "model/node.h"
 #include "model/scope.h"
 #include "model/secret.h"
@@ -168,6 +169,12 @@ class State final : public store::StateMachine {
   // The agent's connection and heartbeats: facts of this server, not state.
   void SetNodeConnected(std::string_view id, bool connected, int64_t now_ms);
   void Heartbeat(std::string_view id, int64_t now_ms);
+  // The proxy configuration version the node's agent reported applied (not state).
+  void SetProxyVersion(std::string_view id, int64_t version);
+  // Gives node `id` a new desired version, so its agent gets a line, though its
+  // tasks did not change (its proxy configuration did); observers are told as
+  // for a change of its tasks.
+  void NodeDesiredChanged(std::string_view id);
 
   // The token whose secret is `secret`, compared in constant time against every
   // stored hash; nullptr when none matches.
@@ -197,6 +204,18 @@ class State final : public store::StateMachine {
   const Secret* FindSecret(std::string_view name) const;
   const std::map<std::string, Secret, std::less<>>& secrets() const { return secrets_; }
 
+  // Load balancing (model/lb.h), keyed "cluster/name" (ServiceKey).
+  const TargetGroup* FindTargetGroup(std::string_view cluster, std::string_view name) const;
+  const std::map<std::string, TargetGroup, std::less<>>& target_groups() const { return target_groups_; }
+  const LoadBalancer* FindLoadBalancer(std::string_view cluster, std::string_view name) const;
+  const std::map<std::string, LoadBalancer, std::less<>>& load_balancers() const { return load_balancers_; }
+  // What names target group `name` of `cluster`: "listener edge:80",
+  // "rule edge:80/10", "service web"; empty when nothing does.
+  std::vector<std::string> TargetGroupUsers(std::string_view cluster, std::string_view name) const;
+  // Checks a service's loadBalancers against the target groups of its cluster
+  // and task definition `td` (the container, a TCP port mapping of that port).
+  Status CheckServiceLoadBalancers(const Service& s, const TaskDefinition& td) const;
+
  private:
   // Apply without telling observers of the command.
   Result<std::string> ApplyCommand(store::Db& db, const store::Command& cmd);
@@ -210,6 +229,17 @@ class State final : public store::StateMachine {
   Result<std::string> ApplyPutSecret(store::Db& db, const PutSecret& c);
   Result<std::string> ApplyDeleteSecret(store::Db& db, const DeleteSecret& c);
   Status LoadSecrets(store::Db& db);
+  Status LoadLoadBalancing(store::Db& db);
+  Result<std::string> ApplyCreateTargetGroup(store::Db& db, const CreateTargetGroup& c);
+  Result<std::string> ApplyDeleteTargetGroup(store::Db& db, const DeleteTargetGroup& c);
+  Result<std::string> ApplyCreateLoadBalancer(store::Db& db, const CreateLoadBalancer& c);
+  Result<std::string> ApplyDeleteLoadBalancer(store::Db& db, const DeleteLoadBalancer& c);
+  Result<std::string> ApplyCreateListener(store::Db& db, const CreateListener& c);
+  Result<std::string> ApplyDeleteListener(store::Db& db, const DeleteListener& c);
+  Result<std::string> ApplyCreateRule(store::Db& db, const CreateRule& c);
+  Result<std::string> ApplyDeleteRule(store::Db& db, const DeleteRule& c);
+  // Writes a load balancer's row (its listeners and rules in its doc).
+  Status SaveLoadBalancer(store::Db& db, const LoadBalancer& lb);
   Result<std::string> ApplyPutTags(store::Db& db, const PutTags& c);
   Result<std::string> ApplyRemoveTags(store::Db& db, const RemoveTags& c);
   Result<std::string> ApplyPutNodeAttributes(store::Db& db, const PutNodeAttributes& c);
@@ -252,6 +282,8 @@ class State final : public store::StateMachine {
   std::map<std::string, Cluster, std::less<>> clusters_;
   std::vector<Token> tokens_;
   std::map<std::string, Secret, std::less<>> secrets_;
+  std::map<std::string, TargetGroup, std::less<>> target_groups_;  // "cluster/name"
+  std::map<std::string, LoadBalancer, std::less<>> load_balancers_;
   std::map<std::string, std::map<std::string, std::string>, std::less<>> tags_;  // ARN → key → value
   std::set<std::string, std::less<>> revoked_nodes_;                             // ids that may never register again
   // When each token was last used (NoteTokenUsed), ahead of TouchTokens.

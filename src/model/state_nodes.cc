@@ -132,6 +132,14 @@ void State::Heartbeat(std::string_view id, int64_t now_ms) {
   if (Node* n = NodeAt(id)) n->last_heartbeat_ms = now_ms;
 }
 
+void State::SetProxyVersion(std::string_view id, int64_t version) {
+  if (Node* n = NodeAt(id)) n->proxy_version = version;
+}
+
+void State::NodeDesiredChanged(std::string_view id) {
+  if (Node* n = NodeAt(id)) DesiredChanged(*n);
+}
+
 void State::CountTask(const Task& t, int delta) {
   Node* n = NodeAt(t.node);
   bool running = t.last == "RUNNING";
@@ -199,7 +207,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   {
     Result<store::Stmt> s = db.Prepare(
         "SELECT id, cluster, hostname, status, cpu, memory, attributes, registered_ms, reserved_ports, identity, "
-        "agent_version FROM nodes");
+        "agent_version, address FROM nodes");
     if (!s) return s.take_error();
     for (;;) {
       Result<bool> row = s->Step();
@@ -220,6 +228,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
       n.registered_ms = s->Int(7);
       n.identity = s->Text(9);
       n.agent_version = s->Text(10);
+      n.address = s->Text(11);
       if (Result<std::vector<std::pair<int, bool>>> reserved = ParsePortsText(s->Text(8)); reserved) {
         n.reserved_ports = std::move(reserved.value());
         for (const auto& p : n.reserved_ports) n.ports.insert(p);
@@ -336,13 +345,14 @@ Result<std::string> State::ApplyRegisterNode(store::Db& db, const RegisterNode& 
   if (!existed) n.registered_ms = c.time_ms;
   if (!c.identity.empty()) n.identity = c.identity;
   n.agent_version = c.agent_version.substr(0, 64);
+  n.address = c.address.substr(0, 255);
   Result<store::Stmt*> s = db.Cached(
       "INSERT OR REPLACE INTO nodes (id, cluster, hostname, status, cpu, memory, attributes, registered_ms,"
-      " reserved_ports, identity, agent_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+      " reserved_ports, identity, agent_version, address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   if (!s) return s.take_error();
   (*s)->Bind(1, n.id).Bind(2, n.cluster).Bind(3, n.hostname).Bind(4, n.status).Bind(5, n.cpu).Bind(6, n.memory);
   (*s)->Bind(7, AttributesText(n.agent_attributes)).Bind(8, n.registered_ms).Bind(9, PortsText(n.reserved_ports));
-  (*s)->Bind(10, n.identity).Bind(11, n.agent_version);
+  (*s)->Bind(10, n.identity).Bind(11, n.agent_version).Bind(12, n.address);
   if (Status st = (*s)->Run(); !st) return st.take_error();
   if (join && join->uses_left > 0) {
     Result<store::Stmt*> use = db.Cached("UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1");

@@ -84,6 +84,7 @@ Result<std::string> State::ApplyCreateService(store::Db& db, const CreateService
     return Error::NotFound("TaskDefinitionNotFound",
                            "task definition " + d.family + ":" + std::to_string(d.revision) + " is not ACTIVE");
   }
+  if (Status s = CheckServiceLoadBalancers(*svc, *td); !s) return s.take_error();
   svc->created_ms = c.time_ms;
   svc->deployments[0].created_ms = svc->deployments[0].updated_ms = c.time_ms;
   if (Status s = SaveService(db, *svc); !s) return s.take_error();

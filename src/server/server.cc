@@ -30,6 +30,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/notify.h"
+#include "control/proxy_config.h"
 #include "control/retention.h"
 #include "control/scheduler.h"
 #include "model/state.h"
@@ -557,6 +558,8 @@ int Run(const Options& o) {
   }
 
   control::Scheduler scheduler(&state);
+  control::ProxyConfigs proxies(&state, &SystemClock::Get());
+  scheduler.SetProxyConfigs(&proxies);
   api::AgentOptions agent_options;
   agent_options.secrets = &secret_key.value();
   agent_options.heartbeat_interval_ms = o.heartbeat_interval_ms;
@@ -579,6 +582,7 @@ int Run(const Options& o) {
     agent_options.ca_pem = ca->ca_pem();
   }
   api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options, &registry);
+  agents.SetProxyConfigs(&proxies);
   control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());
   control::RetentionOptions retention_options;
   retention_options.task_retention_ms = o.task_retention_ms;
@@ -693,6 +697,7 @@ int Run(const Options& o) {
   api::ChangeStreams streams(loop, &state, &SystemClock::Get(), stream_limits);
   ctx.streams = &streams;
   ctx.retention = &retention;
+  ctx.proxies = &proxies;
   ctx.servers = [&replica] {
     replica::LogStatus st = replica->Describe();
     json::Doc list = json::Doc::Array();

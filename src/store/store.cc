@@ -243,6 +243,23 @@ const char* const kMigrations[] = {
     ALTER TABLE tokens ADD COLUMN parent TEXT NOT NULL DEFAULT '';
     ALTER TABLE nodes ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
     )sql",
+    // 18 -> 19: load balancing (model/lb.h): target groups, and load balancers
+    // with their listeners and rules in their doc; a node's advertised address.
+    R"sql(
+    CREATE TABLE target_groups (
+      cluster TEXT NOT NULL,
+      name    TEXT NOT NULL,
+      doc     TEXT NOT NULL,
+      PRIMARY KEY (cluster, name)
+    );
+    CREATE TABLE load_balancers (
+      cluster TEXT NOT NULL,
+      name    TEXT NOT NULL,
+      doc     TEXT NOT NULL,
+      PRIMARY KEY (cluster, name)
+    );
+    ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -1,0 +1,37 @@
+// The seam between the agent and its node's proxy (the data plane, src/proxy/):
+// each new proxy configuration the server sends on the desired-state stream
+// ("proxy", docs/load-balancing.md) is handed to a ProxySink, and the version
+// it applied is reported back to the server (`proxyVersion` on reports).
+#pragma once
+
+#include <cstdint>
+
+#include "base/json.h"
+#include "base/result.h"
+
+namespace berth::agent {
+
+class ProxySink {
+ public:
+  virtual ~ProxySink() = default;
+  // Applies `doc`, the whole configuration, which replaces the one before. It
+  // passed ProxyDocVersion and its version is above any handed before. Called
+  // on the agent's loop thread; `doc` lives only for the call (copy what is
+  // kept). Returns the version now running, or why the document was refused
+  // (the one before keeps running, and its version stays the one reported).
+  virtual Result<int64_t> ApplyProxy(const json::View& doc) = 0;
+};
+
+// The sink until the data plane is joined to the agent: it only logs each
+// version and reports it applied. Nothing listens on the listeners' ports.
+class LoggingProxySink final : public ProxySink {
+ public:
+  Result<int64_t> ApplyProxy(const json::View& doc) override;
+};
+
+// The shape the agent checks before handing a document on: an object with a
+// whole `version` of 1 or more, `listeners` and `targetGroups` arrays when
+// present. The data plane checks the rest.
+Result<int64_t> ProxyDocVersion(const json::View& doc);
+
+}  // namespace berth::agent

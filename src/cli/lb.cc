@@ -1,0 +1,297 @@
+#include "cli/lb.h"
+
+#include <cstdio>
+
+#include "base/flags.h"
+#include "base/json.h"
+#include "cli/common.h"
+#include "cli/table.h"
+#include "net/http.h"
+
+namespace berth::cli {
+
+namespace http = net::http;
+
+namespace {
+
+std::string Q(const std::string& s) { return http::UrlEncode(s); }
+
+const flags::FlagSpec kJsonFlag{"json", false, "", "print JSON instead of a table"};
+const flags::FlagSpec kClusterFlag{"cluster", true, "NAME", "the cluster (default: default)"};
+
+const char kTgUsage[] =
+    "Usage:\n"
+    "  berth tg create NAME --protocol HTTP|TCP --port N [--algorithm A] [--attr KEY=VALUE]...\n"
+    "      a target group: the tasks of the services that name it (berth service create --lb) are its\n"
+    "      targets. --algorithm least_outstanding_requests (HTTP's default), least_connections (TCP's\n"
+    "      default) or round_robin. Attributes: deregistration_delay.timeout_seconds (0-3600, default\n"
+    "      300), slow_start.duration_seconds (0, or 30-900)\n"
+    "  berth tg ls | describe NAME | rm NAME\n"
+    "  berth tg health NAME   each target: task, node, address:port, state and reason, and the\n"
+    "                         proxies of its load balancers' nodes that are behind\n";
+
+const char kLbUsage[] =
+    "Usage:\n"
+    "  berth lb create NAME [--nodes EXPRESSION]\n"
+    "      a load balancer on the nodes of the cluster that EXPRESSION (the memberOf language, e.g.\n"
+    "      'attribute:role == edge') chooses; default every node\n"
+    "  berth lb ls | describe NAME | rm NAME      (rm takes its listeners and rules with it)\n"
+    "  berth lb listener add LB --port N --protocol HTTP|TCP --default-tg TG\n"
+    "  berth lb listener rm LB:PORT\n"
+    "  berth lb rule add LB:PORT --priority N [--host H]... [--path P]... --tg TG\n"
+    "      HTTP listeners only; rules are tried by ascending priority; * and ? are wildcards\n"
+    "  berth lb rule rm LB:PORT --priority N\n"
+    "A listener's port is unique in its cluster and never given to tasks on the load balancer's nodes.\n";
+
+void PrintTargetGroups(json::View list) {
+  Table t({"NAME", "PROTOCOL", "PORT", "ALGORITHM", "DEREG DELAY", "USED BY"});
+  for (json::View tg : list) {
+    std::string users;
+    for (json::View u : tg.Get("usedBy")) users += (users.empty() ? "" : ", ") + std::string(u.String());
+    t.Add({Str(tg, "targetGroupName"), Str(tg, "protocol"), Num(tg, "port"), Str(tg, "algorithm"),
+           Num(tg, "deregistrationDelaySeconds") + "s", users.empty() ? "-" : users});
+  }
+  printf("%s", t.Render().c_str());
+}
+
+void PrintLoadBalancer(json::View lb) {
+  std::string nodes(lb.Get("nodes").String());
+  printf("%s  (cluster %s, nodes: %s)\n", Str(lb, "loadBalancerName").c_str(), Str(lb, "cluster").c_str(),
+         nodes.empty() ? "all" : nodes.c_str());
+  printf("  %s\n", Str(lb, "loadBalancerArn").c_str());
+  for (json::View l : lb.Get("listeners")) {
+    printf("  listener %s %s -> %s\n", Num(l, "port").c_str(), Str(l, "protocol").c_str(),
+           Str(l, "defaultTargetGroup").c_str());
+    for (json::View r : l.Get("rules")) {
+      std::string cond;
+      for (json::View h : r.Get("hosts")) cond += (cond.empty() ? "host " : ",") + std::string(h.String());
+      std::string paths;
+      for (json::View p : r.Get("paths")) paths += (paths.empty() ? "path " : ",") + std::string(p.String());
+      if (!paths.empty()) cond += (cond.empty() ? "" : " and ") + paths;
+      printf("    rule %s: %s -> %s\n", Num(r, "priority").c_str(), cond.c_str(), Str(r, "targetGroup").c_str());
+    }
+  }
+}
+
+// "LB:PORT" → LB and PORT.
+bool SplitListener(const std::string& ref, std::string* lb, std::string* port) {
+  size_t colon = ref.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == ref.size()) return false;
+  *lb = ref.substr(0, colon);
+  *port = ref.substr(colon + 1);
+  return port->find_first_not_of("0123456789") == std::string::npos;
+}
+
+int PrintOrJson(const flags::Parsed& p, const CallResult& r, const char* key, void (*print)(json::View)) {
+  if (r.exit) return r.exit;
+  if (p.Has("json")) {
+    printf("%s\n", r.body.Print().c_str());
+  } else {
+    print(r.body.view().Get(key));
+  }
+  return kOk;
+}
+
+void PrintHealth(json::View h) {
+  Table t({"TASK", "NODE", "TARGET", "STATE", "REASON"});
+  for (json::View x : h.Get("targets")) {
+    t.Add({Str(x, "taskId"), Str(x, "nodeId"), Str(x, "address") + ":" + Num(x, "port"), Str(x, "state"),
+           Str(x, "reason").empty() ? "-" : Str(x, "reason")});
+  }
+  printf("%s", t.Render().c_str());
+  for (json::View n : h.Get("proxiesBehind")) {
+    printf("proxy on node %s has applied version %s of %s\n", Str(n, "nodeId").c_str(),
+           Num(n, "appliedVersion").c_str(), Num(n, "version").c_str());
+  }
+}
+
+}  // namespace
+
+int TargetGroupCommand(const std::vector<std::string>& args) {
+  std::vector<flags::FlagSpec> specs = {
+      kJsonFlag,
+      kClusterFlag,
+      {"protocol", true, "HTTP|TCP", "create: the targets' protocol"},
+      {"port", true, "N", "create: the port targets answer on"},
+      {"algorithm", true, "A", "create: least_outstanding_requests, least_connections or round_robin"},
+      {"attr", true, "KEY=VALUE", "create: an attribute (repeatable)"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
+  if (!p) return UsageError("tg", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s\nFlags:\n%s", kTgUsage, flags::FlagsHelp(specs).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  const std::string& sub = p->positional[0];
+  std::string cluster = p->Get("cluster", "default");
+  if (sub == "ls" || sub == "list") {
+    return PrintOrJson(*p, Call("GET", "/v1/targetgroups?cluster=" + Q(cluster)), "targetGroups", PrintTargetGroups);
+  }
+  if (p->positional.size() != 2) return UsageError("tg", sub + " takes one target group NAME");
+  const std::string& name = p->positional[1];
+  std::string path = "/v1/targetgroups/" + Q(name) + "?cluster=" + Q(cluster);
+  if (sub == "create") {
+    if (!p->Has("protocol") || !p->Has("port")) return UsageError("tg", "create needs --protocol and --port");
+    Result<uint64_t> port = flags::ParseCount(p->Get("port"), "--port");
+    if (!port) return UsageError("tg", port.error().message);
+    json::Doc body = json::Doc::Object();
+    body.Set("cluster", cluster).Set("name", name).Set("protocol", p->Get("protocol"));
+    body.Set("port", static_cast<int64_t>(*port));
+    if (p->Has("algorithm")) body.Set("algorithm", p->Get("algorithm"));
+    json::Doc attrs = json::Doc::Object();
+    for (const std::string& a : p->GetAll("attr")) {
+      size_t eq = a.find('=');
+      if (eq == std::string::npos || eq == 0) return UsageError("tg", "--attr " + a + ": expected KEY=VALUE");
+      attrs.Set(a.substr(0, eq), a.substr(eq + 1));
+    }
+    body.Set("attributes", attrs);
+    CallResult r = Call("POST", "/v1/targetgroups", body.Print());
+    if (r.exit) return r.exit;
+    json::View tg = r.body.view().Get("targetGroup");
+    if (p->Has("json"))
+      printf("%s\n", tg.Print().c_str());
+    else
+      printf("created target group %s (%s)\n", Str(tg, "targetGroupName").c_str(), Str(tg, "targetGroupArn").c_str());
+    return kOk;
+  }
+  if (sub == "describe") {
+    CallResult r = Call("GET", path);
+    if (r.exit) return r.exit;
+    printf("%s\n", r.body.view().Get("targetGroup").Print().c_str());
+    return kOk;
+  }
+  if (sub == "health") {
+    return PrintOrJson(*p, Call("GET", "/v1/targetgroups/" + Q(name) + "/health?cluster=" + Q(cluster)), "health",
+                       PrintHealth);
+  }
+  if (sub == "rm" || sub == "delete") {
+    CallResult r = Call("DELETE", path);
+    if (r.exit) return r.exit;
+    printf("removed target group %s\n", name.c_str());
+    return kOk;
+  }
+  return UsageError("tg", "unknown subcommand '" + sub + "'");
+}
+
+int LoadBalancerCommand(const std::vector<std::string>& args) {
+  std::vector<flags::FlagSpec> specs = {
+      kJsonFlag,
+      kClusterFlag,
+      {"nodes", true, "EXPRESSION", "create: the nodes it runs on (memberOf language; default all)"},
+      {"port", true, "N", "listener add: the port"},
+      {"protocol", true, "HTTP|TCP", "listener add: the protocol"},
+      {"default-tg", true, "TG", "listener add: the target group taking what no rule matches"},
+      {"priority", true, "N", "rule add/rm: 1-50000, lower first"},
+      {"host", true, "H", "rule add: a Host condition (repeatable)"},
+      {"path", true, "P", "rule add: a path condition (repeatable)"},
+      {"tg", true, "TG", "rule add: the target group"},
+  };
+  Result<flags::Parsed> p = flags::ParseFlags(args, specs);
+  if (!p) return UsageError("lb", p.error().message);
+  if (p->help || p->positional.empty()) {
+    printf("%s\nFlags:\n%s", kLbUsage, flags::FlagsHelp(specs).c_str());
+    return p->help ? kOk : kUsage;
+  }
+  const std::string& sub = p->positional[0];
+  std::string cluster = p->Get("cluster", "default");
+  std::string cq = "?cluster=" + Q(cluster);
+  if (sub == "ls" || sub == "list") {
+    CallResult r = Call("GET", "/v1/loadbalancers" + cq);
+    if (r.exit) return r.exit;
+    if (p->Has("json")) {
+      printf("%s\n", r.body.Print().c_str());
+      return kOk;
+    }
+    Table t({"NAME", "NODES", "LISTENERS"});
+    for (json::View lb : r.body.view().Get("loadBalancers")) {
+      std::string listeners;
+      for (json::View l : lb.Get("listeners")) {
+        listeners += (listeners.empty() ? "" : ", ") + Num(l, "port") + "/" + Str(l, "protocol") + "->" +
+                     Str(l, "defaultTargetGroup");
+      }
+      std::string nodes = Str(lb, "nodes");
+      t.Add({Str(lb, "loadBalancerName"), nodes.empty() ? "all" : nodes, listeners.empty() ? "-" : listeners});
+    }
+    printf("%s", t.Render().c_str());
+    return kOk;
+  }
+  if (sub == "create" || sub == "describe" || sub == "rm" || sub == "delete") {
+    if (p->positional.size() != 2) return UsageError("lb", sub + " takes one load balancer NAME");
+    const std::string& name = p->positional[1];
+    CallResult r;
+    if (sub == "create") {
+      json::Doc body = json::Doc::Object();
+      body.Set("cluster", cluster).Set("name", name);
+      if (p->Has("nodes")) body.Set("nodes", p->Get("nodes"));
+      r = Call("POST", "/v1/loadbalancers", body.Print());
+    } else if (sub == "describe") {
+      r = Call("GET", "/v1/loadbalancers/" + Q(name) + cq);
+    } else {
+      r = Call("DELETE", "/v1/loadbalancers/" + Q(name) + cq);
+      if (r.exit) return r.exit;
+      printf("removed load balancer %s\n", name.c_str());
+      return kOk;
+    }
+    if (r.exit) return r.exit;
+    json::View lb = r.body.view().Get("loadBalancer");
+    if (p->Has("json"))
+      printf("%s\n", lb.Print().c_str());
+    else if (sub == "create")
+      printf("created load balancer %s (%s)\n", Str(lb, "loadBalancerName").c_str(),
+             Str(lb, "loadBalancerArn").c_str());
+    else
+      PrintLoadBalancer(lb);
+    return kOk;
+  }
+  if (sub == "listener" || sub == "rule") {
+    if (p->positional.size() != 3) return UsageError("lb", sub + " takes add or rm and a load balancer");
+    const std::string& verb = p->positional[1];
+    const std::string& ref = p->positional[2];
+    std::string lb, port;
+    CallResult r;
+    if (sub == "listener" && verb == "add") {
+      if (!p->Has("port") || !p->Has("protocol") || !p->Has("default-tg")) {
+        return UsageError("lb", "listener add needs --port, --protocol and --default-tg");
+      }
+      Result<uint64_t> n = flags::ParseCount(p->Get("port"), "--port");
+      if (!n) return UsageError("lb", n.error().message);
+      json::Doc body = json::Doc::Object();
+      body.Set("port", static_cast<int64_t>(*n)).Set("protocol", p->Get("protocol"));
+      body.Set("defaultTargetGroup", p->Get("default-tg"));
+      r = Call("POST", "/v1/loadbalancers/" + Q(ref) + "/listeners" + cq, body.Print());
+    } else if (!SplitListener(ref, &lb, &port)) {
+      return UsageError("lb", sub + " " + verb + ": name the listener as LB:PORT, e.g. edge:80");
+    } else if (sub == "listener" && (verb == "rm" || verb == "delete")) {
+      r = Call("DELETE", "/v1/loadbalancers/" + Q(lb) + "/listeners/" + port + cq);
+    } else if (sub == "rule" && (verb == "add" || verb == "rm" || verb == "delete")) {
+      if (!p->Has("priority")) return UsageError("lb", "rule " + verb + " needs --priority");
+      Result<uint64_t> priority = flags::ParseCount(p->Get("priority"), "--priority");
+      if (!priority) return UsageError("lb", priority.error().message);
+      std::string listener = "/v1/loadbalancers/" + Q(lb) + "/listeners/" + port + "/rules";
+      if (verb == "add") {
+        if (!p->Has("tg")) return UsageError("lb", "rule add needs --tg");
+        json::Doc hosts = json::Doc::Array(), paths = json::Doc::Array();
+        for (const std::string& h : p->GetAll("host")) hosts.Push(h);
+        for (const std::string& x : p->GetAll("path")) paths.Push(x);
+        json::Doc body = json::Doc::Object();
+        body.Set("priority", static_cast<int64_t>(*priority)).Set("hosts", hosts).Set("paths", paths);
+        body.Set("targetGroup", p->Get("tg"));
+        r = Call("POST", listener + cq, body.Print());
+      } else {
+        r = Call("DELETE", listener + "/" + std::to_string(*priority) + cq);
+      }
+    } else {
+      return UsageError("lb", "unknown subcommand '" + sub + " " + verb + "'");
+    }
+    if (r.exit) return r.exit;
+    if (p->Has("json")) {
+      printf("%s\n", r.body.Print().c_str());
+    } else {
+      PrintLoadBalancer(r.body.view().Get("loadBalancer"));
+    }
+    return kOk;
+  }
+  return UsageError("lb", "unknown subcommand '" + sub + "'");
+}
+
+}  // namespace berth::cli

@@ -1,0 +1,366 @@
+#include "model/lb.h"
+
+#include <algorithm>
+
+#include "base/clock.h"
+#include "base/crypto.h"
+#include "model/cluster.h"
+
+namespace berth::model {
+
+namespace {
+
+std::string ArnId(std::string_view cluster, std::string_view name) {
+  std::string key(cluster);
+  key.append("/").append(name);
+  return crypto::Hex(crypto::Sha256(key)).substr(0, 16);
+}
+
+std::string ElbArn(std::string_view kind, std::string_view cluster, std::string_view name) {
+  std::string arn = "arn:aws:elasticloadbalancing:";
+  arn.append(kRegion).append(":").append(kAccount).append(":").append(kind).append("/").append(name);
+  arn.append("/").append(ArnId(cluster, name));
+  return arn;
+}
+
+Status CheckProtocol(std::string_view protocol, std::string_view field) {
+  if (protocol == "HTTP" || protocol == "TCP") return {};
+  return Error::Invalid(std::string(field) +
+                        ": must be HTTP or TCP (HTTPS, TLS and UDP are not supported yet); got \"" +
+                        std::string(protocol) + "\"");
+}
+
+Result<int64_t> RequirePort(json::View body, std::string_view key, std::string_view field) {
+  json::View v = body.Get(key);
+  if (!v.valid()) return Error::Invalid(std::string(field) + ": required");
+  if (!v.IsNumber() || v.Number() != static_cast<double>(static_cast<int64_t>(v.Number())) || v.Number() < 1 ||
+      v.Number() > 65535) {
+    return Error::Invalid(std::string(field) + ": must be a whole number from 1 to 65535");
+  }
+  return static_cast<int64_t>(v.Number());
+}
+
+// A list of strings (a missing one is empty), each checked by `check`.
+Result<std::vector<std::string>> StringList(json::View body, std::string_view key,
+                                            Status (*check)(std::string_view, const std::string&)) {
+  std::vector<std::string> out;
+  json::View list = body.Get(key);
+  if (!list.valid() || list.IsNull()) return out;
+  if (!list.IsArray()) return Error::Invalid(std::string(key) + ": must be an array of strings");
+  if (list.Size() > 5) return Error::Invalid(std::string(key) + ": at most 5 values (as ELB)");
+  size_t i = 0;
+  for (json::View x : list) {
+    std::string field = std::string(key) + "[" + std::to_string(i++) + "]";
+    if (!x.IsString()) return Error::Invalid(field + ": must be a string");
+    if (Status s = check(x.String(), field); !s) return s.take_error();
+    out.emplace_back(x.String());
+  }
+  return out;
+}
+
+Status CheckHost(std::string_view host, const std::string& field) {
+  if (host.empty() || host.size() > 128) return Error::Invalid(field + ": must be 1-128 characters");
+  for (char c : host) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+              c == '*' || c == '?';
+    if (!ok) return Error::Invalid(field + ": a host name has letters, digits, - . and the wildcards * ?");
+  }
+  return {};
+}
+
+Status CheckPath(std::string_view path, const std::string& field) {
+  if (path.empty() || path.size() > 128 || path[0] != '/') {
+    return Error::Invalid(field + ": must start with \"/\" and be at most 128 characters");
+  }
+  for (char c : path) {
+    if (c <= ' ' || c == 0x7f) return Error::Invalid(field + ": no spaces or control characters");
+  }
+  return {};
+}
+
+json::Doc Strings(const std::vector<std::string>& list) {
+  json::Doc out = json::Doc::Array();
+  for (const std::string& s : list) out.Push(s);
+  return out;
+}
+
+std::vector<std::string> ReadStrings(json::View list) {
+  std::vector<std::string> out;
+  for (json::View x : list) out.emplace_back(x.String());
+  return out;
+}
+
+ListenerRule ReadRule(json::View x) {
+  ListenerRule r;
+  r.priority = static_cast<int64_t>(x.Get("priority").Number());
+  r.hosts = ReadStrings(x.Get("hosts"));
+  r.paths = ReadStrings(x.Get("paths"));
+  r.target_group = std::string(x.Get("targetGroup").String());
+  return r;
+}
+
+Listener ReadListener(json::View x) {
+  Listener l;
+  l.port = static_cast<int64_t>(x.Get("port").Number());
+  l.protocol = std::string(x.Get("protocol").String());
+  l.default_target_group = std::string(x.Get("defaultTargetGroup").String());
+  for (json::View r : x.Get("rules")) l.rules.push_back(ReadRule(r));
+  return l;
+}
+
+}  // namespace
+
+Status ValidateLbName(std::string_view name, std::string_view field) {
+  const std::string rule = "must be 1-32 letters, digits and hyphens, not beginning or ending with a hyphen";
+  if (name.empty() || name.size() > 32 || name.front() == '-' || name.back() == '-') {
+    return Error::Invalid(std::string(field) + ": " + rule + "; got \"" + std::string(name.substr(0, 64)) + "\"");
+  }
+  for (size_t i = 0; i < name.size(); i++) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return BadNameChar(field, rule, name, i);
+  }
+  return {};
+}
+
+std::string TargetGroupArn(std::string_view cluster, std::string_view name) {
+  return ElbArn("targetgroup", cluster, name);
+}
+
+std::string LoadBalancerArn(std::string_view cluster, std::string_view name) {
+  return ElbArn("loadbalancer/app", cluster, name);
+}
+
+std::string ListenerArn(std::string_view cluster, std::string_view lb, int64_t port) {
+  std::string arn = ElbArn("listener/app", cluster, lb);
+  return arn.append("/").append(std::to_string(port));
+}
+
+std::string TargetGroupNameFromArn(std::string_view arn) {
+  if (!arn.starts_with("arn:")) return {};
+  size_t at = arn.find(":targetgroup/");
+  if (at == std::string_view::npos) return {};
+  std::string_view rest = arn.substr(at + 13);
+  size_t slash = rest.find('/');
+  return std::string(rest.substr(0, slash));
+}
+
+Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view cluster) {
+  TargetGroup tg;
+  tg.cluster = std::string(cluster);
+  Result<std::string> name = json::RequireString(body, "name", "name");
+  if (!name) return name.take_error();
+  if (Status s = ValidateLbName(*name, "name"); !s) return s.take_error();
+  tg.name = std::move(name.value());
+  tg.arn = TargetGroupArn(cluster, tg.name);
+  Result<std::string> protocol = json::RequireString(body, "protocol", "protocol");
+  if (!protocol) return protocol.take_error();
+  if (Status s = CheckProtocol(*protocol, "protocol"); !s) return s.take_error();
+  tg.protocol = std::move(protocol.value());
+  Result<int64_t> port = RequirePort(body, "port", "port");
+  if (!port) return port.take_error();
+  tg.port = *port;
+  std::string fallback = tg.protocol == "HTTP" ? "least_outstanding_requests" : "least_connections";
+  Result<std::string> algorithm = json::OptionalString(body, "algorithm", "algorithm", fallback);
+  if (!algorithm) return algorithm.take_error();
+  if (*algorithm != "least_outstanding_requests" && *algorithm != "least_connections" && *algorithm != "round_robin") {
+    return Error::Invalid("algorithm: must be least_outstanding_requests, least_connections or round_robin; got \"" +
+                          *algorithm + "\"");
+  }
+  if (*algorithm == "least_outstanding_requests" && tg.protocol != "HTTP") {
+    return Error::Invalid("algorithm: least_outstanding_requests counts requests, so it needs protocol HTTP");
+  }
+  tg.algorithm = std::move(algorithm.value());
+  json::View attrs = body.Get("attributes");
+  if (attrs.valid() && !attrs.IsNull()) {
+    if (!attrs.IsObject()) return Error::Invalid("attributes: must be an object of attribute names to values");
+    for (json::View a : attrs) {
+      std::string key(a.Key());
+      std::string field = "attributes." + key;
+      int64_t value = 0;
+      if (a.IsNumber()) {
+        value = static_cast<int64_t>(a.Number());
+        if (static_cast<double>(value) != a.Number()) return Error::Invalid(field + ": must be a whole number");
+      } else if (a.IsString()) {
+        std::string_view text = a.String();
+        if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string_view::npos) {
+          return Error::Invalid(field + ": must be a whole number of seconds; got \"" + std::string(text) + "\"");
+        }
+        value = std::stoll(std::string(text));
+      } else {
+        return Error::Invalid(field + ": must be a number or a string of digits");
+      }
+      if (key == "deregistration_delay.timeout_seconds") {
+        if (value < 0 || value > 3600) return Error::Invalid(field + ": must be from 0 to 3600 seconds");
+        tg.deregistration_delay_s = value;
+      } else if (key == "slow_start.duration_seconds") {
+        if (value != 0 && (value < 30 || value > 900)) {
+          return Error::Invalid(field + ": must be 0 (off) or from 30 to 900 seconds");
+        }
+        tg.slow_start_s = value;
+      } else {
+        return Error::Invalid(field +
+                              ": unknown attribute (known: deregistration_delay.timeout_seconds, "
+                              "slow_start.duration_seconds)");
+      }
+    }
+  }
+  return tg;
+}
+
+Result<Listener> ParseListenerBody(json::View body) {
+  Listener l;
+  Result<int64_t> port = RequirePort(body, "port", "port");
+  if (!port) return port.take_error();
+  l.port = *port;
+  Result<std::string> protocol = json::RequireString(body, "protocol", "protocol");
+  if (!protocol) return protocol.take_error();
+  if (Status s = CheckProtocol(*protocol, "protocol"); !s) return s.take_error();
+  l.protocol = std::move(protocol.value());
+  Result<std::string> tg = json::RequireString(body, "defaultTargetGroup", "defaultTargetGroup");
+  if (!tg) return tg.take_error();
+  l.default_target_group = TargetGroupNameFromArn(*tg);
+  if (l.default_target_group.empty()) l.default_target_group = std::move(tg.value());
+  if (Status s = ValidateLbName(l.default_target_group, "defaultTargetGroup"); !s) return s.take_error();
+  return l;
+}
+
+Result<ListenerRule> ParseRuleBody(json::View body) {
+  ListenerRule r;
+  json::View p = body.Get("priority");
+  if (!p.valid()) return Error::Invalid("priority: required");
+  if (!p.IsNumber() || p.Number() != static_cast<double>(static_cast<int64_t>(p.Number())) || p.Number() < 1 ||
+      p.Number() > 50000) {
+    return Error::Invalid("priority: must be a whole number from 1 to 50000");
+  }
+  r.priority = static_cast<int64_t>(p.Number());
+  Result<std::vector<std::string>> hosts = StringList(body, "hosts", CheckHost);
+  if (!hosts) return hosts.take_error();
+  r.hosts = std::move(hosts.value());
+  Result<std::vector<std::string>> paths = StringList(body, "paths", CheckPath);
+  if (!paths) return paths.take_error();
+  r.paths = std::move(paths.value());
+  if (r.hosts.empty() && r.paths.empty()) return Error::Invalid("a rule needs at least one of hosts and paths");
+  Result<std::string> tg = json::RequireString(body, "targetGroup", "targetGroup");
+  if (!tg) return tg.take_error();
+  r.target_group = TargetGroupNameFromArn(*tg);
+  if (r.target_group.empty()) r.target_group = std::move(tg.value());
+  if (Status s = ValidateLbName(r.target_group, "targetGroup"); !s) return s.take_error();
+  return r;
+}
+
+std::string TargetGroupDoc(const TargetGroup& tg) {
+  return json::Doc::Object()
+      .Set("cluster", tg.cluster)
+      .Set("name", tg.name)
+      .Set("protocol", tg.protocol)
+      .Set("port", tg.port)
+      .Set("algorithm", tg.algorithm)
+      .Set("deregistrationDelaySeconds", tg.deregistration_delay_s)
+      .Set("slowStartSeconds", tg.slow_start_s)
+      .Set("createdMs", tg.created_ms)
+      .Print();
+}
+
+Result<TargetGroup> ParseTargetGroupDoc(std::string_view text) {
+  Result<json::Doc> doc = json::Doc::Parse(text);
+  if (!doc) return doc.take_error();
+  json::View v = doc->view();
+  TargetGroup tg;
+  tg.cluster = std::string(v.Get("cluster").String());
+  tg.name = std::string(v.Get("name").String());
+  tg.arn = TargetGroupArn(tg.cluster, tg.name);
+  tg.protocol = std::string(v.Get("protocol").String());
+  tg.port = static_cast<int64_t>(v.Get("port").Number());
+  tg.algorithm = std::string(v.Get("algorithm").String());
+  tg.deregistration_delay_s = static_cast<int64_t>(v.Get("deregistrationDelaySeconds").Number());
+  tg.slow_start_s = static_cast<int64_t>(v.Get("slowStartSeconds").Number());
+  tg.created_ms = static_cast<int64_t>(v.Get("createdMs").Number());
+  if (tg.cluster.empty() || tg.name.empty()) return Error::Invalid("a target group needs its cluster and name");
+  if (Status s = CheckProtocol(tg.protocol, "protocol"); !s) return s.take_error();
+  return tg;
+}
+
+json::Doc RuleDocJson(const ListenerRule& r) {
+  return std::move(json::Doc::Object()
+                       .Set("priority", r.priority)
+                       .Set("hosts", Strings(r.hosts))
+                       .Set("paths", Strings(r.paths))
+                       .Set("targetGroup", r.target_group));
+}
+
+json::Doc ListenerDocJson(const Listener& l) {
+  json::Doc rules = json::Doc::Array();
+  for (const ListenerRule& r : l.rules) rules.Push(RuleDocJson(r));
+  return std::move(json::Doc::Object()
+                       .Set("port", l.port)
+                       .Set("protocol", l.protocol)
+                       .Set("defaultTargetGroup", l.default_target_group)
+                       .Set("rules", rules));
+}
+
+std::string LoadBalancerDoc(const LoadBalancer& lb) {
+  json::Doc listeners = json::Doc::Array();
+  for (const Listener& l : lb.listeners) listeners.Push(ListenerDocJson(l));
+  return json::Doc::Object()
+      .Set("cluster", lb.cluster)
+      .Set("name", lb.name)
+      .Set("nodes", lb.nodes)
+      .Set("createdMs", lb.created_ms)
+      .Set("listeners", listeners)
+      .Print();
+}
+
+Result<LoadBalancer> ParseLoadBalancerDoc(std::string_view text) {
+  Result<json::Doc> doc = json::Doc::Parse(text);
+  if (!doc) return doc.take_error();
+  json::View v = doc->view();
+  LoadBalancer lb;
+  lb.cluster = std::string(v.Get("cluster").String());
+  lb.name = std::string(v.Get("name").String());
+  lb.arn = LoadBalancerArn(lb.cluster, lb.name);
+  lb.nodes = std::string(v.Get("nodes").String());
+  lb.created_ms = static_cast<int64_t>(v.Get("createdMs").Number());
+  for (json::View l : v.Get("listeners")) lb.listeners.push_back(ReadListener(l));
+  if (lb.cluster.empty() || lb.name.empty()) return Error::Invalid("a load balancer needs its cluster and name");
+  return lb;
+}
+
+json::Doc TargetGroupJson(const TargetGroup& tg) {
+  json::Doc attrs = json::Doc::Array();
+  attrs.Push(json::Doc::Object()
+                 .Set("key", "deregistration_delay.timeout_seconds")
+                 .Set("value", std::to_string(tg.deregistration_delay_s)));
+  attrs.Push(
+      json::Doc::Object().Set("key", "slow_start.duration_seconds").Set("value", std::to_string(tg.slow_start_s)));
+  attrs.Push(json::Doc::Object().Set("key", "load_balancing.algorithm.type").Set("value", tg.algorithm));
+  return std::move(json::Doc::Object()
+                       .Set("targetGroupName", tg.name)
+                       .Set("targetGroupArn", tg.arn)
+                       .Set("cluster", tg.cluster)
+                       .Set("protocol", tg.protocol)
+                       .Set("port", tg.port)
+                       .Set("algorithm", tg.algorithm)
+                       .Set("deregistrationDelaySeconds", tg.deregistration_delay_s)
+                       .Set("slowStartSeconds", tg.slow_start_s)
+                       .Set("attributes", attrs)
+                       .Set("createdAt", UtcIso8601(tg.created_ms)));
+}
+
+json::Doc LoadBalancerJson(const LoadBalancer& lb) {
+  json::Doc listeners = json::Doc::Array();
+  for (const Listener& l : lb.listeners) {
+    json::Doc x = ListenerDocJson(l);
+    x.Set("listenerArn", ListenerArn(lb.cluster, lb.name, l.port));
+    listeners.Push(x);
+  }
+  return std::move(json::Doc::Object()
+                       .Set("loadBalancerName", lb.name)
+                       .Set("loadBalancerArn", lb.arn)
+                       .Set("cluster", lb.cluster)
+                       .Set("nodes", lb.nodes)
+                       .Set("listeners", listeners)
+                       .Set("createdAt", UtcIso8601(lb.created_ms)));
+}
+
+}  // namespace berth::model

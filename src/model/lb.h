@@ -1,0 +1,93 @@
+// Load balancing's control plane in ELBv2 words (docs/load-balancing.md): target
+// groups (a protocol, a port, attributes; their targets are the tasks of the
+// services that name them), load balancers (the nodes of a cluster they run on,
+// a `memberOf` expression), their listeners (a port and protocol on every member
+// node, a default group) and the listeners' rules (host and path conditions that
+// pick another group). All per cluster; the state keeps them (model/state.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/json.h"
+#include "base/result.h"
+
+namespace berth::model {
+
+struct TargetGroup {
+  std::string cluster;
+  std::string name;
+  std::string arn;
+  std::string protocol;                  // HTTP, TCP
+  int64_t port = 0;                      // the port targets answer on in their container (informative, as ELB's)
+  std::string algorithm;                 // least_outstanding_requests, least_connections, round_robin
+  int64_t deregistration_delay_s = 300;  // attribute deregistration_delay.timeout_seconds
+  int64_t slow_start_s = 0;              // attribute slow_start.duration_seconds
+  int64_t created_ms = 0;
+};
+
+struct ListenerRule {
+  int64_t priority = 0;  // 1-50000, unique on its listener; lower is tried first
+  std::vector<std::string> hosts;
+  std::vector<std::string> paths;
+  std::string target_group;
+};
+
+struct Listener {
+  int64_t port = 0;
+  std::string protocol;  // HTTP, TCP
+  std::string default_target_group;
+  std::vector<ListenerRule> rules;  // ascending priority
+};
+
+struct LoadBalancer {
+  std::string cluster;
+  std::string name;
+  std::string arn;
+  std::string nodes;                // memberOf expression (sched/expr.h); empty: every node of the cluster
+  std::vector<Listener> listeners;  // ascending port
+  int64_t created_ms = 0;
+  const Listener* FindListener(int64_t port) const {
+    for (const Listener& l : listeners) {
+      if (l.port == port) return &l;
+    }
+    return nullptr;
+  }
+};
+
+// ELB's names: 1-32 letters, digits and hyphens, not beginning or ending with a hyphen.
+Status ValidateLbName(std::string_view name, std::string_view field);
+// arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID and
+// loadbalancer/app/NAME/ID (net/ for TCP-only ones is not distinguished: berth's
+// balancers carry both), ID 16 hex digits of the SHA-256 of "cluster/name".
+std::string TargetGroupArn(std::string_view cluster, std::string_view name);
+std::string LoadBalancerArn(std::string_view cluster, std::string_view name);
+std::string ListenerArn(std::string_view cluster, std::string_view lb, int64_t port);
+// The target group name in a target group ARN (any region and account), or "" when
+// `arn` is not one.
+std::string TargetGroupNameFromArn(std::string_view arn);
+
+// A new target group from the API's body: name, protocol, port, algorithm
+// (default by protocol) and attributes ({"deregistration_delay.timeout_seconds":
+// "30", ...}: strings or numbers); errors name the field.
+Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view cluster);
+// A listener's own fields (port, protocol, defaultTargetGroup), without rules.
+Result<Listener> ParseListenerBody(json::View body);
+// A rule: priority, hosts, paths (at least one condition), targetGroup.
+Result<ListenerRule> ParseRuleBody(json::View body);
+
+// The persisted forms (and the command log's), and back.
+std::string TargetGroupDoc(const TargetGroup& tg);
+Result<TargetGroup> ParseTargetGroupDoc(std::string_view text);
+std::string LoadBalancerDoc(const LoadBalancer& lb);
+Result<LoadBalancer> ParseLoadBalancerDoc(std::string_view text);
+json::Doc ListenerDocJson(const Listener& l);
+json::Doc RuleDocJson(const ListenerRule& r);
+
+// As the API shows them.
+json::Doc TargetGroupJson(const TargetGroup& tg);
+json::Doc LoadBalancerJson(const LoadBalancer& lb);
+
+}  // namespace berth::model

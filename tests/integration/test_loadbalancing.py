@@ -1,0 +1,213 @@
+"""Load balancing's control plane (docs/load-balancing.md) with the real binary:
+target groups, load balancers, listeners and rules through the CLI and the API,
+their errors and persistence; services with loadBalancers on `berth agent
+--simulate` nodes, whose targets and proxy documents reach the member nodes;
+`aws ecs create-service --load-balancers`.
+
+Waits are deadlines for a slow machine, never claims about speed.
+"""
+
+import json
+import subprocess
+
+from harness import Agent, Server, check, cli, expect_error, expect_exit, expect_status, wait_until
+from test_aws import access_key, aws, aws_env
+
+LONG = 60.0
+
+
+def env_for(s):
+    return {"BERTH_SERVER": s.url, "BERTH_TOKEN": s.token}
+
+
+def berth(s, *args, code=0):
+    return expect_exit(cli(list(args), env=env_for(s)), code, "berth " + " ".join(args))
+
+
+def agent_token(s):
+    return expect_status(s.request("POST", "/v1/tokens", {"role": "agent"}), 201).json()["token"]["secret"]
+
+
+def register_web(s, family="web"):
+    body = {"family": family,
+            "containerDefinitions": [{"name": "app", "image": "nginx:latest", "memory": 64,
+                                      "portMappings": [{"containerPort": 8080}]}]}
+    expect_status(s.request("POST", "/v1/taskdefinitions", body), 201, "register " + family)
+
+
+def test_lb_cli_and_api_crud_errors_and_restart():
+    with Server() as s:
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080",
+              "--attr", "deregistration_delay.timeout_seconds=30")
+        berth(s, "tg", "create", "api", "--protocol", "HTTP", "--port", "8081", "--algorithm", "round_robin")
+        berth(s, "tg", "create", "db", "--protocol", "TCP", "--port", "5432")
+        p = berth(s, "tg", "create", "bad", "--protocol", "HTTP", "--port", "80", "--attr", "nope=1", code=1)
+        check("attributes.nope" in p.stderr, "unknown attribute error: %r" % p.stderr)
+        expect_error(s.request("POST", "/v1/targetgroups", {"name": "x", "protocol": "UDP", "port": 53}),
+                     400, "InvalidParameter")
+        expect_error(s.request("POST", "/v1/targetgroups", {"name": "web", "protocol": "HTTP", "port": 1}),
+                     409, "DuplicateTargetGroupName")
+
+        berth(s, "lb", "create", "edge", "--nodes", "attribute:role == edge")
+        berth(s, "lb", "create", "inner")
+        p = berth(s, "lb", "create", "broken", "--nodes", "attribute:role ==", code=1)
+        check("nodes:" in p.stderr, "bad expression error: %r" % p.stderr)
+        expect_error(s.request("POST", "/v1/loadbalancers", {"name": "grp", "nodes": "task:group == web"}),
+                     400, "InvalidParameter")
+
+        berth(s, "lb", "listener", "add", "edge", "--port", "80", "--protocol", "HTTP", "--default-tg", "web")
+        berth(s, "lb", "listener", "add", "edge", "--port", "5432", "--protocol", "TCP", "--default-tg", "db")
+        p = berth(s, "lb", "listener", "add", "edge", "--port", "81", "--protocol", "HTTP", "--default-tg", "nope",
+                  code=1)
+        check("target group nope does not exist" in p.stderr, "unknown tg: %r" % p.stderr)
+        p = berth(s, "lb", "listener", "add", "inner", "--port", "80", "--protocol", "HTTP", "--default-tg", "web",
+                  code=1)
+        check("already a listener of load balancer edge" in p.stderr, "duplicate port: %r" % p.stderr)
+        expect_error(s.request("POST", "/v1/loadbalancers/edge/listeners", {"port": 82, "protocol": "HTTP",
+                                                                             "defaultTargetGroup": "db"}),
+                     400, "InvalidParameter")
+        berth(s, "lb", "rule", "add", "edge:80", "--priority", "10", "--host", "api.example.com", "--path", "/v1/*",
+              "--tg", "api")
+        p = berth(s, "lb", "rule", "add", "edge:80", "--priority", "10", "--path", "/x", "--tg", "web", code=1)
+        check("priority 10" in p.stderr, "duplicate priority: %r" % p.stderr)
+        berth(s, "lb", "rule", "add", "edge:5432", "--priority", "1", "--path", "/x", "--tg", "db", code=1)
+
+        # A group in use cannot go; the answer says what uses it.
+        msg = expect_error(s.request("DELETE", "/v1/targetgroups/api"), 409, "ResourceInUse")
+        check("rule edge:80/10" in msg, "in use by: %r" % msg)
+        p = berth(s, "tg", "rm", "web", code=1)
+        check("listener edge:80" in p.stderr, "tg rm in use: %r" % p.stderr)
+
+        # Read-only tokens read, never change.
+        ro = expect_status(s.request("POST", "/v1/tokens", {"role": "read-only"}), 201).json()["token"]["secret"]
+        expect_status(s.request("GET", "/v1/loadbalancers", token=ro), 200)
+        expect_status(s.request("POST", "/v1/targetgroups", {"name": "z", "protocol": "TCP", "port": 1}, token=ro),
+                      403)
+
+        lb = expect_status(s.request("GET", "/v1/loadbalancers/edge"), 200).json()["loadBalancer"]
+        check(lb["loadBalancerArn"].startswith("arn:aws:elasticloadbalancing:local:000000000000:loadbalancer/app/edge/"),
+              "lb ARN %r" % lb["loadBalancerArn"])
+        check([(l["port"], l["protocol"], l["defaultTargetGroup"]) for l in lb["listeners"]] ==
+              [(80, "HTTP", "web"), (5432, "TCP", "db")], "listeners %r" % lb["listeners"])
+        check(lb["listeners"][0]["rules"] == [{"priority": 10, "hosts": ["api.example.com"], "paths": ["/v1/*"],
+                                               "targetGroup": "api"}], "rules %r" % lb["listeners"][0]["rules"])
+        p = berth(s, "lb", "describe", "edge")
+        check("rule 10: host api.example.com and path /v1/* -> api" in p.stdout, "describe: %r" % p.stdout)
+
+        s.stop()
+        s.start()
+        after = expect_status(s.request("GET", "/v1/loadbalancers/edge"), 200).json()["loadBalancer"]
+        check(after["listeners"] == lb["listeners"], "after restart: %r" % after)
+        tgs = json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"]
+        check(sorted(t["targetGroupName"] for t in tgs) == ["api", "db", "web"], "tg ls after restart: %r" % tgs)
+        web = [t for t in tgs if t["targetGroupName"] == "web"][0]
+        check(web["deregistrationDelaySeconds"] == 30, "attribute after restart: %r" % web)
+
+        berth(s, "lb", "rule", "rm", "edge:80", "--priority", "10")
+        berth(s, "tg", "rm", "api")
+        berth(s, "lb", "listener", "rm", "edge:5432")
+        berth(s, "tg", "rm", "db")
+        berth(s, "lb", "rm", "edge")
+        berth(s, "tg", "rm", "web")
+        check(json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"] == [], "groups left")
+
+
+def read_desired_line(s, node, token):
+    """The first line of node `node`'s desired-state stream, read with the
+    agent's token (the simulated node reconnects after)."""
+    conn = s.http_connection()
+    try:
+        conn.request("GET", "/v1/agent/nodes/%s/desired" % node, headers={"Authorization": "Bearer " + token})
+        r = conn.getresponse()
+        check(r.status == 200, "desired stream of %s: %d" % (node, r.status))
+        return json.loads(r.readline())
+    finally:
+        conn.close()
+
+
+def test_lb_service_targets_reach_member_nodes_on_simulated_agents():
+    with Server(args=["--heartbeat-interval", "500ms"]) as s:
+        token = agent_token(s)
+        with Agent(s, 3, token, id_prefix="lbsim", args=["--zones", "3"]):
+            wait_until(lambda: len(expect_status(s.request("GET", "/v1/nodes"), 200).json()["containerInstances"])
+                       == 3, wait=LONG, step=0.2, what="three simulated nodes")
+            nodes = expect_status(s.request("GET", "/v1/nodes"), 200).json()["containerInstances"]
+            addresses = {n["nodeId"]: n["address"] for n in nodes}
+            check(len(set(addresses.values())) == 3 and all(a.startswith("10.") for a in addresses.values()),
+                  "simulated addresses %r" % addresses)
+            edge = [n["nodeId"] for n in nodes if {"name": "zone", "value": "zone-a"} in n["attributes"]]
+            check(len(edge) == 1, "one node in zone-a: %r" % nodes)
+            edge = edge[0]
+            other = [n for n in addresses if n != edge][0]
+
+            berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
+            berth(s, "lb", "create", "edge", "--nodes", "attribute:zone == zone-a")
+            berth(s, "lb", "listener", "add", "edge", "--port", "80", "--protocol", "HTTP", "--default-tg", "web")
+            register_web(s)
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--count", "3", "--lb", "web:nope:8080",
+                      code=1)
+            check("containerName" in p.stderr, "bad container: %r" % p.stderr)
+            berth(s, "service", "create", "web", "--taskdef", "web", "--count", "3", "--lb", "web:app:8080")
+            svc = expect_status(s.request("GET", "/v1/services/web"), 200).json()["service"]
+            check([(l["targetGroupName"], l["containerName"], l["containerPort"]) for l in svc["loadBalancers"]] ==
+                  [("web", "app", 8080)], "service loadBalancers %r" % svc["loadBalancers"])
+
+            def healthy():
+                h = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]
+                ok = len(h["targets"]) == 3 and all(t["state"] == "healthy" for t in h["targets"])
+                return ok and h
+            health = wait_until(healthy, wait=LONG, step=0.3, what="three healthy targets")
+            for t in health["targets"]:
+                check(t["address"] == addresses[t["nodeId"]] and t["port"] >= 32768, "target %r" % t)
+            table = berth(s, "tg", "health", "web").stdout
+            check("healthy" in table and health["targets"][0]["address"] in table, "tg health table: %r" % table)
+
+            # The member's stream carries the document with every target; a node
+            # of no load balancer gets none.
+            line = read_desired_line(s, edge, token)
+            proxy = line.get("proxy")
+            check(proxy and proxy["version"] > 0, "no proxy document for %s: %r" % (edge, line))
+            check([(l["port"], l["protocol"], l["defaultTargetGroup"]) for l in proxy["listeners"]] ==
+                  [(80, "HTTP", "web")], "document listeners %r" % proxy["listeners"])
+            targets = proxy["targetGroups"][0]["targets"]
+            check(sorted((t["id"], t["address"], t["port"], t["state"]) for t in targets) ==
+                  sorted((t["taskId"], t["address"], t["port"], "healthy") for t in health["targets"]),
+                  "document targets %r vs health %r" % (targets, health["targets"]))
+            check("proxy" not in read_desired_line(s, other, token), "a non-member got a proxy document")
+
+            # The member applies it (the simulator reports the version) and none is behind.
+            def caught_up():
+                lb = expect_status(s.request("GET", "/v1/loadbalancers/edge"), 200).json()["loadBalancer"]
+                m = lb["members"]
+                return len(m) == 1 and m[0]["appliedVersion"] == m[0]["version"] and m
+            members = wait_until(caught_up, wait=LONG, step=0.3, what="the member's proxy at the latest version")
+            check(members[0]["nodeId"] == edge and members[0]["address"] == addresses[edge], "members %r" % members)
+            h = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]
+            check(h["proxiesBehind"] == [] and [p["nodeId"] for p in h["proxies"]] == [edge], "proxies %r" % h)
+
+            p = berth(s, "tg", "rm", "web", code=1)
+            check("service web" in p.stderr and "listener edge:80" in p.stderr, "tg rm in use: %r" % p.stderr)
+
+
+def test_lb_aws_create_service_with_load_balancers():
+    with Server(args=["--aws-account-id", "123456789012"]) as s:
+        env = aws_env(s, access_key(s, role="deploy"))
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
+        tg = expect_status(s.request("GET", "/v1/targetgroups/web"), 200).json()["targetGroup"]
+        arn = tg["targetGroupArn"].replace(":local:000000000000:", ":eu-north-1:123456789012:")
+        aws(s, env, "ecs", "register-task-definition", "--family", "web", "--container-definitions",
+            json.dumps([{"name": "app", "image": "nginx", "memory": 64, "portMappings": [{"containerPort": 8080}]}]))
+        rc, _, err = aws(s, env, "ecs", "create-service", "--service-name", "bad", "--task-definition", "web",
+                         "--desired-count", "0", "--load-balancers",
+                         "targetGroupArn=%s,containerName=app,containerPort=9999" % arn, ok=False)
+        check(rc != 0 and "containerPort" in err, "bad port through ECS: %d %r" % (rc, err[-500:]))
+        _, out, _ = aws(s, env, "ecs", "create-service", "--service-name", "web", "--task-definition", "web",
+                        "--desired-count", "0", "--health-check-grace-period-seconds", "30", "--load-balancers",
+                        "targetGroupArn=%s,containerName=app,containerPort=8080" % arn)
+        lbs = out["service"]["loadBalancers"]
+        check(len(lbs) == 1 and lbs[0]["targetGroupArn"] == arn and lbs[0]["containerName"] == "app" and
+              lbs[0]["containerPort"] == 8080, "create-service loadBalancers %r" % lbs)
+        check(out["service"]["healthCheckGracePeriodSeconds"] == 30, "grace %r" % out["service"])
+        _, d, _ = aws(s, env, "ecs", "describe-services", "--services", "web")
+        check(d["services"][0]["loadBalancers"][0]["targetGroupArn"] == arn, "describe-services %r" % d)
+        expect_error(s.request("DELETE", "/v1/targetgroups/web"), 409, "ResourceInUse")

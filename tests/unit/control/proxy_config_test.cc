@@ -1,0 +1,386 @@
+// Load balancing's control plane: target groups, load balancers, listeners and
+// rules through their commands; services' loadBalancers; targets derived from
+// tasks; the per-node proxy documents and their versions; listener ports kept
+// from placement.
+#include "control/proxy_config.h"
+
+#include <catch2/catch.hpp>
+
+#include "control/control_plane.h"
+#include "model/lb.h"
+
+namespace berth {
+namespace {
+
+using testing::ControlPlane;
+
+std::unique_ptr<model::CreateTargetGroup> TargetGroupCmd(const std::string& name, const std::string& protocol = "HTTP",
+                                                         const std::string& cluster = "default") {
+  json::Doc body = json::Doc::Object();
+  body.Set("name", name).Set("protocol", protocol).Set("port", 8080);
+  Result<model::TargetGroup> tg = model::ParseTargetGroupBody(body.view(), cluster);
+  REQUIRE(tg.ok());
+  auto cmd = std::make_unique<model::CreateTargetGroup>();
+  cmd->doc = model::TargetGroupDoc(*tg);
+  return cmd;
+}
+
+std::unique_ptr<model::CreateLoadBalancer> LoadBalancerCmd(const std::string& name, const std::string& nodes = "") {
+  model::LoadBalancer lb;
+  lb.cluster = "default";
+  lb.name = name;
+  lb.nodes = nodes;
+  auto cmd = std::make_unique<model::CreateLoadBalancer>();
+  cmd->doc = model::LoadBalancerDoc(lb);
+  return cmd;
+}
+
+std::unique_ptr<model::CreateListener> ListenerCmd(const std::string& lb, int64_t port, const std::string& tg,
+                                                   const std::string& protocol = "HTTP") {
+  auto cmd = std::make_unique<model::CreateListener>();
+  cmd->cluster = "default";
+  cmd->load_balancer = lb;
+  cmd->doc = json::Doc::Object().Set("port", port).Set("protocol", protocol).Set("defaultTargetGroup", tg).Print();
+  return cmd;
+}
+
+std::unique_ptr<model::CreateRule> RuleCmd(const std::string& lb, int64_t port, int64_t priority,
+                                           const std::string& tg) {
+  auto cmd = std::make_unique<model::CreateRule>();
+  cmd->cluster = "default";
+  cmd->load_balancer = lb;
+  cmd->port = port;
+  json::Doc hosts = json::Doc::Array();
+  hosts.Push("api.example.com");
+  cmd->doc = json::Doc::Object()
+                 .Set("priority", priority)
+                 .Set("hosts", hosts)
+                 .Set("paths", json::Doc::Array())
+                 .Set("targetGroup", tg)
+                 .Print();
+  return cmd;
+}
+
+// A task definition `family` whose container "app" maps container port 8080
+// (to host port `host_port`, 0: dynamic).
+void RegisterWebDefinition(ControlPlane& cp, const std::string& family, int64_t host_port = 0) {
+  json::Doc pm = json::Doc::Object();
+  pm.Set("containerPort", 8080).Set("hostPort", host_port);
+  json::Doc pms = json::Doc::Array();
+  pms.Push(pm);
+  json::Doc c = json::Doc::Object();
+  c.Set("name", "app").Set("image", "nginx:latest").Set("cpu", 256).Set("memory", 128).Set("portMappings", pms);
+  json::Doc containers = json::Doc::Array();
+  containers.Push(c);
+  json::Doc body = json::Doc::Object();
+  body.Set("family", family).Set("containerDefinitions", containers);
+  Result<json::Doc> doc = model::ValidateTaskDefinition(body.view());
+  REQUIRE(doc.ok());
+  auto cmd = std::make_unique<model::RegisterTaskDefinition>();
+  cmd->family = family;
+  cmd->doc = doc->Print();
+  REQUIRE(cp.Apply(std::move(cmd)).ok());
+}
+
+Result<std::string> CreateLbService(ControlPlane& cp, const std::string& name, int64_t desired,
+                                    std::vector<model::ServiceLoadBalancer> lbs, const std::string& family = "web") {
+  model::Service svc;
+  svc.name = name;
+  svc.cluster = "default";
+  svc.arn = model::ServiceArn(svc.cluster, svc.name);
+  svc.desired = desired;
+  svc.load_balancers = std::move(lbs);
+  model::Deployment d;
+  d.id = "ecs-svc/" + name;
+  d.family = family;
+  d.revision = 1;
+  svc.deployments.push_back(d);
+  auto cmd = std::make_unique<model::CreateService>();
+  cmd->doc = model::ServiceDoc(svc);
+  return cp.Apply(std::move(cmd));
+}
+
+void RegisterAt(ControlPlane& cp, const std::string& id, std::map<std::string, std::string> attrs,
+                const std::string& address) {
+  auto cmd = std::make_unique<model::RegisterNode>();
+  cmd->id = id;
+  cmd->cluster = "default";
+  cmd->hostname = id;
+  cmd->cpu = 4096;
+  cmd->memory = 8192;
+  cmd->attributes = std::move(attrs);
+  cmd->address = address;
+  REQUIRE(cp.Apply(std::move(cmd)).ok());
+  cp.state.SetNodeConnected(id, true, cp.clock.NowUnixMs());
+}
+
+// Reports every task of `node` at `last`, its container "app" bound to host
+// port 30000 + the task's index on the node when RUNNING.
+void ReportAll(ControlPlane& cp, const std::string& node, const std::string& last) {
+  auto cmd = std::make_unique<model::ReportTasks>();
+  cmd->node = node;
+  int i = 0;
+  for (const auto& [id, t] : cp.state.FindNode(node)->tasks) {
+    json::Doc c = json::Doc::Object();
+    c.Set("name", "app").Set("lastStatus", last);
+    if (last == "RUNNING") {
+      json::Doc b = json::Doc::Array();
+      b.Push(json::Doc::Object().Set("containerPort", 8080).Set("hostPort", 30000 + i++).Set("protocol", "tcp"));
+      c.Set("networkBindings", b);
+    }
+    json::Doc list = json::Doc::Array();
+    list.Push(c);
+    cmd->reports.push_back({id, last, "", list.Print()});
+  }
+  REQUIRE(cp.Apply(std::move(cmd)).ok());
+}
+
+TEST_CASE("load balancing: names, ARNs and bodies are checked with their field", "[lb]") {
+  CHECK(model::ValidateLbName("web-1", "name").ok());
+  CHECK_FALSE(model::ValidateLbName("-web", "name").ok());
+  CHECK_FALSE(model::ValidateLbName("web_1", "name").ok());
+  CHECK_FALSE(model::ValidateLbName(std::string(33, 'a'), "name").ok());
+  std::string arn = model::TargetGroupArn("default", "web");
+  CHECK(arn.starts_with("arn:aws:elasticloadbalancing:local:000000000000:targetgroup/web/"));
+  CHECK(model::TargetGroupNameFromArn(arn) == "web");
+  CHECK(model::TargetGroupNameFromArn("web") == "");
+
+  auto parse = [](const char* text) {
+    Result<json::Doc> d = json::Doc::Parse(text);
+    REQUIRE(d.ok());
+    return model::ParseTargetGroupBody(d->view(), "default");
+  };
+  Result<model::TargetGroup> ok = parse(
+      R"({"name":"web","protocol":"TCP","port":5432,"attributes":{"deregistration_delay.timeout_seconds":"30"}})");
+  REQUIRE(ok.ok());
+  CHECK(ok->algorithm == "least_connections");
+  CHECK(ok->deregistration_delay_s == 30);
+  Result<model::TargetGroup> bad = parse(R"({"name":"web","protocol":"UDP","port":53})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.starts_with("protocol:"));
+  bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"stickiness.enabled":"true"}})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.starts_with("attributes.stickiness.enabled:"));
+  bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"slow_start.duration_seconds":10}})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.starts_with("attributes.slow_start.duration_seconds:"));
+  bad = parse(R"({"name":"web","protocol":"TCP","port":80,"algorithm":"least_outstanding_requests"})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.starts_with("algorithm:"));
+
+  Result<json::Doc> rule = json::Doc::Parse(R"({"priority":10,"paths":["v1/*"],"targetGroup":"api"})");
+  Result<model::ListenerRule> r = model::ParseRuleBody(rule->view());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.starts_with("paths[0]:"));
+}
+
+TEST_CASE("load balancing: commands keep references whole, and survive the log", "[lb]") {
+  ControlPlane cp;
+  REQUIRE(cp.Apply(TargetGroupCmd("web")).ok());
+  REQUIRE(cp.Apply(TargetGroupCmd("db", "TCP")).ok());
+  Result<std::string> dup = cp.Apply(TargetGroupCmd("web"));
+  REQUIRE_FALSE(dup.ok());
+  CHECK(dup.error().code == "DuplicateTargetGroupName");
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("other")).ok());
+
+  Result<std::string> unknown = cp.Apply(ListenerCmd("edge", 80, "nope"));
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(unknown.error().code == "TargetGroupNotFound");
+  Result<std::string> mismatch = cp.Apply(ListenerCmd("edge", 80, "db"));
+  REQUIRE_FALSE(mismatch.ok());
+  CHECK(mismatch.error().message.find("is TCP") != std::string::npos);
+  REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 5432, "db", "TCP")).ok());
+  Result<std::string> port_taken = cp.Apply(ListenerCmd("other", 80, "web"));
+  REQUIRE_FALSE(port_taken.ok());
+  CHECK(port_taken.error().code == "DuplicateListener");
+
+  REQUIRE(cp.Apply(TargetGroupCmd("api")).ok());
+  REQUIRE(cp.Apply(RuleCmd("edge", 80, 10, "api")).ok());
+  Result<std::string> same_priority = cp.Apply(RuleCmd("edge", 80, 10, "web"));
+  REQUIRE_FALSE(same_priority.ok());
+  CHECK(same_priority.error().code == "PriorityInUse");
+  Result<std::string> tcp_rule = cp.Apply(RuleCmd("edge", 5432, 1, "db"));
+  REQUIRE_FALSE(tcp_rule.ok());
+
+  auto del = std::make_unique<model::DeleteTargetGroup>();
+  del->cluster = "default";
+  del->name = "api";
+  Result<std::string> in_use = cp.Apply(std::move(del));
+  REQUIRE_FALSE(in_use.ok());
+  CHECK(in_use.error().code == "ResourceInUse");
+  CHECK(in_use.error().message.find("rule edge:80/10") != std::string::npos);
+
+  // A service naming a group: its container and port must be in the task definition.
+  RegisterWebDefinition(cp, "web");
+  Result<std::string> bad_container = CreateLbService(cp, "web", 1, {{"web", "nope", 8080}});
+  REQUIRE_FALSE(bad_container.ok());
+  CHECK(bad_container.error().message.starts_with("loadBalancers[0].containerName:"));
+  Result<std::string> bad_port = CreateLbService(cp, "web", 1, {{"web", "app", 9090}});
+  REQUIRE_FALSE(bad_port.ok());
+  CHECK(bad_port.error().message.starts_with("loadBalancers[0].containerPort:"));
+  REQUIRE(CreateLbService(cp, "web", 0, {{"web", "app", 8080}}).ok());
+  CHECK(cp.state.TargetGroupUsers("default", "web") == std::vector<std::string>{"listener edge:80", "service web"});
+
+  // Every command's log form decodes to the same command.
+  std::vector<store::CommandPtr> cmds;
+  cmds.push_back(TargetGroupCmd("x"));
+  cmds.push_back(LoadBalancerCmd("y"));
+  cmds.push_back(ListenerCmd("edge", 81, "web"));
+  cmds.push_back(RuleCmd("edge", 80, 20, "web"));
+  auto del_rule = std::make_unique<model::DeleteRule>();
+  del_rule->cluster = "default";
+  del_rule->load_balancer = "edge";
+  del_rule->port = 80;
+  del_rule->priority = 20;
+  cmds.push_back(std::move(del_rule));
+  for (const store::CommandPtr& c : cmds) {
+    Result<store::CommandPtr> back = model::DecodeCommand(c->Type(), c->Encode(), 5);
+    REQUIRE(back.ok());
+    CHECK((*back)->Encode() == c->Encode());
+  }
+
+  // After a reload from disk, the same state.
+  std::string before = cp.state.FindLoadBalancer("default", "edge")
+                           ? model::LoadBalancerDoc(*cp.state.FindLoadBalancer("default", "edge"))
+                           : "";
+  REQUIRE(cp.state.Load(cp.store->db()).ok());
+  REQUIRE(cp.state.FindLoadBalancer("default", "edge"));
+  CHECK(model::LoadBalancerDoc(*cp.state.FindLoadBalancer("default", "edge")) == before);
+  CHECK(cp.state.FindTargetGroup("default", "db")->protocol == "TCP");
+  REQUIRE(cp.state.FindService("default", "web"));
+  CHECK(cp.state.FindService("default", "web")->load_balancers.size() == 1);
+
+  auto del_lb = std::make_unique<model::DeleteLoadBalancer>();
+  del_lb->cluster = "default";
+  del_lb->name = "edge";
+  REQUIRE(cp.Apply(std::move(del_lb)).ok());
+  CHECK(cp.state.TargetGroupUsers("default", "web") == std::vector<std::string>{"service web"});
+}
+
+TEST_CASE("load balancing: member nodes get a document with the groups' targets, versioned", "[lb]") {
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
+  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+  REQUIRE(cp.Apply(TargetGroupCmd("web")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
+  RegisterWebDefinition(cp, "web");
+  cp.hub->Flush();
+  CHECK(proxies.Document("worker-1").empty());
+  std::string empty_doc = proxies.Document("edge-1");
+  CHECK(empty_doc.find("\"listeners\":[{\"port\":80,\"protocol\":\"HTTP\"") != std::string::npos);
+  CHECK(empty_doc.find("\"targets\":[]") != std::string::npos);
+  int64_t v1 = proxies.Version("edge-1");
+  CHECK(v1 > 0);
+
+  // A service with 2 tasks (dynamic host ports: any node may take them).
+  REQUIRE(CreateLbService(cp, "web", 2, {{"web", "app", 8080}}).ok());
+  cp.Step();
+  std::vector<control::Target> targets = proxies.Targets(*cp.state.FindTargetGroup("default", "web"));
+  REQUIRE(targets.size() == 2);
+  for (const control::Target& t : targets) {
+    CHECK(t.state == "initial");
+    CHECK(t.reason == "Elb.RegistrationInProgress");
+  }
+  for (const auto& [id, n] : cp.state.nodes()) {
+    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
+  }
+  cp.hub->Flush();
+  targets = proxies.Targets(*cp.state.FindTargetGroup("default", "web"));
+  REQUIRE(targets.size() == 2);
+  for (const control::Target& t : targets) {
+    CHECK(t.state == "healthy");
+    CHECK(t.port >= 30000);
+    CHECK(t.address == cp.state.FindNode(t.node)->address);
+  }
+  std::string doc = proxies.Document("edge-1");
+  int64_t v2 = proxies.Version("edge-1");
+  CHECK(v2 > v1);
+  CHECK(doc.find("\"state\":\"healthy\"") != std::string::npos);
+  CHECK(doc.find(targets[0].task_id) != std::string::npos);
+  Result<json::Doc> parsed = json::Doc::Parse(doc);
+  REQUIRE(parsed.ok());
+  CHECK(parsed->view().Get("version").Number() == static_cast<double>(v2));
+  CHECK(parsed->view().Get("targetGroups").Size() == 1);
+
+  // Nothing changed: the same version.
+  cp.hub->Flush();
+  CHECK(proxies.Version("edge-1") == v2);
+
+  // Stopping a task makes it draining.
+  auto stop = std::make_unique<model::StopTasks>();
+  stop->ids.push_back(targets[0].task_id);
+  stop->reason = "test";
+  REQUIRE(cp.Apply(std::move(stop)).ok());
+  cp.hub->Flush();
+  CHECK(proxies.Version("edge-1") > v2);
+  bool draining = false;
+  for (const control::Target& t : proxies.Targets(*cp.state.FindTargetGroup("default", "web"))) {
+    if (t.task_id == targets[0].task_id)
+      draining = t.state == "draining" && t.reason == "Target.DeregistrationInProgress";
+  }
+  CHECK(draining);
+
+  // The worker becomes an edge: it gets a document; then it leaves: an empty one.
+  uint64_t desired_before = cp.state.FindNode("worker-1")->desired_version;
+  auto put = std::make_unique<model::PutNodeAttributes>();
+  put->node = "worker-1";
+  put->attributes["role"] = "edge";
+  REQUIRE(cp.Apply(std::move(put)).ok());
+  cp.hub->Flush();
+  CHECK(proxies.Document("worker-1").find("\"port\":80") != std::string::npos);
+  CHECK(cp.state.FindNode("worker-1")->desired_version > desired_before);
+  auto back = std::make_unique<model::PutNodeAttributes>();
+  back->node = "worker-1";
+  back->attributes["role"] = "worker";
+  REQUIRE(cp.Apply(std::move(back)).ok());
+  cp.hub->Flush();
+  CHECK(proxies.Document("worker-1").find("\"listeners\":[]") != std::string::npos);
+}
+
+TEST_CASE("load balancing: listener ports are never given to tasks on member nodes", "[lb]") {
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
+  RegisterAt(cp, "edge-2", {{"role", "edge"}}, "10.0.0.2");
+  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.3");
+  REQUIRE(cp.Apply(TargetGroupCmd("web")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 8080, "web")).ok());
+  CHECK(proxies.ListenerPorts(*cp.state.FindNode("edge-1")) == std::vector<std::pair<int, bool>>{{8080, false}});
+  CHECK(proxies.ListenerPorts(*cp.state.FindNode("worker-1")).empty());
+  // Tasks that take host port 8080 fit only on the worker.
+  RegisterWebDefinition(cp, "fixed", 8080);
+  REQUIRE(CreateLbService(cp, "fixed", 3, {}, "fixed").ok());
+  cp.RunUntil([&] { return cp.Count("fixed").live >= 1; }, 20);
+  for (int i = 0; i < 10; i++) cp.Step();
+  testing::Census c = cp.Count("fixed");
+  CHECK(c.live == 1);
+  CHECK(c.by_node["worker-1"] == 1);
+  CHECK(c.by_node.count("edge-1") == 0);
+  CHECK(c.by_node.count("edge-2") == 0);
+
+  // Without the listener, the edges take such tasks again (a new service's:
+  // the first one, scaled to what it has, waits for nothing).
+  REQUIRE(cp.Scale("fixed", 1).ok());
+  auto del = std::make_unique<model::DeleteListener>();
+  del->cluster = "default";
+  del->load_balancer = "edge";
+  del->port = 8080;
+  REQUIRE(cp.Apply(std::move(del)).ok());
+  REQUIRE(CreateLbService(cp, "fixed2", 2, {}, "fixed").ok());
+  CHECK(cp.RunUntil([&] { return cp.Count("fixed2").live == 2; }, 40));
+  testing::Census c2 = cp.Count("fixed2");
+  CHECK(c2.by_node["edge-1"] == 1);
+  CHECK(c2.by_node["edge-2"] == 1);
+}
+
+}  // namespace
+}  // namespace berth
