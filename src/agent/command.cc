@@ -43,6 +43,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"container-retention", true, "DURATION", "stopped containers are removed after this (default 1h)"},
     {"image-cleanup-after", true, "DURATION", "images the agent pulled, unused this long, are removed (default 1h)"},
     {"docker-concurrency", true, "N", "Docker calls in flight at most, stops first (default 4)"},
+    {"proxy-threads", true, "N",
+     "worker threads of the node's proxy, once a load balancer has a listener here (default 1, at most 64)"},
     {"allow-host-path", true, "PATH[:rw]",
      "this host lets tasks bind-mount host paths under PATH (read-only unless :rw), if their cluster allows it too; "
      "repeatable. Any --allow-... flag makes this host's list the whole of what it allows besides the cluster's "
@@ -134,6 +136,14 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
       return 2;
     }
     o.reserved_memory_mib = static_cast<int64_t>(v.value());
+  }
+  if (p.Has("proxy-threads")) {
+    Result<uint64_t> v = flags::ParseCount(p.Get("proxy-threads"), "proxy-threads");
+    if (!v || v.value() < 1 || v.value() > 64) {
+      fprintf(stderr, "berth agent: --proxy-threads: must be a whole number from 1 to 64\n");
+      return 2;
+    }
+    o.proxy_threads = static_cast<int>(v.value());
   }
   if (p.Has("docker-concurrency")) {
     Result<uint64_t> v = flags::ParseCount(p.Get("docker-concurrency"), "docker-concurrency");

@@ -1117,8 +1117,8 @@ class NodeAgentImpl {
   uint64_t fenced_ = 0;
   // The proxy configuration (agent/proxy_sink.h): where it goes, the version
   // applied, and whether the server has yet to hear of it.
-  LoggingProxySink logging_proxy_sink_;
-  ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &logging_proxy_sink_;
+  DataPlaneSink data_plane_{o_.proxy_threads};
+  ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &data_plane_;
   int64_t proxy_version_ = 0;
   bool proxy_unreported_ = false;
   std::unique_ptr<docker::Engine> engine_;

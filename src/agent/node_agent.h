@@ -76,8 +76,10 @@ struct NodeAgentOptions {
   // (--advertise); empty: the server takes the address the registration came from.
   std::string advertise;
   // Where the proxy configurations from the server go (agent/proxy_sink.h); it
-  // must outlive the agent. Unset: a LoggingProxySink (no data plane yet).
+  // must outlive the agent. Unset: the node's own data plane (DataPlaneSink),
+  // with this many worker threads once a load balancer takes the node.
   ProxySink* proxy_sink = nullptr;
+  int proxy_threads = 1;
   // Called on the loop thread each time the node is registered with a server
   // (at start, and again after a server was lost): `berth agent` tells systemd.
   std::function<void(const std::string& node_id, const std::string& server)> registered;

@@ -19,13 +19,30 @@ Result<int64_t> ProxyDocVersion(const json::View& doc) {
   return static_cast<int64_t>(v.Number());
 }
 
-Result<int64_t> LoggingProxySink::ApplyProxy(const json::View& doc) {
-  Result<int64_t> version = ProxyDocVersion(doc);
-  if (!version) return version;
-  log::Info("agent", "proxy configuration received (no data plane in this build)",
-            {{"version", std::to_string(*version)},
-             {"listeners", std::to_string(doc.Get("listeners").Size())},
-             {"targetGroups", std::to_string(doc.Get("targetGroups").Size())}});
+DataPlaneSink::DataPlaneSink(int threads, uint64_t stop_grace_ms) : threads_(threads), stop_grace_ms_(stop_grace_ms) {}
+
+DataPlaneSink::~DataPlaneSink() {
+  if (proxy_) proxy_->Stop(stop_grace_ms_);
+}
+
+Result<int64_t> DataPlaneSink::ApplyProxy(const json::View& doc) {
+  Result<proxy::Config> config = proxy::ParseConfig(doc.Print());
+  if (!config) return Error::Invalid("proxy." + config.error().message);
+  int64_t version = config->version;
+  if (!proxy_) {
+    // Nothing to serve: no threads until a load balancer takes this node.
+    if (config->listeners.empty()) return version;
+    proxy::Options o;
+    o.threads = threads_;
+    Result<std::unique_ptr<proxy::Proxy>> started = proxy::Proxy::Start(o);
+    if (!started) return started.take_error();
+    proxy_ = std::move(started.value());
+    log::Info("agent", "proxy started", {{"threads", threads_}});
+  }
+  size_t listeners = config->listeners.size(), groups = config->target_groups.size();
+  proxy_->Apply(std::move(config.value()));
+  log::Info("agent", "proxy configuration applied",
+            {{"version", std::to_string(version)}, {"listeners", listeners}, {"targetGroups", groups}});
   return version;
 }
 

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "base/json.h"
 #include "base/result.h"
+#include "proxy/proxy.h"
 
 namespace berth::agent {
 
@@ -22,11 +24,21 @@ class ProxySink {
   virtual Result<int64_t> ApplyProxy(const json::View& doc) = 0;
 };
 
-// The sink until the data plane is joined to the agent: it only logs each
-// version and reports it applied. Nothing listens on the listeners' ports.
-class LoggingProxySink final : public ProxySink {
+// The node's data plane (src/proxy/): the document is parsed and checked whole
+// (proxy::ParseConfig) and applied to the proxy's worker threads, which are
+// started at the first document that has listeners; a node in no load
+// balancer runs none. Stops the proxy, letting what is in flight finish for up
+// to `stop_grace_ms`, when it goes.
+class DataPlaneSink final : public ProxySink {
  public:
+  explicit DataPlaneSink(int threads, uint64_t stop_grace_ms = 5000);
+  ~DataPlaneSink() override;
   Result<int64_t> ApplyProxy(const json::View& doc) override;
+
+ private:
+  int threads_;
+  uint64_t stop_grace_ms_;
+  std::unique_ptr<proxy::Proxy> proxy_;
 };
 
 // The shape the agent checks before handing a document on: an object with a

@@ -1,0 +1,111 @@
+"""Load balancing end to end on the real Docker engine: the all-in-one server's
+local agent runs a service's tasks as containers and its proxy (src/proxy/)
+takes the listener's port; real HTTP requests through that port reach the
+containers, by the rules, and follow the service as it scales.
+
+Waits are deadlines for a slow machine, never claims about speed.
+"""
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+from harness import check, cli, expect_exit, expect_status, timeout, wait_until
+from test_docker import LONG, all_in_one, box, register, wait_running
+
+
+def setup_suite():
+    import test_docker
+    test_docker.setup_suite()
+
+
+def berth(s, *args, code=0):
+    env = {"BERTH_SERVER": s.url, "BERTH_TOKEN": s.token}
+    return expect_exit(cli(list(args), env=env), code, "berth " + " ".join(args))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(port, path="/", host=None):
+    """(status, body) of GET http://127.0.0.1:port/path, with `host` as the Host header."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path))
+    if host:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def web(name, text):
+    """A container answering every GET with `text` and the container's hostname."""
+    return box(name, "mkdir -p /www && echo %s $(hostname) > /www/index.html && httpd -f -p 8080 -h /www" % text,
+               memory=32, stopTimeout=2, portMappings=[{"containerPort": 8080}])
+
+
+def healthy_targets(s, group, count):
+    def ready():
+        h = json.loads(berth(s, "tg", "health", group, "--json").stdout)["health"]
+        ok = (len(h["targets"]) == count and all(t["state"] == "healthy" for t in h["targets"])
+              and h["proxiesBehind"] == [])
+        return ok and h
+    return wait_until(ready, wait=LONG, step=0.3, what="%d healthy targets in %s, every proxy caught up" % (count, group))
+
+
+@timeout(240)
+def test_lb_docker_requests_reach_the_service_by_rules_and_follow_it_as_it_scales():
+    with all_in_one() as (s, node):
+        port = free_port()
+        register(s, "lb-web", [web("app", "web")])
+        register(s, "lb-api", [web("app", "api")])
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
+        berth(s, "tg", "create", "api", "--protocol", "HTTP", "--port", "8080", "--algorithm", "round_robin")
+        berth(s, "lb", "create", "edge")
+        berth(s, "lb", "listener", "add", "edge", "--port", str(port), "--protocol", "HTTP", "--default-tg", "web")
+        berth(s, "lb", "rule", "add", "edge:%d" % port, "--priority", "10", "--host", "api.example.com",
+              "--tg", "api")
+        berth(s, "service", "create", "web", "--taskdef", "lb-web", "--count", "2", "--lb", "web:app:8080")
+        berth(s, "service", "create", "api", "--taskdef", "lb-api", "--count", "1", "--lb", "api:app:8080")
+        wait_running(s, 3, "three tasks running")
+        healthy_targets(s, "web", 2)
+        healthy_targets(s, "api", 1)
+
+        # The node's proxy listens on the listener's port and spreads the default
+        # group's requests over both containers; the rule sends api.example.com
+        # to the other service.
+        wait_until(lambda: get(port)[0] == 200, wait=LONG, step=0.3, what="the proxy answering on %d" % port)
+        answers = [get(port) for _ in range(40)]
+        check(all(code == 200 and body.startswith("web ") for code, body in answers),
+              "default group answers: %r" % answers[:5])
+        check(len({body for _, body in answers}) == 2, "both web containers answered: %r" % set(answers))
+        code, body = get(port, host="api.example.com")
+        check(code == 200 and body.startswith("api "), "the rule's group answered %r %r" % (code, body))
+        code, body = get(port, host="API.Example.com:%d" % port)
+        check(code == 200 and body.startswith("api "), "hosts match without case or port: %r %r" % (code, body))
+
+        # Scaled to one, only the container that stays answers.
+        expect_status(s.request("PATCH", "/v1/services/web", {"desiredCount": 1}), 200, "scale web to 1")
+        healthy_targets(s, "web", 1)
+        wait_until(lambda: len({get(port)[1] for _ in range(10)}) == 1, wait=LONG, step=0.3,
+                   what="one web container answering")
+        answers = [get(port) for _ in range(20)]
+        check(all(code == 200 and body.startswith("web ") for code, body in answers) and len(set(answers)) == 1,
+              "after the scale-in: %r" % set(answers))
+
+        # No target left: 503 from the proxy, and the rule's group still answers.
+        expect_status(s.request("PATCH", "/v1/services/web", {"desiredCount": 0}), 200, "scale web to 0")
+        wait_until(lambda: get(port)[0] == 503, wait=LONG, step=0.3, what="503 with no healthy target")
+        code, body = get(port, host="api.example.com")
+        check(code == 200 and body.startswith("api "), "the other group unaffected: %r %r" % (code, body))
+
+        # The listener removed: the port closes on the node.
+        berth(s, "lb", "listener", "rm", "edge:%d" % port)
+        wait_until(lambda: get(port)[0] == 0, wait=LONG, step=0.3, what="the listener's port closed")
