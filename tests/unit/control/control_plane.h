@@ -117,6 +117,13 @@ class ControlPlane {
       cmd.Push("CMD-SHELL").Push("true");
       c.Set("healthCheck", json::Doc::Object().Set("command", cmd));
     }
+    const model::TaskDefinition& td = RegisterContainer(family, c);
+    REQUIRE(td.has_health_check == health_check);
+    return td.revision;
+  }
+
+  // Registers a revision of `family` whose one container is `c` (taking its tree, as json::Doc::Push does).
+  const model::TaskDefinition& RegisterContainer(const std::string& family, json::Doc& c) {
     json::Doc containers = json::Doc::Array();
     containers.Push(c);
     json::Doc body = json::Doc::Object();
@@ -129,8 +136,7 @@ class ControlPlane {
     REQUIRE(Apply(std::move(cmd)).ok());
     const model::TaskDefinition* td = state.FindTaskDefinition(family, 0);
     REQUIRE(td);
-    REQUIRE(td->has_health_check == health_check);
-    return td->revision;
+    return *td;
   }
 
   // Registers a node the fake agent plays and connects its agent.

@@ -70,16 +70,7 @@ void RegisterWebDefinition(ControlPlane& cp, const std::string& family, int64_t 
   pms.Push(pm);
   json::Doc c = json::Doc::Object();
   c.Set("name", "app").Set("image", "nginx:latest").Set("cpu", 256).Set("memory", 128).Set("portMappings", pms);
-  json::Doc containers = json::Doc::Array();
-  containers.Push(c);
-  json::Doc body = json::Doc::Object();
-  body.Set("family", family).Set("containerDefinitions", containers);
-  Result<json::Doc> doc = model::ValidateTaskDefinition(body.view());
-  REQUIRE(doc.ok());
-  auto cmd = std::make_unique<model::RegisterTaskDefinition>();
-  cmd->family = family;
-  cmd->doc = doc->Print();
-  REQUIRE(cp.Apply(std::move(cmd)).ok());
+  cp.RegisterContainer(family, c);
 }
 
 Result<std::string> CreateLbService(ControlPlane& cp, const std::string& name, int64_t desired,
