@@ -270,7 +270,7 @@ struct Lease {
 
 class Worker {
  public:
-  Worker(Proxy::Impl* proxy, int index, const Options& options);
+  Worker(int index, const Options& options);
   ~Worker();
 
   void Start();
@@ -308,7 +308,6 @@ class Worker {
   void BeginStop(uint64_t grace_ms);
   void Sweep();
 
-  Proxy::Impl* proxy_;
   int index_;
   Options options_;
   uv_loop_t loop_{};
@@ -1450,8 +1449,8 @@ class ListenSocket {
 // Workers
 // ============================================================================
 
-Worker::Worker(Proxy::Impl* proxy, int index, const Options& options)
-    : proxy_(proxy), index_(index), options_(options), rng_(std::random_device{}() + static_cast<unsigned>(index)) {
+Worker::Worker(int index, const Options& options)
+    : index_(index), options_(options), rng_(std::random_device{}() + static_cast<unsigned>(index)) {
   uv_loop_init(&loop_);
   loop_.data = &buffer_;
   uv_async_init(&loop_, &wake_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->TakePosted(); });
@@ -1700,7 +1699,7 @@ Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options) {
   p->impl_ = std::make_unique<Impl>();
   p->impl_->options = options;
   for (int i = 0; i < options.threads; i++) {
-    p->impl_->workers.push_back(std::make_unique<Worker>(p->impl_.get(), i, options));
+    p->impl_->workers.push_back(std::make_unique<Worker>(i, options));
   }
   for (auto& w : p->impl_->workers) w->Start();
   return p;
