@@ -68,26 +68,39 @@ const std::string& MatchGroup(const Listener& listener, std::string_view host, s
   return listener.default_target_group;
 }
 
+double SlowStartWeight(int64_t since_ms, int64_t slow_start_ms) {
+  if (slow_start_ms <= 0 || since_ms >= slow_start_ms) return 1.0;
+  return 0.1 + 0.9 * static_cast<double>(std::max<int64_t>(since_ms, 0)) / static_cast<double>(slow_start_ms);
+}
+
 size_t Choose(Algorithm algorithm, const std::vector<Load>& loads, std::mt19937& rng, uint64_t* cursor) {
   size_t n = loads.size();
   if (n == 1) return 0;
+  auto cost = [&](size_t i, uint32_t load) { return (load + 1.0) / loads[i].weight; };
   switch (algorithm) {
     case Algorithm::kLeastOutstandingRequests: {
       size_t a = std::uniform_int_distribution<size_t>(0, n - 1)(rng);
       size_t b = std::uniform_int_distribution<size_t>(0, n - 2)(rng);
       if (b >= a) b++;  // two distinct choices
-      return loads[b].outstanding < loads[a].outstanding ? b : a;
+      return cost(b, loads[b].outstanding) < cost(a, loads[a].outstanding) ? b : a;
     }
     case Algorithm::kLeastConnections: {
       size_t start = (*cursor)++ % n;
       size_t best = start;
       for (size_t k = 1; k < n; k++) {
         size_t i = (start + k) % n;
-        if (loads[i].connections < loads[best].connections) best = i;
+        if (cost(i, loads[i].connections) < cost(best, loads[best].connections)) best = i;
       }
       return best;
     }
-    case Algorithm::kRoundRobin: return (*cursor)++ % n;
+    case Algorithm::kRoundRobin: {
+      std::uniform_real_distribution<double> chance(0.0, 1.0);
+      for (size_t k = 0; k < n; k++) {
+        size_t i = (*cursor)++ % n;
+        if (loads[i].weight >= 1.0 || chance(rng) < loads[i].weight) return i;
+      }
+      return (*cursor)++ % n;  // every one passed over in this round: the next anyway
+    }
   }
   return 0;
 }

@@ -28,12 +28,21 @@ const std::string& MatchGroup(const Listener& listener, std::string_view host, s
 struct Load {
   uint32_t outstanding = 0;  // requests in flight
   uint32_t connections = 0;  // client connections (TCP) or upstream connections in use (HTTP)
+  // The share of a full target it takes, in (0, 1]: below 1 during slow start.
+  double weight = 1.0;
 };
 
-// Picks one of `loads` (non-empty) by `algorithm`; returns its index.
+// A target's weight `since_ms` after it became healthy, in a group whose slow
+// start lasts `slow_start_ms` (0: none): from a tenth up to whole, linearly, as
+// ELB ramps a new target's share.
+double SlowStartWeight(int64_t since_ms, int64_t slow_start_ms);
+
+// Picks one of `loads` (non-empty) by `algorithm`; returns its index. Loads
+// are compared as (load + 1) / weight, so a target in slow start takes its share.
 // least_outstanding_requests: the less loaded of two distinct random choices;
 // least_connections: the fewest connections, ties broken from `*cursor` on;
-// round_robin: `*cursor` onwards in turn. `*cursor` advances.
+// round_robin: `*cursor` onwards in turn, a target in slow start passed over
+// with the chance it lacks of a whole weight. `*cursor` advances.
 size_t Choose(Algorithm algorithm, const std::vector<Load>& loads, std::mt19937& rng, uint64_t* cursor);
 
 // Passive ejection of one target on one worker: after `failures` consecutive

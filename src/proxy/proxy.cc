@@ -238,6 +238,7 @@ struct Backend {
   Load load;
   Ejection ejection;
   std::vector<Upstream*> idle;
+  int64_t healthy_since_ms = 0;  // when a configuration last made it healthy (slow start counts from it)
 };
 
 // A target chosen for one attempt; counts it in flight until Release.
@@ -305,6 +306,9 @@ class Worker {
   void Run();
   void TakePosted();
   void Reconcile();
+  void StartSlowStarts(const Runtime& next);
+  static std::string BackendKey(const Target& t) { return t.address + "|" + std::to_string(t.port); }
+  Backend& BackendOf(const Target& t);  // this worker's record of `t`, made at first sight
   void BeginStop(uint64_t grace_ms);
   void Sweep();
 
@@ -324,7 +328,7 @@ class Worker {
   std::shared_ptr<const Runtime> runtime_;
   std::atomic<int64_t> applied_{-1};
   std::map<std::string, std::unique_ptr<ListenSocket>> listeners_;
-  std::unordered_map<std::string, Backend> backends_;  // by "address|port"
+  std::unordered_map<std::string, Backend> backends_;  // by BackendKey
   std::unordered_map<std::string, uint64_t> cursors_;  // by group
   std::mt19937 rng_;
   size_t connections_ = 0;
@@ -1502,11 +1506,42 @@ void Worker::TakePosted() {
     grace = stop_grace_ms_;
   }
   if (next && !stopping_) {
+    StartSlowStarts(*next);
     runtime_ = std::move(next);
     Reconcile();
     applied_ = runtime_->config.version;
   }
   if (stop && !stopping_) BeginStop(grace);
+}
+
+// Targets that `next` makes healthy and the running configuration did not
+// have healthy start their slow start now (every target, at the first one).
+void Worker::StartSlowStarts(const Runtime& next) {
+  std::unordered_set<std::string> was;
+  if (runtime_) {
+    for (const TargetGroup& g : runtime_->config.target_groups) {
+      for (const Target& t : g.targets) {
+        if (t.state == TargetState::kHealthy) was.insert(BackendKey(t));
+      }
+    }
+  }
+  int64_t now = static_cast<int64_t>(uv_now(&loop_));
+  for (const TargetGroup& g : next.config.target_groups) {
+    for (const Target& t : g.targets) {
+      if (t.state == TargetState::kHealthy && !was.count(BackendKey(t))) BackendOf(t).healthy_since_ms = now;
+    }
+  }
+}
+
+Backend& Worker::BackendOf(const Target& t) {
+  auto [it, fresh] = backends_.try_emplace(BackendKey(t));
+  Backend& b = it->second;
+  if (fresh) {
+    b.address = t.address;
+    b.port = t.port;
+    ToSockaddr(t.address, t.port, &b.addr);
+  }
+  return b;
 }
 
 // Opens the listeners the new configuration adds and closes those it drops.
@@ -1549,14 +1584,8 @@ Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attemp
   for (size_t i = 0; i < g.targets.size(); i++) {
     const Target& t = g.targets[i];
     if (t.state != TargetState::kHealthy || attempts->WasTried(i)) continue;
-    std::string key = t.address + "|" + std::to_string(t.port);
-    auto [it, fresh] = backends_.try_emplace(key);
-    Backend& b = it->second;
-    if (fresh) {
-      b.address = t.address;
-      b.port = t.port;
-      ToSockaddr(t.address, t.port, &b.addr);
-    }
+    Backend& b = BackendOf(t);
+    b.load.weight = SlowStartWeight(now - b.healthy_since_ms, g.slow_start_seconds * 1000);
     fallback.push_back(i);
     fallback_backends.push_back(&b);
     if (b.ejection.Ejected(now)) continue;
@@ -1597,7 +1626,7 @@ void Worker::Report(const Runtime& rt, const std::string& group, Backend* backen
   int64_t now = static_cast<int64_t>(uv_now(&loop_));
   size_t ejected = 0;
   for (const Target& t : g.targets) {
-    auto it = backends_.find(t.address + "|" + std::to_string(t.port));
+    auto it = backends_.find(BackendKey(t));
     if (it != backends_.end() && it->second.ejection.Ejected(now)) ejected++;
   }
   if (backend->ejection.Fail(now, ejected, g.targets.size(), options_.ejection)) {

@@ -73,6 +73,40 @@ TEST_CASE("proxy balancers: least connections, ties spread", "[proxy]") {
   CHECK(second != 2);
 }
 
+TEST_CASE("proxy balancers: a target in slow start takes a share that grows to a whole one", "[proxy]") {
+  CHECK(SlowStartWeight(0, 0) == 1.0);  // no slow start
+  CHECK(SlowStartWeight(0, 30000) == Approx(0.1));
+  CHECK(SlowStartWeight(15000, 30000) == Approx(0.55));
+  CHECK(SlowStartWeight(30000, 30000) == 1.0);
+  CHECK(SlowStartWeight(-5, 30000) == Approx(0.1));  // a clock read before the start
+
+  // Two idle targets, one new at a tenth of its weight: each algorithm sends it
+  // about a tenth of what the other gets, and more as its weight grows.
+  auto share_of_new = [](Algorithm algorithm, double weight) {
+    std::mt19937 rng(7);
+    uint64_t cursor = 0;
+    std::vector<Load> loads = {{0, 0, 1.0}, {0, 0, weight}};
+    int to_new = 0;
+    for (int i = 0; i < 10000; i++) {
+      size_t k = Choose(algorithm, loads, rng, &cursor);
+      to_new += k == 1;
+      // Least outstanding and least connections see the load they make.
+      if (algorithm != Algorithm::kRoundRobin) {
+        loads[k].outstanding++;
+        loads[k].connections++;
+      }
+    }
+    return to_new / 10000.0;
+  };
+  for (Algorithm a : {Algorithm::kLeastOutstandingRequests, Algorithm::kLeastConnections, Algorithm::kRoundRobin}) {
+    CAPTURE(static_cast<int>(a));
+    double tenth = share_of_new(a, 0.1), half = share_of_new(a, 0.5), whole = share_of_new(a, 1.0);
+    CHECK(tenth == Approx(0.1 / 1.1).margin(0.03));
+    CHECK(half == Approx(0.5 / 1.5).margin(0.03));
+    CHECK(whole == Approx(0.5).margin(0.03));
+  }
+}
+
 TEST_CASE("proxy ejection: growing spans, reset by success", "[proxy]") {
   ManualClock clock;
   auto now = [&] { return clock.MonotonicNs() / 1000000; };
