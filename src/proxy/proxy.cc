@@ -547,8 +547,9 @@ class ClientConn : public PipeOwner {
       return;
     }
     if (!response_started_) {
+      // Whether the answer counts for or against the target is its status's
+      // to say (OnResponseHead): a 5xx is a failure however fast it came.
       response_started_ = true;
-      lease_backend_->ejection.Succeed();
       ex_->replay.clear();
       Arm(0, phase_);
     }

@@ -53,6 +53,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.hits += 1
+        if self.server.name.startswith("broken"):
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/big/"):
             n = int(self.path.split("/")[2])
             self.send_response(200)
@@ -269,6 +274,24 @@ def test_proxy_retries_a_refused_connect_on_another_target():
             status, body, _ = curl(port, "/r%d" % i)
             check(status == 200, "request %d failed with %d: %r" % (i, status, body))
         check(web.hits == 30, "the live target answered %d of 30" % web.hits)
+
+
+def test_proxy_ejects_a_target_that_answers_5xx():
+    good, broken = Backend("good"), Backend("broken")
+    port = closed_port()
+    # Round robin would send the broken target every other request for ever;
+    # ejection takes it out after three 500s in a row, for a span that grows.
+    cfg = http_config(port, {"web": [target("good", good.port), target("broken", broken.port)]})
+    cfg["targetGroups"][0]["algorithm"] = "round_robin"
+    with Proxy(cfg) as p:
+        codes = [curl(port, "/e%d" % i)[0] for i in range(60)]
+        check(set(codes) <= {200, 500}, "answers %r" % codes)
+        failed = codes.count(500)
+        check(failed >= 3, "the broken target's 500s pass through until it is ejected: %r" % codes)
+        # Three 500s eject it; each ejection that follows lasts twice as long,
+        # so however slowly the 60 requests go, far fewer than half fail.
+        check(failed <= 15, "%d of 60 requests went to the broken target: %r" % (failed, codes))
+        check("target ejected" in p.logs(), "no ejection logged: %s" % p.logs()[-1000:])
 
 
 def test_proxy_sends_nothing_new_to_a_draining_target():
