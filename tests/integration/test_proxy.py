@@ -399,6 +399,7 @@ def test_proxy_reloads_on_sighup_and_keeps_serving_on_a_bad_file():
         check(status == 200 and body.startswith(b"b "), "the old configuration should keep serving: %r" % body)
 
 
+@timeout(90)
 def test_proxy_bounds_request_heads():
     web = Backend("web")
     port = closed_port()
@@ -415,6 +416,13 @@ def test_proxy_bounds_request_heads():
         c.sendall(b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
         answer = c.recv(4096)
         check(answer.startswith(b"HTTP/1.1 400"), "malformed request: %r" % answer)
+        c.close()
+        # A head that never ends is answered 408 at the header deadline (10 s),
+        # not held for ever.
+        c = socket.create_connection(("127.0.0.1", port), timeout=60)
+        c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        answer = c.recv(4096)
+        check(answer.startswith(b"HTTP/1.1 408"), "unfinished head: %r" % answer)
         c.close()
         check(web.hits == 0, "a refused request reached the target")
 
