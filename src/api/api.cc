@@ -782,6 +782,27 @@ void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
         if (!body) return;
         Result<model::Listener> l = model::ParseListenerBody(body->view());
         if (!l) return ex->Respond(http::ErrorResponse(l.error()));
+        // The proxy of every member node must be able to take the port: one a
+        // node keeps for itself (its reservedPorts: ssh, the server's own port)
+        // or a task's host port there would leave that node without the listener.
+        if (ctx->proxies) {
+          std::pair<int, bool> tcp{static_cast<int>(l->port), false};
+          for (const std::string& id : ctx->proxies->Members(*lb)) {
+            const model::Node* n = ctx->state->FindNode(id);
+            if (!n) continue;
+            std::string why;
+            if (std::find(n->reserved_ports.begin(), n->reserved_ports.end(), tcp) != n->reserved_ports.end()) {
+              why = "is reserved on node " + id + " (its reservedPorts)";
+            } else if (n->ports.count(tcp)) {
+              why = "is a task's host port on node " + id;
+            }
+            if (!why.empty()) {
+              return ex->Respond(http::ErrorResponse(
+                  409, "PortInUse",
+                  "port: " + std::to_string(l->port) + " " + why + ", a member of load balancer " + lb->name));
+            }
+          }
+        }
         auto cmd = std::make_unique<model::CreateListener>();
         cmd->cluster = lb->cluster;
         cmd->load_balancer = lb->name;

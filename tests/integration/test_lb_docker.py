@@ -69,6 +69,11 @@ def test_lb_docker_requests_reach_the_service_by_rules_and_follow_it_as_it_scale
         berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
         berth(s, "tg", "create", "api", "--protocol", "HTTP", "--port", "8080", "--algorithm", "round_robin")
         berth(s, "lb", "create", "edge")
+        # The node keeps the server's own port for itself: no listener there.
+        server_port = s.url.rsplit(":", 1)[1]
+        p = berth(s, "lb", "listener", "add", "edge", "--port", server_port, "--protocol", "HTTP",
+                  "--default-tg", "web", code=1)
+        check("reserved on node " + node in p.stderr, "a listener on a reserved port: %r" % p.stderr)
         berth(s, "lb", "listener", "add", "edge", "--port", str(port), "--protocol", "HTTP", "--default-tg", "web")
         berth(s, "lb", "rule", "add", "edge:%d" % port, "--priority", "10", "--host", "api.example.com",
               "--tg", "api")
