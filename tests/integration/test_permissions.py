@@ -165,7 +165,10 @@ def test_a_token_limited_to_clusters_and_repositories_is_refused_outside_them_on
                 if path.startswith("/v1/services/"):
                     path = path.replace("{name}", "svc") + "?cluster=prod"
                 path = re.sub(r"\{([a-z]+)\}", lambda m: values.get(m.group(1), "x"), path)
-                if r["method"] == "GET" and path in ("/v1/nodes", "/v1/tasks", "/v1/services", "/v1/stream", "/v1/overview"):
+                if r["method"] == "GET" and path in ("/v1/nodes", "/v1/tasks", "/v1/services", "/v1/stream", "/v1/overview",
+                                                     "/v1/targetgroups", "/v1/loadbalancers"):
+                    path += "?cluster=prod"
+                elif path.startswith(("/v1/targetgroups/", "/v1/loadbalancers/")):
                     path += "?cluster=prod"
                 prod_arn = "arn:aws:ecs:local:000000000000:cluster/prod"
                 if r["method"] == "GET" and path == "/v1/tags":
