@@ -452,11 +452,11 @@ struct Exchange {
 
 class ClientConn : public PipeOwner {
  public:
-  ClientConn(Worker* w, int listen_port, std::string listener_id, size_t* listener_count)
+  ClientConn(Worker* w, int listen_port, std::string listener_id, std::shared_ptr<size_t> listener_count)
       : worker_(w),
         listen_port_(listen_port),
         listener_id_(std::move(listener_id)),
-        listener_count_(listener_count),
+        listener_count_(std::move(listener_count)),
         pipe_(w->loop(), this) {
     llhttp_init(&parser_, HTTP_REQUEST, &request_settings());
     parser_.data = this;
@@ -1185,7 +1185,7 @@ class ClientConn : public PipeOwner {
   Worker* worker_;
   int listen_port_;
   std::string listener_id_;
-  size_t* listener_count_;
+  std::shared_ptr<size_t> listener_count_;
   Pipe pipe_;
   uv_timer_t timer_{};
   llhttp_t parser_{};
@@ -1242,8 +1242,11 @@ void Upstream::OnConnected(Pipe*, int status) {
 // retried on another target, twice at most, before any byte is forwarded.
 class TcpConn : public PipeOwner {
  public:
-  TcpConn(Worker* w, std::string listener_id, size_t* listener_count)
-      : worker_(w), listener_id_(std::move(listener_id)), listener_count_(listener_count), client_(w->loop(), this) {
+  TcpConn(Worker* w, std::string listener_id, std::shared_ptr<size_t> listener_count)
+      : worker_(w),
+        listener_id_(std::move(listener_id)),
+        listener_count_(std::move(listener_count)),
+        client_(w->loop(), this) {
     uv_timer_init(w->loop(), &timer_);
     timer_.data = this;
     worker_->ConnectionOpened();
@@ -1357,7 +1360,7 @@ class TcpConn : public PipeOwner {
 
   Worker* worker_;
   std::string listener_id_;
-  size_t* listener_count_;
+  std::shared_ptr<size_t> listener_count_;
   Pipe client_;
   std::unique_ptr<Pipe> target_;
   uv_timer_t timer_{};
@@ -1415,13 +1418,13 @@ class ListenSocket {
   void AcceptOne(uv_stream_t* server) {
     const Limits& limits = worker_->limits();
     if (protocol_ == Protocol::kHttp) {
-      auto* c = new ClientConn(worker_, port_, id_, &count_);
+      auto* c = new ClientConn(worker_, port_, id_, count_);
       if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->pipe().handle())) != 0) {
         c->CloseIfIdle();
         return;
       }
       uv_tcp_nodelay(c->pipe().handle(), 1);
-      if (count_ > limits.max_connections) {
+      if (*count_ > limits.max_connections) {
         static const char kBusy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 28\r\nConnection: "
             "close\r\n\r\ntoo many client connections\n";
@@ -1432,9 +1435,9 @@ class ListenSocket {
       c->Begin();
       return;
     }
-    auto* t = new TcpConn(worker_, id_, &count_);
+    auto* t = new TcpConn(worker_, id_, count_);
     if (uv_accept(server, reinterpret_cast<uv_stream_t*>(t->client().handle())) != 0 ||
-        count_ > limits.max_connections) {
+        *count_ > limits.max_connections) {
       t->Abort();
       return;
     }
@@ -1447,7 +1450,9 @@ class ListenSocket {
   Protocol protocol_;
   int port_;
   uv_tcp_t* tcp_ = nullptr;
-  size_t count_ = 0;
+  // Connections accepted here and not yet closed: shared with them, since they
+  // carry on after a new configuration closes this listener.
+  std::shared_ptr<size_t> count_ = std::make_shared<size_t>(0);
 };
 
 // ============================================================================
