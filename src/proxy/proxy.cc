@@ -569,6 +569,12 @@ class ClientConn : public PipeOwner {
       log::Warn(kSub, "target sent a malformed response",
                 {{"target", ex_->lease_target}, {"error", llhttp_errno_name(err)}});
       worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
+      // Nothing of it reached the client yet: the client is told why.
+      if (!head_forwarded_) {
+        response_started_ = false;
+        LocalAnswer(502, std::string("target sent a malformed response (") + llhttp_errno_name(err) + ")", true);
+        return;
+      }
       closing_after_response_ = true;
       DropUpstream(true);
       CloseSoon();
@@ -733,6 +739,7 @@ class ClientConn : public PipeOwner {
     replayable_ = true;
     request_done_ = false;
     response_started_ = false;
+    head_forwarded_ = false;
     response_done_ = false;
     phase_ = Phase::kBody;
     Arm(0, Phase::kBody);
@@ -864,6 +871,9 @@ class ClientConn : public PipeOwner {
 
   void SendToUpstream() {
     llhttp_init(&ex_->response, HTTP_RESPONSE, &response_settings());
+    // Targets are ours to serve, not to judge: bare LF line ends and loose
+    // header values (busybox httpd's CGI answers, as curl and nginx take them).
+    llhttp_set_lenient_headers(&ex_->response, 1);
     ex_->response.data = this;
     up_->pipe().ReadStart();
     up_->pipe().Write(ex_->head);
@@ -1009,6 +1019,7 @@ class ClientConn : public PipeOwner {
     }
     h.append("\r\n");
     pipe_.Write(h);
+    head_forwarded_ = true;
     if (status >= 500 && !interim)
       worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
     else if (!interim)
@@ -1206,6 +1217,7 @@ class ClientConn : public PipeOwner {
   // The response in progress.
   bool rin_value_ = false, rechunk_ = false, chunk_open_ = false, req_chunk_open_ = false;
   bool response_started_ = false, response_done_ = false, upgraded_ = false;
+  bool head_forwarded_ = false;  // a response head (interim or final) went to the client
 
   bool client_paused_ = false, upstream_paused_ = false;
   bool closing_ = false, closing_after_response_ = false, client_gone_ = false;

@@ -441,3 +441,40 @@ def test_proxy_keeps_alive_and_answers_pipelined_requests_in_order():
         order = [int(x.split(b"\n")[0]) for x in got.split(b"a /p")[1:]]
         check(order == [0, 1, 2, 3, 4], "pipelined answers out of order: %r" % order)
         c.close()
+
+
+def raw_server(answer):
+    """Answers every request with the bytes `answer`, then closes. Returns its port."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+
+    def serve():
+        while True:
+            c, _ = lsock.accept()
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = c.recv(4096)
+                if not data:
+                    break
+                head += data
+            c.sendall(answer)
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return lsock.getsockname()[1]
+
+
+def test_proxy_takes_bare_line_feeds_from_targets_and_answers_502_for_a_malformed_head():
+    # busybox httpd's CGI answers end header lines with a bare LF after its own
+    # status line, and end the body with the connection.
+    loose = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\n\nloose body\n")
+    broken = raw_server(b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n")
+    port = closed_port()
+    with Proxy(http_config(port, {"web": [target("l", loose)], "bad": [target("b", broken)]},
+                           [{"priority": 1, "hosts": ["bad.example.com"], "paths": [], "targetGroup": "bad"}])):
+        status, body, h = curl(port, "/")
+        check(status == 200 and body == b"loose body\n", "a bare-LF head: %d %r" % (status, body))
+        check(h.get("content-type") == "text/plain", "its header passed on: %r" % h)
+        status, body, _ = curl(port, "/", host="bad.example.com")
+        check(status == 502 and b"malformed response" in body, "a malformed head: %d %r" % (status, body))
