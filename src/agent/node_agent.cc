@@ -833,7 +833,19 @@ class NodeAgentImpl {
       return;
     }
     proxy_version_ = *applied;
-    proxy_unreported_ = true;
+  }
+
+  // The proxy's part of a report: the version it applied and its drained
+  // targets (docs/load-balancing.md, "Draining"); "" before any document.
+  std::string ProxyReport() const {
+    ProxySink::Status st = proxy_sink_->ProxyStatus();
+    if (st.version <= 0) return {};
+    std::string out = ",\"proxyVersion\":" + std::to_string(st.version) + ",\"proxyDrained\":[";
+    for (size_t i = 0; i < st.drained.size(); i++) {
+      if (i) out.push_back(',');
+      json::AppendQuoted(&out, st.drained[i]);
+    }
+    return out + "]";
   }
 
   // A task may run here when its definition is one the server would accept, and
@@ -891,31 +903,31 @@ class NodeAgentImpl {
       list += r;
     }
     list += "]";
-    if (sent.empty() && !heartbeat_due && !proxy_unreported_) return;
+    // News of the proxy (a version applied, a draining target now idle) goes at
+    // once: a task's stop waits on it.
+    std::string proxy = ProxyReport();
+    if (sent.empty() && !heartbeat_due && proxy == proxy_reported_) return;
     report_in_flight_ = true;
     last_report_ms_ = NowMs();
-    std::string proxy;
-    if (proxy_version_ > 0) proxy = ",\"proxyVersion\":" + std::to_string(proxy_version_);
-    reporter_->Send(
-        Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + proxy + "}"),
-        [this, sent, epoch = server_epoch_, proxy_version = proxy_version_](Result<http::ClientResponse> r) {
-          if (shut_) return;
-          report_in_flight_ = false;
-          if (r && FollowLeader(r.value(), epoch)) return;  // unchanged: sent again, there
-          if (!r || r->status != 200) {
-            // To a server the agent has left: sent again to the one it went to.
-            if (epoch != server_epoch_) return;
-            if (r && r->status == 404) registered_ = false;
-            report_failures_++;
-            report_retry_ms_ = NowMs() + Backoff(report_failures_, 100, kMaxServerBackoffMs);
-            if (NoAnswer(r)) ServerMissed(epoch, Why(r));
-            return;  // unchanged: sent again
-          }
-          report_failures_ = 0;
-          if (proxy_version == proxy_version_) proxy_unreported_ = false;
-          if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
-          for (const auto& [id, text] : sent) reconciler_->Acknowledged(id, text);
-        });
+    reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + proxy + "}"),
+                    [this, sent, epoch = server_epoch_, proxy](Result<http::ClientResponse> r) {
+                      if (shut_) return;
+                      report_in_flight_ = false;
+                      if (r && FollowLeader(r.value(), epoch)) return;  // unchanged: sent again, there
+                      if (!r || r->status != 200) {
+                        // To a server the agent has left: sent again to the one it went to.
+                        if (epoch != server_epoch_) return;
+                        if (r && r->status == 404) registered_ = false;
+                        report_failures_++;
+                        report_retry_ms_ = NowMs() + Backoff(report_failures_, 100, kMaxServerBackoffMs);
+                        if (NoAnswer(r)) ServerMissed(epoch, Why(r));
+                        return;  // unchanged: sent again
+                      }
+                      report_failures_ = 0;
+                      proxy_reported_ = proxy;
+                      if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
+                      for (const auto& [id, text] : sent) reconciler_->Acknowledged(id, text);
+                    });
   }
 
   // --- logs: the server asks on the stream; we answer with a streamed POST ---
@@ -1120,7 +1132,7 @@ class NodeAgentImpl {
   DataPlaneSink data_plane_{o_.proxy_threads};
   ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &data_plane_;
   int64_t proxy_version_ = 0;
-  bool proxy_unreported_ = false;
+  std::string proxy_reported_;  // the proxy's part of the last report the server took
   std::unique_ptr<docker::Engine> engine_;
   std::unique_ptr<DockerContainerEngine> container_engine_;
   std::unique_ptr<SecretFiles> secret_files_;  // used by reconciler_'s hooks

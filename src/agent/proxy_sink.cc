@@ -1,5 +1,6 @@
 #include "agent/proxy_sink.h"
 
+#include <algorithm>
 #include <string>
 
 #include "base/log.h"
@@ -29,9 +30,20 @@ Result<int64_t> DataPlaneSink::ApplyProxy(const json::View& doc) {
   Result<proxy::Config> config = proxy::ParseConfig(doc.Print());
   if (!config) return Error::Invalid("proxy." + config.error().message);
   int64_t version = config->version;
+  std::vector<std::pair<std::string, std::string>> draining;
+  for (const proxy::TargetGroup& g : config->target_groups) {
+    for (const proxy::Target& t : g.targets) {
+      if (t.state == proxy::TargetState::kDraining) draining.emplace_back(t.id, g.name);
+    }
+  }
+  std::sort(draining.begin(), draining.end());
   if (!proxy_) {
     // Nothing to serve: no threads until a load balancer takes this node.
-    if (config->listeners.empty()) return version;
+    if (config->listeners.empty()) {
+      version_ = version;
+      draining_ = std::move(draining);
+      return version;
+    }
     proxy::Options o;
     o.threads = threads_;
     Result<std::unique_ptr<proxy::Proxy>> started = proxy::Proxy::Start(o);
@@ -41,9 +53,29 @@ Result<int64_t> DataPlaneSink::ApplyProxy(const json::View& doc) {
   }
   size_t listeners = config->listeners.size(), groups = config->target_groups.size();
   proxy_->Apply(std::move(config.value()));
+  version_ = version;
+  draining_ = std::move(draining);
   log::Info("agent", "proxy configuration applied",
             {{"version", std::to_string(version)}, {"listeners", listeners}, {"targetGroups", groups}});
   return version;
+}
+
+ProxySink::Status DataPlaneSink::ProxyStatus() const {
+  Status s;
+  // Workers take a new document at their next loop turn: until every one has,
+  // the version reported is the one they all run.
+  s.version = proxy_ ? std::min(version_, proxy_->AppliedVersion()) : version_;
+  for (size_t i = 0; i < draining_.size();) {
+    const std::string& id = draining_[i].first;
+    bool idle = true;
+    for (; i < draining_.size() && draining_[i].first == id; i++) {
+      if (!proxy_) continue;
+      proxy::Proxy::InFlight f = proxy_->TargetInFlight(draining_[i].second, id);
+      idle = idle && f.requests == 0 && f.connections == 0;
+    }
+    if (idle) s.drained.push_back(id);
+  }
+  return s;
 }
 
 }  // namespace berth::agent

@@ -6,6 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "base/json.h"
 #include "base/result.h"
@@ -22,6 +25,15 @@ class ProxySink {
   // kept). Returns the version now running, or why the document was refused
   // (the one before keeps running, and its version stays the one reported).
   virtual Result<int64_t> ApplyProxy(const json::View& doc) = 0;
+
+  // What the agent reports (docs/load-balancing.md, "Draining"): the version
+  // the proxy has applied, and the targets listed `draining` in it that have
+  // nothing in flight on any of its workers.
+  struct Status {
+    int64_t version = 0;
+    std::vector<std::string> drained;
+  };
+  virtual Status ProxyStatus() const = 0;
 };
 
 // The node's data plane (src/proxy/): the document is parsed and checked whole
@@ -34,11 +46,15 @@ class DataPlaneSink final : public ProxySink {
   explicit DataPlaneSink(int threads, uint64_t stop_grace_ms = 5000);
   ~DataPlaneSink() override;
   Result<int64_t> ApplyProxy(const json::View& doc) override;
+  Status ProxyStatus() const override;
 
  private:
   int threads_;
   uint64_t stop_grace_ms_;
   std::unique_ptr<proxy::Proxy> proxy_;
+  int64_t version_ = 0;  // of the last document applied
+  // The draining targets of that document, (target id, group), sorted.
+  std::vector<std::pair<std::string, std::string>> draining_;
 };
 
 // The shape the agent checks before handing a document on: an object with a

@@ -63,7 +63,8 @@ class SimNode {
   int64_t next_attempt_ms = 0;
   int failures = 0;
   std::map<std::string, SimTask> tasks;
-  std::set<std::string> dirty;  // tasks with news to report
+  std::set<std::string> dirty;    // tasks with news to report
+  bool proxy_unreported = false;  // a proxy configuration the server has not heard applied
   std::unique_ptr<http::Client> stream;
 
  private:
@@ -72,8 +73,9 @@ class SimNode {
   void Apply(json::View msg, bool whole);
   Simulation* sim_;
   int index_;
-  int64_t proxy_version_ = 0;  // of the last proxy configuration the stream carried
-  std::string line_;           // a partial NDJSON line
+  int64_t proxy_version_ = 0;            // of the last proxy configuration the stream carried
+  std::set<std::string> proxy_drained_;  // its draining targets
+  std::string line_;                     // a partial NDJSON line
   // What this stream carried: the task definitions (their containers), and the
   // version of its last line, which a `changes` line must follow.
   std::map<std::string, std::vector<SimContainer>, std::less<>> defs_;
@@ -258,7 +260,7 @@ class Simulation {
         continue;
       }
       if (n->report_in_flight) continue;
-      if (!n->dirty.empty() && now - n->last_report_ms >= kReportBatchMs)
+      if ((!n->dirty.empty() || n->proxy_unreported) && now - n->last_report_ms >= kReportBatchMs)
         n->Report(false);
       else if (now - n->last_report_ms >= heartbeat_ms)
         n->Report(true);
@@ -462,8 +464,19 @@ void SimNode::Apply(json::View msg, bool whole) {
   have_version_ = true;
   // A proxy configuration: nothing runs it here, but its version is reported
   // applied, as a node's agent does (agent/proxy_sink.h).
+  // With no traffic, every draining target is drained at once.
   if (json::View proxy = msg.Get("proxy"); proxy.IsObject()) {
-    proxy_version_ = std::max(proxy_version_, proxy.Get("version").IntIn(0, INT64_MAX, 0));
+    int64_t version = proxy.Get("version").IntIn(0, INT64_MAX, 0);
+    if (version > proxy_version_) {
+      proxy_version_ = version;
+      proxy_drained_.clear();
+      for (json::View g : proxy.Get("targetGroups")) {
+        for (json::View t : g.Get("targets")) {
+          if (t.Get("state").String() == "draining") proxy_drained_.insert(std::string(t.Get("id").String()));
+        }
+      }
+      proxy_unreported = true;
+    }
   }
 }
 
@@ -518,9 +531,14 @@ void SimNode::Report(bool heartbeat_only) {
   last_report_ms = NowMs(sim_->loop());
   json::Doc body = json::Doc::Object();
   body.Set("tasks", list);
-  if (proxy_version_ > 0) body.Set("proxyVersion", proxy_version_);
+  int64_t proxy_version = proxy_version_;
+  if (proxy_version > 0) {
+    json::Doc drained = json::Doc::Array();
+    for (const std::string& id : proxy_drained_) drained.Push(id);
+    body.Set("proxyVersion", proxy_version).Set("proxyDrained", drained);
+  }
   sim_->Reporter().Send(sim_->Request("POST", "/v1/agent/nodes/" + id + "/report", body.Print()),
-                        [this, sent](Result<http::ClientResponse> r) {
+                        [this, sent, proxy_version](Result<http::ClientResponse> r) {
                           report_in_flight = false;
                           if (!r || r->status != 200) {
                             if (r && r->status == 404) registered = false;
@@ -528,6 +546,7 @@ void SimNode::Report(bool heartbeat_only) {
                           }
                           if (Result<json::Doc> d = json::Doc::Parse(r->body); d)
                             sim_->TakeHeartbeatInterval(d->view());
+                          if (proxy_version == proxy_version_) proxy_unreported = false;
                           // A task that moved on while the report was in flight
                           // (RUNNING after the PENDING sent) stays dirty.
                           for (const auto& [task_id, last] : sent) {

@@ -7,10 +7,16 @@
 #include "base/crypto.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "control/drains.h"
 #include "control/proxy_config.h"
 #include "net/pki.h"
 
 namespace berth::api {
+
+namespace {
+// The most draining targets one report may list as drained.
+constexpr size_t kMaxDrainedReported = 100000;
+}  // namespace
 
 namespace http = net::http;
 
@@ -62,6 +68,7 @@ void AgentHub::CloseStream(const std::string& node_id) {
 }
 
 void AgentHub::Lead(bool leading) {
+  if (drains_) drains_->Lead(leading);
   if (leading) {
     started_ms_ = clock_->NowUnixMs();
     return;
@@ -124,6 +131,10 @@ const std::string& AgentHub::ServersJson() const {
   return servers_json_;
 }
 
+bool AgentHub::Stopping(const model::Task& t) const {
+  return t.desired == "STOPPED" && !(drains_ && drains_->Held(t.id));
+}
+
 std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
   bool changes = s && s->changes && s->sent_version != UINT64_MAX;
   std::string out;
@@ -141,7 +152,8 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
     out.append(",\"taskDefinition\":");
     json::AppendQuoted(&out, ref);
     out.append(",\"desiredStatus\":");
-    json::AppendQuoted(&out, t.desired);
+    // A target held while its proxies drain it is still to run (control/drains.h).
+    json::AppendQuoted(&out, t.desired == "STOPPED" && !Stopping(t) ? "RUNNING" : t.desired);
     out.append(",\"lastStatus\":");
     json::AppendQuoted(&out, t.last);
     out.append(",\"group\":");
@@ -203,14 +215,14 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
     for (const auto& [id, t] : n.tasks) {
       append_task(*t, first);
       first = false;
-      if (s && s->changes) s->sent.emplace(id, t->desired == "STOPPED");
+      if (s && s->changes) s->sent.emplace(id, Stopping(*t));
     }
     out.append("]");
   } else {
     // What differs from what this stream carried: new tasks, tasks now to be
     // stopped, and tasks the node no longer holds.
     for (const auto& [id, t] : n.tasks) {
-      bool stopping = t->desired == "STOPPED";
+      bool stopping = Stopping(*t);
       auto [it, added] = s->sent.try_emplace(id, stopping);  // no copy of the id when known
       if (!added && it->second == stopping) continue;
       it->second = stopping;
@@ -275,8 +287,10 @@ bool AgentHub::MayActFor(const http::ExchangePtr& ex, const model::Node& n) {
 }
 
 void AgentHub::Flush() {
-  // Proxy documents that changed give their nodes a new desired version first.
+  // Proxy documents that changed give their nodes a new desired version first;
+  // then the drains they began take those versions, and those done are released.
   if (proxies_) proxies_->Flush();
+  if (drains_) drains_->Settle();
   // A revoked token's nodes lose their streams (they joined with it, without a
   // certificate); their next call is refused.
   if (!removed_tokens_.empty()) {
@@ -304,6 +318,10 @@ void AgentHub::Flush() {
     CloseStream(id);
   }
   removed_.clear();
+  SendDirty();
+}
+
+void AgentHub::SendDirty() {
   if (dirty_.empty()) return;
   std::unordered_set<std::string> dirty = std::move(dirty_);
   dirty_.clear();
@@ -361,6 +379,11 @@ void AgentHub::Tick() {
     CloseStream(id);
   }
   ExpireLogRequests(now);
+  // Deregistration delays and the grace of agents away run out with time.
+  if (drains_) {
+    drains_->Settle();
+    SendDirty();
+  }
   // After a restart of this server every agent counts as away from the start, so
   // nothing is declared lost before agents had the grace period to come back.
   for (const auto& [id, n] : state_->nodes()) {
@@ -662,6 +685,30 @@ void AgentHub::AddRoutes(http::Router* router) {
                 http::ErrorResponse(400, "InvalidParameter", "proxyVersion: must be a number, 0 or more"));
           }
           state_->SetProxyVersion(id, pv.IntIn(0, INT64_MAX, 0));
+          // The draining targets of that version with nothing in flight (at most
+          // one per task the node's documents could list).
+          std::vector<std::string> drained;
+          if (json::View list = body->view().Get("proxyDrained"); list.valid()) {
+            if (!list.IsArray() || list.Size() > kMaxDrainedReported) {
+              return ex->Respond(http::ErrorResponse(
+                  400, "InvalidParameter",
+                  "proxyDrained: must be an array of at most " + std::to_string(kMaxDrainedReported) + " task ids"));
+            }
+            size_t i = 0;
+            for (json::View v : list) {
+              if (!v.IsString() || v.String().empty() || v.String().size() > 64) {
+                return ex->Respond(http::ErrorResponse(
+                    400, "InvalidParameter",
+                    "proxyDrained[" + std::to_string(i) + "]: must be a task id (1-64 characters)"));
+              }
+              drained.emplace_back(v.String());
+              i++;
+            }
+          }
+          if (drains_ && drains_->Reported(id, pv.IntIn(0, INT64_MAX, 0), std::move(drained))) {
+            drains_->Settle();
+            SendDirty();
+          }
         }
         auto cmd = std::make_unique<model::ReportTasks>();
         cmd->node = id;

@@ -26,8 +26,9 @@
 #include "store/store.h"
 
 namespace berth::control {
+class Drains;
 class ProxyConfigs;
-}
+}  // namespace berth::control
 
 namespace berth::api {
 
@@ -98,6 +99,10 @@ class AgentHub final : public model::StateObserver {
   // The proxies' configurations (control/proxy_config.h): flushed at the start of
   // Flush, and carried as "proxy" on the desired lines of member nodes. Unset: none.
   void SetProxyConfigs(control::ProxyConfigs* proxies) { proxies_ = proxies; }
+  // Draining (control/drains.h): a held task is still sent to be run; agents'
+  // `proxyDrained` reports go to it, and it is settled after the proxies' flush,
+  // after each report that carries proxy news, and on Tick. Unset: none held.
+  void SetDrains(control::Drains* drains) { drains_ = drains; }
   // Sends the desired set to every node whose set changed since the last call.
   // Called after each store flush.
   void Flush();
@@ -153,8 +158,13 @@ class AgentHub final : public model::StateObserver {
   // The node's whole set (`desired`), or for a stream that takes them and has
   // had its first line, what changed since its last line (`changes`).
   std::string DesiredMessage(const model::Node& n, Stream* s) const;
+  // Whether the node's agent is told to stop `t`: desired STOPPED and not held
+  // while its proxies drain it.
+  bool Stopping(const model::Task& t) const;
   void AppendSecrets(std::string* out, const model::TaskDefinition& td, const std::string& cluster) const;
   void Send(const std::string& node_id, Stream& s);
+  // Sends the lines of the nodes whose desired set changed.
+  void SendDirty();
   void CloseStream(const std::string& node_id);
 
   model::State* state_;
@@ -175,6 +185,7 @@ class AgentHub final : public model::StateObserver {
   metrics::Counter* desired_lines_ = nullptr;  // desired-state lines sent, and their bytes
   metrics::Counter* desired_bytes_ = nullptr;
   control::ProxyConfigs* proxies_ = nullptr;
+  control::Drains* drains_ = nullptr;
 };
 
 }  // namespace berth::api

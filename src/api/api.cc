@@ -16,6 +16,7 @@
 #include "base/flags.h"
 #include "base/json.h"
 #include "base/log.h"
+#include "control/drains.h"
 #include "control/proxy_config.h"
 #include "sched/expr.h"
 
@@ -629,29 +630,29 @@ void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
         std::sort(found.begin(), found.end(),
                   [](const control::Target& a, const control::Target& b) { return a.task_id < b.task_id; });
         for (const control::Target& x : found) {
-          targets.Push(json::Doc::Object()
-                           .Set("taskId", x.task_id)
-                           .Set("nodeId", x.node)
-                           .Set("address", x.address)
-                           .Set("port", x.port)
-                           .Set("state", x.state)
-                           .Set("reason", x.reason));
-        }
-        // The proxies that serve the group: the members of the load balancers
-        // whose listeners or rules name it, and the version each applied.
-        std::set<std::string> nodes;
-        for (const auto& [key, lb] : ctx->state->load_balancers()) {
-          if (lb.cluster != tg->cluster) continue;
-          bool uses = false;
-          for (const model::Listener& l : lb.listeners) {
-            uses = uses || l.default_target_group == tg->name;
-            for (const model::ListenerRule& r : l.rules) uses = uses || r.target_group == tg->name;
+          json::Doc target = json::Doc::Object();
+          target.Set("taskId", x.task_id)
+              .Set("nodeId", x.node)
+              .Set("address", x.address)
+              .Set("port", x.port)
+              .Set("state", x.state)
+              .Set("reason", x.reason);
+          // A draining target still running: what its stop waits for.
+          if (control::DrainView d; ctx->drains && ctx->drains->Describe(x.task_id, &d)) {
+            json::Doc unacked = json::Doc::Array(), in_flight = json::Doc::Array();
+            for (const std::string& n : d.unacknowledged) unacked.Push(n);
+            for (const std::string& n : d.in_flight) in_flight.Push(n);
+            target.Set("drain", json::Doc::Object()
+                                    .Set("since", UtcIso8601(d.since_ms))
+                                    .Set("deregistrationDelaySeconds", d.delay_ms / 1000)
+                                    .Set("unacknowledgedBy", unacked)
+                                    .Set("inFlightOn", in_flight));
           }
-          if (!uses) continue;
-          for (const std::string& id : ctx->proxies->Members(lb)) nodes.insert(id);
+          targets.Push(target);
         }
+        // The proxies that serve the group and the version each applied.
         json::Doc proxies = json::Doc::Array(), behind = json::Doc::Array();
-        for (const std::string& id : nodes) {
+        for (const std::string& id : ctx->proxies->NodesServing(*tg)) {
           const model::Node* n = ctx->state->FindNode(id);
           int64_t version = ctx->proxies->Version(id), applied = n ? n->proxy_version : 0;
           json::Doc p = json::Doc::Object();

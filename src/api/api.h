@@ -19,6 +19,7 @@
 #include "store/store.h"
 
 namespace berth::control {
+class Drains;
 class ProxyConfigs;
 class RetentionController;
 }  // namespace berth::control
@@ -59,6 +60,8 @@ struct Context {
   // Load balancers' members, target groups' targets, proxies' documents
   // (GET /v1/targetgroups/{name}/health); unset: the route answers 503.
   const control::ProxyConfigs* proxies = nullptr;
+  // Targets held while their proxies drain them (control/drains.h); unset: none shown.
+  const control::Drains* drains = nullptr;
 };
 
 // Adds every route to `router`. `ctx` must outlive the router.

@@ -148,6 +148,15 @@ std::vector<Target> ProxyConfigs::Targets(const model::TargetGroup& tg) const {
   return out;
 }
 
+std::set<std::string> ProxyConfigs::NodesServing(const model::TargetGroup& tg) const {
+  std::set<std::string> nodes;
+  ForEachLb(*state_, tg.cluster, [&](const std::string& key, const model::LoadBalancer& lb) {
+    if (!Uses(lb, tg.name)) return;
+    if (auto it = lb_members_.find(key); it != lb_members_.end()) nodes.insert(it->second.begin(), it->second.end());
+  });
+  return nodes;
+}
+
 void ProxyConfigs::MarkGroup(const std::string& cluster, const std::string& tg) {
   dirty_groups_.insert(Key(cluster, tg));
 }

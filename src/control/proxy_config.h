@@ -79,6 +79,9 @@ class ProxyConfigs final : public model::StateObserver {
   std::vector<std::pair<int, bool>> ListenerPorts(const model::Node& n) const;
   // The targets of group `tg` (every task of the services naming it that is not STOPPED).
   std::vector<Target> Targets(const model::TargetGroup& tg) const;
+  // The nodes whose proxies serve `tg`: the members of the load balancers whose
+  // listeners or rules name it, as of the last Flush.
+  std::set<std::string> NodesServing(const model::TargetGroup& tg) const;
 
   // model::StateObserver
   void OnNodeChanged(const model::Node& n) override;

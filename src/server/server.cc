@@ -30,6 +30,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/notify.h"
+#include "control/drains.h"
 #include "control/proxy_config.h"
 #include "control/retention.h"
 #include "control/scheduler.h"
@@ -583,6 +584,12 @@ int Run(const Options& o) {
   }
   api::AgentHub agents(&state, store.get(), &SystemClock::Get(), agent_options, &registry);
   agents.SetProxyConfigs(&proxies);
+  // A target's task is signalled only once its proxies have drained it; an agent
+  // away as long as it takes to be declared lost is not waited for.
+  control::DrainOptions drain_options;
+  drain_options.grace_ms = o.node_lost_after_ms;
+  control::Drains drains(&state, &proxies, &SystemClock::Get(), drain_options);
+  agents.SetDrains(&drains);
   control::ServiceController services(&state, store.get(), &scheduler, &SystemClock::Get());
   control::RetentionOptions retention_options;
   retention_options.task_retention_ms = o.task_retention_ms;
@@ -698,6 +705,7 @@ int Run(const Options& o) {
   ctx.streams = &streams;
   ctx.retention = &retention;
   ctx.proxies = &proxies;
+  ctx.drains = &drains;
   ctx.servers = [&replica] {
     replica::LogStatus st = replica->Describe();
     json::Doc list = json::Doc::Array();

@@ -8,6 +8,8 @@ Waits are deadlines for a slow machine, never claims about speed.
 
 import json
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -48,6 +50,20 @@ def get(port, path="/", host=None):
 def web(name, text):
     """A container answering every GET with `text` and the container's hostname."""
     return box(name, "mkdir -p /www && echo %s $(hostname) > /www/index.html && httpd -f -p 8080 -h /www" % text,
+               memory=32, stopTimeout=2, portMappings=[{"containerPort": 8080}])
+
+
+def slow_web(text):
+    """A container whose /cgi-bin/slow?N answers "start", then after N seconds
+    "done <text> <hostname>": a request cut by the container's stop shows as a
+    body without its last line (the answer has begun, so no proxy may retry it).
+    Its shell exits at SIGTERM, which ends the container at once, as an
+    application that stops when told does."""
+    script = "#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho start\\nsleep ${QUERY_STRING:-1}\\n" \
+             "echo done %s $(hostname)\\n" % text
+    return box("app", "mkdir -p /www/cgi-bin && echo %s $(hostname) > /www/index.html && printf '%s' > "
+               "/www/cgi-bin/slow && chmod +x /www/cgi-bin/slow && trap 'exit 0' TERM && "
+               "{ httpd -f -p 8080 -h /www & wait; }" % (text, script),
                memory=32, stopTimeout=2, portMappings=[{"containerPort": 8080}])
 
 
@@ -114,3 +130,60 @@ def test_lb_docker_requests_reach_the_service_by_rules_and_follow_it_as_it_scale
         # The listener removed: the port closes on the node.
         berth(s, "lb", "listener", "rm", "edge:%d" % port)
         wait_until(lambda: get(port)[0] == 0, wait=LONG, step=0.3, what="the listener's port closed")
+
+
+@timeout(300)
+def test_lb_docker_a_rolling_deploy_cuts_no_request_in_flight():
+    """Old tasks are signalled only once the proxy took them out of rotation and
+    their requests in flight ended: clients that keep 1- and 2-second requests
+    going through a rolling deploy see every one of them whole. (The containers
+    end at SIGTERM: a task signalled with a request in flight cuts it.)"""
+    with all_in_one() as (s, node):
+        port = free_port()
+        register(s, "lb-slow", [slow_web("v1")])
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080",
+              "--attr", "deregistration_delay.timeout_seconds=60")
+        berth(s, "lb", "create", "edge")
+        berth(s, "lb", "listener", "add", "edge", "--port", str(port), "--protocol", "HTTP", "--default-tg", "web")
+        berth(s, "service", "create", "web", "--taskdef", "lb-slow", "--count", "2", "--lb", "web:app:8080")
+        wait_running(s, 2, "two tasks running")
+        healthy_targets(s, "web", 2)
+        wait_until(lambda: get(port)[0] == 200, wait=LONG, step=0.3, what="the proxy answering on %d" % port)
+        register(s, "lb-slow", [slow_web("v2")])
+
+        results, stop = [], threading.Event()
+
+        def client(path):
+            while not stop.is_set():
+                results.append((path,) + get(port, path))
+
+        clients = [threading.Thread(target=client, args=(path,))
+                   for path in ("/cgi-bin/slow?2", "/cgi-bin/slow?1", "/cgi-bin/slow?1", "/")]
+        for c in clients:
+            c.start()
+        try:
+            time.sleep(1.5)  # requests in flight on both old tasks
+            berth(s, "service", "update", "web", "--taskdef", "lb-slow:2")
+
+            # While an old target drains, its task still runs and the server says
+            # what it waits for.
+            def draining():
+                h = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]
+                return [t for t in h["targets"] if t["state"] == "draining" and t.get("drain")]
+            held = wait_until(draining, wait=LONG, step=0.1, what="a draining target held")
+            wait_until(lambda: all(t["lastStatus"] == "STOPPED" for t in
+                                   json.loads(berth(s, "task", "ls", "--json", "--all").stdout)["tasks"]
+                                   if t["taskDefinitionArn"].endswith(":1")),
+                       wait=LONG, step=0.3, what="the old tasks stopped")
+            healthy_targets(s, "web", 2)
+            time.sleep(2.5)  # the clients' requests that began on the old tasks end
+        finally:
+            stop.set()
+            for c in clients:
+                c.join(30)
+        slow = [r for r in results if r[0] != "/"]
+        cut = [r for r in results if r[1] != 200 or (r[0] != "/" and "done" not in r[2])]
+        check(not cut, "%d of %d requests cut or failed during the deploy: %r" % (len(cut), len(results), cut[:5]))
+        check(any("done v1" in r[2] for r in slow) and any("done v2" in r[2] for r in slow),
+              "slow requests served by both revisions: %r" % sorted({r[2].split()[-2] for r in slow}))
+        check(held[0]["drain"]["deregistrationDelaySeconds"] == 60, "drain: %r" % held[0])

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "control/control_plane.h"
+#include "control/drains.h"
 #include "model/lb.h"
 
 namespace berth {
@@ -15,9 +16,13 @@ namespace {
 using testing::ControlPlane;
 
 std::unique_ptr<model::CreateTargetGroup> TargetGroupCmd(const std::string& name, const std::string& protocol = "HTTP",
-                                                         const std::string& cluster = "default") {
+                                                         const std::string& cluster = "default",
+                                                         int64_t deregistration_delay_s = -1) {
   json::Doc body = json::Doc::Object();
   body.Set("name", name).Set("protocol", protocol).Set("port", 8080);
+  if (deregistration_delay_s >= 0) {
+    body.Set("attributes", json::Doc::Object().Set("deregistration_delay.timeout_seconds", deregistration_delay_s));
+  }
   Result<model::TargetGroup> tg = model::ParseTargetGroupBody(body.view(), cluster);
   REQUIRE(tg.ok());
   auto cmd = std::make_unique<model::CreateTargetGroup>();
@@ -371,6 +376,167 @@ TEST_CASE("load balancing: listener ports are never given to tasks on member nod
   testing::Census c2 = cp.Count("fixed2");
   CHECK(c2.by_node["edge-1"] == 1);
   CHECK(c2.by_node["edge-2"] == 1);
+}
+
+}  // namespace
+}  // namespace berth
+
+namespace berth {
+namespace {
+
+using testing::ControlPlane;
+
+// Two edges that are members of the load balancer "edge" (all nodes), a
+// listener on 80 to group "web" (deregistration delay `delay_s`), and a service
+// of two RUNNING tasks in it; drains with a grace of 10 s.
+struct DrainWorld {
+  ControlPlane cp;
+  control::ProxyConfigs proxies{&cp.state, &cp.clock};
+  control::Drains drains{&cp.state, &proxies, &cp.clock, control::DrainOptions{10000}};
+  std::vector<std::string> tasks;
+
+  explicit DrainWorld(int64_t delay_s = 30) {
+    cp.scheduler->SetProxyConfigs(&proxies);
+    cp.hub->SetProxyConfigs(&proxies);
+    cp.hub->SetDrains(&drains);
+    RegisterAt(cp, "edge-1", {}, "10.0.0.1");
+    RegisterAt(cp, "edge-2", {}, "10.0.0.2");
+    REQUIRE(cp.Apply(TargetGroupCmd("web", "HTTP", "default", delay_s)).ok());
+    REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+    REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
+    RegisterWebDefinition(cp, "web");
+    REQUIRE(CreateLbService(cp, "web", 2, {{"web", "app", 8080}}).ok());
+    cp.Step();
+    for (const auto& [id, n] : cp.state.nodes()) {
+      if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
+    }
+    cp.hub->Flush();
+    for (const auto& [id, t] : cp.state.tasks()) tasks.push_back(id);
+    REQUIRE(tasks.size() == 2);
+  }
+
+  void Stop(const std::string& id) {
+    auto stop = std::make_unique<model::StopTasks>();
+    stop->ids.push_back(id);
+    stop->reason = "test";
+    REQUIRE(cp.Apply(std::move(stop)).ok());
+    cp.hub->Flush();  // the documents list it draining; the drain takes their versions
+  }
+  // Node `node`'s proxy reports its current document applied, with `drained`.
+  void Ack(const std::string& node, std::vector<std::string> drained, int64_t behind = 0) {
+    drains.Reported(node, proxies.Version(node) - behind, std::move(drained));
+    drains.Settle();
+  }
+  control::DrainView View(const std::string& id) {
+    control::DrainView v;
+    REQUIRE(drains.Describe(id, &v));
+    return v;
+  }
+};
+
+TEST_CASE("draining: a target's task is released only once every proxy applied its removal and drained it", "[lb]") {
+  DrainWorld w;
+  std::string a = w.tasks[0];
+  const std::string node = w.cp.state.FindTask(a)->node;
+  CHECK_FALSE(w.drains.Held(a));
+  w.Stop(a);
+  REQUIRE(w.drains.Held(a));
+  CHECK(w.View(a).unacknowledged == std::vector<std::string>{"edge-1", "edge-2"});
+  CHECK(w.View(a).delay_ms == 30000);
+
+  // A version before the one that lists it draining is no acknowledgement.
+  w.Ack("edge-1", {a}, 1);
+  CHECK(w.drains.Held(a));
+  w.Ack("edge-1", {a});
+  CHECK(w.drains.Held(a));
+  CHECK(w.View(a).unacknowledged == std::vector<std::string>{"edge-2"});
+  // Applied, with requests still in flight to it.
+  w.Ack("edge-2", {});
+  CHECK(w.drains.Held(a));
+  CHECK(w.View(a).unacknowledged.empty());
+  CHECK(w.View(a).in_flight == std::vector<std::string>{"edge-2"});
+  w.cp.clock.Advance(29000);
+  w.drains.Settle();
+  CHECK(w.drains.Held(a));
+
+  uint64_t desired = w.cp.state.FindNode(node)->desired_version;
+  w.Ack("edge-2", {a});
+  CHECK_FALSE(w.drains.Held(a));
+  CHECK(w.cp.state.FindNode(node)->desired_version > desired);  // its agent hears the stop
+  // Released once: never held again, whatever comes.
+  w.cp.hub->Flush();
+  CHECK_FALSE(w.drains.Held(a));
+  CHECK(w.drains.held() == 0);
+}
+
+TEST_CASE("draining: the delay ends the wait for requests in flight, never the wait for acknowledgements", "[lb]") {
+  DrainWorld w(30);
+  std::string a = w.tasks[0], b = w.tasks[1];
+  w.Stop(a);
+  w.Ack("edge-1", {a});
+  w.Ack("edge-2", {});  // something in flight, forever
+  w.cp.clock.Advance(29999);
+  w.drains.Settle();
+  CHECK(w.drains.Held(a));
+  w.cp.clock.Advance(1);
+  w.drains.Settle();
+  CHECK_FALSE(w.drains.Held(a));
+
+  // edge-2 (connected) never applies the document that drains b: past the delay
+  // the task is still held; only delay + grace releases it.
+  w.Stop(b);
+  w.Ack("edge-1", {a, b});
+  w.cp.clock.Advance(30000);
+  w.drains.Settle();
+  CHECK(w.drains.Held(b));
+  CHECK(w.View(b).unacknowledged == std::vector<std::string>{"edge-2"});
+  w.cp.clock.Advance(9999);
+  w.drains.Settle();
+  CHECK(w.drains.Held(b));
+  w.cp.clock.Advance(1);
+  w.drains.Settle();
+  CHECK_FALSE(w.drains.Held(b));
+}
+
+TEST_CASE("draining: a proxy whose agent is away past the grace is not waited for", "[lb]") {
+  DrainWorld w(300);
+  std::string a = w.tasks[0];
+  w.cp.state.SetNodeConnected("edge-2", false, w.cp.clock.NowUnixMs());
+  w.Stop(a);
+  w.Ack("edge-1", {a});
+  CHECK(w.drains.Held(a));
+  w.cp.clock.Advance(9999);
+  w.drains.Settle();
+  CHECK(w.drains.Held(a));
+  w.cp.clock.Advance(1);
+  w.drains.Settle();
+  CHECK_FALSE(w.drains.Held(a));
+}
+
+TEST_CASE("draining: tasks that never ran, and tasks of services without load balancers, are not held", "[lb]") {
+  DrainWorld w;
+  std::string a = w.tasks[0];
+  // Another service's task, placed and not yet RUNNING.
+  REQUIRE(CreateLbService(w.cp, "other", 1, {{"web", "app", 8080}}).ok());
+  w.cp.store->Flush();  // the controller places it
+  w.cp.store->Flush();
+  std::string pending;
+  for (const auto& [id, t] : w.cp.state.tasks()) {
+    if (t.service == "other") pending = id;
+  }
+  REQUIRE(!pending.empty());
+  REQUIRE(w.cp.state.FindTask(pending)->last != "RUNNING");
+  w.Stop(pending);
+  CHECK_FALSE(w.drains.Held(pending));
+
+  // The group is used by no listener: nothing serves it, released at once.
+  auto rm = std::make_unique<model::DeleteListener>();
+  rm->cluster = "default";
+  rm->load_balancer = "edge";
+  rm->port = 80;
+  REQUIRE(w.cp.Apply(std::move(rm)).ok());
+  w.Stop(a);
+  CHECK_FALSE(w.drains.Held(a));
 }
 
 }  // namespace
