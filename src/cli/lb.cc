@@ -27,8 +27,9 @@ const char kTgUsage[] =
     "      default) or round_robin. Attributes: deregistration_delay.timeout_seconds (0-3600, default\n"
     "      300), slow_start.duration_seconds (0, or 30-900)\n"
     "  berth tg ls | describe NAME | rm NAME\n"
-    "  berth tg health NAME   each target: task, node, address:port, state and reason, and the\n"
-    "                         proxies of its load balancers' nodes that are behind\n";
+    "  berth tg health NAME   each target: task, node, address:port, state and reason; what each\n"
+    "                         draining target's stop waits for; the proxies of its load balancers'\n"
+    "                         nodes that are behind\n";
 
 const char kLbUsage[] =
     "Usage:\n"
@@ -99,6 +100,23 @@ void PrintHealth(json::View h) {
            Str(x, "reason").empty() ? "-" : Str(x, "reason")});
   }
   printf("%s", t.Render().c_str());
+  // A draining target still running: what its stop waits for.
+  for (json::View x : h.Get("targets")) {
+    json::View d = x.Get("drain");
+    if (!d.IsObject()) continue;
+    auto nodes = [](json::View list) {
+      std::string out;
+      for (json::View n : list) out += (out.empty() ? "" : ", ") + std::string(n.String());
+      return out;
+    };
+    std::string unacked = nodes(d.Get("unacknowledgedBy")), in_flight = nodes(d.Get("inFlightOn"));
+    std::string waits = unacked.empty() ? "" : "proxies on " + unacked + " to apply its removal";
+    if (!in_flight.empty())
+      waits += (waits.empty() ? "" : ", and ") + std::string("requests in flight on ") + in_flight;
+    printf("task %s draining since %s, stopped once nothing is in flight (at most %ss): %s\n", Str(x, "taskId").c_str(),
+           Str(d, "since").c_str(), Num(d, "deregistrationDelaySeconds").c_str(),
+           waits.empty() ? "being released" : ("waiting for " + waits).c_str());
+  }
   for (json::View n : h.Get("proxiesBehind")) {
     printf("proxy on node %s has applied version %s of %s\n", Str(n, "nodeId").c_str(),
            Num(n, "appliedVersion").c_str(), Num(n, "version").c_str());

@@ -1,6 +1,8 @@
 #include "model/lb.h"
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
 
 #include "base/clock.h"
 #include "base/crypto.h"
@@ -30,14 +32,21 @@ Status CheckProtocol(std::string_view protocol, std::string_view field) {
                         std::string(protocol) + "\"");
 }
 
+// `v` when it is a whole number from lo to hi (checked before any conversion:
+// a double out of int64's range has none).
+std::optional<int64_t> Whole(json::View v, int64_t lo, int64_t hi) {
+  if (!v.IsNumber()) return std::nullopt;
+  double d = v.Number();
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d)) return std::nullopt;
+  return static_cast<int64_t>(d);
+}
+
 Result<int64_t> RequirePort(json::View body, std::string_view key, std::string_view field) {
   json::View v = body.Get(key);
   if (!v.valid()) return Error::Invalid(std::string(field) + ": required");
-  if (!v.IsNumber() || v.Number() != static_cast<double>(static_cast<int64_t>(v.Number())) || v.Number() < 1 ||
-      v.Number() > 65535) {
-    return Error::Invalid(std::string(field) + ": must be a whole number from 1 to 65535");
-  }
-  return static_cast<int64_t>(v.Number());
+  std::optional<int64_t> port = Whole(v, 1, 65535);
+  if (!port) return Error::Invalid(std::string(field) + ": must be a whole number from 1 to 65535");
+  return *port;
 }
 
 // A list of strings (a missing one is empty), each checked by `check`.
@@ -179,8 +188,9 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
       std::string field = "attributes." + key;
       int64_t value = 0;
       if (a.IsNumber()) {
-        value = static_cast<int64_t>(a.Number());
-        if (static_cast<double>(value) != a.Number()) return Error::Invalid(field + ": must be a whole number");
+        std::optional<int64_t> whole = Whole(a, 0, 999999999);
+        if (!whole) return Error::Invalid(field + ": must be a whole number of seconds; got " + a.Print());
+        value = *whole;
       } else if (a.IsString()) {
         std::string_view text = a.String();
         if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string_view::npos) {
@@ -229,11 +239,9 @@ Result<ListenerRule> ParseRuleBody(json::View body) {
   ListenerRule r;
   json::View p = body.Get("priority");
   if (!p.valid()) return Error::Invalid("priority: required");
-  if (!p.IsNumber() || p.Number() != static_cast<double>(static_cast<int64_t>(p.Number())) || p.Number() < 1 ||
-      p.Number() > 50000) {
-    return Error::Invalid("priority: must be a whole number from 1 to 50000");
-  }
-  r.priority = static_cast<int64_t>(p.Number());
+  std::optional<int64_t> priority = Whole(p, 1, 50000);
+  if (!priority) return Error::Invalid("priority: must be a whole number from 1 to 50000");
+  r.priority = *priority;
   Result<std::vector<std::string>> hosts = StringList(body, "hosts", CheckHost);
   if (!hosts) return hosts.take_error();
   r.hosts = std::move(hosts.value());

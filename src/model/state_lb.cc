@@ -22,6 +22,21 @@ Error NoLoadBalancer(std::string_view cluster, std::string_view name) {
 
 std::string ListenerName(std::string_view lb, int64_t port) { return std::string(lb) + ":" + std::to_string(port); }
 
+// ELB's default quotas: a load balancer's row (its listeners and their rules)
+// is written whole at each change, so it stays small.
+constexpr size_t kMaxListeners = 50;  // per load balancer
+constexpr size_t kMaxRules = 100;     // per listener
+
+// The listener of `lb` on `port`, or ListenerNotFound.
+Result<Listener*> ListenerOn(LoadBalancer& lb, int64_t port) {
+  auto l = std::find_if(lb.listeners.begin(), lb.listeners.end(), [&](const Listener& x) { return x.port == port; });
+  if (l == lb.listeners.end()) {
+    return Error::NotFound("ListenerNotFound",
+                           "load balancer " + lb.name + " has no listener on port " + std::to_string(port));
+  }
+  return &*l;
+}
+
 }  // namespace
 
 const TargetGroup* State::FindTargetGroup(std::string_view cluster, std::string_view name) const {
@@ -232,6 +247,10 @@ Result<std::string> State::ApplyCreateListener(store::Db& db, const CreateListen
                           l->protocol);
   }
   LoadBalancer lb = it->second;
+  if (lb.listeners.size() >= kMaxListeners) {
+    return Error::Invalid("load balancer " + lb.name + " has " + std::to_string(kMaxListeners) +
+                          " listeners, the most it may have");
+  }
   auto at = std::lower_bound(lb.listeners.begin(), lb.listeners.end(), l->port,
                              [](const Listener& x, int64_t port) { return x.port < port; });
   lb.listeners.insert(at, l.value());
@@ -246,12 +265,9 @@ Result<std::string> State::ApplyDeleteListener(store::Db& db, const DeleteListen
   auto it = load_balancers_.find(ServiceKey(c.cluster, c.load_balancer));
   if (it == load_balancers_.end()) return NoLoadBalancer(c.cluster, c.load_balancer);
   LoadBalancer lb = it->second;
-  auto at = std::find_if(lb.listeners.begin(), lb.listeners.end(), [&](const Listener& x) { return x.port == c.port; });
-  if (at == lb.listeners.end()) {
-    return Error::NotFound("ListenerNotFound",
-                           "load balancer " + lb.name + " has no listener on port " + std::to_string(c.port));
-  }
-  lb.listeners.erase(at);
+  Result<Listener*> l = ListenerOn(lb, c.port);
+  if (!l) return l.take_error();
+  lb.listeners.erase(lb.listeners.begin() + (*l - lb.listeners.data()));
   if (Status s = SaveLoadBalancer(db, lb); !s) return s.take_error();
   std::string reply = json::Doc::Object().Set("loadBalancer", LoadBalancerJson(lb)).Print();
   it->second = std::move(lb);
@@ -266,13 +282,15 @@ Result<std::string> State::ApplyCreateRule(store::Db& db, const CreateRule& c) {
   Result<ListenerRule> r = ParseRuleBody(doc->view());
   if (!r) return r.take_error();
   LoadBalancer lb = it->second;
-  auto l = std::find_if(lb.listeners.begin(), lb.listeners.end(), [&](const Listener& x) { return x.port == c.port; });
-  if (l == lb.listeners.end()) {
-    return Error::NotFound("ListenerNotFound",
-                           "load balancer " + lb.name + " has no listener on port " + std::to_string(c.port));
-  }
+  Result<Listener*> found = ListenerOn(lb, c.port);
+  if (!found) return found.take_error();
+  Listener* l = *found;
   if (l->protocol != "HTTP") {
     return Error::Invalid("rules are for HTTP listeners; " + ListenerName(lb.name, c.port) + " is " + l->protocol);
+  }
+  if (l->rules.size() >= kMaxRules) {
+    return Error::Invalid("listener " + ListenerName(lb.name, c.port) + " has " + std::to_string(kMaxRules) +
+                          " rules, the most it may have");
   }
   for (const ListenerRule& x : l->rules) {
     if (x.priority == r->priority) {
@@ -300,11 +318,9 @@ Result<std::string> State::ApplyDeleteRule(store::Db& db, const DeleteRule& c) {
   auto it = load_balancers_.find(ServiceKey(c.cluster, c.load_balancer));
   if (it == load_balancers_.end()) return NoLoadBalancer(c.cluster, c.load_balancer);
   LoadBalancer lb = it->second;
-  auto l = std::find_if(lb.listeners.begin(), lb.listeners.end(), [&](const Listener& x) { return x.port == c.port; });
-  if (l == lb.listeners.end()) {
-    return Error::NotFound("ListenerNotFound",
-                           "load balancer " + lb.name + " has no listener on port " + std::to_string(c.port));
-  }
+  Result<Listener*> found = ListenerOn(lb, c.port);
+  if (!found) return found.take_error();
+  Listener* l = *found;
   auto r =
       std::find_if(l->rules.begin(), l->rules.end(), [&](const ListenerRule& x) { return x.priority == c.priority; });
   if (r == l->rules.end()) {

@@ -164,10 +164,40 @@ TEST_CASE("load balancing: names, ARNs and bodies are checked with their field",
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.starts_with("algorithm:"));
 
+  // Numbers far out of range are refused before any conversion.
+  for (const char* text :
+       {R"({"name":"web","protocol":"HTTP","port":1e30})", R"({"name":"web","protocol":"HTTP","port":80.5})",
+        R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"deregistration_delay.timeout_seconds":1e300}})",
+        R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"deregistration_delay.timeout_seconds":-1e300}})"}) {
+    bad = parse(text);
+    CHECK_FALSE(bad.ok());
+  }
+
   Result<json::Doc> rule = json::Doc::Parse(R"({"priority":10,"paths":["v1/*"],"targetGroup":"api"})");
   Result<model::ListenerRule> r = model::ParseRuleBody(rule->view());
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message.starts_with("paths[0]:"));
+  for (const char* text : {R"({"priority":1e30,"paths":["/"],"targetGroup":"api"})",
+                           R"({"priority":1.5,"paths":["/"],"targetGroup":"api"})"}) {
+    rule = json::Doc::Parse(text);
+    r = model::ParseRuleBody(rule->view());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.starts_with("priority:"));
+  }
+}
+
+TEST_CASE("load balancing: a load balancer takes at most 50 listeners, a listener 100 rules", "[lb]") {
+  ControlPlane cp;
+  REQUIRE(cp.Apply(TargetGroupCmd("web")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  for (int i = 0; i < 50; i++) REQUIRE(cp.Apply(ListenerCmd("edge", 8000 + i, "web")).ok());
+  Result<std::string> over = cp.Apply(ListenerCmd("edge", 9000, "web"));
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().message.find("50 listeners") != std::string::npos);
+  for (int i = 1; i <= 100; i++) REQUIRE(cp.Apply(RuleCmd("edge", 8000, i, "web")).ok());
+  over = cp.Apply(RuleCmd("edge", 8000, 101, "web"));
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().message.find("100 rules") != std::string::npos);
 }
 
 TEST_CASE("load balancing: commands keep references whole, and survive the log", "[lb]") {
