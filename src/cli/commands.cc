@@ -6,6 +6,7 @@
 #include "base/flags.h"
 #include "cli/common.h"
 #include "cli/describe.h"
+#include "cli/lb.h"
 #include "cli/table.h"
 #include "net/http.h"
 
@@ -392,13 +393,18 @@ int ServiceCommand(const std::vector<std::string>& args) {
       {"force", false, "", "rm: delete even with tasks running"},
       {"lb", true, "TG:CONTAINER:PORT",
        "create: register the tasks' CONTAINER:PORT in target group TG (repeatable; berth tg)"},
-      {"health-grace", true, "SECONDS", "create: healthCheckGracePeriodSeconds"}};
+      {"health-grace", true, "SECONDS", "create: healthCheckGracePeriodSeconds"},
+      {"publish", true, "LISTEN:PORT[/http|/tcp]",
+       "create: a listener on LISTEN for the container port PORT (repeatable; makes the target group NAME-PORT "
+       "and the load balancer NAME as needed)"},
+      {"on", true, "EXPRESSION", "create with --publish: the nodes that listen (memberOf language; default all)"}};
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("service", p.error().message);
   if (p->help || p->positional.empty()) {
     printf(
         "Usage:\n"
         "  berth service create NAME --taskdef FAMILY[:REV] --count N [placement and deployment flags]\n"
+        "  berth service create NAME --taskdef TD --count N --publish 80:8080/http [--on 'attribute:role == edge']\n"
         "  berth service update NAME [--taskdef F[:R]] [--count N] [flags]\n"
         "  berth service scale NAME N\n"
         "  berth service ls | describe NAME | events NAME | rm NAME [--force]\n\nFlags:\n%s",
@@ -486,7 +492,27 @@ int ServiceCommand(const std::vector<std::string>& args) {
       }
       if (p->Has("force-new-deployment")) body.Set("forceNewDeployment", true);
     }
+    if (p->Has("on") && !p->Has("publish")) return UsageError("service", "--on goes with --publish");
+    if ((p->Has("publish")) && sub != "create") return UsageError("service", "--publish is for create");
+    // The short way: what --publish needs is made first, and undone if the
+    // service cannot be.
+    std::vector<std::string> created;
+    if (p->Has("publish")) {
+      json::Doc published;
+      if (int exit =
+              Publish(cluster, name, p->Get("taskdef"), p->GetAll("publish"), p->Get("on"), &published, &created)) {
+        return exit;
+      }
+      json::Doc lbs = json::Doc::Array();
+      for (json::View x : body.view().Get("loadBalancers")) lbs.Push(json::Doc::Copy(x));
+      for (json::View x : published.view()) lbs.Push(json::Doc::Copy(x));
+      body.Set("loadBalancers", lbs);
+    }
     r = sub == "create" ? Call("POST", "/v1/services", body.Print()) : Call("PATCH", path, body.Print());
+    if (r.exit && !created.empty()) {
+      fprintf(stderr, "berth: removing what --publish made for it\n");
+      Unpublish(created);
+    }
   } else if (sub == "describe") {
     r = Call("GET", path);
   } else if (sub == "events") {

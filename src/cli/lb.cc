@@ -6,6 +6,7 @@
 #include "base/json.h"
 #include "cli/common.h"
 #include "cli/table.h"
+#include "model/lb.h"
 #include "net/http.h"
 
 namespace berth::cli {
@@ -310,6 +311,141 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
     return kOk;
   }
   return UsageError("lb", "unknown subcommand '" + sub + "'");
+}
+
+int Publish(const std::string& cluster, const std::string& service, const std::string& taskdef,
+            const std::vector<std::string>& specs, const std::string& on, json::Doc* load_balancers,
+            std::vector<std::string>* created) {
+  struct Spec {
+    int64_t listen = 0, port = 0;
+    std::string protocol, group, container;
+  };
+  std::vector<Spec> wanted;
+  for (const std::string& text : specs) {
+    Spec x;
+    std::string ports = text;
+    x.protocol = "HTTP";
+    if (size_t slash = text.find('/'); slash != std::string::npos) {
+      std::string proto = text.substr(slash + 1);
+      for (char& c : proto) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+      if (proto != "HTTP" && proto != "TCP") {
+        return UsageError("service", "--publish " + text + ": the protocol after / must be http or tcp");
+      }
+      x.protocol = proto;
+      ports = text.substr(0, slash);
+    }
+    size_t colon = ports.find(':');
+    Result<uint64_t> listen = colon == std::string::npos ? Result<uint64_t>(Error::Invalid(""))
+                                                         : flags::ParseCount(ports.substr(0, colon), "port");
+    Result<uint64_t> port = colon == std::string::npos ? Result<uint64_t>(Error::Invalid(""))
+                                                       : flags::ParseCount(ports.substr(colon + 1), "port");
+    if (!listen || !port || *listen < 1 || *listen > 65535 || *port < 1 || *port > 65535) {
+      return UsageError("service", "--publish " + text + ": expected LISTEN:PORT[/http|/tcp], e.g. 80:8080/http");
+    }
+    x.listen = static_cast<int64_t>(*listen);
+    x.port = static_cast<int64_t>(*port);
+    x.group = service + "-" + std::to_string(x.port);
+    if (Status s = model::ValidateLbName(x.group, "target group"); !s) {
+      return UsageError("service", "--publish " + text + ": the target group's name " + x.group +
+                                       " is not a valid one (" + s.error().message + "); use berth tg and --lb");
+    }
+    wanted.push_back(std::move(x));
+  }
+  // The container that maps each port, from the task definition.
+  CallResult td = Call("GET", "/v1/taskdefinitions/" + Q(taskdef));
+  if (td.exit) return td.exit;
+  for (Spec& x : wanted) {
+    std::vector<std::string> found;
+    for (json::View c : td.body.view().Get("taskDefinition").Get("containerDefinitions")) {
+      for (json::View m : c.Get("portMappings")) {
+        std::string proto(m.Get("protocol").String());
+        if (m.Get("containerPort").IntIn(0, 65535, 0) == x.port && proto != "udp") found.push_back(Str(c, "name"));
+      }
+    }
+    if (found.size() != 1) {
+      std::string names;
+      for (const std::string& n : found) names += (names.empty() ? "" : ", ") + n;
+      fprintf(stderr, "berth: --publish: task definition %s %s\n", taskdef.c_str(),
+              found.empty() ? ("maps no TCP container port " + std::to_string(x.port)).c_str()
+                            : ("maps container port " + std::to_string(x.port) + " in several containers (" + names +
+                               "): name one with berth tg and --lb")
+                                  .c_str());
+      return kRefused;
+    }
+    x.container = found[0];
+  }
+  std::string cq = "?cluster=" + Q(cluster);
+  CallResult tgs = Call("GET", "/v1/targetgroups" + cq);
+  if (tgs.exit) return tgs.exit;
+  CallResult lbs = Call("GET", "/v1/loadbalancers" + cq);
+  if (lbs.exit) return lbs.exit;
+  json::View lb;
+  for (json::View x : lbs.body.view().Get("loadBalancers")) {
+    if (Str(x, "loadBalancerName") == service) lb = x;
+  }
+  auto fail = [&](const std::string& message) {
+    fprintf(stderr, "berth: --publish: %s\n", message.c_str());
+    Unpublish(*created);
+    created->clear();
+    return kRefused;
+  };
+  for (const Spec& x : wanted) {
+    json::View have;
+    for (json::View g : tgs.body.view().Get("targetGroups")) {
+      if (Str(g, "targetGroupName") == x.group) have = g;
+    }
+    if (have.valid() && Str(have, "protocol") != x.protocol) {
+      return fail("target group " + x.group + " exists with protocol " + Str(have, "protocol") + ", not " + x.protocol);
+    }
+    if (have.valid()) continue;
+    json::Doc body = json::Doc::Object();
+    body.Set("cluster", cluster).Set("name", x.group).Set("protocol", x.protocol).Set("port", x.port);
+    if (CallResult r = Call("POST", "/v1/targetgroups", body.Print()); r.exit) return fail("the target group failed");
+    created->insert(created->begin(), "/v1/targetgroups/" + Q(x.group) + cq);
+  }
+  if (!lb.valid()) {
+    json::Doc body = json::Doc::Object();
+    body.Set("cluster", cluster).Set("name", service);
+    if (!on.empty()) body.Set("nodes", on);
+    if (CallResult r = Call("POST", "/v1/loadbalancers", body.Print()); r.exit) return fail("the load balancer failed");
+    created->insert(created->begin(), "/v1/loadbalancers/" + Q(service) + cq);
+  } else if (!on.empty() && Str(lb, "nodes") != on) {
+    return fail("load balancer " + service + " exists on other nodes (" + Str(lb, "nodes") + "), not " + on);
+  }
+  for (const Spec& x : wanted) {
+    json::View listener;
+    if (lb.valid()) {
+      for (json::View l : lb.Get("listeners")) {
+        if (l.Get("port").IntIn(0, 65535, 0) == x.listen) listener = l;
+      }
+    }
+    if (listener.valid()) {
+      if (Str(listener, "defaultTargetGroup") != x.group) {
+        return fail("load balancer " + service + " listens on " + std::to_string(x.listen) + " for target group " +
+                    Str(listener, "defaultTargetGroup") + ", not " + x.group);
+      }
+      continue;
+    }
+    json::Doc body = json::Doc::Object();
+    body.Set("port", x.listen).Set("protocol", x.protocol).Set("defaultTargetGroup", x.group);
+    if (CallResult r = Call("POST", "/v1/loadbalancers/" + Q(service) + "/listeners" + cq, body.Print()); r.exit) {
+      return fail("the listener on " + std::to_string(x.listen) + " failed");
+    }
+    created->insert(created->begin(),
+                    "/v1/loadbalancers/" + Q(service) + "/listeners/" + std::to_string(x.listen) + cq);
+  }
+  *load_balancers = json::Doc::Array();
+  for (const Spec& x : wanted) {
+    load_balancers->Push(json::Doc::Object()
+                             .Set("targetGroupName", x.group)
+                             .Set("containerName", x.container)
+                             .Set("containerPort", x.port));
+  }
+  return kOk;
+}
+
+void Unpublish(const std::vector<std::string>& created) {
+  for (const std::string& path : created) Call("DELETE", path);
 }
 
 }  // namespace berth::cli

@@ -5,9 +5,25 @@
 #include <string>
 #include <vector>
 
+#include "base/json.h"
+
 namespace berth::cli {
 
 int TargetGroupCommand(const std::vector<std::string>& args);
 int LoadBalancerCommand(const std::vector<std::string>& args);
+
+// `berth service create NAME --taskdef TD --publish LISTEN:PORT[/http|/tcp]...
+// [--on EXPRESSION]`, the short way (docs/load-balancing.md, "Publishing"): for
+// each spec, the target group NAME-PORT (the task definition's container that
+// maps PORT), the load balancer NAME on the nodes EXPRESSION chooses (default
+// all) and its listener on LISTEN, each made unless it exists as asked. Sets
+// `load_balancers` (the service's loadBalancers) and `created` (what was made,
+// as the DELETE paths that undo it, in the order to run them); returns an exit
+// code, the error printed.
+int Publish(const std::string& cluster, const std::string& service, const std::string& taskdef,
+            const std::vector<std::string>& specs, const std::string& on, json::Doc* load_balancers,
+            std::vector<std::string>* created);
+// Runs the DELETE paths of Publish's `created` (after the service failed to be made).
+void Unpublish(const std::vector<std::string>& created);
 
 }  // namespace berth::cli

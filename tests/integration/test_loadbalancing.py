@@ -211,3 +211,57 @@ def test_lb_aws_create_service_with_load_balancers():
         _, d, _ = aws(s, env, "ecs", "describe-services", "--services", "web")
         check(d["services"][0]["loadBalancers"][0]["targetGroupArn"] == arn, "describe-services %r" % d)
         expect_error(s.request("DELETE", "/v1/targetgroups/web"), 409, "ResourceInUse")
+
+
+def test_lb_publish_makes_the_group_balancer_and_listener_and_undoes_them_when_the_service_fails():
+    with Server(args=["--heartbeat-interval", "500ms"]) as s:
+        token = agent_token(s)
+        with Agent(s, 2, token, id_prefix="pub", args=["--zones", "2"]):
+            wait_until(lambda: len(expect_status(s.request("GET", "/v1/nodes"), 200).json()["containerInstances"])
+                       == 2, wait=LONG, step=0.2, what="two simulated nodes")
+            register_web(s)
+            # Errors before anything is made: a port no container maps, a bad spec.
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:9090", code=1)
+            check("maps no TCP container port 9090" in p.stderr, "unmapped port: %r" % p.stderr)
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080/udp", code=2)
+            check("http or tcp" in p.stderr, "bad protocol: %r" % p.stderr)
+            check(json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"] == [], "made after an error")
+
+            berth(s, "service", "create", "web", "--taskdef", "web", "--count", "2", "--publish", "80:8080/http",
+                  "--on", "attribute:zone == zone-a")
+            tg = expect_status(s.request("GET", "/v1/targetgroups/web-8080"), 200).json()["targetGroup"]
+            check(tg["protocol"] == "HTTP" and tg["port"] == 8080, "target group %r" % tg)
+            lb = expect_status(s.request("GET", "/v1/loadbalancers/web"), 200).json()["loadBalancer"]
+            check(lb["nodes"] == "attribute:zone == zone-a" and
+                  [(l["port"], l["protocol"], l["defaultTargetGroup"]) for l in lb["listeners"]] ==
+                  [(80, "HTTP", "web-8080")], "load balancer %r" % lb)
+            svc = expect_status(s.request("GET", "/v1/services/web"), 200).json()["service"]
+            check([(l["targetGroupName"], l["containerName"], l["containerPort"]) for l in svc["loadBalancers"]] ==
+                  [("web-8080", "app", 8080)], "service loadBalancers %r" % svc["loadBalancers"])
+            wait_until(lambda: [t["state"] for t in json.loads(berth(s, "tg", "health", "web-8080", "--json")
+                                                              .stdout)["health"]["targets"]] == ["healthy"] * 2,
+                       wait=LONG, step=0.3, what="two healthy targets")
+
+            def names():
+                tgs = json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"]
+                lbs = json.loads(berth(s, "lb", "ls", "--json").stdout)["loadBalancers"]
+                return sorted(t["targetGroupName"] for t in tgs), sorted(b["loadBalancerName"] for b in lbs)
+
+            # Another service on a port already given in the cluster: its group
+            # and balancer are made, the listener is refused, both are removed.
+            register_web(s, "api")
+            p = berth(s, "service", "create", "api", "--taskdef", "api", "--publish", "80:8080", code=1)
+            check("port 80 is already a listener" in p.stderr, "port taken: %r" % p.stderr)
+            check(names() == (["web-8080"], ["web"]), "left after a refused listener: %r" % (names(),))
+            # Everything made, then the service refused (a placement expression
+            # the server cannot parse): what --publish made is removed.
+            p = berth(s, "service", "create", "api", "--taskdef", "api", "--publish", "81:8080",
+                      "--constraint", "memberOf:attribute:zone ==", code=1)
+            check("removing what --publish made" in p.stderr, "undo: %r" % p.stderr)
+            check(names() == (["web-8080"], ["web"]), "left after a refused service: %r" % (names(),))
+            # The same service again: the group, balancer and listener it finds
+            # are reused, and kept when the service is refused (it exists).
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080", code=1)
+            check("already exists" in p.stderr, "service exists: %r" % p.stderr)
+            lb = expect_status(s.request("GET", "/v1/loadbalancers/web"), 200).json()["loadBalancer"]
+            check(names() == (["web-8080"], ["web"]) and len(lb["listeners"]) == 1, "after: %r %r" % (names(), lb))
