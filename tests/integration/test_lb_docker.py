@@ -13,8 +13,9 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import check, cli, expect_exit, expect_status, timeout, wait_until
-from test_docker import LONG, all_in_one, box, register, wait_running
+import dockerd
+from harness import DockerAgent, Server, check, cli, expect_exit, expect_status, timeout, wait_until
+from test_docker import LONG, agent_token, all_in_one, box, docker, register, remove_node_containers, wait_running
 
 
 def setup_suite():
@@ -187,3 +188,58 @@ def test_lb_docker_a_rolling_deploy_cuts_no_request_in_flight():
         check(any("done v1" in r[2] for r in slow) and any("done v2" in r[2] for r in slow),
               "slow requests served by both revisions: %r" % sorted({r[2].split()[-2] for r in slow}))
         check(held[0]["drain"]["deregistrationDelaySeconds"] == 60, "drain: %r" % held[0])
+
+
+@timeout(300)
+def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
+    """The control plane away (SIGKILL, 30 s) stops no request: the agent's proxy
+    keeps the last targets, and a container that dies meanwhile is passed over
+    (its connects are refused and retried on the other target, then it is
+    ejected). Back, the server replaces the dead task and the proxy follows."""
+    dockerd.test_image()
+    s = Server(args=["--heartbeat-interval", "500ms"])
+    a = DockerAgent(s, agent_token(s))
+    node = a.node_id(wait=LONG)
+    try:
+        port = free_port()
+        register(s, "lb-away", [web("app", "web")])
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
+        berth(s, "service", "create", "web", "--taskdef", "lb-away", "--count", "2", "--publish", "%d:8080" % port)
+        healthy_targets(s, "web-8080", 2)
+        wait_until(lambda: get(port)[0] == 200, wait=LONG, step=0.3, what="the proxy answering on %d" % port)
+        before = {t["taskId"] for t in healthy_targets(s, "web-8080", 2)["targets"]}
+
+        results, stop = [], threading.Event()
+
+        def client():
+            while not stop.is_set():
+                results.append(get(port))
+                time.sleep(0.01)
+
+        c = threading.Thread(target=client)
+        c.start()
+        try:
+            time.sleep(1)
+            s.kill()
+            time.sleep(5)
+            docker("kill", "berth-%s-app" % sorted(before)[0])
+            time.sleep(25)
+            served_away = len(results)
+            s.start()
+            # The death reported, the task replaced, the proxy given the new target.
+            def replaced():
+                h = healthy_targets(s, "web-8080", 2)
+                return {t["taskId"] for t in h["targets"]} != before and h["proxies"] and h
+            wait_until(replaced, wait=LONG, step=0.3, what="the dead task replaced and in rotation")
+            time.sleep(1)
+        finally:
+            stop.set()
+            c.join(30)
+        failed = [r for r in results if r[0] != 200]
+        check(served_away > 100, "only %d requests while the server was away" % served_away)
+        check(not failed, "%d of %d requests failed: %r" % (len(failed), len(results), failed[:5]))
+    finally:
+        a.kill()
+        if s.alive():
+            s.stop(wait=60)
+        remove_node_containers(node)
