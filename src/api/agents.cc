@@ -290,7 +290,7 @@ void AgentHub::Flush() {
   // Proxy documents that changed give their nodes a new desired version first;
   // then the drains they began take those versions, and those done are released.
   if (proxies_) proxies_->Flush();
-  if (drains_) drains_->Settle();
+  if (drains_) drains_->AfterProxiesFlushed();
   // A revoked token's nodes lose their streams (they joined with it, without a
   // certificate); their next call is refused.
   if (!removed_tokens_.empty()) {

@@ -54,7 +54,17 @@ void Drains::OnReloaded() {
 
 void Drains::Lead(bool) {
   reports_.clear();
+  flushed_ = false;
   for (auto& [id, d] : held_) d.versions_known = false;
+}
+
+void Drains::AfterProxiesFlushed() {
+  flushed_ = true;
+  for (auto& [id, d] : held_) {
+    if (d.versions_known) continue;
+    if (const model::Task* t = state_->FindTask(id)) TakeVersions(*t, d);
+  }
+  Settle();
 }
 
 bool Drains::Reported(const std::string& node, int64_t version, std::vector<std::string> drained) {
@@ -98,13 +108,11 @@ void Drains::Pending(const std::string& id, const Drain& d, int64_t now, std::ve
 }
 
 void Drains::Settle() {
-  if (held_.empty()) return;
+  if (held_.empty() || !flushed_) return;
   int64_t now = clock_->NowUnixMs();
   std::vector<std::string> done;
   for (auto& [id, d] : held_) {
-    const model::Task* t = state_->FindTask(id);
-    if (!t) continue;
-    if (!d.versions_known) TakeVersions(*t, d);
+    if (!d.versions_known) continue;  // begun since the last rebuild of the documents
     std::vector<std::string> unacked, in_flight;
     Pending(id, d, now, &unacked, &in_flight);
     int64_t waited = now - d.since_ms;

@@ -65,10 +65,15 @@ class Drains final : public model::StateObserver {
   // Returns whether it differs from what the node reported before (a heartbeat
   // that repeats it settles nothing).
   bool Reported(const std::string& node, int64_t version, std::vector<std::string> drained);
-  // Takes the document versions of drains begun since the last call (call it
-  // after ProxyConfigs::Flush), and releases every task whose drain is done:
-  // State::NodeDesiredChanged on its node, so its agent hears the stop. Also
-  // called about once a second, for the delays and the grace.
+  // The proxies' documents were just rebuilt (ProxyConfigs::Flush): drains
+  // begun since take the versions of the documents that drain them, then
+  // Settle. Only here: a version read before that rebuild could be one that
+  // still routes to the task.
+  void AfterProxiesFlushed();
+  // Releases every task whose drain is done: State::NodeDesiredChanged on its
+  // node, so its agent hears the stop. Called after each report that carries
+  // proxy news and about once a second, for the delays and the grace; nothing
+  // before the first AfterProxiesFlushed of this leadership.
   void Settle();
   // The drain of a held task, as of now; false when the task is not held.
   bool Describe(std::string_view task_id, DrainView* out) const;
@@ -109,6 +114,7 @@ class Drains final : public model::StateObserver {
   // Tasks released, until they stop: never held again.
   std::unordered_set<std::string> released_;
   std::unordered_map<std::string, Report> reports_;  // by node
+  bool flushed_ = false;                             // the documents were rebuilt since this leadership began
 };
 
 }  // namespace berth::control

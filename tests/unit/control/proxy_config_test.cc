@@ -543,6 +543,37 @@ TEST_CASE("draining: a proxy whose agent is away past the grace is not waited fo
   CHECK_FALSE(w.drains.Held(a));
 }
 
+TEST_CASE("draining: versions are taken only from documents rebuilt after the stop, in this leadership", "[lb]") {
+  DrainWorld w;
+  std::string a = w.tasks[0], b = w.tasks[1];
+  // Stopped, and acknowledged at the version before (the documents are not
+  // rebuilt yet): a report and a tick release nothing.
+  auto stop = std::make_unique<model::StopTasks>();
+  stop->ids.push_back(a);
+  stop->reason = "test";
+  REQUIRE(w.cp.Apply(std::move(stop)).ok());
+  w.Ack("edge-1", {a});
+  w.Ack("edge-2", {a});
+  CHECK(w.drains.Held(a));
+  w.cp.hub->Flush();  // rebuilt: the versions that drain it are newer than those acknowledged
+  CHECK(w.drains.Held(a));
+  w.Ack("edge-1", {a});
+  w.Ack("edge-2", {a});
+  CHECK_FALSE(w.drains.Held(a));
+
+  // A new leadership: nothing is released before its own documents are built,
+  // whatever is reported.
+  w.Stop(b);
+  w.drains.Lead(true);
+  w.Ack("edge-1", {a, b});
+  w.Ack("edge-2", {a, b});
+  w.cp.clock.Advance(40000);  // past the delay
+  w.drains.Settle();
+  CHECK(w.drains.Held(b));
+  w.cp.hub->Flush();
+  CHECK_FALSE(w.drains.Held(b));
+}
+
 TEST_CASE("draining: tasks that never ran, and tasks of services without load balancers, are not held", "[lb]") {
   DrainWorld w;
   std::string a = w.tasks[0];
