@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "control/drains.h"
 #include "control/proxy_config.h"
+#include "proxy/config.h"
 #include "sched/expr.h"
 
 namespace berth::api {
@@ -801,6 +802,45 @@ void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
               return ex->Respond(http::ErrorResponse(
                   409, "PortInUse",
                   "port: " + std::to_string(l->port) + " " + why + ", a member of load balancer " + lb->name));
+            }
+          }
+        }
+        // Each certificate as the proxies will take it: the secret opened, split,
+        // and parsed by the data plane's own checks (a key that is not the
+        // certificate's, PEM mbedTLS cannot read).
+        if (ctx->proxies) {
+          for (size_t i = 0; i < l->certificates.size(); i++) {
+            const std::string& name = l->certificates[i];
+            std::string field = "certificates[" + std::to_string(i) + "]: secret " + name;
+            if (!ctx->state->FindSecret(name)) continue;  // the command says so, in order with the others
+            Result<model::CertificatePem> pem = ctx->proxies->OpenCertificate(name);
+            if (!pem)
+              return ex->Respond(http::ErrorResponse(400, "InvalidParameter", field + ": " + pem.error().message));
+            json::Doc certs = json::Doc::Array();
+            certs.Push(json::Doc::Object().Set("name", "c").Set("certPem", pem->cert_pem).Set("keyPem", pem->key_pem));
+            json::Doc names = json::Doc::Array();
+            names.Push("c");
+            json::Doc listeners = json::Doc::Array();
+            listeners.Push(json::Doc::Object()
+                               .Set("port", l->port)
+                               .Set("protocol", "TLS")
+                               .Set("defaultTargetGroup", "t")
+                               .Set("certificates", names));
+            json::Doc groups = json::Doc::Array();
+            groups.Push(json::Doc::Object().Set("name", "t").Set("protocol", "TCP").Set("targets", json::Doc::Array()));
+            std::string probe = json::Doc::Object()
+                                    .Set("version", 1)
+                                    .Set("listeners", listeners)
+                                    .Set("certificates", certs)
+                                    .Set("targetGroups", groups)
+                                    .Print();
+            std::fill(pem->key_pem.begin(), pem->key_pem.end(), '\0');
+            Result<proxy::Config> parsed = proxy::ParseConfig(probe);
+            std::fill(probe.begin(), probe.end(), '\0');
+            if (!parsed) {
+              std::string why = parsed.error().message;
+              if (size_t colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);
+              return ex->Respond(http::ErrorResponse(400, "InvalidParameter", field + ": " + why));
             }
           }
         }

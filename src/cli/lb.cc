@@ -38,7 +38,12 @@ const char kLbUsage[] =
     "      a load balancer on the nodes of the cluster that EXPRESSION (the memberOf language, e.g.\n"
     "      'attribute:role == edge') chooses; default every node\n"
     "  berth lb ls | describe NAME | rm NAME      (rm takes its listeners and rules with it)\n"
-    "  berth lb listener add LB --port N --protocol HTTP|TCP --default-tg TG\n"
+    "  berth lb listener add LB --port N --protocol HTTP|HTTPS|TCP|TLS --default-tg TG [--cert SECRET]...\n"
+    "      HTTPS and TLS listeners terminate TLS with the certificates in the SECRETs (each a PEM bundle:\n"
+    "      the certificate, its chain, its key; berth secret create NAME --from-file site.pem); the\n"
+    "      client's SNI name picks one\n"
+    "  berth lb listener add LB --port 80 --protocol HTTP --redirect-https 443 [--redirect-status 302]\n"
+    "      answers every request with a redirect to https\n"
     "  berth lb listener rm LB:PORT\n"
     "  berth lb rule add LB:PORT --priority N [--host H]... [--path P]... --tg TG\n"
     "      HTTP listeners only; rules are tried by ascending priority; * and ? are wildcards\n"
@@ -62,8 +67,15 @@ void PrintLoadBalancer(json::View lb) {
          nodes.empty() ? "all" : nodes.c_str());
   printf("  %s\n", Str(lb, "loadBalancerArn").c_str());
   for (json::View l : lb.Get("listeners")) {
-    printf("  listener %s %s -> %s\n", Num(l, "port").c_str(), Str(l, "protocol").c_str(),
-           Str(l, "defaultTargetGroup").c_str());
+    std::string to = Str(l, "defaultTargetGroup");
+    if (json::View r = l.Get("redirectToHttps"); r.IsObject()) {
+      to = "redirect " + Num(r, "statusCode") + " to https port " + Num(r, "port");
+    }
+    std::string certs;
+    for (json::View c : l.Get("certificates"))
+      certs += (certs.empty() ? "  (certificates " : ", ") + std::string(c.String());
+    if (!certs.empty()) certs += ")";
+    printf("  listener %s %s -> %s%s\n", Num(l, "port").c_str(), Str(l, "protocol").c_str(), to.c_str(), certs.c_str());
     for (json::View r : l.Get("rules")) {
       std::string cond;
       for (json::View h : r.Get("hosts")) cond += (cond.empty() ? "host " : ",") + std::string(h.String());
@@ -200,6 +212,9 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
       {"port", true, "N", "listener add: the port"},
       {"protocol", true, "HTTP|TCP", "listener add: the protocol"},
       {"default-tg", true, "TG", "listener add: the target group taking what no rule matches"},
+      {"cert", true, "SECRET", "listener add: HTTPS/TLS: a secret holding a certificate and its key (repeatable)"},
+      {"redirect-https", true, "PORT", "listener add: HTTP: redirect every request to https on PORT"},
+      {"redirect-status", true, "301|302", "listener add: with --redirect-https (default 301)"},
       {"priority", true, "N", "rule add/rm: 1-50000, lower first"},
       {"host", true, "H", "rule add: a Host condition (repeatable)"},
       {"path", true, "P", "rule add: a path condition (repeatable)"},
@@ -269,14 +284,31 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
     std::string lb, port;
     CallResult r;
     if (sub == "listener" && verb == "add") {
-      if (!p->Has("port") || !p->Has("protocol") || !p->Has("default-tg")) {
-        return UsageError("lb", "listener add needs --port, --protocol and --default-tg");
+      if (!p->Has("port") || !p->Has("protocol") || !(p->Has("default-tg") || p->Has("redirect-https"))) {
+        return UsageError("lb", "listener add needs --port, --protocol and --default-tg (or --redirect-https)");
       }
       Result<uint64_t> n = flags::ParseCount(p->Get("port"), "--port");
       if (!n) return UsageError("lb", n.error().message);
       json::Doc body = json::Doc::Object();
       body.Set("port", static_cast<int64_t>(*n)).Set("protocol", p->Get("protocol"));
-      body.Set("defaultTargetGroup", p->Get("default-tg"));
+      if (p->Has("default-tg")) body.Set("defaultTargetGroup", p->Get("default-tg"));
+      if (p->Has("cert")) {
+        json::Doc certs = json::Doc::Array();
+        for (const std::string& c : p->GetAll("cert")) certs.Push(c);
+        body.Set("certificates", certs);
+      }
+      if (p->Has("redirect-https")) {
+        Result<uint64_t> to = flags::ParseCount(p->Get("redirect-https"), "--redirect-https");
+        if (!to) return UsageError("lb", to.error().message);
+        json::Doc redirect = json::Doc::Object();
+        redirect.Set("port", static_cast<int64_t>(*to));
+        if (p->Has("redirect-status")) {
+          Result<uint64_t> status = flags::ParseCount(p->Get("redirect-status"), "--redirect-status");
+          if (!status) return UsageError("lb", status.error().message);
+          redirect.Set("statusCode", static_cast<int64_t>(*status));
+        }
+        body.Set("redirectToHttps", redirect);
+      }
       r = Call("POST", "/v1/loadbalancers/" + Q(ref) + "/listeners" + cq, body.Print());
     } else if (!SplitListener(ref, &lb, &port)) {
       return UsageError("lb", sub + " " + verb + ": name the listener as LB:PORT, e.g. edge:80");

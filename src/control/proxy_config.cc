@@ -3,6 +3,9 @@
 #include <algorithm>
 
 #include "base/json.h"
+#include "base/log.h"
+#include "model/lb.h"
+#include "model/secret.h"
 #include "sched/expr.h"
 
 namespace berth::control {
@@ -148,6 +151,17 @@ std::vector<Target> ProxyConfigs::Targets(const model::TargetGroup& tg) const {
   return out;
 }
 
+Result<model::CertificatePem> ProxyConfigs::OpenCertificate(const std::string& name) const {
+  const model::Secret* sec = state_->FindSecret(name);
+  if (!sec) return Error::NotFound("ResourceNotFoundException", "secret " + name + " does not exist");
+  if (!secrets_) return Error::Internal("this server holds no secret key");
+  Result<std::string> value = secrets_->Open(*sec);
+  if (!value) return value.take_error();
+  Result<model::CertificatePem> pem = model::SplitCertificateBundle(*value);
+  std::fill(value->begin(), value->end(), '\0');
+  return pem;
+}
+
 std::set<std::string> ProxyConfigs::NodesServing(const model::TargetGroup& tg) const {
   std::set<std::string> nodes;
   ForEachLb(*state_, tg.cluster, [&](const std::string& key, const model::LoadBalancer& lb) {
@@ -211,6 +225,9 @@ void ProxyConfigs::OnCommandApplied(const store::Command& cmd) {
     dirty_clusters_.insert(static_cast<const model::CreateRule&>(cmd).cluster);
   } else if (type == "DeleteRule") {
     dirty_clusters_.insert(static_cast<const model::DeleteRule&>(cmd).cluster);
+  } else if (type == "PutSecret" || type == "DeleteSecret") {
+    // A listener's certificate may have been renewed (rare: every document is rebuilt).
+    all_dirty_ = true;
   } else if (type == "PutNodeAttributes") {
     dirty_nodes_.insert(static_cast<const model::PutNodeAttributes&>(cmd).node);
   } else if (type == "DeleteNodeAttributes") {
@@ -231,7 +248,7 @@ std::string ProxyConfigs::Body(const std::string& cluster, const std::set<std::s
     if (it == state_->load_balancers().end()) continue;
     for (const model::Listener& l : it->second.listeners) {
       listeners.emplace_back(&l, &it->second);
-      groups.insert(l.default_target_group);
+      if (!l.default_target_group.empty()) groups.insert(l.default_target_group);
       for (const model::ListenerRule& r : l.rules) groups.insert(r.target_group);
     }
   }
@@ -239,15 +256,51 @@ std::string ProxyConfigs::Body(const std::string& cluster, const std::set<std::s
             [](const auto& a, const auto& b) { return a.first->port < b.first->port; });
   std::string out = "\"listeners\":[";
   bool first = true;
+  std::set<std::string> certificates;
   for (const auto& [l, lb] : listeners) {
     if (!first) out.push_back(',');
     first = false;
     out.append("{\"port\":").append(std::to_string(l->port)).append(",\"protocol\":");
     json::AppendQuoted(&out, l->protocol);
-    out.append(",\"address\":\"0.0.0.0\",\"defaultTargetGroup\":");
-    json::AppendQuoted(&out, l->default_target_group);
-    if (!l->rules.empty()) out.append(",\"rules\":").append(model::ListenerDocJson(*l).view().Get("rules").Print());
+    out.append(",\"address\":\"0.0.0.0\"");
+    if (!l->default_target_group.empty()) {
+      out.append(",\"defaultTargetGroup\":");
+      json::AppendQuoted(&out, l->default_target_group);
+    }
+    json::Doc doc = model::ListenerDocJson(*l);
+    if (!l->rules.empty()) out.append(",\"rules\":").append(doc.view().Get("rules").Print());
+    if (!l->certificates.empty()) {
+      out.append(",\"certificates\":").append(doc.view().Get("certificates").Print());
+      certificates.insert(l->certificates.begin(), l->certificates.end());
+    }
+    if (l->redirect_port) out.append(",\"redirectToHttps\":").append(doc.view().Get("redirectToHttps").Print());
     out.push_back('}');
+  }
+  // The certificates those listeners name, opened from their secrets. One that
+  // cannot be (a key the server lacks, a value that is not a bundle) is left
+  // out: the proxies refuse the document and keep the one they run, and the
+  // server says why here.
+  if (!certificates.empty()) {
+    out.append("],\"certificates\":[");
+    bool first_cert = true;
+    for (const std::string& name : certificates) {
+      Result<model::CertificatePem> pem = OpenCertificate(name);
+      if (!pem) {
+        log::Warn("lb", "a listener's certificate cannot be given to the proxies",
+                  {{"secret", name}, {"error", pem.error().message}});
+        continue;
+      }
+      if (!first_cert) out.push_back(',');
+      first_cert = false;
+      out.append("{\"name\":");
+      json::AppendQuoted(&out, name);
+      out.append(",\"certPem\":");
+      json::AppendQuoted(&out, pem->cert_pem);
+      out.append(",\"keyPem\":");
+      json::AppendQuoted(&out, pem->key_pem);
+      out.push_back('}');
+      std::fill(pem->key_pem.begin(), pem->key_pem.end(), '\0');
+    }
   }
   out.append("],\"targetGroups\":[");
   first = true;

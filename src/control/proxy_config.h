@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "model/lb.h"
+#include "model/secret.h"
 #include "model/state.h"
 
 namespace berth::sched {
@@ -57,6 +59,11 @@ class ProxyConfigs final : public model::StateObserver {
  public:
   ProxyConfigs(model::State* state, const Clock* clock);
   ~ProxyConfigs() override;
+  // Opens the secrets that hold HTTPS and TLS listeners' certificates, which
+  // the documents carry (to member nodes only). Unset: none can be given.
+  void SetSecrets(const model::SecretBox* secrets) { secrets_ = secrets; }
+  // The certificate and key in secret `name`, opened and split.
+  Result<model::CertificatePem> OpenCertificate(const std::string& name) const;
 
   // Rebuilds what the changes since the last call may have changed, and gives
   // each node whose document changed a new desired version
@@ -105,6 +112,7 @@ class ProxyConfigs final : public model::StateObserver {
 
   model::State* state_;
   const Clock* clock_;
+  const model::SecretBox* secrets_ = nullptr;
   mutable std::map<std::string, std::shared_ptr<const sched::Expr>, std::less<>> exprs_;
   // Tasks of each target group ("cluster/name"), by id, not yet STOPPED.
   std::unordered_map<std::string, std::set<std::string>> group_tasks_;

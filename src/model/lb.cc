@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "base/crypto.h"
 #include "model/cluster.h"
+#include "model/secret.h"
 
 namespace berth::model {
 
@@ -39,6 +40,12 @@ std::optional<int64_t> Whole(json::View v, int64_t lo, int64_t hi) {
   double d = v.Number();
   if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d)) return std::nullopt;
   return static_cast<int64_t>(d);
+}
+
+Status CheckListenerProtocol(std::string_view protocol) {
+  if (protocol == "HTTP" || protocol == "HTTPS" || protocol == "TCP" || protocol == "TLS") return {};
+  return Error::Invalid("protocol: must be HTTP, HTTPS, TCP or TLS (UDP is not supported yet); got \"" +
+                        std::string(protocol) + "\"");
 }
 
 Result<int64_t> RequirePort(json::View body, std::string_view key, std::string_view field) {
@@ -114,6 +121,11 @@ Listener ReadListener(json::View x) {
   l.protocol = std::string(x.Get("protocol").String());
   l.default_target_group = std::string(x.Get("defaultTargetGroup").String());
   for (json::View r : x.Get("rules")) l.rules.push_back(ReadRule(r));
+  l.certificates = ReadStrings(x.Get("certificates"));
+  if (json::View r = x.Get("redirectToHttps"); r.IsObject()) {
+    l.redirect_port = r.Get("port").IntIn(1, 65535, 443);
+    l.redirect_status = r.Get("statusCode").IntIn(301, 302, 301);
+  }
   return l;
 }
 
@@ -225,14 +237,77 @@ Result<Listener> ParseListenerBody(json::View body) {
   l.port = *port;
   Result<std::string> protocol = json::RequireString(body, "protocol", "protocol");
   if (!protocol) return protocol.take_error();
-  if (Status s = CheckProtocol(*protocol, "protocol"); !s) return s.take_error();
+  if (Status s = CheckListenerProtocol(*protocol); !s) return s.take_error();
   l.protocol = std::move(protocol.value());
+  bool tls = l.protocol == "HTTPS" || l.protocol == "TLS";
+  json::View certs = body.Get("certificates");
+  if (certs.valid() && !certs.IsNull()) {
+    if (!tls) return Error::Invalid("certificates: only HTTPS and TLS listeners take certificates");
+    if (!certs.IsArray() || certs.Size() < 1 || certs.Size() > 25) {
+      return Error::Invalid("certificates: must be an array of 1-25 secret names");
+    }
+    size_t i = 0;
+    for (json::View c : certs) {
+      std::string field = "certificates[" + std::to_string(i++) + "]";
+      if (!c.IsString()) return Error::Invalid(field + ": must be a secret's name");
+      if (Status s = ValidateSecretName(c.String(), field); !s) return s.take_error();
+      if (std::find(l.certificates.begin(), l.certificates.end(), c.String()) != l.certificates.end()) {
+        return Error::Invalid(field + ": " + std::string(c.String()) + " is named twice");
+      }
+      l.certificates.emplace_back(c.String());
+    }
+  }
+  if (tls && l.certificates.empty()) {
+    return Error::Invalid("certificates: an " + l.protocol +
+                          " listener needs at least one (the secret holding a certificate and its key)");
+  }
+  json::View redirect = body.Get("redirectToHttps");
+  if (redirect.valid() && !redirect.IsNull()) {
+    if (l.protocol != "HTTP") return Error::Invalid("redirectToHttps: only HTTP listeners redirect");
+    if (!redirect.IsObject()) return Error::Invalid("redirectToHttps: must be an object {port, statusCode}");
+    Result<int64_t> to = RequirePort(redirect, "port", "redirectToHttps.port");
+    if (!to) return to.take_error();
+    l.redirect_port = *to;
+    if (json::View code = redirect.Get("statusCode"); code.valid()) {
+      std::optional<int64_t> status = Whole(code, 301, 302);
+      if (!status) return Error::Invalid("redirectToHttps.statusCode: must be 301 or 302");
+      l.redirect_status = *status;
+    }
+  }
+  json::View tgv = body.Get("defaultTargetGroup");
+  if (l.redirect_port && (!tgv.valid() || tgv.IsNull())) return l;  // answers every request itself
   Result<std::string> tg = json::RequireString(body, "defaultTargetGroup", "defaultTargetGroup");
   if (!tg) return tg.take_error();
   l.default_target_group = TargetGroupNameFromArn(*tg);
   if (l.default_target_group.empty()) l.default_target_group = std::move(tg.value());
   if (Status s = ValidateLbName(l.default_target_group, "defaultTargetGroup"); !s) return s.take_error();
   return l;
+}
+
+Result<CertificatePem> SplitCertificateBundle(std::string_view pem) {
+  CertificatePem out;
+  size_t at = 0;
+  while ((at = pem.find("-----BEGIN ", at)) != std::string_view::npos) {
+    size_t label_end = pem.find("-----", at + 11);
+    if (label_end == std::string_view::npos) break;
+    std::string_view label = pem.substr(at + 11, label_end - at - 11);
+    std::string end_marker = "-----END " + std::string(label) + "-----";
+    size_t end = pem.find(end_marker, label_end);
+    if (end == std::string_view::npos)
+      return Error::Invalid("the PEM block " + std::string(label) + " has no END line");
+    std::string block(pem.substr(at, end + end_marker.size() - at));
+    block.push_back('\n');
+    if (label == "CERTIFICATE") {
+      out.cert_pem += block;
+    } else if (label.ends_with("PRIVATE KEY")) {
+      if (!out.key_pem.empty()) return Error::Invalid("it holds more than one PRIVATE KEY block");
+      out.key_pem = std::move(block);
+    }
+    at = end + end_marker.size();
+  }
+  if (out.cert_pem.empty()) return Error::Invalid("it holds no CERTIFICATE block (PEM)");
+  if (out.key_pem.empty()) return Error::Invalid("it holds no PRIVATE KEY block (PEM)");
+  return out;
 }
 
 Result<ListenerRule> ParseRuleBody(json::View body) {
@@ -300,11 +375,16 @@ json::Doc RuleDocJson(const ListenerRule& r) {
 json::Doc ListenerDocJson(const Listener& l) {
   json::Doc rules = json::Doc::Array();
   for (const ListenerRule& r : l.rules) rules.Push(RuleDocJson(r));
-  return std::move(json::Doc::Object()
-                       .Set("port", l.port)
-                       .Set("protocol", l.protocol)
-                       .Set("defaultTargetGroup", l.default_target_group)
-                       .Set("rules", rules));
+  json::Doc out = json::Doc::Object();
+  out.Set("port", l.port)
+      .Set("protocol", l.protocol)
+      .Set("defaultTargetGroup", l.default_target_group)
+      .Set("rules", rules);
+  if (!l.certificates.empty()) out.Set("certificates", Strings(l.certificates));
+  if (l.redirect_port) {
+    out.Set("redirectToHttps", json::Doc::Object().Set("port", l.redirect_port).Set("statusCode", l.redirect_status));
+  }
+  return out;
 }
 
 std::string LoadBalancerDoc(const LoadBalancer& lb) {

@@ -37,10 +37,27 @@ struct ListenerRule {
 
 struct Listener {
   int64_t port = 0;
-  std::string protocol;  // HTTP, TCP
-  std::string default_target_group;
-  std::vector<ListenerRule> rules;  // ascending priority
+  std::string protocol;              // HTTP, HTTPS, TCP, TLS
+  std::string default_target_group;  // empty on a redirecting listener
+  std::vector<ListenerRule> rules;   // ascending priority
+  // HTTPS and TLS: the secrets (model/secret.h) holding each certificate, its
+  // chain and its key in PEM; the client's SNI name picks among them.
+  std::vector<std::string> certificates;
+  // HTTP: every request answered with a redirect to https on this port (0: none).
+  int64_t redirect_port = 0;
+  int64_t redirect_status = 301;
 };
+
+// A certificate secret's value: its CERTIFICATE blocks (the certificate, then
+// its chain) and its PRIVATE KEY block, each as PEM; errors say which is missing.
+struct CertificatePem {
+  std::string cert_pem;
+  std::string key_pem;
+};
+Result<CertificatePem> SplitCertificateBundle(std::string_view pem);
+// The protocol of the groups a listener of `listener_protocol` sends to: HTTPS
+// to HTTP, TLS to TCP, the others their own.
+std::string TargetProtocolOf(std::string_view listener_protocol);
 
 struct LoadBalancer {
   std::string cluster;
@@ -73,7 +90,8 @@ std::string TargetGroupNameFromArn(std::string_view arn);
 // (default by protocol) and attributes ({"deregistration_delay.timeout_seconds":
 // "30", ...}: strings or numbers); errors name the field.
 Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view cluster);
-// A listener's own fields (port, protocol, defaultTargetGroup), without rules.
+// A listener's own fields (port, protocol, defaultTargetGroup, certificates,
+// redirectToHttps), without rules.
 Result<Listener> ParseListenerBody(json::View body);
 // A rule: priority, hosts, paths (at least one condition), targetGroup.
 Result<ListenerRule> ParseRuleBody(json::View body);

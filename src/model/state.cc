@@ -591,6 +591,11 @@ Result<std::string> State::ApplyPutSecret(store::Db& db, const PutSecret& c) {
 Result<std::string> State::ApplyDeleteSecret(store::Db& db, const DeleteSecret& c) {
   auto it = secrets_.find(c.name);
   if (it == secrets_.end()) return Error::NotFound("ResourceNotFoundException", "secret " + c.name + " does not exist");
+  if (std::vector<std::string> users = SecretUsers(c.name); !users.empty()) {
+    std::string list;
+    for (const std::string& u : users) list += (list.empty() ? "" : ", ") + u;
+    return Error::Conflict("ResourceInUse", "secret " + c.name + " is the certificate of " + list);
+  }
   Result<store::Stmt*> del = db.Cached("DELETE FROM secrets WHERE name = ?1");
   if (!del) return del.take_error();
   (*del)->Bind(1, c.name);

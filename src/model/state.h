@@ -212,6 +212,8 @@ class State final : public store::StateMachine {
   // What names target group `name` of `cluster`: "listener edge:80",
   // "rule edge:80/10", "service web"; empty when nothing does.
   std::vector<std::string> TargetGroupUsers(std::string_view cluster, std::string_view name) const;
+  // The listeners whose certificate secret `secret` is ("listener edge:443 in cluster prod").
+  std::vector<std::string> SecretUsers(std::string_view secret) const;
   // Checks a service's loadBalancers against the target groups of its cluster
   // and task definition `td` (the container, a TCP port mapping of that port).
   Status CheckServiceLoadBalancers(const Service& s, const TaskDefinition& td) const;

@@ -39,6 +39,24 @@ Result<Listener*> ListenerOn(LoadBalancer& lb, int64_t port) {
 
 }  // namespace
 
+std::string TargetProtocolOf(std::string_view listener_protocol) {
+  if (listener_protocol == "HTTPS") return "HTTP";
+  if (listener_protocol == "TLS") return "TCP";
+  return std::string(listener_protocol);
+}
+
+std::vector<std::string> State::SecretUsers(std::string_view secret) const {
+  std::vector<std::string> users;
+  for (const auto& [key, lb] : load_balancers_) {
+    for (const Listener& l : lb.listeners) {
+      if (std::find(l.certificates.begin(), l.certificates.end(), secret) != l.certificates.end()) {
+        users.push_back("listener " + ListenerName(lb.name, l.port) + " in cluster " + lb.cluster);
+      }
+    }
+  }
+  return users;
+}
+
 const TargetGroup* State::FindTargetGroup(std::string_view cluster, std::string_view name) const {
   auto it = target_groups_.find(ServiceKey(cluster, name));
   return it == target_groups_.end() ? nullptr : &it->second;
@@ -237,14 +255,26 @@ Result<std::string> State::ApplyCreateListener(store::Db& db, const CreateListen
                                  c.cluster);
     }
   }
-  const TargetGroup* tg = FindTargetGroup(c.cluster, l->default_target_group);
-  if (!tg) {
-    return Error::NotFound("TargetGroupNotFound",
-                           "defaultTargetGroup: " + NoTargetGroup(c.cluster, l->default_target_group).message);
+  if (!l->default_target_group.empty()) {
+    const TargetGroup* tg = FindTargetGroup(c.cluster, l->default_target_group);
+    if (!tg) {
+      return Error::NotFound("TargetGroupNotFound",
+                             "defaultTargetGroup: " + NoTargetGroup(c.cluster, l->default_target_group).message);
+    }
+    if (tg->protocol != TargetProtocolOf(l->protocol)) {
+      return Error::Invalid("defaultTargetGroup: target group " + tg->name + " is " + tg->protocol + "; an " +
+                            l->protocol + " listener sends to " + TargetProtocolOf(l->protocol) + " groups");
+    }
   }
-  if (tg->protocol != l->protocol) {
-    return Error::Invalid("defaultTargetGroup: target group " + tg->name + " is " + tg->protocol + ", the listener " +
-                          l->protocol);
+  for (size_t i = 0; i < l->certificates.size(); i++) {
+    const std::string& name = l->certificates[i];
+    std::string field = "certificates[" + std::to_string(i) + "]";
+    const Secret* sec = FindSecret(name);
+    if (!sec) return Error::NotFound("ResourceNotFoundException", field + ": secret " + name + " does not exist");
+    if (!sec->clusters.empty() &&
+        std::find(sec->clusters.begin(), sec->clusters.end(), c.cluster) == sec->clusters.end()) {
+      return Error::Invalid(field + ": secret " + name + " is kept for other clusters than " + c.cluster);
+    }
   }
   LoadBalancer lb = it->second;
   if (lb.listeners.size() >= kMaxListeners) {
@@ -285,8 +315,12 @@ Result<std::string> State::ApplyCreateRule(store::Db& db, const CreateRule& c) {
   Result<Listener*> found = ListenerOn(lb, c.port);
   if (!found) return found.take_error();
   Listener* l = *found;
-  if (l->protocol != "HTTP") {
-    return Error::Invalid("rules are for HTTP listeners; " + ListenerName(lb.name, c.port) + " is " + l->protocol);
+  if (TargetProtocolOf(l->protocol) != "HTTP") {
+    return Error::Invalid("rules are for HTTP and HTTPS listeners; " + ListenerName(lb.name, c.port) + " is " +
+                          l->protocol);
+  }
+  if (l->redirect_port) {
+    return Error::Invalid("listener " + ListenerName(lb.name, c.port) + " redirects every request to https: no rules");
   }
   if (l->rules.size() >= kMaxRules) {
     return Error::Invalid("listener " + ListenerName(lb.name, c.port) + " has " + std::to_string(kMaxRules) +

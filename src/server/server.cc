@@ -560,6 +560,7 @@ int Run(const Options& o) {
 
   control::Scheduler scheduler(&state);
   control::ProxyConfigs proxies(&state, &SystemClock::Get());
+  proxies.SetSecrets(&secret_key.value());
   scheduler.SetProxyConfigs(&proxies);
   api::AgentOptions agent_options;
   agent_options.secrets = &secret_key.value();

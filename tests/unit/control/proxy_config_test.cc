@@ -602,3 +602,104 @@ TEST_CASE("draining: tasks that never ran, and tasks of services without load ba
 
 }  // namespace
 }  // namespace berth
+
+namespace berth {
+namespace {
+
+using testing::ControlPlane;
+
+Result<model::Listener> ParseListener(const char* text) {
+  Result<json::Doc> d = json::Doc::Parse(text);
+  REQUIRE(d.ok());
+  return model::ParseListenerBody(d->view());
+}
+
+TEST_CASE("load balancing: HTTPS and TLS listeners name certificate secrets; HTTP ones may redirect", "[lb]") {
+  Result<model::Listener> l =
+      ParseListener(R"({"port":443,"protocol":"HTTPS","defaultTargetGroup":"web","certificates":["site","old"]})");
+  REQUIRE(l.ok());
+  CHECK(l->certificates == std::vector<std::string>{"site", "old"});
+  struct Bad {
+    const char* body;
+    const char* starts;
+  };
+  for (Bad b :
+       {Bad{R"({"port":443,"protocol":"HTTPS","defaultTargetGroup":"web"})", "certificates:"},
+        Bad{R"({"port":443,"protocol":"TLS","defaultTargetGroup":"db","certificates":[]})", "certificates:"},
+        Bad{R"({"port":80,"protocol":"HTTP","defaultTargetGroup":"web","certificates":["site"]})", "certificates:"},
+        Bad{R"({"port":443,"protocol":"HTTPS","defaultTargetGroup":"web","certificates":["a","a"]})",
+            "certificates[1]:"},
+        Bad{R"({"port":80,"protocol":"TCP","redirectToHttps":{"port":443}})", "redirectToHttps:"},
+        Bad{R"({"port":80,"protocol":"HTTP","redirectToHttps":{"port":443,"statusCode":303}})",
+            "redirectToHttps.statusCode:"},
+        Bad{R"({"port":80,"protocol":"UDP","defaultTargetGroup":"web"})", "protocol:"}}) {
+    Result<model::Listener> r = ParseListener(b.body);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.starts_with(b.starts));
+  }
+  l = ParseListener(R"({"port":80,"protocol":"HTTP","redirectToHttps":{"port":8443,"statusCode":302}})");
+  REQUIRE(l.ok());
+  CHECK(l->redirect_port == 8443);
+  CHECK(l->redirect_status == 302);
+  CHECK(l->default_target_group.empty());
+
+  const char* cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  const char* chain = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
+  const char* key = "-----BEGIN EC PRIVATE KEY-----\nCCCC\n-----END EC PRIVATE KEY-----\n";
+  Result<model::CertificatePem> pem = model::SplitCertificateBundle(std::string(key) + cert + chain);
+  REQUIRE(pem.ok());
+  CHECK(pem->cert_pem == std::string(cert) + chain);
+  CHECK(pem->key_pem == key);
+  CHECK(model::SplitCertificateBundle(cert).error().message.find("PRIVATE KEY") != std::string::npos);
+  CHECK(model::SplitCertificateBundle(key).error().message.find("CERTIFICATE") != std::string::npos);
+  CHECK_FALSE(model::SplitCertificateBundle(std::string(cert) + key + key).ok());
+}
+
+TEST_CASE("load balancing: a listener's certificate secret must exist for its cluster, and stays while used", "[lb]") {
+  ControlPlane cp;
+  REQUIRE(cp.Apply(TargetGroupCmd("web")).ok());
+  REQUIRE(cp.Apply(TargetGroupCmd("db", "TCP")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  auto https = [](const std::string& tg, const std::string& protocol = "HTTPS") {
+    auto cmd = ListenerCmd("edge", 443, tg, protocol);
+    json::Doc names = json::Doc::Array();
+    names.Push("site");
+    Result<json::Doc> d = json::Doc::Parse(cmd->doc);
+    REQUIRE(d.ok());
+    cmd->doc = json::Doc::Copy(d->view()).Set("certificates", names).Print();
+    return cmd;
+  };
+  Result<std::string> r = cp.Apply(https("web"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == "certificates[0]: secret site does not exist");
+  auto put = [&](std::vector<std::string> clusters) {
+    auto cmd = std::make_unique<model::PutSecret>();
+    cmd->name = "site";
+    cmd->sealed = "sealed bytes";
+    cmd->key_id = "k";
+    cmd->clusters = std::move(clusters);
+    return cp.Apply(std::move(cmd));
+  };
+  REQUIRE(put({"other"}).ok());
+  r = cp.Apply(https("web"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("kept for other clusters") != std::string::npos);
+  auto del = std::make_unique<model::DeleteSecret>();
+  del->name = "site";
+  REQUIRE(cp.Apply(std::move(del)).ok());
+  REQUIRE(put({}).ok());
+  r = cp.Apply(https("db"));  // an HTTPS listener sends to HTTP groups
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("sends to HTTP groups") != std::string::npos);
+  REQUIRE(cp.Apply(https("web")).ok());
+  del = std::make_unique<model::DeleteSecret>();
+  del->name = "site";
+  r = cp.Apply(std::move(del));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == "secret site is the certificate of listener edge:443 in cluster default");
+  // Rules go on HTTPS listeners too.
+  CHECK(cp.Apply(RuleCmd("edge", 443, 10, "web")).ok());
+}
+
+}  // namespace
+}  // namespace berth
