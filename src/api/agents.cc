@@ -677,35 +677,37 @@ void AgentHub::AddRoutes(http::Router* router) {
         if (tasks.valid() && !tasks.IsArray()) {
           return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "tasks: must be an array"));
         }
+        // The proxy configuration version the agent applied (not state, like the
+        // heartbeat), and the draining targets of that version with nothing in
+        // flight (at most one per task its documents could list). Checked whole
+        // before anything is taken.
+        json::View pv = body->view().Get("proxyVersion");
+        if (pv.valid() && (!pv.IsNumber() || pv.Number() < 0)) {
+          return ex->Respond(http::ErrorResponse(400, "InvalidParameter", "proxyVersion: must be a number, 0 or more"));
+        }
+        std::vector<std::string> drained;
+        if (json::View list = body->view().Get("proxyDrained"); list.valid()) {
+          if (!list.IsArray() || list.Size() > kMaxDrainedReported) {
+            return ex->Respond(http::ErrorResponse(
+                400, "InvalidParameter",
+                "proxyDrained: must be an array of at most " + std::to_string(kMaxDrainedReported) + " task ids"));
+          }
+          size_t i = 0;
+          for (json::View v : list) {
+            if (!v.IsString() || v.String().empty() || v.String().size() > 64) {
+              return ex->Respond(
+                  http::ErrorResponse(400, "InvalidParameter",
+                                      "proxyDrained[" + std::to_string(i) + "]: must be a task id (1-64 characters)"));
+            }
+            drained.emplace_back(v.String());
+            i++;
+          }
+        }
         state_->Heartbeat(id, clock_->NowUnixMs());
-        // The proxy configuration version the agent applied (not state, like the heartbeat).
-        if (json::View pv = body->view().Get("proxyVersion"); pv.valid()) {
-          if (!pv.IsNumber() || pv.Number() < 0) {
-            return ex->Respond(
-                http::ErrorResponse(400, "InvalidParameter", "proxyVersion: must be a number, 0 or more"));
-          }
-          state_->SetProxyVersion(id, pv.IntIn(0, INT64_MAX, 0));
-          // The draining targets of that version with nothing in flight (at most
-          // one per task the node's documents could list).
-          std::vector<std::string> drained;
-          if (json::View list = body->view().Get("proxyDrained"); list.valid()) {
-            if (!list.IsArray() || list.Size() > kMaxDrainedReported) {
-              return ex->Respond(http::ErrorResponse(
-                  400, "InvalidParameter",
-                  "proxyDrained: must be an array of at most " + std::to_string(kMaxDrainedReported) + " task ids"));
-            }
-            size_t i = 0;
-            for (json::View v : list) {
-              if (!v.IsString() || v.String().empty() || v.String().size() > 64) {
-                return ex->Respond(http::ErrorResponse(
-                    400, "InvalidParameter",
-                    "proxyDrained[" + std::to_string(i) + "]: must be a task id (1-64 characters)"));
-              }
-              drained.emplace_back(v.String());
-              i++;
-            }
-          }
-          if (drains_ && drains_->Reported(id, pv.IntIn(0, INT64_MAX, 0), std::move(drained))) {
+        if (pv.valid()) {
+          int64_t version = pv.IntIn(0, INT64_MAX, 0);
+          state_->SetProxyVersion(id, version);
+          if (drains_ && drains_->Reported(id, version, std::move(drained))) {
             drains_->Settle();
             SendDirty();
           }
