@@ -3,6 +3,7 @@
 redirect to https, a refused certificate on SIGHUP, a TLS listener splicing to a
 TCP echo server, and the handshake bound. Certificates come from the openssl CLI."""
 
+import http.client
 import os
 import socket
 import ssl
@@ -198,10 +199,22 @@ def test_proxy_tls_refuses_a_bad_certificate_on_sighup_and_keeps_serving():
         check('listeners[0].certificates[0]: no certificate named \\"nope\\"' in p.logs(), p.logs()[-600:])
         check(curl_https(certs.ca, "site.test", port)[0] == "web /\n", "the old configuration keeps serving")
         check(served_subject(port, "site.test") == "CN=site.test", "with the old certificate")
-        # A good new certificate serves new handshakes.
+        # A kept-alive connection from before the renewal...
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        ctx.check_hostname = False  # to 127.0.0.1 (no SNI: the listener's first certificate); the chain is checked
+        old = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=20)
+        old.request("GET", "/before", headers={"Host": "site.test"})
+        check(old.getresponse().read() == b"web /before\n", "a kept-alive TLS connection")
+        # ... a good new certificate serves new handshakes ...
         p.reload(https_config(port, [cert_entry("site", renewed)], ["site"], groups, version=5), "reloaded")
         wait_until(lambda: served_subject(port, "site.test") == "CN=renewed.site.test", what="the new certificate")
         check(curl_https(certs.ca, "site.test", port)[0] == "web /\n", "after the renewal")
+        # ... while the connection from before carries on with its own.
+        old.request("GET", "/after", headers={"Host": "site.test"})
+        check(old.getresponse().read() == b"web /after\n", "the old connection keeps working")
+        subject = dict(x[0] for x in old.sock.getpeercert()["subject"])
+        check(subject.get("commonName") == "site.test", "with its old certificate: %r" % subject)
+        old.close()
 
 
 @timeout(60)
