@@ -2,12 +2,24 @@
 // refusals, SNI's choice of certificate, and the redirect to https.
 #include "proxy/tls.h"
 
-#include <catch2/catch.hpp>
-#include <string>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "base/crypto.h"
 #include "net/pki.h"
 #include "proxy/balance.h"
 #include "proxy/config.h"
+#include "proxy/proxy.h"
 
 using namespace berth;
 using namespace berth::proxy;
@@ -18,8 +30,8 @@ struct Pair {
   std::string cert, key;
 };
 
-// A certificate for `dns` (CN `cn`) and its key, signed by a fresh CA.
-Pair MakeCert(const std::string& cn, std::vector<std::string> dns) {
+// A test CA: its certificate and key.
+Pair MakeCa() {
   auto ca_key = net::pki::NewKey();
   REQUIRE(ca_key.ok());
   net::pki::CertSpec ca;
@@ -29,6 +41,14 @@ Pair MakeCert(const std::string& cn, std::vector<std::string> dns) {
   ca.not_after_unix = 2000000000;
   auto ca_cert = net::pki::SelfSign(*ca_key, ca);
   REQUIRE(ca_cert.ok());
+  return {*ca_cert, *ca_key};
+}
+
+// A certificate for `dns` (CN `cn`) and its key, signed by `ca` (a fresh CA if none).
+Pair MakeCert(const std::string& cn, std::vector<std::string> dns, Pair ca = {}) {
+  if (ca.cert.empty()) ca = MakeCa();
+  const std::string* ca_cert = &ca.cert;
+  const std::string* ca_key = &ca.key;
   auto key = net::pki::NewKey();
   REQUIRE(key.ok());
   net::pki::CertSpec spec;
@@ -231,4 +251,164 @@ TEST_CASE("proxy tls: the redirect's Location", "[proxy]") {
   CHECK(loc("a@b", "/", 443) == "error: the Host header is not a host name or address");
   CHECK(loc("[::1", "/", 443) == "error: the Host header is not a host name or address");
   CHECK(loc("example.com", "example.com:443", 443) == "error: the request target must be a path or an absolute URL");
+}
+
+namespace {
+
+int ListenOn(int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  REQUIRE(listen(fd, 16) == 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int Dial(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// A blocking mbedTLS client on a connected socket, trusting `ca_pem`, sending SNI
+// `name` (and checking the certificate covers it unless `any_name`).
+class BlockingTlsClient {
+ public:
+  BlockingTlsClient(int fd, const std::string& ca_pem, const std::string& name, bool any_name = false) : fd_(fd) {
+    mbedtls_ssl_init(&ssl_);
+    mbedtls_ssl_config_init(&conf_);
+    mbedtls_x509_crt_init(&ca_);
+    REQUIRE(mbedtls_x509_crt_parse(&ca_, reinterpret_cast<const unsigned char*>(ca_pem.c_str()), ca_pem.size() + 1) ==
+            0);
+    REQUIRE(mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                        MBEDTLS_SSL_PRESET_DEFAULT) == 0);
+    mbedtls_ssl_conf_rng(
+        &conf_, [](void*, unsigned char* out, size_t len) { return crypto::RandomBytes(out, len) ? 0 : -1; }, nullptr);
+    mbedtls_ssl_conf_authmode(&conf_, any_name ? MBEDTLS_SSL_VERIFY_OPTIONAL : MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&conf_, &ca_, nullptr);
+    REQUIRE(mbedtls_ssl_setup(&ssl_, &conf_) == 0);
+    mbedtls_ssl_set_hostname(&ssl_, name.c_str());
+    mbedtls_ssl_set_bio(
+        &ssl_, &fd_,
+        [](void* f, const unsigned char* b, size_t n) {
+          return static_cast<int>(send(*static_cast<int*>(f), b, n, MSG_NOSIGNAL));
+        },
+        [](void* f, unsigned char* b, size_t n) { return static_cast<int>(recv(*static_cast<int*>(f), b, n, 0)); },
+        nullptr);
+  }
+  ~BlockingTlsClient() {
+    mbedtls_ssl_free(&ssl_);
+    mbedtls_ssl_config_free(&conf_);
+    mbedtls_x509_crt_free(&ca_);
+    close(fd_);
+  }
+  int Handshake() { return mbedtls_ssl_handshake(&ssl_); }
+  // The served certificate's subject CN.
+  std::string PeerName() {
+    const mbedtls_x509_crt* peer = mbedtls_ssl_get_peer_cert(&ssl_);
+    if (!peer) return {};
+    char buf[256];
+    mbedtls_x509_dn_gets(buf, sizeof buf, &peer->subject);
+    return buf;
+  }
+  void Write(const std::string& s) {
+    REQUIRE(mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(s.data()), s.size()) ==
+            static_cast<int>(s.size()));
+  }
+  // Reads until `marker` has been seen or the stream ends.
+  std::string ReadUntil(const std::string& marker) {
+    std::string got;
+    unsigned char buf[4096];
+    while (got.find(marker) == std::string::npos) {
+      int n = mbedtls_ssl_read(&ssl_, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
+    }
+    return got;
+  }
+
+ private:
+  int fd_;
+  mbedtls_ssl_context ssl_;
+  mbedtls_ssl_config conf_;
+  mbedtls_x509_crt ca_;
+};
+
+}  // namespace
+
+// In process (so the sanitizer builds see the TLS engine): an HTTPS listener with
+// two certificates, SNI choosing, the request forwarded in plain HTTP with
+// X-Forwarded-Proto: https, and the answer back through TLS.
+TEST_CASE("proxy tls: an HTTPS listener terminates TLS, picks by SNI and forwards", "[proxy]") {
+  Pair ca = MakeCa();
+  Pair a = MakeCert("a.test", {"a.test"}, ca);
+  Pair b = MakeCert("b.test", {"*.b.test"}, ca);
+  int target_port = 0;
+  int target_fd = ListenOn(&target_port);
+  int listen_port = 0;
+  close(ListenOn(&listen_port));
+  auto config = ParseConfig(
+      Doc(Cert("a", a) + "," + Cert("b", b), R"({"port": )" + std::to_string(listen_port) + R"(, "protocol": "HTTPS",
+      "address": "127.0.0.1", "defaultTargetGroup": "web", "certificates": ["a", "b"]})"));
+  REQUIRE(config.ok());
+  config->target_groups[0].targets.push_back({"t", "127.0.0.1", target_port, TargetState::kHealthy});
+  auto proxy = Proxy::Start(Options{});
+  REQUIRE(proxy.ok());
+  (*proxy)->Apply(*config);
+  int fd = -1;
+  for (int i = 0; i < 500 && fd < 0; i++) {
+    if ((fd = Dial(listen_port)) < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(fd >= 0);
+
+  // The target: answers one request with its head as the body.
+  std::thread target([target_fd] {
+    int c = accept(target_fd, nullptr, nullptr);
+    std::string head;
+    char buf[4096];
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      head.append(buf, static_cast<size_t>(n));
+    }
+    std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(head.size()) + "\r\n\r\n" + head;
+    send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
+    close(c);
+  });
+
+  {
+    BlockingTlsClient client(fd, ca.cert, "x.b.test");
+    REQUIRE(client.Handshake() == 0);
+    CHECK(client.PeerName() == "CN=b.test");
+    client.Write("GET /p?q=1 HTTP/1.1\r\nHost: x.b.test\r\nX-Forwarded-Proto: forged\r\n\r\n");
+    // The answer's body is the head the target got, which ends with the proxy's X-Forwarded-Port.
+    std::string answer = client.ReadUntil("X-Forwarded-Port: " + std::to_string(listen_port) + "\r\n\r\n");
+    CHECK(answer.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(answer.find("GET /p?q=1 HTTP/1.1\r\n") != std::string::npos);
+    CHECK(answer.find("X-Forwarded-Proto: https\r\n") != std::string::npos);
+    CHECK(answer.find("forged") == std::string::npos);
+  }
+  target.join();
+  {
+    int fd2 = Dial(listen_port);
+    REQUIRE(fd2 >= 0);
+    BlockingTlsClient client(fd2, ca.cert, "nobody.test", true);
+    REQUIRE(client.Handshake() == 0);
+    CHECK(client.PeerName() == "CN=a.test");  // no certificate covers it: the first
+  }
+  (*proxy)->Stop(1000);
+  close(target_fd);
 }
