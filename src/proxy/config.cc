@@ -145,8 +145,8 @@ Result<Listener> ParseListener(View v, const std::string& path) {
   if (!certificates.ok()) return certificates.take_error();
   l.certificates = std::move(*certificates);
   if (Terminates(l.protocol) && l.certificates.empty()) {
-    return Bad(At(path, "certificates"),
-               std::string("an ") + ProtocolName(l.protocol) + " listener needs at least one certificate");
+    return Bad(At(path, "certificates"), std::string(l.protocol == Protocol::kHttps ? "an " : "a ") +
+                                             ProtocolName(l.protocol) + " listener needs at least one certificate");
   }
   if (!Terminates(l.protocol) && !l.certificates.empty()) {
     return Bad(At(path, "certificates"), "are for HTTPS and TLS listeners only");

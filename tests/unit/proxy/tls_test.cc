@@ -153,7 +153,7 @@ TEST_CASE("proxy tls: bad certificates and listeners are refused with their path
         "listeners[0].certificates: an HTTPS listener needs at least one certificate");
   CHECK(Refusal(Doc(Cert("site", site), R"({"port": 443, "protocol": "TLS", "defaultTargetGroup": "db",
                                             "certificates": []})")) ==
-        "listeners[0].certificates: an TLS listener needs at least one certificate");
+        "listeners[0].certificates: a TLS listener needs at least one certificate");
   CHECK(Refusal(Doc(Cert("site", site), R"({"port": 80, "protocol": "HTTP", "defaultTargetGroup": "web",
                                             "certificates": ["site"]})")) ==
         "listeners[0].certificates: are for HTTPS and TLS listeners only");
