@@ -12,12 +12,19 @@
 #          without coordinated-omission correction)
 #   close  req/s with a new connection per request (Connection: close)
 #   l4     iperf3 throughput through a TCP listener (5 s)
+#   tls    keep-alive req/s over TLS 1.2 (wrk -t2 -c64 https://), an HTTPS
+#          listener against HAProxy's `bind ... ssl crt` (same P-256
+#          certificate, TLS 1.2 only, ECDHE-ECDSA AEAD ciphers)
+#   tls_hs TLS handshakes/s: the same with Connection: close, a new TLS
+#          connection per request. wrk's OpenSSL client may offer its last
+#          session again, so these mix full and resumed (ticket) handshakes;
+#          the proxy CPU printed per run tells which dominates
 #   added_p50_us  proxy p50 minus direct-to-nginx p50 at one connection (wrk -c1)
 #   idle_conn_kib RSS growth per idle client connection (5,000 of them)
 #
 # Measures only; never fails on a timing. Exits non-zero if something broke.
 # Last line: l7_vs_haproxy= p99_vs_haproxy= close_vs_haproxy= l4_vs_haproxy=
-#   tls_vs_haproxy=n/a added_p50_us= haproxy_added_p50_us= idle_conn_kib= haproxy_idle_conn_kib=
+#   tls_vs_haproxy= tls_hs_vs_haproxy= added_p50_us= haproxy_added_p50_us= idle_conn_kib= haproxy_idle_conn_kib=
 # (targets: l7 >= 0.9, close >= 0.8, l4 >= 0.9, p99 <= 1.25)
 #
 #   bench/lb.sh                                  # uses build/berth
@@ -25,7 +32,7 @@
 
 source "$(dirname "$0")/common.bash"
 
-ensure_tools wrk:wrk nginx:nginx-light curl:curl python3:python3 haproxy:haproxy iperf3:iperf3
+ensure_tools wrk:wrk nginx:nginx-light curl:curl python3:python3 haproxy:haproxy iperf3:iperf3 openssl:openssl
 ensure_berth
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 RUNS=${RUNS:-3}
@@ -44,8 +51,15 @@ iperf_port=$(free_port)
 iperf3 -s -p "$iperf_port" >"$BENCH_TMP/iperf3.log" 2>&1 &
 BENCH_PIDS+=($!)
 
+# --- one certificate for both proxies' TLS listeners (a self-signed P-256 leaf)
+openssl ecparam -name prime256v1 -genkey -noout -out "$BENCH_TMP/site.key" 2>/dev/null
+openssl req -x509 -new -key "$BENCH_TMP/site.key" -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+  -days 2 -out "$BENCH_TMP/site.crt" 2>/dev/null
+cat "$BENCH_TMP/site.crt" "$BENCH_TMP/site.key" >"$BENCH_TMP/site.pem"  # HAProxy's crt: both in one file
+json_file() { python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' "$1"; }
+
 # --- berth proxy
-b_http=$(free_port) b_tcp=$(free_port)
+b_http=$(free_port) b_tcp=$(free_port) b_https=$(free_port)
 targets=""
 for i in 0 1 2 3; do
   targets+="${targets:+,}{\"id\":\"n$i\",\"address\":\"127.0.0.1\",\"port\":${backend_ports[$i]},\"state\":\"healthy\"}"
@@ -53,7 +67,11 @@ done
 cat >"$BENCH_TMP/proxy.json" <<JSON
 {"version": 1,
  "listeners": [{"port": $b_http, "protocol": "HTTP", "address": "127.0.0.1", "defaultTargetGroup": "web"},
-               {"port": $b_tcp, "protocol": "TCP", "address": "127.0.0.1", "defaultTargetGroup": "iperf"}],
+               {"port": $b_tcp, "protocol": "TCP", "address": "127.0.0.1", "defaultTargetGroup": "iperf"},
+               {"port": $b_https, "protocol": "HTTPS", "address": "127.0.0.1", "defaultTargetGroup": "web",
+                "certificates": ["site"]}],
+ "certificates": [{"name": "site", "certPem": $(json_file "$BENCH_TMP/site.crt"),
+                   "keyPem": $(json_file "$BENCH_TMP/site.key")}],
  "targetGroups": [{"name": "web", "protocol": "HTTP", "targets": [$targets]},
                   {"name": "iperf", "protocol": "TCP",
                    "targets": [{"id": "i", "address": "127.0.0.1", "port": $iperf_port, "state": "healthy"}]}]}
@@ -64,7 +82,7 @@ BENCH_PIDS+=("$berth_pid")
 pin_server "$berth_pid"
 
 # --- HAProxy
-h_http=$(free_port) h_tcp=$(free_port)
+h_http=$(free_port) h_tcp=$(free_port) h_https=$(free_port)
 {
   echo "global"
   echo "  nbthread 1"
@@ -82,6 +100,12 @@ h_http=$(free_port) h_tcp=$(free_port)
   echo "  balance leastconn"
   echo "  option forwardfor"
   for i in 0 1 2 3; do echo "  server n$i 127.0.0.1:${backend_ports[$i]}"; done
+  echo "frontend web_tls"
+  echo "  mode http"
+  echo "  bind 127.0.0.1:$h_https ssl crt $BENCH_TMP/site.pem ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2" \
+    "ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305" \
+    "curves X25519:P-256:P-384"
+  echo "  default_backend web"
   echo "frontend tcp"
   echo "  mode tcp"
   echo "  bind 127.0.0.1:$h_tcp"
@@ -99,9 +123,11 @@ declare -A url pid
 url[berth]="http://127.0.0.1:$b_http/healthz" pid[berth]=$berth_pid
 url[haproxy]="http://127.0.0.1:$h_http/healthz" pid[haproxy]=$haproxy_pid
 declare -A tcp_port=([berth]=$b_tcp [haproxy]=$h_tcp)
+declare -A tls_url=([berth]="https://127.0.0.1:$b_https/healthz" [haproxy]="https://127.0.0.1:$h_https/healthz")
 for who in berth haproxy; do
   for _ in $(seq 50); do curl -fsS --max-time 1 "${url[$who]}" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fsS --max-time 5 "${url[$who]}" >/dev/null || { cat "$BENCH_TMP/$who.log" >&2; die "$who does not answer"; }
+  curl -fsS -k --tlsv1.2 --max-time 5 "${tls_url[$who]}" >/dev/null || die "$who does not answer over TLS"
 done
 
 machine_note
@@ -154,6 +180,27 @@ for run in $(seq "$RUNS"); do
       -H "Connection: close" "${url[$who]}"
     close[$who]+=" $WRK_RPS"
     echo "connection-per-request run $run $who: $WRK_RPS req/s"
+  done
+done
+
+# --- TLS: keep-alive, then a full handshake per request
+declare -A tls tls_hs
+for who in berth haproxy; do "${WRK[@]}" -t2 -c64 -d2s "${tls_url[$who]}" >/dev/null; done
+for run in $(seq "$RUNS"); do
+  for who in berth haproxy; do
+    run_wrk "$BENCH_TMP/tls-$who-$run" "${pid[$who]}" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" \
+      "${tls_url[$who]}"
+    [ "$WRK_NON2XX" = 0 ] || die "$who: $WRK_NON2XX non-2xx answers over TLS"
+    tls[$who]+=" $WRK_RPS"
+    echo "TLS keep-alive run $run $who: $WRK_RPS req/s (proxy CPU ${SERVER_CPU}%)"
+  done
+done
+for run in $(seq "$RUNS"); do
+  for who in berth haproxy; do
+    run_wrk "$BENCH_TMP/tlshs-$who-$run" "${pid[$who]}" -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECONDS}s" \
+      -H "Connection: close" "${tls_url[$who]}"
+    tls_hs[$who]+=" $WRK_RPS"
+    echo "TLS handshake per request run $run $who: $WRK_RPS handshakes/s (proxy CPU ${SERVER_CPU}%)"
   done
 done
 
@@ -210,12 +257,14 @@ echo "idle connections: berth +${b_idle} KiB each, haproxy +${h_idle} KiB each (
 direct=$(median "${direct_p50[@]}")
 b_p50=$(median ${p50[berth]}) h_p50=$(median ${p50[haproxy]})
 echo "medians: keep-alive berth $b_rps haproxy $h_rps req/s; p99 berth $(median ${p99[berth]})us haproxy $(median ${p99[haproxy]})us;" \
-  "close berth $(median ${close[berth]}) haproxy $(median ${close[haproxy]}) req/s; p50 direct ${direct}us berth ${b_p50}us haproxy ${h_p50}us"
+  "close berth $(median ${close[berth]}) haproxy $(median ${close[haproxy]}) req/s; p50 direct ${direct}us berth ${b_p50}us haproxy ${h_p50}us;" \
+  "tls berth $(median ${tls[berth]}) haproxy $(median ${tls[haproxy]}) req/s; handshakes berth $(median ${tls_hs[berth]}) haproxy $(median ${tls_hs[haproxy]})/s"
 echo "l7_vs_haproxy=$(ratio "$b_rps" "$h_rps")" \
   "p99_vs_haproxy=$(ratio "$(median ${p99[berth]})" "$(median ${p99[haproxy]})")" \
   "close_vs_haproxy=$(ratio "$(median ${close[berth]})" "$(median ${close[haproxy]})")" \
   "l4_vs_haproxy=$(ratio "$(median ${l4[berth]})" "$(median ${l4[haproxy]})")" \
-  "tls_vs_haproxy=n/a" \
+  "tls_vs_haproxy=$(ratio "$(median ${tls[berth]})" "$(median ${tls[haproxy]})")" \
+  "tls_hs_vs_haproxy=$(ratio "$(median ${tls_hs[berth]})" "$(median ${tls_hs[haproxy]})")" \
   "added_p50_us=$(awk -v a="$b_p50" -v d="$direct" 'BEGIN {printf "%.0f", a - d}')" \
   "haproxy_added_p50_us=$(awk -v a="$h_p50" -v d="$direct" 'BEGIN {printf "%.0f", a - d}')" \
   "idle_conn_kib=$b_idle haproxy_idle_conn_kib=$h_idle"

@@ -48,23 +48,24 @@ const mbedtls_ecp_group_id kCurves[] = {
 
 int Random(void*, unsigned char* out, size_t len) { return crypto::RandomBytes(out, len) ? 0 : -1; }
 
+}  // namespace
+
 std::string MbedError(int code) {
   char buf[160];
   mbedtls_strerror(code, buf, sizeof buf);
   return buf;
 }
 
+namespace {
+
 // PEM text for mbedTLS's parsers, which count the terminating NUL.
 int ParseCerts(mbedtls_x509_crt* crt, const std::string& pem) {
   return mbedtls_x509_crt_parse(crt, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
 }
-// A private key for signing handshakes. An EC key is held as an ECDSA context:
-// mbedTLS 2.28 signs with a plain EC key through a copy of it, whose fresh curve
-// group rebuilds the fixed-base table on every signature (1.3 ms where 0.57 ms
-// do on this machine). One signature at load fills the table before the key is
-// shared, so later handshakes only read it.
+}  // namespace
+
 // 0 when `prv` is the private key of `pub`. An EC key is held as ECDSA (see
-// ParseKey), which mbedtls_pk_check_pair calls another type: the points are compared.
+// ParsePrivateKey), which mbedtls_pk_check_pair calls another type: the points are compared.
 int CheckKeyPair(const mbedtls_pk_context& pub, const mbedtls_pk_context& prv) {
   auto is_ec = [](const mbedtls_pk_context& k) {
     mbedtls_pk_type_t t = mbedtls_pk_get_type(&k);
@@ -74,7 +75,12 @@ int CheckKeyPair(const mbedtls_pk_context& pub, const mbedtls_pk_context& prv) {
   return mbedtls_pk_check_pair(&pub, &prv);
 }
 
-int ParseKey(mbedtls_pk_context* pk, const std::string& pem) {
+// A private key for signing handshakes. An EC key is held as an ECDSA context:
+// mbedTLS 2.28 signs with a plain EC key through a copy of it, whose fresh curve
+// group rebuilds the fixed-base table on every signature (1.3 ms where 0.57 ms
+// do on this machine). One signature at load fills the table before the key is
+// shared, so later handshakes only read it.
+int ParsePrivateKey(mbedtls_pk_context* pk, const std::string& pem) {
   mbedtls_pk_context parsed;
   mbedtls_pk_init(&parsed);
   int r =
@@ -92,11 +98,15 @@ int ParseKey(mbedtls_pk_context* pk, const std::string& pem) {
   return r;
 }
 
+namespace {
+
 std::string Fingerprint(const mbedtls_x509_crt* crt) {
   return crypto::Hex(crypto::Sha256(std::string_view(reinterpret_cast<const char*>(crt->raw.p), crt->raw.len)));
 }
 
-void CommonSetup(mbedtls_ssl_config* conf) {
+}  // namespace
+
+void ConfigureProtocol(mbedtls_ssl_config* conf) {
   mbedtls_ssl_conf_rng(conf, Random, nullptr);
   mbedtls_ssl_conf_min_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_max_version(conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
@@ -105,6 +115,9 @@ void CommonSetup(mbedtls_ssl_config* conf) {
   mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 }
 
+namespace {
+int ParseKey(mbedtls_pk_context* pk, const std::string& pem) { return ParsePrivateKey(pk, pem); }
+void CommonSetup(mbedtls_ssl_config* conf) { ConfigureProtocol(conf); }
 }  // namespace
 
 // One mbedTLS configuration with what it points at; shared by the connections

@@ -20,6 +20,8 @@
 
 struct uv_loop_s;
 typedef struct uv_loop_s uv_loop_t;
+struct mbedtls_pk_context;
+struct mbedtls_ssl_config;
 
 namespace berth::net::tls {
 
@@ -95,6 +97,19 @@ class ClientContext {
   ClientSettings settings_;
   std::shared_ptr<ClientConfig> config_;
 };
+
+// What berth's TLS servers share with the proxy's (src/proxy/tls.cc), which
+// drives mbedTLS on its own loops:
+// TLS 1.2 only, ECDHE with an AEAD cipher, the curves fastest first, the RNG, no
+// renegotiation.
+void ConfigureProtocol(mbedtls_ssl_config* conf);
+// Parses a PEM private key into `pk` (initialised); an EC key is held ready to
+// sign fast from several threads. 0 or an mbedTLS error code.
+int ParsePrivateKey(mbedtls_pk_context* pk, const std::string& pem);
+// 0 when `prv` is the private key of the public key `pub`, else an mbedTLS error.
+int CheckKeyPair(const mbedtls_pk_context& pub, const mbedtls_pk_context& prv);
+// An mbedTLS error code in words.
+std::string MbedError(int code);
 
 // The client context for a server trusted by `pin` (a token's) and/or the CA
 // certificates in `ca_pem`; nullptr, and no error, when both are empty.

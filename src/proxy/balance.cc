@@ -1,6 +1,8 @@
 // Rule matching, balancing, ejection and retry decisions (balance.h).
 #include "proxy/balance.h"
 
+#include <strings.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -66,6 +68,37 @@ const std::string& MatchGroup(const Listener& listener, std::string_view host, s
     if (AnyMatches(r.hosts, bare, true) && AnyMatches(r.paths, path, false)) return r.target_group;
   }
   return listener.default_target_group;
+}
+
+Result<std::string> RedirectLocation(std::string_view host_header, std::string_view target, int port) {
+  std::string_view host = host_header;
+  std::string_view rest = target;
+  auto starts = [](std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && strncasecmp(s.data(), prefix.data(), prefix.size()) == 0;
+  };
+  if (target == "*") {
+    rest = "/";
+  } else if (starts(target, "http://") || starts(target, "https://")) {
+    std::string_view after = target.substr(target.find("//") + 2);
+    size_t slash = after.find_first_of("/?");
+    host = after.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view("/") : after.substr(slash);
+  } else if (target.empty() || target[0] != '/') {
+    return Error::Invalid("the request target must be a path or an absolute URL");
+  }
+  host = HostWithoutPort(host);
+  if (host.empty()) return Error::Invalid("the request has no Host header to redirect to");
+  bool literal = host.front() == '[';
+  for (char c : literal ? host.substr(1, host.size() - 2) : host) {
+    bool ok = isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || (literal && c == ':');
+    if (!ok) return Error::Invalid("the Host header is not a host name or address");
+  }
+  if (literal && host.back() != ']') return Error::Invalid("the Host header is not a host name or address");
+  std::string out = "https://" + std::string(host);
+  if (port != 443) out += ":" + std::to_string(port);
+  if (!rest.empty() && rest[0] == '?') out += "/";
+  out += rest;
+  return out;
 }
 
 double SlowStartWeight(int64_t since_ms, int64_t slow_start_ms) {

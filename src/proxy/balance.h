@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "proxy/config.h"
 
 namespace berth::proxy {
@@ -23,6 +24,12 @@ std::string_view HostWithoutPort(std::string_view host);
 // The target group for a request: the first rule in ascending priority whose
 // hosts and paths both match (an empty list matches all), else the listener's default.
 const std::string& MatchGroup(const Listener& listener, std::string_view host, std::string_view path);
+// Where a redirectToHttps listener sends a request: "https://" + the host (of an
+// absolute-form request target, else of the Host header) without its port, then
+// ":port" unless the port is 443, then the request target's path and query
+// ("*" becomes "/"). Refused: no host, a host with characters a DNS name or an
+// address literal has not, a target that is neither origin-form nor absolute.
+Result<std::string> RedirectLocation(std::string_view host_header, std::string_view target, int port);
 
 // What a balancer sees of one usable target on one worker.
 struct Load {

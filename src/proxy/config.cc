@@ -7,6 +7,7 @@
 #include <set>
 
 #include "base/json.h"
+#include "proxy/tls.h"
 
 namespace berth::proxy {
 namespace {
@@ -38,11 +39,17 @@ Result<View> RequireArray(View obj, std::string_view key, std::string_view path,
   return v;
 }
 
-Result<Protocol> ParseProtocol(View obj, std::string_view path) {
+// A listener's protocol (all four) or a target group's (HTTP or TCP).
+Result<Protocol> ParseProtocol(View obj, std::string_view path, bool listener) {
   auto text = json::RequireString(obj, "protocol", At(path, "protocol"));
   if (!text.ok()) return text.take_error();
   if (*text == "HTTP") return Protocol::kHttp;
   if (*text == "TCP") return Protocol::kTcp;
+  if (listener && *text == "HTTPS") return Protocol::kHttps;
+  if (listener && *text == "TLS") return Protocol::kTls;
+  if (listener) {
+    return Bad(At(path, "protocol"), "must be \"HTTP\", \"HTTPS\", \"TCP\" or \"TLS\", not \"" + *text + "\"");
+  }
   return Bad(At(path, "protocol"), "must be \"HTTP\" or \"TCP\", not \"" + *text + "\"");
 }
 
@@ -99,30 +106,66 @@ Result<Rule> ParseRule(View v, const std::string& path) {
   return r;
 }
 
+Result<Redirect> ParseRedirect(View v, const std::string& path) {
+  if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
+  if (auto s = OnlyKnownKeys(v, path, {"port", "statusCode"}); !s.ok()) return s.take_error();
+  Redirect r;
+  auto port = ParsePort(v, path);
+  if (!port.ok()) return port.take_error();
+  r.port = *port;
+  auto status = json::OptionalInt(v, "statusCode", At(path, "statusCode"), 301);
+  if (!status.ok()) return status.take_error();
+  if (*status != 301 && *status != 302) return Bad(At(path, "statusCode"), "must be 301 or 302");
+  r.status = static_cast<int>(*status);
+  return r;
+}
+
 Result<Listener> ParseListener(View v, const std::string& path) {
   if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
-  if (auto s = OnlyKnownKeys(v, path, {"port", "protocol", "address", "defaultTargetGroup", "rules"}); !s.ok()) {
+  if (auto s = OnlyKnownKeys(
+          v, path, {"port", "protocol", "address", "defaultTargetGroup", "rules", "certificates", "redirectToHttps"});
+      !s.ok()) {
     return s.take_error();
   }
   Listener l;
   auto port = ParsePort(v, path);
   if (!port.ok()) return port.take_error();
   l.port = *port;
-  auto protocol = ParseProtocol(v, path);
+  auto protocol = ParseProtocol(v, path, true);
   if (!protocol.ok()) return protocol.take_error();
   l.protocol = *protocol;
+  View redirect = v.Get("redirectToHttps");
+  if (redirect.valid() && !redirect.IsNull()) {
+    if (l.protocol != Protocol::kHttp) return Bad(At(path, "redirectToHttps"), "is for HTTP listeners only");
+    auto r = ParseRedirect(redirect, At(path, "redirectToHttps"));
+    if (!r.ok()) return r.take_error();
+    l.redirect = *r;
+  }
+  auto certificates = ParseStrings(v, "certificates", path, false);
+  if (!certificates.ok()) return certificates.take_error();
+  l.certificates = std::move(*certificates);
+  if (Terminates(l.protocol) && l.certificates.empty()) {
+    return Bad(At(path, "certificates"), std::string(l.protocol == Protocol::kHttps ? "an " : "a ") +
+                                             ProtocolName(l.protocol) + " listener needs at least one certificate");
+  }
+  if (!Terminates(l.protocol) && !l.certificates.empty()) {
+    return Bad(At(path, "certificates"), "are for HTTPS and TLS listeners only");
+  }
   auto address = json::OptionalString(v, "address", At(path, "address"), "0.0.0.0");
   if (!address.ok()) return address.take_error();
   if (auto s = CheckAddress(*address, At(path, "address")); !s.ok()) return s.take_error();
   l.address = std::move(*address);
-  auto group = json::RequireString(v, "defaultTargetGroup", At(path, "defaultTargetGroup"));
+  // A redirecting listener forwards nothing: a default group is optional (checked, unused).
+  auto group = l.redirect ? json::OptionalString(v, "defaultTargetGroup", At(path, "defaultTargetGroup"), "")
+                          : json::RequireString(v, "defaultTargetGroup", At(path, "defaultTargetGroup"));
   if (!group.ok()) return group.take_error();
   l.default_target_group = std::move(*group);
   auto rules = RequireArray(v, "rules", path, false);
   if (!rules.ok()) return rules.take_error();
   if (rules->valid()) {
-    if (l.protocol != Protocol::kHttp && rules->Size() > 0)
-      return Bad(At(path, "rules"), "are for HTTP listeners only");
+    if (TargetProtocol(l.protocol) != Protocol::kHttp && rules->Size() > 0)
+      return Bad(At(path, "rules"), "are for HTTP and HTTPS listeners only");
+    if (l.redirect && rules->Size() > 0) return Bad(At(path, "rules"), "are not used with redirectToHttps");
     size_t i = 0;
     for (View r : *rules) {
       auto rule = ParseRule(r, Index(At(path, "rules"), i++));
@@ -186,7 +229,7 @@ Result<TargetGroup> ParseGroup(View v, const std::string& path) {
   if (!name.ok()) return name.take_error();
   if (name->empty()) return Bad(At(path, "name"), "must not be empty");
   g.name = std::move(*name);
-  auto protocol = ParseProtocol(v, path);
+  auto protocol = ParseProtocol(v, path, false);
   if (!protocol.ok()) return protocol.take_error();
   g.protocol = *protocol;
   auto algorithm = ParseAlgorithm(v, g.protocol, At(path, "algorithm"));
@@ -212,6 +255,27 @@ Result<TargetGroup> ParseGroup(View v, const std::string& path) {
   return g;
 }
 
+// A certificate and its key, parsed now so that a bad one refuses the document.
+Result<Certificate> ParseCertificate(View v, const std::string& path) {
+  if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
+  if (auto s = OnlyKnownKeys(v, path, {"name", "certPem", "keyPem"}); !s.ok()) return s.take_error();
+  Certificate c;
+  auto name = json::RequireString(v, "name", At(path, "name"));
+  if (!name.ok()) return name.take_error();
+  if (name->empty()) return Bad(At(path, "name"), "must not be empty");
+  c.name = std::move(*name);
+  auto cert = json::RequireString(v, "certPem", At(path, "certPem"));
+  if (!cert.ok()) return cert.take_error();
+  auto key = json::RequireString(v, "keyPem", At(path, "keyPem"));
+  if (!key.ok()) return key.take_error();
+  c.cert_pem = std::move(*cert);
+  c.key_pem = std::move(*key);
+  auto identity = Identity::Load(c.cert_pem, c.key_pem);
+  if (!identity.ok()) return Error::Invalid(path + "." + identity.error().message);
+  c.identity = std::move(*identity);
+  return c;
+}
+
 // Checks that join parts of the document: names resolve, protocols agree, ports are unique.
 Status CheckReferences(const Config& c) {
   std::set<std::string> keys;
@@ -225,13 +289,20 @@ Status CheckReferences(const Config& c) {
     auto check = [&](const std::string& name, const std::string& where) -> Status {
       const TargetGroup* g = c.FindGroup(name);
       if (!g) return Bad(where, "no target group named \"" + name + "\"");
-      if (g->protocol != l.protocol) {
+      if (g->protocol != TargetProtocol(l.protocol)) {
         return Bad(where, std::string("target group \"") + name + "\" is " + ProtocolName(g->protocol) +
                               ", the listener " + ProtocolName(l.protocol));
       }
       return {};
     };
-    if (auto s = check(l.default_target_group, At(path, "defaultTargetGroup")); !s.ok()) return s;
+    if (!l.default_target_group.empty() || !l.redirect) {
+      if (auto s = check(l.default_target_group, At(path, "defaultTargetGroup")); !s.ok()) return s;
+    }
+    for (size_t k = 0; k < l.certificates.size(); k++) {
+      if (!c.FindCertificate(l.certificates[k])) {
+        return Bad(Index(At(path, "certificates"), k), "no certificate named \"" + l.certificates[k] + "\"");
+      }
+    }
     for (size_t r = 0; r < l.rules.size(); r++) {
       if (auto s = check(l.rules[r].target_group, At(Index(At(path, "rules"), r), "targetGroup")); !s.ok()) return s;
     }
@@ -253,7 +324,26 @@ const TargetGroup* Config::FindGroup(std::string_view name) const {
   return nullptr;
 }
 
-const char* ProtocolName(Protocol p) { return p == Protocol::kHttp ? "HTTP" : "TCP"; }
+const Certificate* Config::FindCertificate(std::string_view name) const {
+  for (const Certificate& c : certificates) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+Protocol TargetProtocol(Protocol p) {
+  return p == Protocol::kHttp || p == Protocol::kHttps ? Protocol::kHttp : Protocol::kTcp;
+}
+
+const char* ProtocolName(Protocol p) {
+  switch (p) {
+    case Protocol::kHttp: return "HTTP";
+    case Protocol::kTcp: return "TCP";
+    case Protocol::kHttps: return "HTTPS";
+    case Protocol::kTls: return "TLS";
+  }
+  return "?";
+}
 
 const char* TargetStateName(TargetState s) {
   switch (s) {
@@ -270,7 +360,7 @@ Result<Config> ParseConfig(std::string_view json_text) {
   if (!doc.ok()) return Error::Invalid("configuration: " + doc.error().message);
   View root = doc->view();
   if (!root.IsObject()) return Bad("configuration", std::string("must be an object, not ") + root.TypeName());
-  if (auto s = OnlyKnownKeys(root, "", {"version", "listeners", "targetGroups"}); !s.ok()) {
+  if (auto s = OnlyKnownKeys(root, "", {"version", "listeners", "targetGroups", "certificates"}); !s.ok()) {
     return Error::Invalid(s.error().message.substr(1));  // no leading "." at the top level
   }
   Config c;
@@ -279,7 +369,7 @@ Result<Config> ParseConfig(std::string_view json_text) {
   if (!version.ok()) return version.take_error();
   if (*version < 0) return Bad("version", "must not be negative");
   c.version = *version;
-  for (const char* key : {"listeners", "targetGroups"}) {
+  for (const char* key : {"listeners", "targetGroups", "certificates"}) {
     View v = root.Get(key);
     if (v.valid() && !v.IsNull() && !v.IsArray()) return Bad(key, std::string("must be an array, not ") + v.TypeName());
   }
@@ -292,6 +382,17 @@ Result<Config> ParseConfig(std::string_view json_text) {
       return Bad(At(Index("targetGroups", i), "name"), "\"" + group->name + "\" appears twice");
     }
     c.target_groups.push_back(std::move(*group));
+    i++;
+  }
+  i = 0;
+  std::set<std::string> cert_names;
+  for (View v : root.Get("certificates")) {
+    auto cert = ParseCertificate(v, Index("certificates", i));
+    if (!cert.ok()) return cert.take_error();
+    if (!cert_names.insert(cert->name).second) {
+      return Bad(At(Index("certificates", i), "name"), "\"" + cert->name + "\" appears twice");
+    }
+    c.certificates.push_back(std::move(*cert));
     i++;
   }
   i = 0;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,7 +13,11 @@
 
 namespace berth::proxy {
 
-enum class Protocol { kHttp, kTcp };
+class Identity;
+
+// Listeners speak all four; target groups HTTP or TCP only (an HTTPS listener
+// forwards to HTTP targets, a TLS listener to TCP targets).
+enum class Protocol { kHttp, kTcp, kHttps, kTls };
 enum class Algorithm { kLeastOutstandingRequests, kLeastConnections, kRoundRobin };
 // As ELB names them; only kHealthy takes new requests and connections.
 enum class TargetState { kInitial, kHealthy, kUnhealthy, kDraining };
@@ -38,24 +44,45 @@ struct Rule {
   std::string target_group;
 };
 
+// An HTTP listener that answers every request with a redirect to https.
+struct Redirect {
+  int port = 443;
+  int status = 301;  // or 302
+};
+
 struct Listener {
   int port = 0;
   Protocol protocol = Protocol::kHttp;
   std::string address = "0.0.0.0";
-  std::string default_target_group;
-  std::vector<Rule> rules;  // sorted by ascending priority
+  std::string default_target_group;       // empty only with a redirect
+  std::vector<Rule> rules;                // sorted by ascending priority
+  std::vector<std::string> certificates;  // HTTPS and TLS: names in Config::certificates, the first the default
+  std::optional<Redirect> redirect;       // HTTP only
 
   // What tells two listeners apart: a port is listened on once per protocol family.
   std::string Key() const;
+};
+
+struct Certificate {
+  std::string name;
+  std::string cert_pem, key_pem;
+  std::shared_ptr<const Identity> identity;  // parsed and checked by ParseConfig
 };
 
 struct Config {
   int64_t version = 0;
   std::vector<Listener> listeners;
   std::vector<TargetGroup> target_groups;
+  std::vector<Certificate> certificates;
 
   const TargetGroup* FindGroup(std::string_view name) const;
+  const Certificate* FindCertificate(std::string_view name) const;
 };
+
+// What a listener of protocol `p` forwards to: HTTP for HTTP and HTTPS, TCP for TCP and TLS.
+Protocol TargetProtocol(Protocol p);
+// True for the listeners that terminate TLS.
+inline bool Terminates(Protocol p) { return p == Protocol::kHttps || p == Protocol::kTls; }
 
 // Parses and checks a whole document. Errors name the field by its path
 // ("listeners[1].rules[0].paths[2]: must start with \"/\""); nothing is partial.

@@ -25,6 +25,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "proxy/tls.h"
 
 namespace berth::proxy {
 
@@ -57,6 +58,8 @@ class PipeOwner {
   // A queued write finished; the queue may have room again.
   virtual void OnWritten(Pipe* /*p*/) {}
   virtual void OnConnected(Pipe* /*p*/, int /*status*/) {}
+  // A TLS handshake finished; plaintext follows through OnData.
+  virtual void OnSecured(Pipe* /*p*/) {}
 };
 
 struct LoopBuffer {
@@ -77,6 +80,10 @@ class Pipe {
   Pipe& operator=(const Pipe&) = delete;
 
   uv_tcp_t* handle() { return tcp_; }
+  // Makes this the server side of a TLS connection: what is read is decrypted
+  // before OnData, what is written encrypted. Before the first read.
+  void SetTls(std::unique_ptr<TlsSession> tls) { tls_ = std::move(tls); }
+  bool secure() const { return tls_ != nullptr; }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(tcp_); }
   void SetOwner(PipeOwner* owner) { owner_ = owner; }
   bool closed() const { return tcp_ == nullptr; }
@@ -93,7 +100,18 @@ class Pipe {
   }
 
   // Sends `data` in order: at once where the kernel takes it, the rest queued.
+  // On a TLS pipe, plaintext once the handshake is done (dropped before).
   void Write(std::string_view data) {
+    if (!tls_) {
+      WriteRaw(data);
+      return;
+    }
+    if (!tcp_ || data.empty() || !tls_->handshake_done()) return;
+    if (!tls_->Write(data)) log::Debug(kSub, "tls write failed", {{"error", tls_->error()}});
+    FlushTls();
+  }
+
+  void WriteRaw(std::string_view data) {
     if (!tcp_ || data.empty()) return;
     if (uv_stream_get_write_queue_size(stream()) == 0) {
       uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
@@ -134,9 +152,13 @@ class Pipe {
     }
   }
 
-  // Sends FIN once the queued writes are out.
+  // Sends FIN once the queued writes are out (after a TLS close_notify).
   void Shutdown() {
     if (!tcp_) return;
+    if (tls_) {
+      tls_->CloseNotify();
+      FlushTls();
+    }
     auto* req = new uv_shutdown_t;
     if (uv_shutdown(req, stream(), [](uv_shutdown_t* r, int) { delete r; }) != 0) delete req;
   }
@@ -158,10 +180,52 @@ class Pipe {
     auto* lb = static_cast<LoopBuffer*>(h->loop->data);
     *buf = uv_buf_init(lb->bytes, sizeof(lb->bytes));
   }
+  void FlushTls() {
+    std::string& out = tls_->out();
+    if (out.empty()) return;
+    WriteRaw(out);
+    out.clear();
+  }
+
+  // Ciphertext read: the handshake goes on, or records are decrypted into the
+  // loop's buffer (free again: the ciphertext was copied into the session) and
+  // handed to the owner, all of them, even if the owner stops reading meanwhile
+  // (as a plain read hands over all it read).
+  void ReadTls(const char* data, size_t len) {
+    tls_->Feed(data, len);
+    if (!tls_->handshake_done()) {
+      TlsSession::Step step = tls_->Handshake();
+      FlushTls();
+      if (step == TlsSession::Step::kFailed) {
+        log::Debug(kSub, "tls handshake failed", {{"error", tls_->error()}});
+        ReadStop();
+        owner_->OnEnd(this, UV_EPROTO);
+        return;
+      }
+      if (step == TlsSession::Step::kMore) return;
+      owner_->OnSecured(this);
+    }
+    auto* lb = static_cast<LoopBuffer*>(tcp_ ? tcp_->loop->data : nullptr);
+    while (tcp_) {
+      long n = tls_->Read(lb->bytes, sizeof(lb->bytes));
+      FlushTls();
+      if (n > 0) {
+        owner_->OnData(this, lb->bytes, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) return;
+      ReadStop();
+      owner_->OnEnd(this, n == -1 ? 0 : UV_EPROTO);
+      return;
+    }
+  }
+
   static void Read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     auto* self = static_cast<Pipe*>(s->data);
     if (!self) return;
-    if (n > 0) {
+    if (n > 0 && self->tls_) {
+      self->ReadTls(buf->base, static_cast<size_t>(n));
+    } else if (n > 0) {
       self->owner_->OnData(self, buf->base, static_cast<size_t>(n));
     } else if (n < 0) {
       self->ReadStop();
@@ -189,6 +253,7 @@ class Pipe {
   PipeOwner* owner_;
   bool reading_ = false;
   int pending_error_ = 0;
+  std::unique_ptr<TlsSession> tls_;
 };
 
 std::string PeerAddress(uv_tcp_t* tcp) {
@@ -222,6 +287,8 @@ struct Runtime {
   std::vector<std::vector<std::shared_ptr<TargetStats>>> stats;  // [group][target]
   std::unordered_map<std::string, size_t> group_index;
   std::unordered_map<std::string, size_t> listener_index;  // by ListenerId
+  // HTTPS and TLS listeners' certificates, by ListenerId.
+  std::unordered_map<std::string, std::shared_ptr<const TlsContext>> tls;
 };
 
 std::string ListenerId(const Listener& l) { return l.address + "/" + l.Key(); }
@@ -339,6 +406,7 @@ class Worker {
 
 struct Proxy::Impl {
   Options options;
+  std::shared_ptr<TicketKeys> tickets;  // null: no resumption (their setup failed)
   std::vector<std::unique_ptr<Worker>> workers;
   std::mutex stats_mu;
   std::map<std::string, std::shared_ptr<TargetStats>> stats;  // by group "\n" id
@@ -426,6 +494,8 @@ std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers) {
 
 const char* Reason(int status) {
   switch (status) {
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 408: return "Request Timeout";
     case 431: return "Request Header Fields Too Large";
@@ -479,9 +549,12 @@ class ClientConn : public PipeOwner {
 
   void Begin() {
     client_ip_ = PeerAddress(pipe_.handle());
-    Arm(worker_->limits().idle_timeout_ms, Phase::kIdle);
+    // A TLS client has the handshake bound first, then the idle bound (OnSecured).
+    Arm(pipe_.secure() ? worker_->limits().tls_handshake_timeout_ms : worker_->limits().idle_timeout_ms, Phase::kIdle);
     pipe_.ReadStart();
   }
+
+  void OnSecured(Pipe*) override { Arm(worker_->limits().idle_timeout_ms, Phase::kIdle); }
 
   // Ends the connection when it is between requests (a stopping worker).
   bool CloseIfIdle() {
@@ -732,7 +805,7 @@ class ClientConn : public PipeOwner {
     }
     const Listener& listener = ex_->rt->config.listeners[li->second];
     std::string path = ex_->url.substr(0, ex_->url.find('?'));
-    ex_->group = MatchGroup(listener, HostHeader(), path);
+    ex_->group = listener.redirect ? std::string() : MatchGroup(listener, HostHeader(), path);
     BuildRequestHead();
     ex_->attempts = Attempts();
     ex_->replay.clear();
@@ -743,6 +816,10 @@ class ClientConn : public PipeOwner {
     response_done_ = false;
     phase_ = Phase::kBody;
     Arm(0, Phase::kBody);
+    if (listener.redirect) {
+      Redirect(*listener.redirect);
+      return closing_ ? HPE_PAUSED : 0;
+    }
     if (!StartAttempt() && closing_) return HPE_PAUSED;  // answered, and the body is not read
     return 0;
   }
@@ -765,7 +842,10 @@ class ClientConn : public PipeOwner {
     }
     forwarded_for = forwarded_for.empty() ? client_ip_ : forwarded_for + ", " + client_ip_;
     h.append("X-Forwarded-For: ").append(forwarded_for).append("\r\n");
-    h.append("X-Forwarded-Proto: http\r\nX-Forwarded-Port: ").append(std::to_string(listen_port_)).append("\r\n");
+    h.append(pipe_.secure() ? "X-Forwarded-Proto: https\r\nX-Forwarded-Port: "
+                            : "X-Forwarded-Proto: http\r\nX-Forwarded-Port: ")
+        .append(std::to_string(listen_port_))
+        .append("\r\n");
     if (request_chunked_) h.append("Transfer-Encoding: chunked\r\n");
     if (upgrade_) {
       for (const Header& x : ex_->headers) {
@@ -1101,19 +1181,32 @@ class ClientConn : public PipeOwner {
 
   // --- answers and ends ---------------------------------------------------------
 
-  void LocalAnswer(int status, const std::string& why, bool close) {
+  // A redirecting listener's answer to every request (docs/load-balancing.md).
+  void Redirect(const proxy::Redirect& r) {
+    auto location = RedirectLocation(HostHeader(), ex_->url, r.port);
+    if (!location.ok()) {
+      LocalAnswer(400, location.error().message, false);
+      return;
+    }
+    LocalAnswer(r.status, "redirecting to " + *location, false, "Location: " + *location + "\r\n", is_head_);
+  }
+
+  // Answers the request itself; `extra` are more header lines, each ending in CRLF.
+  // `head_only`: an answer to HEAD, whose body is not sent.
+  void LocalAnswer(int status, const std::string& why, bool close, const std::string& extra = {},
+                   bool head_only = false) {
     answered_locally_ = true;
     if (response_started_) {
       CloseSoon();
       return;
     }
     std::string body = why + "\n";
-    std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) +
-                    "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n" + extra +
+                    "Content-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     // A body still arriving is not read: the connection ends after the answer.
     bool closes = close || !client_keep_alive_ || worker_->stopping() || (request_has_body_ && !request_done_);
     if (closes) h += "Connection: close\r\n";
-    pipe_.Write(h + "\r\n" + body);
+    pipe_.Write(h + "\r\n" + (head_only ? std::string() : body));
     response_started_ = true;
     response_done_ = true;
     if (ex_) ex_->lease.Release();
@@ -1272,7 +1365,26 @@ class TcpConn : public PipeOwner {
   Pipe& client() { return client_; }
   void Abort() { Finish(); }
 
+  // A TLS client first has the handshake bound; the target is picked once it is done.
   void Begin() {
+    if (client_.secure()) {
+      uv_timer_start(
+          &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->Finish(); },
+          worker_->limits().tls_handshake_timeout_ms, 0);
+      client_.ReadStart();
+      return;
+    }
+    Route();
+  }
+
+  void OnSecured(Pipe*) override {
+    secured_ = true;
+    uv_timer_stop(&timer_);
+    client_.ReadStop();  // until the target accepts; what came already waits in early_
+    Route();
+  }
+
+  void Route() {
     rt_ = worker_->runtime();
     auto li = rt_ ? rt_->listener_index.find(listener_id_) : decltype(rt_->listener_index)::const_iterator();
     if (!rt_ || li == rt_->listener_index.end()) {
@@ -1285,6 +1397,11 @@ class TcpConn : public PipeOwner {
 
   void OnData(Pipe* p, const char* data, size_t len) override {
     last_activity_ = uv_now(worker_->loop());
+    if (!connected_) {
+      // Decrypted with the end of a handshake, before the target accepted.
+      early_.append(data, len);
+      return;
+    }
     Pipe& other = p == &client_ ? *target_ : client_;
     other.Write({data, len});
     if (other.Queued() > worker_->limits().max_queued_bytes) p->ReadStop();
@@ -1299,6 +1416,15 @@ class TcpConn : public PipeOwner {
   }
   void OnEnd(Pipe* p, int err) override {
     if (p == target_.get() && !connected_) return;  // reported through OnConnected
+    if (!connected_) {
+      // The TLS client ended before the target accepted: the end is passed on then.
+      if (err != 0 || !secured_) {
+        Finish();
+        return;
+      }
+      ended_[0] = true;
+      return;
+    }
     if (err != 0) {
       Finish();
       return;
@@ -1320,7 +1446,15 @@ class TcpConn : public PipeOwner {
     uint64_t idle = worker_->limits().tcp_idle_timeout_ms;
     uv_timer_start(
         &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->CheckIdle(); }, idle, idle / 4 + 1);
-    client_.ReadStart();
+    if (!early_.empty()) {
+      target_->Write(early_);
+      early_.clear();
+    }
+    if (ended_[0]) {
+      target_->Shutdown();
+    } else {
+      client_.ReadStart();
+    }
     target_->ReadStart();
   }
 
@@ -1380,8 +1514,9 @@ class TcpConn : public PipeOwner {
   std::string group_;
   Attempts attempts_;
   Lease lease_;
-  bool connected_ = false, finished_ = false;
+  bool connected_ = false, finished_ = false, secured_ = false;
   bool ended_[2] = {false, false};
+  std::string early_;  // client plaintext from before the target accepted (TLS)
   uint64_t last_activity_ = 0;
 };
 
@@ -1427,16 +1562,35 @@ class ListenSocket {
     self->AcceptOne(server);
   }
 
+  // The certificates of this listener under the running document; null when it
+  // has none (being removed, or its TLS configuration failed).
+  std::shared_ptr<const TlsContext> Tls() const {
+    const auto& rt = worker_->runtime();
+    if (!rt) return nullptr;
+    auto it = rt->tls.find(id_);
+    return it == rt->tls.end() ? nullptr : it->second;
+  }
+
+  // Connections in their handshake count in max_connections like the others;
+  // one over the cap is closed at once (an HTTPS client cannot read a 503 yet).
   void AcceptOne(uv_stream_t* server) {
     const Limits& limits = worker_->limits();
-    if (protocol_ == Protocol::kHttp) {
+    std::shared_ptr<const TlsContext> tls;
+    if (Terminates(protocol_)) tls = Tls();
+    if (TargetProtocol(protocol_) == Protocol::kHttp) {
       auto* c = new ClientConn(worker_, port_, id_, count_);
       if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->pipe().handle())) != 0) {
         c->CloseIfIdle();
         return;
       }
       uv_tcp_nodelay(c->pipe().handle(), 1);
-      if (*count_ > limits.max_connections) {
+      if (protocol_ == Protocol::kHttps) {
+        if (!tls || *count_ > limits.max_connections) {
+          c->CloseIfIdle();
+          return;
+        }
+        c->pipe().SetTls(std::make_unique<TlsSession>(std::move(tls)));
+      } else if (*count_ > limits.max_connections) {
         static const char kBusy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 28\r\nConnection: "
             "close\r\n\r\ntoo many client connections\n";
@@ -1449,10 +1603,11 @@ class ListenSocket {
     }
     auto* t = new TcpConn(worker_, id_, count_);
     if (uv_accept(server, reinterpret_cast<uv_stream_t*>(t->client().handle())) != 0 ||
-        *count_ > limits.max_connections) {
+        *count_ > limits.max_connections || (protocol_ == Protocol::kTls && !tls)) {
       t->Abort();
       return;
     }
+    if (tls) t->client().SetTls(std::make_unique<TlsSession>(std::move(tls)));
     uv_tcp_nodelay(t->client().handle(), 1);
     t->Begin();
   }
@@ -1745,6 +1900,12 @@ Result<std::unique_ptr<Proxy>> Proxy::Start(const Options& options) {
   std::unique_ptr<Proxy> p(new Proxy());
   p->impl_ = std::make_unique<Impl>();
   p->impl_->options = options;
+  auto tickets = TicketKeys::Create();
+  if (tickets.ok()) {
+    p->impl_->tickets = std::move(*tickets);
+  } else {
+    log::Warn(kSub, "TLS session tickets off", {{"error", tickets.error().message}});
+  }
   for (int i = 0; i < options.threads; i++) {
     p->impl_->workers.push_back(std::make_unique<Worker>(i, options));
   }
@@ -1780,6 +1941,21 @@ void Proxy::Apply(Config config) {
   }
   for (size_t i = 0; i < config.target_groups.size(); i++) rt->group_index[config.target_groups[i].name] = i;
   for (size_t i = 0; i < config.listeners.size(); i++) rt->listener_index[ListenerId(config.listeners[i])] = i;
+  // One TLS configuration per terminating listener and document: a changed
+  // certificate serves new handshakes; connections keep the one they started with.
+  for (const Listener& l : config.listeners) {
+    if (!Terminates(l.protocol)) continue;
+    std::vector<std::shared_ptr<const Identity>> ids;
+    for (const std::string& name : l.certificates) {
+      if (const Certificate* c = config.FindCertificate(name); c && c->identity) ids.push_back(c->identity);
+    }
+    auto ctx = TlsContext::Create(std::move(ids), impl_->tickets);
+    if (!ctx.ok()) {
+      log::Error(kSub, "TLS listener left without certificates", {{"port", l.port}, {"error", ctx.error().message}});
+      continue;
+    }
+    rt->tls[ListenerId(l)] = std::move(*ctx);
+  }
   rt->config = std::move(config);
   std::shared_ptr<const Runtime> shared = std::move(rt);
   for (auto& w : impl_->workers) w->Post(shared);

@@ -1,7 +1,8 @@
 // The proxy's data plane: worker threads, each with its own libuv loop, each
 // listening on every listener with SO_REUSEPORT so the kernel spreads
 // connections among them. HTTP/1.1 listeners route requests by rules to kept-alive
-// target connections; TCP listeners splice bytes. See docs/load-balancing.md.
+// target connections; TCP listeners splice bytes; HTTPS and TLS listeners do the
+// same behind TLS termination (proxy/tls.h). See docs/load-balancing.md.
 #pragma once
 
 #include <cstddef>
@@ -17,18 +18,19 @@ namespace berth::proxy {
 
 // Bounds on every listener, and the timings of the proxy's own decisions.
 struct Limits {
-  size_t max_header_bytes = 16 * 1024;      // request line and headers: 431 above
-  size_t max_headers = 100;                 // 431 above
-  uint64_t header_timeout_ms = 10000;       // first byte of a request to the end of its headers: 408
-  uint64_t idle_timeout_ms = 60000;         // kept-alive client connection waiting for a request: closed
-  size_t max_connections = 10000;           // per listener and worker: 503 (HTTP) or closed (TCP) above
-  uint64_t connect_timeout_ms = 3000;       // a target that does not accept in time: retried elsewhere
-  uint64_t response_timeout_ms = 60000;     // request sent to the first response byte: 504
-  uint64_t tcp_idle_timeout_ms = 300000;    // a TCP splice with no byte either way: closed
-  size_t max_queued_bytes = 256 * 1024;     // a side stops reading while the other has this much unsent
-  size_t max_replay_bytes = 64 * 1024;      // a request body kept for a retry up to this size
-  size_t max_idle_per_target = 1024;        // kept-alive target connections per target and worker
-  uint64_t target_idle_timeout_ms = 30000;  // a pooled target connection unused this long is closed
+  size_t max_header_bytes = 16 * 1024;        // request line and headers: 431 above
+  size_t max_headers = 100;                   // 431 above
+  uint64_t header_timeout_ms = 10000;         // first byte of a request to the end of its headers: 408
+  uint64_t idle_timeout_ms = 60000;           // kept-alive client connection waiting for a request: closed
+  size_t max_connections = 10000;             // per listener and worker: 503 (HTTP) or closed (TCP) above
+  uint64_t connect_timeout_ms = 3000;         // a target that does not accept in time: retried elsewhere
+  uint64_t response_timeout_ms = 60000;       // request sent to the first response byte: 504
+  uint64_t tcp_idle_timeout_ms = 300000;      // a TCP splice with no byte either way: closed
+  uint64_t tls_handshake_timeout_ms = 10000;  // accept to the end of the TLS handshake (HTTPS, TLS): closed
+  size_t max_queued_bytes = 256 * 1024;       // a side stops reading while the other has this much unsent
+  size_t max_replay_bytes = 64 * 1024;        // a request body kept for a retry up to this size
+  size_t max_idle_per_target = 1024;          // kept-alive target connections per target and worker
+  uint64_t target_idle_timeout_ms = 30000;    // a pooled target connection unused this long is closed
 };
 
 struct Options {

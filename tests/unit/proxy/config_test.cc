@@ -63,7 +63,7 @@ TEST_CASE("proxy config: errors name the field by its path", "[proxy]") {
   CHECK(Refusal(With(R"("port": 5432, "protocol": "TCP")", R"("port": 70000, "protocol": "TCP")")) ==
         "listeners[1].port: must be between 1 and 65535");
   CHECK(Refusal(With(R"("protocol": "TCP", "defaultTargetGroup")", R"("protocol": "UDPX", "defaultTargetGroup")")) ==
-        "listeners[1].protocol: must be \"HTTP\" or \"TCP\", not \"UDPX\"");
+        "listeners[1].protocol: must be \"HTTP\", \"HTTPS\", \"TCP\" or \"TLS\", not \"UDPX\"");
   CHECK(Refusal(With(R"("state": "draining")", R"("state": "gone")")).rfind("targetGroups[0].targets[1].state: ", 0) ==
         0);
   CHECK(Refusal(With(R"("address": "10.0.0.3")", R"("address": "backend.local")")) ==
@@ -81,7 +81,7 @@ TEST_CASE("proxy config: errors name the field by its path", "[proxy]") {
   CHECK(Refusal(R"({"version": 1, "listeners": [{"port": 9, "protocol": "TCP", "defaultTargetGroup": "t",
                    "rules": [{"priority": 1, "targetGroup": "t"}]}],
                    "targetGroups": [{"name": "t", "protocol": "TCP"}]})") ==
-        "listeners[0].rules: are for HTTP listeners only");
+        "listeners[0].rules: are for HTTP and HTTPS listeners only");
 }
 
 TEST_CASE("proxy config: an empty document is a valid one", "[proxy]") {
