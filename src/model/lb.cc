@@ -29,7 +29,7 @@ std::string ElbArn(std::string_view kind, std::string_view cluster, std::string_
 Status CheckProtocol(std::string_view protocol, std::string_view field) {
   if (protocol == "HTTP" || protocol == "TCP") return {};
   return Error::Invalid(std::string(field) +
-                        ": must be HTTP or TCP (HTTPS, TLS and UDP are not supported yet); got \"" +
+                        ": must be HTTP or TCP (listeners terminate HTTPS and TLS; UDP is not supported yet); got \"" +
                         std::string(protocol) + "\"");
 }
 
@@ -376,10 +376,9 @@ json::Doc ListenerDocJson(const Listener& l) {
   json::Doc rules = json::Doc::Array();
   for (const ListenerRule& r : l.rules) rules.Push(RuleDocJson(r));
   json::Doc out = json::Doc::Object();
-  out.Set("port", l.port)
-      .Set("protocol", l.protocol)
-      .Set("defaultTargetGroup", l.default_target_group)
-      .Set("rules", rules);
+  out.Set("port", l.port).Set("protocol", l.protocol);
+  if (!l.default_target_group.empty()) out.Set("defaultTargetGroup", l.default_target_group);
+  out.Set("rules", rules);
   if (!l.certificates.empty()) out.Set("certificates", Strings(l.certificates));
   if (l.redirect_port) {
     out.Set("redirectToHttps", json::Doc::Object().Set("port", l.redirect_port).Set("statusCode", l.redirect_status));

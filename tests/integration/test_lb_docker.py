@@ -7,14 +7,16 @@ Waits are deadlines for a slow machine, never claims about speed.
 """
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import dockerd
-from harness import DockerAgent, Server, check, cli, expect_exit, expect_status, timeout, wait_until
+from harness import DockerAgent, Server, check, cli, expect_exit, expect_status, scratch_dir, timeout, wait_until
 from test_docker import LONG, agent_token, all_in_one, box, docker, register, remove_node_containers, wait_running
 
 
@@ -243,3 +245,76 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
         if s.alive():
             s.stop(wait=60)
         remove_node_containers(node)
+
+
+def certificate(directory, name, host):
+    """A self-signed P-256 certificate for `host` (and *.host): (cert path, key path)."""
+    cert, key = os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=" + host, "-addext", "subjectAltName=DNS:%s,DNS:*.%s" % (host, host),
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+def bundle(directory, name, cert, key):
+    path = os.path.join(directory, name + ".pem")
+    with open(path, "w") as out, open(cert) as c, open(key) as k:
+        out.write(c.read() + k.read())
+    return path
+
+
+def curl_https(port, host, ca, path="/"):
+    """(status, body) of GET https://host:port/path resolved to 127.0.0.1 and trusting `ca`."""
+    p = subprocess.run(["curl", "-sS", "--max-time", "10", "--resolve", "%s:%d:127.0.0.1" % (host, port),
+                        "--cacert", ca, "-w", "\\n%{http_code}", "https://%s:%d%s" % (host, port, path)],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        return 0, p.stderr
+    body, _, code = p.stdout.rpartition("\n")
+    return int(code), body
+
+
+@timeout(240)
+def test_lb_docker_https_listener_with_a_certificate_secret_and_a_redirect():
+    with all_in_one() as (s, node):
+        d = scratch_dir("certs")
+        cert, key = certificate(d, "site", "web.test")
+        other_cert, other_key = certificate(d, "other", "other.test")
+        register(s, "lb-tls", [web("app", "tls")])
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
+        berth(s, "lb", "create", "edge")
+        berth(s, "secret", "create", "site", "--from-file", bundle(d, "site", cert, key))
+        berth(s, "secret", "create", "mixed", "--from-file", bundle(d, "mixed", cert, other_key))
+        tls_port, http_port = free_port(), free_port()
+        # A bundle whose key is not its certificate's is refused where it is named.
+        p = berth(s, "lb", "listener", "add", "edge", "--port", str(tls_port), "--protocol", "HTTPS", "--cert",
+                  "mixed", "--default-tg", "web", code=1)
+        check("secret mixed" in p.stderr and "key" in p.stderr, "a mismatched key: %r" % p.stderr)
+        p = berth(s, "lb", "listener", "add", "edge", "--port", str(tls_port), "--protocol", "HTTPS",
+                  "--default-tg", "web", code=1)
+        check("certificates" in p.stderr, "HTTPS without a certificate: %r" % p.stderr)
+        berth(s, "lb", "listener", "add", "edge", "--port", str(tls_port), "--protocol", "HTTPS", "--cert", "site",
+              "--default-tg", "web")
+        berth(s, "lb", "listener", "add", "edge", "--port", str(http_port), "--protocol", "HTTP",
+              "--redirect-https", str(tls_port))
+        berth(s, "service", "create", "web", "--taskdef", "lb-tls", "--count", "1", "--lb", "web:app:8080")
+        healthy_targets(s, "web", 1)
+
+        code, body = wait_until(lambda: (lambda r: r[0] == 200 and r)(curl_https(tls_port, "web.test", cert)),
+                                wait=LONG, step=0.3, what="https://web.test:%d answering" % tls_port)
+        check(body.startswith("tls "), "through the HTTPS listener: %r" % body)
+        code, body = curl_https(tls_port, "a.web.test", cert)
+        check(code == 200, "a name the wildcard covers: %r %r" % (code, body))
+        code, body = curl_https(tls_port, "web.test", other_cert)
+        check(code == 0, "trusted by another CA: %r %r" % (code, body))
+
+        p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                            "-H", "Host: web.test", "http://127.0.0.1:%d/a/b?c=1" % http_port],
+                           capture_output=True, text=True, timeout=30)
+        check(p.stdout == "301 https://web.test:%d/a/b?c=1" % tls_port, "redirect: %r %r" % (p.stdout, p.stderr))
+
+        # The secret is the listener's: it cannot go.
+        p = berth(s, "secret", "rm", "site", code=1)
+        check("listener edge:%d" % tls_port in p.stderr, "secret rm in use: %r" % p.stderr)
+        desc = berth(s, "lb", "describe", "edge").stdout
+        check("certificates site" in desc and "redirect 301 to https port %d" % tls_port in desc, desc)

@@ -9,6 +9,7 @@ Waits are deadlines for a slow machine, never claims about speed.
 
 import json
 import subprocess
+import threading
 
 from harness import Agent, Server, check, cli, expect_error, expect_exit, expect_status, wait_until
 from test_aws import access_key, aws, aws_env
@@ -265,3 +266,81 @@ def test_lb_publish_makes_the_group_balancer_and_listener_and_undoes_them_when_t
             check("already exists" in p.stderr, "service exists: %r" % p.stderr)
             lb = expect_status(s.request("GET", "/v1/loadbalancers/web"), 200).json()["loadBalancer"]
             check(names() == (["web-8080"], ["web"]) and len(lb["listeners"]) == 1, "after: %r %r" % (names(), lb))
+
+
+def test_lb_a_stopped_target_stays_on_its_agent_until_the_proxy_reports_it_drained():
+    """The agent protocol by hand: one node, member of the load balancer and
+    running the service's task. The task's stop puts it `draining` in the
+    node's next proxy document but does not tell the agent to stop it; a report
+    of that version with the target still in flight changes nothing; the report
+    that lists it drained releases it."""
+    from test_control_plane import DesiredStream
+    with Server(args=["--heartbeat-interval", "2s"]) as s:
+        token = agent_token(s)
+        node = "edge-by-hand"
+        expect_status(s.request("POST", "/v1/agent/register", {"nodeId": node, "cpu": 4096, "memory": 8192},
+                                token=token), 200, "register")
+        report = lambda body: s.request("POST", "/v1/agent/nodes/%s/report" % node, body, token=token)  # noqa: E731
+        beating = threading.Event()
+
+        def heartbeat():  # the node must report to keep its stream
+            while not beating.wait(0.5):
+                report({"tasks": []})
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+        try:
+            st = DesiredStream(s, node, token, changes=True)
+            st.line()
+            berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
+            berth(s, "lb", "create", "edge")
+            berth(s, "lb", "listener", "add", "edge", "--port", "80", "--protocol", "HTTP", "--default-tg", "web")
+            register_web(s)
+            berth(s, "service", "create", "web", "--taskdef", "web", "--count", "1", "--lb", "web:app:8080")
+            m = st.line()
+            while not m["tasks"]:
+                m = st.line()
+            task = m["tasks"][0]["taskId"]
+            expect_status(report({"tasks": [{"taskId": task, "lastStatus": "RUNNING", "containers": [
+                {"name": "app", "lastStatus": "RUNNING", "networkBindings": [
+                    {"containerPort": 8080, "hostPort": 32800, "protocol": "tcp"}]}]}]}), 200)
+
+            def proxy_line(state):
+                m = st.line()
+                while not any(t["id"] == task and t["state"] == state
+                              for g in m.get("proxy", {}).get("targetGroups", []) for t in g["targets"]):
+                    check(all(t["taskId"] != task or t["desiredStatus"] == "RUNNING" for t in m["tasks"]),
+                          "told to stop before it drained: %r" % m)
+                    m = st.line()
+                return m
+            version = proxy_line("healthy")["proxy"]["version"]
+            expect_status(report({"tasks": [], "proxyVersion": version, "proxyDrained": []}), 200)
+
+            # Bad drained lists are refused whole, naming the field.
+            for bad, field in (({"proxyVersion": version, "proxyDrained": "x"}, "proxyDrained:"),
+                               ({"proxyVersion": version, "proxyDrained": [""]}, "proxyDrained[0]:")):
+                e = expect_error(report(dict(bad, tasks=[])), 400, "InvalidParameter")
+                check(e.startswith(field), "error %r" % e)
+
+            expect_status(s.request("POST", "/v1/tasks/%s/stop" % task, {"reason": "test"}), 200, "stop")
+            m = proxy_line("draining")
+            check(task not in [t["taskId"] for t in m["tasks"]], "the stop went out with the draining document: %r" % m)
+            draining = m["proxy"]["version"]
+            held = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["targets"][0]
+            check(held["drain"]["unacknowledgedBy"] == [node], "held target: %r" % held)
+
+            # Applied, with a request still in flight: still held.
+            expect_status(report({"tasks": [], "proxyVersion": draining, "proxyDrained": []}), 200)
+            held = wait_until(lambda: (lambda t: t["drain"]["inFlightOn"] == [node] and t)(
+                json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["targets"][0]),
+                wait=LONG, step=0.1, what="the target waiting on its requests in flight")
+            check(held["drain"]["unacknowledgedBy"] == [], "held target: %r" % held)
+            # Drained: the agent is told to stop it.
+            expect_status(report({"tasks": [], "proxyVersion": draining, "proxyDrained": [task]}), 200)
+            m = st.line()
+            while task not in [t["taskId"] for t in m["tasks"]]:  # (the service's replacement comes too)
+                m = st.line()
+            check([t["desiredStatus"] for t in m["tasks"] if t["taskId"] == task] == ["STOPPED"],
+                  "the line after the drain: %r" % m)
+            st.close()
+        finally:
+            beating.set()

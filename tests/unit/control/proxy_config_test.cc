@@ -699,6 +699,25 @@ TEST_CASE("load balancing: a listener's certificate secret must exist for its cl
   CHECK(r.error().message == "secret site is the certificate of listener edge:443 in cluster default");
   // Rules go on HTTPS listeners too.
   CHECK(cp.Apply(RuleCmd("edge", 443, 10, "web")).ok());
+
+  // A redirecting listener needs no group, survives the log, and takes no rules.
+  auto redirect = std::make_unique<model::CreateListener>();
+  redirect->cluster = "default";
+  redirect->load_balancer = "edge";
+  redirect->doc = R"({"port":8080,"protocol":"HTTP","redirectToHttps":{"port":443,"statusCode":302}})";
+  REQUIRE(cp.Apply(std::move(redirect)).ok());
+  const model::Listener* l = cp.state.FindLoadBalancer("default", "edge")->FindListener(8080);
+  REQUIRE(l);
+  CHECK(l->redirect_port == 443);
+  CHECK(l->redirect_status == 302);
+  CHECK(l->default_target_group.empty());
+  r = cp.Apply(RuleCmd("edge", 8080, 10, "web"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("no rules") != std::string::npos);
+  REQUIRE(cp.state.Load(cp.store->db()).ok());
+  l = cp.state.FindLoadBalancer("default", "edge")->FindListener(8080);
+  REQUIRE(l);
+  CHECK(l->redirect_port == 443);
 }
 
 }  // namespace
