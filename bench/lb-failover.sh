@@ -143,6 +143,7 @@ phase() {
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
   sockerr=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
   reqs=$(awk '/requests in/ {print $1}' "$out")
+  grep -E 'Non-2xx|Socket errors' "$out" | sed "s/^/  $who $event: /" >&2 || true
   echo "$((${non2xx:-0} + ${sockerr:-0})) $eject ${reqs:-0}"
   sleep 2  # targets back, ejections over, checks up again
 }
