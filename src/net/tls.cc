@@ -19,6 +19,7 @@
 
 #include "base/crypto.h"
 #include "base/log.h"
+#include "net/tls_buffers.h"
 #include "net/uv.h"
 #include "net/work.h"
 
@@ -171,37 +172,14 @@ class ClientConfig {
 // A server's step may run on a pool thread (HandshakeQueue), so this lives apart
 // from the stream: a stream closed meanwhile leaves it to the step, which frees
 // it when done. Loop-side code touches it only while no step is out.
-struct Engine {
+struct Engine : CipherBuffers {
   Engine() { mbedtls_ssl_init(&ssl); }
   ~Engine() { mbedtls_ssl_free(&ssl); }
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  static int Send(void* self, const unsigned char* buf, size_t len) {
-    static_cast<Engine*>(self)->out.append(reinterpret_cast<const char*>(buf), len);
-    return static_cast<int>(len);
-  }
-  static int Recv(void* self, unsigned char* buf, size_t len) {
-    auto* e = static_cast<Engine*>(self);
-    size_t left = e->in.size() - e->in_pos;
-    if (left == 0) return e->in_eof ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
-    size_t n = std::min(len, left);
-    memcpy(buf, e->in.data() + e->in_pos, n);
-    e->in_pos += n;
-    if (e->in_pos == e->in.size()) {
-      e->in.clear();
-      e->in_pos = 0;
-    }
-    return static_cast<int>(n);
-  }
-  bool HasInput() const { return in_pos < in.size(); }
-
   std::shared_ptr<void> keep;  // the configuration ssl points at
   mbedtls_ssl_context ssl;
-  std::string in;  // ciphertext not yet read by mbedTLS, from in_pos
-  size_t in_pos = 0;
-  bool in_eof = false;
-  std::string out;  // ciphertext mbedTLS wrote, not yet handed down
 };
 
 // Server handshake steps on libuv's pool, a few at once: the rest wait here in
@@ -274,7 +252,7 @@ class TlsStream final : public Stream, private Stream::Handler {
         timer_(loop) {
     e_->keep = std::move(keep);
     setup_error_ = mbedtls_ssl_setup(&e_->ssl, conf);
-    mbedtls_ssl_set_bio(&e_->ssl, e_.get(), &Engine::Send, &Engine::Recv, nullptr);
+    e_->Attach(&e_->ssl);
     if (client_) {
       mbedtls_ssl_set_verify(&e_->ssl, &TlsStream::Verify, this);
       if (client_->have_session) mbedtls_ssl_set_session(&e_->ssl, &client_->session);

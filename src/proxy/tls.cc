@@ -15,6 +15,7 @@
 
 #include "base/crypto.h"
 #include "net/tls.h"
+#include "net/tls_buffers.h"
 
 namespace berth::proxy {
 
@@ -166,41 +167,19 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Create(std::vector<std::sh
 // One connection
 // ============================================================================
 
-struct TlsSession::Engine {
+struct TlsSession::Engine : net::tls::CipherBuffers {
   Engine() { mbedtls_ssl_init(&ssl); }
   ~Engine() { mbedtls_ssl_free(&ssl); }
 
-  // mbedTLS's I/O, over the buffers: never blocks, never touches a socket.
-  static int Send(void* self, const unsigned char* buf, size_t len) {
-    static_cast<Engine*>(self)->out.append(reinterpret_cast<const char*>(buf), len);
-    return static_cast<int>(len);
-  }
-  static int Recv(void* self, unsigned char* buf, size_t len) {
-    auto* e = static_cast<Engine*>(self);
-    size_t left = e->in.size() - e->in_pos;
-    if (left == 0) return MBEDTLS_ERR_SSL_WANT_READ;
-    size_t n = std::min(len, left);
-    memcpy(buf, e->in.data() + e->in_pos, n);
-    e->in_pos += n;
-    if (e->in_pos == e->in.size()) {
-      e->in.clear();
-      e->in_pos = 0;
-    }
-    return static_cast<int>(n);
-  }
-
   std::shared_ptr<const TlsContext> context;  // what ssl points at, kept while it lasts
   mbedtls_ssl_context ssl;
-  std::string in;  // ciphertext not yet read by mbedTLS, from in_pos
-  size_t in_pos = 0;
-  std::string out;
   int setup_error = 0;
 };
 
 TlsSession::TlsSession(std::shared_ptr<const TlsContext> context) : e_(std::make_unique<Engine>()) {
   e_->context = std::move(context);
   e_->setup_error = mbedtls_ssl_setup(&e_->ssl, &e_->context->parts()->conf);
-  mbedtls_ssl_set_bio(&e_->ssl, e_.get(), &Engine::Send, &Engine::Recv, nullptr);
+  e_->Attach(&e_->ssl);
 }
 
 TlsSession::~TlsSession() = default;

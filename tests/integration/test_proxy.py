@@ -114,9 +114,9 @@ def echo_server():
     return srv.server_address[1]
 
 
-def upgrade_server():
-    """Answers one HTTP request with 101 Switching Protocols, then echoes bytes
-    upper-cased: a stand-in for a websocket server. Returns its port."""
+def head_server(answer):
+    """A server on 127.0.0.1 that reads each connection's request head, then
+    calls answer(conn, head) and closes the connection. Returns its port."""
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)
@@ -126,19 +126,30 @@ def upgrade_server():
             c, _ = lsock.accept()
             head = b""
             while b"\r\n\r\n" not in head:
-                head += c.recv(4096)
-            ok = b"upgrade: berth-echo" in head.lower()
-            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: berth-echo\r\nConnection: Upgrade\r\n\r\n"
-                      if ok else b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-            while ok:
                 data = c.recv(4096)
                 if not data:
                     break
-                c.sendall(data.upper())
+                head += data
+            answer(c, head)
             c.close()
 
     threading.Thread(target=serve, daemon=True).start()
     return lsock.getsockname()[1]
+
+
+def upgrade_server():
+    """Answers one HTTP request with 101 Switching Protocols, then echoes bytes
+    upper-cased: a stand-in for a websocket server. Returns its port."""
+    def answer(c, head):
+        ok = b"upgrade: berth-echo" in head.lower()
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: berth-echo\r\nConnection: Upgrade\r\n\r\n"
+                  if ok else b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        while ok:
+            data = c.recv(4096)
+            if not data:
+                break
+            c.sendall(data.upper())
+    return head_server(answer)
 
 
 # --- the proxy ---
@@ -445,24 +456,7 @@ def test_proxy_keeps_alive_and_answers_pipelined_requests_in_order():
 
 def raw_server(answer):
     """Answers every request with the bytes `answer`, then closes. Returns its port."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(8)
-
-    def serve():
-        while True:
-            c, _ = lsock.accept()
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = c.recv(4096)
-                if not data:
-                    break
-                head += data
-            c.sendall(answer)
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return lsock.getsockname()[1]
+    return head_server(lambda c, head: c.sendall(answer))
 
 
 def test_proxy_takes_bare_line_feeds_from_targets_and_answers_502_for_a_malformed_head():

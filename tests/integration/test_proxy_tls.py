@@ -8,11 +8,10 @@ import os
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 from harness import WAIT, check, closed_port, scratch_dir, timeout, wait_until
-from test_proxy import Backend, Proxy, echo_server, target
+from test_proxy import Backend, Proxy, echo_server, head_server, target
 
 
 # --- certificates ---
@@ -80,27 +79,11 @@ def served_subject(port, servername=None):
     raise AssertionError("no certificate from s_client: %s %s" % (out[-800:], p.stderr.decode(errors="replace")))
 
 
-def head_server():
+def mirror_server():
     """An HTTP server on 127.0.0.1 that answers each request with its own request head
     as the body (one request per connection); returns its port."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(8)
-
-    def serve():
-        while True:
-            c, _ = lsock.accept()
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = c.recv(4096)
-                if not data:
-                    break
-                head += data
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(head), head))
-            c.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return lsock.getsockname()[1]
+    return head_server(lambda c, head: c.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(head), head)))
 
 
 # --- tests ---
@@ -127,7 +110,7 @@ def test_proxy_tls_https_listener_forwards_to_http_backends():
                             "-X", "POST", "--data-binary", "hello", "https://site.test:%d/post" % port],
                            capture_output=True, timeout=30)
         check(p.returncode == 0 and p.stdout.startswith(b"web 5 "), "POST through TLS: %r %r" % (p.stdout, p.stderr))
-    heads = head_server()
+    heads = mirror_server()
     port = closed_port()
     with Proxy(https_config(port, [cert_entry("site", site)], ["site"], {"web": [target("h", heads)]})):
         out, _ = curl_https(certs.ca, "site.test", port, paths=("/h",), extra=["-H", "X-Forwarded-Proto: forged"])
