@@ -12,28 +12,16 @@
 #include <chrono>
 #include <thread>
 
+#include "support/loopback.h"
+
 using namespace berth;
 using namespace berth::proxy;
 
 namespace {
 
-// A socket listening on 127.0.0.1 (port 0: a free one); returns its fd and port.
-int ListenLoopback(int* port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(listen(fd, 16) == 0);
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
 int FreePort() {
   int port = 0;
-  close(ListenLoopback(&port));
+  close(testing::ListenLoopback(&port));
   return port;
 }
 
@@ -64,7 +52,7 @@ bool Eventually(F cond) {
 
 TEST_CASE("proxy: Apply from another thread, the version applied, in-flight connections", "[proxy]") {
   int target_port = 0;
-  int target_fd = ListenLoopback(&target_port);
+  int target_fd = testing::ListenLoopback(&target_port);
   int listen_port = FreePort();
   std::string doc = R"({"version": 3, "listeners": [{"port": )" + std::to_string(listen_port) +
                     R"(, "protocol": "TCP", "address": "127.0.0.1", "defaultTargetGroup": "db"}],

@@ -20,6 +20,7 @@
 #include "proxy/balance.h"
 #include "proxy/config.h"
 #include "proxy/proxy.h"
+#include "support/loopback.h"
 
 using namespace berth;
 using namespace berth::proxy;
@@ -255,19 +256,6 @@ TEST_CASE("proxy tls: the redirect's Location", "[proxy]") {
 
 namespace {
 
-int ListenOn(int* port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(listen(fd, 16) == 0);
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
 int Dial(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -357,9 +345,9 @@ TEST_CASE("proxy tls: an HTTPS listener terminates TLS, picks by SNI and forward
   Pair a = MakeCert("a.test", {"a.test"}, ca);
   Pair b = MakeCert("b.test", {"*.b.test"}, ca);
   int target_port = 0;
-  int target_fd = ListenOn(&target_port);
+  int target_fd = testing::ListenLoopback(&target_port);
   int listen_port = 0;
-  close(ListenOn(&listen_port));
+  close(testing::ListenLoopback(&listen_port));
   auto config = ParseConfig(
       Doc(Cert("a", a) + "," + Cert("b", b), R"({"port": )" + std::to_string(listen_port) + R"(, "protocol": "HTTPS",
       "address": "127.0.0.1", "defaultTargetGroup": "web", "certificates": ["a", "b"]})"));
