@@ -65,6 +65,11 @@ class Fsm {
   // (it stays first in line; tried again on the next call).
   bool Drain();
   bool drained() const { return deferred_.empty(); }
+  // The last index whose entry is in the store's state, given libraft's count:
+  // a deferred entry is counted applied by libraft before the store has it.
+  uint64_t AppliedBefore(uint64_t raft_applied) const {
+    return deferred_.empty() ? raft_applied : deferred_.front().index - 1;
+  }
 
  private:
   static int Apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
@@ -168,7 +173,11 @@ class Replica : public store::Log {
   // The index of the last entry applied on this server (commands, barriers and
   // configurations alike), the one being applied included: libraft counts an
   // entry applied only once its callbacks, which send the answers, returned.
-  uint64_t applied_index() const { return std::max<uint64_t>(raft_.last_applied, store_->applied_index()); }
+  // Never past what the state holds: a follower's deferred entries are not yet
+  // counted (an answer's Berth-Applied-Index promises its body has them).
+  uint64_t applied_index() const {
+    return std::max<uint64_t>(fsm_.AppliedBefore(raft_.last_applied), store_->applied_index());
+  }
   // The leader under its lease, ready: a majority of voters (itself included)
   // was heard from within lease_ms, and an entry of the current term was
   // committed and applied here (so was everything earlier leaders committed;

@@ -237,6 +237,30 @@ TEST_CASE("replica: three servers apply the same batches; the leader hears each 
   }
 }
 
+TEST_CASE("replica: a follower's deferred entries are not counted applied until its state holds them", "[replica]") {
+  testing::TestLoop loop;  // never run: what the follower deferred stays deferred until Drain
+  Cluster c;
+  raft_fixture_elect(c.f(), 0);
+  REQUIRE(raft_fixture_leader_index(c.f()) == 0);
+  Proposal* before = c.Commit(0, Batch(MakeCreateCluster("before", 100)));
+  c.server(1).fsm.DeferFollowerApplies(loop.get());
+
+  Proposal* p = c.Commit(0, Batch(MakeCreateCluster("fresh", 200)));
+  raft_index counted = raft_last_applied(c.raft_at(1));
+  // libraft counts the entry applied on the follower; its state does not hold it.
+  REQUIRE(counted >= p->req.index);
+  CHECK_FALSE(c.server(1).fsm.drained());
+  CHECK_FALSE(c.ss(1).state.FindCluster("fresh"));
+  // The index a read's answer carries (Berth-Applied-Index) stops before it.
+  CHECK(c.server(1).fsm.AppliedBefore(counted) == before->req.index);
+  CHECK(c.server(1).fsm.AppliedBefore(counted) < p->req.index);
+
+  REQUIRE(c.server(1).fsm.Drain());
+  CHECK(c.ss(1).state.FindCluster("fresh"));
+  CHECK(c.server(1).fsm.AppliedBefore(counted) == counted);
+  CHECK(Dump(c.ss(1)) == Dump(c.ss(0)));
+}
+
 TEST_CASE("replica: a follower behind the leader's snapshots catches up by installing one", "[replica]") {
   Cluster c;
   for (unsigned i = 0; i < c.n(); i++) {
