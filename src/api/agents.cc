@@ -16,6 +16,8 @@ namespace berth::api {
 namespace {
 // The most draining targets one report may list as drained.
 constexpr size_t kMaxDrainedReported = 100000;
+// Target health transitions on one report (agents send at most 1,000 and the rest next).
+constexpr size_t kMaxHealthReported = 1000;
 }  // namespace
 
 namespace http = net::http;
@@ -206,6 +208,12 @@ std::string AgentHub::DesiredMessage(const model::Node& n, Stream* s) const {
     if (v > 0 && (!changes || s->proxy_version != v)) {
       out.append(",\"proxy\":").append(proxies_->Document(n.id));
       if (s) s->proxy_version = v;
+    }
+    // The target health checks the node runs, the same way.
+    int64_t cv = proxies_->ChecksVersion(n.id);
+    if (cv > 0 && (!changes || s->checks_version != cv)) {
+      out.append(",\"checks\":").append(proxies_->Checks(n.id));
+      if (s) s->checks_version = cv;
     }
   }
   out.append(",\"tasks\":[");
@@ -703,6 +711,37 @@ void AgentHub::AddRoutes(http::Router* router) {
             i++;
           }
         }
+        // Transitions of the target health checks the node runs (agent/target_checks.h).
+        std::vector<model::ReportTasks::Health> health;
+        if (json::View list = body->view().Get("targetHealth"); list.valid()) {
+          if (!list.IsArray() || list.Size() > kMaxHealthReported) {
+            return ex->Respond(http::ErrorResponse(
+                400, "InvalidParameter",
+                "targetHealth: must be an array of at most " + std::to_string(kMaxHealthReported) + " entries"));
+          }
+          size_t i = 0;
+          for (json::View h : list) {
+            std::string where = "targetHealth[" + std::to_string(i++) + "]";
+            json::View task = h.Get("taskId"), tg = h.Get("targetGroup"), st = h.Get("state");
+            json::View reason = h.Get("reason"), description = h.Get("description");
+            std::string why;
+            if (!h.IsObject())
+              why = ": must be an object";
+            else if (!task.IsString() || task.String().empty() || task.String().size() > 64)
+              why = ".taskId: must be a task id (1-64 characters)";
+            else if (!tg.IsString() || !model::ValidateLbName(tg.String(), "targetGroup"))
+              why = ".targetGroup: must be a target group's name";
+            else if (!st.IsString() || (st.String() != "healthy" && st.String() != "unhealthy"))
+              why = ".state: must be healthy or unhealthy";
+            else if (reason.valid() && (!reason.IsString() || reason.String().size() > 64))
+              why = ".reason: must be a string of at most 64 bytes";
+            else if (description.valid() && (!description.IsString() || description.String().size() > 1024))
+              why = ".description: must be a string of at most 1024 bytes";
+            if (!why.empty()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", where + why));
+            health.push_back({std::string(task.String()), std::string(tg.String()), std::string(st.String()),
+                              std::string(reason.String()), std::string(description.String()).substr(0, 256)});
+          }
+        }
         state_->Heartbeat(id, clock_->NowUnixMs());
         if (pv.valid()) {
           int64_t version = pv.IntIn(0, INT64_MAX, 0);
@@ -733,7 +772,15 @@ void AgentHub::AddRoutes(http::Router* router) {
         int64_t interval = HeartbeatInterval();
         if (auto it = streams_.find(id); it != streams_.end()) it->second.interval_ms = interval;
         std::string tail = ",\"heartbeatIntervalMs\":" + std::to_string(interval) + "}";
-        if (cmd->reports.empty()) {
+        for (model::ReportTasks::Health& h : health) {
+          // Only a change becomes a command, as for the tasks.
+          const model::Task* known = state_->FindTask(h.task_id);
+          if (!known || known->node != id || known->stopped()) continue;
+          const model::Task::TargetHealth* was = known->TargetHealthOf(h.target_group);
+          if (was && was->state == h.state && was->reason == h.reason && was->description == h.description) continue;
+          cmd->health.push_back(std::move(h));
+        }
+        if (cmd->reports.empty() && cmd->health.empty()) {
           return ex->Respond(http::JsonResponse(200, "{\"version\":" + std::to_string(n->desired_version) + tail));
         }
         cmd->time_ms = clock_->NowUnixMs();

@@ -137,9 +137,10 @@ class AgentHub final : public model::StateObserver {
     bool changes = false;
     std::unordered_map<std::string, bool> sent;
     std::unordered_set<std::string> defs;
-    std::string policy;          // the cluster's task policy as last sent
-    std::string servers;         // the cluster's servers as last sent
-    int64_t proxy_version = -1;  // the proxy configuration's version as last sent
+    std::string policy;           // the cluster's task policy as last sent
+    std::string servers;          // the cluster's servers as last sent
+    int64_t proxy_version = -1;   // the proxy configuration's version as last sent
+    int64_t checks_version = -1;  // the target health checks' version as last sent
   };
   // Logs (agent_logs.cc): a client's GET /v1/tasks/{id}/logs becomes a `logs`
   // line on the node's stream; the agent answers with a streamed POST to

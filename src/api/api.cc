@@ -638,6 +638,7 @@ void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
               .Set("port", x.port)
               .Set("state", x.state)
               .Set("reason", x.reason);
+          if (!x.description.empty()) target.Set("description", x.description);
           // A draining target still running: what its stop waits for.
           if (control::DrainView d; ctx->drains && ctx->drains->Describe(x.task_id, &d)) {
             json::Doc unacked = json::Doc::Array(), in_flight = json::Doc::Array();

@@ -1,5 +1,6 @@
 #include "cli/lb.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "base/flags.h"
@@ -27,6 +28,11 @@ const char kTgUsage[] =
     "      targets. --algorithm least_outstanding_requests (HTTP's default), least_connections (TCP's\n"
     "      default) or round_robin. Attributes: deregistration_delay.timeout_seconds (0-3600, default\n"
     "      300), slow_start.duration_seconds (0, or 30-900)\n"
+    "      Health check (each target probed by its own node's agent; only passing targets take traffic):\n"
+    "      --health-path /PATH (default /), --health-codes 200-399 (codes, or one range), --health-protocol\n"
+    "      HTTP|TCP (default the group's), --health-interval S (5-300, default 10), --health-timeout S\n"
+    "      (2-120, default 5), --healthy-threshold N and --unhealthy-threshold N (2-10, default 3 and 2),\n"
+    "      --no-health-check (every RUNNING target with its port bound takes traffic)\n"
     "  berth tg ls | describe NAME | rm NAME\n"
     "  berth tg health NAME   each target: task, node, address:port, state and reason; what each\n"
     "                         draining target's stop waits for; the proxies of its load balancers'\n"
@@ -109,8 +115,9 @@ int PrintOrJson(const flags::Parsed& p, const CallResult& r, const char* key, vo
 void PrintHealth(json::View h) {
   Table t({"TASK", "NODE", "TARGET", "STATE", "REASON"});
   for (json::View x : h.Get("targets")) {
-    t.Add({Str(x, "taskId"), Str(x, "nodeId"), Str(x, "address") + ":" + Num(x, "port"), Str(x, "state"),
-           Str(x, "reason").empty() ? "-" : Str(x, "reason")});
+    std::string reason = Str(x, "reason").empty() ? "-" : Str(x, "reason");
+    if (!Str(x, "description").empty()) reason += " (" + Str(x, "description") + ")";
+    t.Add({Str(x, "taskId"), Str(x, "nodeId"), Str(x, "address") + ":" + Num(x, "port"), Str(x, "state"), reason});
   }
   printf("%s", t.Render().c_str());
   // A draining target still running: what its stop waits for.
@@ -146,6 +153,14 @@ int TargetGroupCommand(const std::vector<std::string>& args) {
       {"port", true, "N", "create: the port targets answer on"},
       {"algorithm", true, "A", "create: least_outstanding_requests, least_connections or round_robin"},
       {"attr", true, "KEY=VALUE", "create: an attribute (repeatable)"},
+      {"health-path", true, "/PATH", "create: the HTTP health check's path"},
+      {"health-codes", true, "CODES", "create: the HTTP codes that pass (200,302 or 200-399)"},
+      {"health-protocol", true, "HTTP|TCP", "create: the health check's protocol"},
+      {"health-interval", true, "S", "create: seconds between checks of a target"},
+      {"health-timeout", true, "S", "create: seconds a check may take"},
+      {"healthy-threshold", true, "N", "create: passes that make an unhealthy target healthy"},
+      {"unhealthy-threshold", true, "N", "create: failures that make a target unhealthy"},
+      {"no-health-check", false, "", "create: no health check"},
   };
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("tg", p.error().message);
@@ -176,6 +191,20 @@ int TargetGroupCommand(const std::vector<std::string>& args) {
       attrs.Set(a.substr(0, eq), a.substr(eq + 1));
     }
     body.Set("attributes", attrs);
+    if (p->Has("no-health-check")) body.Set("healthCheckEnabled", false);
+    if (p->Has("health-path")) body.Set("healthCheckPath", p->Get("health-path"));
+    if (p->Has("health-protocol")) body.Set("healthCheckProtocol", p->Get("health-protocol"));
+    if (p->Has("health-codes")) body.Set("matcher", json::Doc::Object().Set("httpCode", p->Get("health-codes")));
+    const std::pair<const char*, const char*> counts[] = {{"health-interval", "healthCheckIntervalSeconds"},
+                                                          {"health-timeout", "healthCheckTimeoutSeconds"},
+                                                          {"healthy-threshold", "healthyThresholdCount"},
+                                                          {"unhealthy-threshold", "unhealthyThresholdCount"}};
+    for (const auto& [flag, key] : counts) {
+      if (!p->Has(flag)) continue;
+      Result<uint64_t> n = flags::ParseCount(p->Get(flag), std::string("--") + flag);
+      if (!n) return UsageError("tg", n.error().message);
+      body.Set(key, static_cast<int64_t>(std::min<uint64_t>(*n, 1000000)));
+    }
     CallResult r = Call("POST", "/v1/targetgroups", body.Print());
     if (r.exit) return r.exit;
     json::View tg = r.body.view().Get("targetGroup");

@@ -79,6 +79,20 @@ std::optional<Target> TargetOf(const model::State& state, const model::Task& t, 
   } else if (x.port == 0) {
     x.state = "unhealthy";
     x.reason = "Target.PortUnavailable";
+  } else if (const model::TargetGroup* tg = state.FindTargetGroup(t.cluster, slb.target_group);
+             tg && tg->check.enabled) {
+    // The group's own check, run by the task's node (agent/target_checks.h).
+    const model::Task::TargetHealth* h = t.TargetHealthOf(slb.target_group);
+    if (!h) {
+      x.state = "initial";
+      x.reason = "Elb.InitialHealthChecking";
+    } else if (h->state == "healthy") {
+      x.state = "healthy";
+    } else {
+      x.state = "unhealthy";
+      x.reason = h->reason.empty() ? "Target.FailedHealthChecks" : h->reason;
+      x.description = h->description;
+    }
   } else {
     x.state = "healthy";
   }
@@ -179,6 +193,7 @@ void ProxyConfigs::IndexTask(const model::Task& t) {
   if (t.service.empty()) return;
   const model::Service* svc = state_->FindService(t.cluster, t.service);
   if (!svc) return;
+  if (!svc->load_balancers.empty()) dirty_checks_.insert(t.node);
   for (const model::ServiceLoadBalancer& slb : svc->load_balancers) {
     std::string key = Key(t.cluster, slb.target_group);
     if (t.stopped()) {
@@ -191,7 +206,10 @@ void ProxyConfigs::IndexTask(const model::Task& t) {
   }
 }
 
-void ProxyConfigs::OnNodeChanged(const model::Node& n) { dirty_nodes_.insert(n.id); }
+void ProxyConfigs::OnNodeChanged(const model::Node& n) {
+  dirty_nodes_.insert(n.id);
+  if (checks_.count(n.id)) dirty_checks_.insert(n.id);  // its address is in its checks
+}
 
 void ProxyConfigs::OnNodeRemoved(const model::Node& n) {
   auto it = docs_.find(n.id);
@@ -204,6 +222,7 @@ void ProxyConfigs::OnTaskChanged(const model::Task& t) { IndexTask(t); }
 
 void ProxyConfigs::OnTaskForgotten(const model::Task& t) {
   if (t.service.empty()) return;
+  if (checks_.count(t.node)) dirty_checks_.insert(t.node);
   for (auto& [key, ids] : group_tasks_) ids.erase(t.id);
 }
 
@@ -237,6 +256,7 @@ void ProxyConfigs::OnCommandApplied(const store::Command& cmd) {
 
 void ProxyConfigs::OnReloaded() {
   all_dirty_ = true;
+  for (const auto& [id, c] : checks_) dirty_checks_.insert(id);
   ReindexTasks();
 }
 
@@ -338,7 +358,79 @@ std::string ProxyConfigs::Body(const std::string& cluster, const std::set<std::s
   return out;
 }
 
+std::string ProxyConfigs::ChecksBody(const model::Node& n) const {
+  std::string out = "\"targets\":[";
+  bool first = true;
+  for (const auto& [id, tp] : n.tasks) {
+    const model::Task& t = *tp;
+    if (t.stopped() || t.desired != "RUNNING" || t.last != "RUNNING" || t.service.empty()) continue;
+    const model::Service* svc = state_->FindService(t.cluster, t.service);
+    if (!svc) continue;
+    for (const model::ServiceLoadBalancer& slb : svc->load_balancers) {
+      const model::TargetGroup* tg = state_->FindTargetGroup(t.cluster, slb.target_group);
+      if (!tg || !tg->check.enabled) continue;
+      std::optional<Target> x = TargetOf(*state_, t, slb);
+      if (!x || x->port == 0) continue;
+      const model::HealthCheck& hc = tg->check;
+      out.append(first ? "{\"taskId\":" : ",{\"taskId\":");
+      first = false;
+      json::AppendQuoted(&out, t.id);
+      out.append(",\"targetGroup\":");
+      json::AppendQuoted(&out, tg->name);
+      out.append(",\"address\":");
+      json::AppendQuoted(&out, x->address.empty() ? "127.0.0.1" : x->address);
+      out.append(",\"port\":").append(std::to_string(x->port)).append(",\"protocol\":");
+      json::AppendQuoted(&out, hc.protocol);
+      if (hc.protocol == "HTTP") {
+        out.append(",\"path\":");
+        json::AppendQuoted(&out, hc.path);
+        out.append(",\"matcher\":");
+        json::AppendQuoted(&out, hc.matcher);
+      }
+      out.append(",\"intervalSeconds\":").append(std::to_string(hc.interval_s));
+      out.append(",\"timeoutSeconds\":").append(std::to_string(hc.timeout_s));
+      out.append(",\"healthyThreshold\":").append(std::to_string(hc.healthy_threshold));
+      out.append(",\"unhealthyThreshold\":").append(std::to_string(hc.unhealthy_threshold)).append("}");
+    }
+  }
+  return out + "]}";
+}
+
+void ProxyConfigs::FlushChecks() {
+  int64_t now_ms = clock_->NowUnixMs();
+  for (const std::string& id : dirty_checks_) {
+    const model::Node* n = state_->FindNode(id);
+    auto it = checks_.find(id);
+    if (!n) {
+      if (it != checks_.end()) checks_.erase(it);
+      continue;
+    }
+    std::string body = ChecksBody(*n);
+    if (it == checks_.end()) {
+      if (body == "\"targets\":[]}") continue;  // never checked anything: no document
+      it = checks_.emplace(id, ChecksDoc{}).first;
+    }
+    if (it->second.body == body) continue;
+    it->second.body = std::move(body);
+    it->second.version = std::max(it->second.version + 1, now_ms);
+    state_->NodeDesiredChanged(id);
+  }
+  dirty_checks_.clear();
+}
+
+std::string ProxyConfigs::Checks(std::string_view id) const {
+  auto it = checks_.find(std::string(id));
+  if (it == checks_.end()) return {};
+  return "{\"version\":" + std::to_string(it->second.version) + "," + it->second.body;
+}
+
+int64_t ProxyConfigs::ChecksVersion(std::string_view id) const {
+  auto it = checks_.find(std::string(id));
+  return it == checks_.end() ? 0 : it->second.version;
+}
+
 void ProxyConfigs::Flush() {
+  FlushChecks();
   std::set<std::string> rebuild;
   // Recomputes which load balancers node `n` is a member of; a change rebuilds its document.
   auto recompute = [&](const model::Node& n) {

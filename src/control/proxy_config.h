@@ -40,10 +40,11 @@ namespace berth::control {
 struct Target {
   std::string task_id;
   std::string node;
-  std::string address;  // the node's (model::Node::address)
-  int port = 0;         // the host port bound to the container port; 0 while not known
-  std::string state;    // initial, healthy, unhealthy, draining
-  std::string reason;   // ELB's reason code; empty when healthy
+  std::string address;      // the node's (model::Node::address)
+  int port = 0;             // the host port bound to the container port; 0 while not known
+  std::string state;        // initial, healthy, unhealthy, draining
+  std::string reason;       // ELB's reason code; empty when healthy
+  std::string description;  // unhealthy by its group's check: what the check saw
 };
 
 // The target task `t` is for `slb`, or nullopt once it is STOPPED. States, with
@@ -52,7 +53,9 @@ struct Target {
 // (Elb.RegistrationInProgress); RUNNING with a health check not yet HEALTHY →
 // initial (Elb.InitialHealthChecking); UNHEALTHY → unhealthy
 // (Target.FailedHealthChecks); RUNNING without a host port bound to the
-// container port → unhealthy (Target.PortUnavailable); else healthy.
+// container port → unhealthy (Target.PortUnavailable); a group with its health
+// check enabled: not reported yet → initial (Elb.InitialHealthChecking), else as
+// the task's node last reported it (Task::TargetHealth); else healthy.
 std::optional<Target> TargetOf(const model::State& state, const model::Task& t, const model::ServiceLoadBalancer& slb);
 
 class ProxyConfigs final : public model::StateObserver {
@@ -75,6 +78,11 @@ class ProxyConfigs final : public model::StateObserver {
   // or "" when the node is a member of no load balancer. As of the last Flush.
   std::string Document(std::string_view id) const;
   int64_t Version(std::string_view id) const;
+  // The target health checks node `id` runs (docs/agent-protocol.md, "checks"):
+  // {"version":N,"targets":[...]} for its RUNNING tasks that are targets of
+  // groups with their check enabled; "" (version 0) when it never had one.
+  std::string Checks(std::string_view id) const;
+  int64_t ChecksVersion(std::string_view id) const;
   // Whether node `n` is a member of load balancer `lb` (its cluster, and its
   // expression true of the node or empty).
   bool IsMember(const model::LoadBalancer& lb, const model::Node& n) const;
@@ -106,6 +114,8 @@ class ProxyConfigs final : public model::StateObserver {
   };
   const sched::Expr* ExprOf(const std::string& text) const;
   std::string Body(const std::string& cluster, const std::set<std::string>& lbs) const;
+  std::string ChecksBody(const model::Node& n) const;
+  void FlushChecks();
   void IndexTask(const model::Task& t);
   void ReindexTasks();
   void MarkGroup(const std::string& cluster, const std::string& tg);
@@ -124,6 +134,12 @@ class ProxyConfigs final : public model::StateObserver {
   std::set<std::string> dirty_nodes_;     // membership may have changed
   std::set<std::string> dirty_clusters_;  // a load balancer or listener changed: every node of the cluster
   std::set<std::string> dirty_groups_;    // targets changed ("cluster/name")
+  struct ChecksDoc {
+    std::string body;  // without its version
+    int64_t version = 0;
+  };
+  std::unordered_map<std::string, ChecksDoc> checks_;  // by node: what it checks
+  std::set<std::string> dirty_checks_;                 // nodes whose checks may have changed
 };
 
 }  // namespace berth::control

@@ -31,8 +31,25 @@ ServiceController::Flags ServiceController::FlagsOf(const model::Task& t) const 
   f.stopping = t.desired == "STOPPED";
   f.running = t.last == "RUNNING";
   f.pending = !f.running;
-  f.healthy = f.active && t.healthy();
-  f.unhealthy = f.active && t.health == "UNHEALTHY";
+  // A target of load balancers counts as healthy only while it passes the
+  // health check of each of its target groups (as ECS counts ELB health), and is
+  // replaced when one fails it past the service's grace period.
+  bool passing = true, failing = false;
+  if (const model::Service* svc = state_->FindService(t.cluster, t.service); svc && f.active) {
+    for (const model::ServiceLoadBalancer& slb : svc->load_balancers) {
+      const model::TargetGroup* tg = state_->FindTargetGroup(t.cluster, slb.target_group);
+      if (!tg || !tg->check.enabled) continue;
+      const model::Task::TargetHealth* h = t.TargetHealthOf(slb.target_group);
+      if (!h || h->state != "healthy") passing = false;
+      if (h && h->state == "unhealthy") failing = true;
+    }
+    if (failing && clock_->NowUnixMs() - t.started_ms < svc->health_check_grace_s * 1000) {
+      failing = false;
+      f.in_grace = true;
+    }
+  }
+  f.healthy = f.active && t.healthy() && passing;
+  f.unhealthy = f.active && (t.health == "UNHEALTHY" || failing);
   const model::Node* n = state_->FindNode(t.node);
   f.draining = f.active && (!n || n->status != "ACTIVE");
   return f;
@@ -62,6 +79,10 @@ void ServiceController::Track(const model::Task& t) {
   if (t.service.empty()) return;
   std::string key = model::State::ServiceKey(t.cluster, t.service);
   Flags f = FlagsOf(t);
+  if (f.in_grace)
+    in_grace_.insert(t.id);
+  else
+    in_grace_.erase(t.id);
   bool live = f.active || f.stopping;
   auto it = tasks_.find(t.id);
   if (it != tasks_.end() && live && it->second.deployment == t.deployment) {
@@ -256,6 +277,15 @@ void ServiceController::Reconcile() {
 }
 
 void ServiceController::Tick() {
+  // A target failing its group's check is replaced once its grace period ends.
+  std::vector<std::string> graced(in_grace_.begin(), in_grace_.end());
+  for (const std::string& id : graced) {
+    const model::Task* t = state_->FindTask(id);
+    if (!t)
+      in_grace_.erase(id);
+    else
+      Track(*t);
+  }
   // Unhealthy tasks show up through reports, but a deployment's health can also
   // be decided by time: look at every service with a rollout in progress.
   for (const auto& [key, s] : state_->services()) {
@@ -463,9 +493,23 @@ void ServiceController::ReconcileOne(const std::string& key) {
       t.failed += static_cast<int64_t>(t.unhealthy_ids.size());
   }
   if (!to_stop.empty()) {
-    Event(s, "has stopped " + Plural(static_cast<int64_t>(to_stop.size()), "running task") +
-                 " that failed their container health checks.");
-    StopTasks(key, to_stop, "Task failed container health checks");
+    // Which check failed: the containers' own, or a target group's.
+    size_t lb_failed = 0;
+    for (const std::string& id : to_stop) {
+      const model::Task* t = state_->FindTask(id);
+      if (t && t->health != "UNHEALTHY") lb_failed++;
+    }
+    const char* what = lb_failed == 0                ? "container health checks"
+                       : lb_failed == to_stop.size() ? "target group health checks"
+                                                     : "container or target group health checks";
+    Event(s, "has stopped " + Plural(static_cast<int64_t>(to_stop.size()), "running task") + " that failed their " +
+                 what + ".");
+    StopTasks(key, to_stop,
+              std::string("Task failed ") +
+                  (lb_failed == 0                ? "container"
+                   : lb_failed == to_stop.size() ? "ELB"
+                                                 : "container or ELB") +
+                  " health checks");
     dirty_.insert(key);
     return;
   }

@@ -62,6 +62,9 @@ class ServiceController final : public model::StateObserver {
     bool running = false;
     bool pending = false;
     bool draining = false;  // on a node that is not ACTIVE (lost nodes' tasks stop)
+    // Failing a target group's health check within healthCheckGracePeriodSeconds
+    // of starting: not replaced yet (looked at again each Tick).
+    bool in_grace = false;
   };
   struct Tally {
     int64_t active = 0, stopping = 0, healthy = 0, running = 0, pending = 0, draining = 0;
@@ -76,6 +79,7 @@ class ServiceController final : public model::StateObserver {
   };
 
   Flags FlagsOf(const model::Task& t) const;
+  std::set<std::string> in_grace_;  // tasks with Flags::in_grace
   void Apply(Tally& tally, const std::string& id, const Flags& f, int sign);
   static void Count(Tally& tally, const Flags& f, int sign);  // the counts only, not the id sets
   void Track(const model::Task& t);

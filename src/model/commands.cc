@@ -176,7 +176,21 @@ std::string ReportTasks::Encode() const {
     if (!r.containers.empty()) out.append(",\"containers\":").append(r.containers);
     out.push_back('}');
   }
-  out.append("]}");
+  out.append("]");
+  if (!health.empty()) {
+    out.append(",\"health\":[");
+    for (const Health& h : health) {
+      out.append(out.back() == '[' ? "{" : ",{");
+      AppendField(&out, "task", h.task_id);
+      AppendField(&out, "tg", h.target_group);
+      AppendField(&out, "state", h.state);
+      AppendField(&out, "reason", h.reason);
+      AppendField(&out, "description", h.description);
+      out.push_back('}');
+    }
+    out.append("]");
+  }
+  out.append("}");
   return out;
 }
 
@@ -341,6 +355,11 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
       c->reports.push_back({std::string(r.Get("task").String()), std::string(r.Get("last").String()),
                             std::string(r.Get("reason").String()),
                             r.Get("containers").valid() ? r.Get("containers").Print() : "[]"});
+    }
+    for (json::View h : v.Get("health")) {
+      c->health.push_back({std::string(h.Get("task").String()), std::string(h.Get("tg").String()),
+                           std::string(h.Get("state").String()), std::string(h.Get("reason").String()),
+                           std::string(h.Get("description").String())});
     }
     return store::CommandPtr(std::move(c));
   }

@@ -119,10 +119,19 @@ struct ReportTasks final : store::Command {
     std::string reason;      // why it stopped
     std::string containers;  // JSON array, checked by ParseContainers
   };
+  // Transitions of its tasks' target health checks (Task::TargetHealth).
+  struct Health {
+    std::string task_id;
+    std::string target_group;
+    std::string state;  // healthy, unhealthy
+    std::string reason;
+    std::string description;
+  };
   std::string node;
   std::vector<Report> reports;
+  std::vector<Health> health;
   const char* Type() const override { return "ReportTasks"; }
-  size_t Work() const override { return reports.size(); }
+  size_t Work() const override { return reports.size() + health.size(); }
   std::string Encode() const override;
 };
 

@@ -129,7 +129,114 @@ Listener ReadListener(json::View x) {
   return l;
 }
 
+Result<int64_t> IntField(json::View body, std::string_view key, int64_t lo, int64_t hi, int64_t fallback) {
+  json::View v = body.Get(key);
+  if (!v.valid() || v.IsNull()) return fallback;
+  std::optional<int64_t> n = Whole(v, lo, hi);
+  if (!n) {
+    return Error::Invalid(std::string(key) + ": must be a whole number from " + std::to_string(lo) + " to " +
+                          std::to_string(hi));
+  }
+  return *n;
+}
+
+// ELB's health check fields of a CreateTargetGroup body (and of the stored doc).
+Result<HealthCheck> ParseHealthCheck(json::View body, const std::string& protocol) {
+  HealthCheck hc;
+  hc.protocol = protocol;
+  json::View enabled = body.Get("healthCheckEnabled");
+  if (enabled.valid() && !enabled.IsNull()) {
+    if (!enabled.IsBool()) return Error::Invalid("healthCheckEnabled: must be true or false");
+    hc.enabled = enabled.Bool();
+  }
+  Result<std::string> p = json::OptionalString(body, "healthCheckProtocol", "healthCheckProtocol", protocol);
+  if (!p) return p.take_error();
+  if (Status s = CheckProtocol(*p, "healthCheckProtocol"); !s) return s.take_error();
+  hc.protocol = std::move(p.value());
+  Result<std::string> path = json::OptionalString(body, "healthCheckPath", "healthCheckPath", "/");
+  if (!path) return path.take_error();
+  if (path->empty() || path->front() != '/' || path->size() > 1024) {
+    return Error::Invalid("healthCheckPath: must start with \"/\" and be at most 1024 characters");
+  }
+  for (char c : *path) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      return Error::Invalid("healthCheckPath: must have no spaces or control characters");
+    }
+  }
+  hc.path = std::move(path.value());
+  json::View matcher = body.Get("matcher");
+  if (matcher.valid() && !matcher.IsNull()) {
+    if (!matcher.IsObject() || !matcher.Get("httpCode").IsString()) {
+      return Error::Invalid("matcher: must be {\"httpCode\": \"200-399\"}");
+    }
+    hc.matcher = std::string(matcher.Get("httpCode").String());
+    if (Status s = ValidateMatcher(hc.matcher, "matcher.httpCode"); !s) return s.take_error();
+  }
+  if (hc.protocol != "HTTP" && (body.Get("healthCheckPath").valid() || matcher.valid())) {
+    return Error::Invalid("healthCheckPath and matcher are for HTTP health checks; this one is " + hc.protocol);
+  }
+  Result<int64_t> interval = IntField(body, "healthCheckIntervalSeconds", 5, 300, hc.interval_s);
+  if (!interval) return interval.take_error();
+  hc.interval_s = *interval;
+  Result<int64_t> timeout = IntField(body, "healthCheckTimeoutSeconds", 2, 120, hc.timeout_s);
+  if (!timeout) return timeout.take_error();
+  hc.timeout_s = *timeout;
+  if (hc.timeout_s >= hc.interval_s) {
+    return Error::Invalid("healthCheckTimeoutSeconds: must be less than healthCheckIntervalSeconds (" +
+                          std::to_string(hc.interval_s) + ")");
+  }
+  Result<int64_t> healthy = IntField(body, "healthyThresholdCount", 2, 10, hc.healthy_threshold);
+  if (!healthy) return healthy.take_error();
+  hc.healthy_threshold = *healthy;
+  Result<int64_t> unhealthy = IntField(body, "unhealthyThresholdCount", 2, 10, hc.unhealthy_threshold);
+  if (!unhealthy) return unhealthy.take_error();
+  hc.unhealthy_threshold = *unhealthy;
+  return hc;
+}
+
+json::Doc HealthCheckJson(const HealthCheck& hc) {
+  json::Doc d = json::Doc::Object();
+  d.Set("healthCheckEnabled", hc.enabled)
+      .Set("healthCheckProtocol", hc.protocol)
+      .Set("healthCheckIntervalSeconds", hc.interval_s)
+      .Set("healthCheckTimeoutSeconds", hc.timeout_s)
+      .Set("healthyThresholdCount", hc.healthy_threshold)
+      .Set("unhealthyThresholdCount", hc.unhealthy_threshold);
+  if (hc.protocol == "HTTP") {
+    d.Set("healthCheckPath", hc.path).Set("matcher", json::Doc::Object().Set("httpCode", hc.matcher));
+  }
+  return d;
+}
+
 }  // namespace
+
+Status ValidateMatcher(std::string_view matcher, std::string_view field) {
+  auto code = [](std::string_view t) -> int {
+    if (t.size() != 3 || t.find_first_not_of("0123456789") != std::string_view::npos) return -1;
+    int c = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+    return c >= 100 && c <= 599 ? c : -1;
+  };
+  auto bad = [&] {
+    return Error::Invalid(std::string(field) +
+                          ": must be HTTP codes from 100 to 599, comma-separated (200,302) or one range "
+                          "(200-399); got \"" +
+                          std::string(matcher) + "\"");
+  };
+  if (matcher.empty() || matcher.size() > 256) return bad();
+  if (size_t dash = matcher.find('-'); dash != std::string_view::npos) {
+    int lo = code(matcher.substr(0, dash)), hi = code(matcher.substr(dash + 1));
+    if (lo < 0 || hi < 0 || lo > hi) return bad();
+    return {};
+  }
+  size_t start = 0;
+  while (start <= matcher.size()) {
+    size_t comma = matcher.find(',', start);
+    if (comma == std::string_view::npos) comma = matcher.size();
+    if (code(matcher.substr(start, comma - start)) < 0) return bad();
+    start = comma + 1;
+  }
+  return {};
+}
 
 Status ValidateLbName(std::string_view name, std::string_view field) {
   const std::string rule = "must be 1-32 letters, digits and hyphens, not beginning or ending with a hyphen";
@@ -227,6 +334,9 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
       }
     }
   }
+  Result<HealthCheck> hc = ParseHealthCheck(body, tg.protocol);
+  if (!hc) return hc.take_error();
+  tg.check = std::move(hc.value());
   return tg;
 }
 
@@ -341,6 +451,7 @@ std::string TargetGroupDoc(const TargetGroup& tg) {
       .Set("algorithm", tg.algorithm)
       .Set("deregistrationDelaySeconds", tg.deregistration_delay_s)
       .Set("slowStartSeconds", tg.slow_start_s)
+      .Set("healthCheck", HealthCheckJson(tg.check))
       .Set("createdMs", tg.created_ms)
       .Print();
 }
@@ -361,6 +472,11 @@ Result<TargetGroup> ParseTargetGroupDoc(std::string_view text) {
   tg.created_ms = static_cast<int64_t>(v.Get("createdMs").Number());
   if (tg.cluster.empty() || tg.name.empty()) return Error::Invalid("a target group needs its cluster and name");
   if (Status s = CheckProtocol(tg.protocol, "protocol"); !s) return s.take_error();
+  // A group stored before health checks has the default one.
+  json::View hc = v.Get("healthCheck");
+  Result<HealthCheck> check = ParseHealthCheck(hc.valid() ? hc : json::View(), tg.protocol);
+  if (!check) return Error::Invalid("healthCheck." + check.error().message);
+  tg.check = std::move(check.value());
   return tg;
 }
 
@@ -421,17 +537,20 @@ json::Doc TargetGroupJson(const TargetGroup& tg) {
   attrs.Push(
       json::Doc::Object().Set("key", "slow_start.duration_seconds").Set("value", std::to_string(tg.slow_start_s)));
   attrs.Push(json::Doc::Object().Set("key", "load_balancing.algorithm.type").Set("value", tg.algorithm));
-  return std::move(json::Doc::Object()
-                       .Set("targetGroupName", tg.name)
-                       .Set("targetGroupArn", tg.arn)
-                       .Set("cluster", tg.cluster)
-                       .Set("protocol", tg.protocol)
-                       .Set("port", tg.port)
-                       .Set("algorithm", tg.algorithm)
-                       .Set("deregistrationDelaySeconds", tg.deregistration_delay_s)
-                       .Set("slowStartSeconds", tg.slow_start_s)
-                       .Set("attributes", attrs)
-                       .Set("createdAt", UtcIso8601(tg.created_ms)));
+  json::Doc out = json::Doc::Object();
+  out.Set("targetGroupName", tg.name)
+      .Set("targetGroupArn", tg.arn)
+      .Set("cluster", tg.cluster)
+      .Set("protocol", tg.protocol)
+      .Set("port", tg.port)
+      .Set("algorithm", tg.algorithm)
+      .Set("deregistrationDelaySeconds", tg.deregistration_delay_s)
+      .Set("slowStartSeconds", tg.slow_start_s);
+  // ELB's names, at the top level as DescribeTargetGroups has them.
+  json::Doc hc = HealthCheckJson(tg.check);
+  for (json::View f : hc.view()) out.Set(f.Key(), json::Doc::Copy(f));
+  out.Set("attributes", attrs).Set("createdAt", UtcIso8601(tg.created_ms));
+  return out;
 }
 
 json::Doc LoadBalancerJson(const LoadBalancer& lb) {

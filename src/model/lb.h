@@ -16,6 +16,23 @@
 
 namespace berth::model {
 
+// A target group's health check (ELB's HealthCheck* fields). Each target is
+// probed by the agent of its own node (agent/target_checks.h), which reports
+// its transitions; only a target passing it takes traffic.
+struct HealthCheck {
+  bool enabled = true;
+  std::string protocol;             // HTTP or TCP; the group's own by default
+  std::string path = "/";           // HTTP: the request's path (and query)
+  std::string matcher = "200-399";  // HTTP: codes (200,302) or one range (200-399), 100-599
+  int64_t interval_s = 10;          // 5-300
+  int64_t timeout_s = 5;            // 2-120, less than the interval
+  int64_t healthy_threshold = 3;    // 2-10 successes turn an unhealthy target healthy
+  int64_t unhealthy_threshold = 2;  // 2-10 failures turn a target unhealthy
+};
+
+// ELB's matcher syntax: comma-separated codes or one lo-hi range, each 100-599.
+Status ValidateMatcher(std::string_view matcher, std::string_view field);
+
 struct TargetGroup {
   std::string cluster;
   std::string name;
@@ -25,6 +42,7 @@ struct TargetGroup {
   std::string algorithm;                 // least_outstanding_requests, least_connections, round_robin
   int64_t deregistration_delay_s = 300;  // attribute deregistration_delay.timeout_seconds
   int64_t slow_start_s = 0;              // attribute slow_start.duration_seconds
+  HealthCheck check;
   int64_t created_ms = 0;
 };
 

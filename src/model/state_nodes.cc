@@ -247,7 +247,8 @@ Status State::LoadNodesAndTasks(store::Db& db) {
   }
   Result<store::Stmt> s = db.Prepare(
       "SELECT id, cluster, node, family, revision, grp, started_by, service, deployment, desired, last,"
-      " stopped_reason, stop_code, health, containers, created_ms, started_ms, stopping_ms, stopped_ms FROM tasks");
+      " stopped_reason, stop_code, health, containers, created_ms, started_ms, stopping_ms, stopped_ms, target_health"
+      " FROM tasks");
   if (!s) return s.take_error();
   for (;;) {
     Result<bool> row = s->Step();
@@ -274,6 +275,7 @@ Status State::LoadNodesAndTasks(store::Db& db) {
     t.started_ms = s->Int(16);
     t.stopping_ms = s->Int(17);
     t.stopped_ms = s->Int(18);
+    ParseTargetHealth(s->Text(19), &t);
     t.arn = TaskArn(t.cluster, t.id);
     if (TaskDefinition* td = MutableTaskDefinition(t.family, t.revision)) {
       td->task_refs++;
@@ -563,6 +565,16 @@ Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c)
     }
     parsed[i] = std::move(containers);
   }
+  for (size_t i = 0; i < c.health.size(); i++) {
+    const ReportTasks::Health& h = c.health[i];
+    std::string where = "targetHealth[" + std::to_string(i) + "]";
+    if (h.state != "healthy" && h.state != "unhealthy")
+      return Error::Invalid(where + ".state: must be healthy or unhealthy");
+    if (h.target_group.empty() || h.reason.size() > 64 || h.description.size() > 1024) {
+      return Error::Invalid(where +
+                            ": needs a targetGroup, a reason of at most 64 bytes, a description of at most 1 KiB");
+    }
+  }
   int64_t changed = 0;
   for (size_t i = 0; i < c.reports.size(); i++) {
     const ReportTasks::Report& r = c.reports[i];
@@ -585,6 +597,35 @@ Result<std::string> State::ApplyReportTasks(store::Db& db, const ReportTasks& c)
     if (!any) continue;
     changed++;
     if (Status s = SaveTask(db, t, false); !s) return s.take_error();
+    for (StateObserver* o : observers_) o->OnTaskChanged(t);
+  }
+  // Target health: only a task of this node, not stopped, of a service that
+  // names the group. Kept apart from the task row's hot UPDATE.
+  Result<store::Stmt*> save_health =
+      c.health.empty() ? Result<store::Stmt*>(nullptr) : db.Cached("UPDATE tasks SET target_health = ?2 WHERE id = ?1");
+  if (!save_health) return save_health.take_error();
+  for (const ReportTasks::Health& h : c.health) {
+    auto it = tasks_.find(h.task_id);
+    if (it == tasks_.end() || it->second.node != c.node || it->second.stopped()) continue;
+    Task& t = it->second;
+    const Service* svc = FindService(t.cluster, t.service);
+    if (!svc || std::none_of(svc->load_balancers.begin(), svc->load_balancers.end(),
+                             [&](const ServiceLoadBalancer& slb) { return slb.target_group == h.target_group; })) {
+      continue;
+    }
+    Task::TargetHealth next{h.target_group, h.state, h.reason, h.description.substr(0, 256), c.time_ms};
+    auto at = std::find_if(t.target_health.begin(), t.target_health.end(),
+                           [&](const Task::TargetHealth& x) { return x.target_group == h.target_group; });
+    if (at != t.target_health.end()) {
+      if (at->state == next.state && at->reason == next.reason && at->description == next.description) continue;
+      if (at->state == next.state) next.since_ms = at->since_ms;
+      *at = std::move(next);
+    } else {
+      t.target_health.push_back(std::move(next));
+    }
+    changed++;
+    (*save_health)->Bind(1, t.id).Bind(2, TargetHealthText(t));
+    if (Status s = (*save_health)->Run(); !s) return s.take_error();
     for (StateObserver* o : observers_) o->OnTaskChanged(t);
   }
   return json::Doc::Object().Set("changed", changed).Set("version", static_cast<int64_t>(n->desired_version)).Print();

@@ -152,7 +152,45 @@ json::Doc TaskJson(const Task& t) {
   if (t.stopped_ms) d.Set("stoppedAt", static_cast<double>(t.stopped_ms) / 1000.0);
   if (!t.stopped_reason.empty()) d.Set("stoppedReason", t.stopped_reason);
   if (!t.stop_code.empty()) d.Set("stopCode", t.stop_code);
+  if (!t.target_health.empty()) {
+    json::Doc list = json::Doc::Array();
+    for (const Task::TargetHealth& h : t.target_health) {
+      list.Push(json::Doc::Object()
+                    .Set("targetGroup", h.target_group)
+                    .Set("state", h.state)
+                    .Set("reason", h.reason)
+                    .Set("description", h.description)
+                    .Set("since", static_cast<double>(h.since_ms) / 1000.0));
+    }
+    d.Set("targetHealth", list);
+  }
   return d;
+}
+
+std::string TargetHealthText(const Task& t) {
+  if (t.target_health.empty()) return {};
+  json::Doc list = json::Doc::Array();
+  for (const Task::TargetHealth& h : t.target_health) {
+    list.Push(json::Doc::Object()
+                  .Set("tg", h.target_group)
+                  .Set("state", h.state)
+                  .Set("reason", h.reason)
+                  .Set("description", h.description)
+                  .Set("sinceMs", h.since_ms));
+  }
+  return list.Print();
+}
+
+void ParseTargetHealth(std::string_view text, Task* t) {
+  t->target_health.clear();
+  if (text.empty()) return;
+  Result<json::Doc> doc = json::Doc::Parse(text);
+  if (!doc) return;
+  for (json::View h : doc->view()) {
+    t->target_health.push_back({std::string(h.Get("tg").String()), std::string(h.Get("state").String()),
+                                std::string(h.Get("reason").String()), std::string(h.Get("description").String()),
+                                static_cast<int64_t>(h.Get("sinceMs").Number())});
+  }
 }
 
 }  // namespace berth::model

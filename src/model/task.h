@@ -64,7 +64,28 @@ struct Task {
     return last == "RUNNING" && health != "UNHEALTHY" && (health == "HEALTHY" || !has_health_check);
   }
   bool has_health_check = false;
+  // What its node's agent last reported of the health checks of the target
+  // groups it is a target of (model/lb.h HealthCheck); none: not checked yet.
+  struct TargetHealth {
+    std::string target_group;
+    std::string state;        // healthy, unhealthy
+    std::string reason;       // ELB's code: Target.FailedHealthChecks, Target.Timeout, Target.ResponseCodeMismatch
+    std::string description;  // what the last check saw
+    int64_t since_ms = 0;
+    bool operator==(const TargetHealth&) const = default;
+  };
+  std::vector<TargetHealth> target_health;
+  const TargetHealth* TargetHealthOf(std::string_view target_group) const {
+    for (const TargetHealth& h : target_health) {
+      if (h.target_group == target_group) return &h;
+    }
+    return nullptr;
+  }
 };
+
+// The persisted form of Task::target_health ("" when empty), and back.
+std::string TargetHealthText(const Task& t);
+void ParseTargetHealth(std::string_view text, Task* t);
 
 std::string TaskArn(std::string_view cluster, std::string_view id);
 json::Doc TaskJson(const Task& t);

@@ -260,6 +260,10 @@ const char* const kMigrations[] = {
     );
     ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';
     )sql",
+    // 19 -> 20: what the agents reported of their tasks' target group health checks.
+    R"sql(
+    ALTER TABLE tasks ADD COLUMN target_health TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion,
               "one migration per schema version");

@@ -198,7 +198,7 @@ class Store {
   // Flushes what is queued and closes the database (checkpointing the WAL).
   Status Close();
 
-  static constexpr int kSchemaVersion = 19;
+  static constexpr int kSchemaVersion = 20;
 
   // Checkpoints the WAL into the database file from a thread of its own, so a
   // commit never pays for one (SQLite's automatic checkpoint would run inside the

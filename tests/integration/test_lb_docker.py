@@ -247,6 +247,97 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
         remove_node_containers(node)
 
 
+def health_web(text, healthy=True):
+    """As web(), with /health answering 200 while /www/health exists (made at
+    start when `healthy`): `docker exec rm` makes the container fail its check."""
+    make = "echo ok > /www/health && " if healthy else ""
+    return box("app", "mkdir -p /www && echo %s $(hostname) > /www/index.html && %shttpd -f -p 8080 -h /www"
+               % (text, make), memory=32, stopTimeout=2, portMappings=[{"containerPort": 8080}])
+
+
+def target_health(s, group):
+    return {t["taskId"]: t for t in json.loads(berth(s, "tg", "health", group, "--json").stdout)["health"]["targets"]}
+
+
+@timeout(300)
+def test_lb_docker_a_target_failing_its_health_check_takes_no_traffic_and_is_replaced():
+    """The group's check, run by the agent against the container's host port: a
+    container whose /health starts answering 404 goes unhealthy
+    (Target.ResponseCodeMismatch) and the proxy stops sending it requests while
+    the service's grace period keeps it; back to 200, it returns to rotation. A
+    service whose containers never pass has them stopped and replaced ("Task
+    failed ELB health checks")."""
+    dockerd.test_image()
+    s = Server(args=["--heartbeat-interval", "500ms"])
+    a = DockerAgent(s, agent_token(s))
+    node = a.node_id(wait=LONG)
+    try:
+        port = free_port()
+        register(s, "hc-web", [health_web("web")])
+        register(s, "hc-sick", [health_web("sick", healthy=False)])
+        checks = ["--health-path", "/health", "--health-interval", "5", "--health-timeout", "2",
+                  "--healthy-threshold", "2", "--unhealthy-threshold", "2"]
+        berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080", *checks)
+        berth(s, "tg", "create", "sick", "--protocol", "HTTP", "--port", "8080", *checks)
+        shown = json.loads(berth(s, "tg", "describe", "web").stdout)
+        check(shown["healthCheckPath"] == "/health" and shown["healthCheckIntervalSeconds"] == 5
+              and shown["matcher"] == {"httpCode": "200-399"}, "the group's check: %r" % shown)
+        berth(s, "lb", "create", "edge")
+        berth(s, "lb", "listener", "add", "edge", "--port", str(port), "--protocol", "HTTP", "--default-tg", "web")
+        berth(s, "service", "create", "web", "--taskdef", "hc-web", "--count", "2", "--lb", "web:app:8080",
+              "--health-grace", "3600")
+        h = healthy_targets(s, "web", 2)
+        tasks = sorted(t["taskId"] for t in h["targets"])
+        hostnames = {}
+        for t in tasks:
+            hostnames[t] = docker("inspect", "-f", "{{.Config.Hostname}}", "berth-%s-app" % t).strip()
+
+        # One container starts failing its check: out of rotation, still running.
+        victim, other = tasks
+        docker("exec", "berth-%s-app" % victim, "rm", "/www/health")
+        bad = wait_until(lambda: (lambda x: x["state"] == "unhealthy" and x)(target_health(s, "web")[victim]),
+                         wait=LONG, step=0.3, what="the failing target unhealthy")
+        check(bad["reason"] == "Target.ResponseCodeMismatch" and "[404]" in bad.get("description", ""),
+              "why: %r" % bad)
+        check(target_health(s, "web")[other]["state"] == "healthy", "the other stays healthy")
+        wait_until(lambda: not json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["proxiesBehind"],
+                   wait=LONG, step=0.3, what="the proxy caught up")
+        answers = [get(port) for _ in range(30)]
+        check(all(st == 200 and hostnames[other] in body for st, body in answers),
+              "every request to the healthy target: %r" % answers[:5])
+        task = expect_status(s.request("GET", "/v1/tasks/" + victim), 200).json()
+        task = task.get("task", task)
+        check(task["lastStatus"] == "RUNNING" and task["desiredStatus"] == "RUNNING",
+              "within its grace period the task is kept: %r" % task)
+        check(any(x["targetGroup"] == "web" and x["state"] == "unhealthy" for x in task.get("targetHealth", [])),
+              "the task says why: %r" % task.get("targetHealth"))
+
+        # Passing again: back in rotation.
+        docker("exec", "berth-%s-app" % victim, "sh", "-c", "echo ok > /www/health")
+        healthy_targets(s, "web", 2)
+        seen = set()
+        for _ in range(60):
+            st, body = get(port)
+            seen.update(t for t, name in hostnames.items() if st == 200 and name in body)
+            if len(seen) == 2:
+                break
+        check(seen == set(tasks), "both targets answer again: %r" % seen)
+
+        # Never passing, no grace: stopped and replaced.
+        berth(s, "lb", "listener", "add", "edge", "--port", str(free_port()), "--protocol", "HTTP",
+              "--default-tg", "sick")
+        berth(s, "service", "create", "sick", "--taskdef", "hc-sick", "--count", "1", "--lb", "sick:app:8080")
+
+        def failed_one():
+            r = expect_status(s.request("GET", "/v1/tasks?service=sick&desiredStatus=STOPPED"), 200).json()
+            return [t for t in r.get("tasks", []) if t.get("stoppedReason") == "Task failed ELB health checks"]
+        wait_until(failed_one, wait=LONG, step=0.5, what="the never-healthy task stopped for its ELB check")
+    finally:
+        a.kill()
+        s.stop(wait=60)
+        remove_node_containers(node)
+
+
 def certificate(directory, name, host):
     """A self-signed P-256 certificate for `host` (and *.host): (cert path, key path)."""
     cert, key = os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")

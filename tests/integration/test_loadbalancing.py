@@ -295,7 +295,9 @@ def test_lb_a_stopped_target_stays_on_its_agent_until_the_proxy_reports_it_drain
             berth(s, "lb", "create", "edge")
             berth(s, "lb", "listener", "add", "edge", "--port", "80", "--protocol", "HTTP", "--default-tg", "web")
             register_web(s)
-            berth(s, "service", "create", "web", "--taskdef", "web", "--count", "1", "--lb", "web:app:8080")
+            # (within the grace period a failing target is not replaced: it stays, out of rotation)
+            berth(s, "service", "create", "web", "--taskdef", "web", "--count", "1", "--lb", "web:app:8080",
+                  "--health-grace", "3600")
             m = st.line()
             while not m["tasks"]:
                 m = st.line()
@@ -303,6 +305,35 @@ def test_lb_a_stopped_target_stays_on_its_agent_until_the_proxy_reports_it_drain
             expect_status(report({"tasks": [{"taskId": task, "lastStatus": "RUNNING", "containers": [
                 {"name": "app", "lastStatus": "RUNNING", "networkBindings": [
                     {"containerPort": 8080, "hostPort": 32800, "protocol": "tcp"}]}]}]}), 200)
+
+            # The node is given its target's health check, and the target takes
+            # no traffic until the node reports it passing.
+            m = st.line()
+            while not any(c["taskId"] == task for c in m.get("checks", {}).get("targets", [])):
+                m = st.line()
+            c = [c for c in m["checks"]["targets"] if c["taskId"] == task][0]
+            check(c["targetGroup"] == "web" and c["port"] == 32800 and c["protocol"] == "HTTP" and c["path"] == "/"
+                  and c["matcher"] == "200-399" and c["intervalSeconds"] == 10, "the check: %r" % c)
+            t = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["targets"][0]
+            check(t["state"] == "initial" and t["reason"] == "Elb.InitialHealthChecking", "not checked yet: %r" % t)
+            for bad, field in (({"targetHealth": "x"}, "targetHealth:"),
+                               ({"targetHealth": [{"taskId": task, "targetGroup": "web", "state": "sick"}]},
+                                "targetHealth[0].state:"),
+                               ({"targetHealth": [{"taskId": task, "targetGroup": "no good!", "state": "healthy"}]},
+                                "targetHealth[0].targetGroup:")):
+                e = expect_error(report(dict(bad, tasks=[])), 400, "InvalidParameter")
+                check(e.startswith(field), "error %r" % e)
+            expect_status(report({"tasks": [], "targetHealth": [
+                {"taskId": task, "targetGroup": "web", "state": "unhealthy", "reason": "Target.ResponseCodeMismatch",
+                 "description": "Health checks failed with these codes: [503]"}]}), 200)
+            t = wait_until(lambda: (lambda t: t["state"] == "unhealthy" and t)(
+                json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["targets"][0]),
+                wait=LONG, step=0.1, what="the target unhealthy")
+            check(t["reason"] == "Target.ResponseCodeMismatch" and "[503]" in t["description"], "unhealthy: %r" % t)
+            table = berth(s, "tg", "health", "web").stdout
+            check("Target.ResponseCodeMismatch (Health checks failed with these codes: [503])" in table, table)
+            expect_status(report({"tasks": [], "targetHealth": [
+                {"taskId": task, "targetGroup": "web", "state": "healthy"}]}), 200)
 
             def proxy_line(state):
                 m = st.line()

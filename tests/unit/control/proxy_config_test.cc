@@ -17,9 +17,12 @@ using testing::ControlPlane;
 
 std::unique_ptr<model::CreateTargetGroup> TargetGroupCmd(const std::string& name, const std::string& protocol = "HTTP",
                                                          const std::string& cluster = "default",
-                                                         int64_t deregistration_delay_s = -1) {
+                                                         int64_t deregistration_delay_s = -1,
+                                                         bool health_check = false) {
   json::Doc body = json::Doc::Object();
   body.Set("name", name).Set("protocol", protocol).Set("port", 8080);
+  // Most cases here are about other things: their groups pass without a check.
+  if (!health_check) body.Set("healthCheckEnabled", false);
   if (deregistration_delay_s >= 0) {
     body.Set("attributes", json::Doc::Object().Set("deregistration_delay.timeout_seconds", deregistration_delay_s));
   }
@@ -79,8 +82,10 @@ void RegisterWebDefinition(ControlPlane& cp, const std::string& family, int64_t 
 }
 
 Result<std::string> CreateLbService(ControlPlane& cp, const std::string& name, int64_t desired,
-                                    std::vector<model::ServiceLoadBalancer> lbs, const std::string& family = "web") {
+                                    std::vector<model::ServiceLoadBalancer> lbs, const std::string& family = "web",
+                                    int64_t grace_s = 0) {
   model::Service svc;
+  svc.health_check_grace_s = grace_s;
   svc.name = name;
   svc.cluster = "default";
   svc.arn = model::ServiceArn(svc.cluster, svc.name);
@@ -721,4 +726,239 @@ TEST_CASE("load balancing: a listener's certificate secret must exist for its cl
 }
 
 }  // namespace
+}  // namespace berth
+
+namespace berth {
+namespace {
+
+// What a node's agent reports of one target's health check.
+std::unique_ptr<model::ReportTasks> HealthReport(const std::string& node, const std::string& task,
+                                                 const std::string& tg, const std::string& state,
+                                                 const std::string& reason = "", const std::string& description = "") {
+  auto cmd = std::make_unique<model::ReportTasks>();
+  cmd->node = node;
+  cmd->health.push_back({task, tg, state, reason, description});
+  return cmd;
+}
+
+const control::Target* TargetIn(const std::vector<control::Target>& targets, const std::string& task) {
+  for (const control::Target& t : targets) {
+    if (t.task_id == task) return &t;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("health checks: a group's settings are checked and kept, with ELB's names", "[lb][checks]") {
+  auto parse = [](const std::string& text) {
+    Result<json::Doc> body = json::Doc::Parse(text);
+    REQUIRE(body.ok());
+    return model::ParseTargetGroupBody(body->view(), "default");
+  };
+  Result<model::TargetGroup> plain = parse(R"({"name":"web","protocol":"HTTP","port":80})");
+  REQUIRE(plain.ok());
+  CHECK(plain->check.enabled);
+  CHECK(plain->check.protocol == "HTTP");
+  CHECK(plain->check.path == "/");
+  CHECK(plain->check.matcher == "200-399");
+  CHECK(plain->check.interval_s == 10);
+  CHECK(plain->check.timeout_s == 5);
+  Result<model::TargetGroup> tcp = parse(R"({"name":"db","protocol":"TCP","port":5432})");
+  REQUIRE(tcp.ok());
+  CHECK(tcp->check.protocol == "TCP");
+
+  Result<model::TargetGroup> full = parse(
+      R"({"name":"api","protocol":"HTTP","port":80,"healthCheckPath":"/health?deep=1","matcher":{"httpCode":"200,204"},)"
+      R"("healthCheckIntervalSeconds":6,"healthCheckTimeoutSeconds":2,"healthyThresholdCount":4,)"
+      R"("unhealthyThresholdCount":3})");
+  REQUIRE(full.ok());
+  // The stored form and the API's keep every field.
+  Result<model::TargetGroup> back = model::ParseTargetGroupDoc(model::TargetGroupDoc(*full));
+  REQUIRE(back.ok());
+  CHECK(back->check.path == "/health?deep=1");
+  CHECK(back->check.matcher == "200,204");
+  CHECK(back->check.interval_s == 6);
+  CHECK(back->check.timeout_s == 2);
+  CHECK(back->check.healthy_threshold == 4);
+  CHECK(back->check.unhealthy_threshold == 3);
+  json::Doc shown = model::TargetGroupJson(*full);
+  CHECK(shown.view().Get("healthCheckPath").String() == "/health?deep=1");
+  CHECK(shown.view().Get("matcher").Get("httpCode").String() == "200,204");
+  CHECK(shown.view().Get("healthyThresholdCount").Number() == 4);
+  // A group stored before health checks gets the default one.
+  Result<model::TargetGroup> old = model::ParseTargetGroupDoc(
+      R"({"cluster":"default","name":"web","protocol":"HTTP","port":80,"algorithm":"round_robin"})");
+  REQUIRE(old.ok());
+  CHECK(old->check.enabled);
+  CHECK(old->check.path == "/");
+
+  const std::pair<const char*, const char*> bad[] = {
+      {R"("healthCheckPath":"health")", "healthCheckPath: must start with"},
+      {R"("healthCheckPath":"/a b")", "healthCheckPath: must have no spaces"},
+      {R"("matcher":{"httpCode":"200-"})", "matcher.httpCode: must be HTTP codes"},
+      {R"("matcher":{"httpCode":"99"})", "matcher.httpCode: must be HTTP codes"},
+      {R"("matcher":{"httpCode":"300-200"})", "matcher.httpCode: must be HTTP codes"},
+      {R"("matcher":{"httpCode":"200,,302"})", "matcher.httpCode: must be HTTP codes"},
+      {R"("matcher":"200")", "matcher: must be"},
+      {R"("healthCheckIntervalSeconds":4)", "healthCheckIntervalSeconds: must be a whole number from 5 to 300"},
+      {R"("healthCheckTimeoutSeconds":10)", "healthCheckTimeoutSeconds: must be less than"},
+      {R"("healthyThresholdCount":11)", "healthyThresholdCount: must be a whole number from 2 to 10"},
+      {R"("unhealthyThresholdCount":1.5)", "unhealthyThresholdCount: must be a whole number from 2 to 10"},
+      {R"("healthCheckProtocol":"UDP")", "healthCheckProtocol: must be HTTP or TCP"},
+      {R"("healthCheckEnabled":"yes")", "healthCheckEnabled: must be true or false"},
+      {R"("healthCheckProtocol":"TCP","healthCheckPath":"/x")", "healthCheckPath and matcher are for HTTP"},
+  };
+  for (const auto& [field, message] : bad) {
+    CAPTURE(field);
+    Result<model::TargetGroup> r = parse(std::string(R"({"name":"web","protocol":"HTTP","port":80,)") + field + "}");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(message) != std::string::npos);
+  }
+}
+
+TEST_CASE("health checks: each node checks its own targets; only passing ones take traffic", "[lb][checks]") {
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
+  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+  REQUIRE(cp.Apply(TargetGroupCmd("web", "HTTP", "default", -1, true)).ok());
+  REQUIRE(cp.Apply(TargetGroupCmd("plain")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
+  RegisterWebDefinition(cp, "web");
+  // (a grace period long enough that the failing target is kept, out of rotation)
+  REQUIRE(CreateLbService(cp, "web", 2, {{"web", "app", 8080}}, "web", 3600).ok());
+  cp.Step();
+  cp.hub->Flush();
+  for (const auto& [id, n] : cp.state.nodes()) CHECK(proxies.Checks(id).empty());  // nothing RUNNING yet
+  for (const auto& [id, n] : cp.state.nodes()) {
+    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
+  }
+  cp.hub->Flush();
+  const model::TargetGroup& web = *cp.state.FindTargetGroup("default", "web");
+  std::vector<control::Target> targets = proxies.Targets(web);
+  REQUIRE(targets.size() == 2);
+  for (const control::Target& t : targets) {
+    CHECK(t.state == "initial");
+    CHECK(t.reason == "Elb.InitialHealthChecking");
+  }
+  CHECK(proxies.Document("edge-1").find("\"state\":\"healthy\"") == std::string::npos);
+  // Each target's own node is given its check, to the address and host port the proxies use.
+  size_t checked = 0;
+  for (const control::Target& t : targets) {
+    std::string doc = proxies.Checks(t.node);
+    CAPTURE(doc);
+    Result<json::Doc> parsed = json::Doc::Parse(doc);
+    REQUIRE(parsed.ok());
+    CHECK(parsed->view().Get("version").Number() > 0);
+    for (json::View c : parsed->view().Get("targets")) {
+      if (c.Get("taskId").String() != t.task_id) continue;
+      checked++;
+      CHECK(c.Get("targetGroup").String() == "web");
+      CHECK(c.Get("address").String() == t.address);
+      CHECK(c.Get("port").Number() == t.port);
+      CHECK(c.Get("protocol").String() == "HTTP");
+      CHECK(c.Get("path").String() == "/");
+      CHECK(c.Get("matcher").String() == "200-399");
+      CHECK(c.Get("intervalSeconds").Number() == 10);
+      CHECK(c.Get("unhealthyThreshold").Number() == 2);
+    }
+  }
+  CHECK(checked == 2);
+
+  // One passes, one fails: only the first takes traffic.
+  const control::Target a = targets[0];
+  const control::Target b = targets[1];
+  int64_t checks_version = proxies.ChecksVersion(b.node);
+  int64_t proxy_version = proxies.Version("edge-1");
+  REQUIRE(cp.Apply(HealthReport(a.node, a.task_id, "web", "healthy")).ok());
+  REQUIRE(cp.Apply(HealthReport(b.node, b.task_id, "web", "unhealthy", "Target.ResponseCodeMismatch",
+                                "Health checks failed with these codes: [500]"))
+              .ok());
+  // A report for a group its service does not name, or from another node, is not taken.
+  REQUIRE(cp.Apply(HealthReport(a.node, a.task_id, "plain", "unhealthy")).ok());
+  std::string other = a.node == "edge-1" ? "worker-1" : "edge-1";
+  if (b.node != other) REQUIRE(cp.Apply(HealthReport(other, a.task_id, "web", "unhealthy")).ok());
+  cp.hub->Flush();
+  targets = proxies.Targets(web);
+  REQUIRE(TargetIn(targets, a.task_id));
+  CHECK(TargetIn(targets, a.task_id)->state == "healthy");
+  REQUIRE(TargetIn(targets, b.task_id));
+  CHECK(TargetIn(targets, b.task_id)->state == "unhealthy");
+  CHECK(TargetIn(targets, b.task_id)->reason == "Target.ResponseCodeMismatch");
+  CHECK(TargetIn(targets, b.task_id)->description == "Health checks failed with these codes: [500]");
+  CHECK(cp.state.FindTask(a.task_id)->target_health.size() == 1);
+  CHECK(proxies.Version("edge-1") > proxy_version);
+  std::string doc = proxies.Document("edge-1");
+  CHECK(doc.find("\"state\":\"healthy\"") != std::string::npos);
+  CHECK(doc.find("\"state\":\"unhealthy\"") != std::string::npos);
+  // Results change no check: the nodes get no new checks document for them.
+  CHECK(proxies.ChecksVersion(b.node) == checks_version);
+
+  // A bad report is refused whole.
+  Result<std::string> refused = cp.Apply(HealthReport(a.node, a.task_id, "web", "sick"));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("targetHealth[0].state") != std::string::npos);
+
+  // What was reported is state: a reload from the database keeps it.
+  REQUIRE(cp.state.Load(cp.store->db()).ok());
+  const model::Task* reloaded = cp.state.FindTask(b.task_id);
+  REQUIRE(reloaded);
+  REQUIRE(reloaded->TargetHealthOf("web"));
+  CHECK(reloaded->TargetHealthOf("web")->state == "unhealthy");
+  CHECK(reloaded->TargetHealthOf("web")->description == "Health checks failed with these codes: [500]");
+}
+
+TEST_CASE("health checks: a target failing its group's check is replaced after the grace period", "[lb][checks]") {
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "worker-1", {}, "10.0.0.2");
+  REQUIRE(cp.Apply(TargetGroupCmd("web", "HTTP", "default", -1, true)).ok());
+  RegisterWebDefinition(cp, "web");
+  model::Service svc;
+  svc.name = "web";
+  svc.cluster = "default";
+  svc.arn = model::ServiceArn(svc.cluster, svc.name);
+  svc.desired = 1;
+  svc.health_check_grace_s = 60;
+  svc.load_balancers = {{"web", "app", 8080}};
+  model::Deployment d;
+  d.id = "ecs-svc/web";
+  d.family = "web";
+  d.revision = 1;
+  svc.deployments.push_back(d);
+  auto create = std::make_unique<model::CreateService>();
+  create->doc = model::ServiceDoc(svc);
+  REQUIRE(cp.Apply(std::move(create)).ok());
+  cp.Step();
+  ReportAll(cp, "worker-1", "RUNNING");
+  REQUIRE(cp.state.FindNode("worker-1")->tasks.size() == 1);
+  std::string first = cp.state.FindNode("worker-1")->tasks.begin()->first;
+  // Not yet checked: RUNNING, but not healthy for its deployment.
+  cp.Step();
+  CHECK(cp.state.FindTask(first)->desired == "RUNNING");
+  REQUIRE(cp.Apply(HealthReport("worker-1", first, "web", "unhealthy", "Target.Timeout", "Request timed out")).ok());
+  // Within the grace period: failing, out of rotation, but kept.
+  for (int i = 0; i < 20; i++) cp.Step();  // 5 s
+  CHECK(cp.state.FindTask(first)->desired == "RUNNING");
+  CHECK(proxies.Targets(*cp.state.FindTargetGroup("default", "web"))[0].state == "unhealthy");
+  // Past it: stopped and replaced.
+  cp.clock.Advance(60000);
+  REQUIRE(cp.RunUntil([&] { return cp.state.FindTask(first)->desired == "STOPPED"; }, 20));
+  CHECK(cp.state.FindTask(first)->stopped_reason == "Task failed ELB health checks");
+  REQUIRE(cp.RunUntil(
+      [&] {
+        for (const auto& [id, t] : cp.state.tasks()) {
+          if (id != first && t.desired == "RUNNING") return true;
+        }
+        return false;
+      },
+      20));
+}
+
 }  // namespace berth

@@ -596,13 +596,15 @@ TEST_CASE("store: schema 15 upgraded to 16 keeps its tokens, as bearer tokens, a
     // Back to schema 15 as a berth before access keys left it: no such columns.
     auto db = store::Db::Open(path);
     REQUIRE(db.ok());
-    REQUIRE((*db)
-                ->Exec("ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
-                       "ALTER TABLE tokens DROP COLUMN parent; ALTER TABLE nodes DROP COLUMN agent_version; DROP TABLE "
-                       "resource_tags; DROP TABLE node_attributes; DROP TABLE target_groups; DROP TABLE "
-                       "load_balancers; ALTER TABLE nodes DROP COLUMN address; "
-                       "PRAGMA user_version=15")
-                .ok());
+    REQUIRE(
+        (*db)
+            ->Exec(
+                "ALTER TABLE tokens DROP COLUMN sealed_secret; ALTER TABLE tokens DROP COLUMN secret_key_id; "
+                "ALTER TABLE tokens DROP COLUMN parent; ALTER TABLE nodes DROP COLUMN agent_version; DROP TABLE "
+                "resource_tags; DROP TABLE node_attributes; DROP TABLE target_groups; DROP TABLE "
+                "load_balancers; ALTER TABLE nodes DROP COLUMN address; ALTER TABLE tasks DROP COLUMN target_health; "
+                "PRAGMA user_version=15")
+            .ok());
   }
   Reopened reopened(path);
   CHECK(reopened.store->schema_version() == store::Store::kSchemaVersion);
@@ -643,7 +645,8 @@ TEST_CASE("store: schema 16 upgraded to 17 keeps its state and takes tags and no
     REQUIRE((*db)
                 ->Exec("DROP TABLE resource_tags; DROP TABLE node_attributes; ALTER TABLE tokens DROP COLUMN parent; "
                        "ALTER TABLE nodes DROP COLUMN agent_version; DROP TABLE target_groups; "
-                       "DROP TABLE load_balancers; ALTER TABLE nodes DROP COLUMN address; "
+                       "DROP TABLE load_balancers; ALTER TABLE nodes DROP COLUMN address; ALTER TABLE tasks DROP "
+                       "COLUMN target_health; "
                        "PRAGMA user_version=16")
                 .ok());
   }
