@@ -26,8 +26,9 @@ using berth::testing::TestLoop;
 
 namespace {
 
-// An HTTP server for checks: answers each request with `status`, or says
-// nothing when `status` is 0; counts the connections it accepted.
+// An HTTP server for checks: answers each request with `status`; says nothing
+// when `status` is kSilent, closes at once for kClose, and sends bytes that are
+// no status line for kGarbage. Counts the connections it accepted.
 struct CheckServer {
   struct Conn final : net::Stream::Handler {
     CheckServer* owner = nullptr;
@@ -38,14 +39,17 @@ struct CheckServer {
       got.append(d);
       if (answered || got.find("\r\n\r\n") == std::string::npos) return;
       owner->requests.push_back(got);
-      if (owner->status == 0) return;
+      if (owner->status == kSilent) return;
       answered = true;
+      if (owner->status == kClose) return s->Close();
+      if (owner->status == kGarbage) return s->Write(std::string(20000, 'x'));
       s->Write("HTTP/1.1 " + std::to_string(owner->status) + " X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
       s->Shutdown();
     }
     void OnEnd(int) override { s->Close(); }
   };
 
+  static constexpr int kSilent = 0, kClose = -1, kGarbage = -2;
   int status = 200;
   int accepted = 0;
   std::vector<std::string> requests;
@@ -282,12 +286,29 @@ TEST_CASE("target checks: one pass makes a new target healthy; 500 and refusals 
 
 TEST_CASE("target checks: a server that does not answer times out", "[agent][checks]") {
   TestLoop loop;
-  CheckServer silent(&loop, 0);
+  CheckServer silent(&loop, CheckServer::kSilent);
   agent::TargetChecks checks(loop.get());
   Apply(checks, Doc(1, {Entry("slow", silent.port())}));
   REQUIRE(loop.RunUntil([&] { return StateOf(checks, "slow") == HealthState::kUnhealthy; }, 20000));
   CHECK(checks.Health("slow", "web").reason == "Target.Timeout");
   CHECK(checks.Health("slow", "web").description == "Request timed out");
+}
+
+TEST_CASE("target checks: an answer without a status line fails the check", "[agent][checks]") {
+  TestLoop loop;
+  CheckServer closing(&loop, CheckServer::kClose), garbage(&loop, CheckServer::kGarbage);
+  agent::TargetChecks checks(loop.get());
+  Apply(checks, Doc(1, {Entry("closing", closing.port()), Entry("garbage", garbage.port())}));
+  REQUIRE(loop.RunUntil(
+      [&] {
+        return StateOf(checks, "closing") == HealthState::kUnhealthy &&
+               StateOf(checks, "garbage") == HealthState::kUnhealthy;
+      },
+      20000));
+  CHECK(checks.Health("closing", "web").reason == "Target.FailedHealthChecks");
+  // Read up to the bound (16 KiB) and no further.
+  CHECK(checks.Health("garbage", "web").reason == "Target.FailedHealthChecks");
+  CHECK(checks.Health("garbage", "web").description == "No status line in the answer");
 }
 
 TEST_CASE("target checks: healthy to unhealthy after the unhealthy threshold, back after the healthy threshold",
@@ -400,7 +421,7 @@ TEST_CASE("target checks: a whole set again (a new stream) reports every state a
 
 TEST_CASE("target checks: nothing calls back once they are destroyed", "[agent][checks]") {
   TestLoop loop;
-  CheckServer silent(&loop, 0), ok(&loop, 200);
+  CheckServer silent(&loop, CheckServer::kSilent), ok(&loop, 200);
   int calls = 0;
   auto checks = std::make_unique<agent::TargetChecks>(loop.get(), [&] { calls++; });
   Apply(*checks, Doc(1, {Entry("slow", silent.port()), Entry("ok", ok.port()), Entry("refused", FreePort())}));
