@@ -334,7 +334,7 @@ class TargetChecks::Probe final : public net::Stream::Handler {
   }
 
   uv_loop_t* loop_;
-  TargetCheck check_;
+  const TargetCheck& check_;  // its target's, which owns the probe
   Done done_;
   net::Timer timer_;
   std::shared_ptr<bool> alive_;  // false once the connect's answer is no longer wanted
