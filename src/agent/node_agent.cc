@@ -24,6 +24,7 @@
 #include "agent/proxy_sink.h"
 #include "agent/reconciler.h"
 #include "agent/secret_files.h"
+#include "agent/target_checks.h"
 #include "base/crypto.h"
 #include "base/files.h"
 #include "base/json.h"
@@ -269,6 +270,7 @@ class NodeAgentImpl {
     stream_.reset();
     reporter_.reset();
     logs_.clear();
+    checks_.reset();
     reconciler_.reset();
     container_engine_.reset();
     engine_.reset();
@@ -790,6 +792,7 @@ class NodeAgentImpl {
       }
       TakeDesired(m, type == "desired");
       TakeProxy(m.Get("proxy"));
+      TakeChecks(m.Get("checks"), type == "desired");
       ApplyPendingDesired();
     } else if (type == "deregistered") {
       log::Warn("agent", "this node was deregistered; stopping its tasks", {{"node", node_id_}});
@@ -833,6 +836,29 @@ class NodeAgentImpl {
       return;
     }
     proxy_version_ = *applied;
+  }
+
+  // The health checks this node runs for load balancers (target_checks.h). A
+  // `desired` line starts a stream: the server may have forgotten what it took,
+  // so every state goes again; and it always carries the node's checks when it
+  // has any, so one without stops them all. A document refused is logged and the
+  // checks before it go on.
+  void TakeChecks(json::View doc, bool whole) {
+    if (whole) {
+      checks_->ForgetAcknowledged();
+      if (!doc.valid()) checks_->Clear();
+    }
+    if (!doc.valid()) return;
+    Result<ChecksDoc> parsed = ParseChecks(doc);
+    if (!parsed) {
+      log::Warn("agent", "refused the health checks", {{"error", parsed.error().message}});
+      return;
+    }
+    int64_t version = parsed->version;
+    size_t n = parsed->targets.size();
+    if (checks_->Apply(std::move(parsed.value()))) {
+      log::Info("agent", "health checks applied", {{"version", std::to_string(version)}, {"targets", n}});
+    }
   }
 
   // The proxy's part of a report: the version it applied and its drained
@@ -906,11 +932,23 @@ class NodeAgentImpl {
     // News of the proxy (a version applied, a draining target now idle) goes at
     // once: a task's stop waits on it.
     std::string proxy = ProxyReport();
-    if (sent.empty() && !heartbeat_due && proxy == proxy_reported_) return;
+    // So do targets' health checks (at most kMaxHealthPerReport; the rest next).
+    TargetChecks::Batch health = checks_->Pending(kMaxHealthPerReport);
+    std::string health_part;
+    if (!health.entries.empty()) {
+      health_part = ",\"targetHealth\":[";
+      for (size_t i = 0; i < health.entries.size(); i++) {
+        if (i) health_part.push_back(',');
+        health_part += health.entries[i].ToJson();
+      }
+      health_part += "]";
+    }
+    if (sent.empty() && !heartbeat_due && proxy == proxy_reported_ && health.entries.empty()) return;
     report_in_flight_ = true;
     last_report_ms_ = NowMs();
-    reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", "{\"tasks\":" + list + proxy + "}"),
-                    [this, sent, epoch = server_epoch_, proxy](Result<http::ClientResponse> r) {
+    std::string body = "{\"tasks\":" + list + proxy + health_part + "}";
+    reporter_->Send(Request("POST", "/v1/agent/nodes/" + node_id_ + "/report", body),
+                    [this, sent, epoch = server_epoch_, proxy, health](Result<http::ClientResponse> r) {
                       if (shut_) return;
                       report_in_flight_ = false;
                       if (r && FollowLeader(r.value(), epoch)) return;  // unchanged: sent again, there
@@ -925,6 +963,7 @@ class NodeAgentImpl {
                       }
                       report_failures_ = 0;
                       proxy_reported_ = proxy;
+                      checks_->Acknowledge(health);
                       if (Result<json::Doc> d = json::Doc::Parse(r->body); d) TakeHeartbeatInterval(d->view());
                       for (const auto& [id, text] : sent) reconciler_->Acknowledged(id, text);
                     });
@@ -1133,6 +1172,8 @@ class NodeAgentImpl {
   ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &data_plane_;
   int64_t proxy_version_ = 0;
   std::string proxy_reported_;  // the proxy's part of the last report the server took
+  // The health checks of this node's targets (target_checks.h).
+  std::unique_ptr<TargetChecks> checks_ = std::make_unique<TargetChecks>(loop_);
   std::unique_ptr<docker::Engine> engine_;
   std::unique_ptr<DockerContainerEngine> container_engine_;
   std::unique_ptr<SecretFiles> secret_files_;  // used by reconciler_'s hooks

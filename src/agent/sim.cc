@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/protocol.h"
+#include "agent/target_checks.h"
 #include "base/clock.h"
 #include "base/crypto.h"
 #include "base/json.h"
@@ -65,6 +66,9 @@ class SimNode {
   std::map<std::string, SimTask> tasks;
   std::set<std::string> dirty;    // tasks with news to report
   bool proxy_unreported = false;  // a proxy configuration the server has not heard applied
+  // Targets checked here whose health (always healthy: nothing runs) the server
+  // has yet to take, as (task id, target group).
+  std::set<std::pair<std::string, std::string>> health_unreported;
   std::unique_ptr<http::Client> stream;
 
  private:
@@ -81,6 +85,10 @@ class SimNode {
   std::map<std::string, std::vector<SimContainer>, std::less<>> defs_;
   uint64_t version_ = 0;
   bool have_version_ = false;
+  // The last `checks` document taken: its version, and its targets as (task id,
+  // target group).
+  int64_t checks_version_ = 0;
+  std::set<std::pair<std::string, std::string>> checked_;
 };
 
 class Simulation {
@@ -260,7 +268,8 @@ class Simulation {
         continue;
       }
       if (n->report_in_flight) continue;
-      if ((!n->dirty.empty() || n->proxy_unreported) && now - n->last_report_ms >= kReportBatchMs)
+      if ((!n->dirty.empty() || n->proxy_unreported || !n->health_unreported.empty()) &&
+          now - n->last_report_ms >= kReportBatchMs)
         n->Report(false);
       else if (now - n->last_report_ms >= heartbeat_ms)
         n->Report(true);
@@ -478,6 +487,28 @@ void SimNode::Apply(json::View msg, bool whole) {
       proxy_unreported = true;
     }
   }
+  // Health checks: every target listed is healthy at once. A `desired` line
+  // begins a stream (the server may have forgotten them all) and carries the
+  // node's checks whenever it has some.
+  json::View checks = msg.Get("checks");
+  if (whole && !checks.valid()) checked_.clear();
+  if (checks.valid()) {
+    Result<ChecksDoc> doc = ParseChecks(checks);
+    if (!doc) {
+      log::Warn("sim", "refused the health checks", {{"node", id}, {"error", doc.error().message}});
+    } else if (doc->version > checks_version_) {
+      checks_version_ = doc->version;
+      std::set<std::pair<std::string, std::string>> listed;
+      for (const TargetCheck& c : doc->targets) {
+        std::pair<std::string, std::string> key(c.task_id, c.target_group);
+        if (!checked_.count(key)) health_unreported.insert(key);
+        listed.insert(std::move(key));
+      }
+      checked_ = std::move(listed);
+    }
+  }
+  if (whole) health_unreported = checked_;
+  std::erase_if(health_unreported, [this](const auto& key) { return !checked_.count(key); });
 }
 
 void SimNode::TaskRan(const std::string& task_id, bool failed) {
@@ -537,8 +568,23 @@ void SimNode::Report(bool heartbeat_only) {
     for (const std::string& id : proxy_drained_) drained.Push(id);
     body.Set("proxyVersion", proxy_version).Set("proxyDrained", drained);
   }
+  std::vector<std::pair<std::string, std::string>> healthy;
+  if (!health_unreported.empty()) {
+    json::Doc entries = json::Doc::Array();
+    for (const auto& key : health_unreported) {
+      if (healthy.size() >= kMaxHealthPerReport) break;
+      entries.Push(json::Doc::Object()
+                       .Set("taskId", key.first)
+                       .Set("targetGroup", key.second)
+                       .Set("state", "healthy")
+                       .Set("reason", "")
+                       .Set("description", ""));
+      healthy.push_back(key);
+    }
+    body.Set("targetHealth", entries);
+  }
   sim_->Reporter().Send(sim_->Request("POST", "/v1/agent/nodes/" + id + "/report", body.Print()),
-                        [this, sent, proxy_version](Result<http::ClientResponse> r) {
+                        [this, sent, proxy_version, healthy](Result<http::ClientResponse> r) {
                           report_in_flight = false;
                           if (!r || r->status != 200) {
                             if (r && r->status == 404) registered = false;
@@ -547,6 +593,7 @@ void SimNode::Report(bool heartbeat_only) {
                           if (Result<json::Doc> d = json::Doc::Parse(r->body); d)
                             sim_->TakeHeartbeatInterval(d->view());
                           if (proxy_version == proxy_version_) proxy_unreported = false;
+                          for (const auto& key : healthy) health_unreported.erase(key);
                           // A task that moved on while the report was in flight
                           // (RUNNING after the PENDING sent) stays dirty.
                           for (const auto& [task_id, last] : sent) {
