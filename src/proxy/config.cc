@@ -120,10 +120,33 @@ Result<Redirect> ParseRedirect(View v, const std::string& path) {
   return r;
 }
 
+// The peers a listener takes PROXY headers from: CIDR blocks or bare addresses.
+Result<std::vector<Cidr>> ParseProxyProtocolFrom(View obj, const std::string& path) {
+  auto arr = RequireArray(obj, "proxyProtocolFrom", path, false);
+  if (!arr.ok()) return arr.take_error();
+  std::vector<Cidr> out;
+  if (!arr->valid()) return out;
+  std::string key = At(path, "proxyProtocolFrom");
+  if (arr->Size() > kMaxProxyProtocolFrom) {
+    return Bad(key,
+               "at most " + std::to_string(kMaxProxyProtocolFrom) + " entries, not " + std::to_string(arr->Size()));
+  }
+  size_t i = 0;
+  for (View v : *arr) {
+    std::string where = Index(key, i++);
+    if (!v.IsString()) return Bad(where, std::string("must be a string, not ") + v.TypeName());
+    auto cidr = ParseCidr(v.String());
+    if (!cidr.ok()) return Bad(where, cidr.error().message);
+    out.push_back(*cidr);
+  }
+  return out;
+}
+
 Result<Listener> ParseListener(View v, const std::string& path) {
   if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
-  if (auto s = OnlyKnownKeys(
-          v, path, {"port", "protocol", "address", "defaultTargetGroup", "rules", "certificates", "redirectToHttps"});
+  if (auto s = OnlyKnownKeys(v, path,
+                             {"port", "protocol", "address", "defaultTargetGroup", "rules", "certificates",
+                              "redirectToHttps", "proxyProtocolFrom"});
       !s.ok()) {
     return s.take_error();
   }
@@ -151,6 +174,9 @@ Result<Listener> ParseListener(View v, const std::string& path) {
   if (!Terminates(l.protocol) && !l.certificates.empty()) {
     return Bad(At(path, "certificates"), "are for HTTPS and TLS listeners only");
   }
+  auto from = ParseProxyProtocolFrom(v, path);
+  if (!from.ok()) return from.take_error();
+  l.proxy_protocol_from = std::move(*from);
   auto address = json::OptionalString(v, "address", At(path, "address"), "0.0.0.0");
   if (!address.ok()) return address.take_error();
   if (auto s = CheckAddress(*address, At(path, "address")); !s.ok()) return s.take_error();
@@ -219,9 +245,24 @@ Result<Algorithm> ParseAlgorithm(View v, Protocol protocol, const std::string& w
              "must be \"least_outstanding_requests\", \"least_connections\" or \"round_robin\", not \"" + *text + "\"");
 }
 
+// A group's `proxyProtocol`: "v1", "v2", or absent or null for none.
+Result<ProxyProtocol> ParseProxyProtocol(View obj, Protocol protocol, const std::string& where) {
+  View v = obj.Get("proxyProtocol");
+  if (!v.valid() || v.IsNull()) return ProxyProtocol::kNone;
+  if (!v.IsString()) return Bad(where, std::string("must be \"v1\" or \"v2\", not ") + v.TypeName());
+  std::string text(v.String());
+  if (text != "v1" && text != "v2") return Bad(where, "must be \"v1\" or \"v2\", not \"" + text + "\"");
+  if (protocol != Protocol::kTcp) {
+    return Bad(where, "only TCP target groups send the PROXY protocol (HTTP targets get X-Forwarded-For)");
+  }
+  return text == "v1" ? ProxyProtocol::kV1 : ProxyProtocol::kV2;
+}
+
 Result<TargetGroup> ParseGroup(View v, const std::string& path) {
   if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
-  if (auto s = OnlyKnownKeys(v, path, {"name", "protocol", "algorithm", "slowStartSeconds", "targets"}); !s.ok()) {
+  if (auto s =
+          OnlyKnownKeys(v, path, {"name", "protocol", "algorithm", "slowStartSeconds", "proxyProtocol", "targets"});
+      !s.ok()) {
     return s.take_error();
   }
   TargetGroup g;
@@ -239,6 +280,9 @@ Result<TargetGroup> ParseGroup(View v, const std::string& path) {
   if (!slow.ok()) return slow.take_error();
   if (*slow < 0 || *slow > 900) return Bad(At(path, "slowStartSeconds"), "must be between 0 and 900");
   g.slow_start_seconds = *slow;
+  auto pp = ParseProxyProtocol(v, g.protocol, At(path, "proxyProtocol"));
+  if (!pp.ok()) return pp.take_error();
+  g.proxy_protocol = *pp;
   auto targets = RequireArray(v, "targets", path, false);
   if (!targets.ok()) return targets.take_error();
   if (targets->valid()) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "proxy/proxy_protocol.h"
 
 namespace berth::proxy {
 
@@ -34,6 +35,7 @@ struct TargetGroup {
   Protocol protocol = Protocol::kHttp;
   Algorithm algorithm = Algorithm::kLeastOutstandingRequests;
   int64_t slow_start_seconds = 0;
+  ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // TCP groups only: the header written to each target
   std::vector<Target> targets;
 };
 
@@ -50,6 +52,8 @@ struct Redirect {
   int status = 301;  // or 302
 };
 
+constexpr size_t kMaxProxyProtocolFrom = 50;
+
 struct Listener {
   int port = 0;
   Protocol protocol = Protocol::kHttp;
@@ -58,6 +62,8 @@ struct Listener {
   std::vector<Rule> rules;                // sorted by ascending priority
   std::vector<std::string> certificates;  // HTTPS and TLS: names in Config::certificates, the first the default
   std::optional<Redirect> redirect;       // HTTP only
+  // Peers that must begin with a PROXY header (at most kMaxProxyProtocolFrom); empty: none.
+  std::vector<Cidr> proxy_protocol_from;
 
   // What tells two listeners apart: a port is listened on once per protocol family.
   std::string Key() const;
