@@ -27,7 +27,8 @@ const char kTgUsage[] =
     "      a target group: the tasks of the services that name it (berth service create --lb) are its\n"
     "      targets. --algorithm least_outstanding_requests (HTTP's default), least_connections (TCP's\n"
     "      default) or round_robin. Attributes: deregistration_delay.timeout_seconds (0-3600, default\n"
-    "      300), slow_start.duration_seconds (0, or 30-900)\n"
+    "      300), slow_start.duration_seconds (0, or 30-900), proxy_protocol_v2.enabled (true: TCP groups'\n"
+    "      targets get a PROXY protocol v2 header with the client's address first)\n"
     "      Health check (each target probed by its own node's agent; only passing targets take traffic):\n"
     "      --health-path /PATH (default /), --health-codes 200-399 (codes, or one range), --health-protocol\n"
     "      HTTP|TCP (default the group's), --health-interval S (5-300, default 10), --health-timeout S\n"
@@ -50,6 +51,9 @@ const char kLbUsage[] =
     "      client's SNI name picks one\n"
     "  berth lb listener add LB --port 80 --protocol HTTP --redirect-https 443 [--redirect-status 302]\n"
     "      answers every request with a redirect to https\n"
+    "  berth lb listener add ... --proxy-protocol-from CIDR...\n"
+    "      connections from those peers (a load balancer in front) begin with a PROXY protocol v1 or v2\n"
+    "      header, whose client address the listener uses (X-Forwarded-For, its own PROXY headers)\n"
     "  berth lb listener rm LB:PORT\n"
     "  berth lb rule add LB:PORT --priority N [--host H]... [--path P]... --tg TG\n"
     "      HTTP listeners only; rules are tried by ascending priority; * and ? are wildcards\n"
@@ -244,6 +248,8 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
       {"cert", true, "SECRET", "listener add: HTTPS/TLS: a secret holding a certificate and its key (repeatable)"},
       {"redirect-https", true, "PORT", "listener add: HTTP: redirect every request to https on PORT"},
       {"redirect-status", true, "301|302", "listener add: with --redirect-https (default 301)"},
+      {"proxy-protocol-from", true, "CIDR",
+       "listener add: connections from these peers start with a PROXY protocol header (repeatable)"},
       {"priority", true, "N", "rule add/rm: 1-50000, lower first"},
       {"host", true, "H", "rule add: a Host condition (repeatable)"},
       {"path", true, "P", "rule add: a path condition (repeatable)"},
@@ -337,6 +343,11 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
           redirect.Set("statusCode", static_cast<int64_t>(*status));
         }
         body.Set("redirectToHttps", redirect);
+      }
+      if (p->Has("proxy-protocol-from")) {
+        json::Doc from = json::Doc::Array();
+        for (const std::string& c : p->GetAll("proxy-protocol-from")) from.Push(c);
+        body.Set("proxyProtocolFrom", from);
       }
       r = Call("POST", "/v1/loadbalancers/" + Q(ref) + "/listeners" + cq, body.Print());
     } else if (!SplitListener(ref, &lb, &port)) {

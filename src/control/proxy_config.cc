@@ -245,8 +245,16 @@ void ProxyConfigs::OnCommandApplied(const store::Command& cmd) {
   } else if (type == "DeleteRule") {
     dirty_clusters_.insert(static_cast<const model::DeleteRule&>(cmd).cluster);
   } else if (type == "PutSecret" || type == "DeleteSecret") {
-    // A listener's certificate may have been renewed (rare: every document is rebuilt).
-    all_dirty_ = true;
+    // A listener's certificate may have been renewed: the clusters of the
+    // listeners that name it are rebuilt.
+    const std::string& name = type == "PutSecret" ? static_cast<const model::PutSecret&>(cmd).name
+                                                  : static_cast<const model::DeleteSecret&>(cmd).name;
+    for (const auto& [key, lb] : state_->load_balancers()) {
+      for (const model::Listener& l : lb.listeners) {
+        if (std::find(l.certificates.begin(), l.certificates.end(), name) != l.certificates.end())
+          dirty_clusters_.insert(lb.cluster);
+      }
+    }
   } else if (type == "PutNodeAttributes") {
     dirty_nodes_.insert(static_cast<const model::PutNodeAttributes&>(cmd).node);
   } else if (type == "DeleteNodeAttributes") {
@@ -294,6 +302,8 @@ std::string ProxyConfigs::Body(const std::string& cluster, const std::set<std::s
       certificates.insert(l->certificates.begin(), l->certificates.end());
     }
     if (l->redirect_port) out.append(",\"redirectToHttps\":").append(doc.view().Get("redirectToHttps").Print());
+    if (!l->proxy_protocol_from.empty())
+      out.append(",\"proxyProtocolFrom\":").append(doc.view().Get("proxyProtocolFrom").Print());
     out.push_back('}');
   }
   // The certificates those listeners name, opened from their secrets. One that
@@ -335,6 +345,7 @@ std::string ProxyConfigs::Body(const std::string& cluster, const std::set<std::s
     json::AppendQuoted(&out, tg->protocol);
     out.append(",\"algorithm\":");
     json::AppendQuoted(&out, tg->algorithm);
+    if (tg->proxy_protocol_v2) out.append(",\"proxyProtocol\":\"v2\"");
     out.append(",\"slowStartSeconds\":").append(std::to_string(tg->slow_start_s)).append(",\"targets\":[");
     std::vector<Target> targets = Targets(*tg);
     std::sort(targets.begin(), targets.end(), [](const Target& a, const Target& b) { return a.task_id < b.task_id; });

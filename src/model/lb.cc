@@ -8,6 +8,7 @@
 #include "base/crypto.h"
 #include "model/cluster.h"
 #include "model/secret.h"
+#include "proxy/proxy_protocol.h"
 
 namespace berth::model {
 
@@ -94,6 +95,13 @@ Status CheckPath(std::string_view path, const std::string& field) {
   return {};
 }
 
+// A CIDR the proxies' parser takes (proxy/proxy_protocol.h).
+Status CheckCidr(std::string_view text, const std::string& field) {
+  Result<proxy::Cidr> cidr = proxy::ParseCidr(text);
+  if (!cidr) return Error::Invalid(field + ": " + cidr.error().message);
+  return {};
+}
+
 json::Doc Strings(const std::vector<std::string>& list) {
   json::Doc out = json::Doc::Array();
   for (const std::string& s : list) out.Push(s);
@@ -122,6 +130,7 @@ Listener ReadListener(json::View x) {
   l.default_target_group = std::string(x.Get("defaultTargetGroup").String());
   for (json::View r : x.Get("rules")) l.rules.push_back(ReadRule(r));
   l.certificates = ReadStrings(x.Get("certificates"));
+  l.proxy_protocol_from = ReadStrings(x.Get("proxyProtocolFrom"));
   if (json::View r = x.Get("redirectToHttps"); r.IsObject()) {
     l.redirect_port = r.Get("port").IntIn(1, 65535, 443);
     l.redirect_status = r.Get("statusCode").IntIn(301, 302, 301);
@@ -305,6 +314,13 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
     for (json::View a : attrs) {
       std::string key(a.Key());
       std::string field = "attributes." + key;
+      if (key == "proxy_protocol_v2.enabled") {
+        std::string_view text = a.IsString() ? a.String() : std::string_view();
+        if (a.IsBool()) text = a.Bool() ? "true" : "false";
+        if (text != "true" && text != "false") return Error::Invalid(field + ": must be true or false");
+        tg.proxy_protocol_v2 = text == "true";
+        continue;
+      }
       int64_t value = 0;
       if (a.IsNumber()) {
         std::optional<int64_t> whole = Whole(a, 0, 999999999);
@@ -330,9 +346,14 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
       } else {
         return Error::Invalid(field +
                               ": unknown attribute (known: deregistration_delay.timeout_seconds, "
-                              "slow_start.duration_seconds)");
+                              "slow_start.duration_seconds, proxy_protocol_v2.enabled)");
       }
     }
+  }
+  if (tg.proxy_protocol_v2 && tg.protocol != "TCP") {
+    return Error::Invalid(
+        "attributes.proxy_protocol_v2.enabled: only TCP target groups send the PROXY protocol (HTTP targets get "
+        "X-Forwarded-For)");
   }
   Result<HealthCheck> hc = ParseHealthCheck(body, tg.protocol);
   if (!hc) return hc.take_error();
@@ -382,6 +403,19 @@ Result<Listener> ParseListenerBody(json::View body) {
       std::optional<int64_t> status = Whole(code, 301, 302);
       if (!status) return Error::Invalid("redirectToHttps.statusCode: must be 301 or 302");
       l.redirect_status = *status;
+    }
+  }
+  json::View from = body.Get("proxyProtocolFrom");
+  if (from.valid() && !from.IsNull()) {
+    if (!from.IsArray() || from.Size() > 50) {
+      return Error::Invalid("proxyProtocolFrom: must be an array of at most 50 CIDRs (10.0.0.0/8, fd00::/8)");
+    }
+    size_t i = 0;
+    for (json::View c : from) {
+      std::string field = "proxyProtocolFrom[" + std::to_string(i++) + "]";
+      if (!c.IsString()) return Error::Invalid(field + ": must be a CIDR (10.0.0.0/8, fd00::/8)");
+      if (Status s = CheckCidr(c.String(), field); !s) return s.take_error();
+      l.proxy_protocol_from.emplace_back(c.String());
     }
   }
   json::View tgv = body.Get("defaultTargetGroup");
@@ -452,6 +486,7 @@ std::string TargetGroupDoc(const TargetGroup& tg) {
       .Set("deregistrationDelaySeconds", tg.deregistration_delay_s)
       .Set("slowStartSeconds", tg.slow_start_s)
       .Set("healthCheck", HealthCheckJson(tg.check))
+      .Set("proxyProtocolV2", tg.proxy_protocol_v2)
       .Set("createdMs", tg.created_ms)
       .Print();
 }
@@ -470,6 +505,7 @@ Result<TargetGroup> ParseTargetGroupDoc(std::string_view text) {
   tg.deregistration_delay_s = static_cast<int64_t>(v.Get("deregistrationDelaySeconds").Number());
   tg.slow_start_s = static_cast<int64_t>(v.Get("slowStartSeconds").Number());
   tg.created_ms = static_cast<int64_t>(v.Get("createdMs").Number());
+  tg.proxy_protocol_v2 = v.Get("proxyProtocolV2").IsBool() && v.Get("proxyProtocolV2").Bool();
   if (tg.cluster.empty() || tg.name.empty()) return Error::Invalid("a target group needs its cluster and name");
   if (Status s = CheckProtocol(tg.protocol, "protocol"); !s) return s.take_error();
   // A group stored before health checks has the default one.
@@ -499,6 +535,7 @@ json::Doc ListenerDocJson(const Listener& l) {
   if (l.redirect_port) {
     out.Set("redirectToHttps", json::Doc::Object().Set("port", l.redirect_port).Set("statusCode", l.redirect_status));
   }
+  if (!l.proxy_protocol_from.empty()) out.Set("proxyProtocolFrom", Strings(l.proxy_protocol_from));
   return out;
 }
 
@@ -537,6 +574,9 @@ json::Doc TargetGroupJson(const TargetGroup& tg) {
   attrs.Push(
       json::Doc::Object().Set("key", "slow_start.duration_seconds").Set("value", std::to_string(tg.slow_start_s)));
   attrs.Push(json::Doc::Object().Set("key", "load_balancing.algorithm.type").Set("value", tg.algorithm));
+  attrs.Push(json::Doc::Object()
+                 .Set("key", "proxy_protocol_v2.enabled")
+                 .Set("value", tg.proxy_protocol_v2 ? "true" : "false"));
   json::Doc out = json::Doc::Object();
   out.Set("targetGroupName", tg.name)
       .Set("targetGroupArn", tg.arn)

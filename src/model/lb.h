@@ -42,6 +42,7 @@ struct TargetGroup {
   std::string algorithm;                 // least_outstanding_requests, least_connections, round_robin
   int64_t deregistration_delay_s = 300;  // attribute deregistration_delay.timeout_seconds
   int64_t slow_start_s = 0;              // attribute slow_start.duration_seconds
+  bool proxy_protocol_v2 = false;        // attribute proxy_protocol_v2.enabled (TCP groups)
   HealthCheck check;
   int64_t created_ms = 0;
 };
@@ -64,6 +65,9 @@ struct Listener {
   // HTTP: every request answered with a redirect to https on this port (0: none).
   int64_t redirect_port = 0;
   int64_t redirect_status = 301;
+  // Peers (CIDRs) whose connections begin with a PROXY protocol header giving
+  // the client's address (a load balancer in front of this one).
+  std::vector<std::string> proxy_protocol_from;
 };
 
 // A certificate secret's value: its CERTIFICATE blocks (the certificate, then

@@ -338,6 +338,74 @@ def test_lb_docker_a_target_failing_its_health_check_takes_no_traffic_and_is_rep
         remove_node_containers(node)
 
 
+def exchange(port, data):
+    """Sends `data` to 127.0.0.1:port and reads until the peer closes: (local port, text); (0, "") when refused."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            local = c.getsockname()[1]
+            c.sendall(data)
+            got = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            return local, got.decode(errors="replace")
+    except OSError:
+        return 0, ""
+
+
+@timeout(300)
+def test_lb_docker_the_proxy_protocol_to_tcp_targets_and_from_a_balancer_in_front():
+    """A TCP group with proxy_protocol_v2.enabled: the container (busybox nc,
+    answering the first 28 bytes it got in hex) sees the v2 header with the
+    client's address and port before the client's bytes. An HTTP listener with
+    --proxy-protocol-from 127.0.0.1/32: a client that begins with a PROXY v1
+    header is taken to be the address in it (the CGI target echoes
+    X-Forwarded-For), and one that does not is closed unanswered."""
+    with all_in_one() as (s, node):
+        register(s, "lb-pp", [box("app", "nc -ll -p 8080 -e sh -c 'head -c 28 | od -An -tx1 | tr -d \" \\n\"'",
+                                  memory=32, stopTimeout=2, portMappings=[{"containerPort": 8080}])])
+        cgi = "#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho xff=$HTTP_X_FORWARDED_FOR\\n"
+        register(s, "lb-xff", [box("app", "mkdir -p /www/cgi-bin && echo ok > /www/index.html && printf '%s' > "
+                                          "/www/cgi-bin/xff && chmod +x /www/cgi-bin/xff && httpd -f -p 8080 -h /www"
+                                   % cgi, memory=32, stopTimeout=2, portMappings=[{"containerPort": 8080}])])
+        p = berth(s, "tg", "create", "bad", "--protocol", "HTTP", "--port", "8080", "--attr",
+                  "proxy_protocol_v2.enabled=true", code=1)
+        check("only TCP target groups" in p.stderr, "an HTTP group with the PROXY protocol: %r" % p.stderr)
+        berth(s, "tg", "create", "pp", "--protocol", "TCP", "--port", "8080", "--attr", "proxy_protocol_v2.enabled=true")
+        berth(s, "tg", "create", "xff", "--protocol", "HTTP", "--port", "8080")
+        tcp_port, http_port = free_port(), free_port()
+        berth(s, "lb", "create", "edge")
+        berth(s, "lb", "listener", "add", "edge", "--port", str(tcp_port), "--protocol", "TCP", "--default-tg", "pp")
+        p = berth(s, "lb", "listener", "add", "edge", "--port", str(http_port), "--protocol", "HTTP",
+                  "--default-tg", "xff", "--proxy-protocol-from", "127.0.0.1/40", code=1)
+        check("proxyProtocolFrom[0]" in p.stderr, "a bad CIDR: %r" % p.stderr)
+        berth(s, "lb", "listener", "add", "edge", "--port", str(http_port), "--protocol", "HTTP",
+              "--default-tg", "xff", "--proxy-protocol-from", "127.0.0.1/32")
+        berth(s, "service", "create", "pp", "--taskdef", "lb-pp", "--count", "1", "--lb", "pp:app:8080")
+        berth(s, "service", "create", "xff", "--taskdef", "lb-xff", "--count", "1", "--lb", "xff:app:8080")
+        healthy_targets(s, "pp", 1)
+        healthy_targets(s, "xff", 1)
+
+        local, got = wait_until(lambda: (lambda r: len(r[1]) == 56 and r)(exchange(tcp_port, b"hello, target\n")),
+                                wait=LONG, step=0.3, what="the TCP target answering through the listener")
+        # The v2 signature, PROXY over TCP/IPv4, 12 bytes of addresses: the client's, then where it connected.
+        check(got.startswith("0d0a0d0a000d0a515549540a" "21" "11" "000c" "7f000001" "7f000001"),
+              "the header the target got: %s" % got)
+        check(got[48:52] == "%04x" % local and got[52:56] == "%04x" % tcp_port,
+              "the ports: %s (client %d, listener %d)" % (got, local, tcp_port))
+
+        request = b"GET /cgi-bin/xff HTTP/1.1\r\nHost: xff.test\r\nConnection: close\r\n\r\n"
+        local, got = wait_until(
+            lambda: (lambda r: "xff=" in r[1] and r)(
+                exchange(http_port, b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 80\r\n" + request)),
+            wait=LONG, step=0.3, what="the HTTP target answering through the listener")
+        check("xff=203.0.113.7" in got, "the client is the one the PROXY header names: %r" % got)
+        local, got = exchange(http_port, request)
+        check(got == "", "a trusted peer without a PROXY header is closed unanswered: %r" % got)
+
+
 def certificate(directory, name, host):
     """A self-signed P-256 certificate for `host` (and *.host): (cert path, key path)."""
     cert, key = os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")
@@ -409,3 +477,18 @@ def test_lb_docker_https_listener_with_a_certificate_secret_and_a_redirect():
         check("listener edge:%d" % tls_port in p.stderr, "secret rm in use: %r" % p.stderr)
         desc = berth(s, "lb", "describe", "edge").stdout
         check("certificates site" in desc and "redirect 301 to https port %d" % tls_port in desc, desc)
+
+        # A renewed certificate (the secret rotated) serves from the proxies' next document on.
+        renewed, renewed_key = certificate(d, "renewed", "web.test")
+        berth(s, "secret", "rotate", "site", "--from-file", bundle(d, "renewed", renewed, renewed_key))
+        wait_until(lambda: curl_https(tls_port, "web.test", renewed)[0] == 200, wait=LONG, step=0.3,
+                   what="the renewed certificate served")
+        code, body = curl_https(tls_port, "web.test", cert)
+        check(code == 0, "the old certificate no longer served: %r %r" % (code, body))
+        # Another secret's change leaves the document as it is.
+        version = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["proxies"][0]["version"]
+        berth(s, "secret", "rotate", "mixed", "--from-file", bundle(d, "mixed2", other_cert, other_key))
+        berth(s, "secret", "create", "unrelated", "--from-file", bundle(d, "unrelated", other_cert, other_key))
+        time.sleep(1)
+        after = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["proxies"][0]["version"]
+        check(after == version, "an unrelated secret rebuilt the proxies' document: %d, then %d" % (version, after))

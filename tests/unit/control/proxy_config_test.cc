@@ -962,3 +962,76 @@ TEST_CASE("health checks: a target failing its group's check is replaced after t
 }
 
 }  // namespace berth
+
+namespace berth {
+
+TEST_CASE("load balancing: TCP groups may send the PROXY protocol v2 to their targets", "[lb]") {
+  auto parse = [](const std::string& text) {
+    Result<json::Doc> body = json::Doc::Parse(text);
+    REQUIRE(body.ok());
+    return model::ParseTargetGroupBody(body->view(), "default");
+  };
+  Result<model::TargetGroup> db =
+      parse(R"({"name":"db","protocol":"TCP","port":5432,"attributes":{"proxy_protocol_v2.enabled":"true"}})");
+  REQUIRE(db.ok());
+  CHECK(db->proxy_protocol_v2);
+  Result<model::TargetGroup> back = model::ParseTargetGroupDoc(model::TargetGroupDoc(*db));
+  REQUIRE(back.ok());
+  CHECK(back->proxy_protocol_v2);
+  CHECK(model::TargetGroupJson(*db).Print().find(R"({"key":"proxy_protocol_v2.enabled","value":"true"})") !=
+        std::string::npos);
+  Result<model::TargetGroup> off =
+      parse(R"({"name":"db","protocol":"TCP","port":5432,"attributes":{"proxy_protocol_v2.enabled":false}})");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off->proxy_protocol_v2);
+  Result<model::TargetGroup> http =
+      parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"proxy_protocol_v2.enabled":"true"}})");
+  REQUIRE_FALSE(http.ok());
+  CHECK(http.error().message.find("only TCP target groups") != std::string::npos);
+  Result<model::TargetGroup> bad =
+      parse(R"({"name":"db","protocol":"TCP","port":5432,"attributes":{"proxy_protocol_v2.enabled":"yes"}})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message == "attributes.proxy_protocol_v2.enabled: must be true or false");
+
+  // The document of a member node says it.
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {}, "10.0.0.1");
+  auto cmd = std::make_unique<model::CreateTargetGroup>();
+  cmd->doc = model::TargetGroupDoc(*db);
+  REQUIRE(cp.Apply(std::move(cmd)).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 5432, "db", "TCP")).ok());
+  cp.hub->Flush();
+  CHECK(proxies.Document("edge-1").find(
+            R"("name":"db","protocol":"TCP","algorithm":"least_connections","proxyProtocol":"v2")") !=
+        std::string::npos);
+
+  // Listeners name the peers whose connections begin with a PROXY header.
+  Result<json::Doc> body = json::Doc::Parse(
+      R"({"port":80,"protocol":"HTTP","defaultTargetGroup":"web","proxyProtocolFrom":["10.0.0.0/8","::1"]})");
+  REQUIRE(body.ok());
+  Result<model::Listener> l = model::ParseListenerBody(body->view());
+  REQUIRE(l.ok());
+  CHECK(l->proxy_protocol_from == std::vector<std::string>{"10.0.0.0/8", "::1"});
+  CHECK(model::ListenerDocJson(*l).Print().find(R"("proxyProtocolFrom":["10.0.0.0/8","::1"])") != std::string::npos);
+  for (const char* bad : {R"(["10.0.0.0/33"])", R"(["not an address"])", R"([7])", R"("10.0.0.0/8")"}) {
+    CAPTURE(bad);
+    Result<json::Doc> b = json::Doc::Parse(
+        std::string(R"({"port":80,"protocol":"HTTP","defaultTargetGroup":"web","proxyProtocolFrom":)") + bad + "}");
+    REQUIRE(b.ok());
+    Result<model::Listener> refused = model::ParseListenerBody(b->view());
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message.rfind("proxyProtocolFrom", 0) == 0);
+  }
+  auto from = std::make_unique<model::CreateListener>();
+  from->cluster = "default";
+  from->load_balancer = "edge";
+  from->doc = R"({"port":7000,"protocol":"TCP","defaultTargetGroup":"db","proxyProtocolFrom":["192.0.2.0/24"]})";
+  REQUIRE(cp.Apply(std::move(from)).ok());
+  cp.hub->Flush();
+  CHECK(proxies.Document("edge-1").find(R"("proxyProtocolFrom":["192.0.2.0/24"])") != std::string::npos);
+}
+
+}  // namespace berth
