@@ -51,17 +51,6 @@ Result<std::string> Text(const json::View& obj, std::string_view key, const std:
   return std::string(v.String());
 }
 
-Result<int> StatusCode(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  int code = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), code);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || code < 100 || code > 599) {
-    return Error::Invalid("\"" + std::string(s) + "\" is not a status code of 100-599");
-  }
-  return code;
-}
-
 Result<TargetCheck> ParseTarget(const json::View& t, const std::string& path) {
   if (!t.IsObject()) return Error::Invalid(path + ": must be an object, not " + std::string(t.TypeName()));
   TargetCheck c;
@@ -155,38 +144,6 @@ std::string Cut(std::string s) {
 }  // namespace
 
 // --- the document ---
-
-bool StatusMatcher::Accepts(int code) const {
-  for (const auto& [lo, hi] : ranges) {
-    if (code >= lo && code <= hi) return true;
-  }
-  return false;
-}
-
-Result<StatusMatcher> ParseMatcher(std::string_view text) {
-  if (text.empty()) return Error::Invalid("must not be empty");
-  if (text.size() > 256) return Error::Invalid("must be at most 256 characters");
-  StatusMatcher m;
-  if (size_t dash = text.find('-'); dash != std::string_view::npos) {
-    Result<int> lo = StatusCode(text.substr(0, dash));
-    if (!lo) return lo.take_error();
-    Result<int> hi = StatusCode(text.substr(dash + 1));
-    if (!hi) return hi.take_error();
-    if (*lo > *hi) return Error::Invalid("\"" + std::string(text) + "\": a range must go from low to high");
-    m.ranges.emplace_back(*lo, *hi);
-    return m;
-  }
-  size_t start = 0;
-  while (true) {
-    size_t comma = text.find(',', start);
-    Result<int> code = StatusCode(text.substr(start, comma == std::string_view::npos ? comma : comma - start));
-    if (!code) return code.take_error();
-    m.ranges.emplace_back(*code, *code);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return m;
-}
 
 bool TargetCheck::SameSettings(const TargetCheck& o) const {
   return address == o.address && port == o.port && protocol == o.protocol && path == o.path && matcher == o.matcher &&

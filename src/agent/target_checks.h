@@ -20,20 +20,16 @@
 
 #include "base/json.h"
 #include "base/result.h"
+#include "model/lb.h"
 
 struct uv_loop_s;
 typedef struct uv_loop_s uv_loop_t;
 
 namespace berth::agent {
 
-// The status codes an HTTP check accepts: ELB's `matcher`, comma-separated
-// codes ("200", "200,302") or one range ("200-399"), each of 100-599.
-struct StatusMatcher {
-  std::vector<std::pair<int, int>> ranges;  // [lo, hi], inclusive
-  bool Accepts(int code) const;
-};
-// Fails with a message that names the bad part (the caller adds the path).
-Result<StatusMatcher> ParseMatcher(std::string_view text);
+// The status codes an HTTP check accepts (model/lb.h, as the server checks them).
+using model::ParseMatcher;
+using model::StatusMatcher;
 
 enum class CheckProtocol { kHttp, kTcp };
 

@@ -1,6 +1,7 @@
 #include "model/lb.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <optional>
 
@@ -179,7 +180,10 @@ Result<HealthCheck> ParseHealthCheck(json::View body, const std::string& protoco
       return Error::Invalid("matcher: must be {\"httpCode\": \"200-399\"}");
     }
     hc.matcher = std::string(matcher.Get("httpCode").String());
-    if (Status s = ValidateMatcher(hc.matcher, "matcher.httpCode"); !s) return s.take_error();
+    if (Result<StatusMatcher> m = ParseMatcher(hc.matcher); !m) {
+      return Error::Invalid("matcher.httpCode: " + m.error().message +
+                            " (codes, comma-separated: 200,302, or one range: 200-399)");
+    }
   }
   if (hc.protocol != "HTTP" && (body.Get("healthCheckPath").valid() || matcher.valid())) {
     return Error::Invalid("healthCheckPath and matcher are for HTTP health checks; this one is " + hc.protocol);
@@ -219,32 +223,51 @@ json::Doc HealthCheckJson(const HealthCheck& hc) {
 
 }  // namespace
 
-Status ValidateMatcher(std::string_view matcher, std::string_view field) {
-  auto code = [](std::string_view t) -> int {
-    if (t.size() != 3 || t.find_first_not_of("0123456789") != std::string_view::npos) return -1;
-    int c = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
-    return c >= 100 && c <= 599 ? c : -1;
-  };
-  auto bad = [&] {
-    return Error::Invalid(std::string(field) +
-                          ": must be HTTP codes from 100 to 599, comma-separated (200,302) or one range "
-                          "(200-399); got \"" +
-                          std::string(matcher) + "\"");
-  };
-  if (matcher.empty() || matcher.size() > 256) return bad();
-  if (size_t dash = matcher.find('-'); dash != std::string_view::npos) {
-    int lo = code(matcher.substr(0, dash)), hi = code(matcher.substr(dash + 1));
-    if (lo < 0 || hi < 0 || lo > hi) return bad();
-    return {};
+namespace {
+
+Result<int> StatusCode(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  int code = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), code);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || code < 100 || code > 599) {
+    return Error::Invalid("\"" + std::string(s) + "\" is not a status code of 100-599");
+  }
+  return code;
+}
+
+}  // namespace
+
+bool StatusMatcher::Accepts(int code) const {
+  for (const auto& [lo, hi] : ranges) {
+    if (code >= lo && code <= hi) return true;
+  }
+  return false;
+}
+
+Result<StatusMatcher> ParseMatcher(std::string_view text) {
+  if (text.empty()) return Error::Invalid("must not be empty");
+  if (text.size() > 256) return Error::Invalid("must be at most 256 characters");
+  StatusMatcher m;
+  if (size_t dash = text.find('-'); dash != std::string_view::npos) {
+    Result<int> lo = StatusCode(text.substr(0, dash));
+    if (!lo) return lo.take_error();
+    Result<int> hi = StatusCode(text.substr(dash + 1));
+    if (!hi) return hi.take_error();
+    if (*lo > *hi) return Error::Invalid("\"" + std::string(text) + "\": a range must go from low to high");
+    m.ranges.emplace_back(*lo, *hi);
+    return m;
   }
   size_t start = 0;
-  while (start <= matcher.size()) {
-    size_t comma = matcher.find(',', start);
-    if (comma == std::string_view::npos) comma = matcher.size();
-    if (code(matcher.substr(start, comma - start)) < 0) return bad();
+  while (true) {
+    size_t comma = text.find(',', start);
+    Result<int> code = StatusCode(text.substr(start, comma == std::string_view::npos ? comma : comma - start));
+    if (!code) return code.take_error();
+    m.ranges.emplace_back(*code, *code);
+    if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
-  return {};
+  return m;
 }
 
 Status ValidateLbName(std::string_view name, std::string_view field) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/json.h"
@@ -30,8 +31,14 @@ struct HealthCheck {
   int64_t unhealthy_threshold = 2;  // 2-10 failures turn a target unhealthy
 };
 
-// ELB's matcher syntax: comma-separated codes or one lo-hi range, each 100-599.
-Status ValidateMatcher(std::string_view matcher, std::string_view field);
+// The status codes an HTTP health check accepts: ELB's matcher, comma-separated
+// codes ("200", "200,302") or one range ("200-399"), each of 100-599.
+struct StatusMatcher {
+  std::vector<std::pair<int, int>> ranges;  // [lo, hi], inclusive
+  bool Accepts(int code) const;
+};
+// Fails with a message that names the bad part (the caller adds the path).
+Result<StatusMatcher> ParseMatcher(std::string_view text);
 
 struct TargetGroup {
   std::string cluster;
