@@ -16,8 +16,6 @@ namespace berth::api {
 namespace {
 // The most draining targets one report may list as drained.
 constexpr size_t kMaxDrainedReported = 100000;
-// Target health transitions on one report (agents send at most 1,000 and the rest next).
-constexpr size_t kMaxHealthReported = 1000;
 }  // namespace
 
 namespace http = net::http;
@@ -410,6 +408,38 @@ void AgentHub::Tick() {
   }
 }
 
+Result<std::vector<model::ReportTasks::Health>> ParseTargetHealth(json::View list) {
+  std::vector<model::ReportTasks::Health> out;
+  if (!list.valid()) return out;
+  if (!list.IsArray() || list.Size() > kMaxHealthReported) {
+    return Error::Invalid("targetHealth: must be an array of at most " + std::to_string(kMaxHealthReported) +
+                          " entries");
+  }
+  size_t i = 0;
+  for (json::View h : list) {
+    std::string where = "targetHealth[" + std::to_string(i++) + "]";
+    json::View task = h.Get("taskId"), tg = h.Get("targetGroup"), st = h.Get("state");
+    json::View reason = h.Get("reason"), description = h.Get("description");
+    std::string why;
+    if (!h.IsObject())
+      why = ": must be an object";
+    else if (!task.IsString() || task.String().empty() || task.String().size() > 64)
+      why = ".taskId: must be a task id (1-64 characters)";
+    else if (!tg.IsString() || !model::ValidateLbName(tg.String(), "targetGroup"))
+      why = ".targetGroup: must be a target group's name";
+    else if (!st.IsString() || (st.String() != "healthy" && st.String() != "unhealthy"))
+      why = ".state: must be healthy or unhealthy";
+    else if (reason.valid() && (!reason.IsString() || reason.String().size() > 64))
+      why = ".reason: must be a string of at most 64 bytes";
+    else if (description.valid() && (!description.IsString() || description.String().size() > 1024))
+      why = ".description: must be a string of at most 1024 bytes";
+    if (!why.empty()) return Error::Invalid(where + why);
+    out.push_back({std::string(task.String()), std::string(tg.String()), std::string(st.String()),
+                   std::string(reason.String()), std::string(description.String()).substr(0, 256)});
+  }
+  return out;
+}
+
 Result<std::vector<ReportedTask>> ParseReportedTasks(json::View tasks) {
   std::vector<ReportedTask> out;
   size_t i = 0;
@@ -712,36 +742,10 @@ void AgentHub::AddRoutes(http::Router* router) {
           }
         }
         // Transitions of the target health checks the node runs (agent/target_checks.h).
-        std::vector<model::ReportTasks::Health> health;
-        if (json::View list = body->view().Get("targetHealth"); list.valid()) {
-          if (!list.IsArray() || list.Size() > kMaxHealthReported) {
-            return ex->Respond(http::ErrorResponse(
-                400, "InvalidParameter",
-                "targetHealth: must be an array of at most " + std::to_string(kMaxHealthReported) + " entries"));
-          }
-          size_t i = 0;
-          for (json::View h : list) {
-            std::string where = "targetHealth[" + std::to_string(i++) + "]";
-            json::View task = h.Get("taskId"), tg = h.Get("targetGroup"), st = h.Get("state");
-            json::View reason = h.Get("reason"), description = h.Get("description");
-            std::string why;
-            if (!h.IsObject())
-              why = ": must be an object";
-            else if (!task.IsString() || task.String().empty() || task.String().size() > 64)
-              why = ".taskId: must be a task id (1-64 characters)";
-            else if (!tg.IsString() || !model::ValidateLbName(tg.String(), "targetGroup"))
-              why = ".targetGroup: must be a target group's name";
-            else if (!st.IsString() || (st.String() != "healthy" && st.String() != "unhealthy"))
-              why = ".state: must be healthy or unhealthy";
-            else if (reason.valid() && (!reason.IsString() || reason.String().size() > 64))
-              why = ".reason: must be a string of at most 64 bytes";
-            else if (description.valid() && (!description.IsString() || description.String().size() > 1024))
-              why = ".description: must be a string of at most 1024 bytes";
-            if (!why.empty()) return ex->Respond(http::ErrorResponse(400, "InvalidParameter", where + why));
-            health.push_back({std::string(task.String()), std::string(tg.String()), std::string(st.String()),
-                              std::string(reason.String()), std::string(description.String()).substr(0, 256)});
-          }
-        }
+        Result<std::vector<model::ReportTasks::Health>> parsed_health =
+            ParseTargetHealth(body->view().Get("targetHealth"));
+        if (!parsed_health) return ex->Respond(http::ErrorResponse(parsed_health.error()));
+        std::vector<model::ReportTasks::Health> health = std::move(parsed_health.value());
         state_->Heartbeat(id, clock_->NowUnixMs());
         if (pv.valid()) {
           int64_t version = pv.IntIn(0, INT64_MAX, 0);

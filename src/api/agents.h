@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "base/metrics.h"
+#include "model/commands.h"
 #include "model/state.h"
 #include "model/task.h"
 #include "net/http_server.h"
@@ -75,6 +76,11 @@ struct ReportedTask {
 // The `tasks` array of a report body (an invalid View: no tasks), every entry
 // checked; the error names the first bad field by its path ("tasks[2].lastStatus").
 Result<std::vector<ReportedTask>> ParseReportedTasks(json::View tasks);
+// The `targetHealth` array of a report body (an invalid View: none), at most
+// kMaxHealthReported entries, every one checked; descriptions are cut to 256
+// bytes. The error names the first bad field by its path.
+inline constexpr size_t kMaxHealthReported = 1000;
+Result<std::vector<model::ReportTasks::Health>> ParseTargetHealth(json::View list);
 
 // The largest log frame an agent may send (agent_logs.cc).
 inline constexpr size_t kMaxLogFrame = 1 << 20;

@@ -1,13 +1,13 @@
 // Fuzzes the server's parsers of what agents send: the body of a report
 // (POST /v1/agent/nodes/{id}/report: api::ParseReportedTasks, with each task's
-// containers through model::ParseContainers), what a report becomes (the
+// containers through model::ParseContainers, and api::ParseTargetHealth), what a report becomes (the
 // ReportTasks command in the log, and the containers text of a task row), and the
 // log frames of POST /v1/agent/logs/{request} (api::TakeLogFrames, "<hex
 // length>\n<bytes>"), fed as a socket would, in pieces cut where a hash of the
 // input says. The same bytes go to both.
 //
-// Invariants checked besides the sanitizers: a checked report survives the
-// command log (Encode, DecodeCommand) and a task row (ContainersText, then
+// Invariants checked besides the sanitizers: a checked report (its target
+// health too) survives the command log (Encode, DecodeCommand) and a task row (ContainersText, then
 // ParseContainers) unchanged; frames are no longer than kMaxLogFrame and never
 // empty; the frames taken, and whether they fail, do not depend on where the
 // body was cut; and after a successful take, no whole frame is left behind.
@@ -58,6 +58,16 @@ void CheckReport(std::string_view text) {
   }
   model::ReportTasks cmd;
   cmd.node = "n";
+  Result<std::vector<model::ReportTasks::Health>> health = api::ParseTargetHealth(body->view().Get("targetHealth"));
+  if (!health) {
+    if (health.error().message.rfind("targetHealth", 0) != 0) fuzz::Fail("a refusal without its path");
+  } else {
+    for (const model::ReportTasks::Health& h : *health) {
+      if ((h.state != "healthy" && h.state != "unhealthy") || h.description.size() > 256 || h.reason.size() > 64)
+        fuzz::Fail("a target health entry let through", h.state);
+    }
+    cmd.health = std::move(health.value());
+  }
   for (const api::ReportedTask& r : reported.value()) {
     if (r.last != "PENDING" && r.last != "RUNNING" && r.last != "STOPPED") fuzz::Fail("a status let through", r.last);
     // The containers text goes into the command log as it is: it must read back.
@@ -83,6 +93,14 @@ void CheckReport(std::string_view text) {
   const auto* back = dynamic_cast<const model::ReportTasks*>(decoded->get());
   if (!back || back->node != cmd.node || back->reports.size() != cmd.reports.size()) {
     fuzz::Fail("a report command that decodes otherwise", payload);
+  }
+  if (back->health.size() != cmd.health.size()) fuzz::Fail("target health that decodes otherwise", payload);
+  for (size_t i = 0; i < cmd.health.size(); i++) {
+    const model::ReportTasks::Health &a = cmd.health[i], &b = back->health[i];
+    if (a.task_id != b.task_id || a.target_group != b.target_group || a.state != b.state || a.reason != b.reason ||
+        a.description != b.description) {
+      fuzz::Fail("a target health entry that decodes otherwise", payload);
+    }
   }
   for (size_t i = 0; i < cmd.reports.size(); i++) {
     const model::ReportTasks::Report& a = cmd.reports[i];
