@@ -20,11 +20,13 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "base/log.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/tls.h"
 
 namespace berth::proxy {
@@ -41,6 +43,9 @@ struct TargetStats {
 namespace {
 
 constexpr const char* kSub = "proxy";
+// A trusted peer (a listener's proxyProtocolFrom) must send its whole PROXY
+// header within this long of being accepted, else it is closed.
+constexpr uint64_t kProxyHeaderTimeoutMs = 10000;
 
 // ============================================================================
 // Sockets
@@ -60,6 +65,10 @@ class PipeOwner {
   virtual void OnConnected(Pipe* /*p*/, int /*status*/) {}
   // A TLS handshake finished; plaintext follows through OnData.
   virtual void OnSecured(Pipe* /*p*/) {}
+  // The PROXY header a Pipe was told to expect was read (kDone: the bytes
+  // after it follow through OnData, or the TLS handshake) or refused
+  // (kInvalid: the Pipe has stopped reading). Once per Pipe.
+  virtual void OnProxyHeader(Pipe* /*p*/, const ProxyHeader& /*h*/) {}
 };
 
 struct LoopBuffer {
@@ -84,6 +93,10 @@ class Pipe {
   // before OnData, what is written encrypted. Before the first read.
   void SetTls(std::unique_ptr<TlsSession> tls) { tls_ = std::move(tls); }
   bool secure() const { return tls_ != nullptr; }
+  // Makes the first bytes read a PROXY header, parsed here and not passed on
+  // (before any TLS): the owner hears OnProxyHeader. Before the first read.
+  void ExpectProxyHeader() { header_ = std::make_unique<std::string>(); }
+  bool expecting_header() const { return header_ != nullptr; }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(tcp_); }
   void SetOwner(PipeOwner* owner) { owner_ = owner; }
   bool closed() const { return tcp_ == nullptr; }
@@ -220,13 +233,36 @@ class Pipe {
     }
   }
 
+  // Bytes read, past any PROXY header: through TLS, or straight to the owner.
+  void Deliver(const char* data, size_t len) {
+    if (tls_) {
+      ReadTls(data, len);
+    } else {
+      owner_->OnData(this, data, len);
+    }
+  }
+
+  // Bytes of an expected PROXY header, kept until it is whole (the parser
+  // refuses one longer than the protocol allows, so this stays small); the
+  // bytes after it in the same read are delivered as any others.
+  void ReadHeader(const char* data, size_t len) {
+    header_->append(data, len);
+    ProxyHeader h = ParseProxyHeader(*header_);
+    if (h.status == ProxyHeader::Status::kNeedMore) return;
+    std::unique_ptr<std::string> bytes = std::move(header_);
+    if (h.status == ProxyHeader::Status::kInvalid) ReadStop();
+    owner_->OnProxyHeader(this, h);
+    if (h.status != ProxyHeader::Status::kDone || !tcp_ || bytes->size() == h.length) return;
+    Deliver(bytes->data() + h.length, bytes->size() - h.length);
+  }
+
   static void Read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     auto* self = static_cast<Pipe*>(s->data);
     if (!self) return;
-    if (n > 0 && self->tls_) {
-      self->ReadTls(buf->base, static_cast<size_t>(n));
+    if (n > 0 && self->header_) {
+      self->ReadHeader(buf->base, static_cast<size_t>(n));
     } else if (n > 0) {
-      self->owner_->OnData(self, buf->base, static_cast<size_t>(n));
+      self->Deliver(buf->base, static_cast<size_t>(n));
     } else if (n < 0) {
       self->ReadStop();
       self->owner_->OnEnd(self, n == UV_EOF ? 0 : static_cast<int>(n));
@@ -254,6 +290,7 @@ class Pipe {
   bool reading_ = false;
   int pending_error_ = 0;
   std::unique_ptr<TlsSession> tls_;
+  std::unique_ptr<std::string> header_;  // a PROXY header's bytes so far, while one is expected
 };
 
 std::string PeerAddress(uv_tcp_t* tcp) {
@@ -267,6 +304,21 @@ std::string PeerAddress(uv_tcp_t* tcp) {
     uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), text, sizeof(text));
   }
   return text;
+}
+
+// The two ends of an accepted socket; nullopt when the kernel no longer knows
+// them (the peer is gone already).
+std::optional<SocketAddress> PeerOf(uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  return FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
+}
+std::optional<SocketAddress> LocalOf(uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  return FromSockaddr(reinterpret_cast<sockaddr*>(&ss));
 }
 
 bool ToSockaddr(const std::string& address, int port, sockaddr_storage* out) {
@@ -367,6 +419,9 @@ class Worker {
   void Untrack(ClientConn* c) { clients_.erase(c); }
   void ConnectionClosed();
   bool stopping() const { return stopping_; }
+  // A trusted peer closed for sending no valid PROXY header: counted, and
+  // logged at most once per 10 s per worker, with how many since the last line.
+  void ProxyHeaderRefused(const std::string& peer, const std::string& why);
 
  private:
   friend class ListenSocket;
@@ -402,6 +457,8 @@ class Worker {
   std::unordered_set<ClientConn*> clients_;
   bool stopping_ = false;
   uint64_t stop_deadline_ = 0;
+  uint64_t headers_refused_ = 0, refused_unlogged_ = 0;
+  std::optional<uint64_t> refused_logged_ms_;
 };
 
 struct Proxy::Impl {
@@ -549,16 +606,33 @@ class ClientConn : public PipeOwner {
 
   void Begin() {
     client_ip_ = PeerAddress(pipe_.handle());
-    // A TLS client has the handshake bound first, then the idle bound (OnSecured).
-    Arm(pipe_.secure() ? worker_->limits().tls_handshake_timeout_ms : worker_->limits().idle_timeout_ms, Phase::kIdle);
+    // A trusted peer has the PROXY header bound first; a TLS client the
+    // handshake bound, then the idle bound (OnSecured).
+    if (pipe_.expecting_header()) {
+      Arm(kProxyHeaderTimeoutMs, Phase::kProxyHeader);
+    } else {
+      Arm(pipe_.secure() ? worker_->limits().tls_handshake_timeout_ms : worker_->limits().idle_timeout_ms,
+          Phase::kIdle);
+    }
     pipe_.ReadStart();
+  }
+
+  // The address a trusted peer's header carries is the client's from now on.
+  void OnProxyHeader(Pipe*, const ProxyHeader& h) override {
+    if (h.status != ProxyHeader::Status::kDone) {
+      worker_->ProxyHeaderRefused(client_ip_, h.error);
+      Finish();
+      return;
+    }
+    if (h.addresses) client_ip_ = h.addresses->source.ip.Unmapped().ToString();
+    Arm(pipe_.secure() ? worker_->limits().tls_handshake_timeout_ms : worker_->limits().idle_timeout_ms, Phase::kIdle);
   }
 
   void OnSecured(Pipe*) override { Arm(worker_->limits().idle_timeout_ms, Phase::kIdle); }
 
   // Ends the connection when it is between requests (a stopping worker).
   bool CloseIfIdle() {
-    if (phase_ != Phase::kIdle || !in_.empty()) return false;
+    if ((phase_ != Phase::kIdle && phase_ != Phase::kProxyHeader) || !in_.empty()) return false;
     Finish();
     return true;
   }
@@ -587,7 +661,8 @@ class ClientConn : public PipeOwner {
 
   void OnEnd(Pipe*, int err) override {
     client_gone_ = true;
-    if (closing_ || upgraded_ || err != 0 || phase_ == Phase::kIdle || phase_ == Phase::kHead) {
+    if (closing_ || upgraded_ || err != 0 || phase_ == Phase::kProxyHeader || phase_ == Phase::kIdle ||
+        phase_ == Phase::kHead) {
       Finish();
       return;
     }
@@ -692,7 +767,7 @@ class ClientConn : public PipeOwner {
   }
 
  private:
-  enum class Phase { kIdle, kHead, kBody, kWaiting, kConnect, kResponse, kLinger };
+  enum class Phase { kProxyHeader, kIdle, kHead, kBody, kWaiting, kConnect, kResponse, kLinger };
   static constexpr uint64_t kLingerMs = 2000;
 
   static ClientConn* Self(llhttp_t* p) { return static_cast<ClientConn*>(p->data); }
@@ -1265,6 +1340,11 @@ class ClientConn : public PipeOwner {
 
   void Expired() {
     switch (phase_) {
+      case Phase::kProxyHeader:
+        worker_->ProxyHeaderRefused(client_ip_,
+                                    "no PROXY header within " + std::to_string(kProxyHeaderTimeoutMs) + " ms");
+        Finish();
+        return;
       case Phase::kIdle: Finish(); return;
       case Phase::kHead:
         LocalAnswer(
@@ -1365,8 +1445,17 @@ class TcpConn : public PipeOwner {
   Pipe& client() { return client_; }
   void Abort() { Finish(); }
 
-  // A TLS client first has the handshake bound; the target is picked once it is done.
+  // A trusted peer first has the PROXY header bound, a TLS client the
+  // handshake bound; the target is picked once they are done.
   void Begin() {
+    source_ = PeerOf(client_.handle());
+    local_ = LocalOf(client_.handle());
+    if (client_.expecting_header()) {
+      uv_timer_start(
+          &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->HeaderTimedOut(); }, kProxyHeaderTimeoutMs, 0);
+      client_.ReadStart();
+      return;
+    }
     if (client_.secure()) {
       uv_timer_start(
           &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->Finish(); },
@@ -1374,6 +1463,24 @@ class TcpConn : public PipeOwner {
       client_.ReadStart();
       return;
     }
+    Route();
+  }
+
+  void OnProxyHeader(Pipe*, const ProxyHeader& h) override {
+    uv_timer_stop(&timer_);
+    if (h.status != ProxyHeader::Status::kDone) {
+      worker_->ProxyHeaderRefused(PeerText(), h.error);
+      Finish();
+      return;
+    }
+    if (h.addresses) source_ = h.addresses->source;
+    if (client_.secure()) {
+      uv_timer_start(
+          &timer_, [](uv_timer_t* t) { static_cast<TcpConn*>(t->data)->Finish(); },
+          worker_->limits().tls_handshake_timeout_ms, 0);
+      return;
+    }
+    client_.ReadStop();  // until the target accepts; the bytes after the header wait in early_
     Route();
   }
 
@@ -1392,13 +1499,16 @@ class TcpConn : public PipeOwner {
       return;
     }
     group_ = rt_->config.listeners[li->second].default_target_group;
+    auto gi = rt_->group_index.find(group_);
+    if (gi != rt_->group_index.end()) proxy_protocol_ = rt_->config.target_groups[gi->second].proxy_protocol;
     Attempt();
   }
 
   void OnData(Pipe* p, const char* data, size_t len) override {
     last_activity_ = uv_now(worker_->loop());
     if (!connected_) {
-      // Decrypted with the end of a handshake, before the target accepted.
+      // Decrypted with the end of a handshake, or read after a PROXY header,
+      // before the target accepted.
       early_.append(data, len);
       return;
     }
@@ -1441,6 +1551,14 @@ class TcpConn : public PipeOwner {
       return;
     }
     worker_->Report(*rt_, group_, lease_.backend, false);
+    if (proxy_protocol_ != ProxyProtocol::kNone) {
+      // The header goes first, before any byte of the client's.
+      if (!source_ || !local_) {
+        Finish();
+        return;
+      }
+      target_->Write(EncodeProxyHeader(proxy_protocol_, {*source_, *local_}));
+    }
     connected_ = true;
     last_activity_ = uv_now(worker_->loop());
     uint64_t idle = worker_->limits().tcp_idle_timeout_ms;
@@ -1487,6 +1605,17 @@ class TcpConn : public PipeOwner {
     Attempt();
   }
 
+  void HeaderTimedOut() {
+    worker_->ProxyHeaderRefused(PeerText(), "no PROXY header within " + std::to_string(kProxyHeaderTimeoutMs) + " ms");
+    Finish();
+  }
+
+  // The peer's own address, for logs.
+  std::string PeerText() {
+    std::optional<SocketAddress> peer = PeerOf(client_.handle());
+    return peer ? peer->ip.Unmapped().ToString() : "unknown";
+  }
+
   void CheckIdle() {
     if (uv_now(worker_->loop()) - last_activity_ >= worker_->limits().tcp_idle_timeout_ms) Finish();
   }
@@ -1516,8 +1645,12 @@ class TcpConn : public PipeOwner {
   Lease lease_;
   bool connected_ = false, finished_ = false, secured_ = false;
   bool ended_[2] = {false, false};
-  std::string early_;  // client plaintext from before the target accepted (TLS)
+  std::string early_;  // client bytes from before the target accepted (TLS, or after a PROXY header)
   uint64_t last_activity_ = 0;
+  ProxyProtocol proxy_protocol_ = ProxyProtocol::kNone;  // the header the group's targets get
+  // The client as targets are told of it (the peer, or its PROXY header's
+  // source) and the address it connected to.
+  std::optional<SocketAddress> source_, local_;
 };
 
 }  // namespace
@@ -1571,6 +1704,20 @@ class ListenSocket {
     return it == rt->tls.end() ? nullptr : it->second;
   }
 
+  // True when the running document lists the peer of `tcp` in this listener's
+  // proxyProtocolFrom: its connection must begin with a PROXY header.
+  bool Trusted(uv_tcp_t* tcp) const {
+    const auto& rt = worker_->runtime();
+    if (!rt) return false;
+    auto it = rt->listener_index.find(id_);
+    if (it == rt->listener_index.end()) return false;
+    const std::vector<Cidr>& from = rt->config.listeners[it->second].proxy_protocol_from;
+    if (from.empty()) return false;
+    std::optional<SocketAddress> peer = PeerOf(tcp);
+    if (!peer) return false;
+    return std::any_of(from.begin(), from.end(), [&](const Cidr& c) { return c.Contains(peer->ip); });
+  }
+
   // Connections in their handshake count in max_connections like the others;
   // one over the cap is closed at once (an HTTPS client cannot read a 503 yet).
   void AcceptOne(uv_stream_t* server) {
@@ -1598,6 +1745,7 @@ class ListenSocket {
         c->CloseIfIdle();
         return;
       }
+      if (Trusted(c->pipe().handle())) c->pipe().ExpectProxyHeader();
       c->Begin();
       return;
     }
@@ -1608,6 +1756,7 @@ class ListenSocket {
       return;
     }
     if (tls) t->client().SetTls(std::make_unique<TlsSession>(std::move(tls)));
+    if (Trusted(t->client().handle())) t->client().ExpectProxyHeader();
     uv_tcp_nodelay(t->client().handle(), 1);
     t->Begin();
   }
@@ -1888,6 +2037,23 @@ void Worker::BeginStop(uint64_t grace_ms) {
 }
 
 void Worker::ConnectionClosed() { connections_--; }
+
+void Worker::ProxyHeaderRefused(const std::string& peer, const std::string& why) {
+  headers_refused_++;
+  uint64_t now = uv_now(&loop_);
+  if (refused_logged_ms_ && now - *refused_logged_ms_ < 10000) {
+    refused_unlogged_++;
+    return;
+  }
+  log::Warn(kSub, "closed a trusted peer that sent no valid PROXY header",
+            {{"worker", index_},
+             {"peer", peer},
+             {"reason", why},
+             {"refused", headers_refused_},
+             {"not_logged", refused_unlogged_}});
+  refused_logged_ms_ = now;
+  refused_unlogged_ = 0;
+}
 
 // ============================================================================
 // The Proxy

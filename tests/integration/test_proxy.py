@@ -13,7 +13,8 @@ import subprocess
 import threading
 import time
 
-from harness import (BINARY, WAIT, TestFailure, check, closed_port, scratch_dir, timeout, wait_until)
+from harness import (BINARY, WAIT, TestFailure, check, closed_port, port_refuses, scratch_dir, timeout,
+                     wait_until)
 
 
 # --- backends ---
@@ -472,3 +473,87 @@ def test_proxy_takes_bare_line_feeds_from_targets_and_answers_502_for_a_malforme
         check(h.get("content-type") == "text/plain", "its header passed on: %r" % h)
         status, body, _ = curl(port, "/", host="bad.example.com")
         check(status == 502 and b"malformed response" in body, "a malformed head: %d %r" % (status, body))
+
+
+class Nginx:
+    """A private nginx (Debian's nginx-light) on 127.0.0.1:`port` that takes the
+    PROXY protocol and logs, per request, the address its header gave."""
+
+    def __init__(self, port):
+        self.dir = scratch_dir("nginx")
+        self.access_log = os.path.join(self.dir, "access.log")
+        built = subprocess.run(["nginx", "-V"], capture_output=True, text=True).stderr
+        # Every temporary directory the build has goes under our own, so that
+        # nothing under /var is needed.
+        temps = "".join("    %s_temp_path %s/%s;\n" % (kind, self.dir, kind)
+                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+                        if kind == "client_body" or "--http-%s-temp-path" % kind in built)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("""daemon off;
+master_process off;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log;
+events { worker_connections 64; }
+http {
+%(temps)s    log_format pp '$proxy_protocol_addr $proxy_protocol_port $remote_addr "$request"';
+    access_log %(dir)s/access.log pp;
+    server {
+        listen 127.0.0.1:%(port)d proxy_protocol;
+        location / { return 200 "seen $proxy_protocol_addr\\n"; }
+    }
+}
+""" % {"dir": self.dir, "port": port, "temps": temps})
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-e", os.path.join(self.dir, "error.log"), "-c", conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.port = port
+        wait_until(self._listening, what="nginx listening on %d" % port)
+
+    def _listening(self):
+        if self.proc.poll() is not None:
+            raise TestFailure("nginx exited %s: %s" % (self.proc.returncode, self.errors()))
+        return not port_refuses(self.port)
+
+    def errors(self):
+        try:
+            with open(os.path.join(self.dir, "error.log")) as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
+
+    def logged(self):
+        try:
+            with open(self.access_log) as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def test_proxy_sends_the_proxy_protocol_to_nginx():
+    # nginx's own port is probed by port_refuses above, without a header: it logs
+    # those as broken headers, never as requests.
+    v1_port, v2_port, nginx_port = closed_port(), closed_port(), closed_port()
+    listeners = [{"port": p, "protocol": "TCP", "address": "127.0.0.1", "defaultTargetGroup": g}
+                 for p, g in ((v1_port, "tcp-v1"), (v2_port, "tcp-v2"))]
+    groups = [{"name": g, "protocol": "TCP", "proxyProtocol": v, "targets": [target("n", nginx_port)]}
+              for g, v in (("tcp-v1", "v1"), ("tcp-v2", "v2"))]
+    with Nginx(nginx_port) as nginx, Proxy({"version": 1, "listeners": listeners, "targetGroups": groups}):
+        for port, path in ((v1_port, "/through-v1"), (v2_port, "/through-v2")):
+            status, body, _ = curl(port, path)
+            check(status == 200 and body == b"seen 127.0.0.1\n",
+                  "through %s: %d %r (nginx: %s)" % (path, status, body, nginx.errors()))
+            wait_until(lambda: any(path in line for line in nginx.logged()), what="nginx logging " + path)
+            line = [x for x in nginx.logged() if path in x][0]
+            addr, sport = line.split()[0], line.split()[1]
+            check(addr == "127.0.0.1", "nginx logged PROXY address %r: %r" % (addr, line))
+            check(sport.isdigit() and int(sport) > 0, "nginx logged PROXY port %r: %r" % (sport, line))
