@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "support/loopback.h"
+
 namespace berth {
 namespace {
 
@@ -33,19 +35,6 @@ TEST_CASE("proxy sink: a document is an object with a whole version of 1 or more
     CHECK_FALSE(r.ok());
     if (!r.ok()) CHECK(r.error().message.starts_with("proxy"));
   }
-}
-
-// A loopback port nothing listens on now (the kernel's pick, released).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
 }
 
 bool Accepts(int port) {
@@ -78,7 +67,7 @@ Result<int64_t> Apply(agent::DataPlaneSink& sink, const std::string& text) {
 TEST_CASE("proxy sink: the data plane opens the listeners of each document and keeps the last good one",
           "[agent][lb]") {
   agent::DataPlaneSink sink(1, 0);
-  int port = FreePort();
+  int port = testing::FreeLoopbackPort();
   std::string tcp = R"({"port":)" + std::to_string(port) + R"(,"protocol":"TCP","defaultTargetGroup":"db"})";
   std::string db = R"({"name":"db","protocol":"TCP","targets":[]})";
 

@@ -18,6 +18,7 @@
 #include "net/socket.h"
 #include "net/stream.h"
 #include "net/uv.h"
+#include "support/loopback.h"
 #include "support/test_loop.h"
 
 using namespace berth;
@@ -72,19 +73,6 @@ struct CheckServer {
   }
   int port() const { return listener->port(); }
 };
-
-// A loopback port nothing listens on now (the kernel's pick, released).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 // `object` (JSON text) with the members of `changes` (JSON text) put in or replaced.
 std::string With(const std::string& object, const std::string& changes) {
@@ -243,7 +231,7 @@ TEST_CASE("target checks: one pass makes a new target healthy; 500 and refusals 
           "[agent][checks]") {
   TestLoop loop;
   CheckServer ok(&loop, 200), failing(&loop, 500);
-  int refused = FreePort();
+  int refused = testing::FreeLoopbackPort();
   int pending_calls = 0;
   agent::TargetChecks checks(loop.get(), [&] { pending_calls++; });
   Apply(checks, Doc(1, {Entry("ok", ok.port()), Entry("fail", failing.port()), Entry("refused", refused),
@@ -394,7 +382,7 @@ TEST_CASE("target checks: a whole set again (a new stream) reports every state a
   TestLoop loop;
   CheckServer server(&loop, 200);
   agent::TargetChecks checks(loop.get());
-  Apply(checks, Doc(1, {Entry("a", server.port()), Entry("b", FreePort())}));
+  Apply(checks, Doc(1, {Entry("a", server.port()), Entry("b", testing::FreeLoopbackPort())}));
   REQUIRE(loop.RunUntil(
       [&] { return StateOf(checks, "a") == HealthState::kHealthy && StateOf(checks, "b") == HealthState::kUnhealthy; },
       20000));
@@ -424,7 +412,8 @@ TEST_CASE("target checks: nothing calls back once they are destroyed", "[agent][
   CheckServer silent(&loop, CheckServer::kSilent), ok(&loop, 200);
   int calls = 0;
   auto checks = std::make_unique<agent::TargetChecks>(loop.get(), [&] { calls++; });
-  Apply(*checks, Doc(1, {Entry("slow", silent.port()), Entry("ok", ok.port()), Entry("refused", FreePort())}));
+  Apply(*checks,
+        Doc(1, {Entry("slow", silent.port()), Entry("ok", ok.port()), Entry("refused", testing::FreeLoopbackPort())}));
   // Probes in flight (a silent server holds one open) when they go.
   REQUIRE(loop.RunUntil([&] { return silent.accepted >= 1; }, 20000));
   checks.reset();

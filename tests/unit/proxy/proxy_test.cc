@@ -22,12 +22,6 @@ using namespace berth::proxy;
 
 namespace {
 
-int FreePort() {
-  int port = 0;
-  close(testing::ListenLoopback(&port));
-  return port;
-}
-
 int ConnectLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -56,7 +50,7 @@ bool Eventually(F cond) {
 TEST_CASE("proxy: Apply from another thread, the version applied, in-flight connections", "[proxy]") {
   int target_port = 0;
   int target_fd = testing::ListenLoopback(&target_port);
-  int listen_port = FreePort();
+  int listen_port = testing::FreeLoopbackPort();
   std::string doc = R"({"version": 3, "listeners": [{"port": )" + std::to_string(listen_port) +
                     R"(, "protocol": "TCP", "address": "127.0.0.1", "defaultTargetGroup": "db"}],
       "targetGroups": [{"name": "db", "protocol": "TCP", "targets": [
@@ -193,7 +187,7 @@ std::string V2From(std::initializer_list<int> ip, int sport, int dport) {
 TEST_CASE("proxy: a TCP group with proxyProtocol gets the client's address first", "[proxy][proxy-protocol]") {
   int t1_port = 0, t2_port = 0;
   int t1 = testing::ListenLoopback(&t1_port), t2 = testing::ListenLoopback(&t2_port);
-  int l1 = FreePort(), l2 = FreePort();
+  int l1 = testing::FreeLoopbackPort(), l2 = testing::FreeLoopbackPort();
   auto proxy = StartWith(R"({"version": 1, "listeners": [)" + ListenerJson(l1, "TCP", "one") + ", " +
                          ListenerJson(l2, "TCP", "two") + R"(], "targetGroups": [)" +
                          GroupJson("one", "TCP", t1_port, R"(, "proxyProtocol": "v1")") + ", " +
@@ -223,7 +217,7 @@ TEST_CASE("proxy: a TCP group with proxyProtocol gets the client's address first
 TEST_CASE("proxy: proxyProtocolFrom takes the client's address from its header", "[proxy][proxy-protocol]") {
   int target_port = 0, tcp_target_port = 0;
   int target = testing::ListenLoopback(&target_port), tcp_target = testing::ListenLoopback(&tcp_target_port);
-  int http_port = FreePort(), tcp_port = FreePort();
+  int http_port = testing::FreeLoopbackPort(), tcp_port = testing::FreeLoopbackPort();
   const std::string from = R"(, "proxyProtocolFrom": ["10.0.0.0/8", "127.0.0.1/32"])";
   auto proxy = StartWith(R"({"version": 1, "listeners": [)" + ListenerJson(http_port, "HTTP", "web", from) + ", " +
                          ListenerJson(tcp_port, "TCP", "tcp", from) + R"(], "targetGroups": [)" +
@@ -285,7 +279,7 @@ TEST_CASE("proxy: proxyProtocolFrom takes the client's address from its header",
 TEST_CASE("proxy: a peer outside proxyProtocolFrom is passed through untouched", "[proxy][proxy-protocol]") {
   int target_port = 0;
   int target = testing::ListenLoopback(&target_port);
-  int port = FreePort();
+  int port = testing::FreeLoopbackPort();
   auto proxy = StartWith(R"({"version": 1, "listeners": [)" +
                          ListenerJson(port, "TCP", "tcp", R"(, "proxyProtocolFrom": ["10.0.0.0/8"])") +
                          R"(], "targetGroups": [)" + GroupJson("tcp", "TCP", target_port) + "]}");
