@@ -34,8 +34,11 @@ ServiceController::Flags ServiceController::FlagsOf(const model::Task& t) const 
   // A target of load balancers counts as healthy only while it passes the
   // health check of each of its target groups (as ECS counts ELB health), and is
   // replaced when one fails it past the service's grace period.
+  // (No target group at all, the common case at scale: no lookup per change.)
   bool passing = true, failing = false;
-  if (const model::Service* svc = state_->FindService(t.cluster, t.service); svc && f.active) {
+  const model::Service* svc =
+      f.active && !state_->target_groups().empty() ? state_->FindService(t.cluster, t.service) : nullptr;
+  if (svc) {
     for (const model::ServiceLoadBalancer& slb : svc->load_balancers) {
       const model::TargetGroup* tg = state_->FindTargetGroup(t.cluster, slb.target_group);
       if (!tg || !tg->check.enabled) continue;

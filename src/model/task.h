@@ -72,7 +72,6 @@ struct Task {
     std::string reason;       // ELB's code: Target.FailedHealthChecks, Target.Timeout, Target.ResponseCodeMismatch
     std::string description;  // what the last check saw
     int64_t since_ms = 0;
-    bool operator==(const TargetHealth&) const = default;
   };
   std::vector<TargetHealth> target_health;
   const TargetHealth* TargetHealthOf(std::string_view target_group) const {
