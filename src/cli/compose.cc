@@ -165,8 +165,15 @@ int Up(const compose::Project& project, const std::string& cluster) {
 int Down(const std::string& name, const std::string& cluster) {
   CallResult services = Call("GET", "/v1/services?cluster=" + Q(cluster));
   if (services.exit) return services.exit;
-  if (!FindService(services, name).valid()) {
+  json::View svc = FindService(services, name);
+  if (!svc.valid()) {
     printf("no service %s in cluster %s: nothing to do\n", name.c_str(), cluster.c_str());
+    return kOk;
+  }
+  // A down run again before the first one's tasks have stopped: DRAINING takes no
+  // change, and the deletion already asked for is all there is to do.
+  if (svc.Get("status").String() == "DRAINING") {
+    printf("service %s is already being deleted (its tasks are stopping): nothing to do\n", name.c_str());
     return kOk;
   }
   std::string path = "/v1/services/" + Q(name) + "?cluster=" + Q(cluster);

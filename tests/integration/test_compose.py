@@ -240,6 +240,9 @@ def test_compose_project_end_to_end_on_docker():
 
         out = run("down").stdout
         check("deleted service %s" % project in out, out)
+        # Again while its tasks stop (the service DRAINING): nothing more to do, not an error.
+        out = run("down").stdout
+        check("nothing to do" in out, out)
         # Stopped containers stay for the agent's retention (an hour), as every task's do.
         wait_until(lambda: not containers(node, service=project), wait=LONG, step=0.5,
                    what="the project's containers stopped")
