@@ -668,6 +668,22 @@ void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
       },
       scoped);
   router->Add(
+      "PATCH", "/v1/targetgroups/{name}",
+      [ctx, find_tg](const http::ExchangePtr& ex) {
+        std::optional<json::Doc> body = ParseBody(ex);
+        if (!body) return;
+        const model::TargetGroup* tg = find_tg(ex);
+        if (!tg) return;
+        Result<model::TargetGroup> changed = model::ModifyTargetGroupBody(*tg, body->view());
+        if (!changed) return ex->Respond(http::ErrorResponse(changed.error()));
+        auto cmd = std::make_unique<model::ModifyTargetGroup>();
+        cmd->cluster = tg->cluster;
+        cmd->name = tg->name;
+        cmd->change = body->Print();
+        Submit(ctx, ex, std::move(cmd), 200);
+      },
+      scoped);
+  router->Add(
       "DELETE", "/v1/targetgroups/{name}",
       [ctx, find_tg](const http::ExchangePtr& ex) {
         const model::TargetGroup* tg = find_tg(ex);

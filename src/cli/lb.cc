@@ -34,6 +34,9 @@ const char kTgUsage[] =
     "      HTTP|TCP (default the group's), --health-interval S (5-300, default 10), --health-timeout S\n"
     "      (2-120, default 5), --healthy-threshold N and --unhealthy-threshold N (2-10, default 3 and 2),\n"
     "      --no-health-check (every RUNNING target with its port bound takes traffic)\n"
+    "  berth tg modify NAME [--algorithm A] [--attr KEY=VALUE]... [health check flags] [--health-check]\n"
+    "      changes only what is given (protocol and port cannot change); the proxies and the agents'\n"
+    "      checks take it at once, targets keep their health state\n"
     "  berth tg ls | describe NAME | rm NAME\n"
     "  berth tg health NAME   each target: task, node, address:port, state and reason; what each\n"
     "                         draining target's stop waits for; the proxies of its load balancers'\n"
@@ -147,6 +150,40 @@ void PrintHealth(json::View h) {
   }
 }
 
+// What create and modify share: --algorithm, --attr and the health check's
+// flags, into the body ELB names (only those given).
+Status SettingsBody(const flags::Parsed& p, json::Doc* body) {
+  if (p.Has("algorithm")) body->Set("algorithm", p.Get("algorithm"));
+  if (p.Has("attr")) {
+    json::Doc attrs = json::Doc::Object();
+    for (const std::string& a : p.GetAll("attr")) {
+      size_t eq = a.find('=');
+      if (eq == std::string::npos || eq == 0) return Error::Invalid("--attr " + a + ": expected KEY=VALUE");
+      attrs.Set(a.substr(0, eq), a.substr(eq + 1));
+    }
+    body->Set("attributes", attrs);
+  }
+  if (p.Has("no-health-check") && p.Has("health-check")) {
+    return Error::Invalid("--health-check and --no-health-check contradict each other");
+  }
+  if (p.Has("no-health-check")) body->Set("healthCheckEnabled", false);
+  if (p.Has("health-check")) body->Set("healthCheckEnabled", true);
+  if (p.Has("health-path")) body->Set("healthCheckPath", p.Get("health-path"));
+  if (p.Has("health-protocol")) body->Set("healthCheckProtocol", p.Get("health-protocol"));
+  if (p.Has("health-codes")) body->Set("matcher", json::Doc::Object().Set("httpCode", p.Get("health-codes")));
+  const std::pair<const char*, const char*> counts[] = {{"health-interval", "healthCheckIntervalSeconds"},
+                                                        {"health-timeout", "healthCheckTimeoutSeconds"},
+                                                        {"healthy-threshold", "healthyThresholdCount"},
+                                                        {"unhealthy-threshold", "unhealthyThresholdCount"}};
+  for (const auto& [flag, key] : counts) {
+    if (!p.Has(flag)) continue;
+    Result<uint64_t> n = flags::ParseCount(p.Get(flag), std::string("--") + flag);
+    if (!n) return n.take_error();
+    body->Set(key, static_cast<int64_t>(std::min<uint64_t>(*n, 1000000)));
+  }
+  return {};
+}
+
 }  // namespace
 
 int TargetGroupCommand(const std::vector<std::string>& args) {
@@ -155,16 +192,17 @@ int TargetGroupCommand(const std::vector<std::string>& args) {
       kClusterFlag,
       {"protocol", true, "HTTP|TCP", "create: the targets' protocol"},
       {"port", true, "N", "create: the port targets answer on"},
-      {"algorithm", true, "A", "create: least_outstanding_requests, least_connections or round_robin"},
-      {"attr", true, "KEY=VALUE", "create: an attribute (repeatable)"},
-      {"health-path", true, "/PATH", "create: the HTTP health check's path"},
-      {"health-codes", true, "CODES", "create: the HTTP codes that pass (200,302 or 200-399)"},
-      {"health-protocol", true, "HTTP|TCP", "create: the health check's protocol"},
-      {"health-interval", true, "S", "create: seconds between checks of a target"},
-      {"health-timeout", true, "S", "create: seconds a check may take"},
-      {"healthy-threshold", true, "N", "create: passes that make an unhealthy target healthy"},
-      {"unhealthy-threshold", true, "N", "create: failures that make a target unhealthy"},
-      {"no-health-check", false, "", "create: no health check"},
+      {"algorithm", true, "A", "create, modify: least_outstanding_requests, least_connections or round_robin"},
+      {"attr", true, "KEY=VALUE", "create, modify: an attribute (repeatable)"},
+      {"health-path", true, "/PATH", "create, modify: the HTTP health check's path"},
+      {"health-codes", true, "CODES", "create, modify: the HTTP codes that pass (200,302 or 200-399)"},
+      {"health-protocol", true, "HTTP|TCP", "create, modify: the health check's protocol"},
+      {"health-interval", true, "S", "create, modify: seconds between checks of a target"},
+      {"health-timeout", true, "S", "create, modify: seconds a check may take"},
+      {"healthy-threshold", true, "N", "create, modify: passes that make an unhealthy target healthy"},
+      {"unhealthy-threshold", true, "N", "create, modify: failures that make a target unhealthy"},
+      {"no-health-check", false, "", "create, modify: no health check"},
+      {"health-check", false, "", "modify: turn the health check back on"},
   };
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("tg", p.error().message);
@@ -187,28 +225,7 @@ int TargetGroupCommand(const std::vector<std::string>& args) {
     json::Doc body = json::Doc::Object();
     body.Set("cluster", cluster).Set("name", name).Set("protocol", p->Get("protocol"));
     body.Set("port", static_cast<int64_t>(*port));
-    if (p->Has("algorithm")) body.Set("algorithm", p->Get("algorithm"));
-    json::Doc attrs = json::Doc::Object();
-    for (const std::string& a : p->GetAll("attr")) {
-      size_t eq = a.find('=');
-      if (eq == std::string::npos || eq == 0) return UsageError("tg", "--attr " + a + ": expected KEY=VALUE");
-      attrs.Set(a.substr(0, eq), a.substr(eq + 1));
-    }
-    body.Set("attributes", attrs);
-    if (p->Has("no-health-check")) body.Set("healthCheckEnabled", false);
-    if (p->Has("health-path")) body.Set("healthCheckPath", p->Get("health-path"));
-    if (p->Has("health-protocol")) body.Set("healthCheckProtocol", p->Get("health-protocol"));
-    if (p->Has("health-codes")) body.Set("matcher", json::Doc::Object().Set("httpCode", p->Get("health-codes")));
-    const std::pair<const char*, const char*> counts[] = {{"health-interval", "healthCheckIntervalSeconds"},
-                                                          {"health-timeout", "healthCheckTimeoutSeconds"},
-                                                          {"healthy-threshold", "healthyThresholdCount"},
-                                                          {"unhealthy-threshold", "unhealthyThresholdCount"}};
-    for (const auto& [flag, key] : counts) {
-      if (!p->Has(flag)) continue;
-      Result<uint64_t> n = flags::ParseCount(p->Get(flag), std::string("--") + flag);
-      if (!n) return UsageError("tg", n.error().message);
-      body.Set(key, static_cast<int64_t>(std::min<uint64_t>(*n, 1000000)));
-    }
+    if (Status s = SettingsBody(*p, &body); !s) return UsageError("tg", s.error().message);
     CallResult r = Call("POST", "/v1/targetgroups", body.Print());
     if (r.exit) return r.exit;
     json::View tg = r.body.view().Get("targetGroup");
@@ -216,6 +233,22 @@ int TargetGroupCommand(const std::vector<std::string>& args) {
       printf("%s\n", tg.Print().c_str());
     else
       printf("created target group %s (%s)\n", Str(tg, "targetGroupName").c_str(), Str(tg, "targetGroupArn").c_str());
+    return kOk;
+  }
+  if (sub == "modify") {
+    if (p->Has("protocol") || p->Has("port")) {
+      return UsageError("tg", "a target group's protocol and port cannot change: create another");
+    }
+    json::Doc body = json::Doc::Object();
+    if (Status s = SettingsBody(*p, &body); !s) return UsageError("tg", s.error().message);
+    if (body.view().Size() == 0) return UsageError("tg", "modify: no change given");
+    CallResult r = Call("PATCH", path, body.Print());
+    if (r.exit) return r.exit;
+    json::View tg = r.body.view().Get("targetGroup");
+    if (p->Has("json"))
+      printf("%s\n", tg.Print().c_str());
+    else
+      printf("modified target group %s\n", Str(tg, "targetGroupName").c_str());
     return kOk;
   }
   if (sub == "describe") {

@@ -234,6 +234,16 @@ void ProxyConfigs::OnCommandApplied(const store::Command& cmd) {
             model::ParseLoadBalancerDoc(static_cast<const model::CreateLoadBalancer&>(cmd).doc)) {
       dirty_clusters_.insert(lb->cluster);
     }
+  } else if (type == "ModifyTargetGroup") {
+    // Its algorithm and attributes are in the documents of every node serving it,
+    // its health check in the checks of every node with one of its targets.
+    const auto& c = static_cast<const model::ModifyTargetGroup&>(cmd);
+    MarkGroup(c.cluster, c.name);
+    if (auto it = group_tasks_.find(Key(c.cluster, c.name)); it != group_tasks_.end()) {
+      for (const std::string& id : it->second) {
+        if (const model::Task* t = state_->FindTask(id)) dirty_checks_.insert(t->node);
+      }
+    }
   } else if (type == "DeleteLoadBalancer") {
     dirty_clusters_.insert(static_cast<const model::DeleteLoadBalancer&>(cmd).cluster);
   } else if (type == "CreateListener") {

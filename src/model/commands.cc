@@ -54,6 +54,10 @@ std::string DeleteSecret::Encode() const { return json::Doc::Object().Set("name"
 
 std::string CreateTargetGroup::Encode() const { return json::Doc::Object().Set("doc", doc).Print(); }
 
+std::string ModifyTargetGroup::Encode() const {
+  return json::Doc::Object().Set("cluster", cluster).Set("name", name).Set("change", change).Print();
+}
+
 std::string DeleteTargetGroup::Encode() const {
   return json::Doc::Object().Set("cluster", cluster).Set("name", name).Print();
 }
@@ -568,6 +572,14 @@ Result<store::CommandPtr> DecodeCommand(std::string_view type, std::string_view 
     Result<std::string> name = json::RequireString(v, "name", "name");
     if (!name) return name.take_error();
     c->name = std::move(name.value());
+    out = std::move(c);
+  } else if (type == "ModifyTargetGroup") {
+    auto c = std::make_unique<ModifyTargetGroup>();
+    for (auto [field, into] : {std::pair{"cluster", &c->cluster}, {"name", &c->name}, {"change", &c->change}}) {
+      Result<std::string> s = json::RequireString(v, field, field);
+      if (!s) return s.take_error();
+      *into = std::move(s.value());
+    }
     out = std::move(c);
   } else if (type == "CreateTargetGroup" || type == "CreateLoadBalancer") {
     Result<std::string> d = json::RequireString(v, "doc", "doc");

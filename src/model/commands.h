@@ -324,6 +324,17 @@ struct CreateTargetGroup final : store::Command {
   std::string Encode() const override;
 };
 
+// A group's settings changed: `change` is the body ModifyTargetGroupBody takes,
+// merged at apply time with the group as it is then, so two changes of different
+// fields both hold whatever their order.
+struct ModifyTargetGroup final : store::Command {
+  std::string cluster;
+  std::string name;
+  std::string change;  // JSON object
+  const char* Type() const override { return "ModifyTargetGroup"; }
+  std::string Encode() const override;
+};
+
 // Refused while a listener, a rule or a service names the group.
 struct DeleteTargetGroup final : store::Command {
   std::string cluster;

@@ -321,6 +321,9 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
   if (!port) return port.take_error();
   tg.port = *port;
   std::string fallback = tg.protocol == "HTTP" ? "least_outstanding_requests" : "least_connections";
+  if (json::View a = body.Get("attributes").Get("load_balancing.algorithm.type"); a.IsString()) {
+    fallback = std::string(a.String());
+  }
   Result<std::string> algorithm = json::OptionalString(body, "algorithm", "algorithm", fallback);
   if (!algorithm) return algorithm.take_error();
   if (*algorithm != "least_outstanding_requests" && *algorithm != "least_connections" && *algorithm != "round_robin") {
@@ -337,6 +340,15 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
     for (json::View a : attrs) {
       std::string key(a.Key());
       std::string field = "attributes." + key;
+      if (key == "load_balancing.algorithm.type") {
+        // ELB sets the algorithm as an attribute; `algorithm` is the same, and both must agree.
+        if (!a.IsString()) return Error::Invalid(field + ": must be a string");
+        if (body.Get("algorithm").valid() && body.Get("algorithm").String() != a.String()) {
+          return Error::Invalid(field + ": says \"" + std::string(a.String()) + "\" but algorithm says \"" +
+                                std::string(body.Get("algorithm").String()) + "\"");
+        }
+        continue;  // read with algorithm, above
+      }
       if (key == "proxy_protocol_v2.enabled") {
         std::string_view text = a.IsString() ? a.String() : std::string_view();
         if (a.IsBool()) text = a.Bool() ? "true" : "false";
@@ -614,6 +626,65 @@ json::Doc TargetGroupJson(const TargetGroup& tg) {
   for (json::View f : hc.view()) out.Set(f.Key(), json::Doc::Copy(f));
   out.Set("attributes", attrs).Set("createdAt", UtcIso8601(tg.created_ms));
   return out;
+}
+
+Result<TargetGroup> ModifyTargetGroupBody(const TargetGroup& current, json::View body) {
+  if (!body.IsObject()) return Error::Invalid("body: must be a JSON object");
+  static constexpr std::string_view kHealthKeys[] = {
+      "healthCheckEnabled",         "healthCheckProtocol",       "healthCheckPath",       "matcher",
+      "healthCheckIntervalSeconds", "healthCheckTimeoutSeconds", "healthyThresholdCount", "unhealthyThresholdCount"};
+  json::Doc merged = json::Doc::Object();
+  merged.Set("name", current.name).Set("protocol", current.protocol).Set("port", current.port);
+  for (json::View f : body) {
+    std::string_view key = f.Key();
+    if (key == "cluster") continue;  // which group, not a change
+    if (key == "name" || key == "protocol" || key == "port") {
+      if (f.Print() == merged.view().Get(key).Print()) continue;
+      return Error::Invalid(std::string(key) + ": a target group's " + std::string(key) +
+                            " cannot change (create another group and move the services to it)");
+    }
+    if (key == "algorithm" || key == "attributes") continue;  // merged below
+    if (std::find(std::begin(kHealthKeys), std::end(kHealthKeys), key) == std::end(kHealthKeys)) {
+      return Error::Invalid(std::string(key) +
+                            ": unknown field (a change takes algorithm, attributes and the health check's fields)");
+    }
+  }
+  // The attributes as they are, each named in the body replaced.
+  json::Doc attrs = json::Doc::Object();
+  json::Doc shown = TargetGroupJson(current);
+  for (json::View a : shown.view().Get("attributes")) {
+    if (a.Get("key").String() == "load_balancing.algorithm.type") continue;  // the algorithm, below
+    attrs.Set(a.Get("key").String(), a.Get("value").String());
+  }
+  json::View changed = body.Get("attributes");
+  if (changed.valid() && !changed.IsNull()) {
+    if (!changed.IsObject()) return Error::Invalid("attributes: must be an object of attribute names to values");
+    for (json::View a : changed) attrs.Set(a.Key(), json::Doc::Copy(a));
+  }
+  merged.Set("attributes", attrs);
+  json::View algorithm = body.Get("algorithm");
+  if (!algorithm.valid() && !changed.Get("load_balancing.algorithm.type").valid()) {
+    merged.Set("algorithm", current.algorithm);
+  } else if (algorithm.valid()) {
+    merged.Set("algorithm", json::Doc::Copy(algorithm));
+  }
+  // The health check as it is, each field the body gives replaced. A check turned
+  // to TCP leaves its HTTP-only fields behind, unless the body gives them itself.
+  json::Doc hc = HealthCheckJson(current.check);
+  for (std::string_view key : kHealthKeys) {
+    if (json::View f = body.Get(key); f.valid()) hc.Set(key, json::Doc::Copy(f));
+  }
+  json::View protocol = hc.view().Get("healthCheckProtocol");
+  bool http = protocol.IsString() && protocol.String() == "HTTP";
+  for (json::View f : hc.view()) {
+    bool http_only = f.Key() == "healthCheckPath" || f.Key() == "matcher";
+    if (http_only && !http && !body.Get(f.Key()).valid()) continue;
+    merged.Set(f.Key(), json::Doc::Copy(f));
+  }
+  Result<TargetGroup> tg = ParseTargetGroupBody(merged.view(), current.cluster);
+  if (!tg) return tg.take_error();
+  tg->created_ms = current.created_ms;
+  return tg;
 }
 
 json::Doc LoadBalancerJson(const LoadBalancer& lb) {

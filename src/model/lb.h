@@ -119,6 +119,11 @@ std::string TargetGroupNameFromArn(std::string_view arn);
 // (default by protocol) and attributes ({"deregistration_delay.timeout_seconds":
 // "30", ...}: strings or numbers); errors name the field.
 Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view cluster);
+// A group changed by ModifyTargetGroup's body: any of algorithm, attributes (each
+// named one replaced, the others kept) and the health check's fields (each given
+// one replaced); name, protocol and port cannot change (ELB's rule: delete and
+// create). The result is checked as a new group's body would be.
+Result<TargetGroup> ModifyTargetGroupBody(const TargetGroup& current, json::View body);
 // A listener's own fields (port, protocol, defaultTargetGroup, certificates,
 // redirectToHttps), without rules.
 Result<Listener> ParseListenerBody(json::View body);

@@ -134,6 +134,7 @@ Result<std::string> State::ApplyCommand(store::Db& db, const store::Command& cmd
   if (type == "PutSecret") return ApplyPutSecret(db, static_cast<const PutSecret&>(cmd));
   if (type == "DeleteSecret") return ApplyDeleteSecret(db, static_cast<const DeleteSecret&>(cmd));
   if (type == "CreateTargetGroup") return ApplyCreateTargetGroup(db, static_cast<const CreateTargetGroup&>(cmd));
+  if (type == "ModifyTargetGroup") return ApplyModifyTargetGroup(db, static_cast<const ModifyTargetGroup&>(cmd));
   if (type == "DeleteTargetGroup") return ApplyDeleteTargetGroup(db, static_cast<const DeleteTargetGroup&>(cmd));
   if (type == "CreateLoadBalancer") return ApplyCreateLoadBalancer(db, static_cast<const CreateLoadBalancer&>(cmd));
   if (type == "DeleteLoadBalancer") return ApplyDeleteLoadBalancer(db, static_cast<const DeleteLoadBalancer&>(cmd));

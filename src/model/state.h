@@ -233,6 +233,7 @@ class State final : public store::StateMachine {
   Status LoadSecrets(store::Db& db);
   Status LoadLoadBalancing(store::Db& db);
   Result<std::string> ApplyCreateTargetGroup(store::Db& db, const CreateTargetGroup& c);
+  Result<std::string> ApplyModifyTargetGroup(store::Db& db, const ModifyTargetGroup& c);
   Result<std::string> ApplyDeleteTargetGroup(store::Db& db, const DeleteTargetGroup& c);
   Result<std::string> ApplyCreateLoadBalancer(store::Db& db, const CreateLoadBalancer& c);
   Result<std::string> ApplyDeleteLoadBalancer(store::Db& db, const DeleteLoadBalancer& c);

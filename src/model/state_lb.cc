@@ -187,6 +187,21 @@ Result<std::string> State::ApplyCreateTargetGroup(store::Db& db, const CreateTar
   return reply;
 }
 
+Result<std::string> State::ApplyModifyTargetGroup(store::Db& db, const ModifyTargetGroup& c) {
+  auto it = target_groups_.find(ServiceKey(c.cluster, c.name));
+  if (it == target_groups_.end()) return NoTargetGroup(c.cluster, c.name);
+  Result<json::Doc> change = json::Doc::Parse(c.change);
+  if (!change) return change.take_error();
+  Result<TargetGroup> tg = ModifyTargetGroupBody(it->second, change->view());
+  if (!tg) return tg.take_error();
+  Result<store::Stmt*> put = db.Cached("UPDATE target_groups SET doc = ?3 WHERE cluster = ?1 AND name = ?2");
+  if (!put) return put.take_error();
+  (*put)->Bind(1, tg->cluster).Bind(2, tg->name).Bind(3, TargetGroupDoc(*tg));
+  if (Status s = (*put)->Run(); !s) return s.take_error();
+  it->second = std::move(tg.value());
+  return json::Doc::Object().Set("targetGroup", TargetGroupJson(it->second)).Print();
+}
+
 Result<std::string> State::ApplyDeleteTargetGroup(store::Db& db, const DeleteTargetGroup& c) {
   auto it = target_groups_.find(ServiceKey(c.cluster, c.name));
   if (it == target_groups_.end()) return NoTargetGroup(c.cluster, c.name);

@@ -95,6 +95,22 @@ def test_lb_cli_and_api_crud_errors_and_restart():
         p = berth(s, "lb", "describe", "edge")
         check("rule 10: host api.example.com and path /v1/* -> api" in p.stdout, "describe: %r" % p.stdout)
 
+        # A group's settings change in place; what is not named stays.
+        berth(s, "tg", "modify", "web", "--attr", "deregistration_delay.timeout_seconds=45", "--health-path", "/ready")
+        p = berth(s, "tg", "modify", "web", "--protocol", "TCP", code=2)
+        check("protocol and port cannot change" in p.stderr, "modify protocol: %r" % p.stderr)
+        p = berth(s, "tg", "modify", "web", "--health-timeout", "30", code=1)
+        check("healthCheckTimeoutSeconds: must be less than" in p.stderr, "modify timeout: %r" % p.stderr)
+        msg = expect_error(s.request("PATCH", "/v1/targetgroups/web", {"port": 1}), 400, "InvalidParameter")
+        check(msg.startswith("port: a target group's port cannot change"), "PATCH port: %r" % msg)
+        expect_error(s.request("PATCH", "/v1/targetgroups/nope", {"algorithm": "round_robin"}), 404,
+                     "TargetGroupNotFound")
+        ro_token = expect_status(s.request("POST", "/v1/tokens", {"role": "read-only"}), 201).json()["token"]["secret"]
+        expect_status(s.request("PATCH", "/v1/targetgroups/web", {"algorithm": "round_robin"}, token=ro_token), 403)
+        web = expect_status(s.request("GET", "/v1/targetgroups/web"), 200).json()["targetGroup"]
+        check(web["deregistrationDelaySeconds"] == 45 and web["healthCheckPath"] == "/ready"
+              and web["algorithm"] == "least_outstanding_requests" and web["port"] == 8080, "modified: %r" % web)
+
         s.stop()
         s.start()
         after = expect_status(s.request("GET", "/v1/loadbalancers/edge"), 200).json()["loadBalancer"]
@@ -102,7 +118,8 @@ def test_lb_cli_and_api_crud_errors_and_restart():
         tgs = json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"]
         check(sorted(t["targetGroupName"] for t in tgs) == ["api", "db", "web"], "tg ls after restart: %r" % tgs)
         web = [t for t in tgs if t["targetGroupName"] == "web"][0]
-        check(web["deregistrationDelaySeconds"] == 30, "attribute after restart: %r" % web)
+        check(web["deregistrationDelaySeconds"] == 45 and web["healthCheckPath"] == "/ready",
+              "attribute after restart: %r" % web)
 
         berth(s, "lb", "rule", "rm", "edge:80", "--priority", "10")
         berth(s, "tg", "rm", "api")
@@ -314,6 +331,13 @@ def test_lb_a_stopped_target_stays_on_its_agent_until_the_proxy_reports_it_drain
             c = [c for c in m["checks"]["targets"] if c["taskId"] == task][0]
             check(c["targetGroup"] == "web" and c["port"] == 32800 and c["protocol"] == "HTTP" and c["path"] == "/"
                   and c["matcher"] == "200-399" and c["intervalSeconds"] == 10, "the check: %r" % c)
+            # A changed check reaches the node on its stream.
+            checks_version = m["checks"]["version"]
+            berth(s, "tg", "modify", "web", "--health-path", "/ready", "--health-codes", "200", "--health-interval", "6")
+            while m.get("checks", {}).get("version", 0) <= checks_version:
+                m = st.line()
+            c = [c for c in m["checks"]["targets"] if c["taskId"] == task][0]
+            check(c["path"] == "/ready" and c["matcher"] == "200" and c["intervalSeconds"] == 6, "changed: %r" % c)
             t = json.loads(berth(s, "tg", "health", "web", "--json").stdout)["health"]["targets"][0]
             check(t["state"] == "initial" and t["reason"] == "Elb.InitialHealthChecking", "not checked yet: %r" % t)
             for bad, field in (({"targetHealth": "x"}, "targetHealth:"),

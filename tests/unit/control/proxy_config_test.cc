@@ -965,6 +965,155 @@ TEST_CASE("health checks: a target failing its group's check is replaced after t
 
 namespace berth {
 
+std::unique_ptr<model::ModifyTargetGroup> ModifyCmd(const std::string& name, const std::string& change) {
+  auto cmd = std::make_unique<model::ModifyTargetGroup>();
+  cmd->cluster = "default";
+  cmd->name = name;
+  cmd->change = change;
+  return cmd;
+}
+
+TEST_CASE("target groups: a change keeps what it does not name, and refuses what cannot change", "[lb]") {
+  json::Doc body = json::Doc::Object();
+  body.Set("name", "web").Set("protocol", "HTTP").Set("port", 8080).Set("healthCheckPath", "/health");
+  body.Set(
+      "attributes",
+      json::Doc::Object().Set("slow_start.duration_seconds", "60").Set("deregistration_delay.timeout_seconds", "120"));
+  Result<model::TargetGroup> web = model::ParseTargetGroupBody(body.view(), "default");
+  REQUIRE(web.ok());
+  web->created_ms = 1234;
+  auto modify = [&](const char* text) {
+    Result<json::Doc> change = json::Doc::Parse(text);
+    REQUIRE(change.ok());
+    return model::ModifyTargetGroupBody(*web, change->view());
+  };
+
+  Result<model::TargetGroup> changed = modify(
+      R"({"cluster":"default","healthCheckTimeoutSeconds":3,"attributes":{"deregistration_delay.timeout_seconds":10}})");
+  REQUIRE(changed.ok());
+  CHECK(changed->check.timeout_s == 3);
+  CHECK(changed->deregistration_delay_s == 10);
+  CHECK(changed->slow_start_s == 60);       // not named: kept
+  CHECK(changed->check.path == "/health");  // not named: kept
+  CHECK(changed->check.interval_s == 10);   // the default, kept
+  CHECK(changed->algorithm == "least_outstanding_requests");
+  CHECK(changed->created_ms == 1234);
+  CHECK(changed->arn == web->arn);
+
+  // ELB's attribute for the algorithm, or the field; both must agree.
+  changed = modify(R"({"attributes":{"load_balancing.algorithm.type":"round_robin"}})");
+  REQUIRE(changed.ok());
+  CHECK(changed->algorithm == "round_robin");
+  changed = modify(R"({"algorithm":"round_robin"})");
+  REQUIRE(changed.ok());
+  CHECK(changed->algorithm == "round_robin");
+  CHECK(changed->slow_start_s == 60);
+
+  // A check turned to TCP leaves the HTTP path and matcher behind; back to HTTP, the defaults.
+  changed = modify(R"({"healthCheckProtocol":"TCP"})");
+  REQUIRE(changed.ok());
+  CHECK(changed->check.protocol == "TCP");
+  changed = modify(R"({"healthCheckEnabled":false})");
+  REQUIRE(changed.ok());
+  CHECK_FALSE(changed->check.enabled);
+  CHECK(changed->check.path == "/health");
+
+  // The same values for what cannot change pass, as aws elbv2 sends them back.
+  CHECK(modify(R"({"name":"web","protocol":"HTTP","port":8080,"healthCheckPath":"/x"})").ok());
+  const std::pair<const char*, const char*> refused[] = {
+      {R"({"protocol":"TCP"})", "protocol: a target group's protocol cannot change"},
+      {R"({"port":8081})", "port: a target group's port cannot change"},
+      {R"({"name":"other"})", "name: a target group's name cannot change"},
+      {R"({"targets":[]})", "targets: unknown field"},
+      {R"({"healthCheckTimeoutSeconds":10})", "healthCheckTimeoutSeconds: must be less than"},
+      {R"({"healthCheckProtocol":"TCP","healthCheckPath":"/x"})", "healthCheckPath and matcher are for HTTP"},
+      {R"({"attributes":{"slow_start.duration_seconds":"5"}})", "attributes.slow_start.duration_seconds: must be 0"},
+      {R"({"attributes":{"bogus":"1"}})", "attributes.bogus: unknown attribute"},
+      {R"({"attributes":[]})", "attributes: must be an object"},
+      {R"({"algorithm":"round_robin","attributes":{"load_balancing.algorithm.type":"least_connections"}})",
+       "attributes.load_balancing.algorithm.type: says \"least_connections\" but algorithm says \"round_robin\""},
+      {R"([1])", "body: must be a JSON object"},
+  };
+  for (const auto& [text, message] : refused) {
+    CAPTURE(text);
+    Result<model::TargetGroup> r = modify(text);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.starts_with(message));
+  }
+}
+
+TEST_CASE("target groups: a change reaches the proxies' documents and the agents' checks, and survives the log",
+          "[lb][checks]") {
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
+  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+  REQUIRE(cp.Apply(TargetGroupCmd("web", "HTTP", "default", -1, true)).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
+  RegisterWebDefinition(cp, "web");
+  REQUIRE(CreateLbService(cp, "web", 2, {{"web", "app", 8080}}).ok());
+  cp.Step();
+  for (const auto& [id, n] : cp.state.nodes()) {
+    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
+  }
+  cp.hub->Flush();
+  std::vector<control::Target> targets = proxies.Targets(*cp.state.FindTargetGroup("default", "web"));
+  REQUIRE(targets.size() == 2);
+  std::set<std::string> target_nodes;
+  for (const control::Target& t : targets) target_nodes.insert(t.node);
+  std::map<std::string, int64_t> checks_versions;
+  for (const std::string& n : target_nodes) {
+    checks_versions[n] = proxies.ChecksVersion(n);
+    CHECK(proxies.Checks(n).find("\"path\":\"/\"") != std::string::npos);
+  }
+  int64_t version = proxies.Version("edge-1");
+  CHECK(proxies.Document("edge-1").find("least_outstanding_requests") != std::string::npos);
+
+  // Two changes of different fields, each merged with the group as the one before left it.
+  REQUIRE(cp.Apply(ModifyCmd("web", R"({"healthCheckPath":"/ready","healthCheckIntervalSeconds":7})")).ok());
+  REQUIRE(cp.Apply(ModifyCmd("web", R"({"algorithm":"round_robin"})")).ok());
+  cp.hub->Flush();
+  const model::TargetGroup* web = cp.state.FindTargetGroup("default", "web");
+  CHECK(web->check.path == "/ready");
+  CHECK(web->check.interval_s == 7);
+  CHECK(web->algorithm == "round_robin");
+  CHECK(proxies.Version("edge-1") > version);
+  CHECK(proxies.Document("edge-1").find("\"algorithm\":\"round_robin\"") != std::string::npos);
+  for (const std::string& n : target_nodes) {
+    CAPTURE(n);
+    CHECK(proxies.ChecksVersion(n) > checks_versions[n]);
+    CHECK(proxies.Checks(n).find("\"path\":\"/ready\"") != std::string::npos);
+    CHECK(proxies.Checks(n).find("\"intervalSeconds\":7") != std::string::npos);
+  }
+
+  // Turned off, the checks documents no longer list its targets.
+  REQUIRE(cp.Apply(ModifyCmd("web", R"({"healthCheckEnabled":false})")).ok());
+  cp.hub->Flush();
+  for (const std::string& n : target_nodes)
+    CHECK(proxies.Checks(n).find("\"targetGroup\":\"web\"") == std::string::npos);
+
+  // Refused at apply as at the API; an unknown group is not found.
+  Result<std::string> bad = cp.Apply(ModifyCmd("web", R"({"port":1})"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().message.starts_with("port: a target group's port cannot change"));
+  Result<std::string> missing = cp.Apply(ModifyCmd("nope", R"({"algorithm":"round_robin"})"));
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == "TargetGroupNotFound");
+
+  // The log form decodes to the same command; a reload from disk keeps the change.
+  store::CommandPtr cmd = ModifyCmd("web", R"({"algorithm":"least_outstanding_requests"})");
+  Result<store::CommandPtr> back = model::DecodeCommand(cmd->Type(), cmd->Encode(), 5);
+  REQUIRE(back.ok());
+  CHECK((*back)->Encode() == cmd->Encode());
+  std::string before = model::TargetGroupDoc(*cp.state.FindTargetGroup("default", "web"));
+  REQUIRE(cp.state.Load(cp.store->db()).ok());
+  CHECK(model::TargetGroupDoc(*cp.state.FindTargetGroup("default", "web")) == before);
+  CHECK(cp.state.FindTargetGroup("default", "web")->check.path == "/ready");
+}
+
 TEST_CASE("load balancing: TCP groups may send the PROXY protocol v2 to their targets", "[lb]") {
   auto parse = [](const std::string& text) {
     Result<json::Doc> body = json::Doc::Parse(text);
