@@ -1928,6 +1928,9 @@ void AddRoutes(http::Router* router, Context* ctx) {
         }
         if (!b.force_new) return ex->Respond(http::ErrorResponse(b.force_new.error()));
         cmd->force_new = *b.force_new;
+        if (!b.health_check_grace_s) return ex->Respond(http::ErrorResponse(b.health_check_grace_s.error()));
+        cmd->health_check_grace_s = *b.health_check_grace_s;
+        if (!b.load_balancers) return ex->Respond(http::ErrorResponse(b.load_balancers.error()));
         cmd->new_deployment = NewDeploymentId();
         cmd->time_ms = ctx->clock->NowUnixMs();
         ctx->store->Submit(std::move(cmd), reply_service(ex, svc->cluster, svc->name, 200));

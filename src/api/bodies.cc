@@ -139,6 +139,19 @@ UpdateServiceBody ReadUpdateService(json::View v) {
   b.settings = ReadServiceSettings(v);
   b.task_definition = json::OptionalString(v, "taskDefinition", "taskDefinition");
   b.force_new = json::OptionalBool(v, "forceNewDeployment", "forceNewDeployment", false);
+  if (v.Get("healthCheckGracePeriodSeconds").valid()) {
+    b.health_check_grace_s = json::OptionalInt(v, "healthCheckGracePeriodSeconds", "healthCheckGracePeriodSeconds", -1);
+    if (b.health_check_grace_s && (*b.health_check_grace_s < 0 || *b.health_check_grace_s > 2147483647)) {
+      b.health_check_grace_s = Error::Invalid("healthCheckGracePeriodSeconds: must be 0-2147483647");
+    }
+  }
+  // ECS rolls a new deployment for changed load balancers; berth keeps them on
+  // the service, as created, so a change is refused rather than ignored.
+  if (json::View lbs = v.Get("loadBalancers"); lbs.valid() && !lbs.IsNull()) {
+    b.load_balancers = Error::Invalid(
+        "loadBalancers: a service's load balancers are set when it is created and cannot be changed by an update "
+        "(create a service with the new ones, then delete this one)");
+  }
   return b;
 }
 

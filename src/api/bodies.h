@@ -61,6 +61,8 @@ struct UpdateServiceBody {
   Result<ServiceSettings> settings = ServiceSettings();
   Result<std::string> task_definition = std::string();  // empty: unchanged
   Result<bool> force_new = false;
+  Result<int64_t> health_check_grace_s = int64_t{-1};  // -1: unchanged
+  Status load_balancers;                               // refused when given: they are set at creation
 };
 UpdateServiceBody ReadUpdateService(json::View body);
 

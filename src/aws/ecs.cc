@@ -748,9 +748,8 @@ const Operation kOperations[] = {
      "networkConfiguration, schedulingStrategy, deploymentController, tags, "
      "enableECSManagedTags, propagateTags, enableExecuteCommand, serviceConnectConfiguration, clientToken"},
     {"UpdateService", Support::kPartial, UpdateService,
-     "capacityProviderStrategy, networkConfiguration, platformVersion, healthCheckGracePeriodSeconds, "
-     "enableExecuteCommand, enableECSManagedTags, loadBalancers, propagateTags, serviceRegistries, "
-     "serviceConnectConfiguration"},
+     "capacityProviderStrategy, networkConfiguration, platformVersion, enableExecuteCommand, "
+     "enableECSManagedTags, propagateTags, serviceRegistries, serviceConnectConfiguration"},
     {"DeleteService", Support::kFull, DeleteService, ""},
     {"DescribeServices", Support::kPartial, DescribeServices, "include"},
     {"ListServices", Support::kPartial, ListServices, "launchType, schedulingStrategy"},

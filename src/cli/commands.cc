@@ -393,7 +393,7 @@ int ServiceCommand(const std::vector<std::string>& args) {
       {"force", false, "", "rm: delete even with tasks running"},
       {"lb", true, "TG:CONTAINER:PORT",
        "create: register the tasks' CONTAINER:PORT in target group TG (repeatable; berth tg)"},
-      {"health-grace", true, "SECONDS", "create: healthCheckGracePeriodSeconds"},
+      {"health-grace", true, "SECONDS", "create, update: healthCheckGracePeriodSeconds"},
       {"publish", true, "LISTEN:PORT[/http|/tcp]",
        "create: a listener on LISTEN for the container port PORT (repeatable; makes the target group NAME-PORT "
        "and the load balancer NAME as needed)"},
@@ -453,11 +453,11 @@ int ServiceCommand(const std::vector<std::string>& args) {
           }
           body.Set("loadBalancers", lbs);
         }
-        if (p->Has("health-grace")) {
-          Result<int64_t> grace = CountFlag(*p, "health-grace", 0, 0, 2147483647);
-          if (!grace) return UsageError("service", grace.error().message);
-          body.Set("healthCheckGracePeriodSeconds", *grace);
-        }
+      }
+      if (p->Has("health-grace")) {
+        Result<int64_t> grace = CountFlag(*p, "health-grace", 0, 0, 2147483647);
+        if (!grace) return UsageError("service", grace.error().message);
+        body.Set("healthCheckGracePeriodSeconds", *grace);
       }
       if (p->Has("taskdef")) body.Set("taskDefinition", p->Get("taskdef"));
       Result<int64_t> count = CountFlag(*p, "count", sub == "create" ? 1 : -1, 0, 1000000);

@@ -218,6 +218,7 @@ std::string UpdateService::Encode() const {
       .Set("forceNew", force_new)
       .Set("newDeployment", new_deployment)
       .Set("rolloutReason", rollout_reason);
+  if (health_check_grace_s >= 0) d.Set("healthCheckGraceSeconds", health_check_grace_s);
   return d.Print();
 }
 
@@ -387,6 +388,11 @@ Result<store::CommandPtr> DecodeNodeOrTask(std::string_view type, json::View v) 
     c->breaker = static_cast<int>(breaker);
     c->rollback = static_cast<int>(rollback);
     c->force_new = v.Get("forceNew").Bool();
+    // (absent from the entries of versions before it could change)
+    if (v.Get("healthCheckGraceSeconds").valid() &&
+        !(st = Int(v, "healthCheckGraceSeconds", &c->health_check_grace_s))) {
+      return st.take_error();
+    }
     return store::CommandPtr(std::move(c));
   }
   if (type == "SetDeploymentState") {

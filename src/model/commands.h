@@ -166,7 +166,8 @@ struct UpdateService final : store::Command {
   std::string strategy;     // empty: unchanged
   bool force_new = false;
   std::string new_deployment;
-  std::string rollout_reason;  // for the deployment replaced (e.g. a rollback's cause)
+  std::string rollout_reason;         // for the deployment replaced (e.g. a rollback's cause)
+  int64_t health_check_grace_s = -1;  // -1: unchanged
   const char* Type() const override { return "UpdateService"; }
   std::string Encode() const override;
 };

@@ -107,6 +107,7 @@ Result<std::string> State::ApplyUpdateService(store::Db& db, const UpdateService
   if (c.rollback >= 0) s.rollback = c.rollback == 1;
   if (!c.constraints.empty()) s.constraints = c.constraints;
   if (!c.strategy.empty()) s.strategy = c.strategy;
+  if (c.health_check_grace_s >= 0) s.health_check_grace_s = c.health_check_grace_s;
   if (s.max_pct < 100 || s.min_healthy_pct > 100 || s.min_healthy_pct < 0) {
     return Error::Invalid(
         "deploymentConfiguration: minimumHealthyPercent must be 0-100 and maximumPercent at least 100");

@@ -228,6 +228,11 @@ def test_lb_aws_create_service_with_load_balancers():
         check(out["service"]["healthCheckGracePeriodSeconds"] == 30, "grace %r" % out["service"])
         _, d, _ = aws(s, env, "ecs", "describe-services", "--services", "web")
         check(d["services"][0]["loadBalancers"][0]["targetGroupArn"] == arn, "describe-services %r" % d)
+        _, out, _ = aws(s, env, "ecs", "update-service", "--service", "web", "--health-check-grace-period-seconds", "90")
+        check(out["service"]["healthCheckGracePeriodSeconds"] == 90, "update-service grace %r" % out["service"])
+        rc, _, err = aws(s, env, "ecs", "update-service", "--service", "web", "--load-balancers",
+                         "targetGroupArn=%s,containerName=app,containerPort=8080" % arn, ok=False)
+        check(rc != 0 and "load balancers are set when it is created" in err, "update lbs: %d %r" % (rc, err[-500:]))
         expect_error(s.request("DELETE", "/v1/targetgroups/web"), 409, "ResourceInUse")
 
 
@@ -331,6 +336,12 @@ def test_lb_a_stopped_target_stays_on_its_agent_until_the_proxy_reports_it_drain
             c = [c for c in m["checks"]["targets"] if c["taskId"] == task][0]
             check(c["targetGroup"] == "web" and c["port"] == 32800 and c["protocol"] == "HTTP" and c["path"] == "/"
                   and c["matcher"] == "200-399" and c["intervalSeconds"] == 10, "the check: %r" % c)
+            # The grace period changes by an update; the load balancers cannot.
+            berth(s, "service", "update", "web", "--health-grace", "1800")
+            svc = expect_status(s.request("GET", "/v1/services/web"), 200).json()["service"]
+            check(svc["healthCheckGracePeriodSeconds"] == 1800, "grace after update: %r" % svc)
+            msg = expect_error(s.request("PATCH", "/v1/services/web", {"loadBalancers": []}), 400, "InvalidParameter")
+            check(msg.startswith("loadBalancers: a service's load balancers are set when it is created"), msg)
             # A changed check reaches the node on its stream.
             checks_version = m["checks"]["version"]
             berth(s, "tg", "modify", "web", "--health-path", "/ready", "--health-codes", "200", "--health-interval", "6")

@@ -947,8 +947,34 @@ TEST_CASE("health checks: a target failing its group's check is replaced after t
   for (int i = 0; i < 20; i++) cp.Step();  // 5 s
   CHECK(cp.state.FindTask(first)->desired == "RUNNING");
   CHECK(proxies.Targets(*cp.state.FindTargetGroup("default", "web"))[0].state == "unhealthy");
-  // Past it: stopped and replaced.
+  // An update makes the grace longer: past the first one, still kept.
+  auto grace = [&](int64_t seconds) {
+    auto update = std::make_unique<model::UpdateService>();
+    update->cluster = "default";
+    update->name = "web";
+    update->health_check_grace_s = seconds;
+    REQUIRE(cp.Apply(std::move(update)).ok());
+  };
+  grace(3600);
   cp.clock.Advance(60000);
+  for (int i = 0; i < 20; i++) cp.Step();
+  CHECK(cp.state.FindTask(first)->desired == "RUNNING");
+  // Past the grace, as an update shortens it: stopped and replaced.
+  grace(30);
+  CHECK(cp.state.FindService("default", "web")->health_check_grace_s == 30);
+  // The update's log form keeps the grace; an entry of an older version has none (unchanged).
+  model::UpdateService logged;
+  logged.cluster = "default";
+  logged.name = "web";
+  logged.health_check_grace_s = 30;
+  Result<store::CommandPtr> back = model::DecodeCommand("UpdateService", logged.Encode(), 5);
+  REQUIRE(back.ok());
+  CHECK(static_cast<const model::UpdateService&>(**back).health_check_grace_s == 30);
+  logged.health_check_grace_s = -1;
+  CHECK(logged.Encode().find("healthCheckGraceSeconds") == std::string::npos);
+  back = model::DecodeCommand("UpdateService", logged.Encode(), 5);
+  REQUIRE(back.ok());
+  CHECK(static_cast<const model::UpdateService&>(**back).health_check_grace_s == -1);
   REQUIRE(cp.RunUntil([&] { return cp.state.FindTask(first)->desired == "STOPPED"; }, 20));
   CHECK(cp.state.FindTask(first)->stopped_reason == "Task failed ELB health checks");
   REQUIRE(cp.RunUntil(
@@ -964,6 +990,7 @@ TEST_CASE("health checks: a target failing its group's check is replaced after t
 }  // namespace berth
 
 namespace berth {
+namespace {
 
 std::unique_ptr<model::ModifyTargetGroup> ModifyCmd(const std::string& name, const std::string& change) {
   auto cmd = std::make_unique<model::ModifyTargetGroup>();
@@ -1183,4 +1210,5 @@ TEST_CASE("load balancing: TCP groups may send the PROXY protocol v2 to their ta
   CHECK(proxies.Document("edge-1").find(R"("proxyProtocolFrom":["192.0.2.0/24"])") != std::string::npos);
 }
 
+}  // namespace
 }  // namespace berth
