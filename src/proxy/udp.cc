@@ -131,7 +131,8 @@ struct UdpWorker::Impl {
     return n;
   }
 
-  // libuv's callbacks: the handle's data is an Endpoint (null once closed).
+  // libuv's callbacks: the handle's data is an Endpoint* (null once closed),
+  // stored as one so that it is read back as one.
   static void Alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* e = static_cast<Endpoint*>(h->data);
     if (!e) {
@@ -143,7 +144,7 @@ struct UdpWorker::Impl {
 
   // A client's datagram: through its flow, opened now if it has none.
   static void ListenerRead(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockaddr* from, unsigned flags) {
-    auto* l = static_cast<Listening*>(h->data);
+    auto* l = static_cast<Listening*>(static_cast<Endpoint*>(h->data));
     if (!l) return;
     if (n < 0) {
       log::Debug(kSub, "udp listener read failed",
@@ -167,7 +168,7 @@ struct UdpWorker::Impl {
   // read error (ICMP port unreachable: ECONNREFUSED) closes the flow; the
   // client's next datagram opens another.
   static void FlowRead(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockaddr* from, unsigned flags) {
-    auto* f = static_cast<Flow*>(h->data);
+    auto* f = static_cast<Flow*>(static_cast<Endpoint*>(h->data));
     if (!f) return;
     if (n < 0) {
       log::Debug(kSub, "udp flow closed by an error",
@@ -230,7 +231,7 @@ struct UdpWorker::Impl {
     f->backend = BackendKey(t);
     f->socket = new uv_udp_t;
     uv_udp_init(loop, f->socket);
-    f->socket->data = f.get();
+    f->socket->data = static_cast<Endpoint*>(f.get());
     int err = uv_udp_connect(f->socket, reinterpret_cast<const sockaddr*>(&addr));
     if (err == 0) err = uv_udp_recv_start(f->socket, Alloc, FlowRead);
     if (err != 0) {
@@ -270,7 +271,7 @@ struct UdpWorker::Impl {
     if (!ToSockaddr(want.address, want.port, &addr)) return Error::Invalid("bad address " + want.address);
     l->socket = new uv_udp_t;
     uv_udp_init_ex(loop, l->socket, addr.ss_family);
-    l->socket->data = l;
+    l->socket->data = static_cast<Endpoint*>(l);
     uv_os_fd_t fd;
     uv_fileno(reinterpret_cast<uv_handle_t*>(l->socket), &fd);
     int one = 1;
