@@ -805,20 +805,21 @@ void AddLoadBalancingRoutes(http::Router* router, Context* ctx) {
         // node keeps for itself (its reservedPorts: ssh, the server's own port)
         // or a task's host port there would leave that node without the listener.
         if (ctx->proxies) {
-          std::pair<int, bool> tcp{static_cast<int>(l->port), false};
+          std::pair<int, bool> port{static_cast<int>(l->port), l->protocol == "UDP"};
           for (const std::string& id : ctx->proxies->Members(*lb)) {
             const model::Node* n = ctx->state->FindNode(id);
             if (!n) continue;
             std::string why;
-            if (std::find(n->reserved_ports.begin(), n->reserved_ports.end(), tcp) != n->reserved_ports.end()) {
+            if (std::find(n->reserved_ports.begin(), n->reserved_ports.end(), port) != n->reserved_ports.end()) {
               why = "is reserved on node " + id + " (its reservedPorts)";
-            } else if (n->ports.count(tcp)) {
+            } else if (n->ports.count(port)) {
               why = "is a task's host port on node " + id;
             }
             if (!why.empty()) {
-              return ex->Respond(http::ErrorResponse(
-                  409, "PortInUse",
-                  "port: " + std::to_string(l->port) + " " + why + ", a member of load balancer " + lb->name));
+              return ex->Respond(http::ErrorResponse(409, "PortInUse",
+                                                     "port: " + std::to_string(l->port) +
+                                                         (port.second ? "/udp " : " ") + why +
+                                                         ", a member of load balancer " + lb->name));
             }
           }
         }

@@ -23,7 +23,7 @@ const flags::FlagSpec kClusterFlag{"cluster", true, "NAME", "the cluster (defaul
 
 const char kTgUsage[] =
     "Usage:\n"
-    "  berth tg create NAME --protocol HTTP|TCP --port N [--algorithm A] [--attr KEY=VALUE]...\n"
+    "  berth tg create NAME --protocol HTTP|TCP|UDP --port N [--algorithm A] [--attr KEY=VALUE]...\n"
     "      a target group: the tasks of the services that name it (berth service create --lb) are its\n"
     "      targets. --algorithm least_outstanding_requests (HTTP's default), least_connections (TCP's\n"
     "      default) or round_robin. Attributes: deregistration_delay.timeout_seconds (0-3600, default\n"
@@ -48,7 +48,7 @@ const char kLbUsage[] =
     "      a load balancer on the nodes of the cluster that EXPRESSION (the memberOf language, e.g.\n"
     "      'attribute:role == edge') chooses; default every node\n"
     "  berth lb ls | describe NAME | rm NAME      (rm takes its listeners and rules with it)\n"
-    "  berth lb listener add LB --port N --protocol HTTP|HTTPS|TCP|TLS --default-tg TG [--cert SECRET]...\n"
+    "  berth lb listener add LB --port N --protocol HTTP|HTTPS|TCP|TLS|UDP --default-tg TG [--cert SECRET]...\n"
     "      HTTPS and TLS listeners terminate TLS with the certificates in the SECRETs (each a PEM bundle:\n"
     "      the certificate, its chain, its key; berth secret create NAME --from-file site.pem); the\n"
     "      client's SNI name picks one\n"
@@ -190,7 +190,7 @@ int TargetGroupCommand(const std::vector<std::string>& args) {
   std::vector<flags::FlagSpec> specs = {
       kJsonFlag,
       kClusterFlag,
-      {"protocol", true, "HTTP|TCP", "create: the targets' protocol"},
+      {"protocol", true, "HTTP|TCP|UDP", "create: the targets' protocol (UDP: no health check)"},
       {"port", true, "N", "create: the port targets answer on"},
       {"algorithm", true, "A", "create, modify: least_outstanding_requests, least_connections or round_robin"},
       {"attr", true, "KEY=VALUE", "create, modify: an attribute (repeatable)"},
@@ -276,7 +276,7 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
       kClusterFlag,
       {"nodes", true, "EXPRESSION", "create: the nodes it runs on (memberOf language; default all)"},
       {"port", true, "N", "listener add: the port"},
-      {"protocol", true, "HTTP|TCP", "listener add: the protocol"},
+      {"protocol", true, "HTTP|HTTPS|TCP|TLS|UDP", "listener add: the protocol"},
       {"default-tg", true, "TG", "listener add: the target group taking what no rule matches"},
       {"cert", true, "SECRET", "listener add: HTTPS/TLS: a secret holding a certificate and its key (repeatable)"},
       {"redirect-https", true, "PORT", "listener add: HTTP: redirect every request to https on PORT"},

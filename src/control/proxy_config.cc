@@ -58,10 +58,13 @@ std::optional<Target> TargetOf(const model::State& state, const model::Task& t, 
   x.task_id = t.id;
   x.node = t.node;
   if (const model::Node* n = state.FindNode(t.node)) x.address = n->address;
+  // A UDP group's target is the host port bound to the container port's udp mapping.
+  const model::TargetGroup* tg = state.FindTargetGroup(t.cluster, slb.target_group);
+  bool udp = tg && tg->protocol == "UDP";
   for (const model::ContainerState& c : t.containers) {
     if (c.name != slb.container) continue;
     for (const model::NetworkBinding& b : c.bindings) {
-      if (b.container_port == slb.container_port && !b.udp) x.port = b.host_port;
+      if (b.container_port == slb.container_port && b.udp == udp) x.port = b.host_port;
     }
   }
   if (t.desired == "STOPPED") {
@@ -141,7 +144,7 @@ std::vector<std::pair<int, bool>> ProxyConfigs::ListenerPorts(const model::Node&
   std::vector<std::pair<int, bool>> ports;
   ForEachLb(*state_, n.cluster, [&](const std::string&, const model::LoadBalancer& lb) {
     if (lb.listeners.empty() || !IsMember(lb, n)) return;
-    for (const model::Listener& l : lb.listeners) ports.emplace_back(static_cast<int>(l.port), false);
+    for (const model::Listener& l : lb.listeners) ports.emplace_back(static_cast<int>(l.port), l.protocol == "UDP");
   });
   std::sort(ports.begin(), ports.end());
   ports.erase(std::unique(ports.begin(), ports.end()), ports.end());

@@ -29,10 +29,15 @@ std::string ElbArn(std::string_view kind, std::string_view cluster, std::string_
 }
 
 Status CheckProtocol(std::string_view protocol, std::string_view field) {
-  if (protocol == "HTTP" || protocol == "TCP") return {};
-  return Error::Invalid(std::string(field) +
-                        ": must be HTTP or TCP (listeners terminate HTTPS and TLS; UDP is not supported yet); got \"" +
+  if (protocol == "HTTP" || protocol == "TCP" || protocol == "UDP") return {};
+  return Error::Invalid(std::string(field) + ": must be HTTP, TCP or UDP (listeners terminate HTTPS and TLS); got \"" +
                         std::string(protocol) + "\"");
+}
+
+// What the agents' prober (agent/target_checks.h) speaks.
+Status CheckHealthProtocol(std::string_view protocol) {
+  if (protocol == "HTTP" || protocol == "TCP") return {};
+  return Error::Invalid("healthCheckProtocol: must be HTTP or TCP; got \"" + std::string(protocol) + "\"");
 }
 
 // `v` when it is a whole number from lo to hi (checked before any conversion:
@@ -45,9 +50,10 @@ std::optional<int64_t> Whole(json::View v, int64_t lo, int64_t hi) {
 }
 
 Status CheckListenerProtocol(std::string_view protocol) {
-  if (protocol == "HTTP" || protocol == "HTTPS" || protocol == "TCP" || protocol == "TLS") return {};
-  return Error::Invalid("protocol: must be HTTP, HTTPS, TCP or TLS (UDP is not supported yet); got \"" +
-                        std::string(protocol) + "\"");
+  if (protocol == "HTTP" || protocol == "HTTPS" || protocol == "TCP" || protocol == "TLS" || protocol == "UDP") {
+    return {};
+  }
+  return Error::Invalid("protocol: must be HTTP, HTTPS, TCP, TLS or UDP; got \"" + std::string(protocol) + "\"");
 }
 
 Result<int64_t> RequirePort(json::View body, std::string_view key, std::string_view field) {
@@ -151,6 +157,8 @@ Result<int64_t> IntField(json::View body, std::string_view key, int64_t lo, int6
 }
 
 // ELB's health check fields of a CreateTargetGroup body (and of the stored doc).
+// A UDP group has none: the agents probe HTTP and TCP only, so its targets take
+// traffic when RUNNING and, with a container health check, HEALTHY.
 Result<HealthCheck> ParseHealthCheck(json::View body, const std::string& protocol) {
   HealthCheck hc;
   hc.protocol = protocol;
@@ -159,9 +167,23 @@ Result<HealthCheck> ParseHealthCheck(json::View body, const std::string& protoco
     if (!enabled.IsBool()) return Error::Invalid("healthCheckEnabled: must be true or false");
     hc.enabled = enabled.Bool();
   }
+  if (protocol == "UDP") {
+    if (hc.enabled && enabled.valid() && !enabled.IsNull()) {
+      return Error::Invalid(
+          "healthCheckEnabled: a UDP target group has no health check (the agents probe HTTP and TCP only); its "
+          "targets take traffic when RUNNING and, with a container health check, HEALTHY");
+    }
+    for (const char* key : {"healthCheckProtocol", "healthCheckPath", "matcher", "healthCheckIntervalSeconds",
+                            "healthCheckTimeoutSeconds", "healthyThresholdCount", "unhealthyThresholdCount"}) {
+      if (body.Get(key).valid()) return Error::Invalid(std::string(key) + ": a UDP target group has no health check");
+    }
+    hc.enabled = false;
+    hc.protocol.clear();
+    return hc;
+  }
   Result<std::string> p = json::OptionalString(body, "healthCheckProtocol", "healthCheckProtocol", protocol);
   if (!p) return p.take_error();
-  if (Status s = CheckProtocol(*p, "healthCheckProtocol"); !s) return s.take_error();
+  if (Status s = CheckHealthProtocol(*p); !s) return s.take_error();
   hc.protocol = std::move(p.value());
   Result<std::string> path = json::OptionalString(body, "healthCheckPath", "healthCheckPath", "/");
   if (!path) return path.take_error();
@@ -209,6 +231,7 @@ Result<HealthCheck> ParseHealthCheck(json::View body, const std::string& protoco
 
 json::Doc HealthCheckJson(const HealthCheck& hc) {
   json::Doc d = json::Doc::Object();
+  if (hc.protocol.empty()) return std::move(d.Set("healthCheckEnabled", false));  // a UDP group's: none
   d.Set("healthCheckEnabled", hc.enabled)
       .Set("healthCheckProtocol", hc.protocol)
       .Set("healthCheckIntervalSeconds", hc.interval_s)
@@ -451,6 +474,9 @@ Result<Listener> ParseListenerBody(json::View body) {
       if (!c.IsString()) return Error::Invalid(field + ": must be a CIDR (10.0.0.0/8, fd00::/8)");
       if (Status s = CheckCidr(c.String(), field); !s) return s.take_error();
       l.proxy_protocol_from.emplace_back(c.String());
+    }
+    if (l.protocol == "UDP" && !l.proxy_protocol_from.empty()) {
+      return Error::Invalid("proxyProtocolFrom: not for UDP listeners (a PROXY header begins a TCP stream)");
     }
   }
   json::View tgv = body.Get("defaultTargetGroup");

@@ -22,7 +22,7 @@ namespace berth::model {
 // its transitions; only a target passing it takes traffic.
 struct HealthCheck {
   bool enabled = true;
-  std::string protocol;             // HTTP or TCP; the group's own by default
+  std::string protocol;             // HTTP or TCP; the group's own by default; empty on UDP groups (none)
   std::string path = "/";           // HTTP: the request's path (and query)
   std::string matcher = "200-399";  // HTTP: codes (200,302) or one range (200-399), 100-599
   int64_t interval_s = 10;          // 5-300
@@ -44,7 +44,7 @@ struct TargetGroup {
   std::string cluster;
   std::string name;
   std::string arn;
-  std::string protocol;                  // HTTP, TCP
+  std::string protocol;                  // HTTP, TCP, UDP
   int64_t port = 0;                      // the port targets answer on in their container (informative, as ELB's)
   std::string algorithm;                 // least_outstanding_requests, least_connections, round_robin
   int64_t deregistration_delay_s = 300;  // attribute deregistration_delay.timeout_seconds
@@ -63,7 +63,7 @@ struct ListenerRule {
 
 struct Listener {
   int64_t port = 0;
-  std::string protocol;              // HTTP, HTTPS, TCP, TLS
+  std::string protocol;              // HTTP, HTTPS, TCP, TLS, UDP
   std::string default_target_group;  // empty on a redirecting listener
   std::vector<ListenerRule> rules;   // ascending priority
   // HTTPS and TLS: the secrets (model/secret.h) holding each certificate, its

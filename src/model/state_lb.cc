@@ -115,13 +115,15 @@ Status State::CheckServiceLoadBalancers(const Service& s, const TaskDefinition& 
       return Error::Invalid(field + ".containerName: task definition " + td.family + ":" + std::to_string(td.revision) +
                             " has no container " + slb.container);
     }
+    // A UDP group's targets answer on the container's udp mapping, the others on its tcp one.
+    bool udp = FindTargetGroup(s.cluster, slb.target_group)->protocol == "UDP";
     bool mapped = false;
     for (const PortMapping& pm : container->ports) {
-      if (pm.container_port == slb.container_port && !pm.udp) mapped = true;
+      if (pm.container_port == slb.container_port && pm.udp == udp) mapped = true;
     }
     if (!mapped) {
-      return Error::Invalid(field + ".containerPort: container " + slb.container + " has no TCP portMapping of port " +
-                            std::to_string(slb.container_port));
+      return Error::Invalid(field + ".containerPort: container " + slb.container + " has no " + (udp ? "UDP" : "TCP") +
+                            " portMapping of port " + std::to_string(slb.container_port));
     }
   }
   return {};

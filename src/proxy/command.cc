@@ -28,8 +28,8 @@ const std::vector<flags::FlagSpec> kFlags = {
 const char kUsage[] =
     "Usage: berth proxy --config FILE [--proxy-threads N]\n"
     "\n"
-    "Runs the load-balancing proxy alone, from a configuration file: HTTP and TCP\n"
-    "listeners, rules, target groups. SIGHUP reloads the file; SIGTERM stops after\n"
+    "Runs the load-balancing proxy alone, from a configuration file: HTTP, TCP and\n"
+    "UDP listeners, rules, target groups. SIGHUP reloads the file; SIGTERM stops after\n"
     "letting requests in flight finish.\n"
     "\n"
     "Flags:\n";

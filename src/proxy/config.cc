@@ -39,18 +39,19 @@ Result<View> RequireArray(View obj, std::string_view key, std::string_view path,
   return v;
 }
 
-// A listener's protocol (all four) or a target group's (HTTP or TCP).
+// A listener's protocol (all five) or a target group's (HTTP, TCP or UDP).
 Result<Protocol> ParseProtocol(View obj, std::string_view path, bool listener) {
   auto text = json::RequireString(obj, "protocol", At(path, "protocol"));
   if (!text.ok()) return text.take_error();
   if (*text == "HTTP") return Protocol::kHttp;
   if (*text == "TCP") return Protocol::kTcp;
+  if (*text == "UDP") return Protocol::kUdp;
   if (listener && *text == "HTTPS") return Protocol::kHttps;
   if (listener && *text == "TLS") return Protocol::kTls;
   if (listener) {
-    return Bad(At(path, "protocol"), "must be \"HTTP\", \"HTTPS\", \"TCP\" or \"TLS\", not \"" + *text + "\"");
+    return Bad(At(path, "protocol"), "must be \"HTTP\", \"HTTPS\", \"TCP\", \"TLS\" or \"UDP\", not \"" + *text + "\"");
   }
-  return Bad(At(path, "protocol"), "must be \"HTTP\" or \"TCP\", not \"" + *text + "\"");
+  return Bad(At(path, "protocol"), "must be \"HTTP\", \"TCP\" or \"UDP\", not \"" + *text + "\"");
 }
 
 Result<int> ParsePort(View obj, std::string_view path) {
@@ -177,6 +178,9 @@ Result<Listener> ParseListener(View v, const std::string& path) {
   auto from = ParseProxyProtocolFrom(v, path);
   if (!from.ok()) return from.take_error();
   l.proxy_protocol_from = std::move(*from);
+  if (l.protocol == Protocol::kUdp && !l.proxy_protocol_from.empty()) {
+    return Bad(At(path, "proxyProtocolFrom"), "is not for UDP listeners (a PROXY header begins a TCP stream)");
+  }
   auto address = json::OptionalString(v, "address", At(path, "address"), "0.0.0.0");
   if (!address.ok()) return address.take_error();
   if (auto s = CheckAddress(*address, At(path, "address")); !s.ok()) return s.take_error();
@@ -252,6 +256,9 @@ Result<ProxyProtocol> ParseProxyProtocol(View obj, Protocol protocol, const std:
   if (!v.IsString()) return Bad(where, std::string("must be \"v1\" or \"v2\", not ") + v.TypeName());
   std::string text(v.String());
   if (text != "v1" && text != "v2") return Bad(where, "must be \"v1\" or \"v2\", not \"" + text + "\"");
+  if (protocol == Protocol::kUdp) {
+    return Bad(where, "only TCP target groups send the PROXY protocol (UDP targets see the proxy's address)");
+  }
   if (protocol != Protocol::kTcp) {
     return Bad(where, "only TCP target groups send the PROXY protocol (HTTP targets get X-Forwarded-For)");
   }
@@ -357,8 +364,8 @@ Status CheckReferences(const Config& c) {
 }  // namespace
 
 std::string Listener::Key() const {
-  // TCP and HTTP share the TCP port space; UDP will be a family of its own.
-  return "tcp/" + std::to_string(port);
+  // HTTP, HTTPS, TCP and TLS share the TCP port space; UDP is a family of its own.
+  return (protocol == Protocol::kUdp ? "udp/" : "tcp/") + std::to_string(port);
 }
 
 const TargetGroup* Config::FindGroup(std::string_view name) const {
@@ -376,6 +383,7 @@ const Certificate* Config::FindCertificate(std::string_view name) const {
 }
 
 Protocol TargetProtocol(Protocol p) {
+  if (p == Protocol::kUdp) return Protocol::kUdp;
   return p == Protocol::kHttp || p == Protocol::kHttps ? Protocol::kHttp : Protocol::kTcp;
 }
 
@@ -385,6 +393,7 @@ const char* ProtocolName(Protocol p) {
     case Protocol::kTcp: return "TCP";
     case Protocol::kHttps: return "HTTPS";
     case Protocol::kTls: return "TLS";
+    case Protocol::kUdp: return "UDP";
   }
   return "?";
 }

@@ -16,9 +16,9 @@ namespace berth::proxy {
 
 class Identity;
 
-// Listeners speak all four; target groups HTTP or TCP only (an HTTPS listener
-// forwards to HTTP targets, a TLS listener to TCP targets).
-enum class Protocol { kHttp, kTcp, kHttps, kTls };
+// Listeners speak all five; target groups HTTP, TCP or UDP (an HTTPS listener
+// forwards to HTTP targets, a TLS listener to TCP targets, a UDP one to UDP targets).
+enum class Protocol { kHttp, kTcp, kHttps, kTls, kUdp };
 enum class Algorithm { kLeastOutstandingRequests, kLeastConnections, kRoundRobin };
 // As ELB names them; only kHealthy takes new requests and connections.
 enum class TargetState { kInitial, kHealthy, kUnhealthy, kDraining };
@@ -65,7 +65,8 @@ struct Listener {
   // Peers that must begin with a PROXY header (at most kMaxProxyProtocolFrom); empty: none.
   std::vector<Cidr> proxy_protocol_from;
 
-  // What tells two listeners apart: a port is listened on once per protocol family.
+  // What tells two listeners apart: a port is listened on once per protocol
+  // family, TCP's (HTTP, HTTPS, TCP, TLS) or UDP's.
   std::string Key() const;
 };
 
@@ -85,7 +86,7 @@ struct Config {
   const Certificate* FindCertificate(std::string_view name) const;
 };
 
-// What a listener of protocol `p` forwards to: HTTP for HTTP and HTTPS, TCP for TCP and TLS.
+// What a listener of protocol `p` forwards to: HTTP for HTTP and HTTPS, TCP for TCP and TLS, UDP for UDP.
 Protocol TargetProtocol(Protocol p);
 // True for the listeners that terminate TLS.
 inline bool Terminates(Protocol p) { return p == Protocol::kHttps || p == Protocol::kTls; }

@@ -28,6 +28,7 @@
 #include "base/log.h"
 #include "proxy/proxy_protocol.h"
 #include "proxy/tls.h"
+#include "proxy/udp.h"
 
 namespace berth::proxy {
 
@@ -450,6 +451,7 @@ class Worker {
   std::shared_ptr<const Runtime> runtime_;
   std::atomic<int64_t> applied_{-1};
   std::map<std::string, std::unique_ptr<ListenSocket>> listeners_;
+  std::unique_ptr<UdpWorker> udp_;                     // the UDP listeners and their flows
   std::unordered_map<std::string, Backend> backends_;  // by BackendKey
   std::unordered_map<std::string, uint64_t> cursors_;  // by group
   std::mt19937 rng_;
@@ -1783,6 +1785,7 @@ Worker::Worker(int index, const Options& options)
   wake_.data = this;
   uv_timer_init(&loop_, &sweep_);
   sweep_.data = this;
+  udp_ = std::make_unique<UdpWorker>(&loop_, index_, options_.limits);
 }
 
 Worker::~Worker() { uv_loop_close(&loop_); }
@@ -1831,6 +1834,11 @@ void Worker::TakePosted() {
     StartSlowStarts(*next);
     runtime_ = std::move(next);
     Reconcile();
+    // Flows count as connections of their target, for draining to wait on.
+    udp_->Apply(std::shared_ptr<const Config>(runtime_, &runtime_->config), [this](size_t g, size_t t) {
+      const std::shared_ptr<TargetStats>& s = runtime_->stats[g][t];
+      return FlowCounter(s, &s->connections);
+    });
     applied_ = runtime_->config.version;
   }
   if (stop && !stopping_) BeginStop(grace);
@@ -1870,7 +1878,9 @@ Backend& Worker::BackendOf(const Target& t) {
 // Connections accepted on a closed listener carry on.
 void Worker::Reconcile() {
   std::map<std::string, const Listener*> wanted;
-  for (const Listener& l : runtime_->config.listeners) wanted[ListenerId(l)] = &l;
+  for (const Listener& l : runtime_->config.listeners) {
+    if (l.protocol != Protocol::kUdp) wanted[ListenerId(l)] = &l;  // UDP's are udp_'s
+  }
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     auto w = wanted.find(it->first);
     if (w == wanted.end() || w->second->protocol != it->second->protocol()) {
@@ -2028,6 +2038,7 @@ void Worker::Sweep() {
 void Worker::BeginStop(uint64_t grace_ms) {
   stopping_ = true;
   listeners_.clear();
+  udp_->Stop();
   // Kept-alive clients between requests are closed now; the others after their answer.
   std::vector<ClientConn*> clients(clients_.begin(), clients_.end());
   for (ClientConn* c : clients) c->CloseIfIdle();

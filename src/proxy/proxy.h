@@ -2,7 +2,8 @@
 // listening on every listener with SO_REUSEPORT so the kernel spreads
 // connections among them. HTTP/1.1 listeners route requests by rules to kept-alive
 // target connections; TCP listeners splice bytes; HTTPS and TLS listeners do the
-// same behind TLS termination (proxy/tls.h). See docs/load-balancing.md.
+// same behind TLS termination (proxy/tls.h); UDP listeners forward datagrams
+// by per-client flows (proxy/udp.h). See docs/load-balancing.md.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +32,8 @@ struct Limits {
   size_t max_replay_bytes = 64 * 1024;        // a request body kept for a retry up to this size
   size_t max_idle_per_target = 1024;          // kept-alive target connections per target and worker
   uint64_t target_idle_timeout_ms = 30000;    // a pooled target connection unused this long is closed
+  uint64_t udp_idle_timeout_ms = 120000;      // a UDP flow with no datagram either way: closed (as an NLB's)
+  size_t max_udp_flows = 10000;               // per UDP listener and worker: new clients' datagrams dropped above
 };
 
 struct Options {

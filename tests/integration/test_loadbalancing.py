@@ -44,7 +44,7 @@ def test_lb_cli_and_api_crud_errors_and_restart():
         berth(s, "tg", "create", "db", "--protocol", "TCP", "--port", "5432")
         p = berth(s, "tg", "create", "bad", "--protocol", "HTTP", "--port", "80", "--attr", "nope=1", code=1)
         check("attributes.nope" in p.stderr, "unknown attribute error: %r" % p.stderr)
-        expect_error(s.request("POST", "/v1/targetgroups", {"name": "x", "protocol": "UDP", "port": 53}),
+        expect_error(s.request("POST", "/v1/targetgroups", {"name": "x", "protocol": "QUIC", "port": 53}),
                      400, "InvalidParameter")
         expect_error(s.request("POST", "/v1/targetgroups", {"name": "web", "protocol": "HTTP", "port": 1}),
                      409, "DuplicateTargetGroupName")
@@ -128,6 +128,30 @@ def test_lb_cli_and_api_crud_errors_and_restart():
         berth(s, "lb", "rm", "edge")
         berth(s, "tg", "rm", "web")
         check(json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"] == [], "groups left")
+
+
+def test_lb_udp_group_and_listener_from_the_cli():
+    with Server() as s:
+        p = berth(s, "tg", "create", "dns", "--protocol", "UDP", "--port", "53", "--health-path", "/", code=1)
+        check("healthCheckPath: a UDP target group has no health check" in p.stderr, "UDP health path: %r" % p.stderr)
+        berth(s, "tg", "create", "dns", "--protocol", "UDP", "--port", "53")
+        tg = expect_status(s.request("GET", "/v1/targetgroups/dns"), 200).json()["targetGroup"]
+        check(tg["protocol"] == "UDP" and tg["healthCheckEnabled"] is False and tg["algorithm"] == "least_connections",
+              "UDP group: %r" % tg)
+        berth(s, "tg", "create", "db", "--protocol", "TCP", "--port", "5432")
+        berth(s, "lb", "create", "edge", "--nodes", "attribute:role == dns")
+        p = berth(s, "lb", "listener", "add", "edge", "--port", "5353", "--protocol", "TCP", "--default-tg", "dns",
+                  code=1)
+        check("dns is UDP" in p.stderr, "a TCP listener to a UDP group: %r" % p.stderr)
+        berth(s, "lb", "listener", "add", "edge", "--port", "5353", "--protocol", "UDP", "--default-tg", "dns")
+        berth(s, "lb", "rule", "add", "edge:5353", "--priority", "1", "--path", "/x", "--tg", "dns", code=1)
+        s.stop()
+        s.start()
+        lb = expect_status(s.request("GET", "/v1/loadbalancers/edge"), 200).json()["loadBalancer"]
+        check([(l["port"], l["protocol"], l["defaultTargetGroup"]) for l in lb["listeners"]] == [(5353, "UDP", "dns")],
+              "listeners after restart: %r" % lb["listeners"])
+        berth(s, "lb", "rm", "edge")
+        berth(s, "tg", "rm", "dns")
 
 
 def read_desired_line(s, node, token):

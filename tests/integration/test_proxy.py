@@ -557,3 +557,98 @@ def test_proxy_sends_the_proxy_protocol_to_nginx():
             addr, sport = line.split()[0], line.split()[1]
             check(addr == "127.0.0.1", "nginx logged PROXY address %r: %r" % (addr, line))
             check(sport.isdigit() and int(sport) > 0, "nginx logged PROXY port %r: %r" % (sport, line))
+
+
+# --- UDP ---
+
+
+class UdpEcho:
+    """A UDP target on 127.0.0.1 answering each datagram with its name, ":" and the datagram."""
+
+    def __init__(self, name):
+        self.name = name.encode()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sources = set()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            data, peer = self.sock.recvfrom(65535)
+            self.sources.add(peer)
+            self.sock.sendto(self.name + b":" + data, peer)
+
+
+def udp_ask(sock, port, data):
+    """Sends `data` to the proxy's UDP port from `sock`; returns the answer (bounded by WAIT)."""
+    sock.settimeout(WAIT)
+    sock.sendto(data, ("127.0.0.1", port))
+    try:
+        return sock.recvfrom(65535)[0]
+    except socket.timeout:
+        raise TestFailure("no UDP answer to %r" % data)
+
+
+def udp_answers(port):
+    """True when the proxy's UDP port `port` answers a datagram within a second."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    try:
+        s.sendto(b"probe", ("127.0.0.1", port))
+        return bool(s.recvfrom(65535)[0])
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_proxy_udp_listener_keeps_a_flow_per_client():
+    a, b = UdpEcho("a"), UdpEcho("b")
+    echo = echo_server()
+    port = closed_port()
+
+    def config(version, dns):
+        # A TCP listener on the same port number first (the Proxy helper waits
+        # for it): UDP is a port family of its own. Each version adds a UDP
+        # listener of its own, whose first answer shows the version applied.
+        return {"version": version,
+                "listeners": [{"port": port, "protocol": "TCP", "address": "127.0.0.1", "defaultTargetGroup": "tcp"},
+                              {"port": port, "protocol": "UDP", "address": "127.0.0.1", "defaultTargetGroup": "dns"},
+                              {"port": marks[version], "protocol": "UDP", "address": "127.0.0.1",
+                               "defaultTargetGroup": "dns"}],
+                "targetGroups": [{"name": "tcp", "protocol": "TCP", "targets": [target("e", echo)]},
+                                 {"name": "dns", "protocol": "UDP", "targets": dns}]}
+
+    marks = {v: closed_port() for v in (1, 2, 3)}
+    one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    two = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with Proxy(config(1, [target("a", a.port), target("b", b.port)])) as p:
+        check("protocol=UDP" in p.logs(), "the UDP listener should be logged: %s" % p.logs()[-600:])
+        first = udp_ask(one, port, b"one")
+        check(first in (b"a:one", b"b:one"), "first client: %r" % first)
+        mine, other = first[:1], (b"b" if first[:1] == b"a" else b"a")
+        check(udp_ask(two, port, b"two") == other + b":two", "least connections: the second client to the other")
+        for i in range(5):
+            check(udp_ask(one, port, b"%d" % i) == mine + b":%d" % i, "the first client keeps its target")
+        check(len(a.sources) == 1 and len(b.sources) == 1, "one flow socket per client: %r %r" % (a.sources, b.sources))
+
+        # The TCP listener on the same number works too.
+        c = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        c.sendall(b"tcp")
+        check(c.recv(16) == b"tcp", "the TCP echo through the same port number")
+        c.close()
+
+        # The first client's target draining: its flow stays, a new client goes elsewhere.
+        ids = {b"a": a, b"b": b}
+        p.reload(config(2, [target(mine.decode(), ids[mine].port, "draining"),
+                            target(other.decode(), ids[other].port)]), "reloaded")
+        wait_until(lambda: udp_answers(marks[2]), what="version 2 applied")
+        check(udp_ask(one, port, b"still") == mine + b":still", "a draining target keeps its flow")
+        three = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        check(udp_ask(three, port, b"new") == other + b":new", "a new flow avoids the draining target")
+
+        # Removed: its flows close, and the client's next datagram goes to the other.
+        p.reload(config(3, [target(other.decode(), ids[other].port)]), "reloaded")
+        wait_until(lambda: udp_answers(marks[3]), what="version 3 applied")
+        check(udp_ask(one, port, b"moved") == other + b":moved", "a removed target's client moves")

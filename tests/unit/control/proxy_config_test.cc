@@ -156,7 +156,7 @@ TEST_CASE("load balancing: names, ARNs and bodies are checked with their field",
   REQUIRE(ok.ok());
   CHECK(ok->algorithm == "least_connections");
   CHECK(ok->deregistration_delay_s == 30);
-  Result<model::TargetGroup> bad = parse(R"({"name":"web","protocol":"UDP","port":53})");
+  Result<model::TargetGroup> bad = parse(R"({"name":"web","protocol":"QUIC","port":53})");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.starts_with("protocol:"));
   bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"stickiness.enabled":"true"}})");
@@ -637,7 +637,10 @@ TEST_CASE("load balancing: HTTPS and TLS listeners name certificate secrets; HTT
         Bad{R"({"port":80,"protocol":"TCP","redirectToHttps":{"port":443}})", "redirectToHttps:"},
         Bad{R"({"port":80,"protocol":"HTTP","redirectToHttps":{"port":443,"statusCode":303}})",
             "redirectToHttps.statusCode:"},
-        Bad{R"({"port":80,"protocol":"UDP","defaultTargetGroup":"web"})", "protocol:"}}) {
+        Bad{R"({"port":80,"protocol":"QUIC","defaultTargetGroup":"web"})", "protocol:"},
+        Bad{R"({"port":53,"protocol":"UDP","defaultTargetGroup":"dns","certificates":["site"]})", "certificates:"},
+        Bad{R"({"port":53,"protocol":"UDP","defaultTargetGroup":"dns","proxyProtocolFrom":["10.0.0.0/8"]})",
+            "proxyProtocolFrom: not for UDP listeners"}}) {
     Result<model::Listener> r = ParseListener(b.body);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message.starts_with(b.starts));
@@ -1208,6 +1211,112 @@ TEST_CASE("load balancing: TCP groups may send the PROXY protocol v2 to their ta
   REQUIRE(cp.Apply(std::move(from)).ok());
   cp.hub->Flush();
   CHECK(proxies.Document("edge-1").find(R"("proxyProtocolFrom":["192.0.2.0/24"])") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace berth
+
+namespace berth {
+namespace {
+
+using testing::ControlPlane;
+
+TEST_CASE("load balancing: UDP groups and listeners; targets on the udp host port; no health check", "[lb][udp]") {
+  auto parse = [](const std::string& text) {
+    Result<json::Doc> body = json::Doc::Parse(text);
+    REQUIRE(body.ok());
+    return model::ParseTargetGroupBody(body->view(), "default");
+  };
+  Result<model::TargetGroup> dns = parse(R"({"name":"dns","protocol":"UDP","port":53})");
+  REQUIRE(dns.ok());
+  CHECK(dns->algorithm == "least_connections");
+  CHECK_FALSE(dns->check.enabled);  // the agents probe HTTP and TCP only
+  Result<model::TargetGroup> back = model::ParseTargetGroupDoc(model::TargetGroupDoc(*dns));
+  REQUIRE(back.ok());
+  CHECK(back->protocol == "UDP");
+  CHECK_FALSE(back->check.enabled);
+  CHECK(parse(R"({"name":"dns","protocol":"UDP","port":53,"healthCheckEnabled":false})").ok());
+  Result<model::TargetGroup> checked = parse(R"({"name":"dns","protocol":"UDP","port":53,"healthCheckEnabled":true})");
+  REQUIRE_FALSE(checked.ok());
+  CHECK(checked.error().message ==
+        "healthCheckEnabled: a UDP target group has no health check (the agents probe HTTP and TCP only); its targets "
+        "take traffic when RUNNING and, with a container health check, HEALTHY");
+  Result<model::TargetGroup> path = parse(R"({"name":"dns","protocol":"UDP","port":53,"healthCheckPath":"/"})");
+  REQUIRE_FALSE(path.ok());
+  CHECK(path.error().message == "healthCheckPath: a UDP target group has no health check");
+  Result<model::TargetGroup> lor =
+      parse(R"({"name":"dns","protocol":"UDP","port":53,"algorithm":"least_outstanding_requests"})");
+  REQUIRE_FALSE(lor.ok());
+  Result<model::TargetGroup> tcp_check =
+      parse(R"({"name":"db","protocol":"TCP","port":5432,"healthCheckProtocol":"UDP"})");
+  REQUIRE_FALSE(tcp_check.ok());
+  CHECK(tcp_check.error().message == "healthCheckProtocol: must be HTTP or TCP; got \"UDP\"");
+
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {}, "10.0.0.1");
+  auto create = std::make_unique<model::CreateTargetGroup>();
+  create->doc = model::TargetGroupDoc(*dns);
+  REQUIRE(cp.Apply(std::move(create)).ok());
+  REQUIRE(cp.Apply(TargetGroupCmd("db", "TCP")).ok());
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  // The listener's protocol must be its group's.
+  CHECK_FALSE(cp.Apply(ListenerCmd("edge", 53, "dns", "TCP")).ok());
+  CHECK_FALSE(cp.Apply(ListenerCmd("edge", 53, "db", "UDP")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 53, "dns", "UDP")).ok());
+  // Its port is reserved on the member as a UDP one.
+  CHECK(proxies.ListenerPorts(*cp.state.FindNode("edge-1")) == std::vector<std::pair<int, bool>>{{53, true}});
+  // Rules are for HTTP listeners.
+  CHECK_FALSE(cp.Apply(RuleCmd("edge", 53, 10, "dns")).ok());
+
+  // A service's container must map the port as udp; its target is the udp host port.
+  auto mapping = [](const std::string& protocol) {
+    json::Doc pm = json::Doc::Object();
+    pm.Set("containerPort", 53).Set("protocol", protocol);
+    json::Doc pms = json::Doc::Array();
+    pms.Push(pm);
+    json::Doc c = json::Doc::Object();
+    c.Set("name", "app").Set("image", "coredns:latest").Set("cpu", 256).Set("memory", 128).Set("portMappings", pms);
+    return c;
+  };
+  json::Doc tcp_only = mapping("tcp");
+  cp.RegisterContainer("tcp-only", tcp_only);
+  Result<std::string> refused = CreateLbService(cp, "wrong", 1, {{"dns", "app", 53}}, "tcp-only");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("has no UDP portMapping of port 53") != std::string::npos);
+  json::Doc udp = mapping("udp");
+  cp.RegisterContainer("dns", udp);
+  REQUIRE(CreateLbService(cp, "dns", 1, {{"dns", "app", 53}}, "dns").ok());
+  cp.RunUntil([&] { return cp.Count("dns").live == 1; }, 20);
+  const model::Node* edge = cp.state.FindNode("edge-1");
+  REQUIRE(edge->tasks.size() == 1);
+  auto report = std::make_unique<model::ReportTasks>();
+  report->node = "edge-1";
+  json::Doc bindings = json::Doc::Array();
+  bindings.Push(json::Doc::Object().Set("containerPort", 53).Set("hostPort", 31000).Set("protocol", "tcp"));
+  bindings.Push(json::Doc::Object().Set("containerPort", 53).Set("hostPort", 31053).Set("protocol", "udp"));
+  json::Doc c = json::Doc::Object();
+  c.Set("name", "app").Set("lastStatus", "RUNNING").Set("networkBindings", bindings);
+  json::Doc list = json::Doc::Array();
+  list.Push(c);
+  report->reports.push_back({edge->tasks.begin()->first, "RUNNING", "", list.Print()});
+  REQUIRE(cp.Apply(std::move(report)).ok());
+  cp.hub->Flush();
+  std::vector<control::Target> targets = proxies.Targets(*cp.state.FindTargetGroup("default", "dns"));
+  REQUIRE(targets.size() == 1);
+  CHECK(targets[0].port == 31053);
+  CHECK(targets[0].state == "healthy");  // RUNNING, no container check, no group check
+  std::string doc = proxies.Document("edge-1");
+  CAPTURE(doc);
+  CHECK(doc.find(R"({"port":53,"protocol":"UDP")") != std::string::npos);
+  CHECK(doc.find(R"("name":"dns","protocol":"UDP")") != std::string::npos);
+  CHECK(doc.find(R"("port":31053,"state":"healthy")") != std::string::npos);
+  CHECK(proxies.Checks("edge-1").find("31053") == std::string::npos);  // nothing to probe
+  // The document is one the proxies take.
+  Result<json::Doc> parsed = json::Doc::Parse(doc);
+  REQUIRE(parsed.ok());
 }
 
 }  // namespace

@@ -63,7 +63,7 @@ TEST_CASE("proxy config: errors name the field by its path", "[proxy]") {
   CHECK(Refusal(With(R"("port": 5432, "protocol": "TCP")", R"("port": 70000, "protocol": "TCP")")) ==
         "listeners[1].port: must be between 1 and 65535");
   CHECK(Refusal(With(R"("protocol": "TCP", "defaultTargetGroup")", R"("protocol": "UDPX", "defaultTargetGroup")")) ==
-        "listeners[1].protocol: must be \"HTTP\", \"HTTPS\", \"TCP\" or \"TLS\", not \"UDPX\"");
+        "listeners[1].protocol: must be \"HTTP\", \"HTTPS\", \"TCP\", \"TLS\" or \"UDP\", not \"UDPX\"");
   CHECK(Refusal(With(R"("state": "draining")", R"("state": "gone")")).rfind("targetGroups[0].targets[1].state: ", 0) ==
         0);
   CHECK(Refusal(With(R"("address": "10.0.0.3")", R"("address": "backend.local")")) ==
@@ -89,4 +89,62 @@ TEST_CASE("proxy config: an empty document is a valid one", "[proxy]") {
   REQUIRE(c.ok());
   CHECK(c->listeners.empty());
   CHECK(Refusal("{}") == "version: is required");
+}
+
+namespace {
+
+// A UDP listener on 53 to the UDP group "dns", and a TCP listener to "db";
+// `listener` is added to the UDP listener's fields, `group` to the UDP group's.
+std::string UdpDoc(const std::string& listener, const std::string& group = "", const std::string& tcp_group = "db") {
+  return R"({"version": 1, "listeners": [
+    {"port": 53, "protocol": "UDP", "defaultTargetGroup": "dns")" +
+         listener + R"(},
+    {"port": 53, "protocol": "TCP", "defaultTargetGroup": ")" +
+         tcp_group + R"("}],
+   "targetGroups": [
+    {"name": "dns", "protocol": "UDP")" +
+         group + R"(, "targets": [{"id": "a", "address": "10.0.0.2", "port": 5353, "state": "healthy"}]},
+    {"name": "db", "protocol": "TCP"}]})";
+}
+
+// `s` with its first `from` replaced by `to` (which must occur).
+std::string Replaced(std::string s, const std::string& from, const std::string& to) {
+  size_t at = s.find(from);
+  REQUIRE(at != std::string::npos);
+  return s.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST_CASE("proxy config: UDP listeners and groups, a port family of their own", "[proxy][udp]") {
+  auto c = ParseConfig(UdpDoc(""));
+  REQUIRE(c.ok());
+  CHECK(c->listeners[0].protocol == Protocol::kUdp);
+  CHECK(c->FindGroup("dns")->protocol == Protocol::kUdp);
+  CHECK(c->FindGroup("dns")->algorithm == Algorithm::kLeastConnections);  // UDP's default
+  CHECK(c->listeners[0].Key() != c->listeners[1].Key());                  // port 53 twice: UDP and TCP
+  CHECK(TargetProtocol(Protocol::kUdp) == Protocol::kUdp);
+  CHECK(std::string(ProtocolName(Protocol::kUdp)) == "UDP");
+}
+
+TEST_CASE("proxy config: what a UDP listener or group cannot have is refused by its path", "[proxy][udp]") {
+  CHECK(Refusal(UdpDoc(R"(, "certificates": ["site"])")) ==
+        "listeners[0].certificates: are for HTTPS and TLS listeners only");
+  CHECK(Refusal(UdpDoc(R"(, "redirectToHttps": {"port": 443})")) ==
+        "listeners[0].redirectToHttps: is for HTTP listeners only");
+  CHECK(Refusal(UdpDoc(R"(, "rules": [{"priority": 1, "hosts": ["a"], "targetGroup": "dns"}])")) ==
+        "listeners[0].rules: are for HTTP and HTTPS listeners only");
+  CHECK(Refusal(UdpDoc(R"(, "proxyProtocolFrom": ["10.0.0.0/8"])")) ==
+        "listeners[0].proxyProtocolFrom: is not for UDP listeners (a PROXY header begins a TCP stream)");
+  CHECK(Refusal(Replaced(UdpDoc(""), R"("dns")", R"("db")")) ==
+        "listeners[0].defaultTargetGroup: target group \"db\" is TCP, the listener UDP");
+  CHECK(Refusal(UdpDoc("", "", "dns")) ==
+        "listeners[1].defaultTargetGroup: target group \"dns\" is UDP, the listener TCP");
+  CHECK(Refusal(UdpDoc("", R"(, "proxyProtocol": "v2")")) ==
+        "targetGroups[0].proxyProtocol: only TCP target groups send the PROXY protocol (UDP targets see the proxy's "
+        "address)");
+  std::string two_udp = Replaced(UdpDoc("", "", "dns"), R"("protocol": "TCP")", R"("protocol": "UDP")");
+  CHECK(Refusal(two_udp) == "listeners[1].port: 53 is already used by another UDP listener");
+  CHECK(Refusal(Replaced(UdpDoc(""), R"("protocol": "UDP", "targets")", R"("protocol": "UDPX", "targets")")) ==
+        "targetGroups[0].protocol: must be \"HTTP\", \"TCP\" or \"UDP\", not \"UDPX\"");
 }

@@ -163,9 +163,9 @@ TEST_CASE("proxy tls: bad certificates and listeners are refused with their path
                                             "certificates": ["site"]})")) ==
         "listeners[0].defaultTargetGroup: target group \"db\" is TCP, the listener HTTPS");
   CHECK(Refusal(R"({"version": 1, "targetGroups": [{"name": "w", "protocol": "HTTPS"}]})") ==
-        "targetGroups[0].protocol: must be \"HTTP\" or \"TCP\", not \"HTTPS\"");
+        "targetGroups[0].protocol: must be \"HTTP\", \"TCP\" or \"UDP\", not \"HTTPS\"");
   CHECK(Refusal(Doc("", R"({"port": 443, "protocol": "QUIC", "defaultTargetGroup": "web"})")) ==
-        "listeners[0].protocol: must be \"HTTP\", \"HTTPS\", \"TCP\" or \"TLS\", not \"QUIC\"");
+        "listeners[0].protocol: must be \"HTTP\", \"HTTPS\", \"TCP\", \"TLS\" or \"UDP\", not \"QUIC\"");
   // Rules on HTTPS are fine; on TLS they are not.
   CHECK(ParseConfig(Doc(Cert("site", site), R"({"port": 443, "protocol": "HTTPS", "defaultTargetGroup": "web",
       "certificates": ["site"], "rules": [{"priority": 1, "paths": ["/a"], "targetGroup": "web"}]})"))

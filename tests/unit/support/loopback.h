@@ -38,4 +38,18 @@ inline int FreeLoopbackPort() {
   return ntohs(a.sin_port);
 }
 
+// A UDP socket bound to 127.0.0.1 on a port the kernel picks; returns its fd
+// and sets *port.
+inline int BindLoopbackUdp(int* port) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 }  // namespace berth::testing
