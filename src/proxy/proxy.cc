@@ -337,6 +337,7 @@ bool ToSockaddr(const std::string& address, int port, sockaddr_storage* out) {
 struct Runtime {
   Config config;
   std::vector<std::vector<std::shared_ptr<TargetStats>>> stats;  // [group][target]
+  std::vector<std::vector<std::string>> tokens;                  // [group][target]: StickyToken, lb_cookie groups only
   std::unordered_map<std::string, size_t> group_index;
   std::unordered_map<std::string, size_t> listener_index;  // by ListenerId
   // HTTPS and TLS listeners' certificates, by ListenerId.
@@ -406,7 +407,10 @@ class Worker {
   const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
 
   // Picks a usable target of `group` not yet in `attempts`; an empty Lease when none.
-  Lease Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests);
+  // `sticky`: in an lb_cookie group the request's cookie, whose target is taken
+  // if usable; in a source_ip group the client's address, hashed to a target.
+  Lease Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests,
+             std::string_view sticky = {});
   // The outcome of an attempt on a target, for passive ejection.
   void Report(const Runtime& rt, const std::string& group, Backend* backend, bool failed);
   Upstream* TakeIdle(Backend* backend);
@@ -571,6 +575,10 @@ struct Exchange {
   std::vector<Header> headers, rheaders;
   std::string status_text, lease_target, last_failure;
   std::string replay;  // the body so far, while it may be replayed on a retry
+  // lb_cookie groups: the request's BERTHLB value, the token the response sets
+  // (empty when the request's named the target it got), and the cookie's Max-Age.
+  std::string sticky, set_cookie;
+  int64_t cookie_seconds = 0;
   std::string unsent;  // body bytes waiting for the target connection
   std::shared_ptr<const Runtime> rt;
   Attempts attempts;
@@ -881,6 +889,7 @@ class ClientConn : public PipeOwner {
     const Listener& listener = ex_->rt->config.listeners[li->second];
     std::string path = ex_->url.substr(0, ex_->url.find('?'));
     ex_->group = listener.redirect ? std::string() : MatchGroup(listener, HostHeader(), path);
+    StickyCookie();
     BuildRequestHead();
     ex_->attempts = Attempts();
     ex_->replay.clear();
@@ -897,6 +906,26 @@ class ClientConn : public PipeOwner {
     }
     if (!StartAttempt() && closing_) return HPE_PAUSED;  // answered, and the body is not read
     return 0;
+  }
+
+  // In an lb_cookie group: the request's BERTHLB cookie (the first, across
+  // every Cookie header) and the Max-Age of the one a response sets.
+  void StickyCookie() {
+    ex_->sticky.clear();
+    ex_->set_cookie.clear();
+    ex_->cookie_seconds = 0;
+    auto gi = ex_->rt->group_index.find(ex_->group);
+    if (gi == ex_->rt->group_index.end()) return;
+    const TargetGroup& g = ex_->rt->config.target_groups[gi->second];
+    if (g.stickiness != Stickiness::kLbCookie) return;
+    ex_->cookie_seconds = g.cookie_seconds;
+    for (const Header& h : ex_->headers) {
+      if (!NameIs(h.name, "cookie")) continue;
+      std::string_view v = CookieValue(h.value, kStickyCookie);
+      if (v.empty()) continue;
+      ex_->sticky.assign(v);
+      return;
+    }
   }
 
   // The request head as the target gets it: hop-by-hop headers out, X-Forwarded-* in.
@@ -991,7 +1020,7 @@ class ClientConn : public PipeOwner {
   // Picks a target and connects (or takes a pooled connection). Returns false
   // when it answered the client itself (503).
   bool StartAttempt() {
-    ex_->lease = worker_->Pick(*ex_->rt, ex_->group, &ex_->attempts, true);
+    ex_->lease = worker_->Pick(*ex_->rt, ex_->group, &ex_->attempts, true, ex_->sticky);
     if (!ex_->lease) {
       if (ex_->attempts.count() == 0) {
         LocalAnswer(503, "no healthy target in target group \"" + ex_->group + "\"", false);
@@ -1006,6 +1035,10 @@ class ClientConn : public PipeOwner {
     lease_backend_ = ex_->lease.backend;
     ex_->lease_target = lease_backend_->address + ":" + std::to_string(lease_backend_->port);
     ex_->attempts.Tried(ex_->lease.index);
+    if (ex_->cookie_seconds > 0) {
+      const std::string& token = ex_->rt->tokens[ex_->rt->group_index.at(ex_->group)][ex_->lease.index];
+      ex_->set_cookie = token == ex_->sticky ? std::string() : token;
+    }
     sent_body_ = false;
     ex_->unsent = ex_->replay;
     Upstream* up = worker_->TakeIdle(lease_backend_);
@@ -1161,6 +1194,15 @@ class ClientConn : public PipeOwner {
         if (!(upgraded_ && NameIs(x.name, "upgrade"))) continue;
       }
       h.append(x.name).append(": ").append(x.value).append("\r\n");
+    }
+    if (!interim && !ex_->set_cookie.empty()) {
+      h.append("Set-Cookie: ")
+          .append(kStickyCookie)
+          .append("=")
+          .append(ex_->set_cookie)
+          .append("; Max-Age=")
+          .append(std::to_string(ex_->cookie_seconds))
+          .append("; Path=/\r\n");
     }
     if (upgraded_) {
       h.append("Connection: upgrade\r\n");
@@ -1501,6 +1543,10 @@ class TcpConn : public PipeOwner {
     group_ = rt_->config.listeners[li->second].default_target_group;
     auto gi = rt_->group_index.find(group_);
     if (gi != rt_->group_index.end()) proxy_protocol_ = rt_->config.target_groups[gi->second].proxy_protocol;
+    if (gi != rt_->group_index.end() && rt_->config.target_groups[gi->second].stickiness == Stickiness::kSourceIp &&
+        source_) {
+      client_key_ = source_->ip.Unmapped().ToString();
+    }
     Attempt();
   }
 
@@ -1578,7 +1624,7 @@ class TcpConn : public PipeOwner {
 
  private:
   void Attempt() {
-    lease_ = worker_->Pick(*rt_, group_, &attempts_, false);
+    lease_ = worker_->Pick(*rt_, group_, &attempts_, false, client_key_);
     if (!lease_) {
       if (attempts_.count() == 0) log::Debug(kSub, "no healthy target", {{"group", group_}});
       Finish();
@@ -1648,6 +1694,7 @@ class TcpConn : public PipeOwner {
   std::string early_;  // client bytes from before the target accepted (TLS, or after a PROXY header)
   uint64_t last_activity_ = 0;
   ProxyProtocol proxy_protocol_ = ProxyProtocol::kNone;  // the header the group's targets get
+  std::string client_key_;                               // source_ip groups: what picks the target
   // The client as targets are told of it (the peer, or its PROXY header's
   // source) and the address it connected to.
   std::optional<SocketAddress> source_, local_;
@@ -1894,7 +1941,8 @@ void Worker::Reconcile() {
   }
 }
 
-Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests) {
+Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests,
+                   std::string_view sticky) {
   Lease lease;
   auto gi = rt.group_index.find(group);
   if (gi == rt.group_index.end()) return lease;
@@ -1920,8 +1968,21 @@ Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attemp
     backends = fallback_backends;
   }
   if (usable.empty()) return lease;
-  for (Backend* b : backends) loads.push_back(b->load);
-  size_t k = Choose(g.algorithm, loads, rng_, &cursors_[group]);
+  size_t k = usable.size();
+  if (!sticky.empty() && g.stickiness == Stickiness::kLbCookie) {
+    const std::vector<std::string>& tokens = rt.tokens[gi->second];
+    for (size_t j = 0; j < usable.size() && k == usable.size(); j++) {
+      if (tokens[usable[j]] == sticky) k = j;
+    }
+  } else if (!sticky.empty() && g.stickiness == Stickiness::kSourceIp) {
+    std::vector<std::string_view> ids;
+    for (size_t i : usable) ids.push_back(g.targets[i].id);
+    k = ChooseByHash(sticky, ids);
+  }
+  if (k == usable.size()) {
+    for (Backend* b : backends) loads.push_back(b->load);
+    k = Choose(g.algorithm, loads, rng_, &cursors_[group]);
+  }
   lease.backend = backends[k];
   lease.index = usable[k];
   lease.stats = rt.stats[gi->second][usable[k]];
@@ -2090,7 +2151,9 @@ void Proxy::Apply(Config config) {
     std::map<std::string, std::shared_ptr<TargetStats>> kept;
     for (const TargetGroup& g : config.target_groups) {
       std::vector<std::shared_ptr<TargetStats>> per_target;
+      std::vector<std::string>& tokens = rt->tokens.emplace_back();
       for (const Target& t : g.targets) {
+        if (g.stickiness == Stickiness::kLbCookie) tokens.push_back(StickyToken(g.name, t.id));
         std::string key = g.name + "\n" + t.id;
         auto& s = impl_->stats[key];
         if (!s) s = std::make_shared<TargetStats>();
