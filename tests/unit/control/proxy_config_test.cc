@@ -9,6 +9,7 @@
 #include "control/control_plane.h"
 #include "control/drains.h"
 #include "model/lb.h"
+#include "proxy/config.h"
 
 namespace berth {
 namespace {
@@ -159,9 +160,10 @@ TEST_CASE("load balancing: names, ARNs and bodies are checked with their field",
   Result<model::TargetGroup> bad = parse(R"({"name":"web","protocol":"UDP","port":53})");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.starts_with("protocol:"));
-  bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"stickiness.enabled":"true"}})");
+  bad = parse(
+      R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"stickiness.app_cookie.duration_seconds":"60"}})");
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().message.starts_with("attributes.stickiness.enabled:"));
+  CHECK(bad.error().message.starts_with("attributes.stickiness.app_cookie.duration_seconds: unknown attribute"));
   bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"slow_start.duration_seconds":10}})");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.starts_with("attributes.slow_start.duration_seconds:"));
@@ -1032,6 +1034,77 @@ TEST_CASE("load balancing: TCP groups may send the PROXY protocol v2 to their ta
   REQUIRE(cp.Apply(std::move(from)).ok());
   cp.hub->Flush();
   CHECK(proxies.Document("edge-1").find(R"("proxyProtocolFrom":["192.0.2.0/24"])") != std::string::npos);
+}
+
+TEST_CASE("load balancing: stickiness attributes, by the group's protocol, reach the proxies", "[lb][stickiness]") {
+  auto parse = [](const std::string& attrs, const char* protocol = "HTTP") {
+    Result<json::Doc> body = json::Doc::Parse(std::string(R"({"name":"web","protocol":")") + protocol +
+                                              R"(","port":80,"attributes":)" + attrs + "}");
+    REQUIRE(body.ok());
+    return model::ParseTargetGroupBody(body->view(), "default");
+  };
+  Result<model::TargetGroup> plain = parse("{}");
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->stickiness);
+  CHECK(plain->stickiness_type == "lb_cookie");
+  CHECK(plain->stickiness_cookie_s == 86400);
+  Result<model::TargetGroup> web = parse(
+      R"({"stickiness.enabled":"true","stickiness.type":"lb_cookie","stickiness.lb_cookie.duration_seconds":"600"})");
+  REQUIRE(web.ok());
+  CHECK(web->stickiness);
+  CHECK(web->stickiness_cookie_s == 600);
+  Result<model::TargetGroup> back = model::ParseTargetGroupDoc(model::TargetGroupDoc(*web));
+  REQUIRE(back.ok());
+  CHECK(back->stickiness);
+  CHECK(back->stickiness_type == "lb_cookie");
+  CHECK(back->stickiness_cookie_s == 600);
+  std::string shown = model::TargetGroupJson(*web).Print();
+  CHECK(shown.find(R"({"key":"stickiness.enabled","value":"true"})") != std::string::npos);
+  CHECK(shown.find(R"({"key":"stickiness.lb_cookie.duration_seconds","value":"600"})") != std::string::npos);
+  Result<model::TargetGroup> tcp = parse(R"({"stickiness.enabled":true})", "TCP");
+  REQUIRE(tcp.ok());
+  CHECK(tcp->stickiness_type == "source_ip");  // TCP's own type
+
+  auto refused = [&](const std::string& attrs, const char* protocol = "HTTP") {
+    Result<model::TargetGroup> r = parse(attrs, protocol);
+    REQUIRE_FALSE(r.ok());
+    return r.error().message;
+  };
+  CHECK(refused(R"({"stickiness.type":"source_ip"})") ==
+        "attributes.stickiness.type: source_ip is for TCP target groups; an HTTP group takes lb_cookie");
+  CHECK(refused(R"({"stickiness.enabled":"true","stickiness.type":"lb_cookie"})", "TCP") ==
+        "attributes.stickiness.type: lb_cookie is for HTTP target groups; a TCP group takes source_ip");
+  CHECK(refused(R"({"stickiness.type":"app_cookie"})").rfind("attributes.stickiness.type: must be lb_cookie", 0) == 0);
+  CHECK(refused(R"({"stickiness.enabled":"on"})") == "attributes.stickiness.enabled: must be true or false");
+  CHECK(refused(R"({"stickiness.lb_cookie.duration_seconds":"0"})") ==
+        "attributes.stickiness.lb_cookie.duration_seconds: must be from 1 to 604800 seconds (7 days)");
+  CHECK(refused(R"({"stickiness.lb_cookie.duration_seconds":604801})") ==
+        "attributes.stickiness.lb_cookie.duration_seconds: must be from 1 to 604800 seconds (7 days)");
+
+  // The documents of member nodes carry it, in the contract's words.
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {}, "10.0.0.1");
+  Result<model::TargetGroup> db = parse(R"({"stickiness.enabled":"true"})", "TCP");
+  REQUIRE(db.ok());
+  db->name = "db";
+  db->arn = model::TargetGroupArn("default", "db");
+  for (const model::TargetGroup* g : {&*web, &*db}) {
+    auto cmd = std::make_unique<model::CreateTargetGroup>();
+    cmd->doc = model::TargetGroupDoc(*g);
+    REQUIRE(cp.Apply(std::move(cmd)).ok());
+  }
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web", "HTTP")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 5432, "db", "TCP")).ok());
+  cp.hub->Flush();
+  std::string doc = proxies.Document("edge-1");
+  CHECK(doc.find(R"("stickiness":{"type":"lb_cookie","durationSeconds":600})") != std::string::npos);
+  CHECK(doc.find(R"("stickiness":{"type":"source_ip"})") != std::string::npos);
+  // And the proxy takes the document it is sent.
+  INFO(doc);
+  CHECK(proxy::ParseConfig(doc).ok());
 }
 
 }  // namespace berth
