@@ -19,6 +19,7 @@
 #include "proxy/balance.h"
 #include "proxy/proxy.h"
 #include "support/loopback.h"
+#include "support/named_target.h"
 
 using namespace berth;
 using namespace berth::proxy;
@@ -39,65 +40,6 @@ void BoundReads(int fd) {
   timeval tv{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
-
-// A target on 127.0.0.1 that tells who it is: an HTTP one answers every
-// request on a connection with its name as the body; a TCP one writes its name
-// and closes.
-class NamedTarget {
- public:
-  NamedTarget(std::string name, bool http) : name_(std::move(name)), http_(http) {
-    fd_ = testing::ListenLoopback(&port_);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~NamedTarget() {
-    stop_ = true;
-    thread_.join();
-    for (std::thread& t : conns_) t.join();
-    close(fd_);
-  }
-  int port() const { return port_; }
-
- private:
-  void Run() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      int c = accept(fd_, nullptr, nullptr);
-      if (c < 0) continue;
-      if (!http_) {
-        send(c, name_.data(), name_.size(), MSG_NOSIGNAL);
-        close(c);
-        continue;
-      }
-      conns_.emplace_back([this, c] { Serve(c); });
-    }
-  }
-  void Serve(int c) {
-    std::string in;
-    char buf[4096];
-    while (!stop_) {
-      pollfd p{c, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      ssize_t n = recv(c, buf, sizeof(buf), 0);
-      if (n <= 0) break;
-      in.append(buf, static_cast<size_t>(n));
-      size_t end;
-      while ((end = in.find("\r\n\r\n")) != std::string::npos) {
-        in.erase(0, end + 4);
-        std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(name_.size()) + "\r\n\r\n" + name_;
-        send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
-      }
-    }
-    close(c);
-  }
-
-  std::string name_;
-  bool http_;
-  int fd_ = -1, port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  std::vector<std::thread> conns_;  // only Run's thread adds, only the destructor joins after it
-};
 
 // A connection to 127.0.0.1:port from `source` (another loopback address), -1 if refused.
 int ConnectFrom(const char* source, int port) {
@@ -180,7 +122,7 @@ std::string CookieFor(const char* target) {
 
 TEST_CASE("proxy stickiness: the cookie pins a client to its target, clients without one spread",
           "[proxy][stickiness]") {
-  NamedTarget a("a", true), b("b", true), c("c", true);
+  testing::NamedTarget a("a", true), b("b", true), c("c", true);
   int listen = testing::FreeLoopbackPort();
   const char* sticky = R"({"type": "lb_cookie", "durationSeconds": 3600})";
   Options options;
@@ -223,7 +165,7 @@ TEST_CASE("proxy stickiness: the cookie pins a client to its target, clients wit
 
 TEST_CASE("proxy stickiness: a cookie for a target not healthy, gone or unknown re-balances and sets a new one",
           "[proxy][stickiness]") {
-  NamedTarget a("a", true), b("b", true);
+  testing::NamedTarget a("a", true), b("b", true);
   int listen = testing::FreeLoopbackPort();
   const char* sticky = R"({"type": "lb_cookie"})";
   auto proxy = Proxy::Start(Options());
@@ -268,7 +210,7 @@ TEST_CASE("proxy stickiness: a cookie for a target not healthy, gone or unknown 
 }
 
 TEST_CASE("proxy stickiness: a source_ip TCP group keeps each client address on one target", "[proxy][stickiness]") {
-  NamedTarget a("a", false), b("b", false), c("c", false);
+  testing::NamedTarget a("a", false), b("b", false), c("c", false);
   int listen = testing::FreeLoopbackPort();
   auto proxy = Proxy::Start(Options());
   REQUIRE(proxy.ok());
