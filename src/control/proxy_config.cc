@@ -359,6 +359,13 @@ std::string ProxyConfigs::Body(const std::string& cluster, const std::set<std::s
     out.append(",\"algorithm\":");
     json::AppendQuoted(&out, tg->algorithm);
     if (tg->proxy_protocol_v2) out.append(",\"proxyProtocol\":\"v2\"");
+    if (tg->stickiness && tg->protocol == "HTTP") {
+      out.append(",\"stickiness\":{\"type\":\"lb_cookie\",\"durationSeconds\":")
+          .append(std::to_string(tg->stickiness_cookie_s))
+          .append("}");
+    } else if (tg->stickiness) {
+      out.append(",\"stickiness\":{\"type\":\"source_ip\"}");
+    }
     out.append(",\"slowStartSeconds\":").append(std::to_string(tg->slow_start_s)).append(",\"targets\":[");
     std::vector<Target> targets = Targets(*tg);
     std::sort(targets.begin(), targets.end(), [](const Target& a, const Target& b) { return a.task_id < b.task_id; });

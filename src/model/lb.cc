@@ -372,11 +372,20 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
         }
         continue;  // read with algorithm, above
       }
-      if (key == "proxy_protocol_v2.enabled") {
+      if (key == "proxy_protocol_v2.enabled" || key == "stickiness.enabled") {
         std::string_view text = a.IsString() ? a.String() : std::string_view();
         if (a.IsBool()) text = a.Bool() ? "true" : "false";
         if (text != "true" && text != "false") return Error::Invalid(field + ": must be true or false");
-        tg.proxy_protocol_v2 = text == "true";
+        (key == "stickiness.enabled" ? tg.stickiness : tg.proxy_protocol_v2) = text == "true";
+        continue;
+      }
+      if (key == "stickiness.type") {
+        std::string_view text = a.IsString() ? a.String() : std::string_view();
+        if (text != "lb_cookie" && text != "source_ip") {
+          return Error::Invalid(field + ": must be lb_cookie (HTTP groups) or source_ip (TCP groups); got " +
+                                a.Print());
+        }
+        tg.stickiness_type = std::string(text);
         continue;
       }
       int64_t value = 0;
@@ -401,12 +410,28 @@ Result<TargetGroup> ParseTargetGroupBody(json::View body, std::string_view clust
           return Error::Invalid(field + ": must be 0 (off) or from 30 to 900 seconds");
         }
         tg.slow_start_s = value;
+      } else if (key == "stickiness.lb_cookie.duration_seconds") {
+        if (value < 1 || value > 604800) return Error::Invalid(field + ": must be from 1 to 604800 seconds (7 days)");
+        tg.stickiness_cookie_s = value;
       } else {
         return Error::Invalid(field +
                               ": unknown attribute (known: deregistration_delay.timeout_seconds, "
-                              "slow_start.duration_seconds, proxy_protocol_v2.enabled)");
+                              "slow_start.duration_seconds, proxy_protocol_v2.enabled, stickiness.enabled, "
+                              "stickiness.type, stickiness.lb_cookie.duration_seconds)");
       }
     }
+  }
+  // As ELB: the type is the protocol's own unless named, and a named one must fit the protocol.
+  std::string own_type = tg.protocol == "HTTP" ? "lb_cookie" : "source_ip";
+  if (tg.stickiness_type.empty()) tg.stickiness_type = own_type;
+  if (tg.stickiness_type != own_type) {
+    return Error::Invalid("attributes.stickiness.type: " + tg.stickiness_type + " is for " +
+                          (tg.protocol == "HTTP" ? "TCP" : "HTTP") + " target groups; " +
+                          (tg.protocol == "HTTP" ? "an HTTP" : "a TCP") + " group takes " + own_type);
+  }
+  if (tg.stickiness && tg.protocol == "UDP") {
+    return Error::Invalid(
+        "attributes.stickiness.enabled: UDP target groups keep each client on its target by its flow already");
   }
   if (tg.proxy_protocol_v2 && tg.protocol != "TCP") {
     return Error::Invalid(
@@ -548,6 +573,9 @@ std::string TargetGroupDoc(const TargetGroup& tg) {
       .Set("slowStartSeconds", tg.slow_start_s)
       .Set("healthCheck", HealthCheckJson(tg.check))
       .Set("proxyProtocolV2", tg.proxy_protocol_v2)
+      .Set("stickiness", tg.stickiness)
+      .Set("stickinessType", tg.stickiness_type)
+      .Set("stickinessCookieSeconds", tg.stickiness_cookie_s)
       .Set("createdMs", tg.created_ms)
       .Print();
 }
@@ -567,6 +595,14 @@ Result<TargetGroup> ParseTargetGroupDoc(std::string_view text) {
   tg.slow_start_s = static_cast<int64_t>(v.Get("slowStartSeconds").Number());
   tg.created_ms = static_cast<int64_t>(v.Get("createdMs").Number());
   tg.proxy_protocol_v2 = v.Get("proxyProtocolV2").IsBool() && v.Get("proxyProtocolV2").Bool();
+  // A group stored before stickiness has none, with ELB's defaults.
+  tg.stickiness = v.Get("stickiness").IsBool() && v.Get("stickiness").Bool();
+  tg.stickiness_type = v.Get("stickinessType").IsString() ? std::string(v.Get("stickinessType").String())
+                       : tg.protocol == "HTTP"            ? "lb_cookie"
+                                                          : "source_ip";
+  if (v.Get("stickinessCookieSeconds").IsNumber()) {
+    tg.stickiness_cookie_s = static_cast<int64_t>(v.Get("stickinessCookieSeconds").Number());
+  }
   if (tg.cluster.empty() || tg.name.empty()) return Error::Invalid("a target group needs its cluster and name");
   if (Status s = CheckProtocol(tg.protocol, "protocol"); !s) return s.take_error();
   // A group stored before health checks has the default one.
@@ -638,6 +674,11 @@ json::Doc TargetGroupJson(const TargetGroup& tg) {
   attrs.Push(json::Doc::Object()
                  .Set("key", "proxy_protocol_v2.enabled")
                  .Set("value", tg.proxy_protocol_v2 ? "true" : "false"));
+  attrs.Push(json::Doc::Object().Set("key", "stickiness.enabled").Set("value", tg.stickiness ? "true" : "false"));
+  attrs.Push(json::Doc::Object().Set("key", "stickiness.type").Set("value", tg.stickiness_type));
+  attrs.Push(json::Doc::Object()
+                 .Set("key", "stickiness.lb_cookie.duration_seconds")
+                 .Set("value", std::to_string(tg.stickiness_cookie_s)));
   json::Doc out = json::Doc::Object();
   out.Set("targetGroupName", tg.name)
       .Set("targetGroupArn", tg.arn)

@@ -50,6 +50,9 @@ struct TargetGroup {
   int64_t deregistration_delay_s = 300;  // attribute deregistration_delay.timeout_seconds
   int64_t slow_start_s = 0;              // attribute slow_start.duration_seconds
   bool proxy_protocol_v2 = false;        // attribute proxy_protocol_v2.enabled (TCP groups)
+  bool stickiness = false;               // attribute stickiness.enabled
+  std::string stickiness_type;           // attribute stickiness.type: lb_cookie (HTTP groups), source_ip (TCP groups)
+  int64_t stickiness_cookie_s = 86400;   // attribute stickiness.lb_cookie.duration_seconds (1-604800)
   HealthCheck check;
   int64_t created_ms = 0;
 };

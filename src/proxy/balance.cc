@@ -6,8 +6,28 @@
 #include <algorithm>
 #include <cctype>
 
+#include "base/crypto.h"
+
 namespace berth::proxy {
 namespace {
+
+// FNV-1a over `bytes`, continuing from `h`.
+uint64_t Fnv(uint64_t h, std::string_view bytes) {
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// SplitMix64's finalizer: spreads FNV's weak low bits over the whole word.
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
 
 bool SameChar(char a, char b, bool fold) {
   if (!fold) return a == b;
@@ -155,5 +175,51 @@ void Ejection::Succeed() {
 }
 
 bool Attempts::WasTried(size_t target) const { return std::find(tried_.begin(), tried_.end(), target) != tried_.end(); }
+
+std::string StickyToken(std::string_view group, std::string_view target_id) {
+  std::string input;
+  input.reserve(group.size() + target_id.size() + 1);
+  input.append(group).push_back('\n');  // no name holds a newline, so the pair is unambiguous
+  input.append(target_id);
+  return crypto::Hex(crypto::Sha256(input).data(), 16);
+}
+
+std::string_view CookieValue(std::string_view header, std::string_view name) {
+  constexpr size_t kMaxPairs = 64, kMaxValue = 64;
+  size_t pairs = 0;
+  while (!header.empty() && pairs++ < kMaxPairs) {
+    size_t semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
+    size_t start = pair.find_first_not_of(" \t");
+    if (start == std::string_view::npos) continue;
+    pair.remove_prefix(start);
+    size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view key = pair.substr(0, eq);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
+    if (key != name) continue;
+    std::string_view value = pair.substr(eq + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    return value.substr(0, kMaxValue);
+  }
+  return {};
+}
+
+size_t ChooseByHash(std::string_view client, const std::vector<std::string_view>& ids) {
+  uint64_t base = Fnv(0xcbf29ce484222325ULL, client);
+  size_t best = 0;
+  uint64_t best_score = 0;
+  for (size_t i = 0; i < ids.size(); i++) {
+    uint64_t score = Mix(Fnv(Fnv(base, "\n"), ids[i]));
+    if (i == 0 || score > best_score) {
+      best = i;
+      best_score = score;
+    }
+  }
+  return best;
+}
 
 }  // namespace berth::proxy

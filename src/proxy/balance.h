@@ -52,6 +52,20 @@ double SlowStartWeight(int64_t since_ms, int64_t slow_start_ms);
 // with the chance it lacks of a whole weight. `*cursor` advances.
 size_t Choose(Algorithm algorithm, const std::vector<Load>& loads, std::mt19937& rng, uint64_t* cursor);
 
+// Stickiness (docs/load-balancing.md). The cookie that pins an HTTP client.
+inline constexpr std::string_view kStickyCookie = "BERTHLB";
+// The opaque value of kStickyCookie for one target of one group: 32 hex digits
+// of SHA-256 over both names, the same on every proxy, revealing no address.
+std::string StickyToken(std::string_view group, std::string_view target_id);
+// The value of the cookie `name` in one Cookie header's value
+// ("a=1; BERTHLB=ab12"), spaces around pairs allowed; empty when absent. At
+// most 64 pairs are looked at, and a value is taken only up to 64 bytes.
+std::string_view CookieValue(std::string_view header, std::string_view name);
+// Rendezvous (highest random weight) hashing: the index in `ids` (non-empty)
+// whose hash with `client` is highest. Removing one id moves only the clients
+// that had it; the others keep theirs.
+size_t ChooseByHash(std::string_view client, const std::vector<std::string_view>& ids);
+
 // Passive ejection of one target on one worker: after `failures` consecutive
 // failures (connect failures or 5xx) the target takes nothing for a span that
 // starts at first_ms and doubles with each ejection that follows, up to max_ms;

@@ -11,6 +11,7 @@
 #include "base/flags.h"
 #include "base/log.h"
 #include "net/uv.h"
+#include "proxy/metrics_endpoint.h"
 #include "proxy/proxy.h"
 
 namespace berth::proxy {
@@ -23,10 +24,11 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"proxy-threads", true, "N", "worker threads, each with its own loop, sharing the listeners (default 1)"},
     {"stop-grace", true, "DURATION", "on SIGTERM, how long requests in flight may take to finish (default 10s)"},
     {"log-level", true, "LEVEL", "debug, info, warn or error (default info)"},
+    {"metrics-listen", true, "ADDR:PORT", "serve GET /metrics (Prometheus text) there (default: off)"},
 };
 
 const char kUsage[] =
-    "Usage: berth proxy --config FILE [--proxy-threads N]\n"
+    "Usage: berth proxy --config FILE [--proxy-threads N] [--metrics-listen ADDR:PORT]\n"
     "\n"
     "Runs the load-balancing proxy alone, from a configuration file: HTTP, TCP and\n"
     "UDP listeners, rules, target groups. SIGHUP reloads the file; SIGTERM stops after\n"
@@ -107,6 +109,17 @@ int Main(const std::vector<std::string>& args) {
   log::Info(kSub, "started", {{"config", path}, {"version", version}, {"threads", options.threads}});
 
   uv_loop_t* loop = net::DefaultLoop();
+  std::unique_ptr<MetricsEndpoint> metrics;
+  if (p->Has("metrics-listen")) {
+    auto m = MetricsEndpoint::Start(loop, proxy->get(), p->Get("metrics-listen"));
+    if (!m) {
+      fprintf(stderr, "berth proxy: --metrics-listen: %s\n", m.error().message.c_str());
+      (*proxy)->Stop(0);
+      return 2;
+    }
+    metrics = std::move(*m);
+    log::Info(kSub, "serving metrics", {{"address", p->Get("metrics-listen")}, {"port", metrics->port()}});
+  }
   net::SignalWatch hup(loop, SIGHUP, [&](int) {
     Result<Config> next = LoadFile(path);
     if (!next) {

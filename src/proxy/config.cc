@@ -265,10 +265,43 @@ Result<ProxyProtocol> ParseProxyProtocol(View obj, Protocol protocol, const std:
   return text == "v1" ? ProxyProtocol::kV1 : ProxyProtocol::kV2;
 }
 
+// A group's `stickiness`: {"type":"lb_cookie","durationSeconds":N} (HTTP
+// groups), {"type":"source_ip"} (TCP groups), or absent or null for none.
+Status ParseStickiness(View obj, const std::string& path, TargetGroup* g) {
+  View v = obj.Get("stickiness");
+  if (!v.valid() || v.IsNull()) return {};
+  if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
+  if (auto s = OnlyKnownKeys(v, path, {"type", "durationSeconds"}); !s.ok()) return s;
+  auto type = json::RequireString(v, "type", At(path, "type"));
+  if (!type.ok()) return type.take_error();
+  if (*type == "lb_cookie") {
+    if (g->protocol != Protocol::kHttp) {
+      return Bad(At(path, "type"), "lb_cookie is for HTTP target groups (TCP groups take source_ip)");
+    }
+    auto seconds = json::OptionalInt(v, "durationSeconds", At(path, "durationSeconds"), 86400);
+    if (!seconds.ok()) return seconds.take_error();
+    if (*seconds < 1 || *seconds > kMaxCookieSeconds) {
+      return Bad(At(path, "durationSeconds"), "must be between 1 and " + std::to_string(kMaxCookieSeconds));
+    }
+    g->stickiness = Stickiness::kLbCookie;
+    g->cookie_seconds = *seconds;
+    return {};
+  }
+  if (*type == "source_ip") {
+    if (g->protocol != Protocol::kTcp) {
+      return Bad(At(path, "type"), "source_ip is for TCP target groups (HTTP groups take lb_cookie)");
+    }
+    if (v.Get("durationSeconds").valid()) return Bad(At(path, "durationSeconds"), "is for lb_cookie only");
+    g->stickiness = Stickiness::kSourceIp;
+    return {};
+  }
+  return Bad(At(path, "type"), "must be \"lb_cookie\" or \"source_ip\", not \"" + *type + "\"");
+}
+
 Result<TargetGroup> ParseGroup(View v, const std::string& path) {
   if (!v.IsObject()) return Bad(path, std::string("must be an object, not ") + v.TypeName());
-  if (auto s =
-          OnlyKnownKeys(v, path, {"name", "protocol", "algorithm", "slowStartSeconds", "proxyProtocol", "targets"});
+  if (auto s = OnlyKnownKeys(
+          v, path, {"name", "protocol", "algorithm", "slowStartSeconds", "proxyProtocol", "stickiness", "targets"});
       !s.ok()) {
     return s.take_error();
   }
@@ -290,6 +323,7 @@ Result<TargetGroup> ParseGroup(View v, const std::string& path) {
   auto pp = ParseProxyProtocol(v, g.protocol, At(path, "proxyProtocol"));
   if (!pp.ok()) return pp.take_error();
   g.proxy_protocol = *pp;
+  if (auto s = ParseStickiness(v, At(path, "stickiness"), &g); !s.ok()) return s.take_error();
   auto targets = RequireArray(v, "targets", path, false);
   if (!targets.ok()) return targets.take_error();
   if (targets->valid()) {

@@ -22,6 +22,10 @@ enum class Protocol { kHttp, kTcp, kHttps, kTls, kUdp };
 enum class Algorithm { kLeastOutstandingRequests, kLeastConnections, kRoundRobin };
 // As ELB names them; only kHealthy takes new requests and connections.
 enum class TargetState { kInitial, kHealthy, kUnhealthy, kDraining };
+// How a group keeps a client on one target: none, a cookie the proxy sets (HTTP
+// groups), or a hash of the client's address (TCP groups).
+enum class Stickiness { kNone, kLbCookie, kSourceIp };
+constexpr int64_t kMaxCookieSeconds = 604800;
 
 struct Target {
   std::string id;
@@ -36,6 +40,8 @@ struct TargetGroup {
   Algorithm algorithm = Algorithm::kLeastOutstandingRequests;
   int64_t slow_start_seconds = 0;
   ProxyProtocol proxy_protocol = ProxyProtocol::kNone;  // TCP groups only: the header written to each target
+  Stickiness stickiness = Stickiness::kNone;
+  int64_t cookie_seconds = 86400;  // kLbCookie: the Max-Age of the cookie set, 1 to kMaxCookieSeconds
   std::vector<Target> targets;
 };
 

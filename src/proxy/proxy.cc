@@ -35,10 +35,44 @@ namespace berth::proxy {
 class Worker;
 class ListenSocket;
 
-// Shared between workers: what draining waits on.
-struct TargetStats {
+// Metrics (RenderMetrics): one slot per worker, written by that worker's
+// thread only, so counting contends with nothing; summed when read.
+struct alignas(64) TargetSlot {
+  std::atomic<uint64_t> responses[4] = {};  // 2xx, 3xx, 4xx, 5xx from the target
+  std::atomic<uint64_t> retries{0}, ejections{0}, connect_failures{0}, bytes_in{0}, bytes_out{0};
+};
+// Upper bounds of the latency buckets, in seconds (request sent to the response head).
+constexpr double kLatencyBounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+constexpr size_t kLatencyBuckets = sizeof(kLatencyBounds) / sizeof(kLatencyBounds[0]);
+struct alignas(64) GroupSlot {
+  std::atomic<uint64_t> local[3] = {};  // the proxy's own 502, 503, 504
+  std::atomic<uint64_t> retries{0};
+  std::atomic<uint64_t> buckets[kLatencyBuckets + 1] = {};  // not cumulative; the last is +Inf
+  std::atomic<uint64_t> latency_count{0}, latency_sum_us{0};
+};
+struct alignas(64) ListenerSlot {
+  std::atomic<uint64_t> accepted{0}, requests{0};
+  std::atomic<int64_t> active{0};
+};
+template <class Slot>
+struct Slots {
+  explicit Slots(int workers) : slots(std::make_unique<Slot[]>(static_cast<size_t>(workers))) {}
+  std::unique_ptr<Slot[]> slots;
+  Slot& operator[](int worker) { return slots[static_cast<size_t>(worker)]; }
+};
+inline void Add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+
+// Shared between workers: what draining waits on, and the target's metrics.
+struct TargetStats : Slots<TargetSlot> {
+  using Slots::Slots;
   std::atomic<int64_t> requests{0};
   std::atomic<int64_t> connections{0};
+};
+struct GroupStats : Slots<GroupSlot> {
+  using Slots::Slots;
+};
+struct ListenerStats : Slots<ListenerSlot> {
+  using Slots::Slots;
 };
 
 namespace {
@@ -338,6 +372,9 @@ bool ToSockaddr(const std::string& address, int port, sockaddr_storage* out) {
 struct Runtime {
   Config config;
   std::vector<std::vector<std::shared_ptr<TargetStats>>> stats;  // [group][target]
+  std::vector<std::vector<std::string>> tokens;                  // [group][target]: StickyToken, lb_cookie groups only
+  std::vector<std::shared_ptr<GroupStats>> group_stats;          // [group]
+  std::vector<std::shared_ptr<ListenerStats>> listener_stats;    // [listener]
   std::unordered_map<std::string, size_t> group_index;
   std::unordered_map<std::string, size_t> listener_index;  // by ListenerId
   // HTTPS and TLS listeners' certificates, by ListenerId.
@@ -401,13 +438,17 @@ class Worker {
   void Post(std::shared_ptr<const Runtime> runtime);
   void PostStop(uint64_t grace_ms);
   int64_t applied() const { return applied_.load(); }
+  int index() const { return index_; }
 
   uv_loop_t* loop() { return &loop_; }
   const Limits& limits() const { return options_.limits; }
   const std::shared_ptr<const Runtime>& runtime() const { return runtime_; }
 
   // Picks a usable target of `group` not yet in `attempts`; an empty Lease when none.
-  Lease Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests);
+  // `sticky`: in an lb_cookie group the request's cookie, whose target is taken
+  // if usable; in a source_ip group the client's address, hashed to a target.
+  Lease Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests,
+             std::string_view sticky = {});
   // The outcome of an attempt on a target, for passive ejection.
   void Report(const Runtime& rt, const std::string& group, Backend* backend, bool failed);
   Upstream* TakeIdle(Backend* backend);
@@ -469,6 +510,10 @@ struct Proxy::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::mutex stats_mu;
   std::map<std::string, std::shared_ptr<TargetStats>> stats;  // by group "\n" id
+  // Metrics of the groups and listeners configured now (by name, by ListenerId).
+  std::map<std::string, std::shared_ptr<GroupStats>> groups;
+  std::map<std::string, std::shared_ptr<ListenerStats>> listeners;
+  std::map<std::string, std::string> listener_labels;  // by ListenerId: "address:port/PROTOCOL"
   bool stopped = false;
 };
 
@@ -573,7 +618,13 @@ struct Exchange {
   std::vector<Header> headers, rheaders;
   std::string status_text, lease_target, last_failure;
   std::string replay;  // the body so far, while it may be replayed on a retry
-  std::string unsent;  // body bytes waiting for the target connection
+  // lb_cookie groups: the request's BERTHLB value, the token the response sets
+  // (empty when the request's named the target it got), and the cookie's Max-Age.
+  std::string sticky, set_cookie;
+  int64_t cookie_seconds = 0;
+  GroupStats* gstats = nullptr;  // the group's metrics (kept alive by rt), null without a group
+  uint64_t sent_ns = 0;          // when the request head went to the target
+  std::string unsent;            // body bytes waiting for the target connection
   std::shared_ptr<const Runtime> rt;
   Attempts attempts;
   Lease lease;
@@ -597,6 +648,7 @@ class ClientConn : public PipeOwner {
   }
 
   ~ClientConn() override {
+    if (lstats_) (*lstats_)[worker_->index()].active--;
     worker_->Untrack(this);
     DropUpstream(true);
     if (ex_) ex_->lease.Release();
@@ -605,6 +657,11 @@ class ClientConn : public PipeOwner {
   }
 
   Pipe& pipe() { return pipe_; }
+  // Counts this connection in its listener's metrics until it ends.
+  void CountIn(std::shared_ptr<ListenerStats> stats) {
+    lstats_ = std::move(stats);
+    (*lstats_)[worker_->index()].active++;
+  }
 
   void Begin() {
     client_ip_ = PeerAddress(pipe_.handle());
@@ -691,6 +748,7 @@ class ClientConn : public PipeOwner {
   }
 
   void UpData(const char* data, size_t len) {
+    if (ex_ && ex_->lease.stats) Add((*ex_->lease.stats)[worker_->index()].bytes_in, len);
     if (upgraded_) {
       pipe_.Write({data, len});
       UpstreamBackpressure();
@@ -881,8 +939,10 @@ class ClientConn : public PipeOwner {
       return HPE_USER;
     }
     const Listener& listener = ex_->rt->config.listeners[li->second];
+    Add((*ex_->rt->listener_stats[li->second])[worker_->index()].requests);
     std::string path = ex_->url.substr(0, ex_->url.find('?'));
     ex_->group = listener.redirect ? std::string() : MatchGroup(listener, HostHeader(), path);
+    StickyCookie();
     BuildRequestHead();
     ex_->attempts = Attempts();
     ex_->replay.clear();
@@ -899,6 +959,29 @@ class ClientConn : public PipeOwner {
     }
     if (!StartAttempt() && closing_) return HPE_PAUSED;  // answered, and the body is not read
     return 0;
+  }
+
+  // In an lb_cookie group: the request's BERTHLB cookie (the first, across
+  // every Cookie header) and the Max-Age of the one a response sets.
+  // Also finds the group's metrics.
+  void StickyCookie() {
+    ex_->sticky.clear();
+    ex_->set_cookie.clear();
+    ex_->cookie_seconds = 0;
+    ex_->gstats = nullptr;
+    auto gi = ex_->rt->group_index.find(ex_->group);
+    if (gi == ex_->rt->group_index.end()) return;
+    ex_->gstats = ex_->rt->group_stats[gi->second].get();
+    const TargetGroup& g = ex_->rt->config.target_groups[gi->second];
+    if (g.stickiness != Stickiness::kLbCookie) return;
+    ex_->cookie_seconds = g.cookie_seconds;
+    for (const Header& h : ex_->headers) {
+      if (!NameIs(h.name, "cookie")) continue;
+      std::string_view v = CookieValue(h.value, kStickyCookie);
+      if (v.empty()) continue;
+      ex_->sticky.assign(v);
+      return;
+    }
   }
 
   // The request head as the target gets it: hop-by-hop headers out, X-Forwarded-* in.
@@ -944,6 +1027,7 @@ class ClientConn : public PipeOwner {
     }
     if (up_ && up_->connected) {
       up_->pipe().Write(bytes);
+      if (ex_->lease.stats) Add((*ex_->lease.stats)[worker_->index()].bytes_out, bytes.size());
       sent_body_ = true;
       if (up_->pipe().Queued() > worker_->limits().max_queued_bytes) PauseClient();
     } else {
@@ -993,7 +1077,7 @@ class ClientConn : public PipeOwner {
   // Picks a target and connects (or takes a pooled connection). Returns false
   // when it answered the client itself (503).
   bool StartAttempt() {
-    ex_->lease = worker_->Pick(*ex_->rt, ex_->group, &ex_->attempts, true);
+    ex_->lease = worker_->Pick(*ex_->rt, ex_->group, &ex_->attempts, true, ex_->sticky);
     if (!ex_->lease) {
       if (ex_->attempts.count() == 0) {
         LocalAnswer(503, "no healthy target in target group \"" + ex_->group + "\"", false);
@@ -1008,6 +1092,10 @@ class ClientConn : public PipeOwner {
     lease_backend_ = ex_->lease.backend;
     ex_->lease_target = lease_backend_->address + ":" + std::to_string(lease_backend_->port);
     ex_->attempts.Tried(ex_->lease.index);
+    if (ex_->cookie_seconds > 0) {
+      const std::string& token = ex_->rt->tokens[ex_->rt->group_index.at(ex_->group)][ex_->lease.index];
+      ex_->set_cookie = token == ex_->sticky ? std::string() : token;
+    }
     sent_body_ = false;
     ex_->unsent = ex_->replay;
     Upstream* up = worker_->TakeIdle(lease_backend_);
@@ -1034,6 +1122,10 @@ class ClientConn : public PipeOwner {
     ex_->response.data = this;
     up_->pipe().ReadStart();
     up_->pipe().Write(ex_->head);
+    ex_->sent_ns = uv_hrtime();
+    if (ex_->lease.stats) {
+      Add((*ex_->lease.stats)[worker_->index()].bytes_out, ex_->head.size() + ex_->unsent.size());
+    }
     if (!ex_->unsent.empty()) {
       up_->pipe().Write(ex_->unsent);
       sent_body_ = true;
@@ -1051,6 +1143,8 @@ class ClientConn : public PipeOwner {
     ex_->last_failure = ex_->lease_target + ": " + why;
     bool stale = up_ && up_->reused;
     if (connect_failure && !stale) worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
+    std::shared_ptr<TargetStats> failed = ex_->lease.stats;
+    if (failed && connect_failure && !stale) Add((*failed)[worker_->index()].connect_failures);
     DropUpstream(true);
     if (ex_) ex_->lease.Release();
     bool replayable = replayable_ && !upgraded_;
@@ -1058,6 +1152,8 @@ class ClientConn : public PipeOwner {
       LocalAnswer(502, "target " + ex_->last_failure, false);
       return;
     }
+    if (failed) Add((*failed)[worker_->index()].retries);
+    if (ex_->gstats) Add((*ex_->gstats)[worker_->index()].retries);
     log::Debug(kSub, "retrying on another target", {{"failed", ex_->last_failure}});
     StartAttempt();
   }
@@ -1164,6 +1260,15 @@ class ClientConn : public PipeOwner {
       }
       h.append(x.name).append(": ").append(x.value).append("\r\n");
     }
+    if (!interim && !ex_->set_cookie.empty()) {
+      h.append("Set-Cookie: ")
+          .append(kStickyCookie)
+          .append("=")
+          .append(ex_->set_cookie)
+          .append("; Max-Age=")
+          .append(std::to_string(ex_->cookie_seconds))
+          .append("; Path=/\r\n");
+    }
     if (upgraded_) {
       h.append("Connection: upgrade\r\n");
     } else if (!interim) {
@@ -1177,12 +1282,28 @@ class ClientConn : public PipeOwner {
     h.append("\r\n");
     pipe_.Write(h);
     head_forwarded_ = true;
+    if (!interim) CountResponse(status);
     if (status >= 500 && !interim)
       worker_->Report(*ex_->rt, ex_->group, lease_backend_, true);
     else if (!interim)
       worker_->Report(*ex_->rt, ex_->group, lease_backend_, false);
     if (upgraded_) return HPE_PAUSED;
     return bodiless ? 1 : 0;
+  }
+
+  // A target's final response head: its class, and the group's latency.
+  void CountResponse(int status) {
+    int w = worker_->index();
+    if (ex_->lease.stats && status >= 200 && status < 600) Add((*ex_->lease.stats)[w].responses[status / 100 - 2]);
+    if (!ex_->gstats || ex_->sent_ns == 0) return;
+    GroupSlot& g = (*ex_->gstats)[w];
+    uint64_t us = (uv_hrtime() - ex_->sent_ns) / 1000;
+    ex_->sent_ns = 0;
+    size_t b = 0;
+    while (b<kLatencyBuckets&& static_cast<double>(us)> kLatencyBounds[b] * 1e6) b++;
+    Add(g.buckets[b]);
+    Add(g.latency_count);
+    Add(g.latency_sum_us, us);
   }
 
   int OnResponseComplete() {
@@ -1277,6 +1398,7 @@ class ClientConn : public PipeOwner {
       CloseSoon();
       return;
     }
+    if (ex_ && ex_->gstats && status >= 502 && status <= 504) Add((*ex_->gstats)[worker_->index()].local[status - 502]);
     std::string body = why + "\n";
     std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n" + extra +
                     "Content-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
@@ -1372,6 +1494,7 @@ class ClientConn : public PipeOwner {
   int listen_port_;
   std::string listener_id_;
   std::shared_ptr<size_t> listener_count_;
+  std::shared_ptr<ListenerStats> lstats_;
   Pipe pipe_;
   uv_timer_t timer_{};
   llhttp_t parser_{};
@@ -1440,12 +1563,18 @@ class TcpConn : public PipeOwner {
     (*listener_count_)++;
   }
   ~TcpConn() override {
+    if (lstats_) (*lstats_)[worker_->index()].active--;
     lease_.Release();
     (*listener_count_)--;
     worker_->ConnectionClosed();
   }
   Pipe& client() { return client_; }
   void Abort() { Finish(); }
+  // Counts this connection in its listener's metrics until it ends.
+  void CountIn(std::shared_ptr<ListenerStats> stats) {
+    lstats_ = std::move(stats);
+    (*lstats_)[worker_->index()].active++;
+  }
 
   // A trusted peer first has the PROXY header bound, a TLS client the
   // handshake bound; the target is picked once they are done.
@@ -1503,6 +1632,10 @@ class TcpConn : public PipeOwner {
     group_ = rt_->config.listeners[li->second].default_target_group;
     auto gi = rt_->group_index.find(group_);
     if (gi != rt_->group_index.end()) proxy_protocol_ = rt_->config.target_groups[gi->second].proxy_protocol;
+    if (gi != rt_->group_index.end() && rt_->config.target_groups[gi->second].stickiness == Stickiness::kSourceIp &&
+        source_) {
+      client_key_ = source_->ip.Unmapped().ToString();
+    }
     Attempt();
   }
 
@@ -1515,6 +1648,10 @@ class TcpConn : public PipeOwner {
       return;
     }
     Pipe& other = p == &client_ ? *target_ : client_;
+    if (lease_.stats) {
+      TargetSlot& slot = (*lease_.stats)[worker_->index()];
+      Add(p == &client_ ? slot.bytes_out : slot.bytes_in, len);
+    }
     other.Write({data, len});
     if (other.Queued() > worker_->limits().max_queued_bytes) p->ReadStop();
   }
@@ -1580,7 +1717,7 @@ class TcpConn : public PipeOwner {
 
  private:
   void Attempt() {
-    lease_ = worker_->Pick(*rt_, group_, &attempts_, false);
+    lease_ = worker_->Pick(*rt_, group_, &attempts_, false, client_key_);
     if (!lease_) {
       if (attempts_.count() == 0) log::Debug(kSub, "no healthy target", {{"group", group_}});
       Finish();
@@ -1599,10 +1736,16 @@ class TcpConn : public PipeOwner {
     if (lease_.backend) worker_->Report(*rt_, group_, lease_.backend, true);
     log::Debug(kSub, "tcp connect failed", {{"group", group_}, {"error", why}});
     target_.reset();
+    std::shared_ptr<TargetStats> failed = lease_.stats;
+    if (failed) Add((*failed)[worker_->index()].connect_failures);
     lease_.Release();
     if (!attempts_.MayRetry(true)) {
       Finish();
       return;
+    }
+    if (failed) Add((*failed)[worker_->index()].retries);
+    if (auto gi = rt_->group_index.find(group_); gi != rt_->group_index.end()) {
+      Add((*rt_->group_stats[gi->second])[worker_->index()].retries);
     }
     Attempt();
   }
@@ -1638,6 +1781,7 @@ class TcpConn : public PipeOwner {
   Worker* worker_;
   std::string listener_id_;
   std::shared_ptr<size_t> listener_count_;
+  std::shared_ptr<ListenerStats> lstats_;
   Pipe client_;
   std::unique_ptr<Pipe> target_;
   uv_timer_t timer_{};
@@ -1650,6 +1794,7 @@ class TcpConn : public PipeOwner {
   std::string early_;  // client bytes from before the target accepted (TLS, or after a PROXY header)
   uint64_t last_activity_ = 0;
   ProxyProtocol proxy_protocol_ = ProxyProtocol::kNone;  // the header the group's targets get
+  std::string client_key_;                               // source_ip groups: what picks the target
   // The client as targets are told of it (the peer, or its PROXY header's
   // source) and the address it connected to.
   std::optional<SocketAddress> source_, local_;
@@ -1722,8 +1867,17 @@ class ListenSocket {
 
   // Connections in their handshake count in max_connections like the others;
   // one over the cap is closed at once (an HTTPS client cannot read a 503 yet).
+  // This listener's metrics under the running document; null when it has none.
+  std::shared_ptr<ListenerStats> Stats() const {
+    const auto& rt = worker_->runtime();
+    if (!rt) return nullptr;
+    auto it = rt->listener_index.find(id_);
+    return it == rt->listener_index.end() ? nullptr : rt->listener_stats[it->second];
+  }
+
   void AcceptOne(uv_stream_t* server) {
     const Limits& limits = worker_->limits();
+    std::shared_ptr<ListenerStats> stats = Stats();
     std::shared_ptr<const TlsContext> tls;
     if (Terminates(protocol_)) tls = Tls();
     if (TargetProtocol(protocol_) == Protocol::kHttp) {
@@ -1733,6 +1887,10 @@ class ListenSocket {
         return;
       }
       uv_tcp_nodelay(c->pipe().handle(), 1);
+      if (stats) {
+        Add((*stats)[worker_->index()].accepted);
+        c->CountIn(std::move(stats));
+      }
       if (protocol_ == Protocol::kHttps) {
         if (!tls || *count_ > limits.max_connections) {
           c->CloseIfIdle();
@@ -1756,6 +1914,10 @@ class ListenSocket {
         *count_ > limits.max_connections || (protocol_ == Protocol::kTls && !tls)) {
       t->Abort();
       return;
+    }
+    if (stats) {
+      Add((*stats)[worker_->index()].accepted);
+      t->CountIn(std::move(stats));
     }
     if (tls) t->client().SetTls(std::make_unique<TlsSession>(std::move(tls)));
     if (Trusted(t->client().handle())) t->client().ExpectProxyHeader();
@@ -1904,7 +2066,8 @@ void Worker::Reconcile() {
   }
 }
 
-Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests) {
+Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attempts, bool for_requests,
+                   std::string_view sticky) {
   Lease lease;
   auto gi = rt.group_index.find(group);
   if (gi == rt.group_index.end()) return lease;
@@ -1930,8 +2093,21 @@ Lease Worker::Pick(const Runtime& rt, const std::string& group, Attempts* attemp
     backends = fallback_backends;
   }
   if (usable.empty()) return lease;
-  for (Backend* b : backends) loads.push_back(b->load);
-  size_t k = Choose(g.algorithm, loads, rng_, &cursors_[group]);
+  size_t k = usable.size();
+  if (!sticky.empty() && g.stickiness == Stickiness::kLbCookie) {
+    const std::vector<std::string>& tokens = rt.tokens[gi->second];
+    for (size_t j = 0; j < usable.size() && k == usable.size(); j++) {
+      if (tokens[usable[j]] == sticky) k = j;
+    }
+  } else if (!sticky.empty() && g.stickiness == Stickiness::kSourceIp) {
+    std::vector<std::string_view> ids;
+    for (size_t i : usable) ids.push_back(g.targets[i].id);
+    k = ChooseByHash(sticky, ids);
+  }
+  if (k == usable.size()) {
+    for (Backend* b : backends) loads.push_back(b->load);
+    k = Choose(g.algorithm, loads, rng_, &cursors_[group]);
+  }
   lease.backend = backends[k];
   lease.index = usable[k];
   lease.stats = rt.stats[gi->second][usable[k]];
@@ -1962,6 +2138,11 @@ void Worker::Report(const Runtime& rt, const std::string& group, Backend* backen
     if (it != backends_.end() && it->second.ejection.Ejected(now)) ejected++;
   }
   if (backend->ejection.Fail(now, ejected, g.targets.size(), options_.ejection)) {
+    for (size_t i = 0; i < g.targets.size(); i++) {
+      if (g.targets[i].address == backend->address && g.targets[i].port == backend->port) {
+        Add((*rt.stats[gi->second][i])[index_].ejections);
+      }
+    }
     log::Warn(kSub, "target ejected",
               {{"worker", index_},
                {"target", backend->address + ":" + std::to_string(backend->port)},
@@ -2101,10 +2282,12 @@ void Proxy::Apply(Config config) {
     std::map<std::string, std::shared_ptr<TargetStats>> kept;
     for (const TargetGroup& g : config.target_groups) {
       std::vector<std::shared_ptr<TargetStats>> per_target;
+      std::vector<std::string>& tokens = rt->tokens.emplace_back();
       for (const Target& t : g.targets) {
+        if (g.stickiness == Stickiness::kLbCookie) tokens.push_back(StickyToken(g.name, t.id));
         std::string key = g.name + "\n" + t.id;
         auto& s = impl_->stats[key];
-        if (!s) s = std::make_shared<TargetStats>();
+        if (!s) s = std::make_shared<TargetStats>(impl_->options.threads);
         per_target.push_back(s);
         kept[key] = s;
       }
@@ -2115,6 +2298,27 @@ void Proxy::Apply(Config config) {
       if (!kept.count(key) && (s->requests > 0 || s->connections > 0)) kept[key] = s;
     }
     impl_->stats = std::move(kept);
+    // Groups and listeners keep their series while configured; the others' go.
+    std::map<std::string, std::shared_ptr<GroupStats>> groups;
+    for (const TargetGroup& g : config.target_groups) {
+      auto& s = impl_->groups[g.name];
+      if (!s) s = std::make_shared<GroupStats>(impl_->options.threads);
+      groups[g.name] = s;
+      rt->group_stats.push_back(s);
+    }
+    impl_->groups = std::move(groups);
+    std::map<std::string, std::shared_ptr<ListenerStats>> listeners;
+    impl_->listener_labels.clear();
+    for (const Listener& l : config.listeners) {
+      std::string id = ListenerId(l);
+      auto& s = impl_->listeners[id];
+      if (!s) s = std::make_shared<ListenerStats>(impl_->options.threads);
+      listeners[id] = s;
+      rt->listener_stats.push_back(s);
+      impl_->listener_labels[id] = (l.address.find(':') != std::string::npos ? "[" + l.address + "]" : l.address) +
+                                   ":" + std::to_string(l.port) + "/" + ProtocolName(l.protocol);
+    }
+    impl_->listeners = std::move(listeners);
   }
   for (size_t i = 0; i < config.target_groups.size(); i++) rt->group_index[config.target_groups[i].name] = i;
   for (size_t i = 0; i < config.listeners.size(); i++) rt->listener_index[ListenerId(config.listeners[i])] = i;
@@ -2149,6 +2353,147 @@ Proxy::InFlight Proxy::TargetInFlight(std::string_view group, std::string_view t
   auto it = impl_->stats.find(std::string(group) + "\n" + std::string(target_id));
   if (it == impl_->stats.end()) return {};
   return {it->second->requests.load(), it->second->connections.load()};
+}
+
+namespace {
+
+// A label value as the text format has it: backslash, quote and newline escaped.
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out.append("\\n");
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+void Family(std::string* out, const char* name, const char* type, const char* help) {
+  out->append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+void Sample(std::string* out, const char* name, const std::string& labels, double value) {
+  char text[32];
+  snprintf(text, sizeof(text), "%.17g", value);
+  out->append(name).append("{").append(labels).append("} ").append(text).append("\n");
+}
+
+// The sum over `workers` slots of one field.
+template <class S, class F>
+double Sum(S& stats, int workers, F field) {
+  double total = 0;
+  for (int w = 0; w < workers; w++) total += static_cast<double>(field(stats[w]).load(std::memory_order_relaxed));
+  return total;
+}
+
+}  // namespace
+
+void Proxy::RenderMetrics(std::string* out) const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  int n = impl_->options.threads;
+  std::vector<std::pair<std::string, ListenerStats*>> listeners;
+  for (auto& [id, s] : impl_->listeners) {
+    listeners.emplace_back("listener=\"" + LabelValue(impl_->listener_labels[id]) + "\"", s.get());
+  }
+  std::vector<std::pair<std::string, GroupStats*>> groups;
+  for (auto& [name, s] : impl_->groups) groups.emplace_back("target_group=\"" + LabelValue(name) + "\"", s.get());
+  std::vector<std::pair<std::string, TargetStats*>> targets;
+  for (auto& [key, s] : impl_->stats) {
+    size_t nl = key.find('\n');
+    targets.emplace_back(
+        "target_group=\"" + LabelValue(key.substr(0, nl)) + "\",target=\"" + LabelValue(key.substr(nl + 1)) + "\"",
+        s.get());
+  }
+
+  Family(out, "berth_proxy_connections_accepted_total", "counter", "Client connections accepted.");
+  for (auto& [l, s] : listeners)
+    Sample(out, "berth_proxy_connections_accepted_total", l,
+           Sum(
+               *s, n, [](ListenerSlot & x) -> auto& { return x.accepted; }));
+  Family(out, "berth_proxy_connections_active", "gauge", "Client connections open.");
+  for (auto& [l, s] : listeners)
+    Sample(out, "berth_proxy_connections_active", l,
+           Sum(
+               *s, n, [](ListenerSlot & x) -> auto& { return x.active; }));
+  Family(out, "berth_proxy_requests_total", "counter", "HTTP requests received (request heads parsed).");
+  for (auto& [l, s] : listeners)
+    Sample(out, "berth_proxy_requests_total", l,
+           Sum(
+               *s, n, [](ListenerSlot & x) -> auto& { return x.requests; }));
+
+  Family(out, "berth_proxy_target_responses_total", "counter", "Final responses from targets, by class.");
+  static const char* kClasses[] = {"2xx", "3xx", "4xx", "5xx"};
+  for (auto& [l, s] : targets) {
+    for (int c = 0; c < 4; c++) {
+      Sample(out, "berth_proxy_target_responses_total", l + ",class=\"" + kClasses[c] + "\"",
+             Sum(
+                 *s, n, [c](TargetSlot & x) -> auto& { return x.responses[c]; }));
+    }
+  }
+  Family(out, "berth_proxy_local_responses_total", "counter",
+         "Answers the proxy gave itself for a target group: 502 (no target answered), 503 (no healthy target), 504 "
+         "(a target's answer timed out).");
+  for (auto& [l, s] : groups) {
+    for (int c = 0; c < 3; c++) {
+      Sample(out, "berth_proxy_local_responses_total", l + ",code=\"" + std::to_string(502 + c) + "\"",
+             Sum(
+                 *s, n, [c](GroupSlot & x) -> auto& { return x.local[c]; }));
+    }
+  }
+  Family(out, "berth_proxy_group_retries_total", "counter", "Attempts retried on another target.");
+  for (auto& [l, s] : groups)
+    Sample(out, "berth_proxy_group_retries_total", l,
+           Sum(
+               *s, n, [](GroupSlot & x) -> auto& { return x.retries; }));
+  struct TargetCounter {
+    const char* name;
+    const char* help;
+    std::atomic<uint64_t> TargetSlot::*field;
+  };
+  static const TargetCounter kTargetCounters[] = {
+      {"berth_proxy_target_retries_total", "Attempts that failed on this target and were retried on another.",
+       &TargetSlot::retries},
+      {"berth_proxy_target_ejections_total", "Passive ejections of this target (per worker).", &TargetSlot::ejections},
+      {"berth_proxy_target_connect_failures_total", "Connects refused, reset or timed out.",
+       &TargetSlot::connect_failures},
+      {"berth_proxy_target_bytes_in_total", "Bytes received from the target.", &TargetSlot::bytes_in},
+      {"berth_proxy_target_bytes_out_total", "Bytes sent to the target.", &TargetSlot::bytes_out},
+  };
+  for (const TargetCounter& c : kTargetCounters) {
+    Family(out, c.name, "counter", c.help);
+    for (auto& [l, s] : targets)
+      Sample(out, c.name, l,
+             Sum(
+                 *s, n, [&](TargetSlot & x) -> auto& { return x.*c.field; }));
+  }
+
+  const char* kLatency = "berth_proxy_target_response_seconds";
+  Family(out, kLatency, "histogram", "From the request sent to a target to its response head, per target group.");
+  for (auto& [l, s] : groups) {
+    double cumulative = 0;
+    for (size_t b = 0; b <= kLatencyBuckets; b++) {
+      cumulative += Sum(
+          *s, n, [b](GroupSlot & x) -> auto& { return x.buckets[b]; });
+      char le[32];
+      if (b < kLatencyBuckets) {
+        snprintf(le, sizeof(le), "%g", kLatencyBounds[b]);
+      } else {
+        snprintf(le, sizeof(le), "+Inf");
+      }
+      Sample(out, "berth_proxy_target_response_seconds_bucket", l + ",le=\"" + le + "\"", cumulative);
+    }
+    Sample(out, "berth_proxy_target_response_seconds_sum", l,
+           Sum(
+               *s, n, [](GroupSlot & x) -> auto& { return x.latency_sum_us; }) /
+               1e6);
+    Sample(out, "berth_proxy_target_response_seconds_count", l,
+           Sum(
+               *s, n, [](GroupSlot & x) -> auto& { return x.latency_count; }));
+  }
 }
 
 void Proxy::Stop(uint64_t grace_ms) {

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "base/result.h"
@@ -65,6 +66,12 @@ class Proxy {
     int64_t connections = 0;
   };
   InFlight TargetInFlight(std::string_view group, std::string_view target_id) const;
+
+  // Appends the proxy's metrics in Prometheus' text format, summed over the
+  // workers (docs/load-balancing.md, metrics): per listener, per target group
+  // and per target of the running configuration (and targets leaving it with
+  // something in flight). Any thread.
+  void RenderMetrics(std::string* out) const;
 
   // Stops accepting at once, lets requests and connections in flight finish for
   // up to grace_ms, then closes what is left and joins the workers.

@@ -37,10 +37,10 @@ void CheckGroup(const model::TargetGroup& tg) {
   if (model::TargetGroupDoc(*same) != doc) fuzz::Fail("an empty change that changed the group", doc);
 }
 
-model::TargetGroup Current(bool http) {
+model::TargetGroup Current(const char* protocol) {
   json::Doc body = json::Doc::Object();
-  body.Set("name", "web").Set("protocol", http ? "HTTP" : "TCP").Set("port", 8080);
-  if (http) body.Set("healthCheckPath", "/health");
+  body.Set("name", "web").Set("protocol", protocol).Set("port", 8080);
+  if (std::string_view(protocol) == "HTTP") body.Set("healthCheckPath", "/health");
   body.Set("attributes", json::Doc::Object().Set("slow_start.duration_seconds", "60"));
   Result<model::TargetGroup> tg = model::ParseTargetGroupBody(body.view(), "default");
   if (!tg) fuzz::Fail("the harness's own group refused", tg.error().message);
@@ -54,7 +54,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) { return fuzz::QuietLogs(); }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  uint8_t reader = data[0] % 5;
+  uint8_t reader = data[0] % 6;
   Result<json::Doc> body = json::Doc::Parse(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
   if (!body) return 0;
   switch (reader) {
@@ -65,8 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 1:
-    case 2: {
-      model::TargetGroup current = Current(reader == 1);
+    case 2:
+    case 3: {
+      model::TargetGroup current = Current(reader == 1 ? "HTTP" : reader == 2 ? "TCP" : "UDP");
       Result<model::TargetGroup> changed = model::ModifyTargetGroupBody(current, body->view());
       if (!changed) return CheckRefusal(changed.error()), 0;
       if (changed->name != current.name || changed->protocol != current.protocol || changed->port != current.port ||
@@ -76,13 +77,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       CheckGroup(*changed);
       break;
     }
-    case 3: {
+    case 4: {
       Result<model::Listener> l = model::ParseListenerBody(body->view());
       if (!l) return CheckRefusal(l.error()), 0;
       (void)model::ListenerDocJson(*l).Print();
       break;
     }
-    case 4: {
+    case 5: {
       Result<model::ListenerRule> r = model::ParseRuleBody(body->view());
       if (!r) return CheckRefusal(r.error()), 0;
       (void)model::RuleDocJson(*r).Print();

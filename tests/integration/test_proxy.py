@@ -652,3 +652,63 @@ def test_proxy_udp_listener_keeps_a_flow_per_client():
         p.reload(config(3, [target(other.decode(), ids[other].port)]), "reloaded")
         wait_until(lambda: udp_answers(marks[3]), what="version 3 applied")
         check(udp_ask(one, port, b"moved") == other + b":moved", "a removed target's client moves")
+
+
+# --- stickiness and metrics ---
+
+
+def scrape(port):
+    """GET /metrics on 127.0.0.1:port; returns {series text: value}."""
+    p = subprocess.run(["curl", "-sS", "--max-time", "10", "http://127.0.0.1:%d/metrics" % port],
+                       capture_output=True, timeout=WAIT + 10)
+    check(p.returncode == 0, "scrape failed: %s" % p.stderr.decode(errors="replace"))
+    out = {}
+    for line in p.stdout.decode().splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+def test_proxy_lb_cookie_pins_a_client_across_requests():
+    a, b = Backend("a"), Backend("b")
+    port = closed_port()
+    cfg = http_config(port, {"web": [target("a", a.port), target("b", b.port)]})
+    cfg["targetGroups"][0]["algorithm"] = "round_robin"
+    cfg["targetGroups"][0]["stickiness"] = {"type": "lb_cookie", "durationSeconds": 120}
+    with Proxy(cfg):
+        status, body, h = curl(port, "/")
+        check(status == 200, "first request: %d" % status)
+        cookie = h.get("set-cookie", "")
+        check(cookie.startswith("BERTHLB=") and cookie.endswith("; Max-Age=120; Path=/"), "Set-Cookie: %r" % cookie)
+        name = body.split()[0]
+        jar = cookie.split(";")[0]
+        for _ in range(8):
+            _, again, h2 = curl(port, "/", extra=("-H", "Cookie: x=1; " + jar))
+            check(again.split()[0] == name, "the cookie's target %r, got %r" % (name, again))
+            check("set-cookie" not in h2, "a pinned answer set a cookie again: %r" % h2)
+        seen = {curl(port, "/")[1].split()[0] for _ in range(6)}
+        check(seen == {b"a", b"b"}, "clients without a cookie should spread: %r" % seen)
+
+
+def test_proxy_metrics_count_requests_by_target_and_the_proxys_own_503():
+    web, other = Backend("web"), Backend("other")
+    port, metrics_port = closed_port(), closed_port()
+    cfg = http_config(port, {"web": [target("w1", web.port)], "gone": [target("g", other.port, "unhealthy")]},
+                      rules=[{"priority": 1, "hosts": ["gone.example"], "targetGroup": "gone"}])
+    with Proxy(cfg, args=("--metrics-listen", "127.0.0.1:%d" % metrics_port, "--proxy-threads", "2")):
+        for _ in range(10):
+            check(curl(port, "/")[0] == 200, "a request to web failed")
+        check(curl(port, "/", host="gone.example")[0] == 503, "no healthy target: 503 expected")
+        m = scrape(metrics_port)
+        key = 'berth_proxy_target_responses_total{target_group="web",target="w1",class="2xx"}'
+        check(m.get(key) == 10, "2xx on w1: %r" % {k: v for k, v in m.items() if "responses" in k})
+        check(m.get('berth_proxy_local_responses_total{target_group="gone",code="503"}') == 1,
+              "the proxy's own 503: %r" % {k: v for k, v in m.items() if "local" in k})
+        check(m.get('berth_proxy_local_responses_total{target_group="web",code="503"}') == 0, "web had no 503")
+        lst = '{listener="127.0.0.1:%d/HTTP"}' % port
+        check(m.get("berth_proxy_requests_total" + lst) == 11, "requests on the listener: %r" % m.get(
+            "berth_proxy_requests_total" + lst))
+        check(m.get('berth_proxy_target_response_seconds_count{target_group="web"}') == 10, "latency count")
+        # The endpoint serves only GET /metrics.
+        check(curl(metrics_port, "/other")[0] == 404, "an unknown path on the metrics listener")

@@ -9,6 +9,7 @@
 #include "control/control_plane.h"
 #include "control/drains.h"
 #include "model/lb.h"
+#include "proxy/config.h"
 
 namespace berth {
 namespace {
@@ -159,9 +160,10 @@ TEST_CASE("load balancing: names, ARNs and bodies are checked with their field",
   Result<model::TargetGroup> bad = parse(R"({"name":"web","protocol":"QUIC","port":53})");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.starts_with("protocol:"));
-  bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"stickiness.enabled":"true"}})");
+  bad = parse(
+      R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"stickiness.app_cookie.duration_seconds":"60"}})");
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().message.starts_with("attributes.stickiness.enabled:"));
+  CHECK(bad.error().message.starts_with("attributes.stickiness.app_cookie.duration_seconds: unknown attribute"));
   bad = parse(R"({"name":"web","protocol":"HTTP","port":80,"attributes":{"slow_start.duration_seconds":10}})");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().message.starts_with("attributes.slow_start.duration_seconds:"));
@@ -1070,6 +1072,26 @@ TEST_CASE("target groups: a change keeps what it does not name, and refuses what
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message.starts_with(message));
   }
+
+  // A UDP group (no health check) changes its attributes; a check stays refused.
+  Result<json::Doc> udp_body = json::Doc::Parse(R"({"name":"dns","protocol":"UDP","port":53})");
+  REQUIRE(udp_body.ok());
+  Result<model::TargetGroup> dns = model::ParseTargetGroupBody(udp_body->view(), "default");
+  REQUIRE(dns.ok());
+  Result<json::Doc> change = json::Doc::Parse(R"({"attributes":{"deregistration_delay.timeout_seconds":"5"}})");
+  REQUIRE(change.ok());
+  Result<model::TargetGroup> dns2 = model::ModifyTargetGroupBody(*dns, change->view());
+  REQUIRE(dns2.ok());
+  CHECK(dns2->deregistration_delay_s == 5);
+  CHECK_FALSE(dns2->check.enabled);
+  change = json::Doc::Parse(R"({"healthCheckPath":"/x"})");
+  REQUIRE(change.ok());
+  CHECK_FALSE(model::ModifyTargetGroupBody(*dns, change->view()).ok());
+  change = json::Doc::Parse(R"({"attributes":{"stickiness.enabled":"true"}})");
+  REQUIRE(change.ok());
+  Result<model::TargetGroup> sticky = model::ModifyTargetGroupBody(*dns, change->view());
+  REQUIRE_FALSE(sticky.ok());
+  CHECK(sticky.error().message.starts_with("attributes.stickiness.enabled: UDP target groups"));
 }
 
 TEST_CASE("target groups: a change reaches the proxies' documents and the agents' checks, and survives the log",
@@ -1320,4 +1342,76 @@ TEST_CASE("load balancing: UDP groups and listeners; targets on the udp host por
 }
 
 }  // namespace
+
+TEST_CASE("load balancing: stickiness attributes, by the group's protocol, reach the proxies", "[lb][stickiness]") {
+  auto parse = [](const std::string& attrs, const char* protocol = "HTTP") {
+    Result<json::Doc> body = json::Doc::Parse(std::string(R"({"name":"web","protocol":")") + protocol +
+                                              R"(","port":80,"attributes":)" + attrs + "}");
+    REQUIRE(body.ok());
+    return model::ParseTargetGroupBody(body->view(), "default");
+  };
+  Result<model::TargetGroup> plain = parse("{}");
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->stickiness);
+  CHECK(plain->stickiness_type == "lb_cookie");
+  CHECK(plain->stickiness_cookie_s == 86400);
+  Result<model::TargetGroup> web = parse(
+      R"({"stickiness.enabled":"true","stickiness.type":"lb_cookie","stickiness.lb_cookie.duration_seconds":"600"})");
+  REQUIRE(web.ok());
+  CHECK(web->stickiness);
+  CHECK(web->stickiness_cookie_s == 600);
+  Result<model::TargetGroup> back = model::ParseTargetGroupDoc(model::TargetGroupDoc(*web));
+  REQUIRE(back.ok());
+  CHECK(back->stickiness);
+  CHECK(back->stickiness_type == "lb_cookie");
+  CHECK(back->stickiness_cookie_s == 600);
+  std::string shown = model::TargetGroupJson(*web).Print();
+  CHECK(shown.find(R"({"key":"stickiness.enabled","value":"true"})") != std::string::npos);
+  CHECK(shown.find(R"({"key":"stickiness.lb_cookie.duration_seconds","value":"600"})") != std::string::npos);
+  Result<model::TargetGroup> tcp = parse(R"({"stickiness.enabled":true})", "TCP");
+  REQUIRE(tcp.ok());
+  CHECK(tcp->stickiness_type == "source_ip");  // TCP's own type
+
+  auto refused = [&](const std::string& attrs, const char* protocol = "HTTP") {
+    Result<model::TargetGroup> r = parse(attrs, protocol);
+    REQUIRE_FALSE(r.ok());
+    return r.error().message;
+  };
+  CHECK(refused(R"({"stickiness.type":"source_ip"})") ==
+        "attributes.stickiness.type: source_ip is for TCP target groups; an HTTP group takes lb_cookie");
+  CHECK(refused(R"({"stickiness.enabled":"true","stickiness.type":"lb_cookie"})", "TCP") ==
+        "attributes.stickiness.type: lb_cookie is for HTTP target groups; a TCP group takes source_ip");
+  CHECK(refused(R"({"stickiness.type":"app_cookie"})").rfind("attributes.stickiness.type: must be lb_cookie", 0) == 0);
+  CHECK(refused(R"({"stickiness.enabled":"on"})") == "attributes.stickiness.enabled: must be true or false");
+  CHECK(refused(R"({"stickiness.lb_cookie.duration_seconds":"0"})") ==
+        "attributes.stickiness.lb_cookie.duration_seconds: must be from 1 to 604800 seconds (7 days)");
+  CHECK(refused(R"({"stickiness.lb_cookie.duration_seconds":604801})") ==
+        "attributes.stickiness.lb_cookie.duration_seconds: must be from 1 to 604800 seconds (7 days)");
+
+  // The documents of member nodes carry it, in the contract's words.
+  ControlPlane cp;
+  control::ProxyConfigs proxies(&cp.state, &cp.clock);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {}, "10.0.0.1");
+  Result<model::TargetGroup> db = parse(R"({"stickiness.enabled":"true"})", "TCP");
+  REQUIRE(db.ok());
+  db->name = "db";
+  db->arn = model::TargetGroupArn("default", "db");
+  for (const model::TargetGroup* g : {&*web, &*db}) {
+    auto cmd = std::make_unique<model::CreateTargetGroup>();
+    cmd->doc = model::TargetGroupDoc(*g);
+    REQUIRE(cp.Apply(std::move(cmd)).ok());
+  }
+  REQUIRE(cp.Apply(LoadBalancerCmd("edge")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web", "HTTP")).ok());
+  REQUIRE(cp.Apply(ListenerCmd("edge", 5432, "db", "TCP")).ok());
+  cp.hub->Flush();
+  std::string doc = proxies.Document("edge-1");
+  CHECK(doc.find(R"("stickiness":{"type":"lb_cookie","durationSeconds":600})") != std::string::npos);
+  CHECK(doc.find(R"("stickiness":{"type":"source_ip"})") != std::string::npos);
+  // And the proxy takes the document it is sent.
+  INFO(doc);
+  CHECK(proxy::ParseConfig(doc).ok());
+}
+
 }  // namespace berth

@@ -169,3 +169,46 @@ TEST_CASE("proxy retries: twice at most, only when the request can be replayed",
   CHECK(a.WasTried(1));
   CHECK_FALSE(a.WasTried(3));
 }
+
+TEST_CASE("proxy stickiness: tokens are stable, opaque and per group and target", "[proxy][stickiness]") {
+  std::string t = StickyToken("web", "task-1");
+  CHECK(t.size() == 32);
+  CHECK(t.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(t == StickyToken("web", "task-1"));  // the same on every proxy
+  CHECK(t != StickyToken("web", "task-2"));
+  CHECK(t != StickyToken("api", "task-1"));
+}
+
+TEST_CASE("proxy stickiness: the cookie's value among others", "[proxy][stickiness]") {
+  CHECK(CookieValue("BERTHLB=abc", "BERTHLB") == "abc");
+  CHECK(CookieValue("a=1; BERTHLB=abc; b=2", "BERTHLB") == "abc");
+  CHECK(CookieValue("  a=1 ;BERTHLB = abc ;", "BERTHLB") == "abc");
+  CHECK(CookieValue("BERTHLB=\"abc\"", "BERTHLB") == "abc");
+  CHECK(CookieValue("XBERTHLB=abc; BERTHLBX=def", "BERTHLB").empty());
+  CHECK(CookieValue("berthlb=abc", "BERTHLB").empty());  // cookie names are case-sensitive
+  CHECK(CookieValue("", "BERTHLB").empty());
+  CHECK(CookieValue(";;;=;BERTHLB", "BERTHLB").empty());
+  CHECK(CookieValue("BERTHLB=" + std::string(1000, 'f'), "BERTHLB").size() == 64);  // bounded
+  std::string many;
+  for (int i = 0; i < 100; i++) many += "c" + std::to_string(i) + "=x; ";
+  CHECK(CookieValue(many + "BERTHLB=abc", "BERTHLB").empty());  // past the 64 pairs looked at
+}
+
+TEST_CASE("proxy stickiness: rendezvous hashing moves only the clients of a target that leaves",
+          "[proxy][stickiness]") {
+  std::vector<std::string_view> four = {"a", "b", "c", "d"};
+  std::vector<std::string_view> three = {"a", "b", "d"};  // "c" left
+  std::map<std::string_view, int> share;
+  int moved = 0;
+  for (int i = 0; i < 2000; i++) {
+    std::string client = "10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+    std::string_view before = four[ChooseByHash(client, four)];
+    std::string_view after = three[ChooseByHash(client, three)];
+    share[before]++;
+    CHECK(ChooseByHash(client, four) == ChooseByHash(client, four));
+    if (before != "c") CHECK(after == before);
+    if (before != after) moved++;
+  }
+  CHECK(moved == share["c"]);
+  for (std::string_view id : four) CHECK(share[id] > 350);  // about 500 each
+}

@@ -148,3 +148,48 @@ TEST_CASE("proxy config: what a UDP listener or group cannot have is refused by 
   CHECK(Refusal(Replaced(UdpDoc(""), R"("protocol": "UDP", "targets")", R"("protocol": "UDPX", "targets")")) ==
         "targetGroups[0].protocol: must be \"HTTP\", \"TCP\" or \"UDP\", not \"UDPX\"");
 }
+
+TEST_CASE("proxy config: stickiness by group protocol, refused otherwise", "[proxy][stickiness]") {
+  auto c = ParseConfig(With(R"("name": "api", "protocol": "HTTP",)",
+                            R"("name": "api", "protocol": "HTTP", "stickiness": {"type": "lb_cookie"},)"));
+  REQUIRE(c.ok());
+  CHECK(c->FindGroup("api")->stickiness == Stickiness::kLbCookie);
+  CHECK(c->FindGroup("api")->cookie_seconds == 86400);  // the default
+  CHECK(c->FindGroup("web")->stickiness == Stickiness::kNone);
+  c = ParseConfig(With(R"("name": "db", "protocol": "TCP",)",
+                       R"("name": "db", "protocol": "TCP", "stickiness": {"type": "source_ip"},)"));
+  REQUIRE(c.ok());
+  CHECK(c->FindGroup("db")->stickiness == Stickiness::kSourceIp);
+  c = ParseConfig(
+      With(R"("name": "api", "protocol": "HTTP",)",
+           R"("name": "api", "protocol": "HTTP", "stickiness": {"type": "lb_cookie", "durationSeconds": 60},)"));
+  REQUIRE(c.ok());
+  CHECK(c->FindGroup("api")->cookie_seconds == 60);
+  CHECK(ParseConfig(
+            With(R"("name": "api", "protocol": "HTTP",)", R"("name": "api", "protocol": "HTTP", "stickiness": null,)"))
+            .ok());
+
+  auto api = [](const std::string& stickiness) {
+    return Refusal(With(R"("name": "api", "protocol": "HTTP",)",
+                        R"("name": "api", "protocol": "HTTP", "stickiness": )" + stickiness + ","));
+  };
+  CHECK(api(R"({"type": "source_ip"})") ==
+        "targetGroups[1].stickiness.type: source_ip is for TCP target groups (HTTP groups take lb_cookie)");
+  CHECK(api(R"({"type": "app_cookie"})") ==
+        "targetGroups[1].stickiness.type: must be \"lb_cookie\" or \"source_ip\", not \"app_cookie\"");
+  CHECK(api(R"({"type": "lb_cookie", "durationSeconds": 0})") ==
+        "targetGroups[1].stickiness.durationSeconds: must be between 1 and 604800");
+  CHECK(api(R"({"type": "lb_cookie", "durationSeconds": 604801})") ==
+        "targetGroups[1].stickiness.durationSeconds: must be between 1 and 604800");
+  CHECK(api(R"({"type": "lb_cookie", "cookieName": "x"})") == "targetGroups[1].stickiness.cookieName: unknown field");
+  CHECK(api(R"({})") == "targetGroups[1].stickiness.type: is required");
+  CHECK(api(R"(true)") == "targetGroups[1].stickiness: must be an object, not a boolean");
+  auto db = [](const std::string& stickiness) {
+    return Refusal(With(R"("name": "db", "protocol": "TCP",)",
+                        R"("name": "db", "protocol": "TCP", "stickiness": )" + stickiness + ","));
+  };
+  CHECK(db(R"({"type": "lb_cookie"})") ==
+        "targetGroups[2].stickiness.type: lb_cookie is for HTTP target groups (TCP groups take source_ip)");
+  CHECK(db(R"({"type": "source_ip", "durationSeconds": 5})") ==
+        "targetGroups[2].stickiness.durationSeconds: is for lb_cookie only");
+}
