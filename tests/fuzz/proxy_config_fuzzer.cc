@@ -2,8 +2,8 @@
 // file an operator wrote or a document the server sent, and the rule matching a
 // request's Host and path go through.
 //
-// Also the Location a redirectToHttps listener builds from a request's Host and
-// target, and the certificates a document carries (PEM parsed by mbedTLS).
+// Also the Cookie header parsing of sticky groups, the Location a redirectToHttps listener builds from a request's Host
+// and target, and the certificates a document carries (PEM parsed by mbedTLS).
 //
 // Invariants checked besides the sanitizers: a document that parses refers only
 // to groups it defines, with the protocol the listener forwards to (a redirect
@@ -32,6 +32,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)proxy::HostMatches(text.substr(0, nl), text.substr(nl + 1));
     (void)proxy::PathMatches(text.substr(0, nl), text.substr(nl + 1));
     (void)proxy::HostWithoutPort(text.substr(nl + 1));
+    // A client's Cookie header: the value found is part of it.
+    std::string_view header = text.substr(nl + 1);
+    std::string_view value = proxy::CookieValue(header, text.substr(0, nl));
+    if (!value.empty() &&
+        (value.data() < header.data() || value.data() + value.size() > header.data() + header.size())) {
+      fuzz::Fail("a cookie value outside its header", value);
+    }
     auto location = proxy::RedirectLocation(text.substr(0, nl), text.substr(nl + 1), 8443);
     if (location.ok()) {
       if (location->rfind("https://", 0) != 0) fuzz::Fail("a Location not https", *location);
