@@ -137,6 +137,29 @@ void ReportAll(ControlPlane& cp, const std::string& node, const std::string& las
   REQUIRE(cp.Apply(std::move(cmd)).ok());
 }
 
+// A group from the text of its API body, in cluster "default".
+Result<model::TargetGroup> ParseGroupText(const std::string& text) {
+  Result<json::Doc> body = json::Doc::Parse(text);
+  REQUIRE(body.ok());
+  return model::ParseTargetGroupBody(body->view(), "default");
+}
+
+// Every node's tasks RUNNING, as ReportAll reports them.
+void ReportAllRunning(ControlPlane& cp) {
+  for (const auto& [id, n] : cp.state.nodes()) {
+    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
+  }
+}
+
+// `proxies` wired to the control plane; nodes "edge-1" (role edge, 10.0.0.1)
+// and "worker-1" (role worker, 10.0.0.2).
+void EdgeAndWorker(ControlPlane& cp, control::ProxyConfigs& proxies) {
+  cp.scheduler->SetProxyConfigs(&proxies);
+  cp.hub->SetProxyConfigs(&proxies);
+  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
+  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+}
+
 TEST_CASE("load balancing: names, ARNs and bodies are checked with their field", "[lb]") {
   CHECK(model::ValidateLbName("web-1", "name").ok());
   CHECK_FALSE(model::ValidateLbName("-web", "name").ok());
@@ -295,10 +318,7 @@ TEST_CASE("load balancing: commands keep references whole, and survive the log",
 TEST_CASE("load balancing: member nodes get a document with the groups' targets, versioned", "[lb]") {
   ControlPlane cp;
   control::ProxyConfigs proxies(&cp.state, &cp.clock);
-  cp.scheduler->SetProxyConfigs(&proxies);
-  cp.hub->SetProxyConfigs(&proxies);
-  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
-  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+  EdgeAndWorker(cp, proxies);
   REQUIRE(cp.Apply(TargetGroupCmd("web")).ok());
   REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
   REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
@@ -320,9 +340,7 @@ TEST_CASE("load balancing: member nodes get a document with the groups' targets,
     CHECK(t.state == "initial");
     CHECK(t.reason == "Elb.RegistrationInProgress");
   }
-  for (const auto& [id, n] : cp.state.nodes()) {
-    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
-  }
+  ReportAllRunning(cp);
   cp.hub->Flush();
   targets = proxies.Targets(*cp.state.FindTargetGroup("default", "web"));
   REQUIRE(targets.size() == 2);
@@ -444,9 +462,7 @@ struct DrainWorld {
     RegisterWebDefinition(cp, "web");
     REQUIRE(CreateLbService(cp, "web", 2, {{"web", "app", 8080}}).ok());
     cp.Step();
-    for (const auto& [id, n] : cp.state.nodes()) {
-      if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
-    }
+    ReportAllRunning(cp);
     cp.hub->Flush();
     for (const auto& [id, t] : cp.state.tasks()) tasks.push_back(id);
     REQUIRE(tasks.size() == 2);
@@ -756,11 +772,7 @@ const control::Target* TargetIn(const std::vector<control::Target>& targets, con
 }  // namespace
 
 TEST_CASE("health checks: a group's settings are checked and kept, with ELB's names", "[lb][checks]") {
-  auto parse = [](const std::string& text) {
-    Result<json::Doc> body = json::Doc::Parse(text);
-    REQUIRE(body.ok());
-    return model::ParseTargetGroupBody(body->view(), "default");
-  };
+  auto parse = ParseGroupText;
   Result<model::TargetGroup> plain = parse(R"({"name":"web","protocol":"HTTP","port":80})");
   REQUIRE(plain.ok());
   CHECK(plain->check.enabled);
@@ -825,10 +837,7 @@ TEST_CASE("health checks: a group's settings are checked and kept, with ELB's na
 TEST_CASE("health checks: each node checks its own targets; only passing ones take traffic", "[lb][checks]") {
   ControlPlane cp;
   control::ProxyConfigs proxies(&cp.state, &cp.clock);
-  cp.scheduler->SetProxyConfigs(&proxies);
-  cp.hub->SetProxyConfigs(&proxies);
-  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
-  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+  EdgeAndWorker(cp, proxies);
   REQUIRE(cp.Apply(TargetGroupCmd("web", "HTTP", "default", -1, true)).ok());
   REQUIRE(cp.Apply(TargetGroupCmd("plain")).ok());
   REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
@@ -839,9 +848,7 @@ TEST_CASE("health checks: each node checks its own targets; only passing ones ta
   cp.Step();
   cp.hub->Flush();
   for (const auto& [id, n] : cp.state.nodes()) CHECK(proxies.Checks(id).empty());  // nothing RUNNING yet
-  for (const auto& [id, n] : cp.state.nodes()) {
-    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
-  }
+  ReportAllRunning(cp);
   cp.hub->Flush();
   const model::TargetGroup& web = *cp.state.FindTargetGroup("default", "web");
   std::vector<control::Target> targets = proxies.Targets(web);
@@ -1098,19 +1105,14 @@ TEST_CASE("target groups: a change reaches the proxies' documents and the agents
           "[lb][checks]") {
   ControlPlane cp;
   control::ProxyConfigs proxies(&cp.state, &cp.clock);
-  cp.scheduler->SetProxyConfigs(&proxies);
-  cp.hub->SetProxyConfigs(&proxies);
-  RegisterAt(cp, "edge-1", {{"role", "edge"}}, "10.0.0.1");
-  RegisterAt(cp, "worker-1", {{"role", "worker"}}, "10.0.0.2");
+  EdgeAndWorker(cp, proxies);
   REQUIRE(cp.Apply(TargetGroupCmd("web", "HTTP", "default", -1, true)).ok());
   REQUIRE(cp.Apply(LoadBalancerCmd("edge", "attribute:role == edge")).ok());
   REQUIRE(cp.Apply(ListenerCmd("edge", 80, "web")).ok());
   RegisterWebDefinition(cp, "web");
   REQUIRE(CreateLbService(cp, "web", 2, {{"web", "app", 8080}}).ok());
   cp.Step();
-  for (const auto& [id, n] : cp.state.nodes()) {
-    if (!n.tasks.empty()) ReportAll(cp, id, "RUNNING");
-  }
+  ReportAllRunning(cp);
   cp.hub->Flush();
   std::vector<control::Target> targets = proxies.Targets(*cp.state.FindTargetGroup("default", "web"));
   REQUIRE(targets.size() == 2);
@@ -1167,11 +1169,7 @@ TEST_CASE("target groups: a change reaches the proxies' documents and the agents
 }
 
 TEST_CASE("load balancing: TCP groups may send the PROXY protocol v2 to their targets", "[lb]") {
-  auto parse = [](const std::string& text) {
-    Result<json::Doc> body = json::Doc::Parse(text);
-    REQUIRE(body.ok());
-    return model::ParseTargetGroupBody(body->view(), "default");
-  };
+  auto parse = ParseGroupText;
   Result<model::TargetGroup> db =
       parse(R"({"name":"db","protocol":"TCP","port":5432,"attributes":{"proxy_protocol_v2.enabled":"true"}})");
   REQUIRE(db.ok());
@@ -1244,11 +1242,7 @@ namespace {
 using testing::ControlPlane;
 
 TEST_CASE("load balancing: UDP groups and listeners; targets on the udp host port; no health check", "[lb][udp]") {
-  auto parse = [](const std::string& text) {
-    Result<json::Doc> body = json::Doc::Parse(text);
-    REQUIRE(body.ok());
-    return model::ParseTargetGroupBody(body->view(), "default");
-  };
+  auto parse = ParseGroupText;
   Result<model::TargetGroup> dns = parse(R"({"name":"dns","protocol":"UDP","port":53})");
   REQUIRE(dns.ok());
   CHECK(dns->algorithm == "least_connections");

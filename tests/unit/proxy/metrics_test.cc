@@ -17,32 +17,10 @@
 
 using namespace berth;
 using namespace berth::proxy;
+using testing::ConnectLoopback;
+using testing::Eventually;
 
 namespace {
-
-template <class F>
-bool Eventually(F cond) {
-  for (int i = 0; i < 1000; i++) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
-
-int ConnectLoopback(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
 
 // One GET on a connection of its own; the status line.
 std::string Get(int port, const char* host) {

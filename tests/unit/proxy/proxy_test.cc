@@ -19,33 +19,8 @@
 
 using namespace berth;
 using namespace berth::proxy;
-
-namespace {
-
-int ConnectLoopback(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Polls `cond` for up to 10 s (a bound on a slow machine, not a claim of speed).
-template <class F>
-bool Eventually(F cond) {
-  for (int i = 0; i < 1000; i++) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
-
-}  // namespace
+using testing::ConnectLoopback;
+using testing::Eventually;
 
 TEST_CASE("proxy: Apply from another thread, the version applied, in-flight connections", "[proxy]") {
   int target_port = 0;

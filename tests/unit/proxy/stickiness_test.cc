@@ -23,18 +23,9 @@
 
 using namespace berth;
 using namespace berth::proxy;
+using testing::Eventually;
 
 namespace {
-
-// Polls `cond` for up to 10 s (a bound on a slow machine, not a claim of speed).
-template <class F>
-bool Eventually(F cond) {
-  for (int i = 0; i < 1000; i++) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return cond();
-}
 
 void BoundReads(int fd) {
   timeval tv{10, 0};

@@ -24,6 +24,7 @@
 
 using namespace berth;
 using namespace berth::proxy;
+using testing::ConnectLoopback;
 
 namespace {
 
@@ -256,21 +257,6 @@ TEST_CASE("proxy tls: the redirect's Location", "[proxy]") {
 
 namespace {
 
-int Dial(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
 // A blocking mbedTLS client on a connected socket, trusting `ca_pem`, sending SNI
 // `name` (and checking the certificate covers it unless `any_name`).
 class BlockingTlsClient {
@@ -358,7 +344,7 @@ TEST_CASE("proxy tls: an HTTPS listener terminates TLS, picks by SNI and forward
   (*proxy)->Apply(*config);
   int fd = -1;
   for (int i = 0; i < 500 && fd < 0; i++) {
-    if ((fd = Dial(listen_port)) < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if ((fd = ConnectLoopback(listen_port)) < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   REQUIRE(fd >= 0);
 
@@ -391,7 +377,7 @@ TEST_CASE("proxy tls: an HTTPS listener terminates TLS, picks by SNI and forward
   }
   target.join();
   {
-    int fd2 = Dial(listen_port);
+    int fd2 = ConnectLoopback(listen_port);
     REQUIRE(fd2 >= 0);
     BlockingTlsClient client(fd2, ca.cert, "nobody.test", true);
     REQUIRE(client.Handshake() == 0);
