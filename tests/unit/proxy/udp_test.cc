@@ -191,7 +191,12 @@ TEST_CASE("proxy udp: each client its own flow, replies to their own client", "[
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
   CHECK(connect(tcp, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  // Its splice reaches the TCP target; both ends close before the stop.
+  int spliced = accept(tcp_target, nullptr, nullptr);
+  CHECK(spliced >= 0);
   close(tcp);
+  if (spliced >= 0) close(spliced);
+  CHECK(Eventually([&] { return r.proxy->TargetInFlight("db", "d").connections == 0; }));
 
   r.proxy->Stop(1000);
   CHECK(r.Flows("a") == 0);
