@@ -426,15 +426,26 @@ struct Lease {
 // Workers (declaration; connections below use it)
 // ============================================================================
 
+// A client connection (HTTP or TCP) as its worker sees it: counted while open,
+// and cut when a stopping worker's grace runs out.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Closes the connection and everything it holds now; it frees itself once
+  // libuv has closed its handles.
+  virtual void Cut() = 0;
+};
+
 class Worker {
  public:
   Worker(int index, const Options& options);
-  ~Worker();
 
   void Start();
   void Join() {
     if (thread_.joinable()) thread_.join();
   }
+  // After Join: closes the loop; the handles left open (0 on a clean stop).
+  size_t CloseLoop();
   void Post(std::shared_ptr<const Runtime> runtime);
   void PostStop(uint64_t grace_ms);
   int64_t applied() const { return applied_.load(); }
@@ -455,11 +466,12 @@ class Worker {
   void GiveIdle(Backend* backend, Upstream* up);
   void DropIdle(Upstream* up);
 
-  void ConnectionOpened() { connections_++; }
+  // Every client connection, for a stop to wait on and then cut.
+  void ConnectionOpened(Connection* c) { open_.insert(c); }
+  void ConnectionClosed(Connection* c) { open_.erase(c); }
   // HTTP client connections, so that a stop can close those between requests.
   void Track(ClientConn* c) { clients_.insert(c); }
   void Untrack(ClientConn* c) { clients_.erase(c); }
-  void ConnectionClosed();
   bool stopping() const { return stopping_; }
   // A trusted peer closed for sending no valid PROXY header: counted, and
   // logged at most once per 10 s per worker, with how many since the last line.
@@ -496,7 +508,7 @@ class Worker {
   std::unordered_map<std::string, Backend> backends_;  // by BackendKey
   std::unordered_map<std::string, uint64_t> cursors_;  // by group
   std::mt19937 rng_;
-  size_t connections_ = 0;
+  std::unordered_set<Connection*> open_;
   std::unordered_set<ClientConn*> clients_;
   bool stopping_ = false;
   uint64_t stop_deadline_ = 0;
@@ -630,7 +642,7 @@ struct Exchange {
   Lease lease;
 };
 
-class ClientConn : public PipeOwner {
+class ClientConn : public PipeOwner, public Connection {
  public:
   ClientConn(Worker* w, int listen_port, std::string listener_id, std::shared_ptr<size_t> listener_count)
       : worker_(w),
@@ -642,7 +654,7 @@ class ClientConn : public PipeOwner {
     parser_.data = this;
     uv_timer_init(w->loop(), &timer_);
     timer_.data = this;
-    worker_->ConnectionOpened();
+    worker_->ConnectionOpened(this);
     worker_->Track(this);
     (*listener_count_)++;
   }
@@ -653,7 +665,7 @@ class ClientConn : public PipeOwner {
     DropUpstream(true);
     if (ex_) ex_->lease.Release();
     (*listener_count_)--;
-    worker_->ConnectionClosed();
+    worker_->ConnectionClosed(this);
   }
 
   Pipe& pipe() { return pipe_; }
@@ -1439,6 +1451,8 @@ class ClientConn : public PipeOwner {
     pipe_.ReadStart();
   }
 
+  void Cut() override { Finish(); }
+
   void Finish() {
     if (finished_) return;
     finished_ = true;
@@ -1550,7 +1564,7 @@ void Upstream::OnConnected(Pipe*, int status) {
 // One TCP client connection joined to a target: bytes both ways, each side
 // paused while the other has max_queued_bytes unsent; a connect failure is
 // retried on another target, twice at most, before any byte is forwarded.
-class TcpConn : public PipeOwner {
+class TcpConn : public PipeOwner, public Connection {
  public:
   TcpConn(Worker* w, std::string listener_id, std::shared_ptr<size_t> listener_count)
       : worker_(w),
@@ -1559,17 +1573,18 @@ class TcpConn : public PipeOwner {
         client_(w->loop(), this) {
     uv_timer_init(w->loop(), &timer_);
     timer_.data = this;
-    worker_->ConnectionOpened();
+    worker_->ConnectionOpened(this);
     (*listener_count_)++;
   }
   ~TcpConn() override {
     if (lstats_) (*lstats_)[worker_->index()].active--;
     lease_.Release();
     (*listener_count_)--;
-    worker_->ConnectionClosed();
+    worker_->ConnectionClosed(this);
   }
   Pipe& client() { return client_; }
   void Abort() { Finish(); }
+  void Cut() override { Finish(); }
   // Counts this connection in its listener's metrics until it ends.
   void CountIn(std::shared_ptr<ListenerStats> stats) {
     lstats_ = std::move(stats);
@@ -1950,7 +1965,18 @@ Worker::Worker(int index, const Options& options)
   udp_ = std::make_unique<UdpWorker>(&loop_, index_, options_.limits);
 }
 
-Worker::~Worker() { uv_loop_close(&loop_); }
+size_t Worker::CloseLoop() {
+  size_t left = 0;
+  uv_walk(
+      &loop_, [](uv_handle_t*, void* n) { (*static_cast<size_t*>(n))++; }, &left);
+  if (left > 0) {
+    // A handle nobody closed: the loop, and what the handle owns, are left to the process.
+    log::Error(kSub, "a proxy worker stopped with handles still open", {{"worker", index_}, {"handles", left}});
+    return left;
+  }
+  uv_loop_close(&loop_);
+  return 0;
+}
 
 void Worker::Start() {
   uv_timer_start(
@@ -1960,8 +1986,10 @@ void Worker::Start() {
 
 void Worker::Run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
-  // Every handle is closed by now; one more pass frees what their callbacks own.
-  uv_run(&loop_, UV_RUN_NOWAIT);
+  // Every handle is closing by now. A close callback may close another handle
+  // (a connection's timer after its sockets), so the loop turns until none is
+  // left; a bound keeps a handle that was never closed from holding the stop.
+  for (int pass = 0; pass < 64 && uv_loop_alive(&loop_); pass++) uv_run(&loop_, UV_RUN_NOWAIT);
 }
 
 void Worker::Post(std::shared_ptr<const Runtime> runtime) {
@@ -2196,22 +2224,15 @@ void Worker::Sweep() {
       }
     }
   }
-  if (stopping_ && (connections_ == 0 || now >= stop_deadline_)) {
+  if (stopping_ && (open_.empty() || now >= stop_deadline_)) {
     uv_timer_stop(&sweep_);
     uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
-    // Whatever is still open is cut: walk the loop's handles and close them.
-    uv_walk(
-        &loop_,
-        [](uv_handle_t* h, void*) {
-          if (uv_is_closing(h)) return;
-          if (h->type == UV_TCP && h->data) {
-            static_cast<Pipe*>(h->data)->Close();
-          } else if (h->type == UV_TIMER && h->data) {
-            uv_timer_stop(reinterpret_cast<uv_timer_t*>(h));
-          }
-        },
-        nullptr);
+    // What the grace did not see end is cut, each connection with all it
+    // holds (a target still connecting, a request half sent); Run then turns
+    // the loop until their handles are closed and they are freed.
+    std::vector<Connection*> open(open_.begin(), open_.end());
+    for (Connection* c : open) c->Cut();
     uv_stop(&loop_);
   }
 }
@@ -2227,8 +2248,6 @@ void Worker::BeginStop(uint64_t grace_ms) {
   uv_timer_start(
       &sweep_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->Sweep(); }, 0, 100);
 }
-
-void Worker::ConnectionClosed() { connections_--; }
 
 void Worker::ProxyHeaderRefused(const std::string& peer, const std::string& why) {
   headers_refused_++;
@@ -2496,12 +2515,17 @@ void Proxy::RenderMetrics(std::string* out) const {
   }
 }
 
-void Proxy::Stop(uint64_t grace_ms) {
-  if (impl_->stopped) return;
+size_t Proxy::Stop(uint64_t grace_ms) {
+  if (impl_->stopped) return 0;
   impl_->stopped = true;
   for (auto& w : impl_->workers) w->PostStop(grace_ms);
-  for (auto& w : impl_->workers) w->Join();
+  size_t left = 0;
+  for (auto& w : impl_->workers) {
+    w->Join();
+    left += w->CloseLoop();
+  }
   impl_->workers.clear();
+  return left;
 }
 
 }  // namespace berth::proxy

@@ -74,8 +74,9 @@ class Proxy {
   void RenderMetrics(std::string* out) const;
 
   // Stops accepting at once, lets requests and connections in flight finish for
-  // up to grace_ms, then closes what is left and joins the workers.
-  void Stop(uint64_t grace_ms);
+  // up to grace_ms, then cuts what is left and joins the workers. Returns the
+  // libuv handles left open (each logged; 0 unless a connection leaked).
+  size_t Stop(uint64_t grace_ms);
 
   struct Impl;
 
