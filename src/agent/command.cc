@@ -45,6 +45,8 @@ const std::vector<flags::FlagSpec> kFlags = {
     {"docker-concurrency", true, "N", "Docker calls in flight at most, stops first (default 4)"},
     {"proxy-threads", true, "N",
      "worker threads of the node's proxy, once a load balancer has a listener here (default 1, at most 64)"},
+    {"proxy-metrics-listen", true, "ADDR:PORT",
+     "serve the node's proxy metrics (GET /metrics, Prometheus text) there (default: off)"},
     {"allow-host-path", true, "PATH[:rw]",
      "this host lets tasks bind-mount host paths under PATH (read-only unless :rw), if their cluster allows it too; "
      "repeatable. Any --allow-... flag makes this host's list the whole of what it allows besides the cluster's "
@@ -145,6 +147,7 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
     }
     o.proxy_threads = static_cast<int>(v.value());
   }
+  if (p.Has("proxy-metrics-listen")) o.proxy_metrics_listen = p.Get("proxy-metrics-listen");
   if (p.Has("docker-concurrency")) {
     Result<uint64_t> v = flags::ParseCount(p.Get("docker-concurrency"), "docker-concurrency");
     if (!v || v.value() < 1 || v.value() > 256) {

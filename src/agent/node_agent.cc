@@ -36,6 +36,7 @@
 #include "net/tls.h"
 #include "net/url.h"
 #include "net/uv.h"
+#include "proxy/metrics_endpoint.h"
 
 namespace berth::agent {
 
@@ -192,6 +193,14 @@ class NodeAgentImpl {
     }
     Result<net::Endpoint> docker = net::Endpoint::Parse(o_.docker);
     if (!docker) return Error::Invalid("--docker: " + docker.error().message);
+    if (!o_.proxy_metrics_listen.empty()) {
+      auto m = proxy::MetricsEndpoint::Start(
+          loop_, [this](std::string* out) { data_plane_.RenderMetrics(out); }, o_.proxy_metrics_listen);
+      if (!m) return Error::Invalid("--proxy-metrics-listen: " + m.error().message);
+      proxy_metrics_ = std::move(m.value());
+      log::Info("agent", "serving the proxy's metrics",
+                {{"address", o_.proxy_metrics_listen}, {"port", proxy_metrics_->port()}});
+    }
     if (o_.docker_concurrency < 1) return Error::Invalid("--docker-concurrency: must be 1 or more");
     // The pool of call connections is as wide as the queue lets calls out; pulls,
     // the events stream and log relays each stream on a connection of their own.
@@ -267,6 +276,7 @@ class NodeAgentImpl {
   void Shutdown() {
     shut_ = true;
     tick_.Stop();
+    proxy_metrics_.reset();
     stream_.reset();
     reporter_.reset();
     logs_.clear();
@@ -1170,6 +1180,7 @@ class NodeAgentImpl {
   // applied, and whether the server has yet to hear of it.
   DataPlaneSink data_plane_{o_.proxy_threads};
   ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &data_plane_;
+  std::unique_ptr<proxy::MetricsEndpoint> proxy_metrics_;  // --proxy-metrics-listen
   int64_t proxy_version_ = 0;
   std::string proxy_reported_;  // the proxy's part of the last report the server took
   // The health checks of this node's targets (target_checks.h).

@@ -80,6 +80,9 @@ struct NodeAgentOptions {
   // with this many worker threads once a load balancer takes the node.
   ProxySink* proxy_sink = nullptr;
   int proxy_threads = 1;
+  // Where the node's data plane serves GET /metrics (ADDR:PORT,
+  // --proxy-metrics-listen); empty: not served.
+  std::string proxy_metrics_listen;
   // Called on the loop thread each time the node is registered with a server
   // (at start, and again after a server was lost): `berth agent` tells systemd.
   std::function<void(const std::string& node_id, const std::string& server)> registered;

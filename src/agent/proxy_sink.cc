@@ -60,6 +60,14 @@ Result<int64_t> DataPlaneSink::ApplyProxy(const json::View& doc) {
   return version;
 }
 
+void DataPlaneSink::RenderMetrics(std::string* out) const {
+  if (!proxy_) {
+    out->append("# no proxy runs on this node: no load balancer has a listener here\n");
+    return;
+  }
+  proxy_->RenderMetrics(out);
+}
+
 ProxySink::Status DataPlaneSink::ProxyStatus() const {
   Status s;
   // Workers take a new document at their next loop turn: until every one has,

@@ -47,6 +47,9 @@ class DataPlaneSink final : public ProxySink {
   ~DataPlaneSink() override;
   Result<int64_t> ApplyProxy(const json::View& doc) override;
   Status ProxyStatus() const override;
+  // The proxy's metrics in Prometheus' text format (proxy::Proxy::RenderMetrics),
+  // or a comment saying none runs here yet. On the agent's loop thread.
+  void RenderMetrics(std::string* out) const;
 
  private:
   int threads_;

@@ -111,7 +111,9 @@ int Main(const std::vector<std::string>& args) {
   uv_loop_t* loop = net::DefaultLoop();
   std::unique_ptr<MetricsEndpoint> metrics;
   if (p->Has("metrics-listen")) {
-    auto m = MetricsEndpoint::Start(loop, proxy->get(), p->Get("metrics-listen"));
+    const Proxy* running = proxy->get();
+    auto m = MetricsEndpoint::Start(
+        loop, [running](std::string* out) { running->RenderMetrics(out); }, p->Get("metrics-listen"));
     if (!m) {
       fprintf(stderr, "berth proxy: --metrics-listen: %s\n", m.error().message.c_str());
       (*proxy)->Stop(0);

@@ -5,7 +5,6 @@
 #include "net/http_server.h"
 #include "net/router.h"
 #include "net/socket.h"
-#include "proxy/proxy.h"
 
 namespace berth::proxy {
 
@@ -15,7 +14,7 @@ struct MetricsEndpoint::Parts {
   std::unique_ptr<net::http::Server> server;
 };
 
-Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(uv_loop_t* loop, const Proxy* proxy,
+Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(uv_loop_t* loop, Render render,
                                                                 std::string_view where) {
   auto endpoint = net::Endpoint::Parse(where);
   if (!endpoint.ok())
@@ -25,10 +24,10 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(uv_loop_t* loop,
   }
   std::unique_ptr<MetricsEndpoint> m(new MetricsEndpoint());
   m->parts_ = std::make_unique<Parts>();
-  m->parts_->router.Add("GET", "/metrics", [proxy](const net::http::ExchangePtr& ex) {
+  m->parts_->router.Add("GET", "/metrics", [render = std::move(render)](const net::http::ExchangePtr& ex) {
     net::http::Response r;
     r.content_type = "text/plain; version=0.0.4";
-    proxy->RenderMetrics(&r.body);
+    render(&r.body);
     ex->Respond(std::move(r));
   });
   net::http::ServerLimits limits;

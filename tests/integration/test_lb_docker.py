@@ -16,8 +16,10 @@ import urllib.error
 import urllib.request
 
 import dockerd
+import harness
 from harness import DockerAgent, Server, check, cli, expect_exit, expect_status, scratch_dir, timeout, wait_until
 from test_docker import LONG, agent_token, all_in_one, box, docker, register, remove_node_containers, wait_running
+from test_proxy import scrape
 
 
 def setup_suite():
@@ -200,9 +202,19 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
     ejected). Back, the server replaces the dead task and the proxy follows."""
     dockerd.test_image()
     s = Server(args=["--heartbeat-interval", "500ms"])
-    a = DockerAgent(s, agent_token(s))
+    token = agent_token(s)
+    bad = subprocess.run([harness.BINARY, "agent", "--server", s.url, "--token", token, "--state-dir",
+                          scratch_dir("agent-state"), "--proxy-metrics-listen", "127.0.0.1"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    check(bad.returncode == 2 and "--proxy-metrics-listen: " in bad.stderr,
+          "a bad --proxy-metrics-listen: exit %d, %r" % (bad.returncode, bad.stderr))
+    metrics_port = free_port()
+    a = DockerAgent(s, token, args=["--proxy-metrics-listen", "127.0.0.1:%d" % metrics_port])
     node = a.node_id(wait=LONG)
     try:
+        # Served from the start; no load balancer has the node yet, so no proxy runs.
+        page = wait_until(lambda: scrape_text(metrics_port), wait=LONG, step=0.3, what="the agent's metrics page")
+        check(page.startswith("# no proxy runs on this node"), "metrics before any listener: %r" % page)
         port = free_port()
         register(s, "lb-away", [web("app", "web")])
         berth(s, "tg", "create", "web", "--protocol", "HTTP", "--port", "8080")
@@ -240,11 +252,28 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
         failed = [r for r in results if r[0] != 200]
         check(served_away > 100, "only %d requests while the server was away" % served_away)
         check(not failed, "%d of %d requests failed: %r" % (len(failed), len(results), failed[:5]))
+        # The node's proxy counted them, and the retries away from the dead
+        # container (its own series went with it; the group's stay).
+        m = scrape(metrics_port)
+        requests = sum(v for k, v in m.items() if k.startswith("berth_proxy_requests_total{") and
+                       k.endswith(':%d/HTTP"}' % port))
+        check(requests >= len(results), "%d requests counted on the listener, %d made" % (requests, len(results)))
+        retried = m.get('berth_proxy_group_retries_total{target_group="web-8080"}', 0)
+        check(retried >= 1, "retries away from the dead target: %r" % {k: v for k, v in m.items() if "retr" in k})
     finally:
         a.kill()
         if s.alive():
             s.stop(wait=60)
         remove_node_containers(node)
+
+
+def scrape_text(port):
+    """The body of GET /metrics on 127.0.0.1:port, or None while nothing answers there."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
+            return r.read().decode()
+    except OSError:
+        return None
 
 
 def health_web(text, healthy=True):
