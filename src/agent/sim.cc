@@ -37,7 +37,11 @@ class Simulation;
 struct SimContainer {
   std::string name;
   bool health_check = false;
-  std::vector<std::pair<int, int>> ports;  // (containerPort, hostPort; 0: dynamic), TCP
+  struct Port {
+    int container = 0, host = 0;  // host 0: dynamic
+    bool udp = false;
+  };
+  std::vector<Port> ports;
 };
 
 struct SimTask {
@@ -412,8 +416,9 @@ void SimNode::Apply(json::View msg, bool whole) {
       SimContainer sc{
           std::string(c.Get("name").String()), hc.IsArray() && hc.Size() > 0 && (*hc.begin()).String() != "NONE", {}};
       for (json::View pm : c.Get("portMappings")) {
-        if (pm.Get("protocol").String() == "udp") continue;
-        sc.ports.emplace_back(pm.Get("containerPort").IntIn(0, 65535, 0), pm.Get("hostPort").IntIn(0, 65535, 0));
+        sc.ports.push_back({static_cast<int>(pm.Get("containerPort").IntIn(0, 65535, 0)),
+                            static_cast<int>(pm.Get("hostPort").IntIn(0, 65535, 0)),
+                            pm.Get("protocol").String() == "udp"});
       }
       containers.push_back(std::move(sc));
     }
@@ -537,14 +542,15 @@ void SimNode::Report(bool heartbeat_only) {
           // Made-up host ports: the fixed one, or a dynamic one of Docker's
           // range that stays the same for the task.
           json::Doc bindings = json::Doc::Array();
-          for (const auto& [container_port, host_port] : sc.ports) {
-            int port = host_port
-                           ? host_port
-                           : 32768 + static_cast<int>((std::hash<std::string>{}(task_id) + container_port) % 28000);
+          for (const SimContainer::Port& p : sc.ports) {
+            // A port's TCP and UDP bindings differ, as they may under Docker.
+            int port =
+                p.host ? p.host
+                       : 32768 + static_cast<int>((std::hash<std::string>{}(task_id) + p.container + p.udp) % 28000);
             bindings.Push(json::Doc::Object()
-                              .Set("containerPort", container_port)
+                              .Set("containerPort", p.container)
                               .Set("hostPort", port)
-                              .Set("protocol", "tcp")
+                              .Set("protocol", p.udp ? "udp" : "tcp")
                               .Set("bindIP", "0.0.0.0"));
           }
           c.Set("networkBindings", bindings);

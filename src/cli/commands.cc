@@ -394,9 +394,9 @@ int ServiceCommand(const std::vector<std::string>& args) {
       {"lb", true, "TG:CONTAINER:PORT",
        "create: register the tasks' CONTAINER:PORT in target group TG (repeatable; berth tg)"},
       {"health-grace", true, "SECONDS", "create, update: healthCheckGracePeriodSeconds"},
-      {"publish", true, "LISTEN:PORT[/http|/tcp]",
-       "create: a listener on LISTEN for the container port PORT (repeatable; makes the target group NAME-PORT "
-       "and the load balancer NAME as needed)"},
+      {"publish", true, "LISTEN:PORT[/http|/tcp|/udp]",
+       "create: a listener on LISTEN for the container port PORT (repeatable; makes the target group NAME-PORT, "
+       "NAME-PORT-udp for /udp, and the load balancer NAME as needed)"},
       {"on", true, "EXPRESSION", "create with --publish: the nodes that listen (memberOf language; default all)"}};
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("service", p.error().message);

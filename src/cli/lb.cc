@@ -436,8 +436,8 @@ int Publish(const std::string& cluster, const std::string& service, const std::s
     if (size_t slash = text.find('/'); slash != std::string::npos) {
       std::string proto = text.substr(slash + 1);
       for (char& c : proto) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
-      if (proto != "HTTP" && proto != "TCP") {
-        return UsageError("service", "--publish " + text + ": the protocol after / must be http or tcp");
+      if (proto != "HTTP" && proto != "TCP" && proto != "UDP") {
+        return UsageError("service", "--publish " + text + ": the protocol after / must be http, tcp or udp");
       }
       x.protocol = proto;
       ports = text.substr(0, slash);
@@ -448,11 +448,12 @@ int Publish(const std::string& cluster, const std::string& service, const std::s
     Result<uint64_t> port = colon == std::string::npos ? Result<uint64_t>(Error::Invalid(""))
                                                        : flags::ParseCount(ports.substr(colon + 1), "port");
     if (!listen || !port || *listen < 1 || *listen > 65535 || *port < 1 || *port > 65535) {
-      return UsageError("service", "--publish " + text + ": expected LISTEN:PORT[/http|/tcp], e.g. 80:8080/http");
+      return UsageError("service", "--publish " + text + ": expected LISTEN:PORT[/http|/tcp|/udp], e.g. 80:8080/http");
     }
     x.listen = static_cast<int64_t>(*listen);
     x.port = static_cast<int64_t>(*port);
-    x.group = service + "-" + std::to_string(x.port);
+    // A UDP port has a group of its own: DNS publishes 53/tcp and 53/udp.
+    x.group = service + "-" + std::to_string(x.port) + (x.protocol == "UDP" ? "-udp" : "");
     if (Status s = model::ValidateLbName(x.group, "target group"); !s) {
       return UsageError("service", "--publish " + text + ": the target group's name " + x.group +
                                        " is not a valid one (" + s.error().message + "); use berth tg and --lb");
@@ -467,14 +468,18 @@ int Publish(const std::string& cluster, const std::string& service, const std::s
     for (json::View c : td.body.view().Get("taskDefinition").Get("containerDefinitions")) {
       for (json::View m : c.Get("portMappings")) {
         std::string proto(m.Get("protocol").String());
-        if (m.Get("containerPort").IntIn(0, 65535, 0) == x.port && proto != "udp") found.push_back(Str(c, "name"));
+        if (m.Get("containerPort").IntIn(0, 65535, 0) == x.port && (proto == "udp") == (x.protocol == "UDP")) {
+          found.push_back(Str(c, "name"));
+        }
       }
     }
     if (found.size() != 1) {
       std::string names;
       for (const std::string& n : found) names += (names.empty() ? "" : ", ") + n;
       fprintf(stderr, "berth: --publish: task definition %s %s\n", taskdef.c_str(),
-              found.empty() ? ("maps no TCP container port " + std::to_string(x.port)).c_str()
+              found.empty() ? ("maps no " + std::string(x.protocol == "UDP" ? "UDP" : "TCP") + " container port " +
+                               std::to_string(x.port))
+                                  .c_str()
                             : ("maps container port " + std::to_string(x.port) + " in several containers (" + names +
                                "): name one with berth tg and --lb")
                                   .c_str());
@@ -528,9 +533,10 @@ int Publish(const std::string& cluster, const std::string& service, const std::s
       }
     }
     if (listener.valid()) {
-      if (Str(listener, "defaultTargetGroup") != x.group) {
-        return fail("load balancer " + service + " listens on " + std::to_string(x.listen) + " for target group " +
-                    Str(listener, "defaultTargetGroup") + ", not " + x.group);
+      if (Str(listener, "defaultTargetGroup") != x.group || Str(listener, "protocol") != x.protocol) {
+        return fail("load balancer " + service + " listens on " + std::to_string(x.listen) + " (" +
+                    Str(listener, "protocol") + ") for target group " + Str(listener, "defaultTargetGroup") + ", not " +
+                    x.group + " (" + x.protocol + ")");
       }
       continue;
     }

@@ -270,8 +270,10 @@ def test_lb_publish_makes_the_group_balancer_and_listener_and_undoes_them_when_t
             # Errors before anything is made: a port no container maps, a bad spec.
             p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:9090", code=1)
             check("maps no TCP container port 9090" in p.stderr, "unmapped port: %r" % p.stderr)
-            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080/udp", code=2)
-            check("http or tcp" in p.stderr, "bad protocol: %r" % p.stderr)
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080/udp", code=1)
+            check("maps no UDP container port 8080" in p.stderr, "no UDP mapping: %r" % p.stderr)
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080/sctp", code=2)
+            check("http, tcp or udp" in p.stderr, "bad protocol: %r" % p.stderr)
             check(json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"] == [], "made after an error")
 
             berth(s, "service", "create", "web", "--taskdef", "web", "--count", "2", "--publish", "80:8080/http",
@@ -312,6 +314,34 @@ def test_lb_publish_makes_the_group_balancer_and_listener_and_undoes_them_when_t
             check("already exists" in p.stderr, "service exists: %r" % p.stderr)
             lb = expect_status(s.request("GET", "/v1/loadbalancers/web"), 200).json()["loadBalancer"]
             check(names() == (["web-8080"], ["web"]) and len(lb["listeners"]) == 1, "after: %r %r" % (names(), lb))
+
+            # DNS: the same container port over TCP and UDP, each its own group.
+            body = {"family": "dns", "containerDefinitions": [{
+                "name": "ns", "image": "nginx:latest", "memory": 32,
+                "portMappings": [{"containerPort": 53}, {"containerPort": 53, "protocol": "udp"}]}]}
+            expect_status(s.request("POST", "/v1/taskdefinitions", body), 201, "register dns")
+            berth(s, "service", "create", "dns", "--taskdef", "dns", "--count", "1", "--publish", "5353:53/udp",
+                  "--publish", "5354:53/tcp")
+            tgs = {t["targetGroupName"]: t["protocol"]
+                   for t in json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"]}
+            check(tgs.get("dns-53-udp") == "UDP" and tgs.get("dns-53") == "TCP", "dns groups %r" % tgs)
+            lb = expect_status(s.request("GET", "/v1/loadbalancers/dns"), 200).json()["loadBalancer"]
+            check(sorted((l["port"], l["protocol"], l["defaultTargetGroup"]) for l in lb["listeners"]) ==
+                  [(5353, "UDP", "dns-53-udp"), (5354, "TCP", "dns-53")], "dns listeners %r" % lb["listeners"])
+            svc = expect_status(s.request("GET", "/v1/services/dns"), 200).json()["service"]
+            check(sorted((l["targetGroupName"], l["containerName"], l["containerPort"]) for l in svc["loadBalancers"])
+                  == [("dns-53", "ns", 53), ("dns-53-udp", "ns", 53)], "dns loadBalancers %r" % svc["loadBalancers"])
+            # Each group's target is the task's host port of its protocol (the
+            # simulated node binds both, to different ports).
+            def targets(group):
+                return json.loads(berth(s, "tg", "health", group, "--json").stdout)["health"]["targets"]
+            wait_until(lambda: [t["state"] for t in targets("dns-53-udp")] == ["healthy"], wait=LONG, step=0.3,
+                       what="the UDP target in rotation")
+            task = expect_status(s.request("GET", "/v1/tasks?service=dns"), 200).json()["tasks"][0]
+            bound = {b["protocol"]: b["hostPort"] for c in task["containers"] for b in c.get("networkBindings", [])}
+            check(targets("dns-53-udp")[0]["port"] == bound["udp"] and targets("dns-53")[0]["port"] == bound["tcp"]
+                  and bound["udp"] != bound["tcp"], "target ports %r for bindings %r" % (
+                      (targets("dns-53-udp"), targets("dns-53")), bound))
 
 
 def test_lb_a_stopped_target_stays_on_its_agent_until_the_proxy_reports_it_drained():
