@@ -204,6 +204,9 @@ class NodeAgentImpl {
     if (o_.docker_concurrency < 1) return Error::Invalid("--docker-concurrency: must be 1 or more");
     // The pool of call connections is as wide as the queue lets calls out; pulls,
     // the events stream and log relays each stream on a connection of their own.
+    // The proxy serves the configuration it had before this start at once, the
+    // server away or not, until the server sends a newer one.
+    TakeKeptProxy();
     engine_ = std::make_unique<docker::Engine>(loop_, docker.value(), static_cast<int>(o_.docker_concurrency));
     container_engine_ = std::make_unique<DockerContainerEngine>(engine_.get());
     ReconcilerOptions ro;
@@ -801,6 +804,7 @@ class NodeAgentImpl {
         return;
       }
       TakeDesired(m, type == "desired");
+      if (type == "desired" && !m.Get("proxy").valid()) DropKeptProxy();
       TakeProxy(m.Get("proxy"));
       TakeChecks(m.Get("checks"), type == "desired");
       ApplyPendingDesired();
@@ -846,6 +850,44 @@ class NodeAgentImpl {
       return;
     }
     proxy_version_ = *applied;
+    proxy_kept_ = false;
+    // Kept for the next start (0600: it may hold listeners' certificate keys).
+    if (Status s = files::WriteAtomically(o_.state_dir + "/proxy.json", doc.Print(), 0600); !s) {
+      log::Warn("agent", "cannot keep the proxy configuration for the next start", {{"error", s.error().message}});
+    }
+  }
+
+  // The proxy configuration the last run applied (STATE/proxy.json), applied
+  // again; the server's next one replaces it as any newer one does.
+  void TakeKeptProxy() {
+    std::string text = files::ReadTrimmed(o_.state_dir + "/proxy.json");
+    if (text.empty()) return;
+    Result<json::Doc> doc = json::Doc::Parse(text);
+    if (!doc) {
+      log::Warn("agent", "the kept proxy configuration is unreadable; waiting for the server's",
+                {{"file", o_.state_dir + "/proxy.json"}, {"error", doc.error().message}});
+      return;
+    }
+    TakeProxy(doc->view());
+    if (proxy_version_ > 0) {
+      proxy_kept_ = true;
+      log::Info("agent", "serving the proxy configuration kept from the last run until the server sends one",
+                {{"version", std::to_string(proxy_version_)}});
+    }
+  }
+
+  // A whole desired line without a proxy configuration: the server has none
+  // for this node (a member of no load balancer now). A kept one still running
+  // is replaced by an empty one; one the server sent stays, as always.
+  void DropKeptProxy() {
+    if (!proxy_kept_) return;
+    proxy_kept_ = false;
+    json::Doc empty = json::Doc::Object();
+    empty.Set("version", proxy_version_ + 1);
+    Result<int64_t> applied = proxy_sink_->ApplyProxy(empty.view());
+    if (applied) proxy_version_ = *applied;
+    unlink((o_.state_dir + "/proxy.json").c_str());
+    log::Info("agent", "the server has no proxy configuration for this node: the kept one is dropped");
   }
 
   // The health checks this node runs for load balancers (target_checks.h). A
@@ -1182,6 +1224,7 @@ class NodeAgentImpl {
   ProxySink* proxy_sink_ = o_.proxy_sink ? o_.proxy_sink : &data_plane_;
   std::unique_ptr<proxy::MetricsEndpoint> proxy_metrics_;  // --proxy-metrics-listen
   int64_t proxy_version_ = 0;
+  bool proxy_kept_ = false;     // what runs came from STATE/proxy.json, not yet from a server
   std::string proxy_reported_;  // the proxy's part of the last report the server took
   // The health checks of this node's targets (target_checks.h).
   std::unique_ptr<TargetChecks> checks_ = std::make_unique<TargetChecks>(loop_);

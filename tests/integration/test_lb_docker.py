@@ -260,6 +260,30 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
         check(requests >= len(results), "%d requests counted on the listener, %d made" % (requests, len(results)))
         retried = m.get('berth_proxy_group_retries_total{target_group="web-8080"}', 0)
         check(retried >= 1, "retries away from the dead target: %r" % {k: v for k, v in m.items() if "retr" in k})
+
+        # An agent restarted while the server is away serves the configuration
+        # it kept (STATE/proxy.json) from its start.
+        s.kill()
+        a.restart()
+        wait_until(lambda: "serving the proxy configuration kept" in open(a.log_path).read(), wait=LONG, step=0.2,
+                   what="the restarted agent applying the kept configuration")
+        wait_until(lambda: get(port)[0] == 200, wait=LONG, step=0.3, what="the kept configuration serving on %d" % port)
+        answers = [get(port) for _ in range(20)]
+        check(all(code == 200 and body.startswith("web ") for code, body in answers),
+              "with the server away after the agent's restart: %r" % answers[:5])
+
+        # The balancer removed, then the server restarted (it forgets the node
+        # was a member): an agent that starts with the old configuration kept
+        # drops it at the server's first word, which has none.
+        s.start()
+        a.kill()
+        berth(s, "lb", "rm", "web")
+        s.stop(wait=60)
+        s.start()
+        a.restart()
+        wait_until(lambda: "the kept one is dropped" in open(a.log_path).read(), wait=LONG, step=0.2,
+                   what="the agent dropping the kept configuration")
+        wait_until(lambda: get(port)[0] == 0, wait=LONG, step=0.3, what="port %d closed" % port)
     finally:
         a.kill()
         if s.alive():
