@@ -53,6 +53,7 @@ struct alignas(64) GroupSlot {
 struct alignas(64) ListenerSlot {
   std::atomic<uint64_t> accepted{0}, requests{0};
   std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> dropped{0};  // UDP: datagrams of new flows dropped
 };
 template <class Slot>
 struct Slots {
@@ -2025,10 +2026,18 @@ void Worker::TakePosted() {
     runtime_ = std::move(next);
     Reconcile();
     // Flows count as connections of their target, for draining to wait on.
-    udp_->Apply(std::shared_ptr<const Config>(runtime_, &runtime_->config), [this](size_t g, size_t t) {
-      const std::shared_ptr<TargetStats>& s = runtime_->stats[g][t];
-      return FlowCounter(s, &s->connections);
-    });
+    // A UDP listener's flows count as its connections.
+    udp_->Apply(
+        std::shared_ptr<const Config>(runtime_, &runtime_->config),
+        [this](size_t g, size_t t) {
+          const std::shared_ptr<TargetStats>& s = runtime_->stats[g][t];
+          return FlowCounter(s, &s->connections);
+        },
+        [this](size_t l) {
+          const std::shared_ptr<ListenerStats>& s = runtime_->listener_stats[l];
+          ListenerSlot& slot = (*s)[index_];
+          return UdpListenerCounters{s, &slot.accepted, &slot.active, &slot.dropped};
+        });
     applied_ = runtime_->config.version;
   }
   if (stop && !stopping_) BeginStop(grace);
@@ -2443,6 +2452,14 @@ void Proxy::RenderMetrics(std::string* out) const {
     Sample(out, "berth_proxy_requests_total", l,
            Sum(
                *s, n, [](ListenerSlot & x) -> auto& { return x.requests; }));
+  Family(out, "berth_proxy_udp_datagrams_dropped_total", "counter",
+         "Datagrams of new UDP flows dropped: max_udp_flows reached, or no healthy target.");
+  for (auto& [l, s] : listeners) {
+    if (!l.ends_with("/UDP\"")) continue;
+    Sample(out, "berth_proxy_udp_datagrams_dropped_total", l,
+           Sum(
+               *s, n, [](ListenerSlot & x) -> auto& { return x.dropped; }));
+  }
 
   Family(out, "berth_proxy_target_responses_total", "counter", "Final responses from targets, by class.");
   static const char* kClasses[] = {"2xx", "3xx", "4xx", "5xx"};

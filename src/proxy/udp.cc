@@ -87,7 +87,8 @@ struct Flow : Endpoint {
   uv_udp_t* socket = nullptr;      // connected to the target; its data is this Flow
   std::string target_id, backend;  // backend: BackendKey of the target
   FlowCounter counter;
-  uint64_t last_ms = 0;  // the last datagram either way
+  UdpListenerCounters metrics;  // its listener's, as they were when it opened
+  uint64_t last_ms = 0;         // the last datagram either way
 };
 
 // One UDP listener on this worker, with the flows of its clients.
@@ -95,6 +96,7 @@ struct Listening : Endpoint {
   std::string id;
   Listener listener;  // as the running document has it
   uv_udp_t* socket = nullptr;
+  UdpListenerCounters metrics;
   std::unordered_map<std::string, std::unique_ptr<Flow>> flows;  // by Flow::key
 };
 
@@ -243,6 +245,9 @@ struct UdpWorker::Impl {
     size_t index = static_cast<size_t>(&t - g->targets.data());
     f->counter = index < per_target.size() ? per_target[index] : std::make_shared<std::atomic<int64_t>>(0);
     (*f->counter)++;
+    f->metrics = l->metrics;
+    if (f->metrics.flows) f->metrics.flows->fetch_add(1, std::memory_order_relaxed);
+    if (f->metrics.active) f->metrics.active->fetch_add(1, std::memory_order_relaxed);
     backends[f->backend].flows++;
     Flow* raw = f.get();
     l->flows.emplace(key, std::move(f));
@@ -251,6 +256,7 @@ struct UdpWorker::Impl {
 
   void CloseFlow(Flow* f) {
     (*f->counter)--;
+    if (f->metrics.active) f->metrics.active->fetch_sub(1, std::memory_order_relaxed);
     backends[f->backend].flows--;
     CloseHandle(f->socket);
     std::string key = f->key;
@@ -290,6 +296,7 @@ struct UdpWorker::Impl {
   // Counted always; logged at most once per kDropLogEveryMs, with how many were not.
   void Drop(Listening* l, const sockaddr* client, const std::string& why) {
     dropped++;
+    if (l->metrics.dropped) l->metrics.dropped->fetch_add(1, std::memory_order_relaxed);
     uint64_t now = uv_now(loop);
     if (logged_ms && now - *logged_ms < kDropLogEveryMs) {
       unlogged++;
@@ -318,7 +325,12 @@ struct UdpWorker::Impl {
     }
   }
 
-  void Apply(std::shared_ptr<const Config> next, const std::function<FlowCounter(size_t, size_t)>& counter) {
+  void Apply(std::shared_ptr<const Config> next, const std::function<FlowCounter(size_t, size_t)>& counter,
+             const std::function<UdpListenerCounters(size_t)>& listener) {
+    std::map<std::string, UdpListenerCounters> metrics;  // by ListeningId
+    for (size_t i = 0; listener && i < next->listeners.size(); i++) {
+      if (next->listeners[i].protocol == Protocol::kUdp) metrics[ListeningId(next->listeners[i])] = listener(i);
+    }
     // Slow start: targets the new document makes healthy (every one, at the first).
     std::unordered_set<std::string> was;
     if (config) {
@@ -344,12 +356,12 @@ struct UdpWorker::Impl {
       }
     }
     config = std::move(next);
-    SetListeners();
+    SetListeners(metrics);
     CheckFlows();
   }
 
   // Opens the UDP listeners of the document and closes the others, with their flows.
-  void SetListeners() {
+  void SetListeners(std::map<std::string, UdpListenerCounters>& metrics) {
     std::map<std::string, const Listener*> wanted;
     for (const Listener& l : config->listeners) {
       if (l.protocol == Protocol::kUdp) wanted[ListeningId(l)] = &l;
@@ -362,6 +374,7 @@ struct UdpWorker::Impl {
         continue;
       }
       it->second->listener = *w->second;
+      it->second->metrics = metrics[it->first];
       ++it;
     }
     for (const auto& [id, l] : wanted) {
@@ -370,6 +383,7 @@ struct UdpWorker::Impl {
       listening->impl = this;
       listening->id = id;
       listening->listener = *l;
+      listening->metrics = metrics[id];
       if (Status s = Open(listening.get()); !s.ok()) {
         log::Error(kSub, "cannot open listener", {{"worker", worker}, {"error", s.error().message}});
         continue;
@@ -418,9 +432,10 @@ UdpWorker::UdpWorker(uv_loop_s* loop, int worker, const Limits& limits) : impl_(
 // Stop must have run, on the loop, before: the handles are the loop's to free.
 UdpWorker::~UdpWorker() = default;
 
-void UdpWorker::Apply(std::shared_ptr<const Config> config, const std::function<FlowCounter(size_t, size_t)>& counter) {
+void UdpWorker::Apply(std::shared_ptr<const Config> config, const std::function<FlowCounter(size_t, size_t)>& counter,
+                      const std::function<UdpListenerCounters(size_t)>& listener) {
   if (impl_->stopped || !config) return;
-  impl_->Apply(std::move(config), counter);
+  impl_->Apply(std::move(config), counter, listener);
 }
 
 void UdpWorker::Stop() {

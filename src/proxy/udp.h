@@ -24,6 +24,16 @@ struct Limits;
 // every open flow to the target counts one.
 using FlowCounter = std::shared_ptr<std::atomic<int64_t>>;
 
+// Where one UDP listener is counted for the metrics (Proxy::RenderMetrics):
+// this worker's slot of the listener's series, which `keep` holds alive. Null
+// pointers count nothing.
+struct UdpListenerCounters {
+  std::shared_ptr<void> keep;
+  std::atomic<uint64_t>* flows = nullptr;    // flows opened
+  std::atomic<int64_t>* active = nullptr;    // flows open now
+  std::atomic<uint64_t>* dropped = nullptr;  // datagrams of new flows dropped
+};
+
 class UdpWorker {
  public:
   // On `loop`, which must outlive it; `worker` names the worker in logs.
@@ -36,8 +46,10 @@ class UdpWorker {
   // adds (SO_REUSEPORT), closes those it drops with their flows, and closes
   // every flow whose target is no longer the listener's group's, healthy or
   // draining. `counter(g, t)` is the counter of target t of
-  // config->target_groups[g]; it is called here only.
-  void Apply(std::shared_ptr<const Config> config, const std::function<FlowCounter(size_t, size_t)>& counter);
+  // config->target_groups[g], `listener(i)` where config->listeners[i] is
+  // counted; both are called here only.
+  void Apply(std::shared_ptr<const Config> config, const std::function<FlowCounter(size_t, size_t)>& counter,
+             const std::function<UdpListenerCounters(size_t)>& listener = {});
   // Closes every listener and flow and stops the idle sweep; the loop frees
   // the handles as it closes them. Apply does nothing afterwards.
   void Stop();

@@ -13,6 +13,7 @@
 
 #include "proxy/proxy.h"
 #include "support/loopback.h"
+#include "support/metrics_text.h"
 #include "support/named_target.h"
 
 using namespace berth;
@@ -34,13 +35,6 @@ std::string Get(int port, const char* host) {
   while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) text.append(buf, static_cast<size_t>(n));
   close(fd);
   return text.substr(0, text.find("\r\n"));
-}
-
-// The value of the sample `series` (name and labels, as rendered) in `text`; -1 when absent.
-double Value(const std::string& text, const std::string& series) {
-  size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
 }
 
 std::string TargetJson(const char* id, int port, const char* state = "healthy") {
@@ -83,25 +77,29 @@ TEST_CASE("proxy metrics: per listener, group and target, summed over workers", 
   REQUIRE(Eventually([&] {
     m.clear();
     (*proxy)->RenderMetrics(&m);
-    return Value(m, R"(berth_proxy_connections_active{listener="127.0.0.1:)" + std::to_string(listen) + R"(/HTTP"})") ==
-           0;
+    return testing::MetricValue(m, R"(berth_proxy_connections_active{listener="127.0.0.1:)" + std::to_string(listen) +
+                                       R"(/HTTP"})") == 0;
   }));
   INFO(m);
   std::string l = R"({listener="127.0.0.1:)" + std::to_string(listen) + R"(/HTTP"})";
-  CHECK(Value(m, "berth_proxy_connections_accepted_total" + l) == 15);
-  CHECK(Value(m, "berth_proxy_requests_total" + l) == 15);
-  CHECK(Value(m, R"(berth_proxy_target_responses_total{target_group="web",target="a",class="2xx"})") == 10);
-  CHECK(Value(m, R"(berth_proxy_target_responses_total{target_group="web",target="a",class="5xx"})") == 0);
-  CHECK(Value(m, R"(berth_proxy_target_responses_total{target_group="api",target="b",class="4xx"})") == 3);
-  CHECK(Value(m, R"(berth_proxy_target_responses_total{target_group="api",target="b",class="2xx"})") == 0);
-  CHECK(Value(m, R"(berth_proxy_local_responses_total{target_group="empty",code="503"})") == 2);
-  CHECK(Value(m, R"(berth_proxy_local_responses_total{target_group="web",code="503"})") == 0);
-  CHECK(Value(m, R"(berth_proxy_target_response_seconds_count{target_group="web"})") == 10);
-  CHECK(Value(m, R"(berth_proxy_target_response_seconds_bucket{target_group="web",le="+Inf"})") == 10);
-  CHECK(Value(m, R"(berth_proxy_target_bytes_in_total{target_group="web",target="a"})") ==
+  CHECK(testing::MetricValue(m, "berth_proxy_connections_accepted_total" + l) == 15);
+  CHECK(testing::MetricValue(m, "berth_proxy_requests_total" + l) == 15);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_responses_total{target_group="web",target="a",class="2xx"})") ==
+        10);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_responses_total{target_group="web",target="a",class="5xx"})") ==
+        0);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_responses_total{target_group="api",target="b",class="4xx"})") ==
+        3);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_responses_total{target_group="api",target="b",class="2xx"})") ==
+        0);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_local_responses_total{target_group="empty",code="503"})") == 2);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_local_responses_total{target_group="web",code="503"})") == 0);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_response_seconds_count{target_group="web"})") == 10);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_response_seconds_bucket{target_group="web",le="+Inf"})") == 10);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_bytes_in_total{target_group="web",target="a"})") ==
         10 * 38);  // "HTTP/1.1 200 X", Content-Length: 1, "a"
-  CHECK(Value(m, R"(berth_proxy_target_bytes_out_total{target_group="web",target="a"})") > 10 * 16);
-  CHECK(Value(m, R"(berth_proxy_target_connect_failures_total{target_group="web",target="a"})") == 0);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_bytes_out_total{target_group="web",target="a"})") > 10 * 16);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_connect_failures_total{target_group="web",target="a"})") == 0);
   CHECK(m.find("# TYPE berth_proxy_target_response_seconds histogram\n") != std::string::npos);
 
   // A target that cannot be reached: a connect failure, a retry, counted on it and its group.
@@ -116,11 +114,13 @@ TEST_CASE("proxy metrics: per listener, group and target, summed over workers", 
   for (int i = 0; i < 4; i++) CHECK(Get(listen, "www").starts_with("HTTP/1.1 200"));
   m.clear();
   (*proxy)->RenderMetrics(&m);
-  CHECK(Value(m, R"(berth_proxy_target_responses_total{target_group="web",target="a",class="2xx"})") == 14);
-  double failures = Value(m, R"(berth_proxy_target_connect_failures_total{target_group="web",target="dead"})");
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_responses_total{target_group="web",target="a",class="2xx"})") ==
+        14);
+  double failures =
+      testing::MetricValue(m, R"(berth_proxy_target_connect_failures_total{target_group="web",target="dead"})");
   CHECK(failures >= 1);
-  CHECK(Value(m, R"(berth_proxy_target_retries_total{target_group="web",target="dead"})") == failures);
-  CHECK(Value(m, R"(berth_proxy_group_retries_total{target_group="web"})") == failures);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_target_retries_total{target_group="web",target="dead"})") == failures);
+  CHECK(testing::MetricValue(m, R"(berth_proxy_group_retries_total{target_group="web"})") == failures);
   // Gone from the configuration: gone from the metrics.
   CHECK(m.find(R"(target_group="api")") == std::string::npos);
   CHECK(m.find(R"(target_group="empty")") == std::string::npos);

@@ -19,6 +19,7 @@
 
 #include "proxy/proxy.h"
 #include "support/loopback.h"
+#include "support/metrics_text.h"
 
 using namespace berth;
 using namespace berth::proxy;
@@ -239,7 +240,17 @@ TEST_CASE("proxy udp: datagrams of new flows beyond max_udp_flows are dropped", 
   CHECK_FALSE(three.Receive(200).has_value());
   CHECK(r.Flows("a") == 2);
   CHECK(a.sources().size() == 2);
+  // The listener's metrics: flows as its connections, and the drop.
+  std::string metrics;
+  r.proxy->RenderMetrics(&metrics);
+  std::string listener = "{listener=\"127.0.0.1:" + std::to_string(port) + "/UDP\"}";
+  CHECK(testing::MetricValue(metrics, "berth_proxy_connections_accepted_total" + listener) == 2);
+  CHECK(testing::MetricValue(metrics, "berth_proxy_connections_active" + listener) == 2);
+  CHECK(testing::MetricValue(metrics, "berth_proxy_udp_datagrams_dropped_total" + listener) == 1);
   r.proxy->Stop(1000);
+  metrics.clear();
+  r.proxy->RenderMetrics(&metrics);
+  CHECK(testing::MetricValue(metrics, "berth_proxy_connections_active" + listener) == 0);
 }
 
 TEST_CASE("proxy udp: new flows go to healthy targets; draining keeps its flows; removed closes them", "[proxy][udp]") {
