@@ -95,7 +95,8 @@ bool ReadCaFile(const flags::Parsed& p, std::string* pem) {
 }
 
 // The Docker agent: flags to options.
-int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_token) {
+int RunDocker(const std::vector<std::string>& args, const flags::Parsed& p, const char* env_server,
+              const char* env_token) {
   NodeAgentOptions o;
   o.server = p.Get("server", env_server && *env_server ? env_server : o.server);
   o.token = p.Get("token", env_token ? env_token : "");
@@ -148,6 +149,11 @@ int RunDocker(const flags::Parsed& p, const char* env_server, const char* env_to
     o.proxy_threads = static_cast<int>(v.value());
   }
   if (p.Has("proxy-metrics-listen")) o.proxy_metrics_listen = p.Get("proxy-metrics-listen");
+  o.args = args;
+  if (const char* from = getenv("BERTH_AGENT_TAKEOVER"); from && *from) {
+    o.takeover_from = atoi(from);
+    unsetenv("BERTH_AGENT_TAKEOVER");  // not for this process's own successor
+  }
   if (p.Has("docker-concurrency")) {
     Result<uint64_t> v = flags::ParseCount(p.Get("docker-concurrency"), "docker-concurrency");
     if (!v || v.value() < 1 || v.value() > 256) {
@@ -218,7 +224,7 @@ int Main(const std::vector<std::string>& args) {
   }
   const char* env_server = getenv("BERTH_SERVER");
   const char* env_token = getenv("BERTH_TOKEN");
-  if (!p->Has("simulate")) return RunDocker(*p, env_server, env_token);
+  if (!p->Has("simulate")) return RunDocker(args, *p, env_server, env_token);
   SimOptions o;
   o.server = p->Get("server", env_server && *env_server ? env_server : o.server);
   o.token = p->Get("token", env_token ? env_token : "");

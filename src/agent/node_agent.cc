@@ -3,12 +3,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <optional>
@@ -165,7 +168,7 @@ bool ServerList::Next() {
 class NodeAgentImpl {
  public:
   NodeAgentImpl(uv_loop_t* loop, NodeAgentOptions o)
-      : loop_(loop), o_(std::move(o)), rng_(std::random_device{}()), tick_(loop) {}
+      : loop_(loop), o_(std::move(o)), rng_(std::random_device{}()), tick_(loop), takeover_(loop) {}
 
   Status Start() {
     Result<ServerList> servers = ServerList::Parse(o_.server);
@@ -193,13 +196,9 @@ class NodeAgentImpl {
     }
     Result<net::Endpoint> docker = net::Endpoint::Parse(o_.docker);
     if (!docker) return Error::Invalid("--docker: " + docker.error().message);
-    if (!o_.proxy_metrics_listen.empty()) {
-      auto m = proxy::MetricsEndpoint::Start(
-          loop_, [this](std::string* out) { data_plane_.RenderMetrics(out); }, o_.proxy_metrics_listen);
-      if (!m) return Error::Invalid("--proxy-metrics-listen: " + m.error().message);
-      proxy_metrics_ = std::move(m.value());
-      log::Info("agent", "serving the proxy's metrics",
-                {{"address", o_.proxy_metrics_listen}, {"port", proxy_metrics_->port()}});
+    // (A successor binds it once the agent it takes over from is gone.)
+    if (!o_.takeover_from) {
+      if (Status s = ServeProxyMetrics(); !s) return s;
     }
     if (o_.docker_concurrency < 1) return Error::Invalid("--docker-concurrency: must be 1 or more");
     // The pool of call connections is as wide as the queue lets calls out; pulls,
@@ -271,14 +270,64 @@ class NodeAgentImpl {
     reconciler_->SetNode(node_id_);
     reconciler_->SetPulled(LoadPulled());
     host_ = ReadHost();
+    if (o_.takeover_from) {
+      TakeOver();
+      return {};
+    }
     tick_.Start(50, 50, [this] { Tick(); });
     ConnectDocker();
     return {};
   }
 
+  Status ServeProxyMetrics() {
+    if (o_.proxy_metrics_listen.empty()) return {};
+    auto m = proxy::MetricsEndpoint::Start(
+        loop_, [this](std::string* out) { data_plane_.RenderMetrics(out); }, o_.proxy_metrics_listen);
+    if (!m) return Error::Invalid("--proxy-metrics-listen: " + m.error().message);
+    proxy_metrics_ = std::move(m.value());
+    log::Info("agent", "serving the proxy's metrics",
+              {{"address", o_.proxy_metrics_listen}, {"port", proxy_metrics_->port()}});
+    return {};
+  }
+
+  // A successor (docs/operations.md, "Upgrading an agent"): the kept proxy
+  // configuration was applied in Start, so once every worker runs it its
+  // listeners are open beside the parent's (SO_REUSEPORT) and take their
+  // share of new connections; then the parent is told to go (SIGUSR1). It
+  // closes its listeners and lets what it has in flight finish; only once it
+  // is gone does this agent connect to Docker and a server, so two agents
+  // never run the node's containers at once.
+  void TakeOver() {
+    int64_t since = NowMs();
+    takeover_.Start(20, 20, [this, since] {
+      int from = o_.takeover_from;
+      if (!takeover_told_) {
+        // Bounded: a worker that never applies must not keep the parent forever.
+        if (proxy_sink_->ProxyStatus().version < proxy_version_ && NowMs() - since < 10000) return;
+        takeover_told_ = true;
+        kill(from, SIGUSR1);
+        log::Info("agent", "listening beside the agent taken over from; told it to go",
+                  {{"pid", from}, {"proxyVersion", std::to_string(proxy_version_)}});
+        return;
+      }
+      bool gone = getppid() != from;
+      if (!gone && NowMs() - since < 60000) return;
+      takeover_.Stop();
+      if (gone) {
+        log::Info("agent", "the agent taken over from is gone; starting", {{"pid", from}});
+      } else {
+        log::Warn("agent", "the agent taken over from still runs after a minute; starting anyway", {{"pid", from}});
+      }
+      if (Status s = ServeProxyMetrics(); !s) log::Error("agent", "no proxy metrics", {{"error", s.error().message}});
+      tick_.Start(50, 50, [this] { Tick(); });
+      ConnectDocker();
+    });
+  }
+
   void Shutdown() {
     shut_ = true;
     tick_.Stop();
+    takeover_.Stop();
     proxy_metrics_.reset();
     stream_.reset();
     reporter_.reset();
@@ -1208,6 +1257,8 @@ class NodeAgentImpl {
   NodeAgentOptions o_;
   std::mt19937_64 rng_;
   net::Timer tick_;
+  net::Timer takeover_;         // a successor waiting on the agent it takes over from
+  bool takeover_told_ = false;  // ... which has been told to go
   ServerList servers_;
   net::Endpoint server_;  // servers_.current(), the one talked to
   // Counts the moves from server to server: an answer to a request sent before
@@ -1286,6 +1337,96 @@ Status NodeAgent::Start() { return impl_->Start(); }
 void NodeAgent::Shutdown() { impl_->Shutdown(); }
 std::string NodeAgent::node_id() const { return impl_->node_id(); }
 
+namespace {
+
+// The agent process a SIGUSR2 starts to take this one's place (RunNodeAgent).
+class Successor {
+ public:
+  Successor(uv_loop_t* loop, std::vector<std::string> args) : loop_(loop), args_(std::move(args)) {}
+  ~Successor() {
+    if (proc_)
+      uv_close(reinterpret_cast<uv_handle_t*>(proc_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
+  }
+  bool running() const { return proc_ != nullptr && pid_ > 0; }
+  int pid() const { return pid_; }
+
+  void Start() {
+    if (running()) {
+      log::Warn("agent", "SIGUSR2: a new agent is already starting", {{"pid", pid_}});
+      return;
+    }
+    // The binary at this process's path now: an upgrade replaced the file, and
+    // /proc/self/exe names the old one "(deleted)".
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    if (n <= 0) {
+      log::Error("agent", "SIGUSR2: cannot find this binary's path", {{"error", strerror(errno)}});
+      return;
+    }
+    std::string exe(buf, static_cast<size_t>(n));
+    if (exe.ends_with(" (deleted)")) exe.resize(exe.size() - 10);
+    std::vector<std::string> argv = {exe, "agent"};
+    argv.insert(argv.end(), args_.begin(), args_.end());
+    std::vector<char*> av;
+    for (std::string& a : argv) av.push_back(a.data());
+    av.push_back(nullptr);
+    std::vector<std::string> env;
+    for (char** e = environ; *e; e++) env.emplace_back(*e);
+    env.push_back("BERTH_AGENT_TAKEOVER=" + std::to_string(getpid()));
+    std::vector<char*> ev;
+    for (std::string& e : env) ev.push_back(e.data());
+    ev.push_back(nullptr);
+    uv_stdio_container_t stdio[3];
+    for (int i = 0; i < 3; i++) {
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = i;
+    }
+    uv_process_options_t o{};
+    o.file = exe.c_str();
+    o.args = av.data();
+    o.env = ev.data();
+    o.stdio = stdio;
+    o.stdio_count = 3;
+    // Its own session: it outlives this process, and a terminal's signals are not its.
+    o.flags = UV_PROCESS_DETACHED;
+    o.exit_cb = [](uv_process_t* p, int64_t status, int sig) {
+      auto* self = static_cast<Successor*>(p->data);
+      log::Error("agent", "the new agent exited before taking over; this one goes on",
+                 {{"pid", self->pid_}, {"status", status}, {"signal", sig}});
+      self->pid_ = 0;
+      uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
+      self->proc_ = nullptr;
+    };
+    proc_ = new uv_process_t;
+    proc_->data = this;
+    if (int err = uv_spawn(loop_, proc_, &o); err != 0) {
+      log::Error("agent", "SIGUSR2: cannot start the new agent", {{"binary", exe}, {"error", uv_strerror(err)}});
+      uv_close(reinterpret_cast<uv_handle_t*>(proc_),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_process_t*>(h); });
+      proc_ = nullptr;
+      return;
+    }
+    pid_ = proc_->pid;
+    uv_unref(reinterpret_cast<uv_handle_t*>(proc_));
+    log::Info("agent", "SIGUSR2: started a new agent to take over", {{"binary", exe}, {"pid", pid_}});
+    if (files::ReadTrimmed("/proc/sys/net/ipv4/tcp_migrate_req") == "0") {
+      log::Warn("agent",
+                "net.ipv4.tcp_migrate_req is 0: connections still queued on this agent's listeners when it closes "
+                "them are reset instead of passed to the new agent's (docs/operations.md, \"Upgrading an agent\")");
+    }
+    notify::SetStatus("handing over to a new agent, pid " + std::to_string(pid_));
+  }
+
+ private:
+  uv_loop_t* loop_;
+  std::vector<std::string> args_;
+  uv_process_t* proc_ = nullptr;
+  int pid_ = 0;
+};
+
+}  // namespace
+
 int RunNodeAgent(const NodeAgentOptions& given) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);  // until its watch below is set
@@ -1324,6 +1465,22 @@ int RunNodeAgent(const NodeAgentOptions& given) {
   };
   net::SignalWatch sigterm(loop, SIGTERM, stop);
   net::SignalWatch sigint(loop, SIGINT, stop);
+  // SIGUSR2: an upgrade that refuses no connection. A successor is started
+  // from the binary now at this one's path, with the same arguments; it
+  // listens beside this one, then sends SIGUSR1, at which this one stops
+  // (its proxy closes its listeners and lets what is in flight finish).
+  Successor successor(loop, options.args);
+  net::SignalWatch sigusr2(loop, SIGUSR2, [&](int) { successor.Start(); });
+  net::SignalWatch sigusr1(loop, SIGUSR1, [&](int) {
+    if (!successor.running()) {
+      log::Warn("agent", "SIGUSR1 with no successor started: ignored");
+      return;
+    }
+    std::string status = "handed over to the new agent, pid " + std::to_string(successor.pid());
+    log::Info("agent", "the new agent listens; handing over and stopping", {{"pid", successor.pid()}});
+    notify::HandOver(successor.pid(), status);
+    net::StopLoop(loop);
+  });
   // Nothing of the agent's is read again while it runs: SIGHUP (systemctl
   // reload, a closed terminal) is noted, never fatal.
   net::SignalWatch sighup(loop, SIGHUP, [](int) {

@@ -83,6 +83,14 @@ struct NodeAgentOptions {
   // Where the node's data plane serves GET /metrics (ADDR:PORT,
   // --proxy-metrics-listen); empty: not served.
   std::string proxy_metrics_listen;
+  // The arguments of `berth agent` (after "agent"), for a successor started
+  // with the same ones at SIGUSR2 (docs/operations.md, "Upgrading an agent").
+  std::vector<std::string> args;
+  // Set in such a successor (BERTH_AGENT_TAKEOVER): the process it takes over
+  // from, its parent. It opens the kept proxy listeners beside the parent's,
+  // tells the parent (SIGUSR1) and waits for it to be gone before it touches
+  // Docker or a server.
+  int takeover_from = 0;
   // Called on the loop thread each time the node is registered with a server
   // (at start, and again after a server was lost): `berth agent` tells systemd.
   std::function<void(const std::string& node_id, const std::string& server)> registered;

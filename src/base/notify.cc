@@ -89,6 +89,12 @@ void SetStatus(const std::string& status) { SendFields({}, status); }
 
 void Watchdog() { (void)Send("WATCHDOG=1\n"); }
 
+void HandOver(int pid, const std::string& status) {
+  if (Status s = Send(Message({{"MAINPID", std::to_string(pid)}, {"STATUS", status}})); !s) {
+    log::Warn("notify", "cannot tell systemd of the new main process", {{"pid", pid}, {"error", s.error().message}});
+  }
+}
+
 uint64_t WatchdogIntervalMs() {
   const char* usec = getenv("WATCHDOG_USEC");
   if (!usec || !*usec) return 0;

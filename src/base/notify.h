@@ -46,6 +46,9 @@ void Reloading(const std::string& status);  // with MONOTONIC_USEC, as systemd 2
 void Stopping(const std::string& status);
 void SetStatus(const std::string& status);
 void Watchdog();
+// Names process `pid` the service's main process (a successor this one
+// started, before it exits), with `status`.
+void HandOver(int pid, const std::string& status);
 
 // How often to send WATCHDOG=1: half of $WATCHDOG_USEC, in milliseconds, when
 // $WATCHDOG_USEC is set and $WATCHDOG_PID is unset or this process; 0 otherwise.

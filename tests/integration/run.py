@@ -7,7 +7,9 @@ Finds `test_*` functions in `test_*.py` beside this file (after each module's
 `setup_suite()`, if it has one, ran once), runs each in its own
 Python process (so a hung test can be killed with every server it started),
 prints `PASS name` or `FAIL name: reason`, and ends with `N passed, N failed`.
-Exits non-zero if any test failed or none was selected.
+Exits non-zero if any test failed or none was selected. With BERTH_IT_KEEP=1
+each test's scratch directory (/tmp/berth-it-*: data directories, server and
+agent logs) is left for a look instead of removed.
 """
 
 import argparse
@@ -89,7 +91,8 @@ def run_one(binary, module, name, limit, verbose):
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers, if the child died abruptly
     except (ProcessLookupError, PermissionError):
         pass
-    shutil.rmtree(scratch, ignore_errors=True)
+    if not os.environ.get("BERTH_IT_KEEP"):
+        shutil.rmtree(scratch, ignore_errors=True)
     text = out.decode("utf-8", "replace")
     label = "%s.%s" % (module, name)
     took = " (%.1fs)" % (time.monotonic() - started)  # informational only

@@ -8,6 +8,7 @@ Waits are deadlines for a slow machine, never claims about speed.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -286,6 +287,74 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
         if s.alive():
             s.stop(wait=60)
         remove_node_containers(node)
+
+
+@timeout(300)
+def test_lb_docker_an_agent_upgrade_by_sigusr2_refuses_no_connection():
+    """SIGUSR2: the agent starts its successor from the binary at its path (here
+    the same one) with its arguments; the successor opens the kept proxy
+    listeners beside the old ones (SO_REUSEPORT) and tells the old agent to go,
+    which closes its listeners (net.ipv4.tcp_migrate_req=1, as docs/operations.md
+    asks, hands over what is queued on them), finishes what is in flight and
+    exits; then the successor takes the node. A client opening a new connection
+    for every request all along sees no failure, and the new agent runs the
+    node's tasks."""
+    dockerd.test_image()
+    migrate = "/proc/sys/net/ipv4/tcp_migrate_req"
+    with open(migrate) as f:
+        was = f.read().strip()
+    with open(migrate, "w") as f:
+        f.write("1")
+    s = Server(args=["--heartbeat-interval", "500ms"])
+    a = DockerAgent(s, agent_token(s))
+    node = a.node_id(wait=LONG)
+    try:
+        port = free_port()
+        register(s, "lb-up", [web("app", "web")])
+        berth(s, "service", "create", "web", "--taskdef", "lb-up", "--count", "2", "--publish", "%d:8080" % port)
+        healthy_targets(s, "web-8080", 2)
+        wait_until(lambda: get(port)[0] == 200, wait=LONG, step=0.3, what="the proxy answering on %d" % port)
+
+        results, stop = [], threading.Event()
+
+        def client():
+            while not stop.is_set():
+                results.append(get(port))  # a new connection each time
+
+        c = threading.Thread(target=client)
+        c.start()
+        try:
+            time.sleep(1)
+            old = a.proc.pid
+            a.proc.send_signal(signal.SIGUSR2)
+            a.proc.wait(60)  # the old agent, once its successor listens and its in-flight work ended
+            wait_until(lambda: "the agent taken over from is gone; starting" in open(a.log_path).read(), wait=LONG,
+                       step=0.2, what="the successor taking the node")
+            during = len(results)
+            time.sleep(2)
+        finally:
+            stop.set()
+            c.join(30)
+        failed = [r for r in results if r[0] != 200]
+        check(during > 50 and len(results) > during, "requests: %d by the handover, %d in all" % (during, len(results)))
+        check(not failed, "%d of %d requests failed: %r" % (len(failed), len(results), failed[:5]))
+        log = open(a.log_path).read()
+        check("SIGUSR2: started a new agent" in log and "handing over and stopping" in log, "the old agent's log")
+
+        # The successor runs the node: scaled to 3, the new task starts and takes traffic.
+        expect_status(s.request("PATCH", "/v1/services/web", {"desiredCount": 3}), 200, "scale web to 3")
+        healthy_targets(s, "web-8080", 3)
+        names = {get(port)[1] for _ in range(60)}
+        check(len(names) == 3, "three containers answering after the handover: %r" % names)
+        check(old != int(subprocess.run(["pgrep", "-f", "--", a.state_dir], capture_output=True, text=True)
+                         .stdout.split()[0]), "the agent's pid is new")
+    finally:
+        subprocess.run(["pkill", "-f", "--", a.state_dir])
+        a.kill()
+        s.stop(wait=60)
+        remove_node_containers(node)
+        with open(migrate, "w") as f:
+            f.write(was)
 
 
 def scrape_text(port):
