@@ -450,6 +450,8 @@ class Worker {
   void Post(std::shared_ptr<const Runtime> runtime);
   void PostStop(uint64_t grace_ms);
   int64_t applied() const { return applied_.load(); }
+  // Target addresses this worker keeps state for (TCP and HTTP, and UDP), any thread.
+  size_t tracked() const { return tracked_.load(std::memory_order_relaxed); }
   int index() const { return index_; }
 
   uv_loop_t* loop() { return &loop_; }
@@ -507,6 +509,7 @@ class Worker {
   std::map<std::string, std::unique_ptr<ListenSocket>> listeners_;
   std::unique_ptr<UdpWorker> udp_;                     // the UDP listeners and their flows
   std::unordered_map<std::string, Backend> backends_;  // by BackendKey
+  std::atomic<size_t> tracked_{0};                     // backends_.size() plus UDP's, for the metrics
   std::unordered_map<std::string, uint64_t> cursors_;  // by group
   std::mt19937 rng_;
   std::unordered_set<Connection*> open_;
@@ -2069,6 +2072,7 @@ Backend& Worker::BackendOf(const Target& t) {
     b.address = t.address;
     b.port = t.port;
     ToSockaddr(t.address, t.port, &b.addr);
+    tracked_.store(backends_.size() + udp_->tracked(), std::memory_order_relaxed);
   }
   return b;
 }
@@ -2223,16 +2227,32 @@ void Worker::DropIdle(Upstream* up) {
 // worker, ends the loop when nothing is left or the grace ran out.
 void Worker::Sweep() {
   uint64_t now = uv_now(&loop_);
-  for (auto& [key, b] : backends_) {
+  // Targets the configuration no longer lists are forgotten once nothing of
+  // theirs is left (no connection, request or pooled connection): rolling
+  // deploys bring new host ports all the time.
+  std::unordered_set<std::string> listed;
+  if (runtime_) {
+    for (const TargetGroup& g : runtime_->config.target_groups) {
+      for (const Target& t : g.targets) listed.insert(BackendKey(t));
+    }
+  }
+  for (auto it = backends_.begin(); it != backends_.end();) {
+    Backend& b = it->second;
     for (size_t i = 0; i < b.idle.size();) {
       Upstream* up = b.idle[i];
-      if (stopping_ || now - up->idle_since_ms >= options_.limits.target_idle_timeout_ms) {
+      if (stopping_ || now - up->idle_since_ms >= options_.limits.target_idle_timeout_ms || !listed.count(it->first)) {
         DropIdle(up);
       } else {
         i++;
       }
     }
+    if (!listed.count(it->first) && b.idle.empty() && b.load.connections == 0 && b.load.outstanding == 0) {
+      it = backends_.erase(it);
+    } else {
+      ++it;
+    }
   }
+  tracked_.store(backends_.size() + udp_->tracked(), std::memory_order_relaxed);
   if (stopping_ && (open_.empty() || now >= stop_deadline_)) {
     uv_timer_stop(&sweep_);
     uv_close(reinterpret_cast<uv_handle_t*>(&sweep_), nullptr);
@@ -2452,6 +2472,12 @@ void Proxy::RenderMetrics(std::string* out) const {
     Sample(out, "berth_proxy_requests_total", l,
            Sum(
                *s, n, [](ListenerSlot & x) -> auto& { return x.requests; }));
+  Family(out, "berth_proxy_targets_tracked", "gauge",
+         "Target addresses the workers keep state for (load, ejection, pooled connections, UDP flows), summed over "
+         "workers; one no longer configured is dropped once nothing of it is left.");
+  double tracked = 0;
+  for (const auto& w : impl_->workers) tracked += static_cast<double>(w->tracked());
+  out->append("berth_proxy_targets_tracked ").append(std::to_string(static_cast<uint64_t>(tracked))).append("\n");
   Family(out, "berth_proxy_udp_datagrams_dropped_total", "counter",
          "Datagrams of new UDP flows dropped: max_udp_flows reached, or no healthy target.");
   for (auto& [l, s] : listeners) {
@@ -2541,6 +2567,7 @@ size_t Proxy::Stop(uint64_t grace_ms) {
     w->Join();
     left += w->CloseLoop();
   }
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);  // RenderMetrics reads the workers
   impl_->workers.clear();
   return left;
 }

@@ -313,7 +313,8 @@ struct UdpWorker::Impl {
     unlogged = 0;
   }
 
-  // Closes flows without a datagram either way for udp_idle_timeout_ms.
+  // Closes flows without a datagram either way for udp_idle_timeout_ms, and
+  // forgets targets no longer listed that have no flow left.
   void Sweep() {
     uint64_t now = uv_now(loop);
     for (auto& [id, l] : listeners) {
@@ -322,6 +323,15 @@ struct UdpWorker::Impl {
         if (now - f->last_ms >= limits.udp_idle_timeout_ms) idle.push_back(f.get());
       }
       for (Flow* f : idle) CloseFlow(f);
+    }
+    std::unordered_set<std::string> listed;
+    for (size_t gi = 0; config && gi < config->target_groups.size(); gi++) {
+      const TargetGroup& g = config->target_groups[gi];
+      if (g.protocol != Protocol::kUdp) continue;
+      for (const Target& t : g.targets) listed.insert(BackendKey(t));
+    }
+    for (auto it = backends.begin(); it != backends.end();) {
+      it = it->second.flows == 0 && !listed.count(it->first) ? backends.erase(it) : std::next(it);
     }
   }
 
@@ -452,5 +462,7 @@ void UdpWorker::Stop() {
 size_t UdpWorker::flows() const { return impl_->FlowCount(); }
 
 uint64_t UdpWorker::dropped() const { return impl_->dropped; }
+
+size_t UdpWorker::tracked() const { return impl_->backends.size(); }
 
 }  // namespace berth::proxy

@@ -58,6 +58,8 @@ class UdpWorker {
   size_t flows() const;
   // Datagrams of new flows dropped: over max_udp_flows, or no healthy target.
   uint64_t dropped() const;
+  // Target addresses it keeps state for (flows, slow start); on the loop's thread.
+  size_t tracked() const;
 
   struct Impl;
 

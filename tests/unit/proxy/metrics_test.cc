@@ -135,3 +135,50 @@ TEST_CASE("proxy metrics: per listener, group and target, summed over workers", 
   CHECK(m.find("listener=") == std::string::npos);
   (*proxy)->Stop(1000);
 }
+
+// Rolling deploys bring targets on new host ports all the time: what the
+// workers keep per target (load, ejection, pooled connections) must go with
+// the targets, or it grows without end.
+TEST_CASE("proxy metrics: targets gone from the configuration are forgotten once idle", "[proxy][metrics]") {
+  testing::NamedTarget a("a", true);
+  int listen = testing::FreeLoopbackPort();
+  Options options;
+  options.threads = 2;
+  auto proxy = Proxy::Start(options);
+  REQUIRE(proxy.ok());
+  auto tracked = [&] {
+    std::string m;
+    (*proxy)->RenderMetrics(&m);
+    return testing::MetricValue(m, "berth_proxy_targets_tracked");
+  };
+  // Thirty versions, each with the live target and one more on a port of its
+  // own (nothing answers there; it never takes a request).
+  for (int v = 1; v <= 30; v++) {
+    std::string doc = R"({"version": )" + std::to_string(v) + R"(, "listeners": [{"port": )" + std::to_string(listen) +
+                      R"(, "protocol": "HTTP", "address": "127.0.0.1", "defaultTargetGroup": "web"}],
+        "targetGroups": [{"name": "web", "protocol": "HTTP", "targets": [)" +
+                      TargetJson("a", a.port()) + ", " + TargetJson("gone", 1 + v) + "]}]}";
+    auto config = ParseConfig(doc);
+    REQUIRE(config.ok());
+    (*proxy)->Apply(*config);
+    REQUIRE(Eventually([&] { return (*proxy)->AppliedVersion() == v; }));
+  }
+  // A pooled connection to a (kept-alive) target that then leaves: its pool goes with it.
+  auto only_a = ParseConfig(R"({"version": 31, "listeners": [{"port": )" + std::to_string(listen) +
+                            R"(, "protocol": "HTTP", "address": "127.0.0.1", "defaultTargetGroup": "web"}],
+        "targetGroups": [{"name": "web", "protocol": "HTTP", "targets": [)" +
+                            TargetJson("a", a.port()) + "]}]}");
+  REQUIRE(only_a.ok());
+  (*proxy)->Apply(*only_a);
+  REQUIRE(Eventually([&] { return (*proxy)->AppliedVersion() == 31; }));
+  CHECK(Get(listen, "www").starts_with("HTTP/1.1 200"));
+  // Each worker keeps only the target listed now (the sweep runs once a second).
+  CHECK(Eventually([&] { return tracked() <= 2; }));
+  auto none = ParseConfig(R"({"version": 32, "listeners": [{"port": )" + std::to_string(listen) +
+                          R"(, "protocol": "HTTP", "address": "127.0.0.1", "defaultTargetGroup": "web"}],
+        "targetGroups": [{"name": "web", "protocol": "HTTP", "targets": []}]})");
+  REQUIRE(none.ok());
+  (*proxy)->Apply(*none);
+  CHECK(Eventually([&] { return tracked() == 0; }));
+  (*proxy)->Stop(1000);
+}
