@@ -397,7 +397,11 @@ int ServiceCommand(const std::vector<std::string>& args) {
       {"publish", true, "LISTEN:PORT[/http|/tcp|/udp]",
        "create: a listener on LISTEN for the container port PORT (repeatable; makes the target group NAME-PORT, "
        "NAME-PORT-udp for /udp, and the load balancer NAME as needed)"},
-      {"on", true, "EXPRESSION", "create with --publish: the nodes that listen (memberOf language; default all)"}};
+      {"on", true, "EXPRESSION", "create with --publish: the nodes that listen (memberOf language; default all)"},
+      {"health-path", true, "/PATH", "create with --publish: the HTTP health check's path of the groups it makes"},
+      {"health-codes", true, "CODES",
+       "create with --publish: the HTTP codes that pass their check (200,302 or 200-399)"},
+      {"no-health-check", false, "", "create with --publish: the groups it makes have no health check"}};
   Result<flags::Parsed> p = flags::ParseFlags(args, specs);
   if (!p) return UsageError("service", p.error().message);
   if (p->help || p->positional.empty()) {
@@ -493,14 +497,21 @@ int ServiceCommand(const std::vector<std::string>& args) {
       if (p->Has("force-new-deployment")) body.Set("forceNewDeployment", true);
     }
     if (p->Has("on") && !p->Has("publish")) return UsageError("service", "--on goes with --publish");
+    for (const char* flag : {"health-path", "health-codes", "no-health-check"}) {
+      if (p->Has(flag) && !p->Has("publish")) {
+        return UsageError("service",
+                          std::string("--") + flag + " goes with --publish (berth tg modify changes a group)");
+      }
+    }
     if ((p->Has("publish")) && sub != "create") return UsageError("service", "--publish is for create");
     // The short way: what --publish needs is made first, and undone if the
     // service cannot be.
     std::vector<std::string> created;
     if (p->Has("publish")) {
-      json::Doc published;
-      if (int exit =
-              Publish(cluster, name, p->Get("taskdef"), p->GetAll("publish"), p->Get("on"), &published, &created)) {
+      json::Doc published, health;
+      if (Status s = PublishHealth(*p, &health); !s) return UsageError("service", s.error().message);
+      if (int exit = Publish(cluster, name, p->Get("taskdef"), p->GetAll("publish"), p->Get("on"), health, &published,
+                             &created)) {
         return exit;
       }
       json::Doc lbs = json::Doc::Array();

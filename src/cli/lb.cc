@@ -421,9 +421,17 @@ int LoadBalancerCommand(const std::vector<std::string>& args) {
   return UsageError("lb", "unknown subcommand '" + sub + "'");
 }
 
+Status PublishHealth(const flags::Parsed& p, json::Doc* health) {
+  *health = json::Doc::Object();
+  if (p.Has("no-health-check") && (p.Has("health-path") || p.Has("health-codes"))) {
+    return Error::Invalid("--no-health-check: no health check takes --health-path or --health-codes");
+  }
+  return SettingsBody(p, health);
+}
+
 int Publish(const std::string& cluster, const std::string& service, const std::string& taskdef,
-            const std::vector<std::string>& specs, const std::string& on, json::Doc* load_balancers,
-            std::vector<std::string>* created) {
+            const std::vector<std::string>& specs, const std::string& on, const json::Doc& health,
+            json::Doc* load_balancers, std::vector<std::string>* created) {
   struct Spec {
     int64_t listen = 0, port = 0;
     std::string protocol, group, container;
@@ -513,6 +521,10 @@ int Publish(const std::string& cluster, const std::string& service, const std::s
     if (have.valid()) continue;
     json::Doc body = json::Doc::Object();
     body.Set("cluster", cluster).Set("name", x.group).Set("protocol", x.protocol).Set("port", x.port);
+    // A UDP group has no health check to set.
+    if (x.protocol != "UDP") {
+      for (json::View v : health.view()) body.Set(std::string(v.Key()), json::Doc::Copy(v));
+    }
     if (CallResult r = Call("POST", "/v1/targetgroups", body.Print()); r.exit) return fail("the target group failed");
     created->insert(created->begin(), "/v1/targetgroups/" + Q(x.group) + cq);
   }

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "base/flags.h"
 #include "base/json.h"
+#include "base/result.h"
 
 namespace berth::cli {
 
@@ -19,10 +21,14 @@ int LoadBalancerCommand(const std::vector<std::string>& args);
 // all) and its listener on LISTEN, each made unless it exists as asked. Sets
 // `load_balancers` (the service's loadBalancers) and `created` (what was made,
 // as the DELETE paths that undo it, in the order to run them); returns an exit
-// code, the error printed.
+// code, the error printed. `health`: the health check settings (ELB's names,
+// PublishHealth) of the HTTP and TCP groups it makes.
 int Publish(const std::string& cluster, const std::string& service, const std::string& taskdef,
-            const std::vector<std::string>& specs, const std::string& on, json::Doc* load_balancers,
-            std::vector<std::string>* created);
+            const std::vector<std::string>& specs, const std::string& on, const json::Doc& health,
+            json::Doc* load_balancers, std::vector<std::string>* created);
+// The health check flags of `berth service create --publish` (--health-path,
+// --health-codes, --no-health-check) as the settings Publish gives its groups.
+Status PublishHealth(const flags::Parsed& p, json::Doc* health);
 // Runs the DELETE paths of Publish's `created` (after the service failed to be made).
 void Unpublish(const std::vector<std::string>& created);
 

@@ -274,12 +274,18 @@ def test_lb_publish_makes_the_group_balancer_and_listener_and_undoes_them_when_t
             check("maps no UDP container port 8080" in p.stderr, "no UDP mapping: %r" % p.stderr)
             p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080/sctp", code=2)
             check("http, tcp or udp" in p.stderr, "bad protocol: %r" % p.stderr)
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--health-path", "/ready", code=2)
+            check("--health-path goes with --publish" in p.stderr, "health flags alone: %r" % p.stderr)
+            p = berth(s, "service", "create", "web", "--taskdef", "web", "--publish", "80:8080", "--no-health-check",
+                      "--health-path", "/ready", code=2)
+            check("no health check takes --health-path" in p.stderr, "contradicting health flags: %r" % p.stderr)
             check(json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"] == [], "made after an error")
 
             berth(s, "service", "create", "web", "--taskdef", "web", "--count", "2", "--publish", "80:8080/http",
-                  "--on", "attribute:zone == zone-a")
+                  "--on", "attribute:zone == zone-a", "--health-path", "/ready", "--health-codes", "200,204")
             tg = expect_status(s.request("GET", "/v1/targetgroups/web-8080"), 200).json()["targetGroup"]
-            check(tg["protocol"] == "HTTP" and tg["port"] == 8080, "target group %r" % tg)
+            check(tg["protocol"] == "HTTP" and tg["port"] == 8080 and tg["healthCheckPath"] == "/ready" and
+                  tg["matcher"]["httpCode"] == "200,204", "target group %r" % tg)
             lb = expect_status(s.request("GET", "/v1/loadbalancers/web"), 200).json()["loadBalancer"]
             check(lb["nodes"] == "attribute:zone == zone-a" and
                   [(l["port"], l["protocol"], l["defaultTargetGroup"]) for l in lb["listeners"]] ==
@@ -321,7 +327,9 @@ def test_lb_publish_makes_the_group_balancer_and_listener_and_undoes_them_when_t
                 "portMappings": [{"containerPort": 53}, {"containerPort": 53, "protocol": "udp"}]}]}
             expect_status(s.request("POST", "/v1/taskdefinitions", body), 201, "register dns")
             berth(s, "service", "create", "dns", "--taskdef", "dns", "--count", "1", "--publish", "5353:53/udp",
-                  "--publish", "5354:53/tcp")
+                  "--publish", "5354:53/tcp", "--no-health-check")
+            check(expect_status(s.request("GET", "/v1/targetgroups/dns-53"), 200).json()["targetGroup"][
+                "healthCheckEnabled"] is False, "--no-health-check on the TCP group it made")
             tgs = {t["targetGroupName"]: t["protocol"]
                    for t in json.loads(berth(s, "tg", "ls", "--json").stdout)["targetGroups"]}
             check(tgs.get("dns-53-udp") == "UDP" and tgs.get("dns-53") == "TCP", "dns groups %r" % tgs)
