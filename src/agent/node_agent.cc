@@ -1463,39 +1463,45 @@ int RunNodeAgent(const NodeAgentOptions& given) {
     notify::Stopping("shutting down (signal " + std::to_string(sig) + "); containers keep running");
     net::StopLoop(loop);
   };
-  net::SignalWatch sigterm(loop, SIGTERM, stop);
-  net::SignalWatch sigint(loop, SIGINT, stop);
-  // SIGUSR2: an upgrade that refuses no connection. A successor is started
-  // from the binary now at this one's path, with the same arguments; it
-  // listens beside this one, then sends SIGUSR1, at which this one stops
-  // (its proxy closes its listeners and lets what is in flight finish).
-  Successor successor(loop, options.args);
-  net::SignalWatch sigusr2(loop, SIGUSR2, [&](int) { successor.Start(); });
-  net::SignalWatch sigusr1(loop, SIGUSR1, [&](int) {
-    if (!successor.running()) {
-      log::Warn("agent", "SIGUSR1 with no successor started: ignored");
-      return;
+  {
+    net::SignalWatch sigterm(loop, SIGTERM, stop);
+    net::SignalWatch sigint(loop, SIGINT, stop);
+    // SIGUSR2: an upgrade that refuses no connection. A successor is started
+    // from the binary now at this one's path, with the same arguments; it
+    // listens beside this one, then sends SIGUSR1, at which this one stops
+    // (its proxy closes its listeners and lets what is in flight finish).
+    Successor successor(loop, options.args);
+    net::SignalWatch sigusr2(loop, SIGUSR2, [&](int) { successor.Start(); });
+    net::SignalWatch sigusr1(loop, SIGUSR1, [&](int) {
+      if (!successor.running()) {
+        log::Warn("agent", "SIGUSR1 with no successor started: ignored");
+        return;
+      }
+      std::string status = "handed over to the new agent, pid " + std::to_string(successor.pid());
+      log::Info("agent", "the new agent listens; handing over and stopping", {{"pid", successor.pid()}});
+      notify::HandOver(successor.pid(), status);
+      net::StopLoop(loop);
+    });
+    // Nothing of the agent's is read again while it runs: SIGHUP (a closed
+    // terminal, an old habit) is noted, never fatal.
+    net::SignalWatch sighup(loop, SIGHUP, [](int) {
+      log::Info("agent", "SIGHUP: nothing to reload (flags and the environment are read at start; restart for those)");
+    });
+    // The watchdog's keep-alive comes from the loop, so a stuck loop stops it.
+    net::Timer watchdog(loop);
+    if (uint64_t every_ms = notify::WatchdogIntervalMs(); every_ms > 0) {
+      watchdog.Start(every_ms, every_ms, [] { notify::Watchdog(); });
+      watchdog.Unref();
     }
-    std::string status = "handed over to the new agent, pid " + std::to_string(successor.pid());
-    log::Info("agent", "the new agent listens; handing over and stopping", {{"pid", successor.pid()}});
-    notify::HandOver(successor.pid(), status);
-    net::StopLoop(loop);
-  });
-  // Nothing of the agent's is read again while it runs: SIGHUP (systemctl
-  // reload, a closed terminal) is noted, never fatal.
-  net::SignalWatch sighup(loop, SIGHUP, [](int) {
-    log::Info("agent", "SIGHUP: nothing to reload (flags and the environment are read at start; restart for those)");
-  });
-  // The watchdog's keep-alive comes from the loop, so a stuck loop stops it.
-  net::Timer watchdog(loop);
-  if (uint64_t every_ms = notify::WatchdogIntervalMs(); every_ms > 0) {
-    watchdog.Start(every_ms, every_ms, [] { notify::Watchdog(); });
-    watchdog.Unref();
+    net::RunLoop(loop);
+    watchdog.Stop();
+    ready_anyway.Stop();
+    agent.Shutdown();
   }
-  net::RunLoop(loop);
-  watchdog.Stop();
-  ready_anyway.Stop();
-  agent.Shutdown();
+  // The watches are gone, and libuv gave their signals back their default
+  // actions: another SIGTERM (a second `kill`, systemd's) or any of the others
+  // must not cut the rest of the stop short (a proxy draining for seconds).
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) signal(sig, SIG_IGN);
   return 0;
 }
 

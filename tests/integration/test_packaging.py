@@ -259,7 +259,8 @@ def test_packaging_agent_ready_once_registered_survives_sighup():
     a.proc.send_signal(signal.SIGTERM)
     stopping = ns.next("STOPPING")
     check("containers keep running" in stopping.get("STATUS", ""), "STOPPING=1 with a status: %r" % stopping)
-    check(a.kill(signal.SIGTERM) == 0, "the agent exits 0 after SIGTERM: %s" % a.logs()[-1500:])
+    code = a.kill(signal.SIGTERM)
+    check(code == 0, "the agent exits 0 after SIGTERM, not %r: %s" % (code, a.logs()[-1500:]))
     s.stop()
     ns.close()
 
