@@ -78,6 +78,10 @@ const char kUsage[] =
     "after a restart. With --simulate, N simulated nodes in this process speak the\n"
     "real agent protocol instead, and their tasks run nowhere (for scale tests).\n"
     "\n"
+    "SIGTERM stops the agent (containers keep running). SIGUSR2 (systemctl reload)\n"
+    "upgrades it: the binary now at its path starts, listens beside it on the\n"
+    "node's load balancer ports, and takes over (docs/operations.md).\n"
+    "\n"
     "Flags:\n";
 
 // --ca-file (or $BERTH_CA_FILE) into `pem`; false, having said why, when unreadable.
