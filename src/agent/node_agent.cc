@@ -201,11 +201,11 @@ class NodeAgentImpl {
       if (Status s = ServeProxyMetrics(); !s) return s;
     }
     if (o_.docker_concurrency < 1) return Error::Invalid("--docker-concurrency: must be 1 or more");
-    // The pool of call connections is as wide as the queue lets calls out; pulls,
-    // the events stream and log relays each stream on a connection of their own.
     // The proxy serves the configuration it had before this start at once, the
     // server away or not, until the server sends a newer one.
     TakeKeptProxy();
+    // The pool of call connections is as wide as the queue lets calls out; pulls,
+    // the events stream and log relays each stream on a connection of their own.
     engine_ = std::make_unique<docker::Engine>(loop_, docker.value(), static_cast<int>(o_.docker_concurrency));
     container_engine_ = std::make_unique<DockerContainerEngine>(engine_.get());
     ReconcilerOptions ro;

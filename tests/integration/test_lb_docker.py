@@ -200,7 +200,10 @@ def test_lb_docker_the_proxy_serves_on_while_the_server_is_down():
     """The control plane away (SIGKILL, 30 s) stops no request: the agent's proxy
     keeps the last targets, and a container that dies meanwhile is passed over
     (its connects are refused and retried on the other target, then it is
-    ejected). Back, the server replaces the dead task and the proxy follows."""
+    ejected). Back, the server replaces the dead task and the proxy follows; the
+    agent's --proxy-metrics-listen counted the requests. An agent restarted
+    with the server away serves the configuration it kept; one that starts
+    with a kept configuration the server no longer has for it drops it."""
     dockerd.test_image()
     s = Server(args=["--heartbeat-interval", "500ms"])
     token = agent_token(s)
