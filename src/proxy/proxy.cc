@@ -509,6 +509,7 @@ class Worker {
   std::map<std::string, std::unique_ptr<ListenSocket>> listeners_;
   std::unique_ptr<UdpWorker> udp_;                     // the UDP listeners and their flows
   std::unordered_map<std::string, Backend> backends_;  // by BackendKey
+  std::unordered_set<std::string> listed_;             // the BackendKeys runtime_ lists (Sweep keeps those)
   std::atomic<size_t> tracked_{0};                     // backends_.size() plus UDP's, for the metrics
   std::unordered_map<std::string, uint64_t> cursors_;  // by group
   std::mt19937 rng_;
@@ -2027,6 +2028,10 @@ void Worker::TakePosted() {
   if (next && !stopping_) {
     StartSlowStarts(*next);
     runtime_ = std::move(next);
+    listed_.clear();
+    for (const TargetGroup& g : runtime_->config.target_groups) {
+      for (const Target& t : g.targets) listed_.insert(BackendKey(t));
+    }
     Reconcile();
     // Flows count as connections of their target, for draining to wait on.
     // A UDP listener's flows count as its connections.
@@ -2230,23 +2235,17 @@ void Worker::Sweep() {
   // Targets the configuration no longer lists are forgotten once nothing of
   // theirs is left (no connection, request or pooled connection): rolling
   // deploys bring new host ports all the time.
-  std::unordered_set<std::string> listed;
-  if (runtime_) {
-    for (const TargetGroup& g : runtime_->config.target_groups) {
-      for (const Target& t : g.targets) listed.insert(BackendKey(t));
-    }
-  }
   for (auto it = backends_.begin(); it != backends_.end();) {
     Backend& b = it->second;
     for (size_t i = 0; i < b.idle.size();) {
       Upstream* up = b.idle[i];
-      if (stopping_ || now - up->idle_since_ms >= options_.limits.target_idle_timeout_ms || !listed.count(it->first)) {
+      if (stopping_ || now - up->idle_since_ms >= options_.limits.target_idle_timeout_ms || !listed_.count(it->first)) {
         DropIdle(up);
       } else {
         i++;
       }
     }
-    if (!listed.count(it->first) && b.idle.empty() && b.load.connections == 0 && b.load.outstanding == 0) {
+    if (!listed_.count(it->first) && b.idle.empty() && b.load.connections == 0 && b.load.outstanding == 0) {
       it = backends_.erase(it);
     } else {
       ++it;

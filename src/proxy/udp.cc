@@ -122,16 +122,11 @@ struct UdpWorker::Impl {
   std::unordered_map<std::string, std::vector<FlowCounter>> counters;  // by UDP group: one per target
   std::map<std::string, std::unique_ptr<Listening>> listeners;         // by ListeningId
   std::unordered_map<std::string, Backend> backends;                   // by BackendKey
-  std::unordered_map<std::string, uint64_t> cursors;                   // by group
+  std::unordered_set<std::string> listed;  // the BackendKeys of the document's UDP targets (Sweep keeps those)
+  std::unordered_map<std::string, uint64_t> cursors;  // by group
   std::mt19937 rng{std::random_device{}()};
   uint64_t dropped = 0, unlogged = 0;
   std::optional<uint64_t> logged_ms;
-
-  size_t FlowCount() const {
-    size_t n = 0;
-    for (const auto& [id, l] : listeners) n += l->flows.size();
-    return n;
-  }
 
   // libuv's callbacks: the handle's data is an Endpoint* (null once closed),
   // stored as one so that it is read back as one.
@@ -324,12 +319,6 @@ struct UdpWorker::Impl {
       }
       for (Flow* f : idle) CloseFlow(f);
     }
-    std::unordered_set<std::string> listed;
-    for (size_t gi = 0; config && gi < config->target_groups.size(); gi++) {
-      const TargetGroup& g = config->target_groups[gi];
-      if (g.protocol != Protocol::kUdp) continue;
-      for (const Target& t : g.targets) listed.insert(BackendKey(t));
-    }
     for (auto it = backends.begin(); it != backends.end();) {
       it = it->second.flows == 0 && !listed.count(it->first) ? backends.erase(it) : std::next(it);
     }
@@ -353,12 +342,14 @@ struct UdpWorker::Impl {
     }
     int64_t now = static_cast<int64_t>(uv_now(loop));
     counters.clear();
+    listed.clear();
     for (size_t gi = 0; gi < next->target_groups.size(); gi++) {
       const TargetGroup& g = next->target_groups[gi];
       if (g.protocol != Protocol::kUdp) continue;
       std::vector<FlowCounter>& per_target = counters[g.name];
       for (size_t ti = 0; ti < g.targets.size(); ti++) {
         const Target& t = g.targets[ti];
+        listed.insert(BackendKey(t));
         per_target.push_back(counter(gi, ti));
         if (t.state == TargetState::kHealthy && !was.count(BackendKey(t))) {
           backends[BackendKey(t)].healthy_since_ms = now;
@@ -458,10 +449,6 @@ void UdpWorker::Stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(impl_->sweep),
            [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
-
-size_t UdpWorker::flows() const { return impl_->FlowCount(); }
-
-uint64_t UdpWorker::dropped() const { return impl_->dropped; }
 
 size_t UdpWorker::tracked() const { return impl_->backends.size(); }
 

@@ -54,10 +54,6 @@ class UdpWorker {
   // the handles as it closes them. Apply does nothing afterwards.
   void Stop();
 
-  // Open flows, on all of this worker's UDP listeners.
-  size_t flows() const;
-  // Datagrams of new flows dropped: over max_udp_flows, or no healthy target.
-  uint64_t dropped() const;
   // Target addresses it keeps state for (flows, slow start); on the loop's thread.
   size_t tracked() const;
 

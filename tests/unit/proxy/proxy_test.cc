@@ -70,13 +70,8 @@ TEST_CASE("proxy: a stop cuts and frees what its grace did not see end", "[proxy
   int mute_port = 0;
   int mute_fd = testing::ListenLoopback(&mute_port);
   // A target whose accept queue is full: a connection to it stays in SYN-SENT.
-  int full_fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in full = testing::LoopbackAddress();
-  REQUIRE(bind(full_fd, reinterpret_cast<sockaddr*>(&full), sizeof(full)) == 0);
-  REQUIRE(listen(full_fd, 0) == 0);
-  socklen_t len = sizeof(full);
-  getsockname(full_fd, reinterpret_cast<sockaddr*>(&full), &len);
-  int full_port = ntohs(full.sin_port);
+  int full_port = 0;
+  int full_fd = testing::ListenLoopback(&full_port, 0);
   int filler = ConnectLoopback(full_port);
   REQUIRE(filler >= 0);
 

@@ -47,13 +47,13 @@ bool Eventually(F cond) {
   return cond();
 }
 
-// A socket listening on 127.0.0.1 on a port the kernel picks; returns its fd
-// and sets *port.
-inline int ListenLoopback(int* port) {
+// A socket listening on 127.0.0.1 on a port the kernel picks, with `backlog`
+// (0: one connection fills its accept queue); returns its fd and sets *port.
+inline int ListenLoopback(int* port, int backlog = 16) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a = LoopbackAddress();
   REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(listen(fd, 16) == 0);
+  REQUIRE(listen(fd, backlog) == 0);
   socklen_t len = sizeof(a);
   getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   *port = ntohs(a.sin_port);
